@@ -1,0 +1,1160 @@
+//! The AWS KMS front end: JSON 1.1 over `POST /` with `X-Amz-Target: TrentService.<Op>`,
+//! signed with SigV4 (service `kms`).
+//!
+//! [`AwsApi::handle`] authenticates, parses the body into the operation's request type, calls the
+//! [`Kms`] core, renders the response and records the call in the audit log. Errors reach the
+//! wire in exactly one place, [`ApiError::into_response`], as AWS sends them: HTTP 400 (500 for
+//! ours) with `{"__type": "<Exception>", "message": "..."}`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shared::Caller;
+use shared::sigv4::{self, AuthError, RequestParts, UriEncoding, Verifier};
+
+use crate::audit::AuditEvent;
+use crate::blob::EncryptionContext;
+use crate::error::Error;
+use crate::model::*;
+use crate::service::*;
+
+/// Largest request body the KMS accepts.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The `X-Amz-Target` prefix of KMS operations.
+pub const TARGET_PREFIX: &str = "TrentService.";
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// AWS KMS operations kmsim does not simulate; they answer UnsupportedOperationException and are
+/// listed in `docs/api-coverage.md`.
+pub const UNSUPPORTED_OPERATIONS: &[&str] = &[
+    "ConnectCustomKeyStore",
+    "CreateCustomKeyStore",
+    "DeleteCustomKeyStore",
+    "DeleteImportedKeyMaterial",
+    "DeriveSharedSecret",
+    "DescribeCustomKeyStores",
+    "DisconnectCustomKeyStore",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "GetKeyLastUsage",
+    "GetParametersForImport",
+    "GetPublicKey",
+    "ImportKeyMaterial",
+    "ReplicateKey",
+    "Sign",
+    "UpdateCustomKeyStore",
+    "UpdatePrimaryRegion",
+    "Verify",
+    "VerifyMac",
+];
+
+/// An error on its way to the wire.
+#[derive(Debug)]
+pub enum ApiError {
+    /// From the core.
+    Kms(Error),
+    /// The body is not the JSON the operation expects.
+    Serialization(String),
+    /// No such operation.
+    UnknownOperation,
+    /// The signature was refused.
+    Auth(AuthError),
+    /// The body exceeds [`MAX_BODY_BYTES`].
+    TooLarge,
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Kms(e)
+    }
+}
+
+impl ApiError {
+    /// The `__type` sent to the client (also the audit outcome).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Kms(e) => match e {
+                Error::NotFound(_) => "NotFoundException",
+                Error::Disabled(_) => "DisabledException",
+                Error::InvalidState(_) => "KMSInvalidStateException",
+                Error::InvalidCiphertext(_) => "InvalidCiphertextException",
+                Error::IncorrectKey(_) => "IncorrectKeyException",
+                Error::Validation(_) => "ValidationException",
+                Error::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+                Error::AlreadyExists(_) => "AlreadyExistsException",
+                Error::InvalidAliasName(_) => "InvalidAliasNameException",
+                Error::InvalidArn(_) => "InvalidArnException",
+                Error::LimitExceeded(_) => "LimitExceededException",
+                Error::Tag(_) => "TagException",
+                Error::UnsupportedOperation(_) => "UnsupportedOperationException",
+                Error::InvalidGrantToken(_) => "InvalidGrantTokenException",
+                Error::InvalidGrantId(_) => "InvalidGrantIdException",
+                Error::InvalidMarker(_) => "InvalidMarkerException",
+                Error::AccessDenied(_) => "AccessDeniedException",
+                Error::DryRun => "DryRunOperationException",
+                Error::Internal(_) => "KMSInternalException",
+            },
+            ApiError::Serialization(_) => "SerializationException",
+            ApiError::UnknownOperation => "UnknownOperationException",
+            ApiError::TooLarge => "ValidationException",
+            ApiError::Auth(e) => match e {
+                AuthError::Missing => "MissingAuthenticationTokenException",
+                AuthError::Malformed(_) => "IncompleteSignatureException",
+                AuthError::UnknownAccessKey => "UnrecognizedClientException",
+                AuthError::BadScope(_)
+                | AuthError::Skewed { .. }
+                | AuthError::PayloadHashMismatch
+                | AuthError::SignatureMismatch { .. } => "InvalidSignatureException",
+            },
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Kms(Error::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Kms(Error::DryRun) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Kms(Error::AccessDenied(_)) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Auth(AuthError::Missing) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Kms(Error::Internal(detail)) => {
+                tracing::error!(%detail, "internal error in the KMS");
+                "An internal error occurred.".into()
+            }
+            ApiError::Kms(e) => e.to_string(),
+            ApiError::Serialization(m) => m.clone(),
+            ApiError::UnknownOperation => String::new(),
+            ApiError::TooLarge => format!("Request body must be at most {MAX_BODY_BYTES} bytes"),
+            ApiError::Auth(e) => match e {
+                AuthError::Missing => "Missing Authentication Token".into(),
+                AuthError::UnknownAccessKey => "The security token included in the request is invalid.".into(),
+                AuthError::Skewed { request_time, server_time } => {
+                    format!("Signature expired: {request_time} is now earlier or later than {server_time} by more than 15 min.")
+                }
+                AuthError::SignatureMismatch { .. } | AuthError::PayloadHashMismatch => {
+                    "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into()
+                }
+                AuthError::Malformed(m) | AuthError::BadScope(m) => m.clone(),
+            },
+        }
+    }
+
+    /// The error as AWS sends it.
+    pub fn into_response(self) -> Response {
+        let body = json!({"__type": self.code(), "message": self.message()});
+        json_response(self.status(), body.to_string().into_bytes())
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response.headers_mut().insert("x-amzn-requestid", request_id());
+    response
+}
+
+fn request_id() -> HeaderValue {
+    HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value")
+}
+
+/// The AWS KMS JSON API over a [`Kms`].
+#[derive(Debug, Clone)]
+pub struct AwsApi {
+    kms: Arc<Kms>,
+    verifier: Arc<Verifier>,
+}
+
+/// What a call tells the audit log besides its outcome.
+#[derive(Debug, Default)]
+struct Audit {
+    key_arn: Option<String>,
+    context: Option<EncryptionContext>,
+}
+
+impl AwsApi {
+    /// A front end for `kms`, checking signatures with `verifier`.
+    pub fn new(kms: Arc<Kms>, verifier: Arc<Verifier>) -> Self {
+        AwsApi { kms, verifier }
+    }
+
+    /// The core behind this front end.
+    pub fn kms(&self) -> &Arc<Kms> {
+        &self.kms
+    }
+
+    /// Whether a request is for this front end (`X-Amz-Target: TrentService.*`).
+    pub fn accepts(headers: &HeaderMap) -> bool {
+        headers.get("x-amz-target").is_some_and(|t| t.as_bytes().starts_with(TARGET_PREFIX.as_bytes()))
+    }
+
+    /// Handles one request.
+    pub async fn handle(&self, request: Request<Body>) -> Response {
+        let (parts, body) = request.into_parts();
+        let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(_) => return ApiError::TooLarge.into_response(),
+        };
+        let query = parts.uri.query().unwrap_or("");
+        let request_parts =
+            RequestParts { method: parts.method.as_str(), path: parts.uri.path(), query, headers: &parts.headers };
+        let payload_hash = sigv4::payload_sha256(&body);
+        let caller = match self.verifier.verify(
+            &request_parts,
+            &payload_hash,
+            "kms",
+            UriEncoding::Double,
+            shared::time::now_unix(),
+        ) {
+            Ok(caller) => caller,
+            Err(e) => return ApiError::Auth(e).into_response(),
+        };
+        let operation = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|t| t.to_str().ok())
+            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+            .unwrap_or("");
+        let mut audit = Audit::default();
+        let kms = self.kms.clone();
+        let result = if is_mutation(operation) {
+            // Mutations fsync; keep them off the async workers' hot loop.
+            tokio::task::block_in_place(|| dispatch(&kms, &caller, operation, &body, &mut audit))
+        } else {
+            dispatch(&kms, &caller, operation, &body, &mut audit)
+        };
+        let outcome = match &result {
+            Ok(_) => "Success",
+            Err(e) => e.code(),
+        };
+        if operation_is_known(operation) {
+            self.kms.audit.record(AuditEvent {
+                time: shared::time::format_rfc3339_millis(self.kms.clock.now_millis()),
+                time_millis: self.kms.clock.now_millis(),
+                account: caller.account_id.clone(),
+                access_key: caller.access_key_id.clone(),
+                principal: caller.principal_arn.clone(),
+                region: caller.region.clone(),
+                via_service: caller.via_service.clone(),
+                dialect: "aws".into(),
+                operation: operation.to_owned(),
+                key_arn: audit.key_arn,
+                encryption_context: audit.context.filter(|c| !c.is_empty()),
+                outcome: outcome.to_owned(),
+            });
+        }
+        match result {
+            Ok(body) => json_response(StatusCode::OK, body),
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+fn operation_is_known(operation: &str) -> bool {
+    OPERATIONS.contains(&operation) || UNSUPPORTED_OPERATIONS.contains(&operation)
+}
+
+/// Every operation kmsim implements.
+pub const OPERATIONS: &[&str] = &[
+    "CancelKeyDeletion",
+    "CreateAlias",
+    "CreateGrant",
+    "CreateKey",
+    "Decrypt",
+    "DeleteAlias",
+    "DescribeKey",
+    "DisableKey",
+    "DisableKeyRotation",
+    "EnableKey",
+    "EnableKeyRotation",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "GetKeyPolicy",
+    "GetKeyRotationStatus",
+    "ListAliases",
+    "ListGrants",
+    "ListKeyPolicies",
+    "ListKeyRotations",
+    "ListKeys",
+    "ListResourceTags",
+    "ListRetirableGrants",
+    "PutKeyPolicy",
+    "ReEncrypt",
+    "RetireGrant",
+    "RevokeGrant",
+    "RotateKeyOnDemand",
+    "ScheduleKeyDeletion",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
+    "UpdateKeyDescription",
+];
+
+fn is_mutation(operation: &str) -> bool {
+    !matches!(
+        operation,
+        "Encrypt" | "Decrypt" | "ReEncrypt" | "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" | "GenerateRandom"
+    ) && !operation.starts_with("Describe")
+        && !operation.starts_with("List")
+        && !operation.starts_with("Get")
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError::Serialization(format!("Could not parse the request body: {e}")))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Kms(Error::Internal(format!("encoding a response: {e}"))))
+}
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| {
+        ApiError::Kms(Error::Validation(format!(
+            "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+        )))
+    })
+}
+
+fn base64_field(value: &str, field: &str) -> Result<Vec<u8>, ApiError> {
+    BASE64.decode(value).map_err(|_| ApiError::Serialization(format!("Value of '{field}' is not valid base64")))
+}
+
+fn limit(value: Option<i64>, max: i64, default: i64) -> Result<usize, ApiError> {
+    let value = value.unwrap_or(default);
+    if !(1..=max).contains(&value) {
+        return Err(ApiError::Kms(Error::Validation(format!(
+            "1 validation error detected: Value '{value}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {max}"
+        ))));
+    }
+    Ok(value as usize)
+}
+
+fn check_algorithm(value: Option<&str>, field: &str) -> Result<(), ApiError> {
+    match value {
+        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
+        Some(other) => Err(ApiError::Kms(Error::InvalidKeyUsage(format!(
+            "The encryption algorithm {other} ({field}) is not supported by a symmetric encryption key."
+        )))),
+    }
+}
+
+fn dry_run(flag: Option<bool>) -> Result<(), ApiError> {
+    if flag == Some(true) { Err(ApiError::Kms(Error::DryRun)) } else { Ok(()) }
+}
+
+// ---- request shapes ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyIdRequest {
+    key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TagShape {
+    #[serde(rename = "TagKey")]
+    key: Option<String>,
+    #[serde(rename = "TagValue")]
+    value: Option<String>,
+}
+
+fn tags(shapes: Vec<TagShape>) -> Result<Vec<Tag>, ApiError> {
+    shapes
+        .into_iter()
+        .map(|t| Ok(Tag { key: required(t.key, "tagKey")?, value: required(t.value, "tagValue")? }))
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateKeyRequest {
+    description: Option<String>,
+    policy: Option<String>,
+    key_usage: Option<String>,
+    key_spec: Option<String>,
+    customer_master_key_spec: Option<String>,
+    origin: Option<String>,
+    custom_key_store_id: Option<String>,
+    multi_region: Option<bool>,
+    #[serde(default)]
+    tags: Vec<TagShape>,
+    #[serde(rename = "BypassPolicyLockoutSafetyCheck")]
+    _bypass: Option<bool>,
+    #[serde(rename = "XksKeyId")]
+    xks_key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListRequest {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateKeyDescriptionRequest {
+    key_id: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScheduleKeyDeletionRequest {
+    key_id: Option<String>,
+    pending_window_in_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AliasRequest {
+    alias_name: Option<String>,
+    target_key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptRequest<'a> {
+    key_id: Option<String>,
+    #[serde(borrow)]
+    plaintext: Option<Cow<'a, str>>,
+    #[serde(default)]
+    encryption_context: EncryptionContext,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    encryption_algorithm: Option<String>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptRequest<'a> {
+    #[serde(borrow)]
+    ciphertext_blob: Option<Cow<'a, str>>,
+    #[serde(default)]
+    encryption_context: EncryptionContext,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    key_id: Option<String>,
+    encryption_algorithm: Option<String>,
+    dry_run: Option<bool>,
+    recipient: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReEncryptRequest<'a> {
+    #[serde(borrow)]
+    ciphertext_blob: Option<Cow<'a, str>>,
+    #[serde(default)]
+    source_encryption_context: EncryptionContext,
+    source_key_id: Option<String>,
+    destination_key_id: Option<String>,
+    #[serde(default)]
+    destination_encryption_context: EncryptionContext,
+    source_encryption_algorithm: Option<String>,
+    destination_encryption_algorithm: Option<String>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateDataKeyRequest {
+    key_id: Option<String>,
+    key_spec: Option<String>,
+    number_of_bytes: Option<i64>,
+    #[serde(default)]
+    encryption_context: EncryptionContext,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    dry_run: Option<bool>,
+    recipient: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateRandomRequest {
+    number_of_bytes: Option<i64>,
+    custom_key_store_id: Option<String>,
+    recipient: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnableKeyRotationRequest {
+    key_id: Option<String>,
+    rotation_period_in_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagResourceRequest {
+    key_id: Option<String>,
+    tags: Option<Vec<TagShape>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UntagResourceRequest {
+    key_id: Option<String>,
+    tag_keys: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyPolicyRequest {
+    key_id: Option<String>,
+    policy_name: Option<String>,
+    policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GrantConstraintsShape {
+    encryption_context_equals: Option<EncryptionContext>,
+    encryption_context_subset: Option<EncryptionContext>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateGrantRequest {
+    key_id: Option<String>,
+    grantee_principal: Option<String>,
+    retiring_principal: Option<String>,
+    operations: Option<Vec<String>>,
+    constraints: Option<GrantConstraintsShape>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    name: Option<String>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListGrantsRequest {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+    grant_id: Option<String>,
+    grantee_principal: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListRetirableGrantsRequest {
+    retiring_principal: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GrantIdRequest {
+    grant_token: Option<String>,
+    key_id: Option<String>,
+    grant_id: Option<String>,
+    dry_run: Option<bool>,
+}
+
+// ---- response shapes ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataKeyResponse {
+    ciphertext_blob: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<String>,
+    key_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptResponse {
+    ciphertext_blob: String,
+    key_id: String,
+    encryption_algorithm: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptResponse {
+    key_id: String,
+    plaintext: String,
+    encryption_algorithm: &'static str,
+}
+
+/// `KeyMetadata` as AWS renders it.
+pub fn key_metadata(record: &KeyRecord) -> Value {
+    let mut meta = json!({
+        "AWSAccountId": record.account,
+        "KeyId": record.id,
+        "Arn": record.arn(),
+        "CreationDate": record.created,
+        "Enabled": record.state == KeyState::Enabled,
+        "Description": record.description,
+        "KeyUsage": "ENCRYPT_DECRYPT",
+        "KeyState": record.state.as_str(),
+        "Origin": "AWS_KMS",
+        "KeyManager": match record.manager { KeyManager::Customer => "CUSTOMER", KeyManager::Aws => "AWS" },
+        "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
+        "KeySpec": "SYMMETRIC_DEFAULT",
+        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        "MultiRegion": false,
+    });
+    if let Some(date) = record.deletion_date {
+        meta["DeletionDate"] = json!(date);
+    }
+    meta
+}
+
+fn grant_json(grant: &Grant, key_arn: &str) -> Value {
+    let mut value = json!({
+        "KeyId": key_arn,
+        "GrantId": grant.grant_id,
+        "CreationDate": grant.created,
+        "GranteePrincipal": grant.grantee_principal,
+        "IssuingAccount": grant.issuing_account,
+        "Operations": grant.operations.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+    });
+    if let Some(name) = &grant.name {
+        value["Name"] = json!(name);
+    }
+    if let Some(p) = &grant.retiring_principal {
+        value["RetiringPrincipal"] = json!(p);
+    }
+    if let Some(c) = &grant.constraints {
+        let mut constraints = json!({});
+        if let Some(eq) = &c.encryption_context_equals {
+            constraints["EncryptionContextEquals"] = json!(eq);
+        }
+        if let Some(sub) = &c.encryption_context_subset {
+            constraints["EncryptionContextSubset"] = json!(sub);
+        }
+        value["Constraints"] = constraints;
+    }
+    value
+}
+
+fn page_json(mut body: Value, next_marker: Option<String>) -> Value {
+    body["Truncated"] = json!(next_marker.is_some());
+    if let Some(marker) = next_marker {
+        body["NextMarker"] = json!(marker);
+    }
+    body
+}
+
+// ---- dispatch ----------------------------------------------------------------------------------
+
+fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], audit: &mut Audit) -> Result<Vec<u8>, ApiError> {
+    let value = match operation {
+        "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
+            let with_plaintext = operation == "GenerateDataKey";
+            let req: GenerateDataKeyRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            audit.context = Some(req.encryption_context.clone());
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            if req.recipient.is_some() {
+                return Err(Error::UnsupportedOperation(
+                    "kmsim does not support Recipient (Nitro Enclaves attestation).".into(),
+                )
+                .into());
+            }
+            let bytes = match (req.key_spec.as_deref(), req.number_of_bytes) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::Validation("Please specify either number of bytes or key spec.".into()).into());
+                }
+                (None, None) => {
+                    return Err(Error::Validation("Please specify either number of bytes or key spec.".into()).into());
+                }
+                (Some("AES_256"), None) => 32,
+                (Some("AES_128"), None) => 16,
+                (Some(other), None) => {
+                    return Err(Error::Validation(format!(
+                        "1 validation error detected: Value '{other}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]"
+                    ))
+                    .into());
+                }
+                (None, Some(n)) => usize::try_from(n).unwrap_or(0),
+            };
+            let data_key = kms.generate_data_key(caller, &key_id, bytes, &req.encryption_context, with_plaintext)?;
+            audit.key_arn = Some(data_key.key_arn.clone());
+            dry_run(req.dry_run)?;
+            return to_json(&DataKeyResponse {
+                ciphertext_blob: BASE64.encode(&data_key.ciphertext_blob),
+                plaintext: data_key.plaintext.as_ref().map(|p| BASE64.encode(p.as_slice())),
+                key_id: data_key.key_arn,
+            });
+        }
+        "Encrypt" => {
+            let req: EncryptRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            audit.context = Some(req.encryption_context.clone());
+            let plaintext = zeroize::Zeroizing::new(base64_field(&required(req.plaintext, "plaintext")?, "Plaintext")?);
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            check_algorithm(req.encryption_algorithm.as_deref(), "EncryptionAlgorithm")?;
+            let (blob, arn) = kms.encrypt(caller, &key_id, &plaintext, &req.encryption_context)?;
+            audit.key_arn = Some(arn.clone());
+            dry_run(req.dry_run)?;
+            return to_json(&EncryptResponse {
+                ciphertext_blob: BASE64.encode(blob),
+                key_id: arn,
+                encryption_algorithm: "SYMMETRIC_DEFAULT",
+            });
+        }
+        "Decrypt" => {
+            let req: DecryptRequest = parse(body)?;
+            audit.context = Some(req.encryption_context.clone());
+            audit.key_arn = req.key_id.clone();
+            let blob = base64_field(&required(req.ciphertext_blob, "ciphertextBlob")?, "CiphertextBlob")?;
+            if let Ok(header) = crate::blob::parse(&blob)
+                && let Some(record) = kms.key_record(header.key_id)
+            {
+                audit.key_arn = Some(record.arn());
+            }
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            check_algorithm(req.encryption_algorithm.as_deref(), "EncryptionAlgorithm")?;
+            if req.recipient.is_some() {
+                return Err(Error::UnsupportedOperation(
+                    "kmsim does not support Recipient (Nitro Enclaves attestation).".into(),
+                )
+                .into());
+            }
+            let decrypted = kms.decrypt(caller, &blob, &req.encryption_context, req.key_id.as_deref())?;
+            audit.key_arn = Some(decrypted.key_arn.clone());
+            dry_run(req.dry_run)?;
+            return to_json(&DecryptResponse {
+                key_id: decrypted.key_arn,
+                plaintext: BASE64.encode(decrypted.plaintext.as_slice()),
+                encryption_algorithm: "SYMMETRIC_DEFAULT",
+            });
+        }
+        "ReEncrypt" => {
+            let req: ReEncryptRequest = parse(body)?;
+            let destination = required(req.destination_key_id, "destinationKeyId")?;
+            audit.key_arn = Some(destination.clone());
+            audit.context = Some(req.destination_encryption_context.clone());
+            let blob = base64_field(&required(req.ciphertext_blob, "ciphertextBlob")?, "CiphertextBlob")?;
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            check_algorithm(req.source_encryption_algorithm.as_deref(), "SourceEncryptionAlgorithm")?;
+            check_algorithm(req.destination_encryption_algorithm.as_deref(), "DestinationEncryptionAlgorithm")?;
+            let out = kms.re_encrypt(
+                caller,
+                &blob,
+                &req.source_encryption_context,
+                req.source_key_id.as_deref(),
+                &destination,
+                &req.destination_encryption_context,
+            )?;
+            audit.key_arn = Some(out.key_arn.clone());
+            dry_run(req.dry_run)?;
+            json!({
+                "CiphertextBlob": BASE64.encode(&out.ciphertext_blob),
+                "SourceKeyId": out.source_key_arn,
+                "KeyId": out.key_arn,
+                "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            })
+        }
+        "GenerateRandom" => {
+            let req: GenerateRandomRequest = parse(body)?;
+            if req.custom_key_store_id.is_some() {
+                return Err(Error::UnsupportedOperation("kmsim does not simulate custom key stores.".into()).into());
+            }
+            if req.recipient.is_some() {
+                return Err(Error::UnsupportedOperation(
+                    "kmsim does not support Recipient (Nitro Enclaves attestation).".into(),
+                )
+                .into());
+            }
+            let bytes = required(req.number_of_bytes, "numberOfBytes")?;
+            let random = kms.generate_random(usize::try_from(bytes).unwrap_or(0))?;
+            json!({"Plaintext": BASE64.encode(random.as_slice())})
+        }
+        "CreateKey" => {
+            let req: CreateKeyRequest = parse(body)?;
+            check_create_key(&req)?;
+            let record = kms.create_key(
+                caller,
+                CreateKeyInput {
+                    description: req.description.unwrap_or_default(),
+                    policy: req.policy,
+                    tags: tags(req.tags)?,
+                },
+            )?;
+            audit.key_arn = Some(record.arn());
+            json!({"KeyMetadata": key_metadata(&record)})
+        }
+        "DescribeKey" => {
+            let req: KeyIdRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let record = kms.describe_key(caller, &key_id)?;
+            audit.key_arn = Some(record.arn());
+            json!({"KeyMetadata": key_metadata(&record)})
+        }
+        "ListKeys" => {
+            let req: ListRequest = parse(body)?;
+            let page = kms.list_keys(caller, limit(req.limit, 1000, 100)?, req.marker.as_deref())?;
+            let keys: Vec<Value> = page.items.iter().map(|(id, arn)| json!({"KeyId": id, "KeyArn": arn})).collect();
+            page_json(json!({"Keys": keys}), page.next_marker)
+        }
+        "UpdateKeyDescription" => {
+            let req: UpdateKeyDescriptionRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            kms.update_key_description(caller, &key_id, &required(req.description, "description")?)?;
+            json!({})
+        }
+        "EnableKey" | "DisableKey" | "CancelKeyDeletion" | "DisableKeyRotation" | "RotateKeyOnDemand" => {
+            let req: KeyIdRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            match operation {
+                "EnableKey" => kms.enable_key(caller, &key_id)?,
+                "DisableKey" => kms.disable_key(caller, &key_id)?,
+                "DisableKeyRotation" => kms.disable_key_rotation(caller, &key_id)?,
+                "CancelKeyDeletion" => {
+                    let record = kms.cancel_key_deletion(caller, &key_id)?;
+                    audit.key_arn = Some(record.arn());
+                    return to_json(&json!({"KeyId": record.arn()}));
+                }
+                _ => {
+                    let record = kms.rotate_key_on_demand(caller, &key_id)?;
+                    audit.key_arn = Some(record.arn());
+                    return to_json(&json!({"KeyId": record.id}));
+                }
+            }
+            json!({})
+        }
+        "ScheduleKeyDeletion" => {
+            let req: ScheduleKeyDeletionRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let days = req.pending_window_in_days.unwrap_or(30);
+            if !(7..=30).contains(&days) {
+                return Err(Error::Validation(format!(
+                    "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
+                ))
+                .into());
+            }
+            let record = kms.schedule_key_deletion(caller, &key_id, days as u32)?;
+            audit.key_arn = Some(record.arn());
+            json!({
+                "KeyId": record.arn(),
+                "DeletionDate": record.deletion_date,
+                "KeyState": record.state.as_str(),
+                "PendingWindowInDays": days,
+            })
+        }
+        "CreateAlias" | "UpdateAlias" => {
+            let req: AliasRequest = parse(body)?;
+            let name = required(req.alias_name, "aliasName")?;
+            let target = required(req.target_key_id, "targetKeyId")?;
+            audit.key_arn = Some(target.clone());
+            if operation == "CreateAlias" {
+                kms.create_alias(caller, &name, &target)?;
+            } else {
+                kms.update_alias(caller, &name, &target)?;
+            }
+            json!({})
+        }
+        "DeleteAlias" => {
+            let req: AliasRequest = parse(body)?;
+            kms.delete_alias(caller, &required(req.alias_name, "aliasName")?)?;
+            json!({})
+        }
+        "ListAliases" => {
+            let req: ListRequest = parse(body)?;
+            let page =
+                kms.list_aliases(caller, req.key_id.as_deref(), limit(req.limit, 100, 50)?, req.marker.as_deref())?;
+            let aliases: Vec<Value> = page
+                .items
+                .iter()
+                .map(|a| {
+                    json!({
+                        "AliasName": a.name,
+                        "AliasArn": a.arn(),
+                        "TargetKeyId": a.target_key_id,
+                        "CreationDate": a.created,
+                        "LastUpdatedDate": a.updated,
+                    })
+                })
+                .collect();
+            page_json(json!({"Aliases": aliases}), page.next_marker)
+        }
+        "EnableKeyRotation" => {
+            let req: EnableKeyRotationRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let days = req.rotation_period_in_days.unwrap_or(365);
+            kms.enable_key_rotation(caller, &key_id, u32::try_from(days).unwrap_or(0))?;
+            json!({})
+        }
+        "GetKeyRotationStatus" => {
+            let req: KeyIdRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let record = kms.get_key_rotation_status(caller, &key_id)?;
+            audit.key_arn = Some(record.arn());
+            let mut out = json!({"KeyRotationEnabled": record.rotation.enabled, "KeyId": record.arn()});
+            if record.rotation.enabled {
+                out["RotationPeriodInDays"] = json!(record.rotation.period_days);
+                out["NextRotationDate"] = json!(record.rotation.next_rotation);
+            }
+            if let Some(last) = record.versions.iter().rev().find(|v| v.rotation_type == Some(RotationType::OnDemand)) {
+                out["OnDemandRotationStartDate"] = json!(last.created);
+            }
+            out
+        }
+        "ListKeyRotations" => {
+            let req: ListRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let arn = kms.describe_key(caller, &key_id)?.arn();
+            let page = kms.list_key_rotations(caller, &key_id, limit(req.limit, 1000, 100)?, req.marker.as_deref())?;
+            let rotations: Vec<Value> = page
+                .items
+                .iter()
+                .map(|v| {
+                    json!({
+                        "KeyId": arn,
+                        "RotationDate": v.created,
+                        "RotationType": v.rotation_type.map(RotationType::as_str),
+                    })
+                })
+                .collect();
+            page_json(json!({"Rotations": rotations}), page.next_marker)
+        }
+        "TagResource" => {
+            let req: TagResourceRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            kms.tag_resource(caller, &key_id, &tags(required(req.tags, "tags")?)?)?;
+            json!({})
+        }
+        "UntagResource" => {
+            let req: UntagResourceRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            kms.untag_resource(caller, &key_id, &required(req.tag_keys, "tagKeys")?)?;
+            json!({})
+        }
+        "ListResourceTags" => {
+            let req: ListRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let page = kms.list_resource_tags(caller, &key_id, limit(req.limit, 50, 50)?, req.marker.as_deref())?;
+            let tags: Vec<Value> = page.items.iter().map(|t| json!({"TagKey": t.key, "TagValue": t.value})).collect();
+            page_json(json!({"Tags": tags}), page.next_marker)
+        }
+        "GetKeyPolicy" | "PutKeyPolicy" => {
+            let req: KeyPolicyRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let name = req.policy_name.unwrap_or_else(|| "default".into());
+            if name != "default" {
+                return Err(Error::NotFound(format!("Policy {name} not found")).into());
+            }
+            if operation == "GetKeyPolicy" {
+                json!({"Policy": kms.get_key_policy(caller, &key_id)?, "PolicyName": "default"})
+            } else {
+                kms.put_key_policy(caller, &key_id, &required(req.policy, "policy")?)?;
+                json!({})
+            }
+        }
+        "ListKeyPolicies" => {
+            let req: ListRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            kms.get_key_policy(caller, &key_id)?;
+            json!({"PolicyNames": ["default"], "Truncated": false})
+        }
+        "CreateGrant" => {
+            let req: CreateGrantRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            let operations = required(req.operations, "operations")?
+                .iter()
+                .map(|name| {
+                    GrantOperation::parse(name).ok_or_else(|| {
+                        ApiError::Kms(Error::Validation(format!(
+                            "1 validation error detected: Value '[{name}]' at 'operations' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [{}]]",
+                            GrantOperation::ALL.map(GrantOperation::as_str).join(", ")
+                        )))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let input = CreateGrantInput {
+                grantee_principal: required(req.grantee_principal, "granteePrincipal")?,
+                retiring_principal: req.retiring_principal,
+                operations,
+                constraints: req.constraints.map(|c| GrantConstraints {
+                    encryption_context_equals: c.encryption_context_equals,
+                    encryption_context_subset: c.encryption_context_subset,
+                }),
+                name: req.name,
+            };
+            if req.dry_run == Some(true) {
+                kms.describe_key(caller, &key_id)?;
+                return Err(Error::DryRun.into());
+            }
+            let (grant_id, token) = kms.create_grant(caller, &key_id, input)?;
+            json!({"GrantId": grant_id, "GrantToken": token})
+        }
+        "ListGrants" => {
+            let req: ListGrantsRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let (page, arn) = kms.list_grants(
+                caller,
+                &key_id,
+                req.grant_id.as_deref(),
+                req.grantee_principal.as_deref(),
+                limit(req.limit, 100, 50)?,
+                req.marker.as_deref(),
+            )?;
+            audit.key_arn = Some(arn.clone());
+            let grants: Vec<Value> = page.items.iter().map(|g| grant_json(g, &arn)).collect();
+            page_json(json!({"Grants": grants}), page.next_marker)
+        }
+        "ListRetirableGrants" => {
+            let req: ListRetirableGrantsRequest = parse(body)?;
+            let principal = required(req.retiring_principal, "retiringPrincipal")?;
+            let page =
+                kms.list_retirable_grants(caller, &principal, limit(req.limit, 100, 50)?, req.marker.as_deref())?;
+            let grants: Vec<Value> = page.items.iter().map(|(g, arn)| grant_json(g, arn)).collect();
+            page_json(json!({"Grants": grants}), page.next_marker)
+        }
+        "RetireGrant" => {
+            let req: GrantIdRequest = parse(body)?;
+            audit.key_arn = req.key_id.clone();
+            let by = match (&req.grant_token, &req.key_id, &req.grant_id) {
+                (Some(token), _, _) => RetireBy::Token(token),
+                (None, Some(key_id), Some(grant_id)) => RetireBy::Id { key_id, grant_id },
+                _ => {
+                    return Err(Error::Validation(
+                        "Either GrantToken, or both KeyId and GrantId must be specified.".into(),
+                    )
+                    .into());
+                }
+            };
+            if req.dry_run == Some(true) {
+                return Err(Error::DryRun.into());
+            }
+            kms.retire_grant(caller, by)?;
+            json!({})
+        }
+        "RevokeGrant" => {
+            let req: GrantIdRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let grant_id = required(req.grant_id, "grantId")?;
+            if req.dry_run == Some(true) {
+                kms.describe_key(caller, &key_id)?;
+                return Err(Error::DryRun.into());
+            }
+            kms.revoke_grant(caller, &key_id, &grant_id)?;
+            json!({})
+        }
+        op if UNSUPPORTED_OPERATIONS.contains(&op) => {
+            return Err(Error::UnsupportedOperation(format!(
+                "kmsim does not implement {op}; see docs/api-coverage.md."
+            ))
+            .into());
+        }
+        _ => return Err(ApiError::UnknownOperation),
+    };
+    to_json(&value)
+}
+
+/// CreateKey accepts only what kmsim simulates: symmetric encryption keys with material from KMS.
+fn check_create_key(req: &CreateKeyRequest) -> Result<(), ApiError> {
+    const OTHER_SPECS: &[&str] = &[
+        "RSA_2048",
+        "RSA_3072",
+        "RSA_4096",
+        "ECC_NIST_P256",
+        "ECC_NIST_P384",
+        "ECC_NIST_P521",
+        "ECC_SECG_P256K1",
+        "HMAC_224",
+        "HMAC_256",
+        "HMAC_384",
+        "HMAC_512",
+        "SM2",
+        "ML_DSA_44",
+        "ML_DSA_65",
+        "ML_DSA_87",
+        "ECC_NIST_EDWARDS25519",
+    ];
+    let unsupported = |what: String| {
+        Err(ApiError::Kms(Error::UnsupportedOperation(format!(
+            "kmsim simulates only symmetric encryption keys; {what} is not supported."
+        ))))
+    };
+    match req.key_usage.as_deref() {
+        None | Some("ENCRYPT_DECRYPT") => {}
+        Some(u @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC" | "KEY_AGREEMENT")) => {
+            return unsupported(format!("KeyUsage {u}"));
+        }
+        Some(u) => {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value '{u}' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT]"
+            ))
+            .into());
+        }
+    }
+    for (field, spec) in [("keySpec", &req.key_spec), ("customerMasterKeySpec", &req.customer_master_key_spec)] {
+        match spec.as_deref() {
+            None | Some("SYMMETRIC_DEFAULT") => {}
+            Some(s) if OTHER_SPECS.contains(&s) => return unsupported(format!("KeySpec {s}")),
+            Some(s) => {
+                return Err(Error::Validation(format!(
+                    "1 validation error detected: Value '{s}' at '{field}' failed to satisfy constraint: Member must satisfy enum value set"
+                ))
+                .into());
+            }
+        }
+    }
+    if req.key_spec.is_some() && req.customer_master_key_spec.is_some() {
+        return Err(Error::Validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.".into()).into());
+    }
+    match req.origin.as_deref() {
+        None | Some("AWS_KMS") => {}
+        Some(o @ ("EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => return unsupported(format!("Origin {o}")),
+        Some(o) => {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value '{o}' at 'origin' failed to satisfy constraint: Member must satisfy enum value set: [AWS_KMS, EXTERNAL, AWS_CLOUDHSM, EXTERNAL_KEY_STORE]"
+            ))
+            .into());
+        }
+    }
+    if req.multi_region == Some(true) {
+        return unsupported("a multi-Region key".into());
+    }
+    if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
+        return unsupported("a custom key store".into());
+    }
+    Ok(())
+}

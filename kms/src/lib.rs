@@ -1,0 +1,23 @@
+//! kmsim's Key Management Service.
+//!
+//! - [`Kms`] (in [`service`]) is the core: customer master keys with their versions, aliases,
+//!   grants, key states and rotation, and the cryptographic operations (Encrypt, Decrypt,
+//!   GenerateDataKey, ReEncrypt). It knows nothing of HTTP.
+//! - [`blob`] is the ciphertext blob format; [`material`] keeps key material zeroized in memory
+//!   and wrapped under the master key at rest; [`store`] is the durable redb key store.
+//! - [`aws`] is the AWS KMS JSON 1.1 front end ([`AwsApi`]).
+//! - [`audit`] records every call; [`clock`] is the simulated clock tests can advance.
+
+pub mod audit;
+pub mod aws;
+pub mod blob;
+pub mod clock;
+pub mod error;
+pub mod material;
+pub mod model;
+pub mod service;
+pub mod store;
+
+pub use aws::AwsApi;
+pub use error::{Error, Result};
+pub use service::{Kms, SeedKey, Storage};

@@ -1,0 +1,1478 @@
+//! The KMS core: keys, aliases, grants, rotation and the cryptographic operations, with the key
+//! state and access rules of AWS KMS. No HTTP and no JSON here: the front ends parse requests into
+//! calls of [`Kms`] and render what it returns.
+//!
+//! Reads (every cryptographic operation) take a read lock just long enough to clone an
+//! `Arc<LiveKey>`; the AES key schedules are built once per key version and kept. Mutations are
+//! serialized by one writer lock, committed to the [`Store`] (fsynced) *before* they become
+//! visible, then swapped into the in-memory state: nothing is acknowledged that a crash can lose.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use aes_gcm::Aes256Gcm;
+use rand::RngCore;
+use shared::Caller;
+use zeroize::Zeroizing;
+
+use crate::audit::AuditLog;
+use crate::blob::{self, EncryptionContext};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::material::{KeyMaterial, MasterKey};
+use crate::model::*;
+use crate::store::{Change, MASTER_CHECK, Store};
+
+/// Largest plaintext Encrypt accepts.
+pub const MAX_ENCRYPT_PLAINTEXT: usize = 4096;
+/// Largest ciphertext blob Decrypt accepts.
+pub const MAX_CIPHERTEXT_BLOB: usize = 6144;
+/// Largest data key or random string, in bytes.
+pub const MAX_DATA_KEY_BYTES: usize = 1024;
+/// On-demand rotations allowed per key.
+pub const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
+/// Tags allowed per key.
+pub const MAX_TAGS: usize = 50;
+/// Grant tokens allowed per request.
+pub const MAX_GRANT_TOKENS: usize = 10;
+/// Automatic rotations a single clock jump may cause per key.
+const MAX_CATCH_UP_ROTATIONS: u32 = 100;
+const DAY: i64 = 86_400;
+
+/// A key as the crypto paths use it: its record and one AES-GCM cipher per version.
+pub struct LiveKey {
+    /// The persisted record (without plaintext material).
+    pub record: KeyRecord,
+    ciphers: Vec<Aes256Gcm>,
+}
+
+impl std::fmt::Debug for LiveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveKey").field("record", &self.record).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, Arc<LiveKey>>,
+    /// By `alias_store_key`, so that listing is ordered per account and region.
+    aliases: BTreeMap<String, AliasRecord>,
+}
+
+/// A key to create at start (from the config file), with fixed id and material so that
+/// ciphertexts are stable across runs and machines.
+#[derive(Debug, Clone)]
+pub struct SeedKey {
+    /// Fixed key id.
+    pub id: String,
+    /// Owning account.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// Fixed material.
+    pub material: KeyMaterial,
+    /// Description.
+    pub description: String,
+    /// Aliases to point at the key (`alias/...`).
+    pub aliases: Vec<String>,
+    /// Whether the key starts enabled.
+    pub enabled: bool,
+}
+
+/// Where the KMS keeps its state.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// A data dir: `kms.redb`, the master key file and `audit.jsonl`.
+    Dir {
+        /// The data dir.
+        dir: std::path::PathBuf,
+        /// The master key file; default `<dir>/master.key`.
+        master_key_file: Option<std::path::PathBuf>,
+    },
+    /// Nothing on disk; a random master key.
+    Memory,
+}
+
+/// Parameters of CreateKey that the core keeps.
+#[derive(Debug, Clone, Default)]
+pub struct CreateKeyInput {
+    /// Description (0–8192 characters).
+    pub description: String,
+    /// Key policy; a default policy when `None`.
+    pub policy: Option<String>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// A fresh data key.
+#[derive(Debug)]
+pub struct DataKey {
+    /// The plaintext key; absent for GenerateDataKeyWithoutPlaintext.
+    pub plaintext: Option<Zeroizing<Vec<u8>>>,
+    /// The data key encrypted under the KMS key.
+    pub ciphertext_blob: Vec<u8>,
+    /// ARN of the KMS key.
+    pub key_arn: String,
+}
+
+/// The result of Decrypt.
+#[derive(Debug)]
+pub struct Decrypted {
+    /// The plaintext.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// ARN of the key that decrypted it.
+    pub key_arn: String,
+}
+
+/// The result of ReEncrypt.
+#[derive(Debug)]
+pub struct ReEncrypted {
+    /// The new blob.
+    pub ciphertext_blob: Vec<u8>,
+    /// ARN of the key that decrypted.
+    pub source_key_arn: String,
+    /// ARN of the key that encrypted.
+    pub key_arn: String,
+}
+
+/// Parameters of CreateGrant.
+#[derive(Debug, Clone, Default)]
+pub struct CreateGrantInput {
+    /// Principal receiving the grant.
+    pub grantee_principal: String,
+    /// Principal allowed to retire it.
+    pub retiring_principal: Option<String>,
+    /// Granted operations (non-empty).
+    pub operations: Vec<GrantOperation>,
+    /// Encryption context constraints.
+    pub constraints: Option<GrantConstraints>,
+    /// Optional name (makes CreateGrant idempotent).
+    pub name: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Marker of the next page, if there is one.
+    pub next_marker: Option<String>,
+}
+
+/// How a RetireGrant names its grant.
+#[derive(Debug, Clone)]
+pub enum RetireBy<'a> {
+    /// By token.
+    Token(&'a str),
+    /// By key and grant id.
+    Id {
+        /// Key id or ARN.
+        key_id: &'a str,
+        /// Grant id.
+        grant_id: &'a str,
+    },
+}
+
+/// What an operation needs from a key, for the access check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// A grantable operation: other accounts may use it through a grant.
+    Grant(GrantOperation),
+    /// Key administration: only the owning account.
+    Admin,
+}
+
+/// The KMS.
+pub struct Kms {
+    state: RwLock<State>,
+    /// Serializes mutations; held across the store commit, never by readers.
+    writer: Mutex<()>,
+    store: Store,
+    master: MasterKey,
+    seeds: Vec<SeedKey>,
+    /// The KMS clock (simulated time).
+    pub clock: Clock,
+    /// The audit log of every KMS call.
+    pub audit: AuditLog,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms").finish_non_exhaustive()
+    }
+}
+
+impl Kms {
+    /// Opens the KMS: loads keys from storage and creates the seeded ones that are missing.
+    pub fn open(storage: &Storage, seeds: Vec<SeedKey>) -> Result<Self> {
+        let (store, master, audit_path) = match storage {
+            Storage::Memory => (Store::in_memory()?, MasterKey::new(&KeyMaterial::generate()), None),
+            Storage::Dir { dir, master_key_file } => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Internal(format!("creating {}: {e}", dir.display())))?;
+                let master_path = master_key_file.clone().unwrap_or_else(|| dir.join("master.key"));
+                let master = MasterKey::load_or_create(&master_path)?;
+                (Store::open(&dir.join("kms.redb"))?, master, Some(dir.join("audit.jsonl")))
+            }
+        };
+        check_master_key(&store, &master)?;
+        let audit = AuditLog::new(audit_path).map_err(|e| Error::Internal(format!("opening the audit log: {e}")))?;
+        let kms = Kms {
+            state: RwLock::new(State::default()),
+            writer: Mutex::new(()),
+            store,
+            master,
+            seeds,
+            clock: Clock::default(),
+            audit,
+        };
+        kms.load()?;
+        kms.apply_seeds()?;
+        Ok(kms)
+    }
+
+    /// Opens an in-memory KMS with no seeds (unit tests, benchmarks).
+    pub fn in_memory() -> Result<Self> {
+        Self::open(&Storage::Memory, Vec::new())
+    }
+
+    fn load(&self) -> Result<()> {
+        let (keys, aliases) = self.store.load()?;
+        let mut state = State::default();
+        for record in keys {
+            let live = self.live_key(record, None)?;
+            state.keys.insert(live.record.id.clone(), Arc::new(live));
+        }
+        for alias in aliases {
+            state.aliases.insert(alias.store_key(), alias);
+        }
+        *self.write_state() = state;
+        Ok(())
+    }
+
+    /// Builds the ciphers of `record`, reusing those of `previous` for the versions it had.
+    fn live_key(&self, record: KeyRecord, previous: Option<&LiveKey>) -> Result<LiveKey> {
+        let mut ciphers = previous.map(|p| p.ciphers.clone()).unwrap_or_default();
+        ciphers.truncate(record.versions.len());
+        for (version, v) in record.versions.iter().enumerate().skip(ciphers.len()) {
+            let material = self.master.unwrap(&record.id, version as u32, &v.wrapped_material)?;
+            ciphers.push(blob::cipher(material.bytes()));
+        }
+        Ok(LiveKey { record, ciphers })
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply_seeds(&self) -> Result<()> {
+        let _writer = self.lock_writer();
+        let now = self.clock.now();
+        for seed in &self.seeds {
+            let existing = self.read_state().keys.get(&seed.id).cloned();
+            let mut changes_keys = Vec::new();
+            if let Some(live) = &existing {
+                let stored = self.master.unwrap(&seed.id, 0, &live.record.versions[0].wrapped_material)?;
+                if stored.bytes() != seed.material.bytes() || live.record.account != seed.account {
+                    return Err(Error::Internal(format!(
+                        "seeded key {} exists with other material or in another account; reset the data dir or change the seed",
+                        seed.id
+                    )));
+                }
+            } else {
+                let record = KeyRecord {
+                    format: RECORD_FORMAT,
+                    id: seed.id.clone(),
+                    account: seed.account.clone(),
+                    region: seed.region.clone(),
+                    description: seed.description.clone(),
+                    created: now,
+                    state: if seed.enabled { KeyState::Enabled } else { KeyState::Disabled },
+                    deletion_date: None,
+                    manager: KeyManager::Customer,
+                    policy: Some(default_policy(&seed.account)),
+                    tags: Vec::new(),
+                    rotation: Rotation { period_days: 365, ..Rotation::default() },
+                    versions: vec![KeyVersion {
+                        created: now,
+                        rotation_type: None,
+                        wrapped_material: self.master.wrap(&seed.id, 0, &seed.material),
+                    }],
+                    grants: Vec::new(),
+                };
+                changes_keys.push(record);
+            }
+            let mut new_aliases = Vec::new();
+            for name in &seed.aliases {
+                validate_alias_name(name, false)?;
+                let key = alias_store_key(&seed.account, &seed.region, name);
+                if !self.read_state().aliases.contains_key(&key) {
+                    new_aliases.push(AliasRecord {
+                        format: RECORD_FORMAT,
+                        name: name.clone(),
+                        account: seed.account.clone(),
+                        region: seed.region.clone(),
+                        target_key_id: seed.id.clone(),
+                        created: now,
+                        updated: now,
+                    });
+                }
+            }
+            let mut changes: Vec<Change<'_>> = changes_keys.iter().map(Change::PutKey).collect();
+            changes.extend(new_aliases.iter().map(Change::PutAlias));
+            if changes.is_empty() {
+                continue;
+            }
+            self.store.commit(&changes)?;
+            drop(changes);
+            for record in changes_keys {
+                let live = self.live_key(record, None)?;
+                self.write_state().keys.insert(live.record.id.clone(), Arc::new(live));
+            }
+            let mut state = self.write_state();
+            for alias in new_aliases {
+                state.aliases.insert(alias.store_key(), alias);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets every key, alias and audit event, returns the clock to wall time, and seeds again.
+    pub fn reset(&self) -> Result<()> {
+        {
+            let _writer = self.lock_writer();
+            self.store.clear()?;
+            *self.write_state() = State::default();
+        }
+        self.audit.clear();
+        self.clock.reset();
+        self.apply_seeds()
+    }
+
+    // ---- resolving keys and checking access ----------------------------------------------------
+
+    /// Finds the key `key_id` names, from the caller's point of view.
+    fn resolve(&self, caller: &Caller, key_id: &str, allow_alias: bool) -> Result<Arc<LiveKey>> {
+        let key_ref = KeyRef::parse(key_id)?;
+        if key_ref.is_alias() && !allow_alias {
+            return Err(Error::NotFound(format!("Invalid keyId {key_id}")));
+        }
+        let state = self.read_state();
+        let (region, account, id) = match key_ref {
+            KeyRef::Id(id) => (caller.region.as_str(), caller.account_id.as_str(), id),
+            KeyRef::KeyArn { region, account, id } => (region, account, id),
+            KeyRef::Alias(name) => {
+                let alias = state
+                    .aliases
+                    .get(&alias_store_key(&caller.account_id, &caller.region, name))
+                    .ok_or_else(|| alias_not_found(&caller.region, &caller.account_id, name))?;
+                (caller.region.as_str(), caller.account_id.as_str(), alias_target(alias))
+            }
+            KeyRef::AliasArn { region, account, name } => {
+                let alias = state
+                    .aliases
+                    .get(&alias_store_key(account, region, name))
+                    .ok_or_else(|| alias_not_found(region, account, name))?;
+                (region, account, alias_target(alias))
+            }
+        };
+        match state.keys.get(id) {
+            Some(live) if live.record.account == account && live.record.region == region && region == caller.region => {
+                Ok(live.clone())
+            }
+            _ => Err(key_not_found(region, account, id)),
+        }
+    }
+
+    /// Resolves a key and checks that the caller may use it for `access`.
+    fn resolve_for(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        allow_alias: bool,
+        access: Access,
+        context: &EncryptionContext,
+    ) -> Result<Arc<LiveKey>> {
+        let live = self.resolve(caller, key_id, allow_alias)?;
+        authorize(caller, &live.record, access, context)?;
+        Ok(live)
+    }
+
+    /// Checks `GrantTokens`: at most ten, each one kmsim issued.
+    pub fn check_grant_tokens(&self, tokens: &[String]) -> Result<()> {
+        if tokens.len() > MAX_GRANT_TOKENS {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member must have length less than or equal to {MAX_GRANT_TOKENS}"
+            )));
+        }
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let state = self.read_state();
+        for token in tokens {
+            let known = state.keys.values().any(|k| k.record.grants.iter().any(|g| &g.grant_token == token));
+            if !known {
+                return Err(Error::InvalidGrantToken("The grant token is not valid.".into()));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- mutations -----------------------------------------------------------------------------
+
+    /// Applies `change` to a copy of the key's record, commits it, then publishes it.
+    fn mutate_key<R>(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        access: Access,
+        change: impl FnOnce(&mut KeyRecord, i64) -> Result<R>,
+    ) -> Result<(R, KeyRecord)> {
+        let _writer = self.lock_writer();
+        let live = self.resolve_for(caller, key_id, false, access, &EncryptionContext::new())?;
+        let mut record = live.record.clone();
+        let result = change(&mut record, self.clock.now())?;
+        self.store.commit(&[Change::PutKey(&record)])?;
+        let published = self.live_key(record.clone(), Some(&live))?;
+        self.write_state().keys.insert(record.id.clone(), Arc::new(published));
+        Ok((result, record))
+    }
+
+    /// CreateKey.
+    pub fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyRecord> {
+        validate_description(&input.description)?;
+        validate_tags(&input.tags)?;
+        if let Some(policy) = &input.policy {
+            validate_policy(policy)?;
+        }
+        let now = self.clock.now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let material = KeyMaterial::generate();
+        let record = KeyRecord {
+            format: RECORD_FORMAT,
+            id: id.clone(),
+            account: caller.account_id.clone(),
+            region: caller.region.clone(),
+            description: input.description,
+            created: now,
+            state: KeyState::Enabled,
+            deletion_date: None,
+            manager: KeyManager::Customer,
+            policy: Some(input.policy.unwrap_or_else(|| default_policy(&caller.account_id))),
+            tags: input.tags,
+            rotation: Rotation { period_days: 365, ..Rotation::default() },
+            versions: vec![KeyVersion {
+                created: now,
+                rotation_type: None,
+                wrapped_material: self.master.wrap(&id, 0, &material),
+            }],
+            grants: Vec::new(),
+        };
+        let _writer = self.lock_writer();
+        self.store.commit(&[Change::PutKey(&record)])?;
+        let live = LiveKey { record: record.clone(), ciphers: vec![blob::cipher(material.bytes())] };
+        self.write_state().keys.insert(id, Arc::new(live));
+        Ok(record)
+    }
+
+    /// The key of a service-managed alias (`alias/aws/s3`, ...), created on first use.
+    pub fn service_managed_key(&self, caller: &Caller, alias: &str, description: &str) -> Result<KeyRecord> {
+        let store_key = alias_store_key(&caller.account_id, &caller.region, alias);
+        let existing = self.read_state().aliases.get(&store_key).map(|a| a.target_key_id.clone());
+        if let Some(id) = existing {
+            return Ok(self.resolve(caller, &id, false)?.record.clone());
+        }
+        let _writer = self.lock_writer();
+        if let Some(alias) = self.read_state().aliases.get(&store_key) {
+            let id = alias.target_key_id.clone();
+            return self
+                .read_state()
+                .keys
+                .get(&id)
+                .map(|k| k.record.clone())
+                .ok_or_else(|| key_not_found(&caller.region, &caller.account_id, &id));
+        }
+        let now = self.clock.now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let material = KeyMaterial::generate();
+        let record = KeyRecord {
+            format: RECORD_FORMAT,
+            id: id.clone(),
+            account: caller.account_id.clone(),
+            region: caller.region.clone(),
+            description: description.to_owned(),
+            created: now,
+            state: KeyState::Enabled,
+            deletion_date: None,
+            manager: KeyManager::Aws,
+            policy: Some(default_policy(&caller.account_id)),
+            tags: Vec::new(),
+            rotation: Rotation {
+                enabled: true,
+                period_days: 365,
+                next_rotation: Some(now + 365 * DAY),
+                on_demand_count: 0,
+            },
+            versions: vec![KeyVersion {
+                created: now,
+                rotation_type: None,
+                wrapped_material: self.master.wrap(&id, 0, &material),
+            }],
+            grants: Vec::new(),
+        };
+        let alias_record = AliasRecord {
+            format: RECORD_FORMAT,
+            name: alias.to_owned(),
+            account: caller.account_id.clone(),
+            region: caller.region.clone(),
+            target_key_id: id.clone(),
+            created: now,
+            updated: now,
+        };
+        self.store.commit(&[Change::PutKey(&record), Change::PutAlias(&alias_record)])?;
+        let live = LiveKey { record: record.clone(), ciphers: vec![blob::cipher(material.bytes())] };
+        let mut state = self.write_state();
+        state.keys.insert(id, Arc::new(live));
+        state.aliases.insert(store_key, alias_record);
+        Ok(record)
+    }
+
+    /// DescribeKey (key id, ARN, alias or alias ARN).
+    pub fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        let live = self.resolve_for(
+            caller,
+            key_id,
+            true,
+            Access::Grant(GrantOperation::DescribeKey),
+            &EncryptionContext::new(),
+        )?;
+        Ok(live.record.clone())
+    }
+
+    /// ListKeys: the caller's keys in its region, ordered by key id.
+    pub fn list_keys(&self, caller: &Caller, limit: usize, marker: Option<&str>) -> Result<Page<(String, String)>> {
+        let state = self.read_state();
+        let mut keys: Vec<(String, (String, String))> = state
+            .keys
+            .values()
+            .filter(|k| k.record.account == caller.account_id && k.record.region == caller.region)
+            .map(|k| (k.record.id.clone(), (k.record.id.clone(), k.record.arn())))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        paginate(keys, limit, marker)
+    }
+
+    /// UpdateKeyDescription.
+    pub fn update_key_description(&self, caller: &Caller, key_id: &str, description: &str) -> Result<()> {
+        validate_description(description)?;
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            require_customer_managed(record)?;
+            record.description = description.to_owned();
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// EnableKey.
+    pub fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            require_customer_managed(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
+            record.state = KeyState::Enabled;
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// DisableKey.
+    pub fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            require_customer_managed(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
+            record.state = KeyState::Disabled;
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// ScheduleKeyDeletion: the key is purged `pending_days` from now.
+    pub fn schedule_key_deletion(&self, caller: &Caller, key_id: &str, pending_days: u32) -> Result<KeyRecord> {
+        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+            require_customer_managed(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
+            record.state = KeyState::PendingDeletion;
+            record.deletion_date = Some(now + i64::from(pending_days) * DAY);
+            Ok(())
+        })
+        .map(|(_, record)| record)
+    }
+
+    /// CancelKeyDeletion: the key returns to Disabled.
+    pub fn cancel_key_deletion(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            if record.state != KeyState::PendingDeletion {
+                return Err(Error::InvalidState(format!("{} is not pending deletion.", record.arn())));
+            }
+            record.state = KeyState::Disabled;
+            record.deletion_date = None;
+            Ok(())
+        })
+        .map(|(_, record)| record)
+    }
+
+    // ---- aliases -------------------------------------------------------------------------------
+
+    /// CreateAlias.
+    pub fn create_alias(&self, caller: &Caller, name: &str, target_key_id: &str) -> Result<()> {
+        validate_alias_name(name, true)?;
+        let _writer = self.lock_writer();
+        let target = self.alias_target_key(caller, target_key_id)?;
+        let store_key = alias_store_key(&caller.account_id, &caller.region, name);
+        if self.read_state().aliases.contains_key(&store_key) {
+            return Err(Error::AlreadyExists(format!(
+                "An alias with the name arn:aws:kms:{}:{}:{name} already exists",
+                caller.region, caller.account_id
+            )));
+        }
+        let now = self.clock.now();
+        let alias = AliasRecord {
+            format: RECORD_FORMAT,
+            name: name.to_owned(),
+            account: caller.account_id.clone(),
+            region: caller.region.clone(),
+            target_key_id: target.id.clone(),
+            created: now,
+            updated: now,
+        };
+        self.store.commit(&[Change::PutAlias(&alias)])?;
+        self.write_state().aliases.insert(store_key, alias);
+        Ok(())
+    }
+
+    /// UpdateAlias: points an existing alias at another key of the caller.
+    pub fn update_alias(&self, caller: &Caller, name: &str, target_key_id: &str) -> Result<()> {
+        validate_alias_name(name, true)?;
+        let _writer = self.lock_writer();
+        let target = self.alias_target_key(caller, target_key_id)?;
+        let store_key = alias_store_key(&caller.account_id, &caller.region, name);
+        let mut alias = self
+            .read_state()
+            .aliases
+            .get(&store_key)
+            .cloned()
+            .ok_or_else(|| alias_not_found(&caller.region, &caller.account_id, name))?;
+        alias.target_key_id = target.id.clone();
+        alias.updated = self.clock.now();
+        self.store.commit(&[Change::PutAlias(&alias)])?;
+        self.write_state().aliases.insert(store_key, alias);
+        Ok(())
+    }
+
+    /// DeleteAlias.
+    pub fn delete_alias(&self, caller: &Caller, name: &str) -> Result<()> {
+        validate_alias_name(name, true)?;
+        let _writer = self.lock_writer();
+        let store_key = alias_store_key(&caller.account_id, &caller.region, name);
+        if !self.read_state().aliases.contains_key(&store_key) {
+            return Err(alias_not_found(&caller.region, &caller.account_id, name));
+        }
+        self.store.commit(&[Change::DeleteAlias(store_key.clone())])?;
+        self.write_state().aliases.remove(&store_key);
+        Ok(())
+    }
+
+    /// ListAliases of the caller's account and region, optionally only those of one key.
+    pub fn list_aliases(
+        &self,
+        caller: &Caller,
+        key_id: Option<&str>,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<Page<AliasRecord>> {
+        let target = key_id.map(|k| self.resolve(caller, k, false)).transpose()?;
+        let prefix = alias_store_key(&caller.account_id, &caller.region, "");
+        let state = self.read_state();
+        let aliases: Vec<(String, AliasRecord)> = state
+            .aliases
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, a)| target.as_ref().is_none_or(|t| t.record.id == a.target_key_id))
+            .map(|(_, a)| (a.name.clone(), a.clone()))
+            .collect();
+        paginate(aliases, limit, marker)
+    }
+
+    /// The key an alias may point at: the caller's own customer-managed key, not pending deletion.
+    fn alias_target_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        let key_ref = KeyRef::parse(key_id)?;
+        if key_ref.is_alias() {
+            return Err(Error::Validation(format!("Aliases must refer to keys. Not aliases. TargetKeyId={key_id}")));
+        }
+        let live = self.resolve(caller, key_id, false)?;
+        if live.record.account != caller.account_id {
+            return Err(access_denied(caller, "CreateAlias", &live.record));
+        }
+        if live.record.manager == KeyManager::Aws {
+            return Err(Error::Validation(format!(
+                "{} is an AWS managed key; aliases of customer managed keys cannot point at it.",
+                live.record.arn()
+            )));
+        }
+        if live.record.state == KeyState::PendingDeletion {
+            return Err(pending_deletion(&live.record));
+        }
+        Ok(live.record.clone())
+    }
+
+    // ---- cryptographic operations --------------------------------------------------------------
+
+    /// Encrypt (plaintext of 1–4096 bytes).
+    pub fn encrypt(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String)> {
+        if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_ENCRYPT_PLAINTEXT}"
+            )));
+        }
+        let live = self.resolve_for(caller, key_id, true, Access::Grant(GrantOperation::Encrypt), context)?;
+        require_enabled(&live.record)?;
+        Ok((self.seal(&live, plaintext, context), live.record.arn()))
+    }
+
+    fn seal(&self, live: &LiveKey, plaintext: &[u8], context: &EncryptionContext) -> Vec<u8> {
+        let version = live.record.current_version();
+        blob::seal(&live.ciphers[version as usize], &live.record.id, version, plaintext, context)
+    }
+
+    /// GenerateDataKey and GenerateDataKeyWithoutPlaintext: `bytes` (1–1024) of fresh key.
+    pub fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        bytes: usize,
+        context: &EncryptionContext,
+        with_plaintext: bool,
+    ) -> Result<DataKey> {
+        if bytes == 0 || bytes > MAX_DATA_KEY_BYTES {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value '{bytes}' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and {MAX_DATA_KEY_BYTES}"
+            )));
+        }
+        let op = if with_plaintext {
+            GrantOperation::GenerateDataKey
+        } else {
+            GrantOperation::GenerateDataKeyWithoutPlaintext
+        };
+        let live = self.resolve_for(caller, key_id, true, Access::Grant(op), context)?;
+        require_enabled(&live.record)?;
+        let mut plaintext = Zeroizing::new(vec![0u8; bytes]);
+        rand::thread_rng().fill_bytes(&mut plaintext);
+        let ciphertext_blob = self.seal(&live, &plaintext, context);
+        Ok(DataKey { plaintext: with_plaintext.then_some(plaintext), ciphertext_blob, key_arn: live.record.arn() })
+    }
+
+    /// Decrypt: the key comes from the blob; `key_id`, if given, must name that same key.
+    pub fn decrypt(
+        &self,
+        caller: &Caller,
+        blob_bytes: &[u8],
+        context: &EncryptionContext,
+        key_id: Option<&str>,
+    ) -> Result<Decrypted> {
+        let (plaintext, live) = self.open_blob(caller, blob_bytes, context, key_id, GrantOperation::Decrypt)?;
+        Ok(Decrypted { plaintext, key_arn: live.record.arn() })
+    }
+
+    fn open_blob(
+        &self,
+        caller: &Caller,
+        blob_bytes: &[u8],
+        context: &EncryptionContext,
+        key_id: Option<&str>,
+        op: GrantOperation,
+    ) -> Result<(Zeroizing<Vec<u8>>, Arc<LiveKey>)> {
+        if blob_bytes.is_empty() || blob_bytes.len() > MAX_CIPHERTEXT_BLOB {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and {MAX_CIPHERTEXT_BLOB}"
+            )));
+        }
+        let header = blob::parse(blob_bytes).map_err(|_| invalid_ciphertext())?;
+        let live = self
+            .read_state()
+            .keys
+            .get(header.key_id)
+            .cloned()
+            .ok_or_else(|| key_not_found(&caller.region, &caller.account_id, header.key_id))?;
+        if live.record.region != caller.region {
+            return Err(invalid_ciphertext());
+        }
+        if let Some(key_id) = key_id {
+            let named = self.resolve(caller, key_id, true)?;
+            if named.record.id != live.record.id {
+                return Err(Error::IncorrectKey(
+                    "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
+                ));
+            }
+        }
+        authorize(caller, &live.record, Access::Grant(op), context)?;
+        require_enabled(&live.record)?;
+        let cipher = live.ciphers.get(header.key_version as usize).ok_or_else(invalid_ciphertext)?;
+        let plaintext = header.open(cipher, context).map_err(|_| invalid_ciphertext())?;
+        Ok((plaintext, live))
+    }
+
+    /// ReEncrypt: decrypts under the blob's key and encrypts under `destination_key_id`.
+    pub fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob_bytes: &[u8],
+        source_context: &EncryptionContext,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<ReEncrypted> {
+        let (plaintext, source) =
+            self.open_blob(caller, blob_bytes, source_context, source_key_id, GrantOperation::ReEncryptFrom)?;
+        let destination = self.resolve_for(
+            caller,
+            destination_key_id,
+            true,
+            Access::Grant(GrantOperation::ReEncryptTo),
+            destination_context,
+        )?;
+        require_enabled(&destination.record)?;
+        Ok(ReEncrypted {
+            ciphertext_blob: self.seal(&destination, &plaintext, destination_context),
+            source_key_arn: source.record.arn(),
+            key_arn: destination.record.arn(),
+        })
+    }
+
+    /// GenerateRandom (1–1024 bytes).
+    pub fn generate_random(&self, bytes: usize) -> Result<Zeroizing<Vec<u8>>> {
+        if bytes == 0 || bytes > MAX_DATA_KEY_BYTES {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value '{bytes}' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and {MAX_DATA_KEY_BYTES}"
+            )));
+        }
+        let mut out = Zeroizing::new(vec![0u8; bytes]);
+        rand::rngs::OsRng.fill_bytes(&mut out);
+        Ok(out)
+    }
+
+    // ---- rotation ------------------------------------------------------------------------------
+
+    /// EnableKeyRotation with a period of 90–2560 days.
+    pub fn enable_key_rotation(&self, caller: &Caller, key_id: &str, period_days: u32) -> Result<()> {
+        if !(90..=2560).contains(&period_days) {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value '{period_days}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
+            )));
+        }
+        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+            require_customer_managed(record)?;
+            require_enabled(record)?;
+            record.rotation.enabled = true;
+            record.rotation.period_days = period_days;
+            record.rotation.next_rotation = Some(now + i64::from(period_days) * DAY);
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// DisableKeyRotation.
+    pub fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            require_customer_managed(record)?;
+            require_enabled(record)?;
+            record.rotation.enabled = false;
+            record.rotation.next_rotation = None;
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// GetKeyRotationStatus.
+    pub fn get_key_rotation_status(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        Ok(live.record.clone())
+    }
+
+    /// RotateKeyOnDemand (at most ten per key).
+    pub fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        let material = KeyMaterial::generate();
+        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+            require_customer_managed(record)?;
+            require_enabled(record)?;
+            if record.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS {
+                return Err(Error::LimitExceeded(format!(
+                    "The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for {}",
+                    record.arn()
+                )));
+            }
+            record.rotation.on_demand_count += 1;
+            self.add_version(record, now, RotationType::OnDemand, &material);
+            Ok(())
+        })
+        .map(|(_, record)| record)
+    }
+
+    fn add_version(&self, record: &mut KeyRecord, created: i64, rotation_type: RotationType, material: &KeyMaterial) {
+        let version = record.versions.len() as u32;
+        record.versions.push(KeyVersion {
+            created,
+            rotation_type: Some(rotation_type),
+            wrapped_material: self.master.wrap(&record.id, version, material),
+        });
+    }
+
+    /// ListKeyRotations: the rotations of a key (not its original material), oldest first.
+    pub fn list_key_rotations(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<Page<KeyVersion>> {
+        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let rotations =
+            live.record.versions.iter().enumerate().skip(1).map(|(i, v)| (format!("{i:010}"), v.clone())).collect();
+        paginate(rotations, limit, marker)
+    }
+
+    // ---- tags and policy -----------------------------------------------------------------------
+
+    /// TagResource: adds tags, replacing the values of existing keys.
+    pub fn tag_resource(&self, caller: &Caller, key_id: &str, tags: &[Tag]) -> Result<()> {
+        validate_tags(tags)?;
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            require_customer_managed(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
+            for tag in tags {
+                match record.tags.iter_mut().find(|t| t.key == tag.key) {
+                    Some(existing) => existing.value = tag.value.clone(),
+                    None => record.tags.push(tag.clone()),
+                }
+            }
+            if record.tags.len() > MAX_TAGS {
+                return Err(Error::Tag(format!("A key may have at most {MAX_TAGS} tags.")));
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// UntagResource.
+    pub fn untag_resource(&self, caller: &Caller, key_id: &str, tag_keys: &[String]) -> Result<()> {
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            require_customer_managed(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
+            record.tags.retain(|t| !tag_keys.contains(&t.key));
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// ListResourceTags, ordered by tag key.
+    pub fn list_resource_tags(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<Page<Tag>> {
+        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let mut tags: Vec<(String, Tag)> = live.record.tags.iter().map(|t| (t.key.clone(), t.clone())).collect();
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+        paginate(tags, limit, marker)
+    }
+
+    /// GetKeyPolicy (the only policy name is `default`).
+    pub fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String> {
+        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        Ok(live.record.policy.clone().unwrap_or_else(|| default_policy(&live.record.account)))
+    }
+
+    /// PutKeyPolicy: stores the policy (kmsim does not evaluate policies).
+    pub fn put_key_policy(&self, caller: &Caller, key_id: &str, policy: &str) -> Result<()> {
+        validate_policy(policy)?;
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            require_customer_managed(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
+            record.policy = Some(policy.to_owned());
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    // ---- grants --------------------------------------------------------------------------------
+
+    /// CreateGrant: returns (grant id, grant token). A named grant with the same parameters as an
+    /// existing one returns that grant's id.
+    pub fn create_grant(&self, caller: &Caller, key_id: &str, input: CreateGrantInput) -> Result<(String, String)> {
+        validate_principal("granteePrincipal", &input.grantee_principal)?;
+        if let Some(p) = &input.retiring_principal {
+            validate_principal("retiringPrincipal", p)?;
+        }
+        if input.operations.is_empty() {
+            return Err(Error::Validation(
+                "1 validation error detected: Value at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1".into(),
+            ));
+        }
+        if let Some(name) = &input.name {
+            validate_grant_name(name)?;
+        }
+        let _writer = self.lock_writer();
+        let live = self.resolve_for(
+            caller,
+            key_id,
+            false,
+            Access::Grant(GrantOperation::CreateGrant),
+            &EncryptionContext::new(),
+        )?;
+        if live.record.state == KeyState::PendingDeletion {
+            return Err(pending_deletion(&live.record));
+        }
+        let mut record = live.record.clone();
+        let token = random_hex(48);
+        let mut operations = input.operations.clone();
+        operations.sort();
+        operations.dedup();
+        let existing = record.grants.iter().position(|g| {
+            input.name.is_some()
+                && g.name == input.name
+                && g.grantee_principal == input.grantee_principal
+                && g.retiring_principal == input.retiring_principal
+                && g.operations == operations
+                && g.constraints == input.constraints
+        });
+        let grant_id = match existing {
+            Some(i) => {
+                record.grants[i].grant_token = token.clone();
+                record.grants[i].grant_id.clone()
+            }
+            None => {
+                let grant_id = random_hex(32);
+                record.grants.push(Grant {
+                    grant_id: grant_id.clone(),
+                    grant_token: token.clone(),
+                    name: input.name,
+                    grantee_principal: input.grantee_principal,
+                    retiring_principal: input.retiring_principal,
+                    operations,
+                    constraints: input.constraints,
+                    issuing_account: caller.account_root(),
+                    created: self.clock.now(),
+                });
+                grant_id
+            }
+        };
+        self.store.commit(&[Change::PutKey(&record)])?;
+        let published = self.live_key(record, Some(&live))?;
+        self.write_state().keys.insert(published.record.id.clone(), Arc::new(published));
+        Ok((grant_id, token))
+    }
+
+    /// ListGrants of a key, optionally filtered by grant id or grantee.
+    pub fn list_grants(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        grant_id: Option<&str>,
+        grantee: Option<&str>,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<(Page<Grant>, String)> {
+        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let grants = live
+            .record
+            .grants
+            .iter()
+            .filter(|g| grant_id.is_none_or(|id| g.grant_id == id) && grantee.is_none_or(|p| g.grantee_principal == p))
+            .map(|g| (format!("{:020}{}", g.created, g.grant_id), g.clone()))
+            .collect::<Vec<_>>();
+        Ok((paginate(sorted(grants), limit, marker)?, live.record.arn()))
+    }
+
+    /// ListRetirableGrants: grants, on keys of the caller's region, that `retiring_principal` may retire.
+    pub fn list_retirable_grants(
+        &self,
+        caller: &Caller,
+        retiring_principal: &str,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<Page<(Grant, String)>> {
+        validate_principal("retiringPrincipal", retiring_principal)?;
+        let state = self.read_state();
+        let grants = state
+            .keys
+            .values()
+            .filter(|k| k.record.region == caller.region)
+            .flat_map(|k| {
+                k.record
+                    .grants
+                    .iter()
+                    .filter(|g| g.retiring_principal.as_deref() == Some(retiring_principal))
+                    .map(move |g| (format!("{}{}", k.record.id, g.grant_id), (g.clone(), k.record.arn())))
+            })
+            .collect::<Vec<_>>();
+        paginate(sorted(grants), limit, marker)
+    }
+
+    /// RetireGrant: by the retiring principal, a grantee allowed to retire, or the key's account.
+    pub fn retire_grant(&self, caller: &Caller, by: RetireBy<'_>) -> Result<()> {
+        let _writer = self.lock_writer();
+        let live = match by {
+            RetireBy::Token(token) => self
+                .read_state()
+                .keys
+                .values()
+                .find(|k| k.record.grants.iter().any(|g| g.grant_token == token))
+                .cloned()
+                .ok_or_else(|| Error::InvalidGrantToken("The grant token is not valid.".into()))?,
+            RetireBy::Id { key_id, .. } => self.resolve(caller, key_id, false)?,
+        };
+        let index = match by {
+            RetireBy::Token(token) => live.record.grants.iter().position(|g| g.grant_token == token),
+            RetireBy::Id { grant_id, .. } => live.record.grants.iter().position(|g| g.grant_id == grant_id),
+        }
+        .ok_or_else(|| Error::InvalidGrantId("The grant id is not valid.".into()))?;
+        let grant = &live.record.grants[index];
+        let allowed = grant.retiring_principal.as_deref().is_some_and(|p| principal_matches(caller, p))
+            || (principal_matches(caller, &grant.grantee_principal)
+                && grant.operations.contains(&GrantOperation::RetireGrant))
+            || live.record.account == caller.account_id;
+        if !allowed {
+            return Err(access_denied(caller, "RetireGrant", &live.record));
+        }
+        self.remove_grant(&live, index)
+    }
+
+    /// RevokeGrant: by the key's account.
+    pub fn revoke_grant(&self, caller: &Caller, key_id: &str, grant_id: &str) -> Result<()> {
+        let _writer = self.lock_writer();
+        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let index = live
+            .record
+            .grants
+            .iter()
+            .position(|g| g.grant_id == grant_id)
+            .ok_or_else(|| Error::NotFound(format!("Grant ID {grant_id} not found")))?;
+        self.remove_grant(&live, index)
+    }
+
+    fn remove_grant(&self, live: &Arc<LiveKey>, index: usize) -> Result<()> {
+        let mut record = live.record.clone();
+        record.grants.remove(index);
+        self.store.commit(&[Change::PutKey(&record)])?;
+        let published = self.live_key(record, Some(live))?;
+        self.write_state().keys.insert(published.record.id.clone(), Arc::new(published));
+        Ok(())
+    }
+
+    // ---- time-driven changes -------------------------------------------------------------------
+
+    /// Purges keys whose deletion window has ended and rotates keys whose rotation period has
+    /// passed, as of the KMS clock. Returns (purged, rotated) counts.
+    pub fn sweep(&self) -> Result<(usize, usize)> {
+        let _writer = self.lock_writer();
+        let now = self.clock.now();
+        let (mut purged, mut rotated): (Vec<String>, Vec<(Arc<LiveKey>, KeyRecord)>) = (Vec::new(), Vec::new());
+        for live in self.read_state().keys.values() {
+            let record = &live.record;
+            if record.state == KeyState::PendingDeletion && record.deletion_date.is_some_and(|d| d <= now) {
+                purged.push(record.id.clone());
+            } else if record.state == KeyState::Enabled
+                && record.rotation.enabled
+                && record.rotation.next_rotation.is_some_and(|t| t <= now)
+            {
+                let mut updated = record.clone();
+                let period = i64::from(updated.rotation.period_days.max(1)) * DAY;
+                let mut due = updated.rotation.next_rotation.unwrap_or(now);
+                let mut count = 0;
+                while due <= now && count < MAX_CATCH_UP_ROTATIONS {
+                    self.add_version(&mut updated, due, RotationType::Automatic, &KeyMaterial::generate());
+                    due += period;
+                    count += 1;
+                }
+                updated.rotation.next_rotation = Some(due.max(now + 1));
+                rotated.push((live.clone(), updated));
+            }
+        }
+        if purged.is_empty() && rotated.is_empty() {
+            return Ok((0, 0));
+        }
+        let dead_aliases: Vec<String> = self
+            .read_state()
+            .aliases
+            .iter()
+            .filter(|(_, a)| purged.contains(&a.target_key_id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut changes: Vec<Change<'_>> = purged.iter().map(|id| Change::DeleteKey(id)).collect();
+        changes.extend(dead_aliases.iter().map(|k| Change::DeleteAlias(k.clone())));
+        changes.extend(rotated.iter().map(|(_, r)| Change::PutKey(r)));
+        self.store.commit(&changes)?;
+        drop(changes);
+        let mut published = Vec::with_capacity(rotated.len());
+        for (live, record) in &rotated {
+            published.push(self.live_key(record.clone(), Some(live))?);
+        }
+        let mut state = self.write_state();
+        for id in &purged {
+            state.keys.remove(id);
+        }
+        for key in &dead_aliases {
+            state.aliases.remove(key);
+        }
+        for live in published {
+            state.keys.insert(live.record.id.clone(), Arc::new(live));
+        }
+        if !purged.is_empty() || !rotated.is_empty() {
+            tracing::info!(purged = purged.len(), rotated = rotated.len(), "key sweep");
+        }
+        Ok((purged.len(), rotated.len()))
+    }
+
+    /// The ARN and current version of a key, for admin views (no material).
+    pub fn key_record(&self, key_id: &str) -> Option<KeyRecord> {
+        self.read_state().keys.get(key_id).map(|k| k.record.clone())
+    }
+}
+
+fn check_master_key(store: &Store, master: &MasterKey) -> Result<()> {
+    const CHECK_ID: &str = "kmsim-master-check";
+    match store.meta(MASTER_CHECK)? {
+        Some(value) => {
+            let text = String::from_utf8(value).map_err(|_| Error::Internal("master check value is corrupt".into()))?;
+            master.unwrap(CHECK_ID, 0, &text).map_err(|_| {
+                Error::Internal("the master key file does not match the key store (was master.key replaced?)".into())
+            })?;
+        }
+        None => {
+            let wrapped = master.wrap(CHECK_ID, 0, &KeyMaterial::generate());
+            store.commit(&[Change::PutMeta(MASTER_CHECK, wrapped.as_bytes())])?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the caller is `principal`, or `principal` is the root of the caller's account.
+fn principal_matches(caller: &Caller, principal: &str) -> bool {
+    principal == caller.principal_arn
+        || principal == caller.account_root()
+        || principal == caller.account_id
+        || caller.via_service.as_deref() == Some(principal)
+}
+
+/// The access rule: a key's own account may do anything its state allows; another account only
+/// what a grant gives it, under the grant's constraints.
+fn authorize(caller: &Caller, key: &KeyRecord, access: Access, context: &EncryptionContext) -> Result<()> {
+    if key.account == caller.account_id {
+        return Ok(());
+    }
+    let allowed = match access {
+        Access::Admin => false,
+        Access::Grant(op) => key.grants.iter().any(|g| {
+            principal_matches(caller, &g.grantee_principal)
+                && g.operations.contains(&op)
+                && (!op.uses_context() || g.constraints.as_ref().is_none_or(|c| c.allow(context)))
+        }),
+    };
+    if allowed {
+        return Ok(());
+    }
+    let op = match access {
+        Access::Grant(op) => op.as_str(),
+        Access::Admin => "administer",
+    };
+    Err(access_denied(caller, op, key))
+}
+
+fn access_denied(caller: &Caller, op: &str, key: &KeyRecord) -> Error {
+    Error::AccessDenied(format!(
+        "User: {} is not authorized to perform: kms:{op} on resource: {} because no resource-based policy allows the kms:{op} action",
+        caller.principal_arn,
+        key.arn()
+    ))
+}
+
+/// Cryptographic operations need an enabled key.
+fn require_enabled(record: &KeyRecord) -> Result<()> {
+    match record.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(Error::Disabled(format!("{} is disabled.", record.arn()))),
+        KeyState::PendingDeletion => Err(pending_deletion(record)),
+    }
+}
+
+fn require_customer_managed(record: &KeyRecord) -> Result<()> {
+    match record.manager {
+        KeyManager::Customer => Ok(()),
+        KeyManager::Aws => {
+            Err(Error::UnsupportedOperation(format!("{} is an AWS managed key and cannot be modified.", record.arn())))
+        }
+    }
+}
+
+fn pending_deletion(record: &KeyRecord) -> Error {
+    Error::InvalidState(format!("{} is pending deletion.", record.arn()))
+}
+
+fn invalid_ciphertext() -> Error {
+    Error::InvalidCiphertext(
+        "The ciphertext is invalid, was tampered with, or does not match the encryption context.".into(),
+    )
+}
+
+fn key_not_found(region: &str, account: &str, id: &str) -> Error {
+    Error::NotFound(format!("Key '{}' does not exist", key_arn(region, account, id)))
+}
+
+fn alias_not_found(region: &str, account: &str, name: &str) -> Error {
+    Error::NotFound(format!("Alias arn:aws:kms:{region}:{account}:{name} is not found."))
+}
+
+fn alias_target(alias: &AliasRecord) -> &str {
+    &alias.target_key_id
+}
+
+fn default_policy(account: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    )
+}
+
+fn validate_description(description: &str) -> Result<()> {
+    if description.chars().count() > 8192 {
+        return Err(Error::Validation(
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 8192".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_policy(policy: &str) -> Result<()> {
+    if policy.is_empty() || policy.len() > 32_768 {
+        return Err(Error::Validation(
+            "1 validation error detected: Value at 'policy' failed to satisfy constraint: Member must have length between 1 and 32768".into(),
+        ));
+    }
+    if serde_json::from_str::<serde_json::Value>(policy).map(|v| !v.is_object()).unwrap_or(true) {
+        return Err(Error::Validation("MalformedPolicyDocumentException: the policy is not a JSON object".into()));
+    }
+    Ok(())
+}
+
+fn validate_tags(tags: &[Tag]) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::Tag(format!("A key may have at most {MAX_TAGS} tags.")));
+    }
+    for tag in tags {
+        let len = tag.key.chars().count();
+        if len == 0 || len > 128 {
+            return Err(Error::Tag(format!("Tag key '{}' must have length between 1 and 128", tag.key)));
+        }
+        if tag.value.chars().count() > 256 {
+            return Err(Error::Tag(format!("Tag value of '{}' must have length of at most 256", tag.key)));
+        }
+        if tag.key.starts_with("aws:") {
+            return Err(Error::Tag("Tags beginning with aws: are reserved".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Alias names: `alias/` then 1–250 of `[A-Za-z0-9/_-]`; `alias/aws/` is for service keys.
+fn validate_alias_name(name: &str, customer: bool) -> Result<()> {
+    let valid = name.len() <= 256
+        && name.strip_prefix("alias/").is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        });
+    if !valid {
+        return Err(Error::Validation(format!(
+            "1 validation error detected: Value '{name}' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$"
+        )));
+    }
+    if customer && name.starts_with("alias/aws/") {
+        return Err(Error::InvalidAliasName(format!("Alias must not begin with 'alias/aws/': {name}")));
+    }
+    Ok(())
+}
+
+fn validate_principal(field: &str, principal: &str) -> Result<()> {
+    if principal.is_empty() || principal.len() > 256 {
+        return Err(Error::Validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must have length between 1 and 256"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_grant_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 256 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b)) {
+        return Err(Error::Validation(format!(
+            "1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+        )));
+    }
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+fn sorted<T>(mut items: Vec<(String, T)>) -> Vec<(String, T)> {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items
+}
+
+/// One page of `items` (sorted by their string key) after `marker`. The marker is the hex of the
+/// next item's key, so a page survives concurrent deletions.
+fn paginate<T>(items: Vec<(String, T)>, limit: usize, marker: Option<&str>) -> Result<Page<T>> {
+    let start = match marker {
+        None => String::new(),
+        Some(marker) => hex::decode(marker)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::InvalidMarker("The marker is not valid.".into()))?,
+    };
+    let mut rest = items.into_iter().filter(|(k, _)| *k >= start).peekable();
+    let items: Vec<T> = rest.by_ref().take(limit).map(|(_, v)| v).collect();
+    let next_marker = rest.peek().map(|(k, _)| hex::encode(k));
+    Ok(Page { items, next_marker })
+}
+
+/// Reads a data dir's master key path, for callers that need to check it.
+pub fn default_master_key_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("master.key")
+}

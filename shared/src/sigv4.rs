@@ -1,0 +1,566 @@
+//! AWS Signature Version 4 in header form: verifying incoming requests and signing outgoing ones.
+//!
+//! Both sides build the same canonical request ([`canonical_request`]), so a change to one is a
+//! change to the other. Verification looks the access key up in [`Accounts`], checks the clock skew
+//! (±15 minutes) and the credential scope, and compares signatures in constant time. Derived
+//! signing keys are cached per access key, day, region and service: four HMACs saved per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::accounts::{Accounts, Caller};
+use crate::time::format_amz_date;
+
+/// The only algorithm of SigV4 in header form.
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// How far a request's time may be from the server's, in seconds.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
+/// Hex SHA-256 of the empty string.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Characters SigV4 leaves unencoded: `A-Z a-z 0-9 - _ . ~`.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a request's signature was not accepted. Each service maps these to its own wire errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header at all.
+    #[error("missing authentication token")]
+    Missing,
+    /// The `Authorization` header or a header it depends on is malformed.
+    #[error("{0}")]
+    Malformed(String),
+    /// The access key id is not one kmsim knows.
+    #[error("unknown access key id")]
+    UnknownAccessKey,
+    /// The credential scope names another service or an invalid region or date.
+    #[error("{0}")]
+    BadScope(String),
+    /// The request time is more than [`MAX_CLOCK_SKEW_SECS`] from the server's clock.
+    #[error("signature expired: {request_time} is outside the allowed window around {server_time}")]
+    Skewed {
+        /// The `X-Amz-Date` of the request.
+        request_time: String,
+        /// The server's time in the same format.
+        server_time: String,
+    },
+    /// `x-amz-content-sha256` does not match the body.
+    #[error("the provided x-amz-content-sha256 header does not match what was computed")]
+    PayloadHashMismatch,
+    /// The signature does not match the one computed from the request.
+    #[error("signature does not match")]
+    SignatureMismatch {
+        /// What the server signed, for the S3 error body.
+        string_to_sign: String,
+        /// The canonical request the server built, for the S3 error body.
+        canonical_request: String,
+    },
+}
+
+/// How the canonical URI is encoded: S3 encodes the path once, every other service twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriEncoding {
+    /// Each path segment is URI-encoded once (S3).
+    Single,
+    /// The already-encoded path is encoded again (KMS and every other service).
+    Double,
+}
+
+/// The parts of a request that SigV4 signs.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// HTTP method, e.g. `POST`.
+    pub method: &'a str,
+    /// The path as sent on the wire (percent-encoded).
+    pub path: &'a str,
+    /// The raw query string without `?`, possibly empty.
+    pub query: &'a str,
+    /// All request headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// The parsed `Authorization: AWS4-HMAC-SHA256 ...` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationHeader<'a> {
+    /// Access key id from the credential.
+    pub access_key_id: &'a str,
+    /// `yyyymmdd` from the credential scope.
+    pub date: &'a str,
+    /// Region from the credential scope.
+    pub region: &'a str,
+    /// Service from the credential scope.
+    pub service: &'a str,
+    /// The `SignedHeaders` list, `;`-separated lowercase names.
+    pub signed_headers: &'a str,
+    /// The hex signature.
+    pub signature: &'a str,
+}
+
+impl<'a> AuthorizationHeader<'a> {
+    /// Parses the header value; the error names what is missing, as AWS's messages do.
+    pub fn parse(value: &'a str) -> Result<Self, AuthError> {
+        let rest = value
+            .strip_prefix(ALGORITHM)
+            .filter(|rest| rest.starts_with(' '))
+            .ok_or_else(|| AuthError::Malformed(format!("Authorization header requires the {ALGORITHM} algorithm.")))?;
+        let (mut credential, mut signed_headers, mut signature) = (None, None, None);
+        for part in rest.split(',') {
+            let part = part.trim();
+            if let Some(v) = part.strip_prefix("Credential=") {
+                credential = Some(v);
+            } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+                signed_headers = Some(v);
+            } else if let Some(v) = part.strip_prefix("Signature=") {
+                signature = Some(v);
+            } else if !part.is_empty() {
+                return Err(AuthError::Malformed(format!(
+                    "'{part}' not a valid key=value pair (missing equal-sign) in Authorization header"
+                )));
+            }
+        }
+        let mut missing = Vec::new();
+        if credential.is_none() {
+            missing.push("Credential");
+        }
+        if signed_headers.is_none() {
+            missing.push("SignedHeaders");
+        }
+        if signature.is_none() {
+            missing.push("Signature");
+        }
+        if !missing.is_empty() {
+            return Err(AuthError::Malformed(format!(
+                "Authorization header requires '{}' parameter{}.",
+                missing.join("', '"),
+                if missing.len() > 1 { "s" } else { "" }
+            )));
+        }
+        let (credential, signed_headers, signature) =
+            (credential.unwrap_or_default(), signed_headers.unwrap_or_default(), signature.unwrap_or_default());
+        let scope: Vec<&str> = credential.split('/').collect();
+        if scope.len() != 5 || scope[4] != "aws4_request" || scope.iter().any(|s| s.is_empty()) {
+            return Err(AuthError::Malformed(format!(
+                "Credential should be scoped to a valid region, and be of the form <access key>/<date>/<region>/<service>/aws4_request, not '{credential}'."
+            )));
+        }
+        if signed_headers.is_empty() || !signature.bytes().all(|b| b.is_ascii_hexdigit()) || signature.len() != 64 {
+            return Err(AuthError::Malformed("Authorization header has an invalid SignedHeaders or Signature.".into()));
+        }
+        Ok(AuthorizationHeader {
+            access_key_id: scope[0],
+            date: scope[1],
+            region: scope[2],
+            service: scope[3],
+            signed_headers,
+            signature,
+        })
+    }
+}
+
+/// Builds the canonical request of SigV4 for `parts`, signing `signed_headers` (`;`-separated).
+pub fn canonical_request(
+    parts: &RequestParts<'_>,
+    signed_headers: &str,
+    payload_hash: &str,
+    encoding: UriEncoding,
+) -> Result<String, AuthError> {
+    let mut out = String::with_capacity(256);
+    out.push_str(parts.method);
+    out.push('\n');
+    push_canonical_uri(&mut out, parts.path, encoding);
+    out.push('\n');
+    push_canonical_query(&mut out, parts.query);
+    out.push('\n');
+    for name in signed_headers.split(';') {
+        out.push_str(name);
+        out.push(':');
+        let mut first = true;
+        let mut found = false;
+        for value in parts.headers.get_all(name) {
+            found = true;
+            let value = value.to_str().map_err(|_| AuthError::Malformed(format!("header {name} is not valid text")))?;
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            push_collapsed(&mut out, value);
+        }
+        if !found {
+            return Err(AuthError::Malformed(format!("signed header {name} is not in the request")));
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(signed_headers);
+    out.push('\n');
+    out.push_str(payload_hash);
+    Ok(out)
+}
+
+/// Trims a header value and collapses runs of spaces to one, as SigV4 asks.
+fn push_collapsed(out: &mut String, value: &str) {
+    let mut last_space = false;
+    for c in value.trim().chars() {
+        if c == ' ' {
+            if !last_space {
+                out.push(' ');
+            }
+            last_space = true;
+        } else {
+            out.push(c);
+            last_space = false;
+        }
+    }
+}
+
+fn push_canonical_uri(out: &mut String, raw_path: &str, encoding: UriEncoding) {
+    if raw_path.is_empty() {
+        out.push('/');
+        return;
+    }
+    for (i, segment) in raw_path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let decoded = percent_decode_str(segment).collect::<Vec<u8>>();
+        let once: String = percent_encoding::percent_encode(&decoded, UNRESERVED).collect();
+        match encoding {
+            UriEncoding::Single => out.push_str(&once),
+            UriEncoding::Double => out.extend(utf8_percent_encode(&once, UNRESERVED)),
+        }
+    }
+}
+
+fn push_canonical_query(out: &mut String, raw_query: &str) {
+    if raw_query.is_empty() {
+        return;
+    }
+    let mut pairs: Vec<(String, String)> = raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (encode_component(k), encode_component(v))
+        })
+        .filter(|(k, _)| k != "X-Amz-Signature")
+        .collect();
+    pairs.sort();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+}
+
+/// Decodes a query component (treating `+` literally, as AWS does) and encodes it the SigV4 way.
+fn encode_component(raw: &str) -> String {
+    let decoded = percent_decode_str(raw).collect::<Vec<u8>>();
+    percent_encoding::percent_encode(&decoded, UNRESERVED).collect()
+}
+
+/// The string to sign for a canonical request.
+pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
+    let hash = hex::encode(Sha256::digest(canonical_request.as_bytes()));
+    format!("{ALGORITHM}\n{amz_date}\n{scope}\n{hash}")
+}
+
+/// Derives the signing key: HMAC chain from `AWS4<secret>` over date, region, service, `aws4_request`.
+pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac(&k_date, region.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
+    hmac(&k_service, b"aws4_request")
+}
+
+/// HMAC-SHA256 of `data` under `key`.
+pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// Hex SHA-256 of a payload.
+pub fn payload_sha256(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// Verifies SigV4 signatures against the access keys of [`Accounts`].
+#[derive(Debug)]
+pub struct Verifier {
+    accounts: Arc<Accounts>,
+    /// Derived signing keys by `access key/date/region/service`.
+    key_cache: RwLock<HashMap<String, [u8; 32]>>,
+}
+
+/// Bounds the signing-key cache; it is cleared when full (keys are cheap to derive again).
+const KEY_CACHE_CAPACITY: usize = 4096;
+
+impl Verifier {
+    /// A verifier for the access keys of `accounts`.
+    pub fn new(accounts: Arc<Accounts>) -> Self {
+        Verifier { accounts, key_cache: RwLock::new(HashMap::new()) }
+    }
+
+    /// The accounts this verifier checks against.
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.accounts
+    }
+
+    /// Verifies a header-signed request for `service` whose payload hashes to `payload_hash`
+    /// (hex SHA-256 of the body, or the literal the client signed, such as `UNSIGNED-PAYLOAD`).
+    /// `now` is the server's wall-clock time in Unix seconds.
+    pub fn verify(
+        &self,
+        parts: &RequestParts<'_>,
+        payload_hash: &str,
+        service: &str,
+        encoding: UriEncoding,
+        now: i64,
+    ) -> Result<Caller, AuthError> {
+        let header = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or(AuthError::Missing)?
+            .to_str()
+            .map_err(|_| AuthError::Malformed("Authorization header is not valid text.".into()))?;
+        let auth = AuthorizationHeader::parse(header)?;
+        let signed: Vec<&str> = auth.signed_headers.split(';').collect();
+        if !signed.contains(&"host") {
+            return Err(AuthError::Malformed(
+                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
+            ));
+        }
+        let amz_date = parts.headers.get("x-amz-date").and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            AuthError::Malformed(
+                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into(),
+            )
+        })?;
+        let request_time = crate::time::parse_amz_date(amz_date).ok_or_else(|| {
+            AuthError::Malformed(format!(
+                "X-Amz-Date '{amz_date}' is not a valid date of the form YYYYMMDD'T'HHMMSS'Z'."
+            ))
+        })?;
+        let key = self.accounts.get(auth.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        if auth.service != service {
+            return Err(AuthError::BadScope(format!("Credential should be scoped to correct service: '{service}'.")));
+        }
+        if !amz_date.starts_with(auth.date) || auth.date.len() != 8 {
+            return Err(AuthError::BadScope(format!(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{amz_date}'.",
+                auth.date,
+                &amz_date[..8]
+            )));
+        }
+        if !is_region(auth.region) {
+            return Err(AuthError::BadScope(format!(
+                "Credential should be scoped to a valid region, not '{}'.",
+                auth.region
+            )));
+        }
+        if (now - request_time).abs() > MAX_CLOCK_SKEW_SECS {
+            return Err(AuthError::Skewed { request_time: amz_date.to_owned(), server_time: format_amz_date(now) });
+        }
+        if let Some(claimed) = parts.headers.get("x-amz-content-sha256") {
+            let claimed = claimed.as_bytes();
+            let is_digest = claimed.len() == 64 && claimed.iter().all(u8::is_ascii_hexdigit);
+            if is_digest && !claimed.eq_ignore_ascii_case(payload_hash.as_bytes()) {
+                return Err(AuthError::PayloadHashMismatch);
+            }
+        }
+        let canonical = canonical_request(parts, auth.signed_headers, payload_hash, encoding)?;
+        let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+        let to_sign = string_to_sign(amz_date, &scope, &canonical);
+        let cache_key = format!("{}/{scope}", auth.access_key_id);
+        let signing = self.cached_signing_key(&cache_key, || {
+            signing_key(&key.secret_access_key, auth.date, auth.region, auth.service)
+        });
+        let expected = hex::encode(hmac(&signing, to_sign.as_bytes()));
+        if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
+            return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
+        }
+        Ok(Caller::new(key, auth.region))
+    }
+
+    fn cached_signing_key(&self, cache_key: &str, derive: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
+        if let Some(key) = self.key_cache.read().unwrap_or_else(|e| e.into_inner()).get(cache_key) {
+            return *key;
+        }
+        let key = derive();
+        let mut cache = self.key_cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= KEY_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(cache_key.to_owned(), key);
+        key
+    }
+}
+
+/// Whether `text` looks like a region name (`us-east-1`, `eu-de`, ...).
+fn is_region(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 32
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// What a client needs to sign a request.
+#[derive(Debug, Clone, Copy)]
+pub struct SigningParams<'a> {
+    /// Access key id.
+    pub access_key_id: &'a str,
+    /// Secret access key.
+    pub secret_access_key: &'a str,
+    /// Region of the credential scope.
+    pub region: &'a str,
+    /// Service of the credential scope.
+    pub service: &'a str,
+    /// Signing time in Unix seconds.
+    pub time: i64,
+}
+
+/// Signs a request: sets `x-amz-date` and `authorization` in `headers`, signing every header that
+/// is present (which must include `host`). `path` and `query` are as sent on the wire.
+pub fn sign(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &mut HeaderMap,
+    payload_hash: &str,
+    encoding: UriEncoding,
+    params: &SigningParams<'_>,
+) -> Result<(), AuthError> {
+    let amz_date = format_amz_date(params.time);
+    headers.insert("x-amz-date", amz_date.parse().expect("an amz date is a valid header value"));
+    let mut names: Vec<&str> = headers.keys().map(|k| k.as_str()).filter(|n| *n != "authorization").collect();
+    names.sort_unstable();
+    names.dedup();
+    let signed_headers = names.join(";");
+    let parts = RequestParts { method, path, query, headers };
+    let canonical = canonical_request(&parts, &signed_headers, payload_hash, encoding)?;
+    let date = &amz_date[..8];
+    let scope = format!("{date}/{}/{}/aws4_request", params.region, params.service);
+    let to_sign = string_to_sign(&amz_date, &scope, &canonical);
+    let key = signing_key(params.secret_access_key, date, params.region, params.service);
+    let signature = hex::encode(hmac(&key, to_sign.as_bytes()));
+    let value = format!(
+        "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+        params.access_key_id
+    );
+    headers.insert(
+        http::header::AUTHORIZATION,
+        value.parse().map_err(|_| AuthError::Malformed("access key id is not valid in a header".into()))?,
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::AccessKey;
+
+    /// The `get-vanilla` case of the AWS SigV4 test suite.
+    #[test]
+    fn aws_test_suite_get_vanilla() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "example.amazonaws.com".parse().unwrap());
+        headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
+        let parts = RequestParts { method: "GET", path: "/", query: "", headers: &headers };
+        let canonical = canonical_request(&parts, "host;x-amz-date", EMPTY_SHA256, UriEncoding::Double).unwrap();
+        assert_eq!(
+            canonical,
+            format!(
+                "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n{EMPTY_SHA256}"
+            )
+        );
+        let to_sign = string_to_sign("20150830T123600Z", "20150830/us-east-1/service/aws4_request", &canonical);
+        assert!(to_sign.ends_with("bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63"));
+        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20150830", "us-east-1", "service");
+        assert_eq!(
+            hex::encode(hmac(&key, to_sign.as_bytes())),
+            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
+    }
+
+    #[test]
+    fn canonical_query_is_sorted_and_encoded() {
+        let mut out = String::new();
+        push_canonical_query(&mut out, "b=2&a=x%2Fy&a=1&c");
+        assert_eq!(out, "a=1&a=x%2Fy&b=2&c=");
+    }
+
+    #[test]
+    fn uri_encoding_single_and_double() {
+        let mut single = String::new();
+        push_canonical_uri(&mut single, "/bucket/a%20b", UriEncoding::Single);
+        assert_eq!(single, "/bucket/a%20b");
+        let mut double = String::new();
+        push_canonical_uri(&mut double, "/a%20b", UriEncoding::Double);
+        assert_eq!(double, "/a%2520b");
+    }
+
+    fn verifier() -> Verifier {
+        let mut accounts = Accounts::default();
+        accounts.insert(AccessKey::new("AKID", "secret", "111122223333", None));
+        Verifier::new(Arc::new(accounts))
+    }
+
+    fn signed(time: i64, secret: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "localhost:4566".parse().unwrap());
+        headers.insert("x-amz-target", "TrentService.ListKeys".parse().unwrap());
+        let params = SigningParams {
+            access_key_id: "AKID",
+            secret_access_key: secret,
+            region: "us-east-1",
+            service: "kms",
+            time,
+        };
+        sign("POST", "/", "", &mut headers, &payload_sha256(b"{}"), UriEncoding::Double, &params).unwrap();
+        headers
+    }
+
+    fn check(headers: &HeaderMap, body: &[u8], now: i64) -> Result<Caller, AuthError> {
+        let parts = RequestParts { method: "POST", path: "/", query: "", headers };
+        verifier().verify(&parts, &payload_sha256(body), "kms", UriEncoding::Double, now)
+    }
+
+    #[test]
+    fn sign_then_verify() {
+        let now = 1_700_000_000;
+        let caller = check(&signed(now, "secret"), b"{}", now + 60).unwrap();
+        assert_eq!(caller.account_id, "111122223333");
+        assert_eq!(caller.region, "us-east-1");
+    }
+
+    #[test]
+    fn wrong_secret_body_or_time_is_refused() {
+        let now = 1_700_000_000;
+        assert!(matches!(check(&signed(now, "other"), b"{}", now), Err(AuthError::SignatureMismatch { .. })));
+        assert!(matches!(check(&signed(now, "secret"), b"{ }", now), Err(AuthError::SignatureMismatch { .. })));
+        assert!(matches!(check(&signed(now, "secret"), b"{}", now + 901), Err(AuthError::Skewed { .. })));
+        assert!(matches!(check(&signed(now, "secret"), b"{}", now - 901), Err(AuthError::Skewed { .. })));
+        assert_eq!(check(&HeaderMap::new(), b"{}", now), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn malformed_headers_are_refused() {
+        for value in [
+            "AWS4-HMAC-SHA256",
+            "AWS4-HMAC-SHA256 Credential=AKID/20231114/us-east-1/kms/aws4_request",
+            "AWS4-HMAC-SHA256 Credential=AKID/20231114/us-east-1/kms, SignedHeaders=host, Signature=00",
+            "Basic dXNlcjpwYXNz",
+        ] {
+            assert!(matches!(AuthorizationHeader::parse(value), Err(AuthError::Malformed(_))), "{value}");
+        }
+    }
+}

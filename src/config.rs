@@ -1,0 +1,197 @@
+//! The configuration file (`--config FILE`, TOML): accounts and their access keys, the default
+//! region, the master key file, and keys to seed at start.
+//!
+//! ```toml
+//! region = "us-east-1"
+//!
+//! [[accounts]]
+//! id = "111122223333"
+//! access_keys = [{ access_key_id = "AKIDALICE", secret_access_key = "alice-secret", user = "alice" }]
+//!
+//! [[keys]]
+//! id = "11111111-2222-3333-4444-555555555555"
+//! material_hex = "000102...1f"              # 64 hex digits
+//! aliases = ["alias/seeded"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use shared::accounts::{self, AccessKey, Accounts};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The region printed at start and used where a request names none.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Whether the default account `000000000000` with `test`/`test` is present (default true),
+    /// so that test suites written for other local emulators run unchanged.
+    #[serde(default = "yes")]
+    pub default_account: bool,
+    /// Further accounts and their access keys.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    /// Keys created at start with fixed ids and material, so ciphertexts are stable across runs.
+    #[serde(default)]
+    pub keys: Vec<SeedKeyConfig>,
+    /// The master key file that wraps key material at rest; default `<data dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            region: default_region(),
+            default_account: true,
+            accounts: Vec::new(),
+            keys: Vec::new(),
+            master_key_file: None,
+        }
+    }
+}
+
+/// One account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// 12 digits.
+    pub id: String,
+    /// The access keys that act for the account.
+    pub access_keys: Vec<AccessKeyConfig>,
+}
+
+/// One access key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    /// The public id.
+    pub access_key_id: String,
+    /// The secret.
+    pub secret_access_key: String,
+    /// The IAM user it signs as; the account's root when absent.
+    pub user: Option<String>,
+}
+
+/// A key to seed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedKeyConfig {
+    /// The fixed key id (1–64 of `[A-Za-z0-9-]`; a UUID like AWS's is best).
+    pub id: String,
+    /// The owning account; the default account when absent.
+    pub account: Option<String>,
+    /// The region; the configured region when absent.
+    pub region: Option<String>,
+    /// 32 bytes of key material as 64 hex digits.
+    pub material_hex: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Aliases (`alias/...`) pointing at the key.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Whether the key starts enabled (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn default_region() -> String {
+    accounts::DEFAULT_REGION.to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("parsing {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types do not.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for account in &self.accounts {
+            if !accounts::is_account_id(&account.id) {
+                return Err(ConfigError::Invalid(format!("account id '{}' is not 12 digits", account.id)));
+            }
+        }
+        for key in &self.keys {
+            let id_ok = !key.id.is_empty()
+                && key.id.len() <= 64
+                && key.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !id_ok {
+                return Err(ConfigError::Invalid(format!("seeded key id '{}' must be 1-64 of [A-Za-z0-9-]", key.id)));
+            }
+            if kms::material::KeyMaterial::from_hex(&key.material_hex).is_none() {
+                return Err(ConfigError::Invalid(format!("seeded key {}: material_hex must be 64 hex digits", key.id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The access keys kmsim accepts.
+    pub fn accounts(&self) -> Accounts {
+        let mut out = if self.default_account { Accounts::with_defaults() } else { Accounts::default() };
+        for account in &self.accounts {
+            for key in &account.access_keys {
+                out.insert(AccessKey::new(
+                    &key.access_key_id,
+                    &key.secret_access_key,
+                    &account.id,
+                    key.user.as_deref(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The keys to seed.
+    pub fn seeds(&self) -> Vec<kms::SeedKey> {
+        self.keys
+            .iter()
+            .filter_map(|k| {
+                Some(kms::SeedKey {
+                    id: k.id.clone(),
+                    account: k.account.clone().unwrap_or_else(|| accounts::DEFAULT_ACCOUNT_ID.to_owned()),
+                    region: k.region.clone().unwrap_or_else(|| self.region.clone()),
+                    material: kms::material::KeyMaterial::from_hex(&k.material_hex)?,
+                    description: k.description.clone(),
+                    aliases: k.aliases.clone(),
+                    enabled: k.enabled,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,236 @@
+//! kmsim: a local simulator of cloud key management and envelope encryption.
+//!
+//! [`Stack`] starts the services in-process on one edge listener, the way the `kmsim` binary
+//! does; Rust tests start one on an ephemeral port and get its endpoint and credentials:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kmsim::StackError> {
+//! let stack = kmsim::Stack::builder().start().await?; // in memory, 127.0.0.1:0
+//! println!("KMS at {}", stack.endpoint());
+//! stack.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Requests are routed in this order: `/_sim/...` (the [`admin`] API) → `X-Amz-Target:
+//! TrentService.*` (the AWS KMS API) → everything else, which belongs to the object store that
+//! is not built yet and answers S3's `NotImplemented`.
+
+pub mod admin;
+pub mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kms::{AwsApi, Kms, Storage};
+use shared::accounts;
+use shared::sigv4::Verifier;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+
+/// How often the background sweep purges keys whose deletion window ended and rotates keys whose
+/// period passed (advancing the simulated clock sweeps at once).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a stack did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// The KMS could not open its state.
+    #[error("opening the KMS: {0}")]
+    Kms(#[from] kms::Error),
+    /// The listener could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+}
+
+/// Options of a [`Stack`].
+#[derive(Debug, Clone)]
+pub struct StackBuilder {
+    addr: SocketAddr,
+    data_dir: Option<PathBuf>,
+    config: Config,
+}
+
+impl StackBuilder {
+    /// Listen on `addr` (default `127.0.0.1:0`, an ephemeral port).
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Keep state in `dir` (default: in memory only).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Use this configuration (accounts, seeded keys, ...).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Opens the state, binds the listener and starts serving.
+    pub async fn start(self) -> Result<Stack, StackError> {
+        self.config.check()?;
+        let storage = match &self.data_dir {
+            Some(dir) => Storage::Dir { dir: dir.clone(), master_key_file: self.config.master_key_file.clone() },
+            None => Storage::Memory,
+        };
+        let seeds = self.config.seeds();
+        let kms = Arc::new(tokio::task::block_in_place(|| Kms::open(&storage, seeds))?);
+        let verifier = Arc::new(Verifier::new(Arc::new(self.config.accounts())));
+        let listener =
+            TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
+        let app = router(kms.clone(), verifier);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "edge listener failed");
+            }
+        });
+        let sweeper = tokio::spawn(sweep_forever(kms.clone()));
+        Ok(Stack { addr, region: self.config.region.clone(), kms, stop: Some(stop), server: Some(server), sweeper })
+    }
+}
+
+async fn sweep_forever(kms: Arc<Kms>) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let kms = kms.clone();
+        match tokio::task::spawn_blocking(move || kms.sweep()).await {
+            Ok(Err(e)) => tracing::error!(error = %e, "key sweep failed"),
+            Err(e) => tracing::error!(error = %e, "key sweep panicked"),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// The edge router: admin API, then the services by the shape of the request.
+pub fn router(kms: Arc<Kms>, verifier: Arc<Verifier>) -> Router {
+    let api = AwsApi::new(kms.clone(), verifier);
+    Router::new().fallback(edge).with_state(api).nest("/_sim", admin::router(kms))
+}
+
+async fn edge(State(api): State<AwsApi>, request: Request<Body>) -> Response {
+    if AwsApi::accepts(request.headers()) {
+        return api.handle(request).await;
+    }
+    not_implemented()
+}
+
+/// S3's answer to a request for functionality that is not built.
+fn not_implemented() -> Response {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented</Message></Error>";
+    let mut response = (StatusCode::NOT_IMPLEMENTED, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}
+
+/// kmsim running in-process.
+#[derive(Debug)]
+pub struct Stack {
+    addr: SocketAddr,
+    region: String,
+    kms: Arc<Kms>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl Stack {
+    /// Options, starting from: in memory, `127.0.0.1:0`, default configuration.
+    pub fn builder() -> StackBuilder {
+        StackBuilder { addr: SocketAddr::from(([127, 0, 0, 1], 0)), data_dir: None, config: Config::default() }
+    }
+
+    /// The address of the edge listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`: the endpoint URL for every service's clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The default region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The default account id.
+    pub fn account_id(&self) -> &str {
+        accounts::DEFAULT_ACCOUNT_ID
+    }
+
+    /// The default credentials: (access key id, secret access key).
+    pub fn credentials(&self) -> (&str, &str) {
+        (accounts::DEFAULT_ACCESS_KEY_ID, accounts::DEFAULT_SECRET_ACCESS_KEY)
+    }
+
+    /// The KMS core (for in-process assertions, e.g. on the audit log).
+    pub fn kms(&self) -> &Arc<Kms> {
+        &self.kms
+    }
+
+    /// Stops accepting requests and waits for in-flight ones to finish.
+    pub async fn shutdown(mut self) {
+        self.stop_and_wait().await;
+    }
+
+    async fn stop_and_wait(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.sweeper.abort();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    /// Waits until the stack stops (after [`Stack::stop_handle`] fires or the task ends).
+    pub async fn wait(mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.sweeper.abort();
+    }
+
+    /// A handle that stops the stack when sent to (or dropped).
+    pub fn stop_handle(&mut self) -> Option<oneshot::Sender<()>> {
+        self.stop.take()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.sweeper.abort();
+    }
+}

@@ -1,0 +1,120 @@
+//! The `kmsim` binary: parses the command line, loads the configuration, sets up logging, starts a
+//! [`kmsim::Stack`] and stops it cleanly on Ctrl-C or SIGTERM.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kmsim::{Config, Stack};
+
+/// A local simulator of cloud key management (KMS) and envelope encryption.
+///
+/// Serves the AWS KMS API (and the admin API under /_sim/) on one edge port. State lives in
+/// --data-dir, with key material encrypted under a master key file generated there on first start.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Edge port. 0 picks an ephemeral port and prints the endpoints as one JSON line on stdout.
+    #[arg(long, default_value_t = 4566)]
+    port: u16,
+    /// Directory for durable state (keys, master key file, audit log).
+    #[arg(long, default_value = "./kmsim-data")]
+    data_dir: PathBuf,
+    /// Keep all state in memory; nothing is written to disk.
+    #[arg(long)]
+    in_memory: bool,
+    /// Configuration file (TOML): accounts, access keys, region, seeded keys.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `kms=debug` (the RUST_LOG syntax).
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("kmsim: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kmsim: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args, config))
+}
+
+async fn run(args: Args, config: Config) -> ExitCode {
+    let mut builder = Stack::builder().addr(SocketAddr::new(args.host, args.port)).config(config);
+    if !args.in_memory {
+        builder = builder.data_dir(&args.data_dir);
+    }
+    let stack = match builder.start().await {
+        Ok(stack) => stack,
+        Err(e) => {
+            eprintln!("kmsim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (access_key, secret) = stack.credentials();
+    let data = if args.in_memory { "in memory".to_owned() } else { args.data_dir.display().to_string() };
+    if args.port == 0 {
+        let line = serde_json::json!({
+            "endpoint": stack.endpoint(),
+            "kms": stack.endpoint(),
+            "region": stack.region(),
+            "account_id": stack.account_id(),
+            "access_key_id": access_key,
+            "secret_access_key": secret,
+            "data": data,
+        });
+        println!("{line}");
+    } else {
+        println!("kmsim is running");
+        println!("  endpoint     {}", stack.endpoint());
+        println!("  region       {}", stack.region());
+        println!("  account      {}", stack.account_id());
+        println!("  credentials  {access_key} / {secret}");
+        println!("  state        {data}");
+        println!("Press Ctrl-C to stop.");
+    }
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    stack.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
