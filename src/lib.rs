@@ -207,8 +207,16 @@ impl Stack {
             let _ = stop.send(());
         }
         self.sweeper.abort();
+        let _ = (&mut self.sweeper).await;
         if let Some(server) = self.server.take() {
             let _ = server.await;
+        }
+        // axum's graceful shutdown returns once every connection task has signalled, a moment
+        // before those tasks drop their clone of the router (and so of the KMS and its store
+        // lock). Wait for them, so a stack on the same data dir can start as soon as this returns.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.kms) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 

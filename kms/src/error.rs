@@ -41,6 +41,9 @@ pub enum Error {
     /// A per-key or per-account limit is reached.
     #[error("{0}")]
     LimitExceeded(String),
+    /// The key policy is not a valid policy document.
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
     /// A tag is malformed or reserved.
     #[error("{0}")]
     Tag(String),

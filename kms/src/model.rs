@@ -184,8 +184,9 @@ impl GrantConstraints {
 pub struct Grant {
     /// 64 hex characters.
     pub grant_id: String,
-    /// The token CreateGrant returned; accepted in `GrantTokens` and by RetireGrant.
-    pub grant_token: String,
+    /// The tokens CreateGrant returned (a repeated named CreateGrant adds one); each is accepted
+    /// in `GrantTokens` and by RetireGrant, interchangeably.
+    pub grant_tokens: Vec<String>,
     /// Optional name; CreateGrant with the same name and parameters is idempotent.
     pub name: Option<String>,
     /// The principal the grant is for.

@@ -419,7 +419,7 @@ impl Kms {
         }
         let state = self.read_state();
         for token in tokens {
-            let known = state.keys.values().any(|k| k.record.grants.iter().any(|g| &g.grant_token == token));
+            let known = state.keys.values().any(|k| k.record.grants.iter().any(|g| g.grant_tokens.contains(token)));
             if !known {
                 return Err(Error::InvalidGrantToken("The grant token is not valid.".into()));
             }
@@ -576,6 +576,9 @@ impl Kms {
         validate_description(description)?;
         self.mutate_key(caller, key_id, Access::Admin, |record, _| {
             require_customer_managed(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
             record.description = description.to_owned();
             Ok(())
         })
@@ -1022,9 +1025,6 @@ impl Kms {
         validate_policy(policy)?;
         self.mutate_key(caller, key_id, Access::Admin, |record, _| {
             require_customer_managed(record)?;
-            if record.state == KeyState::PendingDeletion {
-                return Err(pending_deletion(record));
-            }
             record.policy = Some(policy.to_owned());
             Ok(())
         })
@@ -1074,14 +1074,14 @@ impl Kms {
         });
         let grant_id = match existing {
             Some(i) => {
-                record.grants[i].grant_token = token.clone();
+                record.grants[i].grant_tokens.push(token.clone());
                 record.grants[i].grant_id.clone()
             }
             None => {
                 let grant_id = random_hex(32);
                 record.grants.push(Grant {
                     grant_id: grant_id.clone(),
-                    grant_token: token.clone(),
+                    grant_tokens: vec![token.clone()],
                     name: input.name,
                     grantee_principal: input.grantee_principal,
                     retiring_principal: input.retiring_principal,
@@ -1153,13 +1153,13 @@ impl Kms {
                 .read_state()
                 .keys
                 .values()
-                .find(|k| k.record.grants.iter().any(|g| g.grant_token == token))
+                .find(|k| k.record.grants.iter().any(|g| g.grant_tokens.iter().any(|t| t == token)))
                 .cloned()
                 .ok_or_else(|| Error::InvalidGrantToken("The grant token is not valid.".into()))?,
             RetireBy::Id { key_id, .. } => self.resolve(caller, key_id, false)?,
         };
         let index = match by {
-            RetireBy::Token(token) => live.record.grants.iter().position(|g| g.grant_token == token),
+            RetireBy::Token(token) => live.record.grants.iter().position(|g| g.grant_tokens.iter().any(|t| t == token)),
             RetireBy::Id { grant_id, .. } => live.record.grants.iter().position(|g| g.grant_id == grant_id),
         }
         .ok_or_else(|| Error::InvalidGrantId("The grant id is not valid.".into()))?;
@@ -1385,7 +1385,7 @@ fn validate_policy(policy: &str) -> Result<()> {
         ));
     }
     if serde_json::from_str::<serde_json::Value>(policy).map(|v| !v.is_object()).unwrap_or(true) {
-        return Err(Error::Validation("MalformedPolicyDocumentException: the policy is not a JSON object".into()));
+        return Err(Error::MalformedPolicyDocument("The policy is not a JSON object.".into()));
     }
     Ok(())
 }

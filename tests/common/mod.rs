@@ -1,0 +1,105 @@
+//! The shared harness: a [`Stack`] on an ephemeral port and an `aws-sdk-kms` client for it.
+
+use aws_credential_types::Credentials;
+use aws_sdk_kms::config::{BehaviorVersion, Region};
+use kmsim::Stack;
+
+/// An in-memory stack with the default configuration.
+pub async fn stack() -> Stack {
+    Stack::builder().start().await.expect("stack starts")
+}
+
+/// An `aws-sdk-kms` client for `stack` with the default credentials.
+pub fn kms_client(stack: &Stack) -> aws_sdk_kms::Client {
+    let (ak, sk) = stack.credentials();
+    kms_client_with(stack, ak, sk)
+}
+
+/// An `aws-sdk-kms` client for `stack` with the given credentials (region of the stack).
+pub fn kms_client_with(stack: &Stack, access_key_id: &str, secret: &str) -> aws_sdk_kms::Client {
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(stack.endpoint())
+        .region(Region::new(stack.region().to_owned()))
+        .credentials_provider(Credentials::new(access_key_id, secret, None, None, "kmsim-tests"))
+        .http_client(http)
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+/// A raw HTTP response: status and body.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Body as text.
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The `__type` of an AWS JSON error body.
+    pub fn error_type(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["__type"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// Sends one HTTP/1.1 request over a fresh connection and reads the whole response.
+pub fn raw_request(addr: std::net::SocketAddr, head: &[(String, String)], method: &str, body: &[u8]) -> RawResponse {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let mut request = format!("{method} / HTTP/1.1\r\n");
+    for (name, value) in head {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
+    stream.write_all(request.as_bytes()).expect("write head");
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    RawResponse { status, body: dechunk(&body) }
+}
+
+/// Undoes chunked transfer encoding if the body looks chunked.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else { return body.to_owned() };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { return body.to_owned() };
+        if size == 0 {
+            return out;
+        }
+        if after.len() < size {
+            return body.to_owned();
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+}
+
+/// Sends a KMS JSON request signed with `secret` for access key `access_key_id`.
+pub fn kms_raw(stack_addr: std::net::SocketAddr, target: &str, body: &[u8], access_key_id: &str, secret: &str) -> RawResponse {
+    use shared::sigv4::{SigningParams, UriEncoding, payload_sha256, sign};
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", stack_addr.to_string().parse().unwrap());
+    headers.insert("content-type", "application/x-amz-json-1.1".parse().unwrap());
+    headers.insert("x-amz-target", format!("TrentService.{target}").parse().unwrap());
+    let params = SigningParams {
+        access_key_id,
+        secret_access_key: secret,
+        region: "us-east-1",
+        service: "kms",
+        time: shared::time::now_unix(),
+    };
+    sign("POST", "/", "", &mut headers, &payload_sha256(body), UriEncoding::Double, &params).unwrap();
+    let head: Vec<(String, String)> =
+        headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
+    raw_request(stack_addr, &head, "POST", body)
+}

@@ -1,0 +1,9 @@
+//! Whole-stack tests: kmsim started in-process (or as the binary) and driven by real clients.
+//!
+//! One test binary; each module says what it covers. `common` starts stacks and hands out ready
+//! clients.
+
+mod common;
+mod kms_bad_input;
+mod kms_durability;
+mod kms_sdk;
