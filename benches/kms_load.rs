@@ -252,11 +252,8 @@ fn signed_request(target: &Target, operation: &str, body: &Bytes, payload_hash: 
     };
     sigv4::sign("POST", "/", "", &mut headers, payload_hash, UriEncoding::Double, &params)
         .unwrap_or_else(|e| die(&format!("sign: {e}")));
-    let mut request = hyper::Request::builder()
-        .method("POST")
-        .uri("/")
-        .body(Full::new(body.clone()))
-        .expect("a valid request");
+    let mut request =
+        hyper::Request::builder().method("POST").uri("/").body(Full::new(body.clone())).expect("a valid request");
     *request.headers_mut() = headers;
     request
 }
@@ -266,11 +263,9 @@ async fn send(sender: &mut Sender, request: hyper::Request<Full<Bytes>>) -> Resu
     sender.ready().await.map_err(|e| format!("connection: {e}"))?;
     let response = sender.send_request(request).await.map_err(|e| format!("request: {e}"))?;
     let status = response.status().as_u16();
-    let close = response
-        .headers()
-        .get(hyper::header::CONNECTION)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
-        || response.version() == hyper::Version::HTTP_10;
+    let close =
+        response.headers().get(hyper::header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+            || response.version() == hyper::Version::HTTP_10;
     let body = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
     Ok((status, body, close))
 }
@@ -429,8 +424,7 @@ async fn http(opts: Options) {
     };
     let rate = total.calls as f64 / opts.seconds;
     let per_call_us = |cpu: Option<f64>| -> String {
-        cpu.filter(|_| total.calls > 0)
-            .map_or("null".into(), |c| format!("{:.1}", c * 1e6 / total.calls as f64))
+        cpu.filter(|_| total.calls > 0).map_or("null".into(), |c| format!("{:.1}", c * 1e6 / total.calls as f64))
     };
     let opt_secs = |cpu: Option<f64>| cpu.map_or("null".into(), |c| format!("{c:.2}"));
     println!(

@@ -13,7 +13,12 @@ fn call(stack: &kmsim::Stack, target: &str, body: &str) -> RawResponse {
 
 fn check(stack: &kmsim::Stack, target: &str, body: &str, status: u16, error: &str, message_has: &str) {
     let response = call(stack, target, body);
-    assert_eq!((response.status, response.error_type().as_str()), (status, error), "{target} {body}: {}", response.body);
+    assert_eq!(
+        (response.status, response.error_type().as_str()),
+        (status, error),
+        "{target} {body}: {}",
+        response.body
+    );
     assert!(response.body.contains(message_has), "{target} {body}: {} lacks {message_has:?}", response.body);
 }
 
@@ -35,17 +40,65 @@ async fn malformed_requests_get_aws_errors_and_change_nothing() {
         ("Encrypt", format!(r#"{{"KeyId":"{key_id}","Plaintext":"***"}}"#), 400, "SerializationException", "base64"),
         ("Decrypt", r#"{"CiphertextBlob":"AAAA"}"#.into(), 400, "InvalidCiphertextException", ""),
         ("Decrypt", "{}".into(), 400, "ValidationException", "ciphertextBlob"),
-        ("ScheduleKeyDeletion", format!(r#"{{"KeyId":"{key_id}","PendingWindowInDays":1}}"#), 400, "ValidationException", "pendingWindowInDays"),
+        (
+            "ScheduleKeyDeletion",
+            format!(r#"{{"KeyId":"{key_id}","PendingWindowInDays":1}}"#),
+            400,
+            "ValidationException",
+            "pendingWindowInDays",
+        ),
         ("ListKeys", r#"{"Limit":0}"#.into(), 400, "ValidationException", "limit"),
         ("ListKeys", r#"{"Marker":"zz"}"#.into(), 400, "InvalidMarkerException", ""),
-        ("DescribeKey", r#"{"KeyId":"arn:aws:kms:us-east-1:000000000000:nothing"}"#.into(), 400, "NotFoundException", ""),
-        ("CreateKey", r#"{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}"#.into(), 400, "UnsupportedOperationException", ""),
+        (
+            "DescribeKey",
+            r#"{"KeyId":"arn:aws:kms:us-east-1:000000000000:nothing"}"#.into(),
+            400,
+            "NotFoundException",
+            "",
+        ),
+        (
+            "CreateKey",
+            r#"{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}"#.into(),
+            400,
+            "UnsupportedOperationException",
+            "",
+        ),
         ("Sign", "{}".into(), 400, "UnsupportedOperationException", "api-coverage"),
-        ("CreateAlias", format!(r#"{{"AliasName":"no-prefix","TargetKeyId":"{key_id}"}}"#), 400, "ValidationException", "aliasName"),
-        ("TagResource", format!(r#"{{"KeyId":"{key_id}","Tags":[{{"TagKey":"aws:x","TagValue":"y"}}]}}"#), 400, "TagException", ""),
-        ("CreateGrant", format!(r#"{{"KeyId":"{key_id}","GranteePrincipal":"p","Operations":["Fly"]}}"#), 400, "ValidationException", "operations"),
-        ("GenerateDataKey", format!(r#"{{"KeyId":"{key_id}","KeySpec":"AES_512"}}"#), 400, "ValidationException", "keySpec"),
-        ("Encrypt", format!(r#"{{"KeyId":"{key_id}","Plaintext":"aGk=","DryRun":true}}"#), 412, "DryRunOperationException", ""),
+        (
+            "CreateAlias",
+            format!(r#"{{"AliasName":"no-prefix","TargetKeyId":"{key_id}"}}"#),
+            400,
+            "ValidationException",
+            "aliasName",
+        ),
+        (
+            "TagResource",
+            format!(r#"{{"KeyId":"{key_id}","Tags":[{{"TagKey":"aws:x","TagValue":"y"}}]}}"#),
+            400,
+            "TagException",
+            "",
+        ),
+        (
+            "CreateGrant",
+            format!(r#"{{"KeyId":"{key_id}","GranteePrincipal":"p","Operations":["Fly"]}}"#),
+            400,
+            "ValidationException",
+            "operations",
+        ),
+        (
+            "GenerateDataKey",
+            format!(r#"{{"KeyId":"{key_id}","KeySpec":"AES_512"}}"#),
+            400,
+            "ValidationException",
+            "keySpec",
+        ),
+        (
+            "Encrypt",
+            format!(r#"{{"KeyId":"{key_id}","Plaintext":"aGk=","DryRun":true}}"#),
+            412,
+            "DryRunOperationException",
+            "",
+        ),
     ];
     for (target, body, status, error, message) in &cases {
         check(&stack, target, body, *status, error, message);

@@ -110,10 +110,8 @@ fn spawn_kmsim(dir: &std::path::Path) -> (Child, String) {
         .expect("kmsim starts");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let endpoint = serde_json::from_str::<serde_json::Value>(&line).expect("a JSON line")["endpoint"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let endpoint =
+        serde_json::from_str::<serde_json::Value>(&line).expect("a JSON line")["endpoint"].as_str().unwrap().to_owned();
     (child, endpoint)
 }
 
@@ -165,7 +163,9 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
                 for step in 0.. {
                     let Ok(created) = kms.create_key().send().await else { break };
                     let id = created.key_metadata.unwrap().key_id;
-                    let Ok(enc) = kms.encrypt().key_id(&id).plaintext(Blob::new(id.clone())).send().await else { break };
+                    let Ok(enc) = kms.encrypt().key_id(&id).plaintext(Blob::new(id.clone())).send().await else {
+                        break;
+                    };
                     let mut pending_deletion = false;
                     if (worker + step) % 3 == 0 && kms.rotate_key_on_demand().key_id(&id).send().await.is_err() {
                         break;
@@ -225,6 +225,7 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
     child.kill().unwrap();
     child.wait().unwrap();
     // No temporary files remain beside the store.
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(names.iter().all(|n| ["kms.redb", "master.key", "audit.jsonl"].contains(&n.as_str())), "{names:?}");
 }

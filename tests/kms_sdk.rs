@@ -36,7 +36,10 @@ async fn create_describe_list_and_paginate() {
         .unwrap();
     assert_eq!(created.key_state, Some(KeyState::Enabled));
     assert_eq!(created.aws_account_id.as_deref(), Some("000000000000"));
-    assert_eq!(created.arn.as_deref(), Some(format!("arn:aws:kms:us-east-1:000000000000:key/{}", created.key_id).as_str()));
+    assert_eq!(
+        created.arn.as_deref(),
+        Some(format!("arn:aws:kms:us-east-1:000000000000:key/{}", created.key_id).as_str())
+    );
     let described = kms.describe_key().key_id(&created.key_id).send().await.unwrap().key_metadata.unwrap();
     assert_eq!(described.description.as_deref(), Some("first"));
     for _ in 0..4 {
@@ -84,8 +87,14 @@ async fn every_form_of_key_id_works() {
     let aliases = kms.list_aliases().key_id(&other).send().await.unwrap().aliases.unwrap();
     assert_eq!(aliases.len(), 1);
     assert_eq!(aliases[0].alias_name.as_deref(), Some("alias/app"));
-    assert_eq!(code(kms.create_alias().alias_name("alias/app").target_key_id(&id).send().await), "AlreadyExistsException");
-    assert_eq!(code(kms.create_alias().alias_name("alias/aws/s3").target_key_id(&id).send().await), "InvalidAliasNameException");
+    assert_eq!(
+        code(kms.create_alias().alias_name("alias/app").target_key_id(&id).send().await),
+        "AlreadyExistsException"
+    );
+    assert_eq!(
+        code(kms.create_alias().alias_name("alias/aws/s3").target_key_id(&id).send().await),
+        "InvalidAliasNameException"
+    );
     kms.delete_alias().alias_name("alias/app").send().await.unwrap();
     assert_eq!(code(kms.describe_key().key_id("alias/app").send().await), "NotFoundException");
     assert_eq!(code(kms.delete_alias().alias_name("alias/app").send().await), "NotFoundException");
@@ -138,7 +147,8 @@ async fn data_keys_re_encrypt_and_random() {
     let both = kms.generate_data_key().key_id(&a).number_of_bytes(7).key_spec(DataKeySpec::Aes256).send().await;
     assert_eq!(code(both), "ValidationException");
     assert_eq!(code(kms.generate_data_key().key_id(&a).number_of_bytes(1025).send().await), "ValidationException");
-    let without = kms.generate_data_key_without_plaintext().key_id(&a).key_spec(DataKeySpec::Aes256).send().await.unwrap();
+    let without =
+        kms.generate_data_key_without_plaintext().key_id(&a).key_spec(DataKeySpec::Aes256).send().await.unwrap();
     assert!(without.ciphertext_blob.is_some());
     // Decrypt naming the wrong key, then ReEncrypt to the other key.
     let wrong = kms.decrypt().ciphertext_blob(dk.ciphertext_blob.clone().unwrap()).key_id(&b).send().await;
@@ -164,7 +174,10 @@ async fn data_keys_re_encrypt_and_random() {
     let random = kms.generate_random().number_of_bytes(64).send().await.unwrap();
     assert_eq!(random.plaintext.unwrap().as_ref().len(), 64);
     assert_eq!(code(kms.generate_random().number_of_bytes(0).send().await), "ValidationException");
-    assert_eq!(code(kms.encrypt().key_id(&a).plaintext(Blob::new(vec![0u8; 4097])).send().await), "ValidationException");
+    assert_eq!(
+        code(kms.encrypt().key_id(&a).plaintext(Blob::new(vec![0u8; 4097])).send().await),
+        "ValidationException"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,8 +193,14 @@ async fn key_states_are_enforced_on_every_crypto_path() {
     kms.enable_key().key_id(&id).send().await.unwrap();
     kms.decrypt().ciphertext_blob(blob.clone()).send().await.unwrap();
 
-    assert_eq!(code(kms.schedule_key_deletion().key_id(&id).pending_window_in_days(6).send().await), "ValidationException");
-    assert_eq!(code(kms.schedule_key_deletion().key_id(&id).pending_window_in_days(31).send().await), "ValidationException");
+    assert_eq!(
+        code(kms.schedule_key_deletion().key_id(&id).pending_window_in_days(6).send().await),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(kms.schedule_key_deletion().key_id(&id).pending_window_in_days(31).send().await),
+        "ValidationException"
+    );
     let scheduled = kms.schedule_key_deletion().key_id(&id).pending_window_in_days(7).send().await.unwrap();
     assert_eq!(scheduled.key_state, Some(KeyState::PendingDeletion));
     assert_eq!(scheduled.pending_window_in_days, Some(7));
@@ -211,7 +230,10 @@ async fn rotation_keeps_old_ciphertexts_and_happens_on_schedule() {
     let old = kms.encrypt().key_id(&id).plaintext(Blob::new("v0")).send().await.unwrap().ciphertext_blob.unwrap();
     let status = kms.get_key_rotation_status().key_id(&id).send().await.unwrap();
     assert!(!status.key_rotation_enabled);
-    assert_eq!(code(kms.enable_key_rotation().key_id(&id).rotation_period_in_days(89).send().await), "ValidationException");
+    assert_eq!(
+        code(kms.enable_key_rotation().key_id(&id).rotation_period_in_days(89).send().await),
+        "ValidationException"
+    );
     kms.enable_key_rotation().key_id(&id).rotation_period_in_days(90).send().await.unwrap();
     let status = kms.get_key_rotation_status().key_id(&id).send().await.unwrap();
     assert!(status.key_rotation_enabled);
@@ -285,7 +307,8 @@ async fn another_account_uses_a_key_only_through_a_grant() {
         .unwrap();
     let denied = other.encrypt().key_id(&arn).plaintext(Blob::new("x")).encryption_context("app", "other").send().await;
     assert_eq!(code(denied), "AccessDeniedException");
-    let denied = other.generate_data_key().key_id(&arn).number_of_bytes(32).encryption_context("app", "billing").send().await;
+    let denied =
+        other.generate_data_key().key_id(&arn).number_of_bytes(32).encryption_context("app", "billing").send().await;
     assert_eq!(code(denied), "AccessDeniedException");
     other.decrypt().ciphertext_blob(blob.clone()).encryption_context("app", "billing").send().await.unwrap();
     assert_eq!(code(other.disable_key().key_id(&arn).send().await), "AccessDeniedException");

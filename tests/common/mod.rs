@@ -85,7 +85,13 @@ fn dechunk(body: &str) -> String {
 }
 
 /// Sends a KMS JSON request signed with `secret` for access key `access_key_id`.
-pub fn kms_raw(stack_addr: std::net::SocketAddr, target: &str, body: &[u8], access_key_id: &str, secret: &str) -> RawResponse {
+pub fn kms_raw(
+    stack_addr: std::net::SocketAddr,
+    target: &str,
+    body: &[u8],
+    access_key_id: &str,
+    secret: &str,
+) -> RawResponse {
     use shared::sigv4::{SigningParams, UriEncoding, payload_sha256, sign};
     let mut headers = http::HeaderMap::new();
     headers.insert("host", stack_addr.to_string().parse().unwrap());
