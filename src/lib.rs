@@ -12,8 +12,7 @@
 //! ```
 //!
 //! Requests are routed in this order: `/_sim/...` (the [`admin`] API) → `X-Amz-Target:
-//! TrentService.*` (the AWS KMS API) → everything else, which belongs to the object store that
-//! is not built yet and answers S3's `NotImplemented`.
+//! TrentService.*` (the AWS KMS API) → everything else is S3 (the object store, `obs-sim`).
 
 pub mod admin;
 pub mod config;
@@ -26,9 +25,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use kms::{AwsApi, Kms, Storage};
+use axum::response::Response;
+use kms::{AwsApi, InProcessKeyService, Kms, Storage};
+use obs_sim::S3Api;
+use obs_sim::store::Store as ObjectStore;
 use shared::accounts;
 use shared::sigv4::Verifier;
 use tokio::net::TcpListener;
@@ -58,6 +58,9 @@ pub enum StackError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The object store could not open its state.
+    #[error("opening the object store: {0}")]
+    Objects(#[from] obs_sim::S3Error),
 }
 
 /// Options of a [`Stack`].
@@ -97,10 +100,17 @@ impl StackBuilder {
         let seeds = self.config.seeds();
         let kms = Arc::new(tokio::task::block_in_place(|| Kms::open(&storage, seeds))?);
         let verifier = Arc::new(Verifier::new(Arc::new(self.config.accounts())));
+        let objects = match &self.data_dir {
+            Some(dir) => ObjectStore::local(&dir.join("objects")).await?,
+            None => ObjectStore::in_memory().await?,
+        };
+        let keys: Arc<dyn shared::KeyService> = Arc::new(InProcessKeyService::new(kms.clone()));
+        let obs = Arc::new(obs_sim::Obs::new(objects, keys));
+        let s3 = S3Api::new(obs, verifier.clone(), &self.config.region);
         let listener =
             TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
         let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
-        let app = router(kms.clone(), verifier);
+        let app = router(kms.clone(), verifier, s3);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async {
@@ -129,25 +139,24 @@ async fn sweep_forever(kms: Arc<Kms>) {
     }
 }
 
+/// The services behind the edge listener.
+#[derive(Debug, Clone)]
+struct Edge {
+    kms: AwsApi,
+    s3: S3Api,
+}
+
 /// The edge router: admin API, then the services by the shape of the request.
-pub fn router(kms: Arc<Kms>, verifier: Arc<Verifier>) -> Router {
-    let api = AwsApi::new(kms.clone(), verifier);
-    Router::new().fallback(edge).with_state(api).nest("/_sim", admin::router(kms))
+pub fn router(kms: Arc<Kms>, verifier: Arc<Verifier>, s3: S3Api) -> Router {
+    let edge_state = Edge { kms: AwsApi::new(kms.clone(), verifier), s3 };
+    Router::new().fallback(edge).with_state(edge_state).nest("/_sim", admin::router(kms))
 }
 
-async fn edge(State(api): State<AwsApi>, request: Request<Body>) -> Response {
+async fn edge(State(edge): State<Edge>, request: Request<Body>) -> Response {
     if AwsApi::accepts(request.headers()) {
-        return api.handle(request).await;
+        return edge.kms.handle(request).await;
     }
-    not_implemented()
-}
-
-/// S3's answer to a request for functionality that is not built.
-fn not_implemented() -> Response {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented</Message></Error>";
-    let mut response = (StatusCode::NOT_IMPLEMENTED, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
-    response
+    edge.s3.handle(request).await
 }
 
 /// kmsim running in-process.

@@ -6,6 +6,7 @@
 //! - [`blob`] is the ciphertext blob format; [`material`] keeps key material zeroized in memory
 //!   and wrapped under the master key at rest; [`store`] is the durable redb key store.
 //! - [`aws`] is the AWS KMS JSON 1.1 front end ([`AwsApi`]).
+//! - [`in_process`] is the `shared::KeyService` the storage services use in-process.
 //! - [`audit`] records every call; [`clock`] is the simulated clock tests can advance.
 
 pub mod audit;
@@ -13,6 +14,7 @@ pub mod aws;
 pub mod blob;
 pub mod clock;
 pub mod error;
+pub mod in_process;
 pub mod material;
 pub mod model;
 pub mod service;
@@ -20,4 +22,5 @@ pub mod store;
 
 pub use aws::AwsApi;
 pub use error::{Error, Result};
+pub use in_process::InProcessKeyService;
 pub use service::{Kms, SeedKey, Storage};

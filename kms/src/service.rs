@@ -1260,7 +1260,35 @@ impl Kms {
         Ok((purged.len(), rotated.len()))
     }
 
-    /// The ARN and current version of a key, for admin views (no material).
+    /// Records a call in the audit log. `dialect` is `aws`, or `internal` for a service calling
+    /// in-process; `outcome` is `Success` or the error code.
+    pub fn record_call(
+        &self,
+        caller: &Caller,
+        dialect: &str,
+        operation: &str,
+        key_arn: Option<String>,
+        encryption_context: Option<EncryptionContext>,
+        outcome: &str,
+    ) {
+        let millis = self.clock.now_millis();
+        self.audit.record(crate::audit::AuditEvent {
+            time: shared::time::format_rfc3339_millis(millis),
+            time_millis: millis,
+            account: caller.account_id.clone(),
+            access_key: caller.access_key_id.clone(),
+            principal: caller.principal_arn.clone(),
+            region: caller.region.clone(),
+            via_service: caller.via_service.clone(),
+            dialect: dialect.to_owned(),
+            operation: operation.to_owned(),
+            key_arn,
+            encryption_context,
+            outcome: outcome.to_owned(),
+        });
+    }
+
+    /// The record of a key by id, for views that need no access check (no material).
     pub fn key_record(&self, key_id: &str) -> Option<KeyRecord> {
         self.read_state().keys.get(key_id).map(|k| k.record.clone())
     }

@@ -1,4 +1,25 @@
-//! OBS: kmsim's S3/OBS-compatible object store, which encrypts every object with its own data key
-//! from the KMS (SSE-KMS) and keeps the ciphertext data key beside the ciphertext.
+//! OBS: kmsim's S3-compatible object store, which encrypts every SSE-KMS object with its own data
+//! key from the KMS and keeps the ciphertext data key beside the ciphertext, inside an AWS
+//! Encryption SDK message.
 //!
-//! Not built yet: this crate only reserves its place in the workspace (see issue 3).
+//! - [`service::Obs`] is the core: buckets and objects streamed through encryption.
+//! - [`http::S3Api`] is the S3 front end; [`chunked`] decodes aws-chunked bodies and
+//!   [`checksum`] checks flexible checksums; [`sse`] reads the encryption headers; [`xml`] writes
+//!   and reads the documents.
+//! - [`envelope`] is the AWS Encryption SDK message format (v2, suite 0x0478, framed).
+//! - [`store`] keeps records and bodies on an `object_store` backend.
+
+pub mod checksum;
+pub mod chunked;
+pub mod envelope;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod service;
+pub mod sse;
+pub mod store;
+pub mod xml;
+
+pub use error::S3Error;
+pub use http::S3Api;
+pub use service::Obs;

@@ -4,10 +4,13 @@
 //!   [`Caller`]).
 //! - [`sigv4`]: AWS Signature Version 4, both the verifying side (every request that reaches a
 //!   service) and the signing side (clients, benchmarks, service-to-service calls).
+//! - [`key_service`]: the [`KeyService`] trait through which the storage services reach the KMS.
 //! - [`time`]: the few calendar conversions the wire formats need.
 
 pub mod accounts;
+pub mod key_service;
 pub mod sigv4;
 pub mod time;
 
 pub use accounts::{AccessKey, Accounts, Caller};
+pub use key_service::KeyService;

@@ -328,6 +328,18 @@ impl Verifier {
         encoding: UriEncoding,
         now: i64,
     ) -> Result<Caller, AuthError> {
+        self.verify_signed(parts, payload_hash, service, encoding, now).map(|v| v.caller)
+    }
+
+    /// Like [`Verifier::verify`], keeping what the chunks of a streaming payload are signed with.
+    pub fn verify_signed(
+        &self,
+        parts: &RequestParts<'_>,
+        payload_hash: &str,
+        service: &str,
+        encoding: UriEncoding,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
         let header = parts
             .headers
             .get(http::header::AUTHORIZATION)
@@ -389,7 +401,13 @@ impl Verifier {
         if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
             return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
         }
-        Ok(Caller::new(key, auth.region))
+        Ok(Verified {
+            caller: Caller::new(key, auth.region),
+            signing_key: signing,
+            seed_signature: expected,
+            amz_date: amz_date.to_owned(),
+            scope,
+        })
     }
 
     fn cached_signing_key(&self, cache_key: &str, derive: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
@@ -411,6 +429,49 @@ fn is_region(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 32
         && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A verified request, with what its streaming chunks (if any) must be signed with.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Who signed the request.
+    pub caller: Caller,
+    /// The derived signing key.
+    pub signing_key: [u8; 32],
+    /// The request's signature: the first chunk's signature chains on it.
+    pub seed_signature: String,
+    /// `X-Amz-Date` of the request.
+    pub amz_date: String,
+    /// `<date>/<region>/<service>/aws4_request`.
+    pub scope: String,
+}
+
+/// The signature of one chunk of an aws-chunked payload (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`),
+/// chained on the previous chunk's signature.
+pub fn chunk_signature(verified: &Verified, previous: &str, chunk: &[u8]) -> String {
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{previous}\n{EMPTY_SHA256}\n{}",
+        verified.amz_date,
+        verified.scope,
+        hex::encode(Sha256::digest(chunk))
+    );
+    hex::encode(hmac(&verified.signing_key, to_sign.as_bytes()))
+}
+
+/// The signature of the trailer of an aws-chunked payload with signed trailers.
+pub fn trailer_signature(verified: &Verified, previous: &str, canonical_trailers: &[u8]) -> String {
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{previous}\n{}",
+        verified.amz_date,
+        verified.scope,
+        hex::encode(Sha256::digest(canonical_trailers))
+    );
+    hex::encode(hmac(&verified.signing_key, to_sign.as_bytes()))
+}
+
+/// Constant-time comparison of two signatures (hex).
+pub fn signatures_match(expected: &str, given: &str) -> bool {
+    bool::from(expected.as_bytes().ct_eq(given.to_ascii_lowercase().as_bytes()))
 }
 
 /// What a client needs to sign a request.

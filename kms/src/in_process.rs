@@ -1,0 +1,112 @@
+//! The in-process [`KeyService`]: the storage services calling the KMS core directly, with the
+//! customer's key states and grants applied and each call recorded in the audit log as made via
+//! the service.
+
+use std::sync::Arc;
+
+use shared::Caller;
+use shared::key_service::{BoxFuture, DataKey, EncryptionContext, KeyService, KeyServiceError};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::service::Kms;
+
+/// A [`KeyService`] backed by a [`Kms`] in the same process.
+#[derive(Debug, Clone)]
+pub struct InProcessKeyService {
+    kms: Arc<Kms>,
+}
+
+impl InProcessKeyService {
+    /// A key service over `kms`.
+    pub fn new(kms: Arc<Kms>) -> Self {
+        InProcessKeyService { kms }
+    }
+}
+
+/// What the storage services may learn of a KMS error.
+fn to_key_service_error(error: Error) -> KeyServiceError {
+    match error {
+        Error::Disabled(m) => KeyServiceError::Disabled(m),
+        Error::InvalidState(m) => KeyServiceError::InvalidState(m),
+        Error::NotFound(m) => KeyServiceError::NotFound(m),
+        Error::AccessDenied(m) => KeyServiceError::AccessDenied(m),
+        Error::InvalidCiphertext(m) | Error::IncorrectKey(m) => KeyServiceError::InvalidCiphertext(m),
+        Error::Internal(detail) => {
+            tracing::error!(%detail, "internal KMS error on a service call");
+            KeyServiceError::Unavailable("The KMS failed internally.".into())
+        }
+        other => {
+            KeyServiceError::Rejected { code: crate::aws::error_code(&other).to_owned(), message: other.to_string() }
+        }
+    }
+}
+
+/// Service-managed aliases and the description AWS gives their keys.
+fn service_key_description(alias: &str) -> String {
+    match alias {
+        "alias/aws/s3" => "Default key that protects my S3 objects when no other key is defined".into(),
+        "alias/aws/ebs" => "Default key that protects my EBS volumes when no other key is defined".into(),
+        other => format!("Default key for {other}"),
+    }
+}
+
+impl KeyService for InProcessKeyService {
+    fn generate_data_key<'a>(
+        &'a self,
+        caller: &'a Caller,
+        key_id: &'a str,
+        context: &'a EncryptionContext,
+    ) -> BoxFuture<'a, Result<DataKey, KeyServiceError>> {
+        Box::pin(async move {
+            let result = self.kms.generate_data_key(caller, key_id, 32, context, true);
+            let (arn, outcome) = match &result {
+                Ok(dk) => (Some(dk.key_arn.clone()), "Success".to_owned()),
+                Err(e) => (Some(key_id.to_owned()), crate::aws::error_code(e).to_owned()),
+            };
+            self.kms.record_call(caller, "internal", "GenerateDataKey", arn, Some(context.clone()), &outcome);
+            let data_key = result.map_err(to_key_service_error)?;
+            let plaintext =
+                data_key.plaintext.ok_or_else(|| KeyServiceError::Unavailable("no plaintext data key".into()))?;
+            let mut key = Zeroizing::new([0u8; 32]);
+            key.copy_from_slice(&plaintext);
+            Ok(DataKey { plaintext: key, ciphertext_blob: data_key.ciphertext_blob, key_arn: data_key.key_arn })
+        })
+    }
+
+    fn decrypt<'a>(
+        &'a self,
+        caller: &'a Caller,
+        ciphertext_blob: &'a [u8],
+        context: &'a EncryptionContext,
+    ) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, KeyServiceError>> {
+        Box::pin(async move {
+            let result = self.kms.decrypt(caller, ciphertext_blob, context, None);
+            let arn = match &result {
+                Ok(d) => Some(d.key_arn.clone()),
+                Err(_) => crate::blob::parse(ciphertext_blob)
+                    .ok()
+                    .and_then(|h| self.kms.key_record(h.key_id))
+                    .map(|r| r.arn()),
+            };
+            let outcome = match &result {
+                Ok(_) => "Success",
+                Err(e) => crate::aws::error_code(e),
+            };
+            self.kms.record_call(caller, "internal", "Decrypt", arn, Some(context.clone()), outcome);
+            result.map(|d| d.plaintext).map_err(to_key_service_error)
+        })
+    }
+
+    fn service_managed_key<'a>(
+        &'a self,
+        caller: &'a Caller,
+        alias: &'a str,
+    ) -> BoxFuture<'a, Result<String, KeyServiceError>> {
+        Box::pin(async move {
+            let description = service_key_description(alias);
+            let record = tokio::task::block_in_place(|| self.kms.service_managed_key(caller, alias, &description));
+            record.map(|r| r.arn()).map_err(to_key_service_error)
+        })
+    }
+}

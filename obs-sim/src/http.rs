@@ -1,0 +1,761 @@
+//! The S3 front end: path-style and virtual-host-style (`bucket.localhost`) requests, SigV4 in
+//! header form with plain or aws-chunked payloads, operations parsed from method, path and query,
+//! and errors as S3 sends them (`<Error><Code>` with the right status) from one place,
+//! [`error_response`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use percent_encoding::percent_decode_str;
+use shared::Caller;
+use shared::sigv4::{AuthError, RequestParts, UriEncoding, Verified, Verifier};
+
+use crate::checksum::Algorithm;
+use crate::chunked::{ChunkedDecoder, PayloadMode};
+use crate::error::{Result, S3Error};
+use crate::model::{BucketEncryption, ObjectRecord};
+use crate::service::{Conditions, Obs, PutInput, Verdict, parse_range};
+use crate::sse::{self, SseRequest};
+use crate::xml::{self, Writer};
+
+/// Largest XML request body accepted.
+const MAX_XML_BODY: usize = 1024 * 1024;
+/// Keys per ListObjects page at most.
+const MAX_KEYS: usize = 1000;
+/// Object headers S3 stores and returns as sent.
+const STORED_HEADERS: [&str; 5] =
+    ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
+
+/// The S3 API over an [`Obs`].
+#[derive(Debug, Clone)]
+pub struct S3Api {
+    obs: Arc<Obs>,
+    verifier: Arc<Verifier>,
+    /// The region buckets are created in when the request names none.
+    region: String,
+    /// Milliseconds since the epoch, for object dates (the KMS clock, so tests agree on time).
+    now_millis: fn() -> i64,
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub fn wall_clock_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Where a request points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    bucket: Option<String>,
+    key: Option<String>,
+}
+
+impl S3Api {
+    /// A front end for `obs`, checking signatures with `verifier`.
+    pub fn new(obs: Arc<Obs>, verifier: Arc<Verifier>, region: &str) -> Self {
+        S3Api { obs, verifier, region: region.to_owned(), now_millis: wall_clock_millis }
+    }
+
+    /// Handles one request.
+    pub async fn handle(&self, request: Request<Body>) -> Response {
+        let request_id = uuid::Builder::from_random_bytes(rand_bytes()).into_uuid().simple().to_string().to_uppercase();
+        let mut response = match self.route(request).await {
+            Ok(response) => response,
+            Err(e) => error_response(&e, &request_id),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amz-request-id", v);
+        }
+        response
+    }
+
+    async fn route(&self, request: Request<Body>) -> Result<Response> {
+        let (parts, body) = request.into_parts();
+        let target = target(&parts.uri, &parts.headers)?;
+        let query = parse_query(parts.uri.query().unwrap_or(""));
+        let mode = PayloadMode::from_header(header_str(&parts.headers, "x-amz-content-sha256"))?;
+        let payload_hash = header_str(&parts.headers, "x-amz-content-sha256").unwrap_or("UNSIGNED-PAYLOAD").to_owned();
+        let request_parts = RequestParts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+        };
+        let verified = self
+            .verifier
+            .verify_signed(&request_parts, &payload_hash, "s3", UriEncoding::Single, shared::time::now_unix())
+            .map_err(auth_error)?;
+        let caller = verified.caller.clone();
+        let now = (self.now_millis)();
+        let method = parts.method.clone();
+        let headers = parts.headers;
+        match (&method, target.bucket.as_deref(), target.key.as_deref()) {
+            (&Method::GET, None, None) => Ok(self.list_buckets(&caller)),
+            (_, None, _) => Err(S3Error::new(
+                "MethodNotAllowed",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "The specified method is not allowed against this resource.",
+            )),
+            (m, Some(bucket), None) => self.bucket_operation(m, &caller, bucket, &query, &headers, body, now).await,
+            (m, Some(bucket), Some(key)) => {
+                self.object_operation(m, &caller, &verified, mode, bucket, key, &query, &headers, body, now).await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn bucket_operation(
+        &self,
+        method: &Method,
+        caller: &Caller,
+        bucket: &str,
+        query: &BTreeMap<String, String>,
+        headers: &HeaderMap,
+        body: Body,
+        now: i64,
+    ) -> Result<Response> {
+        let sub = |name: &str| query.contains_key(name);
+        match *method {
+            Method::PUT if sub("encryption") => {
+                let config: xml::EncryptionConfiguration = xml::parse(&read_xml(body).await?)?;
+                let encryption = bucket_encryption(config)?;
+                self.obs.set_bucket_encryption(caller, bucket, Some(encryption)).await?;
+                Ok(empty(StatusCode::OK))
+            }
+            Method::PUT if query.is_empty() => {
+                let text = read_xml(body).await?;
+                let region = if text.trim().is_empty() {
+                    self.region.clone()
+                } else {
+                    let config: xml::CreateBucketConfiguration = xml::parse(&text)?;
+                    config.location_constraint.filter(|l| !l.is_empty()).unwrap_or_else(|| self.region.clone())
+                };
+                self.obs.create_bucket(caller, bucket, &region, now).await?;
+                let mut response = empty(StatusCode::OK);
+                set_header(&mut response, "location", &format!("/{bucket}"));
+                Ok(response)
+            }
+            Method::HEAD if query.is_empty() => {
+                let record = self.obs.owned_bucket(caller, bucket)?;
+                let mut response = empty(StatusCode::OK);
+                set_header(&mut response, "x-amz-bucket-region", &record.region);
+                Ok(response)
+            }
+            Method::DELETE if sub("encryption") => {
+                self.obs.set_bucket_encryption(caller, bucket, None).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            Method::DELETE if query.is_empty() => {
+                self.obs.delete_bucket(caller, bucket).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            Method::GET if sub("location") => {
+                let record = self.obs.owned_bucket(caller, bucket)?;
+                let region = if record.region == "us-east-1" { "" } else { record.region.as_str() };
+                let doc = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
+                    xml::S3_NS,
+                    xml::escape(region)
+                );
+                Ok(xml_response(doc))
+            }
+            Method::GET if sub("encryption") => {
+                let record = self.obs.owned_bucket(caller, bucket)?;
+                let Some(encryption) = &record.encryption else {
+                    return Err(S3Error::new(
+                        "ServerSideEncryptionConfigurationNotFoundError",
+                        StatusCode::NOT_FOUND,
+                        "The server side encryption configuration was not found",
+                    )
+                    .with("BucketName", bucket));
+                };
+                let mut w = Writer::document("ServerSideEncryptionConfiguration");
+                w.open("Rule")
+                    .open("ApplyServerSideEncryptionByDefault")
+                    .element("SSEAlgorithm", &encryption.algorithm);
+                if let Some(key) = &encryption.kms_key_id {
+                    w.element("KMSMasterKeyID", key);
+                }
+                w.close("ApplyServerSideEncryptionByDefault")
+                    .element("BucketKeyEnabled", if encryption.bucket_key_enabled { "true" } else { "false" })
+                    .close("Rule");
+                Ok(xml_response(w.finish("ServerSideEncryptionConfiguration")))
+            }
+            Method::GET if query.get("list-type").map(String::as_str) == Some("2") => {
+                self.list_objects(caller, bucket, query, true)
+            }
+            Method::GET if is_plain_list(query) => self.list_objects(caller, bucket, query, false),
+            Method::POST if sub("delete") => self.delete_objects(caller, bucket, headers, body).await,
+            _ => {
+                let name = query.keys().next().cloned().unwrap_or_else(|| method.to_string());
+                Err(S3Error::not_implemented(&format!("bucket operation {method} ?{name}")))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn object_operation(
+        &self,
+        method: &Method,
+        caller: &Caller,
+        verified: &Verified,
+        mode: PayloadMode,
+        bucket: &str,
+        key: &str,
+        query: &BTreeMap<String, String>,
+        headers: &HeaderMap,
+        body: Body,
+        now: i64,
+    ) -> Result<Response> {
+        let known_query = |q: &BTreeMap<String, String>| {
+            q.keys().all(|k| k.starts_with("response-") || k == "x-id" || k.starts_with("X-Amz-"))
+        };
+        match *method {
+            Method::PUT if headers.contains_key("x-amz-copy-source") => Err(S3Error::not_implemented("CopyObject")),
+            Method::PUT if known_query(query) => {
+                self.put_object(caller, verified, mode, bucket, key, headers, body, now).await
+            }
+            Method::GET if known_query(query) => self.get_object(caller, bucket, key, query, headers, false).await,
+            Method::HEAD if known_query(query) => self.get_object(caller, bucket, key, query, headers, true).await,
+            Method::DELETE if known_query(query) => {
+                self.obs.delete_object(caller, bucket, key).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            _ => {
+                let name = query.keys().next().cloned().unwrap_or_default();
+                Err(S3Error::not_implemented(&format!("object operation {method} ?{name}")))
+            }
+        }
+    }
+
+    fn list_buckets(&self, caller: &Caller) -> Response {
+        let mut w = Writer::document("ListAllMyBucketsResult");
+        w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
+        w.open("Buckets");
+        for bucket in self.obs.list_buckets(caller) {
+            w.open("Bucket")
+                .element("Name", &bucket.name)
+                .element("CreationDate", &shared::time::format_rfc3339_millis(bucket.created_millis))
+                .element("BucketRegion", &bucket.region)
+                .close("Bucket");
+        }
+        w.close("Buckets");
+        xml_response(w.finish("ListAllMyBucketsResult"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn put_object(
+        &self,
+        caller: &Caller,
+        verified: &Verified,
+        mode: PayloadMode,
+        bucket: &str,
+        key: &str,
+        headers: &HeaderMap,
+        body: Body,
+        now: i64,
+    ) -> Result<Response> {
+        let bucket_record = self.obs.owned_bucket(caller, bucket)?;
+        let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
+        let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
+        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, Some(verified))?) } else { None };
+        let stream = body.into_data_stream();
+        let record = self.obs.put_object(caller, bucket, key, input, decoder, stream).await?;
+        let mut response = empty(StatusCode::OK);
+        set_header(&mut response, "etag", &record.etag);
+        for (name, value) in sse::response_headers(&record.sse) {
+            set_header(&mut response, name, &value);
+        }
+        Ok(response)
+    }
+
+    async fn get_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        query: &BTreeMap<String, String>,
+        headers: &HeaderMap,
+        head: bool,
+    ) -> Result<Response> {
+        let record = self.obs.head_object(caller, bucket, key)?;
+        if !matches!(record.sse, crate::model::SseRecord::None) {
+            sse::refuse_on_read(headers)?;
+        }
+        match conditions(headers).evaluate(&record) {
+            Verdict::Serve => {}
+            Verdict::NotModified => {
+                let mut response = empty(StatusCode::NOT_MODIFIED);
+                set_header(&mut response, "etag", &record.etag);
+                set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
+                return Ok(response);
+            }
+            Verdict::PreconditionFailed => {
+                return Err(S3Error::new(
+                    "PreconditionFailed",
+                    StatusCode::PRECONDITION_FAILED,
+                    "At least one of the pre-conditions you specified did not hold",
+                )
+                .with("Condition", "If-Match"));
+            }
+        }
+        let range = parse_range(header_str(headers, "range"), record.size)?;
+        let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+        let length = range.as_ref().map(|r| r.end - r.start).unwrap_or(record.size);
+        let mut response = if head {
+            empty(status)
+        } else {
+            let output = self.obs.get_object(caller, record.clone(), range.clone()).await?;
+            let mut response = Response::new(Body::from_stream(output.body));
+            *response.status_mut() = status;
+            response
+        };
+        object_headers(&mut response, &record, query);
+        set_header(&mut response, "content-length", &length.to_string());
+        if let Some(r) = &range {
+            set_header(&mut response, "content-range", &format!("bytes {}-{}/{}", r.start, r.end - 1, record.size));
+        }
+        Ok(response)
+    }
+
+    fn list_objects(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        query: &BTreeMap<String, String>,
+        v2: bool,
+    ) -> Result<Response> {
+        let prefix = query.get("prefix").cloned().unwrap_or_default();
+        let delimiter = query.get("delimiter").cloned().filter(|d| !d.is_empty());
+        let max_keys = match query.get("max-keys") {
+            None => MAX_KEYS,
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| S3Error::invalid_argument("Provided max-keys not an integer or within integer range"))?
+                .min(MAX_KEYS),
+        };
+        let url_encode = query.get("encoding-type").map(String::as_str) == Some("url");
+        let start_after = if v2 {
+            match query.get("continuation-token") {
+                Some(token) => Some(
+                    BASE64
+                        .decode(token)
+                        .ok()
+                        .and_then(|raw| String::from_utf8(raw).ok())
+                        .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))?,
+                ),
+                None => query.get("start-after").cloned(),
+            }
+        } else {
+            query.get("marker").cloned()
+        };
+        let page =
+            list_page(&self.obs, caller, bucket, &prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
+        let enc = |s: &str| if url_encode { url_encode_key(s) } else { s.to_owned() };
+        let root = "ListBucketResult";
+        let mut w = Writer::document(root);
+        w.element("Name", bucket).element("Prefix", &enc(&prefix));
+        if v2 {
+            if let Some(token) = query.get("continuation-token") {
+                w.element("ContinuationToken", token);
+            }
+            if let Some(sa) = query.get("start-after") {
+                w.element("StartAfter", &enc(sa));
+            }
+            w.element("KeyCount", &(page.objects.len() + page.prefixes.len()).to_string());
+        } else {
+            w.element("Marker", &enc(query.get("marker").map(String::as_str).unwrap_or("")));
+        }
+        w.element("MaxKeys", &max_keys.to_string());
+        if let Some(d) = &delimiter {
+            w.element("Delimiter", &enc(d));
+        }
+        if url_encode {
+            w.element("EncodingType", "url");
+        }
+        w.element("IsTruncated", if page.next.is_some() { "true" } else { "false" });
+        if let Some(next) = &page.next {
+            if v2 {
+                w.element("NextContinuationToken", &BASE64.encode(next));
+            } else if delimiter.is_some() {
+                w.element("NextMarker", &enc(next));
+            }
+        }
+        for object in &page.objects {
+            w.open("Contents")
+                .element("Key", &enc(&object.key))
+                .element("LastModified", &shared::time::format_rfc3339_millis(object.last_modified_millis))
+                .element("ETag", &object.etag)
+                .element("Size", &object.size.to_string())
+                .element("StorageClass", "STANDARD");
+            if !v2 {
+                w.open("Owner")
+                    .element("ID", &caller.account_id)
+                    .element("DisplayName", &caller.account_id)
+                    .close("Owner");
+            }
+            w.close("Contents");
+        }
+        for prefix in &page.prefixes {
+            w.open("CommonPrefixes").element("Prefix", &enc(prefix)).close("CommonPrefixes");
+        }
+        Ok(xml_response(w.finish(root)))
+    }
+
+    async fn delete_objects(&self, caller: &Caller, bucket: &str, headers: &HeaderMap, body: Body) -> Result<Response> {
+        let text = read_xml(body).await?;
+        if let Some(md5) = header_str(headers, "content-md5") {
+            let computed = BASE64.encode(md5::Md5::digest(text.as_bytes()));
+            if computed != md5.trim() {
+                return Err(S3Error::new(
+                    "BadDigest",
+                    StatusCode::BAD_REQUEST,
+                    "The Content-MD5 you specified did not match what we received.",
+                ));
+            }
+        }
+        let delete: xml::Delete = xml::parse(&text)?;
+        if delete.objects.len() > 1000 {
+            return Err(S3Error::malformed_xml());
+        }
+        self.obs.owned_bucket(caller, bucket)?;
+        let mut w = Writer::document("DeleteResult");
+        for object in &delete.objects {
+            match self.obs.delete_object(caller, bucket, &object.key).await {
+                Ok(()) if !delete.quiet => {
+                    w.open("Deleted").element("Key", &object.key).close("Deleted");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    w.open("Error")
+                        .element("Key", &object.key)
+                        .element("Code", e.code)
+                        .element("Message", &e.message)
+                        .close("Error");
+                }
+            }
+        }
+        Ok(xml_response(w.finish("DeleteResult")))
+    }
+}
+
+use md5::Digest as _;
+
+fn rand_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    for (i, b) in uuid::Uuid::new_v4().as_bytes().iter().enumerate() {
+        bytes[i] = *b;
+    }
+    bytes
+}
+
+/// One page of a listing, with common prefixes rolled up.
+struct ListPage {
+    objects: Vec<Arc<ObjectRecord>>,
+    prefixes: Vec<String>,
+    /// The last key or prefix of this page, if more follow.
+    next: Option<String>,
+}
+
+fn list_page(
+    obs: &Obs,
+    caller: &Caller,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    start_after: Option<&str>,
+    max_keys: usize,
+) -> Result<ListPage> {
+    let mut page = ListPage { objects: Vec::new(), prefixes: Vec::new(), next: None };
+    let mut after = start_after.map(str::to_owned);
+    loop {
+        let batch = obs.list_objects(caller, bucket, prefix, after.as_deref(), 1000)?;
+        if batch.is_empty() {
+            return Ok(page);
+        }
+        for object in &batch {
+            if page.objects.len() + page.prefixes.len() == max_keys {
+                page.next =
+                    page.objects.last().map(|o| o.key.clone()).into_iter().chain(page.prefixes.last().cloned()).max();
+                return Ok(page);
+            }
+            let rest = &object.key[prefix.len()..];
+            match delimiter.and_then(|d| rest.find(d).map(|i| (i, d.len()))) {
+                Some((i, len)) => {
+                    let common = format!("{prefix}{}", &rest[..i + len]);
+                    if page.prefixes.last() != Some(&common)
+                        && after.as_deref().is_none_or(|a| a < common.as_str() || !a.starts_with(&common))
+                    {
+                        page.prefixes.push(common);
+                    }
+                }
+                None => page.objects.push(object.clone()),
+            }
+        }
+        after = batch.last().map(|o| o.key.clone());
+        // Skip the rest of a rolled-up prefix at once.
+        if let (Some(last_prefix), Some(a)) = (page.prefixes.last(), &after)
+            && a.starts_with(last_prefix.as_str())
+        {
+            after = Some(format!("{last_prefix}\u{10FFFF}"));
+        }
+    }
+}
+
+fn url_encode_key(key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+    percent_encoding::utf8_percent_encode(key, SET).to_string()
+}
+
+fn is_plain_list(query: &BTreeMap<String, String>) -> bool {
+    query.keys().all(|k| ["prefix", "delimiter", "marker", "max-keys", "encoding-type", "x-id"].contains(&k.as_str()))
+}
+
+fn bucket_encryption(config: xml::EncryptionConfiguration) -> Result<BucketEncryption> {
+    let [rule] = <[xml::EncryptionRule; 1]>::try_from(config.rules).map_err(|_| S3Error::malformed_xml())?;
+    let default = rule.default.ok_or_else(S3Error::malformed_xml)?;
+    match default.algorithm.as_str() {
+        "aws:kms" => {}
+        "AES256" if default.kms_key_id.is_none() => {}
+        "AES256" => {
+            return Err(S3Error::invalid_argument("a KMSMasterKeyID is allowed only with SSEAlgorithm aws:kms"));
+        }
+        "aws:kms:dsse" => return Err(S3Error::not_implemented("DSSE-KMS (aws:kms:dsse)")),
+        _ => return Err(S3Error::malformed_xml()),
+    }
+    Ok(BucketEncryption {
+        algorithm: default.algorithm,
+        kms_key_id: default.kms_key_id,
+        bucket_key_enabled: rule.bucket_key_enabled,
+    })
+}
+
+/// The body of a PUT, apart from its bytes.
+fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
+    let mut input =
+        PutInput { content_type: header_str(headers, "content-type").map(str::to_owned), ..PutInput::default() };
+    for name in STORED_HEADERS {
+        if let Some(v) = header_str(headers, name) {
+            input.headers.insert(name.to_owned(), v.to_owned());
+        }
+    }
+    for (name, value) in headers {
+        if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
+            let value = value.to_str().map_err(|_| S3Error::invalid_argument("metadata must be text"))?;
+            input.metadata.insert(meta.to_owned(), value.to_owned());
+        }
+    }
+    if let Some(md5) = header_str(headers, "content-md5") {
+        let raw = BASE64.decode(md5.trim()).ok().filter(|r| r.len() == 16).ok_or_else(|| {
+            S3Error::new("InvalidDigest", StatusCode::BAD_REQUEST, "The Content-MD5 you specified was invalid.")
+        })?;
+        input.content_md5 = Some(raw.try_into().unwrap_or([0; 16]));
+    }
+    if mode == PayloadMode::Signed {
+        input.payload_sha256 = header_str(headers, "x-amz-content-sha256").map(str::to_owned);
+    }
+    for (algorithm, name) in Algorithm::ALL {
+        if let Some(v) = header_str(headers, name) {
+            if input.checksum.is_some() {
+                return Err(S3Error::invalid_argument(
+                    "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+                ));
+            }
+            input.checksum = Some((algorithm, v.to_owned()));
+        }
+    }
+    if let Some(trailer) = header_str(headers, "x-amz-trailer") {
+        let algorithm = Algorithm::from_header_name(trailer.trim()).ok_or_else(|| {
+            S3Error::invalid_argument(format!(
+                "The value specified in the x-amz-trailer header is not supported: {trailer}"
+            ))
+        })?;
+        input.trailer_checksum = Some(algorithm);
+    }
+    if let Some(v) = header_str(headers, "x-amz-decoded-content-length") {
+        input.decoded_length =
+            Some(v.parse().map_err(|_| S3Error::invalid_argument("x-amz-decoded-content-length is not a number"))?);
+    } else if mode.is_chunked() {
+        return Err(S3Error::new(
+            "MissingContentLength",
+            StatusCode::LENGTH_REQUIRED,
+            "You must provide the Content-Length HTTP header.",
+        ));
+    }
+    Ok(input)
+}
+
+fn conditions(headers: &HeaderMap) -> Conditions {
+    let date = |name| header_str(headers, name).and_then(parse_http_date);
+    Conditions {
+        if_match: header_str(headers, "if-match").map(str::to_owned),
+        if_none_match: header_str(headers, "if-none-match").map(str::to_owned),
+        if_modified_since: date("if-modified-since"),
+        if_unmodified_since: date("if-unmodified-since"),
+    }
+}
+
+fn object_headers(response: &mut Response, record: &ObjectRecord, query: &BTreeMap<String, String>) {
+    set_header(response, "etag", &record.etag);
+    set_header(response, "last-modified", &http_date(record.last_modified_millis));
+    set_header(response, "accept-ranges", "bytes");
+    set_header(response, "content-type", record.content_type.as_deref().unwrap_or("binary/octet-stream"));
+    for (name, value) in &record.headers {
+        set_header(response, name, value);
+    }
+    for (name, value) in &record.metadata {
+        set_header(response, &format!("x-amz-meta-{name}"), value);
+    }
+    for (name, value) in sse::response_headers(&record.sse) {
+        set_header(response, name, &value);
+    }
+    for (param, header) in [
+        ("response-content-type", "content-type"),
+        ("response-content-language", "content-language"),
+        ("response-expires", "expires"),
+        ("response-cache-control", "cache-control"),
+        ("response-content-disposition", "content-disposition"),
+        ("response-content-encoding", "content-encoding"),
+    ] {
+        if let Some(v) = query.get(param) {
+            set_header(response, header, v);
+        }
+    }
+}
+
+fn set_header(response: &mut Response, name: &str, value: &str) {
+    if let (Ok(name), Ok(value)) = (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+fn xml_response(document: String) -> Response {
+    let mut response = (StatusCode::OK, document).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}
+
+async fn read_xml(body: Body) -> Result<String> {
+    let bytes = axum::body::to_bytes(body, MAX_XML_BODY)
+        .await
+        .map_err(|_| S3Error::new("MaxMessageLengthExceeded", StatusCode::BAD_REQUEST, "Your request was too big."))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| S3Error::malformed_xml())
+}
+
+/// The bucket and key of a request: virtual-host style (`<bucket>.localhost`, `<bucket>.s3.<...>`)
+/// or path style (`/<bucket>/<key>`).
+fn target(uri: &http::Uri, headers: &HeaderMap) -> Result<Target> {
+    let path = uri.path();
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| S3Error::invalid_argument("the path is not valid UTF-8"))
+    };
+    let host = header_str(headers, "host").unwrap_or("");
+    let hostname = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(h, _)| h)
+        .unwrap_or(host);
+    let virtual_bucket = hostname
+        .strip_suffix(".localhost")
+        .map(|b| b.strip_suffix(".s3").unwrap_or(b))
+        .or_else(|| hostname.split_once(".s3.").map(|(b, _)| b))
+        .filter(|b| !b.is_empty() && !b.starts_with("s3"));
+    if let Some(bucket) = virtual_bucket {
+        let key = path.strip_prefix('/').unwrap_or(path);
+        return Ok(Target {
+            bucket: Some(bucket.to_owned()),
+            key: (!key.is_empty()).then(|| decode(key)).transpose()?,
+        });
+    }
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    if trimmed.is_empty() {
+        return Ok(Target { bucket: None, key: None });
+    }
+    let (bucket, key) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    Ok(Target { bucket: Some(decode(bucket)?), key: (!key.is_empty()).then(|| decode(key)).transpose()? })
+}
+
+fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// How S3 answers a refused signature.
+fn auth_error(error: AuthError) -> S3Error {
+    match error {
+        AuthError::Missing => S3Error::access_denied("Access Denied"),
+        AuthError::Malformed(m) | AuthError::BadScope(m) => S3Error::new("AuthorizationHeaderMalformed", StatusCode::BAD_REQUEST, m),
+        AuthError::UnknownAccessKey => S3Error::new(
+            "InvalidAccessKeyId",
+            StatusCode::FORBIDDEN,
+            "The AWS Access Key Id you provided does not exist in our records.",
+        ),
+        AuthError::Skewed { request_time, server_time } => S3Error::new(
+            "RequestTimeTooSkewed",
+            StatusCode::FORBIDDEN,
+            "The difference between the request time and the current time is too large.",
+        )
+        .with("RequestTime", request_time)
+        .with("ServerTime", server_time)
+        .with("MaxAllowedSkewMilliseconds", "900000"),
+        AuthError::PayloadHashMismatch => S3Error::new(
+            "XAmzContentSHA256Mismatch",
+            StatusCode::BAD_REQUEST,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        ),
+        AuthError::SignatureMismatch { string_to_sign, canonical_request } => S3Error::new(
+            "SignatureDoesNotMatch",
+            StatusCode::FORBIDDEN,
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+        )
+        .with("StringToSign", string_to_sign)
+        .with("CanonicalRequest", canonical_request),
+    }
+}
+
+/// The S3 error document.
+pub fn error_response(error: &S3Error, request_id: &str) -> Response {
+    let mut w = Writer::plain_document("Error");
+    w.element("Code", error.code).element("Message", &error.message);
+    for (name, value) in &error.extra {
+        w.element(name, value);
+    }
+    w.element("RequestId", request_id);
+    let mut response = (error.status, w.finish("Error")).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}
+
+/// RFC 7231 date of Unix milliseconds, e.g. `Wed, 12 Oct 2009 17:50:00 GMT`.
+fn http_date(millis: i64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64))
+}
+
+fn parse_http_date(text: &str) -> Option<i64> {
+    httpdate::parse_http_date(text).ok()?.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs() as i64)
+}

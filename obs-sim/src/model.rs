@@ -1,0 +1,88 @@
+//! Buckets and objects as the object store keeps them: versioned JSON records beside the data.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the persisted records. Changing their shape breaks stored objects: add a field with
+/// a default, or bump this and migrate.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// Bucket default encryption (`PUT /?encryption`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEncryption {
+    /// `aws:kms` or `AES256`.
+    pub algorithm: String,
+    /// The KMS key for `aws:kms`; the service-managed key when absent.
+    pub kms_key_id: Option<String>,
+    /// Whether S3 Bucket Keys are on.
+    pub bucket_key_enabled: bool,
+}
+
+/// A bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketRecord {
+    /// [`RECORD_FORMAT`].
+    pub format: u32,
+    /// The bucket name.
+    pub name: String,
+    /// Owning account.
+    pub account: String,
+    /// Region the bucket was created in.
+    pub region: String,
+    /// Creation time, Unix milliseconds.
+    pub created_millis: i64,
+    /// Default encryption, if configured.
+    pub encryption: Option<BucketEncryption>,
+}
+
+/// How an object is encrypted at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode")]
+pub enum SseRecord {
+    /// Stored as sent (no server-side encryption requested and no bucket default).
+    None,
+    /// SSE-KMS: an AWS Encryption SDK message whose data key the KMS made under `key_arn`.
+    Kms {
+        /// The KMS key.
+        key_arn: String,
+        /// The whole encryption context given to the KMS (and stored in the message header).
+        context: BTreeMap<String, String>,
+        /// The user part of the context as the client sent it (base64 JSON), echoed on reads.
+        user_context: Option<String>,
+        /// Whether the object was written with an S3 Bucket Key.
+        bucket_key: bool,
+    },
+}
+
+/// An object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    /// [`RECORD_FORMAT`].
+    pub format: u32,
+    /// The object key.
+    pub key: String,
+    /// Plaintext length in bytes.
+    pub size: u64,
+    /// The ETag, with quotes.
+    pub etag: String,
+    /// Last modification, Unix milliseconds.
+    pub last_modified_millis: i64,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// Other stored headers (`cache-control`, `content-disposition`, `content-encoding`,
+    /// `content-language`, `expires`), by lowercase name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// User metadata (`x-amz-meta-*`), by lowercase name without the prefix.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Server-side encryption.
+    pub sse: SseRecord,
+    /// The store path of the body, relative to the store root.
+    pub blob: String,
+    /// Bytes stored (the message length for encrypted objects).
+    pub stored_size: u64,
+    /// For encrypted objects, the length of the message header within the body.
+    pub envelope_header_len: Option<u64>,
+}

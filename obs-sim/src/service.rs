@@ -1,0 +1,727 @@
+//! The object store's core: buckets, and objects streamed in and out through server-side
+//! encryption. No HTTP here: the S3 front end (`http`) parses requests into these calls.
+//!
+//! A PUT streams the payload through its digests (MD5, SHA-256, flexible checksum) and, for
+//! SSE-KMS, through an AWS Encryption SDK encryptor keyed by a fresh data key from the KMS, into a
+//! new body in the backend; only when every check passed and the body is durable is the object's
+//! record committed. A GET asks the KMS to decrypt the stored data key (so key state and grants
+//! apply at every read) and decrypts only the frames the requested range needs.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest as _, Md5};
+use object_store::path::Path as StorePath;
+use object_store::{GetOptions, GetRange, WriteMultipart};
+use shared::Caller;
+use shared::KeyService;
+use zeroize::Zeroizing;
+
+use crate::checksum::{self, Algorithm, Checksummer};
+use crate::chunked::ChunkedDecoder;
+use crate::envelope::{self, EncryptedDataKey};
+use crate::error::{Result, S3Error};
+use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
+use crate::sse::{S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
+use crate::store::Store;
+
+/// The service principal S3 calls the KMS as, recorded as `via_service` in the KMS audit log.
+pub const S3_SERVICE_PRINCIPAL: &str = "s3.amazonaws.com";
+/// Provider id of KMS-wrapped data keys in an AWS Encryption SDK message.
+pub const KMS_PROVIDER_ID: &str = "aws-kms";
+/// Size of the parts the backend writes a body in.
+const WRITE_CHUNK: usize = 5 * 1024 * 1024;
+
+/// Everything a PUT says about the object besides its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct PutInput {
+    /// The encryption asked for (after the bucket default).
+    pub sse: SseRequest,
+    /// The time of the write, Unix milliseconds.
+    pub now_millis: i64,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// Other stored headers by lowercase name.
+    pub headers: BTreeMap<String, String>,
+    /// User metadata by lowercase name without `x-amz-meta-`.
+    pub metadata: BTreeMap<String, String>,
+    /// The `Content-MD5` the client sent, decoded.
+    pub content_md5: Option<[u8; 16]>,
+    /// The hex SHA-256 the client signed, if it signed the payload.
+    pub payload_sha256: Option<String>,
+    /// A checksum from a header: algorithm and value.
+    pub checksum: Option<(Algorithm, String)>,
+    /// A checksum announced for the trailer (`x-amz-trailer`).
+    pub trailer_checksum: Option<Algorithm>,
+    /// `x-amz-decoded-content-length` of an aws-chunked body.
+    pub decoded_length: Option<u64>,
+}
+
+/// A stored object and how to read a range of it.
+pub struct GetOutput {
+    /// The object's record.
+    pub record: Arc<ObjectRecord>,
+    /// The plaintext range being returned, if a range was asked for.
+    pub range: Option<Range<u64>>,
+    /// The plaintext bytes.
+    pub body: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+impl std::fmt::Debug for GetOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetOutput").field("record", &self.record).field("range", &self.range).finish_non_exhaustive()
+    }
+}
+
+/// The object store.
+#[derive(Debug)]
+pub struct Obs {
+    store: Store,
+    keys: Arc<dyn KeyService>,
+}
+
+impl Obs {
+    /// An object store on `store`, getting its data keys from `keys`.
+    pub fn new(store: Store, keys: Arc<dyn KeyService>) -> Self {
+        Obs { store, keys }
+    }
+
+    /// The persistence layer.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The caller as the KMS sees a call S3 makes on its behalf.
+    fn via_s3(caller: &Caller) -> Caller {
+        Caller { via_service: Some(S3_SERVICE_PRINCIPAL.to_owned()), ..caller.clone() }
+    }
+
+    // ---- buckets -------------------------------------------------------------------------------
+
+    /// A bucket the caller owns; NoSuchBucket otherwise, AccessDenied if another account owns it.
+    pub fn owned_bucket(&self, caller: &Caller, name: &str) -> Result<Arc<BucketRecord>> {
+        let bucket = self.store.bucket(name).ok_or_else(|| S3Error::no_such_bucket(name))?;
+        if bucket.account != caller.account_id {
+            return Err(S3Error::access_denied("Access Denied"));
+        }
+        Ok(bucket)
+    }
+
+    /// CreateBucket.
+    pub async fn create_bucket(&self, caller: &Caller, name: &str, region: &str, now_millis: i64) -> Result<()> {
+        validate_bucket_name(name)?;
+        let record = BucketRecord {
+            format: RECORD_FORMAT,
+            name: name.to_owned(),
+            account: caller.account_id.clone(),
+            region: region.to_owned(),
+            created_millis: now_millis,
+            encryption: None,
+        };
+        match self.store.create_bucket(record).await? {
+            Ok(()) => Ok(()),
+            Err(existing) if existing.account == caller.account_id => Err(S3Error::new(
+                "BucketAlreadyOwnedByYou",
+                http::StatusCode::CONFLICT,
+                "Your previous request to create the named bucket succeeded and you already own it.",
+            )
+            .with("BucketName", name)),
+            Err(_) => Err(S3Error::new(
+                "BucketAlreadyExists",
+                http::StatusCode::CONFLICT,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+            )
+            .with("BucketName", name)),
+        }
+    }
+
+    /// DeleteBucket (only when empty).
+    pub async fn delete_bucket(&self, caller: &Caller, name: &str) -> Result<()> {
+        self.owned_bucket(caller, name)?;
+        if !self.store.delete_bucket(name).await? {
+            return Err(S3Error::new(
+                "BucketNotEmpty",
+                http::StatusCode::CONFLICT,
+                "The bucket you tried to delete is not empty",
+            )
+            .with("BucketName", name));
+        }
+        Ok(())
+    }
+
+    /// ListBuckets: the caller's buckets.
+    pub fn list_buckets(&self, caller: &Caller) -> Vec<Arc<BucketRecord>> {
+        self.store.buckets().into_iter().filter(|b| b.account == caller.account_id).collect()
+    }
+
+    /// PutBucketEncryption / DeleteBucketEncryption (`None`).
+    pub async fn set_bucket_encryption(
+        &self,
+        caller: &Caller,
+        name: &str,
+        encryption: Option<BucketEncryption>,
+    ) -> Result<()> {
+        let mut record = (*self.owned_bucket(caller, name)?).clone();
+        record.encryption = encryption;
+        self.store.update_bucket(record).await
+    }
+
+    // ---- objects -------------------------------------------------------------------------------
+
+    /// PutObject: streams `body` in, encrypting as `sse` says, and commits the object.
+    pub async fn put_object<S, E>(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        input: PutInput,
+        decoder: Option<ChunkedDecoder>,
+        body: S,
+    ) -> Result<ObjectRecord>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.owned_bucket(caller, bucket)?;
+        validate_key(key)?;
+        let (mut encryptor, sse_record) = self.start_encryption(caller, bucket, key, &input.sse).await?;
+        let blob = Store::new_blob_path(bucket);
+        let upload = self.store.backend().put_multipart(&blob).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
+        let mut pipeline = Pipeline::new(&input);
+        let result = pump(body, decoder, &mut pipeline, encryptor.as_mut(), &mut writer).await;
+        let trailers = match result {
+            Ok(trailers) => trailers,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        };
+        let finished = match encryptor {
+            Some(encryptor) => {
+                let mut tail = Vec::new();
+                encryptor.finish(&mut tail).map_err(S3Error::internal)?;
+                pipeline.stored(&tail);
+                writer.write(&tail);
+                Some(())
+            }
+            None => None,
+        };
+        if let Err(e) = pipeline.check(&input, &trailers) {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await?;
+        self.store.sync(&blob).await?;
+        let envelope_header_len = finished.map(|()| pipeline.header_len);
+        let etag = match &sse_record {
+            SseRecord::None => format!("\"{}\"", hex::encode(pipeline.md5.finalize())),
+            // S3's ETag of an SSE-KMS object is not the MD5 of the data; this is the MD5 of what is stored.
+            SseRecord::Kms { .. } => format!("\"{}\"", hex::encode(pipeline.stored_md5.finalize())),
+        };
+        let record = ObjectRecord {
+            format: RECORD_FORMAT,
+            key: key.to_owned(),
+            size: pipeline.size,
+            etag,
+            last_modified_millis: input.now_millis,
+            content_type: input.content_type,
+            headers: input.headers,
+            metadata: input.metadata,
+            sse: sse_record,
+            blob: blob.to_string(),
+            stored_size: pipeline.stored_size,
+            envelope_header_len,
+        };
+        self.store.commit_object(bucket, record.clone()).await?;
+        Ok(record)
+    }
+
+    /// Gets a data key for a new SSE-KMS object and starts its message.
+    async fn start_encryption(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        sse: &SseRequest,
+    ) -> Result<(Option<envelope::Encryptor>, SseRecord)> {
+        let SseRequest::Kms { key_id, user_context, bucket_key } = sse else {
+            return Ok((None, SseRecord::None));
+        };
+        let via = Self::via_s3(caller);
+        let key_id = match key_id {
+            Some(id) => id.clone(),
+            None => self.keys.service_managed_key(&via, S3_MANAGED_ALIAS).await.map_err(S3Error::from_kms)?,
+        };
+        let mut context: BTreeMap<String, String> = user_context.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
+        context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}/{key}"));
+        let data_key = self.keys.generate_data_key(&via, &key_id, &context).await.map_err(S3Error::from_kms)?;
+        let edk = EncryptedDataKey {
+            provider_id: KMS_PROVIDER_ID.to_owned(),
+            provider_info: data_key.key_arn.clone(),
+            ciphertext: data_key.ciphertext_blob.clone(),
+        };
+        let encryptor = envelope::Encryptor::new(&data_key.plaintext, &context, &[edk], envelope::FRAME_LENGTH)
+            .map_err(S3Error::internal)?;
+        let record = SseRecord::Kms {
+            key_arn: data_key.key_arn.clone(),
+            context,
+            user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
+            bucket_key: *bucket_key,
+        };
+        Ok((Some(encryptor), record))
+    }
+
+    /// HeadObject: the record of an object.
+    pub fn head_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<Arc<ObjectRecord>> {
+        self.owned_bucket(caller, bucket)?;
+        self.store.object(bucket, key).ok_or_else(|| S3Error::no_such_key(key))
+    }
+
+    /// GetObject of `range` (plaintext bytes; `None` for all of it).
+    pub async fn get_object(
+        &self,
+        caller: &Caller,
+        record: Arc<ObjectRecord>,
+        range: Option<Range<u64>>,
+    ) -> Result<GetOutput> {
+        let blob = StorePath::from(record.blob.as_str());
+        let backend = self.store.backend().clone();
+        let body = match &record.sse {
+            SseRecord::None => {
+                let stored = range.clone().unwrap_or(0..record.size);
+                if stored.is_empty() {
+                    futures::stream::empty().boxed()
+                } else {
+                    read_stored(&backend, &blob, stored).await?
+                }
+            }
+            SseRecord::Kms { context, .. } => {
+                let header_len = record
+                    .envelope_header_len
+                    .ok_or_else(|| S3Error::internal("encrypted object without header length"))?;
+                let header_bytes = backend.get_range(&blob, 0..header_len).await?;
+                let header = envelope::Header::parse(&header_bytes).map_err(|e| corrupted(&record, e))?;
+                let edk = header
+                    .encrypted_data_keys()
+                    .iter()
+                    .find(|k| k.provider_id == KMS_PROVIDER_ID)
+                    .ok_or_else(|| corrupted(&record, "no KMS data key"))?;
+                let via = Self::via_s3(caller);
+                let plain_key = self.keys.decrypt(&via, &edk.ciphertext, context).await.map_err(S3Error::from_kms)?;
+                let data_key =
+                    to_data_key(&plain_key).ok_or_else(|| corrupted(&record, "data key of the wrong size"))?;
+                match &range {
+                    Some(r) => {
+                        let plan = envelope::plan_range(header_len, header.frame_length(), record.size, r.clone())
+                            .map_err(|e| corrupted(&record, e))?;
+                        let decryptor = envelope::RangeDecryptor::new(&header, &data_key, &plan)
+                            .map_err(|e| corrupted(&record, e))?;
+                        let stored = read_stored(&backend, &blob, plan.stored.clone()).await?;
+                        decrypt_stream(stored, Decrypting::Range(decryptor))
+                    }
+                    None => {
+                        let decryptor =
+                            envelope::Decryptor::new(&header, &data_key).map_err(|e| corrupted(&record, e))?;
+                        let stored = read_stored(&backend, &blob, header_len..record.stored_size).await?;
+                        decrypt_stream(stored, Decrypting::Whole(decryptor))
+                    }
+                }
+            }
+        };
+        Ok(GetOutput { record, range, body })
+    }
+
+    /// DeleteObject (no error for a missing key).
+    pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
+        self.owned_bucket(caller, bucket)?;
+        self.store.delete_object(bucket, key).await
+    }
+
+    /// The objects of a bucket after `after` with keys starting with `prefix`, at most `limit`.
+    pub fn list_objects(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Arc<ObjectRecord>>> {
+        self.owned_bucket(caller, bucket)?;
+        self.store.list(bucket, prefix, after, limit).ok_or_else(|| S3Error::no_such_bucket(bucket))
+    }
+}
+
+fn to_data_key(plain: &Zeroizing<Vec<u8>>) -> Option<Zeroizing<[u8; 32]>> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    if plain.len() != 32 {
+        return None;
+    }
+    key.copy_from_slice(plain);
+    Some(key)
+}
+
+/// A stored object that does not decrypt: tampered with or damaged at rest. Never wrong bytes.
+fn corrupted(record: &ObjectRecord, detail: impl std::fmt::Display) -> S3Error {
+    S3Error::internal(format!("stored object {} does not decrypt: {detail}", record.key))
+}
+
+/// The digests and counters a PUT keeps as the payload streams through.
+struct Pipeline {
+    md5: Md5,
+    stored_md5: Md5,
+    sha256: Option<sha2::Sha256>,
+    checksum: Option<(Algorithm, Checksummer)>,
+    size: u64,
+    stored_size: u64,
+    header_len: u64,
+}
+
+impl Pipeline {
+    fn new(input: &PutInput) -> Self {
+        let algorithm = input.checksum.as_ref().map(|(a, _)| *a).or(input.trailer_checksum);
+        Pipeline {
+            md5: Md5::new(),
+            stored_md5: Md5::new(),
+            sha256: input.payload_sha256.as_ref().map(|_| sha2::Digest::new()),
+            checksum: algorithm.map(|a| (a, Checksummer::new(a))),
+            size: 0,
+            stored_size: 0,
+            header_len: 0,
+        }
+    }
+
+    fn payload(&mut self, data: &[u8]) {
+        self.md5.update(data);
+        if let Some(h) = &mut self.sha256 {
+            sha2::Digest::update(h, data);
+        }
+        if let Some((_, c)) = &mut self.checksum {
+            c.update(data);
+        }
+        self.size += data.len() as u64;
+    }
+
+    fn stored(&mut self, data: &[u8]) {
+        self.stored_md5.update(data);
+        self.stored_size += data.len() as u64;
+    }
+
+    /// Every digest the client gave must match before the object is committed.
+    fn check(&mut self, input: &PutInput, trailers: &crate::chunked::Trailers) -> Result<()> {
+        if let Some(expected) = input.decoded_length
+            && expected != self.size
+        {
+            return Err(S3Error::new(
+                "IncompleteBody",
+                http::StatusCode::BAD_REQUEST,
+                "You did not provide the number of bytes specified by the x-amz-decoded-content-length HTTP header",
+            ));
+        }
+        if let Some(expected) = &input.content_md5
+            && self.md5.clone().finalize().as_slice() != expected
+        {
+            return Err(S3Error::new(
+                "BadDigest",
+                http::StatusCode::BAD_REQUEST,
+                "The Content-MD5 you specified did not match what we received.",
+            ));
+        }
+        if let (Some(expected), Some(h)) = (&input.payload_sha256, self.sha256.take())
+            && !hex::encode(sha2::Digest::finalize(h)).eq_ignore_ascii_case(expected)
+        {
+            return Err(S3Error::new(
+                "XAmzContentSHA256Mismatch",
+                http::StatusCode::BAD_REQUEST,
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            ));
+        }
+        if let Some((algorithm, c)) = self.checksum.take() {
+            let computed = c.finish();
+            let claimed = match &input.checksum {
+                Some((_, value)) => Some(value.clone()),
+                None => trailers.values.get(algorithm.header_name()).cloned(),
+            };
+            match claimed {
+                Some(claimed) => checksum::check(algorithm, &computed, &claimed)?,
+                None => {
+                    return Err(S3Error::new(
+                        "InvalidRequest",
+                        http::StatusCode::BAD_REQUEST,
+                        format!("The trailer {} announced in x-amz-trailer was not sent", algorithm.header_name()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Moves the request body through decoding, digests and encryption into the writer.
+async fn pump<S, E>(
+    mut body: S,
+    mut decoder: Option<ChunkedDecoder>,
+    pipeline: &mut Pipeline,
+    mut encryptor: Option<&mut envelope::Encryptor>,
+    writer: &mut WriteMultipart,
+) -> Result<crate::chunked::Trailers>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    // The encryptor writes the message header with its first output.
+    if let Some(encryptor) = encryptor.as_deref() {
+        pipeline.header_len = encryptor.header().serialized_len() as u64;
+    }
+    let mut pieces = Vec::new();
+    let mut sealed = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            S3Error::new(
+                "IncompleteBody",
+                http::StatusCode::BAD_REQUEST,
+                format!("The request body terminated unexpectedly: {e}"),
+            )
+        })?;
+        pieces.clear();
+        match &mut decoder {
+            Some(decoder) => decoder.push(&chunk, &mut pieces)?,
+            None => pieces.push(chunk),
+        }
+        for piece in &pieces {
+            pipeline.payload(piece);
+            match encryptor.as_deref_mut() {
+                Some(encryptor) => {
+                    sealed.clear();
+                    encryptor.push(piece, &mut sealed).map_err(S3Error::internal)?;
+                    pipeline.stored(&sealed);
+                    writer.write(&sealed);
+                }
+                None => {
+                    pipeline.stored(piece);
+                    writer.write(piece);
+                }
+            }
+        }
+        writer.wait_for_capacity(2).await?;
+    }
+    match decoder {
+        Some(decoder) => decoder.finish(),
+        None => Ok(crate::chunked::Trailers::default()),
+    }
+}
+
+/// Streams stored bytes `range` of a body.
+async fn read_stored(
+    backend: &Arc<dyn object_store::ObjectStore>,
+    blob: &StorePath,
+    range: Range<u64>,
+) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+    let options = GetOptions { range: Some(GetRange::Bounded(range)), ..GetOptions::default() };
+    let result = backend.get_opts(blob, options).await?;
+    Ok(result.into_stream().map(|r| r.map_err(std::io::Error::other)).boxed())
+}
+
+enum Decrypting {
+    Whole(envelope::Decryptor),
+    Range(envelope::RangeDecryptor),
+}
+
+/// Decrypts a stream of stored frames, releasing each frame's plaintext only once it verified;
+/// a failure ends the stream with an error (the client sees a cut-off body, never wrong bytes).
+fn decrypt_stream(
+    stored: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    decrypting: Decrypting,
+) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
+    futures::stream::unfold(Some((stored, decrypting)), |state| async move {
+        let (mut stored, mut decrypting) = state?;
+        loop {
+            match stored.next().await {
+                Some(Ok(bytes)) => {
+                    let mut out = Vec::new();
+                    let pushed = match &mut decrypting {
+                        Decrypting::Whole(d) => d.push(&bytes, &mut out),
+                        Decrypting::Range(d) => d.push(&bytes, &mut out),
+                    };
+                    if let Err(e) = pushed {
+                        tracing::error!(error = %e, "a stored object failed authentication while streaming");
+                        return Some((Err(std::io::Error::other(e)), None));
+                    }
+                    if !out.is_empty() {
+                        return Some((Ok(Bytes::from(out)), Some((stored, decrypting))));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), None)),
+                None => {
+                    let finished = match decrypting {
+                        Decrypting::Whole(d) => d.finish(),
+                        Decrypting::Range(d) => d.finish(),
+                    };
+                    return match finished {
+                        Ok(()) => None,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a stored object is truncated");
+                            Some((Err(std::io::Error::other(e)), None))
+                        }
+                    };
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Bucket names: 3–63 of lowercase letters, digits, `-` and `.`, starting and ending with a letter
+/// or digit, not an IP address.
+pub fn validate_bucket_name(name: &str) -> Result<()> {
+    let valid = (3..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err();
+    if !valid {
+        return Err(S3Error::new(
+            "InvalidBucketName",
+            http::StatusCode::BAD_REQUEST,
+            "The specified bucket is not valid.",
+        )
+        .with("BucketName", name));
+    }
+    Ok(())
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(S3Error::new("KeyTooLongError", http::StatusCode::BAD_REQUEST, "Your key is too long"));
+    }
+    Ok(())
+}
+
+/// Parses a `Range: bytes=a-b` header against an object of `size` bytes. `Ok(None)` means the
+/// whole object (no header, or a form S3 ignores).
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<Range<u64>>> {
+    let Some(header) = header else { return Ok(None) };
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((start, end)) = spec.split_once('-') else { return Ok(None) };
+    let invalid = || {
+        S3Error::new("InvalidRange", http::StatusCode::RANGE_NOT_SATISFIABLE, "The requested range is not satisfiable")
+            .with("RangeRequested", header)
+            .with("ActualObjectSize", size.to_string())
+    };
+    let range = match (start.trim(), end.trim()) {
+        ("", "") => return Ok(None),
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| invalid())?;
+            if n == 0 || size == 0 {
+                return Err(invalid());
+            }
+            size.saturating_sub(n)..size
+        }
+        (start, "") => {
+            let start: u64 = start.parse().map_err(|_| invalid())?;
+            if start >= size {
+                return Err(invalid());
+            }
+            start..size
+        }
+        (start, end) => {
+            let (start, end): (u64, u64) = match (start.parse(), end.parse()) {
+                (Ok(s), Ok(e)) => (s, e),
+                _ => return Ok(None),
+            };
+            if start > end {
+                return Ok(None);
+            }
+            if start >= size {
+                return Err(invalid());
+            }
+            start..end.min(size - 1) + 1
+        }
+    };
+    Ok(Some(range))
+}
+
+/// The ETag and last-modified conditions of a GET or HEAD.
+#[derive(Debug, Clone, Default)]
+pub struct Conditions {
+    /// `If-Match`.
+    pub if_match: Option<String>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<String>,
+    /// `If-Modified-Since`, Unix seconds.
+    pub if_modified_since: Option<i64>,
+    /// `If-Unmodified-Since`, Unix seconds.
+    pub if_unmodified_since: Option<i64>,
+}
+
+/// What the conditions say about an object: serve it, 304, or 412.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Serve it.
+    Serve,
+    /// 304 Not Modified.
+    NotModified,
+    /// 412 Precondition Failed.
+    PreconditionFailed,
+}
+
+impl Conditions {
+    /// Evaluates the conditions as S3 does (RFC 7232 with S3's precedence).
+    pub fn evaluate(&self, record: &ObjectRecord) -> Verdict {
+        let etag_matches = |list: &str| {
+            list.split(',').map(str::trim).any(|t| t == "*" || t.trim_matches('"') == record.etag.trim_matches('"'))
+        };
+        let modified = record.last_modified_millis / 1000;
+        if let Some(list) = &self.if_match {
+            if !etag_matches(list) {
+                return Verdict::PreconditionFailed;
+            }
+        } else if self.if_unmodified_since.is_some_and(|t| modified > t) {
+            return Verdict::PreconditionFailed;
+        }
+        if let Some(list) = &self.if_none_match {
+            if etag_matches(list) {
+                return Verdict::NotModified;
+            }
+        } else if self.if_modified_since.is_some_and(|t| modified <= t) {
+            return Verdict::NotModified;
+        }
+        Verdict::Serve
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_s3() {
+        assert_eq!(parse_range(Some("bytes=0-9"), 100).unwrap(), Some(0..10));
+        assert_eq!(parse_range(Some("bytes=90-200"), 100).unwrap(), Some(90..100));
+        assert_eq!(parse_range(Some("bytes=-10"), 100).unwrap(), Some(90..100));
+        assert_eq!(parse_range(Some("bytes=-1000"), 100).unwrap(), Some(0..100));
+        assert_eq!(parse_range(Some("bytes=50-"), 100).unwrap(), Some(50..100));
+        assert_eq!(parse_range(Some("bytes=100-"), 100).unwrap_err().code, "InvalidRange");
+        assert_eq!(parse_range(Some("bytes=200-300"), 100).unwrap_err().code, "InvalidRange");
+        assert_eq!(parse_range(Some("bytes=5-2"), 100).unwrap(), None);
+        assert_eq!(parse_range(Some("items=1-2"), 100).unwrap(), None);
+        assert_eq!(parse_range(None, 100).unwrap(), None);
+    }
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.1", "a".repeat(63).as_str()] {
+            validate_bucket_name(ok).unwrap();
+        }
+        for bad in ["ab", "Upper", "-start", "end-", "a..b", "192.168.1.1", "under_score", &"a".repeat(64)] {
+            assert!(validate_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+}

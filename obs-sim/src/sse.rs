@@ -1,0 +1,206 @@
+//! Server-side encryption as requested by a client: the SSE headers of a write, checked against
+//! each other and against the bucket default, and the headers echoed on responses.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::HeaderMap;
+
+use crate::error::S3Error;
+use crate::model::{BucketEncryption, SseRecord};
+
+/// `x-amz-server-side-encryption`.
+pub const SSE: &str = "x-amz-server-side-encryption";
+/// `x-amz-server-side-encryption-aws-kms-key-id`.
+pub const SSE_KMS_KEY_ID: &str = "x-amz-server-side-encryption-aws-kms-key-id";
+/// `x-amz-server-side-encryption-context`.
+pub const SSE_CONTEXT: &str = "x-amz-server-side-encryption-context";
+/// `x-amz-server-side-encryption-bucket-key-enabled`.
+pub const SSE_BUCKET_KEY: &str = "x-amz-server-side-encryption-bucket-key-enabled";
+/// `x-amz-server-side-encryption-customer-algorithm` (SSE-C).
+pub const SSE_C_ALGORITHM: &str = "x-amz-server-side-encryption-customer-algorithm";
+/// The encryption-context key S3 binds every SSE-KMS data key to.
+pub const S3_ARN_CONTEXT_KEY: &str = "aws:s3:arn";
+/// The service-managed key of S3.
+pub const S3_MANAGED_ALIAS: &str = "alias/aws/s3";
+
+/// The encryption a write asks for, after defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SseRequest {
+    /// No encryption.
+    #[default]
+    None,
+    /// SSE-KMS with this key (`None`: the service-managed `alias/aws/s3`).
+    Kms {
+        /// Key id, ARN, alias or alias ARN.
+        key_id: Option<String>,
+        /// The user context, decoded, and as sent (base64 JSON).
+        user_context: Option<(BTreeMap<String, String>, String)>,
+        /// S3 Bucket Key requested.
+        bucket_key: bool,
+    },
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, S3Error> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map_err(|_| S3Error::invalid_argument(format!("{name} is not valid text"))))
+        .transpose()
+}
+
+impl SseRequest {
+    /// Reads the SSE headers of a write (PutObject, CopyObject destination, CreateMultipartUpload),
+    /// falling back to the bucket default when the request names no encryption.
+    pub fn from_headers(headers: &HeaderMap, default: Option<&BucketEncryption>) -> Result<Self, S3Error> {
+        let algorithm = header(headers, SSE)?;
+        let key_id = header(headers, SSE_KMS_KEY_ID)?;
+        let context = header(headers, SSE_CONTEXT)?;
+        let bucket_key = match header(headers, SSE_BUCKET_KEY)? {
+            None => None,
+            Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
+            Some(v) => {
+                return Err(S3Error::invalid_argument(format!("{SSE_BUCKET_KEY} must be true or false, not {v}")));
+            }
+        };
+        if header(headers, SSE_C_ALGORITHM)?.is_some() {
+            if algorithm.is_some() {
+                return Err(S3Error::invalid_argument(
+                    "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
+                ));
+            }
+            return Err(S3Error::not_implemented("SSE-C (customer-provided keys)"));
+        }
+        match algorithm {
+            None => {
+                if key_id.is_some() || context.is_some() {
+                    return Err(S3Error::invalid_argument(
+                        "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
+                    ));
+                }
+                Ok(match default {
+                    Some(d) if d.algorithm == "aws:kms" => SseRequest::Kms {
+                        key_id: d.kms_key_id.clone(),
+                        user_context: None,
+                        bucket_key: bucket_key.unwrap_or(d.bucket_key_enabled),
+                    },
+                    Some(d) if d.algorithm == "AES256" => return Err(S3Error::not_implemented("SSE-S3 (AES256)")),
+                    _ => SseRequest::None,
+                })
+            }
+            Some("aws:kms") => {
+                if key_id.is_some_and(str::is_empty) {
+                    return Err(S3Error::invalid_argument(
+                        "x-amz-server-side-encryption-aws-kms-key-id must not be empty",
+                    ));
+                }
+                let user_context = context.map(|c| decode_context(c).map(|map| (map, c.to_owned()))).transpose()?;
+                let bucket_key = bucket_key.unwrap_or_else(|| default.is_some_and(|d| d.bucket_key_enabled));
+                Ok(SseRequest::Kms { key_id: key_id.map(str::to_owned), user_context, bucket_key })
+            }
+            Some("AES256") => {
+                if key_id.is_some() || context.is_some() {
+                    return Err(S3Error::invalid_argument(
+                        "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
+                    ));
+                }
+                Err(S3Error::not_implemented("SSE-S3 (AES256)"))
+            }
+            Some("aws:kms:dsse") => Err(S3Error::not_implemented("DSSE-KMS (aws:kms:dsse)")),
+            Some(other) => {
+                Err(S3Error::invalid_argument(format!("The encryption method specified is not supported: {other}"))
+                    .with("ArgumentName", SSE)
+                    .with("ArgumentValue", other))
+            }
+        }
+    }
+}
+
+/// Decodes `x-amz-server-side-encryption-context`: base64 of a JSON object of strings.
+fn decode_context(value: &str) -> Result<BTreeMap<String, String>, S3Error> {
+    let bad = || {
+        S3Error::invalid_argument(
+            "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 string holding JSON which represents a string-string map",
+        )
+    };
+    let raw = BASE64.decode(value).map_err(|_| bad())?;
+    let map: BTreeMap<String, String> = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if map.contains_key(S3_ARN_CONTEXT_KEY) {
+        return Err(S3Error::invalid_argument("The encryption context may not name aws:s3:arn; S3 sets it"));
+    }
+    Ok(map)
+}
+
+/// The headers a response about an object with `sse` carries.
+pub fn response_headers(sse: &SseRecord) -> Vec<(&'static str, String)> {
+    match sse {
+        SseRecord::None => Vec::new(),
+        SseRecord::Kms { key_arn, user_context, bucket_key, .. } => {
+            let mut out = vec![(SSE, "aws:kms".to_owned()), (SSE_KMS_KEY_ID, key_arn.clone())];
+            if let Some(context) = user_context {
+                out.push((SSE_CONTEXT, context.clone()));
+            }
+            if *bucket_key {
+                out.push((SSE_BUCKET_KEY, "true".to_owned()));
+            }
+            out
+        }
+    }
+}
+
+/// GET and HEAD of an SSE-KMS object must not carry SSE headers (only SSE-C ones).
+pub fn refuse_on_read(headers: &HeaderMap) -> Result<(), S3Error> {
+    for name in [SSE, SSE_KMS_KEY_ID, SSE_CONTEXT] {
+        if headers.contains_key(name) {
+            return Err(S3Error::invalid_argument(format!("The {name} header is not supported for this operation.")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn conflicting_headers_are_refused() {
+        let cases: &[&[(&'static str, &str)]] = &[
+            &[(SSE_KMS_KEY_ID, "k")],
+            &[(SSE, "AES256"), (SSE_KMS_KEY_ID, "k")],
+            &[(SSE, "rot13")],
+            &[(SSE, "aws:kms"), (SSE_CONTEXT, "not base64!")],
+            &[(SSE, "aws:kms"), (SSE_C_ALGORITHM, "AES256")],
+            &[(SSE, "aws:kms"), (SSE_BUCKET_KEY, "maybe")],
+        ];
+        for case in cases {
+            assert_eq!(SseRequest::from_headers(&headers(case), None).unwrap_err().code, "InvalidArgument", "{case:?}");
+        }
+    }
+
+    #[test]
+    fn kms_with_context_and_bucket_default() {
+        let context = BASE64.encode(r#"{"team":"x"}"#);
+        let sse = SseRequest::from_headers(&headers(&[(SSE, "aws:kms"), (SSE_CONTEXT, &context)]), None).unwrap();
+        let SseRequest::Kms { key_id: None, user_context: Some((map, raw)), bucket_key: false } = sse else {
+            panic!("{sse:?}")
+        };
+        assert_eq!(map["team"], "x");
+        assert_eq!(raw, context);
+        let default = BucketEncryption {
+            algorithm: "aws:kms".into(),
+            kms_key_id: Some("alias/b".into()),
+            bucket_key_enabled: true,
+        };
+        let sse = SseRequest::from_headers(&HeaderMap::new(), Some(&default)).unwrap();
+        assert_eq!(sse, SseRequest::Kms { key_id: Some("alias/b".into()), user_context: None, bucket_key: true });
+    }
+}

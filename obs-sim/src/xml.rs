@@ -1,0 +1,165 @@
+//! XML for the S3 wire: writing response documents and reading the few request bodies S3 takes
+//! (`Delete`, `ServerSideEncryptionConfiguration`, `CreateBucketConfiguration`).
+
+use serde::Deserialize;
+
+use crate::error::S3Error;
+
+/// The namespace of S3 documents.
+pub const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// Escapes text for an XML element or attribute.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push_str(&format!("&#x{:X};", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A small XML writer: elements with escaped text.
+#[derive(Debug, Default)]
+pub struct Writer {
+    out: String,
+}
+
+impl Writer {
+    /// A document whose root element is `root` in the S3 namespace.
+    pub fn document(root: &str) -> Self {
+        let mut w = Writer { out: String::with_capacity(512) };
+        w.out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        w.out.push_str(&format!("<{root} xmlns=\"{S3_NS}\">"));
+        w
+    }
+
+    /// A document whose root element has no namespace (error bodies).
+    pub fn plain_document(root: &str) -> Self {
+        let mut w = Writer { out: String::with_capacity(256) };
+        w.out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        w.out.push_str(&format!("<{root}>"));
+        w
+    }
+
+    /// `<name>text</name>`.
+    pub fn element(&mut self, name: &str, text: &str) -> &mut Self {
+        self.out.push_str(&format!("<{name}>{}</{name}>", escape(text)));
+        self
+    }
+
+    /// Opens `<name>`.
+    pub fn open(&mut self, name: &str) -> &mut Self {
+        self.out.push_str(&format!("<{name}>"));
+        self
+    }
+
+    /// Closes `</name>`.
+    pub fn close(&mut self, name: &str) -> &mut Self {
+        self.out.push_str(&format!("</{name}>"));
+        self
+    }
+
+    /// Closes the root and returns the document.
+    pub fn finish(mut self, root: &str) -> String {
+        self.close(root);
+        self.out
+    }
+}
+
+/// Parses a request body, answering MalformedXML for anything that is not the expected document.
+pub fn parse<'de, T: Deserialize<'de>>(body: &'de str) -> Result<T, S3Error> {
+    quick_xml::de::from_str(body).map_err(|_| S3Error::malformed_xml())
+}
+
+/// `<Delete>` of DeleteObjects.
+#[derive(Debug, Deserialize)]
+pub struct Delete {
+    /// The objects to delete.
+    #[serde(rename = "Object", default)]
+    pub objects: Vec<DeleteObject>,
+    /// Quiet mode: only errors are reported.
+    #[serde(rename = "Quiet", default)]
+    pub quiet: bool,
+}
+
+/// One `<Object>` of `<Delete>`.
+#[derive(Debug, Deserialize)]
+pub struct DeleteObject {
+    /// The key.
+    #[serde(rename = "Key")]
+    pub key: String,
+}
+
+/// `<ServerSideEncryptionConfiguration>`.
+#[derive(Debug, Deserialize)]
+pub struct EncryptionConfiguration {
+    /// The rules (S3 accepts exactly one).
+    #[serde(rename = "Rule", default)]
+    pub rules: Vec<EncryptionRule>,
+}
+
+/// One `<Rule>`.
+#[derive(Debug, Deserialize)]
+pub struct EncryptionRule {
+    /// The default encryption.
+    #[serde(rename = "ApplyServerSideEncryptionByDefault")]
+    pub default: Option<EncryptionDefault>,
+    /// Whether S3 Bucket Keys are on.
+    #[serde(rename = "BucketKeyEnabled", default)]
+    pub bucket_key_enabled: bool,
+}
+
+/// `<ApplyServerSideEncryptionByDefault>`.
+#[derive(Debug, Deserialize)]
+pub struct EncryptionDefault {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse`.
+    #[serde(rename = "SSEAlgorithm")]
+    pub algorithm: String,
+    /// The KMS key.
+    #[serde(rename = "KMSMasterKeyID")]
+    pub kms_key_id: Option<String>,
+}
+
+/// `<CreateBucketConfiguration>`.
+#[derive(Debug, Deserialize)]
+pub struct CreateBucketConfiguration {
+    /// The region the bucket is for.
+    #[serde(rename = "LocationConstraint")]
+    pub location_constraint: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_control_characters() {
+        assert_eq!(escape("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;&#x1;");
+    }
+
+    #[test]
+    fn parses_delete_and_refuses_garbage() {
+        let body =
+            "<Delete><Object><Key>a</Key></Object><Object><Key>b&amp;c</Key></Object><Quiet>true</Quiet></Delete>";
+        let delete: Delete = parse(body).unwrap();
+        assert_eq!(delete.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["a", "b&c"]);
+        assert!(delete.quiet);
+        assert_eq!(parse::<Delete>("<Delete><Object>").unwrap_err().code, "MalformedXML");
+    }
+
+    #[test]
+    fn parses_encryption_configuration() {
+        let body = r#"<ServerSideEncryptionConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>alias/k</KMSMasterKeyID></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>true</BucketKeyEnabled></Rule></ServerSideEncryptionConfiguration>"#;
+        let config: EncryptionConfiguration = parse(body).unwrap();
+        let rule = &config.rules[0];
+        assert_eq!(rule.default.as_ref().unwrap().kms_key_id.as_deref(), Some("alias/k"));
+        assert!(rule.bucket_key_enabled);
+    }
+}
