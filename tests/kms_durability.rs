@@ -227,5 +227,8 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
     // No temporary files remain beside the store.
     let names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(names.iter().all(|n| ["kms.redb", "master.key", "audit.jsonl", "objects"].contains(&n.as_str())), "{names:?}");
+    assert!(
+        names.iter().all(|n| ["kms.redb", "master.key", "audit.jsonl", "objects"].contains(&n.as_str())),
+        "{names:?}"
+    );
 }

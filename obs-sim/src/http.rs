@@ -190,6 +190,7 @@ impl S3Api {
             }
             Method::GET if is_plain_list(query) => self.list_objects(caller, bucket, query, false),
             Method::POST if sub("delete") => self.delete_objects(caller, bucket, headers, body).await,
+            Method::GET if sub("uploads") => self.list_uploads(caller, bucket, query),
             _ => {
                 let name = query.keys().next().cloned().unwrap_or_else(|| method.to_string());
                 Err(S3Error::not_implemented(&format!("bucket operation {method} ?{name}")))
@@ -214,14 +215,86 @@ impl S3Api {
         let known_query = |q: &BTreeMap<String, String>| {
             q.keys().all(|k| k.starts_with("response-") || k == "x-id" || k.starts_with("X-Amz-"))
         };
-        match *method {
-            Method::PUT if headers.contains_key("x-amz-copy-source") => Err(S3Error::not_implemented("CopyObject")),
-            Method::PUT if known_query(query) => {
+        let upload_id = query.get("uploadId").map(String::as_str);
+        match (method.clone(), upload_id) {
+            (Method::POST, None) if query.contains_key("uploads") => {
+                self.create_multipart_upload(caller, bucket, key, headers, now).await
+            }
+            (Method::PUT, Some(upload_id)) => {
+                let number = query.get("partNumber").and_then(|n| n.parse::<u32>().ok()).ok_or_else(|| {
+                    S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+                })?;
+                let source = header_str(headers, "x-amz-copy-source");
+                let input = PutInput { now_millis: now, ..put_input(headers, mode)? };
+                let part = match source {
+                    Some(source) => {
+                        // The digests of the request describe its (empty) body, not the copied bytes.
+                        let input = PutInput {
+                            payload_sha256: None,
+                            content_md5: None,
+                            checksum: None,
+                            trailer_checksum: None,
+                            ..input
+                        };
+                        let stream =
+                            self.copy_source(caller, source, header_str(headers, "x-amz-copy-source-range")).await?.1;
+                        self.obs.upload_part(caller, bucket, key, upload_id, number, input, None, stream).await?
+                    }
+                    None => {
+                        let decoder =
+                            if mode.is_chunked() { Some(ChunkedDecoder::new(mode, Some(verified))?) } else { None };
+                        let stream = body.into_data_stream();
+                        self.obs.upload_part(caller, bucket, key, upload_id, number, input, decoder, stream).await?
+                    }
+                };
+                let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
+                let mut response = if source.is_some() {
+                    let mut w = Writer::document("CopyPartResult");
+                    w.element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
+                        .element("ETag", &part.etag);
+                    xml_response(w.finish("CopyPartResult"))
+                } else {
+                    empty(StatusCode::OK)
+                };
+                set_header(&mut response, "etag", &part.etag);
+                for (name, value) in sse::response_headers(&upload.sse) {
+                    set_header(&mut response, name, &value);
+                }
+                Ok(response)
+            }
+            (Method::POST, Some(upload_id)) => {
+                let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
+                let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
+                let record = self.obs.complete_multipart_upload(caller, bucket, key, upload_id, &parts, now).await?;
+                let mut w = Writer::document("CompleteMultipartUploadResult");
+                w.element("Location", &format!("/{bucket}/{key}"))
+                    .element("Bucket", bucket)
+                    .element("Key", key)
+                    .element("ETag", &record.etag);
+                let mut response = xml_response(w.finish("CompleteMultipartUploadResult"));
+                for (name, value) in sse::response_headers(&record.sse) {
+                    set_header(&mut response, name, &value);
+                }
+                Ok(response)
+            }
+            (Method::DELETE, Some(upload_id)) => {
+                self.obs.abort_multipart_upload(caller, bucket, key, upload_id).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            (Method::GET, Some(upload_id)) => self.list_parts(caller, bucket, key, upload_id, query),
+            (Method::PUT, None) if headers.contains_key("x-amz-copy-source") => {
+                self.copy_object(caller, bucket, key, headers, now).await
+            }
+            (Method::PUT, None) if known_query(query) => {
                 self.put_object(caller, verified, mode, bucket, key, headers, body, now).await
             }
-            Method::GET if known_query(query) => self.get_object(caller, bucket, key, query, headers, false).await,
-            Method::HEAD if known_query(query) => self.get_object(caller, bucket, key, query, headers, true).await,
-            Method::DELETE if known_query(query) => {
+            (Method::GET, None) if known_query(query) => {
+                self.get_object(caller, bucket, key, query, headers, false).await
+            }
+            (Method::HEAD, None) if known_query(query) => {
+                self.get_object(caller, bucket, key, query, headers, true).await
+            }
+            (Method::DELETE, None) if known_query(query) => {
                 self.obs.delete_object(caller, bucket, key).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
@@ -230,6 +303,178 @@ impl S3Api {
                 Err(S3Error::not_implemented(&format!("object operation {method} ?{name}")))
             }
         }
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Response> {
+        let bucket_record = self.obs.owned_bucket(caller, bucket)?;
+        let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
+        let input = PutInput { sse, now_millis: now, ..put_input(headers, PayloadMode::Unsigned)? };
+        let upload = self.obs.create_multipart_upload(caller, bucket, key, input).await?;
+        let mut w = Writer::document("InitiateMultipartUploadResult");
+        w.element("Bucket", bucket).element("Key", key).element("UploadId", &upload.upload_id);
+        let mut response = xml_response(w.finish("InitiateMultipartUploadResult"));
+        for (name, value) in sse::response_headers(&upload.sse) {
+            set_header(&mut response, name, &value);
+        }
+        Ok(response)
+    }
+
+    fn list_parts(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        query: &BTreeMap<String, String>,
+    ) -> Result<Response> {
+        let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
+        let max_parts = query.get("max-parts").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).min(1000);
+        let marker = query.get("part-number-marker").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        let parts: Vec<_> = upload.parts.range(marker + 1..).map(|(_, p)| p).collect();
+        let truncated = parts.len() > max_parts;
+        let page = &parts[..parts.len().min(max_parts)];
+        let mut w = Writer::document("ListPartsResult");
+        w.element("Bucket", bucket)
+            .element("Key", key)
+            .element("UploadId", upload_id)
+            .element("PartNumberMarker", &marker.to_string())
+            .element("NextPartNumberMarker", &page.last().map(|p| p.number).unwrap_or(0).to_string())
+            .element("MaxParts", &max_parts.to_string())
+            .element("IsTruncated", if truncated { "true" } else { "false" })
+            .element("StorageClass", "STANDARD");
+        w.open("Initiator")
+            .element("ID", &caller.principal_arn)
+            .element("DisplayName", &caller.account_id)
+            .close("Initiator");
+        w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
+        for part in page {
+            w.open("Part")
+                .element("PartNumber", &part.number.to_string())
+                .element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
+                .element("ETag", &part.etag)
+                .element("Size", &part.size.to_string())
+                .close("Part");
+        }
+        Ok(xml_response(w.finish("ListPartsResult")))
+    }
+
+    fn list_uploads(&self, caller: &Caller, bucket: &str, query: &BTreeMap<String, String>) -> Result<Response> {
+        self.obs.owned_bucket(caller, bucket)?;
+        let prefix = query.get("prefix").cloned().unwrap_or_default();
+        let max = query.get("max-uploads").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).min(1000);
+        let uploads: Vec<_> =
+            self.obs.store().uploads(bucket).into_iter().filter(|u| u.key.starts_with(&prefix)).collect();
+        let truncated = uploads.len() > max;
+        let mut w = Writer::document("ListMultipartUploadsResult");
+        w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", &prefix);
+        w.element("MaxUploads", &max.to_string()).element("IsTruncated", if truncated { "true" } else { "false" });
+        if truncated && let Some(last) = uploads.get(max - 1) {
+            w.element("NextKeyMarker", &last.key).element("NextUploadIdMarker", &last.upload_id);
+        }
+        for upload in uploads.iter().take(max) {
+            w.open("Upload")
+                .element("Key", &upload.key)
+                .element("UploadId", &upload.upload_id)
+                .element("Initiated", &shared::time::format_rfc3339_millis(upload.initiated_millis))
+                .element("StorageClass", "STANDARD")
+                .close("Upload");
+        }
+        Ok(xml_response(w.finish("ListMultipartUploadsResult")))
+    }
+
+    /// The plaintext of a copy source (`/bucket/key`, URL-encoded), optionally a byte range
+    /// (`bytes=a-b`), read on the caller's behalf (so the source key's state applies).
+    async fn copy_source(
+        &self,
+        caller: &Caller,
+        source: &str,
+        range: Option<&str>,
+    ) -> Result<(Arc<ObjectRecord>, futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>)> {
+        let source = source.split_once("?versionId=").map(|(s, _)| s).unwrap_or(source);
+        let decoded = percent_decode_str(source.trim_start_matches('/'))
+            .decode_utf8()
+            .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
+        let (bucket, key) = decoded
+            .split_once('/')
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .ok_or_else(|| S3Error::invalid_argument("Invalid copy source object key"))?;
+        let record = self.obs.head_object(caller, bucket, key)?;
+        let range = match range {
+            None => None,
+            Some(text) => {
+                let parsed = parse_range(Some(text), record.size)?;
+                if parsed.is_none() {
+                    return Err(S3Error::invalid_argument(
+                        "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+                    ));
+                }
+                parsed
+            }
+        };
+        let output = self.obs.get_object(caller, record.clone(), range).await?;
+        Ok((record, output.body))
+    }
+
+    async fn copy_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Response> {
+        let destination = self.obs.owned_bucket(caller, bucket)?;
+        let source_header = header_str(headers, "x-amz-copy-source").unwrap_or_default();
+        let (source, stream) = self.copy_source(caller, source_header, None).await?;
+        let replace = match header_str(headers, "x-amz-metadata-directive") {
+            None | Some("COPY") => false,
+            Some("REPLACE") => true,
+            Some(other) => return Err(S3Error::invalid_argument(format!("Unknown metadata directive: {other}"))),
+        };
+        // The destination's encryption comes from the request or the destination bucket's
+        // default, never silently from the source.
+        let sse = SseRequest::from_headers(headers, destination.encryption.as_ref())?;
+        let decoded_source = percent_decode_str(source_header.trim_start_matches('/')).decode_utf8_lossy().into_owned();
+        let same = decoded_source == format!("{bucket}/{key}");
+        if same && !replace && sse == SseRequest::None && !headers.contains_key(sse::SSE) {
+            return Err(S3Error::new(
+                "InvalidRequest",
+                StatusCode::BAD_REQUEST,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+            ));
+        }
+        let mut input = if replace {
+            put_input(headers, PayloadMode::Unsigned)?
+        } else {
+            PutInput {
+                content_type: source.content_type.clone(),
+                headers: source.headers.clone(),
+                metadata: source.metadata.clone(),
+                ..PutInput::default()
+            }
+        };
+        input.sse = sse;
+        input.now_millis = now;
+        // The digests of the request describe its (empty) body, not the copied bytes.
+        input.content_md5 = None;
+        input.checksum = None;
+        input.payload_sha256 = None;
+        let record = self.obs.put_object(caller, bucket, key, input, None, stream).await?;
+        let mut w = Writer::document("CopyObjectResult");
+        w.element("LastModified", &shared::time::format_rfc3339_millis(record.last_modified_millis))
+            .element("ETag", &record.etag);
+        let mut response = xml_response(w.finish("CopyObjectResult"));
+        for (name, value) in sse::response_headers(&record.sse) {
+            set_header(&mut response, name, &value);
+        }
+        Ok(response)
     }
 
     fn list_buckets(&self, caller: &Caller) -> Response {

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod error;
 pub mod http;
 pub mod model;
+pub mod multipart;
 pub mod service;
 pub mod sse;
 pub mod store;

@@ -86,3 +86,52 @@ pub struct ObjectRecord {
     /// For encrypted objects, the length of the message header within the body.
     pub envelope_header_len: Option<u64>,
 }
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// [`RECORD_FORMAT`].
+    pub format: u32,
+    /// The upload id.
+    pub upload_id: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The key the object will have.
+    pub key: String,
+    /// When the upload started, Unix milliseconds.
+    pub initiated_millis: i64,
+    /// `Content-Type` of the object to be.
+    pub content_type: Option<String>,
+    /// Stored headers of the object to be.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// User metadata of the object to be.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Encryption chosen at CreateMultipartUpload.
+    pub sse: SseRecord,
+    /// For SSE-KMS: the upload's data key, encrypted by the KMS (parts are encrypted with it).
+    pub data_key_blob: Option<String>,
+    /// Parts uploaded so far, by part number.
+    #[serde(default)]
+    pub parts: BTreeMap<u32, PartRecord>,
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// Part number, 1–10000.
+    pub number: u32,
+    /// The part's ETag, with quotes (MD5 of the part's bytes).
+    pub etag: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// The store path of the part's body.
+    pub blob: String,
+    /// Bytes stored.
+    pub stored_size: u64,
+    /// For encrypted parts, the length of the message header.
+    pub envelope_header_len: Option<u64>,
+    /// When the part was uploaded, Unix milliseconds.
+    pub last_modified_millis: i64,
+}

@@ -42,6 +42,8 @@ pub struct PutInput {
     pub sse: SseRequest,
     /// The time of the write, Unix milliseconds.
     pub now_millis: i64,
+    /// The ETag to give the object instead of one computed from its bytes (multipart).
+    pub etag: Option<String>,
     /// `Content-Type`.
     pub content_type: Option<String>,
     /// Other stored headers by lowercase name.
@@ -171,7 +173,7 @@ impl Obs {
 
     // ---- objects -------------------------------------------------------------------------------
 
-    /// PutObject: streams `body` in, encrypting as `sse` says, and commits the object.
+    /// PutObject: streams `body` in, encrypting as `input.sse` says, and commits the object.
     pub async fn put_object<S, E>(
         &self,
         caller: &Caller,
@@ -187,57 +189,81 @@ impl Obs {
     {
         self.owned_bucket(caller, bucket)?;
         validate_key(key)?;
-        let (mut encryptor, sse_record) = self.start_encryption(caller, bucket, key, &input.sse).await?;
-        let blob = Store::new_blob_path(bucket);
-        let upload = self.store.backend().put_multipart(&blob).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
-        let mut pipeline = Pipeline::new(&input);
-        let result = pump(body, decoder, &mut pipeline, encryptor.as_mut(), &mut writer).await;
-        let trailers = match result {
-            Ok(trailers) => trailers,
-            Err(e) => {
-                let _ = writer.abort().await;
-                return Err(e);
-            }
-        };
-        let finished = match encryptor {
-            Some(encryptor) => {
-                let mut tail = Vec::new();
-                encryptor.finish(&mut tail).map_err(S3Error::internal)?;
-                pipeline.stored(&tail);
-                writer.write(&tail);
-                Some(())
-            }
-            None => None,
-        };
-        if let Err(e) = pipeline.check(&input, &trailers) {
-            let _ = writer.abort().await;
-            return Err(e);
-        }
-        writer.finish().await?;
-        self.store.sync(&blob).await?;
-        let envelope_header_len = finished.map(|()| pipeline.header_len);
-        let etag = match &sse_record {
-            SseRecord::None => format!("\"{}\"", hex::encode(pipeline.md5.finalize())),
+        let (encryptor, sse_record) = self.start_encryption(caller, bucket, key, &input.sse).await?;
+        let written = self.write_body(bucket, &input, encryptor, decoder, body).await?;
+        let etag = match (&input.etag, &sse_record) {
+            (Some(etag), _) => etag.clone(),
+            (None, SseRecord::None) => format!("\"{}\"", hex::encode(written.md5)),
             // S3's ETag of an SSE-KMS object is not the MD5 of the data; this is the MD5 of what is stored.
-            SseRecord::Kms { .. } => format!("\"{}\"", hex::encode(pipeline.stored_md5.finalize())),
+            (None, SseRecord::Kms { .. }) => format!("\"{}\"", hex::encode(written.stored_md5)),
         };
         let record = ObjectRecord {
             format: RECORD_FORMAT,
             key: key.to_owned(),
-            size: pipeline.size,
+            size: written.size,
             etag,
             last_modified_millis: input.now_millis,
             content_type: input.content_type,
             headers: input.headers,
             metadata: input.metadata,
             sse: sse_record,
-            blob: blob.to_string(),
-            stored_size: pipeline.stored_size,
-            envelope_header_len,
+            blob: written.blob.to_string(),
+            stored_size: written.stored_size,
+            envelope_header_len: written.header_len,
         };
         self.store.commit_object(bucket, record.clone()).await?;
         Ok(record)
+    }
+
+    /// Streams a body into a new, durable blob of `bucket`, checking every digest the client
+    /// gave; on any failure nothing is left behind.
+    pub(crate) async fn write_body<S, E>(
+        &self,
+        bucket: &str,
+        input: &PutInput,
+        mut encryptor: Option<envelope::Encryptor>,
+        decoder: Option<ChunkedDecoder>,
+        body: S,
+    ) -> Result<Written>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let blob = Store::new_blob_path(bucket);
+        let upload = self.store.backend().put_multipart(&blob).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
+        let mut pipeline = Pipeline::new(input);
+        let trailers = match pump(body, decoder, &mut pipeline, encryptor.as_mut(), &mut writer).await {
+            Ok(trailers) => trailers,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        };
+        let encrypted = encryptor.is_some();
+        if let Some(encryptor) = encryptor {
+            let mut tail = Vec::new();
+            if let Err(e) = encryptor.finish(&mut tail) {
+                let _ = writer.abort().await;
+                return Err(S3Error::internal(e));
+            }
+            pipeline.stored(&tail);
+            writer.write(&tail);
+        }
+        if let Err(e) = pipeline.check(input, &trailers) {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await?;
+        self.store.sync(&blob).await?;
+        Ok(Written {
+            blob,
+            size: pipeline.size,
+            stored_size: pipeline.stored_size,
+            md5: pipeline.md5.finalize().into(),
+            stored_md5: pipeline.stored_md5.finalize().into(),
+            header_len: encrypted.then_some(pipeline.header_len),
+        })
     }
 
     /// Gets a data key for a new SSE-KMS object and starts its message.
@@ -248,8 +274,34 @@ impl Obs {
         key: &str,
         sse: &SseRequest,
     ) -> Result<(Option<envelope::Encryptor>, SseRecord)> {
-        let SseRequest::Kms { key_id, user_context, bucket_key } = sse else {
+        if *sse == SseRequest::None {
             return Ok((None, SseRecord::None));
+        }
+        let (data_key, record) = self.new_data_key(caller, bucket, key, sse).await?;
+        let SseRecord::Kms { context, .. } = &record else {
+            return Err(S3Error::internal("SSE-KMS without a context"));
+        };
+        let edk = EncryptedDataKey {
+            provider_id: KMS_PROVIDER_ID.to_owned(),
+            provider_info: data_key.key_arn.clone(),
+            ciphertext: data_key.ciphertext_blob.clone(),
+        };
+        let encryptor = envelope::Encryptor::new(&data_key.plaintext, context, &[edk], envelope::FRAME_LENGTH)
+            .map_err(S3Error::internal)?;
+        Ok((Some(encryptor), record))
+    }
+
+    /// A fresh data key from the KMS for an SSE-KMS write of `bucket`/`key`, and the record of the
+    /// encryption (key ARN and context).
+    pub(crate) async fn new_data_key(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        sse: &SseRequest,
+    ) -> Result<(shared::key_service::DataKey, SseRecord)> {
+        let SseRequest::Kms { key_id, user_context, bucket_key } = sse else {
+            return Err(S3Error::internal("a data key for an unencrypted write"));
         };
         let via = Self::via_s3(caller);
         let key_id = match key_id {
@@ -259,20 +311,24 @@ impl Obs {
         let mut context: BTreeMap<String, String> = user_context.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
         context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}/{key}"));
         let data_key = self.keys.generate_data_key(&via, &key_id, &context).await.map_err(S3Error::from_kms)?;
-        let edk = EncryptedDataKey {
-            provider_id: KMS_PROVIDER_ID.to_owned(),
-            provider_info: data_key.key_arn.clone(),
-            ciphertext: data_key.ciphertext_blob.clone(),
-        };
-        let encryptor = envelope::Encryptor::new(&data_key.plaintext, &context, &[edk], envelope::FRAME_LENGTH)
-            .map_err(S3Error::internal)?;
         let record = SseRecord::Kms {
             key_arn: data_key.key_arn.clone(),
             context,
             user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
             bucket_key: *bucket_key,
         };
-        Ok((Some(encryptor), record))
+        Ok((data_key, record))
+    }
+
+    /// Asks the KMS to decrypt a stored data key, on behalf of `caller` via S3.
+    pub(crate) async fn decrypt_data_key(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<[u8; 32]>> {
+        let plain = self.keys.decrypt(&Self::via_s3(caller), blob, context).await.map_err(S3Error::from_kms)?;
+        to_data_key(&plain).ok_or_else(|| S3Error::internal("a data key of the wrong size"))
     }
 
     /// HeadObject: the record of an object.
@@ -303,17 +359,13 @@ impl Obs {
                 let header_len = record
                     .envelope_header_len
                     .ok_or_else(|| S3Error::internal("encrypted object without header length"))?;
-                let header_bytes = backend.get_range(&blob, 0..header_len).await?;
-                let header = envelope::Header::parse(&header_bytes).map_err(|e| corrupted(&record, e))?;
+                let header = read_header(&backend, &blob, header_len).await.map_err(|e| corrupted(&record, e))?;
                 let edk = header
                     .encrypted_data_keys()
                     .iter()
                     .find(|k| k.provider_id == KMS_PROVIDER_ID)
                     .ok_or_else(|| corrupted(&record, "no KMS data key"))?;
-                let via = Self::via_s3(caller);
-                let plain_key = self.keys.decrypt(&via, &edk.ciphertext, context).await.map_err(S3Error::from_kms)?;
-                let data_key =
-                    to_data_key(&plain_key).ok_or_else(|| corrupted(&record, "data key of the wrong size"))?;
+                let data_key = self.decrypt_data_key(caller, &edk.ciphertext, context).await?;
                 match &range {
                     Some(r) => {
                         let plan = envelope::plan_range(header_len, header.frame_length(), record.size, r.clone())
@@ -367,6 +419,16 @@ fn to_data_key(plain: &Zeroizing<Vec<u8>>) -> Option<Zeroizing<[u8; 32]>> {
 /// A stored object that does not decrypt: tampered with or damaged at rest. Never wrong bytes.
 fn corrupted(record: &ObjectRecord, detail: impl std::fmt::Display) -> S3Error {
     S3Error::internal(format!("stored object {} does not decrypt: {detail}", record.key))
+}
+
+/// A body written by [`Obs::write_body`].
+pub(crate) struct Written {
+    pub(crate) blob: StorePath,
+    pub(crate) size: u64,
+    pub(crate) stored_size: u64,
+    pub(crate) md5: [u8; 16],
+    pub(crate) stored_md5: [u8; 16],
+    pub(crate) header_len: Option<u64>,
 }
 
 /// The digests and counters a PUT keeps as the payload streams through.
@@ -514,6 +576,39 @@ where
     }
 }
 
+/// Reads and parses the message header at the start of a stored body.
+async fn read_header(
+    backend: &Arc<dyn object_store::ObjectStore>,
+    blob: &StorePath,
+    header_len: u64,
+) -> std::result::Result<envelope::Header, String> {
+    let bytes = backend.get_range(blob, 0..header_len).await.map_err(|e| e.to_string())?;
+    envelope::Header::parse(&bytes).map_err(|e| e.to_string())
+}
+
+/// The plaintext of a whole stored body: as stored, or decrypted with `data_key` when the body is
+/// a message (`header_len` set).
+pub(crate) async fn open_body(
+    backend: &Arc<dyn object_store::ObjectStore>,
+    blob: &str,
+    stored_size: u64,
+    header_len: Option<u64>,
+    data_key: Option<&[u8; 32]>,
+) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+    let path = StorePath::from(blob);
+    match (header_len, data_key) {
+        (None, _) if stored_size == 0 => Ok(futures::stream::empty().boxed()),
+        (None, _) => read_stored(backend, &path, 0..stored_size).await,
+        (Some(header_len), Some(data_key)) => {
+            let header = read_header(backend, &path, header_len).await.map_err(S3Error::internal)?;
+            let decryptor = envelope::Decryptor::new(&header, data_key).map_err(S3Error::internal)?;
+            let stored = read_stored(backend, &path, header_len..stored_size).await?;
+            Ok(decrypt_stream(stored, Decrypting::Whole(decryptor)))
+        }
+        (Some(_), None) => Err(S3Error::internal("an encrypted body without its data key")),
+    }
+}
+
 /// Streams stored bytes `range` of a body.
 async fn read_stored(
     backend: &Arc<dyn object_store::ObjectStore>,
@@ -594,7 +689,8 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_key(key: &str) -> Result<()> {
+/// Object keys: 1–1024 bytes.
+pub(crate) fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > 1024 {
         return Err(S3Error::new("KeyTooLongError", http::StatusCode::BAD_REQUEST, "Your key is too long"));
     }

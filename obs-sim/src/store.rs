@@ -5,7 +5,9 @@
 //! ```text
 //! buckets/<bucket>.json              BucketRecord
 //! meta/<bucket>/<sha256(key)>.json   ObjectRecord (the key itself is inside)
-//! data/<bucket>/<uuid>               the body: an AWS Encryption SDK message, or plain bytes
+//! uploads/<bucket>/<upload id>.json  UploadRecord of a multipart upload, with its parts
+//! data/<bucket>/<uuid>               a body (object or part): an AWS Encryption SDK message, or
+//!                                    plain bytes
 //! ```
 //!
 //! An object becomes visible only when its record is written, after its body: a crash in between
@@ -27,7 +29,7 @@ use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, S3Error};
-use crate::model::{BucketRecord, ObjectRecord};
+use crate::model::{BucketRecord, ObjectRecord, UploadRecord};
 
 /// Number of locks that serialize record commits per (bucket, key).
 const COMMIT_LOCKS: usize = 64;
@@ -48,6 +50,8 @@ pub struct Store {
     /// Set for the local file system, whose writes are fsynced.
     local_root: Option<PathBuf>,
     index: RwLock<HashMap<String, IndexedBucket>>,
+    /// Multipart uploads in progress, by upload id.
+    uploads: RwLock<HashMap<String, Arc<UploadRecord>>>,
     commit_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
@@ -70,6 +74,7 @@ impl Store {
             backend,
             local_root,
             index: RwLock::new(HashMap::new()),
+            uploads: RwLock::new(HashMap::new()),
             commit_locks: (0..COMMIT_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
         };
         store.load().await?;
@@ -94,16 +99,26 @@ impl Store {
             }
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        let mut uploads = HashMap::new();
+        for path in self.list_paths("uploads").await? {
+            let record: UploadRecord = self.read_json(&path).await?;
+            uploads.insert(record.upload_id.clone(), Arc::new(record));
+        }
+        *self.uploads.write().unwrap_or_else(|e| e.into_inner()) = uploads;
         Ok(())
     }
 
     /// Deletes bodies that no record refers to (left by a crash between body and record), and the
     /// staging files of interrupted local writes.
     async fn sweep_orphans(&self) -> Result<()> {
-        let referenced: std::collections::HashSet<String> = {
+        let mut referenced: std::collections::HashSet<String> = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
             index.values().flat_map(|b| b.objects.values().map(|o| o.blob.clone())).collect()
         };
+        {
+            let uploads = self.uploads.read().unwrap_or_else(|e| e.into_inner());
+            referenced.extend(uploads.values().flat_map(|u| u.parts.values().map(|p| p.blob.clone())));
+        }
         let mut swept = 0;
         for path in self.list_paths("data").await? {
             if !referenced.contains(path.as_ref()) {
@@ -293,6 +308,63 @@ impl Store {
         Ok(())
     }
 
+    // ---- multipart uploads ---------------------------------------------------------------------
+
+    /// An upload in progress.
+    pub fn upload(&self, upload_id: &str) -> Option<Arc<UploadRecord>> {
+        self.uploads.read().unwrap_or_else(|e| e.into_inner()).get(upload_id).cloned()
+    }
+
+    /// The uploads in progress in a bucket, by key then initiation time.
+    pub fn uploads(&self, bucket: &str) -> Vec<Arc<UploadRecord>> {
+        let uploads = self.uploads.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = uploads.values().filter(|u| u.bucket == bucket).cloned().collect();
+        out.sort_by(|a, b| (&a.key, a.initiated_millis, &a.upload_id).cmp(&(&b.key, b.initiated_millis, &b.upload_id)));
+        out
+    }
+
+    /// Writes an upload's record durably and publishes it.
+    pub async fn save_upload(&self, record: UploadRecord) -> Result<()> {
+        let _lock = self.commit_locks[lock_slot(&record.bucket, &record.upload_id)].lock().await;
+        self.put_upload(record).await
+    }
+
+    async fn put_upload(&self, record: UploadRecord) -> Result<()> {
+        let bytes = serde_json::to_vec(&record).map_err(S3Error::internal)?;
+        self.put_durably(&upload_path(&record.bucket, &record.upload_id), bytes.into()).await?;
+        self.uploads.write().unwrap_or_else(|e| e.into_inner()).insert(record.upload_id.clone(), Arc::new(record));
+        Ok(())
+    }
+
+    /// Adds a part to an upload (its body must be durable), replacing a part of the same number.
+    pub async fn commit_part(&self, upload_id: &str, part: crate::model::PartRecord) -> Result<()> {
+        let current = self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?;
+        let _lock = self.commit_locks[lock_slot(&current.bucket, upload_id)].lock().await;
+        // Re-read under the lock: another part may have been committed meanwhile.
+        let mut record = (*self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?).clone();
+        let replaced = record.parts.insert(part.number, part);
+        self.put_upload(record).await?;
+        if let Some(old) = replaced {
+            self.delete_blob(&old.blob).await;
+        }
+        Ok(())
+    }
+
+    /// Ends an upload: removes its record and the bodies of its parts.
+    pub async fn remove_upload(&self, upload_id: &str) -> Result<()> {
+        let record = self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?;
+        let _lock = self.commit_locks[lock_slot(&record.bucket, upload_id)].lock().await;
+        match self.backend.delete(&upload_path(&record.bucket, upload_id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.uploads.write().unwrap_or_else(|e| e.into_inner()).remove(upload_id);
+        for part in record.parts.values() {
+            self.delete_blob(&part.blob).await;
+        }
+        Ok(())
+    }
+
     /// Deletes a body; a failure leaves an orphan for the next sweep.
     pub async fn delete_blob(&self, blob: &str) {
         if let Err(e) = self.backend.delete(&StorePath::from(blob)).await {
@@ -303,6 +375,20 @@ impl Store {
 
 fn bucket_path(name: &str) -> StorePath {
     StorePath::from(format!("buckets/{name}.json"))
+}
+
+fn upload_path(bucket: &str, upload_id: &str) -> StorePath {
+    StorePath::from(format!("uploads/{bucket}/{upload_id}.json"))
+}
+
+/// The upload does not exist (never did, or was completed or aborted).
+pub fn no_such_upload(upload_id: &str) -> S3Error {
+    S3Error::new(
+        "NoSuchUpload",
+        http::StatusCode::NOT_FOUND,
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+    )
+    .with("UploadId", upload_id)
 }
 
 fn object_path(bucket: &str, key: &str) -> StorePath {

@@ -163,3 +163,22 @@ mod tests {
         assert!(rule.bucket_key_enabled);
     }
 }
+
+/// `<CompleteMultipartUpload>`.
+#[derive(Debug, Deserialize)]
+pub struct CompleteMultipartUpload {
+    /// The parts, in the order given.
+    #[serde(rename = "Part", default)]
+    pub parts: Vec<CompletedPart>,
+}
+
+/// One `<Part>` of `<CompleteMultipartUpload>`.
+#[derive(Debug, Deserialize)]
+pub struct CompletedPart {
+    /// The part number.
+    #[serde(rename = "PartNumber")]
+    pub number: u32,
+    /// The part's ETag as UploadPart returned it.
+    #[serde(rename = "ETag")]
+    pub etag: String,
+}

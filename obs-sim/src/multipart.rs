@@ -1,0 +1,287 @@
+//! Multipart uploads: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//! AbortMultipartUpload, ListParts and ListMultipartUploads.
+//!
+//! Encryption is chosen at CreateMultipartUpload, which asks the KMS for the upload's data key
+//! (as S3 does); each UploadPart asks the KMS to decrypt it and stores the part as its own AWS
+//! Encryption SDK message under it, so no plaintext touches the disk. Completion streams the
+//! parts' plaintext into one new message under a fresh data key of the same KMS key — the stored
+//! object is a single message whose frames number from 1, readable by any Encryption SDK.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use md5::{Digest as _, Md5};
+use shared::Caller;
+
+use crate::chunked::ChunkedDecoder;
+use crate::envelope::{self, EncryptedDataKey};
+use crate::error::{Result, S3Error};
+use crate::model::{ObjectRecord, PartRecord, RECORD_FORMAT, SseRecord, UploadRecord};
+use crate::service::{KMS_PROVIDER_ID, Obs, PutInput, validate_key};
+use crate::sse::{S3_ARN_CONTEXT_KEY, SseRequest};
+use crate::store::no_such_upload;
+
+/// Smallest part S3 accepts, except for the last one.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Highest part number.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+impl Obs {
+    /// CreateMultipartUpload: fixes the object's headers and encryption, and (for SSE-KMS) gets the
+    /// upload's data key.
+    pub async fn create_multipart_upload(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        input: PutInput,
+    ) -> Result<UploadRecord> {
+        self.owned_bucket(caller, bucket)?;
+        validate_key(key)?;
+        let (sse, data_key_blob) = match &input.sse {
+            SseRequest::None => (SseRecord::None, None),
+            SseRequest::Kms { .. } => {
+                let (data_key, record) = self.new_data_key(caller, bucket, key, &input.sse).await?;
+                (record, Some(hex::encode(&data_key.ciphertext_blob)))
+            }
+        };
+        let record = UploadRecord {
+            format: RECORD_FORMAT,
+            upload_id: uuid::Uuid::new_v4().simple().to_string(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            initiated_millis: input.now_millis,
+            content_type: input.content_type,
+            headers: input.headers,
+            metadata: input.metadata,
+            sse,
+            data_key_blob,
+            parts: BTreeMap::new(),
+        };
+        self.store().save_upload(record.clone()).await?;
+        Ok(record)
+    }
+
+    /// The upload `upload_id` of `bucket`/`key`, owned by the caller.
+    pub fn owned_upload(&self, caller: &Caller, bucket: &str, key: &str, upload_id: &str) -> Result<Arc<UploadRecord>> {
+        self.owned_bucket(caller, bucket)?;
+        self.store()
+            .upload(upload_id)
+            .filter(|u| u.bucket == bucket && u.key == key)
+            .ok_or_else(|| no_such_upload(upload_id))
+    }
+
+    /// The plaintext data key of an SSE-KMS upload, from the KMS (so key state applies to parts).
+    async fn upload_data_key(
+        &self,
+        caller: &Caller,
+        upload: &UploadRecord,
+    ) -> Result<Option<(zeroize::Zeroizing<[u8; 32]>, EncryptedDataKey)>> {
+        let (SseRecord::Kms { key_arn, context, .. }, Some(blob)) = (&upload.sse, &upload.data_key_blob) else {
+            return Ok(None);
+        };
+        let blob = hex::decode(blob).map_err(S3Error::internal)?;
+        let plain = self.decrypt_data_key(caller, &blob, context).await?;
+        let edk = EncryptedDataKey {
+            provider_id: KMS_PROVIDER_ID.to_owned(),
+            provider_info: key_arn.clone(),
+            ciphertext: blob,
+        };
+        Ok(Some((plain, edk)))
+    }
+
+    /// UploadPart: stores one part, encrypted under the upload's data key.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_part<S, E>(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        input: PutInput,
+        decoder: Option<ChunkedDecoder>,
+        body: S,
+    ) -> Result<PartRecord>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Err(S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+                .with("ArgumentName", "partNumber")
+                .with("ArgumentValue", part_number.to_string()));
+        }
+        let upload = self.owned_upload(caller, bucket, key, upload_id)?;
+        let encryptor = match self.upload_data_key(caller, &upload).await? {
+            None => None,
+            Some((data_key, edk)) => {
+                let SseRecord::Kms { context, .. } = &upload.sse else {
+                    return Err(S3Error::internal("upload key without SSE-KMS"));
+                };
+                Some(
+                    envelope::Encryptor::new(&data_key, context, &[edk], envelope::FRAME_LENGTH)
+                        .map_err(S3Error::internal)?,
+                )
+            }
+        };
+        let written = self.write_body(bucket, &input, encryptor, decoder, body).await?;
+        let part = PartRecord {
+            number: part_number,
+            etag: format!("\"{}\"", hex::encode(written.md5)),
+            size: written.size,
+            blob: written.blob.to_string(),
+            stored_size: written.stored_size,
+            envelope_header_len: written.header_len,
+            last_modified_millis: input.now_millis,
+        };
+        self.store().commit_part(upload_id, part.clone()).await?;
+        Ok(part)
+    }
+
+    /// CompleteMultipartUpload: checks the part list, then writes the object from the parts.
+    pub async fn complete_multipart_upload(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        now_millis: i64,
+    ) -> Result<ObjectRecord> {
+        let upload = self.owned_upload(caller, bucket, key, upload_id)?;
+        if parts.is_empty() {
+            return Err(S3Error::malformed_xml());
+        }
+        let mut chosen = Vec::with_capacity(parts.len());
+        for (i, (number, etag)) in parts.iter().enumerate() {
+            if i > 0 && *number <= parts[i - 1].0 {
+                return Err(S3Error::new(
+                    "InvalidPartOrder",
+                    http::StatusCode::BAD_REQUEST,
+                    "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
+                ));
+            }
+            let part = upload.parts.get(number).filter(|p| p.etag.trim_matches('"') == etag.trim_matches('"')).ok_or_else(|| {
+                S3Error::new("InvalidPart", http::StatusCode::BAD_REQUEST, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not have matched the part's entity tag.")
+                    .with("UploadId", upload_id)
+                    .with("PartNumber", number.to_string())
+                    .with("ETag", etag.clone())
+            })?;
+            chosen.push(part.clone());
+        }
+        if let Some(small) = chosen[..chosen.len() - 1].iter().find(|p| p.size < MIN_PART_SIZE) {
+            return Err(S3Error::new(
+                "EntityTooSmall",
+                http::StatusCode::BAD_REQUEST,
+                "Your proposed upload is smaller than the minimum allowed object size.",
+            )
+            .with("ProposedSize", small.size.to_string())
+            .with("MinSizeAllowed", MIN_PART_SIZE.to_string())
+            .with("PartNumber", small.number.to_string()));
+        }
+        let etag = multipart_etag(&chosen);
+        let data_key = self.upload_data_key(caller, &upload).await?.map(|(key, _)| key);
+        let body = self.parts_plaintext(chosen, data_key);
+        let sse = match &upload.sse {
+            SseRecord::None => SseRequest::None,
+            SseRecord::Kms { key_arn, context, user_context, bucket_key } => {
+                let mut user = context.clone();
+                user.remove(S3_ARN_CONTEXT_KEY);
+                SseRequest::Kms {
+                    key_id: Some(key_arn.clone()),
+                    user_context: user_context.clone().map(|raw| (user, raw)),
+                    bucket_key: *bucket_key,
+                }
+            }
+        };
+        let input = PutInput {
+            sse,
+            now_millis,
+            etag: Some(etag),
+            content_type: upload.content_type.clone(),
+            headers: upload.headers.clone(),
+            metadata: upload.metadata.clone(),
+            ..PutInput::default()
+        };
+        let record = self.put_object(caller, bucket, key, input, None, body).await?;
+        self.store().remove_upload(upload_id).await?;
+        Ok(record)
+    }
+
+    /// The plaintext of `parts` in order, decrypting each part's message.
+    fn parts_plaintext(
+        &self,
+        parts: Vec<PartRecord>,
+        data_key: Option<zeroize::Zeroizing<[u8; 32]>>,
+    ) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
+        let backend = self.store().backend().clone();
+        let data_key = data_key.map(Arc::new);
+        futures::stream::iter(parts)
+            .then(move |part| {
+                let backend = backend.clone();
+                let data_key = data_key.clone();
+                async move {
+                    crate::service::open_body(
+                        &backend,
+                        &part.blob,
+                        part.stored_size,
+                        part.envelope_header_len,
+                        data_key.as_deref().map(|k| &**k),
+                    )
+                    .await
+                }
+            })
+            .map_err(std::io::Error::other)
+            .try_flatten()
+            .boxed()
+    }
+
+    /// AbortMultipartUpload.
+    pub async fn abort_multipart_upload(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<()> {
+        self.owned_upload(caller, bucket, key, upload_id)?;
+        self.store().remove_upload(upload_id).await
+    }
+}
+
+/// The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s, then `-<part count>`.
+pub fn multipart_etag(parts: &[PartRecord]) -> String {
+    let mut md5 = Md5::new();
+    for part in parts {
+        md5.update(hex::decode(part.etag.trim_matches('"')).unwrap_or_default());
+    }
+    format!("\"{}-{}\"", hex::encode(md5.finalize()), parts.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_etag_is_md5_of_md5s() {
+        // Two parts "a" and "b": md5("a") = 0cc175b9c0f1b6a831c399e269772661, md5("b") = 92eb5ffee6ae2fec3ad71c777531578f.
+        let part = |n, etag: &str| PartRecord {
+            number: n,
+            etag: format!("\"{etag}\""),
+            size: 1,
+            blob: String::new(),
+            stored_size: 1,
+            envelope_header_len: None,
+            last_modified_millis: 0,
+        };
+        let etag =
+            multipart_etag(&[part(1, "0cc175b9c0f1b6a831c399e269772661"), part(2, "92eb5ffee6ae2fec3ad71c777531578f")]);
+        let mut md5 = Md5::new();
+        md5.update(hex::decode("0cc175b9c0f1b6a831c399e269772661").unwrap());
+        md5.update(hex::decode("92eb5ffee6ae2fec3ad71c777531578f").unwrap());
+        assert_eq!(etag, format!("\"{}-2\"", hex::encode(md5.finalize())));
+    }
+}
