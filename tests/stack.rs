@@ -7,3 +7,4 @@ mod common;
 mod kms_bad_input;
 mod kms_durability;
 mod kms_sdk;
+mod s3_sdk;

@@ -1,4 +1,4 @@
-"""Fixtures for the Python client tests of kmsim's AWS KMS API.
+"""Fixtures for the Python client tests of kmsim's AWS KMS and S3 APIs.
 
 Every server is the real ``kmsim`` binary (``$KMSIM_BIN``, default ``<repo>/target/debug/kmsim``)
 started with ``--port 0``: it binds an ephemeral port and prints one JSON line on stdout
@@ -16,10 +16,16 @@ Fixtures:
 * ``kmsim_data_dir`` (function): a server on a temporary ``--data-dir`` that can be restarted.
 * ``client_for``: a boto3 KMS client for any server, credentials and region.
 * ``raw_kms``: sends hand-built (optionally SigV4-signed) requests, for what boto3 cannot send.
+* ``s3`` (session): a boto3 S3 client (path style) for the shared server; ``s3_for`` makes one for
+  any server, credentials, region and addressing style.
+* ``raw_s3`` (session): hand-built SigV4-signed S3 requests (any header, own Host header), whose
+  bodies are read as far as they come.
+* ``aws_s3_cli`` (session): runs ``python -m awscli --endpoint-url ... <s3|s3api> <args>``.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import select
@@ -37,7 +43,7 @@ from typing import Any, Callable, Iterator
 
 import boto3
 import pytest
-from botocore.auth import SigV4Auth
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
@@ -400,3 +406,113 @@ def kmsim_data_dir(start_kmsim: Callable[..., KmsimProcess], tmp_path: Path) -> 
         return DataDirServer(start_kmsim, tmp_path / "data", config)
 
     return start
+
+
+# ---- S3 (the object store on the same endpoint) --------------------------------------------------
+
+
+def make_s3_client(endpoint: str, access_key: str = DEFAULT_ACCESS_KEY, secret: str = DEFAULT_SECRET,
+                   region: str = DEFAULT_REGION, addressing_style: str = "path", **config: Any):
+    """A boto3 S3 client for a kmsim endpoint (path style unless ``addressing_style="virtual"``),
+    independent of any ~/.aws configuration and without retries."""
+    session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret, region_name=region)
+    s3_config = BOTO_CONFIG.merge(Config(s3={"addressing_style": addressing_style}, **config))
+    return session.client("s3", endpoint_url=endpoint, config=s3_config)
+
+
+@dataclass
+class RawS3Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    #: False when the connection ended before Content-Length bytes arrived (a cut-off body).
+    complete: bool = True
+
+
+class RawS3:
+    """Hand-built S3 requests over ``http.client``: any header (SSE headers on a GET, a Host header
+    of its own for virtual-host style), bodies boto3 would not send, and bodies read as far as they
+    come (a cut-off body is reported, not raised)."""
+
+    def __init__(self, endpoint: str, region: str = DEFAULT_REGION) -> None:
+        parsed = urllib.parse.urlsplit(endpoint)
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or 80
+        self.region = region
+
+    def send(self, method: str, path: str, *, query: str = "", body: bytes = b"",
+             headers: dict[str, str] | None = None, sign: bool = True, host: str | None = None,
+             access_key: str = DEFAULT_ACCESS_KEY, secret: str = DEFAULT_SECRET,
+             timeout: float = 30) -> RawS3Response:
+        host_header = host or f"{self.host}:{self.port}"
+        target = path + (f"?{query}" if query else "")
+        request = AWSRequest(method=method, url=f"http://{host_header}{target}", data=body,
+                             headers=dict(headers or {}))
+        if sign:
+            S3SigV4Auth(Credentials(access_key, secret), "s3", self.region).add_auth(request)
+        prepared = {k: (v if isinstance(v, str) else v.decode()) for k, v in request.headers.items()}
+        prepared["Host"] = host_header
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            connection.request(method, target, body=body, headers=prepared)
+            response = connection.getresponse()
+            complete = True
+            try:
+                data = response.read()
+            except http.client.IncompleteRead as cut:
+                data, complete = cut.partial, False
+            except (ConnectionError, http.client.HTTPException):
+                data, complete = b"", False
+            return RawS3Response(response.status, {k.lower(): v for k, v in response.getheaders()}, data, complete)
+        finally:
+            connection.close()
+
+
+class AwsS3Cli(AwsCli):
+    """The aws CLI for S3: ``aws_s3_cli("s3", "cp", src, dst)`` or ``aws_s3_cli("s3api", ...)``.
+
+    Returns the ``subprocess.CompletedProcess`` (text mode): ``returncode``, ``stdout``, ``stderr``.
+    """
+
+    def run_raw(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "awscli", "--endpoint-url", self.endpoint, *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env or self.env(), timeout=120,
+                              cwd=self.workdir)
+
+    def __call__(self, *args: str, **env_overrides: str) -> subprocess.CompletedProcess:  # type: ignore[override]
+        return self.run_raw(*args, env=self.env(**env_overrides))
+
+
+@pytest.fixture(scope="session")
+def s3(kmsim: dict[str, Any]):
+    """boto3 S3 client (path style) for the shared server, default account, test/test."""
+    return make_s3_client(kmsim["endpoint"], kmsim["access_key_id"], kmsim["secret_access_key"], kmsim["region"])
+
+
+@pytest.fixture
+def s3_for() -> Callable[..., Any]:
+    """``s3_for(server_or_endpoint, access_key=..., secret=..., region=..., addressing_style="path")``."""
+
+    def make(target: KmsimProcess | dict | str, access_key: str = DEFAULT_ACCESS_KEY, secret: str = DEFAULT_SECRET,
+             region: str = DEFAULT_REGION, addressing_style: str = "path", **config: Any):
+        if isinstance(target, KmsimProcess):
+            endpoint = target.endpoint
+        elif isinstance(target, dict):
+            endpoint = target["endpoint"]
+        else:
+            endpoint = target
+        return make_s3_client(endpoint, access_key, secret, region, addressing_style, **config)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def raw_s3(kmsim: dict[str, Any]) -> RawS3:
+    return RawS3(kmsim["endpoint"], kmsim["region"])
+
+
+@pytest.fixture(scope="session")
+def aws_s3_cli(kmsim: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> AwsS3Cli:
+    """Runs ``python -m awscli --endpoint-url <shared server> <args>`` (``s3`` or ``s3api``)."""
+    return AwsS3Cli(kmsim["endpoint"], kmsim["access_key_id"], kmsim["secret_access_key"], kmsim["region"],
+                    workdir=tmp_path_factory.mktemp("aws-s3-cli"))

@@ -109,3 +109,22 @@ pub fn kms_raw(
         headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
     raw_request(stack_addr, &head, "POST", body)
 }
+
+/// An `aws-sdk-s3` client for `stack` (path-style) with the default credentials.
+pub fn s3_client(stack: &Stack) -> aws_sdk_s3::Client {
+    let (ak, sk) = stack.credentials();
+    s3_client_with(stack, ak, sk)
+}
+
+/// An `aws-sdk-s3` client for `stack` (path-style) with the given credentials.
+pub fn s3_client_with(stack: &Stack, access_key_id: &str, secret: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(stack.endpoint())
+        .region(aws_sdk_s3::config::Region::new(stack.region().to_owned()))
+        .credentials_provider(Credentials::new(access_key_id, secret, None, None, "kmsim-tests"))
+        .force_path_style(true)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
