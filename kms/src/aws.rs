@@ -89,6 +89,7 @@ impl ApiError {
                 AuthError::UnknownAccessKey => "UnrecognizedClientException",
                 AuthError::BadScope(_)
                 | AuthError::Skewed { .. }
+                | AuthError::Expired { .. }
                 | AuthError::PayloadHashMismatch
                 | AuthError::SignatureMismatch { .. } => "InvalidSignatureException",
             },
@@ -122,6 +123,7 @@ impl ApiError {
                 AuthError::Skewed { request_time, server_time } => {
                     format!("Signature expired: {request_time} is now earlier or later than {server_time} by more than 15 min.")
                 }
+                AuthError::Expired { .. } => "Signature expired.".into(),
                 AuthError::SignatureMismatch { .. } | AuthError::PayloadHashMismatch => {
                     "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into()
                 }

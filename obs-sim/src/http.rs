@@ -78,17 +78,34 @@ impl S3Api {
         let target = target(&parts.uri, &parts.headers)?;
         let query = parse_query(parts.uri.query().unwrap_or(""));
         let mode = PayloadMode::from_header(header_str(&parts.headers, "x-amz-content-sha256"))?;
-        let payload_hash = header_str(&parts.headers, "x-amz-content-sha256").unwrap_or("UNSIGNED-PAYLOAD").to_owned();
+        let presigned = query.contains_key("X-Amz-Algorithm") || query.contains_key("X-Amz-Signature");
+        let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
+            Some(hash) => hash.to_owned(),
+            // Without the header, a client signs the SHA-256 of the body: fine for an empty body;
+            // S3 requires the header for any other.
+            None if presigned || body_is_empty(&parts.headers) => shared::sigv4::EMPTY_SHA256.to_owned(),
+            None if parts.headers.contains_key(header::AUTHORIZATION) => {
+                return Err(S3Error::new(
+                    "InvalidRequest",
+                    StatusCode::BAD_REQUEST,
+                    "Missing required header for this request: x-amz-content-sha256",
+                ));
+            }
+            None => "UNSIGNED-PAYLOAD".to_owned(),
+        };
         let request_parts = RequestParts {
             method: parts.method.as_str(),
             path: parts.uri.path(),
             query: parts.uri.query().unwrap_or(""),
             headers: &parts.headers,
         };
-        let verified = self
-            .verifier
-            .verify_signed(&request_parts, &payload_hash, "s3", UriEncoding::Single, shared::time::now_unix())
-            .map_err(auth_error)?;
+        let now_secs = shared::time::now_unix();
+        let verified = if presigned {
+            self.verifier.verify_presigned(&request_parts, "s3", UriEncoding::Single, now_secs)
+        } else {
+            self.verifier.verify_signed(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
+        }
+        .map_err(auth_error)?;
         let caller = verified.caller.clone();
         let now = (self.now_millis)();
         let method = parts.method.clone();
@@ -879,6 +896,12 @@ fn set_header(response: &mut Response, name: &str, value: &str) {
     }
 }
 
+/// Whether a request has no body (no or zero `Content-Length`, not chunked).
+fn body_is_empty(headers: &HeaderMap) -> bool {
+    let length = header_str(headers, "content-length").map(str::trim);
+    length.is_none_or(|l| l == "0") && !headers.contains_key(header::TRANSFER_ENCODING)
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -968,6 +991,9 @@ fn auth_error(error: AuthError) -> S3Error {
         .with("RequestTime", request_time)
         .with("ServerTime", server_time)
         .with("MaxAllowedSkewMilliseconds", "900000"),
+        AuthError::Expired { expires, server_time } => S3Error::access_denied("Request has expired")
+            .with("Expires", expires)
+            .with("ServerTime", server_time),
         AuthError::PayloadHashMismatch => S3Error::new(
             "XAmzContentSHA256Mismatch",
             StatusCode::BAD_REQUEST,

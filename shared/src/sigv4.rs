@@ -52,6 +52,14 @@ pub enum AuthError {
         /// The server's time in the same format.
         server_time: String,
     },
+    /// A presigned URL whose `X-Amz-Expires` has passed.
+    #[error("request has expired")]
+    Expired {
+        /// When it expired.
+        expires: String,
+        /// The server's time.
+        server_time: String,
+    },
     /// `x-amz-content-sha256` does not match the body.
     #[error("the provided x-amz-content-sha256 header does not match what was computed")]
     PayloadHashMismatch,
@@ -410,6 +418,80 @@ impl Verifier {
         })
     }
 
+    /// Verifies a presigned URL (SigV4 in the query string: `X-Amz-Algorithm`, `X-Amz-Credential`,
+    /// `X-Amz-Date`, `X-Amz-Expires` of 1–604800 seconds, `X-Amz-SignedHeaders`,
+    /// `X-Amz-Signature`); the payload is unsigned.
+    pub fn verify_presigned(
+        &self,
+        parts: &RequestParts<'_>,
+        service: &str,
+        encoding: UriEncoding,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
+        let mut params: HashMap<String, String> = HashMap::new();
+        for pair in parts.query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+            params.insert(decode(k), decode(v));
+        }
+        let get = |name: &str| {
+            params.get(name).map(String::as_str).ok_or_else(|| {
+                AuthError::Malformed(format!("Query-string authentication requires the {name} parameter"))
+            })
+        };
+        if get("X-Amz-Algorithm")? != ALGORITHM {
+            return Err(AuthError::Malformed(format!("X-Amz-Algorithm only supports \"{ALGORITHM}\"")));
+        }
+        let credential = get("X-Amz-Credential")?;
+        let amz_date = get("X-Amz-Date")?;
+        let expires: i64 = get("X-Amz-Expires")?
+            .parse()
+            .ok()
+            .filter(|e| (1..=604_800).contains(e))
+            .ok_or_else(|| AuthError::Malformed("X-Amz-Expires must be between 1 and 604800 seconds".into()))?;
+        let signed_headers = get("X-Amz-SignedHeaders")?;
+        let signature = get("X-Amz-Signature")?;
+        let scope: Vec<&str> = credential.split('/').collect();
+        if scope.len() != 5 || scope[4] != "aws4_request" || scope.iter().any(|s| s.is_empty()) {
+            return Err(AuthError::Malformed(format!(
+                "Credential should be scoped to a valid region, not '{credential}'."
+            )));
+        }
+        let (access_key_id, date, region, scope_service) = (scope[0], scope[1], scope[2], scope[3]);
+        let request_time = crate::time::parse_amz_date(amz_date)
+            .ok_or_else(|| AuthError::Malformed(format!("X-Amz-Date '{amz_date}' is not a valid date")))?;
+        let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        if scope_service != service || !amz_date.starts_with(date) || !is_region(region) {
+            return Err(AuthError::BadScope(format!("Credential should be scoped to correct service: '{service}'.")));
+        }
+        if request_time - now > MAX_CLOCK_SKEW_SECS {
+            return Err(AuthError::Skewed { request_time: amz_date.to_owned(), server_time: format_amz_date(now) });
+        }
+        if now > request_time + expires {
+            return Err(AuthError::Expired {
+                expires: format_amz_date(request_time + expires),
+                server_time: format_amz_date(now),
+            });
+        }
+        let canonical = canonical_request(parts, signed_headers, "UNSIGNED-PAYLOAD", encoding)?;
+        let scope = format!("{date}/{region}/{scope_service}/aws4_request");
+        let to_sign = string_to_sign(amz_date, &scope, &canonical);
+        let signing = self.cached_signing_key(&format!("{access_key_id}/{scope}"), || {
+            signing_key(&key.secret_access_key, date, region, scope_service)
+        });
+        let expected = hex::encode(hmac(&signing, to_sign.as_bytes()));
+        if !signatures_match(&expected, signature) {
+            return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
+        }
+        Ok(Verified {
+            caller: Caller::new(key, region),
+            signing_key: signing,
+            seed_signature: expected,
+            amz_date: amz_date.to_owned(),
+            scope,
+        })
+    }
+
     fn cached_signing_key(&self, cache_key: &str, derive: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
         if let Some(key) = self.key_cache.read().unwrap_or_else(|e| e.into_inner()).get(cache_key) {
             return *key;
@@ -611,6 +693,36 @@ mod tests {
         assert!(matches!(check(&signed(now, "secret"), b"{}", now + 901), Err(AuthError::Skewed { .. })));
         assert!(matches!(check(&signed(now, "secret"), b"{}", now - 901), Err(AuthError::Skewed { .. })));
         assert_eq!(check(&HeaderMap::new(), b"{}", now), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn presigned_urls_verify_and_expire() {
+        let now = 1_700_000_000;
+        let amz_date = format_amz_date(now);
+        let scope = format!("{}/us-east-1/s3/aws4_request", &amz_date[..8]);
+        let query = format!(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F{}&X-Amz-Date={amz_date}&X-Amz-Expires=60&X-Amz-SignedHeaders=host",
+            scope.replace('/', "%2F")
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "localhost:4566".parse().unwrap());
+        let parts = RequestParts { method: "GET", path: "/bucket/key", query: &query, headers: &headers };
+        let canonical = canonical_request(&parts, "host", "UNSIGNED-PAYLOAD", UriEncoding::Single).unwrap();
+        let key = signing_key("secret", &amz_date[..8], "us-east-1", "s3");
+        let signature = hex::encode(hmac(&key, string_to_sign(&amz_date, &scope, &canonical).as_bytes()));
+        let signed_query = format!("{query}&X-Amz-Signature={signature}");
+        let parts = RequestParts { query: &signed_query, ..parts };
+        let v = verifier();
+        assert!(v.verify_presigned(&parts, "s3", UriEncoding::Single, now + 30).is_ok());
+        assert!(matches!(
+            v.verify_presigned(&parts, "s3", UriEncoding::Single, now + 61),
+            Err(AuthError::Expired { .. })
+        ));
+        let tampered = RequestParts { path: "/bucket/other", ..parts };
+        assert!(matches!(
+            v.verify_presigned(&tampered, "s3", UriEncoding::Single, now),
+            Err(AuthError::SignatureMismatch { .. })
+        ));
     }
 
     #[test]

@@ -443,7 +443,8 @@ class RawS3:
     def send(self, method: str, path: str, *, query: str = "", body: bytes = b"",
              headers: dict[str, str] | None = None, sign: bool = True, host: str | None = None,
              access_key: str = DEFAULT_ACCESS_KEY, secret: str = DEFAULT_SECRET,
-             timeout: float = 30) -> RawS3Response:
+             sent_body: bytes | None = None, timeout: float = 30) -> RawS3Response:
+        """Sends one request; ``body`` is what is signed and, unless ``sent_body`` is given, sent."""
         host_header = host or f"{self.host}:{self.port}"
         target = path + (f"?{query}" if query else "")
         request = AWSRequest(method=method, url=f"http://{host_header}{target}", data=body,
@@ -454,7 +455,7 @@ class RawS3:
         prepared["Host"] = host_header
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
-            connection.request(method, target, body=body, headers=prepared)
+            connection.request(method, target, body=body if sent_body is None else sent_body, headers=prepared)
             response = connection.getresponse()
             complete = True
             try:
