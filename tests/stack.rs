@@ -7,4 +7,5 @@ mod common;
 mod kms_bad_input;
 mod kms_durability;
 mod kms_sdk;
+mod s3_integrity;
 mod s3_sdk;

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -415,7 +416,6 @@ def test_conditional_get_and_head(s3, bucket, sse):
     assert status_of(s3.get_object, IfNoneMatch=etag) == ("304", 304)
     assert status_of(s3.get_object, IfNoneMatch="*") == ("304", 304)
     assert status_of(s3.get_object, IfModifiedSince=modified) == ("304", 304)
-    assert status_of(s3.get_object, IfModifiedSince=after) == ("304", 304)
     # S3: If-None-Match false and If-Modified-Since true → 304.
     assert status_of(s3.get_object, IfNoneMatch=etag, IfModifiedSince=before) == ("304", 304)
 
@@ -1049,6 +1049,78 @@ def test_server_keeps_serving_after_bad_requests(s3, raw_s3, bucket):
         assert missing(s3, bucket, "victim"), name
         assert read(s3, bucket, "precious") == precious, name
     assert_serving(s3, bucket)
+
+
+def signed_request_head(endpoint: str, method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """The head (request line and headers) of a SigV4-signed request, as bytes."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    host = endpoint.split("//", 1)[1]
+    request = AWSRequest(method=method, url=f"http://{host}{path}", data=body, headers=dict(headers))
+    S3SigV4Auth(Credentials("test", "test"), "s3", DEFAULT_REGION).add_auth(request)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v if isinstance(v, str) else v.decode()}" for k, v in request.headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_one_response(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
+    """Reads one HTTP/1.1 response with a Content-Length body: status line, headers, body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a response head: {data!r}")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    status_line, *header_lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return status_line.encode(), headers, rest[:length]
+
+
+@pytest.mark.xfail(strict=True, reason="kmsim answers an early error of a PUT (before reading its body), then "
+                                       "closes the keep-alive connection when the body arrives, without "
+                                       "'Connection: close': the client's next request on it fails "
+                                       "(RemoteDisconnected / a bare 400)")
+def test_connection_after_early_error(kmsim):
+    """An error sent before the request body was read must leave the connection usable (the body
+    drained) or say ``Connection: close``. Clients pool connections: boto3 without retries then
+    fails its next call with ConnectionClosedError."""
+    host, port = kmsim["endpoint"].split("//", 1)[1].rsplit(":", 1)
+    body = b"x" * 10
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(signed_request_head(kmsim["endpoint"], "PUT", f"/{bucket_name('missing')}/k", body, {}))
+        status, headers, _ = read_one_response(sock)  # NoSuchBucket, sent before the body
+        assert status.startswith(b"HTTP/1.1 404"), status
+        sock.sendall(body)  # a client sends its body anyway (no Expect: 100-continue)
+        if headers.get("connection", "").lower() == "close":
+            return
+        sock.sendall(signed_request_head(kmsim["endpoint"], "GET", "/", b"", {}))
+        status, _, document = read_one_response(sock)
+        assert status.startswith(b"HTTP/1.1 200"), (status, document)
+        assert b"ListAllMyBucketsResult" in document
+
+
+@pytest.mark.xfail(strict=True, reason="kmsim answers an empty PUT sent with 'Expect: 100-continue' with its final "
+                                       "response and no '100 Continue' (RFC 9110 allows it), which leaves botocore's "
+                                       "pooled connection with a stale status (botocore#3755): the next PUT on it "
+                                       "stalls until the read timeout. Against S3 the same boto3 calls just work")
+def test_put_after_empty_put_on_one_connection(kmsim, bucket):
+    """boto3 sends every PutObject with ``Expect: 100-continue``, also an empty one (a folder
+    marker, an empty file in a sync); the next PUT on the same connection must not stall."""
+    s3 = make_s3_client(kmsim["endpoint"], read_timeout=3, max_pool_connections=1)
+    s3.put_object(Bucket=bucket, Key="folder/", Body=b"")
+    started = time.monotonic()
+    s3.put_object(Bucket=bucket, Key="folder/file", Body=b"x" * 5000)
+    assert time.monotonic() - started < 2
+    assert read(s3, bucket, "folder/file") == b"x" * 5000
 
 
 # ---- virtual-host style --------------------------------------------------------------------------
