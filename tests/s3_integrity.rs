@@ -74,9 +74,8 @@ async fn tampered_stored_objects_give_errors_never_wrong_bytes() {
     mutations.push(("drop frame 2".into(), dropped));
     for (what, bytes) in mutations {
         std::fs::write(&path, &bytes).unwrap();
-        match read_all(&s3, "tamper", "k").await {
-            Ok(got) => panic!("{what}: a tampered object was served ({} bytes)", got.len()),
-            Err(_) => {}
+        if let Ok(got) = read_all(&s3, "tamper", "k").await {
+            panic!("{what}: a tampered object was served ({} bytes)", got.len());
         }
         // Ranges too: a read of the last frame must fail or be exact.
         let ranged = s3.get_object().bucket("tamper").key("k").range("bytes=-100").send().await;
