@@ -274,3 +274,62 @@ async fn objects_survive_a_restart_and_no_plaintext_reaches_the_disk() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bucket_keys_cut_kms_calls_by_99_percent() {
+    use aws_sdk_s3::types::{
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let stack = stack().await;
+    let s3 = s3_client(&stack);
+    let kms = kms_client(&stack);
+    let key_id = kms.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    s3.create_bucket().bucket("bkeys").send().await.unwrap();
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::AwsKms)
+                .kms_master_key_id(&key_id)
+                .build()
+                .unwrap(),
+        )
+        .bucket_key_enabled(true)
+        .build();
+    let config = ServerSideEncryptionConfiguration::builder().rules(rule).build().unwrap();
+    s3.put_bucket_encryption().bucket("bkeys").server_side_encryption_configuration(config).send().await.unwrap();
+    let got = s3.get_bucket_encryption().bucket("bkeys").send().await.unwrap();
+    assert_eq!(got.server_side_encryption_configuration.unwrap().rules[0].bucket_key_enabled, Some(true));
+
+    let puts = 10_000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let s3 = s3.clone();
+        tasks.spawn(async move {
+            for i in (worker..puts).step_by(8) {
+                let out = s3
+                    .put_object()
+                    .bucket("bkeys")
+                    .key(format!("small/{i}"))
+                    .body(ByteStream::from(format!("object {i}").into_bytes()))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(out.bucket_key_enabled, Some(true));
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let calls = stack.kms().audit.query(&kms::audit::AuditQuery {
+        via_service: Some("s3.amazonaws.com".into()),
+        operation: Some("GenerateDataKey".into()),
+        ..Default::default()
+    });
+    assert!(calls.len() * 100 <= puts, "{} KMS calls for {puts} PUTs", calls.len());
+    assert_eq!(calls[0].encryption_context.as_ref().unwrap()["aws:s3:arn"], "arn:aws:s3:::bkeys");
+    assert_eq!(body(s3.get_object().bucket("bkeys").key("small/4242").send().await.unwrap()).await, b"object 4242");
+    // Reads still ask the KMS, so disabling the key makes the objects unreadable at once.
+    kms.disable_key().key_id(&key_id).send().await.unwrap();
+    assert_eq!(code(s3.get_object().bucket("bkeys").key("small/7").send().await), "KMS.DisabledException");
+}

@@ -435,7 +435,7 @@ impl S3Api {
                 parsed
             }
         };
-        let output = self.obs.get_object(caller, record.clone(), range).await?;
+        let output = self.obs.get_object(caller, bucket, record.clone(), range).await?;
         Ok((record, output.body))
     }
 
@@ -571,7 +571,7 @@ impl S3Api {
         let mut response = if head {
             empty(status)
         } else {
-            let output = self.obs.get_object(caller, record.clone(), range.clone()).await?;
+            let output = self.obs.get_object(caller, bucket, record.clone(), range.clone()).await?;
             let mut response = Response::new(Body::from_stream(output.body));
             *response.status_mut() = status;
             response

@@ -6,9 +6,11 @@
 //! - [`http::S3Api`] is the S3 front end; [`chunked`] decodes aws-chunked bodies and
 //!   [`checksum`] checks flexible checksums; [`sse`] reads the encryption headers; [`xml`] writes
 //!   and reads the documents.
+//! - [`bucket_keys`] derives per-object keys from S3 Bucket Keys.
 //! - [`envelope`] is the AWS Encryption SDK message format (v2, suite 0x0478, framed).
 //! - [`store`] keeps records and bodies on an `object_store` backend.
 
+pub mod bucket_keys;
 pub mod checksum;
 pub mod chunked;
 pub mod envelope;

@@ -83,12 +83,13 @@ impl std::fmt::Debug for GetOutput {
 pub struct Obs {
     store: Store,
     keys: Arc<dyn KeyService>,
+    bucket_keys: crate::bucket_keys::BucketKeys,
 }
 
 impl Obs {
     /// An object store on `store`, getting its data keys from `keys`.
     pub fn new(store: Store, keys: Arc<dyn KeyService>) -> Self {
-        Obs { store, keys }
+        Obs { store, keys, bucket_keys: Default::default() }
     }
 
     /// The persistence layer.
@@ -274,8 +275,12 @@ impl Obs {
         key: &str,
         sse: &SseRequest,
     ) -> Result<(Option<envelope::Encryptor>, SseRecord)> {
-        if *sse == SseRequest::None {
-            return Ok((None, SseRecord::None));
+        match sse {
+            SseRequest::None => return Ok((None, SseRecord::None)),
+            SseRequest::Kms { bucket_key: true, .. } => {
+                return self.start_bucket_key_encryption(caller, bucket, key, sse).await;
+            }
+            SseRequest::Kms { .. } => {}
         }
         let (data_key, record) = self.new_data_key(caller, bucket, key, sse).await?;
         let SseRecord::Kms { context, .. } = &record else {
@@ -289,6 +294,74 @@ impl Obs {
         let encryptor = envelope::Encryptor::new(&data_key.plaintext, context, &[edk], envelope::FRAME_LENGTH)
             .map_err(S3Error::internal)?;
         Ok((Some(encryptor), record))
+    }
+
+    /// Starts the message of an object written with an S3 Bucket Key: its data key is derived from
+    /// the bucket key, which the KMS is asked for only when the cached one has expired.
+    async fn start_bucket_key_encryption(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        sse: &SseRequest,
+    ) -> Result<(Option<envelope::Encryptor>, SseRecord)> {
+        let SseRequest::Kms { key_id, user_context, .. } = sse else {
+            return Err(S3Error::internal("a bucket key for an unencrypted write"));
+        };
+        let via = Self::via_s3(caller);
+        let key_id = match key_id {
+            Some(id) => id.clone(),
+            None => self.keys.service_managed_key(&via, S3_MANAGED_ALIAS).await.map_err(S3Error::from_kms)?,
+        };
+        let user: BTreeMap<String, String> = user_context.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
+        let mut bucket_context = user.clone();
+        bucket_context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}"));
+        let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
+        let object_key =
+            self.bucket_keys.object_key(self.keys.as_ref(), &via, &key_id, &bucket_context, &object_arn).await?;
+        let mut object_context = user;
+        object_context.insert(S3_ARN_CONTEXT_KEY.to_owned(), object_arn);
+        let edk = EncryptedDataKey {
+            provider_id: crate::bucket_keys::PROVIDER_ID.to_owned(),
+            provider_info: object_key.key_arn.clone(),
+            ciphertext: object_key.entry,
+        };
+        let encryptor =
+            envelope::Encryptor::new(&object_key.plaintext, &object_context, &[edk], envelope::FRAME_LENGTH)
+                .map_err(S3Error::internal)?;
+        let record = SseRecord::Kms {
+            key_arn: object_key.key_arn,
+            context: bucket_context,
+            user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
+            bucket_key: true,
+        };
+        Ok((Some(encryptor), record))
+    }
+
+    /// The data key of a stored SSE-KMS object, from the KMS: the object's own data key, or its
+    /// bucket key from which the object's key is derived.
+    async fn object_data_key(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        record: &ObjectRecord,
+        header: &envelope::Header,
+    ) -> Result<Zeroizing<[u8; 32]>> {
+        let SseRecord::Kms { context, .. } = &record.sse else {
+            return Err(S3Error::internal("not an SSE-KMS object"));
+        };
+        for edk in header.encrypted_data_keys() {
+            if edk.provider_id == KMS_PROVIDER_ID {
+                return self.decrypt_data_key(caller, &edk.ciphertext, context).await;
+            }
+            if edk.provider_id == crate::bucket_keys::PROVIDER_ID {
+                let (salt, blob) = crate::bucket_keys::split_entry(&edk.ciphertext)
+                    .ok_or_else(|| corrupted(record, "short bucket key entry"))?;
+                let bucket_key = self.decrypt_data_key(caller, blob, context).await?;
+                return crate::bucket_keys::derive(&bucket_key, salt, &format!("arn:aws:s3:::{bucket}/{}", record.key));
+            }
+        }
+        Err(corrupted(record, "no data key the KMS can decrypt"))
     }
 
     /// A fresh data key from the KMS for an SSE-KMS write of `bucket`/`key`, and the record of the
@@ -341,6 +414,7 @@ impl Obs {
     pub async fn get_object(
         &self,
         caller: &Caller,
+        bucket: &str,
         record: Arc<ObjectRecord>,
         range: Option<Range<u64>>,
     ) -> Result<GetOutput> {
@@ -355,17 +429,12 @@ impl Obs {
                     read_stored(&backend, &blob, stored).await?
                 }
             }
-            SseRecord::Kms { context, .. } => {
+            SseRecord::Kms { .. } => {
                 let header_len = record
                     .envelope_header_len
                     .ok_or_else(|| S3Error::internal("encrypted object without header length"))?;
                 let header = read_header(&backend, &blob, header_len).await.map_err(|e| corrupted(&record, e))?;
-                let edk = header
-                    .encrypted_data_keys()
-                    .iter()
-                    .find(|k| k.provider_id == KMS_PROVIDER_ID)
-                    .ok_or_else(|| corrupted(&record, "no KMS data key"))?;
-                let data_key = self.decrypt_data_key(caller, &edk.ciphertext, context).await?;
+                let data_key = self.object_data_key(caller, bucket, &record, &header).await?;
                 match &range {
                     Some(r) => {
                         let plan = envelope::plan_range(header_len, header.frame_length(), record.size, r.clone())
