@@ -105,7 +105,15 @@ impl StackBuilder {
             None => ObjectStore::in_memory().await?,
         };
         let keys: Arc<dyn shared::KeyService> = Arc::new(InProcessKeyService::new(kms.clone()));
-        let obs = Arc::new(obs_sim::Obs::new(objects, keys));
+        let sse_s3 = match &self.data_dir {
+            Some(dir) => {
+                let key = shared::secret_file::load_or_create(&dir.join("sse-s3.key"), "SSE-S3 service key")
+                    .map_err(|e| StackError::Objects(obs_sim::S3Error::internal(e)))?;
+                obs_sim::sse_s3::SseS3Key::new(&key)
+            }
+            None => obs_sim::sse_s3::SseS3Key::generate(),
+        };
+        let obs = Arc::new(obs_sim::Obs::new(objects, keys, sse_s3));
         let s3 = S3Api::new(obs, verifier.clone(), &self.config.region);
         let listener =
             TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;

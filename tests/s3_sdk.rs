@@ -333,3 +333,71 @@ async fn bucket_keys_cut_kms_calls_by_99_percent() {
     kms.disable_key().key_id(&key_id).send().await.unwrap();
     assert_eq!(code(s3.get_object().bucket("bkeys").key("small/7").send().await), "KMS.DisabledException");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_s3_encrypts_without_the_kms() {
+    let stack = stack().await;
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("sses3").send().await.unwrap();
+    let data = pattern(150_000, 9);
+    let put = s3
+        .put_object()
+        .bucket("sses3")
+        .key("k")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.server_side_encryption, Some(ServerSideEncryption::Aes256));
+    let got = s3.get_object().bucket("sses3").key("k").range("bytes=70000-140000").send().await.unwrap();
+    assert_eq!(got.server_side_encryption, Some(ServerSideEncryption::Aes256));
+    assert_eq!(body(got).await, data[70_000..140_001].to_vec());
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("sses3")
+        .key("mp")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let part = s3
+        .upload_part()
+        .bucket("sses3")
+        .key("mp")
+        .upload_id(&upload)
+        .part_number(1)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    s3.complete_multipart_upload()
+        .bucket("sses3")
+        .key("mp")
+        .upload_id(&upload)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag.unwrap()).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_object().bucket("sses3").key("mp").send().await.unwrap();
+    assert_eq!(got.server_side_encryption, Some(ServerSideEncryption::Aes256));
+    assert_eq!(body(got).await, data);
+    let conflicting = s3
+        .put_object()
+        .bucket("sses3")
+        .key("x")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .ssekms_key_id("alias/aws/s3")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(code(conflicting), "InvalidArgument");
+    let via_s3 = kms::audit::AuditQuery { via_service: Some("s3.amazonaws.com".into()), ..Default::default() };
+    assert!(stack.kms().audit.query(&via_s3).is_empty(), "SSE-S3 does not call the KMS");
+}

@@ -6,9 +6,6 @@
 //! another key or version does not unwrap. In memory, material lives in [`KeyMaterial`], which is
 //! zeroized on drop, and in the AES key schedule of a cipher, which `aes` zeroizes on drop.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use aes_gcm::Aes256Gcm;
@@ -72,34 +69,12 @@ impl MasterKey {
     /// Reads the master key file at `path`, or creates it (mode 0600, fsynced with its directory)
     /// if it does not exist. Refuses a file that group or others may read or write.
     pub fn load_or_create(path: &Path) -> Result<Self> {
-        match fs::metadata(path) {
-            Ok(meta) => {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(Error::Internal(format!(
-                        "master key file {} has mode {mode:o}: it must not be accessible to group or others (chmod 600 it)",
-                        path.display()
-                    )));
-                }
-                let text = zeroize::Zeroizing::new(
-                    fs::read_to_string(path)
-                        .map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?,
-                );
-                let material = KeyMaterial::from_hex(&text).ok_or_else(|| {
-                    Error::Internal(format!("master key file {} does not hold 64 hex digits", path.display()))
-                })?;
-                Ok(MasterKey::new(&material))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let material = KeyMaterial::generate();
-                let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(material.bytes())));
-                write_durably(path, text.as_bytes(), 0o600)
-                    .map_err(|e| Error::Internal(format!("creating master key file {}: {e}", path.display())))?;
-                tracing::info!(path = %path.display(), "created a new master key file");
-                Ok(MasterKey::new(&material))
-            }
-            Err(e) => Err(Error::Internal(format!("reading {}: {e}", path.display()))),
+        let created = !path.exists();
+        let key = shared::secret_file::load_or_create(path, "master key").map_err(Error::Internal)?;
+        if created {
+            tracing::info!(path = %path.display(), "created a new master key file");
         }
+        Ok(MasterKey::new(&KeyMaterial(*key)))
     }
 
     /// Encrypts `material` of `key_id` version `version` for storage.
@@ -148,23 +123,11 @@ fn wrap_aad(key_id: &str, version: u32) -> Vec<u8> {
     aad
 }
 
-/// Creates `path` with `contents` so that it survives a crash: write a temporary file with `mode`,
-/// fsync it, rename it into place, fsync the directory.
-pub fn write_durably(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

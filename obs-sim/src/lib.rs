@@ -20,6 +20,7 @@ pub mod model;
 pub mod multipart;
 pub mod service;
 pub mod sse;
+pub mod sse_s3;
 pub mod store;
 pub mod xml;
 

@@ -42,6 +42,9 @@ pub struct BucketRecord {
 pub enum SseRecord {
     /// Stored as sent (no server-side encryption requested and no bucket default).
     None,
+    /// SSE-S3 (`AES256`): an AWS Encryption SDK message whose data key the object store wrapped
+    /// with its own service key.
+    S3,
     /// SSE-KMS: an AWS Encryption SDK message whose data key the KMS made under `key_arn`.
     Kms {
         /// The KMS key.

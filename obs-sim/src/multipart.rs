@@ -42,6 +42,10 @@ impl Obs {
         validate_key(key)?;
         let (sse, data_key_blob) = match &input.sse {
             SseRequest::None => (SseRecord::None, None),
+            SseRequest::S3 => {
+                let (_, entry) = self.sse_s3_key().new_data_key(&format!("arn:aws:s3:::{bucket}/{key}"));
+                (SseRecord::S3, Some(hex::encode(entry)))
+            }
             SseRequest::Kms { .. } => {
                 let (data_key, record) = self.new_data_key(caller, bucket, key, &input.sse).await?;
                 (record, Some(hex::encode(&data_key.ciphertext_blob)))
@@ -73,23 +77,34 @@ impl Obs {
             .ok_or_else(|| no_such_upload(upload_id))
     }
 
-    /// The plaintext data key of an SSE-KMS upload, from the KMS (so key state applies to parts).
-    async fn upload_data_key(
-        &self,
-        caller: &Caller,
-        upload: &UploadRecord,
-    ) -> Result<Option<(zeroize::Zeroizing<[u8; 32]>, EncryptedDataKey)>> {
-        let (SseRecord::Kms { key_arn, context, .. }, Some(blob)) = (&upload.sse, &upload.data_key_blob) else {
-            return Ok(None);
-        };
+    /// The data key of an encrypted upload (from the KMS for SSE-KMS, so key state applies to
+    /// parts), with the encrypted data key entry and the context its parts' messages carry.
+    async fn upload_data_key(&self, caller: &Caller, upload: &UploadRecord) -> Result<Option<UploadKey>> {
+        let Some(blob) = &upload.data_key_blob else { return Ok(None) };
         let blob = hex::decode(blob).map_err(S3Error::internal)?;
-        let plain = self.decrypt_data_key(caller, &blob, context).await?;
-        let edk = EncryptedDataKey {
-            provider_id: KMS_PROVIDER_ID.to_owned(),
-            provider_info: key_arn.clone(),
-            ciphertext: blob,
-        };
-        Ok(Some((plain, edk)))
+        let object_arn = format!("arn:aws:s3:::{}/{}", upload.bucket, upload.key);
+        match &upload.sse {
+            SseRecord::None => Ok(None),
+            SseRecord::S3 => {
+                let plaintext = self.sse_s3_key().unwrap(&blob, &object_arn)?;
+                let edk = EncryptedDataKey {
+                    provider_id: crate::sse_s3::PROVIDER_ID.to_owned(),
+                    provider_info: crate::sse_s3::PROVIDER_INFO.to_owned(),
+                    ciphertext: blob,
+                };
+                let context = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), object_arn)]);
+                Ok(Some(UploadKey { plaintext, edk, context }))
+            }
+            SseRecord::Kms { key_arn, context, .. } => {
+                let plaintext = self.decrypt_data_key(caller, &blob, context).await?;
+                let edk = EncryptedDataKey {
+                    provider_id: KMS_PROVIDER_ID.to_owned(),
+                    provider_info: key_arn.clone(),
+                    ciphertext: blob,
+                };
+                Ok(Some(UploadKey { plaintext, edk, context: context.clone() }))
+            }
+        }
     }
 
     /// UploadPart: stores one part, encrypted under the upload's data key.
@@ -117,15 +132,10 @@ impl Obs {
         let upload = self.owned_upload(caller, bucket, key, upload_id)?;
         let encryptor = match self.upload_data_key(caller, &upload).await? {
             None => None,
-            Some((data_key, edk)) => {
-                let SseRecord::Kms { context, .. } = &upload.sse else {
-                    return Err(S3Error::internal("upload key without SSE-KMS"));
-                };
-                Some(
-                    envelope::Encryptor::new(&data_key, context, &[edk], envelope::FRAME_LENGTH)
-                        .map_err(S3Error::internal)?,
-                )
-            }
+            Some(key) => Some(
+                envelope::Encryptor::new(&key.plaintext, &key.context, &[key.edk], envelope::FRAME_LENGTH)
+                    .map_err(S3Error::internal)?,
+            ),
         };
         let written = self.write_body(bucket, &input, encryptor, decoder, body).await?;
         let part = PartRecord {
@@ -183,10 +193,11 @@ impl Obs {
             .with("PartNumber", small.number.to_string()));
         }
         let etag = multipart_etag(&chosen);
-        let data_key = self.upload_data_key(caller, &upload).await?.map(|(key, _)| key);
+        let data_key = self.upload_data_key(caller, &upload).await?.map(|key| key.plaintext);
         let body = self.parts_plaintext(chosen, data_key);
         let sse = match &upload.sse {
             SseRecord::None => SseRequest::None,
+            SseRecord::S3 => SseRequest::S3,
             SseRecord::Kms { key_arn, context, user_context, bucket_key } => {
                 let mut user = context.clone();
                 user.remove(S3_ARN_CONTEXT_KEY);
@@ -250,6 +261,13 @@ impl Obs {
         self.owned_upload(caller, bucket, key, upload_id)?;
         self.store().remove_upload(upload_id).await
     }
+}
+
+/// The data key of an encrypted upload.
+struct UploadKey {
+    plaintext: zeroize::Zeroizing<[u8; 32]>,
+    edk: EncryptedDataKey,
+    context: BTreeMap<String, String>,
 }
 
 /// The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s, then `-<part count>`.

@@ -26,6 +26,7 @@ use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Result, S3Error};
 use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
 use crate::sse::{S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
+use crate::sse_s3::{self, SseS3Key};
 use crate::store::Store;
 
 /// The service principal S3 calls the KMS as, recorded as `via_service` in the KMS audit log.
@@ -84,17 +85,24 @@ pub struct Obs {
     store: Store,
     keys: Arc<dyn KeyService>,
     bucket_keys: crate::bucket_keys::BucketKeys,
+    sse_s3: SseS3Key,
 }
 
 impl Obs {
-    /// An object store on `store`, getting its data keys from `keys`.
-    pub fn new(store: Store, keys: Arc<dyn KeyService>) -> Self {
-        Obs { store, keys, bucket_keys: Default::default() }
+    /// An object store on `store`, getting SSE-KMS data keys from `keys` and wrapping SSE-S3 data
+    /// keys with `sse_s3`.
+    pub fn new(store: Store, keys: Arc<dyn KeyService>, sse_s3: SseS3Key) -> Self {
+        Obs { store, keys, bucket_keys: Default::default(), sse_s3 }
     }
 
     /// The persistence layer.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The service key of SSE-S3.
+    pub(crate) fn sse_s3_key(&self) -> &SseS3Key {
+        &self.sse_s3
     }
 
     /// The caller as the KMS sees a call S3 makes on its behalf.
@@ -194,7 +202,7 @@ impl Obs {
         let written = self.write_body(bucket, &input, encryptor, decoder, body).await?;
         let etag = match (&input.etag, &sse_record) {
             (Some(etag), _) => etag.clone(),
-            (None, SseRecord::None) => format!("\"{}\"", hex::encode(written.md5)),
+            (None, SseRecord::None | SseRecord::S3) => format!("\"{}\"", hex::encode(written.md5)),
             // S3's ETag of an SSE-KMS object is not the MD5 of the data; this is the MD5 of what is stored.
             (None, SseRecord::Kms { .. }) => format!("\"{}\"", hex::encode(written.stored_md5)),
         };
@@ -277,6 +285,19 @@ impl Obs {
     ) -> Result<(Option<envelope::Encryptor>, SseRecord)> {
         match sse {
             SseRequest::None => return Ok((None, SseRecord::None)),
+            SseRequest::S3 => {
+                let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
+                let (data_key, entry) = self.sse_s3.new_data_key(&object_arn);
+                let context = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), object_arn)]);
+                let edk = EncryptedDataKey {
+                    provider_id: sse_s3::PROVIDER_ID.to_owned(),
+                    provider_info: sse_s3::PROVIDER_INFO.to_owned(),
+                    ciphertext: entry,
+                };
+                let encryptor = envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH)
+                    .map_err(S3Error::internal)?;
+                return Ok((Some(encryptor), SseRecord::S3));
+            }
             SseRequest::Kms { bucket_key: true, .. } => {
                 return self.start_bucket_key_encryption(caller, bucket, key, sse).await;
             }
@@ -347,8 +368,17 @@ impl Obs {
         record: &ObjectRecord,
         header: &envelope::Header,
     ) -> Result<Zeroizing<[u8; 32]>> {
+        let object_arn = format!("arn:aws:s3:::{bucket}/{}", record.key);
+        if record.sse == SseRecord::S3 {
+            let edk = header
+                .encrypted_data_keys()
+                .iter()
+                .find(|k| k.provider_id == sse_s3::PROVIDER_ID)
+                .ok_or_else(|| corrupted(record, "no SSE-S3 data key"))?;
+            return self.sse_s3.unwrap(&edk.ciphertext, &object_arn);
+        }
         let SseRecord::Kms { context, .. } = &record.sse else {
-            return Err(S3Error::internal("not an SSE-KMS object"));
+            return Err(S3Error::internal("not an encrypted object"));
         };
         for edk in header.encrypted_data_keys() {
             if edk.provider_id == KMS_PROVIDER_ID {
@@ -358,7 +388,7 @@ impl Obs {
                 let (salt, blob) = crate::bucket_keys::split_entry(&edk.ciphertext)
                     .ok_or_else(|| corrupted(record, "short bucket key entry"))?;
                 let bucket_key = self.decrypt_data_key(caller, blob, context).await?;
-                return crate::bucket_keys::derive(&bucket_key, salt, &format!("arn:aws:s3:::{bucket}/{}", record.key));
+                return crate::bucket_keys::derive(&bucket_key, salt, &object_arn);
             }
         }
         Err(corrupted(record, "no data key the KMS can decrypt"))
@@ -429,7 +459,7 @@ impl Obs {
                     read_stored(&backend, &blob, stored).await?
                 }
             }
-            SseRecord::Kms { .. } => {
+            SseRecord::Kms { .. } | SseRecord::S3 => {
                 let header_len = record
                     .envelope_header_len
                     .ok_or_else(|| S3Error::internal("encrypted object without header length"))?;

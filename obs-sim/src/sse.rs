@@ -31,6 +31,8 @@ pub enum SseRequest {
     /// No encryption.
     #[default]
     None,
+    /// SSE-S3 (`AES256`).
+    S3,
     /// SSE-KMS with this key (`None`: the service-managed `alias/aws/s3`).
     Kms {
         /// Key id, ARN, alias or alias ARN.
@@ -85,7 +87,7 @@ impl SseRequest {
                         user_context: None,
                         bucket_key: bucket_key.unwrap_or(d.bucket_key_enabled),
                     },
-                    Some(d) if d.algorithm == "AES256" => return Err(S3Error::not_implemented("SSE-S3 (AES256)")),
+                    Some(d) if d.algorithm == "AES256" => SseRequest::S3,
                     _ => SseRequest::None,
                 })
             }
@@ -105,7 +107,7 @@ impl SseRequest {
                         "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
                     ));
                 }
-                Err(S3Error::not_implemented("SSE-S3 (AES256)"))
+                Ok(SseRequest::S3)
             }
             Some("aws:kms:dsse") => Err(S3Error::not_implemented("DSSE-KMS (aws:kms:dsse)")),
             Some(other) => {
@@ -136,6 +138,7 @@ fn decode_context(value: &str) -> Result<BTreeMap<String, String>, S3Error> {
 pub fn response_headers(sse: &SseRecord) -> Vec<(&'static str, String)> {
     match sse {
         SseRecord::None => Vec::new(),
+        SseRecord::S3 => vec![(SSE, "AES256".to_owned())],
         SseRecord::Kms { key_arn, user_context, bucket_key, .. } => {
             let mut out = vec![(SSE, "aws:kms".to_owned()), (SSE_KMS_KEY_ID, key_arn.clone())];
             if let Some(context) = user_context {

@@ -5,10 +5,12 @@
 //! - [`sigv4`]: AWS Signature Version 4, both the verifying side (every request that reaches a
 //!   service) and the signing side (clients, benchmarks, service-to-service calls).
 //! - [`key_service`]: the [`KeyService`] trait through which the storage services reach the KMS.
+//! - [`secret_file`]: key files created durably with mode 0600 and refused when others may read them.
 //! - [`time`]: the few calendar conversions the wire formats need.
 
 pub mod accounts;
 pub mod key_service;
+pub mod secret_file;
 pub mod sigv4;
 pub mod time;
 

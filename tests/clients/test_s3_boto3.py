@@ -26,7 +26,7 @@ from typing import Any, Callable
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import DEFAULT_ACCOUNT, DEFAULT_REGION, RawS3, make_kms_client, make_s3_client
+from conftest import DEFAULT_ACCOUNT, DEFAULT_REGION, RawS3, make_s3_client
 
 FRAME = 65536
 SIZES = [0, 1, FRAME - 1, FRAME, FRAME + 1, 300_000]
@@ -539,7 +539,8 @@ def test_list_objects_v2_pagination(s3, listed_bucket):
     for _ in range(20):
         params = {"ContinuationToken": token} if token else {}
         page = s3.list_objects_v2(Bucket=listed_bucket, MaxKeys=1, Delimiter="/", **params)
-        page_entries = [o["Key"] for o in page.get("Contents", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        page_entries = [o["Key"] for o in page.get("Contents", [])]
+        page_entries += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
         assert len(page_entries) <= 1
         entries += page_entries
         if not page["IsTruncated"]:
@@ -861,11 +862,11 @@ def test_unknown_key(s3, bucket, form):
     assert missing(s3, bucket, "k")
 
 
-def test_cross_account_key_and_bucket(start_kmsim):
+def test_cross_account_key_and_bucket(start_kmsim, s3_for, client_for):
     server = start_kmsim(config=SECOND_ACCOUNT_CONFIG)
-    s3_mine = make_s3_client(server.endpoint)
-    s3_other = make_s3_client(server.endpoint, "AKIDOTHER", "other-secret")
-    kms_other = make_kms_client(server.endpoint, "AKIDOTHER", "other-secret")
+    s3_mine = s3_for(server)
+    s3_other = s3_for(server, "AKIDOTHER", "other-secret")
+    kms_other = client_for(server, "AKIDOTHER", "other-secret")
     theirs = kms_other.create_key(Description="the other account's key")["KeyMetadata"]
     assert theirs["Arn"].startswith(f"arn:aws:kms:{DEFAULT_REGION}:{OTHER_ACCOUNT}:key/")
     mine = bucket_name("mine")

@@ -126,11 +126,11 @@ def test_s3api_put_object_and_bucket_encryption(aws_s3_cli, kms, cli_bucket, tmp
     done = aws_s3_cli("s3", "cp", str(body), f"s3://{cli_bucket}/default.bin")
     assert done.returncode == 0, done.stderr
     head = s3api(aws_s3_cli, "head-object", "--bucket", cli_bucket, "--key", "default.bin")
-    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms",
-                                                                   f"arn:aws:kms:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:key/{key['KeyId']}")
+    expected_arn = f"arn:aws:kms:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:key/{key['KeyId']}"
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", expected_arn)
     back = tmp_path / "back.bin"
-    out = s3api(aws_s3_cli, "get-object", "--bucket", cli_bucket, "--key", "default.bin", "--range", "bytes=65530-65545",
-                str(back))
+    out = s3api(aws_s3_cli, "get-object", "--bucket", cli_bucket, "--key", "default.bin",
+                "--range", "bytes=65530-65545", str(back))
     assert out["ContentRange"] == "bytes 65530-65545/70000"
     assert back.read_bytes() == body.read_bytes()[65530:65546]
 
