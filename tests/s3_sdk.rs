@@ -401,3 +401,80 @@ async fn sse_s3_encrypts_without_the_kms() {
     let via_s3 = kms::audit::AuditQuery { via_service: Some("s3.amazonaws.com".into()), ..Default::default() };
     assert!(stack.kms().audit.query(&via_s3).is_empty(), "SSE-S3 does not call the KMS");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_c_needs_the_customer_key_on_every_read() {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let md5 = |bytes: &[u8]| b64(&<md5_digest::Md5 as md5_digest::Digest>::digest(bytes));
+    let (key, other) = ([7u8; 32], [8u8; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let stack = kmsim::Stack::builder().data_dir(dir.path()).start().await.unwrap();
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("ssec").send().await.unwrap();
+    let data = pattern(100_000, 5);
+    let put = s3
+        .put_object()
+        .bucket("ssec")
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&key))
+        .sse_customer_key_md5(md5(&key))
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.sse_customer_key_md5.as_deref(), Some(md5(&key).as_str()));
+    assert_eq!(code(s3.get_object().bucket("ssec").key("k").send().await), "InvalidRequest");
+    let wrong = s3
+        .get_object()
+        .bucket("ssec")
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&other))
+        .sse_customer_key_md5(md5(&other))
+        .send()
+        .await;
+    assert_eq!(code(wrong), "AccessDenied");
+    let got = s3
+        .get_object()
+        .bucket("ssec")
+        .key("k")
+        .range("bytes=1000-1999")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&key))
+        .sse_customer_key_md5(md5(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.sse_customer_algorithm.as_deref(), Some("AES256"));
+    assert_eq!(body(got).await, data[1000..2000].to_vec());
+    // Copy out of SSE-C into SSE-KMS, naming the source key.
+    s3.copy_object()
+        .bucket("ssec")
+        .key("copy")
+        .copy_source("ssec/k")
+        .copy_source_sse_customer_algorithm("AES256")
+        .copy_source_sse_customer_key(b64(&key))
+        .copy_source_sse_customer_key_md5(md5(&key))
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(s3.get_object().bucket("ssec").key("copy").send().await.unwrap()).await, data);
+    // Only a salted HMAC of the key is stored: the key itself is in no file.
+    let mut dirs = vec![dir.path().to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(!bytes.windows(32).any(|w| w == key), "the customer key is in {}", path.display());
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(!text.contains(&b64(&key)) && !text.contains(&md5(&key)), "key material in {}", path.display());
+            }
+        }
+    }
+}

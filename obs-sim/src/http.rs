@@ -253,8 +253,10 @@ impl S3Api {
                             trailer_checksum: None,
                             ..input
                         };
-                        let stream =
-                            self.copy_source(caller, source, header_str(headers, "x-amz-copy-source-range")).await?.1;
+                        let stream = self
+                            .copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers)
+                            .await?
+                            .1;
                         self.obs.upload_part(caller, bucket, key, upload_id, number, input, None, stream).await?
                     }
                     None => {
@@ -413,6 +415,7 @@ impl S3Api {
         caller: &Caller,
         source: &str,
         range: Option<&str>,
+        headers: &HeaderMap,
     ) -> Result<(Arc<ObjectRecord>, futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>)> {
         let source = source.split_once("?versionId=").map(|(s, _)| s).unwrap_or(source);
         let decoded = percent_decode_str(source.trim_start_matches('/'))
@@ -423,6 +426,7 @@ impl S3Api {
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| S3Error::invalid_argument("Invalid copy source object key"))?;
         let record = self.obs.head_object(caller, bucket, key)?;
+        let customer = sse::CustomerKey::from_headers(headers, "x-amz-copy-source-")?;
         let range = match range {
             None => None,
             Some(text) => {
@@ -435,7 +439,7 @@ impl S3Api {
                 parsed
             }
         };
-        let output = self.obs.get_object(caller, bucket, record.clone(), range).await?;
+        let output = self.obs.get_object(caller, bucket, record.clone(), range, customer.as_ref()).await?;
         Ok((record, output.body))
     }
 
@@ -449,7 +453,7 @@ impl S3Api {
     ) -> Result<Response> {
         let destination = self.obs.owned_bucket(caller, bucket)?;
         let source_header = header_str(headers, "x-amz-copy-source").unwrap_or_default();
-        let (source, stream) = self.copy_source(caller, source_header, None).await?;
+        let (source, stream) = self.copy_source(caller, source_header, None, headers).await?;
         let replace = match header_str(headers, "x-amz-metadata-directive") {
             None | Some("COPY") => false,
             Some("REPLACE") => true,
@@ -526,9 +530,16 @@ impl S3Api {
         let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
         let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, Some(verified))?) } else { None };
         let stream = body.into_data_stream();
+        let customer_md5 = match &input.sse {
+            SseRequest::Customer(customer) => Some(customer.key_md5.clone()),
+            _ => None,
+        };
         let record = self.obs.put_object(caller, bucket, key, input, decoder, stream).await?;
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "etag", &record.etag);
+        if let Some(md5) = customer_md5 {
+            set_header(&mut response, sse::SSE_C_KEY_MD5, &md5);
+        }
         for (name, value) in sse::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
@@ -548,6 +559,8 @@ impl S3Api {
         if !matches!(record.sse, crate::model::SseRecord::None) {
             sse::refuse_on_read(headers)?;
         }
+        let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
+        crate::service::check_customer_key(&record, customer.as_ref())?;
         match conditions(headers).evaluate(&record) {
             Verdict::Serve => {}
             Verdict::NotModified => {
@@ -571,12 +584,15 @@ impl S3Api {
         let mut response = if head {
             empty(status)
         } else {
-            let output = self.obs.get_object(caller, bucket, record.clone(), range.clone()).await?;
+            let output = self.obs.get_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?;
             let mut response = Response::new(Body::from_stream(output.body));
             *response.status_mut() = status;
             response
         };
         object_headers(&mut response, &record, query);
+        if let Some(customer) = &customer {
+            set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
+        }
         set_header(&mut response, "content-length", &length.to_string());
         if let Some(r) = &range {
             set_header(&mut response, "content-range", &format!("bytes {}-{}/{}", r.start, r.end - 1, record.size));

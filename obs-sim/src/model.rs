@@ -45,6 +45,14 @@ pub enum SseRecord {
     /// SSE-S3 (`AES256`): an AWS Encryption SDK message whose data key the object store wrapped
     /// with its own service key.
     S3,
+    /// SSE-C: an AWS Encryption SDK message whose data key is wrapped by the customer's key,
+    /// which is never stored: only a salted HMAC of it, to recognise the right key on reads.
+    Customer {
+        /// Random salt, hex.
+        key_salt: String,
+        /// HMAC-SHA256(customer key, salt), hex.
+        key_hmac: String,
+    },
     /// SSE-KMS: an AWS Encryption SDK message whose data key the KMS made under `key_arn`.
     Kms {
         /// The KMS key.

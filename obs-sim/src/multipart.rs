@@ -42,6 +42,7 @@ impl Obs {
         validate_key(key)?;
         let (sse, data_key_blob) = match &input.sse {
             SseRequest::None => (SseRecord::None, None),
+            SseRequest::Customer(_) => return Err(S3Error::not_implemented("multipart uploads with SSE-C")),
             SseRequest::S3 => {
                 let (_, entry) = self.sse_s3_key().new_data_key(&format!("arn:aws:s3:::{bucket}/{key}"));
                 (SseRecord::S3, Some(hex::encode(entry)))
@@ -84,7 +85,7 @@ impl Obs {
         let blob = hex::decode(blob).map_err(S3Error::internal)?;
         let object_arn = format!("arn:aws:s3:::{}/{}", upload.bucket, upload.key);
         match &upload.sse {
-            SseRecord::None => Ok(None),
+            SseRecord::None | SseRecord::Customer { .. } => Ok(None),
             SseRecord::S3 => {
                 let plaintext = self.sse_s3_key().unwrap(&blob, &object_arn)?;
                 let edk = EncryptedDataKey {
@@ -198,6 +199,7 @@ impl Obs {
         let sse = match &upload.sse {
             SseRecord::None => SseRequest::None,
             SseRecord::S3 => SseRequest::S3,
+            SseRecord::Customer { .. } => return Err(S3Error::not_implemented("multipart uploads with SSE-C")),
             SseRecord::Kms { key_arn, context, user_context, bucket_key } => {
                 let mut user = context.clone();
                 user.remove(S3_ARN_CONTEXT_KEY);

@@ -25,7 +25,7 @@ use crate::chunked::ChunkedDecoder;
 use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Result, S3Error};
 use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
-use crate::sse::{S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
+use crate::sse::{CustomerKey, S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
 use crate::sse_s3::{self, SseS3Key};
 use crate::store::Store;
 
@@ -204,7 +204,9 @@ impl Obs {
             (Some(etag), _) => etag.clone(),
             (None, SseRecord::None | SseRecord::S3) => format!("\"{}\"", hex::encode(written.md5)),
             // S3's ETag of an SSE-KMS object is not the MD5 of the data; this is the MD5 of what is stored.
-            (None, SseRecord::Kms { .. }) => format!("\"{}\"", hex::encode(written.stored_md5)),
+            (None, SseRecord::Kms { .. } | SseRecord::Customer { .. }) => {
+                format!("\"{}\"", hex::encode(written.stored_md5))
+            }
         };
         let record = ObjectRecord {
             format: RECORD_FORMAT,
@@ -285,6 +287,23 @@ impl Obs {
     ) -> Result<(Option<envelope::Encryptor>, SseRecord)> {
         match sse {
             SseRequest::None => return Ok((None, SseRecord::None)),
+            SseRequest::Customer(customer) => {
+                let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
+                let (data_key, entry) = SseS3Key::new(&customer.key).new_data_key(&object_arn);
+                let context = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), object_arn)]);
+                let edk = EncryptedDataKey {
+                    provider_id: SSE_C_PROVIDER_ID.to_owned(),
+                    provider_info: sse_s3::PROVIDER_INFO.to_owned(),
+                    ciphertext: entry,
+                };
+                let encryptor = envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH)
+                    .map_err(S3Error::internal)?;
+                let mut salt = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
+                let key_hmac = shared::sigv4::hmac(customer.key.as_ref(), &salt);
+                let record = SseRecord::Customer { key_salt: hex::encode(salt), key_hmac: hex::encode(key_hmac) };
+                return Ok((Some(encryptor), record));
+            }
             SseRequest::S3 => {
                 let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
                 let (data_key, entry) = self.sse_s3.new_data_key(&object_arn);
@@ -367,8 +386,24 @@ impl Obs {
         bucket: &str,
         record: &ObjectRecord,
         header: &envelope::Header,
+        customer: Option<&CustomerKey>,
     ) -> Result<Zeroizing<[u8; 32]>> {
         let object_arn = format!("arn:aws:s3:::{bucket}/{}", record.key);
+        if let SseRecord::Customer { key_salt, key_hmac } = &record.sse {
+            let customer = customer.ok_or_else(sse_c_required)?;
+            let salt = hex::decode(key_salt).map_err(S3Error::internal)?;
+            let expected = hex::decode(key_hmac).map_err(S3Error::internal)?;
+            let computed = shared::sigv4::hmac(customer.key.as_ref(), &salt);
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_slice())) {
+                return Err(S3Error::access_denied("Access Denied"));
+            }
+            let edk = header
+                .encrypted_data_keys()
+                .iter()
+                .find(|k| k.provider_id == SSE_C_PROVIDER_ID)
+                .ok_or_else(|| corrupted(record, "no SSE-C data key"))?;
+            return SseS3Key::new(&customer.key).unwrap(&edk.ciphertext, &object_arn);
+        }
         if record.sse == SseRecord::S3 {
             let edk = header
                 .encrypted_data_keys()
@@ -447,7 +482,9 @@ impl Obs {
         bucket: &str,
         record: Arc<ObjectRecord>,
         range: Option<Range<u64>>,
+        customer: Option<&CustomerKey>,
     ) -> Result<GetOutput> {
+        check_customer_key(&record, customer)?;
         let blob = StorePath::from(record.blob.as_str());
         let backend = self.store.backend().clone();
         let body = match &record.sse {
@@ -459,12 +496,12 @@ impl Obs {
                     read_stored(&backend, &blob, stored).await?
                 }
             }
-            SseRecord::Kms { .. } | SseRecord::S3 => {
+            SseRecord::Kms { .. } | SseRecord::S3 | SseRecord::Customer { .. } => {
                 let header_len = record
                     .envelope_header_len
                     .ok_or_else(|| S3Error::internal("encrypted object without header length"))?;
                 let header = read_header(&backend, &blob, header_len).await.map_err(|e| corrupted(&record, e))?;
-                let data_key = self.object_data_key(caller, bucket, &record, &header).await?;
+                let data_key = self.object_data_key(caller, bucket, &record, &header, customer).await?;
                 match &range {
                     Some(r) => {
                         let plan = envelope::plan_range(header_len, header.frame_length(), record.size, r.clone())
@@ -504,6 +541,31 @@ impl Obs {
         self.owned_bucket(caller, bucket)?;
         self.store.list(bucket, prefix, after, limit).ok_or_else(|| S3Error::no_such_bucket(bucket))
     }
+}
+
+/// Provider id of the encrypted data key entry of an SSE-C object (the data key wrapped by the
+/// customer's key, with the object ARN as AAD).
+pub const SSE_C_PROVIDER_ID: &str = "kmsim-sse-c";
+
+/// A read of an SSE-C object must carry the customer's key, and a read of another object must not.
+pub fn check_customer_key(record: &ObjectRecord, customer: Option<&CustomerKey>) -> Result<()> {
+    match (&record.sse, customer) {
+        (SseRecord::Customer { .. }, None) => Err(sse_c_required()),
+        (SseRecord::Customer { .. }, Some(_)) | (_, None) => Ok(()),
+        (_, Some(_)) => Err(S3Error::new(
+            "InvalidRequest",
+            http::StatusCode::BAD_REQUEST,
+            "The encryption parameters are not applicable to this object.",
+        )),
+    }
+}
+
+fn sse_c_required() -> S3Error {
+    S3Error::new(
+        "InvalidRequest",
+        http::StatusCode::BAD_REQUEST,
+        "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+    )
 }
 
 fn to_data_key(plain: &Zeroizing<Vec<u8>>) -> Option<Zeroizing<[u8; 32]>> {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
+use zeroize::Zeroizing;
 
 use crate::error::S3Error;
 use crate::model::{BucketEncryption, SseRecord};
@@ -20,10 +21,69 @@ pub const SSE_CONTEXT: &str = "x-amz-server-side-encryption-context";
 pub const SSE_BUCKET_KEY: &str = "x-amz-server-side-encryption-bucket-key-enabled";
 /// `x-amz-server-side-encryption-customer-algorithm` (SSE-C).
 pub const SSE_C_ALGORITHM: &str = "x-amz-server-side-encryption-customer-algorithm";
+/// `x-amz-server-side-encryption-customer-key` (SSE-C, base64 of 32 bytes).
+pub const SSE_C_KEY: &str = "x-amz-server-side-encryption-customer-key";
+/// `x-amz-server-side-encryption-customer-key-MD5` (base64).
+pub const SSE_C_KEY_MD5: &str = "x-amz-server-side-encryption-customer-key-md5";
 /// The encryption-context key S3 binds every SSE-KMS data key to.
 pub const S3_ARN_CONTEXT_KEY: &str = "aws:s3:arn";
 /// The service-managed key of S3.
 pub const S3_MANAGED_ALIAS: &str = "alias/aws/s3";
+
+/// A customer-provided key (SSE-C), as given on a request. Never printed, zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomerKey {
+    /// The 256-bit key.
+    pub key: Zeroizing<[u8; 32]>,
+    /// The base64 MD5 of the key the client sent, echoed on responses.
+    pub key_md5: String,
+}
+
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerKey(..)")
+    }
+}
+
+impl CustomerKey {
+    /// Reads the SSE-C headers whose names start with `prefix` (`x-amz-` for the object,
+    /// `x-amz-copy-source-` for a copy source). `None` when they are absent.
+    pub fn from_headers(headers: &HeaderMap, prefix: &str) -> Result<Option<Self>, S3Error> {
+        let name = |suffix: &str| format!("{prefix}server-side-encryption-customer-{suffix}");
+        let algorithm = header(headers, &name("algorithm"))?;
+        let key = header(headers, &name("key"))?;
+        let md5 = header(headers, &name("key-md5"))?;
+        let (algorithm, key, md5) = match (algorithm, key, md5) {
+            (None, None, None) => return Ok(None),
+            (Some(a), Some(k), Some(m)) => (a, k, m),
+            _ => {
+                return Err(S3Error::invalid_argument(
+                    "Requests specifying Server Side Encryption with Customer provided keys must provide the algorithm, the key and its MD5.",
+                ));
+            }
+        };
+        if algorithm != "AES256" {
+            return Err(S3Error::invalid_argument(
+                "The encryption algorithm specified is not valid: only AES256 is supported for customer-provided keys",
+            )
+            .with("ArgumentName", name("algorithm"))
+            .with("ArgumentValue", algorithm));
+        }
+        let raw = Zeroizing::new(BASE64.decode(key.trim()).unwrap_or_default());
+        if raw.len() != 32 {
+            return Err(S3Error::invalid_argument("The secret key was invalid for the specified algorithm."));
+        }
+        let computed = BASE64.encode(<md5::Md5 as md5::Digest>::digest(raw.as_slice()));
+        if computed != md5.trim() {
+            return Err(S3Error::invalid_argument(
+                "The calculated MD5 hash of the key did not match the hash that was provided.",
+            ));
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&raw);
+        Ok(Some(CustomerKey { key: bytes, key_md5: computed }))
+    }
+}
 
 /// The encryption a write asks for, after defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +93,8 @@ pub enum SseRequest {
     None,
     /// SSE-S3 (`AES256`).
     S3,
+    /// SSE-C: the customer's key, given on every request.
+    Customer(CustomerKey),
     /// SSE-KMS with this key (`None`: the service-managed `alias/aws/s3`).
     Kms {
         /// Key id, ARN, alias or alias ARN.
@@ -66,13 +128,13 @@ impl SseRequest {
                 return Err(S3Error::invalid_argument(format!("{SSE_BUCKET_KEY} must be true or false, not {v}")));
             }
         };
-        if header(headers, SSE_C_ALGORITHM)?.is_some() {
-            if algorithm.is_some() {
+        if let Some(customer) = CustomerKey::from_headers(headers, "x-amz-")? {
+            if algorithm.is_some() || key_id.is_some() || context.is_some() {
                 return Err(S3Error::invalid_argument(
                     "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
                 ));
             }
-            return Err(S3Error::not_implemented("SSE-C (customer-provided keys)"));
+            return Ok(SseRequest::Customer(customer));
         }
         match algorithm {
             None => {
@@ -139,6 +201,8 @@ pub fn response_headers(sse: &SseRecord) -> Vec<(&'static str, String)> {
     match sse {
         SseRecord::None => Vec::new(),
         SseRecord::S3 => vec![(SSE, "AES256".to_owned())],
+        // The key's MD5 is not stored; the front end echoes the request's.
+        SseRecord::Customer { .. } => vec![(SSE_C_ALGORITHM, "AES256".to_owned())],
         SseRecord::Kms { key_arn, user_context, bucket_key, .. } => {
             let mut out = vec![(SSE, "aws:kms".to_owned()), (SSE_KMS_KEY_ID, key_arn.clone())];
             if let Some(context) = user_context {
@@ -181,7 +245,24 @@ mod tests {
             &[(SSE, "AES256"), (SSE_KMS_KEY_ID, "k")],
             &[(SSE, "rot13")],
             &[(SSE, "aws:kms"), (SSE_CONTEXT, "not base64!")],
-            &[(SSE, "aws:kms"), (SSE_C_ALGORITHM, "AES256")],
+            &[
+                (SSE, "aws:kms"),
+                (SSE_C_ALGORITHM, "AES256"),
+                (SSE_C_KEY, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                (SSE_C_KEY_MD5, "cLyPS3KoaSFGi/joRB3OUQ=="),
+            ],
+            &[(SSE_C_ALGORITHM, "AES256")],
+            &[
+                (SSE_C_ALGORITHM, "AES128"),
+                (SSE_C_KEY, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                (SSE_C_KEY_MD5, "zZ2D0dl2VF1KqHkpNDkAGg=="),
+            ],
+            &[(SSE_C_ALGORITHM, "AES256"), (SSE_C_KEY, "c2hvcnQ="), (SSE_C_KEY_MD5, "zZ2D0dl2VF1KqHkpNDkAGg==")],
+            &[
+                (SSE_C_ALGORITHM, "AES256"),
+                (SSE_C_KEY, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                (SSE_C_KEY_MD5, "AAAAAAAAAAAAAAAAAAAAAA=="),
+            ],
             &[(SSE, "aws:kms"), (SSE_BUCKET_KEY, "maybe")],
         ];
         for case in cases {
