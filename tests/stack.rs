@@ -8,4 +8,5 @@ mod kms_bad_input;
 mod kms_durability;
 mod kms_sdk;
 mod s3_integrity;
+mod s3_object_store;
 mod s3_sdk;
