@@ -7,6 +7,7 @@ mod common;
 mod kms_bad_input;
 mod kms_durability;
 mod kms_sdk;
+mod s3_bad_input;
 mod s3_integrity;
 mod s3_object_store;
 mod s3_sdk;

@@ -1,0 +1,122 @@
+//! Bad input to the object store over raw HTTP: short bodies, bad digests and chunked framing,
+//! forged chunk signatures. Each gets S3's error, nothing is stored, and the server keeps serving.
+
+use std::io::{Read, Write};
+
+use shared::sigv4::{SigningParams, UriEncoding, sign};
+
+use crate::common::{s3_client, stack};
+
+/// Signed request head for `method path` with `headers` (must include the payload mode).
+fn signed_head(addr: std::net::SocketAddr, method: &str, path: &str, extra: &[(&str, &str)], payload: &str) -> String {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", addr.to_string().parse().unwrap());
+    headers.insert("x-amz-content-sha256", payload.parse().unwrap());
+    for (k, v) in extra {
+        headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let params = SigningParams {
+        access_key_id: "test",
+        secret_access_key: "test",
+        region: "us-east-1",
+        service: "s3",
+        time: shared::time::now_unix(),
+    };
+    sign(method, path, "", &mut headers, payload, UriEncoding::Single, &params).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in &headers {
+        head.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap()));
+    }
+    head
+}
+
+/// Sends a request and returns (status, body); `body` may be shorter than announced.
+fn send(addr: std::net::SocketAddr, head: &str, content_length: usize, body: &[u8]) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!("{head}content-length: {content_length}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_or_malformed_bodies_store_nothing() {
+    let stack = stack().await;
+    let addr = stack.addr();
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("bad").send().await.unwrap();
+
+    // Fewer bytes than Content-Length, then the connection closes.
+    let head =
+        signed_head(addr, "PUT", "/bad/short", &[("x-amz-server-side-encryption", "aws:kms")], "UNSIGNED-PAYLOAD");
+    let (status, _) = tokio::task::spawn_blocking(move || send(addr, &head, 1000, &[b'x'; 500])).await.unwrap();
+    assert!(status == 400 || status == 0, "status {status}");
+
+    // aws-chunked whose decoded length disagrees with x-amz-decoded-content-length.
+    let body = b"5\r\nhello\r\n0\r\n\r\n";
+    let head = signed_head(
+        addr,
+        "PUT",
+        "/bad/decoded",
+        &[("x-amz-decoded-content-length", "6"), ("content-encoding", "aws-chunked")],
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    );
+    let (status, text) = tokio::task::spawn_blocking(move || send(addr, &head, body.len(), body)).await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("IncompleteBody"), "{text}");
+
+    // Garbled chunk framing.
+    let body = b"zz\r\nhello\r\n0\r\n\r\n";
+    let head = signed_head(
+        addr,
+        "PUT",
+        "/bad/garbled",
+        &[("x-amz-decoded-content-length", "5")],
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    );
+    let (status, _) = tokio::task::spawn_blocking(move || send(addr, &head, body.len(), body)).await.unwrap();
+    assert_eq!(status, 400);
+
+    // A forged chunk signature.
+    let body = format!("5;chunk-signature={}\r\nhello\r\n0;chunk-signature={}\r\n\r\n", "0".repeat(64), "0".repeat(64));
+    let head = signed_head(
+        addr,
+        "PUT",
+        "/bad/forged",
+        &[("x-amz-decoded-content-length", "5")],
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    );
+    let (status, text) =
+        tokio::task::spawn_blocking(move || send(addr, &head, body.len(), body.as_bytes())).await.unwrap();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+
+    // A signed payload hash that does not match the body.
+    let digest = shared::sigv4::payload_sha256(b"expected");
+    let head = signed_head(addr, "PUT", "/bad/digest", &[], &digest);
+    let (status, text) = tokio::task::spawn_blocking(move || send(addr, &head, 8, b"received")).await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("XAmzContentSHA256Mismatch"), "{text}");
+
+    // A wrong Content-MD5.
+    let head = signed_head(addr, "PUT", "/bad/md5", &[("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg==")], "UNSIGNED-PAYLOAD");
+    let (status, text) = tokio::task::spawn_blocking(move || send(addr, &head, 4, b"data")).await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("BadDigest"), "{text}");
+
+    // Nothing of the above is visible, and the server keeps serving.
+    let listed = s3.list_objects_v2().bucket("bad").send().await.unwrap();
+    assert_eq!(listed.key_count, Some(0), "{:?}", listed.contents);
+    s3.put_object()
+        .bucket("bad")
+        .key("fine")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"ok"))
+        .send()
+        .await
+        .unwrap();
+}
