@@ -38,6 +38,42 @@ pub struct Config {
     pub keys: Vec<SeedKeyConfig>,
     /// The master key file that wraps key material at rest; default `<data dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
+    /// Where objects live, instead of `<data dir>/objects`: any S3-compatible service.
+    pub object_store: Option<ObjectStoreConfig>,
+}
+
+/// An S3-compatible service that holds the objects (bodies stay encrypted as kmsim writes them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectStoreConfig {
+    /// `s3://<bucket>[/<prefix>]`.
+    pub url: String,
+    /// The service's endpoint, e.g. `http://minio.local:9000`; AWS when absent.
+    pub endpoint: Option<String>,
+    /// The service's region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Access key id for the service.
+    pub access_key_id: String,
+    /// Secret for the service.
+    pub secret_access_key: String,
+}
+
+impl ObjectStoreConfig {
+    /// The settings for `object_store`'s S3 client.
+    pub fn options(&self) -> Vec<(String, String)> {
+        let mut options = vec![
+            ("aws_region".to_owned(), self.region.clone()),
+            ("aws_access_key_id".to_owned(), self.access_key_id.clone()),
+            ("aws_secret_access_key".to_owned(), self.secret_access_key.clone()),
+            ("aws_virtual_hosted_style_request".to_owned(), "false".to_owned()),
+        ];
+        if let Some(endpoint) = &self.endpoint {
+            options.push(("aws_endpoint".to_owned(), endpoint.clone()));
+            options.push(("aws_allow_http".to_owned(), endpoint.starts_with("http://").to_string()));
+        }
+        options
+    }
 }
 
 impl Default for Config {
@@ -48,6 +84,7 @@ impl Default for Config {
             accounts: Vec::new(),
             keys: Vec::new(),
             master_key_file: None,
+            object_store: None,
         }
     }
 }

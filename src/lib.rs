@@ -100,9 +100,10 @@ impl StackBuilder {
         let seeds = self.config.seeds();
         let kms = Arc::new(tokio::task::block_in_place(|| Kms::open(&storage, seeds))?);
         let verifier = Arc::new(Verifier::new(Arc::new(self.config.accounts())));
-        let objects = match &self.data_dir {
-            Some(dir) => ObjectStore::local(&dir.join("objects")).await?,
-            None => ObjectStore::in_memory().await?,
+        let objects = match (&self.config.object_store, &self.data_dir) {
+            (Some(remote), _) => ObjectStore::s3(&remote.url, &remote.options()).await?,
+            (None, Some(dir)) => ObjectStore::local(&dir.join("objects")).await?,
+            (None, None) => ObjectStore::in_memory().await?,
         };
         let keys: Arc<dyn shared::KeyService> = Arc::new(InProcessKeyService::new(kms.clone()));
         let sse_s3 = match &self.data_dir {

@@ -48,3 +48,50 @@ async fn object_store_s3_client_with_sse_kms() {
     store.delete(&small).await.unwrap();
     assert!(matches!(store.get(&small).await, Err(object_store::Error::NotFound { .. })));
 }
+
+/// A kmsim whose objects live on another S3 service (here: a second kmsim): the bodies arrive
+/// there already encrypted, and the first kmsim's KMS still decides who can read them.
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_can_live_on_a_remote_s3_service() {
+    let backend = stack().await;
+    s3_client(&backend).create_bucket().bucket("cluster").send().await.unwrap();
+    let config = kmsim::Config {
+        object_store: Some(kmsim::config::ObjectStoreConfig {
+            url: "s3://cluster/kmsim".into(),
+            endpoint: Some(backend.endpoint()),
+            region: "us-east-1".into(),
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+        }),
+        ..kmsim::Config::default()
+    };
+    let front = kmsim::Stack::builder().config(config.clone()).start().await.unwrap();
+    let s3 = s3_client(&front);
+    s3.create_bucket().bucket("app").send().await.unwrap();
+    let marker = b"REMOTE-PLAINTEXT-MARKER".repeat(5000);
+    s3.put_object()
+        .bucket("app")
+        .key("doc")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .body(aws_sdk_s3::primitives::ByteStream::from(marker.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_object().bucket("app").key("doc").send().await.unwrap().body.collect().await.unwrap();
+    assert!(got.into_bytes().as_ref() == marker.as_slice());
+    // On the backend: records and an encrypted body, never the plaintext.
+    let remote = s3_client(&backend).list_objects_v2().bucket("cluster").prefix("kmsim/").send().await.unwrap();
+    let keys: Vec<String> = remote.contents.unwrap().into_iter().filter_map(|o| o.key).collect();
+    assert!(keys.iter().any(|k| k.starts_with("kmsim/data/app/")), "{keys:?}");
+    for key in keys {
+        let body = s3_client(&backend).get_object().bucket("cluster").key(&key).send().await.unwrap();
+        let bytes = body.body.collect().await.unwrap().into_bytes();
+        assert!(!bytes.windows(23).any(|w| w == b"REMOTE-PLAINTEXT-MARKER"), "plaintext in {key}");
+    }
+    // Another front end on the same remote store sees the bucket and the object (its index is
+    // loaded from the records), but needs the first one's KMS keys to read it.
+    front.shutdown().await;
+    let again = kmsim::Stack::builder().config(config).start().await.unwrap();
+    let listed = s3_client(&again).list_objects_v2().bucket("app").send().await.unwrap();
+    assert_eq!(listed.key_count, Some(1));
+}

@@ -63,6 +63,29 @@ impl Store {
         Self::open(Arc::new(backend), Some(root.to_owned())).await
     }
 
+    /// A store on any S3-compatible service (a cluster a user moved to): `url` is
+    /// `s3://<bucket>[/<prefix>]`; `options` are `object_store`'s S3 settings
+    /// (`aws_endpoint`, `aws_region`, `aws_access_key_id`, `aws_secret_access_key`,
+    /// `aws_allow_http`, ...). Durability is the remote service's.
+    pub async fn s3(url: &str, options: &[(String, String)]) -> Result<Self> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| S3Error::internal(format!("object store URL {url} is not s3://bucket[/prefix]")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut builder = object_store::aws::AmazonS3Builder::new().with_bucket_name(bucket);
+        for (key, value) in options {
+            let key: object_store::aws::AmazonS3ConfigKey =
+                key.parse().map_err(|e| S3Error::internal(format!("object store option {key}: {e}")))?;
+            builder = builder.with_config(key, value);
+        }
+        let remote: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+        let backend: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+            "" => remote,
+            prefix => Arc::new(object_store::prefix::PrefixStore::new(remote, prefix)),
+        };
+        Self::open(backend, None).await
+    }
+
     /// A store that lives in memory only.
     pub async fn in_memory() -> Result<Self> {
         Self::open(Arc::new(InMemory::new()), None).await
