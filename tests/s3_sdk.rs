@@ -478,3 +478,76 @@ async fn sse_c_needs_the_customer_key_on_every_read() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_c_multipart_needs_the_key_on_every_part() {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let key = [3u8; 32];
+    let md5 = b64(&<md5_digest::Md5 as md5_digest::Digest>::digest(key));
+    let stack = stack().await;
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("ssecmp").send().await.unwrap();
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("ssecmp")
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&key))
+        .sse_customer_key_md5(&md5)
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let without_key = s3
+        .upload_part()
+        .bucket("ssecmp")
+        .key("k")
+        .upload_id(&upload)
+        .part_number(1)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(code(without_key), "InvalidRequest");
+    let parts = [pattern(5 * 1024 * 1024, 1), pattern(70_000, 2)];
+    let mut completed = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let out = s3
+            .upload_part()
+            .bucket("ssecmp")
+            .key("k")
+            .upload_id(&upload)
+            .part_number(i as i32 + 1)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(b64(&key))
+            .sse_customer_key_md5(&md5)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        completed.push(CompletedPart::builder().part_number(i as i32 + 1).e_tag(out.e_tag.unwrap()).build());
+    }
+    s3.complete_multipart_upload()
+        .bucket("ssecmp")
+        .key("k")
+        .upload_id(&upload)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&key))
+        .sse_customer_key_md5(&md5)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket("ssecmp")
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&key))
+        .sse_customer_key_md5(&md5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(got).await, parts.concat());
+}

@@ -243,6 +243,7 @@ impl S3Api {
                 })?;
                 let source = header_str(headers, "x-amz-copy-source");
                 let input = PutInput { now_millis: now, ..put_input(headers, mode)? };
+                let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
                 let part = match source {
                     Some(source) => {
                         // The digests of the request describe its (empty) body, not the copied bytes.
@@ -257,13 +258,27 @@ impl S3Api {
                             .copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers)
                             .await?
                             .1;
-                        self.obs.upload_part(caller, bucket, key, upload_id, number, input, None, stream).await?
+                        self.obs
+                            .upload_part(caller, bucket, key, upload_id, number, input, customer.as_ref(), None, stream)
+                            .await?
                     }
                     None => {
                         let decoder =
                             if mode.is_chunked() { Some(ChunkedDecoder::new(mode, Some(verified))?) } else { None };
                         let stream = body.into_data_stream();
-                        self.obs.upload_part(caller, bucket, key, upload_id, number, input, decoder, stream).await?
+                        self.obs
+                            .upload_part(
+                                caller,
+                                bucket,
+                                key,
+                                upload_id,
+                                number,
+                                input,
+                                customer.as_ref(),
+                                decoder,
+                                stream,
+                            )
+                            .await?
                     }
                 };
                 let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
@@ -279,12 +294,19 @@ impl S3Api {
                 for (name, value) in sse::response_headers(&upload.sse) {
                     set_header(&mut response, name, &value);
                 }
+                if let Some(customer) = &customer {
+                    set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
+                }
                 Ok(response)
             }
             (Method::POST, Some(upload_id)) => {
                 let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
                 let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
-                let record = self.obs.complete_multipart_upload(caller, bucket, key, upload_id, &parts, now).await?;
+                let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
+                let record = self
+                    .obs
+                    .complete_multipart_upload(caller, bucket, key, upload_id, &parts, customer.as_ref(), now)
+                    .await?;
                 let mut w = Writer::document("CompleteMultipartUploadResult");
                 w.element("Location", &format!("/{bucket}/{key}"))
                     .element("Bucket", bucket)

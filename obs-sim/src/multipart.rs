@@ -20,7 +20,7 @@ use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Result, S3Error};
 use crate::model::{ObjectRecord, PartRecord, RECORD_FORMAT, SseRecord, UploadRecord};
 use crate::service::{KMS_PROVIDER_ID, Obs, PutInput, validate_key};
-use crate::sse::{S3_ARN_CONTEXT_KEY, SseRequest};
+use crate::sse::{CustomerKey, S3_ARN_CONTEXT_KEY, SseRequest};
 use crate::store::no_such_upload;
 
 /// Smallest part S3 accepts, except for the last one.
@@ -42,7 +42,11 @@ impl Obs {
         validate_key(key)?;
         let (sse, data_key_blob) = match &input.sse {
             SseRequest::None => (SseRecord::None, None),
-            SseRequest::Customer(_) => return Err(S3Error::not_implemented("multipart uploads with SSE-C")),
+            SseRequest::Customer(customer) => {
+                let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
+                let (_, entry) = crate::sse_s3::SseS3Key::new(&customer.key).new_data_key(&object_arn);
+                (crate::service::customer_record(customer), Some(hex::encode(entry)))
+            }
             SseRequest::S3 => {
                 let (_, entry) = self.sse_s3_key().new_data_key(&format!("arn:aws:s3:::{bucket}/{key}"));
                 (SseRecord::S3, Some(hex::encode(entry)))
@@ -80,12 +84,28 @@ impl Obs {
 
     /// The data key of an encrypted upload (from the KMS for SSE-KMS, so key state applies to
     /// parts), with the encrypted data key entry and the context its parts' messages carry.
-    async fn upload_data_key(&self, caller: &Caller, upload: &UploadRecord) -> Result<Option<UploadKey>> {
+    async fn upload_data_key(
+        &self,
+        caller: &Caller,
+        upload: &UploadRecord,
+        customer: Option<&CustomerKey>,
+    ) -> Result<Option<UploadKey>> {
         let Some(blob) = &upload.data_key_blob else { return Ok(None) };
         let blob = hex::decode(blob).map_err(S3Error::internal)?;
         let object_arn = format!("arn:aws:s3:::{}/{}", upload.bucket, upload.key);
         match &upload.sse {
-            SseRecord::None | SseRecord::Customer { .. } => Ok(None),
+            SseRecord::None => Ok(None),
+            SseRecord::Customer { .. } => {
+                let customer = crate::service::verify_customer_key(&upload.sse, customer)?;
+                let plaintext = crate::sse_s3::SseS3Key::new(&customer.key).unwrap(&blob, &object_arn)?;
+                let edk = EncryptedDataKey {
+                    provider_id: crate::service::SSE_C_PROVIDER_ID.to_owned(),
+                    provider_info: crate::sse_s3::PROVIDER_INFO.to_owned(),
+                    ciphertext: blob,
+                };
+                let context = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), object_arn)]);
+                Ok(Some(UploadKey { plaintext, edk, context }))
+            }
             SseRecord::S3 => {
                 let plaintext = self.sse_s3_key().unwrap(&blob, &object_arn)?;
                 let edk = EncryptedDataKey {
@@ -118,6 +138,7 @@ impl Obs {
         upload_id: &str,
         part_number: u32,
         input: PutInput,
+        customer: Option<&CustomerKey>,
         decoder: Option<ChunkedDecoder>,
         body: S,
     ) -> Result<PartRecord>
@@ -131,7 +152,7 @@ impl Obs {
                 .with("ArgumentValue", part_number.to_string()));
         }
         let upload = self.owned_upload(caller, bucket, key, upload_id)?;
-        let encryptor = match self.upload_data_key(caller, &upload).await? {
+        let encryptor = match self.upload_data_key(caller, &upload, customer).await? {
             None => None,
             Some(key) => Some(
                 envelope::Encryptor::new(&key.plaintext, &key.context, &[key.edk], envelope::FRAME_LENGTH)
@@ -160,6 +181,7 @@ impl Obs {
         key: &str,
         upload_id: &str,
         parts: &[(u32, String)],
+        customer: Option<&CustomerKey>,
         now_millis: i64,
     ) -> Result<ObjectRecord> {
         let upload = self.owned_upload(caller, bucket, key, upload_id)?;
@@ -194,12 +216,14 @@ impl Obs {
             .with("PartNumber", small.number.to_string()));
         }
         let etag = multipart_etag(&chosen);
-        let data_key = self.upload_data_key(caller, &upload).await?.map(|key| key.plaintext);
+        let data_key = self.upload_data_key(caller, &upload, customer).await?.map(|key| key.plaintext);
         let body = self.parts_plaintext(chosen, data_key);
         let sse = match &upload.sse {
             SseRecord::None => SseRequest::None,
             SseRecord::S3 => SseRequest::S3,
-            SseRecord::Customer { .. } => return Err(S3Error::not_implemented("multipart uploads with SSE-C")),
+            SseRecord::Customer { .. } => {
+                SseRequest::Customer(crate::service::verify_customer_key(&upload.sse, customer)?.clone())
+            }
             SseRecord::Kms { key_arn, context, user_context, bucket_key } => {
                 let mut user = context.clone();
                 user.remove(S3_ARN_CONTEXT_KEY);

@@ -298,11 +298,7 @@ impl Obs {
                 };
                 let encryptor = envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH)
                     .map_err(S3Error::internal)?;
-                let mut salt = [0u8; 16];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
-                let key_hmac = shared::sigv4::hmac(customer.key.as_ref(), &salt);
-                let record = SseRecord::Customer { key_salt: hex::encode(salt), key_hmac: hex::encode(key_hmac) };
-                return Ok((Some(encryptor), record));
+                return Ok((Some(encryptor), customer_record(customer)));
             }
             SseRequest::S3 => {
                 let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
@@ -389,14 +385,8 @@ impl Obs {
         customer: Option<&CustomerKey>,
     ) -> Result<Zeroizing<[u8; 32]>> {
         let object_arn = format!("arn:aws:s3:::{bucket}/{}", record.key);
-        if let SseRecord::Customer { key_salt, key_hmac } = &record.sse {
-            let customer = customer.ok_or_else(sse_c_required)?;
-            let salt = hex::decode(key_salt).map_err(S3Error::internal)?;
-            let expected = hex::decode(key_hmac).map_err(S3Error::internal)?;
-            let computed = shared::sigv4::hmac(customer.key.as_ref(), &salt);
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_slice())) {
-                return Err(S3Error::access_denied("Access Denied"));
-            }
+        if let SseRecord::Customer { .. } = &record.sse {
+            let customer = verify_customer_key(&record.sse, customer)?;
             let edk = header
                 .encrypted_data_keys()
                 .iter()
@@ -558,6 +548,27 @@ pub fn check_customer_key(record: &ObjectRecord, customer: Option<&CustomerKey>)
             "The encryption parameters are not applicable to this object.",
         )),
     }
+}
+
+/// The SSE-C record of a new object or upload: a random salt and the HMAC of the key under it.
+pub(crate) fn customer_record(customer: &CustomerKey) -> SseRecord {
+    let mut salt = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
+    let key_hmac = shared::sigv4::hmac(customer.key.as_ref(), &salt);
+    SseRecord::Customer { key_salt: hex::encode(salt), key_hmac: hex::encode(key_hmac) }
+}
+
+/// Checks that `customer` is the key an SSE-C object or upload was written with (constant time).
+pub(crate) fn verify_customer_key<'a>(sse: &SseRecord, customer: Option<&'a CustomerKey>) -> Result<&'a CustomerKey> {
+    let SseRecord::Customer { key_salt, key_hmac } = sse else { return Err(S3Error::internal("not an SSE-C record")) };
+    let customer = customer.ok_or_else(sse_c_required)?;
+    let salt = hex::decode(key_salt).map_err(S3Error::internal)?;
+    let expected = hex::decode(key_hmac).map_err(S3Error::internal)?;
+    let computed = shared::sigv4::hmac(customer.key.as_ref(), &salt);
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_slice())) {
+        return Err(S3Error::access_denied("Access Denied"));
+    }
+    Ok(customer)
 }
 
 fn sse_c_required() -> S3Error {
