@@ -19,6 +19,7 @@ use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
 use crate::error::{Result, S3Error};
 use crate::model::{BucketEncryption, ObjectRecord};
+use crate::multipart::UploadRef;
 use crate::service::{Conditions, Obs, PutInput, Verdict, parse_range};
 use crate::sse::{self, SseRequest};
 use crate::xml::{self, Writer};
@@ -242,8 +243,10 @@ impl S3Api {
                     S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
                 })?;
                 let source = header_str(headers, "x-amz-copy-source");
-                let input = PutInput { now_millis: now, ..put_input(headers, mode)? };
                 let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
+                let sse = customer.clone().map(SseRequest::Customer).unwrap_or_default();
+                let input = PutInput { now_millis: now, sse, ..put_input(headers, mode)? };
+                let upload_ref = UploadRef { bucket, key, upload_id };
                 let part = match source {
                     Some(source) => {
                         // The digests of the request describe its (empty) body, not the copied bytes.
@@ -258,27 +261,13 @@ impl S3Api {
                             .copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers)
                             .await?
                             .1;
-                        self.obs
-                            .upload_part(caller, bucket, key, upload_id, number, input, customer.as_ref(), None, stream)
-                            .await?
+                        self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
                     }
                     None => {
                         let decoder =
                             if mode.is_chunked() { Some(ChunkedDecoder::new(mode, Some(verified))?) } else { None };
                         let stream = body.into_data_stream();
-                        self.obs
-                            .upload_part(
-                                caller,
-                                bucket,
-                                key,
-                                upload_id,
-                                number,
-                                input,
-                                customer.as_ref(),
-                                decoder,
-                                stream,
-                            )
-                            .await?
+                        self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
                     }
                 };
                 let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
@@ -303,10 +292,9 @@ impl S3Api {
                 let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
                 let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
                 let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-                let record = self
-                    .obs
-                    .complete_multipart_upload(caller, bucket, key, upload_id, &parts, customer.as_ref(), now)
-                    .await?;
+                let upload_ref = UploadRef { bucket, key, upload_id };
+                let record =
+                    self.obs.complete_multipart_upload(caller, upload_ref, &parts, customer.as_ref(), now).await?;
                 let mut w = Writer::document("CompleteMultipartUploadResult");
                 w.element("Location", &format!("/{bucket}/{key}"))
                     .element("Bucket", bucket)

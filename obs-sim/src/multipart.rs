@@ -128,17 +128,14 @@ impl Obs {
         }
     }
 
-    /// UploadPart: stores one part, encrypted under the upload's data key.
-    #[allow(clippy::too_many_arguments)]
+    /// UploadPart: stores one part, encrypted under the upload's data key. For an SSE-C upload,
+    /// `input.sse` carries the customer's key, which every part must repeat.
     pub async fn upload_part<S, E>(
         &self,
         caller: &Caller,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
+        upload: UploadRef<'_>,
         part_number: u32,
         input: PutInput,
-        customer: Option<&CustomerKey>,
         decoder: Option<ChunkedDecoder>,
         body: S,
     ) -> Result<PartRecord>
@@ -151,7 +148,12 @@ impl Obs {
                 .with("ArgumentName", "partNumber")
                 .with("ArgumentValue", part_number.to_string()));
         }
+        let UploadRef { bucket, key, upload_id } = upload;
         let upload = self.owned_upload(caller, bucket, key, upload_id)?;
+        let customer = match &input.sse {
+            SseRequest::Customer(customer) => Some(customer),
+            _ => None,
+        };
         let encryptor = match self.upload_data_key(caller, &upload, customer).await? {
             None => None,
             Some(key) => Some(
@@ -177,13 +179,12 @@ impl Obs {
     pub async fn complete_multipart_upload(
         &self,
         caller: &Caller,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
+        upload: UploadRef<'_>,
         parts: &[(u32, String)],
         customer: Option<&CustomerKey>,
         now_millis: i64,
     ) -> Result<ObjectRecord> {
+        let UploadRef { bucket, key, upload_id } = upload;
         let upload = self.owned_upload(caller, bucket, key, upload_id)?;
         if parts.is_empty() {
             return Err(S3Error::malformed_xml());
@@ -287,6 +288,17 @@ impl Obs {
         self.owned_upload(caller, bucket, key, upload_id)?;
         self.store().remove_upload(upload_id).await
     }
+}
+
+/// Which upload a request is about.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadRef<'a> {
+    /// The bucket.
+    pub bucket: &'a str,
+    /// The object key.
+    pub key: &'a str,
+    /// The upload id.
+    pub upload_id: &'a str,
 }
 
 /// The data key of an encrypted upload.
