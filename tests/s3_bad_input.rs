@@ -30,13 +30,16 @@ fn signed_head(addr: std::net::SocketAddr, method: &str, path: &str, extra: &[(&
     head
 }
 
-/// Sends a request and returns (status, body); `body` may be shorter than announced.
+/// Sends a request and returns (status, body). When `body` is shorter than announced, the write
+/// side is closed after it, as a client that dies mid-upload would.
 fn send(addr: std::net::SocketAddr, head: &str, content_length: usize, body: &[u8]) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let request = format!("{head}content-length: {content_length}\r\nconnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
-    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    if body.len() < content_length {
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response).into_owned();

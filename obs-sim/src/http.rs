@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::StreamExt;
 use percent_encoding::percent_decode_str;
 use shared::Caller;
 use shared::sigv4::{AuthError, RequestParts, UriEncoding, Verified, Verifier};
@@ -64,10 +65,19 @@ impl S3Api {
     /// Handles one request.
     pub async fn handle(&self, request: Request<Body>) -> Response {
         let request_id = uuid::Builder::from_random_bytes(rand_bytes()).into_uuid().simple().to_string().to_uppercase();
-        let mut response = match self.route(request).await {
-            Ok(response) => response,
-            Err(e) => error_response(&e, &request_id),
+        // An error may be answered before the request body was read; the connection then cannot be
+        // reused, so say so (clients otherwise send their next request into a closing socket).
+        // Likewise when a client waits for a `100 Continue` that an empty body never triggers.
+        let has_body = !body_is_empty(request.headers());
+        let expects_continue =
+            request.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let (mut response, close) = match self.route(request).await {
+            Ok(response) => (response, expects_continue && !has_body),
+            Err(e) => (error_response(&e, &request_id), has_body || expects_continue),
         };
+        if close {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-amz-request-id", v);
         }
@@ -550,6 +560,9 @@ impl S3Api {
         if let Some(md5) = customer_md5 {
             set_header(&mut response, sse::SSE_C_KEY_MD5, &md5);
         }
+        if let Some((name, value)) = &record.checksum {
+            set_header(&mut response, name, value);
+        }
         for (name, value) in sse::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
@@ -595,13 +608,26 @@ impl S3Api {
             empty(status)
         } else {
             let output = self.obs.get_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?;
-            let mut response = Response::new(Body::from_stream(output.body));
+            // Check the first frame before answering, so that an object damaged at rest gets a
+            // clean 500 rather than a connection cut before the status line.
+            let mut body = output.body;
+            let first = match body.next().await {
+                Some(Err(e)) => return Err(S3Error::internal(format!("reading {key}: {e}"))),
+                first => first,
+            };
+            let body = futures::stream::iter(first).chain(body);
+            let mut response = Response::new(Body::from_stream(body));
             *response.status_mut() = status;
             response
         };
         object_headers(&mut response, &record, query);
         if let Some(customer) = &customer {
             set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
+        }
+        let checksum_mode =
+            header_str(headers, "x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"));
+        if let (true, None, Some((name, value))) = (checksum_mode, &range, &record.checksum) {
+            set_header(&mut response, name, value);
         }
         set_header(&mut response, "content-length", &length.to_string());
         if let Some(r) = &range {

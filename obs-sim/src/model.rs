@@ -96,6 +96,10 @@ pub struct ObjectRecord {
     pub stored_size: u64,
     /// For encrypted objects, the length of the message header within the body.
     pub envelope_header_len: Option<u64>,
+    /// The flexible checksum the client sent and kmsim verified: header name
+    /// (`x-amz-checksum-sha256`, ...) and base64 value.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
 }
 
 /// A multipart upload in progress.

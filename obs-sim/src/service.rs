@@ -221,6 +221,7 @@ impl Obs {
             blob: written.blob.to_string(),
             stored_size: written.stored_size,
             envelope_header_len: written.header_len,
+            checksum: written.checksum,
         };
         self.store.commit_object(bucket, record.clone()).await?;
         Ok(record)
@@ -261,10 +262,13 @@ impl Obs {
             pipeline.stored(&tail);
             writer.write(&tail);
         }
-        if let Err(e) = pipeline.check(input, &trailers) {
-            let _ = writer.abort().await;
-            return Err(e);
-        }
+        let checksum = match pipeline.check(input, &trailers) {
+            Ok(checksum) => checksum,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        };
         writer.finish().await?;
         self.store.sync(&blob).await?;
         Ok(Written {
@@ -274,6 +278,7 @@ impl Obs {
             md5: pipeline.md5.finalize().into(),
             stored_md5: pipeline.stored_md5.finalize().into(),
             header_len: encrypted.then_some(pipeline.header_len),
+            checksum,
         })
     }
 
@@ -601,6 +606,7 @@ pub(crate) struct Written {
     pub(crate) md5: [u8; 16],
     pub(crate) stored_md5: [u8; 16],
     pub(crate) header_len: Option<u64>,
+    pub(crate) checksum: Option<(String, String)>,
 }
 
 /// The digests and counters a PUT keeps as the payload streams through.
@@ -644,8 +650,9 @@ impl Pipeline {
         self.stored_size += data.len() as u64;
     }
 
-    /// Every digest the client gave must match before the object is committed.
-    fn check(&mut self, input: &PutInput, trailers: &crate::chunked::Trailers) -> Result<()> {
+    /// Every digest the client gave must match before the object is committed. Returns the
+    /// flexible checksum (header name and value), if one was given.
+    fn check(&mut self, input: &PutInput, trailers: &crate::chunked::Trailers) -> Result<Option<(String, String)>> {
         if let Some(expected) = input.decoded_length
             && expected != self.size
         {
@@ -680,7 +687,10 @@ impl Pipeline {
                 None => trailers.values.get(algorithm.header_name()).cloned(),
             };
             match claimed {
-                Some(claimed) => checksum::check(algorithm, &computed, &claimed)?,
+                Some(claimed) => {
+                    checksum::check(algorithm, &computed, &claimed)?;
+                    return Ok(Some((algorithm.header_name().to_owned(), computed)));
+                }
                 None => {
                     return Err(S3Error::new(
                         "InvalidRequest",
@@ -690,7 +700,7 @@ impl Pipeline {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 

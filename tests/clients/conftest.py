@@ -413,15 +413,13 @@ def kmsim_data_dir(start_kmsim: Callable[..., KmsimProcess], tmp_path: Path) -> 
 
 def make_s3_client(endpoint: str, access_key: str = DEFAULT_ACCESS_KEY, secret: str = DEFAULT_SECRET,
                    region: str = DEFAULT_REGION, addressing_style: str = "path",
-                   fresh_connection_after_error: bool = True, **config: Any):
+                   fresh_connection_after_error: bool = False, **config: Any):
     """A boto3 S3 client for a kmsim endpoint (path style unless ``addressing_style="virtual"``),
     independent of any ~/.aws configuration and without retries.
 
     ``fresh_connection_after_error``: after an error response the client drops its pooled
-    connections. kmsim answers some errors of a PUT before it has read the body and then closes the
-    connection without ``Connection: close``, so a client without retries that reuses the
-    connection fails at random (``test_s3_boto3.py::test_connection_after_early_error`` pins that
-    bug); this keeps the other tests independent of it.
+    connections (off by default: kmsim says ``Connection: close`` when it answers before reading a
+    body, which ``test_s3_boto3.py::test_connection_after_early_error`` checks).
     """
     session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret, region_name=region)
     s3_config = BOTO_CONFIG.merge(Config(s3={"addressing_style": addressing_style}, **config))

@@ -8,7 +8,8 @@ kmsim's KMS endpoint (``AWS_ENDPOINT_URL_KMS``), and the plaintext must appear i
 
 Tampering with a stored body (a flipped byte, a truncation, frames swapped or dropped) must come
 back to the client as an error — HTTP 500 before any byte, or a body cut off after the frames that
-did verify — never as wrong bytes; and the server goes on serving other objects.
+did verify — never as wrong bytes; and the server goes on serving other objects. SSE-S3 and SSE-C
+objects leave no plaintext at rest either, and an SSE-C key is never stored.
 """
 
 from __future__ import annotations
@@ -232,6 +233,27 @@ def test_failed_writes_leave_no_body_behind(setup: Setup):
     setup.kms.enable_key(KeyId=setup.key["KeyId"])
     assert data_files(setup.data_dir, setup.bucket) == before
     assert [o["Key"] for o in setup.s3.list_objects_v2(Bucket=setup.bucket)["Contents"]] == ["kept"]
+
+
+def test_sse_s3_and_sse_c_leave_no_plaintext_and_no_customer_key_at_rest(setup: Setup):
+    marker = new_marker()
+    data = marked_payload(marker, 3 * FRAME + 17)
+    customer_key = os.urandom(32)
+    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
+    setup.s3.put_object(Bucket=setup.bucket, Key="sse-s3", Body=data, ServerSideEncryption="AES256")
+    setup.s3.put_object(Bucket=setup.bucket, Key="sse-c", Body=data, **sse_c)
+    assert files_containing(setup.data_dir, marker) == []
+    assert files_containing(setup.data_dir, customer_key) == []
+    assert files_containing(setup.data_dir, base64.b64encode(customer_key)) == []
+
+    setup.server.restart()
+    s3 = make_s3_client(setup.server.endpoint)
+    assert s3.get_object(Bucket=setup.bucket, Key="sse-s3")["Body"].read() == data
+    assert s3.get_object(Bucket=setup.bucket, Key="sse-c", **sse_c)["Body"].read() == data
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=setup.bucket, Key="sse-c", SSECustomerAlgorithm="AES256",
+                      SSECustomerKey=os.urandom(32))
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 # ---- tampered bodies -----------------------------------------------------------------------------
