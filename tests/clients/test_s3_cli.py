@@ -136,12 +136,12 @@ def test_s3api_put_object_and_bucket_encryption(aws_s3_cli, kms, cli_bucket, tmp
 
 
 def test_multipart_cp_with_sse_kms(aws_s3_cli, kms, cli_bucket, tmp_path):
-    """Past the CLI's multipart threshold (lowered to 5 MiB here, so the file stays small): parts
-    uploaded in parallel under one SSE-KMS upload, completed, and read back byte-exact."""
+    """Past the CLI's default multipart threshold and chunk size (8 MiB each): parts uploaded in
+    parallel under one SSE-KMS upload, completed, and read back byte-exact."""
     key = kms.create_key(Description="multipart by the aws CLI")["KeyMetadata"]
     config_file = tmp_path / "aws-config"
-    config_file.write_text("[default]\ns3 =\n  multipart_threshold = 5MB\n  multipart_chunksize = 5MB\n")
-    data = os.urandom(6 * MiB + 12_345)
+    config_file.write_text("[default]\n")
+    data = os.urandom(8 * MiB + 12_345)
     source = tmp_path / "big.bin"
     source.write_bytes(data)
     target = f"s3://{cli_bucket}/big.bin"

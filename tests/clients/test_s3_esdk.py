@@ -195,6 +195,37 @@ def test_stored_object_decrypts_with_the_encryption_sdk(setup: Setup, size: int)
     assert s3.get_object(Bucket=setup.bucket, Key=key)["Body"].read() == data
 
 
+def test_a_message_made_by_the_encryption_sdk_is_served_as_an_object(setup: Setup):
+    """The reverse oracle: a body written by the AWS Encryption SDK itself (through kmsim's KMS,
+    bound to the object's S3 context, 64 KiB frames) is read back by the object store, whole and
+    by ranges."""
+    key = "from-the-sdk.bin"
+    data = os.urandom(3 * FRAME + 777)
+    s3_arn = f"arn:aws:s3:::{setup.bucket}/{key}"
+    setup.put_kms(key, b"to be replaced by the SDK's message")
+    record = object_record(setup.data_dir, setup.bucket, key)
+    client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    provider = aws_encryption_sdk.StrictAwsKmsMasterKeyProvider(key_ids=[setup.key["Arn"]],
+                                                                botocore_session=botocore.session.Session())
+    message, header = client.encrypt(source=data, key_provider=provider, encryption_context={"aws:s3:arn": s3_arn},
+                                     algorithm=AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
+                                     frame_length=FRAME)
+    assert header.encryption_context == {"aws:s3:arn": s3_arn}
+    # Framed body: full frames of 4 + 12 + FRAME + 16 bytes, then a final frame.
+    full, last = divmod(len(data), FRAME)
+    header_len = len(message) - full * (4 + 12 + FRAME + 16) - (4 + 4 + 12 + 4 + last + 16)
+    body_path(setup.data_dir, record).write_bytes(message)
+    record.update(size=len(data), stored_size=len(message), envelope_header_len=header_len, checksum=None)
+    record["sse"]["context"] = {"aws:s3:arn": s3_arn}
+    meta = setup.data_dir / "objects" / "meta" / setup.bucket / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+    meta.write_text(json.dumps(record))
+    setup.server.restart()
+    s3 = make_s3_client(setup.server.endpoint)
+    assert s3.get_object(Bucket=setup.bucket, Key=key)["Body"].read() == data
+    ranged = s3.get_object(Bucket=setup.bucket, Key=key, Range="bytes=131000-200000")["Body"].read()
+    assert ranged == data[131000:200001]
+
+
 def test_multipart_object_is_one_message_and_leaves_no_parts(setup: Setup):
     marker = new_marker()
     part1, part2 = marked_payload(marker, 5 * MiB + 1), marked_payload(marker, FRAME + 999)
