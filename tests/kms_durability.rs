@@ -1,8 +1,6 @@
 //! Durability of the KMS: restart, `kill -9` at random points, the master key file, and seeded
 //! keys that make ciphertexts stable across runs and machines.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -11,7 +9,7 @@ use kmsim::Stack;
 use kmsim::config::{Config, SeedKeyConfig};
 use rand::Rng;
 
-use crate::common::kms_client;
+use crate::common::{kms_client, kms_client_at, spawn_binary};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_and_ciphertexts_survive_a_restart() {
@@ -99,35 +97,6 @@ async fn seeded_keys_make_ciphertexts_stable_across_independent_runs() {
     assert_eq!(keys[0].key_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
 }
 
-/// The binary on port 0 with a data dir; returns the child and its endpoint.
-fn spawn_kmsim(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsim"))
-        .args(["--port", "0", "--log", "warn", "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kmsim starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let endpoint =
-        serde_json::from_str::<serde_json::Value>(&line).expect("a JSON line")["endpoint"].as_str().unwrap().to_owned();
-    (child, endpoint)
-}
-
-fn client_for(endpoint: &str) -> aws_sdk_kms::Client {
-    use aws_sdk_kms::config::{BehaviorVersion, Region};
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "tests"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
-}
-
 /// `kill -9` while CreateKey, Encrypt, rotation and ScheduleKeyDeletion calls are in flight, at a
 /// random point: after restart every acknowledged key works and every ciphertext decrypts (I1, I4).
 #[tokio::test(flavor = "multi_thread")]
@@ -138,8 +107,8 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
     let mut scheduled: Vec<String> = Vec::new();
     let mut checked = 0;
     for _ in 0..iterations {
-        let (mut child, endpoint) = spawn_kmsim(dir.path());
-        let kms = client_for(&endpoint);
+        let (mut child, endpoint) = spawn_binary(dir.path());
+        let kms = kms_client_at(&endpoint);
         // Every acknowledged key of the previous run still works (earlier ones were checked then).
         for (id, blob) in acknowledged.iter().skip(checked) {
             let plain = kms.decrypt().ciphertext_blob(blob.clone()).send().await;
@@ -203,8 +172,8 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
         }
     }
     assert!(acknowledged.len() >= iterations / 2, "only {} keys acknowledged", acknowledged.len());
-    let (mut child, endpoint) = spawn_kmsim(dir.path());
-    let kms = client_for(&endpoint);
+    let (mut child, endpoint) = spawn_binary(dir.path());
+    let kms = kms_client_at(&endpoint);
     let mut listed = std::collections::HashSet::new();
     let mut marker = None;
     loop {

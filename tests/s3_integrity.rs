@@ -1,9 +1,7 @@
 //! Integrity of stored objects: tampering at rest is caught (never wrong bytes), and `kill -9`
 //! during uploads loses nothing acknowledged, shows nothing half-written, and leaves no orphans.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -11,7 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use rand::{Rng, RngCore};
 
-use crate::common::s3_client;
+use crate::common::{s3_client, s3_client_at, spawn_binary};
 
 /// The body file of `bucket`/`key` under a data dir, from the object's record.
 fn body_path(data_dir: &Path, bucket: &str, key: &str) -> PathBuf {
@@ -93,34 +91,6 @@ async fn tampered_stored_objects_give_errors_never_wrong_bytes() {
     assert_eq!(read_all(&s3, "tamper", "k").await.unwrap(), data, "the server keeps serving");
 }
 
-/// The binary on port 0 with a data dir.
-fn spawn(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsim"))
-        .args(["--port", "0", "--log", "warn", "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let endpoint = serde_json::from_str::<serde_json::Value>(&line).unwrap()["endpoint"].as_str().unwrap().to_owned();
-    (child, endpoint)
-}
-
-fn client(endpoint: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "tests"))
-        .force_path_style(true)
-        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
 /// The content of version `v` of object `key`: recognisable, and of a size that varies.
 fn content(key: &str, v: u32) -> Vec<u8> {
     let len = 1000 + (v as usize * 7919 + key.len() * 104_729) % 150_000;
@@ -145,16 +115,16 @@ fn is_whole_version(key: &str, got: &[u8], acknowledged: u32) -> bool {
 async fn kill_9_during_uploads_loses_nothing_and_tears_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let iterations: usize = std::env::var("KMSIM_KILL_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
-    let (mut child, endpoint) = spawn(dir.path());
-    client(&endpoint).create_bucket().bucket("crash").send().await.unwrap();
+    let (mut child, endpoint) = spawn_binary(dir.path());
+    s3_client_at(&endpoint).create_bucket().bucket("crash").send().await.unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     // The latest acknowledged version of each key, and every version ever attempted.
     let mut acknowledged: std::collections::HashMap<String, u32> = Default::default();
     let mut version = 0u32;
     for _ in 0..iterations {
-        let (mut child, endpoint) = spawn(dir.path());
-        let s3 = client(&endpoint);
+        let (mut child, endpoint) = spawn_binary(dir.path());
+        let s3 = s3_client_at(&endpoint);
         for (key, v) in &acknowledged {
             let got = read_all(&s3, "crash", key).await.unwrap();
             // A later unacknowledged write may have landed; any visible version is whole.
@@ -200,8 +170,8 @@ async fn kill_9_during_uploads_loses_nothing_and_tears_nothing() {
         }
         version += 4 * 1000;
     }
-    let (mut child, endpoint) = spawn(dir.path());
-    let s3 = client(&endpoint);
+    let (mut child, endpoint) = spawn_binary(dir.path());
+    let s3 = s3_client_at(&endpoint);
     for (key, v) in &acknowledged {
         let got = read_all(&s3, "crash", key).await.unwrap();
         assert!(is_whole_version(key, &got, *v), "{key} lost or torn");
@@ -209,7 +179,7 @@ async fn kill_9_during_uploads_loses_nothing_and_tears_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
     // After a restart's sweep, every body belongs to a record.
-    let (mut child, _) = spawn(dir.path());
+    let (mut child, _) = spawn_binary(dir.path());
     child.kill().unwrap();
     child.wait().unwrap();
     let bodies = std::fs::read_dir(dir.path().join("objects/data/crash")).map(|d| d.count()).unwrap_or(0);

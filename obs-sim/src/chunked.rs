@@ -102,11 +102,7 @@ fn incomplete(message: &str) -> S3Error {
 }
 
 fn signature_mismatch() -> S3Error {
-    S3Error::new(
-        "SignatureDoesNotMatch",
-        http::StatusCode::FORBIDDEN,
-        "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-    )
+    S3Error::signature_does_not_match()
 }
 
 impl ChunkedDecoder {

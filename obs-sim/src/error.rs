@@ -76,6 +76,24 @@ impl S3Error {
         )
     }
 
+    /// The signature (of the request or of a chunk) does not verify.
+    pub fn signature_does_not_match() -> Self {
+        Self::new(
+            "SignatureDoesNotMatch",
+            StatusCode::FORBIDDEN,
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+        )
+    }
+
+    /// The body does not hash to the signed `x-amz-content-sha256`.
+    pub fn content_sha256_mismatch() -> Self {
+        Self::new(
+            "XAmzContentSHA256Mismatch",
+            StatusCode::BAD_REQUEST,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    }
+
     /// Access is denied.
     pub fn access_denied(message: impl Into<String>) -> Self {
         Self::new("AccessDenied", StatusCode::FORBIDDEN, message)

@@ -1029,7 +1029,9 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
 fn auth_error(error: AuthError) -> S3Error {
     match error {
         AuthError::Missing => S3Error::access_denied("Access Denied"),
-        AuthError::Malformed(m) | AuthError::BadScope(m) => S3Error::new("AuthorizationHeaderMalformed", StatusCode::BAD_REQUEST, m),
+        AuthError::Malformed(m) | AuthError::BadScope(m) => {
+            S3Error::new("AuthorizationHeaderMalformed", StatusCode::BAD_REQUEST, m)
+        }
         AuthError::UnknownAccessKey => S3Error::new(
             "InvalidAccessKeyId",
             StatusCode::FORBIDDEN,
@@ -1043,21 +1045,13 @@ fn auth_error(error: AuthError) -> S3Error {
         .with("RequestTime", request_time)
         .with("ServerTime", server_time)
         .with("MaxAllowedSkewMilliseconds", "900000"),
-        AuthError::Expired { expires, server_time } => S3Error::access_denied("Request has expired")
-            .with("Expires", expires)
-            .with("ServerTime", server_time),
-        AuthError::PayloadHashMismatch => S3Error::new(
-            "XAmzContentSHA256Mismatch",
-            StatusCode::BAD_REQUEST,
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        ),
-        AuthError::SignatureMismatch { string_to_sign, canonical_request } => S3Error::new(
-            "SignatureDoesNotMatch",
-            StatusCode::FORBIDDEN,
-            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-        )
-        .with("StringToSign", string_to_sign)
-        .with("CanonicalRequest", canonical_request),
+        AuthError::Expired { expires, server_time } => {
+            S3Error::access_denied("Request has expired").with("Expires", expires).with("ServerTime", server_time)
+        }
+        AuthError::PayloadHashMismatch => S3Error::content_sha256_mismatch(),
+        AuthError::SignatureMismatch { string_to_sign, canonical_request } => S3Error::signature_does_not_match()
+            .with("StringToSign", string_to_sign)
+            .with("CanonicalRequest", canonical_request),
     }
 }
 

@@ -674,11 +674,7 @@ impl Pipeline {
         if let (Some(expected), Some(h)) = (&input.payload_sha256, self.sha256.take())
             && !hex::encode(sha2::Digest::finalize(h)).eq_ignore_ascii_case(expected)
         {
-            return Err(S3Error::new(
-                "XAmzContentSHA256Mismatch",
-                http::StatusCode::BAD_REQUEST,
-                "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            ));
+            return Err(S3Error::content_sha256_mismatch());
         }
         if let Some((algorithm, c)) = self.checksum.take() {
             let computed = c.finish();

@@ -28,6 +28,50 @@ pub fn kms_client_with(stack: &Stack, access_key_id: &str, secret: &str) -> aws_
     aws_sdk_kms::Client::from_conf(config)
 }
 
+/// The `kmsim` binary on port 0 with a data dir, and its endpoint (read from its JSON line).
+pub fn spawn_binary(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kmsim"))
+        .args(["--port", "0", "--log", "warn", "--data-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kmsim starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let endpoint =
+        serde_json::from_str::<serde_json::Value>(&line).expect("a JSON line")["endpoint"].as_str().unwrap().to_owned();
+    (child, endpoint)
+}
+
+/// An `aws-sdk-kms` client for a spawned binary, without retries (a killed server fails fast).
+pub fn kms_client_at(endpoint: &str) -> aws_sdk_kms::Client {
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "kmsim-tests"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+/// An `aws-sdk-s3` client (path style) for a spawned binary, without retries.
+pub fn s3_client_at(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "kmsim-tests"))
+        .force_path_style(true)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 /// A raw HTTP response: status and body.
 #[derive(Debug)]
 pub struct RawResponse {
