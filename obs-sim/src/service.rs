@@ -33,6 +33,8 @@ use crate::store::Store;
 pub const S3_SERVICE_PRINCIPAL: &str = "s3.amazonaws.com";
 /// Provider id of KMS-wrapped data keys in an AWS Encryption SDK message.
 pub const KMS_PROVIDER_ID: &str = "aws-kms";
+/// Stored bytes decrypted at a time on reads (four frames).
+const DECRYPT_PIECE: usize = 4 * (envelope::FRAME_LENGTH as usize + 32);
 /// Size of the parts the backend writes a body in.
 const WRITE_CHUNK: usize = 5 * 1024 * 1024;
 
@@ -205,7 +207,12 @@ impl Obs {
             (None, SseRecord::None | SseRecord::S3) => format!("\"{}\"", hex::encode(written.md5)),
             // S3's ETag of an SSE-KMS object is not the MD5 of the data; this is the MD5 of what is stored.
             (None, SseRecord::Kms { .. } | SseRecord::Customer { .. }) => {
-                format!("\"{}\"", hex::encode(written.stored_md5))
+                // Not the MD5 of the data (as S3's ETags of such objects are not): derived from it
+                // and the body's unique path, so no second pass over the stored bytes is needed.
+                let mut etag = Md5::new();
+                etag.update(written.md5);
+                etag.update(written.blob.as_ref().as_bytes());
+                format!("\"{}\"", hex::encode(etag.finalize()))
             }
         };
         let record = ObjectRecord {
@@ -276,7 +283,6 @@ impl Obs {
             size: pipeline.size,
             stored_size: pipeline.stored_size,
             md5: pipeline.md5.finalize().into(),
-            stored_md5: pipeline.stored_md5.finalize().into(),
             header_len: encrypted.then_some(pipeline.header_len),
             checksum,
         })
@@ -604,7 +610,6 @@ pub(crate) struct Written {
     pub(crate) size: u64,
     pub(crate) stored_size: u64,
     pub(crate) md5: [u8; 16],
-    pub(crate) stored_md5: [u8; 16],
     pub(crate) header_len: Option<u64>,
     pub(crate) checksum: Option<(String, String)>,
 }
@@ -612,7 +617,6 @@ pub(crate) struct Written {
 /// The digests and counters a PUT keeps as the payload streams through.
 struct Pipeline {
     md5: Md5,
-    stored_md5: Md5,
     sha256: Option<sha2::Sha256>,
     checksum: Option<(Algorithm, Checksummer)>,
     size: u64,
@@ -625,7 +629,6 @@ impl Pipeline {
         let algorithm = input.checksum.as_ref().map(|(a, _)| *a).or(input.trailer_checksum);
         Pipeline {
             md5: Md5::new(),
-            stored_md5: Md5::new(),
             sha256: input.payload_sha256.as_ref().map(|_| sha2::Digest::new()),
             checksum: algorithm.map(|a| (a, Checksummer::new(a))),
             size: 0,
@@ -646,7 +649,6 @@ impl Pipeline {
     }
 
     fn stored(&mut self, data: &[u8]) {
-        self.stored_md5.update(data);
         self.stored_size += data.len() as u64;
     }
 
@@ -809,6 +811,20 @@ fn decrypt_stream(
     stored: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
     decrypting: Decrypting,
 ) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
+    // Decrypt in pieces of a few frames, whatever size the backend hands out (an in-memory store
+    // gives the whole range at once): plaintext is released as it verifies and memory stays bounded.
+    let stored = stored
+        .flat_map(|item| {
+            let pieces: Vec<std::io::Result<Bytes>> = match item {
+                Ok(bytes) => (0..bytes.len())
+                    .step_by(DECRYPT_PIECE)
+                    .map(|at| Ok(bytes.slice(at..(at + DECRYPT_PIECE).min(bytes.len()))))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(pieces)
+        })
+        .boxed();
     futures::stream::unfold(Some((stored, decrypting)), |state| async move {
         let (mut stored, mut decrypting) = state?;
         loop {
