@@ -104,6 +104,10 @@ impl KeyService for InProcessKeyService {
         alias: &'a str,
     ) -> BoxFuture<'a, Result<String, KeyServiceError>> {
         Box::pin(async move {
+            // Found in memory on every call but the first; only creating it writes (and fsyncs).
+            if let Some(arn) = self.kms.existing_service_managed_key(caller, alias) {
+                return Ok(arn);
+            }
             let description = service_key_description(alias);
             let record = tokio::task::block_in_place(|| self.kms.service_managed_key(caller, alias, &description));
             record.map(|r| r.arn()).map_err(to_key_service_error)

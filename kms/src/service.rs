@@ -484,6 +484,13 @@ impl Kms {
         Ok(record)
     }
 
+    /// The ARN of a service-managed alias's key if it exists already (no write).
+    pub fn existing_service_managed_key(&self, caller: &Caller, alias: &str) -> Option<String> {
+        let state = self.read_state();
+        let target = &state.aliases.get(&alias_store_key(&caller.account_id, &caller.region, alias))?.target_key_id;
+        state.keys.get(target).map(|k| k.record.arn())
+    }
+
     /// The key of a service-managed alias (`alias/aws/s3`, ...), created on first use.
     pub fn service_managed_key(&self, caller: &Caller, alias: &str, description: &str) -> Result<KeyRecord> {
         let store_key = alias_store_key(&caller.account_id, &caller.region, alias);
