@@ -100,9 +100,7 @@ impl ApiError {
         match self {
             ApiError::Kms(Error::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Kms(Error::DryRun) => StatusCode::PRECONDITION_FAILED,
-            ApiError::Kms(Error::AccessDenied(_)) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Auth(AuthError::Missing) => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -8,7 +8,6 @@
 //! visible, then swapped into the in-memory state: nothing is acknowledged that a crash can lose.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use aes_gcm::Aes256Gcm;
@@ -1505,9 +1504,4 @@ fn paginate<T>(items: Vec<(String, T)>, limit: usize, marker: Option<&str>) -> R
     let items: Vec<T> = rest.by_ref().take(limit).map(|(_, v)| v).collect();
     let next_marker = rest.peek().map(|(k, _)| hex::encode(k));
     Ok(Page { items, next_marker })
-}
-
-/// Reads a data dir's master key path, for callers that need to check it.
-pub fn default_master_key_path(dir: &Path) -> std::path::PathBuf {
-    dir.join("master.key")
 }
