@@ -27,10 +27,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
 use shared::sigv4::{self, SigningParams, UriEncoding};
+use support::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, Target, proc_stat_cpu, process_cpu};
 
-const ACCESS_KEY_ID: &str = "test";
-const SECRET_ACCESS_KEY: &str = "test";
-const REGION: &str = "us-east-1";
+mod support;
 
 /// Command-line options; every mode reads the ones it needs.
 #[derive(Debug, Clone)]
@@ -171,50 +170,8 @@ fn self_thread_cpu() -> Option<f64> {
     proc_stat_cpu("/proc/thread-self/stat", false)
 }
 
-/// User + system CPU seconds from a `/proc/.../stat` file; with `children`, waited-for children too.
-fn proc_stat_cpu(path: &str, children: bool) -> Option<f64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15,
-    // cutime 16, cstime 17.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    let mut ticks = get(14)? + get(15)?;
-    if children {
-        ticks += get(16)? + get(17)?;
-    }
-    Some(ticks as f64 / clock_ticks_per_second())
-}
-
-/// `sysconf(_SC_CLK_TCK)` without libc: 100 on every Linux this runs on.
-fn clock_ticks_per_second() -> f64 {
-    100.0
-}
-
-/// CPU seconds of a whole process (all threads), or `None` if it cannot be read.
-fn process_cpu(pid: u32) -> Option<f64> {
-    proc_stat_cpu(&format!("/proc/{pid}/stat"), true)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Over HTTP
-
-/// Where to send requests: `host[:port]` for the connection and the `Host` header.
-#[derive(Debug, Clone)]
-struct Target {
-    authority: String,
-    host_header: HeaderValue,
-}
-
-fn parse_endpoint(endpoint: &str) -> Target {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .unwrap_or_else(|| die(&format!("only http:// endpoints are supported, not {endpoint}")));
-    let authority = rest.split('/').next().unwrap_or(rest).to_owned();
-    let authority = if authority.contains(':') { authority } else { format!("{authority}:80") };
-    let host_header = HeaderValue::from_str(&authority).unwrap_or_else(|_| die("bad endpoint"));
-    Target { authority, host_header }
-}
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
@@ -283,7 +240,7 @@ struct WorkerStats {
 }
 
 async fn http(opts: Options) {
-    let target = parse_endpoint(&opts.endpoint);
+    let target = support::parse_endpoint(&opts.endpoint).unwrap_or_else(|e| die(&e));
     let name = opts.target.clone().unwrap_or_else(|| opts.endpoint.clone());
 
     // The key every worker uses.

@@ -43,10 +43,10 @@ use hyper::body::{Frame, SizeHint};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use shared::sigv4::{self, SigningParams, UriEncoding};
+use support::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, Target};
 
-const ACCESS_KEY_ID: &str = "test";
-const SECRET_ACCESS_KEY: &str = "test";
-const REGION: &str = "us-east-1";
+mod support;
+
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 /// The period of the body pattern: close to 1 MiB, not a power of two.
@@ -161,21 +161,9 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // /proc
 
-/// User + system CPU seconds from a `/proc/.../stat` file, waited-for children included.
-fn proc_stat_cpu(path: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    // Fields after the `(comm)`, which may contain spaces: utime 14, stime 15, cutime 16, cstime 17.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    let ticks = get(14)? + get(15)? + get(16)? + get(17)?;
-    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
-    Some(ticks as f64 / 100.0)
-}
-
-/// CPU seconds of a whole process (all threads), or `None` without a pid or if it cannot be read.
-fn process_cpu(pid: Option<u32>) -> Option<f64> {
-    proc_stat_cpu(&format!("/proc/{}/stat", pid?))
+/// CPU seconds of the server, when its pid is known.
+fn server_cpu(pid: Option<u32>) -> Option<f64> {
+    pid.and_then(support::process_cpu)
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`), in bytes.
@@ -278,23 +266,6 @@ impl hyper::body::Body for PatternBody {
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
-
-/// Where to send requests: `host:port` for the connection and the `Host` header.
-#[derive(Debug, Clone)]
-struct Target {
-    authority: String,
-    host_header: HeaderValue,
-}
-
-fn parse_endpoint(endpoint: &str) -> Target {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .unwrap_or_else(|| die(&format!("only http:// endpoints are supported, not {endpoint}")));
-    let authority = rest.split('/').next().unwrap_or(rest).to_owned();
-    let authority = if authority.contains(':') { authority } else { format!("{authority}:80") };
-    let host_header = HeaderValue::from_str(&authority).unwrap_or_else(|_| die("bad endpoint"));
-    Target { authority, host_header }
-}
 
 type Sender = hyper::client::conn::http1::SendRequest<PatternBody>;
 
@@ -515,7 +486,7 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 async fn throughput(opts: Options) {
     let size = opts.size.unwrap_or(256 * MIB);
     let pattern = Pattern::new();
-    let target = parse_endpoint(&opts.endpoint);
+    let target = support::parse_endpoint(&opts.endpoint).unwrap_or_else(|e| die(&e));
     let mut conn = Conn::new(&target);
     let bucket = bucket_name("tp");
     create_bucket(&mut conn, &pattern, &bucket).await;
@@ -524,7 +495,7 @@ async fn throughput(opts: Options) {
         let order = if round % 2 == 0 { [true, false] } else { [false, true] };
         for op in ["put", "get"] {
             for sse in order {
-                let cpu_start = process_cpu(opts.server_pid);
+                let cpu_start = server_cpu(opts.server_pid);
                 let start = Instant::now();
                 let answer = if op == "put" {
                     put_object(&mut conn, &pattern, &path(sse), size, sse).await
@@ -537,7 +508,7 @@ async fn throughput(opts: Options) {
                     answer
                 };
                 let seconds = start.elapsed().as_secs_f64();
-                let cpu = process_cpu(opts.server_pid).zip(cpu_start).map(|(b, a)| b - a);
+                let cpu = server_cpu(opts.server_pid).zip(cpu_start).map(|(b, a)| b - a);
                 let _ = answer;
                 if round == 0 {
                     continue;
@@ -576,7 +547,7 @@ struct WorkerStats {
 async fn small_put(opts: Options) {
     let size = opts.size.unwrap_or(4096);
     let pattern = Pattern::new();
-    let target = parse_endpoint(&opts.endpoint);
+    let target = support::parse_endpoint(&opts.endpoint).unwrap_or_else(|e| die(&e));
     let bucket: Arc<str> = bucket_name("small").into();
     {
         let mut conn = Conn::new(&target);
@@ -639,11 +610,11 @@ async fn small_put(opts: Options) {
     }
 
     tokio::time::sleep_until(measure_start.into()).await;
-    let server_cpu_start = process_cpu(opts.server_pid);
-    let client_cpu_start = proc_stat_cpu("/proc/self/stat");
+    let server_cpu_start = server_cpu(opts.server_pid);
+    let client_cpu_start = support::proc_stat_cpu("/proc/self/stat", true);
     tokio::time::sleep_until(measure_end.into()).await;
-    let server_cpu = process_cpu(opts.server_pid).zip(server_cpu_start).map(|(b, a)| b - a);
-    let client_cpu = proc_stat_cpu("/proc/self/stat").zip(client_cpu_start).map(|(b, a)| b - a);
+    let server_cpu = server_cpu(opts.server_pid).zip(server_cpu_start).map(|(b, a)| b - a);
+    let client_cpu = support::proc_stat_cpu("/proc/self/stat", true).zip(client_cpu_start).map(|(b, a)| b - a);
     stop.store(true, Ordering::Relaxed);
 
     let mut total = WorkerStats::default();
@@ -690,18 +661,18 @@ async fn big_put(opts: Options) {
     let hwm = |what: &str| proc_status_bytes(pid, "VmHWM").unwrap_or_else(|| die(&format!("no VmHWM for {what}")));
     let rss = || proc_status_bytes(pid, "VmRSS").unwrap_or(0);
     let pattern = Pattern::new();
-    let target = parse_endpoint(&opts.endpoint);
+    let target = support::parse_endpoint(&opts.endpoint).unwrap_or_else(|e| die(&e));
     let mut conn = Conn::new(&target);
     let bucket = bucket_name("big");
     create_bucket(&mut conn, &pattern, &bucket).await;
     let path = format!("/{bucket}/object-kms");
     let hwm_before = hwm("before");
     let rss_before = rss();
-    let cpu_start = process_cpu(opts.server_pid);
+    let cpu_start = server_cpu(opts.server_pid);
     let start = Instant::now();
     put_object(&mut conn, &pattern, &path, size, true).await;
     let put_seconds = start.elapsed().as_secs_f64();
-    let put_cpu = process_cpu(opts.server_pid).zip(cpu_start).map(|(b, a)| b - a);
+    let put_cpu = server_cpu(opts.server_pid).zip(cpu_start).map(|(b, a)| b - a);
     let hwm_after_put = hwm("after the PUT");
     let rss_after_put = rss();
     let mut get = String::from("null");
@@ -737,7 +708,7 @@ async fn range(opts: Options) {
     let size = opts.size.unwrap_or(GIB);
     let range_size = opts.range_size.min(size);
     let pattern = Pattern::new();
-    let target = parse_endpoint(&opts.endpoint);
+    let target = support::parse_endpoint(&opts.endpoint).unwrap_or_else(|e| die(&e));
     let mut conn = Conn::new(&target);
     let bucket = bucket_name("range");
     create_bucket(&mut conn, &pattern, &bucket).await;
@@ -754,7 +725,7 @@ async fn range(opts: Options) {
         // Alternate which goes first.
         let order = if i % 2 == 0 { [true, false] } else { [false, true] };
         for is_range in order {
-            let cpu_start = process_cpu(opts.server_pid);
+            let cpu_start = server_cpu(opts.server_pid);
             let start = Instant::now();
             let answer = if is_range {
                 get_object(&mut conn, &pattern, &big, Some(tail), true).await
@@ -762,7 +733,7 @@ async fn range(opts: Options) {
                 get_object(&mut conn, &pattern, &small, None, true).await
             };
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            let cpu = process_cpu(opts.server_pid).zip(cpu_start).map_or(0.0, |(b, a)| b - a);
+            let cpu = server_cpu(opts.server_pid).zip(cpu_start).map_or(0.0, |(b, a)| b - a);
             if answer.bytes != range_size || (is_range && answer.status != 206) {
                 die(&format!(
                     "{} answered {} with {} bytes, expected {range_size}",
