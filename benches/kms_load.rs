@@ -1,13 +1,23 @@
-//! GenerateDataKey load generator for kmsim and its peers (a `harness = false` bench target).
+//! Data-key load generator for kmsim and its peers (a `harness = false` bench target).
 //!
 //! Two modes, each printing one JSON line on stdout:
 //!
-//! - `http --endpoint URL [--seconds N] [--connections C] [--threads T] [--warmup S] [--server-pid PID]
-//!   [--target NAME]`: creates a key with `TrentService.CreateKey`, then drives
-//!   `TrentService.GenerateDataKey` (`AES_256`) over HTTP/1.1 from C workers, each with its own
-//!   keep-alive connection, every request SigV4-signed (access key `test`/`test`, `us-east-1`).
-//!   After a warm-up of S seconds (default 1) it counts, for N seconds, the calls that came back,
-//!   the non-200 answers and transport failures (`errors`), and the latency percentiles. With
+//! - `http --endpoint URL [--dialect aws|otc] [--seconds N] [--connections C] [--threads T] [--warmup S]
+//!   [--server-pid PID] [--target NAME]`: creates a key, then asks for 256-bit data keys over
+//!   HTTP/1.1 from C workers, each with its own keep-alive connection, every request signed when it
+//!   is sent (access key `test`/`test`, the current time). The dialect picks the API:
+//!   - `aws` (default): `TrentService.CreateKey`, then `TrentService.GenerateDataKey`
+//!     (`KeySpec: AES_256`), SigV4-signed for `us-east-1`;
+//!   - `otc`: `POST /v1.0/{project_id}/kms/create-key`, then `POST /v1.0/{project_id}/kms/create-datakey`
+//!     (`datakey_length: "256"`), SDK-HMAC-SHA256-signed (`Access=` form, `host` and
+//!     `content-type: application/json` signed, as Huawei's SDKs do), project id `--project-id`
+//!     (default: the default account's, 32 zeros).
+//!
+//!   Both dialects run the same workers; an answer counts as a call only if it is a 200 whose body
+//!   has both halves of the data key as non-empty strings (`Plaintext` and `CiphertextBlob`, or
+//!   `plain_text` and `cipher_text`). After a warm-up of S seconds (default 1) it counts, for N
+//!   seconds, the calls that came back, the other answers and transport failures (`errors`), and
+//!   the latency percentiles. With
 //!   `--server-pid` it also reports the server's CPU time over the measured window (from
 //!   `/proc/PID/stat`, children included), so the server's cost per call is known even though the
 //!   client shares the machine.
@@ -15,7 +25,8 @@
 //!   empty context) in a loop on this thread; the rate is per core.
 //!
 //! The same client drives kmsim and `moto_server`; `scripts/bench-kms` runs both and prints the
-//! ratio. Unknown flags (cargo passes `--bench`) are ignored.
+//! ratio, and compares the two dialects on one kmsim. Unknown flags (cargo passes `--bench`) are
+//! ignored.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +37,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
+use shared::sdk_hmac;
 use shared::sigv4::{self, SigningParams, UriEncoding};
 use support::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, Target, proc_stat_cpu, process_cpu};
 
@@ -42,6 +54,17 @@ struct Options {
     threads: usize,
     server_pid: Option<u32>,
     target: Option<String>,
+    dialect: Dialect,
+    project_id: String,
+}
+
+/// The KMS API a run speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// AWS KMS JSON 1.1 (`TrentService.*`), SigV4.
+    Aws,
+    /// OTC / Huawei Cloud KMS REST v1.0, SDK-HMAC-SHA256.
+    Otc,
 }
 
 fn parse_args() -> Options {
@@ -54,6 +77,8 @@ fn parse_args() -> Options {
         threads: 1,
         server_pid: None,
         target: None,
+        dialect: Dialect::Aws,
+        project_id: shared::accounts::DEFAULT_PROJECT_ID.to_owned(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -71,6 +96,14 @@ fn parse_args() -> Options {
             "--threads" => opts.threads = num::<usize>(&value(&mut i)).max(1),
             "--server-pid" => opts.server_pid = Some(num(&value(&mut i))),
             "--target" => opts.target = Some(value(&mut i)),
+            "--dialect" => {
+                opts.dialect = match value(&mut i).as_str() {
+                    "aws" => Dialect::Aws,
+                    "otc" => Dialect::Otc,
+                    other => die(&format!("unknown dialect {other} (aws or otc)")),
+                }
+            }
+            "--project-id" => opts.project_id = value(&mut i),
             _ => {} // `--bench` from cargo, and anything else we do not know.
         }
         i += 1;
@@ -85,8 +118,8 @@ fn num<T: std::str::FromStr>(text: &str) -> T {
 fn die(message: &str) -> ! {
     eprintln!("kms_load: {message}");
     eprintln!(
-        "usage: kms_load http --endpoint URL [--seconds N] [--connections C] [--threads T] [--warmup S] \
-         [--server-pid PID] [--target NAME]\n       kms_load inprocess [--seconds N]"
+        "usage: kms_load http --endpoint URL [--dialect aws|otc] [--project-id ID] [--seconds N] [--connections C] \
+         [--threads T] [--warmup S] [--server-pid PID] [--target NAME]\n       kms_load inprocess [--seconds N]"
     );
     std::process::exit(2)
 }
@@ -188,7 +221,12 @@ async fn connect(target: &Target) -> Result<Sender, String> {
     Ok(sender)
 }
 
-/// Builds and signs one KMS JSON request.
+/// The current time in Unix seconds: every request is signed when it is built.
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Builds and signs one AWS KMS JSON request.
 fn signed_request(target: &Target, operation: &str, body: &Bytes, payload_hash: &str) -> hyper::Request<Full<Bytes>> {
     let mut headers = HeaderMap::with_capacity(6);
     headers.insert("host", target.host_header.clone());
@@ -199,13 +237,12 @@ fn signed_request(target: &Target, operation: &str, body: &Bytes, payload_hash: 
         other => HeaderValue::from_str(&format!("TrentService.{other}")).expect("an operation name"),
     };
     headers.insert("x-amz-target", amz_target);
-    let time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let params = SigningParams {
         access_key_id: ACCESS_KEY_ID,
         secret_access_key: SECRET_ACCESS_KEY,
         region: REGION,
         service: "kms",
-        time,
+        time: unix_now(),
     };
     sigv4::sign("POST", "/", "", &mut headers, payload_hash, UriEncoding::Double, &params)
         .unwrap_or_else(|e| die(&format!("sign: {e}")));
@@ -213,6 +250,96 @@ fn signed_request(target: &Target, operation: &str, body: &Bytes, payload_hash: 
         hyper::Request::builder().method("POST").uri("/").body(Full::new(body.clone())).expect("a valid request");
     *request.headers_mut() = headers;
     request
+}
+
+/// Builds and signs one OTC KMS request: `POST path` with a JSON body, SDK-HMAC-SHA256 in the `Access=` form.
+fn otc_request(target: &Target, path: &str, body: &Bytes) -> hyper::Request<Full<Bytes>> {
+    let mut headers = HeaderMap::with_capacity(6);
+    headers.insert("host", target.host_header.clone());
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let credentials = sdk_hmac::Credentials { access_key_id: ACCESS_KEY_ID, secret_access_key: SECRET_ACCESS_KEY };
+    sdk_hmac::sign("POST", path, "", &mut headers, body, credentials, unix_now())
+        .unwrap_or_else(|e| die(&format!("sign: {e}")));
+    let mut request =
+        hyper::Request::builder().method("POST").uri(path).body(Full::new(body.clone())).expect("a valid request");
+    *request.headers_mut() = headers;
+    request
+}
+
+/// The request every worker repeats, in one dialect.
+#[derive(Debug)]
+struct DataKeyCall {
+    dialect: Dialect,
+    target: Target,
+    body: Bytes,
+    /// SigV4's payload hash of `body` (AWS).
+    payload_hash: String,
+    /// The request path (OTC).
+    path: String,
+}
+
+impl DataKeyCall {
+    /// One freshly signed request.
+    fn request(&self) -> hyper::Request<Full<Bytes>> {
+        match self.dialect {
+            Dialect::Aws => signed_request(&self.target, "GenerateDataKey", &self.body, &self.payload_hash),
+            Dialect::Otc => otc_request(&self.target, &self.path, &self.body),
+        }
+    }
+
+    /// Whether a 200 answer carries a data key: both halves as non-empty JSON strings.
+    fn is_data_key(&self, body: &[u8]) -> bool {
+        let (plaintext, ciphertext) = match self.dialect {
+            Dialect::Aws => ("Plaintext", "CiphertextBlob"),
+            Dialect::Otc => ("plain_text", "cipher_text"),
+        };
+        has_string_field(body, plaintext) && has_string_field(body, ciphertext)
+    }
+}
+
+/// Whether a JSON object's text has `"field": "<at least one character>"` (a byte scan: parsing every answer
+/// would add client CPU to the measurement).
+fn has_string_field(body: &[u8], field: &str) -> bool {
+    let needle = format!("\"{field}\"");
+    let needle = needle.as_bytes();
+    let mut at = 0;
+    while let Some(found) = body[at..].windows(needle.len()).position(|w| w == needle) {
+        let mut rest = body[at + found + needle.len()..].iter().skip_while(|b| b.is_ascii_whitespace());
+        if rest.next() == Some(&b':') {
+            let mut rest = rest.skip_while(|b| b.is_ascii_whitespace());
+            return rest.next() == Some(&b'"') && rest.next().is_some_and(|b| *b != b'"');
+        }
+        at += found + 1;
+    }
+    false
+}
+
+/// Creates the key of a run in its dialect; its id.
+async fn create_key(target: &Target, opts: &Options) -> String {
+    let mut sender = connect(target).await.unwrap_or_else(|e| die(&e));
+    let (request, what) = match opts.dialect {
+        Dialect::Aws => {
+            let body = Bytes::from_static(b"{}");
+            (signed_request(target, "CreateKey", &body, &sigv4::payload_sha256(&body)), "CreateKey")
+        }
+        Dialect::Otc => {
+            // Aliases are unique: one per run.
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let body = Bytes::from(format!("{{\"key_alias\":\"bench-{}-{nanos}\"}}", std::process::id()));
+            (otc_request(target, &format!("/v1.0/{}/kms/create-key", opts.project_id), &body), "create-key")
+        }
+    };
+    let (status, body, _) = send(&mut sender, request).await.unwrap_or_else(|e| die(&format!("{what}: {e}")));
+    if status != 200 {
+        die(&format!("{what} answered {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    let created: serde_json::Value =
+        serde_json::from_slice(&body).unwrap_or_else(|e| die(&format!("{what} answer is not JSON: {e}")));
+    let id = match opts.dialect {
+        Dialect::Aws => &created["KeyMetadata"]["KeyId"],
+        Dialect::Otc => &created["key_info"]["key_id"],
+    };
+    id.as_str().unwrap_or_else(|| die(&format!("{what} answer has no key id: {created}"))).to_owned()
 }
 
 /// Sends one request; the status, the whole body, and whether the server closes the connection.
@@ -243,36 +370,28 @@ async fn http(opts: Options) {
     let target = support::parse_endpoint(&opts.endpoint).unwrap_or_else(|e| die(&e));
     let name = opts.target.clone().unwrap_or_else(|| opts.endpoint.clone());
 
-    // The key every worker uses.
-    let mut sender = connect(&target).await.unwrap_or_else(|e| die(&e));
-    let create_body = Bytes::from_static(b"{}");
-    let create_hash = sigv4::payload_sha256(&create_body);
-    let (status, body, _) = send(&mut sender, signed_request(&target, "CreateKey", &create_body, &create_hash))
-        .await
-        .unwrap_or_else(|e| die(&format!("CreateKey: {e}")));
-    if status != 200 {
-        die(&format!("CreateKey answered {status}: {}", String::from_utf8_lossy(&body)));
-    }
-    let created: serde_json::Value =
-        serde_json::from_slice(&body).unwrap_or_else(|e| die(&format!("CreateKey answer is not JSON: {e}")));
-    let key_id = created["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap_or_else(|| die("CreateKey answer has no KeyMetadata.KeyId"))
-        .to_owned();
-    drop(sender);
-
-    let gdk_body = Bytes::from(format!("{{\"KeyId\":\"{key_id}\",\"KeySpec\":\"AES_256\"}}"));
-    let gdk_hash: Arc<str> = sigv4::payload_sha256(&gdk_body).into();
+    // The key every worker uses, and the request they repeat.
+    let key_id = create_key(&target, &opts).await;
+    let call = Arc::new(match opts.dialect {
+        Dialect::Aws => {
+            let body = Bytes::from(format!("{{\"KeyId\":\"{key_id}\",\"KeySpec\":\"AES_256\"}}"));
+            let payload_hash = sigv4::payload_sha256(&body);
+            DataKeyCall { dialect: opts.dialect, target: target.clone(), body, payload_hash, path: "/".into() }
+        }
+        Dialect::Otc => {
+            let body = Bytes::from(format!("{{\"key_id\":\"{key_id}\",\"datakey_length\":\"256\"}}"));
+            let path = format!("/v1.0/{}/kms/create-datakey", opts.project_id);
+            DataKeyCall { dialect: opts.dialect, target: target.clone(), body, payload_hash: String::new(), path }
+        }
+    });
 
     // One check outside the load: the answer is a data key.
     {
         let mut sender = connect(&target).await.unwrap_or_else(|e| die(&e));
-        let (status, body, _) = send(&mut sender, signed_request(&target, "GenerateDataKey", &gdk_body, &gdk_hash))
-            .await
-            .unwrap_or_else(|e| die(&format!("GenerateDataKey: {e}")));
-        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if status != 200 || !answer["CiphertextBlob"].is_string() || !answer["Plaintext"].is_string() {
-            die(&format!("GenerateDataKey answered {status}: {}", String::from_utf8_lossy(&body)));
+        let (status, body, _) =
+            send(&mut sender, call.request()).await.unwrap_or_else(|e| die(&format!("first data key: {e}")));
+        if status != 200 || !call.is_data_key(&body) {
+            die(&format!("the first data-key request answered {status}: {}", String::from_utf8_lossy(&body)));
         }
     }
 
@@ -284,8 +403,7 @@ async fn http(opts: Options) {
     let mut workers = Vec::with_capacity(opts.connections);
     for _ in 0..opts.connections {
         let target = target.clone();
-        let body = gdk_body.clone();
-        let hash = gdk_hash.clone();
+        let call = call.clone();
         let stop = stop.clone();
         workers.push(tokio::spawn(async move {
             let mut stats = WorkerStats { latencies_us: Vec::with_capacity(1 << 14), ..Default::default() };
@@ -304,7 +422,7 @@ async fn http(opts: Options) {
                             sender.insert(fresh)
                         }
                     };
-                    match send(s, signed_request(&target, "GenerateDataKey", &body, &hash)).await {
+                    match send(s, call.request()).await {
                         Ok(answer) => {
                             if answer.2 {
                                 sender = None;
@@ -324,7 +442,7 @@ async fn http(opts: Options) {
                 }
                 let counted = sent >= measure_start;
                 match result {
-                    Ok((200, _, _)) => {
+                    Ok((200, body, _)) if call.is_data_key(&body) => {
                         if counted {
                             stats.calls += 1;
                             stats.latencies_us.push((done - sent).as_micros().min(u32::MAX as u128) as u32);
@@ -385,10 +503,14 @@ async fn http(opts: Options) {
     };
     let opt_secs = |cpu: Option<f64>| cpu.map_or("null".into(), |c| format!("{c:.2}"));
     println!(
-        "{{\"target\":{},\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\"errors\":{},\"reconnects\":{},\"p50_us\":{},\"p99_us\":{},\
+        "{{\"target\":{},\"dialect\":\"{}\",\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\"errors\":{},\"reconnects\":{},\"p50_us\":{},\"p99_us\":{},\
          \"connections\":{},\"client_threads\":{},\"server_cpu_seconds\":{},\"server_cpu_us_per_call\":{},\
          \"client_cpu_seconds\":{},\"client_cpu_us_per_call\":{},\"first_error\":{}}}",
         serde_json::Value::from(name),
+        match opts.dialect {
+            Dialect::Aws => "aws",
+            Dialect::Otc => "otc",
+        },
         total.calls,
         opts.seconds,
         total.errors,

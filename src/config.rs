@@ -95,6 +95,10 @@ impl Default for Config {
 pub struct AccountConfig {
     /// 12 digits.
     pub id: String,
+    /// The OTC / Huawei Cloud domain id (32 lowercase hex digits); derived from `id` when absent.
+    pub domain_id: Option<String>,
+    /// The OTC / Huawei Cloud project id (32 lowercase hex digits); derived from `id` when absent.
+    pub project_id: Option<String>,
     /// The access keys that act for the account.
     pub access_keys: Vec<AccessKeyConfig>,
 }
@@ -183,6 +187,20 @@ impl Config {
             if !accounts::is_account_id(&account.id) {
                 return Err(ConfigError::Invalid(format!("account id '{}' is not 12 digits", account.id)));
             }
+            if account.id == evs_sim::service::SERVICE_ACCOUNT_ID {
+                return Err(ConfigError::Invalid(format!(
+                    "account id '{}' is reserved for the volume service's own calls to the KMS",
+                    account.id
+                )));
+            }
+            for id in [&account.domain_id, &account.project_id].into_iter().flatten() {
+                if !accounts::is_project_id(id) {
+                    return Err(ConfigError::Invalid(format!(
+                        "account {}: domain and project ids are 32 lowercase hex digits, not '{id}'",
+                        account.id
+                    )));
+                }
+            }
         }
         for key in &self.keys {
             let id_ok = !key.id.is_empty()
@@ -202,13 +220,14 @@ impl Config {
     pub fn accounts(&self) -> Accounts {
         let mut out = if self.default_account { Accounts::with_defaults() } else { Accounts::default() };
         for account in &self.accounts {
+            let (default_domain, default_project) = accounts::default_project_ids(&account.id);
+            let domain_id = account.domain_id.as_deref().unwrap_or(&default_domain);
+            let project_id = account.project_id.as_deref().unwrap_or(&default_project);
             for key in &account.access_keys {
-                out.insert(AccessKey::new(
-                    &key.access_key_id,
-                    &key.secret_access_key,
-                    &account.id,
-                    key.user.as_deref(),
-                ));
+                out.insert(
+                    AccessKey::new(&key.access_key_id, &key.secret_access_key, &account.id, key.user.as_deref())
+                        .with_project(domain_id, project_id),
+                );
             }
         }
         out

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Requests are routed in this order: `/_sim/...` (the [`admin`] API) → `X-Amz-Target:
-//! TrentService.*` (the AWS KMS API) → everything else is S3 (the object store, `obs-sim`).
+//! TrentService.*` (the AWS KMS API) → `/v1.0/{project_id}/kms/...` (the OTC / Huawei Cloud KMS API) → the
+//! EVS and compute paths (`/v2/{project_id}/cloudvolumes`, ..., the volume service, `evs-sim`) → everything else
+//! is S3 / OBS (the object store, `obs-sim`). Attached volumes are served over NBD on a second listener.
 
 pub mod admin;
 pub mod config;
@@ -26,7 +28,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use kms::{AwsApi, InProcessKeyService, Kms, Storage};
+use evs_sim::{Evs, EvsApi};
+use kms::{AwsApi, InProcessKeyService, Kms, OtcApi, Storage};
 use obs_sim::S3Api;
 use obs_sim::store::Store as ObjectStore;
 use shared::accounts;
@@ -61,12 +64,16 @@ pub enum StackError {
     /// The object store could not open its state.
     #[error("opening the object store: {0}")]
     Objects(#[from] obs_sim::S3Error),
+    /// The volume service could not open its state.
+    #[error("opening the volume service: {0}")]
+    Volumes(#[from] evs_sim::EvsError),
 }
 
 /// Options of a [`Stack`].
 #[derive(Debug, Clone)]
 pub struct StackBuilder {
     addr: SocketAddr,
+    nbd_addr: SocketAddr,
     data_dir: Option<PathBuf>,
     config: Config,
 }
@@ -75,6 +82,12 @@ impl StackBuilder {
     /// Listen on `addr` (default `127.0.0.1:0`, an ephemeral port).
     pub fn addr(mut self, addr: SocketAddr) -> Self {
         self.addr = addr;
+        self
+    }
+
+    /// Serve attached volumes over NBD on `addr` (default `127.0.0.1:0`, an ephemeral port).
+    pub fn nbd_addr(mut self, addr: SocketAddr) -> Self {
+        self.nbd_addr = addr;
         self
     }
 
@@ -114,23 +127,49 @@ impl StackBuilder {
             }
             None => obs_sim::sse_s3::SseS3Key::generate(),
         };
-        let obs = Arc::new(obs_sim::Obs::new(objects, keys, sse_s3));
+        // Volume snapshots live in the same object store as objects (under `snapshots/`).
+        let snapshot_store = objects.backend().clone();
+        let snapshot_root = match (&self.config.object_store, &self.data_dir) {
+            (None, Some(dir)) => Some(dir.join("objects")),
+            _ => None,
+        };
+        let obs = Arc::new(obs_sim::Obs::new(objects, keys.clone(), sse_s3));
         let s3 = S3Api::new(obs, verifier.clone(), &self.config.region);
+        let evs = Arc::new(Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys).await?);
+        let services = Services { s3, evs: evs.clone() };
         let listener =
             TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
         let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
-        let app = router(kms.clone(), verifier, s3);
+        let nbd_listener = TcpListener::bind(self.nbd_addr)
+            .await
+            .map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
+        let nbd_addr = nbd_listener.local_addr().map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
+        let app = router(kms.clone(), verifier, services, &self.config.region);
         let (stop, stopped) = oneshot::channel::<()>();
+        let (stop_nbd, nbd_stopped) = oneshot::channel::<()>();
+        let nbd = tokio::spawn(evs_sim::nbd::serve(nbd_listener, evs, async {
+            let _ = nbd_stopped.await;
+        }));
         let server = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
+                let _ = stop_nbd.send(());
             };
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::error!(error = %e, "edge listener failed");
             }
+            let _ = nbd.await;
         });
         let sweeper = tokio::spawn(sweep_forever(kms.clone()));
-        Ok(Stack { addr, region: self.config.region.clone(), kms, stop: Some(stop), server: Some(server), sweeper })
+        Ok(Stack {
+            addr,
+            nbd_addr,
+            region: self.config.region.clone(),
+            kms,
+            stop: Some(stop),
+            server: Some(server),
+            sweeper,
+        })
     }
 }
 
@@ -148,22 +187,43 @@ async fn sweep_forever(kms: Arc<Kms>) {
     }
 }
 
+/// The storage services behind the edge listener, besides the KMS.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The object store's S3 / OBS front end.
+    pub s3: S3Api,
+    /// The volume service.
+    pub evs: Arc<Evs>,
+}
+
 /// The services behind the edge listener.
 #[derive(Debug, Clone)]
 struct Edge {
     kms: AwsApi,
+    otc_kms: OtcApi,
+    evs: EvsApi,
     s3: S3Api,
 }
 
-/// The edge router: admin API, then the services by the shape of the request.
-pub fn router(kms: Arc<Kms>, verifier: Arc<Verifier>, s3: S3Api) -> Router {
-    let edge_state = Edge { kms: AwsApi::new(kms.clone(), verifier), s3 };
+/// The edge router: admin API, then the services by the shape of the request. The OTC dialect's resources live
+/// in `region`.
+pub fn router(kms: Arc<Kms>, verifier: Arc<Verifier>, services: Services, region: &str) -> Router {
+    let accounts = verifier.accounts().clone();
+    let otc_kms = OtcApi::new(kms.clone(), accounts.clone(), region);
+    let evs = EvsApi::new(services.evs, accounts, region);
+    let edge_state = Edge { kms: AwsApi::new(kms.clone(), verifier), otc_kms, evs, s3: services.s3 };
     Router::new().fallback(edge).with_state(edge_state).nest("/_sim", admin::router(kms))
 }
 
 async fn edge(State(edge): State<Edge>, request: Request<Body>) -> Response {
     if AwsApi::accepts(request.headers()) {
         return edge.kms.handle(request).await;
+    }
+    if OtcApi::accepts(request.uri().path()) {
+        return edge.otc_kms.handle(request).await;
+    }
+    if EvsApi::accepts(request.uri().path(), request.headers()) {
+        return edge.evs.handle(request).await;
     }
     edge.s3.handle(request).await
 }
@@ -172,6 +232,7 @@ async fn edge(State(edge): State<Edge>, request: Request<Body>) -> Response {
 #[derive(Debug)]
 pub struct Stack {
     addr: SocketAddr,
+    nbd_addr: SocketAddr,
     region: String,
     kms: Arc<Kms>,
     stop: Option<oneshot::Sender<()>>,
@@ -182,12 +243,22 @@ pub struct Stack {
 impl Stack {
     /// Options, starting from: in memory, `127.0.0.1:0`, default configuration.
     pub fn builder() -> StackBuilder {
-        StackBuilder { addr: SocketAddr::from(([127, 0, 0, 1], 0)), data_dir: None, config: Config::default() }
+        StackBuilder {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            nbd_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: None,
+            config: Config::default(),
+        }
     }
 
     /// The address of the edge listener.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the NBD listener that serves attached volumes.
+    pub fn nbd_addr(&self) -> SocketAddr {
+        self.nbd_addr
     }
 
     /// `http://<addr>`: the endpoint URL for every service's clients.
@@ -203,6 +274,11 @@ impl Stack {
     /// The default account id.
     pub fn account_id(&self) -> &str {
         accounts::DEFAULT_ACCOUNT_ID
+    }
+
+    /// The default account's OTC / Huawei Cloud domain id and project id (32 zeros each).
+    pub fn project(&self) -> (&str, &str) {
+        (accounts::DEFAULT_DOMAIN_ID, accounts::DEFAULT_PROJECT_ID)
     }
 
     /// The default credentials: (access key id, secret access key).

@@ -10,8 +10,9 @@ use kmsim::{Config, Stack};
 
 /// A local simulator of cloud key management (KMS) and envelope encryption.
 ///
-/// Serves the AWS KMS API (and the admin API under /_sim/) on one edge port. State lives in
-/// --data-dir, with key material encrypted under a master key file generated there on first start.
+/// Serves the AWS KMS API, the OTC / Huawei Cloud KMS and EVS APIs, the S3 / OBS object store (and the admin API
+/// under /_sim/) on one edge port, and attached volumes over NBD. State lives in --data-dir, with key material
+/// encrypted under a master key file generated there on first start.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -21,10 +22,13 @@ struct Args {
     /// Edge port. 0 picks an ephemeral port and prints the endpoints as one JSON line on stdout.
     #[arg(long, default_value_t = 4566)]
     port: u16,
-    /// Directory for durable state (keys, master key file, audit log).
+    /// NBD port serving attached volumes; defaults to 10809, or to an ephemeral port with `--port 0`.
+    #[arg(long)]
+    nbd_port: Option<u16>,
+    /// Directory for durable state (keys, master key file, audit log, objects, volumes).
     #[arg(long, default_value = "./kmsim-data")]
     data_dir: PathBuf,
-    /// Keep all state in memory; nothing is written to disk.
+    /// Keep all state in memory (volume files go to a temporary directory removed at exit).
     #[arg(long)]
     in_memory: bool,
     /// Configuration file (TOML): accounts, access keys, region, seeded keys.
@@ -62,7 +66,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, config: Config) -> ExitCode {
-    let mut builder = Stack::builder().addr(SocketAddr::new(args.host, args.port)).config(config);
+    let nbd_port = args.nbd_port.unwrap_or(if args.port == 0 { 0 } else { evs_sim::nbd::DEFAULT_PORT });
+    let mut builder = Stack::builder()
+        .addr(SocketAddr::new(args.host, args.port))
+        .nbd_addr(SocketAddr::new(args.host, nbd_port))
+        .config(config);
     if !args.in_memory {
         builder = builder.data_dir(&args.data_dir);
     }
@@ -74,13 +82,17 @@ async fn run(args: Args, config: Config) -> ExitCode {
         }
     };
     let (access_key, secret) = stack.credentials();
+    let (domain_id, project_id) = stack.project();
     let data = if args.in_memory { "in memory".to_owned() } else { args.data_dir.display().to_string() };
     if args.port == 0 {
         let line = serde_json::json!({
             "endpoint": stack.endpoint(),
             "kms": stack.endpoint(),
+            "nbd": format!("nbd://{}", stack.nbd_addr()),
             "region": stack.region(),
             "account_id": stack.account_id(),
+            "domain_id": domain_id,
+            "project_id": project_id,
             "access_key_id": access_key,
             "secret_access_key": secret,
             "data": data,
@@ -89,8 +101,11 @@ async fn run(args: Args, config: Config) -> ExitCode {
     } else {
         println!("kmsim is running");
         println!("  endpoint     {}", stack.endpoint());
+        println!("  nbd          nbd://{}/<volume id>", stack.nbd_addr());
         println!("  region       {}", stack.region());
         println!("  account      {}", stack.account_id());
+        println!("  domain id    {domain_id}  (OTC / Huawei Cloud dialect)");
+        println!("  project id   {project_id}");
         println!("  credentials  {access_key} / {secret}");
         println!("  state        {data}");
         println!("Press Ctrl-C to stop.");

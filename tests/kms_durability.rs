@@ -197,7 +197,9 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
     let names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(
-        names.iter().all(|n| ["kms.redb", "master.key", "audit.jsonl", "objects", "sse-s3.key"].contains(&n.as_str())),
+        names.iter().all(
+            |n| ["kms.redb", "master.key", "audit.jsonl", "objects", "sse-s3.key", "volumes"].contains(&n.as_str())
+        ),
         "{names:?}"
     );
 }

@@ -263,6 +263,8 @@ fn two_accounts() -> Config {
     Config {
         accounts: vec![AccountConfig {
             id: "111122223333".into(),
+            domain_id: None,
+            project_id: None,
             access_keys: vec![AccessKeyConfig {
                 access_key_id: "AKIDOTHER".into(),
                 secret_access_key: "other-secret".into(),

@@ -4,9 +4,11 @@
 //! clients.
 
 mod common;
+mod evs_durability;
 mod kms_bad_input;
 mod kms_durability;
 mod kms_sdk;
+mod otc_kms;
 mod s3_bad_input;
 mod s3_integrity;
 mod s3_object_store;

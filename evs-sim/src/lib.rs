@@ -1,4 +1,21 @@
 //! EVS: kmsim's block-volume service, whose encrypted volumes are LUKS1 containers keyed by a data
 //! key from the KMS and served to real block clients over NBD.
 //!
-//! Not built yet: this crate only reserves its place in the workspace (see issue 5).
+//! - [`service`]: the core ([`Evs`]): volumes, snapshots, jobs, attach / detach (data keys from the KMS through
+//!   `shared::KeyService`, as the EVS service, through a grant); [`model`] its records; [`device`] an attached
+//!   volume as a block device (AES-256-XTS for an encrypted one).
+//! - [`http`]: the EVS REST API and the compute API's attach / detach paths ([`EvsApi`]); [`error`] its errors.
+//! - [`luks`]: the LUKS1 volume format (header, key slots, AES-256-XTS [`luks::SectorCipher`]).
+//! - [`nbd`]: the NBD server that serves [`nbd::BlockDevice`]s to real NBD clients ([`nbd::serve`]).
+
+pub mod device;
+pub mod error;
+pub mod http;
+pub mod luks;
+pub mod model;
+pub mod nbd;
+pub mod service;
+
+pub use error::EvsError;
+pub use http::EvsApi;
+pub use service::Evs;

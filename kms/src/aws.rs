@@ -794,6 +794,7 @@ fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], audit: &mu
                     description: req.description.unwrap_or_default(),
                     policy: req.policy,
                     tags: tags(req.tags)?,
+                    alias: None,
                 },
             )?;
             audit.key_arn = Some(record.arn());
@@ -902,7 +903,13 @@ fn dispatch(kms: &Kms, caller: &Caller, operation: &str, body: &[u8], audit: &mu
             let key_id = required(req.key_id, "keyId")?;
             audit.key_arn = Some(key_id.clone());
             let days = req.rotation_period_in_days.unwrap_or(365);
-            kms.enable_key_rotation(caller, &key_id, u32::try_from(days).unwrap_or(0))?;
+            if !(90..=2560).contains(&days) {
+                return Err(Error::Validation(format!(
+                    "1 validation error detected: Value '{days}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
+                ))
+                .into());
+            }
+            kms.enable_key_rotation(caller, &key_id, days as u32)?;
             json!({})
         }
         "GetKeyRotationStatus" => {

@@ -9,7 +9,8 @@ use shared::key_service::{BoxFuture, DataKey, EncryptionContext, KeyService, Key
 use zeroize::Zeroizing;
 
 use crate::error::Error;
-use crate::service::Kms;
+use crate::model::GrantOperation;
+use crate::service::{CreateGrantInput, Kms};
 
 /// A [`KeyService`] backed by a [`Kms`] in the same process.
 #[derive(Debug, Clone)]
@@ -111,6 +112,38 @@ impl KeyService for InProcessKeyService {
             let description = service_key_description(alias);
             let record = tokio::task::block_in_place(|| self.kms.service_managed_key(caller, alias, &description));
             record.map(|r| r.arn()).map_err(to_key_service_error)
+        })
+    }
+
+    fn grant_service_access<'a>(
+        &'a self,
+        caller: &'a Caller,
+        key_id: &'a str,
+        grantee: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<String, KeyServiceError>> {
+        Box::pin(async move {
+            let (existing, arn) = self
+                .kms
+                .list_grants(caller, key_id, None, Some(grantee), usize::MAX, None)
+                .map_err(to_key_service_error)?;
+            if existing.items.iter().any(|g| g.name.as_deref() == Some(name)) {
+                return Ok(arn);
+            }
+            let input = CreateGrantInput {
+                grantee_principal: grantee.to_owned(),
+                retiring_principal: None,
+                operations: vec![GrantOperation::GenerateDataKey, GrantOperation::Decrypt, GrantOperation::DescribeKey],
+                constraints: None,
+                name: Some(name.to_owned()),
+            };
+            let result = tokio::task::block_in_place(|| self.kms.create_grant(caller, &arn, input));
+            let outcome = match &result {
+                Ok(_) => "Success",
+                Err(e) => crate::aws::error_code(e),
+            };
+            self.kms.record_call(caller, "internal", "CreateGrant", Some(arn.clone()), None, outcome);
+            result.map(|_| arn).map_err(to_key_service_error)
         })
     }
 }

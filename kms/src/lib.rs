@@ -5,7 +5,8 @@
 //!   GenerateDataKey, ReEncrypt). It knows nothing of HTTP.
 //! - [`blob`] is the ciphertext blob format; [`material`] keeps key material zeroized in memory
 //!   and wrapped under the master key at rest; [`store`] is the durable redb key store.
-//! - [`aws`] is the AWS KMS JSON 1.1 front end ([`AwsApi`]).
+//! - [`aws`] is the AWS KMS JSON 1.1 front end ([`AwsApi`]); [`otc`] the Open Telekom Cloud / Huawei Cloud
+//!   KMS REST v1.0 front end ([`OtcApi`]) over the same core.
 //! - [`in_process`] is the `shared::KeyService` the storage services use in-process.
 //! - [`audit`] records every call; [`clock`] is the simulated clock tests can advance.
 
@@ -17,10 +18,12 @@ pub mod error;
 pub mod in_process;
 pub mod material;
 pub mod model;
+pub mod otc;
 pub mod service;
 pub mod store;
 
 pub use aws::AwsApi;
 pub use error::{Error, Result};
 pub use in_process::InProcessKeyService;
+pub use otc::OtcApi;
 pub use service::{Kms, SeedKey, Storage};

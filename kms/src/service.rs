@@ -102,6 +102,8 @@ pub struct CreateKeyInput {
     pub policy: Option<String>,
     /// Tags.
     pub tags: Vec<Tag>,
+    /// An alias (`alias/...`) created with the key in the same commit, as the OTC dialect's create-key does.
+    pub alias: Option<String>,
 }
 
 /// A fresh data key.
@@ -477,9 +479,36 @@ impl Kms {
             grants: Vec::new(),
         };
         let _writer = self.lock_writer();
-        self.store.commit(&[Change::PutKey(&record)])?;
+        let alias = match &input.alias {
+            Some(name) => {
+                validate_alias_name(name, true)?;
+                let store_key = alias_store_key(&caller.account_id, &caller.region, name);
+                if self.read_state().aliases.contains_key(&store_key) {
+                    return Err(alias_exists(caller, name));
+                }
+                let alias = AliasRecord {
+                    format: RECORD_FORMAT,
+                    name: name.clone(),
+                    account: caller.account_id.clone(),
+                    region: caller.region.clone(),
+                    target_key_id: id.clone(),
+                    created: now,
+                    updated: now,
+                };
+                Some((store_key, alias))
+            }
+            None => None,
+        };
+        match &alias {
+            Some((_, alias)) => self.store.commit(&[Change::PutKey(&record), Change::PutAlias(alias)])?,
+            None => self.store.commit(&[Change::PutKey(&record)])?,
+        }
         let live = LiveKey { record: record.clone(), ciphers: vec![blob::cipher(material.bytes())] };
-        self.write_state().keys.insert(id, Arc::new(live));
+        let mut state = self.write_state();
+        state.keys.insert(id, Arc::new(live));
+        if let Some((store_key, alias)) = alias {
+            state.aliases.insert(store_key, alias);
+        }
         Ok(record)
     }
 
@@ -653,10 +682,7 @@ impl Kms {
         let target = self.alias_target_key(caller, target_key_id)?;
         let store_key = alias_store_key(&caller.account_id, &caller.region, name);
         if self.read_state().aliases.contains_key(&store_key) {
-            return Err(Error::AlreadyExists(format!(
-                "An alias with the name arn:aws:kms:{}:{}:{name} already exists",
-                caller.region, caller.account_id
-            )));
+            return Err(alias_exists(caller, name));
         }
         let now = self.clock.now();
         let alias = AliasRecord {
@@ -891,12 +917,10 @@ impl Kms {
 
     // ---- rotation ------------------------------------------------------------------------------
 
-    /// EnableKeyRotation with a period of 90–2560 days.
+    /// EnableKeyRotation, every `period_days` days (each dialect checks its own range: AWS 90–2560, OTC 30–365).
     pub fn enable_key_rotation(&self, caller: &Caller, key_id: &str, period_days: u32) -> Result<()> {
-        if !(90..=2560).contains(&period_days) {
-            return Err(Error::Validation(format!(
-                "1 validation error detected: Value '{period_days}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
-            )));
+        if period_days == 0 {
+            return Err(Error::Validation("The rotation period must be at least one day.".into()));
         }
         self.mutate_key(caller, key_id, Access::Admin, |record, now| {
             require_customer_managed(record)?;
@@ -904,6 +928,24 @@ impl Kms {
             record.rotation.enabled = true;
             record.rotation.period_days = period_days;
             record.rotation.next_rotation = Some(now + i64::from(period_days) * DAY);
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// Changes the rotation period of a key (OTC update-key-rotation-interval); an enabled schedule restarts from
+    /// now with the new period.
+    pub fn update_key_rotation_period(&self, caller: &Caller, key_id: &str, period_days: u32) -> Result<()> {
+        if period_days == 0 {
+            return Err(Error::Validation("The rotation period must be at least one day.".into()));
+        }
+        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+            require_customer_managed(record)?;
+            require_enabled(record)?;
+            record.rotation.period_days = period_days;
+            if record.rotation.enabled {
+                record.rotation.next_rotation = Some(now + i64::from(period_days) * DAY);
+            }
             Ok(())
         })
         .map(|_| ())
@@ -1444,6 +1486,13 @@ fn validate_tags(tags: &[Tag]) -> Result<()> {
 }
 
 /// Alias names: `alias/` then 1–250 of `[A-Za-z0-9/_-]`; `alias/aws/` is for service keys.
+fn alias_exists(caller: &Caller, name: &str) -> Error {
+    Error::AlreadyExists(format!(
+        "An alias with the name arn:aws:kms:{}:{}:{name} already exists",
+        caller.region, caller.account_id
+    ))
+}
+
 fn validate_alias_name(name: &str, customer: bool) -> Result<()> {
     let valid = name.len() <= 256
         && name.strip_prefix("alias/").is_some_and(|rest| {

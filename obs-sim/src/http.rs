@@ -1,7 +1,11 @@
 //! The S3 front end: path-style and virtual-host-style (`bucket.localhost`) requests, SigV4 in
-//! header form with plain or aws-chunked payloads, operations parsed from method, path and query,
-//! and errors as S3 sends them (`<Error><Code>` with the right status) from one place,
-//! [`error_response`].
+//! header form with plain or aws-chunked payloads, V2-style signatures (`AWS AK:sig` and OBS's
+//! `OBS AK:sig`, [`shared::sigv2`]), operations parsed from method, path and query, and errors as
+//! S3 sends them (`<Error><Code>` with the right status) from one place, [`error_response`].
+//!
+//! It also speaks the OBS dialect of Open Telekom Cloud / Huawei Cloud: `HEAD /?apiversion`
+//! answers unauthenticated with `x-obs-api: 3.0` (so that esdk-obs-python signs the OBS way), and a
+//! request in the `x-obs-*` header family is answered in it ([`crate::dialect`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,10 +18,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 use percent_encoding::percent_decode_str;
 use shared::Caller;
+use shared::sigv2;
 use shared::sigv4::{AuthError, RequestParts, UriEncoding, Verified, Verifier};
 
 use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
+use crate::dialect::{self, Family, ObsCaller};
 use crate::error::{Result, S3Error};
 use crate::model::{BucketEncryption, ObjectRecord};
 use crate::multipart::UploadRef;
@@ -38,6 +44,8 @@ const STORED_HEADERS: [&str; 5] =
 pub struct S3Api {
     obs: Arc<Obs>,
     verifier: Arc<Verifier>,
+    /// Checks V2-style (`AWS` / `OBS`) signatures against the same accounts as `verifier`.
+    sigv2: sigv2::Verifier,
     /// The region buckets are created in when the request names none.
     region: String,
     /// Milliseconds since the epoch, for object dates (the KMS clock, so tests agree on time).
@@ -54,12 +62,15 @@ pub fn wall_clock_millis() -> i64 {
 struct Target {
     bucket: Option<String>,
     key: Option<String>,
+    /// The bucket came from the host name (virtual-host style), as sent.
+    virtual_bucket: Option<String>,
 }
 
 impl S3Api {
     /// A front end for `obs`, checking signatures with `verifier`.
     pub fn new(obs: Arc<Obs>, verifier: Arc<Verifier>, region: &str) -> Self {
-        S3Api { obs, verifier, region: region.to_owned(), now_millis: wall_clock_millis }
+        let sigv2 = sigv2::Verifier::new(verifier.accounts().clone());
+        S3Api { obs, verifier, sigv2, region: region.to_owned(), now_millis: wall_clock_millis }
     }
 
     /// Handles one request.
@@ -73,39 +84,61 @@ impl S3Api {
         let has_body = !body_is_empty(request.headers());
         let expects_continue =
             request.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let (mut response, close) = match self.route(request).await {
+        let family = Family::of_request(request.headers());
+        let (mut response, close) = match self.route(request, family).await {
             Ok(response) => (response, expects_continue && !has_body),
             Err(e) => (error_response(&e, &request_id), has_body || expects_continue),
         };
         if close {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if family == Family::Obs {
+            dialect::response_to_obs(response.headers_mut(), |account| self.domain_of(account));
+        }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-amz-request-id", v);
+            response.headers_mut().insert(family.request_id_header(), v.clone());
+            if family == Family::Obs {
+                response.headers_mut().insert(family.id2_header(), v);
+            }
         }
         response
     }
 
-    async fn route(&self, request: Request<Body>) -> Result<Response> {
+    /// The OTC domain id of an account (the domain part of OBS key ids).
+    fn domain_of(&self, account_id: &str) -> String {
+        self.verifier
+            .accounts()
+            .iter()
+            .find(|key| key.account_id == account_id)
+            .map(|key| key.domain_id.clone())
+            .unwrap_or_else(|| shared::accounts::default_project_ids(account_id).0)
+    }
+
+    /// The caller as OBS key ids name it (account and domain).
+    fn obs_caller<'a>(&self, caller: &'a Caller, domain_id: &'a str) -> ObsCaller<'a> {
+        ObsCaller { account_id: &caller.account_id, domain_id }
+    }
+
+    /// The domain id of the access key that signed a request.
+    fn caller_domain(&self, caller: &Caller) -> String {
+        match self.verifier.accounts().get(&caller.access_key_id) {
+            Some(key) => key.domain_id.clone(),
+            None => self.domain_of(&caller.account_id),
+        }
+    }
+
+    async fn route(&self, request: Request<Body>, family: Family) -> Result<Response> {
         let (parts, body) = request.into_parts();
         let target = target(&parts.uri, &parts.headers)?;
         let query = parse_query(parts.uri.query().unwrap_or(""));
+        // OBS clients ask which API the service speaks before signing anything.
+        if parts.method == Method::HEAD && target.key.is_none() && query.contains_key("apiversion") {
+            let mut response = empty(StatusCode::OK);
+            set_header(&mut response, "x-obs-api", dialect::OBS_API_VERSION);
+            return Ok(response);
+        }
         let mode = PayloadMode::from_header(header_str(&parts.headers, "x-amz-content-sha256"))?;
         let presigned = query.contains_key("X-Amz-Algorithm") || query.contains_key("X-Amz-Signature");
-        let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
-            Some(hash) => hash.to_owned(),
-            // Without the header, a client signs the SHA-256 of the body: fine for an empty body;
-            // S3 requires the header for any other.
-            None if presigned || body_is_empty(&parts.headers) => shared::sigv4::EMPTY_SHA256.to_owned(),
-            None if parts.headers.contains_key(header::AUTHORIZATION) => {
-                return Err(S3Error::new(
-                    "InvalidRequest",
-                    StatusCode::BAD_REQUEST,
-                    "Missing required header for this request: x-amz-content-sha256",
-                ));
-            }
-            None => "UNSIGNED-PAYLOAD".to_owned(),
-        };
         let request_parts = RequestParts {
             method: parts.method.as_str(),
             path: parts.uri.path(),
@@ -113,16 +146,52 @@ impl S3Api {
             headers: &parts.headers,
         };
         let now_secs = shared::time::now_unix();
-        let verified = if presigned {
-            self.verifier.verify_presigned(&request_parts, "s3", UriEncoding::Single, now_secs)
+        let v2 = header_str(&parts.headers, "authorization").and_then(sigv2::Dialect::of_authorization).is_some();
+        let (caller, verified) = if v2 && !presigned {
+            // V2 signatures cover no body: aws-chunked bodies need SigV4's seed signature.
+            if mode.is_chunked() {
+                return Err(S3Error::new(
+                    "InvalidRequest",
+                    StatusCode::BAD_REQUEST,
+                    "aws-chunked payloads need AWS Signature Version 4",
+                ));
+            }
+            let request =
+                sigv2::SignedRequest { parts: request_parts, virtual_bucket: target.virtual_bucket.as_deref() };
+            let verified = self.sigv2.verify(&request, &self.region, now_secs).map_err(auth_error)?;
+            (verified.caller, None)
         } else {
-            self.verifier.verify_signed(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
-        }
-        .map_err(auth_error)?;
-        let caller = verified.caller.clone();
+            let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
+                Some(hash) => hash.to_owned(),
+                // Without the header, a client signs the SHA-256 of the body: fine for an empty body;
+                // S3 requires the header for any other.
+                None if presigned || body_is_empty(&parts.headers) => shared::sigv4::EMPTY_SHA256.to_owned(),
+                None if parts.headers.contains_key(header::AUTHORIZATION) => {
+                    return Err(S3Error::new(
+                        "InvalidRequest",
+                        StatusCode::BAD_REQUEST,
+                        "Missing required header for this request: x-amz-content-sha256",
+                    ));
+                }
+                None => "UNSIGNED-PAYLOAD".to_owned(),
+            };
+            let verified = if presigned {
+                self.verifier.verify_presigned(&request_parts, "s3", UriEncoding::Single, now_secs)
+            } else {
+                self.verifier.verify_signed(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
+            }
+            .map_err(auth_error)?;
+            (verified.caller.clone(), Some(verified))
+        };
         let now = (self.now_millis)();
         let method = parts.method.clone();
-        let headers = parts.headers;
+        let headers = match family {
+            Family::Aws => parts.headers,
+            Family::Obs => {
+                let domain = self.caller_domain(&caller);
+                dialect::request_to_aws(&parts.headers, self.obs_caller(&caller, &domain))?
+            }
+        };
         match (&method, target.bucket.as_deref(), target.key.as_deref()) {
             (&Method::GET, None, None) => Ok(self.list_buckets(&caller)),
             (_, None, _) => Err(S3Error::new(
@@ -130,9 +199,12 @@ impl S3Api {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "The specified method is not allowed against this resource.",
             )),
-            (m, Some(bucket), None) => self.bucket_operation(m, &caller, bucket, &query, &headers, body, now).await,
+            (m, Some(bucket), None) => {
+                self.bucket_operation(m, &caller, family, bucket, &query, &headers, body, now).await
+            }
             (m, Some(bucket), Some(key)) => {
-                self.object_operation(m, &caller, &verified, mode, bucket, key, &query, &headers, body, now).await
+                self.object_operation(m, &caller, verified.as_ref(), mode, bucket, key, &query, &headers, body, now)
+                    .await
             }
         }
     }
@@ -142,6 +214,7 @@ impl S3Api {
         &self,
         method: &Method,
         caller: &Caller,
+        family: Family,
         bucket: &str,
         query: &BTreeMap<String, String>,
         headers: &HeaderMap,
@@ -152,7 +225,13 @@ impl S3Api {
         match *method {
             Method::PUT if sub("encryption") => {
                 let config: xml::EncryptionConfiguration = xml::parse(&read_xml(body).await?)?;
-                let encryption = bucket_encryption(config)?;
+                let encryption = match family {
+                    Family::Aws => bucket_encryption(config)?,
+                    Family::Obs => {
+                        let domain = self.caller_domain(caller);
+                        obs_bucket_encryption(config, self.obs_caller(caller, &domain))?
+                    }
+                };
                 self.obs.set_bucket_encryption(caller, bucket, Some(encryption)).await?;
                 Ok(empty(StatusCode::OK))
             }
@@ -204,15 +283,26 @@ impl S3Api {
                     .with("BucketName", bucket));
                 };
                 let mut w = Writer::document("ServerSideEncryptionConfiguration");
-                w.open("Rule")
-                    .open("ApplyServerSideEncryptionByDefault")
-                    .element("SSEAlgorithm", &encryption.algorithm);
+                let kms = encryption.algorithm == "aws:kms";
+                let algorithm = match family {
+                    Family::Obs if kms => dialect::OBS_KMS,
+                    _ => encryption.algorithm.as_str(),
+                };
+                w.open("Rule").open("ApplyServerSideEncryptionByDefault").element("SSEAlgorithm", algorithm);
                 if let Some(key) = &encryption.kms_key_id {
-                    w.element("KMSMasterKeyID", key);
+                    match family {
+                        Family::Aws => w.element("KMSMasterKeyID", key),
+                        Family::Obs => {
+                            w.element("KMSMasterKeyID", &dialect::key_id_to_obs(key, |account| self.domain_of(account)))
+                        }
+                    };
                 }
-                w.close("ApplyServerSideEncryptionByDefault")
-                    .element("BucketKeyEnabled", if encryption.bucket_key_enabled { "true" } else { "false" })
-                    .close("Rule");
+                w.close("ApplyServerSideEncryptionByDefault");
+                // OBS has no bucket keys; its documents carry no BucketKeyEnabled.
+                if family == Family::Aws {
+                    w.element("BucketKeyEnabled", if encryption.bucket_key_enabled { "true" } else { "false" });
+                }
+                w.close("Rule");
                 Ok(xml_response(w.finish("ServerSideEncryptionConfiguration")))
             }
             Method::GET if query.get("list-type").map(String::as_str) == Some("2") => {
@@ -233,7 +323,7 @@ impl S3Api {
         &self,
         method: &Method,
         caller: &Caller,
-        verified: &Verified,
+        verified: Option<&Verified>,
         mode: PayloadMode,
         bucket: &str,
         key: &str,
@@ -276,8 +366,7 @@ impl S3Api {
                         self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
                     }
                     None => {
-                        let decoder =
-                            if mode.is_chunked() { Some(ChunkedDecoder::new(mode, Some(verified))?) } else { None };
+                        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, verified)?) } else { None };
                         let stream = body.into_data_stream();
                         self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
                     }
@@ -539,7 +628,7 @@ impl S3Api {
     async fn put_object(
         &self,
         caller: &Caller,
-        verified: &Verified,
+        verified: Option<&Verified>,
         mode: PayloadMode,
         bucket: &str,
         key: &str,
@@ -550,7 +639,7 @@ impl S3Api {
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
         let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
-        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, Some(verified))?) } else { None };
+        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, verified)?) } else { None };
         let stream = body.into_data_stream();
         let customer_md5 = match &input.sse {
             SseRequest::Customer(customer) => Some(customer.key_md5.clone()),
@@ -843,6 +932,27 @@ fn bucket_encryption(config: xml::EncryptionConfiguration) -> Result<BucketEncry
     })
 }
 
+/// Bucket default encryption as an OBS request sets it: `kms` (or `aws:kms`) with an optional key
+/// in either OBS form, else OBS's service-managed key; or `AES256`. `ProjectID` is ignored.
+fn obs_bucket_encryption(config: xml::EncryptionConfiguration, caller: ObsCaller<'_>) -> Result<BucketEncryption> {
+    let [rule] = <[xml::EncryptionRule; 1]>::try_from(config.rules).map_err(|_| S3Error::malformed_xml())?;
+    let default = rule.default.ok_or_else(S3Error::malformed_xml)?;
+    match default.algorithm.as_str() {
+        dialect::OBS_KMS | "aws:kms" => {
+            let key = match default.kms_key_id.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+                Some(key) => dialect::key_id_from_obs(key, caller)?,
+                None => sse::OBS_MANAGED_ALIAS.to_owned(),
+            };
+            Ok(BucketEncryption { algorithm: "aws:kms".to_owned(), kms_key_id: Some(key), bucket_key_enabled: false })
+        }
+        "AES256" if default.kms_key_id.is_none() => {
+            Ok(BucketEncryption { algorithm: "AES256".to_owned(), kms_key_id: None, bucket_key_enabled: false })
+        }
+        "AES256" => Err(S3Error::invalid_argument("a KMSMasterKeyID is allowed only with SSEAlgorithm kms")),
+        _ => Err(S3Error::malformed_xml()),
+    }
+}
+
 /// The body of a PUT, apart from its bytes.
 fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
     let mut input =
@@ -997,14 +1107,19 @@ fn target(uri: &http::Uri, headers: &HeaderMap) -> Result<Target> {
         return Ok(Target {
             bucket: Some(bucket.to_owned()),
             key: (!key.is_empty()).then(|| decode(key)).transpose()?,
+            virtual_bucket: Some(bucket.to_owned()),
         });
     }
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     if trimmed.is_empty() {
-        return Ok(Target { bucket: None, key: None });
+        return Ok(Target { bucket: None, key: None, virtual_bucket: None });
     }
     let (bucket, key) = trimmed.split_once('/').unwrap_or((trimmed, ""));
-    Ok(Target { bucket: Some(decode(bucket)?), key: (!key.is_empty()).then(|| decode(key)).transpose()? })
+    Ok(Target {
+        bucket: Some(decode(bucket)?),
+        key: (!key.is_empty()).then(|| decode(key)).transpose()?,
+        virtual_bucket: None,
+    })
 }
 
 fn parse_query(query: &str) -> BTreeMap<String, String> {
@@ -1043,6 +1158,10 @@ fn auth_error(error: AuthError) -> S3Error {
             S3Error::access_denied("Request has expired").with("Expires", expires).with("ServerTime", server_time)
         }
         AuthError::PayloadHashMismatch => S3Error::content_sha256_mismatch(),
+        // V2-style signatures have no canonical request.
+        AuthError::SignatureMismatch { string_to_sign, canonical_request } if canonical_request.is_empty() => {
+            S3Error::signature_does_not_match().with("StringToSign", string_to_sign)
+        }
         AuthError::SignatureMismatch { string_to_sign, canonical_request } => S3Error::signature_does_not_match()
             .with("StringToSign", string_to_sign)
             .with("CanonicalRequest", canonical_request),

@@ -3,7 +3,8 @@
 //! Encryption SDK message.
 //!
 //! - [`service::Obs`] is the core: buckets and objects streamed through encryption.
-//! - [`http::S3Api`] is the S3 front end; [`chunked`] decodes aws-chunked bodies and
+//! - [`http::S3Api`] is the S3 front end (also speaking the OBS dialect of Open Telekom Cloud /
+//!   Huawei Cloud, whose `x-obs-*` headers [`dialect`] translates); [`chunked`] decodes aws-chunked bodies and
 //!   [`checksum`] checks flexible checksums; [`sse`] reads the encryption headers; [`xml`] writes
 //!   and reads the documents.
 //! - [`bucket_keys`] derives per-object keys from S3 Bucket Keys.
@@ -13,6 +14,7 @@
 pub mod bucket_keys;
 pub mod checksum;
 pub mod chunked;
+pub mod dialect;
 pub mod envelope;
 pub mod error;
 pub mod http;

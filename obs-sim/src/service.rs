@@ -25,7 +25,7 @@ use crate::chunked::ChunkedDecoder;
 use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Result, S3Error};
 use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
-use crate::sse::{CustomerKey, S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
+use crate::sse::{CustomerKey, OBS_MANAGED_ALIAS, S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
 use crate::sse_s3::{self, SseS3Key};
 use crate::store::Store;
 
@@ -33,8 +33,10 @@ use crate::store::Store;
 pub const S3_SERVICE_PRINCIPAL: &str = "s3.amazonaws.com";
 /// Provider id of KMS-wrapped data keys in an AWS Encryption SDK message.
 pub const KMS_PROVIDER_ID: &str = "aws-kms";
-/// Stored bytes decrypted at a time on reads (four frames).
-const DECRYPT_PIECE: usize = 4 * (envelope::FRAME_LENGTH as usize + 32);
+/// Stored bytes decrypted at a time on reads (sixteen frames, about 1 MiB).
+const DECRYPT_PIECE: usize = 2 * (envelope::FRAME_LENGTH as usize + 32);
+/// Decrypted pieces a read may hold ready before the client has taken them.
+const DECRYPT_AHEAD: usize = 4;
 /// Size of the parts the backend writes a body in.
 const WRITE_CHUNK: usize = 5 * 1024 * 1024;
 
@@ -356,10 +358,7 @@ impl Obs {
             return Err(S3Error::internal("a bucket key for an unencrypted write"));
         };
         let via = Self::via_s3(caller);
-        let key_id = match key_id {
-            Some(id) => id.clone(),
-            None => self.keys.service_managed_key(&via, S3_MANAGED_ALIAS).await.map_err(S3Error::from_kms)?,
-        };
+        let key_id = self.write_key_id(&via, key_id.as_deref()).await?;
         let user: BTreeMap<String, String> = user_context.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
         let mut bucket_context = user.clone();
         bucket_context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}"));
@@ -443,10 +442,7 @@ impl Obs {
             return Err(S3Error::internal("a data key for an unencrypted write"));
         };
         let via = Self::via_s3(caller);
-        let key_id = match key_id {
-            Some(id) => id.clone(),
-            None => self.keys.service_managed_key(&via, S3_MANAGED_ALIAS).await.map_err(S3Error::from_kms)?,
-        };
+        let key_id = self.write_key_id(&via, key_id.as_deref()).await?;
         let mut context: BTreeMap<String, String> = user_context.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
         context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}/{key}"));
         let data_key = self.keys.generate_data_key(&via, &key_id, &context).await.map_err(S3Error::from_kms)?;
@@ -457,6 +453,18 @@ impl Obs {
             bucket_key: *bucket_key,
         };
         Ok((data_key, record))
+    }
+
+    /// The KMS key an SSE-KMS write uses: the one named, else S3's service-managed key. The
+    /// service-managed keys (`alias/aws/s3`, and OBS's `alias/obs/default` that OBS requests name)
+    /// are created on first use.
+    async fn write_key_id(&self, via: &Caller, key_id: Option<&str>) -> Result<String> {
+        let managed = match key_id {
+            None => S3_MANAGED_ALIAS,
+            Some(OBS_MANAGED_ALIAS) => OBS_MANAGED_ALIAS,
+            Some(id) => return Ok(id.to_owned()),
+        };
+        self.keys.service_managed_key(via, managed).await.map_err(S3Error::from_kms)
     }
 
     /// Asks the KMS to decrypt a stored data key, on behalf of `caller` via S3.
@@ -807,7 +815,28 @@ enum Decrypting {
 
 /// Decrypts a stream of stored frames, releasing each frame's plaintext only once it verified;
 /// a failure ends the stream with an error (the client sees a cut-off body, never wrong bytes).
+///
+/// Decryption runs in its own task, up to [`DECRYPT_AHEAD`] pieces ahead of the socket, so that
+/// on a multi-core machine the next piece is decrypted while the last one is being sent.
 fn decrypt_stream(
+    stored: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    decrypting: Decrypting,
+) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(DECRYPT_AHEAD);
+    let mut plaintext = decrypt_in_pieces(stored, decrypting);
+    tokio::spawn(async move {
+        while let Some(item) = plaintext.next().await {
+            // A closed receiver means the client went away: stop reading and decrypting.
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+/// The decryption behind [`decrypt_stream`], one piece of at most [`DECRYPT_PIECE`] stored bytes at a time.
+fn decrypt_in_pieces(
     stored: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
     decrypting: Decrypting,
 ) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
@@ -830,7 +859,7 @@ fn decrypt_stream(
         loop {
             match stored.next().await {
                 Some(Ok(bytes)) => {
-                    let mut out = Vec::new();
+                    let mut out = Vec::with_capacity(bytes.len());
                     let pushed = match &mut decrypting {
                         Decrypting::Whole(d) => d.push(&bytes, &mut out),
                         Decrypting::Range(d) => d.push(&bytes, &mut out),

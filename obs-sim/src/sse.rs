@@ -29,6 +29,9 @@ pub const SSE_C_KEY_MD5: &str = "x-amz-server-side-encryption-customer-key-md5";
 pub const S3_ARN_CONTEXT_KEY: &str = "aws:s3:arn";
 /// The service-managed key of S3.
 pub const S3_MANAGED_ALIAS: &str = "alias/aws/s3";
+/// The service-managed key of OBS (`obs/default` in the OTC dialect), used when an OBS request asks
+/// for SSE-KMS without naming a key; created on first use like [`S3_MANAGED_ALIAS`].
+pub const OBS_MANAGED_ALIAS: &str = "alias/obs/default";
 
 /// A customer-provided key (SSE-C), as given on a request. Never printed, zeroized on drop.
 #[derive(Clone, PartialEq, Eq)]

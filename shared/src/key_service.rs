@@ -103,4 +103,15 @@ pub trait KeyService: Send + Sync + std::fmt::Debug {
         caller: &'a Caller,
         alias: &'a str,
     ) -> BoxFuture<'a, Result<String, KeyServiceError>>;
+
+    /// Lets the service principal `grantee` generate and decrypt data keys under the caller's key `key_id` (and
+    /// describe it) through a grant named `name`: created the first time, found afterwards — what an OTC project's
+    /// agency for a cloud service amounts to. Returns the key's ARN, by which the service then names the key.
+    fn grant_service_access<'a>(
+        &'a self,
+        caller: &'a Caller,
+        key_id: &'a str,
+        grantee: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<String, KeyServiceError>>;
 }

@@ -247,7 +247,8 @@ fn push_canonical_uri(out: &mut String, raw_path: &str, encoding: UriEncoding) {
     }
 }
 
-fn push_canonical_query(out: &mut String, raw_query: &str) {
+/// Appends the canonical query string: pairs re-encoded, sorted, without `X-Amz-Signature`.
+pub(crate) fn push_canonical_query(out: &mut String, raw_query: &str) {
     if raw_query.is_empty() {
         return;
     }

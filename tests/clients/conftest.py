@@ -30,6 +30,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -537,3 +538,19 @@ def aws_s3_cli(kmsim: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) 
     """Runs ``python -m awscli --endpoint-url <shared server> <args>`` (``s3`` or ``s3api``)."""
     return AwsS3Cli(kmsim["endpoint"], kmsim["access_key_id"], kmsim["secret_access_key"], kmsim["region"],
                     workdir=tmp_path_factory.mktemp("aws-s3-cli"))
+
+
+@pytest.fixture(scope="module")
+def localhost_subdomains() -> Iterator[None]:
+    """Resolves ``*.localhost`` to 127.0.0.1 (RFC 6761), which this machine's resolver does not, for clients
+    that address buckets as virtual hosts (esdk-obs-python on a hostname endpoint)."""
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any):
+        if isinstance(host, str) and host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return original(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    yield
+    socket.getaddrinfo = original

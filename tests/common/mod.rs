@@ -91,11 +91,22 @@ impl RawResponse {
     }
 }
 
-/// Sends one HTTP/1.1 request over a fresh connection and reads the whole response.
+/// Sends one HTTP/1.1 request for `/` over a fresh connection and reads the whole response.
 pub fn raw_request(addr: std::net::SocketAddr, head: &[(String, String)], method: &str, body: &[u8]) -> RawResponse {
+    raw_request_to(addr, method, "/", head, body)
+}
+
+/// Sends one HTTP/1.1 request for `target` (path and query) over a fresh connection and reads the whole response.
+pub fn raw_request_to(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    head: &[(String, String)],
+    body: &[u8],
+) -> RawResponse {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    let mut request = format!("{method} / HTTP/1.1\r\n");
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
     for (name, value) in head {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

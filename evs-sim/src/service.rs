@@ -1,0 +1,1213 @@
+//! The volume service's core (`Evs`): volumes and their files, snapshots in the object store, jobs, and attach /
+//! detach, which decrypts a volume's data key through the KMS and exports the volume over NBD. No HTTP here.
+//!
+//! Keys: an encrypted volume gets a fresh data key from the KMS under the customer's CMK. The EVS service uses
+//! the CMK as its own principal ([`SERVICE_PRINCIPAL`], in its own account), only through a grant named
+//! [`AGENCY_GRANT`] that the project gives it on its first encrypted volume with that key — what the
+//! `EVSAccessKMS` agency amounts to in the real cloud. Revoking that grant stops EVS from creating or attaching
+//! volumes under the key; disabling the key stops new attaches while attached volumes keep working (their
+//! master key is in memory until detach).
+//!
+//! At rest: `volumes/<id>.json` (the record, written durably) and `volumes/<id>.img`, a sparse file — a LUKS1
+//! container whose passphrase is the hex of the data key for an encrypted volume, raw otherwise. Snapshots are
+//! copies of that file in the object store (`snapshots/<id>.img`, without the file's trailing zeros; record
+//! `snapshots/<id>.json`); restoring one keeps the volume file sparse.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::StreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path as StorePath;
+use shared::key_service::{DataKey, EncryptionContext, KeyService, KeyServiceError};
+use shared::{AccessKey, Caller};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use zeroize::Zeroizing;
+
+use crate::device::VolumeDevice;
+use crate::error::{EvsError, Result};
+use crate::luks;
+use crate::model::{
+    Attachment, CMK_ID_KEY, ENCRYPTED_KEY, GIB, Job, JobStatus, RECORD_FORMAT, SnapshotRecord, SnapshotStatus,
+    VolumeEncryption, VolumeRecord, VolumeStatus,
+};
+use crate::nbd::{BlockDevice, Exports};
+
+/// The account the EVS service acts in when it calls the KMS (reserved: no customer account may use it).
+pub const SERVICE_ACCOUNT_ID: &str = "999999999999";
+/// The principal the EVS service calls the KMS as; customers' CMKs reach it only through a grant.
+pub const SERVICE_PRINCIPAL: &str = "arn:aws:iam::999999999999:role/evs-service";
+/// The name of the grant a project gives the EVS service on a CMK (the `EVSAccessKMS` agency).
+pub const AGENCY_GRANT: &str = "EVSAccessKMS";
+/// The encryption-context entry binding a volume's data key to the volume it was made for.
+pub const CONTEXT_KEY: &str = "evs:volume_id";
+/// PBKDF2 iterations of a volume's LUKS key slot and digest (the LUKS1 minimum: attaching stays fast, and the
+/// passphrase is a random 256-bit key, not a password).
+pub const LUKS_ITERATIONS: u32 = 1000;
+/// Data-disk sizes the API accepts, in GiB.
+pub const SIZE_RANGE: std::ops::RangeInclusive<u64> = 10..=32768;
+/// Volume types the API accepts.
+pub const VOLUME_TYPES: &[&str] = &["SATA", "SAS", "SSD", "GPSSD", "ESSD", "GPSSD2", "ESSD2"];
+
+/// Who asks: the authenticated access key and the region the project lives in.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// The access key that signed the request.
+    pub key: Arc<AccessKey>,
+    /// The caller as the KMS knows it.
+    pub caller: Caller,
+}
+
+impl Requester {
+    /// The requester of `key` in `region`.
+    pub fn new(key: Arc<AccessKey>, region: &str) -> Self {
+        let caller = Caller::new(&key, region);
+        Requester { key, caller }
+    }
+
+    fn project(&self) -> &str {
+        &self.key.project_id
+    }
+}
+
+/// What a volume is created with.
+#[derive(Debug, Clone, Default)]
+pub struct CreateVolume {
+    /// Name (a suffix `-0001`, ... is added when `count` > 1).
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// GiB; with a snapshot, at least the snapshot's size (defaults to it).
+    pub size_gb: Option<u64>,
+    /// Volume type.
+    pub volume_type: String,
+    /// Availability zone.
+    pub availability_zone: String,
+    /// How many volumes (1–100).
+    pub count: u32,
+    /// Metadata, including `__system__encrypted` and `__system__cmkid`.
+    pub metadata: BTreeMap<String, String>,
+    /// Source snapshot.
+    pub snapshot_id: Option<String>,
+}
+
+/// Filters and pagination of a volume listing.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeFilter {
+    /// Exact name.
+    pub name: Option<String>,
+    /// Status (`available`, `in-use`, ...).
+    pub status: Option<String>,
+    /// Availability zone.
+    pub availability_zone: Option<String>,
+    /// Volume type.
+    pub volume_type: Option<String>,
+    /// Metadata entries that must all be present.
+    pub metadata: BTreeMap<String, String>,
+    /// Only volumes whose id sorts after this one.
+    pub marker: Option<String>,
+    /// Skip this many.
+    pub offset: usize,
+    /// At most this many (default 1000).
+    pub limit: usize,
+}
+
+/// Where volume files and records live.
+#[derive(Debug)]
+enum VolumeDir {
+    /// Under the data dir; survives restarts.
+    Durable(PathBuf),
+    /// A private temporary directory removed when the service is dropped (`--in-memory`).
+    Temporary(PathBuf),
+}
+
+impl VolumeDir {
+    fn path(&self) -> &Path {
+        match self {
+            VolumeDir::Durable(p) | VolumeDir::Temporary(p) => p,
+        }
+    }
+}
+
+impl Drop for VolumeDir {
+    fn drop(&mut self) {
+        if let VolumeDir::Temporary(dir) = self
+            && let Err(e) = std::fs::remove_dir_all(&*dir)
+        {
+            tracing::warn!(error = %e, dir = %dir.display(), "removing the temporary volume directory");
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    volumes: BTreeMap<String, VolumeRecord>,
+    snapshots: BTreeMap<String, SnapshotRecord>,
+    jobs: HashMap<String, Job>,
+}
+
+/// The volume service.
+pub struct Evs {
+    dir: VolumeDir,
+    objects: Arc<dyn ObjectStore>,
+    /// The local root of `objects` when it is a local file system, for fsyncs.
+    objects_root: Option<PathBuf>,
+    keys: Arc<dyn KeyService>,
+    state: Mutex<State>,
+    /// Open (attached) volumes by id: what the NBD server exports.
+    open: Mutex<HashMap<String, Arc<VolumeDevice>>>,
+}
+
+impl std::fmt::Debug for Evs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evs").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn now_millis() -> i64 {
+    shared::time::now_unix_millis()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The caller the EVS service is when it calls the KMS for a customer's volume.
+fn service_caller(region: &str) -> Caller {
+    Caller {
+        account_id: SERVICE_ACCOUNT_ID.to_owned(),
+        region: region.to_owned(),
+        access_key_id: "evs-service".to_owned(),
+        principal_arn: SERVICE_PRINCIPAL.to_owned(),
+        via_service: Some("evs".to_owned()),
+    }
+}
+
+/// EVS's answer to a KMS refusal while creating or attaching an encrypted volume.
+fn key_error(e: KeyServiceError) -> EvsError {
+    match e {
+        KeyServiceError::Disabled(m) | KeyServiceError::InvalidState(m) => {
+            EvsError::bad("EVS.2040", format!("The CMK is not enabled: {m}"))
+        }
+        KeyServiceError::NotFound(m) => EvsError::bad("EVS.2041", format!("The encrypt Param is invalid! {m}")),
+        KeyServiceError::AccessDenied(m) => {
+            EvsError::bad("EVS.2055", format!("can not create encrypt volume because hasn't xrole. {m}"))
+        }
+        KeyServiceError::InvalidCiphertext(m) => EvsError::internal(format!("the volume's data key: {m}")),
+        other => EvsError::internal(format!("KMS: {other}")),
+    }
+}
+
+impl Evs {
+    /// Opens the service: volume records and files under `data_dir/volumes` (a temporary directory when `None`),
+    /// snapshots in `objects` (whose local root, if any, is `objects_root`), keys from `keys`. Volumes that were
+    /// attached stay attached: their data keys are decrypted again (each call audited) and they are exported.
+    pub async fn open(
+        data_dir: Option<&Path>,
+        objects: Arc<dyn ObjectStore>,
+        objects_root: Option<PathBuf>,
+        keys: Arc<dyn KeyService>,
+    ) -> Result<Evs> {
+        let dir = match data_dir {
+            Some(dir) => VolumeDir::Durable(dir.join("volumes")),
+            None => VolumeDir::Temporary(std::env::temp_dir().join(format!("kmsim-volumes-{}", new_id()))),
+        };
+        std::fs::create_dir_all(dir.path()).map_err(|e| EvsError::io("creating the volume directory", e))?;
+        let evs = Evs {
+            dir,
+            objects,
+            objects_root,
+            keys,
+            state: Mutex::new(State::default()),
+            open: Mutex::new(HashMap::new()),
+        };
+        evs.load().await?;
+        Ok(evs)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn volume_path(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("{id}.img"))
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("{id}.json"))
+    }
+
+    /// Reads the records back; volumes caught mid-operation by a crash settle into a stable status.
+    /// Files no record refers to (a creation, deletion or rollback cut short by a crash) are removed.
+    async fn load(&self) -> Result<()> {
+        let mut volumes = Vec::new();
+        let mut files = Vec::new();
+        let entries =
+            std::fs::read_dir(self.dir.path()).map_err(|e| EvsError::io("reading the volume directory", e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| EvsError::io("reading the volume directory", e))?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read(&path).map_err(|e| EvsError::io("reading a volume record", e))?;
+                let record: VolumeRecord = serde_json::from_slice(&text)
+                    .map_err(|e| EvsError::internal(format!("volume record {}: {e}", path.display())))?;
+                volumes.push(record);
+            } else {
+                files.push(path);
+            }
+        }
+        for path in files {
+            let referenced = path.extension().is_some_and(|e| e == "img")
+                && path.file_stem().is_some_and(|id| volumes.iter().any(|v| v.id.as_str() == id));
+            if !referenced {
+                tracing::info!(path = %path.display(), "removing a volume file no record refers to");
+                remove_if_exists(&path).map_err(|e| EvsError::io("removing an orphan volume file", e))?;
+            }
+        }
+        let mut snapshots = Vec::new();
+        let mut listing = self.objects.list(Some(&StorePath::from("snapshots")));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| EvsError::internal(format!("listing snapshots: {e}")))?;
+            if meta.location.extension() == Some("json") {
+                let bytes = self.objects.get(&meta.location).await.map_err(EvsError::store)?.bytes().await;
+                let bytes = bytes.map_err(EvsError::store)?;
+                let record: SnapshotRecord = serde_json::from_slice(&bytes)
+                    .map_err(|e| EvsError::internal(format!("snapshot record {}: {e}", meta.location)))?;
+                snapshots.push(record);
+            }
+        }
+        let mut reopen = Vec::new();
+        {
+            let mut state = self.state();
+            for mut record in volumes {
+                record.status = match record.status {
+                    VolumeStatus::InUse | VolumeStatus::Attaching | VolumeStatus::Detaching
+                        if !record.attachments.is_empty() =>
+                    {
+                        reopen.push(record.id.clone());
+                        VolumeStatus::InUse
+                    }
+                    VolumeStatus::Creating | VolumeStatus::Deleting => VolumeStatus::Error,
+                    VolumeStatus::Error => VolumeStatus::Error,
+                    _ => VolumeStatus::Available,
+                };
+                state.volumes.insert(record.id.clone(), record);
+            }
+            for mut record in snapshots {
+                if record.status != SnapshotStatus::Available {
+                    record.status = SnapshotStatus::Error;
+                }
+                state.snapshots.insert(record.id.clone(), record);
+            }
+        }
+        for id in reopen {
+            let record = self.state().volumes.get(&id).cloned();
+            let Some(record) = record else { continue };
+            let region = self.region_of(&record);
+            match self.open_device(&record, &region).await {
+                Ok(device) => {
+                    self.open.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::new(device));
+                }
+                Err(e) => tracing::error!(volume = %id, error = %e, "re-opening an attached volume at start"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The region of a volume's key (from its ARN) — where the EVS service calls the KMS.
+    fn region_of(&self, record: &VolumeRecord) -> String {
+        record
+            .encryption
+            .as_ref()
+            .and_then(|e| e.key_arn.split(':').nth(3).map(str::to_owned))
+            .unwrap_or_else(|| shared::accounts::DEFAULT_REGION.to_owned())
+    }
+
+    async fn save_volume(&self, record: &VolumeRecord) -> Result<()> {
+        let path = self.record_path(&record.id);
+        let bytes = serde_json::to_vec_pretty(record).map_err(|e| EvsError::internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || shared::secret_file::write_durably(&path, &bytes, 0o600))
+            .await
+            .map_err(|e| EvsError::internal(e.to_string()))?
+            .map_err(|e| EvsError::io("writing a volume record", e))
+    }
+
+    /// Updates a volume's record in memory and on disk.
+    async fn update_volume_record(&self, id: &str, change: impl FnOnce(&mut VolumeRecord)) -> Result<VolumeRecord> {
+        let record = {
+            let mut state = self.state();
+            let record = state.volumes.get_mut(id).ok_or_else(|| EvsError::volume_not_found(id))?;
+            change(record);
+            record.updated_at = now_millis();
+            record.clone()
+        };
+        self.save_volume(&record).await?;
+        Ok(record)
+    }
+
+    // ---- jobs ------------------------------------------------------------------------------------
+
+    fn new_job(&self, requester: &Requester, job_type: &str, volume_id: Option<&str>, server_id: Option<&str>) -> Job {
+        let job = Job {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            project_id: requester.project().to_owned(),
+            job_type: job_type.to_owned(),
+            status: JobStatus::Init,
+            volume_id: volume_id.map(str::to_owned),
+            volume_ids: volume_id.iter().map(|v| v.to_string()).collect(),
+            server_id: server_id.map(str::to_owned),
+            begin_time: now_millis(),
+            end_time: 0,
+            error_code: None,
+            fail_reason: None,
+        };
+        self.state().jobs.insert(job.id.clone(), job.clone());
+        job
+    }
+
+    fn set_job(&self, id: &str, status: JobStatus, error: Option<&EvsError>) {
+        if let Some(job) = self.state().jobs.get_mut(id) {
+            job.status = status;
+            if matches!(status, JobStatus::Success | JobStatus::Fail) {
+                job.end_time = now_millis();
+            }
+            if let Some(e) = error {
+                job.error_code = Some(e.code().to_owned());
+                job.fail_reason = Some(e.message().to_owned());
+            }
+        }
+    }
+
+    /// Runs `work` as job `job_id` in the background: RUNNING, then SUCCESS or FAIL.
+    fn run_job<F>(self: &Arc<Self>, job_id: String, work: F)
+    where
+        F: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let evs = Arc::clone(self);
+        tokio::spawn(async move {
+            evs.set_job(&job_id, JobStatus::Running, None);
+            match work.await {
+                Ok(()) => evs.set_job(&job_id, JobStatus::Success, None),
+                Err(e) => {
+                    tracing::warn!(job = %job_id, error = %e, "job failed");
+                    evs.set_job(&job_id, JobStatus::Fail, Some(&e));
+                }
+            }
+        });
+    }
+
+    /// A job of the requester's project.
+    pub fn job(&self, requester: &Requester, job_id: &str) -> Result<Job> {
+        self.state()
+            .jobs
+            .get(job_id)
+            .filter(|j| j.project_id == requester.project())
+            .cloned()
+            .ok_or_else(|| EvsError::bad("Common.0011", "No jobs found."))
+    }
+
+    // ---- volumes ---------------------------------------------------------------------------------
+
+    /// A volume of the requester's project.
+    pub fn volume(&self, requester: &Requester, id: &str) -> Result<VolumeRecord> {
+        self.state()
+            .volumes
+            .get(id)
+            .filter(|v| v.project_id == requester.project())
+            .cloned()
+            .ok_or_else(|| EvsError::volume_not_found(id))
+    }
+
+    /// The requester's volumes matching `filter`, and how many matched before pagination.
+    pub fn volumes(&self, requester: &Requester, filter: &VolumeFilter) -> (Vec<VolumeRecord>, usize) {
+        let state = self.state();
+        let matching: Vec<&VolumeRecord> = state
+            .volumes
+            .values()
+            .filter(|v| v.project_id == requester.project())
+            .filter(|v| filter.name.as_ref().is_none_or(|n| &v.name == n))
+            .filter(|v| filter.status.as_ref().is_none_or(|s| v.status.as_str() == s))
+            .filter(|v| filter.availability_zone.as_ref().is_none_or(|z| &v.availability_zone == z))
+            .filter(|v| filter.volume_type.as_ref().is_none_or(|t| &v.volume_type == t))
+            .filter(|v| filter.metadata.iter().all(|(k, val)| v.metadata.get(k) == Some(val)))
+            .collect();
+        let total = matching.len();
+        let page = matching
+            .into_iter()
+            .filter(|v| filter.marker.as_ref().is_none_or(|m| v.id.as_str() > m.as_str()))
+            .skip(filter.offset)
+            .take(if filter.limit == 0 { 1000 } else { filter.limit })
+            .cloned()
+            .collect();
+        (page, total)
+    }
+
+    /// Creates `count` volumes; answers with the job, whose entities name the volumes.
+    pub async fn create_volumes(self: &Arc<Self>, requester: &Requester, input: CreateVolume) -> Result<Job> {
+        if !(1..=100).contains(&input.count) {
+            return Err(EvsError::bad("EVS.1021", "the quantity of volume is invalid!"));
+        }
+        check_name(&input.name)?;
+        check_description(&input.description)?;
+        let snapshot = match &input.snapshot_id {
+            Some(id) => {
+                let snapshot =
+                    self.snapshot(requester, id).map_err(|_| EvsError::bad("EVS.2045", "invalid snapshot_id!"))?;
+                if snapshot.status != SnapshotStatus::Available {
+                    return Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up."));
+                }
+                Some(snapshot)
+            }
+            None => None,
+        };
+        let wants_encryption = input.metadata.get(ENCRYPTED_KEY).map(String::as_str);
+        let cmk_id = input.metadata.get(CMK_ID_KEY).cloned();
+        if snapshot.is_some() && (wants_encryption.is_some() || cmk_id.is_some()) {
+            return Err(EvsError::bad(
+                "EVS.1043",
+                "encrypt and cmk and passthrough in metadata is not support when create volume from snapshot or image!",
+            ));
+        }
+        let volume_type = match &snapshot {
+            Some(s) if input.volume_type.is_empty() => s.volume_type.clone(),
+            _ => input.volume_type.clone(),
+        };
+        if !VOLUME_TYPES.contains(&volume_type.as_str()) {
+            return Err(EvsError::bad("EVS.1020", "invalid volume type!"));
+        }
+        if input.availability_zone.is_empty() {
+            return Err(EvsError::bad("EVS.2083", "AZ and volume type must not be empty or null!"));
+        }
+        let size_gb = match (&snapshot, input.size_gb) {
+            (Some(s), None) => s.size_gb,
+            (Some(s), Some(size)) if size < s.size_gb => {
+                return Err(EvsError::bad(
+                    "EVS.1010",
+                    "invalid volume size! It must not be smaller than the snapshot's.",
+                ));
+            }
+            (_, Some(size)) => size,
+            (None, None) => return Err(EvsError::bad("EVS.1010", "invalid volume size!")),
+        };
+        if !SIZE_RANGE.contains(&size_gb) {
+            return Err(EvsError::bad("EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."));
+        }
+        // Encryption: either inherited from the snapshot, or asked for with a CMK the EVS service may use.
+        let key_arn = match (wants_encryption, cmk_id.as_deref()) {
+            (None | Some("0"), None) => None,
+            (Some("1"), Some(cmk)) if !cmk.is_empty() => {
+                // The project's grant, made through the EVS service: audited as a call via `evs`.
+                let via_evs = Caller { via_service: Some("evs".to_owned()), ..requester.caller.clone() };
+                let arn = self
+                    .keys
+                    .grant_service_access(&via_evs, cmk, SERVICE_PRINCIPAL, AGENCY_GRANT)
+                    .await
+                    .map_err(key_error)?;
+                Some(arn)
+            }
+            _ => {
+                return Err(EvsError::bad("EVS.2041", "The encrypt Param is invalid!"));
+            }
+        };
+        let now = now_millis();
+        let mut records = Vec::new();
+        for n in 0..input.count {
+            let name = if input.count > 1 { format!("{}-{:04}", input.name, n + 1) } else { input.name.clone() };
+            let mut metadata = input.metadata.clone();
+            if let Some(s) = &snapshot
+                && let Some(enc) = &s.encryption
+            {
+                metadata.insert(ENCRYPTED_KEY.to_owned(), "1".to_owned());
+                metadata.insert(CMK_ID_KEY.to_owned(), enc.cmk_id.clone());
+            }
+            records.push(VolumeRecord {
+                format: RECORD_FORMAT,
+                id: new_id(),
+                account: requester.caller.account_id.clone(),
+                project_id: requester.project().to_owned(),
+                name,
+                description: input.description.clone(),
+                size_gb,
+                volume_type: volume_type.clone(),
+                availability_zone: input.availability_zone.clone(),
+                status: VolumeStatus::Creating,
+                created_at: now,
+                updated_at: now,
+                metadata,
+                encryption: snapshot.as_ref().and_then(|s| s.encryption.clone()),
+                snapshot_id: input.snapshot_id.clone(),
+                attachments: Vec::new(),
+            });
+        }
+        // The data keys come before the job, so that a key the EVS service cannot use refuses the request (EVS.2040
+        // when it is not enabled), as the real service does.
+        let region = requester.caller.region.clone();
+        let mut data_keys = Vec::new();
+        if let (Some(arn), Some(cmk)) = (&key_arn, &cmk_id) {
+            for record in &records {
+                let context = EncryptionContext::from([(CONTEXT_KEY.to_owned(), record.id.clone())]);
+                let data_key =
+                    self.keys.generate_data_key(&service_caller(&region), arn, &context).await.map_err(key_error)?;
+                let encryption = VolumeEncryption {
+                    cmk_id: cmk.clone(),
+                    key_arn: data_key.key_arn.clone(),
+                    dek_ciphertext: hex::encode(&data_key.ciphertext_blob),
+                    context,
+                };
+                data_keys.push((data_key, encryption));
+            }
+        }
+        let job = self.new_job(requester, "batchCreateVolume", None, None);
+        {
+            let mut state = self.state();
+            for record in &records {
+                state.volumes.insert(record.id.clone(), record.clone());
+            }
+            if let Some(job) = state.jobs.get_mut(&job.id) {
+                job.volume_id = records.first().map(|r| r.id.clone());
+                job.volume_ids = records.iter().map(|r| r.id.clone()).collect();
+                if records.len() == 1 {
+                    job.job_type = "createVolume".to_owned();
+                }
+            }
+        }
+        let evs = Arc::clone(self);
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        self.run_job(job.id.clone(), async move {
+            let mut failure = None;
+            let mut data_keys = data_keys.into_iter();
+            for record in records {
+                let id = record.id.clone();
+                let created = evs.create_volume_file(record, data_keys.next(), snapshot.as_ref()).await;
+                if let Err(e) = created {
+                    tracing::warn!(volume = %id, error = %e, "creating a volume failed");
+                    let _ = evs.update_volume_record(&id, |v| v.status = VolumeStatus::Error).await;
+                    failure.get_or_insert(e);
+                }
+            }
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        });
+        let mut job = job;
+        job.volume_id = ids.first().cloned();
+        job.volume_ids = ids;
+        Ok(job)
+    }
+
+    /// Creates one volume's file (formatting LUKS under its fresh data key, or copying the snapshot), then makes the
+    /// volume available.
+    async fn create_volume_file(
+        &self,
+        mut record: VolumeRecord,
+        data_key: Option<(DataKey, VolumeEncryption)>,
+        snapshot: Option<&SnapshotRecord>,
+    ) -> Result<()> {
+        let path = self.volume_path(&record.id);
+        if let Some(snapshot) = snapshot {
+            self.copy_from_snapshot(&snapshot.id, &path).await?;
+            let header = match &record.encryption {
+                Some(_) => luks_payload_bytes(&path).await?,
+                None => 0,
+            };
+            set_len_durably(&path, header + record.size_gb * GIB).await?;
+        } else if let Some((data_key, encryption)) = data_key {
+            let passphrase = Zeroizing::new(hex::encode(&data_key.plaintext[..]));
+            let size = record.size_gb * GIB;
+            let path2 = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let (area, _master_key, header) = luks::format(passphrase.as_bytes(), LUKS_ITERATIONS)
+                    .map_err(|e| EvsError::internal(format!("formatting LUKS: {e}")))?;
+                create_file_durably(&path2, &area, header.payload_offset_bytes() + size)
+            })
+            .await
+            .map_err(|e| EvsError::internal(e.to_string()))??;
+            record.encryption = Some(encryption);
+        } else {
+            let size = record.size_gb * GIB;
+            let path2 = path.clone();
+            tokio::task::spawn_blocking(move || create_file_durably(&path2, &[], size))
+                .await
+                .map_err(|e| EvsError::internal(e.to_string()))??;
+        }
+        record.status = VolumeStatus::Available;
+        record.updated_at = now_millis();
+        self.save_volume(&record).await?;
+        self.state().volumes.insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    /// Renames or re-describes a volume.
+    pub async fn update_volume(
+        &self,
+        requester: &Requester,
+        id: &str,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<VolumeRecord> {
+        self.volume(requester, id)?;
+        if name.is_none() && description.is_none() {
+            return Err(EvsError::bad("EVS.1007", "volume name and description can not both be empty!"));
+        }
+        if let Some(name) = &name {
+            check_name(name)?;
+        }
+        if let Some(description) = &description {
+            check_description(description)?;
+        }
+        self.update_volume_record(id, |v| {
+            if let Some(name) = name {
+                v.name = name;
+            }
+            if let Some(description) = description {
+                v.description = description;
+            }
+        })
+        .await
+    }
+
+    /// Replaces (`replace`) or merges user metadata; the `__system__` keys cannot be changed.
+    pub async fn set_metadata(
+        &self,
+        requester: &Requester,
+        id: &str,
+        metadata: BTreeMap<String, String>,
+        replace: bool,
+    ) -> Result<BTreeMap<String, String>> {
+        let current = self.volume(requester, id)?;
+        if metadata.keys().any(|k| k.starts_with("__system__") && current.metadata.get(k) != metadata.get(k)) {
+            return Err(EvsError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"));
+        }
+        let record = self
+            .update_volume_record(id, |v| {
+                if replace {
+                    v.metadata.retain(|k, _| k.starts_with("__system__"));
+                }
+                v.metadata.extend(metadata);
+            })
+            .await?;
+        Ok(record.metadata)
+    }
+
+    /// Deletes one metadata entry.
+    pub async fn delete_metadata(&self, requester: &Requester, id: &str, key: &str) -> Result<()> {
+        let current = self.volume(requester, id)?;
+        if key.starts_with("__system__") {
+            return Err(EvsError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"));
+        }
+        if !current.metadata.contains_key(key) {
+            return Err(EvsError::not_found("EVS.5404", format!("The metadata key {key} could not be found.")));
+        }
+        self.update_volume_record(id, |v| {
+            v.metadata.remove(key);
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Moves a volume from `from` to `to` if it is in `from`; the error names the status it is in.
+    fn transition(
+        &self,
+        id: &str,
+        from: &[VolumeStatus],
+        to: VolumeStatus,
+        code: &'static str,
+    ) -> Result<VolumeRecord> {
+        let mut state = self.state();
+        let record = state.volumes.get_mut(id).ok_or_else(|| EvsError::volume_not_found(id))?;
+        if !from.contains(&record.status) {
+            return Err(EvsError::bad(
+                code,
+                format!("The volume {id} is {}, which does not allow this operation.", record.status.as_str()),
+            ));
+        }
+        record.status = to;
+        Ok(record.clone())
+    }
+
+    /// Deletes an available volume (job).
+    pub async fn delete_volume(self: &Arc<Self>, requester: &Requester, id: &str) -> Result<Job> {
+        self.volume(requester, id)?;
+        let in_snapshots = self.state().snapshots.values().any(|s| s.volume_id == id);
+        if in_snapshots {
+            return Err(EvsError::bad("EVS.1046", "The volume has snapshots; delete them first."));
+        }
+        self.transition(id, &[VolumeStatus::Available, VolumeStatus::Error], VolumeStatus::Deleting, "EVS.1046")?;
+        let job = self.new_job(requester, "deleteVolume", Some(id), None);
+        let evs = Arc::clone(self);
+        let id = id.to_owned();
+        self.run_job(job.id.clone(), async move {
+            let (image, record) = (evs.volume_path(&id), evs.record_path(&id));
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                remove_if_exists(&record)?;
+                remove_if_exists(&image)?;
+                if let Some(dir) = record.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| EvsError::internal(e.to_string()))?
+            .map_err(|e| EvsError::io("deleting a volume", e))?;
+            evs.state().volumes.remove(&id);
+            Ok(())
+        });
+        Ok(job)
+    }
+
+    /// Grows an available volume to `new_size_gb` (job).
+    pub async fn extend_volume(self: &Arc<Self>, requester: &Requester, id: &str, new_size_gb: u64) -> Result<Job> {
+        let current = self.volume(requester, id)?;
+        if new_size_gb <= current.size_gb {
+            return Err(EvsError::bad("EVS.1015", "new volume Size must be greater than old Size!"));
+        }
+        if !SIZE_RANGE.contains(&new_size_gb) {
+            return Err(EvsError::bad("EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."));
+        }
+        self.transition(id, &[VolumeStatus::Available], VolumeStatus::Extending, "EVS.1048")?;
+        let job = self.new_job(requester, "extendVolume", Some(id), None);
+        let evs = Arc::clone(self);
+        let id = id.to_owned();
+        self.run_job(job.id.clone(), async move {
+            let path = evs.volume_path(&id);
+            let header = match &current.encryption {
+                Some(_) => luks_payload_bytes(&path).await?,
+                None => 0,
+            };
+            let grown = set_len_durably(&path, header + new_size_gb * GIB).await;
+            let status_after = VolumeStatus::Available;
+            match grown {
+                Ok(()) => {
+                    evs.update_volume_record(&id, |v| {
+                        v.size_gb = new_size_gb;
+                        v.status = status_after;
+                    })
+                    .await?;
+                    Ok(())
+                }
+                Err(e) => {
+                    evs.update_volume_record(&id, |v| v.status = status_after).await?;
+                    Err(e)
+                }
+            }
+        });
+        Ok(job)
+    }
+
+    // ---- attach / detach -------------------------------------------------------------------------
+
+    /// Opens a volume's file for I/O: for an encrypted volume, decrypts its data key through the KMS (as the EVS
+    /// service) and unlocks the LUKS header with it.
+    async fn open_device(&self, record: &VolumeRecord, region: &str) -> Result<VolumeDevice> {
+        let path = self.volume_path(&record.id);
+        let size = record.size_gb * GIB;
+        match &record.encryption {
+            None => tokio::task::spawn_blocking(move || VolumeDevice::plain(&path, size))
+                .await
+                .map_err(|e| EvsError::internal(e.to_string()))?
+                .map_err(|e| EvsError::io("opening a volume", e)),
+            Some(enc) => {
+                let blob = hex::decode(&enc.dek_ciphertext)
+                    .map_err(|_| EvsError::internal("a volume record holds a malformed data key ciphertext"))?;
+                let data_key =
+                    self.keys.decrypt(&service_caller(region), &blob, &enc.context).await.map_err(key_error)?;
+                let passphrase = Zeroizing::new(hex::encode(&data_key[..]));
+                tokio::task::spawn_blocking(move || VolumeDevice::encrypted(&path, size, passphrase.as_bytes()))
+                    .await
+                    .map_err(|e| EvsError::internal(e.to_string()))?
+            }
+        }
+    }
+
+    /// Attaches a volume to a server (job): available → attaching → in-use, exported over NBD under its id.
+    pub async fn attach(
+        self: &Arc<Self>,
+        requester: &Requester,
+        server_id: &str,
+        volume_id: &str,
+        device: Option<String>,
+    ) -> Result<Job> {
+        self.volume(requester, volume_id)?;
+        let record = self.transition(volume_id, &[VolumeStatus::Available], VolumeStatus::Attaching, "Ecs.0017")?;
+        let job = self.new_job(requester, "attachVolume", Some(volume_id), Some(server_id));
+        let evs = Arc::clone(self);
+        let region = requester.caller.region.clone();
+        let (server_id, volume_id) = (server_id.to_owned(), volume_id.to_owned());
+        self.run_job(job.id.clone(), async move {
+            match evs.open_device(&record, &region).await {
+                Ok(opened) => {
+                    let attachment = Attachment {
+                        attachment_id: new_id(),
+                        server_id,
+                        device: device.unwrap_or_else(|| "/dev/vdb".to_owned()),
+                        attached_at: now_millis(),
+                    };
+                    // Durably in-use first, then exported: a crash in between re-opens the volume at start.
+                    evs.update_volume_record(&volume_id, |v| {
+                        v.status = VolumeStatus::InUse;
+                        v.attachments = vec![attachment];
+                    })
+                    .await?;
+                    evs.open.lock().unwrap_or_else(|e| e.into_inner()).insert(volume_id.clone(), Arc::new(opened));
+                    Ok(())
+                }
+                Err(e) => {
+                    evs.update_volume_record(&volume_id, |v| v.status = VolumeStatus::Available).await?;
+                    Err(e)
+                }
+            }
+        });
+        Ok(job)
+    }
+
+    /// Detaches a volume from a server (job): in-use → detaching → available; its export goes away and its
+    /// master key is dropped (wiped).
+    pub async fn detach(self: &Arc<Self>, requester: &Requester, server_id: &str, volume_id: &str) -> Result<Job> {
+        let record = self.volume(requester, volume_id)?;
+        if record.status == VolumeStatus::InUse && !record.attachments.iter().any(|a| a.server_id == server_id) {
+            return Err(EvsError::bad("Ecs.0005", format!("The volume {volume_id} is not attached to {server_id}.")));
+        }
+        self.transition(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, "Ecs.0005")?;
+        let job = self.new_job(requester, "detachVolume", Some(volume_id), Some(server_id));
+        let evs = Arc::clone(self);
+        let volume_id = volume_id.to_owned();
+        self.run_job(job.id.clone(), async move {
+            let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&volume_id);
+            if let Some(device) = device {
+                device.close();
+                tokio::task::spawn_blocking(move || device.flush())
+                    .await
+                    .map_err(|e| EvsError::internal(e.to_string()))?
+                    .map_err(|e| EvsError::io("flushing a volume", e))?;
+            }
+            evs.update_volume_record(&volume_id, |v| {
+                v.status = VolumeStatus::Available;
+                v.attachments.clear();
+            })
+            .await?;
+            Ok(())
+        });
+        Ok(job)
+    }
+
+    // ---- snapshots -------------------------------------------------------------------------------
+
+    /// A snapshot of the requester's project.
+    pub fn snapshot(&self, requester: &Requester, id: &str) -> Result<SnapshotRecord> {
+        self.state()
+            .snapshots
+            .get(id)
+            .filter(|s| s.project_id == requester.project())
+            .cloned()
+            .ok_or_else(EvsError::resource_not_found)
+    }
+
+    /// The requester's snapshots, optionally of one volume.
+    pub fn snapshots(&self, requester: &Requester, volume_id: Option<&str>) -> Vec<SnapshotRecord> {
+        self.state()
+            .snapshots
+            .values()
+            .filter(|s| s.project_id == requester.project() && volume_id.is_none_or(|v| s.volume_id == v))
+            .cloned()
+            .collect()
+    }
+
+    async fn save_snapshot(&self, record: &SnapshotRecord) -> Result<()> {
+        let path = StorePath::from(format!("snapshots/{}.json", record.id));
+        let bytes = serde_json::to_vec_pretty(record).map_err(|e| EvsError::internal(e.to_string()))?;
+        self.objects.put(&path, bytes.into()).await.map_err(EvsError::store)?;
+        self.sync_object(&path).await
+    }
+
+    /// Makes a local object durable (file and directory).
+    async fn sync_object(&self, path: &StorePath) -> Result<()> {
+        let Some(root) = &self.objects_root else { return Ok(()) };
+        let file = root.join(path.as_ref());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| EvsError::internal(e.to_string()))?
+        .map_err(|e| EvsError::io("syncing a snapshot", e))
+    }
+
+    /// Takes a snapshot: copies the volume's file (ciphertext, for an encrypted volume) into the object store.
+    /// An attached volume needs `force`; its writes so far are flushed first.
+    pub async fn create_snapshot(
+        &self,
+        requester: &Requester,
+        volume_id: &str,
+        name: String,
+        description: String,
+        force: bool,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<SnapshotRecord> {
+        let volume = self.volume(requester, volume_id)?;
+        match volume.status {
+            VolumeStatus::Available => {}
+            VolumeStatus::InUse if force => {
+                let device = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(volume_id).cloned();
+                if let Some(device) = device {
+                    tokio::task::spawn_blocking(move || device.flush())
+                        .await
+                        .map_err(|e| EvsError::internal(e.to_string()))?
+                        .map_err(|e| EvsError::io("flushing a volume", e))?;
+                }
+            }
+            VolumeStatus::InUse => {
+                return Err(EvsError::bad("EVS.2068", "The volume is in use; set force to snapshot it anyway."));
+            }
+            other => {
+                return Err(EvsError::bad("EVS.2068", format!("The volume is {}.", other.as_str())));
+            }
+        }
+        let now = now_millis();
+        let mut record = SnapshotRecord {
+            format: RECORD_FORMAT,
+            id: new_id(),
+            account: volume.account.clone(),
+            project_id: volume.project_id.clone(),
+            volume_id: volume_id.to_owned(),
+            name,
+            description,
+            size_gb: volume.size_gb,
+            status: SnapshotStatus::Creating,
+            created_at: now,
+            updated_at: now,
+            metadata,
+            encryption: volume.encryption.clone(),
+            volume_type: volume.volume_type.clone(),
+        };
+        self.state().snapshots.insert(record.id.clone(), record.clone());
+        let copied = self.copy_to_snapshot(&self.volume_path(volume_id), &record.id).await;
+        record.status = if copied.is_ok() { SnapshotStatus::Available } else { SnapshotStatus::Error };
+        record.updated_at = now_millis();
+        self.save_snapshot(&record).await?;
+        self.state().snapshots.insert(record.id.clone(), record.clone());
+        copied.map(|()| record)
+    }
+
+    /// Renames or re-describes a snapshot.
+    pub async fn update_snapshot(
+        &self,
+        requester: &Requester,
+        id: &str,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<SnapshotRecord> {
+        let mut record = self.snapshot(requester, id)?;
+        if let Some(name) = name {
+            record.name = name;
+        }
+        if let Some(description) = description {
+            record.description = description;
+        }
+        record.updated_at = now_millis();
+        self.save_snapshot(&record).await?;
+        self.state().snapshots.insert(record.id.clone(), record.clone());
+        Ok(record)
+    }
+
+    /// Deletes a snapshot and its data.
+    pub async fn delete_snapshot(&self, requester: &Requester, id: &str) -> Result<()> {
+        let record = self.snapshot(requester, id)?;
+        if record.status == SnapshotStatus::Rollbacking {
+            return Err(EvsError::bad("EVS.1047", "snapshot status must be available or error when delete snapshot!"));
+        }
+        for path in [format!("snapshots/{id}.json"), format!("snapshots/{id}.img")] {
+            match self.objects.delete(&StorePath::from(path)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(EvsError::store(e)),
+            }
+        }
+        self.state().snapshots.remove(id);
+        Ok(())
+    }
+
+    /// Rolls a volume (available, the snapshot's source) back to the snapshot.
+    pub async fn rollback_snapshot(
+        &self,
+        requester: &Requester,
+        id: &str,
+        volume_id: Option<&str>,
+    ) -> Result<VolumeRecord> {
+        let snapshot = self.snapshot(requester, id)?;
+        let volume_id = volume_id.unwrap_or(&snapshot.volume_id).to_owned();
+        if volume_id != snapshot.volume_id {
+            return Err(EvsError::bad("EVS.5400", "A snapshot rolls back only onto its source volume."));
+        }
+        if snapshot.status != SnapshotStatus::Available {
+            return Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up."));
+        }
+        self.volume(requester, &volume_id)?;
+        let before = self.transition(&volume_id, &[VolumeStatus::Available], VolumeStatus::Restoring, "EVS.2068")?;
+        let path = self.volume_path(&volume_id);
+        let restored = async {
+            self.copy_from_snapshot(id, &path).await?;
+            let header = match &before.encryption {
+                Some(_) => luks_payload_bytes(&path).await?,
+                None => 0,
+            };
+            set_len_durably(&path, header + before.size_gb * GIB).await
+        }
+        .await;
+        let record = self.update_volume_record(&volume_id, |v| v.status = VolumeStatus::Available).await?;
+        restored.map(|()| record)
+    }
+
+    /// Streams a volume file into `snapshots/<id>.img`, without its trailing zeros (the unwritten end of a sparse
+    /// volume): restoring gives the file its full length again.
+    async fn copy_to_snapshot(&self, file: &Path, snapshot_id: &str) -> Result<()> {
+        let path = StorePath::from(format!("snapshots/{snapshot_id}.img"));
+        let mut upload =
+            object_store::WriteMultipart::new(self.objects.put_multipart(&path).await.map_err(EvsError::store)?);
+        let mut source = std::fs::File::open(file).map_err(|e| EvsError::io("reading a volume", e))?;
+        let mut buffer = vec![0u8; 8 << 20];
+        let zeros = Arc::new(vec![0u8; buffer.len()]);
+        // Zeros read but not uploaded yet: they are, once data follows them.
+        let mut zeros_pending = 0u64;
+        loop {
+            let zeros2 = Arc::clone(&zeros);
+            let read = tokio::task::spawn_blocking(move || {
+                let n = std::io::Read::read(&mut source, &mut buffer)?;
+                let is_zero = buffer[..n] == zeros2[..n];
+                Ok::<_, std::io::Error>((source, buffer, n, is_zero))
+            });
+            let (n, is_zero);
+            (source, buffer, n, is_zero) = read
+                .await
+                .map_err(|e| EvsError::internal(e.to_string()))?
+                .map_err(|e| EvsError::io("reading a volume", e))?;
+            if n == 0 {
+                break;
+            }
+            if is_zero {
+                zeros_pending += n as u64;
+                continue;
+            }
+            while zeros_pending > 0 {
+                let k = zeros_pending.min(zeros.len() as u64) as usize;
+                upload.wait_for_capacity(4).await.map_err(EvsError::store)?;
+                upload.write(&zeros[..k]);
+                zeros_pending -= k as u64;
+            }
+            upload.wait_for_capacity(4).await.map_err(EvsError::store)?;
+            upload.write(&buffer[..n]);
+        }
+        upload.finish().await.map_err(EvsError::store)?;
+        self.sync_object(&path).await
+    }
+
+    /// Writes `snapshots/<id>.img` over a volume file (then fsyncs it).
+    async fn copy_from_snapshot(&self, snapshot_id: &str, file: &Path) -> Result<()> {
+        let path = StorePath::from(format!("snapshots/{snapshot_id}.img"));
+        let mut stream = self.objects.get(&path).await.map_err(EvsError::store)?.into_stream();
+        let tmp = file.with_extension("restoring");
+        let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| EvsError::io("writing a volume", e))?;
+        let io = |e| EvsError::io("writing a volume", e);
+        // Zero chunks stay holes: the volume file is as sparse as the one the snapshot was taken of.
+        let (mut length, mut zeros) = (0u64, Vec::new());
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(EvsError::store)?;
+            zeros.resize(zeros.len().max(chunk.len()), 0u8);
+            if chunk[..] != zeros[..chunk.len()] {
+                out.seek(std::io::SeekFrom::Start(length)).await.map_err(io)?;
+                out.write_all(&chunk).await.map_err(io)?;
+            }
+            length += chunk.len() as u64;
+        }
+        out.flush().await.map_err(io)?;
+        out.set_len(length).await.map_err(io)?;
+        out.sync_all().await.map_err(io)?;
+        drop(out);
+        tokio::fs::rename(&tmp, file).await.map_err(|e| EvsError::io("writing a volume", e))?;
+        sync_dir_of(file).await
+    }
+}
+
+impl Exports for Evs {
+    fn get(&self, name: &str) -> Option<Arc<dyn BlockDevice>> {
+        let device = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()?;
+        Some(device as Arc<dyn BlockDevice>)
+    }
+
+    fn list(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.open.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.chars().count() > 64 {
+        return Err(EvsError::bad("EVS.1003", "invalid volume name!"));
+    }
+    Ok(())
+}
+
+fn check_description(description: &str) -> Result<()> {
+    if description.chars().count() > 255 {
+        return Err(EvsError::bad("EVS.1004", "invalid volume description!"));
+    }
+    Ok(())
+}
+
+/// Where an encrypted volume file's payload starts.
+async fn luks_payload_bytes(path: &Path) -> Result<u64> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut file = std::fs::File::open(&path).map_err(|e| EvsError::io("reading a volume header", e))?;
+        let mut header = vec![0u8; luks::PHDR_LEN];
+        std::io::Read::read_exact(&mut file, &mut header).map_err(|e| EvsError::io("reading a volume header", e))?;
+        let header = luks::Header::parse(&header).map_err(|e| EvsError::internal(format!("volume header: {e}")))?;
+        Ok(header.payload_offset_bytes())
+    })
+    .await
+    .map_err(|e| EvsError::internal(e.to_string()))?
+}
+
+/// Creates `path` with `head` at its start and `len` bytes in all (sparse), durably (file and directory).
+fn create_file_durably(path: &Path, head: &[u8], len: u64) -> Result<()> {
+    use std::io::Write;
+    let io = |e| EvsError::io("creating a volume file", e);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
+    file.write_all(head).map_err(io)?;
+    file.set_len(len.max(head.len() as u64)).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+async fn set_len_durably(path: &Path, len: u64) -> Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    })
+    .await
+    .map_err(|e| EvsError::internal(e.to_string()))?
+    .map_err(|e| EvsError::io("resizing a volume", e))
+}
+
+async fn sync_dir_of(path: &Path) -> Result<()> {
+    let Some(dir) = path.parent().map(Path::to_owned) else { return Ok(()) };
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(|e| EvsError::internal(e.to_string()))?
+        .map_err(|e| EvsError::io("syncing the volume directory", e))
+}
+
+fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

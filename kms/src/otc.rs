@@ -1,0 +1,1207 @@
+//! The Open Telekom Cloud / Huawei Cloud KMS REST API (v1.0) over the same [`Kms`] core as the AWS dialect.
+//!
+//! `POST /v1.0/{project_id}/kms/<verb>` with a JSON body (plus the tag and alias resources under the same
+//! prefix), signed with SDK-HMAC-SHA256 ([`shared::sdk_hmac`]). The dialect's quirks are kept: numbers and booleans
+//! travel as JSON strings (numbers are accepted either way), data keys and their ciphertexts are hex while
+//! encrypt-data's ciphertext is base64, create-datakey and gen-random count bits where encrypt-datakey and
+//! decrypt-datakey count bytes, key states are the codes `"1"`–`"5"`, and errors are
+//! `{"error":{"error_code":"KMS.0209","error_msg":...}}` with an `X-Request-Id` header.
+//!
+//! Mapping onto the core, so that one key serves both dialects:
+//! - the project in the path must be the caller's (each access key belongs to one domain and one project,
+//!   [`shared::AccessKey`]); resources live in the caller's account and in kmsim's region;
+//! - a key's `key_alias` `x` is the alias `alias/x`; the service default keys `obs/default`, `evs/default` are the
+//!   service-managed aliases `alias/obs/default`, `alias/evs/default`;
+//! - ciphertexts are the core's blobs (`cipher_text` = hex or base64 of the same bytes a `CiphertextBlob` carries);
+//! - `additional_authenticated_data` (a string) is the encryption context `{"additional_authenticated_data": s}`;
+//!   the older `encryption_context` object is an encryption context as is;
+//! - grant operations map to the AWS ones (create-datakey → GenerateDataKey, encrypt-data and encrypt-datakey →
+//!   Encrypt, ...); a grantee of type `domain` is that domain's account.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use shared::accounts::{AccessKey, Accounts, root_principal};
+use shared::sigv4::{AuthError, RequestParts};
+use shared::{Caller, sdk_hmac};
+use zeroize::Zeroizing;
+
+use crate::blob::EncryptionContext;
+use crate::error::Error;
+use crate::model::{Grant, GrantOperation, KeyManager, KeyRecord, KeyState, Tag};
+use crate::service::{CreateGrantInput, CreateKeyInput, Kms, RetireBy};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The path prefix of this dialect.
+pub const PATH_PREFIX: &str = "/v1.0/";
+/// The encryption-context entry that carries `additional_authenticated_data`.
+pub const AAD_CONTEXT_KEY: &str = "additional_authenticated_data";
+
+/// Verbs of the real API that kmsim does not implement; they answer APIGW.0101 and are listed in
+/// docs/api-coverage.md.
+pub const UNSUPPORTED_VERBS: &[&str] = &[
+    "create-ec-datakey-pair",
+    "create-rsa-datakey-pair",
+    "create-datakey-pair",
+    "create-datakey-pair-without-plaintext",
+    "get-publickey",
+    "sign",
+    "verify",
+    "generate-mac",
+    "verify-mac",
+    "get-parameters-for-import",
+    "import-key-material",
+    "delete-imported-key-material",
+    "re-encrypt",
+    "rotate-on-demand",
+    "create-pin",
+    "user-quotas",
+    "user-instances",
+    "resource_instances",
+];
+
+/// An error on its way to the wire.
+#[derive(Debug)]
+pub struct OtcError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl OtcError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        OtcError { status, code, message: message.into() }
+    }
+
+    /// A 400 with a KMS error code.
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn missing(field: &str) -> Self {
+        Self::bad("KMS.0204", format!("The required parameter {field} is missing."))
+    }
+
+    fn invalid(field: &str) -> Self {
+        Self::bad("KMS.0308", format!("Invalid {field}."))
+    }
+
+    fn no_such_api() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "APIGW.0101",
+            "The API does not exist or has not been published in the environment.",
+        )
+    }
+
+    fn auth(e: &AuthError) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, sdk_hmac::REFUSAL_CODE, sdk_hmac::refusal_message(e))
+    }
+
+    /// The error code, also the audit outcome.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    fn into_response(self) -> Response {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(detail = %self.message, "internal error in the KMS (OTC dialect)");
+        }
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR { "kms error." } else { &self.message };
+        json_response(self.status, &json!({"error": {"error_code": self.code, "error_msg": message}}))
+    }
+}
+
+/// The default mapping of core errors; verbs with their own codes map first ([`OtcError::with`]).
+impl From<Error> for OtcError {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::NotFound(_) => "KMS.0207",
+            Error::Disabled(_) => "KMS.0209",
+            Error::InvalidState(m) if m.contains("pending deletion") => "KMS.0210",
+            Error::InvalidState(_) => "KMS.0308",
+            Error::InvalidCiphertext(_) => "KMS.0308",
+            Error::IncorrectKey(_) | Error::InvalidArn(_) => "KMS.0205",
+            Error::AlreadyExists(_) => "KMS.1104",
+            Error::InvalidAliasName(_) => "KMS.1101",
+            Error::AccessDenied(_) => "KMS.0306",
+            Error::InvalidGrantId(_) | Error::InvalidGrantToken(_) => "KMS.2501",
+            Error::InvalidMarker(_) => "KMS.1602",
+            Error::LimitExceeded(_) => "KMS.2404",
+            Error::Tag(_) => "KMS.0406",
+            Error::Validation(_)
+            | Error::InvalidKeyUsage(_)
+            | Error::MalformedPolicyDocument(_)
+            | Error::UnsupportedOperation(_)
+            | Error::DryRun => "KMS.0308",
+            Error::Internal(_) => "KMS.0101",
+        };
+        let status = match (&e, code) {
+            (Error::Internal(_), _) => StatusCode::INTERNAL_SERVER_ERROR,
+            (_, "KMS.0306") => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let message = match code {
+            "KMS.0209" => "The key has been disabled.".to_owned(),
+            "KMS.0210" => "The key is pending deletion.".to_owned(),
+            _ => e.to_string(),
+        };
+        OtcError::new(status, code, message)
+    }
+}
+
+trait WithCode<T> {
+    /// Replaces the code of the core error that `pick` recognises.
+    fn with(self, pick: impl Fn(&Error) -> Option<&'static str>) -> Result<T, OtcError>;
+}
+
+impl<T> WithCode<T> for Result<T, Error> {
+    fn with(self, pick: impl Fn(&Error) -> Option<&'static str>) -> Result<T, OtcError> {
+        self.map_err(|e| {
+            let code = pick(&e);
+            let mut err = OtcError::from(e);
+            if let Some(code) = code {
+                err.code = code;
+            }
+            err
+        })
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().simple().to_string();
+    headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex is a valid header value"));
+    response
+}
+
+/// The OTC / Huawei Cloud KMS REST API over a [`Kms`].
+#[derive(Debug, Clone)]
+pub struct OtcApi {
+    kms: Arc<Kms>,
+    accounts: Arc<Accounts>,
+    region: String,
+}
+
+/// What a call tells the audit log besides its outcome.
+#[derive(Debug, Default)]
+struct Audit {
+    key_arn: Option<String>,
+    context: Option<EncryptionContext>,
+}
+
+/// One request, authenticated.
+struct Call<'a> {
+    kms: &'a Kms,
+    accounts: &'a Accounts,
+    caller: Caller,
+    key: Arc<AccessKey>,
+    body: Map<String, Value>,
+    /// Path segments after `/v1.0/{project_id}/kms/`, still percent-encoded.
+    segments: Vec<&'a str>,
+    query: &'a str,
+    audit: Audit,
+}
+
+impl OtcApi {
+    /// A front end for `kms`; access keys from `accounts`, resources in `region`.
+    pub fn new(kms: Arc<Kms>, accounts: Arc<Accounts>, region: &str) -> Self {
+        OtcApi { kms, accounts, region: region.to_owned() }
+    }
+
+    /// Whether a request path is for this front end: `/v1.0/{project_id}/kms` and below.
+    pub fn accepts(path: &str) -> bool {
+        path.strip_prefix(PATH_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(_, rest)| rest == "kms" || rest.starts_with("kms/"))
+    }
+
+    /// Handles one request.
+    pub async fn handle(&self, request: Request<Body>) -> Response {
+        let (parts, body) = request.into_parts();
+        let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(_) => return OtcError::bad("KMS.0203", "The request body is too long.").into_response(),
+        };
+        let query = parts.uri.query().unwrap_or("");
+        let path = parts.uri.path();
+        let request_parts = RequestParts { method: parts.method.as_str(), path, query, headers: &parts.headers };
+        let key = match sdk_hmac::verify(&self.accounts, &request_parts, &body, shared::time::now_unix()) {
+            Ok(key) => key,
+            Err(e) => return OtcError::auth(&e).into_response(),
+        };
+        let rest = path.strip_prefix(PATH_PREFIX).unwrap_or_default();
+        let (project_id, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').skip(1).collect();
+        let caller = Caller::new(&key, &self.region);
+        if project_id != key.project_id {
+            return OtcError::new(
+                StatusCode::FORBIDDEN,
+                "KMS.0305",
+                format!("The project {project_id} in the URL is not the project of the access key."),
+            )
+            .into_response();
+        }
+        let verb = match route(&parts.method, &segments) {
+            Ok(verb) => verb,
+            Err(e) => return e.into_response(),
+        };
+        let body = match parse_body(&body) {
+            Ok(body) => body,
+            Err(e) => return e.into_response(),
+        };
+        let mut call = Call {
+            kms: &self.kms,
+            accounts: &self.accounts,
+            caller,
+            key,
+            body,
+            segments,
+            query,
+            audit: Audit::default(),
+        };
+        let result = if verb.mutates() {
+            // Mutations fsync; keep them off the async workers' hot loop.
+            tokio::task::block_in_place(|| call.dispatch(verb))
+        } else {
+            call.dispatch(verb)
+        };
+        let outcome = match &result {
+            Ok(_) => "Success",
+            Err(e) => e.code(),
+        };
+        let context = call.audit.context.take().filter(|c| !c.is_empty());
+        self.kms.record_call(&call.caller, "otc", verb.name(), call.audit.key_arn.take(), context, outcome);
+        match result {
+            Ok(value) => json_response(StatusCode::OK, &value),
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+/// The operations of the dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Post(&'static str),
+    CreateTag,
+    BatchTags,
+    DeleteTag,
+    ListKeyTags,
+    ListProjectTags,
+    CreateAlias,
+    DeleteAliases,
+    ListAliases,
+    AssociateAlias,
+}
+
+/// The POST verbs kmsim implements.
+const POST_VERBS: &[&str] = &[
+    "create-key",
+    "describe-key",
+    "list-keys",
+    "update-key-alias",
+    "update-key-description",
+    "enable-key",
+    "disable-key",
+    "schedule-key-deletion",
+    "cancel-key-deletion",
+    "create-datakey",
+    "create-datakey-without-plaintext",
+    "encrypt-datakey",
+    "decrypt-datakey",
+    "encrypt-data",
+    "decrypt-data",
+    "gen-random",
+    "enable-key-rotation",
+    "disable-key-rotation",
+    "get-key-rotation-status",
+    "update-key-rotation-interval",
+    "create-grant",
+    "revoke-grant",
+    "retire-grant",
+    "list-grants",
+    "list-retirable-grants",
+];
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Post(verb) => verb,
+            Verb::CreateTag => "create-kms-tag",
+            Verb::BatchTags => "batch-create-kms-tags",
+            Verb::DeleteTag => "delete-tag",
+            Verb::ListKeyTags => "show-kms-tags",
+            Verb::ListProjectTags => "list-kms-tags",
+            Verb::CreateAlias => "create-alias",
+            Verb::DeleteAliases => "delete-alias",
+            Verb::ListAliases => "list-aliases",
+            Verb::AssociateAlias => "associate-alias",
+        }
+    }
+
+    fn mutates(self) -> bool {
+        match self {
+            Verb::Post(verb) => !matches!(
+                verb,
+                "describe-key"
+                    | "list-keys"
+                    | "create-datakey"
+                    | "create-datakey-without-plaintext"
+                    | "encrypt-datakey"
+                    | "decrypt-datakey"
+                    | "encrypt-data"
+                    | "decrypt-data"
+                    | "gen-random"
+                    | "get-key-rotation-status"
+                    | "list-grants"
+                    | "list-retirable-grants"
+            ),
+            Verb::ListKeyTags | Verb::ListProjectTags | Verb::ListAliases => false,
+            _ => true,
+        }
+    }
+}
+
+/// The operation of a method and the path segments after `/v1.0/{project_id}/kms/`.
+fn route(method: &Method, segments: &[&str]) -> Result<Verb, OtcError> {
+    let verb = match (method.as_str(), segments) {
+        ("GET", ["tags"]) => Verb::ListProjectTags,
+        ("POST", ["aliases"]) => Verb::CreateAlias,
+        ("DELETE", ["aliases"]) => Verb::DeleteAliases,
+        ("GET", ["aliases"]) => Verb::ListAliases,
+        ("POST", ["alias", "associate"]) => Verb::AssociateAlias,
+        ("POST", [_, "tags"]) => Verb::CreateTag,
+        ("POST", [_, "tags", "action"]) => Verb::BatchTags,
+        ("DELETE", [_, "tags", _]) => Verb::DeleteTag,
+        ("GET", [_, "tags"]) => Verb::ListKeyTags,
+        ("POST", [verb]) if POST_VERBS.contains(verb) => {
+            Verb::Post(POST_VERBS.iter().find(|v| *v == verb).expect("checked above"))
+        }
+        (_, [first, ..]) if UNSUPPORTED_VERBS.contains(first) => {
+            let mut e = OtcError::no_such_api();
+            e.message = format!("kmsim does not implement {first}; see docs/api-coverage.md.");
+            return Err(e);
+        }
+        _ => return Err(OtcError::no_such_api()),
+    };
+    Ok(verb)
+}
+
+/// The JSON object of a request; an empty body is an empty object.
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, OtcError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(OtcError::bad("KMS.0202", "The request body is not a valid JSON object.")),
+    }
+}
+
+// ---- field access --------------------------------------------------------------------------------
+
+impl Call<'_> {
+    fn opt_str(&self, field: &str) -> Result<Option<&str>, OtcError> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(OtcError::invalid(field)),
+        }
+    }
+
+    fn str(&self, field: &str) -> Result<&str, OtcError> {
+        self.opt_str(field)?.filter(|s| !s.is_empty()).ok_or_else(|| OtcError::missing(field))
+    }
+
+    /// A number sent as a JSON string (the dialect's habit) or as a JSON number.
+    fn opt_int(&self, field: &str) -> Result<Option<i64>, OtcError> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| OtcError::invalid(field)),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| OtcError::invalid(field)),
+            Some(_) => Err(OtcError::invalid(field)),
+        }
+    }
+
+    /// `key_id`: 1–64 of `[A-Za-z0-9-]` (a UUID, or a seeded key's fixed id).
+    fn key_id(&mut self) -> Result<String, OtcError> {
+        let key_id = self.str("key_id")?.to_owned();
+        let valid = key_id.len() <= 64 && key_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid {
+            return Err(OtcError::bad("KMS.0205", format!("Invalid key_id {key_id}.")));
+        }
+        self.audit.key_arn = Some(key_id.clone());
+        Ok(key_id)
+    }
+
+    /// The encryption context: `additional_authenticated_data` (a string) or `encryption_context` (an object).
+    fn context(&mut self) -> Result<EncryptionContext, OtcError> {
+        let mut context = EncryptionContext::new();
+        if let Some(aad) = self.opt_str(AAD_CONTEXT_KEY)?
+            && !aad.is_empty()
+        {
+            context.insert(AAD_CONTEXT_KEY.to_owned(), aad.to_owned());
+        }
+        match self.body.get("encryption_context") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (k, v) in map {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(_) | Value::Bool(_) => v.to_string(),
+                        _ => return Err(OtcError::bad("KMS.0208", "Invalid encryption_context.")),
+                    };
+                    context.insert(k.clone(), v);
+                }
+            }
+            Some(_) => return Err(OtcError::bad("KMS.0208", "Invalid encryption_context.")),
+        }
+        self.audit.context = Some(context.clone());
+        Ok(context)
+    }
+
+    fn limit(&self) -> Result<usize, OtcError> {
+        match self.opt_int("limit")? {
+            None => Ok(1000),
+            Some(n @ 1..=1000) => Ok(n as usize),
+            Some(_) => Err(OtcError::bad("KMS.1601", "limit must be between 1 and 1000.")),
+        }
+    }
+
+    /// `marker`: the offset of the first item, "0" or absent at the start.
+    fn marker(&self) -> Result<usize, OtcError> {
+        match self.opt_int("marker")? {
+            None => Ok(0),
+            Some(n) if n >= 0 => Ok(n as usize),
+            Some(_) => Err(OtcError::bad("KMS.1602", "marker must be greater than or equal to 0.")),
+        }
+    }
+
+    fn query_param(&self, name: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+    }
+}
+
+/// One page of `items` from offset `marker`: the page, the next marker (`""` at the end), whether more follow.
+fn offset_page<T>(items: Vec<T>, limit: usize, marker: usize) -> (Vec<T>, String, bool) {
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(marker).take(limit).collect();
+    let end = marker.saturating_add(page.len());
+    let truncated = end < total;
+    (page, if truncated { end.to_string() } else { String::new() }, truncated)
+}
+
+// ---- shapes --------------------------------------------------------------------------------------
+
+/// The dialect's key state code.
+fn state_code(state: KeyState) -> &'static str {
+    match state {
+        KeyState::Enabled => "2",
+        KeyState::Disabled => "3",
+        KeyState::PendingDeletion => "4",
+    }
+}
+
+/// `key_info` of describe-key and list-keys: every field a string, times in milliseconds.
+fn key_info(record: &KeyRecord, alias: &str, domain_id: &str) -> Value {
+    let default_key = record.manager == KeyManager::Aws;
+    json!({
+        "key_id": record.id,
+        "domain_id": domain_id,
+        "key_alias": alias,
+        "realm": record.region,
+        "key_spec": "AES_256",
+        "key_usage": "ENCRYPT_DECRYPT",
+        "key_description": record.description,
+        "creation_date": (record.created * 1000).to_string(),
+        "scheduled_deletion_date": record.deletion_date.map(|d| (d * 1000).to_string()).unwrap_or_default(),
+        "key_state": state_code(record.state),
+        "default_key_flag": if default_key { "1" } else { "0" },
+        "key_type": if default_key { "1" } else { "2" },
+        "expiration_time": "",
+        "origin": "kms",
+        "key_rotation_enabled": record.rotation.enabled.to_string(),
+        "sys_enterprise_project_id": "0",
+        "keystore_id": "0",
+    })
+}
+
+/// A key alias of the dialect (`obs/default`, `my-key`) as the core's alias name.
+fn alias_name(key_alias: &str) -> String {
+    format!("alias/{key_alias}")
+}
+
+/// `key_alias`: 1–255 of `[A-Za-z0-9/_-]`, not ending in `/default` (reserved for the service default keys).
+fn check_key_alias(key_alias: &str) -> Result<(), OtcError> {
+    let valid = !key_alias.is_empty()
+        && key_alias.len() <= 255
+        && key_alias.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        && !key_alias.ends_with("/default")
+        && !key_alias.starts_with("aws/");
+    if valid { Ok(()) } else { Err(OtcError::bad("KMS.1101", format!("Invalid key_alias {key_alias}."))) }
+}
+
+fn check_description(description: &str) -> Result<(), OtcError> {
+    if description.chars().count() > 255 {
+        return Err(OtcError::bad("KMS.1103", "key_description must be at most 255 characters."));
+    }
+    Ok(())
+}
+
+/// Grant operations of the dialect and the core's.
+const GRANT_OPERATIONS: &[(&str, GrantOperation)] = &[
+    ("create-datakey", GrantOperation::GenerateDataKey),
+    ("create-datakey-without-plaintext", GrantOperation::GenerateDataKeyWithoutPlaintext),
+    ("encrypt-datakey", GrantOperation::Encrypt),
+    ("decrypt-datakey", GrantOperation::Decrypt),
+    ("encrypt-data", GrantOperation::Encrypt),
+    ("decrypt-data", GrantOperation::Decrypt),
+    ("describe-key", GrantOperation::DescribeKey),
+    ("create-grant", GrantOperation::CreateGrant),
+    ("retire-grant", GrantOperation::RetireGrant),
+];
+
+/// The names a granted core operation is listed under.
+fn grant_operation_names(operation: GrantOperation) -> impl Iterator<Item = &'static str> {
+    GRANT_OPERATIONS.iter().filter(move |(_, op)| *op == operation).map(|(name, _)| *name)
+}
+
+// ---- dispatch ------------------------------------------------------------------------------------
+
+impl Call<'_> {
+    fn dispatch(&mut self, verb: Verb) -> Result<Value, OtcError> {
+        match verb {
+            Verb::Post(verb) => self.post(verb),
+            Verb::CreateTag => {
+                let key_id = self.path_key_id()?;
+                let tag = match self.body.get("tag") {
+                    Some(Value::Object(tag)) => parse_tag(tag)?,
+                    _ => return Err(OtcError::missing("tag")),
+                };
+                self.kms.tag_resource(&self.caller, &key_id, &[tag])?;
+                Ok(json!({}))
+            }
+            Verb::BatchTags => {
+                let key_id = self.path_key_id()?;
+                let tags: Vec<Tag> = match self.body.get("tags") {
+                    Some(Value::Array(tags)) if !tags.is_empty() => tags
+                        .iter()
+                        .map(|t| {
+                            t.as_object().ok_or_else(|| OtcError::bad("KMS.0407", "Invalid tags.")).and_then(parse_tag)
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(Value::Array(_)) => return Err(OtcError::bad("KMS.0401", "The tag list is empty.")),
+                    _ => return Err(OtcError::missing("tags")),
+                };
+                match self.str("action")? {
+                    "create" => self.kms.tag_resource(&self.caller, &key_id, &tags)?,
+                    "delete" => {
+                        let keys: Vec<String> = tags.into_iter().map(|t| t.key).collect();
+                        self.kms.untag_resource(&self.caller, &key_id, &keys)?;
+                    }
+                    _ => return Err(OtcError::bad("KMS.0404", "action must be create or delete.")),
+                }
+                Ok(json!({}))
+            }
+            Verb::DeleteTag => {
+                let key_id = self.path_key_id()?;
+                let tag_key = self.path_segment(2)?;
+                self.kms.untag_resource(&self.caller, &key_id, &[tag_key])?;
+                Ok(json!({}))
+            }
+            Verb::ListKeyTags => {
+                let key_id = self.path_key_id()?;
+                let page = self.kms.list_resource_tags(&self.caller, &key_id, usize::MAX, None)?;
+                let tags: Vec<Value> = page.items.iter().map(|t| json!({"key": t.key, "value": t.value})).collect();
+                Ok(json!({"existTagsNum": tags.len(), "tags": tags}))
+            }
+            Verb::ListProjectTags => {
+                let mut by_key: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+                for record in self.own_keys()? {
+                    for tag in &record.tags {
+                        let values = by_key.entry(tag.key.clone()).or_default();
+                        if !values.contains(&tag.value) {
+                            values.push(tag.value.clone());
+                        }
+                    }
+                }
+                let tags: Vec<Value> =
+                    by_key.into_iter().map(|(key, values)| json!({"key": key, "values": values})).collect();
+                Ok(json!({"tags": tags}))
+            }
+            Verb::CreateAlias | Verb::AssociateAlias => {
+                let (alias, key_id) = if verb == Verb::CreateAlias {
+                    (self.str("alias")?.to_owned(), self.key_id()?)
+                } else {
+                    let target = self.str("target_key_id")?.to_owned();
+                    self.audit.key_arn = Some(target.clone());
+                    (self.str("alias")?.to_owned(), target)
+                };
+                if verb == Verb::CreateAlias {
+                    self.kms.create_alias(&self.caller, &alias, &key_id)?;
+                } else {
+                    self.kms.update_alias(&self.caller, &alias, &key_id)?;
+                }
+                Ok(self.alias_json(&alias)?)
+            }
+            Verb::DeleteAliases => {
+                let aliases: Vec<String> = match self.body.get("aliases") {
+                    Some(Value::Array(list)) if !list.is_empty() => list
+                        .iter()
+                        .map(|a| a.as_str().map(str::to_owned).ok_or_else(|| OtcError::invalid("aliases")))
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(OtcError::missing("aliases")),
+                };
+                let key_id = self.key_id()?;
+                let record = self.kms.describe_key(&self.caller, &key_id)?;
+                for alias in &aliases {
+                    let of_key = self.aliases_of(&record.id)?;
+                    if !of_key.iter().any(|a| a == alias) {
+                        return Err(OtcError::bad(
+                            "KMS.0308",
+                            format!("The alias {alias} does not belong to the key."),
+                        ));
+                    }
+                }
+                for alias in &aliases {
+                    self.kms.delete_alias(&self.caller, alias)?;
+                }
+                Ok(json!({}))
+            }
+            Verb::ListAliases => {
+                let key_id = self.query_param("key_id").filter(|k| !k.is_empty());
+                let limit = match self.query_param("limit").filter(|l| !l.is_empty()) {
+                    None => 100,
+                    Some(l) => {
+                        l.parse().ok().filter(|l| (1..=100).contains(l)).ok_or_else(|| OtcError::invalid("limit"))?
+                    }
+                };
+                let marker = self.query_param("marker").filter(|m| !m.is_empty());
+                let page = self.kms.list_aliases(&self.caller, key_id.as_deref(), limit, marker.as_deref())?;
+                let aliases: Vec<Value> = page.items.iter().map(|a| self.alias_record_json(a)).collect();
+                Ok(json!({
+                    "aliases": aliases,
+                    "page_info": {"next_marker": page.next_marker.unwrap_or_default(), "current_count": page.items.len()},
+                }))
+            }
+        }
+    }
+
+    /// A path segment after `kms/`, percent-decoded.
+    fn path_segment(&self, index: usize) -> Result<String, OtcError> {
+        let segment = self.segments.get(index).ok_or_else(OtcError::no_such_api)?;
+        Ok(percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned())
+    }
+
+    fn path_key_id(&mut self) -> Result<String, OtcError> {
+        let key_id = self.path_segment(0)?;
+        self.audit.key_arn = Some(key_id.clone());
+        Ok(key_id)
+    }
+
+    /// The caller's keys in kmsim's region.
+    fn own_keys(&self) -> Result<Vec<KeyRecord>, OtcError> {
+        let page = self.kms.list_keys(&self.caller, usize::MAX, None)?;
+        Ok(page.items.iter().filter_map(|(id, _)| self.kms.key_record(id)).collect())
+    }
+
+    /// The alias names (`alias/...`) that point at a key.
+    fn aliases_of(&self, key_id: &str) -> Result<Vec<String>, OtcError> {
+        let page = self.kms.list_aliases(&self.caller, Some(key_id), usize::MAX, None)?;
+        Ok(page.items.into_iter().map(|a| a.name).collect())
+    }
+
+    /// The `key_alias` of a key: its first alias without `alias/`.
+    fn key_alias(&self, key_id: &str) -> Result<String, OtcError> {
+        let aliases = self.aliases_of(key_id)?;
+        Ok(aliases.first().and_then(|a| a.strip_prefix("alias/")).unwrap_or_default().to_owned())
+    }
+
+    fn alias_json(&self, alias: &str) -> Result<Value, OtcError> {
+        let page = self.kms.list_aliases(&self.caller, None, usize::MAX, None)?;
+        let record = page
+            .items
+            .iter()
+            .find(|a| a.name == alias)
+            .ok_or_else(|| OtcError::from(Error::Internal("alias vanished".into())))?;
+        Ok(self.alias_record_json(record))
+    }
+
+    fn alias_record_json(&self, alias: &crate::model::AliasRecord) -> Value {
+        json!({
+            "domain_id": self.key.domain_id,
+            "key_id": alias.target_key_id,
+            "alias": alias.name,
+            "alias_urn": format!("{}:{}:kms:alias/{}", self.caller.region, self.key.domain_id, alias.name.trim_start_matches("alias/")),
+            "create_time": (alias.created * 1000).to_string(),
+            "update_time": (alias.updated * 1000).to_string(),
+        })
+    }
+
+    /// The principal a grantee or retiring principal names: a domain's account root, or the id as given.
+    fn principal(&self, id: &str, kind: &str) -> String {
+        match (kind, self.accounts.account_of_domain(id)) {
+            ("domain", Some(account)) => root_principal(account),
+            _ => id.to_owned(),
+        }
+    }
+
+    /// How a stored principal is shown: a known account's root as its domain id.
+    fn principal_shown(&self, principal: &str) -> (String, &'static str) {
+        let domain =
+            self.accounts.iter().find(|k| root_principal(&k.account_id) == principal).map(|k| k.domain_id.clone());
+        match domain {
+            Some(domain) => (domain, "domain"),
+            None => (principal.to_owned(), "user"),
+        }
+    }
+
+    fn grant_json(&self, grant: &Grant, key_id: &str) -> Value {
+        let (grantee, grantee_type) = self.principal_shown(&grant.grantee_principal);
+        let mut operations: Vec<&str> = Vec::new();
+        for op in &grant.operations {
+            for name in grant_operation_names(*op) {
+                if !operations.contains(&name) {
+                    operations.push(name);
+                }
+            }
+        }
+        json!({
+            "key_id": key_id,
+            "grant_id": grant.grant_id,
+            "grantee_principal": grantee,
+            "grantee_principal_type": grantee_type,
+            "operations": operations,
+            "issuing_principal": self.principal_shown(&grant.issuing_account).0,
+            "creation_date": (grant.created * 1000).to_string(),
+            "name": grant.name.clone().unwrap_or_default(),
+            "retiring_principal": grant.retiring_principal.as_deref().map(|p| self.principal_shown(p).0).unwrap_or_default(),
+        })
+    }
+
+    fn post(&mut self, verb: &'static str) -> Result<Value, OtcError> {
+        let kms = self.kms;
+        match verb {
+            "create-key" => {
+                let key_alias = self.str("key_alias")?.to_owned();
+                check_key_alias(&key_alias)?;
+                let description = self.opt_str("key_description")?.unwrap_or_default().to_owned();
+                check_description(&description)?;
+                if let Some(spec) = self.opt_str("key_spec")?
+                    && spec != "AES_256"
+                {
+                    return Err(OtcError::bad(
+                        "KMS.0308",
+                        format!("kmsim supports key_spec AES_256 only, not {spec}."),
+                    ));
+                }
+                if let Some(usage) = self.opt_str("key_usage")?
+                    && usage != "ENCRYPT_DECRYPT"
+                {
+                    return Err(OtcError::invalid("key_usage"));
+                }
+                if let Some(origin) = self.opt_str("origin")?
+                    && origin != "kms"
+                {
+                    return Err(OtcError::bad(
+                        "KMS.0308",
+                        "kmsim does not simulate imported key material (origin external).",
+                    ));
+                }
+                let input =
+                    CreateKeyInput { description, policy: None, tags: Vec::new(), alias: Some(alias_name(&key_alias)) };
+                let record = kms.create_key(&self.caller, input).with(|e| match e {
+                    Error::Validation(_) | Error::InvalidAliasName(_) => Some("KMS.1101"),
+                    _ => None,
+                })?;
+                self.audit.key_arn = Some(record.arn());
+                Ok(
+                    json!({"key_info": {"key_id": record.id, "domain_id": self.key.domain_id, "region_id": record.region}}),
+                )
+            }
+            "describe-key" => {
+                let key_id = self.key_id()?;
+                let record = kms.describe_key(&self.caller, &key_id)?;
+                self.audit.key_arn = Some(record.arn());
+                let alias = self.key_alias(&record.id)?;
+                Ok(json!({"key_info": key_info(&record, &alias, &self.key.domain_id)}))
+            }
+            "list-keys" => {
+                let limit = self.limit()?;
+                let marker = self.marker()?;
+                let state = match self.opt_str("key_state")? {
+                    None | Some("") => None,
+                    Some(code @ ("1" | "2" | "3" | "4" | "5")) => Some(code.to_owned()),
+                    Some(_) => return Err(OtcError::invalid("key_state")),
+                };
+                let keys: Vec<KeyRecord> = self
+                    .own_keys()?
+                    .into_iter()
+                    .filter(|r| state.as_deref().is_none_or(|s| s == state_code(r.state)))
+                    .collect();
+                let total = keys.len();
+                let (page, next_marker, truncated) = offset_page(keys, limit, marker);
+                let mut details = Vec::with_capacity(page.len());
+                for record in &page {
+                    details.push(key_info(record, &self.key_alias(&record.id)?, &self.key.domain_id));
+                }
+                let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+                Ok(json!({
+                    "keys": ids,
+                    "key_details": details,
+                    "next_marker": next_marker,
+                    "truncated": truncated.to_string(),
+                    "total": total,
+                }))
+            }
+            "update-key-alias" => {
+                let key_id = self.key_id()?;
+                let key_alias = self.str("key_alias")?.to_owned();
+                check_key_alias(&key_alias)?;
+                let record = self.customer_key(&key_id)?;
+                let old = self.aliases_of(&record.id)?;
+                let new = alias_name(&key_alias);
+                if !old.contains(&new) {
+                    kms.create_alias(&self.caller, &new, &record.id)?;
+                    for alias in old {
+                        kms.delete_alias(&self.caller, &alias)?;
+                    }
+                }
+                Ok(json!({"key_info": {"key_id": record.id, "key_alias": key_alias}}))
+            }
+            "update-key-description" => {
+                let key_id = self.key_id()?;
+                let description =
+                    self.opt_str("key_description")?.ok_or_else(|| OtcError::missing("key_description"))?.to_owned();
+                check_description(&description)?;
+                let record = self.customer_key(&key_id)?;
+                kms.update_key_description(&self.caller, &record.id, &description)?;
+                Ok(json!({"key_info": {"key_id": record.id, "key_description": description}}))
+            }
+            "enable-key" | "disable-key" => {
+                let key_id = self.key_id()?;
+                let record = self.customer_key(&key_id)?;
+                let enable = verb == "enable-key";
+                match (record.state, enable) {
+                    (KeyState::Disabled, true) => kms.enable_key(&self.caller, &record.id)?,
+                    (KeyState::Enabled, false) => kms.disable_key(&self.caller, &record.id)?,
+                    (KeyState::PendingDeletion, _) => {
+                        return Err(OtcError::bad("KMS.0210", format!("The key {} is pending deletion.", record.id)));
+                    }
+                    (_, true) => return Err(OtcError::bad("KMS.1201", "The key is not disabled.")),
+                    (_, false) => return Err(OtcError::bad("KMS.1301", "The key is not enabled.")),
+                }
+                let state = if enable { KeyState::Enabled } else { KeyState::Disabled };
+                Ok(json!({"key_info": {"key_id": record.id, "key_state": state_code(state)}}))
+            }
+            "schedule-key-deletion" => {
+                let key_id = self.key_id()?;
+                let days = self.opt_int("pending_days")?.ok_or_else(|| OtcError::missing("pending_days"))?;
+                if !(7..=1096).contains(&days) {
+                    return Err(OtcError::bad("KMS.1401", "pending_days must be between 7 and 1096."));
+                }
+                let record = self.customer_key(&key_id)?;
+                if record.state == KeyState::PendingDeletion {
+                    return Err(OtcError::bad("KMS.1402", "The key is already pending deletion."));
+                }
+                let record = kms.schedule_key_deletion(&self.caller, &record.id, days as u32)?;
+                Ok(json!({"key_id": record.id, "key_state": state_code(record.state)}))
+            }
+            "cancel-key-deletion" => {
+                let key_id = self.key_id()?;
+                let record = self.customer_key(&key_id)?;
+                if record.state != KeyState::PendingDeletion {
+                    return Err(OtcError::bad("KMS.1501", "The key is not pending deletion."));
+                }
+                let record = kms.cancel_key_deletion(&self.caller, &record.id)?;
+                Ok(json!({"key_id": record.id, "key_state": state_code(record.state)}))
+            }
+            "create-datakey" | "create-datakey-without-plaintext" => {
+                let with_plaintext = verb == "create-datakey";
+                let length_code = if with_plaintext { "KMS.1901" } else { "KMS.2001" };
+                let key_id = self.key_id()?;
+                let bits = match (self.opt_int("datakey_length")?, self.opt_str("key_spec")?) {
+                    (Some(bits), _) => bits,
+                    (None, None | Some("AES_256")) => 256,
+                    (None, Some("AES_128")) => 128,
+                    (None, Some(_)) => return Err(OtcError::bad("KMS.1902", "key_spec must be AES_128 or AES_256.")),
+                };
+                if !(8..=8192).contains(&bits) || bits % 8 != 0 {
+                    return Err(OtcError::bad(
+                        length_code,
+                        "datakey_length must be a multiple of 8 between 8 and 8192.",
+                    ));
+                }
+                let context = self.context()?;
+                let data_key =
+                    kms.generate_data_key(&self.caller, &key_id, (bits / 8) as usize, &context, with_plaintext)?;
+                self.audit.key_arn = Some(data_key.key_arn.clone());
+                let mut out = json!({"key_id": key_id, "cipher_text": hex::encode(&data_key.ciphertext_blob)});
+                if let Some(plaintext) = &data_key.plaintext {
+                    out["plain_text"] = Value::String(hex::encode(plaintext.as_slice()));
+                }
+                Ok(out)
+            }
+            "encrypt-datakey" => {
+                let key_id = self.key_id()?;
+                let plain_hex = self.str("plain_text")?;
+                let plain = Zeroizing::new(
+                    hex::decode(plain_hex).map_err(|_| OtcError::bad("KMS.2101", "plain_text is not hex."))?,
+                );
+                let length =
+                    self.opt_int("datakey_plain_length")?.ok_or_else(|| OtcError::missing("datakey_plain_length"))?;
+                if !(1..=1024).contains(&length) {
+                    return Err(OtcError::bad("KMS.2102", "datakey_plain_length must be between 1 and 1024 bytes."));
+                }
+                let length = length as usize;
+                if plain.len() != length + 32 {
+                    return Err(OtcError::bad(
+                        "KMS.2101",
+                        "plain_text must be the hex of the data key followed by its SHA-256 digest.",
+                    ));
+                }
+                let (data_key, digest) = plain.split_at(length);
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(Sha256::digest(data_key).as_slice(), digest)) {
+                    return Err(OtcError::bad("KMS.2103", "The SHA-256 digest of the data key does not match."));
+                }
+                let context = self.context()?;
+                let (blob, arn) = kms.encrypt(&self.caller, &key_id, data_key, &context)?;
+                self.audit.key_arn = Some(arn);
+                Ok(json!({"key_id": key_id, "cipher_text": hex::encode(blob), "datakey_length": length.to_string()}))
+            }
+            "decrypt-datakey" => {
+                let key_id = self.key_id()?;
+                let blob = hex::decode(self.str("cipher_text")?)
+                    .map_err(|_| OtcError::bad("KMS.2201", "cipher_text is not hex."))?;
+                let length =
+                    self.opt_int("datakey_cipher_length")?.ok_or_else(|| OtcError::missing("datakey_cipher_length"))?;
+                if !(1..=1024).contains(&length) {
+                    return Err(OtcError::bad("KMS.2202", "datakey_cipher_length must be between 1 and 1024 bytes."));
+                }
+                let context = self.context()?;
+                let decrypted = kms.decrypt(&self.caller, &blob, &context, Some(&key_id)).with(|e| match e {
+                    Error::InvalidCiphertext(_) => Some("KMS.2201"),
+                    _ => None,
+                })?;
+                self.audit.key_arn = Some(decrypted.key_arn.clone());
+                let data_key = decrypted.plaintext.as_slice();
+                if data_key.len() != length as usize {
+                    return Err(OtcError::bad("KMS.2202", "datakey_cipher_length is not the length of the data key."));
+                }
+                Ok(json!({
+                    "data_key": hex::encode(data_key),
+                    "datakey_length": data_key.len().to_string(),
+                    "datakey_dgst": hex::encode(Sha256::digest(data_key)),
+                }))
+            }
+            "encrypt-data" => {
+                let key_id = self.key_id()?;
+                let plaintext = self.str("plain_text")?.as_bytes().to_vec();
+                if plaintext.len() > 4096 {
+                    return Err(OtcError::bad("KMS.0203", "plain_text must be 1 to 4096 bytes."));
+                }
+                if let Some(algorithm) = self.opt_str("encryption_algorithm")?
+                    && algorithm != "SYMMETRIC_DEFAULT"
+                {
+                    return Err(OtcError::invalid("encryption_algorithm"));
+                }
+                let plaintext = Zeroizing::new(plaintext);
+                let context = self.context()?;
+                let (blob, arn) = kms.encrypt(&self.caller, &key_id, &plaintext, &context)?;
+                self.audit.key_arn = Some(arn);
+                Ok(json!({"key_id": key_id, "cipher_text": BASE64.encode(blob)}))
+            }
+            "decrypt-data" => {
+                let blob = BASE64.decode(self.str("cipher_text")?).map_err(|_| OtcError::invalid("cipher_text"))?;
+                let key_id = match self.opt_str("key_id")? {
+                    Some(id) if !id.is_empty() => Some(self.key_id()?),
+                    _ => None,
+                };
+                let context = self.context()?;
+                let decrypted = kms.decrypt(&self.caller, &blob, &context, key_id.as_deref())?;
+                self.audit.key_arn = Some(decrypted.key_arn.clone());
+                let id = decrypted.key_arn.rsplit('/').next().unwrap_or_default().to_owned();
+                let plaintext = decrypted.plaintext.as_slice();
+                Ok(json!({
+                    "key_id": id,
+                    "plain_text": String::from_utf8_lossy(plaintext),
+                    "plain_text_base64": BASE64.encode(plaintext),
+                }))
+            }
+            "gen-random" => {
+                let bits =
+                    self.opt_int("random_data_length")?.ok_or_else(|| OtcError::missing("random_data_length"))?;
+                if !(8..=8192).contains(&bits) || bits % 8 != 0 {
+                    return Err(OtcError::bad(
+                        "KMS.1801",
+                        "random_data_length must be a multiple of 8 between 8 and 8192.",
+                    ));
+                }
+                let random = kms.generate_random((bits / 8) as usize)?;
+                Ok(json!({"random_data": hex::encode(random.as_slice())}))
+            }
+            "enable-key-rotation" | "disable-key-rotation" => {
+                let key_id = self.key_id()?;
+                let record = self.customer_key(&key_id)?;
+                if verb == "enable-key-rotation" {
+                    kms.enable_key_rotation(&self.caller, &record.id, record.rotation.period_days)?;
+                } else {
+                    kms.disable_key_rotation(&self.caller, &record.id)?;
+                }
+                Ok(json!({}))
+            }
+            "update-key-rotation-interval" => {
+                let key_id = self.key_id()?;
+                let days = self.opt_int("rotation_interval")?.ok_or_else(|| OtcError::missing("rotation_interval"))?;
+                if !(30..=365).contains(&days) {
+                    return Err(OtcError::bad("KMS.0308", "rotation_interval must be between 30 and 365 days."));
+                }
+                let record = self.customer_key(&key_id)?;
+                kms.update_key_rotation_period(&self.caller, &record.id, days as u32)?;
+                Ok(json!({}))
+            }
+            "get-key-rotation-status" => {
+                let key_id = self.key_id()?;
+                let record = kms.get_key_rotation_status(&self.caller, &key_id)?;
+                self.audit.key_arn = Some(record.arn());
+                let rotations = record.versions.len().saturating_sub(1);
+                let last = if rotations > 0 {
+                    record.versions.last().map(|v| (v.created * 1000).to_string()).unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                Ok(json!({
+                    "key_rotation_enabled": record.rotation.enabled,
+                    "rotation_interval": record.rotation.period_days,
+                    "last_rotation_time": last,
+                    "number_of_rotations": rotations,
+                }))
+            }
+            "create-grant" => {
+                let key_id = self.key_id()?;
+                let grantee = self.str("grantee_principal")?.to_owned();
+                let grantee_type = self.opt_str("grantee_principal_type")?.unwrap_or("user").to_owned();
+                if !matches!(grantee_type.as_str(), "user" | "domain") {
+                    return Err(OtcError::invalid("grantee_principal_type"));
+                }
+                let names: Vec<String> = match self.body.get("operations") {
+                    Some(Value::Array(list)) if !list.is_empty() => list
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| OtcError::invalid("operations")))
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(OtcError::missing("operations")),
+                };
+                if names.iter().all(|n| n == "create-grant") {
+                    return Err(OtcError::bad("KMS.2401", "create-grant cannot be the only granted operation."));
+                }
+                let mut operations = Vec::new();
+                for name in &names {
+                    let op = GRANT_OPERATIONS
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, op)| *op)
+                        .ok_or_else(|| OtcError::bad("KMS.0308", format!("Invalid operation {name}.")))?;
+                    if !operations.contains(&op) {
+                        operations.push(op);
+                    }
+                }
+                let retiring =
+                    self.opt_str("retiring_principal")?.filter(|r| !r.is_empty()).map(|r| self.principal(r, "domain"));
+                let input = CreateGrantInput {
+                    grantee_principal: self.principal(&grantee, &grantee_type),
+                    retiring_principal: retiring,
+                    operations,
+                    constraints: None,
+                    name: self.opt_str("name")?.filter(|n| !n.is_empty()).map(str::to_owned),
+                };
+                let (grant_id, _token) = kms.create_grant(&self.caller, &key_id, input).with(|e| match e {
+                    Error::LimitExceeded(_) => Some("KMS.2404"),
+                    Error::Validation(_) => Some("KMS.2402"),
+                    _ => None,
+                })?;
+                Ok(json!({"grant_id": grant_id}))
+            }
+            "list-grants" => {
+                let key_id = self.key_id()?;
+                let (limit, marker) = (self.limit()?, self.marker()?);
+                let (page, arn) = kms.list_grants(&self.caller, &key_id, None, None, usize::MAX, None)?;
+                self.audit.key_arn = Some(arn.clone());
+                let id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+                let total = page.items.len();
+                let (grants, next_marker, truncated) = offset_page(page.items, limit, marker);
+                let grants: Vec<Value> = grants.iter().map(|g| self.grant_json(g, &id)).collect();
+                Ok(
+                    json!({"grants": grants, "next_marker": next_marker, "truncated": truncated.to_string(), "total": total}),
+                )
+            }
+            "list-retirable-grants" => {
+                let (limit, marker) = (self.limit()?, self.marker()?);
+                let principal = self.caller.principal_arn.clone();
+                let page = kms.list_retirable_grants(&self.caller, &principal, usize::MAX, None)?;
+                let total = page.items.len();
+                let (grants, next_marker, truncated) = offset_page(page.items, limit, marker);
+                let grants: Vec<Value> = grants
+                    .iter()
+                    .map(|(g, arn)| self.grant_json(g, arn.rsplit('/').next().unwrap_or_default()))
+                    .collect();
+                Ok(
+                    json!({"grants": grants, "next_marker": next_marker, "truncated": truncated.to_string(), "total": total}),
+                )
+            }
+            "revoke-grant" | "retire-grant" => {
+                let key_id = self.key_id()?;
+                let grant_id = self.str("grant_id")?.to_owned();
+                let not_found = |e: &Error| match e {
+                    Error::InvalidGrantId(_) | Error::NotFound(_) if e.to_string().contains("rant") => Some("KMS.2501"),
+                    _ => None,
+                };
+                if verb == "revoke-grant" {
+                    kms.revoke_grant(&self.caller, &key_id, &grant_id).with(not_found)?;
+                } else {
+                    kms.retire_grant(&self.caller, RetireBy::Id { key_id: &key_id, grant_id: &grant_id })
+                        .with(not_found)?;
+                }
+                Ok(json!({}))
+            }
+            _ => Err(OtcError::no_such_api()),
+        }
+    }
+
+    /// The caller's key, refusing the service default keys, which the dialect does not let anyone manage.
+    fn customer_key(&mut self, key_id: &str) -> Result<KeyRecord, OtcError> {
+        let record = self.kms.describe_key(&self.caller, key_id)?;
+        self.audit.key_arn = Some(record.arn());
+        if record.manager == KeyManager::Aws {
+            return Err(OtcError::bad("KMS.0211", "The default master key does not support this operation."));
+        }
+        Ok(record)
+    }
+}
+
+fn parse_tag(tag: &Map<String, Value>) -> Result<Tag, OtcError> {
+    let key = tag
+        .get("key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| OtcError::bad("KMS.0406", "Invalid tag key."))?;
+    let value = match tag.get("value") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(v)) => v,
+        Some(_) => return Err(OtcError::bad("KMS.0405", "Invalid tag value.")),
+    };
+    Ok(Tag { key: key.to_owned(), value: value.to_owned() })
+}
