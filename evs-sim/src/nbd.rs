@@ -151,8 +151,10 @@ pub trait BlockDevice: Send + Sync + 'static {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 
     /// Writes `data` at `offset`. Visible to every later read once this returns; all or nothing
-    /// is preferred, but durability is only promised by [`flush`](Self::flush).
-    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// is preferred, but durability is only promised by [`flush`](Self::flush). `data` is the
+    /// request's own buffer, not read after the call: a device may transform it in place (an
+    /// encrypting device encrypts it there instead of copying it).
+    fn write_at(&self, offset: u64, data: &mut [u8]) -> io::Result<()>;
 
     /// Makes every write, trim and write-zeroes that has returned so far — on any connection —
     /// durable (it survives `kill -9` and power loss). Because it covers writes of all
@@ -263,7 +265,7 @@ impl BlockDevice for FileDevice {
         self.file.read_exact_at(buf, offset)
     }
 
-    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+    fn write_at(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
         check_range(offset, data.len() as u64, self.size)?;
         self.file.write_all_at(data, offset)
     }
@@ -321,7 +323,7 @@ impl BlockDevice for MemoryDevice {
         Ok(())
     }
 
-    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+    fn write_at(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
         let mut bytes = self.lock();
         let range = Self::range(offset, data.len() as u64, bytes.len())?;
         bytes[range].copy_from_slice(data);
@@ -753,8 +755,8 @@ where
         let device = Arc::clone(&export.device);
         let replies = replies.clone();
         tokio::spawn(async move {
-            let Job { request, payload, permits } = job;
-            let outcome = tokio::task::spawn_blocking(move || execute(&*device, &request, &payload)).await;
+            let Job { request, mut payload, permits } = job;
+            let outcome = tokio::task::spawn_blocking(move || execute(&*device, &request, &mut payload)).await;
             let (error, data) = match outcome {
                 Ok(Ok(data)) => (0, data),
                 Ok(Err(error)) => {
@@ -857,7 +859,7 @@ async fn next_request<R: AsyncRead + Unpin>(
 }
 
 /// Runs one checked request against the device (on the blocking pool).
-fn execute(device: &dyn BlockDevice, request: &Request, payload: &[u8]) -> io::Result<Option<Vec<u8>>> {
+fn execute(device: &dyn BlockDevice, request: &Request, payload: &mut [u8]) -> io::Result<Option<Vec<u8>>> {
     let fua = request.flags & CMD_FLAG_FUA != 0;
     let offset = request.offset;
     let len = u64::from(request.len);
@@ -1048,8 +1050,8 @@ mod tests {
         let memory = MemoryDevice::new(8192);
         for device in [&file as &dyn BlockDevice, &memory] {
             assert_eq!(device.size(), 8192);
-            device.write_at(4096, &[1; 4096]).unwrap();
-            assert!(device.write_at(4096, &[1; 4097]).is_err());
+            device.write_at(4096, &mut [1; 4096]).unwrap();
+            assert!(device.write_at(4096, &mut [1; 4097]).is_err());
             assert!(device.read_at(u64::MAX, &mut [0; 1]).is_err());
             assert!(device.write_zeroes(8000, 1000).is_err());
             device.write_zeroes(4096, 2048).unwrap();

@@ -40,6 +40,8 @@ pub const SERVICE_ACCOUNT_ID: &str = "999999999999";
 pub const SERVICE_PRINCIPAL: &str = "arn:aws:iam::999999999999:role/evs-service";
 /// The name of the grant a project gives the EVS service on a CMK (the `EVSAccessKMS` agency).
 pub const AGENCY_GRANT: &str = "EVSAccessKMS";
+/// The alias of the project's default volume key, used when a volume asks for encryption without naming a CMK.
+pub const DEFAULT_KEY_ALIAS: &str = "alias/evs/default";
 /// The encryption-context entry binding a volume's data key to the volume it was made for.
 pub const CONTEXT_KEY: &str = "evs:volume_id";
 /// PBKDF2 iterations of a volume's LUKS key slot and digest (the LUKS1 minimum: attaching stays fast, and the
@@ -493,17 +495,29 @@ impl Evs {
             return Err(EvsError::bad("EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."));
         }
         // Encryption: either inherited from the snapshot, or asked for with a CMK the EVS service may use.
-        let key_arn = match (wants_encryption, cmk_id.as_deref()) {
+        // The key's ARN and id: the customer's CMK, or the project's default key `evs/default` (created on first use)
+        // when `__system__encrypted` comes without a CMK. The project's grant to the EVS service is made through
+        // the EVS service, so it is audited as a call via `evs`.
+        let via_evs = Caller { via_service: Some("evs".to_owned()), ..requester.caller.clone() };
+        let key = match (wants_encryption, cmk_id.as_deref()) {
             (None | Some("0"), None) => None,
             (Some("1"), Some(cmk)) if !cmk.is_empty() => {
-                // The project's grant, made through the EVS service: audited as a call via `evs`.
-                let via_evs = Caller { via_service: Some("evs".to_owned()), ..requester.caller.clone() };
                 let arn = self
                     .keys
                     .grant_service_access(&via_evs, cmk, SERVICE_PRINCIPAL, AGENCY_GRANT)
                     .await
                     .map_err(key_error)?;
-                Some(arn)
+                Some((arn, cmk.to_owned()))
+            }
+            (Some("1"), None) => {
+                let default = self.keys.service_managed_key(&via_evs, DEFAULT_KEY_ALIAS).await.map_err(key_error)?;
+                let arn = self
+                    .keys
+                    .grant_service_access(&via_evs, &default, SERVICE_PRINCIPAL, AGENCY_GRANT)
+                    .await
+                    .map_err(key_error)?;
+                let id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+                Some((arn, id))
             }
             _ => {
                 return Err(EvsError::bad("EVS.2041", "The encrypt Param is invalid!"));
@@ -514,6 +528,9 @@ impl Evs {
         for n in 0..input.count {
             let name = if input.count > 1 { format!("{}-{:04}", input.name, n + 1) } else { input.name.clone() };
             let mut metadata = input.metadata.clone();
+            if let Some((_, cmk)) = &key {
+                metadata.insert(CMK_ID_KEY.to_owned(), cmk.clone());
+            }
             if let Some(s) = &snapshot
                 && let Some(enc) = &s.encryption
             {
@@ -543,7 +560,7 @@ impl Evs {
         // when it is not enabled), as the real service does.
         let region = requester.caller.region.clone();
         let mut data_keys = Vec::new();
-        if let (Some(arn), Some(cmk)) = (&key_arn, &cmk_id) {
+        if let Some((arn, cmk)) = &key {
             for record in &records {
                 let context = EncryptionContext::from([(CONTEXT_KEY.to_owned(), record.id.clone())]);
                 let data_key =

@@ -633,7 +633,7 @@ impl BlockDevice for BrokenDevice {
     fn read_at(&self, _: u64, _: &mut [u8]) -> io::Result<()> {
         Err(io::Error::other("disk on fire"))
     }
-    fn write_at(&self, _: u64, _: &[u8]) -> io::Result<()> {
+    fn write_at(&self, _: u64, _: &mut [u8]) -> io::Result<()> {
         Err(io::ErrorKind::StorageFull.into())
     }
     fn flush(&self) -> io::Result<()> {
@@ -674,7 +674,7 @@ impl BlockDevice for CountingDevice {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.inner.read_at(offset, buf)
     }
-    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+    fn write_at(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
         self.inner.write_at(offset, data)
     }
     fn flush(&self) -> io::Result<()> {

@@ -48,6 +48,8 @@ fn service_key_description(alias: &str) -> String {
     match alias {
         "alias/aws/s3" => "Default key that protects my S3 objects when no other key is defined".into(),
         "alias/aws/ebs" => "Default key that protects my EBS volumes when no other key is defined".into(),
+        "alias/obs/default" => "Default key that protects my OBS objects when no other key is defined".into(),
+        "alias/evs/default" => "Default key that protects my EVS disks when no other key is defined".into(),
         other => format!("Default key for {other}"),
     }
 }

@@ -74,6 +74,7 @@ from huaweicloudsdkkms.v2 import (
     KmsClient,
     ListGrantsRequest,
     ListGrantsRequestBody,
+    ListKeyDetailRequest,
     OperateKeyRequestBody,
 )
 
@@ -657,9 +658,26 @@ def test_key_rules_on_create(env: Env) -> None:
     before = env.evs.list_volumes(ListVolumesRequest()).count
     expect_error(400, "EVS.2040", lambda: env.create_volume(cmk=key))
     expect_error(400, "EVS.2041", lambda: env.create_volume(cmk=str(uuid.uuid4())))
-    expect_error(400, "EVS.2041", lambda: env.create_volume(metadata={"__system__encrypted": "1"}))
     expect_error(400, "EVS.2041", lambda: env.create_volume(metadata={"__system__cmkid": key}))
+    expect_error(400, "EVS.2041", lambda: env.create_volume(metadata={"__system__encrypted": "yes"}))
     assert env.evs.list_volumes(ListVolumesRequest()).count == before
+
+
+def test_encryption_without_a_cmk_uses_the_default_key_evs_default(env: Env) -> None:
+    """``__system__encrypted`` without ``__system__cmkid``: the project's service default key ``evs/default``,
+    created on first use, visible through the OTC KMS API (default_key_flag "1")."""
+    volume_id = env.new_volume(metadata={"__system__encrypted": "1"})
+    volume = env.show(volume_id)
+    assert volume.encrypted is True
+    default_key = volume.metadata["__system__cmkid"]
+    detail = env.kms.list_key_detail(ListKeyDetailRequest(body=OperateKeyRequestBody(key_id=default_key))).key_info
+    assert (detail.key_alias, detail.default_key_flag, detail.key_state) == ("evs/default", "1", "2")
+    # The second volume uses the same default key.
+    other = env.show(env.new_volume(metadata={"__system__encrypted": "1"}))
+    assert other.metadata["__system__cmkid"] == default_key
+    env.attach(volume_id)
+    assert_io_ok(qemu_io(env.url(volume_id), "write -P 0x17 0 64k", "read -P 0x17 0 64k"))
+    env.detach(volume_id)
 
 
 def test_disabled_key_keeps_attached_volume_and_blocks_attach(env: Env) -> None:
