@@ -253,3 +253,57 @@ async fn one_key_serves_both_dialects() {
     let refused = call(&stack, "create-datakey", &json!({"key_id": key, "datakey_length": "256"}).to_string());
     assert_eq!(error_of(&refused), (400, "KMS.0210".to_owned()), "{}", refused.body);
 }
+
+/// The aliases of a key, by name.
+fn alias_names(stack: &kmsim::Stack, key_id: &str) -> Vec<String> {
+    let path = format!("/v1.0/{PROJECT}/kms/aliases");
+    let query = format!("key_id={key_id}");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", stack.addr().to_string().parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    sdk_hmac::sign("GET", &path, &query, &mut headers, b"", DEFAULT, shared::time::now_unix()).unwrap();
+    let head: Vec<(String, String)> =
+        headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
+    let response = raw_request_to(stack.addr(), "GET", &format!("{path}?{query}"), &head, b"");
+    assert_eq!(response.status, 200, "{}", response.body);
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    let mut names: Vec<String> =
+        body["aliases"].as_array().unwrap().iter().map(|a| a["alias"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aliases_and_grants_keep_their_rules() {
+    let stack = stack().await;
+    let key_id =
+        ok(&stack, "create-key", json!({"key_alias": "first"}))["key_info"]["key_id"].as_str().unwrap().to_owned();
+    ok(&stack, "aliases", json!({"key_id": key_id, "alias": "alias/extra"}));
+
+    // update-key-alias replaces the alias describe-key shows, and only that one.
+    ok(&stack, "update-key-alias", json!({"key_id": key_id, "key_alias": "second"}));
+    assert_eq!(ok(&stack, "describe-key", json!({"key_id": key_id}))["key_info"]["key_alias"], "second");
+    assert_eq!(alias_names(&stack, &key_id), ["alias/extra", "alias/second"]);
+
+    // Deleting aliases checks them all first: a request naming another key's alias deletes none.
+    let other =
+        ok(&stack, "create-key", json!({"key_alias": "other"}))["key_info"]["key_id"].as_str().unwrap().to_owned();
+    let body = json!({"key_id": key_id, "aliases": ["alias/extra", "alias/other"]}).to_string();
+    let refused = call_as(&stack, "DELETE", PROJECT, "aliases", body.as_bytes(), DEFAULT, shared::time::now_unix());
+    assert_eq!(error_of(&refused), (400, "KMS.0308".to_owned()), "{}", refused.body);
+    assert_eq!(alias_names(&stack, &key_id), ["alias/extra", "alias/second"]);
+    assert_eq!(alias_names(&stack, &other), ["alias/other"]);
+
+    // The services' default aliases are theirs.
+    for alias in ["alias/obs/default", "alias/evs/default"] {
+        let refused = call(&stack, "aliases", &json!({"key_id": key_id, "alias": alias}).to_string());
+        assert_eq!(error_of(&refused), (400, "KMS.1101".to_owned()), "{alias}: {}", refused.body);
+    }
+
+    // Unknown grant on a known key: KMS.2501; unknown key: KMS.0207.
+    let unknown_grant = json!({"key_id": key_id, "grant_id": "0".repeat(64)}).to_string();
+    assert_eq!(error_of(&call(&stack, "revoke-grant", &unknown_grant)), (400, "KMS.2501".to_owned()));
+    assert_eq!(error_of(&call(&stack, "retire-grant", &unknown_grant)), (400, "KMS.2501".to_owned()));
+    let unknown_key = json!({"key_id": "00000000-0000-0000-0000-000000000000", "grant_id": "0".repeat(64)}).to_string();
+    assert_eq!(error_of(&call(&stack, "revoke-grant", &unknown_key)), (400, "KMS.0207".to_owned()));
+}

@@ -123,3 +123,76 @@ async fn short_or_malformed_bodies_store_nothing() {
         .await
         .unwrap();
 }
+
+/// A V2-signed request (`AWS` or `OBS` signature over `signed` headers), with `injected` headers added after
+/// signing, as someone replaying a captured request would: (status, response).
+fn v2_send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: (&str, &str),
+    dialect: shared::sigv2::Dialect,
+    signed: &[(&str, &str)],
+    injected: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let (path, query) = target;
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", addr.to_string().parse().unwrap());
+    headers.insert(dialect.date_header(), shared::time::format_amz_date(shared::time::now_unix()).parse().unwrap());
+    for (k, v) in signed {
+        headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let request = shared::sigv2::SignedRequest {
+        parts: shared::sigv4::RequestParts { method, path, query: "", headers: &headers },
+        virtual_bucket: None,
+    };
+    let to_sign = shared::sigv2::string_to_sign(&request, dialect).unwrap();
+    let scheme = if dialect == shared::sigv2::Dialect::Obs { "OBS" } else { "AWS" };
+    let authorization = format!("{scheme} test:{}", shared::sigv2::sign("test", &to_sign));
+    let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+    let mut head = format!("{method} {target} HTTP/1.1\r\nauthorization: {authorization}\r\n");
+    for (k, v) in headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).chain(injected.iter().copied()) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    send(addr, &head, body.len(), body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_a_signature_does_not_cover_are_refused() {
+    use shared::sigv2::Dialect;
+    let stack = stack().await;
+    let s3 = s3_client(&stack);
+    for bucket in ["v2-src", "v2-dst"] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    s3.put_object().bucket("v2-src").key("secret").body(b"TOP SECRET".to_vec().into()).send().await.unwrap();
+    let addr = stack.addr();
+
+    // Signed requests work as they are.
+    let (status, _) = v2_send(addr, "PUT", ("/v2-dst/plain", ""), Dialect::Obs, &[], &[], b"harmless");
+    assert_eq!(status, 200);
+    // A header of the other family, added to a signed request, would turn a PUT into a copy of another object
+    // (or change its encryption): refused, and nothing is written.
+    let cases = [
+        (Dialect::Obs, ("x-amz-copy-source", "/v2-src/secret")),
+        (Dialect::Aws, ("x-obs-copy-source", "/v2-src/secret")),
+        (Dialect::Aws, ("x-obs-server-side-encryption", "AES256")),
+    ];
+    for (dialect, injected) in cases {
+        let (status, text) = v2_send(addr, "PUT", ("/v2-dst/injected", ""), dialect, &[], &[injected], b"harmless");
+        assert_eq!(status, 400, "{dialect:?} + {injected:?}: {text}");
+        assert!(text.contains("InvalidArgument"), "{text}");
+    }
+    let missing = s3.get_object().bucket("v2-dst").key("injected").send().await.unwrap_err();
+    assert!(format!("{missing:?}").contains("NoSuchKey"), "{missing:?}");
+
+    // A V2 signature covers its sub-resources: one made for `PUT /bucket` is no signature for
+    // `PUT /bucket?encryption`.
+    let config = b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault>\
+        <SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule>\
+        </ServerSideEncryptionConfiguration>";
+    let (status, text) = v2_send(addr, "PUT", ("/v2-dst", "encryption"), Dialect::Aws, &[], &[], config);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    assert!(s3.get_bucket_encryption().bucket("v2-dst").send().await.is_err());
+}

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
 
 use crate::error::{EvsError, Result};
 use crate::luks::{self, SECTOR, SectorCipher};
@@ -28,8 +28,9 @@ pub struct VolumeDevice {
     /// Where the payload starts in the file (after the LUKS header area).
     payload_offset: u64,
     size: u64,
-    /// Set at detach: connections that still hold the device get errors from then on.
-    closed: AtomicBool,
+    /// Set at detach: connections that still hold the device get errors from then on. Every I/O holds the read
+    /// lock from its check to its end, so once `close` returns no write of a detached volume is still landing.
+    closed: RwLock<bool>,
 }
 
 impl std::fmt::Debug for VolumeDevice {
@@ -45,7 +46,7 @@ impl VolumeDevice {
     /// Opens an unencrypted volume file of `size` bytes.
     pub fn plain(path: &Path, size: u64) -> io::Result<VolumeDevice> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(VolumeDevice { file, cipher: None, payload_offset: 0, size, closed: AtomicBool::new(false) })
+        Ok(VolumeDevice { file, cipher: None, payload_offset: 0, size, closed: RwLock::new(false) })
     }
 
     /// Opens an encrypted volume file: reads its LUKS header area and unlocks it with `passphrase` (the hex of
@@ -70,25 +71,26 @@ impl VolumeDevice {
             cipher: Some(SectorCipher::new(&master_key)),
             payload_offset: header.payload_offset_bytes(),
             size,
-            closed: AtomicBool::new(false),
+            closed: RwLock::new(false),
         })
     }
 
-    /// Refuses all further I/O (the volume was detached).
+    /// Refuses all further I/O (the volume was detached), after waiting for the I/O under way.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        *self.closed.write().unwrap_or_else(|e| e.into_inner()) = true;
     }
 
-    fn check_open(&self) -> io::Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
+    /// Runs `io` unless the volume was detached, keeping it attached until `io` ends.
+    fn while_open<T>(&self, io: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        let closed = self.closed.read().unwrap_or_else(|e| e.into_inner());
+        if *closed {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the volume was detached"));
         }
-        Ok(())
+        io()
     }
 
     /// Writes `len` zero bytes of plaintext at `offset`.
     fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.check_open()?;
         let mut done = 0;
         let mut buffer = vec![0u8; ZERO_CHUNK.min(len as usize)];
         while done < len {
@@ -151,13 +153,11 @@ impl BlockDevice for VolumeDevice {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.check_open()?;
-        self.split(offset, buf, Self::read_part)
+        self.while_open(|| self.split(offset, buf, Self::read_part))
     }
 
     fn write_at(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        self.check_open()?;
-        self.split(offset, data, Self::write_part)
+        self.while_open(|| self.split(offset, data, Self::write_part))
     }
 
     fn flush(&self) -> io::Result<()> {

@@ -279,7 +279,7 @@ impl Call<'_> {
                 ok(json!({"job_id": job.id}))
             }
             ("GET", "v1", ["cloudservers", server_id, "os-volume_attachments"]) => {
-                let (volumes, _) = evs.volumes(r, &VolumeFilter::default());
+                let (volumes, _) = evs.volumes(r, &VolumeFilter { limit: usize::MAX, ..VolumeFilter::default() });
                 let attachments: Vec<Value> = volumes
                     .iter()
                     .flat_map(|v| v.attachments.iter().map(move |a| (v, a)))
@@ -526,7 +526,8 @@ fn snapshot_json(snapshot: &SnapshotRecord) -> Value {
         "size": snapshot.size_gb,
         "metadata": snapshot.metadata,
         "os-extended-snapshot-attributes:project_id": snapshot.project_id,
-        "os-extended-snapshot-attributes:progress": "100%",
+        "os-extended-snapshot-attributes:progress":
+            if snapshot.status == crate::model::SnapshotStatus::Available { "100%" } else { "0%" },
         "service_type": "EVS",
     })
 }

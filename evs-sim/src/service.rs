@@ -47,6 +47,10 @@ pub const CONTEXT_KEY: &str = "evs:volume_id";
 /// PBKDF2 iterations of a volume's LUKS key slot and digest (the LUKS1 minimum: attaching stays fast, and the
 /// passphrase is a random 256-bit key, not a password).
 pub const LUKS_ITERATIONS: u32 = 1000;
+/// Jobs kept before finished ones older than [`JOB_RETENTION_MILLIS`] are dropped.
+const MAX_JOBS: usize = 10_000;
+/// How long a finished job stays visible.
+const JOB_RETENTION_MILLIS: i64 = 3_600_000;
 /// Data-disk sizes the API accepts, in GiB.
 pub const SIZE_RANGE: std::ops::RangeInclusive<u64> = 10..=32768;
 /// Volume types the API accepts.
@@ -157,6 +161,9 @@ pub struct Evs {
     objects_root: Option<PathBuf>,
     keys: Arc<dyn KeyService>,
     state: Mutex<State>,
+    /// Held across every change of a volume's record, from reading it to publishing it after it is durable: two
+    /// requests on one volume cannot both pass a status check, nor write its record file at the same time.
+    record_writes: tokio::sync::Mutex<()>,
     /// Open (attached) volumes by id: what the NBD server exports.
     open: Mutex<HashMap<String, Arc<VolumeDevice>>>,
 }
@@ -222,6 +229,7 @@ impl Evs {
             objects_root,
             keys,
             state: Mutex::new(State::default()),
+            record_writes: tokio::sync::Mutex::new(()),
             open: Mutex::new(HashMap::new()),
         };
         evs.load().await?;
@@ -251,9 +259,17 @@ impl Evs {
             let path = entry.map_err(|e| EvsError::io("reading the volume directory", e))?.path();
             if path.extension().is_some_and(|e| e == "json") {
                 let text = std::fs::read(&path).map_err(|e| EvsError::io("reading a volume record", e))?;
-                let record: VolumeRecord = serde_json::from_slice(&text)
-                    .map_err(|e| EvsError::internal(format!("volume record {}: {e}", path.display())))?;
-                volumes.push(record);
+                match serde_json::from_slice::<VolumeRecord>(&text) {
+                    Ok(record) => volumes.push(record),
+                    // One damaged record must not keep every other volume offline: set it aside, say so.
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "setting aside an unreadable volume record");
+                        std::fs::rename(&path, path.with_extension("json.unreadable"))
+                            .map_err(|e| EvsError::io("setting aside a volume record", e))?;
+                    }
+                }
+            } else if path.extension().is_some_and(|e| e == "unreadable") {
+                continue;
             } else {
                 files.push(path);
             }
@@ -267,15 +283,35 @@ impl Evs {
             }
         }
         let mut snapshots = Vec::new();
+        let mut data = Vec::new();
         let mut listing = self.objects.list(Some(&StorePath::from("snapshots")));
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| EvsError::internal(format!("listing snapshots: {e}")))?;
             if meta.location.extension() == Some("json") {
                 let bytes = self.objects.get(&meta.location).await.map_err(EvsError::store)?.bytes().await;
                 let bytes = bytes.map_err(EvsError::store)?;
-                let record: SnapshotRecord = serde_json::from_slice(&bytes)
-                    .map_err(|e| EvsError::internal(format!("snapshot record {}: {e}", meta.location)))?;
-                snapshots.push(record);
+                match serde_json::from_slice::<SnapshotRecord>(&bytes) {
+                    Ok(record) => snapshots.push(record),
+                    Err(e) => {
+                        tracing::error!(path = %meta.location, error = %e, "ignoring an unreadable snapshot record")
+                    }
+                }
+            } else {
+                data.push(meta.location);
+            }
+        }
+        // Data of a snapshot whose record never became durable (a crash while taking it) or was deleted first.
+        for location in data {
+            let referenced = location
+                .filename()
+                .and_then(|name| name.strip_suffix(".img"))
+                .is_some_and(|id| snapshots.iter().any(|s| s.id == id));
+            if !referenced {
+                tracing::info!(path = %location, "removing snapshot data no record refers to");
+                match self.objects.delete(&location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(EvsError::store(e)),
+                }
             }
         }
         let mut reopen = Vec::new();
@@ -334,16 +370,14 @@ impl Evs {
             .map_err(|e| EvsError::io("writing a volume record", e))
     }
 
-    /// Updates a volume's record in memory and on disk.
+    /// Changes a volume's record: durably on disk first, then in memory (a failed write changes nothing).
     async fn update_volume_record(&self, id: &str, change: impl FnOnce(&mut VolumeRecord)) -> Result<VolumeRecord> {
-        let record = {
-            let mut state = self.state();
-            let record = state.volumes.get_mut(id).ok_or_else(|| EvsError::volume_not_found(id))?;
-            change(record);
-            record.updated_at = now_millis();
-            record.clone()
-        };
+        let _writing = self.record_writes.lock().await;
+        let mut record = self.state().volumes.get(id).cloned().ok_or_else(|| EvsError::volume_not_found(id))?;
+        change(&mut record);
+        record.updated_at = now_millis();
         self.save_volume(&record).await?;
+        self.state().volumes.insert(id.to_owned(), record.clone());
         Ok(record)
     }
 
@@ -363,7 +397,13 @@ impl Evs {
             error_code: None,
             fail_reason: None,
         };
-        self.state().jobs.insert(job.id.clone(), job.clone());
+        let mut state = self.state();
+        // Jobs are kept for an hour after they end, as the real service forgets them too.
+        if state.jobs.len() >= MAX_JOBS {
+            let cutoff = now_millis() - JOB_RETENTION_MILLIS;
+            state.jobs.retain(|_, j| j.end_time == 0 || j.end_time > cutoff);
+        }
+        state.jobs.insert(job.id.clone(), job.clone());
         job
     }
 
@@ -648,10 +688,13 @@ impl Evs {
                 .await
                 .map_err(|e| EvsError::internal(e.to_string()))??;
         }
-        record.status = VolumeStatus::Available;
-        record.updated_at = now_millis();
-        self.save_volume(&record).await?;
-        self.state().volumes.insert(record.id.clone(), record);
+        // Publish through the record as it is now (a rename while creating is kept).
+        let encryption = record.encryption.take();
+        self.update_volume_record(&record.id, |v| {
+            v.status = VolumeStatus::Available;
+            v.encryption = encryption;
+        })
+        .await?;
         Ok(())
     }
 
@@ -723,15 +766,28 @@ impl Evs {
         .map(|_| ())
     }
 
-    /// Moves a volume from `from` to `to` if it is in `from`; the error names the status it is in.
-    fn transition(
+    /// Moves a volume from `from` to `to` if it is in `from` (in memory: these are the passing statuses that a
+    /// restart settles); the error names the status it is in. A volume a snapshot is being taken of or rolled
+    /// back from is busy.
+    async fn transition(
         &self,
         id: &str,
         from: &[VolumeStatus],
         to: VolumeStatus,
         code: &'static str,
     ) -> Result<VolumeRecord> {
+        let _writing = self.record_writes.lock().await;
         let mut state = self.state();
+        let busy = state
+            .snapshots
+            .values()
+            .any(|s| s.volume_id == id && matches!(s.status, SnapshotStatus::Creating | SnapshotStatus::Rollbacking));
+        if busy {
+            return Err(EvsError::bad(
+                "EVS.2068",
+                "operation failed because of volume be locked (a snapshot is in progress)",
+            ));
+        }
         let record = state.volumes.get_mut(id).ok_or_else(|| EvsError::volume_not_found(id))?;
         if !from.contains(&record.status) {
             return Err(EvsError::bad(
@@ -750,13 +806,14 @@ impl Evs {
         if in_snapshots {
             return Err(EvsError::bad("EVS.1046", "The volume has snapshots; delete them first."));
         }
-        self.transition(id, &[VolumeStatus::Available, VolumeStatus::Error], VolumeStatus::Deleting, "EVS.1046")?;
+        self.transition(id, &[VolumeStatus::Available, VolumeStatus::Error], VolumeStatus::Deleting, "EVS.1046")
+            .await?;
         let job = self.new_job(requester, "deleteVolume", Some(id), None);
         let evs = Arc::clone(self);
         let id = id.to_owned();
         self.run_job(job.id.clone(), async move {
             let (image, record) = (evs.volume_path(&id), evs.record_path(&id));
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let removed = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 remove_if_exists(&record)?;
                 remove_if_exists(&image)?;
                 if let Some(dir) = record.parent() {
@@ -765,10 +822,21 @@ impl Evs {
                 Ok(())
             })
             .await
-            .map_err(|e| EvsError::internal(e.to_string()))?
-            .map_err(|e| EvsError::io("deleting a volume", e))?;
-            evs.state().volumes.remove(&id);
-            Ok(())
+            .map_err(|e| EvsError::internal(e.to_string()))
+            .and_then(|r| r.map_err(|e| EvsError::io("deleting a volume", e)));
+            match removed {
+                Ok(()) => {
+                    evs.state().volumes.remove(&id);
+                    Ok(())
+                }
+                Err(e) => {
+                    // The record may be gone already; the volume stays listed, in error, and can be deleted again.
+                    if let Some(v) = evs.state().volumes.get_mut(&id) {
+                        v.status = VolumeStatus::Error;
+                    }
+                    Err(e)
+                }
+            }
         });
         Ok(job)
     }
@@ -782,32 +850,28 @@ impl Evs {
         if !SIZE_RANGE.contains(&new_size_gb) {
             return Err(EvsError::bad("EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."));
         }
-        self.transition(id, &[VolumeStatus::Available], VolumeStatus::Extending, "EVS.1048")?;
+        self.transition(id, &[VolumeStatus::Available], VolumeStatus::Extending, "EVS.1048").await?;
         let job = self.new_job(requester, "extendVolume", Some(id), None);
         let evs = Arc::clone(self);
         let id = id.to_owned();
         self.run_job(job.id.clone(), async move {
             let path = evs.volume_path(&id);
-            let header = match &current.encryption {
-                Some(_) => luks_payload_bytes(&path).await?,
-                None => 0,
-            };
-            let grown = set_len_durably(&path, header + new_size_gb * GIB).await;
-            let status_after = VolumeStatus::Available;
-            match grown {
-                Ok(()) => {
-                    evs.update_volume_record(&id, |v| {
-                        v.size_gb = new_size_gb;
-                        v.status = status_after;
-                    })
-                    .await?;
-                    Ok(())
-                }
-                Err(e) => {
-                    evs.update_volume_record(&id, |v| v.status = status_after).await?;
-                    Err(e)
-                }
+            let grown = async {
+                let header = match &current.encryption {
+                    Some(_) => luks_payload_bytes(&path).await?,
+                    None => 0,
+                };
+                set_len_durably(&path, header + new_size_gb * GIB).await
             }
+            .await;
+            evs.update_volume_record(&id, |v| {
+                if grown.is_ok() {
+                    v.size_gb = new_size_gb;
+                }
+                v.status = VolumeStatus::Available;
+            })
+            .await?;
+            grown
         });
         Ok(job)
     }
@@ -846,7 +910,8 @@ impl Evs {
         device: Option<String>,
     ) -> Result<Job> {
         self.volume(requester, volume_id)?;
-        let record = self.transition(volume_id, &[VolumeStatus::Available], VolumeStatus::Attaching, "Ecs.0017")?;
+        let record =
+            self.transition(volume_id, &[VolumeStatus::Available], VolumeStatus::Attaching, "Ecs.0017").await?;
         let job = self.new_job(requester, "attachVolume", Some(volume_id), Some(server_id));
         let evs = Arc::clone(self);
         let region = requester.caller.region.clone();
@@ -885,25 +950,29 @@ impl Evs {
         if record.status == VolumeStatus::InUse && !record.attachments.iter().any(|a| a.server_id == server_id) {
             return Err(EvsError::bad("Ecs.0005", format!("The volume {volume_id} is not attached to {server_id}.")));
         }
-        self.transition(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, "Ecs.0005")?;
+        self.transition(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, "Ecs.0005").await?;
         let job = self.new_job(requester, "detachVolume", Some(volume_id), Some(server_id));
         let evs = Arc::clone(self);
         let volume_id = volume_id.to_owned();
         self.run_job(job.id.clone(), async move {
             let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&volume_id);
-            if let Some(device) = device {
-                device.close();
-                tokio::task::spawn_blocking(move || device.flush())
-                    .await
-                    .map_err(|e| EvsError::internal(e.to_string()))?
-                    .map_err(|e| EvsError::io("flushing a volume", e))?;
-            }
+            let flushed = match device {
+                // Closing waits for the I/O under way; then everything written is made durable.
+                Some(device) => tokio::task::spawn_blocking(move || {
+                    device.close();
+                    device.flush()
+                })
+                .await
+                .map_err(|e| EvsError::internal(e.to_string()))
+                .and_then(|r| r.map_err(|e| EvsError::io("flushing a volume", e))),
+                None => Ok(()),
+            };
             evs.update_volume_record(&volume_id, |v| {
-                v.status = VolumeStatus::Available;
+                v.status = if flushed.is_ok() { VolumeStatus::Available } else { VolumeStatus::Error };
                 v.attachments.clear();
             })
             .await?;
-            Ok(())
+            flushed
         });
         Ok(job)
     }
@@ -953,10 +1022,13 @@ impl Evs {
         .map_err(|e| EvsError::io("syncing a snapshot", e))
     }
 
-    /// Takes a snapshot: copies the volume's file (ciphertext, for an encrypted volume) into the object store.
-    /// An attached volume needs `force`; its writes so far are flushed first.
+    /// Takes a snapshot: copies the volume's file (ciphertext, for an encrypted volume) into the object store, in a
+    /// task of its own (a client that goes away does not cut it short). The snapshot answers `creating`, then
+    /// `available`; meanwhile the volume is busy (no attach, detach, extend, delete or rollback), so the copy is
+    /// the volume as it was. An attached volume needs `force`; its writes so far are flushed first, and it stays
+    /// writable, so that copy is crash-consistent only.
     pub async fn create_snapshot(
-        &self,
+        self: &Arc<Self>,
         requester: &Requester,
         volume_id: &str,
         name: String,
@@ -964,49 +1036,69 @@ impl Evs {
         force: bool,
         metadata: BTreeMap<String, String>,
     ) -> Result<SnapshotRecord> {
+        check_name(&name)?;
+        check_description(&description)?;
         let volume = self.volume(requester, volume_id)?;
-        match volume.status {
-            VolumeStatus::Available => {}
-            VolumeStatus::InUse if force => {
-                let device = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(volume_id).cloned();
-                if let Some(device) = device {
-                    tokio::task::spawn_blocking(move || device.flush())
-                        .await
-                        .map_err(|e| EvsError::internal(e.to_string()))?
-                        .map_err(|e| EvsError::io("flushing a volume", e))?;
-                }
-            }
-            VolumeStatus::InUse => {
-                return Err(EvsError::bad("EVS.2068", "The volume is in use; set force to snapshot it anyway."));
-            }
-            other => {
-                return Err(EvsError::bad("EVS.2068", format!("The volume is {}.", other.as_str())));
+        if volume.status == VolumeStatus::InUse && force {
+            let device = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(volume_id).cloned();
+            if let Some(device) = device {
+                tokio::task::spawn_blocking(move || device.flush())
+                    .await
+                    .map_err(|e| EvsError::internal(e.to_string()))?
+                    .map_err(|e| EvsError::io("flushing a volume", e))?;
             }
         }
-        let now = now_millis();
-        let mut record = SnapshotRecord {
-            format: RECORD_FORMAT,
-            id: new_id(),
-            account: volume.account.clone(),
-            project_id: volume.project_id.clone(),
-            volume_id: volume_id.to_owned(),
-            name,
-            description,
-            size_gb: volume.size_gb,
-            status: SnapshotStatus::Creating,
-            created_at: now,
-            updated_at: now,
-            metadata,
-            encryption: volume.encryption.clone(),
-            volume_type: volume.volume_type.clone(),
+        let record = {
+            let _writing = self.record_writes.lock().await;
+            let mut state = self.state();
+            let status = state.volumes.get(volume_id).map(|v| v.status).ok_or_else(EvsError::resource_not_found)?;
+            match status {
+                VolumeStatus::Available => {}
+                VolumeStatus::InUse if force => {}
+                VolumeStatus::InUse => {
+                    return Err(EvsError::bad("EVS.2068", "The volume is in use; set force to snapshot it anyway."));
+                }
+                other => return Err(EvsError::bad("EVS.2068", format!("The volume is {}.", other.as_str()))),
+            }
+            if state.snapshots.values().any(|s| s.volume_id == volume_id && s.status == SnapshotStatus::Creating) {
+                return Err(EvsError::bad("EVS.2068", "A snapshot of the volume is being taken."));
+            }
+            let now = now_millis();
+            let record = SnapshotRecord {
+                format: RECORD_FORMAT,
+                id: new_id(),
+                account: volume.account.clone(),
+                project_id: volume.project_id.clone(),
+                volume_id: volume_id.to_owned(),
+                name,
+                description,
+                size_gb: volume.size_gb,
+                status: SnapshotStatus::Creating,
+                created_at: now,
+                updated_at: now,
+                metadata,
+                encryption: volume.encryption.clone(),
+                volume_type: volume.volume_type.clone(),
+            };
+            state.snapshots.insert(record.id.clone(), record.clone());
+            record
         };
-        self.state().snapshots.insert(record.id.clone(), record.clone());
-        let copied = self.copy_to_snapshot(&self.volume_path(volume_id), &record.id).await;
-        record.status = if copied.is_ok() { SnapshotStatus::Available } else { SnapshotStatus::Error };
-        record.updated_at = now_millis();
-        self.save_snapshot(&record).await?;
-        self.state().snapshots.insert(record.id.clone(), record.clone());
-        copied.map(|()| record)
+        let evs = Arc::clone(self);
+        let mut taken = record.clone();
+        tokio::spawn(async move {
+            let copied = evs.copy_to_snapshot(&evs.volume_path(&taken.volume_id), &taken.id).await;
+            if let Err(e) = &copied {
+                tracing::error!(snapshot = %taken.id, error = %e, "taking a snapshot failed");
+            }
+            taken.status = if copied.is_ok() { SnapshotStatus::Available } else { SnapshotStatus::Error };
+            taken.updated_at = now_millis();
+            if let Err(e) = evs.save_snapshot(&taken).await {
+                tracing::error!(snapshot = %taken.id, error = %e, "recording a snapshot failed");
+                taken.status = SnapshotStatus::Error;
+            }
+            evs.state().snapshots.insert(taken.id.clone(), taken);
+        });
+        Ok(record)
     }
 
     /// Renames or re-describes a snapshot.
@@ -1030,25 +1122,43 @@ impl Evs {
         Ok(record)
     }
 
-    /// Deletes a snapshot and its data.
+    /// Deletes an available (or failed) snapshot: its data first, then its record.
     pub async fn delete_snapshot(&self, requester: &Requester, id: &str) -> Result<()> {
-        let record = self.snapshot(requester, id)?;
-        if record.status == SnapshotStatus::Rollbacking {
-            return Err(EvsError::bad("EVS.1047", "snapshot status must be available or error when delete snapshot!"));
+        {
+            let _writing = self.record_writes.lock().await;
+            let mut state = self.state();
+            let snapshot = state
+                .snapshots
+                .get_mut(id)
+                .filter(|s| s.project_id == requester.project())
+                .ok_or_else(EvsError::resource_not_found)?;
+            if !matches!(snapshot.status, SnapshotStatus::Available | SnapshotStatus::Error) {
+                return Err(EvsError::bad(
+                    "EVS.1047",
+                    "snapshot status must be available or error when delete snapshot!",
+                ));
+            }
+            snapshot.status = SnapshotStatus::Deleting;
         }
-        for path in [format!("snapshots/{id}.json"), format!("snapshots/{id}.img")] {
+        for path in [format!("snapshots/{id}.img"), format!("snapshots/{id}.json")] {
             match self.objects.delete(&StorePath::from(path)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(EvsError::store(e)),
+                Err(e) => {
+                    if let Some(s) = self.state().snapshots.get_mut(id) {
+                        s.status = SnapshotStatus::Error;
+                    }
+                    return Err(EvsError::store(e));
+                }
             }
         }
         self.state().snapshots.remove(id);
         Ok(())
     }
 
-    /// Rolls a volume (available, the snapshot's source) back to the snapshot.
+    /// Rolls a volume (available, the snapshot's source) back to the snapshot, in a task of its own: the volume
+    /// answers `restoring-backup`, then `available`.
     pub async fn rollback_snapshot(
-        &self,
+        self: &Arc<Self>,
         requester: &Requester,
         id: &str,
         volume_id: Option<&str>,
@@ -1062,19 +1172,37 @@ impl Evs {
             return Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up."));
         }
         self.volume(requester, &volume_id)?;
-        let before = self.transition(&volume_id, &[VolumeStatus::Available], VolumeStatus::Restoring, "EVS.2068")?;
-        let path = self.volume_path(&volume_id);
-        let restored = async {
-            self.copy_from_snapshot(id, &path).await?;
-            let header = match &before.encryption {
-                Some(_) => luks_payload_bytes(&path).await?,
-                None => 0,
-            };
-            set_len_durably(&path, header + before.size_gb * GIB).await
+        let before =
+            self.transition(&volume_id, &[VolumeStatus::Available], VolumeStatus::Restoring, "EVS.2068").await?;
+        if let Some(s) = self.state().snapshots.get_mut(id) {
+            s.status = SnapshotStatus::Rollbacking;
         }
-        .await;
-        let record = self.update_volume_record(&volume_id, |v| v.status = VolumeStatus::Available).await?;
-        restored.map(|()| record)
+        let evs = Arc::clone(self);
+        let id = id.to_owned();
+        let restoring = before.clone();
+        tokio::spawn(async move {
+            let path = evs.volume_path(&restoring.id);
+            let restored = async {
+                evs.copy_from_snapshot(&id, &path).await?;
+                let header = match &restoring.encryption {
+                    Some(_) => luks_payload_bytes(&path).await?,
+                    None => 0,
+                };
+                set_len_durably(&path, header + restoring.size_gb * GIB).await
+            }
+            .await;
+            if let Err(e) = &restored {
+                tracing::error!(volume = %restoring.id, snapshot = %id, error = %e, "rolling back a volume failed");
+            }
+            let status = if restored.is_ok() { VolumeStatus::Available } else { VolumeStatus::Error };
+            if let Err(e) = evs.update_volume_record(&restoring.id, |v| v.status = status).await {
+                tracing::error!(volume = %restoring.id, error = %e, "recording a rollback failed");
+            }
+            if let Some(s) = evs.state().snapshots.get_mut(&id) {
+                s.status = SnapshotStatus::Available;
+            }
+        });
+        Ok(before)
     }
 
     /// Streams a volume file into `snapshots/<id>.img`, without its trailing zeros (the unwritten end of a sparse
@@ -1086,35 +1214,38 @@ impl Evs {
         let mut source = std::fs::File::open(file).map_err(|e| EvsError::io("reading a volume", e))?;
         let mut buffer = vec![0u8; 8 << 20];
         let zeros = Arc::new(vec![0u8; buffer.len()]);
-        // Zeros read but not uploaded yet: they are, once data follows them.
+        // Zeros (holes, or zero chunks read) not uploaded yet: they are, once data follows them.
         let mut zeros_pending = 0u64;
+        let mut position = 0u64;
         loop {
             let zeros2 = Arc::clone(&zeros);
             let read = tokio::task::spawn_blocking(move || {
-                let n = std::io::Read::read(&mut source, &mut buffer)?;
-                let is_zero = buffer[..n] == zeros2[..n];
-                Ok::<_, std::io::Error>((source, buffer, n, is_zero))
+                let chunk = next_chunk(&mut source, position, &mut buffer, &zeros2)?;
+                Ok::<_, std::io::Error>((source, buffer, chunk))
             });
-            let (n, is_zero);
-            (source, buffer, n, is_zero) = read
+            let chunk;
+            (source, buffer, chunk) = read
                 .await
                 .map_err(|e| EvsError::internal(e.to_string()))?
                 .map_err(|e| EvsError::io("reading a volume", e))?;
-            if n == 0 {
-                break;
+            match chunk {
+                Chunk::End => break,
+                Chunk::Zeros(n) => {
+                    zeros_pending += n;
+                    position += n;
+                }
+                Chunk::Data(n) => {
+                    while zeros_pending > 0 {
+                        let k = zeros_pending.min(zeros.len() as u64) as usize;
+                        upload.wait_for_capacity(4).await.map_err(EvsError::store)?;
+                        upload.write(&zeros[..k]);
+                        zeros_pending -= k as u64;
+                    }
+                    upload.wait_for_capacity(4).await.map_err(EvsError::store)?;
+                    upload.write(&buffer[..n]);
+                    position += n as u64;
+                }
             }
-            if is_zero {
-                zeros_pending += n as u64;
-                continue;
-            }
-            while zeros_pending > 0 {
-                let k = zeros_pending.min(zeros.len() as u64) as usize;
-                upload.wait_for_capacity(4).await.map_err(EvsError::store)?;
-                upload.write(&zeros[..k]);
-                zeros_pending -= k as u64;
-            }
-            upload.wait_for_capacity(4).await.map_err(EvsError::store)?;
-            upload.write(&buffer[..n]);
         }
         upload.finish().await.map_err(EvsError::store)?;
         self.sync_object(&path).await
@@ -1172,6 +1303,35 @@ fn check_description(description: &str) -> Result<()> {
         return Err(EvsError::bad("EVS.1004", "invalid volume description!"));
     }
     Ok(())
+}
+
+/// What comes next in a volume file, for a snapshot.
+enum Chunk {
+    /// `n` bytes of data, in the buffer.
+    Data(usize),
+    /// `n` bytes of zeros (a hole, or data that is all zeros), not read.
+    Zeros(u64),
+    /// The end of the file, or only holes up to it.
+    End,
+}
+
+/// Reads the chunk of `file` at `position`: holes are skipped without reading them (`SEEK_DATA` / `SEEK_HOLE`),
+/// so a snapshot of a mostly empty volume costs what its data costs.
+fn next_chunk(file: &mut std::fs::File, position: u64, buffer: &mut [u8], zeros: &[u8]) -> std::io::Result<Chunk> {
+    use std::io::{Read, Seek, SeekFrom};
+    let data = match rustix::fs::seek(&*file, rustix::fs::SeekFrom::Data(position)) {
+        Ok(data) => data,
+        Err(rustix::io::Errno::NXIO) => return Ok(Chunk::End),
+        Err(e) => return Err(e.into()),
+    };
+    if data > position {
+        return Ok(Chunk::Zeros(data - position));
+    }
+    let hole = rustix::fs::seek(&*file, rustix::fs::SeekFrom::Hole(position))?;
+    let len = (hole - position).min(buffer.len() as u64) as usize;
+    file.seek(SeekFrom::Start(position))?;
+    file.read_exact(&mut buffer[..len])?;
+    Ok(if buffer[..len] == zeros[..len] { Chunk::Zeros(len as u64) } else { Chunk::Data(len) })
 }
 
 /// Where an encrypted volume file's payload starts.

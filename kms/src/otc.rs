@@ -668,14 +668,12 @@ impl Call<'_> {
                 };
                 let key_id = self.key_id()?;
                 let record = self.kms.describe_key(&self.caller, &key_id)?;
-                for alias in &aliases {
-                    let of_key = self.aliases_of(&record.id)?;
-                    if !of_key.iter().any(|a| a == alias) {
-                        return Err(OtcError::bad(
-                            "KMS.0308",
-                            format!("The alias {alias} does not belong to the key."),
-                        ));
-                    }
+                // Every alias is checked before any is deleted: a refused request deletes nothing.
+                let of_key: std::collections::BTreeSet<String> =
+                    self.aliases_of(&record.id)?.into_iter().map(|a| a.name).collect();
+                let aliases: std::collections::BTreeSet<String> = aliases.into_iter().collect();
+                if let Some(alias) = aliases.iter().find(|a| !of_key.contains(*a)) {
+                    return Err(OtcError::bad("KMS.0308", format!("The alias {alias} does not belong to the key.")));
                 }
                 for alias in &aliases {
                     self.kms.delete_alias(&self.caller, alias)?;
@@ -719,16 +717,22 @@ impl Call<'_> {
         Ok(page.items.iter().filter_map(|(id, _)| self.kms.key_record(id)).collect())
     }
 
-    /// The alias names (`alias/...`) that point at a key.
-    fn aliases_of(&self, key_id: &str) -> Result<Vec<String>, OtcError> {
-        let page = self.kms.list_aliases(&self.caller, Some(key_id), usize::MAX, None)?;
-        Ok(page.items.into_iter().map(|a| a.name).collect())
+    /// The aliases that point at a key.
+    fn aliases_of(&self, key_id: &str) -> Result<Vec<crate::model::AliasRecord>, OtcError> {
+        Ok(self.kms.list_aliases(&self.caller, Some(key_id), usize::MAX, None)?.items)
     }
 
-    /// The `key_alias` of a key: its first alias without `alias/`.
-    fn key_alias(&self, key_id: &str) -> Result<String, OtcError> {
+    /// The alias shown as a key's `key_alias`: the one made last (by create-key, update-key-alias or the alias
+    /// API), so that update-key-alias replaces what describe-key shows and leaves other aliases alone.
+    fn current_alias(&self, key_id: &str) -> Result<Option<String>, OtcError> {
         let aliases = self.aliases_of(key_id)?;
-        Ok(aliases.first().and_then(|a| a.strip_prefix("alias/")).unwrap_or_default().to_owned())
+        Ok(aliases.into_iter().max_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name))).map(|a| a.name))
+    }
+
+    /// The `key_alias` of a key: [`Call::current_alias`] without `alias/`.
+    fn key_alias(&self, key_id: &str) -> Result<String, OtcError> {
+        let alias = self.current_alias(key_id)?.unwrap_or_default();
+        Ok(alias.strip_prefix("alias/").unwrap_or(&alias).to_owned())
     }
 
     fn alias_json(&self, alias: &str) -> Result<Value, OtcError> {
@@ -873,12 +877,13 @@ impl Call<'_> {
                 let key_alias = self.str("key_alias")?.to_owned();
                 check_key_alias(&key_alias)?;
                 let record = self.customer_key(&key_id)?;
-                let old = self.aliases_of(&record.id)?;
+                let old = self.current_alias(&record.id)?;
                 let new = alias_name(&key_alias);
-                if !old.contains(&new) {
+                if old.as_deref() != Some(new.as_str()) {
+                    // The new alias first: if it is taken (KMS.1104), the key keeps its alias.
                     kms.create_alias(&self.caller, &new, &record.id)?;
-                    for alias in old {
-                        kms.delete_alias(&self.caller, &alias)?;
+                    if let Some(old) = old {
+                        kms.delete_alias(&self.caller, &old)?;
                     }
                 }
                 Ok(json!({"key_info": {"key_id": record.id, "key_alias": key_alias}}))
@@ -1010,7 +1015,7 @@ impl Call<'_> {
             }
             "encrypt-data" => {
                 let key_id = self.key_id()?;
-                let plaintext = self.str("plain_text")?.as_bytes().to_vec();
+                let plaintext = Zeroizing::new(self.str("plain_text")?.as_bytes().to_vec());
                 if plaintext.len() > 4096 {
                     return Err(OtcError::bad("KMS.0203", "plain_text must be 1 to 4096 bytes."));
                 }
@@ -1019,7 +1024,6 @@ impl Call<'_> {
                 {
                     return Err(OtcError::invalid("encryption_algorithm"));
                 }
-                let plaintext = Zeroizing::new(plaintext);
                 let context = self.context()?;
                 let (blob, arn) = kms.encrypt(&self.caller, &key_id, &plaintext, &context)?;
                 self.audit.key_arn = Some(arn);
@@ -1165,10 +1169,9 @@ impl Call<'_> {
             "revoke-grant" | "retire-grant" => {
                 let key_id = self.key_id()?;
                 let grant_id = self.str("grant_id")?.to_owned();
-                let not_found = |e: &Error| match e {
-                    Error::InvalidGrantId(_) | Error::NotFound(_) if e.to_string().contains("rant") => Some("KMS.2501"),
-                    _ => None,
-                };
+                // The key exists (else KMS.0207 here), so what is not found below is the grant.
+                kms.describe_key(&self.caller, &key_id)?;
+                let not_found = |e: &Error| matches!(e, Error::NotFound(_)).then_some("KMS.2501");
                 if verb == "revoke-grant" {
                     kms.revoke_grant(&self.caller, &key_id, &grant_id).with(not_found)?;
                 } else {

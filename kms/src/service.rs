@@ -1486,6 +1486,9 @@ fn validate_tags(tags: &[Tag]) -> Result<()> {
 }
 
 /// Alias names: `alias/` then 1–250 of `[A-Za-z0-9/_-]`; `alias/aws/` is for service keys.
+/// Aliases of the OTC services' default keys, created only by the services (on first use).
+const RESERVED_SERVICE_ALIASES: &[&str] = &["alias/obs/default", "alias/evs/default"];
+
 fn alias_exists(caller: &Caller, name: &str) -> Error {
     Error::AlreadyExists(format!(
         "An alias with the name arn:aws:kms:{}:{}:{name} already exists",
@@ -1505,6 +1508,10 @@ fn validate_alias_name(name: &str, customer: bool) -> Result<()> {
     }
     if customer && name.starts_with("alias/aws/") {
         return Err(Error::InvalidAliasName(format!("Alias must not begin with 'alias/aws/': {name}")));
+    }
+    // The OTC services' default keys (`obs/default`, `evs/default`) are service-managed like `alias/aws/*`.
+    if customer && RESERVED_SERVICE_ALIASES.contains(&name) {
+        return Err(Error::InvalidAliasName(format!("{name} is reserved for a service's default key")));
     }
     Ok(())
 }

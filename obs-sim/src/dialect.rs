@@ -1,7 +1,9 @@
 //! The OBS header family (`x-obs-*`) of Open Telekom Cloud / Huawei Cloud next to S3's `x-amz-*`.
 //!
-//! A request speaks the OBS family when it carries the OBS signature (`Authorization: OBS ...`) or
-//! any `x-obs-*` header. The front end reads one family only: an OBS request's headers are
+//! A request speaks the OBS family when it carries the OBS signature (`Authorization: OBS ...`),
+//! whose string to sign covers the `x-obs-*` headers; every other request speaks S3's. A request
+//! carrying headers of the family its signature does not cover is refused ([`check_headers`]):
+//! they would act unsigned. The front end reads one family only: an OBS request's headers are
 //! translated into their `x-amz-*` equivalents once it is authenticated ([`request_to_aws`]) and
 //! its response headers back into `x-obs-*` ([`response_to_obs`]). Only names and a few values
 //! differ: `kms` for `aws:kms`, KMS keys named `regionID:domainID:key/<id>` rather than by ARN, and
@@ -38,15 +40,19 @@ pub enum Family {
 }
 
 impl Family {
-    /// The family of a request: OBS when signed the OBS way or carrying any `x-obs-*` header.
+    /// The family of a request: OBS when signed the OBS way, S3's otherwise.
     pub fn of_request(headers: &HeaderMap) -> Self {
         let obs_signed = headers.get(http::header::AUTHORIZATION).is_some_and(|v| {
             v.to_str().ok().and_then(shared::sigv2::Dialect::of_authorization) == Some(shared::sigv2::Dialect::Obs)
         });
-        if obs_signed || headers.keys().any(|name| name.as_str().starts_with(OBS_PREFIX)) {
-            Family::Obs
-        } else {
-            Family::Aws
+        if obs_signed { Family::Obs } else { Family::Aws }
+    }
+
+    /// The prefix of the headers this family's signatures do not cover.
+    fn foreign_prefix(self) -> &'static str {
+        match self {
+            Family::Aws => OBS_PREFIX,
+            Family::Obs => AMZ_PREFIX,
         }
     }
 
@@ -64,6 +70,21 @@ impl Family {
             Family::Aws => "x-amz-id-2",
             Family::Obs => "x-obs-id-2",
         }
+    }
+}
+
+/// Refuses a request that carries headers of the other family than its signature's: an `OBS`
+/// signature does not cover `x-amz-*` headers, nor an `AWS` or SigV4 one `x-obs-*` headers, and
+/// acting on them would let anyone who holds a signed request change what it does.
+pub fn check_headers(headers: &HeaderMap, family: Family) -> Result<(), S3Error> {
+    let prefix = family.foreign_prefix();
+    match headers.keys().find(|name| name.as_str().starts_with(prefix)) {
+        None => Ok(()),
+        Some(name) => Err(S3Error::invalid_argument(format!(
+            "The header {name} cannot be used with this signature; sign the request the {} way",
+            if family == Family::Obs { "AWS" } else { "OBS" }
+        ))
+        .with("ArgumentName", name.as_str())),
     }
 }
 

@@ -183,6 +183,7 @@ impl S3Api {
             .map_err(auth_error)?;
             (verified.caller.clone(), Some(verified))
         };
+        dialect::check_headers(&parts.headers, family)?;
         let now = (self.now_millis)();
         let method = parts.method.clone();
         let headers = match family {

@@ -3,8 +3,9 @@
 //!
 //! The canonical request is SigV4's shape with the gateway's differences (huaweicloudsdkcore `signer.py`): the
 //! canonical URI always ends with `/`, header values are trimmed (not collapsed), and the payload hash is that of
-//! an empty body for an empty body, else the value of `X-Sdk-Content-Sha256` when the client sent one (Huawei's
-//! SDKs send `UNSIGNED-PAYLOAD` for non-JSON bodies), else the hex SHA-256 of the body. The `Authorization` header
+//! an empty body for an empty body, `UNSIGNED-PAYLOAD` when the client declares it in `X-Sdk-Content-Sha256`
+//! (Huawei's SDKs do for non-JSON bodies), else the hex SHA-256 of the body (a digest declared in that header
+//! must be it). The `Authorization` header
 //! comes in two forms:
 //!
 //! - `SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=a;b, Signature=<hex>`: the string to sign is

@@ -219,29 +219,14 @@ impl<'a> AuthorizationHeader<'a> {
     }
 }
 
-/// Which sub-resources a canonical resource includes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubResources {
-    /// esdk-obs-python's list (lowercase match) plus the dialect's prefixed parameters, and for
-    /// AWS also the S3 documentation's list: what every client this dialect knows signs.
-    Dialect(Dialect),
-    /// Only the S3 documentation's list (exact match), as botocore's V2 signer signs.
-    AwsStrict,
-}
-
-impl SubResources {
-    fn includes(self, name: &str) -> bool {
-        let lower = name.to_ascii_lowercase();
-        let obs_list = || OBS_SUB_RESOURCES.binary_search(&lower.as_str()).is_ok();
-        match self {
-            SubResources::AwsStrict => AWS_SUB_RESOURCES.contains(&name),
-            SubResources::Dialect(dialect) => {
-                obs_list()
-                    || lower.starts_with(dialect.header_prefix())
-                    || (dialect == Dialect::Aws && AWS_SUB_RESOURCES.contains(&name))
-            }
-        }
-    }
+/// Whether a query parameter is a signed sub-resource: esdk-obs-python's list (lowercase match), the
+/// dialect's prefixed parameters, and for AWS also the S3 documentation's list — what every client
+/// this dialect knows signs.
+fn is_sub_resource(dialect: Dialect, name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    OBS_SUB_RESOURCES.binary_search(&lower.as_str()).is_ok()
+        || lower.starts_with(dialect.header_prefix())
+        || (dialect == Dialect::Aws && AWS_SUB_RESOURCES.contains(&name))
 }
 
 /// The request a signature is checked against.
@@ -254,12 +239,8 @@ pub struct SignedRequest<'a> {
     pub virtual_bucket: Option<&'a str>,
 }
 
-/// Builds the string to sign of `request` for `dialect`, with the sub-resources of `sub_resources`.
-pub fn string_to_sign(
-    request: &SignedRequest<'_>,
-    dialect: Dialect,
-    sub_resources: SubResources,
-) -> Result<String, AuthError> {
+/// Builds the string to sign of `request` for `dialect`.
+pub fn string_to_sign(request: &SignedRequest<'_>, dialect: Dialect) -> Result<String, AuthError> {
     let headers = request.parts.headers;
     let mut out = String::with_capacity(256);
     out.push_str(request.parts.method);
@@ -273,7 +254,7 @@ pub fn string_to_sign(
     }
     out.push('\n');
     push_canonical_headers(&mut out, headers, dialect.header_prefix())?;
-    push_canonical_resource(&mut out, request, sub_resources);
+    push_canonical_resource(&mut out, request, dialect);
     Ok(out)
 }
 
@@ -318,7 +299,7 @@ fn push_canonical_headers(out: &mut String, headers: &HeaderMap, prefix: &str) -
 
 /// The path as sent (behind `/bucket` for a virtual-host request) and the signed sub-resources,
 /// sorted by name, values percent-decoded, `name` alone when the query had no `=`.
-fn push_canonical_resource(out: &mut String, request: &SignedRequest<'_>, sub_resources: SubResources) {
+fn push_canonical_resource(out: &mut String, request: &SignedRequest<'_>, dialect: Dialect) {
     let path = request.parts.path;
     if let Some(bucket) = request.virtual_bucket {
         out.push('/');
@@ -338,8 +319,7 @@ fn push_canonical_resource(out: &mut String, request: &SignedRequest<'_>, sub_re
                 None => (pair, None),
             };
             let name = percent_decode_str(name).decode_utf8_lossy().into_owned();
-            sub_resources
-                .includes(&name)
+            is_sub_resource(dialect, &name)
                 .then(|| (name, value.map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())))
         })
         .collect();
@@ -426,18 +406,14 @@ impl Verifier {
         if (now - request_time).abs() > MAX_CLOCK_SKEW_SECS {
             return Err(AuthError::Skewed { request_time: date.to_owned(), server_time: format_amz_date(now) });
         }
-        let first = string_to_sign(request, auth.dialect, SubResources::Dialect(auth.dialect))?;
-        if signature_matches(&key.secret_access_key, &first, auth.signature) {
+        let to_sign = string_to_sign(request, auth.dialect)?;
+        if signature_matches(&key.secret_access_key, &to_sign, auth.signature) {
             return Ok(Verified { caller: Caller::new(key, region), dialect: auth.dialect });
         }
-        // botocore's V2 signer leaves out sub-resources that esdk-obs-python signs (`?encryption`).
-        if auth.dialect == Dialect::Aws {
-            let strict = string_to_sign(request, auth.dialect, SubResources::AwsStrict)?;
-            if strict != first && signature_matches(&key.secret_access_key, &strict, auth.signature) {
-                return Ok(Verified { caller: Caller::new(key, region), dialect: auth.dialect });
-            }
-        }
-        Err(AuthError::SignatureMismatch { string_to_sign: first, canonical_request: String::new() })
+        // No second try with fewer sub-resources (botocore's V2 list leaves out `?encryption`): a
+        // signature that does not cover a sub-resource would let its request be replayed as another
+        // operation. Real S3 wants SigV4 for those operations anyway.
+        Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: String::new() })
     }
 }
 
@@ -470,7 +446,7 @@ mod tests {
     fn to_sign(method: &str, path: &str, query: &str, vbucket: Option<&str>, h: &HeaderMap, d: Dialect) -> String {
         let request =
             SignedRequest { parts: RequestParts { method, path, query, headers: h }, virtual_bucket: vbucket };
-        string_to_sign(&request, d, SubResources::Dialect(d)).unwrap()
+        string_to_sign(&request, d).unwrap()
     }
 
     #[test]
@@ -601,11 +577,6 @@ mod tests {
         assert!(s.ends_with("/b/k?uploads"), "{s}");
         let s = to_sign("PUT", "/b", "encryption", None, &h, Dialect::Aws);
         assert!(s.ends_with("/b?encryption"), "{s}");
-        let request = SignedRequest {
-            parts: RequestParts { method: "PUT", path: "/b", query: "encryption", headers: &h },
-            virtual_bucket: None,
-        };
-        assert!(string_to_sign(&request, Dialect::Aws, SubResources::AwsStrict).unwrap().ends_with("\n/b"));
         let s = to_sign("GET", "/b/k", "response-content-type=text%2Fplain&apiversion", None, &h, Dialect::Obs);
         assert!(s.ends_with("/b/k?response-content-type=text/plain"), "{s}");
     }

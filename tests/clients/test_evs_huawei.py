@@ -248,6 +248,17 @@ class Env:
             assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
             time.sleep(0.02)
 
+    def wait_status(self, show: Callable[[], Any], wanted: str) -> Any:
+        """Polls ``show()`` (a volume or a snapshot) until its status is ``wanted``; snapshots and rollbacks run in
+        the background as in the real service."""
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while True:
+            shown = show()
+            if shown.status == wanted:
+                return shown
+            assert shown.status not in ("error", "FAIL") and time.monotonic() < deadline, shown.status
+            time.sleep(0.02)
+
     def ok_job(self, job_id: str, ecs: bool = False) -> Any:
         job, seen = self.wait_job(job_id, ecs)
         assert job.status == "SUCCESS", (job.error_code, job.fail_reason)
@@ -467,8 +478,10 @@ def test_snapshots_rollback_and_volume_from_snapshot(env: Env) -> None:
     created = env.evs.create_snapshot(CreateSnapshotRequest(body=CreateSnapshotRequestBody(
         snapshot=CreateSnapshotOption(volume_id=source, name=name, description="before", force=False))))
     snapshot = created.snapshot
-    assert (snapshot.volume_id, snapshot.name, snapshot.size, snapshot.status) == (source, name, 10, "available")
+    assert (snapshot.volume_id, snapshot.name, snapshot.size, snapshot.status) == (source, name, 10, "creating")
     snapshot_id = snapshot.id
+    show_snapshot = lambda: env.evs.show_snapshot(ShowSnapshotRequest(snapshot_id=snapshot_id)).snapshot
+    env.wait_status(show_snapshot, "available")
 
     listed = env.evs.list_snapshots(ListSnapshotsRequest(volume_id=source))
     assert (listed.count, [s.id for s in listed.snapshots]) == (1, [snapshot_id])
@@ -500,7 +513,7 @@ def test_snapshots_rollback_and_volume_from_snapshot(env: Env) -> None:
     rolled = env.evs.rollback_snapshot(RollbackSnapshotRequest(
         snapshot_id=snapshot_id, body=RollbackSnapshotRequestBody(rollback=RollbackSnapshotOption(volume_id=source))))
     assert rolled.rollback.volume_id == source
-    assert env.show(source).status == "available"
+    env.wait_status(lambda: env.show(source), "available")
     env.attach(source)
     assert_io_ok(qemu_io(env.url(source), "read -P 0x11 0 1M", "read -P 0x12 3M 64k"))
     env.detach(source)
