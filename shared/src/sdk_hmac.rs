@@ -372,6 +372,30 @@ mod tests {
         );
     }
 
+    /// A request signed by huaweicloudsdkcore 3.1.219's `DerivationAKSKSigner` (the derived-key form,
+    /// `V11-HMAC-SHA256`) for service `kms` in region `eu-de`, at 2026-11-29T12:00:00Z.
+    #[test]
+    fn a_request_signed_by_huaweis_derived_key_signer_verifies() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json;charset=UTF-8".parse().unwrap());
+        headers.insert("x-sdk-date", "20261129T120000Z".parse().unwrap());
+        headers.insert("x-project-id", "00000000000000000000000000000000".parse().unwrap());
+        headers.insert("host", "127.0.0.1:4566".parse().unwrap());
+        headers.insert(
+            "authorization",
+            "V11-HMAC-SHA256 Credential=AK/20261129/eu-de/kms, SignedHeaders=content-type;host;x-project-id;x-sdk-date, \
+             Signature=3d5014c5b4d30a22eb6871764cd05e5ce3f75e5a5fa14d2b456f79f9b9895f68"
+                .parse()
+                .unwrap(),
+        );
+        let path = "/v1.0/00000000000000000000000000000000/kms/gen-random";
+        let parts = RequestParts { method: "POST", path, query: "", headers: &headers };
+        let body = br#"{"random_data_length": "256"}"#;
+        let at = parse_amz_date("20261129T120000Z").unwrap();
+        assert_eq!(verify(&accounts(), &parts, body, at).unwrap().access_key_id, "AK");
+        assert!(matches!(verify(&accounts(), &parts, b"{}", at), Err(AuthError::SignatureMismatch { .. })));
+    }
+
     /// huaweicloudsdkcore `hkdf.get_der_key_sha256("AK", "SK", "20261129/eu-de/kms")`.
     #[test]
     fn derived_key_matches_huaweis_sdk() {
