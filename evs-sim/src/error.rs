@@ -35,11 +35,6 @@ impl EvsError {
         Self::not_found("EVS.5404", "Resource(Volume, Snapshot, Backup .etc) cound not be found.")
     }
 
-    /// The volume does not exist (in the caller's project).
-    pub fn volume_not_found(_id: &str) -> Self {
-        Self::resource_not_found()
-    }
-
     /// An internal failure: logged with its detail, sent without it.
     pub fn internal(detail: impl Into<String>) -> Self {
         let detail = detail.into();

@@ -364,16 +364,13 @@ impl Evs {
     async fn save_volume(&self, record: &VolumeRecord) -> Result<()> {
         let path = self.record_path(&record.id);
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| EvsError::internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || shared::secret_file::write_durably(&path, &bytes, 0o600))
-            .await
-            .map_err(|e| EvsError::internal(e.to_string()))?
-            .map_err(|e| EvsError::io("writing a volume record", e))
+        blocking("writing a volume record", move || shared::secret_file::write_durably(&path, &bytes, 0o600)).await
     }
 
     /// Changes a volume's record: durably on disk first, then in memory (a failed write changes nothing).
     async fn update_volume_record(&self, id: &str, change: impl FnOnce(&mut VolumeRecord)) -> Result<VolumeRecord> {
         let _writing = self.record_writes.lock().await;
-        let mut record = self.state().volumes.get(id).cloned().ok_or_else(|| EvsError::volume_not_found(id))?;
+        let mut record = self.state().volumes.get(id).cloned().ok_or_else(EvsError::resource_not_found)?;
         change(&mut record);
         record.updated_at = now_millis();
         self.save_volume(&record).await?;
@@ -457,7 +454,7 @@ impl Evs {
             .get(id)
             .filter(|v| v.project_id == requester.project())
             .cloned()
-            .ok_or_else(|| EvsError::volume_not_found(id))
+            .ok_or_else(EvsError::resource_not_found)
     }
 
     /// The requester's volumes matching `filter`, and how many matched before pagination.
@@ -664,11 +661,7 @@ impl Evs {
         let path = self.volume_path(&record.id);
         if let Some(snapshot) = snapshot {
             self.copy_from_snapshot(&snapshot.id, &path).await?;
-            let header = match &record.encryption {
-                Some(_) => luks_payload_bytes(&path).await?,
-                None => 0,
-            };
-            set_len_durably(&path, header + record.size_gb * GIB).await?;
+            set_volume_len(&path, record.encryption.is_some(), record.size_gb).await?;
         } else if let Some((data_key, encryption)) = data_key {
             let passphrase = Zeroizing::new(hex::encode(&data_key.plaintext[..]));
             let size = record.size_gb * GIB;
@@ -788,7 +781,7 @@ impl Evs {
                 "operation failed because of volume be locked (a snapshot is in progress)",
             ));
         }
-        let record = state.volumes.get_mut(id).ok_or_else(|| EvsError::volume_not_found(id))?;
+        let record = state.volumes.get_mut(id).ok_or_else(EvsError::resource_not_found)?;
         if !from.contains(&record.status) {
             return Err(EvsError::bad(
                 code,
@@ -813,7 +806,7 @@ impl Evs {
         let id = id.to_owned();
         self.run_job(job.id.clone(), async move {
             let (image, record) = (evs.volume_path(&id), evs.record_path(&id));
-            let removed = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let removed = blocking("deleting a volume", move || {
                 remove_if_exists(&record)?;
                 remove_if_exists(&image)?;
                 if let Some(dir) = record.parent() {
@@ -821,9 +814,7 @@ impl Evs {
                 }
                 Ok(())
             })
-            .await
-            .map_err(|e| EvsError::internal(e.to_string()))
-            .and_then(|r| r.map_err(|e| EvsError::io("deleting a volume", e)));
+            .await;
             match removed {
                 Ok(()) => {
                     evs.state().volumes.remove(&id);
@@ -856,14 +847,7 @@ impl Evs {
         let id = id.to_owned();
         self.run_job(job.id.clone(), async move {
             let path = evs.volume_path(&id);
-            let grown = async {
-                let header = match &current.encryption {
-                    Some(_) => luks_payload_bytes(&path).await?,
-                    None => 0,
-                };
-                set_len_durably(&path, header + new_size_gb * GIB).await
-            }
-            .await;
+            let grown = set_volume_len(&path, current.encryption.is_some(), new_size_gb).await;
             evs.update_volume_record(&id, |v| {
                 if grown.is_ok() {
                     v.size_gb = new_size_gb;
@@ -884,10 +868,7 @@ impl Evs {
         let path = self.volume_path(&record.id);
         let size = record.size_gb * GIB;
         match &record.encryption {
-            None => tokio::task::spawn_blocking(move || VolumeDevice::plain(&path, size))
-                .await
-                .map_err(|e| EvsError::internal(e.to_string()))?
-                .map_err(|e| EvsError::io("opening a volume", e)),
+            None => blocking("opening a volume", move || VolumeDevice::plain(&path, size)).await,
             Some(enc) => {
                 let blob = hex::decode(&enc.dek_ciphertext)
                     .map_err(|_| EvsError::internal("a volume record holds a malformed data key ciphertext"))?;
@@ -958,13 +939,13 @@ impl Evs {
             let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&volume_id);
             let flushed = match device {
                 // Closing waits for the I/O under way; then everything written is made durable.
-                Some(device) => tokio::task::spawn_blocking(move || {
-                    device.close();
-                    device.flush()
-                })
-                .await
-                .map_err(|e| EvsError::internal(e.to_string()))
-                .and_then(|r| r.map_err(|e| EvsError::io("flushing a volume", e))),
+                Some(device) => {
+                    blocking("flushing a volume", move || {
+                        device.close();
+                        device.flush()
+                    })
+                    .await
+                }
                 None => Ok(()),
             };
             evs.update_volume_record(&volume_id, |v| {
@@ -1010,7 +991,7 @@ impl Evs {
     async fn sync_object(&self, path: &StorePath) -> Result<()> {
         let Some(root) = &self.objects_root else { return Ok(()) };
         let file = root.join(path.as_ref());
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        blocking("syncing a snapshot", move || {
             std::fs::File::open(&file)?.sync_all()?;
             if let Some(dir) = file.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
@@ -1018,8 +999,6 @@ impl Evs {
             Ok(())
         })
         .await
-        .map_err(|e| EvsError::internal(e.to_string()))?
-        .map_err(|e| EvsError::io("syncing a snapshot", e))
     }
 
     /// Takes a snapshot: copies the volume's file (ciphertext, for an encrypted volume) into the object store, in a
@@ -1042,10 +1021,7 @@ impl Evs {
         if volume.status == VolumeStatus::InUse && force {
             let device = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(volume_id).cloned();
             if let Some(device) = device {
-                tokio::task::spawn_blocking(move || device.flush())
-                    .await
-                    .map_err(|e| EvsError::internal(e.to_string()))?
-                    .map_err(|e| EvsError::io("flushing a volume", e))?;
+                blocking("flushing a volume", move || device.flush()).await?;
             }
         }
         let record = {
@@ -1184,11 +1160,7 @@ impl Evs {
             let path = evs.volume_path(&restoring.id);
             let restored = async {
                 evs.copy_from_snapshot(&id, &path).await?;
-                let header = match &restoring.encryption {
-                    Some(_) => luks_payload_bytes(&path).await?,
-                    None => 0,
-                };
-                set_len_durably(&path, header + restoring.size_gb * GIB).await
+                set_volume_len(&path, restoring.encryption.is_some(), restoring.size_gb).await
             }
             .await;
             if let Err(e) = &restored {
@@ -1362,24 +1334,32 @@ fn create_file_durably(path: &Path, head: &[u8], len: u64) -> Result<()> {
     Ok(())
 }
 
-async fn set_len_durably(path: &Path, len: u64) -> Result<()> {
+/// Gives a volume file its length, durably: `size_gb` of payload, after the LUKS header area of an encrypted one.
+async fn set_volume_len(path: &Path, encrypted: bool, size_gb: u64) -> Result<()> {
+    let header = if encrypted { luks_payload_bytes(path).await? } else { 0 };
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+    blocking("resizing a volume", move || {
         let file = std::fs::OpenOptions::new().write(true).open(&path)?;
-        file.set_len(len)?;
+        file.set_len(header + size_gb * GIB)?;
         file.sync_all()
     })
     .await
-    .map_err(|e| EvsError::internal(e.to_string()))?
-    .map_err(|e| EvsError::io("resizing a volume", e))
+}
+
+/// Runs blocking file work (`doing`, for the error) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    doing: &'static str,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EvsError::internal(e.to_string()))?
+        .map_err(|e| EvsError::io(doing, e))
 }
 
 async fn sync_dir_of(path: &Path) -> Result<()> {
     let Some(dir) = path.parent().map(Path::to_owned) else { return Ok(()) };
-    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-        .await
-        .map_err(|e| EvsError::internal(e.to_string()))?
-        .map_err(|e| EvsError::io("syncing the volume directory", e))
+    blocking("syncing the volume directory", move || std::fs::File::open(dir)?.sync_all()).await
 }
 
 fn remove_if_exists(path: &Path) -> std::io::Result<()> {

@@ -273,6 +273,19 @@ pub struct AliasRecord {
 }
 
 impl AliasRecord {
+    /// A new alias `name` of `account` in `region` for the key `target_key_id`, created at `now`.
+    pub fn new(name: &str, account: &str, region: &str, target_key_id: &str, now: i64) -> Self {
+        AliasRecord {
+            format: RECORD_FORMAT,
+            name: name.to_owned(),
+            account: account.to_owned(),
+            region: region.to_owned(),
+            target_key_id: target_key_id.to_owned(),
+            created: now,
+            updated: now,
+        }
+    }
+
     /// `arn:aws:kms:<region>:<account>:alias/<name>`.
     pub fn arn(&self) -> String {
         format!("arn:aws:kms:{}:{}:{}", self.region, self.account, self.name)

@@ -643,20 +643,16 @@ impl Call<'_> {
                     by_key.into_iter().map(|(key, values)| json!({"key": key, "values": values})).collect();
                 Ok(json!({"tags": tags}))
             }
-            Verb::CreateAlias | Verb::AssociateAlias => {
-                let (alias, key_id) = if verb == Verb::CreateAlias {
-                    (self.str("alias")?.to_owned(), self.key_id()?)
-                } else {
-                    let target = self.str("target_key_id")?.to_owned();
-                    self.audit.key_arn = Some(target.clone());
-                    (self.str("alias")?.to_owned(), target)
-                };
-                if verb == Verb::CreateAlias {
-                    self.kms.create_alias(&self.caller, &alias, &key_id)?;
-                } else {
-                    self.kms.update_alias(&self.caller, &alias, &key_id)?;
-                }
-                Ok(self.alias_json(&alias)?)
+            Verb::CreateAlias => {
+                let (alias, key_id) = (self.str("alias")?.to_owned(), self.key_id()?);
+                self.kms.create_alias(&self.caller, &alias, &key_id)?;
+                self.alias_json(&alias, &key_id)
+            }
+            Verb::AssociateAlias => {
+                let (alias, key_id) = (self.str("alias")?.to_owned(), self.str("target_key_id")?.to_owned());
+                self.audit.key_arn = Some(key_id.clone());
+                self.kms.update_alias(&self.caller, &alias, &key_id)?;
+                self.alias_json(&alias, &key_id)
             }
             Verb::DeleteAliases => {
                 let aliases: Vec<String> = match self.body.get("aliases") {
@@ -735,14 +731,14 @@ impl Call<'_> {
         Ok(alias.strip_prefix("alias/").unwrap_or(&alias).to_owned())
     }
 
-    fn alias_json(&self, alias: &str) -> Result<Value, OtcError> {
-        let page = self.kms.list_aliases(&self.caller, None, usize::MAX, None)?;
-        let record = page
-            .items
-            .iter()
+    /// The answer to create-alias and associate-alias: the alias just written, now pointing at `key_id`.
+    fn alias_json(&self, alias: &str, key_id: &str) -> Result<Value, OtcError> {
+        let record = self
+            .aliases_of(key_id)?
+            .into_iter()
             .find(|a| a.name == alias)
-            .ok_or_else(|| OtcError::from(Error::Internal("alias vanished".into())))?;
-        Ok(self.alias_record_json(record))
+            .ok_or_else(|| OtcError::from(Error::Internal(format!("alias {alias} vanished"))))?;
+        Ok(self.alias_record_json(&record))
     }
 
     fn alias_record_json(&self, alias: &crate::model::AliasRecord) -> Value {

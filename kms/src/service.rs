@@ -317,15 +317,7 @@ impl Kms {
                 validate_alias_name(name, false)?;
                 let key = alias_store_key(&seed.account, &seed.region, name);
                 if !self.read_state().aliases.contains_key(&key) {
-                    new_aliases.push(AliasRecord {
-                        format: RECORD_FORMAT,
-                        name: name.clone(),
-                        account: seed.account.clone(),
-                        region: seed.region.clone(),
-                        target_key_id: seed.id.clone(),
-                        created: now,
-                        updated: now,
-                    });
+                    new_aliases.push(AliasRecord::new(name, &seed.account, &seed.region, &seed.id, now));
                 }
             }
             let mut changes: Vec<Change<'_>> = changes_keys.iter().map(Change::PutKey).collect();
@@ -486,16 +478,7 @@ impl Kms {
                 if self.read_state().aliases.contains_key(&store_key) {
                     return Err(alias_exists(caller, name));
                 }
-                let alias = AliasRecord {
-                    format: RECORD_FORMAT,
-                    name: name.clone(),
-                    account: caller.account_id.clone(),
-                    region: caller.region.clone(),
-                    target_key_id: id.clone(),
-                    created: now,
-                    updated: now,
-                };
-                Some((store_key, alias))
+                Some((store_key, AliasRecord::new(name, &caller.account_id, &caller.region, &id, now)))
             }
             None => None,
         };
@@ -564,15 +547,7 @@ impl Kms {
             }],
             grants: Vec::new(),
         };
-        let alias_record = AliasRecord {
-            format: RECORD_FORMAT,
-            name: alias.to_owned(),
-            account: caller.account_id.clone(),
-            region: caller.region.clone(),
-            target_key_id: id.clone(),
-            created: now,
-            updated: now,
-        };
+        let alias_record = AliasRecord::new(alias, &caller.account_id, &caller.region, &id, now);
         self.store.commit(&[Change::PutKey(&record), Change::PutAlias(&alias_record)])?;
         let live = LiveKey { record: record.clone(), ciphers: vec![blob::cipher(material.bytes())] };
         let mut state = self.write_state();
@@ -685,15 +660,7 @@ impl Kms {
             return Err(alias_exists(caller, name));
         }
         let now = self.clock.now();
-        let alias = AliasRecord {
-            format: RECORD_FORMAT,
-            name: name.to_owned(),
-            account: caller.account_id.clone(),
-            region: caller.region.clone(),
-            target_key_id: target.id.clone(),
-            created: now,
-            updated: now,
-        };
+        let alias = AliasRecord::new(name, &caller.account_id, &caller.region, &target.id, now);
         self.store.commit(&[Change::PutAlias(&alias)])?;
         self.write_state().aliases.insert(store_key, alias);
         Ok(())
