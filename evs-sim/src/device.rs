@@ -7,18 +7,17 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::RwLock;
 
+use rustix::fs::FallocateFlags;
+
 use crate::error::{EvsError, Result};
 use crate::luks::{self, SECTOR, SectorCipher};
 use crate::nbd::BlockDevice;
 
-/// Bytes written at a time by `trim` and `write_zeroes`.
+/// Bytes written at a time by `write_zeroes`.
 const ZERO_CHUNK: usize = 1 << 20;
 /// Bytes read and decrypted (or encrypted and written) at a time: small enough that the cipher works on data still
 /// in the CPU cache from the copy to or from the page cache.
 const CRYPT_CHUNK: usize = 128 * 1024;
-/// Requests at least this large are split in two halves worked on by two threads (the cipher is the cost of a
-/// large request; NBD clients keep only a few in flight).
-const SPLIT_AT: usize = 512 * 1024;
 
 /// An open volume: its file, the payload cipher of an encrypted volume, and whether it was detached.
 pub struct VolumeDevice {
@@ -103,7 +102,7 @@ impl VolumeDevice {
     }
 
     /// Reads and decrypts `buf` at `offset`, chunk by chunk.
-    fn read_part(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_chunks(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         for (i, chunk) in buf.chunks_mut(CRYPT_CHUNK).enumerate() {
             let at = offset + (i * CRYPT_CHUNK) as u64;
             self.file.read_exact_at(chunk, self.payload_offset + at)?;
@@ -115,7 +114,7 @@ impl VolumeDevice {
     }
 
     /// Encrypts (in place) and writes `data` at `offset`, chunk by chunk.
-    fn write_part(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
+    fn write_chunks(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
         for (i, chunk) in data.chunks_mut(CRYPT_CHUNK).enumerate() {
             let at = offset + (i * CRYPT_CHUNK) as u64;
             if let Some(cipher) = &self.cipher {
@@ -125,26 +124,6 @@ impl VolumeDevice {
         }
         Ok(())
     }
-
-    /// Runs `part` on `data` at `offset`, in two halves on two threads when the request is large and encrypted.
-    fn split(
-        &self,
-        offset: u64,
-        data: &mut [u8],
-        part: impl Fn(&Self, u64, &mut [u8]) -> io::Result<()> + Sync,
-    ) -> io::Result<()> {
-        if self.cipher.is_none() || data.len() < SPLIT_AT {
-            return part(self, offset, data);
-        }
-        let middle = (data.len() / 2).next_multiple_of(SECTOR);
-        let (first, second) = data.split_at_mut(middle);
-        std::thread::scope(|scope| {
-            let other = scope.spawn(|| part(self, offset + middle as u64, second));
-            let mine = part(self, offset, first);
-            let other = other.join().unwrap_or_else(|_| Err(io::Error::other("a volume I/O thread panicked")));
-            mine.and(other)
-        })
-    }
 }
 
 impl BlockDevice for VolumeDevice {
@@ -153,22 +132,94 @@ impl BlockDevice for VolumeDevice {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.while_open(|| self.split(offset, buf, Self::read_part))
+        self.while_open(|| self.read_chunks(offset, buf))
     }
 
     fn write_at(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        self.while_open(|| self.split(offset, data, Self::write_part))
+        self.while_open(|| self.write_chunks(offset, data))
     }
 
     fn flush(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 
+    /// Gives the blocks back to the filesystem (a hole punched in the volume file, which stays sparse). The NBD
+    /// protocol leaves what a trimmed range then reads as undefined: an unencrypted volume reads zeros, an
+    /// encrypted one the decryption of zeros (as dm-crypt with discards does). Where the filesystem cannot punch
+    /// holes, the trim is a no-op, which the protocol also allows.
     fn trim(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.zero(offset, len)
+        self.while_open(|| {
+            let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+            match rustix::fs::fallocate(&self.file, punch, self.payload_offset + offset, len) {
+                Ok(()) => Ok(()),
+                Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
         self.zero(offset, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// An encrypted volume file of `size` bytes in `dir` (header area, then a sparse payload), opened.
+    fn encrypted_volume(dir: &Path, size: u64) -> (VolumeDevice, std::path::PathBuf) {
+        let passphrase = b"00112233445566778899aabbccddeeff";
+        let (area, _, header) = luks::format(passphrase, 1000).expect("format");
+        let path = dir.join("volume");
+        let file = File::create(&path).expect("create");
+        file.write_all_at(&area, 0).expect("header");
+        file.set_len(header.payload_offset_bytes() + size).expect("size");
+        (VolumeDevice::encrypted(&path, size, passphrase).expect("open"), path)
+    }
+
+    #[test]
+    fn data_is_encrypted_at_rest_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (device, path) = encrypted_volume(dir.path(), 4 * MIB);
+        let mut data: Vec<u8> = (0..MIB as usize + 4096).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        device.write_at(MIB - 4096, &mut data).expect("write");
+        let mut back = vec![0u8; expected.len()];
+        device.read_at(MIB - 4096, &mut back).expect("read");
+        assert_eq!(back, expected);
+        let on_disk = std::fs::read(&path).expect("read file");
+        let start = (device.payload_offset + MIB - 4096) as usize;
+        assert_ne!(&on_disk[start..start + 4096], &expected[..4096]);
+    }
+
+    /// A trim gives the blocks back (the file's allocation shrinks) and leaves the rest as it was.
+    #[test]
+    fn trim_punches_a_hole_and_keeps_the_neighbours() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (device, path) = encrypted_volume(dir.path(), 8 * MIB);
+        let mut data = vec![0x5a_u8; 4 * MIB as usize];
+        device.write_at(0, &mut data).expect("write");
+        device.flush().expect("flush");
+        let allocated = |path: &Path| std::fs::metadata(path).expect("metadata").blocks() * 512;
+        let before = allocated(&path);
+        device.trim(MIB, 2 * MIB).expect("trim");
+        let after = allocated(&path);
+        assert!(before - after >= 2 * MIB, "allocated {before} bytes before the trim, {after} after");
+        for at in [0, 3 * MIB] {
+            let mut back = vec![0u8; MIB as usize];
+            device.read_at(at, &mut back).expect("read");
+            assert!(back.iter().all(|&b| b == 0x5a), "the block at {at} changed");
+        }
+        device.write_zeroes(MIB, MIB).expect("write zeroes");
+        let mut back = vec![1u8; MIB as usize];
+        device.read_at(MIB, &mut back).expect("read");
+        assert!(back.iter().all(|&b| b == 0));
+        device.close();
+        assert!(device.trim(0, MIB).is_err(), "a detached volume refuses trims");
     }
 }

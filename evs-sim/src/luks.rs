@@ -41,8 +41,12 @@
 use std::fmt;
 
 use aes::Aes256;
-use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
+use aes::cipher::consts::U16;
+use aes::cipher::typenum::Unsigned;
+use aes::cipher::{
+    Array, BlockCipherDecBackend, BlockCipherDecClosure, BlockCipherDecrypt, BlockCipherEncBackend,
+    BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit, ParBlocks,
+};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
@@ -403,10 +407,10 @@ impl Header {
 
 /// AES-256-XTS over 512-byte sectors with plain64 IVs: the payload cipher of a container.
 ///
-/// IEEE 1619 XTS, written on the `aes` crate's multi-block calls: the tweaks of every sector of a
-/// request are encrypted in one batch, then each sector's 32 blocks in another, which lets AES-NI
-/// pipeline them (several times the throughput of encrypting block by block). The key schedules
-/// are wiped on drop (`aes` with `zeroize`).
+/// IEEE 1619 XTS on the `aes` crate: the tweaks of every sector of a request are encrypted in one
+/// multi-block call; the data blocks are processed inside the cipher's backend ([`XtsPass`]), so
+/// that the masking runs with the backend's CPU features (AVX-512 where the backend is VAES) and
+/// AES gets whole parallel batches. The key schedules are wiped on drop (`aes` with `zeroize`).
 pub struct SectorCipher {
     data: Aes256,
     tweak: Aes256,
@@ -424,8 +428,8 @@ impl SectorCipher {
     fn from_key(key: &[u8; KEY_BYTES]) -> Self {
         let (data_key, tweak_key) = key.split_at(KEY_BYTES / 2);
         SectorCipher {
-            data: Aes256::new(GenericArray::from_slice(data_key)),
-            tweak: Aes256::new(GenericArray::from_slice(tweak_key)),
+            data: Aes256::new_from_slice(data_key).expect("32-byte AES-256 key"),
+            tweak: Aes256::new_from_slice(tweak_key).expect("32-byte AES-256 key"),
         }
     }
 
@@ -435,7 +439,8 @@ impl SectorCipher {
     /// # Panics
     /// If `data.len()` is not a multiple of [`SECTOR`] (callers check alignment at their edge).
     pub fn encrypt_sectors(&self, first_sector: u64, data: &mut [u8]) {
-        self.apply(first_sector, data, |blocks| self.data.encrypt_blocks(blocks));
+        let tweaks = self.tweaks(first_sector, data);
+        self.data.encrypt_with_backend(XtsPass { data, tweaks: &tweaks });
     }
 
     /// Decrypts whole sectors in place; the counterpart of [`SectorCipher::encrypt_sectors`].
@@ -443,47 +448,107 @@ impl SectorCipher {
     /// # Panics
     /// If `data.len()` is not a multiple of [`SECTOR`].
     pub fn decrypt_sectors(&self, first_sector: u64, data: &mut [u8]) {
-        self.apply(first_sector, data, |blocks| self.data.decrypt_blocks(blocks));
+        let tweaks = self.tweaks(first_sector, data);
+        self.data.decrypt_with_backend(XtsPass { data, tweaks: &tweaks });
     }
 
-    /// XTS around `cipher`: per sector, T = E(tweak key, plain64(sector)); block j is
-    /// cipher(P ⊕ T·αʲ) ⊕ T·αʲ.
-    fn apply(&self, first_sector: u64, data: &mut [u8], cipher: impl Fn(&mut [Block])) {
+    /// T = E(tweak key, plain64(sector)) for each sector of `data`, as little-endian numbers.
+    fn tweaks(&self, first_sector: u64, data: &[u8]) -> Vec<u128> {
         assert_sectors(data);
-        let sectors = data.len() / SECTOR;
-        let mut tweaks: Vec<Block> =
-            (0..sectors).map(|i| Block::from(plain64(u128::from(first_sector.wrapping_add(i as u64))))).collect();
-        self.tweak.encrypt_blocks(&mut tweaks);
-        let mut blocks = [Block::default(); BLOCKS_PER_SECTOR];
-        let mut masks = [0u128; BLOCKS_PER_SECTOR];
-        for (sector, tweak) in data.chunks_exact_mut(SECTOR).zip(&tweaks) {
-            let mut t = u128::from_le_bytes((*tweak).into());
-            for ((block, mask), bytes) in blocks.iter_mut().zip(&mut masks).zip(sector.chunks_exact(16)) {
-                *mask = t;
-                let plain = u128::from_le_bytes(bytes.try_into().expect("16-byte chunk"));
-                block.copy_from_slice(&(plain ^ t).to_le_bytes());
-                t = times_alpha(t);
-            }
-            cipher(&mut blocks);
-            for ((block, mask), bytes) in blocks.iter().zip(&masks).zip(sector.chunks_exact_mut(16)) {
-                let out = u128::from_le_bytes((*block).into()) ^ mask;
-                bytes.copy_from_slice(&out.to_le_bytes());
-            }
-        }
-        for block in &mut blocks {
-            block.as_mut_slice().zeroize();
-        }
-        masks.zeroize();
+        let mut blocks: Vec<Block> = (0..(data.len() / SECTOR) as u64)
+            .map(|i| Block::from(plain64(u128::from(first_sector.wrapping_add(i)))))
+            .collect();
+        self.tweak.encrypt_blocks(&mut blocks);
+        blocks.iter().map(|block| u128::from_le_bytes(block.0)).collect()
     }
 }
 
 /// One AES block.
-type Block = GenericArray<u8, aes::cipher::consts::U16>;
+type Block = Array<u8, U16>;
 
-/// Multiplies an XTS tweak (a little-endian 128-bit number) by α in GF(2¹²⁸): a left shift,
-/// folding the carry back in with 0x87.
-fn times_alpha(t: u128) -> u128 {
-    (t << 1) ^ ((t >> 127) * 0x87)
+/// One XTS pass over whole sectors, run by the block cipher's backend (encrypting or decrypting):
+/// block j of a sector with tweak T becomes cipher(P ⊕ T·αʲ) ⊕ T·αʲ.
+///
+/// Sectors go through in batches of the backend's parallel width (or one sector when that is
+/// narrower): the masks of the batch are computed, the masked blocks copied into a batch buffer,
+/// the cipher runs over the buffer in parallel blocks, and the unmasked result is copied back.
+/// The masks and the buffer are 64-bit word loops the compiler vectorizes; both are wiped at the
+/// end, since they hold T·αʲ and plaintext ⊕ mask.
+struct XtsPass<'a> {
+    data: &'a mut [u8],
+    tweaks: &'a [u128],
+}
+
+impl XtsPass<'_> {
+    #[inline(always)]
+    fn run(self, parallel: usize, mut cipher: impl FnMut(&mut [Block])) {
+        let batch_sectors = (parallel / BLOCKS_PER_SECTOR).max(1);
+        let mut masks = Zeroizing::new(vec![0u64; batch_sectors * BLOCKS_PER_SECTOR * 2]);
+        let mut batch = vec![Block::default(); batch_sectors * BLOCKS_PER_SECTOR];
+        for (sectors, tweaks) in self.data.chunks_mut(batch_sectors * SECTOR).zip(self.tweaks.chunks(batch_sectors)) {
+            for (masks, &tweak) in masks.chunks_exact_mut(BLOCKS_PER_SECTOR * 2).zip(tweaks) {
+                sector_masks(tweak, masks);
+            }
+            let blocks = &mut batch[..sectors.len() / 16];
+            xor_words(Array::slice_as_flattened_mut(blocks), sectors, &masks);
+            for chunk in blocks.chunks_mut(parallel) {
+                cipher(chunk);
+            }
+            xor_words(sectors, Array::slice_as_flattened(blocks), &masks);
+        }
+        Array::slice_as_flattened_mut(&mut batch).zeroize();
+    }
+}
+
+impl BlockSizeUser for XtsPass<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for XtsPass<'_> {
+    #[inline(always)]
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        self.run(B::ParBlocksSize::USIZE, |blocks| match <&mut ParBlocks<B>>::try_from(&mut *blocks) {
+            Ok(parallel) => backend.encrypt_par_blocks(parallel.into()),
+            Err(_) => blocks.iter_mut().for_each(|block| backend.encrypt_block(block.into())),
+        });
+    }
+}
+
+impl BlockCipherDecClosure for XtsPass<'_> {
+    #[inline(always)]
+    fn call<B: BlockCipherDecBackend<BlockSize = U16>>(self, backend: &B) {
+        self.run(B::ParBlocksSize::USIZE, |blocks| match <&mut ParBlocks<B>>::try_from(&mut *blocks) {
+            Ok(parallel) => backend.decrypt_par_blocks(parallel.into()),
+            Err(_) => blocks.iter_mut().for_each(|block| backend.decrypt_block(block.into())),
+        });
+    }
+}
+
+/// The XTS masks T·αʲ (j = 0..32) of one sector, as little-endian 64-bit halves (low, high).
+///
+/// Each is computed from T alone rather than by doubling the previous one, so the 32 are
+/// independent and vectorize: T·αʲ is T shifted left by j with the j bits shifted out of the top
+/// folded back in as their carry-less product with 0x87 (x¹²⁸ = x⁷ + x² + x + 1).
+#[inline(always)]
+fn sector_masks(tweak: u128, masks: &mut [u64]) {
+    let (low, high) = (tweak as u64, (tweak >> 64) as u64);
+    for (j, mask) in masks.chunks_exact_mut(2).enumerate() {
+        let j = j as u32;
+        // x >> (64 - j) for j in 0..64, without shifting by 64 when j = 0.
+        let carry = (low >> 1) >> (63 - j);
+        let folded = (high >> 1) >> (63 - j);
+        mask[0] = (low << j) ^ folded ^ (folded << 1) ^ (folded << 2) ^ (folded << 7);
+        mask[1] = (high << j) | carry;
+    }
+}
+
+/// `out = input ⊕ masks`, 64 bits at a time.
+#[inline(always)]
+fn xor_words(out: &mut [u8], input: &[u8], masks: &[u64]) {
+    for ((out, input), mask) in out.chunks_exact_mut(8).zip(input.chunks_exact(8)).zip(masks) {
+        let word = u64::from_le_bytes(input.try_into().expect("8-byte chunk")) ^ mask;
+        out.copy_from_slice(&word.to_le_bytes());
+    }
 }
 
 impl fmt::Debug for SectorCipher {
@@ -637,8 +702,8 @@ mod tests {
             rng.fill(&mut key[..]);
             let ours = SectorCipher::from_key(&key);
             let reference = xts_mode::Xts128::new(
-                Aes256::new(GenericArray::from_slice(&key[..32])),
-                Aes256::new(GenericArray::from_slice(&key[32..])),
+                <aes08::Aes256 as aes08::cipher::KeyInit>::new_from_slice(&key[..32]).unwrap(),
+                <aes08::Aes256 as aes08::cipher::KeyInit>::new_from_slice(&key[32..]).unwrap(),
             );
             let sectors = rng.gen_range(1..9);
             let first: u64 = if rng.gen_bool(0.2) { u64::MAX - 2 } else { rng.r#gen() };

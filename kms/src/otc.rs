@@ -303,33 +303,40 @@ enum Verb {
     AssociateAlias,
 }
 
-/// The POST verbs kmsim implements.
-const POST_VERBS: &[&str] = &[
-    "create-key",
-    "describe-key",
-    "list-keys",
-    "update-key-alias",
-    "update-key-description",
-    "enable-key",
-    "disable-key",
-    "schedule-key-deletion",
-    "cancel-key-deletion",
-    "create-datakey",
-    "create-datakey-without-plaintext",
-    "encrypt-datakey",
-    "decrypt-datakey",
-    "encrypt-data",
-    "decrypt-data",
-    "gen-random",
-    "enable-key-rotation",
-    "disable-key-rotation",
-    "get-key-rotation-status",
-    "update-key-rotation-interval",
-    "create-grant",
-    "revoke-grant",
-    "retire-grant",
-    "list-grants",
-    "list-retirable-grants",
+/// What a verb does to the key store (a write fsyncs, so it runs off the async workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Reads,
+    Writes,
+}
+
+/// The POST verbs kmsim implements, with what each does to the key store.
+const POST_VERBS: &[(&str, State)] = &[
+    ("create-key", State::Writes),
+    ("describe-key", State::Reads),
+    ("list-keys", State::Reads),
+    ("update-key-alias", State::Writes),
+    ("update-key-description", State::Writes),
+    ("enable-key", State::Writes),
+    ("disable-key", State::Writes),
+    ("schedule-key-deletion", State::Writes),
+    ("cancel-key-deletion", State::Writes),
+    ("create-datakey", State::Reads),
+    ("create-datakey-without-plaintext", State::Reads),
+    ("encrypt-datakey", State::Reads),
+    ("decrypt-datakey", State::Reads),
+    ("encrypt-data", State::Reads),
+    ("decrypt-data", State::Reads),
+    ("gen-random", State::Reads),
+    ("enable-key-rotation", State::Writes),
+    ("disable-key-rotation", State::Writes),
+    ("get-key-rotation-status", State::Reads),
+    ("update-key-rotation-interval", State::Writes),
+    ("create-grant", State::Writes),
+    ("revoke-grant", State::Writes),
+    ("retire-grant", State::Writes),
+    ("list-grants", State::Reads),
+    ("list-retirable-grants", State::Reads),
 ];
 
 impl Verb {
@@ -350,21 +357,7 @@ impl Verb {
 
     fn mutates(self) -> bool {
         match self {
-            Verb::Post(verb) => !matches!(
-                verb,
-                "describe-key"
-                    | "list-keys"
-                    | "create-datakey"
-                    | "create-datakey-without-plaintext"
-                    | "encrypt-datakey"
-                    | "decrypt-datakey"
-                    | "encrypt-data"
-                    | "decrypt-data"
-                    | "gen-random"
-                    | "get-key-rotation-status"
-                    | "list-grants"
-                    | "list-retirable-grants"
-            ),
+            Verb::Post(verb) => POST_VERBS.iter().any(|&(name, state)| name == verb && state == State::Writes),
             Verb::ListKeyTags | Verb::ListProjectTags | Verb::ListAliases => false,
             _ => true,
         }
@@ -383,9 +376,7 @@ fn route(method: &Method, segments: &[&str]) -> Result<Verb, OtcError> {
         ("POST", [_, "tags", "action"]) => Verb::BatchTags,
         ("DELETE", [_, "tags", _]) => Verb::DeleteTag,
         ("GET", [_, "tags"]) => Verb::ListKeyTags,
-        ("POST", [verb]) if POST_VERBS.contains(verb) => {
-            Verb::Post(POST_VERBS.iter().find(|v| *v == verb).expect("checked above"))
-        }
+        ("POST", [verb]) if let Some(&(name, _)) = POST_VERBS.iter().find(|(name, _)| name == verb) => Verb::Post(name),
         (_, [first, ..]) if UNSUPPORTED_VERBS.contains(first) => {
             let mut e = OtcError::no_such_api();
             e.message = format!("kmsim does not implement {first}; see docs/api-coverage.md.");
