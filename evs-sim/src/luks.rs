@@ -452,14 +452,17 @@ impl SectorCipher {
         self.data.decrypt_with_backend(XtsPass { data, tweaks: &tweaks });
     }
 
-    /// T = E(tweak key, plain64(sector)) for each sector of `data`, as little-endian numbers.
-    fn tweaks(&self, first_sector: u64, data: &[u8]) -> Vec<u128> {
+    /// T = E(tweak key, plain64(sector)) for each sector of `data`, as little-endian numbers (wiped
+    /// on drop, as the masks derived from them are).
+    fn tweaks(&self, first_sector: u64, data: &[u8]) -> Zeroizing<Vec<u128>> {
         assert_sectors(data);
         let mut blocks: Vec<Block> = (0..(data.len() / SECTOR) as u64)
             .map(|i| Block::from(plain64(u128::from(first_sector.wrapping_add(i)))))
             .collect();
         self.tweak.encrypt_blocks(&mut blocks);
-        blocks.iter().map(|block| u128::from_le_bytes(block.0)).collect()
+        let tweaks = blocks.iter().map(|block| u128::from_le_bytes(block.0)).collect();
+        Array::slice_as_flattened_mut(&mut blocks).zeroize();
+        Zeroizing::new(tweaks)
     }
 }
 
