@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use shared::sdk_hmac::{self, Credentials};
 
-use crate::common::{RawResponse, raw_request_to};
+use crate::common::{RawResponse, raw_request_to, spawn_binary_line};
 
 const PROJECT: &str = "00000000000000000000000000000000";
 const CREDENTIALS: Credentials<'static> = Credentials { access_key_id: "test", secret_access_key: "test" };
@@ -43,18 +43,8 @@ impl Drop for Kmsim {
 /// The `kmsim` binary on port 0 with a data dir: its edge and NBD addresses (read from its JSON line) and how long
 /// it took to print them.
 fn spawn(dir: &Path) -> (Kmsim, SocketAddr, SocketAddr, Duration) {
-    use std::io::BufRead;
     let started = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kmsim"))
-        .args(["--port", "0", "--log", "warn", "--data-dir"])
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("kmsim starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let line: Value = serde_json::from_str(&line).expect("a JSON line");
+    let (child, line) = spawn_binary_line(dir);
     let edge = line["endpoint"].as_str().unwrap().trim_start_matches("http://").parse().unwrap();
     let nbd = line["nbd"].as_str().unwrap().trim_start_matches("nbd://").parse().unwrap();
     (Kmsim(child), edge, nbd, started.elapsed())

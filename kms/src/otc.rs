@@ -291,7 +291,8 @@ impl OtcApi {
 /// The operations of the dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
-    Post(&'static str),
+    /// A verb of [`POST_VERBS`], with what it does to the key store.
+    Post(&'static str, State),
     CreateTag,
     BatchTags,
     DeleteTag,
@@ -342,7 +343,7 @@ const POST_VERBS: &[(&str, State)] = &[
 impl Verb {
     fn name(self) -> &'static str {
         match self {
-            Verb::Post(verb) => verb,
+            Verb::Post(verb, _) => verb,
             Verb::CreateTag => "create-kms-tag",
             Verb::BatchTags => "batch-create-kms-tags",
             Verb::DeleteTag => "delete-tag",
@@ -357,7 +358,7 @@ impl Verb {
 
     fn mutates(self) -> bool {
         match self {
-            Verb::Post(verb) => POST_VERBS.iter().any(|&(name, state)| name == verb && state == State::Writes),
+            Verb::Post(_, state) => state == State::Writes,
             Verb::ListKeyTags | Verb::ListProjectTags | Verb::ListAliases => false,
             _ => true,
         }
@@ -376,7 +377,9 @@ fn route(method: &Method, segments: &[&str]) -> Result<Verb, OtcError> {
         ("POST", [_, "tags", "action"]) => Verb::BatchTags,
         ("DELETE", [_, "tags", _]) => Verb::DeleteTag,
         ("GET", [_, "tags"]) => Verb::ListKeyTags,
-        ("POST", [verb]) if let Some(&(name, _)) = POST_VERBS.iter().find(|(name, _)| name == verb) => Verb::Post(name),
+        ("POST", [verb]) if let Some(&(name, state)) = POST_VERBS.iter().find(|(name, _)| name == verb) => {
+            Verb::Post(name, state)
+        }
         (_, [first, ..]) if UNSUPPORTED_VERBS.contains(first) => {
             let mut e = OtcError::no_such_api();
             e.message = format!("kmsim does not implement {first}; see docs/api-coverage.md.");
@@ -576,7 +579,7 @@ fn grant_operation_names(operation: GrantOperation) -> impl Iterator<Item = &'st
 impl Call<'_> {
     fn dispatch(&mut self, verb: Verb) -> Result<Value, OtcError> {
         match verb {
-            Verb::Post(verb) => self.post(verb),
+            Verb::Post(verb, _) => self.post(verb),
             Verb::CreateTag => {
                 let key_id = self.path_key_id()?;
                 let tag = match self.body.get("tag") {

@@ -30,6 +30,12 @@ pub fn kms_client_with(stack: &Stack, access_key_id: &str, secret: &str) -> aws_
 
 /// The `kmsim` binary on port 0 with a data dir, and its endpoint (read from its JSON line).
 pub fn spawn_binary(dir: &std::path::Path) -> (std::process::Child, String) {
+    let (child, line) = spawn_binary_line(dir);
+    (child, line["endpoint"].as_str().expect("an endpoint").to_owned())
+}
+
+/// The `kmsim` binary on port 0 with a data dir, and the JSON line it prints once it serves (endpoint, nbd, ...).
+pub fn spawn_binary_line(dir: &std::path::Path) -> (std::process::Child, serde_json::Value) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kmsim"))
         .args(["--port", "0", "--log", "warn", "--data-dir"])
@@ -40,9 +46,7 @@ pub fn spawn_binary(dir: &std::path::Path) -> (std::process::Child, String) {
         .expect("kmsim starts");
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let endpoint =
-        serde_json::from_str::<serde_json::Value>(&line).expect("a JSON line")["endpoint"].as_str().unwrap().to_owned();
-    (child, endpoint)
+    (child, serde_json::from_str(&line).expect("a JSON line"))
 }
 
 /// An `aws-sdk-kms` client for a spawned binary, without retries (a killed server fails fast).
