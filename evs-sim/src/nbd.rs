@@ -23,7 +23,8 @@
 //!   `EINVAL`, device errors `EIO` (or `ENOSPC`/`EPERM`/`EINVAL` from the `io::ErrorKind`).
 //! - Pipelining: each connection runs up to 64 requests at once (at most 64 MiB of payload in
 //!   flight); replies may go out of order, as the protocol allows. Device calls run on tokio's
-//!   blocking pool, never on the async workers. Each connection is its own task; a client that
+//!   blocking pool, never on the async workers; payload buffers are reused from request to request
+//!   (up to another 64 MiB kept per connection). Each connection is its own task; a client that
 //!   disconnects mid-request affects nobody else, and a `WRITE` whose payload did not arrive in
 //!   full is never applied.
 //!
@@ -41,7 +42,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -121,6 +122,8 @@ const ENOSPC: u32 = 28;
 const MAX_NAME_LEN: usize = 4096;
 /// Requests a single connection may have in flight; further requests wait to be read.
 const MAX_IN_FLIGHT: u32 = 64;
+/// `WRITE` payloads from this size on are read straight from the socket ([`read_through`]).
+const READ_THROUGH_MIN: usize = 64 * 1024;
 /// Payload bytes (read buffers and write data) a single connection may hold at once.
 const IN_FLIGHT_BYTES: u32 = 64 * 1024 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -711,7 +714,7 @@ struct Reply {
     handle: u64,
     error: u32,
     /// Data of a successful `READ`.
-    data: Option<Vec<u8>>,
+    data: Option<Payload>,
     /// The request's share of the in-flight limits (count, payload bytes), released once the
     /// reply is written (or dropped), letting the next request in.
     _permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
@@ -729,7 +732,12 @@ fn errno_for(error: &io::Error) -> u32 {
 
 /// Reads requests until `DISC`, a protocol violation, end of stream or shutdown; runs each on the
 /// blocking pool and replies through a single writer task.
-async fn transmit<R, W>(mut reader: R, writer: W, export: Export, mut stop: watch::Receiver<bool>) -> io::Result<()>
+async fn transmit<R, W>(
+    mut reader: BufReader<R>,
+    writer: W,
+    export: Export,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -739,6 +747,7 @@ where
     let limits = Limits {
         requests: Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
         payload_bytes: Arc::new(Semaphore::new(IN_FLIGHT_BYTES as usize)),
+        buffers: Arc::default(),
     };
 
     let result = loop {
@@ -756,10 +765,14 @@ where
         let replies = replies.clone();
         tokio::spawn(async move {
             let Job { request, mut payload, permits } = job;
-            let outcome = tokio::task::spawn_blocking(move || execute(&*device, &request, &mut payload)).await;
+            let outcome = tokio::task::spawn_blocking(move || {
+                let outcome = execute(&*device, &request, &mut payload);
+                (outcome, payload)
+            })
+            .await;
             let (error, data) = match outcome {
-                Ok(Ok(data)) => (0, data),
-                Ok(Err(error)) => {
+                Ok((Ok(()), payload)) => (0, (request.command == Command::Read).then_some(payload)),
+                Ok((Err(error), _)) => {
                     warn!(%error, ?request, "NBD device I/O failed");
                     (errno_for(&error), None)
                 }
@@ -788,13 +801,82 @@ struct Limits {
     requests: Arc<Semaphore>,
     /// One permit per payload byte (read buffer or write data) in flight.
     payload_bytes: Arc<Semaphore>,
+    /// Payload buffers of finished requests, for the next ones.
+    buffers: Arc<Buffers>,
+}
+
+/// Payload buffers of one connection, reused from request to request so that a request does not
+/// pay for a freshly allocated and zeroed buffer (a megabyte each for a sequential client). A
+/// buffer's old contents are never seen: a `READ` fills all of its payload from the device or
+/// fails, and a `WRITE` fills all of it from the socket or the connection ends. The kept buffers
+/// hold at most [`IN_FLIGHT_BYTES`] together, so a connection's payload memory stays under twice
+/// that budget (what is in flight, plus what is kept).
+#[derive(Default)]
+struct Buffers(Mutex<Vec<Vec<u8>>>);
+
+impl Buffers {
+    /// A payload of `len` bytes with unspecified contents, back in `self` once dropped.
+    fn take(self: &Arc<Self>, len: usize) -> Payload {
+        let mut bytes = Vec::new();
+        if len > 0 {
+            bytes = self.lock().pop().unwrap_or_default();
+            if bytes.len() < len {
+                // Zero-fills only what the buffer grows by.
+                bytes.resize(len, 0);
+            }
+        }
+        Payload { bytes, len, home: Arc::clone(self) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Bytes held by `kept` buffers.
+    fn held(kept: &[Vec<u8>]) -> usize {
+        kept.iter().map(Vec::capacity).sum()
+    }
+}
+
+/// The payload of one request (the data of a `WRITE`, the buffer of a `READ`): the first `len`
+/// bytes of a buffer lent by the connection's [`Buffers`].
+struct Payload {
+    bytes: Vec<u8>,
+    len: usize,
+    home: Arc<Buffers>,
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Payload {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[..self.len]
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.bytes);
+        if bytes.is_empty() {
+            return;
+        }
+        let mut kept = self.home.lock();
+        if Buffers::held(&kept) + bytes.capacity() <= IN_FLIGHT_BYTES as usize {
+            kept.push(bytes);
+        }
+    }
 }
 
 /// A checked request, ready for the device.
 struct Job {
     request: Request,
-    /// The data of a `WRITE`; empty otherwise.
-    payload: Vec<u8>,
+    /// The data of a `WRITE`, the buffer of a `READ`; empty otherwise.
+    payload: Payload,
     /// The request's share of the connection's [`Limits`].
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
@@ -802,14 +884,14 @@ struct Job {
 /// Reads requests, answering invalid ones at once, until one is ready for the device. `None`
 /// means the client is done (`DISC` or end of stream).
 async fn next_request<R: AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut BufReader<R>,
     export: &Export,
     limits: &Limits,
     replies: &mpsc::Sender<Reply>,
 ) -> io::Result<Option<Job>> {
     loop {
         let mut header = [0; REQUEST_HEADER_LEN];
-        match reader.read_exact(&mut header).await {
+        match read_through(reader, &mut header).await {
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(error) => return Err(error),
@@ -844,11 +926,15 @@ async fn next_request<R: AsyncRead + Unpin>(
         let closed = |_| io::Error::other("request limits closed");
         let request_permit = Arc::clone(&limits.requests).acquire_owned().await.map_err(closed)?;
         let bytes_permit = Arc::clone(&limits.payload_bytes).acquire_many_owned(payload_len).await.map_err(closed)?;
-        let mut payload = Vec::new();
+        let mut payload = limits.buffers.take(payload_len as usize);
         if is_write {
-            payload = vec![0; request.len as usize];
+            let read = if payload.len() >= READ_THROUGH_MIN {
+                read_through(reader, &mut payload).await
+            } else {
+                reader.read_exact(&mut payload).await.map(drop)
+            };
             // A client gone mid-payload: the write is never applied.
-            match reader.read_exact(&mut payload).await {
+            match read {
                 Ok(_) => {}
                 Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
                 Err(error) => return Err(error),
@@ -858,17 +944,27 @@ async fn next_request<R: AsyncRead + Unpin>(
     }
 }
 
-/// Runs one checked request against the device (on the blocking pool).
-fn execute(device: &dyn BlockDevice, request: &Request, payload: &mut [u8]) -> io::Result<Option<Vec<u8>>> {
+/// Reads exactly `buf.len()` bytes: what `reader` holds first, the rest straight from the stream.
+/// For request headers, and for large payloads, which would otherwise be pulled into the buffer
+/// (tokio's `BufReader` fills it whenever less than its capacity is asked for) and copied twice;
+/// small payloads still go through the buffer, which then holds the next requests.
+async fn read_through<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mut [u8]) -> io::Result<()> {
+    let held = reader.buffer().len().min(buf.len());
+    buf[..held].copy_from_slice(&reader.buffer()[..held]);
+    reader.consume(held);
+    if held < buf.len() {
+        reader.get_mut().read_exact(&mut buf[held..]).await?;
+    }
+    Ok(())
+}
+
+/// Runs one checked request against the device (on the blocking pool); a `READ` fills `payload`.
+fn execute(device: &dyn BlockDevice, request: &Request, payload: &mut [u8]) -> io::Result<()> {
     let fua = request.flags & CMD_FLAG_FUA != 0;
     let offset = request.offset;
     let len = u64::from(request.len);
     match request.command {
-        Command::Read => {
-            let mut buf = vec![0; request.len as usize];
-            device.read_at(offset, &mut buf)?;
-            return Ok(Some(buf));
-        }
+        Command::Read => device.read_at(offset, payload)?,
         Command::Write => device.write_at(offset, payload)?,
         Command::Flush => device.flush()?,
         Command::Trim => device.trim(offset, len)?,
@@ -881,7 +977,7 @@ fn execute(device: &dyn BlockDevice, request: &Request, payload: &mut [u8]) -> i
     if fua && writes {
         device.flush()?;
     }
-    Ok(None)
+    Ok(())
 }
 
 /// Writes queued replies until every sender is gone. After a write error, or when the client has
@@ -1033,6 +1129,27 @@ mod tests {
             header[..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
             let _ = Request::parse(&header).unwrap().check(state, 1 << (state % 17));
         }
+    }
+
+    #[test]
+    fn payload_buffers_are_lent_again_within_the_budget() {
+        const MIB: usize = 1 << 20;
+        let buffers = Arc::new(Buffers::default());
+        let mut first = buffers.take(MIB);
+        first.fill(7);
+        let address = first.as_ptr();
+        drop(first);
+        let second = buffers.take(4096);
+        assert_eq!(second.len(), 4096);
+        assert_eq!(second.as_ptr(), address, "the kept buffer is lent again");
+        drop(second);
+        let many: Vec<Payload> = (0..80).map(|_| buffers.take(MIB)).collect();
+        assert!(many.iter().all(|payload| payload.len() == MIB));
+        drop(many);
+        let held = Buffers::held(&buffers.lock());
+        assert!(held <= IN_FLIGHT_BYTES as usize);
+        assert!(held >= IN_FLIGHT_BYTES as usize / 2, "buffers are kept up to the budget");
+        assert!(buffers.take(0).is_empty());
     }
 
     #[test]
