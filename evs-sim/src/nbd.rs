@@ -122,8 +122,10 @@ const ENOSPC: u32 = 28;
 const MAX_NAME_LEN: usize = 4096;
 /// Requests a single connection may have in flight; further requests wait to be read.
 const MAX_IN_FLIGHT: u32 = 64;
-/// `WRITE` payloads from this size on are read straight from the socket ([`read_through`]).
-const READ_THROUGH_MIN: usize = 64 * 1024;
+/// A connection's read buffer: several small requests per `read` at the queue depths clients use,
+/// little of a large payload pulled in with the header before it. `WRITE` payloads of this size or
+/// more are read straight from the socket ([`read_through`]).
+const READ_BUFFER: usize = 64 * 1024;
 /// Payload bytes (read buffers and write data) a single connection may hold at once.
 const IN_FLIGHT_BYTES: u32 = 64 * 1024 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -434,7 +436,7 @@ async fn handle_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let mut writer = BufWriter::with_capacity(256 * 1024, writer);
     let negotiated = tokio::select! {
         negotiated = negotiate(&mut reader, &mut writer, &*exports) => negotiated,
@@ -891,7 +893,7 @@ async fn next_request<R: AsyncRead + Unpin>(
 ) -> io::Result<Option<Job>> {
     loop {
         let mut header = [0; REQUEST_HEADER_LEN];
-        match read_through(reader, &mut header).await {
+        match reader.read_exact(&mut header).await {
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(error) => return Err(error),
@@ -928,7 +930,7 @@ async fn next_request<R: AsyncRead + Unpin>(
         let bytes_permit = Arc::clone(&limits.payload_bytes).acquire_many_owned(payload_len).await.map_err(closed)?;
         let mut payload = limits.buffers.take(payload_len as usize);
         if is_write {
-            let read = if payload.len() >= READ_THROUGH_MIN {
+            let read = if payload.len() >= READ_BUFFER {
                 read_through(reader, &mut payload).await
             } else {
                 reader.read_exact(&mut payload).await.map(drop)
@@ -945,9 +947,8 @@ async fn next_request<R: AsyncRead + Unpin>(
 }
 
 /// Reads exactly `buf.len()` bytes: what `reader` holds first, the rest straight from the stream.
-/// For request headers, and for large payloads, which would otherwise be pulled into the buffer
-/// (tokio's `BufReader` fills it whenever less than its capacity is asked for) and copied twice;
-/// small payloads still go through the buffer, which then holds the next requests.
+/// For large payloads, whose tail would otherwise be pulled into the buffer (tokio's `BufReader`
+/// fills it whenever less than its capacity is asked for) and copied twice.
 async fn read_through<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mut [u8]) -> io::Result<()> {
     let held = reader.buffer().len().min(buf.len());
     buf[..held].copy_from_slice(&reader.buffer()[..held]);
