@@ -797,7 +797,7 @@ where
     result
 }
 
-/// Per-connection limits on requests in flight.
+/// Per-connection limits on requests in flight, and the buffers their payloads borrow.
 struct Limits {
     /// One permit per request in flight.
     requests: Arc<Semaphore>,
