@@ -23,7 +23,8 @@
 //!   `EINVAL`, device errors `EIO` (or `ENOSPC`/`EPERM`/`EINVAL` from the `io::ErrorKind`).
 //! - Pipelining: each connection runs up to 64 requests at once (at most 64 MiB of payload in
 //!   flight); replies may go out of order, as the protocol allows. Device calls run on tokio's
-//!   blocking pool, never on the async workers; payload buffers are reused from request to request
+//!   blocking pool, never on the async workers, and the thread that ran a request queues its reply
+//!   for the connection's one writer; payload buffers are reused from request to request
 //!   (up to another 64 MiB kept per connection). Each connection is its own task; a client that
 //!   disconnects mid-request affects nobody else, and a `WRITE` whose payload did not arrive in
 //!   full is never applied.
@@ -42,6 +43,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use bytes::Buf;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -765,27 +767,30 @@ where
         };
         let device = Arc::clone(&export.device);
         let replies = replies.clone();
-        tokio::spawn(async move {
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
             let Job { request, mut payload, permits } = job;
-            let outcome = tokio::task::spawn_blocking(move || {
-                let outcome = execute(&*device, &request, &mut payload);
-                (outcome, payload)
-            })
-            .await;
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(&*device, &request, &mut payload)));
             let (error, data) = match outcome {
-                Ok((Ok(()), payload)) => (0, (request.command == Command::Read).then_some(payload)),
-                Ok((Err(error), _)) => {
+                Ok(Ok(())) => (0, (request.command == Command::Read).then_some(payload)),
+                Ok(Err(error)) => {
                     warn!(%error, ?request, "NBD device I/O failed");
                     (errno_for(&error), None)
                 }
-                Err(error) => {
-                    warn!(%error, ?request, "NBD device call panicked");
+                Err(_) => {
+                    warn!(?request, "NBD device call panicked");
                     (EIO, None)
                 }
             };
             let reply = Reply { handle: request.handle, error, data, _permits: Some(permits) };
-            // The writer outlives every request of its connection; an error here cannot happen.
-            let _ = replies.send(reply).await;
+            // The blocking thread queues the reply itself (no task to wake in between), unless the
+            // queue is full (a client not taking its replies): then a task waits for room, not
+            // the thread. The writer outlives every request of its connection, so the queue is
+            // never closed before this.
+            if let Err(mpsc::error::TrySendError::Full(reply)) = replies.try_send(reply) {
+                runtime.spawn(async move { replies.send(reply).await });
+            }
         });
     };
 
@@ -1025,10 +1030,10 @@ async fn write_reply<W: AsyncWrite + Unpin>(writer: &mut W, reply: &Reply, flush
     header[..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
     header[4..8].copy_from_slice(&reply.error.to_be_bytes());
     header[8..].copy_from_slice(&reply.handle.to_be_bytes());
-    writer.write_all(&header).await?;
-    if let Some(data) = &reply.data {
-        writer.write_all(data).await?;
-    }
+    let data = reply.data.as_deref().unwrap_or_default();
+    // One vectored write: a large reply's header goes out with its data (not as a segment of its
+    // own that wakes the client for 16 bytes); a small one is buffered with the replies after it.
+    writer.write_all_buf(&mut Buf::chain(header.as_slice(), data)).await?;
     if flush {
         writer.flush().await?;
     }

@@ -388,14 +388,7 @@ impl RawClient {
     }
 
     fn send_request(&mut self, flags: u16, command: u16, handle: u64, offset: u64, len: u32) {
-        let mut header = Vec::with_capacity(28);
-        header.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
-        header.extend_from_slice(&flags.to_be_bytes());
-        header.extend_from_slice(&command.to_be_bytes());
-        header.extend_from_slice(&handle.to_be_bytes());
-        header.extend_from_slice(&offset.to_be_bytes());
-        header.extend_from_slice(&len.to_be_bytes());
-        self.send(&header);
+        self.send(&request_header(flags, command, handle, offset, len));
     }
 
     /// A simple reply: (error, handle).
@@ -424,6 +417,18 @@ impl RawClient {
             error => Err(error),
         }
     }
+}
+
+/// A request header (28 bytes).
+fn request_header(flags: u16, command: u16, handle: u64, offset: u64, len: u32) -> Vec<u8> {
+    let mut header = Vec::with_capacity(28);
+    header.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
+    header.extend_from_slice(&flags.to_be_bytes());
+    header.extend_from_slice(&command.to_be_bytes());
+    header.extend_from_slice(&handle.to_be_bytes());
+    header.extend_from_slice(&offset.to_be_bytes());
+    header.extend_from_slice(&len.to_be_bytes());
+    header
 }
 
 /// The data of `NBD_OPT_INFO` / `NBD_OPT_GO`.
@@ -736,14 +741,7 @@ fn pipelined_requests_all_get_their_replies() {
     // All writes first, then all replies (in whatever order the server sends them).
     let mut batch = Vec::new();
     for handle in 0..blocks {
-        let mut header = Vec::new();
-        header.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
-        header.extend_from_slice(&0_u16.to_be_bytes());
-        header.extend_from_slice(&CMD_WRITE.to_be_bytes());
-        header.extend_from_slice(&handle.to_be_bytes());
-        header.extend_from_slice(&(handle * 4096).to_be_bytes());
-        header.extend_from_slice(&4096_u32.to_be_bytes());
-        batch.extend_from_slice(&header);
+        batch.extend(request_header(0, CMD_WRITE, handle, handle * 4096, 4096));
         batch.extend_from_slice(&[handle as u8; 4096]);
     }
     client.send(&batch);
@@ -769,6 +767,46 @@ fn pipelined_requests_all_get_their_replies() {
     for block in 0..blocks as usize {
         assert!(contents[block * 4096..(block + 1) * 4096].iter().all(|&b| b == block as u8));
     }
+}
+
+#[test]
+fn a_client_taking_its_replies_late_gets_every_one() {
+    // Large reads fill the socket while the client does not read, then a burst of invalid
+    // requests fills the server's reply queue behind them: requests finishing then must not be
+    // lost (nor hold their thread) until the client reads again.
+    let size = 8 * MIB;
+    let (server, device) = Server::with_memory("vol-late", size);
+    let (mut client, _) = RawClient::connect(server.addr, "vol-late");
+    let data = test_data(size);
+    assert_eq!(client.write(0, &data), 0);
+    assert_eq!(device.contents(), data);
+
+    let (reads, invalid) = (8_u64, 200_u64);
+    let chunk = 4 * MIB as u64;
+    // One burst, so that the invalid requests are answered while the reads are still running.
+    let mut burst = Vec::new();
+    for handle in 0..reads {
+        burst.extend(request_header(0, CMD_READ, handle, (handle % 2) * chunk, chunk as u32));
+    }
+    for handle in reads..reads + invalid {
+        burst.extend(request_header(0, CMD_READ, handle, size as u64, 4096));
+    }
+    client.send(&burst);
+    let mut seen = Vec::new();
+    for _ in 0..reads + invalid {
+        let (error, handle) = client.reply_header();
+        if handle < reads {
+            assert_eq!(error, 0);
+            let at = ((handle % 2) * chunk) as usize;
+            assert!(client.read_bytes(chunk as usize) == data[at..at + chunk as usize], "read {handle}");
+        } else {
+            assert_eq!(error, EINVAL);
+        }
+        seen.push(handle);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..reads + invalid).collect::<Vec<_>>());
+    assert_eq!(client.read(0, 4096).unwrap(), data[..4096]);
 }
 
 #[test]
