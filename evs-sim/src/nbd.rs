@@ -754,6 +754,7 @@ where
         buffers: Arc::default(),
     };
 
+    let runtime = tokio::runtime::Handle::current();
     let result = loop {
         // Shutdown interrupts a request being read (header or payload) but not one running.
         let next = tokio::select! {
@@ -766,8 +767,7 @@ where
             Err(error) => break Err(error),
         };
         let device = Arc::clone(&export.device);
-        let replies = replies.clone();
-        let runtime = tokio::runtime::Handle::current();
+        let (replies, runtime) = (replies.clone(), runtime.clone());
         tokio::task::spawn_blocking(move || {
             let Job { request, mut payload, permits } = job;
             let outcome =
