@@ -19,23 +19,32 @@ const ZERO_CHUNK: usize = 1 << 20;
 /// in the CPU cache from the copy to or from the page cache.
 const CRYPT_CHUNK: usize = 128 * 1024;
 
-/// An open volume: its file, the payload cipher of an encrypted volume, and whether it was detached.
+/// An open volume: its file, and how its data may be accessed.
 pub struct VolumeDevice {
     file: File,
-    /// `None` for an unencrypted volume. Holds the master key's expanded form; wiped on drop.
-    cipher: Option<SectorCipher>,
     /// Where the payload starts in the file (after the LUKS header area).
     payload_offset: u64,
     size: u64,
-    /// Set at detach: connections that still hold the device get errors from then on. Every I/O holds the read
-    /// lock from its check to its end, so once `close` returns no write of a detached volume is still landing.
-    closed: RwLock<bool>,
+    encrypted: bool,
+    /// [`Access::Closed`] from detach on: connections that still hold the device get errors. Every I/O holds the
+    /// read lock from its check to its end, so once `close` returns no write of a detached volume is still landing.
+    access: RwLock<Access>,
+}
+
+/// What I/O on a volume goes through.
+enum Access {
+    Plain,
+    /// The payload cipher: the master key's expanded form, wiped when it is dropped — at detach, even if a client
+    /// still holds the device.
+    Encrypted(Box<SectorCipher>),
+    /// Detached.
+    Closed,
 }
 
 impl std::fmt::Debug for VolumeDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VolumeDevice")
-            .field("encrypted", &self.cipher.is_some())
+            .field("encrypted", &self.encrypted)
             .field("size", &self.size)
             .finish_non_exhaustive()
     }
@@ -45,7 +54,7 @@ impl VolumeDevice {
     /// Opens an unencrypted volume file of `size` bytes.
     pub fn plain(path: &Path, size: u64) -> io::Result<VolumeDevice> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(VolumeDevice { file, cipher: None, payload_offset: 0, size, closed: RwLock::new(false) })
+        Ok(VolumeDevice { file, payload_offset: 0, size, encrypted: false, access: RwLock::new(Access::Plain) })
     }
 
     /// Opens an encrypted volume file: reads its LUKS header area and unlocks it with `passphrase` (the hex of
@@ -67,25 +76,28 @@ impl VolumeDevice {
             .map_err(|e| EvsError::internal(format!("unlocking a volume with its data key: {e}")))?;
         Ok(VolumeDevice {
             file,
-            cipher: Some(SectorCipher::new(&master_key)),
             payload_offset: header.payload_offset_bytes(),
             size,
-            closed: RwLock::new(false),
+            encrypted: true,
+            access: RwLock::new(Access::Encrypted(Box::new(SectorCipher::new(&master_key)))),
         })
     }
 
-    /// Refuses all further I/O (the volume was detached), after waiting for the I/O under way.
+    /// Refuses all further I/O (the volume was detached), after waiting for the I/O under way; an encrypted
+    /// volume's key is wiped here, not when the last connection holding the device goes away.
     pub fn close(&self) {
-        *self.closed.write().unwrap_or_else(|e| e.into_inner()) = true;
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = Access::Closed;
     }
 
-    /// Runs `io` unless the volume was detached, keeping it attached until `io` ends.
-    fn while_open<T>(&self, io: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-        let closed = self.closed.read().unwrap_or_else(|e| e.into_inner());
-        if *closed {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "the volume was detached"));
+    /// Runs `io` with the volume's cipher (`None`: unencrypted) unless the volume was detached, keeping it
+    /// attached until `io` ends.
+    fn while_open<T>(&self, io: impl FnOnce(Option<&SectorCipher>) -> io::Result<T>) -> io::Result<T> {
+        let access = self.access.read().unwrap_or_else(|e| e.into_inner());
+        match &*access {
+            Access::Plain => io(None),
+            Access::Encrypted(cipher) => io(Some(cipher)),
+            Access::Closed => Err(io::Error::new(io::ErrorKind::NotConnected, "the volume was detached")),
         }
-        io()
     }
 
     /// Writes `len` zero bytes of plaintext at `offset`.
@@ -102,11 +114,11 @@ impl VolumeDevice {
     }
 
     /// Reads and decrypts `buf` at `offset`, chunk by chunk.
-    fn read_chunks(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_chunks(&self, cipher: Option<&SectorCipher>, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         for (i, chunk) in buf.chunks_mut(CRYPT_CHUNK).enumerate() {
             let at = offset + (i * CRYPT_CHUNK) as u64;
             self.file.read_exact_at(chunk, self.payload_offset + at)?;
-            if let Some(cipher) = &self.cipher {
+            if let Some(cipher) = cipher {
                 cipher.decrypt_sectors(at / SECTOR as u64, chunk);
             }
         }
@@ -114,10 +126,10 @@ impl VolumeDevice {
     }
 
     /// Encrypts (in place) and writes `data` at `offset`, chunk by chunk.
-    fn write_chunks(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
+    fn write_chunks(&self, cipher: Option<&SectorCipher>, offset: u64, data: &mut [u8]) -> io::Result<()> {
         for (i, chunk) in data.chunks_mut(CRYPT_CHUNK).enumerate() {
             let at = offset + (i * CRYPT_CHUNK) as u64;
-            if let Some(cipher) = &self.cipher {
+            if let Some(cipher) = cipher {
                 cipher.encrypt_sectors(at / SECTOR as u64, chunk);
             }
             self.file.write_all_at(chunk, self.payload_offset + at)?;
@@ -132,11 +144,11 @@ impl BlockDevice for VolumeDevice {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.while_open(|| self.read_chunks(offset, buf))
+        self.while_open(|cipher| self.read_chunks(cipher, offset, buf))
     }
 
     fn write_at(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        self.while_open(|| self.write_chunks(offset, data))
+        self.while_open(|cipher| self.write_chunks(cipher, offset, data))
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -148,7 +160,7 @@ impl BlockDevice for VolumeDevice {
     /// encrypted one the decryption of zeros (as dm-crypt with discards does). Where the filesystem cannot punch
     /// holes, the trim is a no-op, which the protocol also allows.
     fn trim(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.while_open(|| {
+        self.while_open(|_| {
             let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
             match rustix::fs::fallocate(&self.file, punch, self.payload_offset + offset, len) {
                 Ok(()) => Ok(()),

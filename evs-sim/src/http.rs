@@ -254,6 +254,10 @@ impl Call<'_> {
                 let rollback = object(&body, "rollback", "EVS.5400", "Malformed request body.")?;
                 let volume_id = optional_string(rollback, "volume_id", "EVS.5400", "Malformed request body.")?;
                 let name = optional_string(rollback, "name", "EVS.1003", "invalid volume name!")?;
+                // Checked before the rollback starts: a refused request changes nothing.
+                if let Some(name) = &name {
+                    crate::service::check_name(name)?;
+                }
                 let mut volume = evs.rollback_snapshot(r, id, volume_id.as_deref()).await?;
                 if let Some(name) = name {
                     volume = evs.update_volume(r, &volume.id, Some(name), None).await?;

@@ -168,7 +168,8 @@ pub trait BlockDevice: Send + Sync + 'static {
     /// connections, the server advertises `NBD_FLAG_CAN_MULTI_CONN`.
     fn flush(&self) -> io::Result<()>;
 
-    /// Discards `len` bytes at `offset`. The range must read back as zeros afterwards.
+    /// Discards `len` bytes at `offset`. What the range reads back afterwards is undefined (as the
+    /// protocol allows: zeros, the old data, or — for an encrypted device — the decryption of zeros).
     fn trim(&self, offset: u64, len: u64) -> io::Result<()>;
 
     /// Sets `len` bytes at `offset` to zero (holes or written zeros, the device's choice).
@@ -484,8 +485,11 @@ where
         let option = reader.read_u32().await?;
         let len = reader.read_u32().await?;
         if len > MAX_OPTION_LEN {
-            write_option_reply(writer, option, REP_ERR_TOO_BIG, b"option data too long").await?;
-            writer.flush().await?;
+            // NBD_OPT_EXPORT_NAME gets no option replies: a client would read one as garbage.
+            if option != OPT_EXPORT_NAME {
+                write_option_reply(writer, option, REP_ERR_TOO_BIG, b"option data too long").await?;
+                writer.flush().await?;
+            }
             return Err(protocol_error("option data too long"));
         }
         let mut data = vec![0; len as usize];

@@ -249,15 +249,26 @@ impl Evs {
     }
 
     /// Reads the records back; volumes caught mid-operation by a crash settle into a stable status.
-    /// Files no record refers to (a creation, deletion or rollback cut short by a crash) are removed.
+    /// Files no record refers to (a creation, deletion or rollback cut short by a crash) are removed. A record
+    /// that cannot be read is set aside (volumes: renamed `<id>.json.unreadable`; snapshots: left in place and
+    /// skipped), and its data is kept for whoever repairs it: data is never removed for want of a readable
+    /// record.
     async fn load(&self) -> Result<()> {
         let mut volumes = Vec::new();
         let mut files = Vec::new();
+        // Ids whose record is unreadable: their files stay.
+        let mut set_aside = Vec::new();
         let entries =
             std::fs::read_dir(self.dir.path()).map_err(|e| EvsError::io("reading the volume directory", e))?;
         for entry in entries {
             let path = entry.map_err(|e| EvsError::io("reading the volume directory", e))?.path();
-            if path.extension().is_some_and(|e| e == "json") {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                files.push(path);
+                continue;
+            };
+            if let Some(id) = name.strip_suffix(".json.unreadable") {
+                set_aside.push(id.to_owned());
+            } else if let Some(id) = name.strip_suffix(".json") {
                 let text = std::fs::read(&path).map_err(|e| EvsError::io("reading a volume record", e))?;
                 match serde_json::from_slice::<VolumeRecord>(&text) {
                     Ok(record) => volumes.push(record),
@@ -266,23 +277,25 @@ impl Evs {
                         tracing::error!(path = %path.display(), error = %e, "setting aside an unreadable volume record");
                         std::fs::rename(&path, path.with_extension("json.unreadable"))
                             .map_err(|e| EvsError::io("setting aside a volume record", e))?;
+                        set_aside.push(id.to_owned());
                     }
                 }
-            } else if path.extension().is_some_and(|e| e == "unreadable") {
-                continue;
             } else {
                 files.push(path);
             }
         }
         for path in files {
             let referenced = path.extension().is_some_and(|e| e == "img")
-                && path.file_stem().is_some_and(|id| volumes.iter().any(|v| v.id.as_str() == id));
+                && path.file_stem().and_then(|id| id.to_str()).is_some_and(|id| {
+                    volumes.iter().any(|v| v.id.as_str() == id) || set_aside.iter().any(|kept| kept == id)
+                });
             if !referenced {
                 tracing::info!(path = %path.display(), "removing a volume file no record refers to");
                 remove_if_exists(&path).map_err(|e| EvsError::io("removing an orphan volume file", e))?;
             }
         }
         let mut snapshots = Vec::new();
+        let mut unreadable = Vec::new();
         let mut data = Vec::new();
         let mut listing = self.objects.list(Some(&StorePath::from("snapshots")));
         while let Some(meta) = listing.next().await {
@@ -293,7 +306,9 @@ impl Evs {
                 match serde_json::from_slice::<SnapshotRecord>(&bytes) {
                     Ok(record) => snapshots.push(record),
                     Err(e) => {
-                        tracing::error!(path = %meta.location, error = %e, "ignoring an unreadable snapshot record")
+                        tracing::error!(path = %meta.location, error = %e, "ignoring an unreadable snapshot record");
+                        let id = meta.location.filename().and_then(|name| name.strip_suffix(".json"));
+                        unreadable.extend(id.map(str::to_owned));
                     }
                 }
             } else {
@@ -305,7 +320,7 @@ impl Evs {
             let referenced = location
                 .filename()
                 .and_then(|name| name.strip_suffix(".img"))
-                .is_some_and(|id| snapshots.iter().any(|s| s.id == id));
+                .is_some_and(|id| snapshots.iter().any(|s| s.id == id) || unreadable.iter().any(|kept| kept == id));
             if !referenced {
                 tracing::info!(path = %location, "removing snapshot data no record refers to");
                 match self.objects.delete(&location).await {
@@ -371,6 +386,9 @@ impl Evs {
     async fn update_volume_record(&self, id: &str, change: impl FnOnce(&mut VolumeRecord)) -> Result<VolumeRecord> {
         let _writing = self.record_writes.lock().await;
         let mut record = self.state().volumes.get(id).cloned().ok_or_else(EvsError::resource_not_found)?;
+        if record.status == VolumeStatus::Deleting {
+            return Err(EvsError::bad("EVS.2068", format!("The volume {id} is being deleted.")));
+        }
         change(&mut record);
         record.updated_at = now_millis();
         self.save_volume(&record).await?;
@@ -660,8 +678,8 @@ impl Evs {
     ) -> Result<()> {
         let path = self.volume_path(&record.id);
         if let Some(snapshot) = snapshot {
-            self.copy_from_snapshot(&snapshot.id, &path).await?;
-            set_volume_len(&path, record.encryption.is_some(), record.size_gb).await?;
+            let len = volume_file_len(record.encryption.is_some(), record.size_gb);
+            self.copy_from_snapshot(&snapshot.id, &path, len).await.map_err(Restore::into_error)?;
         } else if let Some((data_key, encryption)) = data_key {
             let passphrase = Zeroizing::new(hex::encode(&data_key.plaintext[..]));
             let size = record.size_gb * GIB;
@@ -769,6 +787,19 @@ impl Evs {
         to: VolumeStatus,
         code: &'static str,
     ) -> Result<VolumeRecord> {
+        self.transition_if(id, from, to, code, |_| Ok(())).await
+    }
+
+    /// [`Evs::transition`], once `check` has passed: it runs under the same lock, after the status check, so
+    /// what it checks (and may change, in `State`) cannot change before the volume has moved.
+    async fn transition_if(
+        &self,
+        id: &str,
+        from: &[VolumeStatus],
+        to: VolumeStatus,
+        code: &'static str,
+        check: impl FnOnce(&mut State) -> Result<()>,
+    ) -> Result<VolumeRecord> {
         let _writing = self.record_writes.lock().await;
         let mut state = self.state();
         let busy = state
@@ -781,13 +812,15 @@ impl Evs {
                 "operation failed because of volume be locked (a snapshot is in progress)",
             ));
         }
-        let record = state.volumes.get_mut(id).ok_or_else(EvsError::resource_not_found)?;
-        if !from.contains(&record.status) {
+        let status = state.volumes.get(id).ok_or_else(EvsError::resource_not_found)?.status;
+        if !from.contains(&status) {
             return Err(EvsError::bad(
                 code,
-                format!("The volume {id} is {}, which does not allow this operation.", record.status.as_str()),
+                format!("The volume {id} is {}, which does not allow this operation.", status.as_str()),
             ));
         }
+        check(&mut state)?;
+        let record = state.volumes.get_mut(id).ok_or_else(EvsError::resource_not_found)?;
         record.status = to;
         Ok(record.clone())
     }
@@ -795,16 +828,20 @@ impl Evs {
     /// Deletes an available volume (job).
     pub async fn delete_volume(self: &Arc<Self>, requester: &Requester, id: &str) -> Result<Job> {
         self.volume(requester, id)?;
-        let in_snapshots = self.state().snapshots.values().any(|s| s.volume_id == id);
-        if in_snapshots {
-            return Err(EvsError::bad("EVS.1046", "The volume has snapshots; delete them first."));
-        }
-        self.transition(id, &[VolumeStatus::Available, VolumeStatus::Error], VolumeStatus::Deleting, "EVS.1046")
-            .await?;
+        let deletable = [VolumeStatus::Available, VolumeStatus::Error];
+        self.transition_if(id, &deletable, VolumeStatus::Deleting, "EVS.1046", |state| {
+            if state.snapshots.values().any(|s| s.volume_id == id) {
+                return Err(EvsError::bad("EVS.1046", "The volume has snapshots; delete them first."));
+            }
+            Ok(())
+        })
+        .await?;
         let job = self.new_job(requester, "deleteVolume", Some(id), None);
         let evs = Arc::clone(self);
         let id = id.to_owned();
         self.run_job(job.id.clone(), async move {
+            // No record change (a rename, say) may land between the record's removal and the volume's.
+            let _writing = evs.record_writes.lock().await;
             let (image, record) = (evs.volume_path(&id), evs.record_path(&id));
             let removed = blocking("deleting a volume", move || {
                 remove_if_exists(&record)?;
@@ -927,11 +964,19 @@ impl Evs {
     /// Detaches a volume from a server (job): in-use → detaching → available; its export goes away and its
     /// master key is dropped (wiped).
     pub async fn detach(self: &Arc<Self>, requester: &Requester, server_id: &str, volume_id: &str) -> Result<Job> {
-        let record = self.volume(requester, volume_id)?;
-        if record.status == VolumeStatus::InUse && !record.attachments.iter().any(|a| a.server_id == server_id) {
-            return Err(EvsError::bad("Ecs.0005", format!("The volume {volume_id} is not attached to {server_id}.")));
-        }
-        self.transition(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, "Ecs.0005").await?;
+        self.volume(requester, volume_id)?;
+        self.transition_if(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, "Ecs.0005", |state| {
+            let attached =
+                state.volumes.get(volume_id).is_some_and(|v| v.attachments.iter().any(|a| a.server_id == server_id));
+            if !attached {
+                return Err(EvsError::bad(
+                    "Ecs.0005",
+                    format!("The volume {volume_id} is not attached to {server_id}."),
+                ));
+            }
+            Ok(())
+        })
+        .await?;
         let job = self.new_job(requester, "detachVolume", Some(volume_id), Some(server_id));
         let evs = Arc::clone(self);
         let volume_id = volume_id.to_owned();
@@ -985,6 +1030,17 @@ impl Evs {
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| EvsError::internal(e.to_string()))?;
         self.objects.put(&path, bytes.into()).await.map_err(EvsError::store)?;
         self.sync_object(&path).await
+    }
+
+    /// Makes the removal of a local object durable (its directory).
+    async fn sync_object_dir(&self, path: &StorePath) -> Result<()> {
+        let Some(root) = &self.objects_root else { return Ok(()) };
+        let file = root.join(path.as_ref());
+        blocking("syncing a snapshot", move || match file.parent() {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
+        })
+        .await
     }
 
     /// Makes a local object durable (file and directory).
@@ -1060,24 +1116,30 @@ impl Evs {
             record
         };
         let evs = Arc::clone(self);
-        let mut taken = record.clone();
+        let (id, volume_id) = (record.id.clone(), record.volume_id.clone());
         tokio::spawn(async move {
-            let copied = evs.copy_to_snapshot(&evs.volume_path(&taken.volume_id), &taken.id).await;
+            let copied = evs.copy_to_snapshot(&evs.volume_path(&volume_id), &id).await;
             if let Err(e) = &copied {
-                tracing::error!(snapshot = %taken.id, error = %e, "taking a snapshot failed");
+                tracing::error!(snapshot = %id, error = %e, "taking a snapshot failed");
             }
-            taken.status = if copied.is_ok() { SnapshotStatus::Available } else { SnapshotStatus::Error };
+            let status = if copied.is_ok() { SnapshotStatus::Available } else { SnapshotStatus::Error };
+            // The record as it is now (it may have been renamed meanwhile), with its final status.
+            let _writing = evs.record_writes.lock().await;
+            let Some(mut taken) = evs.state().snapshots.get(&id).cloned() else { return };
+            taken.status = status;
             taken.updated_at = now_millis();
             if let Err(e) = evs.save_snapshot(&taken).await {
-                tracing::error!(snapshot = %taken.id, error = %e, "recording a snapshot failed");
+                tracing::error!(snapshot = %id, error = %e, "recording a snapshot failed");
                 taken.status = SnapshotStatus::Error;
             }
-            evs.state().snapshots.insert(taken.id.clone(), taken);
+            evs.state().snapshots.insert(id, taken);
         });
         Ok(record)
     }
 
-    /// Renames or re-describes a snapshot.
+    /// Renames or re-describes a snapshot (not one being deleted). The record is written with the status a
+    /// restart should find: a snapshot rolling a volume back is available; one still being taken stays
+    /// `creating` (which a restart turns into `error`) until its copy ends and records it.
     pub async fn update_snapshot(
         &self,
         requester: &Requester,
@@ -1085,7 +1147,17 @@ impl Evs {
         name: Option<String>,
         description: Option<String>,
     ) -> Result<SnapshotRecord> {
+        if let Some(name) = &name {
+            check_name(name)?;
+        }
+        if let Some(description) = &description {
+            check_description(description)?;
+        }
+        let _writing = self.record_writes.lock().await;
         let mut record = self.snapshot(requester, id)?;
+        if record.status == SnapshotStatus::Deleting {
+            return Err(EvsError::resource_not_found());
+        }
         if let Some(name) = name {
             record.name = name;
         }
@@ -1093,12 +1165,17 @@ impl Evs {
             record.description = description;
         }
         record.updated_at = now_millis();
-        self.save_snapshot(&record).await?;
+        let mut durable = record.clone();
+        if durable.status == SnapshotStatus::Rollbacking {
+            durable.status = SnapshotStatus::Available;
+        }
+        self.save_snapshot(&durable).await?;
         self.state().snapshots.insert(record.id.clone(), record.clone());
         Ok(record)
     }
 
-    /// Deletes an available (or failed) snapshot: its data first, then its record.
+    /// Deletes an available (or failed) snapshot: its record first (durably), then its data — data no record
+    /// refers to is removed at the next start, should a crash come in between.
     pub async fn delete_snapshot(&self, requester: &Requester, id: &str) -> Result<()> {
         {
             let _writing = self.record_writes.lock().await;
@@ -1116,18 +1193,22 @@ impl Evs {
             }
             snapshot.status = SnapshotStatus::Deleting;
         }
-        for path in [format!("snapshots/{id}.img"), format!("snapshots/{id}.json")] {
-            match self.objects.delete(&StorePath::from(path)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    if let Some(s) = self.state().snapshots.get_mut(id) {
-                        s.status = SnapshotStatus::Error;
-                    }
-                    return Err(EvsError::store(e));
-                }
+        let record = StorePath::from(format!("snapshots/{id}.json"));
+        let deleted = match self.objects.delete(&record).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => self.sync_object_dir(&record).await,
+            Err(e) => Err(EvsError::store(e)),
+        };
+        if let Err(e) = deleted {
+            if let Some(s) = self.state().snapshots.get_mut(id) {
+                s.status = SnapshotStatus::Error;
             }
+            return Err(e);
         }
         self.state().snapshots.remove(id);
+        match self.objects.delete(&StorePath::from(format!("snapshots/{id}.img"))).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(snapshot = %id, error = %e, "snapshot data left for the next start to remove"),
+        }
         Ok(())
     }
 
@@ -1144,29 +1225,39 @@ impl Evs {
         if volume_id != snapshot.volume_id {
             return Err(EvsError::bad("EVS.5400", "A snapshot rolls back only onto its source volume."));
         }
-        if snapshot.status != SnapshotStatus::Available {
-            return Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up."));
-        }
         self.volume(requester, &volume_id)?;
-        let before =
-            self.transition(&volume_id, &[VolumeStatus::Available], VolumeStatus::Restoring, "EVS.2068").await?;
-        if let Some(s) = self.state().snapshots.get_mut(id) {
-            s.status = SnapshotStatus::Rollbacking;
-        }
+        // The snapshot must still be available when the volume moves (not being deleted meanwhile).
+        let before = self
+            .transition_if(&volume_id, &[VolumeStatus::Available], VolumeStatus::Restoring, "EVS.2068", |state| {
+                match state.snapshots.get_mut(id) {
+                    Some(s) if s.status == SnapshotStatus::Available => {
+                        s.status = SnapshotStatus::Rollbacking;
+                        Ok(())
+                    }
+                    Some(_) => Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up.")),
+                    None => Err(EvsError::resource_not_found()),
+                }
+            })
+            .await?;
         let evs = Arc::clone(self);
         let id = id.to_owned();
         let restoring = before.clone();
         tokio::spawn(async move {
             let path = evs.volume_path(&restoring.id);
-            let restored = async {
-                evs.copy_from_snapshot(&id, &path).await?;
-                set_volume_len(&path, restoring.encryption.is_some(), restoring.size_gb).await
-            }
-            .await;
-            if let Err(e) = &restored {
-                tracing::error!(volume = %restoring.id, snapshot = %id, error = %e, "rolling back a volume failed");
-            }
-            let status = if restored.is_ok() { VolumeStatus::Available } else { VolumeStatus::Error };
+            let len = volume_file_len(restoring.encryption.is_some(), restoring.size_gb);
+            let restored = evs.copy_from_snapshot(&id, &path, len).await;
+            // The volume file is replaced whole or not at all: a copy that failed before leaves it as it was.
+            let status = match &restored {
+                Ok(()) => VolumeStatus::Available,
+                Err(Restore::Untouched(e)) => {
+                    tracing::error!(volume = %restoring.id, snapshot = %id, error = %e, "rolling back a volume failed");
+                    VolumeStatus::Available
+                }
+                Err(Restore::Unknown(e)) => {
+                    tracing::error!(volume = %restoring.id, snapshot = %id, error = %e, "rolling back a volume failed");
+                    VolumeStatus::Error
+                }
+            };
             if let Err(e) = evs.update_volume_record(&restoring.id, |v| v.status = status).await {
                 tracing::error!(volume = %restoring.id, error = %e, "recording a rollback failed");
             }
@@ -1223,12 +1314,28 @@ impl Evs {
         self.sync_object(&path).await
     }
 
-    /// Writes `snapshots/<id>.img` over a volume file (then fsyncs it).
-    async fn copy_from_snapshot(&self, snapshot_id: &str, file: &Path) -> Result<()> {
+    /// Replaces a volume file with `snapshots/<id>.img`, given its full length `len` (the snapshot leaves out
+    /// the trailing zeros): written to a temporary file, fsynced, renamed over the volume file, and the
+    /// directory fsynced.
+    async fn copy_from_snapshot(&self, snapshot_id: &str, file: &Path, len: u64) -> std::result::Result<(), Restore> {
+        let tmp = file.with_extension("restoring");
+        let written = self.restore_into(snapshot_id, &tmp, len).await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(Restore::Untouched(e));
+        }
+        if let Err(e) = tokio::fs::rename(&tmp, file).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(Restore::Untouched(EvsError::io("writing a volume", e)));
+        }
+        sync_dir_of(file).await.map_err(Restore::Unknown)
+    }
+
+    /// Writes `snapshots/<id>.img` into a new file `tmp` of `len` bytes, durably.
+    async fn restore_into(&self, snapshot_id: &str, tmp: &Path, len: u64) -> Result<()> {
         let path = StorePath::from(format!("snapshots/{snapshot_id}.img"));
         let mut stream = self.objects.get(&path).await.map_err(EvsError::store)?.into_stream();
-        let tmp = file.with_extension("restoring");
-        let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| EvsError::io("writing a volume", e))?;
+        let mut out = tokio::fs::File::create(tmp).await.map_err(|e| EvsError::io("writing a volume", e))?;
         let io = |e| EvsError::io("writing a volume", e);
         // Zero chunks stay holes: the volume file is as sparse as the one the snapshot was taken of.
         let (mut length, mut zeros) = (0u64, Vec::new());
@@ -1241,13 +1348,35 @@ impl Evs {
             }
             length += chunk.len() as u64;
         }
+        if length > len {
+            return Err(EvsError::internal(format!("snapshot {snapshot_id} is longer than its volume")));
+        }
         out.flush().await.map_err(io)?;
-        out.set_len(length).await.map_err(io)?;
-        out.sync_all().await.map_err(io)?;
-        drop(out);
-        tokio::fs::rename(&tmp, file).await.map_err(|e| EvsError::io("writing a volume", e))?;
-        sync_dir_of(file).await
+        out.set_len(len).await.map_err(io)?;
+        out.sync_all().await.map_err(io)
     }
+}
+
+/// How a rollback failed: before the volume file was replaced (it is as it was), or after (its durability is
+/// unknown).
+enum Restore {
+    Untouched(EvsError),
+    Unknown(EvsError),
+}
+
+impl Restore {
+    fn into_error(self) -> EvsError {
+        match self {
+            Restore::Untouched(e) | Restore::Unknown(e) => e,
+        }
+    }
+}
+
+/// The length of a volume file: the LUKS header area of an encrypted volume (kmsim's volumes all have the same
+/// payload offset), then `size_gb`.
+fn volume_file_len(encrypted: bool, size_gb: u64) -> u64 {
+    let header = if encrypted { luks::PAYLOAD_OFFSET_SECTORS * luks::SECTOR as u64 } else { 0 };
+    header + size_gb * GIB
 }
 
 impl Exports for Evs {
@@ -1263,7 +1392,8 @@ impl Exports for Evs {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// Refuses a volume or snapshot name longer than the API allows.
+pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.chars().count() > 64 {
         return Err(EvsError::bad("EVS.1003", "invalid volume name!"));
     }

@@ -528,6 +528,15 @@ fn an_absurd_option_length_is_refused_and_the_connection_closed() {
     let (option, reply, _) = client.option_reply();
     assert_eq!((option, reply), (OPT_GO, REP_ERR_TOO_BIG));
     assert!(client.closed_by_server());
+
+    // NBD_OPT_EXPORT_NAME has no option replies: the connection just closes.
+    let mut client = RawClient::handshake(server.addr);
+    let mut header = Vec::new();
+    header.extend_from_slice(&IHAVEOPT.to_be_bytes());
+    header.extend_from_slice(&OPT_EXPORT_NAME.to_be_bytes());
+    header.extend_from_slice(&0xffff_fff0_u32.to_be_bytes());
+    client.send(&header);
+    assert!(client.closed_by_server());
 }
 
 #[test]

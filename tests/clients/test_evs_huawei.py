@@ -510,6 +510,17 @@ def test_snapshots_rollback_and_volume_from_snapshot(env: Env) -> None:
     env.attach(source)
     assert_io_ok(qemu_io(env.url(source), "write -P 0x22 0 1M", "read -P 0x22 0 1M"))
     env.detach(source)
+    # A name the API refuses: EVS.1003, and the rollback never starts (the volume keeps what was written).
+    expect_error(400, "EVS.1003", env.evs.rollback_snapshot, RollbackSnapshotRequest(
+        snapshot_id=snapshot_id, body=RollbackSnapshotRequestBody(
+            rollback=RollbackSnapshotOption(volume_id=source, name="n" * 65))))
+    assert env.show(source).status == "available" and show_snapshot().status == "available"
+    expect_error(400, "EVS.1003", env.evs.update_snapshot, UpdateSnapshotRequest(
+        snapshot_id=snapshot_id, body=UpdateSnapshotRequestBody(snapshot=UpdateSnapshotOption(name="n" * 65))))
+    assert show_snapshot().name == name + "-2"
+    env.attach(source)
+    assert_io_ok(qemu_io(env.url(source), "read -P 0x22 0 1M"))
+    env.detach(source)
     rolled = env.evs.rollback_snapshot(RollbackSnapshotRequest(
         snapshot_id=snapshot_id, body=RollbackSnapshotRequestBody(rollback=RollbackSnapshotOption(volume_id=source))))
     assert rolled.rollback.volume_id == source
