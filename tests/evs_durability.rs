@@ -437,3 +437,41 @@ fn unreadable_records_keep_their_data() {
         child.kill();
     }
 }
+
+/// A job whose closing record write fails (here: a directory where the record's temporary file goes) leaves the
+/// volume in error — deletable — not in its passing status until a restart; its durable record is unchanged.
+#[test]
+fn a_failed_record_write_leaves_the_volume_in_error_not_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, edge, _, _) = spawn(dir.path());
+    let volume = json!({"volume": {"size": 10, "volume_type": "SSD", "availability_zone": "az1", "name": "stuck"}});
+    let job = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudvolumes"), volume);
+    let volume_id = wait_for_job(edge, job["job_id"].as_str().unwrap())["volume_id"].as_str().unwrap().to_owned();
+
+    let blocker = dir.path().join(format!("volumes/{volume_id}.tmp"));
+    std::fs::create_dir(&blocker).unwrap();
+    let extend = json!({"os-extend": {"new_size": 20}});
+    let job = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudvolumes/{volume_id}/action"), extend);
+    let job_id = job["job_id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let job = ok(edge, "GET", &format!("/v1/{PROJECT}/jobs/{job_id}"), Value::Null);
+        if matches!(job["status"].as_str(), Some("SUCCESS" | "FAIL")) {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "job {job_id} still not done: {job}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(job["status"], "FAIL", "{job}");
+    let shown = ok(edge, "GET", &format!("/v2/{PROJECT}/cloudvolumes/{volume_id}"), Value::Null);
+    assert_eq!((shown["volume"]["status"].as_str(), shown["volume"]["size"].as_u64()), (Some("error"), Some(10)));
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("volumes/{volume_id}.json"))).unwrap()).unwrap();
+    assert_eq!(record["size_gb"], 10, "{record}");
+
+    std::fs::remove_dir(&blocker).unwrap();
+    let job = ok(edge, "DELETE", &format!("/v2/{PROJECT}/cloudvolumes/{volume_id}"), Value::Null);
+    wait_for_job(edge, job["job_id"].as_str().unwrap());
+    let gone = call(edge, "GET", &format!("/v2/{PROJECT}/cloudvolumes/{volume_id}"), &Value::Null);
+    assert_eq!(gone.status, 404, "{}", gone.body);
+}

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::FallocateFlags;
 
@@ -24,7 +25,8 @@ pub struct VolumeDevice {
     file: File,
     /// Where the payload starts in the file (after the LUKS header area).
     payload_offset: u64,
-    size: u64,
+    /// Bytes of payload; grows when an attached volume is extended.
+    size: AtomicU64,
     encrypted: bool,
     /// [`Access::Closed`] from detach on: connections that still hold the device get errors. Every I/O holds the
     /// read lock from its check to its end, so once `close` returns no write of a detached volume is still landing.
@@ -45,7 +47,7 @@ impl std::fmt::Debug for VolumeDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VolumeDevice")
             .field("encrypted", &self.encrypted)
-            .field("size", &self.size)
+            .field("size", &self.size.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -54,6 +56,7 @@ impl VolumeDevice {
     /// Opens an unencrypted volume file of `size` bytes.
     pub fn plain(path: &Path, size: u64) -> io::Result<VolumeDevice> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let size = AtomicU64::new(size);
         Ok(VolumeDevice { file, payload_offset: 0, size, encrypted: false, access: RwLock::new(Access::Plain) })
     }
 
@@ -77,10 +80,16 @@ impl VolumeDevice {
         Ok(VolumeDevice {
             file,
             payload_offset: header.payload_offset_bytes(),
-            size,
+            size: AtomicU64::new(size),
             encrypted: true,
             access: RwLock::new(Access::Encrypted(Box::new(SectorCipher::new(&master_key)))),
         })
+    }
+
+    /// The volume was extended to `size` bytes (its file already has the room): connections made from now on
+    /// see that size.
+    pub fn grow(&self, size: u64) {
+        self.size.fetch_max(size, Ordering::Relaxed);
     }
 
     /// Refuses all further I/O (the volume was detached), after waiting for the I/O under way; an encrypted
@@ -140,7 +149,7 @@ impl VolumeDevice {
 
 impl BlockDevice for VolumeDevice {
     fn size(&self) -> u64 {
-        self.size
+        self.size.load(Ordering::Relaxed)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {

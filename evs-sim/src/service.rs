@@ -391,7 +391,18 @@ impl Evs {
         }
         change(&mut record);
         record.updated_at = now_millis();
-        self.save_volume(&record).await?;
+        if let Err(e) = self.save_volume(&record).await {
+            // The durable record is as it was. A volume in a passing status (the job that moved it there is
+            // failing to record its end) does not stay in it until a restart: it is in use again if it is
+            // attached (a detach can be tried again), in error (deletable) otherwise.
+            if let Some(v) = self.state().volumes.get_mut(id) {
+                use VolumeStatus::*;
+                if matches!(v.status, Creating | Attaching | Detaching | Extending | Restoring) {
+                    v.status = if v.attachments.is_empty() { Error } else { InUse };
+                }
+            }
+            return Err(e);
+        }
         self.state().volumes.insert(id.to_owned(), record.clone());
         Ok(record)
     }
@@ -629,12 +640,22 @@ impl Evs {
                 data_keys.push((data_key, encryption));
             }
         }
-        let job = self.new_job(requester, "batchCreateVolume", None, None);
         {
+            // The source snapshot is still there, and cannot be deleted while volumes are created from it.
+            let _writing = self.record_writes.lock().await;
             let mut state = self.state();
+            if let Some(source) = &snapshot
+                && state.snapshots.get(&source.id).is_none_or(|s| s.status != SnapshotStatus::Available)
+            {
+                return Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up."));
+            }
             for record in &records {
                 state.volumes.insert(record.id.clone(), record.clone());
             }
+        }
+        let job = self.new_job(requester, "batchCreateVolume", None, None);
+        {
+            let mut state = self.state();
             if let Some(job) = state.jobs.get_mut(&job.id) {
                 job.volume_id = records.first().map(|r| r.id.clone());
                 job.volume_ids = records.iter().map(|r| r.id.clone()).collect();
@@ -869,7 +890,9 @@ impl Evs {
         Ok(job)
     }
 
-    /// Grows an available volume to `new_size_gb` (job).
+    /// Grows an available or in-use volume to `new_size_gb` (job). An attached volume stays exported; NBD
+    /// connections made from then on see the new size (one made before keeps the size it negotiated, as a
+    /// guest sees a grown disk only after a rescan).
     pub async fn extend_volume(self: &Arc<Self>, requester: &Requester, id: &str, new_size_gb: u64) -> Result<Job> {
         let current = self.volume(requester, id)?;
         if new_size_gb <= current.size_gb {
@@ -878,18 +901,30 @@ impl Evs {
         if !SIZE_RANGE.contains(&new_size_gb) {
             return Err(EvsError::bad("EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."));
         }
-        self.transition(id, &[VolumeStatus::Available], VolumeStatus::Extending, "EVS.1048").await?;
+        let mut previous = VolumeStatus::Available;
+        let extendable = [VolumeStatus::Available, VolumeStatus::InUse];
+        self.transition_if(id, &extendable, VolumeStatus::Extending, "EVS.1048", |state| {
+            previous = state.volumes.get(id).map_or(previous, |v| v.status);
+            Ok(())
+        })
+        .await?;
         let job = self.new_job(requester, "extendVolume", Some(id), None);
         let evs = Arc::clone(self);
         let id = id.to_owned();
         self.run_job(job.id.clone(), async move {
             let path = evs.volume_path(&id);
             let grown = set_volume_len(&path, current.encryption.is_some(), new_size_gb).await;
+            if grown.is_ok() {
+                let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+                if let Some(device) = device {
+                    device.grow(new_size_gb * GIB);
+                }
+            }
             evs.update_volume_record(&id, |v| {
                 if grown.is_ok() {
                     v.size_gb = new_size_gb;
                 }
-                v.status = VolumeStatus::Available;
+                v.status = previous;
             })
             .await?;
             grown
@@ -1180,6 +1215,10 @@ impl Evs {
         {
             let _writing = self.record_writes.lock().await;
             let mut state = self.state();
+            let in_use = state
+                .volumes
+                .values()
+                .any(|v| v.status == VolumeStatus::Creating && v.snapshot_id.as_deref() == Some(id));
             let snapshot = state
                 .snapshots
                 .get_mut(id)
@@ -1190,6 +1229,9 @@ impl Evs {
                     "EVS.1047",
                     "snapshot status must be available or error when delete snapshot!",
                 ));
+            }
+            if in_use {
+                return Err(EvsError::bad("EVS.1047", "The snapshot is in use: volumes are being created from it."));
             }
             snapshot.status = SnapshotStatus::Deleting;
         }

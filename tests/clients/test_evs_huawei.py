@@ -428,6 +428,16 @@ def test_update_extend_metadata_and_delete(env: Env) -> None:
     done = run("nbdinfo", "--size", env.url(volume_id))
     assert (done.returncode, done.stdout.strip()) == (0, str(20 * GIB)), done.stderr
     assert_io_ok(qemu_io(env.url(volume_id), f"write -P 0x61 {20 * GIB - MIB} 1M", f"read -P 0x61 {20 * GIB - MIB} 1M"))
+    # An attached volume grows too, and stays in use; new NBD connections see the new size.
+    resized = env.evs.resize_volume(ResizeVolumeRequest(
+        volume_id=volume_id, body=ResizeVolumeRequestBody(os_extend=OsExtend(new_size=30))))
+    env.ok_job(resized.job_id)
+    volume = env.show(volume_id)
+    assert (volume.status, volume.size) == ("in-use", 30)
+    done = run("nbdinfo", "--size", env.url(volume_id))
+    assert (done.returncode, done.stdout.strip()) == (0, str(30 * GIB)), done.stderr
+    assert_io_ok(qemu_io(env.url(volume_id), f"read -P 0x61 {20 * GIB - MIB} 1M",
+                         f"write -P 0x62 {30 * GIB - MIB} 1M", f"read -P 0x62 {30 * GIB - MIB} 1M"))
     env.detach(volume_id)
 
     # Cinder's metadata paths.
