@@ -157,7 +157,12 @@ impl Call<'_> {
                 ok(volume_json(&record, &r.key.project_id))
             }
             ("DELETE", "v2" | "v3", ["cloudvolumes", id]) => {
-                let job = evs.delete_volume(r, id).await?;
+                let cascade = match self.param("cascade").as_deref() {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(_) => return Err(EvsError::bad("EVS.5400", "cascade must be true or false.")),
+                };
+                let job = evs.delete_volume(r, id, cascade).await?;
                 ok(json!({"job_id": job.id}))
             }
             ("POST", "v2" | "v2.1" | "v3", ["cloudvolumes", id, "action"]) => {

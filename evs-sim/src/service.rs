@@ -846,13 +846,35 @@ impl Evs {
         Ok(record.clone())
     }
 
-    /// Deletes an available volume (job).
-    pub async fn delete_volume(self: &Arc<Self>, requester: &Requester, id: &str) -> Result<Job> {
+    /// Deletes an available (or failed) volume (job); with `cascade`, its snapshots first, else it must have
+    /// none.
+    pub async fn delete_volume(self: &Arc<Self>, requester: &Requester, id: &str, cascade: bool) -> Result<Job> {
         self.volume(requester, id)?;
         let deletable = [VolumeStatus::Available, VolumeStatus::Error];
+        let mut snapshots = Vec::new();
         self.transition_if(id, &deletable, VolumeStatus::Deleting, "EVS.1046", |state| {
-            if state.snapshots.values().any(|s| s.volume_id == id) {
+            snapshots =
+                state.snapshots.values().filter(|s| s.volume_id == id).map(|s| (s.id.clone(), s.status)).collect();
+            if snapshots.is_empty() {
+                return Ok(());
+            }
+            if !cascade {
                 return Err(EvsError::bad("EVS.1046", "The volume has snapshots; delete them first."));
+            }
+            let busy = snapshots.iter().any(|(sid, status)| {
+                !matches!(status, SnapshotStatus::Available | SnapshotStatus::Error)
+                    || state
+                        .volumes
+                        .values()
+                        .any(|v| v.status == VolumeStatus::Creating && v.snapshot_id.as_deref() == Some(sid.as_str()))
+            });
+            if busy {
+                return Err(EvsError::bad("EVS.1046", "A snapshot of the volume is busy; try again later."));
+            }
+            for (sid, _) in &snapshots {
+                if let Some(s) = state.snapshots.get_mut(sid) {
+                    s.status = SnapshotStatus::Deleting;
+                }
             }
             Ok(())
         })
@@ -861,6 +883,21 @@ impl Evs {
         let evs = Arc::clone(self);
         let id = id.to_owned();
         self.run_job(job.id.clone(), async move {
+            for (n, (sid, _)) in snapshots.iter().enumerate() {
+                if let Err(e) = evs.remove_snapshot(sid).await {
+                    // The volume and the snapshots not reached yet stay, as they were; the failed one is in error.
+                    let mut state = evs.state();
+                    for (rest, status) in &snapshots[n + 1..] {
+                        if let Some(s) = state.snapshots.get_mut(rest) {
+                            s.status = *status;
+                        }
+                    }
+                    if let Some(v) = state.volumes.get_mut(&id) {
+                        v.status = VolumeStatus::Error;
+                    }
+                    return Err(e);
+                }
+            }
             // No record change (a rename, say) may land between the record's removal and the volume's.
             let _writing = evs.record_writes.lock().await;
             let (image, record) = (evs.volume_path(&id), evs.record_path(&id));
@@ -1235,6 +1272,11 @@ impl Evs {
             }
             snapshot.status = SnapshotStatus::Deleting;
         }
+        self.remove_snapshot(id).await
+    }
+
+    /// Removes a snapshot marked `deleting`: its record (durably), then its data; on failure it is in error.
+    async fn remove_snapshot(&self, id: &str) -> Result<()> {
         let record = StorePath::from(format!("snapshots/{id}.json"));
         let deleted = match self.objects.delete(&record).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => self.sync_object_dir(&record).await,

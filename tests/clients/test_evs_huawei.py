@@ -474,6 +474,33 @@ def test_update_extend_metadata_and_delete(env: Env) -> None:
     assert volume_id not in [v.id for v in env.evs.list_volumes(ListVolumesRequest()).volumes]
 
 
+def test_delete_with_cascade_takes_the_snapshots_along(env: Env) -> None:
+    volume_id = env.new_volume()
+    created = env.evs.create_snapshot(CreateSnapshotRequest(body=CreateSnapshotRequestBody(
+        snapshot=CreateSnapshotOption(volume_id=volume_id, name=unique("snap")))))
+    snapshot_id = created.snapshot.id
+    show_snapshot = lambda: env.evs.show_snapshot(ShowSnapshotRequest(snapshot_id=snapshot_id)).snapshot
+    env.wait_status(show_snapshot, "available")
+    snapshot_data = env.data_dir / "objects" / "snapshots" / f"{snapshot_id}.img"
+    assert snapshot_data.exists()
+
+    # Without cascade (or with cascade=false) a volume with snapshots stays; a cascade that is not a boolean is
+    # refused. Nothing changes.
+    expect_error(400, "EVS.1046", env.evs.delete_volume, DeleteVolumeRequest(volume_id=volume_id))
+    path = f"/v2/{{p}}/cloudvolumes/{volume_id}"
+    assert env.raw.send("DELETE", path, query=[("cascade", "false")]).error() == (400, "EVS.1046")
+    assert env.raw.send("DELETE", path, query=[("cascade", "yes")]).error() == (400, "EVS.5400")
+    assert (env.show(volume_id).status, show_snapshot().status) == ("available", "available")
+
+    deleted = env.raw.send("DELETE", path, query=[("cascade", "true")])
+    assert deleted.status == 200, deleted.body
+    assert env.ok_job(deleted.json()["job_id"]).job_type == "deleteVolume"
+    expect_error(404, "EVS.5404", env.show, volume_id)
+    expect_error(404, "EVS.5404", show_snapshot)
+    assert not snapshot_data.exists()
+    assert not (env.data_dir / "volumes" / f"{volume_id}.img").exists()
+
+
 # ---- 2. snapshots --------------------------------------------------------------------------------
 
 
