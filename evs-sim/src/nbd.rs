@@ -832,7 +832,9 @@ impl Buffers {
         if len > 0 {
             bytes = self.lock().pop().unwrap_or_default();
             if bytes.len() < len {
-                // Zero-fills only what the buffer grows by.
+                // Zero-fills only what the buffer grows by, and grows it to `len` exactly (not to twice its
+                // capacity, as `resize` alone may).
+                bytes.reserve_exact(len - bytes.len());
                 bytes.resize(len, 0);
             }
         }
@@ -1160,6 +1162,8 @@ mod tests {
         assert!(held <= IN_FLIGHT_BYTES as usize);
         assert!(held >= IN_FLIGHT_BYTES as usize / 2, "buffers are kept up to the budget");
         assert!(buffers.take(0).is_empty());
+        let grown = buffers.take(MIB + 4096);
+        assert!(grown.bytes.capacity() < 2 * MIB, "a kept buffer grows to the request, not to twice its size");
     }
 
     #[test]

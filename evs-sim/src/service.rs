@@ -276,6 +276,7 @@ impl Evs {
                     Err(e) => {
                         tracing::error!(path = %path.display(), error = %e, "setting aside an unreadable volume record");
                         std::fs::rename(&path, path.with_extension("json.unreadable"))
+                            .and_then(|()| std::fs::File::open(self.dir.path())?.sync_all())
                             .map_err(|e| EvsError::io("setting aside a volume record", e))?;
                         set_aside.push(id.to_owned());
                     }
@@ -334,7 +335,10 @@ impl Evs {
             let mut state = self.state();
             for mut record in volumes {
                 record.status = match record.status {
-                    VolumeStatus::InUse | VolumeStatus::Attaching | VolumeStatus::Detaching
+                    VolumeStatus::InUse
+                    | VolumeStatus::Attaching
+                    | VolumeStatus::Detaching
+                    | VolumeStatus::Extending
                         if !record.attachments.is_empty() =>
                     {
                         reopen.push(record.id.clone());
@@ -885,7 +889,8 @@ impl Evs {
         self.run_job(job.id.clone(), async move {
             for (n, (sid, _)) in snapshots.iter().enumerate() {
                 if let Err(e) = evs.remove_snapshot(sid).await {
-                    // The volume and the snapshots not reached yet stay, as they were; the failed one is in error.
+                    // The snapshots not reached yet stay as they were, the failed one is in error, and so is the
+                    // volume (in memory: it can be deleted again; a restart finds its record as it was).
                     let mut state = evs.state();
                     for (rest, status) in &snapshots[n + 1..] {
                         if let Some(s) = state.snapshots.get_mut(rest) {
@@ -938,10 +943,15 @@ impl Evs {
         if !SIZE_RANGE.contains(&new_size_gb) {
             return Err(EvsError::bad("EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."));
         }
-        let mut previous = VolumeStatus::Available;
+        let (mut previous, mut encrypted) = (VolumeStatus::Available, false);
         let extendable = [VolumeStatus::Available, VolumeStatus::InUse];
+        // Checked again under the lock: another extend may have grown the volume since.
         self.transition_if(id, &extendable, VolumeStatus::Extending, "EVS.1048", |state| {
-            previous = state.volumes.get(id).map_or(previous, |v| v.status);
+            let volume = state.volumes.get(id).ok_or_else(EvsError::resource_not_found)?;
+            if new_size_gb <= volume.size_gb {
+                return Err(EvsError::bad("EVS.1015", "new volume Size must be greater than old Size!"));
+            }
+            (previous, encrypted) = (volume.status, volume.encryption.is_some());
             Ok(())
         })
         .await?;
@@ -950,7 +960,7 @@ impl Evs {
         let id = id.to_owned();
         self.run_job(job.id.clone(), async move {
             let path = evs.volume_path(&id);
-            let grown = set_volume_len(&path, current.encryption.is_some(), new_size_gb).await;
+            let grown = set_volume_len(&path, encrypted, new_size_gb).await;
             if grown.is_ok() {
                 let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
                 if let Some(device) = device {
@@ -1155,8 +1165,9 @@ impl Evs {
         let record = {
             let _writing = self.record_writes.lock().await;
             let mut state = self.state();
-            let status = state.volumes.get(volume_id).map(|v| v.status).ok_or_else(EvsError::resource_not_found)?;
-            match status {
+            // The volume as it is now (an extend or a creation may have ended since it was first read).
+            let volume = state.volumes.get(volume_id).cloned().ok_or_else(EvsError::resource_not_found)?;
+            match volume.status {
                 VolumeStatus::Available => {}
                 VolumeStatus::InUse if force => {}
                 VolumeStatus::InUse => {
@@ -1345,6 +1356,8 @@ impl Evs {
             if let Err(e) = evs.update_volume_record(&restoring.id, |v| v.status = status).await {
                 tracing::error!(volume = %restoring.id, error = %e, "recording a rollback failed");
             }
+            // Under the lock, so that a rename of the snapshot cannot put `rollbacking` back.
+            let _writing = evs.record_writes.lock().await;
             if let Some(s) = evs.state().snapshots.get_mut(&id) {
                 s.status = SnapshotStatus::Available;
             }
