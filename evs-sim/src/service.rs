@@ -153,6 +153,13 @@ struct State {
     jobs: HashMap<String, Job>,
 }
 
+impl State {
+    /// Whether volumes are being created from snapshot `id` (which must not go away meanwhile).
+    fn creating_from(&self, id: &str) -> bool {
+        self.volumes.values().any(|v| v.status == VolumeStatus::Creating && v.snapshot_id.as_deref() == Some(id))
+    }
+}
+
 /// The volume service.
 pub struct Evs {
     dir: VolumeDir,
@@ -866,11 +873,7 @@ impl Evs {
                 return Err(EvsError::bad("EVS.1046", "The volume has snapshots; delete them first."));
             }
             let busy = snapshots.iter().any(|(sid, status)| {
-                !matches!(status, SnapshotStatus::Available | SnapshotStatus::Error)
-                    || state
-                        .volumes
-                        .values()
-                        .any(|v| v.status == VolumeStatus::Creating && v.snapshot_id.as_deref() == Some(sid.as_str()))
+                !matches!(status, SnapshotStatus::Available | SnapshotStatus::Error) || state.creating_from(sid)
             });
             if busy {
                 return Err(EvsError::bad("EVS.1046", "A snapshot of the volume is busy; try again later."));
@@ -1116,13 +1119,10 @@ impl Evs {
 
     /// Makes the removal of a local object durable (its directory).
     async fn sync_object_dir(&self, path: &StorePath) -> Result<()> {
-        let Some(root) = &self.objects_root else { return Ok(()) };
-        let file = root.join(path.as_ref());
-        blocking("syncing a snapshot", move || match file.parent() {
-            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        match &self.objects_root {
+            Some(root) => sync_dir_of(&root.join(path.as_ref())).await,
             None => Ok(()),
-        })
-        .await
+        }
     }
 
     /// Makes a local object durable (file and directory).
@@ -1263,10 +1263,7 @@ impl Evs {
         {
             let _writing = self.record_writes.lock().await;
             let mut state = self.state();
-            let in_use = state
-                .volumes
-                .values()
-                .any(|v| v.status == VolumeStatus::Creating && v.snapshot_id.as_deref() == Some(id));
+            let in_use = state.creating_from(id);
             let snapshot = state
                 .snapshots
                 .get_mut(id)
@@ -1533,20 +1530,6 @@ fn next_chunk(file: &mut std::fs::File, position: u64, buffer: &mut [u8], zeros:
     Ok(if buffer[..len] == zeros[..len] { Chunk::Zeros(len as u64) } else { Chunk::Data(len) })
 }
 
-/// Where an encrypted volume file's payload starts.
-async fn luks_payload_bytes(path: &Path) -> Result<u64> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut file = std::fs::File::open(&path).map_err(|e| EvsError::io("reading a volume header", e))?;
-        let mut header = vec![0u8; luks::PHDR_LEN];
-        std::io::Read::read_exact(&mut file, &mut header).map_err(|e| EvsError::io("reading a volume header", e))?;
-        let header = luks::Header::parse(&header).map_err(|e| EvsError::internal(format!("volume header: {e}")))?;
-        Ok(header.payload_offset_bytes())
-    })
-    .await
-    .map_err(|e| EvsError::internal(e.to_string()))?
-}
-
 /// Creates `path` with `head` at its start and `len` bytes in all (sparse), durably (file and directory).
 fn create_file_durably(path: &Path, head: &[u8], len: u64) -> Result<()> {
     use std::io::Write;
@@ -1563,11 +1546,10 @@ fn create_file_durably(path: &Path, head: &[u8], len: u64) -> Result<()> {
 
 /// Gives a volume file its length, durably: `size_gb` of payload, after the LUKS header area of an encrypted one.
 async fn set_volume_len(path: &Path, encrypted: bool, size_gb: u64) -> Result<()> {
-    let header = if encrypted { luks_payload_bytes(path).await? } else { 0 };
-    let path = path.to_owned();
+    let (path, len) = (path.to_owned(), volume_file_len(encrypted, size_gb));
     blocking("resizing a volume", move || {
         let file = std::fs::OpenOptions::new().write(true).open(&path)?;
-        file.set_len(header + size_gb * GIB)?;
+        file.set_len(len)?;
         file.sync_all()
     })
     .await

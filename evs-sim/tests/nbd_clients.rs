@@ -370,10 +370,7 @@ impl RawClient {
     }
 
     fn send_option(&mut self, option: u32, data: &[u8]) {
-        let mut message = Vec::new();
-        message.extend_from_slice(&IHAVEOPT.to_be_bytes());
-        message.extend_from_slice(&option.to_be_bytes());
-        message.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut message = option_header(option, data.len() as u32);
         message.extend_from_slice(data);
         self.send(&message);
     }
@@ -417,6 +414,15 @@ impl RawClient {
             error => Err(error),
         }
     }
+}
+
+/// An option's header: the magic, the option and the length of the data that follows (16 bytes).
+fn option_header(option: u32, len: u32) -> Vec<u8> {
+    let mut header = Vec::with_capacity(16);
+    header.extend_from_slice(&IHAVEOPT.to_be_bytes());
+    header.extend_from_slice(&option.to_be_bytes());
+    header.extend_from_slice(&len.to_be_bytes());
+    header
 }
 
 /// A request header (28 bytes).
@@ -520,22 +526,14 @@ fn unsupported_and_bad_options_are_refused_and_negotiation_continues() {
 fn an_absurd_option_length_is_refused_and_the_connection_closed() {
     let (server, _device) = Server::with_memory("vol-a", MIB);
     let mut client = RawClient::handshake(server.addr);
-    let mut header = Vec::new();
-    header.extend_from_slice(&IHAVEOPT.to_be_bytes());
-    header.extend_from_slice(&OPT_GO.to_be_bytes());
-    header.extend_from_slice(&0xffff_fff0_u32.to_be_bytes());
-    client.send(&header);
+    client.send(&option_header(OPT_GO, 0xffff_fff0));
     let (option, reply, _) = client.option_reply();
     assert_eq!((option, reply), (OPT_GO, REP_ERR_TOO_BIG));
     assert!(client.closed_by_server());
 
     // NBD_OPT_EXPORT_NAME has no option replies: the connection just closes.
     let mut client = RawClient::handshake(server.addr);
-    let mut header = Vec::new();
-    header.extend_from_slice(&IHAVEOPT.to_be_bytes());
-    header.extend_from_slice(&OPT_EXPORT_NAME.to_be_bytes());
-    header.extend_from_slice(&0xffff_fff0_u32.to_be_bytes());
-    client.send(&header);
+    client.send(&option_header(OPT_EXPORT_NAME, 0xffff_fff0));
     assert!(client.closed_by_server());
 }
 
