@@ -1,48 +1,261 @@
 //! The admin API under `/_sim/` for test suites: health, reset, the audit log and the simulated
-//! clock. It is unauthenticated (kmsim listens on loopback by default); `_` cannot start a
-//! bucket name, so these paths never collide with the object store.
+//! clock. `_` cannot start a bucket name, so these paths never collide with the object store.
+//!
+//! Admin calls can destroy every key of a persistent data dir, so every request passes [`guard`]
+//! first, in this order:
+//!
+//! 1. **Host**: the `Host` header must name a loopback address (`localhost`, `*.localhost`,
+//!    `127.0.0.0/8`, `[::1]`) or one of the configured hosts: a web page that rebinds its own DNS
+//!    name to 127.0.0.1 still sends its own name, and is refused (403).
+//! 2. **Origin**: a request carrying an `Origin` other than kmsim's own (`http://` + its `Host`) is
+//!    refused (403), so no other web page open in a local browser reaches the admin API.
+//! 3. **Content type**: state-changing calls (`POST`) accept only `application/json` (415): a
+//!    cross-origin "simple request" (`text/plain`, forms) cannot be one, and is never sent without a
+//!    CORS preflight that kmsim does not grant.
+//! 4. **Authentication** (every route but `GET /_sim/health`, which reveals no state): either
+//!    `Authorization: Bearer <admin token>` (the token kmsim generates at start, prints in its startup
+//!    line and writes with mode 0600 to `admin.token` in the data dir), or a SigV4 signature
+//!    (`AWS4-HMAC-SHA256`, any service name in the scope) by an access key of any configured account,
+//!    e.g. `curl --aws-sigv4 aws:amz:us-east-1:kmsim --user test:test`. Otherwise 401.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes};
+use axum::extract::{OriginalUri, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use evs_sim::Evs;
 use kms::Kms;
 use kms::audit::AuditQuery;
+use obs_sim::Obs;
+use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
+use shared::sigv4::{self, RequestParts, UriEncoding, Verifier};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// The largest admin request body read (the bodies are small JSON documents).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What `POST /_sim/reset` must carry on a persistent data dir.
+pub const RESET_CONFIRMATION: &str = "delete-everything";
+
+/// The latest time the simulated clock may reach: 9999-12-31T23:59:59Z, the last second RFC 3339
+/// (and the AWS APIs' dates) can write.
+const CLOCK_LIMIT_UNIX: i64 = 253_402_300_799;
+
+/// The bearer token that authenticates admin calls, generated at start.
+#[derive(Clone)]
+pub struct AdminToken(Arc<Zeroizing<String>>);
+
+impl AdminToken {
+    /// A fresh random token: 32 bytes from the OS, as 64 hex digits.
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        AdminToken(Arc::new(Zeroizing::new(hex::encode(bytes.as_ref()))))
+    }
+
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(given.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// Everything the admin API reaches.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The KMS (keys, audit, clock).
+    pub kms: Arc<Kms>,
+    /// The object store.
+    pub obs: Arc<Obs>,
+    /// The volume service.
+    pub evs: Arc<Evs>,
+    /// Checks SigV4-signed admin calls against the configured access keys.
+    pub verifier: Arc<Verifier>,
+    /// The bearer token.
+    pub token: AdminToken,
+    /// Host names besides loopback ones that admin calls may arrive at (e.g. the `--host` address).
+    pub extra_hosts: Vec<String>,
+    /// Whether state lives in a data dir (reset then demands an explicit confirmation).
+    pub persistent: bool,
+}
 
 /// The admin routes, to be nested under `/_sim`.
-pub fn router(kms: Arc<Kms>) -> Router {
+pub fn router(admin: Admin) -> Router {
+    let admin = Arc::new(admin);
     Router::new()
         .route("/health", get(health))
         .route("/reset", post(reset))
         .route("/audit", get(audit))
         .route("/clock", get(clock).post(advance_clock))
-        .with_state(kms)
+        .layer(middleware::from_fn_with_state(admin.clone(), guard))
+        .with_state(admin)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "services": {"kms": "running"}}))
+/// A refusal, as `{"error": "..."}`.
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
-async fn reset(State(kms): State<Arc<Kms>>) -> Response {
+/// Checks Host, Origin, content type and authentication (see the module docs) before any handler.
+async fn guard(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(host) = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return refuse(StatusCode::FORBIDDEN, "admin calls need a Host header naming a loopback address");
+    };
+    if !host_allowed(host, &admin.extra_hosts) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "admin calls are served only to loopback host names (or the configured host)",
+        );
+    }
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
+        let own = [format!("http://{host}"), format!("https://{host}")];
+        if !origin.to_str().is_ok_and(|o| own.iter().any(|own| own.eq_ignore_ascii_case(o))) {
+            return refuse(StatusCode::FORBIDDEN, "admin calls are refused from other origins");
+        }
+    }
+    let changes_state = !matches!(parts.method, Method::GET | Method::HEAD);
+    if changes_state && !is_json(&parts.headers) {
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "admin calls that change state take application/json");
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "admin request bodies are at most 64 KiB"),
+    };
+    let open = parts.method == Method::GET && parts.uri.path() == "/health";
+    if !open && let Err(message) = authenticate(&admin, &parts, &body) {
+        let mut response = refuse(StatusCode::UNAUTHORIZED, &message);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"kmsim admin\""));
+        return response;
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// Whether `host` (a `Host` header: name or address, optional port) is loopback or configured.
+fn host_allowed(host: &str, extra: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((address, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) => address,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix('.').unwrap_or(&name);
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    if name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    extra.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u16>().is_ok()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Checks the bearer token or the SigV4 signature; the error says what is missing or wrong.
+fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, body: &Bytes) -> Result<(), String> {
+    let Some(authorization) = parts.headers.get(header::AUTHORIZATION) else {
+        return Err(
+            "admin calls need `Authorization: Bearer <admin token>` (printed at start) or a SigV4 signature".into()
+        );
+    };
+    let text = authorization.to_str().map_err(|_| "the Authorization header is not valid text".to_owned())?;
+    if let Some(token) = text.strip_prefix("Bearer ") {
+        return if admin.token.matches(token.trim()) { Ok(()) } else { Err("wrong admin token".into()) };
+    }
+    let signed = sigv4::AuthorizationHeader::parse(text).map_err(|e| format!("admin authentication failed: {e}"))?;
+    let service = signed.service.to_owned();
+    // Nested under `/_sim`, the request's own URI has lost that prefix; the client signed the whole path.
+    let path = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path(), |original| original.path());
+    let request = RequestParts {
+        method: parts.method.as_str(),
+        path,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+    };
+    let payload = sigv4::payload_sha256(body);
+    admin
+        .verifier
+        .verify(&request, &payload, &service, UriEncoding::Double, shared::time::now_unix())
+        .map(drop)
+        .map_err(|e| format!("admin authentication failed: {e}"))
+}
+
+async fn health(State(_admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "services": {"kms": "running", "obs": "running", "evs": "running"}}))
+}
+
+/// `POST /_sim/reset` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    /// Must be [`RESET_CONFIRMATION`] when state lives in a data dir.
+    confirm: Option<String>,
+}
+
+/// Resets every service to a consistent empty state: volumes and snapshots first (they hold data
+/// keys of the KMS), then buckets and objects, then keys, aliases, audit and clock.
+async fn reset(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+    let request: ResetRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("expected {{\"confirm\": \"...\"}}: {e}")),
+    };
+    if admin.persistent && request.confirm.as_deref() != Some(RESET_CONFIRMATION) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "this kmsim keeps its state in a data dir: reset deletes every key, object and volume there for good; \
+             send {\"confirm\": \"delete-everything\"} to do it",
+        );
+    }
+    let kms = admin.kms.clone();
     match tokio::task::spawn_blocking(move || kms.reset()).await {
         Ok(Ok(())) => Json(json!({"reset": true})).into_response(),
-        Ok(Err(e)) => internal(e.to_string()),
-        Err(e) => internal(e.to_string()),
+        Ok(Err(e)) => internal(format!("resetting the KMS: {e}")),
+        Err(e) => internal(format!("resetting the KMS: {e}")),
     }
 }
 
-async fn audit(State(kms): State<Arc<Kms>>, Query(query): Query<AuditQuery>) -> Json<serde_json::Value> {
-    Json(json!({"events": kms.audit.query(&query)}))
+async fn audit(State(admin): State<Arc<Admin>>, Query(query): Query<AuditQuery>) -> Json<serde_json::Value> {
+    Json(json!({"events": admin.kms.audit.query(&query)}))
 }
 
-async fn clock(State(kms): State<Arc<Kms>>) -> Json<serde_json::Value> {
-    Json(clock_json(&kms))
+async fn clock(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
+    Json(clock_json(&admin.kms))
 }
 
 fn clock_json(kms: &Kms) -> serde_json::Value {
@@ -53,7 +266,7 @@ fn clock_json(kms: &Kms) -> serde_json::Value {
     })
 }
 
-/// `POST /_sim/clock` body: how far to move the simulated clock.
+/// `POST /_sim/clock` body: how far to move the simulated clock forward.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Advance {
@@ -64,22 +277,23 @@ struct Advance {
 }
 
 /// Advances the clock, then runs the key sweep (deletions due, rotations due) before answering,
-/// so a test sees the effects as soon as the call returns.
-async fn advance_clock(
-    State(kms): State<Arc<Kms>>,
-    body: Result<Json<Advance>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Ok(Json(advance)) = body else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "expected {\"advance_seconds\": N} or {\"advance_days\": N}"})),
-        )
-            .into_response();
+/// so a test sees the effects as soon as the call returns. The clock never goes back (keys would
+/// see time run backwards) and never passes the year 9999.
+async fn advance_clock(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+    let Ok(advance) = serde_json::from_slice::<Advance>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "expected {\"advance_seconds\": N} or {\"advance_days\": N}");
     };
     let Some(secs) = advance.advance_days.checked_mul(86_400).and_then(|d| d.checked_add(advance.advance_seconds))
     else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "advance out of range"}))).into_response();
+        return refuse(StatusCode::BAD_REQUEST, "advance out of range");
     };
+    if advance.advance_days < 0 || advance.advance_seconds < 0 {
+        return refuse(StatusCode::BAD_REQUEST, "the simulated clock only moves forward");
+    }
+    let kms = admin.kms.clone();
+    if kms.clock.now().checked_add(secs).is_none_or(|t| t > CLOCK_LIMIT_UNIX) {
+        return refuse(StatusCode::BAD_REQUEST, "advance out of range: the clock would pass 9999-12-31");
+    }
     kms.clock.advance(secs);
     let sweeper = kms.clone();
     match tokio::task::spawn_blocking(move || sweeper.sweep()).await {
@@ -96,5 +310,55 @@ async fn advance_clock(
 
 fn internal(detail: String) -> Response {
     tracing::error!(%detail, "admin request failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"}))).into_response()
+    refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        let extra = ["kmsim.internal".to_owned(), "10.1.2.3".to_owned()];
+        for ok in [
+            "localhost",
+            "localhost:4566",
+            "LOCALHOST.:80",
+            "app.localhost:1",
+            "127.0.0.1",
+            "127.1.2.3:4566",
+            "[::1]:4566",
+            "[::1]",
+            "kmsim.internal:4566",
+            "10.1.2.3",
+        ] {
+            assert!(host_allowed(ok, &extra), "{ok} should be allowed");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:4566",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "[::2]:4566",
+            "[::1]x",
+            "localhost:port",
+            "10.1.2.4",
+            "0.0.0.0",
+            "",
+        ] {
+            assert!(!host_allowed(refused, &extra), "{refused} should be refused");
+        }
+    }
+
+    #[test]
+    fn json_media_type() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        assert!(is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
+        assert!(!is_json(&headers));
+    }
 }

@@ -38,7 +38,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use admin::{Admin, AdminToken};
 pub use config::Config;
+
+/// The file in the data dir that holds the admin token (mode 0600), rewritten at every start.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 /// How often the background sweep purges keys whose deletion window ended and rotates keys whose
 /// period passed (advancing the simulated clock sweeps at once).
@@ -67,6 +71,9 @@ pub enum StackError {
     /// The volume service could not open its state.
     #[error("opening the volume service: {0}")]
     Volumes(#[from] evs_sim::EvsError),
+    /// The data dir cannot be used (missing permissions, readable by others, ...).
+    #[error("{0}")]
+    DataDir(String),
 }
 
 /// Options of a [`Stack`].
@@ -76,6 +83,7 @@ pub struct StackBuilder {
     nbd_addr: SocketAddr,
     data_dir: Option<PathBuf>,
     config: Config,
+    admin_hosts: Vec<String>,
 }
 
 impl StackBuilder {
@@ -103,15 +111,29 @@ impl StackBuilder {
         self
     }
 
+    /// Also serve admin calls (`/_sim/...`) to requests whose `Host` names `host` (an address or
+    /// a name, without port); loopback names are always served. See [`admin`].
+    pub fn admin_host(mut self, host: impl Into<String>) -> Self {
+        self.admin_hosts.push(host.into());
+        self
+    }
+
     /// Opens the state, binds the listener and starts serving.
     pub async fn start(self) -> Result<Stack, StackError> {
         self.config.check()?;
+        if let Some(dir) = &self.data_dir {
+            prepare_data_dir(dir)?;
+        }
         let storage = match &self.data_dir {
             Some(dir) => Storage::Dir { dir: dir.clone(), master_key_file: self.config.master_key_file.clone() },
             None => Storage::Memory,
         };
         let seeds = self.config.seeds();
-        let kms = Arc::new(tokio::task::block_in_place(|| Kms::open(&storage, seeds))?);
+        let kms = Arc::new(
+            tokio::task::spawn_blocking(move || Kms::open(&storage, seeds))
+                .await
+                .map_err(|e| StackError::DataDir(format!("opening the KMS: {e}")))??,
+        );
         let verifier = Arc::new(Verifier::new(Arc::new(self.config.accounts())));
         let objects = match (&self.config.object_store, &self.data_dir) {
             (Some(remote), _) => ObjectStore::s3(&remote.url, &remote.options()).await?,
@@ -134,9 +156,25 @@ impl StackBuilder {
             _ => None,
         };
         let obs = Arc::new(obs_sim::Obs::new(objects, keys.clone(), sse_s3));
-        let s3 = S3Api::new(obs, verifier.clone(), &self.config.region);
+        let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region);
         let evs = Arc::new(Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys).await?);
         let services = Services { s3, evs: evs.clone() };
+        let admin_token = AdminToken::generate();
+        if let Some(dir) = &self.data_dir {
+            let path = dir.join(ADMIN_TOKEN_FILE);
+            let text = zeroize::Zeroizing::new(format!("{}\n", admin_token.as_str()));
+            shared::secret_file::write_durably(&path, text.as_bytes(), 0o600)
+                .map_err(|e| StackError::DataDir(format!("writing the admin token to {}: {e}", path.display())))?;
+        }
+        let admin = Admin {
+            kms: kms.clone(),
+            obs,
+            evs: evs.clone(),
+            verifier: verifier.clone(),
+            token: admin_token.clone(),
+            extra_hosts: self.admin_hosts.clone(),
+            persistent: self.data_dir.is_some(),
+        };
         let listener =
             TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
         let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
@@ -144,7 +182,7 @@ impl StackBuilder {
             .await
             .map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
         let nbd_addr = nbd_listener.local_addr().map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
-        let app = router(kms.clone(), verifier, services, &self.config.region);
+        let app = router(admin, services, &self.config.region);
         let (stop, stopped) = oneshot::channel::<()>();
         let (stop_nbd, nbd_stopped) = oneshot::channel::<()>();
         let nbd = tokio::spawn(evs_sim::nbd::serve(nbd_listener, evs, async {
@@ -166,10 +204,41 @@ impl StackBuilder {
             nbd_addr,
             region: self.config.region.clone(),
             kms,
+            admin_token,
             stop: Some(stop),
             server: Some(server),
             sweeper,
         })
+    }
+}
+
+/// Creates the data dir with mode 0700, or checks that an existing one is not open to others: it
+/// holds the master key's wrapped keys, objects and volumes.
+fn prepare_data_dir(dir: &std::path::Path) -> Result<(), StackError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            Err(StackError::DataDir(format!("data dir {} is not a directory", dir.display())))
+        }
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(StackError::DataDir(format!(
+                    "data dir {} has mode {mode:o}: others could read its keys, objects and volumes; \
+                     make it private with `chmod 700 {}`",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|e| StackError::DataDir(format!("creating data dir {}: {e}", dir.display()))),
+        Err(e) => Err(StackError::DataDir(format!("reading data dir {}: {e}", dir.display()))),
     }
 }
 
@@ -207,12 +276,14 @@ struct Edge {
 
 /// The edge router: admin API, then the services by the shape of the request. The OTC dialect's resources live
 /// in `region`.
-pub fn router(kms: Arc<Kms>, verifier: Arc<Verifier>, services: Services, region: &str) -> Router {
+pub fn router(admin: Admin, services: Services, region: &str) -> Router {
+    let kms = admin.kms.clone();
+    let verifier = admin.verifier.clone();
     let accounts = verifier.accounts().clone();
     let otc_kms = OtcApi::new(kms.clone(), accounts.clone(), region);
     let evs = EvsApi::new(services.evs, accounts, region);
-    let edge_state = Edge { kms: AwsApi::new(kms.clone(), verifier), otc_kms, evs, s3: services.s3 };
-    Router::new().fallback(edge).with_state(edge_state).nest("/_sim", admin::router(kms))
+    let edge_state = Edge { kms: AwsApi::new(kms, verifier), otc_kms, evs, s3: services.s3 };
+    Router::new().fallback(edge).with_state(edge_state).nest("/_sim", admin::router(admin))
 }
 
 async fn edge(State(edge): State<Edge>, request: Request<Body>) -> Response {
@@ -235,6 +306,7 @@ pub struct Stack {
     nbd_addr: SocketAddr,
     region: String,
     kms: Arc<Kms>,
+    admin_token: AdminToken,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
@@ -248,6 +320,7 @@ impl Stack {
             nbd_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: None,
             config: Config::default(),
+            admin_hosts: Vec::new(),
         }
     }
 
@@ -284,6 +357,12 @@ impl Stack {
     /// The default credentials: (access key id, secret access key).
     pub fn credentials(&self) -> (&str, &str) {
         (accounts::DEFAULT_ACCESS_KEY_ID, accounts::DEFAULT_SECRET_ACCESS_KEY)
+    }
+
+    /// The bearer token of the admin API (`Authorization: Bearer <token>`), new at every start; also
+    /// in `admin.token` (mode 0600) in the data dir.
+    pub fn admin_token(&self) -> &str {
+        self.admin_token.as_str()
     }
 
     /// The KMS core (for in-process assertions, e.g. on the audit log).

@@ -34,17 +34,29 @@ struct Args {
     /// Configuration file (TOML): accounts, access keys, region, seeded keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `kms=debug` (the RUST_LOG syntax).
-    #[arg(long, default_value = "info")]
-    log: String,
+    /// Log filter, e.g. `info` or `kms=debug` (the RUST_LOG syntax); default: $RUST_LOG, else `info`.
+    /// At `debug`, one line per request (method, path, status, duration, request id, access key id).
+    #[arg(long)]
+    log: Option<String>,
+    /// Start on a non-loopback --host even though the default account's well-known credentials
+    /// (`test` / `test`) are enabled.
+    #[arg(long)]
+    allow_default_credentials: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    // Every file kmsim creates (keys, audit, objects, volumes) is for its own user only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let filter = args.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".to_owned());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("kmsim: the log filter '{filter}' is not valid: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let config = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(config) => config,
@@ -67,10 +79,29 @@ fn main() -> ExitCode {
 
 async fn run(args: Args, config: Config) -> ExitCode {
     let nbd_port = args.nbd_port.unwrap_or(if args.port == 0 { 0 } else { evs_sim::nbd::DEFAULT_PORT });
+    if !args.host.is_loopback() {
+        eprintln!("{}", exposure_warning(args.host, nbd_port, config.default_account));
+        if config.default_account && !args.allow_default_credentials {
+            eprintln!(
+                "kmsim: refusing to listen on {} with the default credentials test / test, which anyone can guess: \
+                 set `default_account = false` and configure accounts in --config, or pass \
+                 --allow-default-credentials",
+                args.host
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut access_keys: Vec<(String, String)> =
+        config.accounts().iter().map(|key| (key.access_key_id.clone(), key.account_id.clone())).collect();
+    access_keys.sort();
+    let default_credentials = config.default_account;
     let mut builder = Stack::builder()
         .addr(SocketAddr::new(args.host, args.port))
         .nbd_addr(SocketAddr::new(args.host, nbd_port))
         .config(config);
+    if !args.host.is_unspecified() && !args.host.is_loopback() {
+        builder = builder.admin_host(args.host.to_string());
+    }
     if !args.in_memory {
         builder = builder.data_dir(&args.data_dir);
     }
@@ -84,8 +115,9 @@ async fn run(args: Args, config: Config) -> ExitCode {
     let (access_key, secret) = stack.credentials();
     let (domain_id, project_id) = stack.project();
     let data = if args.in_memory { "in memory".to_owned() } else { args.data_dir.display().to_string() };
+    let key_ids: Vec<&str> = access_keys.iter().map(|(id, _)| id.as_str()).collect();
     if args.port == 0 {
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "endpoint": stack.endpoint(),
             "kms": stack.endpoint(),
             "nbd": format!("nbd://{}", stack.nbd_addr()),
@@ -93,20 +125,30 @@ async fn run(args: Args, config: Config) -> ExitCode {
             "account_id": stack.account_id(),
             "domain_id": domain_id,
             "project_id": project_id,
-            "access_key_id": access_key,
-            "secret_access_key": secret,
+            "access_key_ids": key_ids,
+            "admin_token": stack.admin_token(),
             "data": data,
         });
+        if default_credentials {
+            line["access_key_id"] = access_key.into();
+            line["secret_access_key"] = secret.into();
+        }
         println!("{line}");
     } else {
         println!("kmsim is running");
         println!("  endpoint     {}", stack.endpoint());
         println!("  nbd          nbd://{}/<volume id>", stack.nbd_addr());
         println!("  region       {}", stack.region());
-        println!("  account      {}", stack.account_id());
-        println!("  domain id    {domain_id}  (OTC / Huawei Cloud dialect)");
-        println!("  project id   {project_id}");
-        println!("  credentials  {access_key} / {secret}");
+        if default_credentials {
+            println!("  account      {}", stack.account_id());
+            println!("  domain id    {domain_id}  (OTC / Huawei Cloud dialect)");
+            println!("  project id   {project_id}");
+            println!("  credentials  {access_key} / {secret}");
+        }
+        for (id, account) in access_keys.iter().filter(|(id, _)| !default_credentials || id != access_key) {
+            println!("  access key   {id}  (account {account}; secret in the config file)");
+        }
+        println!("  admin token  {}  (Authorization: Bearer ...; /_sim/ admin API)", stack.admin_token());
         println!("  state        {data}");
         println!("Press Ctrl-C to stop.");
     }
@@ -114,6 +156,18 @@ async fn run(args: Args, config: Config) -> ExitCode {
     tracing::info!("stopping");
     stack.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// What a non-loopback `--host` exposes, for the warning printed at start.
+fn exposure_warning(host: IpAddr, nbd_port: u16, default_credentials: bool) -> String {
+    let credentials =
+        if default_credentials { "the default credentials test / test" } else { "the configured access keys" };
+    format!(
+        "kmsim: WARNING: listening on {host}, which is not a loopback address. Anyone who can reach it can:\n\
+         \x20 - call S3, OBS, KMS and EVS with {credentials};\n\
+         \x20 - read and write every attached volume over NBD (port {nbd_port}), which has no authentication;\n\
+         \x20 - call the admin API (/_sim/: reset, clock, audit) with an access key or the admin token."
+    )
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 //! One test binary; each module says what it covers. `common` starts stacks and hands out ready
 //! clients.
 
+mod admin;
 mod common;
 mod evs_durability;
 mod kms_bad_input;

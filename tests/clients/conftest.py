@@ -89,7 +89,7 @@ class KmsimProcess:
             )
         self.info: dict[str, Any] = self._read_ready_line()
         self.endpoint: str = self.info["endpoint"]
-        self.admin = SimAdmin(self.endpoint)
+        self.admin = SimAdmin(self.endpoint, self.info["admin_token"])
         # Keep draining stdout so that later output can never block the server.
         threading.Thread(target=self._drain, daemon=True).start()
 
@@ -106,7 +106,7 @@ class KmsimProcess:
         except json.JSONDecodeError:
             self.proc.kill()
             pytest.fail(f"kmsim's first stdout line is not JSON: {line!r}\n{self.stderr()}")
-        for field in ("endpoint", "region", "account_id", "access_key_id", "secret_access_key"):
+        for field in ("endpoint", "region", "account_id", "access_key_ids", "admin_token"):
             assert field in info, f"startup line lacks {field}: {info}"
         return info
 
@@ -153,14 +153,17 @@ def make_kms_client(endpoint: str, access_key: str = DEFAULT_ACCESS_KEY, secret:
 
 
 class SimAdmin:
-    """Client of kmsim's unauthenticated admin API under ``/_sim/``."""
+    """Client of kmsim's admin API under ``/_sim/``, authenticated with the admin token that the
+    server printed in its startup line."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, token: str) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.token = token
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.endpoint + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -180,8 +183,9 @@ class SimAdmin:
         """Moves the simulated clock forward and runs the key sweep (purges, rotations) at once."""
         return self._call("POST", "/_sim/clock", {"advance_days": days, "advance_seconds": seconds})
 
-    def reset(self) -> dict:
-        return self._call("POST", "/_sim/reset", {})
+    def reset(self, confirm: str | None = None) -> dict:
+        """Resets every service; a server with a data dir wants ``confirm="delete-everything"``."""
+        return self._call("POST", "/_sim/reset", {} if confirm is None else {"confirm": confirm})
 
     def health(self) -> dict:
         return self._call("GET", "/_sim/health")
@@ -307,7 +311,7 @@ def kms(kmsim: dict[str, Any]):
 
 @pytest.fixture(scope="session")
 def admin(kmsim: dict[str, Any]) -> SimAdmin:
-    return SimAdmin(kmsim["endpoint"])
+    return SimAdmin(kmsim["endpoint"], kmsim["admin_token"])
 
 
 @pytest.fixture(scope="session")

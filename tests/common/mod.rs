@@ -187,3 +187,13 @@ pub fn s3_client_with(stack: &Stack, access_key_id: &str, secret: &str) -> aws_s
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
+
+/// A temporary directory with mode 0700, as kmsim wants its data dir (it refuses one that others can
+/// read; `tempfile::tempdir()` follows the umask).
+pub fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("a temporary directory")
+}
