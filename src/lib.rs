@@ -144,7 +144,7 @@ impl StackBuilder {
         let sse_s3 = match &self.data_dir {
             Some(dir) => {
                 let key = shared::secret_file::load_or_create(&dir.join("sse-s3.key"), "SSE-S3 service key")
-                    .map_err(|e| StackError::Objects(obs_sim::S3Error::internal(e)))?;
+                    .map_err(StackError::DataDir)?;
                 obs_sim::sse_s3::SseS3Key::new(&key)
             }
             None => obs_sim::sse_s3::SseS3Key::generate(),
