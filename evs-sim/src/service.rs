@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
@@ -29,7 +30,7 @@ use crate::device::VolumeDevice;
 use crate::error::{EvsError, Result};
 use crate::luks;
 use crate::model::{
-    Attachment, CMK_ID_KEY, ENCRYPTED_KEY, GIB, Job, JobStatus, RECORD_FORMAT, SnapshotRecord, SnapshotStatus,
+    self, Attachment, CMK_ID_KEY, ENCRYPTED_KEY, GIB, Job, JobStatus, RECORD_FORMAT, SnapshotRecord, SnapshotStatus,
     VolumeEncryption, VolumeRecord, VolumeStatus,
 };
 use crate::nbd::{BlockDevice, Exports};
@@ -173,6 +174,8 @@ pub struct Evs {
     record_writes: tokio::sync::Mutex<()>,
     /// Open (attached) volumes by id: what the NBD server exports.
     open: Mutex<HashMap<String, Arc<VolumeDevice>>>,
+    /// Records found at start that were not read (damaged, or of another format), for health reports.
+    set_aside: AtomicUsize,
 }
 
 impl std::fmt::Debug for Evs {
@@ -238,6 +241,7 @@ impl Evs {
             state: Mutex::new(State::default()),
             record_writes: tokio::sync::Mutex::new(()),
             open: Mutex::new(HashMap::new()),
+            set_aside: AtomicUsize::new(0),
         };
         evs.load().await?;
         Ok(evs)
@@ -255,11 +259,18 @@ impl Evs {
         self.dir.path().join(format!("{id}.json"))
     }
 
+    /// How many volume and snapshot records the last start (or reset) did not read: damaged ones and ones of a
+    /// record format this build does not read ([`model::parse_record`]), including volume records set aside by an
+    /// earlier start (`<id>.json.unreadable`). Their data is kept.
+    pub fn set_aside_records(&self) -> usize {
+        self.set_aside.load(Ordering::Relaxed)
+    }
+
     /// Reads the records back; volumes caught mid-operation by a crash settle into a stable status.
     /// Files no record refers to (a creation, deletion or rollback cut short by a crash) are removed. A record
-    /// that cannot be read is set aside (volumes: renamed `<id>.json.unreadable`; snapshots: left in place and
-    /// skipped), and its data is kept for whoever repairs it: data is never removed for want of a readable
-    /// record.
+    /// that cannot be read, or whose `format` is not [`RECORD_FORMAT`], is set aside with a log line (volumes:
+    /// renamed `<id>.json.unreadable`; snapshots: left in place and skipped), and its data is kept for whoever
+    /// repairs it: data is never removed for want of a readable record.
     async fn load(&self) -> Result<()> {
         let mut volumes = Vec::new();
         let mut files = Vec::new();
@@ -277,11 +288,12 @@ impl Evs {
                 set_aside.push(id.to_owned());
             } else if let Some(id) = name.strip_suffix(".json") {
                 let text = std::fs::read(&path).map_err(|e| EvsError::io("reading a volume record", e))?;
-                match serde_json::from_slice::<VolumeRecord>(&text) {
+                match model::parse_record::<VolumeRecord>(&text) {
                     Ok(record) => volumes.push(record),
-                    // One damaged record must not keep every other volume offline: set it aside, say so.
+                    // One damaged record (or one of a format this build does not read) must not keep every other
+                    // volume offline: set it aside, say so.
                     Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "setting aside an unreadable volume record");
+                        tracing::error!(path = %path.display(), error = %e, "setting aside a volume record");
                         std::fs::rename(&path, path.with_extension("json.unreadable"))
                             .and_then(|()| std::fs::File::open(self.dir.path())?.sync_all())
                             .map_err(|e| EvsError::io("setting aside a volume record", e))?;
@@ -311,10 +323,10 @@ impl Evs {
             if meta.location.extension() == Some("json") {
                 let bytes = self.objects.get(&meta.location).await.map_err(EvsError::store)?.bytes().await;
                 let bytes = bytes.map_err(EvsError::store)?;
-                match serde_json::from_slice::<SnapshotRecord>(&bytes) {
+                match model::parse_record::<SnapshotRecord>(&bytes) {
                     Ok(record) => snapshots.push(record),
                     Err(e) => {
-                        tracing::error!(path = %meta.location, error = %e, "ignoring an unreadable snapshot record");
+                        tracing::error!(path = %meta.location, error = %e, "setting aside a snapshot record");
                         let id = meta.location.filename().and_then(|name| name.strip_suffix(".json"));
                         unreadable.extend(id.map(str::to_owned));
                     }
@@ -323,6 +335,7 @@ impl Evs {
                 data.push(meta.location);
             }
         }
+        self.set_aside.store(set_aside.len() + unreadable.len(), Ordering::Relaxed);
         // Data of a snapshot whose record never became durable (a crash while taking it) or was deleted first.
         for location in data {
             let referenced = location
