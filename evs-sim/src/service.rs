@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
@@ -176,6 +176,30 @@ pub struct Evs {
     open: Mutex<HashMap<String, Arc<VolumeDevice>>>,
     /// Records found at start that were not read (damaged, or of another format), for health reports.
     set_aside: AtomicUsize,
+    /// Every operation that changes volumes, snapshots or their files holds a read guard from its start to the end
+    /// of its job ([`Admission`]); [`Evs::reset`] and [`Evs::shutdown`] take the write side, so they wait for
+    /// (and exclude) every one of them.
+    gate: Arc<tokio::sync::RwLock<()>>,
+    /// Set by [`Evs::shutdown`]: no operation is admitted any more.
+    stopping: AtomicBool,
+    /// What the admitted operations are, for the log line of a shutdown that gives up on them.
+    running: Arc<Mutex<BTreeMap<u64, String>>>,
+    /// Numbers the entries of `running`.
+    admitted: AtomicU64,
+}
+
+/// An admitted operation (and its job, which takes it over): a read guard of [`Evs::gate`] and its entry in
+/// [`Evs::running`], both released when it is dropped.
+struct Admission {
+    _guard: tokio::sync::OwnedRwLockReadGuard<()>,
+    id: u64,
+    running: Arc<Mutex<BTreeMap<u64, String>>>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
 }
 
 impl std::fmt::Debug for Evs {
@@ -242,6 +266,10 @@ impl Evs {
             record_writes: tokio::sync::Mutex::new(()),
             open: Mutex::new(HashMap::new()),
             set_aside: AtomicUsize::new(0),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
+            stopping: AtomicBool::new(false),
+            running: Arc::new(Mutex::new(BTreeMap::new())),
+            admitted: AtomicU64::new(0),
         };
         evs.load().await?;
         Ok(evs)
@@ -257,6 +285,21 @@ impl Evs {
 
     fn record_path(&self, id: &str) -> PathBuf {
         self.dir.path().join(format!("{id}.json"))
+    }
+
+    /// Admits an operation (`what`, for the log), waiting while a reset runs; refused once a shutdown began.
+    async fn admit(&self, what: impl Into<String>) -> Result<Admission> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(EvsError::shutting_down());
+        }
+        let guard = Arc::clone(&self.gate).read_owned().await;
+        // A shutdown that began while this waited (behind it, or behind a reset).
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(EvsError::shutting_down());
+        }
+        let id = self.admitted.fetch_add(1, Ordering::Relaxed);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id, what.into());
+        Ok(Admission { _guard: guard, id, running: Arc::clone(&self.running) })
     }
 
     /// How many volume and snapshot records the last start (or reset) did not read: damaged ones and ones of a
@@ -470,13 +513,20 @@ impl Evs {
         }
     }
 
-    /// Runs `work` as job `job_id` in the background: RUNNING, then SUCCESS or FAIL.
-    fn run_job<F>(self: &Arc<Self>, job_id: String, work: F)
+    /// Runs `work` as job `job_id` in the background: RUNNING, then SUCCESS or FAIL. The job holds the operation's
+    /// admission until it ends.
+    fn run_job<F>(self: &Arc<Self>, job_id: String, admission: Admission, work: F)
     where
         F: std::future::Future<Output = Result<()>> + Send + 'static,
     {
         let evs = Arc::clone(self);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).entry(admission.id).and_modify(|what| {
+            what.push_str(" (job ");
+            what.push_str(&job_id);
+            what.push(')');
+        });
         tokio::spawn(async move {
+            let _admission = admission;
             evs.set_job(&job_id, JobStatus::Running, None);
             match work.await {
                 Ok(()) => evs.set_job(&job_id, JobStatus::Success, None),
@@ -536,6 +586,7 @@ impl Evs {
 
     /// Creates `count` volumes; answers with the job, whose entities name the volumes.
     pub async fn create_volumes(self: &Arc<Self>, requester: &Requester, input: CreateVolume) -> Result<Job> {
+        let admission = self.admit("createVolume").await?;
         if !(1..=100).contains(&input.count) {
             return Err(EvsError::bad("EVS.1021", "the quantity of volume is invalid!"));
         }
@@ -690,7 +741,7 @@ impl Evs {
         }
         let evs = Arc::clone(self);
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             let mut failure = None;
             let mut data_keys = data_keys.into_iter();
             for record in records {
@@ -762,6 +813,7 @@ impl Evs {
         name: Option<String>,
         description: Option<String>,
     ) -> Result<VolumeRecord> {
+        let _admission = self.admit(format!("updateVolume {id}")).await?;
         self.volume(requester, id)?;
         if name.is_none() && description.is_none() {
             return Err(EvsError::bad("EVS.1007", "volume name and description can not both be empty!"));
@@ -791,6 +843,7 @@ impl Evs {
         metadata: BTreeMap<String, String>,
         replace: bool,
     ) -> Result<BTreeMap<String, String>> {
+        let _admission = self.admit(format!("setMetadata {id}")).await?;
         let current = self.volume(requester, id)?;
         if metadata.keys().any(|k| k.starts_with("__system__") && current.metadata.get(k) != metadata.get(k)) {
             return Err(EvsError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"));
@@ -808,6 +861,7 @@ impl Evs {
 
     /// Deletes one metadata entry.
     pub async fn delete_metadata(&self, requester: &Requester, id: &str, key: &str) -> Result<()> {
+        let _admission = self.admit(format!("deleteMetadata {id}")).await?;
         let current = self.volume(requester, id)?;
         if key.starts_with("__system__") {
             return Err(EvsError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"));
@@ -873,6 +927,7 @@ impl Evs {
     /// Deletes an available (or failed) volume (job); with `cascade`, its snapshots first, else it must have
     /// none.
     pub async fn delete_volume(self: &Arc<Self>, requester: &Requester, id: &str, cascade: bool) -> Result<Job> {
+        let admission = self.admit(format!("deleteVolume {id}")).await?;
         self.volume(requester, id)?;
         let deletable = [VolumeStatus::Available, VolumeStatus::Error];
         let mut snapshots = Vec::new();
@@ -902,7 +957,7 @@ impl Evs {
         let job = self.new_job(requester, "deleteVolume", Some(id), None);
         let evs = Arc::clone(self);
         let id = id.to_owned();
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             for (n, (sid, _)) in snapshots.iter().enumerate() {
                 if let Err(e) = evs.remove_snapshot(sid).await {
                     // The snapshots not reached yet stay as they were, the failed one is in error, and so is the
@@ -952,6 +1007,7 @@ impl Evs {
     /// connections made from then on see the new size (one made before keeps the size it negotiated, as a
     /// guest sees a grown disk only after a rescan).
     pub async fn extend_volume(self: &Arc<Self>, requester: &Requester, id: &str, new_size_gb: u64) -> Result<Job> {
+        let admission = self.admit(format!("extendVolume {id}")).await?;
         let current = self.volume(requester, id)?;
         if new_size_gb <= current.size_gb {
             return Err(EvsError::bad("EVS.1015", "new volume Size must be greater than old Size!"));
@@ -974,7 +1030,7 @@ impl Evs {
         let job = self.new_job(requester, "extendVolume", Some(id), None);
         let evs = Arc::clone(self);
         let id = id.to_owned();
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             let path = evs.volume_path(&id);
             let grown = set_volume_len(&path, encrypted, new_size_gb).await;
             if grown.is_ok() {
@@ -1025,6 +1081,7 @@ impl Evs {
         volume_id: &str,
         device: Option<String>,
     ) -> Result<Job> {
+        let admission = self.admit(format!("attachVolume {volume_id}")).await?;
         self.volume(requester, volume_id)?;
         let record =
             self.transition(volume_id, &[VolumeStatus::Available], VolumeStatus::Attaching, "Ecs.0017").await?;
@@ -1032,7 +1089,7 @@ impl Evs {
         let evs = Arc::clone(self);
         let region = requester.caller.region.clone();
         let (server_id, volume_id) = (server_id.to_owned(), volume_id.to_owned());
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             match evs.open_device(&record, &region).await {
                 Ok(opened) => {
                     let attachment = Attachment {
@@ -1062,6 +1119,7 @@ impl Evs {
     /// Detaches a volume from a server (job): in-use → detaching → available; its export goes away and its
     /// master key is dropped (wiped).
     pub async fn detach(self: &Arc<Self>, requester: &Requester, server_id: &str, volume_id: &str) -> Result<Job> {
+        let admission = self.admit(format!("detachVolume {volume_id}")).await?;
         self.volume(requester, volume_id)?;
         self.transition_if(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, "Ecs.0005", |state| {
             let attached =
@@ -1078,7 +1136,7 @@ impl Evs {
         let job = self.new_job(requester, "detachVolume", Some(volume_id), Some(server_id));
         let evs = Arc::clone(self);
         let volume_id = volume_id.to_owned();
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&volume_id);
             let flushed = match device {
                 // Closing waits for the I/O under way; then everything written is made durable.
@@ -1166,6 +1224,7 @@ impl Evs {
         force: bool,
         metadata: BTreeMap<String, String>,
     ) -> Result<SnapshotRecord> {
+        let admission = self.admit(format!("createSnapshot of {volume_id}")).await?;
         check_name(&name)?;
         check_description(&description)?;
         let volume = self.volume(requester, volume_id)?;
@@ -1214,6 +1273,7 @@ impl Evs {
         let evs = Arc::clone(self);
         let (id, volume_id) = (record.id.clone(), record.volume_id.clone());
         tokio::spawn(async move {
+            let _admission = admission;
             let copied = evs.copy_to_snapshot(&evs.volume_path(&volume_id), &id).await;
             if let Err(e) = &copied {
                 tracing::error!(snapshot = %id, error = %e, "taking a snapshot failed");
@@ -1243,6 +1303,7 @@ impl Evs {
         name: Option<String>,
         description: Option<String>,
     ) -> Result<SnapshotRecord> {
+        let _admission = self.admit(format!("updateSnapshot {id}")).await?;
         if let Some(name) = &name {
             check_name(name)?;
         }
@@ -1273,6 +1334,7 @@ impl Evs {
     /// Deletes an available (or failed) snapshot: its record first (durably), then its data — data no record
     /// refers to is removed at the next start, should a crash come in between.
     pub async fn delete_snapshot(&self, requester: &Requester, id: &str) -> Result<()> {
+        let _admission = self.admit(format!("deleteSnapshot {id}")).await?;
         {
             let _writing = self.record_writes.lock().await;
             let mut state = self.state();
@@ -1325,6 +1387,7 @@ impl Evs {
         id: &str,
         volume_id: Option<&str>,
     ) -> Result<VolumeRecord> {
+        let admission = self.admit(format!("rollbackSnapshot {id}")).await?;
         let snapshot = self.snapshot(requester, id)?;
         let volume_id = volume_id.unwrap_or(&snapshot.volume_id).to_owned();
         if volume_id != snapshot.volume_id {
@@ -1348,6 +1411,7 @@ impl Evs {
         let id = id.to_owned();
         let restoring = before.clone();
         tokio::spawn(async move {
+            let _admission = admission;
             let path = evs.volume_path(&restoring.id);
             let len = volume_file_len(restoring.encryption.is_some(), restoring.size_gb);
             let restored = evs.copy_from_snapshot(&id, &path, len).await;
@@ -1373,6 +1437,110 @@ impl Evs {
             }
         });
         Ok(before)
+    }
+
+    // ---- reset and shutdown ------------------------------------------------------------------
+
+    /// Empties the service: detaches every volume (I/O under way ends, keys are wiped, NBD clients of the volumes
+    /// get errors from then on), deletes every volume (records and files, including records set aside), every
+    /// snapshot (everything under `snapshots/` in the object store, and nothing else there) and every job. It waits
+    /// for the operations and jobs under way to end first, and operations that arrive meanwhile wait for it, so a
+    /// creation cannot leave a file behind it. Records go before data, so a crash half-way leaves only data no
+    /// record refers to, which the next start removes. On failure, what is left is served as a start would.
+    pub async fn reset(&self) -> Result<(), EvsError> {
+        let _exclusive = self.gate.write().await;
+        let devices: Vec<Arc<VolumeDevice>> =
+            self.open.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, device)| device).collect();
+        if !devices.is_empty() {
+            blocking("detaching volumes", move || {
+                devices.iter().for_each(|device| device.close());
+                Ok(())
+            })
+            .await?;
+        }
+        let emptied = self.remove_everything().await;
+        *self.state() = State::default();
+        self.set_aside.store(0, Ordering::Relaxed);
+        if let Err(e) = emptied {
+            if let Err(reload) = self.load().await {
+                tracing::error!(error = %reload, "reloading the volume service after a failed reset");
+            }
+            return Err(e);
+        }
+        tracing::info!("volume service reset");
+        Ok(())
+    }
+
+    /// Removes every record and file of the volume directory (records first), then every object under
+    /// `snapshots/` (records first).
+    async fn remove_everything(&self) -> Result<()> {
+        let dir = self.dir.path().to_owned();
+        blocking("emptying the volume directory", move || {
+            let mut entries = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                entries.push(entry?.path());
+            }
+            let is_record = |path: &PathBuf| path.to_str().is_some_and(|p| p.ends_with(".json"));
+            for records_first in [true, false] {
+                for path in entries.iter().filter(|path| is_record(path) == records_first) {
+                    if path.is_dir() {
+                        std::fs::remove_dir_all(path)?;
+                    } else {
+                        remove_if_exists(path)?;
+                    }
+                }
+                std::fs::File::open(&dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await?;
+        let mut locations = Vec::new();
+        let mut listing = self.objects.list(Some(&StorePath::from("snapshots")));
+        while let Some(meta) = listing.next().await {
+            locations.push(meta.map_err(|e| EvsError::internal(format!("listing snapshots: {e}")))?.location);
+        }
+        locations.sort_by_key(|location| location.extension() != Some("json"));
+        for location in &locations {
+            match self.objects.delete(location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(EvsError::store(e)),
+            }
+        }
+        if let Some(location) = locations.first() {
+            self.sync_object_dir(location).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the service before the process exits: no operation is admitted from now on (they fail with a 503),
+    /// then it waits — at most `deadline` in all — for the operations and jobs under way, and for the NBD I/O under
+    /// way on each attached volume, which it then closes and flushes (NBD clients get errors from then on). What
+    /// is still running when the deadline passes is logged and left. Records are not changed: attached volumes
+    /// are re-opened at the next start. Stop the NBD server first (complete its shutdown and await
+    /// [`crate::nbd::serve`]) so that its clients get their last replies.
+    pub async fn shutdown(&self, deadline: std::time::Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let until = tokio::time::Instant::now() + deadline;
+        let exclusive = tokio::time::timeout_at(until, Arc::clone(&self.gate).write_owned()).await;
+        if exclusive.is_err() {
+            let running: Vec<String> =
+                self.running.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+            tracing::warn!(?running, "volume service shutdown: operations still running at the deadline");
+        }
+        let devices: Vec<(String, Arc<VolumeDevice>)> =
+            self.open.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (id, device) in devices {
+            let closed = tokio::task::spawn_blocking(move || {
+                device.close();
+                device.flush()
+            });
+            match tokio::time::timeout_at(until, closed).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::error!(volume = %id, error = %e, "flushing a volume at shutdown"),
+                Ok(Err(e)) => tracing::error!(volume = %id, error = %e, "closing a volume at shutdown"),
+                Err(_) => tracing::warn!(volume = %id, "volume service shutdown: I/O still under way at the deadline"),
+            }
+        }
     }
 
     /// Streams a volume file into `snapshots/<id>.img`, without its trailing zeros (the unwritten end of a sparse
