@@ -9,7 +9,8 @@
 //! master key is in memory until detach).
 //!
 //! At rest: `volumes/<id>.json` (the record, written durably) and `volumes/<id>.img`, a sparse file — a LUKS1
-//! container whose passphrase is the hex of the data key for an encrypted volume, raw otherwise. Snapshots are
+//! container whose passphrase is the hex of the data key for an encrypted volume, raw otherwise — continued in
+//! `<id>.img.1`, `<id>.img.2`, ... for a volume longer than an extent ([`crate::extents`]). Snapshots are
 //! copies of that file in the object store (`snapshots/<id>.img`, without the file's trailing zeros; record
 //! `snapshots/<id>.json`); restoring one keeps the volume file sparse.
 
@@ -23,10 +24,10 @@ use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use shared::key_service::{DataKey, EncryptionContext, KeyService, KeyServiceError};
 use shared::{AccessKey, Caller};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 use crate::device::VolumeDevice;
+use crate::extents::{Extents, Layout};
 use crate::error::{EvsError, Result};
 use crate::luks;
 use crate::model::{
@@ -348,10 +349,11 @@ impl Evs {
             }
         }
         for path in files {
-            let referenced = path.extension().is_some_and(|e| e == "img")
-                && path.file_stem().and_then(|id| id.to_str()).is_some_and(|id| {
-                    volumes.iter().any(|v| v.id.as_str() == id) || set_aside.iter().any(|kept| kept == id)
-                });
+            // Extent files (`<id>.img`, `<id>.img.<k>`) of a volume with a record, read or set aside.
+            let volume = path.file_name().and_then(|name| name.to_str()).and_then(Layout::volume_of);
+            let referenced = volume.is_some_and(|id| {
+                volumes.iter().any(|v| v.id.as_str() == id) || set_aside.iter().any(|kept| kept == id)
+            });
             if !referenced {
                 tracing::info!(path = %path.display(), "removing a volume file no record refers to");
                 remove_if_exists(&path).map_err(|e| EvsError::io("removing an orphan volume file", e))?;
@@ -783,7 +785,9 @@ impl Evs {
             tokio::task::spawn_blocking(move || -> Result<()> {
                 let (area, _master_key, header) = luks::format(passphrase.as_bytes(), LUKS_ITERATIONS)
                     .map_err(|e| EvsError::internal(format!("formatting LUKS: {e}")))?;
-                create_file_durably(&path2, &area, header.payload_offset_bytes() + size)
+                Layout::new(&path2)
+                    .create(&area, header.payload_offset_bytes() + size)
+                    .map_err(|e| EvsError::io("creating a volume file", e))
             })
             .await
             .map_err(|e| EvsError::internal(e.to_string()))??;
@@ -791,9 +795,7 @@ impl Evs {
         } else {
             let size = record.size_gb * GIB;
             let path2 = path.clone();
-            tokio::task::spawn_blocking(move || create_file_durably(&path2, &[], size))
-                .await
-                .map_err(|e| EvsError::internal(e.to_string()))??;
+            blocking("creating a volume file", move || Layout::new(&path2).create(&[], size)).await?;
         }
         // Publish through the record as it is now (a rename while creating is kept).
         let encryption = record.encryption.take();
@@ -979,7 +981,7 @@ impl Evs {
             let (image, record) = (evs.volume_path(&id), evs.record_path(&id));
             let removed = blocking("deleting a volume", move || {
                 remove_if_exists(&record)?;
-                remove_if_exists(&image)?;
+                Layout::of(&image)?.remove()?;
                 if let Some(dir) = record.parent() {
                     std::fs::File::open(dir)?.sync_all()?;
                 }
@@ -1032,12 +1034,12 @@ impl Evs {
         let id = id.to_owned();
         self.run_job(job.id.clone(), admission, async move {
             let path = evs.volume_path(&id);
-            let grown = set_volume_len(&path, encrypted, new_size_gb).await;
-            if grown.is_ok() {
-                let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
-                if let Some(device) = device {
-                    device.grow(new_size_gb * GIB);
-                }
+            let len = volume_file_len(encrypted, new_size_gb);
+            let mut grown = blocking("resizing a volume", move || Layout::of(&path)?.set_len(len)).await;
+            let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+            if let (Ok(()), Some(device)) = (&grown, device) {
+                // A new extent the attached volume cannot open: the extend fails, the volume keeps its size.
+                grown = blocking("opening a grown volume", move || device.grow(new_size_gb * GIB)).await;
             }
             evs.update_volume_record(&id, |v| {
                 if grown.is_ok() {
@@ -1059,16 +1061,19 @@ impl Evs {
         let path = self.volume_path(&record.id);
         let size = record.size_gb * GIB;
         match &record.encryption {
-            None => blocking("opening a volume", move || VolumeDevice::plain(&path, size)).await,
+            None => blocking("opening a volume", move || VolumeDevice::plain(Layout::of(&path)?, size)).await,
             Some(enc) => {
                 let blob = hex::decode(&enc.dek_ciphertext)
                     .map_err(|_| EvsError::internal("a volume record holds a malformed data key ciphertext"))?;
                 let data_key =
                     self.keys.decrypt(&service_caller(region), &blob, &enc.context).await.map_err(key_error)?;
                 let passphrase = Zeroizing::new(hex::encode(&data_key[..]));
-                tokio::task::spawn_blocking(move || VolumeDevice::encrypted(&path, size, passphrase.as_bytes()))
-                    .await
-                    .map_err(|e| EvsError::internal(e.to_string()))?
+                tokio::task::spawn_blocking(move || {
+                    let layout = Layout::of(&path).map_err(|e| EvsError::io("opening an encrypted volume", e))?;
+                    VolumeDevice::encrypted(layout, size, passphrase.as_bytes())
+                })
+                .await
+                .map_err(|e| EvsError::internal(e.to_string()))?
             }
         }
     }
@@ -1272,9 +1277,12 @@ impl Evs {
         };
         let evs = Arc::clone(self);
         let (id, volume_id) = (record.id.clone(), record.volume_id.clone());
+        let taking = record.clone();
         tokio::spawn(async move {
+            let record = taking;
             let _admission = admission;
-            let copied = evs.copy_to_snapshot(&evs.volume_path(&volume_id), &id).await;
+            let len = volume_file_len(record.encryption.is_some(), record.size_gb);
+            let copied = evs.copy_to_snapshot(&evs.volume_path(&volume_id), len, &id).await;
             if let Err(e) = &copied {
                 tracing::error!(snapshot = %id, error = %e, "taking a snapshot failed");
             }
@@ -1543,26 +1551,30 @@ impl Evs {
         }
     }
 
-    /// Streams a volume file into `snapshots/<id>.img`, without its trailing zeros (the unwritten end of a sparse
-    /// volume): restoring gives the file its full length again.
-    async fn copy_to_snapshot(&self, file: &Path, snapshot_id: &str) -> Result<()> {
+    /// Streams a volume's data (`len` bytes, in the extents whose first file is `file`) into
+    /// `snapshots/<id>.img`, without its trailing zeros (the unwritten end of a sparse volume): restoring gives the
+    /// volume its full length again. Holes are skipped without reading them (`SEEK_DATA` / `SEEK_HOLE`), but the
+    /// zeros between two data ranges are uploaded: a snapshot costs what the volume holds up to its last data.
+    async fn copy_to_snapshot(&self, file: &Path, len: u64, snapshot_id: &str) -> Result<()> {
         let path = StorePath::from(format!("snapshots/{snapshot_id}.img"));
         let mut upload =
             object_store::WriteMultipart::new(self.objects.put_multipart(&path).await.map_err(EvsError::store)?);
-        let mut source = std::fs::File::open(file).map_err(|e| EvsError::io("reading a volume", e))?;
+        let file = file.to_owned();
+        let source = blocking("reading a volume", move || Layout::of(&file)?.open_read(len)).await?;
+        let source = Arc::new(source);
         let mut buffer = vec![0u8; 8 << 20];
         let zeros = Arc::new(vec![0u8; buffer.len()]);
         // Zeros (holes, or zero chunks read) not uploaded yet: they are, once data follows them.
         let mut zeros_pending = 0u64;
         let mut position = 0u64;
         loop {
-            let zeros2 = Arc::clone(&zeros);
+            let (zeros2, source2) = (Arc::clone(&zeros), Arc::clone(&source));
             let read = tokio::task::spawn_blocking(move || {
-                let chunk = next_chunk(&mut source, position, &mut buffer, &zeros2)?;
-                Ok::<_, std::io::Error>((source, buffer, chunk))
+                let chunk = next_chunk(&source2, position, &mut buffer, &zeros2)?;
+                Ok::<_, std::io::Error>((buffer, chunk))
             });
             let chunk;
-            (source, buffer, chunk) = read
+            (buffer, chunk) = read
                 .await
                 .map_err(|e| EvsError::internal(e.to_string()))?
                 .map_err(|e| EvsError::io("reading a volume", e))?;
@@ -1585,51 +1597,92 @@ impl Evs {
                 }
             }
         }
+        // The reads are over: the files can be closed before the upload ends.
+        drop(source);
         upload.finish().await.map_err(EvsError::store)?;
         self.sync_object(&path).await
     }
 
-    /// Replaces a volume file with `snapshots/<id>.img`, given its full length `len` (the snapshot leaves out
-    /// the trailing zeros): written to a temporary file, fsynced, renamed over the volume file, and the
-    /// directory fsynced.
+    /// Replaces a volume's data (its extents, whose first file is `file`) with `snapshots/<id>.img`, given its full
+    /// length `len` (the snapshot leaves out the trailing zeros): written to temporary files (`<id>.restoring`,
+    /// `<id>.restoring.1`, ...), fsynced, renamed over the volume's, and the directory fsynced. A volume of one
+    /// extent is replaced whole or not at all; one of several is replaced extent by extent.
     async fn copy_from_snapshot(&self, snapshot_id: &str, file: &Path, len: u64) -> std::result::Result<(), Restore> {
-        let tmp = file.with_extension("restoring");
+        let file2 = file.to_owned();
+        let layout = blocking("writing a volume", move || Layout::of(&file2)).await.map_err(Restore::Untouched)?;
+        let tmp = layout.moved_to(&file.with_extension("restoring"));
         let written = self.restore_into(snapshot_id, &tmp, len).await;
+        let remove_tmp = |tmp: Layout| async move {
+            let _ = blocking("removing a restore", move || tmp.remove()).await;
+        };
         if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
+            remove_tmp(tmp).await;
             return Err(Restore::Untouched(e));
         }
-        if let Err(e) = tokio::fs::rename(&tmp, file).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(Restore::Untouched(EvsError::io("writing a volume", e)));
+        let (tmp2, layout2) = (tmp.clone(), layout.clone());
+        match blocking("writing a volume", move || tmp2.rename_over(&layout2, len)).await {
+            Ok(()) => Ok(()),
+            Err(e) if layout.count(len) == 1 => {
+                remove_tmp(tmp).await;
+                Err(Restore::Untouched(e))
+            }
+            Err(e) => Err(Restore::Unknown(e)),
         }
-        sync_dir_of(file).await.map_err(Restore::Unknown)
     }
 
-    /// Writes `snapshots/<id>.img` into a new file `tmp` of `len` bytes, durably.
-    async fn restore_into(&self, snapshot_id: &str, tmp: &Path, len: u64) -> Result<()> {
+    /// Writes `snapshots/<id>.img` into new extents `tmp` of `len` bytes in all, durably. Zero ranges stay holes:
+    /// the volume is as sparse as the one the snapshot was taken of.
+    async fn restore_into(&self, snapshot_id: &str, tmp: &Layout, len: u64) -> Result<()> {
+        /// Bytes of the snapshot written at a time.
+        const BATCH: usize = 4 << 20;
         let path = StorePath::from(format!("snapshots/{snapshot_id}.img"));
         let mut stream = self.objects.get(&path).await.map_err(EvsError::store)?.into_stream();
-        let mut out = tokio::fs::File::create(tmp).await.map_err(|e| EvsError::io("writing a volume", e))?;
-        let io = |e| EvsError::io("writing a volume", e);
-        // Zero chunks stay holes: the volume file is as sparse as the one the snapshot was taken of.
-        let (mut length, mut zeros) = (0u64, Vec::new());
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(EvsError::store)?;
-            zeros.resize(zeros.len().max(chunk.len()), 0u8);
-            if chunk[..] != zeros[..chunk.len()] {
-                out.seek(std::io::SeekFrom::Start(length)).await.map_err(io)?;
-                out.write_all(&chunk).await.map_err(io)?;
+        let tmp = tmp.clone();
+        let out = blocking("writing a volume", move || {
+            tmp.remove()?;
+            tmp.create(&[], len)?;
+            tmp.open(len)
+        })
+        .await?;
+        let out = Arc::new(out);
+        let (mut batch, mut batch_at, mut length) = (Vec::with_capacity(BATCH), 0u64, 0u64);
+        loop {
+            let chunk = stream.next().await.transpose().map_err(EvsError::store)?;
+            if let Some(chunk) = &chunk {
+                length += chunk.len() as u64;
+                if length > len {
+                    return Err(EvsError::internal(format!("snapshot {snapshot_id} is longer than its volume")));
+                }
+                batch.extend_from_slice(chunk);
             }
-            length += chunk.len() as u64;
+            if batch.len() >= BATCH || (chunk.is_none() && !batch.is_empty()) {
+                let out2 = Arc::clone(&out);
+                let at = batch_at;
+                batch_at += batch.len() as u64;
+                batch = blocking("writing a volume", move || {
+                    write_skipping_zeros(&out2, &batch, at)?;
+                    Ok(batch)
+                })
+                .await?;
+                batch.clear();
+            }
+            if chunk.is_none() {
+                break;
+            }
         }
-        if length > len {
-            return Err(EvsError::internal(format!("snapshot {snapshot_id} is longer than its volume")));
-        }
-        out.flush().await.map_err(io)?;
-        out.set_len(len).await.map_err(io)?;
-        out.sync_all().await.map_err(io)
+        blocking("writing a volume", move || out.sync_all()).await
     }
+}
+
+/// Writes `data` at `position`, leaving holes where a 64 KiB piece is all zeros.
+fn write_skipping_zeros(out: &Extents, data: &[u8], position: u64) -> std::io::Result<()> {
+    const PIECE: usize = 64 * 1024;
+    for (i, piece) in data.chunks(PIECE).enumerate() {
+        if piece.iter().any(|&b| b != 0) {
+            out.write_all_at(piece, position + (i * PIECE) as u64)?;
+        }
+    }
+    Ok(())
 }
 
 /// How a rollback failed: before the volume file was replaced (it is as it was), or after (its durability is
@@ -1692,48 +1745,18 @@ enum Chunk {
     End,
 }
 
-/// Reads the chunk of `file` at `position`: holes are skipped without reading them (`SEEK_DATA` / `SEEK_HOLE`),
-/// so a snapshot of a mostly empty volume costs what its data costs.
-fn next_chunk(file: &mut std::fs::File, position: u64, buffer: &mut [u8], zeros: &[u8]) -> std::io::Result<Chunk> {
-    use std::io::{Read, Seek, SeekFrom};
-    let data = match rustix::fs::seek(&*file, rustix::fs::SeekFrom::Data(position)) {
-        Ok(data) => data,
-        Err(rustix::io::Errno::NXIO) => return Ok(Chunk::End),
-        Err(e) => return Err(e.into()),
-    };
-    if data > position {
-        return Ok(Chunk::Zeros(data - position));
-    }
-    let hole = rustix::fs::seek(&*file, rustix::fs::SeekFrom::Hole(position))?;
-    let len = (hole - position).min(buffer.len() as u64) as usize;
-    file.seek(SeekFrom::Start(position))?;
-    file.read_exact(&mut buffer[..len])?;
-    Ok(if buffer[..len] == zeros[..len] { Chunk::Zeros(len as u64) } else { Chunk::Data(len) })
-}
-
-/// Creates `path` with `head` at its start and `len` bytes in all (sparse), durably (file and directory).
-fn create_file_durably(path: &Path, head: &[u8], len: u64) -> Result<()> {
-    use std::io::Write;
-    let io = |e| EvsError::io("creating a volume file", e);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
-    file.write_all(head).map_err(io)?;
-    file.set_len(len.max(head.len() as u64)).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(())
-}
-
-/// Gives a volume file its length, durably: `size_gb` of payload, after the LUKS header area of an encrypted one.
-async fn set_volume_len(path: &Path, encrypted: bool, size_gb: u64) -> Result<()> {
-    let (path, len) = (path.to_owned(), volume_file_len(encrypted, size_gb));
-    blocking("resizing a volume", move || {
-        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
-        file.set_len(len)?;
-        file.sync_all()
+/// Reads the chunk of the volume at `position`: holes are skipped without reading them, so a snapshot of a mostly
+/// empty volume costs what its data costs.
+fn next_chunk(source: &Extents, position: u64, buffer: &mut [u8], zeros: &[u8]) -> std::io::Result<Chunk> {
+    Ok(match source.next_run(position, buffer.len() as u64)? {
+        None => Chunk::End,
+        Some((false, n)) => Chunk::Zeros(n),
+        Some((true, n)) => {
+            let len = n as usize;
+            source.read_exact_at(&mut buffer[..len], position)?;
+            if buffer[..len] == zeros[..len] { Chunk::Zeros(n) } else { Chunk::Data(len) }
+        }
     })
-    .await
 }
 
 /// Runs blocking file work (`doing`, for the error) on the blocking pool.
