@@ -136,7 +136,13 @@ impl VolumeDevice {
     }
 
     /// Reads and decrypts `buf` at `offset`, chunk by chunk.
-    fn read_chunks(&self, cipher: Option<&SectorCipher>, file: &Extents, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_chunks(
+        &self,
+        cipher: Option<&SectorCipher>,
+        file: &Extents,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> io::Result<()> {
         for (i, chunk) in buf.chunks_mut(CRYPT_CHUNK).enumerate() {
             let at = offset + (i * CRYPT_CHUNK) as u64;
             file.read_exact_at(chunk, self.payload_offset + at)?;
@@ -148,7 +154,13 @@ impl VolumeDevice {
     }
 
     /// Encrypts (in place) and writes `data` at `offset`, chunk by chunk.
-    fn write_chunks(&self, cipher: Option<&SectorCipher>, file: &Extents, offset: u64, data: &mut [u8]) -> io::Result<()> {
+    fn write_chunks(
+        &self,
+        cipher: Option<&SectorCipher>,
+        file: &Extents,
+        offset: u64,
+        data: &mut [u8],
+    ) -> io::Result<()> {
         for (i, chunk) in data.chunks_mut(CRYPT_CHUNK).enumerate() {
             let at = offset + (i * CRYPT_CHUNK) as u64;
             if let Some(cipher) = cipher {

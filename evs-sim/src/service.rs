@@ -27,8 +27,8 @@ use shared::{AccessKey, Caller};
 use zeroize::Zeroizing;
 
 use crate::device::VolumeDevice;
-use crate::extents::{Extents, Layout};
 use crate::error::{EvsError, Result};
+use crate::extents::{Extents, Layout};
 use crate::luks;
 use crate::model::{
     self, Attachment, CMK_ID_KEY, ENCRYPTED_KEY, GIB, Job, JobStatus, RECORD_FORMAT, SnapshotRecord, SnapshotStatus,
