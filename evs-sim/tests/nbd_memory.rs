@@ -61,52 +61,104 @@ fn settled_rss(within: Duration) -> u64 {
     peak
 }
 
+/// A server on an ephemeral port exporting `vol` (64 MiB of data) within `limits`.
+struct Served {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(runtime: &tokio::runtime::Runtime, limits: nbd::Limits) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("volume");
+        let device = FileDevice::create(&path, 64 * MIB).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[0x5a; 4096], 0).unwrap();
+        let exports = Arc::new(ExportTable::new());
+        exports.insert("vol", Arc::new(device));
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served: Arc<dyn Exports> = exports;
+        let task = runtime.spawn(nbd::serve_with(listener, served, limits, async {
+            let _ = stopped.await;
+        }));
+        Served { addr, stop: Some(stop), task: Some(task), _dir: dir }
+    }
+
+    fn stop(&mut self, runtime: &tokio::runtime::Runtime) {
+        let _ = self.stop.take().unwrap().send(());
+        runtime.block_on(self.task.take().unwrap()).unwrap();
+    }
+}
+
+/// 12 clients each ask for four 32 MiB reads and take none of the replies.
+fn greedy_clients(addr: SocketAddr) -> Vec<TcpStream> {
+    (0..12)
+        .map(|_| {
+            let mut client = connect(addr, "vol");
+            let mut burst = Vec::new();
+            for handle in 0..4 {
+                burst.extend(read_request(handle, (handle % 2) * 32 * MIB, 32 << 20));
+            }
+            client.write_all(&burst).unwrap();
+            client
+        })
+        .collect()
+}
+
+/// Waits (bounded) until the resident set is back within `slack` of `baseline`; returns it.
+fn returned_rss(baseline: u64, slack: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    let mut now = rss();
+    while Instant::now() < deadline && now > baseline + slack {
+        std::thread::sleep(Duration::from_millis(50));
+        now = rss();
+    }
+    now
+}
+
+/// One test (this binary's only one), so that nothing else moves the resident set meanwhile.
 #[test]
 fn uncollected_reads_are_bounded_across_connections_and_their_memory_returns() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("volume");
-    let device = FileDevice::create(&path, 64 * MIB).unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(&vec![0x5a; 64 * MIB as usize], 0).unwrap();
-    }
-    let exports = Arc::new(ExportTable::new());
-    exports.insert("vol", Arc::new(device));
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served: Arc<dyn Exports> = exports;
-    let server = runtime.spawn(nbd::serve(listener, served, async {
-        let _ = stopped.await;
-    }));
 
+    // Clients that close their connections.
+    let mut server = Served::start(&runtime, nbd::Limits::default());
     let baseline = rss();
-    let mut clients = Vec::new();
-    for _ in 0..12 {
-        let mut client = connect(addr, "vol");
-        let mut burst = Vec::new();
-        for handle in 0..4 {
-            burst.extend(read_request(handle, (handle % 2) * 32 * MIB, 32 << 20));
-        }
-        client.write_all(&burst).unwrap();
-        clients.push(client);
-    }
+    let clients = greedy_clients(server.addr);
     let peak = settled_rss(Duration::from_secs(10));
     drop(clients);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut after = rss();
-    while Instant::now() < deadline && after > baseline + 16 * MIB {
-        std::thread::sleep(Duration::from_millis(50));
-        after = rss();
-    }
+    let after = returned_rss(baseline, 16 * MIB, Duration::from_secs(5));
     eprintln!("RSS: baseline {} MiB, peak {} MiB, after close {} MiB", baseline / MIB, peak / MIB, after / MIB);
-    let _ = stop.send(());
-    runtime.block_on(server).unwrap();
+    server.stop(&runtime);
     // The defaults: 256 MiB in flight across connections, 64 MiB of kept buffers; before the shared budget,
     // each connection held 64 MiB (12 connections: over 770 MiB).
     let bound = (nbd::DEFAULT_MAX_BYTES_IN_FLIGHT + nbd::DEFAULT_MAX_KEPT_BUFFER_BYTES) as u64 + 32 * MIB;
     assert!(peak <= baseline + bound, "{} MiB held for 12 connections", (peak - baseline) / MIB);
     assert!(after <= baseline + 16 * MIB, "memory kept after the connections closed: {} MiB", (after - baseline) / MIB);
+
+    // Clients that stop sending (half-close) but keep their connections open and never read: dropped once
+    // their replies have stalled for `reply_timeout`, and what they held is released.
+    let limits = nbd::Limits { reply_timeout: Duration::from_secs(2), ..nbd::Limits::default() };
+    let mut server = Served::start(&runtime, limits);
+    let baseline = rss();
+    let clients = greedy_clients(server.addr);
+    for client in &clients {
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let held = settled_rss(Duration::from_secs(10));
+    assert!(held > baseline + 64 * MIB, "the stalled clients held only {} MiB", (held - baseline) / MIB);
+    let after = returned_rss(baseline, 16 * MIB, Duration::from_secs(10));
+    eprintln!(
+        "RSS with half-closed clients: baseline {} MiB, held {} MiB, later {} MiB",
+        baseline / MIB,
+        held / MIB,
+        after / MIB
+    );
+    assert!(after <= baseline + 16 * MIB, "memory held for stalled clients: {} MiB", (after - baseline) / MIB);
+    drop(clients);
+    server.stop(&runtime);
 }
