@@ -493,6 +493,24 @@ fn a_32768_gb_encrypted_volume_is_written_at_its_end_and_across_extents() {
         assert_eq!(&client.read(*at, data.len()), data, "after re-attaching, at {at}");
     }
     drop(client);
+    // qemu-io, a real client, writes and verifies a pattern across the boundary of extents 3 and 4, and the
+    // last 64 KiB.
+    if std::process::Command::new("qemu-io").arg("--version").output().is_ok() {
+        let url = format!("nbd://{}/{id}", rig.nbd);
+        let across = 4 * EXTENT - HEADER - 32768;
+        let end = 32768 * GIB - 65536;
+        let mut commands = Vec::new();
+        for at in [across, end] {
+            commands.extend(["-c".to_owned(), format!("write -P 0xab {at} 64k")]);
+            commands.extend(["-c".to_owned(), format!("read -P 0xab {at} 64k")]);
+        }
+        let output =
+            std::process::Command::new("qemu-io").args(["-f", "raw"]).args(&commands).arg(&url).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && !text.contains("fail") && !text.contains("Pattern verification"), "{text}");
+    } else {
+        eprintln!("SKIPPED (qemu-io part): `qemu-io` is not installed (apt-get install qemu-utils)");
+    }
     rig.detach(&id);
     let job = rig.runtime.block_on(rig.evs.delete_volume(&rig.requester, &id, false)).unwrap();
     assert_eq!(rig.wait(&job).status, JobStatus::Success);
