@@ -156,7 +156,11 @@ pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// Memory for payloads is bounded by `max_bytes_in_flight + max_kept_buffer_bytes` in all, whatever
 /// the clients do (plus a 64 KiB read buffer and a 256 KiB write buffer per connection).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Deserializable from configuration (missing fields take their defaults; the two durations are
+/// given in milliseconds, as `handshake_timeout_ms` and `reply_timeout_ms`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Connections served at once (negotiating or transmitting). At the cap the server stops
     /// accepting — further clients wait in the listen backlog — until a connection ends.
@@ -176,10 +180,27 @@ pub struct Limits {
     pub max_kept_buffer_bytes: usize,
     /// Time a client has, from connecting, to finish the handshake and option haggling; a client
     /// that sends nothing, or trickles its options, is dropped after it.
+    #[serde(rename = "handshake_timeout_ms", with = "millis")]
     pub handshake_timeout: Duration,
     /// Longest a reply may wait for the client to take any of its bytes (the client's receive
     /// window stays closed): after that the client is dropped, and what it held is released.
+    #[serde(rename = "reply_timeout_ms", with = "millis")]
     pub reply_timeout: Duration,
+}
+
+/// A [`Duration`] as a number of milliseconds, for [`Limits`] in configuration files.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
 }
 
 impl Default for Limits {
@@ -1366,6 +1387,17 @@ mod tests {
         drop(grown);
         drop(buffers);
         assert_eq!(shared.kept_bytes.load(Ordering::Relaxed), 0, "a connection's kept buffers go with it");
+    }
+
+    #[test]
+    fn limits_read_from_configuration_with_defaults_for_what_is_missing() {
+        let limits: Limits = serde_json::from_str(r#"{"max_connections": 8, "handshake_timeout_ms": 2500}"#).unwrap();
+        let expected =
+            Limits { max_connections: 8, handshake_timeout: Duration::from_millis(2500), ..Limits::default() };
+        assert_eq!(limits, expected);
+        let round_trip: Limits = serde_json::from_value(serde_json::to_value(&expected).unwrap()).unwrap();
+        assert_eq!(round_trip, expected);
+        assert!(serde_json::from_str::<Limits>(r#"{"max_conections": 8}"#).is_err(), "a misspelt limit");
     }
 
     /// The kept buffers of all connections stay within the server's budget.
