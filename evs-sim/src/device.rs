@@ -1,16 +1,13 @@
-//! An attached volume as a block device for the NBD server: positional I/O on the volume's file, through
-//! AES-256-XTS (the LUKS payload cipher) for an encrypted volume, so plaintext never reaches the disk.
+//! An attached volume as a block device for the NBD server: positional I/O on the volume's extent files
+//! ([`crate::extents`]), through AES-256-XTS (the LUKS payload cipher) for an encrypted volume, so plaintext never
+//! reaches the disk.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::FallocateFlags;
-
 use crate::error::{EvsError, Result};
+use crate::extents::{Extents, Layout};
 use crate::luks::{self, SECTOR, SectorCipher};
 use crate::nbd::BlockDevice;
 
@@ -20,17 +17,25 @@ const ZERO_CHUNK: usize = 1 << 20;
 /// in the CPU cache from the copy to or from the page cache.
 const CRYPT_CHUNK: usize = 128 * 1024;
 
-/// An open volume: its file, and how its data may be accessed.
+/// An open volume: its files, and how its data may be accessed.
 pub struct VolumeDevice {
-    file: File,
-    /// Where the payload starts in the file (after the LUKS header area).
+    /// Where the volume's extent files are.
+    layout: Layout,
+    /// Where the payload starts in the volume's data (after the LUKS header area).
     payload_offset: u64,
     /// Bytes of payload; grows when an attached volume is extended.
     size: AtomicU64,
     encrypted: bool,
     /// [`Access::Closed`] from detach on: connections that still hold the device get errors. Every I/O holds the
     /// read lock from its check to its end, so once `close` returns no write of a detached volume is still landing.
-    access: RwLock<Access>,
+    /// The extent files are under the same lock: growing the volume past an extent adds one.
+    access: RwLock<Open>,
+}
+
+/// The files of an open volume, and what I/O on them goes through.
+struct Open {
+    access: Access,
+    extents: Extents,
 }
 
 /// What I/O on a volume goes through.
@@ -53,18 +58,20 @@ impl std::fmt::Debug for VolumeDevice {
 }
 
 impl VolumeDevice {
-    /// Opens an unencrypted volume file of `size` bytes.
-    pub fn plain(path: &Path, size: u64) -> io::Result<VolumeDevice> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+    /// Opens an unencrypted volume of `size` bytes.
+    pub fn plain(layout: Layout, size: u64) -> io::Result<VolumeDevice> {
+        let extents = layout.open(size)?;
         let size = AtomicU64::new(size);
-        Ok(VolumeDevice { file, payload_offset: 0, size, encrypted: false, access: RwLock::new(Access::Plain) })
+        let access = RwLock::new(Open { access: Access::Plain, extents });
+        Ok(VolumeDevice { layout, payload_offset: 0, size, encrypted: false, access })
     }
 
-    /// Opens an encrypted volume file: reads its LUKS header area and unlocks it with `passphrase` (the hex of
-    /// the volume's data key).
-    pub fn encrypted(path: &Path, size: u64, passphrase: &[u8]) -> Result<VolumeDevice> {
+    /// Opens an encrypted volume of `size` bytes of payload: reads its LUKS header area and unlocks it with
+    /// `passphrase` (the hex of the volume's data key).
+    pub fn encrypted(layout: Layout, size: u64, passphrase: &[u8]) -> Result<VolumeDevice> {
         let io_error = |e| EvsError::io("opening an encrypted volume", e);
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_error)?;
+        let header_area = luks::PAYLOAD_OFFSET_SECTORS * SECTOR as u64;
+        let file = layout.open(header_area + size).map_err(io_error)?;
         let mut phdr = vec![0u8; luks::PHDR_LEN];
         file.read_exact_at(&mut phdr, 0).map_err(io_error)?;
         let header = luks::Header::parse(&phdr).map_err(|e| EvsError::internal(format!("volume header: {e}")))?;
@@ -77,34 +84,40 @@ impl VolumeDevice {
         let master_key = header
             .unlock(&area, passphrase)
             .map_err(|e| EvsError::internal(format!("unlocking a volume with its data key: {e}")))?;
+        let access = Access::Encrypted(Box::new(SectorCipher::new(&master_key)));
         Ok(VolumeDevice {
-            file,
+            layout,
             payload_offset: header.payload_offset_bytes(),
             size: AtomicU64::new(size),
             encrypted: true,
-            access: RwLock::new(Access::Encrypted(Box::new(SectorCipher::new(&master_key)))),
+            access: RwLock::new(Open { access, extents: file }),
         })
     }
 
-    /// The volume was extended to `size` bytes (its file already has the room): connections made from now on
-    /// see that size.
-    pub fn grow(&self, size: u64) {
-        self.size.fetch_max(size, Ordering::Relaxed);
+    /// The volume was extended to `size` bytes of payload (its files already have the room, extents added
+    /// included): connections made from now on see that size. Waits for the I/O under way.
+    pub fn grow(&self, size: u64) -> io::Result<()> {
+        let mut open = self.access.write().unwrap_or_else(|e| e.into_inner());
+        if size > self.size.load(Ordering::Relaxed) {
+            open.extents = self.layout.open(self.payload_offset + size)?;
+            self.size.store(size, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Refuses all further I/O (the volume was detached), after waiting for the I/O under way; an encrypted
     /// volume's key is wiped here, not when the last connection holding the device goes away.
     pub fn close(&self) {
-        *self.access.write().unwrap_or_else(|e| e.into_inner()) = Access::Closed;
+        self.access.write().unwrap_or_else(|e| e.into_inner()).access = Access::Closed;
     }
 
-    /// Runs `io` with the volume's cipher (`None`: unencrypted) unless the volume was detached, keeping it
-    /// attached until `io` ends.
-    fn while_open<T>(&self, io: impl FnOnce(Option<&SectorCipher>) -> io::Result<T>) -> io::Result<T> {
-        let access = self.access.read().unwrap_or_else(|e| e.into_inner());
-        match &*access {
-            Access::Plain => io(None),
-            Access::Encrypted(cipher) => io(Some(cipher)),
+    /// Runs `io` with the volume's cipher (`None`: unencrypted) and files unless the volume was detached, keeping
+    /// it attached until `io` ends.
+    fn while_open<T>(&self, io: impl FnOnce(Option<&SectorCipher>, &Extents) -> io::Result<T>) -> io::Result<T> {
+        let open = self.access.read().unwrap_or_else(|e| e.into_inner());
+        match &open.access {
+            Access::Plain => io(None, &open.extents),
+            Access::Encrypted(cipher) => io(Some(cipher), &open.extents),
             Access::Closed => Err(io::Error::new(io::ErrorKind::NotConnected, "the volume was detached")),
         }
     }
@@ -123,10 +136,16 @@ impl VolumeDevice {
     }
 
     /// Reads and decrypts `buf` at `offset`, chunk by chunk.
-    fn read_chunks(&self, cipher: Option<&SectorCipher>, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_chunks(
+        &self,
+        cipher: Option<&SectorCipher>,
+        file: &Extents,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> io::Result<()> {
         for (i, chunk) in buf.chunks_mut(CRYPT_CHUNK).enumerate() {
             let at = offset + (i * CRYPT_CHUNK) as u64;
-            self.file.read_exact_at(chunk, self.payload_offset + at)?;
+            file.read_exact_at(chunk, self.payload_offset + at)?;
             if let Some(cipher) = cipher {
                 cipher.decrypt_sectors(at / SECTOR as u64, chunk);
             }
@@ -135,13 +154,19 @@ impl VolumeDevice {
     }
 
     /// Encrypts (in place) and writes `data` at `offset`, chunk by chunk.
-    fn write_chunks(&self, cipher: Option<&SectorCipher>, offset: u64, data: &mut [u8]) -> io::Result<()> {
+    fn write_chunks(
+        &self,
+        cipher: Option<&SectorCipher>,
+        file: &Extents,
+        offset: u64,
+        data: &mut [u8],
+    ) -> io::Result<()> {
         for (i, chunk) in data.chunks_mut(CRYPT_CHUNK).enumerate() {
             let at = offset + (i * CRYPT_CHUNK) as u64;
             if let Some(cipher) = cipher {
                 cipher.encrypt_sectors(at / SECTOR as u64, chunk);
             }
-            self.file.write_all_at(chunk, self.payload_offset + at)?;
+            file.write_all_at(chunk, self.payload_offset + at)?;
         }
         Ok(())
     }
@@ -153,15 +178,16 @@ impl BlockDevice for VolumeDevice {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.while_open(|cipher| self.read_chunks(cipher, offset, buf))
+        self.while_open(|cipher, file| self.read_chunks(cipher, file, offset, buf))
     }
 
     fn write_at(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        self.while_open(|cipher| self.write_chunks(cipher, offset, data))
+        self.while_open(|cipher, file| self.write_chunks(cipher, file, offset, data))
     }
 
+    /// Also after detach: detaching flushes what was written before.
     fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.access.read().unwrap_or_else(|e| e.into_inner()).extents.sync_data()
     }
 
     /// Gives the blocks back to the filesystem (a hole punched in the volume file, which stays sparse). The NBD
@@ -169,14 +195,7 @@ impl BlockDevice for VolumeDevice {
     /// encrypted one the decryption of zeros (as dm-crypt with discards does). Where the filesystem cannot punch
     /// holes, the trim is a no-op, which the protocol also allows.
     fn trim(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.while_open(|_| {
-            let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-            match rustix::fs::fallocate(&self.file, punch, self.payload_offset + offset, len) {
-                Ok(()) => Ok(()),
-                Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        })
+        self.while_open(|_, file| file.punch_hole(self.payload_offset + offset, len).map(drop))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
@@ -186,7 +205,9 @@ impl BlockDevice for VolumeDevice {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt;
+    use std::fs::File;
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    use std::path::Path;
 
     use super::*;
 
@@ -200,7 +221,7 @@ mod tests {
         let file = File::create(&path).expect("create");
         file.write_all_at(&area, 0).expect("header");
         file.set_len(header.payload_offset_bytes() + size).expect("size");
-        (VolumeDevice::encrypted(&path, size, passphrase).expect("open"), path)
+        (VolumeDevice::encrypted(Layout::new(&path), size, passphrase).expect("open"), path)
     }
 
     #[test]

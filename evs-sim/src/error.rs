@@ -35,6 +35,11 @@ impl EvsError {
         Self::not_found("EVS.5404", "Resource(Volume, Snapshot, Backup .etc) cound not be found.")
     }
 
+    /// The service is shutting down and takes no more operations (503).
+    pub fn shutting_down() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "EVS.5500", "The volume service is shutting down.")
+    }
+
     /// An internal failure: logged with its detail, sent without it.
     pub fn internal(detail: impl Into<String>) -> Self {
         let detail = detail.into();

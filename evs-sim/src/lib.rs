@@ -3,13 +3,14 @@
 //!
 //! - [`service`]: the core ([`Evs`]): volumes, snapshots, jobs, attach / detach (data keys from the KMS through
 //!   `shared::KeyService`, as the EVS service, through a grant); [`model`] its records; [`device`] an attached
-//!   volume as a block device (AES-256-XTS for an encrypted one).
+//!   volume as a block device (AES-256-XTS for an encrypted one); [`extents`] how its data lies in extent files.
 //! - [`http`]: the EVS REST API and the compute API's attach / detach paths ([`EvsApi`]); [`error`] its errors.
 //! - [`luks`]: the LUKS1 volume format (header, key slots, AES-256-XTS [`luks::SectorCipher`]).
 //! - [`nbd`]: the NBD server that serves [`nbd::BlockDevice`]s to real NBD clients ([`nbd::serve`]).
 
 pub mod device;
 pub mod error;
+pub mod extents;
 pub mod http;
 pub mod luks;
 pub mod model;

@@ -21,13 +21,17 @@
 //!   oversize payloads get `EINVAL` (an oversize `WRITE` payload is read and discarded), requests
 //!   past the end get `EINVAL` (`ENOSPC` for `WRITE`/`WRITE_ZEROES`), unknown commands and flags
 //!   `EINVAL`, device errors `EIO` (or `ENOSPC`/`EPERM`/`EINVAL` from the `io::ErrorKind`).
-//! - Pipelining: each connection runs up to 64 requests at once (at most 64 MiB of payload in
-//!   flight); replies may go out of order, as the protocol allows. Device calls run on tokio's
+//! - Pipelining: each connection runs up to [`Limits::max_requests_per_connection`] requests at
+//!   once; replies may go out of order, as the protocol allows. Device calls run on tokio's
 //!   blocking pool, never on the async workers, and the thread that ran a request queues its reply
-//!   for the connection's one writer; payload buffers are reused from request to request
-//!   (up to another 64 MiB kept per connection). Each connection is its own task; a client that
-//!   disconnects mid-request affects nobody else, and a `WRITE` whose payload did not arrive in
-//!   full is never applied.
+//!   for the connection's one writer; payload buffers are reused from request to request. Each
+//!   connection is its own task; a client that disconnects mid-request affects nobody else, and a
+//!   `WRITE` whose payload did not arrive in full is never applied.
+//! - Limits ([`Limits`], passed to [`serve_with`]): connections at once (accept pauses at the cap),
+//!   payload bytes in flight across all connections and per connection (a connection whose next
+//!   request does not fit reads nothing more until replies drain), kept buffers across all
+//!   connections, a deadline for the handshake, and a stall limit for replies the client does not
+//!   take. Payload memory is thus bounded whatever clients do, and freed when a connection ends.
 //!
 //! Not supported: TLS, structured replies, extended headers, block status / metadata contexts,
 //! oldstyle negotiation, read-only exports, `NBD_OPT_BLOCK_SIZE`, `NBD_INFO_DESCRIPTION` (ignored
@@ -40,6 +44,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -122,18 +127,110 @@ const ENOSPC: u32 = 28;
 
 /// Longest export name the protocol allows.
 const MAX_NAME_LEN: usize = 4096;
-/// Requests a single connection may have in flight; further requests wait to be read.
-const MAX_IN_FLIGHT: u32 = 64;
 /// A connection's read buffer: several small requests per `read` at the queue depths clients use,
 /// little of a large payload pulled in with the header before it. `WRITE` payloads of this size or
 /// more are read straight from the socket ([`read_through`]).
 const READ_BUFFER: usize = 64 * 1024;
-/// Payload bytes (read buffers and write data) a single connection may hold at once.
-const IN_FLIGHT_BYTES: u32 = 64 * 1024 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long replies still being written may take after a shutdown before the client is dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Default of [`Limits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Default of [`Limits::max_bytes_in_flight`]: 256 MiB.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+/// Default of [`Limits::max_requests_per_connection`].
+pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 64;
+/// Default of [`Limits::max_bytes_per_connection`]: 64 MiB.
+pub const DEFAULT_MAX_BYTES_PER_CONNECTION: usize = 64 * 1024 * 1024;
+/// Default of [`Limits::max_kept_buffer_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_KEPT_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// Default of [`Limits::handshake_timeout`]: 10 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`Limits::reply_timeout`]: 30 s.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the server lets its clients make it hold: connections, memory, time. [`serve`] uses
+/// `Limits::default()` (the `DEFAULT_*` constants); [`serve_with`] takes them from the caller.
+///
+/// Memory for payloads is bounded by `max_bytes_in_flight + max_kept_buffer_bytes` in all, whatever
+/// the clients do (plus a 64 KiB read buffer and a 256 KiB write buffer per connection).
+///
+/// Deserializable from configuration (missing fields take their defaults; the two durations are
+/// given in milliseconds, as `handshake_timeout_ms` and `reply_timeout_ms`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Connections served at once (negotiating or transmitting). At the cap the server stops
+    /// accepting — further clients wait in the listen backlog — until a connection ends.
+    pub max_connections: usize,
+    /// Payload bytes (`WRITE` data being read or applied, `READ` data being read or waiting to be
+    /// sent) across all connections. A request is admitted only once its payload fits; until then
+    /// its connection reads no further requests. Raised to [`MAX_BLOCK_SIZE`] if set below it.
+    pub max_bytes_in_flight: usize,
+    /// Requests one connection may have in flight; further requests wait in the socket.
+    pub max_requests_per_connection: usize,
+    /// Payload bytes one connection may have in flight, so that one client cannot take the whole
+    /// of `max_bytes_in_flight`. Raised to [`MAX_BLOCK_SIZE`] if set below it.
+    pub max_bytes_per_connection: usize,
+    /// Bytes of payload buffers kept, across all connections, for the next requests of the
+    /// connection they came from (which saves allocating and zeroing a buffer per request). A
+    /// connection's kept buffers are freed when it ends.
+    pub max_kept_buffer_bytes: usize,
+    /// Time a client has, from connecting, to finish the handshake and option haggling; a client
+    /// that sends nothing, or trickles its options, is dropped after it.
+    #[serde(rename = "handshake_timeout_ms", with = "millis")]
+    pub handshake_timeout: Duration,
+    /// Longest a reply may wait for the client to take any of its bytes (the client's receive
+    /// window stays closed): after that the client is dropped, and what it held is released.
+    #[serde(rename = "reply_timeout_ms", with = "millis")]
+    pub reply_timeout: Duration,
+}
+
+/// A [`Duration`] as a number of milliseconds, for [`Limits`] in configuration files.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
+            max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            max_bytes_per_connection: DEFAULT_MAX_BYTES_PER_CONNECTION,
+            max_kept_buffer_bytes: DEFAULT_MAX_KEPT_BUFFER_BYTES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits as the server applies them: every count at least 1, byte budgets at least one
+    /// maximal request (so that no request can wait for room that never comes).
+    fn effective(&self) -> Limits {
+        let max_block = MAX_BLOCK_SIZE as usize;
+        Limits {
+            max_connections: self.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            max_bytes_in_flight: self.max_bytes_in_flight.clamp(max_block, Semaphore::MAX_PERMITS),
+            max_requests_per_connection: self.max_requests_per_connection.clamp(1, 1 << 16),
+            max_bytes_per_connection: self.max_bytes_per_connection.clamp(max_block, Semaphore::MAX_PERMITS),
+            ..self.clone()
+        }
+    }
+}
 
 /// A block device an export serves. Implementations do their own locking; every method may be
 /// called from several threads at once (one per in-flight request, across all connections).
@@ -362,32 +459,58 @@ fn check_range(offset: u64, len: u64, size: u64) -> io::Result<()> {
     }
 }
 
-/// Serves `exports` to NBD clients connecting to `listener` until `shutdown` completes.
+/// Serves `exports` to NBD clients connecting to `listener` until `shutdown` completes, within
+/// the default [`Limits`].
 ///
 /// Each connection runs on its own task. On shutdown the server stops accepting, closes
 /// connections that are negotiating or idle between requests, lets in-flight requests finish
-/// and send their replies, and returns once every connection is closed — so no device is touched
-/// after `serve` returns.
+/// and send their replies (a client not taking them is dropped after a grace period), and
+/// returns once every connection is closed — so no device is touched after `serve` returns. That
+/// is how a caller drains the server: complete `shutdown`, then await `serve`.
 pub async fn serve(listener: TcpListener, exports: Arc<dyn Exports>, shutdown: impl Future<Output = ()>) {
+    serve_with(listener, exports, Limits::default(), shutdown).await;
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    exports: Arc<dyn Exports>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = limits.effective();
+    let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
+    let shared = Arc::new(Shared {
+        bytes_in_flight: Arc::new(Semaphore::new(limits.max_bytes_in_flight)),
+        kept_bytes: AtomicUsize::new(0),
+        limits,
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A connection slot before `accept`: at the cap, clients wait in the listen backlog.
+        let next_client = async {
+            let slot = Arc::clone(&connection_slots).acquire_owned().await;
+            (slot, listener.accept().await)
+        };
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(handle_connection(
-                        stream,
-                        peer,
-                        Arc::clone(&exports),
-                        stop_rx.clone(),
-                    ));
+            (slot, accepted) = next_client => match (slot, accepted) {
+                (Ok(slot), Ok((stream, peer))) => {
+                    let connection =
+                        handle_connection(stream, peer, Arc::clone(&exports), Arc::clone(&shared), stop_rx.clone());
+                    connections.spawn(async move {
+                        connection.await;
+                        drop(slot);
+                    });
                 }
-                Err(error) => {
+                (_, Err(error)) => {
                     warn!(%error, "NBD accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
+                // The semaphore is never closed.
+                (Err(_), Ok(_)) => {}
             },
             Some(finished) = connections.join_next(), if !connections.is_empty() => {
                 log_join(finished);
@@ -399,6 +522,17 @@ pub async fn serve(listener: TcpListener, exports: Arc<dyn Exports>, shutdown: i
     while let Some(finished) = connections.join_next().await {
         log_join(finished);
     }
+}
+
+/// What the connections of one server share.
+struct Shared {
+    /// The limits in force ([`Limits::effective`]).
+    limits: Limits,
+    /// One permit per payload byte in flight, across all connections.
+    bytes_in_flight: Arc<Semaphore>,
+    /// Bytes held by kept payload buffers, across all connections (at most
+    /// [`Limits::max_kept_buffer_bytes`]).
+    kept_bytes: AtomicUsize,
 }
 
 fn log_join(finished: Result<(), tokio::task::JoinError>) {
@@ -435,20 +569,23 @@ async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     exports: Arc<dyn Exports>,
+    shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let mut writer = BufWriter::with_capacity(256 * 1024, writer);
+    let deadline = shared.limits.handshake_timeout;
     let negotiated = tokio::select! {
-        negotiated = negotiate(&mut reader, &mut writer, &*exports) => negotiated,
+        negotiated = tokio::time::timeout(deadline, negotiate(&mut reader, &mut writer, &*exports)) => negotiated,
         _ = stop.wait_for(|stopping| *stopping) => return,
     };
     let result = match negotiated {
-        Ok(Some(export)) => transmit(reader, writer, export, stop).await,
-        Ok(None) => Ok(()),
-        Err(error) => Err(error),
+        Ok(Ok(Some(export))) => transmit(reader, writer, export, shared, stop).await,
+        Ok(Ok(None)) => Ok(()),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "handshake not finished in time")),
     };
     match result {
         Ok(()) => debug!(%peer, "NBD connection closed"),
@@ -723,9 +860,16 @@ struct Reply {
     error: u32,
     /// Data of a successful `READ`.
     data: Option<Payload>,
-    /// The request's share of the in-flight limits (count, payload bytes), released once the
-    /// reply is written (or dropped), letting the next request in.
-    _permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+    /// The request's share of the in-flight limits, released once the reply is written (or
+    /// dropped), letting the next request in.
+    _permits: Option<Permits>,
+}
+
+/// A request's share of the in-flight limits.
+struct Permits {
+    _request: OwnedSemaphorePermit,
+    _connection_bytes: OwnedSemaphorePermit,
+    _server_bytes: OwnedSemaphorePermit,
 }
 
 /// The reply's error value for a device error; the one place device errors meet the wire.
@@ -744,26 +888,34 @@ async fn transmit<R, W>(
     mut reader: BufReader<R>,
     writer: W,
     export: Export,
+    shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (replies, queue) = mpsc::channel(MAX_IN_FLIGHT as usize);
-    let writer = tokio::spawn(write_replies(writer, queue, stop.clone()));
-    let limits = Limits {
-        requests: Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
-        payload_bytes: Arc::new(Semaphore::new(IN_FLIGHT_BYTES as usize)),
-        buffers: Arc::default(),
+    let limits = &shared.limits;
+    let (replies, queue) = mpsc::channel(limits.max_requests_per_connection);
+    // Set by the writer when it gives up on the client: nothing more is read from it.
+    let (gave_up, mut writer_gave_up) = watch::channel(false);
+    let writer = tokio::spawn(write_replies(writer, queue, stop.clone(), limits.reply_timeout, gave_up));
+    let in_flight = InFlight {
+        requests: Arc::new(Semaphore::new(limits.max_requests_per_connection)),
+        payload_bytes: Arc::new(Semaphore::new(limits.max_bytes_per_connection)),
+        buffers: Arc::new(Buffers::new(Arc::clone(&shared))),
+        shared: Arc::clone(&shared),
     };
 
     let runtime = tokio::runtime::Handle::current();
     let result = loop {
         // Shutdown interrupts a request being read (header or payload) but not one running.
         let next = tokio::select! {
-            next = next_request(&mut reader, &export, &limits, &replies) => next,
+            next = next_request(&mut reader, &export, &in_flight, &replies) => next,
             _ = stop.wait_for(|stopping| *stopping) => break Ok(()),
+            _ = writer_gave_up.wait_for(|gave_up| *gave_up) => {
+                break Err(io::Error::new(io::ErrorKind::TimedOut, "the client does not take its replies"));
+            }
         };
         let job = match next {
             Ok(Some(job)) => job,
@@ -806,31 +958,40 @@ where
     result
 }
 
-/// Per-connection limits on requests in flight, and the buffers their payloads borrow.
-struct Limits {
+/// One connection's limits on requests in flight, and the buffers their payloads borrow.
+struct InFlight {
     /// One permit per request in flight.
     requests: Arc<Semaphore>,
-    /// One permit per payload byte (read buffer or write data) in flight.
+    /// One permit per payload byte (read buffer or write data) in flight on this connection.
     payload_bytes: Arc<Semaphore>,
     /// Payload buffers of finished requests, for the next ones.
     buffers: Arc<Buffers>,
+    /// The server's budget of payload bytes in flight.
+    shared: Arc<Shared>,
 }
 
 /// Payload buffers of one connection, reused from request to request so that a request does not
 /// pay for a freshly allocated and zeroed buffer (a megabyte each for a sequential client). A
 /// buffer's old contents are never seen: a `READ` fills all of its payload from the device or
 /// fails, and a `WRITE` fills all of it from the socket or the connection ends. The kept buffers
-/// hold at most [`IN_FLIGHT_BYTES`] together, so a connection's payload memory stays under twice
-/// that budget (what is in flight, plus what is kept).
-#[derive(Default)]
-struct Buffers(Mutex<Vec<Vec<u8>>>);
+/// of a connection hold at most [`Limits::max_bytes_per_connection`], those of all connections
+/// at most [`Limits::max_kept_buffer_bytes`]; they are freed when the connection ends.
+struct Buffers {
+    kept: Mutex<Vec<Vec<u8>>>,
+    shared: Arc<Shared>,
+}
 
 impl Buffers {
+    fn new(shared: Arc<Shared>) -> Self {
+        Buffers { kept: Mutex::new(Vec::new()), shared }
+    }
+
     /// A payload of `len` bytes with unspecified contents, back in `self` once dropped.
     fn take(self: &Arc<Self>, len: usize) -> Payload {
         let mut bytes = Vec::new();
         if len > 0 {
             bytes = self.lock().pop().unwrap_or_default();
+            self.shared.kept_bytes.fetch_sub(bytes.capacity(), Ordering::Relaxed);
             if bytes.len() < len {
                 // Zero-fills only what the buffer grows by, and grows it to `len` exactly (not to twice its
                 // capacity, as `resize` alone may).
@@ -842,12 +1003,35 @@ impl Buffers {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Bytes held by `kept` buffers.
     fn held(kept: &[Vec<u8>]) -> usize {
         kept.iter().map(Vec::capacity).sum()
+    }
+
+    /// Keeps `bytes` for a later request if both budgets allow, frees it otherwise.
+    fn give_back(&self, bytes: Vec<u8>) {
+        let size = bytes.capacity();
+        let mut kept = self.lock();
+        if Self::held(&kept) + size > self.shared.limits.max_bytes_per_connection {
+            return;
+        }
+        let max = self.shared.limits.max_kept_buffer_bytes;
+        let reserved = self.shared.kept_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+            held.checked_add(size).filter(|&total| total <= max)
+        });
+        if reserved.is_ok() {
+            kept.push(bytes);
+        }
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        let held = Self::held(&self.lock());
+        self.shared.kept_bytes.fetch_sub(held, Ordering::Relaxed);
     }
 }
 
@@ -875,12 +1059,8 @@ impl std::ops::DerefMut for Payload {
 impl Drop for Payload {
     fn drop(&mut self) {
         let bytes = std::mem::take(&mut self.bytes);
-        if bytes.is_empty() {
-            return;
-        }
-        let mut kept = self.home.lock();
-        if Buffers::held(&kept) + bytes.capacity() <= IN_FLIGHT_BYTES as usize {
-            kept.push(bytes);
+        if !bytes.is_empty() {
+            self.home.give_back(bytes);
         }
     }
 }
@@ -890,8 +1070,8 @@ struct Job {
     request: Request,
     /// The data of a `WRITE`, the buffer of a `READ`; empty otherwise.
     payload: Payload,
-    /// The request's share of the connection's [`Limits`].
-    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// The request's share of the in-flight limits.
+    permits: Permits,
 }
 
 /// Reads requests, answering invalid ones at once, until one is ready for the device. `None`
@@ -899,7 +1079,7 @@ struct Job {
 async fn next_request<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
     export: &Export,
-    limits: &Limits,
+    in_flight: &InFlight,
     replies: &mpsc::Sender<Reply>,
 ) -> io::Result<Option<Job>> {
     loop {
@@ -931,15 +1111,20 @@ async fn next_request<R: AsyncRead + Unpin>(
             continue;
         }
 
-        // At most MAX_BLOCK_SIZE, below the budget; the semaphores are never closed.
+        // At most MAX_BLOCK_SIZE, within both budgets (`Limits::effective`); the semaphores are
+        // never closed. The connection's own budget first: a connection waiting for the server's
+        // holds none of it.
         let payload_len = match request.command {
             Command::Read | Command::Write => request.len,
             _ => 0,
         };
         let closed = |_| io::Error::other("request limits closed");
-        let request_permit = Arc::clone(&limits.requests).acquire_owned().await.map_err(closed)?;
-        let bytes_permit = Arc::clone(&limits.payload_bytes).acquire_many_owned(payload_len).await.map_err(closed)?;
-        let mut payload = limits.buffers.take(payload_len as usize);
+        let request_permit = Arc::clone(&in_flight.requests).acquire_owned().await.map_err(closed)?;
+        let connection_bytes =
+            Arc::clone(&in_flight.payload_bytes).acquire_many_owned(payload_len).await.map_err(closed)?;
+        let server_bytes =
+            Arc::clone(&in_flight.shared.bytes_in_flight).acquire_many_owned(payload_len).await.map_err(closed)?;
+        let mut payload = in_flight.buffers.take(payload_len as usize);
         if is_write {
             let read = if payload.len() >= READ_BUFFER {
                 read_through(reader, &mut payload).await
@@ -953,7 +1138,9 @@ async fn next_request<R: AsyncRead + Unpin>(
                 Err(error) => return Err(error),
             }
         }
-        return Ok(Some(Job { request, payload, permits: (request_permit, bytes_permit) }));
+        let permits =
+            Permits { _request: request_permit, _connection_bytes: connection_bytes, _server_bytes: server_bytes };
+        return Ok(Some(Job { request, payload, permits }));
     }
 }
 
@@ -992,13 +1179,16 @@ fn execute(device: &dyn BlockDevice, request: &Request, payload: &mut [u8]) -> i
     Ok(())
 }
 
-/// Writes queued replies until every sender is gone. After a write error, or when the client has
-/// not taken its replies within [`SHUTDOWN_GRACE`] of a shutdown, it stops writing but keeps
+/// Writes queued replies until every sender is gone. After a write error, when the client takes
+/// none of a reply's bytes for `reply_timeout`, or when it has not taken its replies within
+/// [`SHUTDOWN_GRACE`] of a shutdown, it stops writing (and says so through `gave_up`) but keeps
 /// draining the queue, so that the connection ends only when no request is running any more.
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: mpsc::Receiver<Reply>,
     mut stop: watch::Receiver<bool>,
+    reply_timeout: Duration,
+    gave_up: watch::Sender<bool>,
 ) {
     let give_up = async {
         let _ = stop.wait_for(|stopping| *stopping).await;
@@ -1012,7 +1202,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
         }
         let flush = queue.is_empty();
         tokio::select! {
-            written = write_reply(&mut writer, &reply, flush) => {
+            written = write_reply(&mut writer, &reply, flush, reply_timeout) => {
                 if let Err(error) = written {
                     debug!(%error, "NBD reply not delivered");
                     healthy = false;
@@ -1024,6 +1214,9 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                 healthy = false;
             }
         }
+        if !healthy {
+            let _ = gave_up.send(true);
+        }
     }
     if healthy {
         let _ = writer.flush().await;
@@ -1031,17 +1224,33 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     }
 }
 
-async fn write_reply<W: AsyncWrite + Unpin>(writer: &mut W, reply: &Reply, flush: bool) -> io::Result<()> {
+async fn write_reply<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    reply: &Reply,
+    flush: bool,
+    stall_limit: Duration,
+) -> io::Result<()> {
     let mut header = [0; 16];
     header[..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
     header[4..8].copy_from_slice(&reply.error.to_be_bytes());
     header[8..].copy_from_slice(&reply.handle.to_be_bytes());
     let data = reply.data.as_deref().unwrap_or_default();
+    let stalled = || io::Error::new(io::ErrorKind::TimedOut, "the client took no reply bytes in time");
     // One vectored write: a large reply's header goes out with its data (not as a segment of its
     // own that wakes the client for 16 bytes); a small one is buffered with the replies after it.
-    writer.write_all_buf(&mut Buf::chain(header.as_slice(), data)).await?;
+    // Each write must make progress within `stall_limit`.
+    let mut message = Buf::chain(header.as_slice(), data);
+    while message.has_remaining() {
+        match tokio::time::timeout(stall_limit, writer.write_buf(&mut message)).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err(stalled()),
+        }
+    }
     if flush {
-        writer.flush().await?;
+        tokio::time::timeout(stall_limit, writer.flush()).await.map_err(|_| stalled())??;
     }
     Ok(())
 }
@@ -1143,10 +1352,20 @@ mod tests {
         }
     }
 
+    fn shared(limits: Limits) -> Arc<Shared> {
+        let limits = limits.effective();
+        Arc::new(Shared {
+            bytes_in_flight: Arc::new(Semaphore::new(limits.max_bytes_in_flight)),
+            kept_bytes: AtomicUsize::new(0),
+            limits,
+        })
+    }
+
     #[test]
     fn payload_buffers_are_lent_again_within_the_budget() {
         const MIB: usize = 1 << 20;
-        let buffers = Arc::new(Buffers::default());
+        let shared = shared(Limits::default());
+        let buffers = Arc::new(Buffers::new(Arc::clone(&shared)));
         let mut first = buffers.take(MIB);
         first.fill(7);
         let address = first.as_ptr();
@@ -1159,11 +1378,42 @@ mod tests {
         assert!(many.iter().all(|payload| payload.len() == MIB));
         drop(many);
         let held = Buffers::held(&buffers.lock());
-        assert!(held <= IN_FLIGHT_BYTES as usize);
-        assert!(held >= IN_FLIGHT_BYTES as usize / 2, "buffers are kept up to the budget");
+        assert!(held <= DEFAULT_MAX_KEPT_BUFFER_BYTES);
+        assert!(held >= DEFAULT_MAX_KEPT_BUFFER_BYTES / 2, "buffers are kept up to the budget");
+        assert_eq!(shared.kept_bytes.load(Ordering::Relaxed), held);
         assert!(buffers.take(0).is_empty());
         let grown = buffers.take(MIB + 4096);
         assert!(grown.bytes.capacity() < 2 * MIB, "a kept buffer grows to the request, not to twice its size");
+        drop(grown);
+        drop(buffers);
+        assert_eq!(shared.kept_bytes.load(Ordering::Relaxed), 0, "a connection's kept buffers go with it");
+    }
+
+    #[test]
+    fn limits_read_from_configuration_with_defaults_for_what_is_missing() {
+        let limits: Limits = serde_json::from_str(r#"{"max_connections": 8, "handshake_timeout_ms": 2500}"#).unwrap();
+        let expected =
+            Limits { max_connections: 8, handshake_timeout: Duration::from_millis(2500), ..Limits::default() };
+        assert_eq!(limits, expected);
+        let round_trip: Limits = serde_json::from_value(serde_json::to_value(&expected).unwrap()).unwrap();
+        assert_eq!(round_trip, expected);
+        assert!(serde_json::from_str::<Limits>(r#"{"max_conections": 8}"#).is_err(), "a misspelt limit");
+    }
+
+    /// The kept buffers of all connections stay within the server's budget.
+    #[test]
+    fn kept_buffers_are_bounded_across_connections() {
+        const MIB: usize = 1 << 20;
+        let limits = Limits { max_kept_buffer_bytes: 8 * MIB, ..Limits::default() };
+        let shared = shared(limits);
+        let connections: Vec<Arc<Buffers>> = (0..4).map(|_| Arc::new(Buffers::new(Arc::clone(&shared)))).collect();
+        for buffers in &connections {
+            let payloads: Vec<Payload> = (0..4).map(|_| buffers.take(MIB)).collect();
+            drop(payloads);
+        }
+        let held: usize = connections.iter().map(|b| Buffers::held(&b.lock())).sum();
+        assert_eq!(held, 8 * MIB);
+        assert_eq!(shared.kept_bytes.load(Ordering::Relaxed), 8 * MIB);
     }
 
     #[test]

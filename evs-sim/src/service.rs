@@ -9,12 +9,14 @@
 //! master key is in memory until detach).
 //!
 //! At rest: `volumes/<id>.json` (the record, written durably) and `volumes/<id>.img`, a sparse file — a LUKS1
-//! container whose passphrase is the hex of the data key for an encrypted volume, raw otherwise. Snapshots are
+//! container whose passphrase is the hex of the data key for an encrypted volume, raw otherwise — continued in
+//! `<id>.img.1`, `<id>.img.2`, ... for a volume longer than an extent ([`crate::extents`]). Snapshots are
 //! copies of that file in the object store (`snapshots/<id>.img`, without the file's trailing zeros; record
 //! `snapshots/<id>.json`); restoring one keeps the volume file sparse.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
@@ -22,14 +24,14 @@ use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use shared::key_service::{DataKey, EncryptionContext, KeyService, KeyServiceError};
 use shared::{AccessKey, Caller};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 use crate::device::VolumeDevice;
 use crate::error::{EvsError, Result};
+use crate::extents::{Extents, Layout};
 use crate::luks;
 use crate::model::{
-    Attachment, CMK_ID_KEY, ENCRYPTED_KEY, GIB, Job, JobStatus, RECORD_FORMAT, SnapshotRecord, SnapshotStatus,
+    self, Attachment, CMK_ID_KEY, ENCRYPTED_KEY, GIB, Job, JobStatus, RECORD_FORMAT, SnapshotRecord, SnapshotStatus,
     VolumeEncryption, VolumeRecord, VolumeStatus,
 };
 use crate::nbd::{BlockDevice, Exports};
@@ -173,6 +175,32 @@ pub struct Evs {
     record_writes: tokio::sync::Mutex<()>,
     /// Open (attached) volumes by id: what the NBD server exports.
     open: Mutex<HashMap<String, Arc<VolumeDevice>>>,
+    /// Records found at start that were not read (damaged, or of another format), for health reports.
+    set_aside: AtomicUsize,
+    /// Every operation that changes volumes, snapshots or their files holds a read guard from its start to the end
+    /// of its job ([`Admission`]); [`Evs::reset`] and [`Evs::shutdown`] take the write side, so they wait for
+    /// (and exclude) every one of them.
+    gate: Arc<tokio::sync::RwLock<()>>,
+    /// Set by [`Evs::shutdown`]: no operation is admitted any more.
+    stopping: AtomicBool,
+    /// What the admitted operations are, for the log line of a shutdown that gives up on them.
+    running: Arc<Mutex<BTreeMap<u64, String>>>,
+    /// Numbers the entries of `running`.
+    admitted: AtomicU64,
+}
+
+/// An admitted operation (and its job, which takes it over): a read guard of [`Evs::gate`] and its entry in
+/// [`Evs::running`], both released when it is dropped.
+struct Admission {
+    _guard: tokio::sync::OwnedRwLockReadGuard<()>,
+    id: u64,
+    running: Arc<Mutex<BTreeMap<u64, String>>>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
 }
 
 impl std::fmt::Debug for Evs {
@@ -238,6 +266,11 @@ impl Evs {
             state: Mutex::new(State::default()),
             record_writes: tokio::sync::Mutex::new(()),
             open: Mutex::new(HashMap::new()),
+            set_aside: AtomicUsize::new(0),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
+            stopping: AtomicBool::new(false),
+            running: Arc::new(Mutex::new(BTreeMap::new())),
+            admitted: AtomicU64::new(0),
         };
         evs.load().await?;
         Ok(evs)
@@ -255,11 +288,33 @@ impl Evs {
         self.dir.path().join(format!("{id}.json"))
     }
 
+    /// Admits an operation (`what`, for the log), waiting while a reset runs; refused once a shutdown began.
+    async fn admit(&self, what: impl Into<String>) -> Result<Admission> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(EvsError::shutting_down());
+        }
+        let guard = Arc::clone(&self.gate).read_owned().await;
+        // A shutdown that began while this waited (behind it, or behind a reset).
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(EvsError::shutting_down());
+        }
+        let id = self.admitted.fetch_add(1, Ordering::Relaxed);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id, what.into());
+        Ok(Admission { _guard: guard, id, running: Arc::clone(&self.running) })
+    }
+
+    /// How many volume and snapshot records the last start (or reset) did not read: damaged ones and ones of a
+    /// record format this build does not read ([`model::parse_record`]), including volume records set aside by an
+    /// earlier start (`<id>.json.unreadable`). Their data is kept.
+    pub fn set_aside_records(&self) -> usize {
+        self.set_aside.load(Ordering::Relaxed)
+    }
+
     /// Reads the records back; volumes caught mid-operation by a crash settle into a stable status.
     /// Files no record refers to (a creation, deletion or rollback cut short by a crash) are removed. A record
-    /// that cannot be read is set aside (volumes: renamed `<id>.json.unreadable`; snapshots: left in place and
-    /// skipped), and its data is kept for whoever repairs it: data is never removed for want of a readable
-    /// record.
+    /// that cannot be read, or whose `format` is not [`RECORD_FORMAT`], is set aside with a log line (volumes:
+    /// renamed `<id>.json.unreadable`; snapshots: left in place and skipped), and its data is kept for whoever
+    /// repairs it: data is never removed for want of a readable record.
     async fn load(&self) -> Result<()> {
         let mut volumes = Vec::new();
         let mut files = Vec::new();
@@ -277,11 +332,12 @@ impl Evs {
                 set_aside.push(id.to_owned());
             } else if let Some(id) = name.strip_suffix(".json") {
                 let text = std::fs::read(&path).map_err(|e| EvsError::io("reading a volume record", e))?;
-                match serde_json::from_slice::<VolumeRecord>(&text) {
+                match model::parse_record::<VolumeRecord>(&text) {
                     Ok(record) => volumes.push(record),
-                    // One damaged record must not keep every other volume offline: set it aside, say so.
+                    // One damaged record (or one of a format this build does not read) must not keep every other
+                    // volume offline: set it aside, say so.
                     Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "setting aside an unreadable volume record");
+                        tracing::error!(path = %path.display(), error = %e, "setting aside a volume record");
                         std::fs::rename(&path, path.with_extension("json.unreadable"))
                             .and_then(|()| std::fs::File::open(self.dir.path())?.sync_all())
                             .map_err(|e| EvsError::io("setting aside a volume record", e))?;
@@ -293,10 +349,11 @@ impl Evs {
             }
         }
         for path in files {
-            let referenced = path.extension().is_some_and(|e| e == "img")
-                && path.file_stem().and_then(|id| id.to_str()).is_some_and(|id| {
-                    volumes.iter().any(|v| v.id.as_str() == id) || set_aside.iter().any(|kept| kept == id)
-                });
+            // Extent files (`<id>.img`, `<id>.img.<k>`) of a volume with a record, read or set aside.
+            let volume = path.file_name().and_then(|name| name.to_str()).and_then(Layout::volume_of);
+            let referenced = volume.is_some_and(|id| {
+                volumes.iter().any(|v| v.id.as_str() == id) || set_aside.iter().any(|kept| kept == id)
+            });
             if !referenced {
                 tracing::info!(path = %path.display(), "removing a volume file no record refers to");
                 remove_if_exists(&path).map_err(|e| EvsError::io("removing an orphan volume file", e))?;
@@ -311,10 +368,10 @@ impl Evs {
             if meta.location.extension() == Some("json") {
                 let bytes = self.objects.get(&meta.location).await.map_err(EvsError::store)?.bytes().await;
                 let bytes = bytes.map_err(EvsError::store)?;
-                match serde_json::from_slice::<SnapshotRecord>(&bytes) {
+                match model::parse_record::<SnapshotRecord>(&bytes) {
                     Ok(record) => snapshots.push(record),
                     Err(e) => {
-                        tracing::error!(path = %meta.location, error = %e, "ignoring an unreadable snapshot record");
+                        tracing::error!(path = %meta.location, error = %e, "setting aside a snapshot record");
                         let id = meta.location.filename().and_then(|name| name.strip_suffix(".json"));
                         unreadable.extend(id.map(str::to_owned));
                     }
@@ -323,6 +380,7 @@ impl Evs {
                 data.push(meta.location);
             }
         }
+        self.set_aside.store(set_aside.len() + unreadable.len(), Ordering::Relaxed);
         // Data of a snapshot whose record never became durable (a crash while taking it) or was deleted first.
         for location in data {
             let referenced = location
@@ -457,13 +515,20 @@ impl Evs {
         }
     }
 
-    /// Runs `work` as job `job_id` in the background: RUNNING, then SUCCESS or FAIL.
-    fn run_job<F>(self: &Arc<Self>, job_id: String, work: F)
+    /// Runs `work` as job `job_id` in the background: RUNNING, then SUCCESS or FAIL. The job holds the operation's
+    /// admission until it ends.
+    fn run_job<F>(self: &Arc<Self>, job_id: String, admission: Admission, work: F)
     where
         F: std::future::Future<Output = Result<()>> + Send + 'static,
     {
         let evs = Arc::clone(self);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).entry(admission.id).and_modify(|what| {
+            what.push_str(" (job ");
+            what.push_str(&job_id);
+            what.push(')');
+        });
         tokio::spawn(async move {
+            let _admission = admission;
             evs.set_job(&job_id, JobStatus::Running, None);
             match work.await {
                 Ok(()) => evs.set_job(&job_id, JobStatus::Success, None),
@@ -523,6 +588,7 @@ impl Evs {
 
     /// Creates `count` volumes; answers with the job, whose entities name the volumes.
     pub async fn create_volumes(self: &Arc<Self>, requester: &Requester, input: CreateVolume) -> Result<Job> {
+        let admission = self.admit("createVolume").await?;
         if !(1..=100).contains(&input.count) {
             return Err(EvsError::bad("EVS.1021", "the quantity of volume is invalid!"));
         }
@@ -677,7 +743,7 @@ impl Evs {
         }
         let evs = Arc::clone(self);
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             let mut failure = None;
             let mut data_keys = data_keys.into_iter();
             for record in records {
@@ -719,7 +785,9 @@ impl Evs {
             tokio::task::spawn_blocking(move || -> Result<()> {
                 let (area, _master_key, header) = luks::format(passphrase.as_bytes(), LUKS_ITERATIONS)
                     .map_err(|e| EvsError::internal(format!("formatting LUKS: {e}")))?;
-                create_file_durably(&path2, &area, header.payload_offset_bytes() + size)
+                Layout::new(&path2)
+                    .create(&area, header.payload_offset_bytes() + size)
+                    .map_err(|e| EvsError::io("creating a volume file", e))
             })
             .await
             .map_err(|e| EvsError::internal(e.to_string()))??;
@@ -727,9 +795,7 @@ impl Evs {
         } else {
             let size = record.size_gb * GIB;
             let path2 = path.clone();
-            tokio::task::spawn_blocking(move || create_file_durably(&path2, &[], size))
-                .await
-                .map_err(|e| EvsError::internal(e.to_string()))??;
+            blocking("creating a volume file", move || Layout::new(&path2).create(&[], size)).await?;
         }
         // Publish through the record as it is now (a rename while creating is kept).
         let encryption = record.encryption.take();
@@ -749,6 +815,7 @@ impl Evs {
         name: Option<String>,
         description: Option<String>,
     ) -> Result<VolumeRecord> {
+        let _admission = self.admit(format!("updateVolume {id}")).await?;
         self.volume(requester, id)?;
         if name.is_none() && description.is_none() {
             return Err(EvsError::bad("EVS.1007", "volume name and description can not both be empty!"));
@@ -778,6 +845,7 @@ impl Evs {
         metadata: BTreeMap<String, String>,
         replace: bool,
     ) -> Result<BTreeMap<String, String>> {
+        let _admission = self.admit(format!("setMetadata {id}")).await?;
         let current = self.volume(requester, id)?;
         if metadata.keys().any(|k| k.starts_with("__system__") && current.metadata.get(k) != metadata.get(k)) {
             return Err(EvsError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"));
@@ -795,6 +863,7 @@ impl Evs {
 
     /// Deletes one metadata entry.
     pub async fn delete_metadata(&self, requester: &Requester, id: &str, key: &str) -> Result<()> {
+        let _admission = self.admit(format!("deleteMetadata {id}")).await?;
         let current = self.volume(requester, id)?;
         if key.starts_with("__system__") {
             return Err(EvsError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"));
@@ -860,6 +929,7 @@ impl Evs {
     /// Deletes an available (or failed) volume (job); with `cascade`, its snapshots first, else it must have
     /// none.
     pub async fn delete_volume(self: &Arc<Self>, requester: &Requester, id: &str, cascade: bool) -> Result<Job> {
+        let admission = self.admit(format!("deleteVolume {id}")).await?;
         self.volume(requester, id)?;
         let deletable = [VolumeStatus::Available, VolumeStatus::Error];
         let mut snapshots = Vec::new();
@@ -889,7 +959,7 @@ impl Evs {
         let job = self.new_job(requester, "deleteVolume", Some(id), None);
         let evs = Arc::clone(self);
         let id = id.to_owned();
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             for (n, (sid, _)) in snapshots.iter().enumerate() {
                 if let Err(e) = evs.remove_snapshot(sid).await {
                     // The snapshots not reached yet stay as they were, the failed one is in error, and so is the
@@ -911,7 +981,7 @@ impl Evs {
             let (image, record) = (evs.volume_path(&id), evs.record_path(&id));
             let removed = blocking("deleting a volume", move || {
                 remove_if_exists(&record)?;
-                remove_if_exists(&image)?;
+                Layout::of(&image)?.remove()?;
                 if let Some(dir) = record.parent() {
                     std::fs::File::open(dir)?.sync_all()?;
                 }
@@ -939,6 +1009,7 @@ impl Evs {
     /// connections made from then on see the new size (one made before keeps the size it negotiated, as a
     /// guest sees a grown disk only after a rescan).
     pub async fn extend_volume(self: &Arc<Self>, requester: &Requester, id: &str, new_size_gb: u64) -> Result<Job> {
+        let admission = self.admit(format!("extendVolume {id}")).await?;
         let current = self.volume(requester, id)?;
         if new_size_gb <= current.size_gb {
             return Err(EvsError::bad("EVS.1015", "new volume Size must be greater than old Size!"));
@@ -961,14 +1032,14 @@ impl Evs {
         let job = self.new_job(requester, "extendVolume", Some(id), None);
         let evs = Arc::clone(self);
         let id = id.to_owned();
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             let path = evs.volume_path(&id);
-            let grown = set_volume_len(&path, encrypted, new_size_gb).await;
-            if grown.is_ok() {
-                let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
-                if let Some(device) = device {
-                    device.grow(new_size_gb * GIB);
-                }
+            let len = volume_file_len(encrypted, new_size_gb);
+            let mut grown = blocking("resizing a volume", move || Layout::of(&path)?.set_len(len)).await;
+            let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+            if let (Ok(()), Some(device)) = (&grown, device) {
+                // A new extent the attached volume cannot open: the extend fails, the volume keeps its size.
+                grown = blocking("opening a grown volume", move || device.grow(new_size_gb * GIB)).await;
             }
             evs.update_volume_record(&id, |v| {
                 if grown.is_ok() {
@@ -990,16 +1061,19 @@ impl Evs {
         let path = self.volume_path(&record.id);
         let size = record.size_gb * GIB;
         match &record.encryption {
-            None => blocking("opening a volume", move || VolumeDevice::plain(&path, size)).await,
+            None => blocking("opening a volume", move || VolumeDevice::plain(Layout::of(&path)?, size)).await,
             Some(enc) => {
                 let blob = hex::decode(&enc.dek_ciphertext)
                     .map_err(|_| EvsError::internal("a volume record holds a malformed data key ciphertext"))?;
                 let data_key =
                     self.keys.decrypt(&service_caller(region), &blob, &enc.context).await.map_err(key_error)?;
                 let passphrase = Zeroizing::new(hex::encode(&data_key[..]));
-                tokio::task::spawn_blocking(move || VolumeDevice::encrypted(&path, size, passphrase.as_bytes()))
-                    .await
-                    .map_err(|e| EvsError::internal(e.to_string()))?
+                tokio::task::spawn_blocking(move || {
+                    let layout = Layout::of(&path).map_err(|e| EvsError::io("opening an encrypted volume", e))?;
+                    VolumeDevice::encrypted(layout, size, passphrase.as_bytes())
+                })
+                .await
+                .map_err(|e| EvsError::internal(e.to_string()))?
             }
         }
     }
@@ -1012,6 +1086,7 @@ impl Evs {
         volume_id: &str,
         device: Option<String>,
     ) -> Result<Job> {
+        let admission = self.admit(format!("attachVolume {volume_id}")).await?;
         self.volume(requester, volume_id)?;
         let record =
             self.transition(volume_id, &[VolumeStatus::Available], VolumeStatus::Attaching, "Ecs.0017").await?;
@@ -1019,7 +1094,7 @@ impl Evs {
         let evs = Arc::clone(self);
         let region = requester.caller.region.clone();
         let (server_id, volume_id) = (server_id.to_owned(), volume_id.to_owned());
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             match evs.open_device(&record, &region).await {
                 Ok(opened) => {
                     let attachment = Attachment {
@@ -1049,6 +1124,7 @@ impl Evs {
     /// Detaches a volume from a server (job): in-use → detaching → available; its export goes away and its
     /// master key is dropped (wiped).
     pub async fn detach(self: &Arc<Self>, requester: &Requester, server_id: &str, volume_id: &str) -> Result<Job> {
+        let admission = self.admit(format!("detachVolume {volume_id}")).await?;
         self.volume(requester, volume_id)?;
         self.transition_if(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, "Ecs.0005", |state| {
             let attached =
@@ -1065,7 +1141,7 @@ impl Evs {
         let job = self.new_job(requester, "detachVolume", Some(volume_id), Some(server_id));
         let evs = Arc::clone(self);
         let volume_id = volume_id.to_owned();
-        self.run_job(job.id.clone(), async move {
+        self.run_job(job.id.clone(), admission, async move {
             let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&volume_id);
             let flushed = match device {
                 // Closing waits for the I/O under way; then everything written is made durable.
@@ -1153,6 +1229,7 @@ impl Evs {
         force: bool,
         metadata: BTreeMap<String, String>,
     ) -> Result<SnapshotRecord> {
+        let admission = self.admit(format!("createSnapshot of {volume_id}")).await?;
         check_name(&name)?;
         check_description(&description)?;
         let volume = self.volume(requester, volume_id)?;
@@ -1200,8 +1277,12 @@ impl Evs {
         };
         let evs = Arc::clone(self);
         let (id, volume_id) = (record.id.clone(), record.volume_id.clone());
+        let taking = record.clone();
         tokio::spawn(async move {
-            let copied = evs.copy_to_snapshot(&evs.volume_path(&volume_id), &id).await;
+            let record = taking;
+            let _admission = admission;
+            let len = volume_file_len(record.encryption.is_some(), record.size_gb);
+            let copied = evs.copy_to_snapshot(&evs.volume_path(&volume_id), len, &id).await;
             if let Err(e) = &copied {
                 tracing::error!(snapshot = %id, error = %e, "taking a snapshot failed");
             }
@@ -1230,6 +1311,7 @@ impl Evs {
         name: Option<String>,
         description: Option<String>,
     ) -> Result<SnapshotRecord> {
+        let _admission = self.admit(format!("updateSnapshot {id}")).await?;
         if let Some(name) = &name {
             check_name(name)?;
         }
@@ -1260,6 +1342,7 @@ impl Evs {
     /// Deletes an available (or failed) snapshot: its record first (durably), then its data — data no record
     /// refers to is removed at the next start, should a crash come in between.
     pub async fn delete_snapshot(&self, requester: &Requester, id: &str) -> Result<()> {
+        let _admission = self.admit(format!("deleteSnapshot {id}")).await?;
         {
             let _writing = self.record_writes.lock().await;
             let mut state = self.state();
@@ -1312,6 +1395,7 @@ impl Evs {
         id: &str,
         volume_id: Option<&str>,
     ) -> Result<VolumeRecord> {
+        let admission = self.admit(format!("rollbackSnapshot {id}")).await?;
         let snapshot = self.snapshot(requester, id)?;
         let volume_id = volume_id.unwrap_or(&snapshot.volume_id).to_owned();
         if volume_id != snapshot.volume_id {
@@ -1335,6 +1419,7 @@ impl Evs {
         let id = id.to_owned();
         let restoring = before.clone();
         tokio::spawn(async move {
+            let _admission = admission;
             let path = evs.volume_path(&restoring.id);
             let len = volume_file_len(restoring.encryption.is_some(), restoring.size_gb);
             let restored = evs.copy_from_snapshot(&id, &path, len).await;
@@ -1362,26 +1447,134 @@ impl Evs {
         Ok(before)
     }
 
-    /// Streams a volume file into `snapshots/<id>.img`, without its trailing zeros (the unwritten end of a sparse
-    /// volume): restoring gives the file its full length again.
-    async fn copy_to_snapshot(&self, file: &Path, snapshot_id: &str) -> Result<()> {
+    // ---- reset and shutdown ------------------------------------------------------------------
+
+    /// Empties the service: detaches every volume (I/O under way ends, keys are wiped, NBD clients of the volumes
+    /// get errors from then on), deletes every volume (records and files, including records set aside), every
+    /// snapshot (everything under `snapshots/` in the object store, and nothing else there) and every job. It waits
+    /// for the operations and jobs under way to end first, and operations that arrive meanwhile wait for it, so a
+    /// creation cannot leave a file behind it. Records go before data, so a crash half-way leaves only data no
+    /// record refers to, which the next start removes. On failure, what is left is served as a start would.
+    pub async fn reset(&self) -> Result<(), EvsError> {
+        let _exclusive = self.gate.write().await;
+        let devices: Vec<Arc<VolumeDevice>> =
+            self.open.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, device)| device).collect();
+        if !devices.is_empty() {
+            blocking("detaching volumes", move || {
+                devices.iter().for_each(|device| device.close());
+                Ok(())
+            })
+            .await?;
+        }
+        let emptied = self.remove_everything().await;
+        *self.state() = State::default();
+        self.set_aside.store(0, Ordering::Relaxed);
+        if let Err(e) = emptied {
+            if let Err(reload) = self.load().await {
+                tracing::error!(error = %reload, "reloading the volume service after a failed reset");
+            }
+            return Err(e);
+        }
+        tracing::info!("volume service reset");
+        Ok(())
+    }
+
+    /// Removes every record and file of the volume directory (records first), then every object under
+    /// `snapshots/` (records first).
+    async fn remove_everything(&self) -> Result<()> {
+        let dir = self.dir.path().to_owned();
+        blocking("emptying the volume directory", move || {
+            let mut entries = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                entries.push(entry?.path());
+            }
+            let is_record = |path: &PathBuf| path.to_str().is_some_and(|p| p.ends_with(".json"));
+            for records_first in [true, false] {
+                for path in entries.iter().filter(|path| is_record(path) == records_first) {
+                    if path.is_dir() {
+                        std::fs::remove_dir_all(path)?;
+                    } else {
+                        remove_if_exists(path)?;
+                    }
+                }
+                std::fs::File::open(&dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await?;
+        let mut locations = Vec::new();
+        let mut listing = self.objects.list(Some(&StorePath::from("snapshots")));
+        while let Some(meta) = listing.next().await {
+            locations.push(meta.map_err(|e| EvsError::internal(format!("listing snapshots: {e}")))?.location);
+        }
+        locations.sort_by_key(|location| location.extension() != Some("json"));
+        for location in &locations {
+            match self.objects.delete(location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(EvsError::store(e)),
+            }
+        }
+        if let Some(location) = locations.first() {
+            self.sync_object_dir(location).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the service before the process exits: no operation is admitted from now on (they fail with a 503),
+    /// then it waits — at most `deadline` in all — for the operations and jobs under way, and for the NBD I/O under
+    /// way on each attached volume, which it then closes and flushes (NBD clients get errors from then on). What
+    /// is still running when the deadline passes is logged and left. Records are not changed: attached volumes
+    /// are re-opened at the next start. Stop the NBD server first (complete its shutdown and await
+    /// [`crate::nbd::serve`]) so that its clients get their last replies.
+    pub async fn shutdown(&self, deadline: std::time::Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let until = tokio::time::Instant::now() + deadline;
+        let exclusive = tokio::time::timeout_at(until, Arc::clone(&self.gate).write_owned()).await;
+        if exclusive.is_err() {
+            let running: Vec<String> =
+                self.running.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+            tracing::warn!(?running, "volume service shutdown: operations still running at the deadline");
+        }
+        let devices: Vec<(String, Arc<VolumeDevice>)> =
+            self.open.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (id, device) in devices {
+            let closed = tokio::task::spawn_blocking(move || {
+                device.close();
+                device.flush()
+            });
+            match tokio::time::timeout_at(until, closed).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::error!(volume = %id, error = %e, "flushing a volume at shutdown"),
+                Ok(Err(e)) => tracing::error!(volume = %id, error = %e, "closing a volume at shutdown"),
+                Err(_) => tracing::warn!(volume = %id, "volume service shutdown: I/O still under way at the deadline"),
+            }
+        }
+    }
+
+    /// Streams a volume's data (`len` bytes, in the extents whose first file is `file`) into
+    /// `snapshots/<id>.img`, without its trailing zeros (the unwritten end of a sparse volume): restoring gives the
+    /// volume its full length again. Holes are skipped without reading them (`SEEK_DATA` / `SEEK_HOLE`), but the
+    /// zeros between two data ranges are uploaded: a snapshot costs what the volume holds up to its last data.
+    async fn copy_to_snapshot(&self, file: &Path, len: u64, snapshot_id: &str) -> Result<()> {
         let path = StorePath::from(format!("snapshots/{snapshot_id}.img"));
         let mut upload =
             object_store::WriteMultipart::new(self.objects.put_multipart(&path).await.map_err(EvsError::store)?);
-        let mut source = std::fs::File::open(file).map_err(|e| EvsError::io("reading a volume", e))?;
+        let file = file.to_owned();
+        let source = blocking("reading a volume", move || Layout::of(&file)?.open_read(len)).await?;
+        let source = Arc::new(source);
         let mut buffer = vec![0u8; 8 << 20];
         let zeros = Arc::new(vec![0u8; buffer.len()]);
         // Zeros (holes, or zero chunks read) not uploaded yet: they are, once data follows them.
         let mut zeros_pending = 0u64;
         let mut position = 0u64;
         loop {
-            let zeros2 = Arc::clone(&zeros);
+            let (zeros2, source2) = (Arc::clone(&zeros), Arc::clone(&source));
             let read = tokio::task::spawn_blocking(move || {
-                let chunk = next_chunk(&mut source, position, &mut buffer, &zeros2)?;
-                Ok::<_, std::io::Error>((source, buffer, chunk))
+                let chunk = next_chunk(&source2, position, &mut buffer, &zeros2)?;
+                Ok::<_, std::io::Error>((buffer, chunk))
             });
             let chunk;
-            (source, buffer, chunk) = read
+            (buffer, chunk) = read
                 .await
                 .map_err(|e| EvsError::internal(e.to_string()))?
                 .map_err(|e| EvsError::io("reading a volume", e))?;
@@ -1404,51 +1597,92 @@ impl Evs {
                 }
             }
         }
+        // The reads are over: the files can be closed before the upload ends.
+        drop(source);
         upload.finish().await.map_err(EvsError::store)?;
         self.sync_object(&path).await
     }
 
-    /// Replaces a volume file with `snapshots/<id>.img`, given its full length `len` (the snapshot leaves out
-    /// the trailing zeros): written to a temporary file, fsynced, renamed over the volume file, and the
-    /// directory fsynced.
+    /// Replaces a volume's data (its extents, whose first file is `file`) with `snapshots/<id>.img`, given its full
+    /// length `len` (the snapshot leaves out the trailing zeros): written to temporary files (`<id>.restoring`,
+    /// `<id>.restoring.1`, ...), fsynced, renamed over the volume's, and the directory fsynced. A volume of one
+    /// extent is replaced whole or not at all; one of several is replaced extent by extent.
     async fn copy_from_snapshot(&self, snapshot_id: &str, file: &Path, len: u64) -> std::result::Result<(), Restore> {
-        let tmp = file.with_extension("restoring");
+        let file2 = file.to_owned();
+        let layout = blocking("writing a volume", move || Layout::of(&file2)).await.map_err(Restore::Untouched)?;
+        let tmp = layout.moved_to(&file.with_extension("restoring"));
         let written = self.restore_into(snapshot_id, &tmp, len).await;
+        let remove_tmp = |tmp: Layout| async move {
+            let _ = blocking("removing a restore", move || tmp.remove()).await;
+        };
         if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
+            remove_tmp(tmp).await;
             return Err(Restore::Untouched(e));
         }
-        if let Err(e) = tokio::fs::rename(&tmp, file).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(Restore::Untouched(EvsError::io("writing a volume", e)));
+        let (tmp2, layout2) = (tmp.clone(), layout.clone());
+        match blocking("writing a volume", move || tmp2.rename_over(&layout2, len)).await {
+            Ok(()) => Ok(()),
+            Err(e) if layout.count(len) == 1 => {
+                remove_tmp(tmp).await;
+                Err(Restore::Untouched(e))
+            }
+            Err(e) => Err(Restore::Unknown(e)),
         }
-        sync_dir_of(file).await.map_err(Restore::Unknown)
     }
 
-    /// Writes `snapshots/<id>.img` into a new file `tmp` of `len` bytes, durably.
-    async fn restore_into(&self, snapshot_id: &str, tmp: &Path, len: u64) -> Result<()> {
+    /// Writes `snapshots/<id>.img` into new extents `tmp` of `len` bytes in all, durably. Zero ranges stay holes:
+    /// the volume is as sparse as the one the snapshot was taken of.
+    async fn restore_into(&self, snapshot_id: &str, tmp: &Layout, len: u64) -> Result<()> {
+        /// Bytes of the snapshot written at a time.
+        const BATCH: usize = 4 << 20;
         let path = StorePath::from(format!("snapshots/{snapshot_id}.img"));
         let mut stream = self.objects.get(&path).await.map_err(EvsError::store)?.into_stream();
-        let mut out = tokio::fs::File::create(tmp).await.map_err(|e| EvsError::io("writing a volume", e))?;
-        let io = |e| EvsError::io("writing a volume", e);
-        // Zero chunks stay holes: the volume file is as sparse as the one the snapshot was taken of.
-        let (mut length, mut zeros) = (0u64, Vec::new());
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(EvsError::store)?;
-            zeros.resize(zeros.len().max(chunk.len()), 0u8);
-            if chunk[..] != zeros[..chunk.len()] {
-                out.seek(std::io::SeekFrom::Start(length)).await.map_err(io)?;
-                out.write_all(&chunk).await.map_err(io)?;
+        let tmp = tmp.clone();
+        let out = blocking("writing a volume", move || {
+            tmp.remove()?;
+            tmp.create(&[], len)?;
+            tmp.open(len)
+        })
+        .await?;
+        let out = Arc::new(out);
+        let (mut batch, mut batch_at, mut length) = (Vec::with_capacity(BATCH), 0u64, 0u64);
+        loop {
+            let chunk = stream.next().await.transpose().map_err(EvsError::store)?;
+            if let Some(chunk) = &chunk {
+                length += chunk.len() as u64;
+                if length > len {
+                    return Err(EvsError::internal(format!("snapshot {snapshot_id} is longer than its volume")));
+                }
+                batch.extend_from_slice(chunk);
             }
-            length += chunk.len() as u64;
+            if batch.len() >= BATCH || (chunk.is_none() && !batch.is_empty()) {
+                let out2 = Arc::clone(&out);
+                let at = batch_at;
+                batch_at += batch.len() as u64;
+                batch = blocking("writing a volume", move || {
+                    write_skipping_zeros(&out2, &batch, at)?;
+                    Ok(batch)
+                })
+                .await?;
+                batch.clear();
+            }
+            if chunk.is_none() {
+                break;
+            }
         }
-        if length > len {
-            return Err(EvsError::internal(format!("snapshot {snapshot_id} is longer than its volume")));
-        }
-        out.flush().await.map_err(io)?;
-        out.set_len(len).await.map_err(io)?;
-        out.sync_all().await.map_err(io)
+        blocking("writing a volume", move || out.sync_all()).await
     }
+}
+
+/// Writes `data` at `position`, leaving holes where a 64 KiB piece is all zeros.
+fn write_skipping_zeros(out: &Extents, data: &[u8], position: u64) -> std::io::Result<()> {
+    const PIECE: usize = 64 * 1024;
+    for (i, piece) in data.chunks(PIECE).enumerate() {
+        if piece.iter().any(|&b| b != 0) {
+            out.write_all_at(piece, position + (i * PIECE) as u64)?;
+        }
+    }
+    Ok(())
 }
 
 /// How a rollback failed: before the volume file was replaced (it is as it was), or after (its durability is
@@ -1511,48 +1745,18 @@ enum Chunk {
     End,
 }
 
-/// Reads the chunk of `file` at `position`: holes are skipped without reading them (`SEEK_DATA` / `SEEK_HOLE`),
-/// so a snapshot of a mostly empty volume costs what its data costs.
-fn next_chunk(file: &mut std::fs::File, position: u64, buffer: &mut [u8], zeros: &[u8]) -> std::io::Result<Chunk> {
-    use std::io::{Read, Seek, SeekFrom};
-    let data = match rustix::fs::seek(&*file, rustix::fs::SeekFrom::Data(position)) {
-        Ok(data) => data,
-        Err(rustix::io::Errno::NXIO) => return Ok(Chunk::End),
-        Err(e) => return Err(e.into()),
-    };
-    if data > position {
-        return Ok(Chunk::Zeros(data - position));
-    }
-    let hole = rustix::fs::seek(&*file, rustix::fs::SeekFrom::Hole(position))?;
-    let len = (hole - position).min(buffer.len() as u64) as usize;
-    file.seek(SeekFrom::Start(position))?;
-    file.read_exact(&mut buffer[..len])?;
-    Ok(if buffer[..len] == zeros[..len] { Chunk::Zeros(len as u64) } else { Chunk::Data(len) })
-}
-
-/// Creates `path` with `head` at its start and `len` bytes in all (sparse), durably (file and directory).
-fn create_file_durably(path: &Path, head: &[u8], len: u64) -> Result<()> {
-    use std::io::Write;
-    let io = |e| EvsError::io("creating a volume file", e);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
-    file.write_all(head).map_err(io)?;
-    file.set_len(len.max(head.len() as u64)).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(())
-}
-
-/// Gives a volume file its length, durably: `size_gb` of payload, after the LUKS header area of an encrypted one.
-async fn set_volume_len(path: &Path, encrypted: bool, size_gb: u64) -> Result<()> {
-    let (path, len) = (path.to_owned(), volume_file_len(encrypted, size_gb));
-    blocking("resizing a volume", move || {
-        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
-        file.set_len(len)?;
-        file.sync_all()
+/// Reads the chunk of the volume at `position`: holes are skipped without reading them, so a snapshot of a mostly
+/// empty volume costs what its data costs.
+fn next_chunk(source: &Extents, position: u64, buffer: &mut [u8], zeros: &[u8]) -> std::io::Result<Chunk> {
+    Ok(match source.next_run(position, buffer.len() as u64)? {
+        None => Chunk::End,
+        Some((false, n)) => Chunk::Zeros(n),
+        Some((true, n)) => {
+            let len = n as usize;
+            source.read_exact_at(&mut buffer[..len], position)?;
+            if buffer[..len] == zeros[..len] { Chunk::Zeros(n) } else { Chunk::Data(len) }
+        }
     })
-    .await
 }
 
 /// Runs blocking file work (`doing`, for the error) on the blocking pool.

@@ -62,13 +62,17 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(nbd::Limits::default())
+    }
+
+    fn start_with(limits: nbd::Limits) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let exports = Arc::new(ExportTable::new());
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let served: Arc<dyn Exports> = exports.clone();
-        let task = runtime.spawn(nbd::serve(listener, served, async {
+        let task = runtime.spawn(nbd::serve_with(listener, served, limits, async {
             let _ = stop.await;
         }));
         Self { addr, exports, shutdown: Some(shutdown), task: Some(task), runtime }
@@ -880,4 +884,98 @@ fn shutdown_closes_idle_connections_and_serve_returns() {
     assert!(negotiating.closed_by_server());
     assert!(stalled.closed_by_server());
     assert!(TcpStream::connect(server.addr).is_err(), "no longer listening");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits (`nbd::Limits`): connections, bytes in flight across connections, handshake deadline,
+// replies a client does not take.
+
+/// Whether the server greets a fresh connection within `wait` (it does not while at its cap).
+fn greeted_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut magic = [0; 8];
+    match stream.read_exact(&mut magic) {
+        Ok(()) => magic == *b"NBDMAGIC",
+        Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => false,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+#[test]
+fn at_the_connection_cap_accept_pauses_until_a_connection_ends() {
+    let server = Server::start_with(nbd::Limits { max_connections: 2, ..nbd::Limits::default() });
+    server.exports.insert("vol-cap", Arc::new(MemoryDevice::new(MIB)));
+    let (mut first, _) = RawClient::connect(server.addr, "vol-cap");
+    let (mut second, _) = RawClient::connect(server.addr, "vol-cap");
+    // The third waits in the backlog: connected, not greeted.
+    let mut third = TcpStream::connect(server.addr).unwrap();
+    assert!(!greeted_within(&mut third, Duration::from_millis(300)), "a third connection was served");
+    assert_eq!(second.write(0, &[3; 4096]), 0, "the connections being served go on");
+    first.send_request(0, CMD_DISC, 9, 0, 0);
+    assert!(first.closed_by_server());
+    assert!(greeted_within(&mut third, Duration::from_secs(10)), "the freed slot was not used");
+    assert_eq!(second.read(0, 4096).unwrap(), vec![3; 4096]);
+}
+
+#[test]
+fn a_silent_or_trickling_handshake_is_dropped_at_the_deadline() {
+    let deadline = Duration::from_millis(300);
+    let server = Server::start_with(nbd::Limits { handshake_timeout: deadline, ..nbd::Limits::default() });
+    server.exports.insert("vol-slow", Arc::new(MemoryDevice::new(MIB)));
+    let started = std::time::Instant::now();
+    let mut silent = RawClient::handshake(server.addr);
+    assert!(silent.closed_by_server(), "a client that sent no option was kept");
+    assert!(started.elapsed() >= deadline && started.elapsed() < Duration::from_secs(10));
+
+    // One byte of an option every 50 ms: never done in time.
+    let mut trickling = RawClient::handshake(server.addr);
+    let started = std::time::Instant::now();
+    let option = option_header(OPT_LIST, 0);
+    let mut dropped = false;
+    for byte in option.iter().cycle().take(200) {
+        if trickling.stream.write_all(&[*byte]).is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    assert!(dropped || trickling.closed_by_server(), "a trickling client was kept past the deadline");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A client that negotiates in time is served as before.
+    let (mut prompt, _) = RawClient::connect(server.addr, "vol-slow");
+    assert_eq!(prompt.write(0, &[1; 4096]), 0);
+}
+
+#[test]
+fn the_byte_budget_is_shared_and_a_client_not_taking_replies_is_dropped() {
+    let limits = nbd::Limits {
+        max_bytes_in_flight: 32 * MIB,
+        reply_timeout: Duration::from_millis(500),
+        ..nbd::Limits::default()
+    };
+    let server = Server::start_with(limits);
+    server.exports.insert("vol-budget", Arc::new(MemoryDevice::new(64 * MIB)));
+    // A client that asks for two 32 MiB reads and takes none of the replies: the first holds the whole
+    // budget (it does not fit in the socket buffers), the second waits for it.
+    let (mut hog, _) = RawClient::connect(server.addr, "vol-budget");
+    hog.send_request(0, CMD_READ, 1, 0, 32 << 20);
+    hog.send_request(0, CMD_READ, 2, 32 << 20, 32 << 20);
+    assert_eq!(hog.reply_header(), (0, 1), "the first read ran");
+    // Another client's small read has to wait for the budget too, and gets it once the hog has been
+    // dropped for not taking its replies.
+    let (mut other, _) = RawClient::connect(server.addr, "vol-budget");
+    let started = std::time::Instant::now();
+    assert_eq!(other.read(0, 4096).unwrap(), vec![0; 4096]);
+    assert!(started.elapsed() >= Duration::from_millis(450), "the small read did not wait for the budget");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The hog's connection is gone: whatever part of its reply reached the socket, then the end.
+    hog.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut sink = Vec::new();
+    let ended = hog.stream.read_to_end(&mut sink);
+    assert!(ended.is_ok() || ended.unwrap_err().kind() == io::ErrorKind::ConnectionReset);
+    assert!(sink.len() < 2 * (16 + (32 << 20)), "the hog got all its replies");
 }
