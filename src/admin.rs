@@ -242,6 +242,9 @@ async fn reset(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
              send {\"confirm\": \"delete-everything\"} to do it",
         );
     }
+    if let Err(e) = admin.evs.reset().await {
+        return internal(format!("resetting the volume service: {e}"));
+    }
     let kms = admin.kms.clone();
     match tokio::task::spawn_blocking(move || kms.reset()).await {
         Ok(Ok(())) => Json(json!({"reset": true})).into_response(),
