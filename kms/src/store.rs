@@ -6,9 +6,10 @@
 //! `keys` by key id, `aliases` by `<account>/<region>/<alias name>`, and `meta` for the master-key
 //! check value.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::error::{Error, Result};
 use crate::model::{AliasRecord, KeyRecord};
@@ -48,9 +49,19 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens or creates the store file at `path`.
+    /// Opens or creates the store file at `path` (created with mode 0600).
     pub fn open(path: &Path) -> Result<Self> {
         let existed = path.exists();
+        if !existed {
+            // redb creates its file with the process umask; create it private first.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::Internal(format!("creating {}: {e}", path.display())))?;
+        }
         let db = Database::create(path)?;
         if !existed {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -82,6 +93,12 @@ impl Store {
         let keys = read_all(&txn.open_table(KEYS)?)?;
         let aliases = read_all(&txn.open_table(ALIASES)?)?;
         Ok((keys, aliases))
+    }
+
+    /// Whether the store holds any key.
+    pub fn has_keys(&self) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        Ok(!txn.open_table(KEYS)?.is_empty()?)
     }
 
     /// A meta value.
