@@ -258,8 +258,14 @@ impl AuditLog {
             None => None,
             Some(path) => {
                 let shared = Arc::new(Shared::default());
-                let mut writer =
-                    FileWriter { path, options: options.clone(), file: None, size: 0, shared: shared.clone() };
+                let mut writer = FileWriter {
+                    path,
+                    options: options.clone(),
+                    file: None,
+                    size: 0,
+                    rotated_bytes: 0,
+                    shared: shared.clone(),
+                };
                 writer.remove_rotations(|n| n >= writer.options.max_files)?;
                 writer.open()?;
                 writer.update_file_bytes();
@@ -386,6 +392,8 @@ struct FileWriter {
     file: Option<File>,
     /// Bytes in the current file.
     size: u64,
+    /// Bytes in the rotated files, counted when they change (open, rotation, reset).
+    rotated_bytes: u64,
     shared: Arc<Shared>,
 }
 
@@ -435,7 +443,7 @@ impl FileWriter {
             return;
         }
         let result = self.try_write(lines);
-        let file_bytes = self.file_bytes();
+        let file_bytes = self.size + self.rotated_bytes;
         let mut status = lock(&self.shared.status);
         status.file_bytes = file_bytes;
         match result {
@@ -544,6 +552,7 @@ impl FileWriter {
         }
         self.size = 0;
         sync_dir(&self.path);
+        self.rotated_bytes = self.count_rotated_bytes();
         Ok(())
     }
 
@@ -594,21 +603,19 @@ impl FileWriter {
         Ok(out)
     }
 
-    /// Bytes of the current and the rotated files.
-    fn file_bytes(&self) -> u64 {
-        let rotated: u64 = self
-            .rotations()
+    /// Bytes of the rotated files.
+    fn count_rotated_bytes(&self) -> u64 {
+        self.rotations()
             .unwrap_or_default()
             .iter()
             .filter_map(|(_, path)| std::fs::metadata(path).ok())
             .map(|m| m.len())
-            .sum();
-        rotated + self.size
+            .sum()
     }
 
-    fn update_file_bytes(&self) {
-        let bytes = self.file_bytes();
-        lock(&self.shared.status).file_bytes = bytes;
+    fn update_file_bytes(&mut self) {
+        self.rotated_bytes = self.count_rotated_bytes();
+        lock(&self.shared.status).file_bytes = self.size + self.rotated_bytes;
     }
 
     /// The admin reset: rotated files removed, the current file truncated, counters cleared.
@@ -621,7 +628,8 @@ impl FileWriter {
             Ok(())
         });
         sync_dir(&self.path);
-        let file_bytes = self.file_bytes();
+        self.rotated_bytes = self.count_rotated_bytes();
+        let file_bytes = self.size + self.rotated_bytes;
         let mut status = lock(&self.shared.status);
         *status = WriterStatus { file_bytes, ..WriterStatus::default() };
         self.shared.dropped.store(0, Ordering::Relaxed);
