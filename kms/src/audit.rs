@@ -13,7 +13,13 @@
 //! holds more than about `max_files × max_file_bytes` on disk. The in-memory index keeps at most
 //! [`AuditOptions::memory_events`] events and about [`AuditOptions::memory_bytes`] bytes (the
 //! oldest go first); lines waiting for the writer are capped by
-//! [`AuditOptions::max_queued_events`].
+//! [`AuditOptions::max_queued_events`]: when the disk cannot take events as fast as calls make
+//! them, further events are not queued for the file (counted, and the log reports degraded)
+//! rather than held in memory without bound or slowing the calls.
+//!
+//! Durability: the audit files are written but never fsynced (the writer does not wait for the
+//! disk): a crash of kmsim loses no event the writer has written, a crash of the machine may lose
+//! the last seconds. The audit is a record, not state that acknowledged calls depend on.
 //!
 //! Failures: a write that fails (disk full, I/O error) is logged once when the log starts
 //! failing, counted, and shown by [`AuditLog::health`] as degraded; the lines of that batch are
@@ -43,7 +49,7 @@ pub const DEFAULT_MEMORY_EVENTS: usize = 100_000;
 /// Default [`AuditOptions::memory_bytes`]: 32 MiB.
 pub const DEFAULT_MEMORY_BYTES: usize = 32 << 20;
 /// Default [`AuditOptions::max_queued_events`].
-pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 32_768;
+pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 65_536;
 /// Memory an event costs in the index besides its JSON line: the `Arc` header, the pointer in the
 /// queue, allocator rounding.
 const EVENT_OVERHEAD_BYTES: usize = 48;
@@ -533,10 +539,9 @@ impl FileWriter {
     /// `audit.jsonl` → `audit.1.jsonl`, `audit.1.jsonl` → `audit.2.jsonl`, …, dropping the files
     /// beyond `max_files`; the next append creates a fresh `audit.jsonl`.
     fn rotate(&mut self) -> std::io::Result<()> {
-        if let Some(file) = self.file.take() {
-            // Off the request path: make the finished file durable before it is renamed.
-            let _ = file.sync_data();
-        }
+        // No fsync of the finished file: it would stall the writer for the time the disk takes to
+        // take up to `max_file_bytes`, and the audit is never fsynced (see the module docs).
+        self.file = None;
         let keep = self.options.max_files;
         self.remove_rotations(|n| n + 1 >= keep)?;
         for n in (1..keep.saturating_sub(1)).rev() {
@@ -551,7 +556,6 @@ impl FileWriter {
             std::fs::remove_file(&self.path)?;
         }
         self.size = 0;
-        sync_dir(&self.path);
         self.rotated_bytes = self.count_rotated_bytes();
         Ok(())
     }
@@ -654,7 +658,7 @@ fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
     options.open(path)
 }
 
-/// Best-effort fsync of the directory holding `path`, after a rotation or reset renamed files.
+/// Best-effort fsync of the directory holding `path`, after a reset removed files.
 fn sync_dir(path: &Path) {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if let Ok(dir) = File::open(dir) {
