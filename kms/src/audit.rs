@@ -4,8 +4,7 @@
 //! bounded in-memory index (for queries through the admin API) and handed to a background writer
 //! thread that appends it to `audit.jsonl` in the data dir. Recording an event thus costs the
 //! request path one serialization, one short lock and one channel send; every file decision
-//! (batching, rotation, syncing a rotated file, retrying after a failure) is made on the writer
-//! thread.
+//! (batching, rotation, retrying after a failure) is made on the writer thread.
 //!
 //! Bounds ([`AuditOptions`]): `audit.jsonl` is rotated when the next line would take it past
 //! [`AuditOptions::max_file_bytes`] (`audit.jsonl` → `audit.1.jsonl` → `audit.2.jsonl` …), and at
@@ -211,6 +210,7 @@ impl Index {
 
 /// What the request path hands the writer thread.
 enum Message {
+    /// An event, as its JSON line (without the newline).
     Line(Arc<str>),
     /// Answer once everything sent before is written (or failed).
     Flush(mpsc::Sender<()>),
@@ -238,12 +238,18 @@ struct Shared {
     status: Mutex<WriterStatus>,
 }
 
+/// What the writer thread reports after each batch, for [`AuditLog::health`].
 #[derive(Debug, Default)]
 struct WriterStatus {
+    /// The last write failed (cleared by the next successful one).
     failing: bool,
+    /// Failed writes (batches).
     write_failures: u64,
+    /// Lines of failed writes.
     lines_lost: u64,
+    /// The most recent write error.
     last_error: Option<String>,
+    /// Bytes of the current and the rotated files.
     file_bytes: u64,
 }
 
@@ -637,6 +643,7 @@ impl FileWriter {
         let mut status = lock(&self.shared.status);
         *status = WriterStatus { file_bytes, ..WriterStatus::default() };
         self.shared.dropped.store(0, Ordering::Relaxed);
+        self.shared.overflowing.store(false, Ordering::Relaxed);
         if let Err(error) = result {
             status.failing = true;
             status.write_failures = 1;
