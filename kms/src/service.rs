@@ -223,10 +223,19 @@ impl Kms {
                 create_private_dir(dir)?;
                 let master_path = master_key_file.clone().unwrap_or_else(|| dir.join("master.key"));
                 let store_path = dir.join("kms.redb");
-                let store = Store::open(&store_path)?;
-                // Decide before creating a key file: a store that holds material (or the check
-                // value) wrapped under a master key must not get a fresh, useless one.
-                if !master_path.exists() && (store.meta(MASTER_CHECK)?.is_some() || store.has_keys()?) {
+                // Decide before writing anything: a store that holds material (or the check value)
+                // wrapped under a master key must not get a fresh, useless one.
+                let needs_master = || {
+                    Store::holds_wrapped_material(&store_path).map_err(|e| {
+                        Error::Internal(format!(
+                            "the master key file {} is missing, and the key store {} cannot be checked for keys \
+                             wrapped under it ({e}): restore the master key file",
+                            master_path.display(),
+                            store_path.display()
+                        ))
+                    })
+                };
+                if !master_path.exists() && store_path.exists() && needs_master()? {
                     return Err(Error::Internal(format!(
                         "the master key file {} is missing, but the key store {} holds keys wrapped under it: \
                          restore the master key file (or remove the store to start afresh)",
@@ -235,7 +244,7 @@ impl Kms {
                     )));
                 }
                 let master = MasterKey::load_or_create(&master_path)?;
-                (store, master, Some(dir.join("audit.jsonl")))
+                (Store::open(&store_path)?, master, Some(dir.join("audit.jsonl")))
             }
         };
         check_master_key(&store, &master)?;

@@ -72,6 +72,22 @@ impl Store {
         Self::init(db)
     }
 
+    /// Whether the existing store at `path` holds anything wrapped under a master key (a key, or
+    /// the master check value). Reads only: no table is created and nothing is committed, so a
+    /// start refused for a missing master key leaves the store as it was.
+    pub fn holds_wrapped_material(path: &Path) -> Result<bool> {
+        let db = redb::ReadOnlyDatabase::open(path)?;
+        let txn = db.begin_read()?;
+        let not_empty = |table: TableDefinition<&str, &[u8]>| -> Result<bool> {
+            match txn.open_table(table) {
+                Ok(table) => Ok(!table.is_empty()?),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        };
+        Ok(not_empty(META)? || not_empty(KEYS)?)
+    }
+
     /// A store that lives in memory only (`--in-memory`).
     pub fn in_memory() -> Result<Self> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
@@ -93,12 +109,6 @@ impl Store {
         let keys = read_all(&txn.open_table(KEYS)?, "key")?;
         let aliases = read_all(&txn.open_table(ALIASES)?, "alias")?;
         Ok((keys, aliases))
-    }
-
-    /// Whether the store holds any key.
-    pub fn has_keys(&self) -> Result<bool> {
-        let txn = self.db.begin_read()?;
-        Ok(!txn.open_table(KEYS)?.is_empty()?)
     }
 
     /// A meta value.

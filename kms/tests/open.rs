@@ -38,9 +38,11 @@ fn a_missing_master_key_next_to_a_store_is_refused_without_writing_one() {
     drop(kms);
     let master = dir.path().join("master.key");
     std::fs::remove_file(&master).unwrap();
+    let store_before = std::fs::read(dir.path().join("kms.redb")).unwrap();
     let err = Kms::open(&dir_storage(dir.path()), Vec::new()).unwrap_err().to_string();
     assert!(err.contains(&master.display().to_string()) && err.contains("is missing"), "{err}");
     assert!(!master.exists(), "no fresh, useless master key was written");
+    assert!(std::fs::read(dir.path().join("kms.redb")).unwrap() == store_before, "the store is left as it was");
     // Also when the key file is configured elsewhere.
     let elsewhere = tempfile::tempdir().unwrap();
     let configured = elsewhere.path().join("kms-master.key");
