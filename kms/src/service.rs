@@ -82,7 +82,8 @@ pub struct SeedKey {
 /// Where the KMS keeps its state.
 #[derive(Debug, Clone)]
 pub enum Storage {
-    /// A data dir: `kms.redb`, the master key file and `audit.jsonl`.
+    /// A data dir: `kms.redb`, the master key file, and the audit log (`audit.jsonl` and its
+    /// rotations `audit.<n>.jsonl`).
     Dir {
         /// The data dir.
         dir: std::path::PathBuf,
