@@ -119,7 +119,7 @@ impl OtcError {
     }
 }
 
-/// The default mapping of core errors; verbs with their own codes map first ([`WithCode::with`]).
+/// The default mapping of core errors; verbs with their own codes map first (`WithCode::with`).
 impl From<Error> for OtcError {
     fn from(e: Error) -> Self {
         let code = match &e {
