@@ -1,19 +1,110 @@
 //! The audit log: one event per KMS call, whichever dialect or service made it.
 //!
-//! Events are kept in memory (the newest [`MEMORY_CAPACITY`]) for queries through the admin API,
-//! and appended as JSON lines to `audit.jsonl` in the data dir by a background thread, so that
-//! recording an event costs the request path one serialization and one channel send.
+//! Each event is serialized once, on the request path, into a JSON line that is both kept in a
+//! bounded in-memory index (for queries through the admin API) and handed to a background writer
+//! thread that appends it to `audit.jsonl` in the data dir. Recording an event thus costs the
+//! request path one serialization, one short lock and one channel send; every file decision
+//! (batching, rotation, retrying after a failure) is made on the writer thread.
+//!
+//! Bounds ([`AuditOptions`]): `audit.jsonl` is rotated when the next line would take it past
+//! [`AuditOptions::max_file_bytes`] (`audit.jsonl` → `audit.1.jsonl` → `audit.2.jsonl` …), and at
+//! most [`AuditOptions::max_files`] files are kept, the current one included, so the audit never
+//! holds more than about `max_files × max_file_bytes` on disk. The in-memory index keeps at most
+//! [`AuditOptions::memory_events`] events and about [`AuditOptions::memory_bytes`] bytes (the
+//! oldest go first); lines waiting for the writer are capped by
+//! [`AuditOptions::max_queued_events`]: when the disk cannot take events as fast as calls make
+//! them, further events are not queued for the file (counted, and the log reports degraded)
+//! rather than held in memory without bound or slowing the calls.
+//!
+//! Durability: the audit files are written but never fsynced (the writer does not wait for the
+//! disk): a crash of kmsim loses no event the writer has written, a crash of the machine may lose
+//! the last seconds. The audit is a record, not state that acknowledged calls depend on.
+//!
+//! Failures: a write that fails (disk full, I/O error) is logged once when the log starts
+//! failing, counted, and shown by [`AuditLog::health`] as degraded; the lines of that batch are
+//! lost from the file (they stay in the in-memory index). The writer reopens the file and tries
+//! again with the next batch, and reports recovery once a write succeeds. **KMS calls do not fail
+//! closed when the audit cannot be written**: like CloudTrail, which never blocks a KMS call, the
+//! audit is a record of calls, not a gate on them; an operator sees the gap in the health report
+//! and the log.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::mpsc;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-/// How many events the in-memory index keeps.
-pub const MEMORY_CAPACITY: usize = 200_000;
+/// Default [`AuditOptions::max_file_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
+/// Default [`AuditOptions::max_files`]: 8 (so at most about 512 MiB on disk).
+pub const DEFAULT_MAX_FILES: u32 = 8;
+/// Default [`AuditOptions::memory_events`].
+pub const DEFAULT_MEMORY_EVENTS: usize = 100_000;
+/// Default [`AuditOptions::memory_bytes`]: 32 MiB.
+pub const DEFAULT_MEMORY_BYTES: usize = 32 << 20;
+/// Default [`AuditOptions::max_queued_events`].
+pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 65_536;
+/// Memory an event costs in the index besides its JSON line: the `Arc` header, the pointer in the
+/// queue, allocator rounding.
+const EVENT_OVERHEAD_BYTES: usize = 48;
+/// Most lines the writer gathers into one write.
+const MAX_BATCH_LINES: usize = 4096;
+
+/// Limits of the audit log. Every field has a named default (`DEFAULT_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditOptions {
+    /// Size at which `audit.jsonl` is rotated to `audit.1.jsonl`, in bytes: no file grows past it
+    /// (unless a single line is larger). At least 1.
+    pub max_file_bytes: u64,
+    /// Files kept, the current `audit.jsonl` included; rotating removes the oldest beyond this.
+    /// Bounds the audit on disk to about `max_files × max_file_bytes`. At least 1.
+    pub max_files: u32,
+    /// Most events the in-memory index keeps for queries (the newest).
+    pub memory_events: usize,
+    /// Approximate bytes the in-memory index may hold (events are ≈ 400 bytes each).
+    pub memory_bytes: usize,
+    /// Most lines waiting for the writer thread; beyond this (the disk cannot keep up), new events
+    /// are not queued for the file but counted as not written, so memory stays bounded.
+    pub max_queued_events: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_files: DEFAULT_MAX_FILES,
+            memory_events: DEFAULT_MEMORY_EVENTS,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            max_queued_events: DEFAULT_MAX_QUEUED_EVENTS,
+        }
+    }
+}
+
+/// The state of the audit log, for `/_sim/health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditHealth {
+    /// The last write to the audit file failed, or events are being dropped because the writer
+    /// cannot keep up: the file is missing events.
+    pub degraded: bool,
+    /// Writes to the audit file that failed since start (or the last reset).
+    pub write_failures: u64,
+    /// Events that never reached the file (failed writes and a full queue).
+    pub events_not_written: u64,
+    /// The error of the most recent failed write.
+    pub last_error: Option<String>,
+    /// Bytes in the audit files on disk (current and rotated).
+    pub file_bytes: u64,
+    /// Events in the in-memory index.
+    pub events_in_memory: usize,
+    /// Approximate bytes the in-memory index holds.
+    pub memory_bytes: usize,
+}
 
 /// One KMS call.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,66 +181,682 @@ impl AuditQuery {
 /// The audit log.
 #[derive(Debug)]
 pub struct AuditLog {
-    recent: Mutex<VecDeque<AuditEvent>>,
-    file: Option<Mutex<mpsc::Sender<String>>>,
+    /// The newest events as JSON lines; also serializes sends to the writer so that the file and
+    /// the index see events (and resets) in the same order.
+    index: Mutex<Index>,
+    writer: Option<WriterHandle>,
+    options: AuditOptions,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    lines: VecDeque<Arc<str>>,
+    /// Sum of `line.len() + EVENT_OVERHEAD_BYTES` over `lines`.
+    bytes: usize,
+}
+
+impl Index {
+    fn push(&mut self, line: Arc<str>, options: &AuditOptions) {
+        self.bytes += line.len() + EVENT_OVERHEAD_BYTES;
+        self.lines.push_back(line);
+        while self.lines.len() > options.memory_events || (self.bytes > options.memory_bytes && !self.lines.is_empty())
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.len() + EVENT_OVERHEAD_BYTES;
+            }
+        }
+    }
+}
+
+/// What the request path hands the writer thread.
+enum Message {
+    /// An event, as its JSON line (without the newline).
+    Line(Arc<str>),
+    /// Answer once everything sent before is written (or failed).
+    Flush(mpsc::Sender<()>),
+    /// Remove the rotated files, truncate the current one, clear the counters; then answer.
+    Reset(mpsc::Sender<()>),
+}
+
+/// The request path's side of the writer thread.
+#[derive(Debug)]
+struct WriterHandle {
+    tx: Option<mpsc::Sender<Message>>,
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer thread and the request path both see.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Lines sent and not yet taken by the writer.
+    queued: AtomicUsize,
+    /// Events not queued because the queue was full.
+    dropped: AtomicU64,
+    /// The queue overflowed and has not drained since (logged once per episode).
+    overflowing: AtomicBool,
+    status: Mutex<WriterStatus>,
+}
+
+/// What the writer thread reports after each batch, for [`AuditLog::health`].
+#[derive(Debug, Default)]
+struct WriterStatus {
+    /// The last write failed (cleared by the next successful one).
+    failing: bool,
+    /// Failed writes (batches).
+    write_failures: u64,
+    /// Lines of failed writes.
+    lines_lost: u64,
+    /// The most recent write error.
+    last_error: Option<String>,
+    /// Bytes of the current and the rotated files.
+    file_bytes: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl AuditLog {
-    /// A log kept in memory and, if `path` is given, appended to that file.
-    pub fn new(path: Option<PathBuf>) -> std::io::Result<Self> {
-        let file = match path {
+    /// A log kept in memory and, if `path` is given, appended to that file (created with mode
+    /// 0600) and its rotations next to it, within `options`.
+    pub fn new(path: Option<PathBuf>, options: AuditOptions) -> std::io::Result<Self> {
+        let options = AuditOptions {
+            max_file_bytes: options.max_file_bytes.max(1),
+            max_files: options.max_files.max(1),
+            ..options
+        };
+        let writer = match path {
             None => None,
             Some(path) => {
-                let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-                let (tx, rx) = mpsc::channel::<String>();
-                std::thread::Builder::new().name("kmsim-audit".into()).spawn(move || write_lines(file, rx))?;
-                Some(Mutex::new(tx))
+                let shared = Arc::new(Shared::default());
+                let mut writer = FileWriter {
+                    path,
+                    options: options.clone(),
+                    file: None,
+                    size: 0,
+                    rotated_bytes: 0,
+                    shared: shared.clone(),
+                };
+                writer.remove_rotations(|n| n >= writer.options.max_files)?;
+                writer.open()?;
+                writer.update_file_bytes();
+                let (tx, rx) = mpsc::channel();
+                let thread = std::thread::Builder::new().name("kmsim-audit".into()).spawn(move || writer.run(rx))?;
+                Some(WriterHandle { tx: Some(tx), thread: Some(thread), shared })
             }
         };
-        Ok(AuditLog { recent: Mutex::new(VecDeque::new()), file })
+        Ok(AuditLog { index: Mutex::new(Index::default()), writer, options })
     }
 
-    /// Records an event.
+    /// Records an event: kept in memory and queued for the file. Never blocks on the disk.
     pub fn record(&self, event: AuditEvent) {
-        if let Some(file) = &self.file
-            && let Ok(line) = serde_json::to_string(&event)
-        {
-            let _ = file.lock().unwrap_or_else(|e| e.into_inner()).send(line);
+        let Ok(line) = serde_json::to_string(&event) else { return };
+        let line: Arc<str> = Arc::from(line);
+        let mut index = lock(&self.index);
+        if let Some(writer) = &self.writer {
+            writer.send_line(line.clone(), self.options.max_queued_events);
         }
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() == MEMORY_CAPACITY {
-            recent.pop_front();
-        }
-        recent.push_back(event);
+        index.push(line, &self.options);
     }
 
     /// The newest events that match `query`, oldest first.
     pub fn query(&self, query: &AuditQuery) -> Vec<AuditEvent> {
         let limit = query.limit.unwrap_or(1000);
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<AuditEvent> = recent.iter().rev().filter(|e| query.matches(e)).take(limit).cloned().collect();
+        let lines: Vec<Arc<str>> = lock(&self.index).lines.iter().cloned().collect();
+        let mut out: Vec<AuditEvent> = lines
+            .iter()
+            .rev()
+            .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+            .filter(|e| query.matches(e))
+            .take(limit)
+            .collect();
         out.reverse();
         out
     }
 
-    /// Forgets the in-memory events (the file keeps its history).
-    pub fn clear(&self) {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    /// Forgets every event: the in-memory index, the rotated files, and the current file
+    /// (truncated), in order with the events recorded before; returns once the files are reset.
+    pub fn reset(&self) {
+        let mut index = lock(&self.index);
+        *index = Index::default();
+        let ack = self.writer.as_ref().and_then(|w| w.send_control(Message::Reset));
+        drop(index);
+        if let Some(ack) = ack {
+            let _ = ack.recv();
+        }
+    }
+
+    /// Waits until every event recorded before has been written to the file (or failed).
+    pub fn flush(&self) {
+        if let Some(ack) = self.writer.as_ref().and_then(|w| w.send_control(Message::Flush)) {
+            let _ = ack.recv();
+        }
+    }
+
+    /// The state of the log: whether the file is missing events, the counters, the sizes.
+    pub fn health(&self) -> AuditHealth {
+        let (events_in_memory, memory_bytes) = {
+            let index = lock(&self.index);
+            (index.lines.len(), index.bytes)
+        };
+        let mut health = AuditHealth { events_in_memory, memory_bytes, ..AuditHealth::default() };
+        if let Some(writer) = &self.writer {
+            let dropped = writer.shared.dropped.load(Ordering::Relaxed);
+            let status = lock(&writer.shared.status);
+            health.degraded = status.failing || writer.shared.overflowing.load(Ordering::Relaxed);
+            health.write_failures = status.write_failures;
+            health.events_not_written = status.lines_lost + dropped;
+            health.last_error = status.last_error.clone();
+            health.file_bytes = status.file_bytes;
+        }
+        health
+    }
+
+    /// The limits in force.
+    pub fn options(&self) -> &AuditOptions {
+        &self.options
     }
 }
 
-fn write_lines(file: std::fs::File, rx: mpsc::Receiver<String>) {
-    let mut out = std::io::BufWriter::new(file);
-    while let Ok(line) = rx.recv() {
-        let mut lines = Some(line);
-        while let Some(line) = lines {
-            if writeln!(out, "{line}").is_err() {
-                return;
+impl WriterHandle {
+    fn send_line(&self, line: Arc<str>, max_queued: usize) {
+        let shared = &self.shared;
+        if shared.queued.fetch_add(1, Ordering::Relaxed) >= max_queued {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            if !shared.overflowing.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    max_queued,
+                    "the audit writer cannot keep up: events are not written to the audit file"
+                );
             }
-            lines = rx.try_recv().ok();
-        }
-        if out.flush().is_err() {
             return;
         }
+        if self.tx.as_ref().is_none_or(|tx| tx.send(Message::Line(line)).is_err()) {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn send_control(&self, message: fn(mpsc::Sender<()>) -> Message) -> Option<mpsc::Receiver<()>> {
+        let (ack_tx, ack_rx) = mpsc::channel();
+        self.tx.as_ref()?.send(message(ack_tx)).ok()?;
+        Some(ack_rx)
+    }
+}
+
+impl Drop for WriterHandle {
+    /// Lets the writer drain what is queued, so that a clean shutdown loses no event.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread's state.
+struct FileWriter {
+    path: PathBuf,
+    options: AuditOptions,
+    /// `None` before the first open and after a failed write (reopened on the next batch).
+    file: Option<File>,
+    /// Bytes in the current file.
+    size: u64,
+    /// Bytes in the rotated files, counted when they change (open, rotation, reset).
+    rotated_bytes: u64,
+    shared: Arc<Shared>,
+}
+
+impl FileWriter {
+    fn run(mut self, rx: mpsc::Receiver<Message>) {
+        let mut batch: Vec<Arc<str>> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            let mut control = None;
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Line(line) => batch.push(line),
+                    other => {
+                        control = Some(other);
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH_LINES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.shared.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            self.write_batch(&batch);
+            batch.clear();
+            match control {
+                Some(Message::Flush(ack)) => {
+                    let _ = ack.send(());
+                }
+                Some(Message::Reset(ack)) => {
+                    self.reset();
+                    let _ = ack.send(());
+                }
+                Some(Message::Line(_)) | None => {}
+            }
+            if self.shared.overflowing.load(Ordering::Relaxed)
+                && self.shared.queued.load(Ordering::Relaxed) <= self.options.max_queued_events / 2
+            {
+                self.shared.overflowing.store(false, Ordering::Relaxed);
+                tracing::warn!("the audit writer caught up; events are written to the audit file again");
+            }
+        }
+    }
+
+    /// Writes `lines`, then records the outcome in the shared status (once per batch).
+    fn write_batch(&mut self, lines: &[Arc<str>]) {
+        if lines.is_empty() {
+            return;
+        }
+        let result = self.try_write(lines);
+        let file_bytes = self.size + self.rotated_bytes;
+        let mut status = lock(&self.shared.status);
+        status.file_bytes = file_bytes;
+        match result {
+            Ok(()) => {
+                if status.failing {
+                    status.failing = false;
+                    tracing::warn!(path = %self.path.display(), failures = status.write_failures, "audit log writes succeed again");
+                }
+            }
+            Err((error, lost)) => {
+                status.write_failures += 1;
+                status.lines_lost += lost as u64;
+                status.last_error = Some(error.to_string());
+                if !status.failing {
+                    status.failing = true;
+                    tracing::error!(
+                        path = %self.path.display(),
+                        %error,
+                        "audit log write failed; KMS calls go on, events stay in memory only until writes succeed again"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Appends `lines`, rotating before a line that would take the file past the limit. On error,
+    /// how many of `lines` did not reach the file.
+    fn try_write(&mut self, lines: &[Arc<str>]) -> Result<(), (std::io::Error, usize)> {
+        let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut buffered = 0;
+        let mut written = 0;
+        for line in lines {
+            let next = line.len() as u64 + 1;
+            let pending = self.size + buffer.len() as u64;
+            if pending > 0 && pending + next > self.options.max_file_bytes {
+                self.append(&buffer).map_err(|e| (e, lines.len() - written))?;
+                written += buffered;
+                buffer.clear();
+                buffered = 0;
+                self.rotate().map_err(|e| (e, lines.len() - written))?;
+            }
+            buffer.extend_from_slice(line.as_bytes());
+            buffer.push(b'\n');
+            buffered += 1;
+        }
+        self.append(&buffer).map_err(|e| (e, lines.len() - written))
+    }
+
+    /// Appends `bytes` to the current file, opening it if needed; forgets the file on error.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let result = self.open().and_then(|file| file.write_all(bytes));
+        match result {
+            Ok(()) => {
+                self.size += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.file = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The open current file. A file reopened after a failure may end in a torn line: it gets a
+    /// newline first, so that every later line parses.
+    fn open(&mut self) -> std::io::Result<&mut File> {
+        if self.file.is_none() {
+            let mut file = open_private(&self.path, false)?;
+            let len = file.metadata()?.len();
+            self.size = len;
+            if len > 0 {
+                let mut last = [0u8; 1];
+                file.read_exact_at(&mut last, len - 1)?;
+                if last[0] != b'\n' {
+                    file.write_all(b"\n")?;
+                    self.size += 1;
+                }
+            }
+            self.file = Some(file);
+        }
+        Ok(self.file.as_mut().expect("opened above"))
+    }
+
+    /// `audit.jsonl` → `audit.1.jsonl`, `audit.1.jsonl` → `audit.2.jsonl`, …, dropping the files
+    /// beyond `max_files`; the next append creates a fresh `audit.jsonl`.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        // No fsync of the finished file: it would stall the writer for the time the disk takes to
+        // take up to `max_file_bytes`, and the audit is never fsynced (see the module docs).
+        self.file = None;
+        let keep = self.options.max_files;
+        self.remove_rotations(|n| n + 1 >= keep)?;
+        for n in (1..keep.saturating_sub(1)).rev() {
+            let from = self.rotated(n);
+            if from.exists() {
+                std::fs::rename(&from, self.rotated(n + 1))?;
+            }
+        }
+        if keep > 1 {
+            std::fs::rename(&self.path, self.rotated(1))?;
+        } else {
+            std::fs::remove_file(&self.path)?;
+        }
+        self.size = 0;
+        self.rotated_bytes = self.count_rotated_bytes();
+        Ok(())
+    }
+
+    /// The path of rotated file `n` (`audit.<n>.jsonl` next to `audit.jsonl`).
+    fn rotated(&self, n: u32) -> PathBuf {
+        let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("audit");
+        match self.path.extension().and_then(|e| e.to_str()) {
+            Some(ext) => self.path.with_file_name(format!("{stem}.{n}.{ext}")),
+            None => self.path.with_file_name(format!("{stem}.{n}")),
+        }
+    }
+
+    /// Removes the rotated files whose number satisfies `remove` (any number found in the dir,
+    /// so that lowering `max_files` also removes the files beyond it).
+    fn remove_rotations(&self, remove: impl Fn(u32) -> bool) -> std::io::Result<()> {
+        for (n, path) in self.rotations()? {
+            if remove(n) {
+                std::fs::remove_file(path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The rotated files present, with their numbers.
+    fn rotations(&self) -> std::io::Result<Vec<(u32, PathBuf)>> {
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("audit").to_owned();
+        let suffix = self.path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(number) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(stem.as_str()))
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.strip_suffix(suffix.as_str()))
+            else {
+                continue;
+            };
+            if !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+                && let Ok(n) = number.parse()
+            {
+                out.push((n, entry.path()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes of the rotated files.
+    fn count_rotated_bytes(&self) -> u64 {
+        self.rotations()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, path)| std::fs::metadata(path).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    fn update_file_bytes(&mut self) {
+        self.rotated_bytes = self.count_rotated_bytes();
+        lock(&self.shared.status).file_bytes = self.size + self.rotated_bytes;
+    }
+
+    /// The admin reset: rotated files removed, the current file truncated, counters cleared.
+    fn reset(&mut self) {
+        self.file = None;
+        let result = self.remove_rotations(|_| true).and_then(|()| {
+            let file = open_private(&self.path, true)?;
+            self.size = 0;
+            self.file = Some(file);
+            Ok(())
+        });
+        sync_dir(&self.path);
+        self.rotated_bytes = self.count_rotated_bytes();
+        let file_bytes = self.size + self.rotated_bytes;
+        let mut status = lock(&self.shared.status);
+        *status = WriterStatus { file_bytes, ..WriterStatus::default() };
+        self.shared.dropped.store(0, Ordering::Relaxed);
+        self.shared.overflowing.store(false, Ordering::Relaxed);
+        if let Err(error) = result {
+            status.failing = true;
+            status.write_failures = 1;
+            status.last_error = Some(error.to_string());
+            tracing::error!(path = %self.path.display(), %error, "resetting the audit log failed");
+        }
+    }
+}
+
+/// Opens (creating with mode 0600) an audit file for appending, truncated if `truncate`.
+fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).mode(0o600).create(true);
+    if truncate {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    options.open(path)
+}
+
+/// Best-effort fsync of the directory holding `path`, after a reset removed files.
+fn sync_dir(path: &Path) {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: usize) -> AuditEvent {
+        AuditEvent {
+            time: "2026-01-01T00:00:00.000Z".into(),
+            time_millis: 1_767_225_600_000 + n as i64,
+            account: "000000000000".into(),
+            access_key: "test".into(),
+            principal: "arn:aws:iam::000000000000:root".into(),
+            region: "us-east-1".into(),
+            via_service: None,
+            dialect: "aws".into(),
+            operation: "GenerateDataKey".into(),
+            key_arn: Some(format!("arn:aws:kms:us-east-1:000000000000:key/{n:036}")),
+            encryption_context: Some(BTreeMap::from([("bucket".into(), "b".into())])),
+            outcome: "Success".into(),
+        }
+    }
+
+    fn lines_of(path: &Path) -> Vec<AuditEvent> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn file_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+
+    fn small(max_file_bytes: u64, max_files: u32) -> AuditOptions {
+        AuditOptions { max_file_bytes, max_files, ..AuditOptions::default() }
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_at_most_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let line_len = serde_json::to_string(&event(0)).unwrap().len() as u64 + 1;
+        let log = AuditLog::new(Some(path.clone()), small(4 * line_len, 3)).unwrap();
+        for n in 0..10 {
+            log.record(event(n));
+        }
+        log.flush();
+        // 10 lines at 4 per file: audit.2 = 0..4, audit.1 = 4..8, audit = 8..10.
+        assert_eq!(file_names(dir.path()), ["audit.1.jsonl", "audit.2.jsonl", "audit.jsonl"]);
+        let ids = |p: &Path| lines_of(p).iter().map(|e| e.time_millis - 1_767_225_600_000).collect::<Vec<_>>();
+        assert_eq!(ids(&dir.path().join("audit.2.jsonl")), [0, 1, 2, 3]);
+        assert_eq!(ids(&dir.path().join("audit.1.jsonl")), [4, 5, 6, 7]);
+        assert_eq!(ids(&path), [8, 9]);
+        // Retention: 30 more lines keep three files of at most four lines each, the newest last.
+        for n in 10..40 {
+            log.record(event(n));
+        }
+        log.flush();
+        assert_eq!(file_names(dir.path()), ["audit.1.jsonl", "audit.2.jsonl", "audit.jsonl"]);
+        assert_eq!(ids(&dir.path().join("audit.2.jsonl")), [28, 29, 30, 31]);
+        assert_eq!(ids(&dir.path().join("audit.1.jsonl")), [32, 33, 34, 35]);
+        assert_eq!(ids(&path), [36, 37, 38, 39], "a full file is rotated when the next line comes");
+        let on_disk: u64 =
+            file_names(dir.path()).iter().map(|n| std::fs::metadata(dir.path().join(n)).unwrap().len()).sum();
+        assert!(on_disk <= 3 * 4 * line_len);
+        let health = log.health();
+        assert_eq!(health.file_bytes, on_disk);
+        assert!(!health.degraded);
+        assert_eq!(health.events_not_written, 0);
+        // Lowering the cap removes the files beyond it at the next open.
+        drop(log);
+        let _log = AuditLog::new(Some(path.clone()), small(4 * line_len, 2)).unwrap();
+        assert_eq!(file_names(dir.path()), ["audit.1.jsonl", "audit.jsonl"]);
+    }
+
+    #[test]
+    fn audit_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::new(Some(path.clone()), small(1, 2)).unwrap();
+        log.record(event(0));
+        log.record(event(1));
+        log.flush();
+        for name in ["audit.jsonl", "audit.1.jsonl"] {
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_failing_write_is_visible_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let log = AuditLog::new(Some(path.clone()), AuditOptions::default()).unwrap();
+        for n in 0..5 {
+            log.record(event(n));
+        }
+        log.flush();
+        let health = log.health();
+        assert!(health.degraded, "{health:?}");
+        assert!(health.write_failures >= 1, "{health:?}");
+        assert_eq!(health.events_not_written, 5);
+        assert!(health.last_error.as_deref().is_some_and(|e| e.contains("No space")), "{health:?}");
+        assert_eq!(health.events_in_memory, 5, "events stay queryable in memory");
+        assert_eq!(log.query(&AuditQuery::default()).len(), 5);
+        // Space returns: the writer (still alive) reopens the file and writes the next events.
+        std::fs::remove_file(&path).unwrap();
+        for n in 5..8 {
+            log.record(event(n));
+        }
+        log.flush();
+        let after = log.health();
+        assert!(!after.degraded, "{after:?}");
+        assert_eq!((after.write_failures, after.events_not_written), (health.write_failures, 5));
+        let written: Vec<i64> = lines_of(&path).iter().map(|e| e.time_millis - 1_767_225_600_000).collect();
+        assert_eq!(written, [5, 6, 7]);
+        assert_eq!(after.file_bytes, std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_new_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, b"{\"torn\":").unwrap();
+        let log = AuditLog::new(Some(path.clone()), AuditOptions::default()).unwrap();
+        log.record(event(1));
+        log.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "{\"torn\":");
+        assert_eq!(serde_json::from_str::<AuditEvent>(lines[1]).unwrap(), event(1));
+    }
+
+    #[test]
+    fn the_memory_index_is_bounded_by_count_and_bytes() {
+        let by_count = AuditLog::new(None, AuditOptions { memory_events: 100, ..AuditOptions::default() }).unwrap();
+        for n in 0..1000 {
+            by_count.record(event(n));
+        }
+        let health = by_count.health();
+        assert_eq!(health.events_in_memory, 100);
+        assert!(health.memory_bytes / 100 < 600, "an event costs about its JSON line: {health:?}");
+        let newest = by_count.query(&AuditQuery { limit: Some(1), ..AuditQuery::default() });
+        assert_eq!(newest, [event(999)]);
+
+        let by_bytes = AuditLog::new(None, AuditOptions { memory_bytes: 10_000, ..AuditOptions::default() }).unwrap();
+        for n in 0..1000 {
+            by_bytes.record(event(n));
+        }
+        let health = by_bytes.health();
+        assert!(health.memory_bytes <= 10_000, "{health:?}");
+        assert!(health.events_in_memory > 10 && health.events_in_memory < 100, "{health:?}");
+    }
+
+    #[test]
+    fn a_full_queue_drops_file_lines_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::new(Some(path), AuditOptions { max_queued_events: 0, ..AuditOptions::default() }).unwrap();
+        log.record(event(0));
+        let health = log.health();
+        assert!(health.degraded);
+        assert_eq!((health.events_not_written, health.events_in_memory), (1, 1));
+    }
+
+    #[test]
+    fn reset_clears_memory_and_files_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let line_len = serde_json::to_string(&event(0)).unwrap().len() as u64 + 1;
+        let log = AuditLog::new(Some(path.clone()), small(2 * line_len, 4)).unwrap();
+        for n in 0..7 {
+            log.record(event(n));
+        }
+        // No flush: the reset is ordered after the queued lines by the writer thread.
+        log.reset();
+        assert_eq!(file_names(dir.path()), ["audit.jsonl"]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(log.query(&AuditQuery::default()).is_empty());
+        let health = log.health();
+        assert_eq!((health.events_in_memory, health.memory_bytes, health.file_bytes), (0, 0, 0));
+        log.record(event(7));
+        log.flush();
+        assert_eq!(lines_of(&path), [event(7)]);
     }
 }

@@ -234,13 +234,23 @@ impl AwsApi {
             .and_then(|t| t.to_str().ok())
             .and_then(|t| t.strip_prefix(TARGET_PREFIX))
             .unwrap_or("");
-        let mut audit = Audit::default();
-        let kms = self.kms.clone();
-        let result = if is_mutation(operation) {
-            // Mutations fsync; keep them off the async workers' hot loop.
-            tokio::task::block_in_place(|| dispatch(&kms, &caller, operation, &body, &mut audit))
+        let (result, audit) = if is_mutation(operation) {
+            // Mutations fsync: run them on the blocking pool, which works under both runtime
+            // flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
+            let (kms, blocking_caller, owned_operation) = (self.kms.clone(), caller.clone(), operation.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let mut audit = Audit::default();
+                let result = dispatch(&kms, &blocking_caller, &owned_operation, &body, &mut audit);
+                (result, audit)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                (Err(ApiError::Kms(Error::Internal(format!("the {operation} task failed: {e}")))), Audit::default())
+            })
         } else {
-            dispatch(&kms, &caller, operation, &body, &mut audit)
+            let mut audit = Audit::default();
+            let result = dispatch(&self.kms, &caller, operation, &body, &mut audit);
+            (result, audit)
         };
         let outcome = match &result {
             Ok(_) => "Success",

@@ -43,6 +43,14 @@ fn to_key_service_error(error: Error) -> KeyServiceError {
     }
 }
 
+/// Runs a mutation (it fsyncs) on the blocking pool: unlike `block_in_place`, this works on a
+/// current-thread runtime too. A task that panicked comes back as an internal error.
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Internal(format!("a KMS mutation task failed: {e}"))))
+}
+
 /// Service-managed aliases and the description AWS gives their keys.
 fn service_key_description(alias: &str) -> String {
     match alias {
@@ -112,7 +120,8 @@ impl KeyService for InProcessKeyService {
                 return Ok(arn);
             }
             let description = service_key_description(alias);
-            let record = tokio::task::block_in_place(|| self.kms.service_managed_key(caller, alias, &description));
+            let (kms, owned_caller, owned_alias) = (self.kms.clone(), caller.clone(), alias.to_owned());
+            let record = run_blocking(move || kms.service_managed_key(&owned_caller, &owned_alias, &description)).await;
             record.map(|r| r.arn()).map_err(to_key_service_error)
         })
     }
@@ -139,7 +148,8 @@ impl KeyService for InProcessKeyService {
                 constraints: None,
                 name: Some(name.to_owned()),
             };
-            let result = tokio::task::block_in_place(|| self.kms.create_grant(caller, &arn, input));
+            let (kms, owned_caller, owned_arn) = (self.kms.clone(), caller.clone(), arn.clone());
+            let result = run_blocking(move || kms.create_grant(&owned_caller, &owned_arn, input)).await;
             let outcome = match &result {
                 Ok(_) => "Success",
                 Err(e) => crate::aws::error_code(e),

@@ -8,7 +8,8 @@
 //! - [`aws`] is the AWS KMS JSON 1.1 front end ([`AwsApi`]); [`otc`] the Open Telekom Cloud / Huawei Cloud
 //!   KMS REST v1.0 front end ([`OtcApi`]) over the same core.
 //! - [`in_process`] is the `shared::KeyService` the storage services use in-process.
-//! - [`audit`] records every call; [`clock`] is the simulated clock tests can advance.
+//! - [`audit`] records every call (bounded on disk and in memory by [`audit::AuditOptions`], its
+//!   state in [`audit::AuditHealth`]); [`clock`] is the simulated clock tests can advance.
 
 pub mod audit;
 pub mod aws;

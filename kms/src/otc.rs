@@ -119,7 +119,7 @@ impl OtcError {
     }
 }
 
-/// The default mapping of core errors; verbs with their own codes map first ([`OtcError::with`]).
+/// The default mapping of core errors; verbs with their own codes map first (`WithCode::with`).
 impl From<Error> for OtcError {
     fn from(e: Error) -> Self {
         let code = match &e {
@@ -259,28 +259,52 @@ impl OtcApi {
             Ok(body) => body,
             Err(e) => return e.into_response(),
         };
-        let mut call = Call {
-            kms: &self.kms,
-            accounts: &self.accounts,
-            caller,
-            key,
-            body,
-            segments,
-            query,
-            audit: Audit::default(),
-        };
-        let result = if verb.mutates() {
-            // Mutations fsync; keep them off the async workers' hot loop.
-            tokio::task::block_in_place(|| call.dispatch(verb))
+        let (result, caller, audit) = if verb.mutates() {
+            // Mutations fsync: run them on the blocking pool, which works under both runtime
+            // flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
+            let (kms, accounts) = (self.kms.clone(), self.accounts.clone());
+            let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
+            let (query, fallback_caller) = (query.to_owned(), caller.clone());
+            tokio::task::spawn_blocking(move || {
+                let segments = segments.iter().map(String::as_str).collect();
+                let mut call = Call {
+                    kms: &kms,
+                    accounts: &accounts,
+                    caller,
+                    key,
+                    body,
+                    segments,
+                    query: &query,
+                    audit: Audit::default(),
+                };
+                let result = call.dispatch(verb);
+                (result, call.caller, call.audit)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                let error = OtcError::from(Error::Internal(format!("the {} task failed: {e}", verb.name())));
+                (Err(error), fallback_caller, Audit::default())
+            })
         } else {
-            call.dispatch(verb)
+            let mut call = Call {
+                kms: &self.kms,
+                accounts: &self.accounts,
+                caller,
+                key,
+                body,
+                segments,
+                query,
+                audit: Audit::default(),
+            };
+            let result = call.dispatch(verb);
+            (result, call.caller, call.audit)
         };
         let outcome = match &result {
             Ok(_) => "Success",
             Err(e) => e.code(),
         };
-        let context = call.audit.context.take().filter(|c| !c.is_empty());
-        self.kms.record_call(&call.caller, "otc", verb.name(), call.audit.key_arn.take(), context, outcome);
+        let context = audit.context.filter(|c| !c.is_empty());
+        self.kms.record_call(&caller, "otc", verb.name(), audit.key_arn, context, outcome);
         match result {
             Ok(value) => json_response(StatusCode::OK, &value),
             Err(e) => e.into_response(),

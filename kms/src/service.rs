@@ -15,7 +15,7 @@ use rand::RngCore;
 use shared::Caller;
 use zeroize::Zeroizing;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, AuditOptions};
 use crate::blob::{self, EncryptionContext};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -82,7 +82,8 @@ pub struct SeedKey {
 /// Where the KMS keeps its state.
 #[derive(Debug, Clone)]
 pub enum Storage {
-    /// A data dir: `kms.redb`, the master key file and `audit.jsonl`.
+    /// A data dir: `kms.redb`, the master key file, and the audit log (`audit.jsonl` and its
+    /// rotations `audit.<n>.jsonl`).
     Dir {
         /// The data dir.
         dir: std::path::PathBuf,
@@ -205,20 +206,51 @@ impl std::fmt::Debug for Kms {
 }
 
 impl Kms {
-    /// Opens the KMS: loads keys from storage and creates the seeded ones that are missing.
+    /// Opens the KMS: loads keys from storage and creates the seeded ones that are missing. The
+    /// audit log has the default limits ([`AuditOptions::default`]).
     pub fn open(storage: &Storage, seeds: Vec<SeedKey>) -> Result<Self> {
+        Self::open_with_audit(storage, seeds, AuditOptions::default())
+    }
+
+    /// [`Kms::open`] with the audit log's limits (file rotation, retention, memory) from `audit`.
+    ///
+    /// A data dir that does not exist is created with mode 0700; `kms.redb` and the audit files
+    /// are created with mode 0600. A missing master key file is created only when the store holds
+    /// nothing wrapped under a previous one; otherwise opening fails and writes nothing.
+    pub fn open_with_audit(storage: &Storage, seeds: Vec<SeedKey>, audit: AuditOptions) -> Result<Self> {
         let (store, master, audit_path) = match storage {
             Storage::Memory => (Store::in_memory()?, MasterKey::new(&KeyMaterial::generate()), None),
             Storage::Dir { dir, master_key_file } => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::Internal(format!("creating {}: {e}", dir.display())))?;
+                create_private_dir(dir)?;
                 let master_path = master_key_file.clone().unwrap_or_else(|| dir.join("master.key"));
+                let store_path = dir.join("kms.redb");
+                // Decide before writing anything: a store that holds material (or the check value)
+                // wrapped under a master key must not get a fresh, useless one.
+                let needs_master = || {
+                    Store::holds_wrapped_material(&store_path).map_err(|e| {
+                        Error::Internal(format!(
+                            "the master key file {} is missing, and the key store {} cannot be checked for keys \
+                             wrapped under it ({e}): restore the master key file",
+                            master_path.display(),
+                            store_path.display()
+                        ))
+                    })
+                };
+                if !master_path.exists() && store_path.exists() && needs_master()? {
+                    return Err(Error::Internal(format!(
+                        "the master key file {} is missing, but the key store {} holds keys wrapped under it: \
+                         restore the master key file (or remove the store to start afresh)",
+                        master_path.display(),
+                        store_path.display()
+                    )));
+                }
                 let master = MasterKey::load_or_create(&master_path)?;
-                (Store::open(&dir.join("kms.redb"))?, master, Some(dir.join("audit.jsonl")))
+                (Store::open(&store_path)?, master, Some(dir.join("audit.jsonl")))
             }
         };
         check_master_key(&store, &master)?;
-        let audit = AuditLog::new(audit_path).map_err(|e| Error::Internal(format!("opening the audit log: {e}")))?;
+        let audit =
+            AuditLog::new(audit_path, audit).map_err(|e| Error::Internal(format!("opening the audit log: {e}")))?;
         let kms = Kms {
             state: RwLock::new(State::default()),
             writer: Mutex::new(()),
@@ -339,14 +371,15 @@ impl Kms {
         Ok(())
     }
 
-    /// Forgets every key, alias and audit event, returns the clock to wall time, and seeds again.
+    /// Forgets every key, alias and audit event (in memory and the audit files: rotated files
+    /// removed, the current one truncated), returns the clock to wall time, and seeds again.
     pub fn reset(&self) -> Result<()> {
         {
             let _writer = self.lock_writer();
             self.store.clear()?;
             *self.write_state() = State::default();
         }
-        self.audit.clear();
+        self.audit.reset();
         self.clock.reset();
         self.apply_seeds()
     }
@@ -1307,6 +1340,17 @@ impl Kms {
     pub fn key_record(&self, key_id: &str) -> Option<KeyRecord> {
         self.read_state().keys.get(key_id).map(|k| k.record.clone())
     }
+}
+
+/// Creates the data dir with mode 0700 (the directories it creates; an existing dir is left as
+/// it is).
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::Internal(format!("creating {}: {e}", dir.display())))
 }
 
 fn check_master_key(store: &Store, master: &MasterKey) -> Result<()> {

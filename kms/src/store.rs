@@ -6,12 +6,13 @@
 //! `keys` by key id, `aliases` by `<account>/<region>/<alias name>`, and `meta` for the master-key
 //! check value.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::error::{Error, Result};
-use crate::model::{AliasRecord, KeyRecord};
+use crate::model::{AliasRecord, KeyRecord, RECORD_FORMAT};
 
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
@@ -48,9 +49,19 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens or creates the store file at `path`.
+    /// Opens or creates the store file at `path` (created with mode 0600).
     pub fn open(path: &Path) -> Result<Self> {
         let existed = path.exists();
+        if !existed {
+            // redb creates its file with the process umask; create it private first.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::Internal(format!("creating {}: {e}", path.display())))?;
+        }
         let db = Database::create(path)?;
         if !existed {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -59,6 +70,22 @@ impl Store {
                 .map_err(|e| Error::Internal(format!("syncing {}: {e}", dir.display())))?;
         }
         Self::init(db)
+    }
+
+    /// Whether the existing store at `path` holds anything wrapped under a master key (a key, or
+    /// the master check value). Reads only: no table is created and nothing is committed, so a
+    /// start refused for a missing master key leaves the store as it was.
+    pub fn holds_wrapped_material(path: &Path) -> Result<bool> {
+        let db = redb::ReadOnlyDatabase::open(path)?;
+        let txn = db.begin_read()?;
+        let not_empty = |table: TableDefinition<&str, &[u8]>| -> Result<bool> {
+            match txn.open_table(table) {
+                Ok(table) => Ok(!table.is_empty()?),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        };
+        Ok(not_empty(META)? || not_empty(KEYS)?)
     }
 
     /// A store that lives in memory only (`--in-memory`).
@@ -79,8 +106,8 @@ impl Store {
     /// Every key and alias.
     pub fn load(&self) -> Result<(Vec<KeyRecord>, Vec<AliasRecord>)> {
         let txn = self.db.begin_read()?;
-        let keys = read_all(&txn.open_table(KEYS)?)?;
-        let aliases = read_all(&txn.open_table(ALIASES)?)?;
+        let keys = read_all(&txn.open_table(KEYS)?, "key")?;
+        let aliases = read_all(&txn.open_table(ALIASES)?, "alias")?;
         Ok((keys, aliases))
     }
 
@@ -138,13 +165,78 @@ fn encode<T: serde::Serialize>(record: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(record).map_err(|e| Error::Internal(format!("encoding a record: {e}")))
 }
 
-fn read_all<T: serde::de::DeserializeOwned>(table: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Vec<T>> {
+/// Reads every record of a table, refusing a record whose `format` is not [`RECORD_FORMAT`]:
+/// a newer kmsim's record must not be misread (or rewritten without its new fields) by this one.
+/// `kind` names the table's records in errors (`key`, `alias`).
+fn read_all<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    kind: &str,
+) -> Result<Vec<T>> {
     let mut out = Vec::new();
     for entry in table.iter()? {
         let (key, value) = entry?;
-        let record = serde_json::from_slice(value.value())
-            .map_err(|e| Error::Internal(format!("stored record {} is unreadable: {e}", key.value())))?;
-        out.push(record);
+        out.push(decode(kind, key.value(), value.value())?);
     }
     Ok(out)
+}
+
+/// Only the version of a record, read before the rest so that a record of another format is
+/// refused for its version, not for a field this kmsim does not know.
+#[derive(serde::Deserialize)]
+struct FormatOnly {
+    format: Option<u32>,
+}
+
+/// Decodes the stored `kind` record `name` after checking its format.
+fn decode<T: serde::de::DeserializeOwned>(kind: &str, name: &str, bytes: &[u8]) -> Result<T> {
+    let unreadable = |e: serde_json::Error| Error::Internal(format!("stored {kind} record {name} is unreadable: {e}"));
+    let FormatOnly { format } = serde_json::from_slice(bytes).map_err(unreadable)?;
+    match format {
+        Some(RECORD_FORMAT) => serde_json::from_slice(bytes).map_err(unreadable),
+        Some(other) => Err(Error::Internal(format!(
+            "stored {kind} record {name} has format {other}, but this kmsim reads format {RECORD_FORMAT} only \
+             (was the store written by a newer kmsim?)"
+        ))),
+        None => Err(Error::Internal(format!("stored {kind} record {name} has no format field"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AliasRecord;
+
+    /// A stored record of another format, as a newer kmsim might write it.
+    fn with_format(record: &impl serde::Serialize, format: serde_json::Value) -> Vec<u8> {
+        let mut value = serde_json::to_value(record).unwrap();
+        value["format"] = format;
+        serde_json::to_vec(&value).unwrap()
+    }
+
+    fn put_raw(store: &Store, table: TableDefinition<&str, &[u8]>, key: &str, bytes: &[u8]) {
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(table).unwrap().insert(key, bytes).unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn records_of_an_unknown_format_are_refused_by_name() {
+        let alias = AliasRecord::new("alias/a", "000000000000", "us-east-1", "k1", 0);
+        let store = Store::in_memory().unwrap();
+        store.commit(&[Change::PutAlias(&alias)]).unwrap();
+        assert_eq!(store.load().unwrap().1.len(), 1);
+
+        put_raw(&store, ALIASES, &alias.store_key(), &with_format(&alias, 2.into()));
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("alias record 000000000000/us-east-1/alias/a has format 2"), "{err}");
+
+        put_raw(&store, ALIASES, &alias.store_key(), &with_format(&alias, serde_json::Value::Null));
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("has no format field"), "{err}");
+
+        store.clear().unwrap();
+        put_raw(&store, KEYS, "k2", br#"{"format": 7, "a field of format 7": true}"#);
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("key record k2 has format 7"), "{err}");
+    }
 }
