@@ -1,5 +1,5 @@
 //! The configuration file (`--config FILE`, TOML): accounts and their access keys, the default
-//! region, the master key file, and keys to seed at start.
+//! region, the master key file, keys to seed at start, and the bounds of the audit log and of NBD.
 //!
 //! ```toml
 //! region = "us-east-1"
@@ -12,6 +12,14 @@
 //! id = "11111111-2222-3333-4444-555555555555"
 //! material_hex = "000102...1f"              # 64 hex digits
 //! aliases = ["alias/seeded"]
+//!
+//! [audit]                                   # the audit log's bounds (these are the defaults)
+//! max_file_bytes = 67108864                 # audit.jsonl rotates past 64 MiB ...
+//! max_files = 8                             # ... and at most 8 files are kept
+//!
+//! [nbd]                                     # what NBD clients can make the server hold
+//! max_connections = 64
+//! handshake_timeout_ms = 10000
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -40,6 +48,12 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Where objects live, instead of `<data dir>/objects`: any S3-compatible service.
     pub object_store: Option<ObjectStoreConfig>,
+    /// The audit log's bounds: size per file, files kept, events kept in memory (`[audit]`).
+    #[serde(default)]
+    pub audit: kms::audit::AuditOptions,
+    /// What NBD clients can make the server hold: connections, bytes in flight, deadlines (`[nbd]`).
+    #[serde(default)]
+    pub nbd: evs_sim::nbd::Limits,
 }
 
 /// An S3-compatible service that holds the objects (bodies stay encrypted as kmsim writes them).
@@ -85,6 +99,8 @@ impl Default for Config {
             keys: Vec::new(),
             master_key_file: None,
             object_store: None,
+            audit: kms::audit::AuditOptions::default(),
+            nbd: evs_sim::nbd::Limits::default(),
         }
     }
 }

@@ -48,6 +48,9 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// period passed (advancing the simulated clock sweeps at once).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a shutdown waits for volume jobs and I/O to finish.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Why a stack did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -129,8 +132,9 @@ impl StackBuilder {
             None => Storage::Memory,
         };
         let seeds = self.config.seeds();
+        let audit = self.config.audit.clone();
         let kms = Arc::new(
-            tokio::task::spawn_blocking(move || Kms::open(&storage, seeds))
+            tokio::task::spawn_blocking(move || Kms::open_with_audit(&storage, seeds, audit))
                 .await
                 .map_err(|e| StackError::DataDir(format!("opening the KMS: {e}")))??,
         );
@@ -185,7 +189,7 @@ impl StackBuilder {
         let app = router(admin, services, &self.config.region);
         let (stop, stopped) = oneshot::channel::<()>();
         let (stop_nbd, nbd_stopped) = oneshot::channel::<()>();
-        let nbd = tokio::spawn(evs_sim::nbd::serve(nbd_listener, evs, async {
+        let nbd = tokio::spawn(evs_sim::nbd::serve_with(nbd_listener, evs.clone(), self.config.nbd.clone(), async {
             let _ = nbd_stopped.await;
         }));
         let server = tokio::spawn(async move {
@@ -204,6 +208,7 @@ impl StackBuilder {
             nbd_addr,
             region: self.config.region.clone(),
             kms,
+            evs,
             admin_token,
             stop: Some(stop),
             server: Some(server),
@@ -306,6 +311,7 @@ pub struct Stack {
     nbd_addr: SocketAddr,
     region: String,
     kms: Arc<Kms>,
+    evs: Arc<Evs>,
     admin_token: AdminToken,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -384,6 +390,7 @@ impl Stack {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+        self.evs.shutdown(SHUTDOWN_DEADLINE).await;
         // axum's graceful shutdown returns once every connection task has signalled, a moment
         // before those tasks drop their clone of the router (and so of the KMS and its store
         // lock). Wait for them, so a stack on the same data dir can start as soon as this returns.

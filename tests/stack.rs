@@ -14,3 +14,4 @@ mod s3_bad_input;
 mod s3_integrity;
 mod s3_object_store;
 mod s3_sdk;
+mod stack_lifecycle;
