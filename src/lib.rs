@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +77,7 @@ pub struct StackBuilder {
     nbd_addr: SocketAddr,
     data_dir: Option<PathBuf>,
     config: Config,
+    limits: serve::ServerLimits,
 }
 
 impl StackBuilder {
@@ -100,6 +102,12 @@ impl StackBuilder {
     /// Use this configuration (accounts, seeded keys, ...).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Bound what clients may hold on the edge listener (default [`serve::ServerLimits::default`]).
+    pub fn limits(mut self, limits: serve::ServerLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -150,14 +158,13 @@ impl StackBuilder {
         let nbd = tokio::spawn(evs_sim::nbd::serve(nbd_listener, evs, async {
             let _ = nbd_stopped.await;
         }));
+        let limits = self.limits.clone();
         let server = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
                 let _ = stop_nbd.send(());
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "edge listener failed");
-            }
+            serve::serve(listener, app, limits, shutdown).await;
             let _ = nbd.await;
         });
         let sweeper = tokio::spawn(sweep_forever(kms.clone()));
@@ -248,6 +255,7 @@ impl Stack {
             nbd_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: None,
             config: Config::default(),
+            limits: serve::ServerLimits::default(),
         }
     }
 

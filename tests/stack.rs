@@ -4,6 +4,7 @@
 //! clients.
 
 mod common;
+mod edge_limits;
 mod evs_durability;
 mod kms_bad_input;
 mod kms_durability;
