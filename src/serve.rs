@@ -123,12 +123,7 @@ impl ServerLimits {
 /// Serves `router` over HTTP/1.1 (keep-alive) on `listener` within `limits` until `shutdown`
 /// completes, then drains (see the module documentation) and returns once every connection
 /// task has ended.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: ServerLimits,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, shutdown: impl Future<Output = ()>) {
     let limits = Arc::new(limits.normalized());
     let mut builder = http1::Builder::new();
     // The timeouts are the watchdog's (see the module documentation); hyper's would need a timer.
