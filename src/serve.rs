@@ -2,10 +2,13 @@
 //!
 //! [`serve`] replaces `axum::serve`, which bounds nothing a client can make it hold. Here:
 //!
-//! - at most [`ServerLimits::max_connections`] connections are open at once: a permit is taken
-//!   *before* `accept`, so at the cap the loop stops accepting and new clients wait in the
-//!   kernel's backlog (back-pressure) until a connection closes; accept errors (`EMFILE`, ...)
-//!   back off briefly and never end the loop;
+//! - at most [`ServerLimits::max_connections`] connections are served at once (and at most half
+//!   the process's descriptor limit). At the cap the loop accepts one more client and holds it
+//!   unserved while it closes the longest-idle connection (failing that, the one whose request
+//!   head has been arriving longest, if for at least a second) to make room, or waits for one
+//!   to close; it accepts nothing else meanwhile, so later clients wait in the kernel's listen
+//!   backlog (back-pressure, never a crash). Accept errors (`EMFILE`, ...) back off briefly and
+//!   never end the loop;
 //! - a request head must arrive whole within [`ServerLimits::header_read_timeout`] of its first
 //!   byte, and may be at most [`ServerLimits::max_header_bytes`] long (hyper answers `431` and
 //!   closes), so a slow or huge head costs a bounded buffer for a bounded time;
@@ -64,6 +67,12 @@ pub const MIN_HEADER_BYTES: usize = 8192;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest pause after repeated accept errors.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At the connection cap, how often the accept loop looks again for a connection to evict when
+/// none could be.
+const EVICTION_RETRY: Duration = Duration::from_millis(50);
+/// At the connection cap, a connection reading a request head for at least this long may be
+/// closed to make room (a client's head normally arrives within a round trip).
+const EVICTABLE_HEAD_AGE: Duration = Duration::from_secs(1);
 /// Longest path written to the request log (object keys can be long).
 const MAX_LOGGED_PATH: usize = 1024;
 /// Longest access key id written to the request log; anything longer is not logged.
@@ -80,9 +89,11 @@ const REQUEST_ID_HEADERS: [&str; 5] =
 /// machine or a CI runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// Connections open at once. At the cap the server stops accepting (clients queue in the
-    /// listen backlog) until one closes: back-pressure instead of running out of descriptors,
-    /// which stops a server answering anyone. Values below 1 count as 1.
+    /// Connections served at once. At the cap the server closes an idle (or slow) connection
+    /// to make room for a waiting client, or holds that client until one closes, and accepts
+    /// no other (clients queue in the listen backlog): back-pressure instead of running out of
+    /// descriptors, which stops a server answering anyone. Values below 1 count as 1, and values above half
+    /// the process's descriptor limit (`ulimit -n`) as that half: the rest is for files.
     pub max_connections: usize,
     /// Time a client has to send a whole request head once its first byte arrived. A client
     /// trickling a header is closed after it, so it cannot pin a connection and its buffer.
@@ -118,13 +129,41 @@ impl ServerLimits {
         self.max_header_bytes = self.max_header_bytes.max(MIN_HEADER_BYTES);
         self
     }
+
+    /// The limits with `max_connections` at most half of `descriptors` (the process's limit on
+    /// open descriptors), so sockets never take the descriptors the services need for files.
+    fn within_descriptors(mut self, descriptors: usize) -> Self {
+        self.max_connections = self.max_connections.min(descriptors / 2).max(1);
+        self
+    }
+}
+
+/// The process's soft limit on open descriptors (`ulimit -n`), from `/proc/self/limits`; `None`
+/// when unlimited or unknown.
+fn descriptor_limit() -> Option<usize> {
+    const NAME: &str = "Max open files";
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find_map(|line| line.strip_prefix(NAME))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// Serves `router` over HTTP/1.1 (keep-alive) on `listener` within `limits` until `shutdown`
 /// completes, then drains (see the module documentation) and returns once every connection
 /// task has ended.
 pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, shutdown: impl Future<Output = ()>) {
-    let limits = Arc::new(limits.normalized());
+    let mut limits = limits.normalized();
+    if let Some(descriptors) = descriptor_limit() {
+        let fitted = limits.clone().within_descriptors(descriptors);
+        if fitted.max_connections < limits.max_connections {
+            tracing::info!(
+                max_connections = fitted.max_connections,
+                descriptors,
+                "fewer connections than configured: at most half the descriptor limit (ulimit -n)"
+            );
+        }
+        limits = fitted;
+    }
+    let limits = Arc::new(limits);
     let mut builder = http1::Builder::new();
     // The timeouts are the watchdog's (see the module documentation); hyper's would need a timer.
     builder.keep_alive(true).max_buf_size(limits.max_header_bytes).header_read_timeout(None);
@@ -132,21 +171,12 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let registry = Arc::new(Registry::default());
     tokio::pin!(shutdown);
     let mut backoff = ACCEPT_BACKOFF_MIN;
     'accept: loop {
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break 'accept,
-            Some(done) = tasks.join_next() => {
-                report_task(done);
-                continue 'accept;
-            }
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break 'accept, // never closed
-            },
-        };
+        // A permit if one is free; at the cap, none until a connection is waiting (below).
+        let permit = permits.clone().try_acquire_owned().ok();
         let (stream, peer) = loop {
             tokio::select! {
                 biased;
@@ -174,6 +204,30 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
                 },
             }
         };
+        let permit = match permit {
+            Some(permit) => permit,
+            None => {
+                // At the cap with a client waiting: it is held, unserved, until a connection
+                // closes; an idle (or slow) one is closed to make room. Nothing else is accepted
+                // meanwhile, so later clients wait in the listen backlog.
+                let mut evicted = false;
+                loop {
+                    if !evicted {
+                        evicted = registry.evict_one();
+                    }
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'accept,
+                        permit = permits.clone().acquire_owned() => match permit {
+                            Ok(permit) => break permit,
+                            Err(_) => break 'accept, // never closed
+                        },
+                        Some(done) = tasks.join_next() => report_task(done),
+                        () = tokio::time::sleep(EVICTION_RETRY), if !evicted => {}
+                    }
+                }
+            }
+        };
         let connection = Connection {
             stream,
             peer,
@@ -181,6 +235,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
             builder: builder.clone(),
             limits: limits.clone(),
             stopped: stopped.clone(),
+            registry: registry.clone(),
         };
         tasks.spawn(async move {
             connection.run().await;
@@ -221,6 +276,49 @@ fn report_task(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// The open connections' phases, so the accept loop can evict one at the cap.
+#[derive(Debug, Default)]
+struct Registry {
+    next_id: std::sync::atomic::AtomicU64,
+    connections: Mutex<std::collections::HashMap<u64, Arc<PhaseWatch>>>,
+}
+
+impl Registry {
+    fn register(self: &Arc<Self>, phase: Arc<PhaseWatch>) -> Registered {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.connections.lock().unwrap_or_else(PoisonError::into_inner).insert(id, phase);
+        Registered { registry: self.clone(), id }
+    }
+
+    /// Closes the longest-idle connection (or, failing one, the oldest slow head); false if
+    /// every connection is answering a request or reading a fresh head.
+    fn evict_one(&self) -> bool {
+        let now = Instant::now();
+        let candidates: Vec<((u8, Instant), Arc<PhaseWatch>)> = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(|phase| Some((phase.eviction_rank(now)?, phase.clone())))
+            .collect();
+        let mut candidates = candidates;
+        candidates.sort_by_key(|(rank, _)| *rank);
+        candidates.iter().any(|(_, phase)| phase.evict(now))
+    }
+}
+
+/// A connection's entry in the [`Registry`], removed on drop.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.connections.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
 /// One accepted connection and what it needs to serve it.
 struct Connection {
     stream: TcpStream,
@@ -229,11 +327,13 @@ struct Connection {
     builder: Arc<http1::Builder>,
     limits: Arc<ServerLimits>,
     stopped: watch::Receiver<bool>,
+    registry: Arc<Registry>,
 }
 
 impl Connection {
     async fn run(mut self) {
         let phase = Arc::new(PhaseWatch::new());
+        let _registered = self.registry.register(phase.clone());
         let io = TokioIo::new(WatchedStream { stream: self.stream, phase: phase.clone() });
         let service = EdgeService { inner: TowerToHyperService::new(self.router), phase: phase.clone() };
         let conn = self.builder.serve_connection(io, service);
@@ -272,6 +372,8 @@ enum Phase {
     Head(Instant),
     /// This many requests are being answered (their head was complete).
     Busy(usize),
+    /// Chosen to make room at the connection cap while idle or slow: close now.
+    Evicted,
 }
 
 /// Why the watchdog closed a connection.
@@ -279,6 +381,7 @@ enum Phase {
 enum Expiry {
     Idle,
     Head,
+    Evicted,
 }
 
 impl Expiry {
@@ -286,6 +389,7 @@ impl Expiry {
         match self {
             Expiry::Idle => "idle timeout",
             Expiry::Head => "request head timeout",
+            Expiry::Evicted => "evicted to make room at the connection cap",
         }
     }
 }
@@ -324,7 +428,8 @@ impl PhaseWatch {
     fn request_started(&self) {
         self.update(|phase| match phase {
             Phase::Busy(n) => Phase::Busy(n.saturating_add(1)),
-            Phase::Idle(_) | Phase::Head(_) => Phase::Busy(1),
+            // A head that was already buffered when the connection was evicted wins the race.
+            Phase::Idle(_) | Phase::Head(_) | Phase::Evicted => Phase::Busy(1),
         });
     }
 
@@ -341,7 +446,32 @@ impl PhaseWatch {
             Phase::Idle(since) => Some((since + limits.idle_timeout, Expiry::Idle)),
             Phase::Head(since) => Some((since + limits.header_read_timeout, Expiry::Head)),
             Phase::Busy(_) => None,
+            Phase::Evicted => Some((Instant::now(), Expiry::Evicted)),
         }
+    }
+
+    /// How good a candidate for eviction this connection is: idle ones first (the longest idle
+    /// first), then heads pending for at least [`EVICTABLE_HEAD_AGE`] (the oldest first); `None`
+    /// for a connection answering a request, or reading a head that started recently.
+    fn eviction_rank(&self, now: Instant) -> Option<(u8, Instant)> {
+        match *self.phase.lock().unwrap_or_else(PoisonError::into_inner) {
+            Phase::Idle(since) => Some((0, since)),
+            Phase::Head(since) if now.saturating_duration_since(since) >= EVICTABLE_HEAD_AGE => Some((1, since)),
+            Phase::Head(_) | Phase::Busy(_) | Phase::Evicted => None,
+        }
+    }
+
+    /// Marks the connection for closing if it is still idle or slow; false if it got busy.
+    fn evict(&self, now: Instant) -> bool {
+        if self.eviction_rank(now).is_none() {
+            return false;
+        }
+        self.update(|phase| match phase {
+            Phase::Idle(_) => Phase::Evicted,
+            Phase::Head(since) if now.saturating_duration_since(since) >= EVICTABLE_HEAD_AGE => Phase::Evicted,
+            other => other,
+        });
+        matches!(*self.phase.lock().unwrap_or_else(PoisonError::into_inner), Phase::Evicted)
     }
 
     /// Completes when the connection has been idle, or reading a head, for too long.
@@ -647,6 +777,10 @@ mod tests {
         assert_eq!(limits.max_connections, 1);
         assert_eq!(limits.max_header_bytes, MIN_HEADER_BYTES);
         assert_eq!(ServerLimits::default().normalized(), ServerLimits::default());
+        assert_eq!(ServerLimits::default().within_descriptors(256).max_connections, 128);
+        assert_eq!(ServerLimits::default().within_descriptors(1 << 20).max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(ServerLimits::default().within_descriptors(1).max_connections, 1);
+        assert!(descriptor_limit().is_some_and(|n| n > 0), "Linux reports a descriptor limit");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! The edge listener's limits over raw sockets: header and idle timeouts, the connection cap,
-//! oversize request heads, and a shutdown bounded by its grace period.
+//! The edge listener's limits over raw sockets: header and idle timeouts, the connection cap
+//! (and idle connections evicted at it), oversize request heads, and a shutdown bounded by its
+//! grace period.
 
 use std::io;
 use std::net::SocketAddr;
@@ -156,19 +157,61 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 async fn past_max_connections_a_client_waits_until_a_connection_closes() {
     let stack = stack_with(ServerLimits { max_connections: 2, ..relaxed() }).await;
     let addr = stack.addr();
-    let first = served_connection(addr).await;
-    let _second = served_connection(addr).await;
+    // Two connections answering requests (their handlers wait for the body): none can be evicted.
+    let mut first = request_in_flight(addr).await;
+    let second = request_in_flight(addr).await;
     // The kernel completes the third handshake (the listen backlog), but the server does not
     // accept it while two connections are open.
     let mut third = TcpStream::connect(addr).await.expect("connect");
     third.write_all(HEALTH).await.expect("write");
     assert!(
         timeout(Duration::from_millis(500), read_response(&mut third)).await.is_err(),
-        "the third connection is not served while two are open"
+        "the third connection is not served while two are busy"
     );
+    // The first request ends and its client leaves.
+    first.write_all(b"{}").await.expect("write the body");
+    timeout(OUTER, read_response(&mut first)).await.expect("answered").expect("a response");
     drop(first);
     let (status, _) = timeout(OUTER, read_response(&mut third)).await.expect("served once one closed").expect("ok");
     assert_eq!(status, 200);
+    drop(second); // its request would otherwise hold the shutdown for the grace period
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_max_connections_the_longest_idle_connection_makes_room() {
+    let stack = stack_with(ServerLimits { max_connections: 2, ..relaxed() }).await;
+    let addr = stack.addr();
+    let mut older = served_connection(addr).await;
+    let mut newer = served_connection(addr).await;
+    let (status, _) = timeout(OUTER, async {
+        let mut third = TcpStream::connect(addr).await?;
+        third.write_all(HEALTH).await?;
+        read_response(&mut third).await
+    })
+    .await
+    .expect("a new client is served at the cap")
+    .expect("a response");
+    assert_eq!(status, 200);
+    assert!(read_until_closed(&mut older).await.is_empty(), "the longest-idle connection was closed");
+    // The newer one is still open and served.
+    newer.write_all(HEALTH).await.expect("write");
+    let (status, _) = timeout(OUTER, read_response(&mut newer)).await.expect("answered").expect("a response");
+    assert_eq!(status, 200);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_max_connections_a_slow_request_head_makes_room() {
+    let stack = stack_with(ServerLimits { max_connections: 1, ..relaxed() }).await;
+    let addr = stack.addr();
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: kmsim\r\nx-slow: a").await.expect("write");
+    // Served once the slow head has been pending for a second, long before the header timeout.
+    let started = Instant::now();
+    assert_eq!(health(addr).await, 200);
+    assert!(started.elapsed() < OUTER);
+    assert!(read_until_closed(&mut slow).await.is_empty(), "the slow head's connection was closed");
     stack.shutdown().await;
 }
 
