@@ -2,13 +2,14 @@
 //! trickling an endless request head, the server's memory, and whether others are still served.
 //!
 //! `edge_slow_clients [--kmsim PATH] [--label NAME] [--connections N] [--head-bytes B]
-//! [--chunk B] [--interval-ms MS] [--seconds S]` starts `PATH --in-memory --port 0 --log warn`
-//! (default `target/release/kmsim`, its default limits), reads its endpoint from the JSON line it
-//! prints, and then for S seconds (default 15) runs N clients (default 2000). Each connects, sends
-//! `GET /_sim/health HTTP/1.1`, `host` and an `x-pad:` header whose value grows by CHUNK bytes
-//! (default 4096) every MS milliseconds (default 100) up to B bytes (default 307200, 300 KB), and
-//! never ends the head; once B bytes are sent it holds the connection open. When the server
-//! answers (`431`) or closes, the client connects again. Meanwhile:
+//! [--chunk B] [--interval-ms MS] [--seconds S] [--server-nofile N]` starts `PATH --in-memory
+//! --port 0 --log warn` (default `target/release/kmsim`, with its default limits; under
+//! `ulimit -n N` if given), reads its endpoint from the JSON line it prints, and then for S
+//! seconds (default 15) runs N clients (default 2000). Each connects, sends `GET /_sim/health
+//! HTTP/1.1`, `host` and an `x-pad:` header whose value grows by CHUNK bytes (default 4096) every
+//! MS milliseconds (default 100) up to B bytes (default 307200, 300 KB), and never ends the head;
+//! once B bytes are sent it holds the connection open (with B = 0 it sends nothing: an idle
+//! connection). When the server answers (`431`) or closes, the client connects again. Meanwhile:
 //!
 //! - the server's `VmRSS` is read from `/proc/PID/status` every 50 ms (before: after one request;
 //!   peak: the highest sample; `VmHWM` at the end);
@@ -41,6 +42,7 @@ struct Options {
     chunk: usize,
     interval: Duration,
     seconds: u64,
+    server_nofile: Option<u64>,
 }
 
 fn parse_args() -> Options {
@@ -52,6 +54,7 @@ fn parse_args() -> Options {
         chunk: 4096,
         interval: Duration::from_millis(100),
         seconds: 15,
+        server_nofile: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -66,6 +69,7 @@ fn parse_args() -> Options {
             "--chunk" => opts.chunk = number().max(1) as usize,
             "--interval-ms" => opts.interval = Duration::from_millis(number()),
             "--seconds" => opts.seconds = number(),
+            "--server-nofile" => opts.server_nofile = Some(number()),
             _ => {
                 i += 1;
                 continue;
@@ -101,7 +105,15 @@ fn memory(pid: u32) -> (u64, u64) {
 
 fn start_server(opts: &Options) -> (Child, SocketAddr) {
     use std::io::BufRead;
-    let mut child = Command::new(&opts.kmsim)
+    let mut command = match opts.server_nofile {
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", "ulimit -n \"$0\" && exec \"$@\"", &n.to_string(), &opts.kmsim]);
+            c
+        }
+        None => Command::new(&opts.kmsim),
+    };
+    let mut child = command
         .args(["--in-memory", "--port", "0", "--log", "warn"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -162,7 +174,9 @@ async fn slow_client(addr: SocketAddr, opts: Arc<Options>, stop: Arc<AtomicBool>
         counters.max_open.fetch_max(open, Ordering::Relaxed);
         let (mut reader, mut writer) = stream.into_split();
         let trickle = async {
-            writer.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: kmsim\r\nx-pad: ").await?;
+            if opts.head_bytes > 0 {
+                writer.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: kmsim\r\nx-pad: ").await?;
+            }
             let mut sent = 0;
             while !stop.load(Ordering::Relaxed) {
                 if sent < opts.head_bytes {
@@ -274,6 +288,7 @@ async fn run(addr: SocketAddr, pid: u32, opts: Arc<Options>) -> serde_json::Valu
         "head_bytes": opts.head_bytes,
         "chunk_bytes": opts.chunk,
         "interval_ms": opts.interval.as_millis() as u64,
+        "server_nofile": opts.server_nofile,
         "seconds": started.elapsed().as_secs_f64(),
         "rss_before_mib": rss_before as f64 / MIB,
         "rss_peak_mib": rss_peak as f64 / MIB,
