@@ -14,8 +14,9 @@
 //! - the server's `VmRSS` is read from `/proc/PID/status` every 50 ms (before: after one request;
 //!   peak: the highest sample; `VmHWM` at the end);
 //! - a client that opened a keep-alive connection before the load sends a health request every
-//!   500 ms on it, and another one on a fresh connection each time (waiting up to 60 s): their
-//!   latencies show whether established and new clients are still served.
+//!   500 ms on it (reconnecting if the server closed it), and another client sends one every
+//!   500 ms on a fresh connection (each waiting up to 60 s): their latencies and failures show
+//!   whether established and new clients are still served.
 //!
 //! Prints one JSON line with the figures on stdout. Needs about N + 100 descriptors for itself
 //! (`scripts/bench-edge` raises `ulimit -n`). Unknown flags (cargo passes `--bench`) are ignored.
@@ -249,32 +250,51 @@ async fn run(addr: SocketAddr, pid: u32, opts: Arc<Options>) -> serde_json::Valu
     };
     let started = Instant::now();
     let end = started + Duration::from_secs(opts.seconds);
-    let mut kept_alive_ms = Vec::new();
-    let mut kept_alive_failures = 0u64;
-    let mut fresh_ms = Vec::new();
-    let mut fresh_failures = 0u64;
-    while Instant::now() < end {
-        sleep(Duration::from_millis(500)).await;
-        let t = Instant::now();
-        let ok = async {
-            established.write_all(HEALTH).await?;
-            read_response(&mut established).await
-        };
-        match timeout(Duration::from_secs(60), ok).await {
-            Ok(Ok(200)) => kept_alive_ms.push(t.elapsed().as_secs_f64() * 1e3),
-            _ => kept_alive_failures += 1,
+    // The two probes run side by side, each every 500 ms: a keep-alive connection opened before
+    // the load (reopened if the server closes it), and a fresh connection each time.
+    let kept_alive = tokio::spawn(async move {
+        let (mut ms, mut failures) = (Vec::new(), 0u64);
+        let mut established = Some(established);
+        while Instant::now() < end {
+            sleep(Duration::from_millis(500)).await;
+            let t = Instant::now();
+            let probe = async {
+                let stream = match established.as_mut() {
+                    Some(stream) => stream,
+                    None => established.insert(TcpStream::connect(addr).await?),
+                };
+                stream.write_all(HEALTH).await?;
+                read_response(stream).await
+            };
+            match timeout(Duration::from_secs(60), probe).await {
+                Ok(Ok(200)) => ms.push(t.elapsed().as_secs_f64() * 1e3),
+                _ => {
+                    failures += 1;
+                    established = None;
+                }
+            }
         }
-        let t = Instant::now();
-        let fresh = async {
-            let mut stream = TcpStream::connect(addr).await?;
-            stream.write_all(HEALTH).await?;
-            read_response(&mut stream).await
-        };
-        match timeout(Duration::from_secs(60), fresh).await {
-            Ok(Ok(200)) => fresh_ms.push(t.elapsed().as_secs_f64() * 1e3),
-            _ => fresh_failures += 1,
+        (ms, failures)
+    });
+    let fresh = tokio::spawn(async move {
+        let (mut ms, mut failures) = (Vec::new(), 0u64);
+        while Instant::now() < end {
+            sleep(Duration::from_millis(500)).await;
+            let t = Instant::now();
+            let probe = async {
+                let mut stream = TcpStream::connect(addr).await?;
+                stream.write_all(HEALTH).await?;
+                read_response(&mut stream).await
+            };
+            match timeout(Duration::from_secs(60), probe).await {
+                Ok(Ok(200)) => ms.push(t.elapsed().as_secs_f64() * 1e3),
+                _ => failures += 1,
+            }
         }
-    }
+        (ms, failures)
+    });
+    let (mut kept_alive_ms, kept_alive_failures) = kept_alive.await.expect("probe");
+    let (mut fresh_ms, fresh_failures) = fresh.await.expect("probe");
     stop.store(true, Ordering::Relaxed);
     let rss_peak = sampler.await.expect("sampler");
     clients.shutdown().await;

@@ -5,8 +5,8 @@
 //! - at most [`ServerLimits::max_connections`] connections are served at once (and at most half
 //!   the process's descriptor limit). At the cap the loop accepts one more client and holds it
 //!   unserved while it closes the longest-idle connection (failing that, the one whose request
-//!   head has been arriving longest, if for at least a second) to make room, or waits for one
-//!   to close; it accepts nothing else meanwhile, so later clients wait in the kernel's listen
+//!   head has been arriving longest; either only after a second in that state) to make room, or
+//!   waits for one to close; it accepts nothing else meanwhile, so later clients wait in the kernel's listen
 //!   backlog (back-pressure, never a crash). Accept errors (`EMFILE`, ...) back off briefly and
 //!   never end the loop;
 //! - a request head must arrive whole within [`ServerLimits::header_read_timeout`] of its first
@@ -55,9 +55,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`ServerLimits::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default [`ServerLimits::max_header_bytes`]: S3 documents 8 KB of request headers, but SigV4
-/// clients send long `Authorization` headers and presigned URLs, so leave room.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default [`ServerLimits::max_header_bytes`]: four times the 8 KB of request headers S3
+/// documents, room for long SigV4 `Authorization` headers, presigned URLs and large OpenStack /
+/// IAM tokens. hyper's buffer may grow to twice it while a head arrives, so the default cap of
+/// connections bounds head buffers to about 64 MiB.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Default [`ServerLimits::shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The smallest [`ServerLimits::max_header_bytes`] hyper accepts; smaller values are raised to it.
@@ -70,9 +72,9 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// At the connection cap, how often the accept loop looks again for a connection to evict when
 /// none could be.
 const EVICTION_RETRY: Duration = Duration::from_millis(50);
-/// At the connection cap, a connection reading a request head for at least this long may be
-/// closed to make room (a client's head normally arrives within a round trip).
-const EVICTABLE_HEAD_AGE: Duration = Duration::from_secs(1);
+/// At the connection cap, a connection idle, or reading a request head, for at least this long
+/// may be closed to make room (a new client's head normally arrives within a round trip).
+const EVICTABLE_AGE: Duration = Duration::from_secs(1);
 /// Longest path written to the request log (object keys can be long).
 const MAX_LOGGED_PATH: usize = 1024;
 /// Longest access key id written to the request log; anything longer is not logged.
@@ -451,27 +453,32 @@ impl PhaseWatch {
     }
 
     /// How good a candidate for eviction this connection is: idle ones first (the longest idle
-    /// first), then heads pending for at least [`EVICTABLE_HEAD_AGE`] (the oldest first); `None`
-    /// for a connection answering a request, or reading a head that started recently.
+    /// first), then heads pending (the oldest first), each only after [`EVICTABLE_AGE`] in that
+    /// phase; `None` for a connection answering a request, or one that just became idle or
+    /// started a head (such as a client just accepted).
     fn eviction_rank(&self, now: Instant) -> Option<(u8, Instant)> {
+        let old_enough = |since: Instant| now.saturating_duration_since(since) >= EVICTABLE_AGE;
         match *self.phase.lock().unwrap_or_else(PoisonError::into_inner) {
-            Phase::Idle(since) => Some((0, since)),
-            Phase::Head(since) if now.saturating_duration_since(since) >= EVICTABLE_HEAD_AGE => Some((1, since)),
-            Phase::Head(_) | Phase::Busy(_) | Phase::Evicted => None,
+            Phase::Idle(since) if old_enough(since) => Some((0, since)),
+            Phase::Head(since) if old_enough(since) => Some((1, since)),
+            Phase::Idle(_) | Phase::Head(_) | Phase::Busy(_) | Phase::Evicted => None,
         }
     }
 
     /// Marks the connection for closing if it is still idle or slow; false if it got busy.
     fn evict(&self, now: Instant) -> bool {
-        if self.eviction_rank(now).is_none() {
+        let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = match *phase {
+            Phase::Idle(since) | Phase::Head(since) => since,
+            Phase::Busy(_) | Phase::Evicted => return false,
+        };
+        if now.saturating_duration_since(since) < EVICTABLE_AGE {
             return false;
         }
-        self.update(|phase| match phase {
-            Phase::Idle(_) => Phase::Evicted,
-            Phase::Head(since) if now.saturating_duration_since(since) >= EVICTABLE_HEAD_AGE => Phase::Evicted,
-            other => other,
-        });
-        matches!(*self.phase.lock().unwrap_or_else(PoisonError::into_inner), Phase::Evicted)
+        *phase = Phase::Evicted;
+        drop(phase);
+        self.changed.notify_one();
+        true
     }
 
     /// Completes when the connection has been idle, or reading a head, for too long.
