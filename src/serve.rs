@@ -790,6 +790,48 @@ mod tests {
         assert!(descriptor_limit().is_some_and(|n| n > 0), "Linux reports a descriptor limit");
     }
 
+    #[test]
+    fn only_connections_idle_or_reading_a_head_for_a_while_are_evicted() {
+        let watch = PhaseWatch::new();
+        let created = Instant::now();
+        let later = created + EVICTABLE_AGE + Duration::from_millis(10);
+        assert_eq!(watch.eviction_rank(created), None, "a client just accepted is not evicted");
+        assert!(!watch.evict(created));
+        assert!(matches!(watch.eviction_rank(later), Some((0, _))), "an idle connection ranks first");
+        watch.bytes_read();
+        assert!(matches!(watch.eviction_rank(later), Some((1, _))), "then a slow head");
+        watch.request_started();
+        assert_eq!(watch.eviction_rank(later), None, "never one answering a request");
+        assert!(!watch.evict(later));
+        watch.request_finished();
+        assert!(watch.evict(later));
+        assert!(matches!(watch.deadline(&ServerLimits::default()), Some((_, Expiry::Evicted))));
+        // A head that was already buffered wins the race: the request is served.
+        watch.request_started();
+        assert!(watch.deadline(&ServerLimits::default()).is_none());
+    }
+
+    #[test]
+    fn the_registry_evicts_the_longest_idle_connection_first() {
+        let registry = Arc::new(Registry::default());
+        let slow_head = Arc::new(PhaseWatch::new());
+        slow_head.bytes_read();
+        let idle = Arc::new(PhaseWatch::new());
+        let slow_entry = registry.register(slow_head.clone());
+        let _idle_entry = registry.register(idle.clone());
+        // Neither has been idle or pending for EVICTABLE_AGE yet.
+        assert!(!registry.evict_one());
+        *idle.phase.lock().unwrap() = Phase::Idle(Instant::now() - EVICTABLE_AGE);
+        *slow_head.phase.lock().unwrap() = Phase::Head(Instant::now() - 2 * EVICTABLE_AGE);
+        assert!(registry.evict_one());
+        assert!(matches!(*idle.phase.lock().unwrap(), Phase::Evicted));
+        assert!(matches!(*slow_head.phase.lock().unwrap(), Phase::Head(_)));
+        assert!(registry.evict_one());
+        assert!(matches!(*slow_head.phase.lock().unwrap(), Phase::Evicted));
+        drop(slow_entry);
+        assert_eq!(registry.connections.lock().unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn phases_set_the_deadline() {
         let limits = ServerLimits {
