@@ -6,9 +6,9 @@
 //!   the process's descriptor limit). At the cap the loop accepts one more client and holds it
 //!   unserved while it closes the longest-idle connection (failing that, the one whose request
 //!   head has been arriving longest; either only after a second in that state) to make room, or
-//!   waits for one to close; it accepts nothing else meanwhile, so later clients wait in the kernel's listen
-//!   backlog (back-pressure, never a crash). Accept errors (`EMFILE`, ...) back off briefly and
-//!   never end the loop;
+//!   waits for one to close; it accepts nothing else meanwhile, so later clients wait in the
+//!   kernel's listen backlog (back-pressure, never a crash). Accept errors (`EMFILE`, ...) back
+//!   off briefly and never end the loop;
 //! - a request head must arrive whole within [`ServerLimits::header_read_timeout`] of its first
 //!   byte, and may be at most [`ServerLimits::max_header_bytes`] long (hyper answers `431` and
 //!   closes), so a slow or huge head costs a bounded buffer for a bounded time;
@@ -94,8 +94,9 @@ pub struct ServerLimits {
     /// Connections served at once. At the cap the server closes an idle (or slow) connection
     /// to make room for a waiting client, or holds that client until one closes, and accepts
     /// no other (clients queue in the listen backlog): back-pressure instead of running out of
-    /// descriptors, which stops a server answering anyone. Values below 1 count as 1, and values above half
-    /// the process's descriptor limit (`ulimit -n`) as that half: the rest is for files.
+    /// descriptors, which stops a server answering anyone. Values below 1 count as 1, and
+    /// values above half the process's descriptor limit (`ulimit -n`) as that half: the rest is
+    /// for files.
     pub max_connections: usize,
     /// Time a client has to send a whole request head once its first byte arrived. A client
     /// trickling a header is closed after it, so it cannot pin a connection and its buffer.
@@ -103,8 +104,8 @@ pub struct ServerLimits {
     /// Time a connection may stay open with no request in progress (a keep-alive connection
     /// between requests, or a new one that sent nothing), so idle sockets are given back.
     pub idle_timeout: Duration,
-    /// Longest request head (request line and headers) in bytes; also hyper's read buffer
-    /// size. A longer head is refused with `431 Request Header Fields Too Large` and the
+    /// Longest request head (request line and headers) in bytes; also the most hyper reads
+    /// from a socket at once. A longer head is refused with `431 Request Header Fields Too Large` and the
     /// connection closed, never buffered further. Values below [`MIN_HEADER_BYTES`] count as it.
     pub max_header_bytes: usize,
     /// On shutdown, how long in-flight requests may take to finish before their connections
