@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +88,7 @@ pub struct StackBuilder {
     data_dir: Option<PathBuf>,
     config: Config,
     admin_hosts: Vec<String>,
+    limits: serve::ServerLimits,
 }
 
 impl StackBuilder {
@@ -118,6 +120,12 @@ impl StackBuilder {
     /// a name, without port); loopback names are always served. See [`admin`].
     pub fn admin_host(mut self, host: impl Into<String>) -> Self {
         self.admin_hosts.push(host.into());
+        self
+    }
+
+    /// Bound what clients may hold on the edge listener (default [`serve::ServerLimits::default`]).
+    pub fn limits(mut self, limits: serve::ServerLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -192,14 +200,13 @@ impl StackBuilder {
         let nbd = tokio::spawn(evs_sim::nbd::serve_with(nbd_listener, evs.clone(), self.config.nbd.clone(), async {
             let _ = nbd_stopped.await;
         }));
+        let limits = self.limits.clone();
         let server = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
                 let _ = stop_nbd.send(());
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "edge listener failed");
-            }
+            serve::serve(listener, app, limits, shutdown).await;
             let _ = nbd.await;
         });
         let sweeper = tokio::spawn(sweep_forever(kms.clone()));
@@ -327,6 +334,7 @@ impl Stack {
             data_dir: None,
             config: Config::default(),
             admin_hosts: Vec::new(),
+            limits: serve::ServerLimits::default(),
         }
     }
 
@@ -390,14 +398,10 @@ impl Stack {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+        // The edge and NBD servers return only once every connection task has ended, so no request
+        // holds the services any more; volume jobs and I/O are waited for (bounded). When `self` is
+        // dropped after this, the KMS closes its store, and a stack on the same data dir can start.
         self.evs.shutdown(SHUTDOWN_DEADLINE).await;
-        // axum's graceful shutdown returns once every connection task has signalled, a moment
-        // before those tasks drop their clone of the router (and so of the KMS and its store
-        // lock). Wait for them, so a stack on the same data dir can start as soon as this returns.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while Arc::strong_count(&self.kms) > 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
     }
 
     /// Waits until the stack stops (after [`Stack::stop_handle`] fires or the task ends).
