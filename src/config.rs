@@ -20,12 +20,20 @@
 //! [nbd]                                     # what NBD clients can make the server hold
 //! max_connections = 64
 //! handshake_timeout_ms = 10000
+//!
+//! [server]                                  # what HTTP clients can make the edge listener hold
+//! max_connections = 1024
+//! header_read_timeout_secs = 30
+//! idle_timeout_secs = 60
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use shared::accounts::{self, AccessKey, Accounts};
+
+use crate::serve::ServerLimits;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +62,51 @@ pub struct Config {
     /// What NBD clients can make the server hold: connections, bytes in flight, deadlines (`[nbd]`).
     #[serde(default)]
     pub nbd: evs_sim::nbd::Limits,
+    /// What HTTP clients can make the edge listener hold: connections, head size, timeouts (`[server]`).
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// The edge listener's bounds; absent fields keep the defaults of [`ServerLimits`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Connections served at once (capped at half of `ulimit -n`).
+    pub max_connections: usize,
+    /// Seconds a client has to send a whole request head once it started.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open without a request in progress.
+    pub idle_timeout_secs: u64,
+    /// Longest request head in bytes (longer: 431).
+    pub max_header_bytes: usize,
+    /// Seconds in-flight requests get to finish at shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let limits = ServerLimits::default();
+        ServerConfig {
+            max_connections: limits.max_connections,
+            header_read_timeout_secs: limits.header_read_timeout.as_secs(),
+            idle_timeout_secs: limits.idle_timeout.as_secs(),
+            max_header_bytes: limits.max_header_bytes,
+            shutdown_grace_secs: limits.shutdown_grace.as_secs(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The limits the edge listener enforces.
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_header_bytes: self.max_header_bytes,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
 }
 
 /// An S3-compatible service that holds the objects (bodies stay encrypted as kmsim writes them).
@@ -101,6 +154,7 @@ impl Default for Config {
             object_store: None,
             audit: kms::audit::AuditOptions::default(),
             nbd: evs_sim::nbd::Limits::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -265,5 +319,26 @@ impl Config {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_tables_parse_and_keep_defaults_for_what_they_omit() {
+        let config: Config = toml::from_str(
+            "[audit]\nmax_files = 3\n[nbd]\nhandshake_timeout_ms = 250\n[server]\nidle_timeout_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(config.audit.max_files, 3);
+        assert_eq!(config.audit.max_file_bytes, kms::audit::AuditOptions::default().max_file_bytes);
+        assert_eq!(config.nbd.handshake_timeout, Duration::from_millis(250));
+        assert_eq!(config.nbd.max_connections, evs_sim::nbd::Limits::default().max_connections);
+        let limits = config.server.limits();
+        assert_eq!(limits.idle_timeout, Duration::from_secs(5));
+        assert_eq!(limits.max_connections, ServerLimits::default().max_connections);
+        assert!(toml::from_str::<Config>("[server]\nmax_conections = 5\n").is_err(), "typos are refused");
     }
 }

@@ -111,7 +111,9 @@ impl StackBuilder {
     }
 
     /// Use this configuration (accounts, seeded keys, ...).
+    /// Its `[server]` table sets the edge listener's limits (as [`StackBuilder::limits`] does).
     pub fn config(mut self, config: Config) -> Self {
+        self.limits = config.server.limits();
         self.config = config;
         self
     }

@@ -47,3 +47,53 @@ async fn a_stack_runs_on_a_current_thread_runtime() {
     assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"envelope");
     again.shutdown().await;
 }
+
+/// `RUST_LOG` works like `--log`; at `debug` each request is one line with its method, path,
+/// status, request id and access key id, and never a signature or a query string.
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_log_debug_logs_one_line_per_request_without_secrets() {
+    use std::io::BufRead;
+    let dir = common::private_dir();
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kmsim"))
+        .args(["--port", "0", "--in-memory"])
+        .env("RUST_LOG", "kmsim=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let endpoint = line["endpoint"].as_str().unwrap();
+    common::kms_client_at(endpoint).create_key().send().await.unwrap();
+    let s3 = common::s3_client_at(endpoint);
+    s3.create_bucket().bucket("logged").send().await.unwrap();
+    let presigned = s3
+        .get_object()
+        .bucket("logged")
+        .key("missing")
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(60)).unwrap())
+        .await
+        .unwrap();
+    let signature = presigned.uri().split("X-Amz-Signature=").nth(1).unwrap().to_owned();
+    let status = http_get_status(presigned.uri());
+    assert_eq!(status, 404);
+    let rc = std::process::Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(rc.success());
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let requests: Vec<&str> = text.lines().filter(|l| l.contains("DEBUG") && l.contains("status")).collect();
+    assert!(requests.iter().any(|l| l.contains("POST") && l.contains("200") && l.contains("test")), "{text}");
+    assert!(requests.iter().any(|l| l.contains("/logged/missing") && l.contains("404")), "{text}");
+    assert!(!text.contains(&signature) && !text.contains("X-Amz-Signature"), "a signature was logged: {text}");
+}
+
+/// A plain GET of `url` (`http://host:port/path?query`) over a fresh connection; its status.
+fn http_get_status(url: &str) -> u16 {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, target) = rest.split_once('/').unwrap();
+    let addr: std::net::SocketAddr = host.parse().unwrap();
+    let head = vec![("host".to_owned(), host.to_owned())];
+    common::raw_request_to(addr, "GET", &format!("/{target}"), &head, b"").status
+}
