@@ -19,7 +19,7 @@ const SHORT: Duration = Duration::from_secs(1);
 /// Some slack on timer firing when asserting a limit was not cut short.
 const SLACK: Duration = Duration::from_millis(100);
 
-const HEALTH: &[u8] = b"GET /_sim/health HTTP/1.1\r\nhost: kmsim\r\n\r\n";
+const HEALTH: &[u8] = b"GET /_sim/health HTTP/1.1\r\nhost: localhost\r\n\r\n";
 
 /// Limits whose timeouts cannot fire during a test, to be overridden one at a time.
 fn relaxed() -> ServerLimits {
@@ -105,7 +105,7 @@ async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
 /// in flight, its handler waiting for the body.
 async fn request_in_flight(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let head = "POST / HTTP/1.1\r\nhost: kmsim\r\nx-amz-target: TrentService.ListKeys\r\n\
+    let head = "POST / HTTP/1.1\r\nhost: localhost\r\nx-amz-target: TrentService.ListKeys\r\n\
                 content-type: application/x-amz-json-1.1\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n";
     stream.write_all(head.as_bytes()).await.expect("write");
     let (status, _) = timeout(OUTER, read_response(&mut stream)).await.expect("100 in time").expect("a response");
@@ -121,7 +121,7 @@ async fn a_trickled_request_head_is_closed_after_the_header_timeout_while_others
     let started = Instant::now();
     // The client's pace, not synchronisation: one header byte every 50 ms, until refused.
     let trickle = tokio::spawn(async move {
-        writer.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: kmsim\r\nx-slow: ").await?;
+        writer.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: localhost\r\nx-slow: ").await?;
         loop {
             writer.write_all(b"a").await?;
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -206,7 +206,7 @@ async fn at_max_connections_a_slow_request_head_makes_room() {
     let stack = stack_with(ServerLimits { max_connections: 1, ..relaxed() }).await;
     let addr = stack.addr();
     let mut slow = TcpStream::connect(addr).await.expect("connect");
-    slow.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: kmsim\r\nx-slow: a").await.expect("write");
+    slow.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: localhost\r\nx-slow: a").await.expect("write");
     // Served once the slow head has been pending for a second, long before the header timeout.
     let started = Instant::now();
     assert_eq!(health(addr).await, 200);
@@ -223,7 +223,7 @@ async fn an_oversize_request_head_is_refused_not_buffered() {
     let (mut reader, mut writer) = TcpStream::connect(addr).await.expect("connect").into_split();
     // The write half stays open (a half-closed client would make hyper drop the request).
     let big = tokio::spawn(async move {
-        writer.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: kmsim\r\nx-big: ").await?;
+        writer.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: localhost\r\nx-big: ").await?;
         writer.write_all(&vec![b'a'; 200 * 1024]).await?;
         writer.write_all(b"\r\n\r\n").await?;
         Ok::<_, io::Error>(writer)
@@ -234,7 +234,7 @@ async fn an_oversize_request_head_is_refused_not_buffered() {
     // 64 MiB of header: the server stops reading and closes long before the client could send it all.
     let (_reader, mut writer) = TcpStream::connect(addr).await.expect("connect").into_split();
     let sent = timeout(OUTER, async {
-        writer.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: kmsim\r\nx-big: ").await?;
+        writer.write_all(b"GET /_sim/health HTTP/1.1\r\nhost: localhost\r\nx-big: ").await?;
         writer.write_all(&vec![b'a'; 64 << 20]).await
     })
     .await

@@ -266,7 +266,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
 #[test]
 fn kill_9_during_volume_writes_loses_nothing_flushed() {
     let total = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let iterations: usize = std::env::var("KMSIM_KILL_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
     let seed: u64 = std::env::var("KMSIM_EVS_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
     println!("evs_durability: seed {seed} (KMSIM_EVS_SEED to replay)");
@@ -372,7 +372,7 @@ fn kill_9_during_volume_writes_loses_nothing_flushed() {
     let scan_time = scan.elapsed();
     assert!(leaked.is_empty(), "the plaintext marker is in {leaked:?}");
     // The search does see data past a hole: the marker after 1 GiB of hole in a sparse file is found.
-    let control = tempfile::tempdir().unwrap();
+    let control = crate::common::private_dir();
     let sparse = std::fs::File::create(control.path().join("sparse")).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&sparse, &marker_block, 1 << 30).unwrap();
     assert_eq!(files_containing(control.path(), &marker).len(), 1, "the marker search finds a planted marker");
@@ -425,7 +425,7 @@ fn records_of_an_unknown_format_are_set_aside_and_their_data_kept() {
 /// Creates a volume and a snapshot of it, stops the server, applies `damage` to their record files, then checks
 /// over two restarts that both are set aside (not listed) and that their data is kept.
 fn set_aside_at_start(damage: impl Fn(&Path, &Path)) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let (mut child, edge, _, _) = spawn(dir.path());
     let volume = json!({"volume": {"size": 10, "volume_type": "SSD", "availability_zone": "az1", "name": "kept"}});
     let job = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudvolumes"), volume);
@@ -467,7 +467,7 @@ fn set_aside_at_start(damage: impl Fn(&Path, &Path)) {
 /// volume in error — deletable — not in its passing status until a restart; its durable record is unchanged.
 #[test]
 fn a_failed_record_write_leaves_the_volume_in_error_not_stuck() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let (_child, edge, _, _) = spawn(dir.path());
     let volume = json!({"volume": {"size": 10, "volume_type": "SSD", "availability_zone": "az1", "name": "stuck"}});
     let job = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudvolumes"), volume);

@@ -13,7 +13,7 @@ use crate::common::{kms_client, kms_client_at, spawn_binary};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_and_ciphertexts_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let stack = Stack::builder().data_dir(dir.path()).start().await.unwrap();
     let kms = kms_client(&stack);
     let id = kms.create_key().description("durable").send().await.unwrap().key_metadata.unwrap().key_id;
@@ -42,7 +42,7 @@ async fn keys_and_ciphertexts_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_master_key_file_readable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     Stack::builder().data_dir(dir.path()).start().await.unwrap().shutdown().await;
     let master = dir.path().join("master.key");
     assert_eq!(std::fs::metadata(&master).unwrap().permissions().mode() & 0o777, 0o600);
@@ -101,7 +101,7 @@ async fn seeded_keys_make_ciphertexts_stable_across_independent_runs() {
 /// random point: after restart every acknowledged key works and every ciphertext decrypts (I1, I4).
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_points_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let iterations: usize = std::env::var("KMSIM_KILL_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
     let mut acknowledged: Vec<(String, Blob)> = Vec::new();
     let mut scheduled: Vec<String> = Vec::new();
@@ -197,9 +197,16 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
     let names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(
-        names.iter().all(
-            |n| ["kms.redb", "master.key", "audit.jsonl", "objects", "sse-s3.key", "volumes"].contains(&n.as_str())
-        ),
+        names.iter().all(|n| [
+            "kms.redb",
+            "master.key",
+            "audit.jsonl",
+            "objects",
+            "sse-s3.key",
+            "volumes",
+            "admin.token"
+        ]
+        .contains(&n.as_str())),
         "{names:?}"
     );
 }
