@@ -10,6 +10,8 @@ mod kms_durability;
 mod kms_sdk;
 mod otc_kms;
 mod s3_bad_input;
+mod s3_hardening;
 mod s3_integrity;
 mod s3_object_store;
+mod s3_races;
 mod s3_sdk;

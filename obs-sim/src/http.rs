@@ -33,6 +33,8 @@ use crate::xml::{self, Writer};
 
 /// Largest XML request body accepted.
 const MAX_XML_BODY: usize = 1024 * 1024;
+/// Times a GET looks a key up again when the record it found went stale before its body opened.
+const MAX_STALE_READS: usize = 16;
 /// Keys per ListObjects page at most.
 const MAX_KEYS: usize = 1000;
 /// Object headers S3 stores and returns as sent.
@@ -468,7 +470,8 @@ impl S3Api {
         let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
         let max_parts = query.get("max-parts").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).min(1000);
         let marker = query.get("part-number-marker").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-        let parts: Vec<_> = upload.parts.range(marker + 1..).map(|(_, p)| p).collect();
+        let after = (std::ops::Bound::Excluded(marker), std::ops::Bound::Unbounded);
+        let parts: Vec<_> = upload.parts.range(after).map(|(_, p)| p).collect();
         let truncated = parts.len() > max_parts;
         let page = &parts[..parts.len().min(max_parts)];
         let mut w = Writer::document("ListPartsResult");
@@ -506,7 +509,7 @@ impl S3Api {
         let mut w = Writer::document("ListMultipartUploadsResult");
         w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", &prefix);
         w.element("MaxUploads", &max.to_string()).element("IsTruncated", if truncated { "true" } else { "false" });
-        if truncated && let Some(last) = uploads.get(max - 1) {
+        if truncated && let Some(last) = max.checked_sub(1).and_then(|i| uploads.get(i)) {
             w.element("NextKeyMarker", &last.key).element("NextUploadIdMarker", &last.upload_id);
         }
         for upload in uploads.iter().take(max) {
@@ -537,22 +540,35 @@ impl S3Api {
             .split_once('/')
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| S3Error::invalid_argument("Invalid copy source object key"))?;
-        let record = self.obs.head_object(caller, bucket, key)?;
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-copy-source-")?;
-        let range = match range {
-            None => None,
-            Some(text) => {
-                let parsed = parse_range(Some(text), record.size)?;
-                if parsed.is_none() {
-                    return Err(S3Error::invalid_argument(
-                        "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-                    ));
+        let mut attempts = 0;
+        loop {
+            let record = self.obs.head_object(caller, bucket, key)?;
+            let range = match range {
+                None => None,
+                Some(text) => {
+                    let parsed = parse_range(Some(text), record.size)?;
+                    if parsed.is_none() {
+                        return Err(S3Error::invalid_argument(
+                            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+                        ));
+                    }
+                    parsed
                 }
-                parsed
+            };
+            attempts += 1;
+            // A stale record (the source was overwritten or deleted meanwhile): look it up again.
+            if attempts < MAX_STALE_READS {
+                if let Some(output) =
+                    self.obs.read_object(caller, bucket, record.clone(), range, customer.as_ref()).await?
+                {
+                    return Ok((record, output.body));
+                }
+            } else {
+                let output = self.obs.get_object(caller, bucket, record.clone(), range, customer.as_ref()).await?;
+                return Ok((record, output.body));
             }
-        };
-        let output = self.obs.get_object(caller, bucket, record.clone(), range, customer.as_ref()).await?;
-        Ok((record, output.body))
+        }
     }
 
     async fn copy_object(
@@ -670,47 +686,63 @@ impl S3Api {
         headers: &HeaderMap,
         head: bool,
     ) -> Result<Response> {
-        let record = self.obs.head_object(caller, bucket, key)?;
-        if !matches!(record.sse, crate::model::SseRecord::None) {
-            sse::refuse_on_read(headers)?;
-        }
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-        crate::service::check_customer_key(&record, customer.as_ref())?;
-        match conditions(headers).evaluate(&record) {
-            Verdict::Serve => {}
-            Verdict::NotModified => {
-                let mut response = empty(StatusCode::NOT_MODIFIED);
-                set_header(&mut response, "etag", &record.etag);
-                set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
-                return Ok(response);
+        // A record can go stale between its lookup and the opening of its body (an overwrite or a
+        // DELETE removed the body): look the key up again, and answer the new object or 404.
+        let mut attempts = 0;
+        let (record, range, body) = loop {
+            let record = self.obs.head_object(caller, bucket, key)?;
+            if !matches!(record.sse, crate::model::SseRecord::None) {
+                sse::refuse_on_read(headers)?;
             }
-            Verdict::PreconditionFailed => {
-                return Err(S3Error::new(
-                    "PreconditionFailed",
-                    StatusCode::PRECONDITION_FAILED,
-                    "At least one of the pre-conditions you specified did not hold",
-                )
-                .with("Condition", "If-Match"));
+            crate::service::check_customer_key(&record, customer.as_ref())?;
+            match conditions(headers).evaluate(&record) {
+                Verdict::Serve => {}
+                Verdict::NotModified => {
+                    let mut response = empty(StatusCode::NOT_MODIFIED);
+                    set_header(&mut response, "etag", &record.etag);
+                    set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
+                    return Ok(response);
+                }
+                Verdict::PreconditionFailed => {
+                    return Err(S3Error::new(
+                        "PreconditionFailed",
+                        StatusCode::PRECONDITION_FAILED,
+                        "At least one of the pre-conditions you specified did not hold",
+                    )
+                    .with("Condition", "If-Match"));
+                }
             }
-        }
-        let range = parse_range(header_str(headers, "range"), record.size)?;
+            let range = parse_range(header_str(headers, "range"), record.size)?;
+            if head {
+                break (record, range, None);
+            }
+            attempts += 1;
+            let read = if attempts < MAX_STALE_READS {
+                self.obs.read_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?
+            } else {
+                Some(self.obs.get_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?)
+            };
+            if let Some(output) = read {
+                break (record, range, Some(output.body));
+            }
+        };
         let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
         let length = range.as_ref().map(|r| r.end - r.start).unwrap_or(record.size);
-        let mut response = if head {
-            empty(status)
-        } else {
-            let output = self.obs.get_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?;
-            // Check the first frame before answering, so that an object damaged at rest gets a
-            // clean 500 rather than a connection cut before the status line.
-            let mut body = output.body;
-            let first = match body.next().await {
-                Some(Err(e)) => return Err(S3Error::internal(format!("reading {key}: {e}"))),
-                first => first,
-            };
-            let body = futures::stream::iter(first).chain(body);
-            let mut response = Response::new(Body::from_stream(body));
-            *response.status_mut() = status;
-            response
+        let mut response = match body {
+            None => empty(status),
+            Some(mut body) => {
+                // Check the first frame before answering, so that an object damaged at rest gets a
+                // clean 500 rather than a connection cut before the status line.
+                let first = match body.next().await {
+                    Some(Err(e)) => return Err(S3Error::internal(format!("reading {key}: {e}"))),
+                    first => first,
+                };
+                let body = futures::stream::iter(first).chain(body);
+                let mut response = Response::new(Body::from_stream(body));
+                *response.status_mut() = status;
+                response
+            }
         };
         object_headers(&mut response, &record, query);
         if let Some(customer) = &customer {

@@ -150,3 +150,50 @@ pub struct PartRecord {
     /// When the part was uploaded, Unix milliseconds.
     pub last_modified_millis: i64,
 }
+
+/// Why a persisted record cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes are not JSON, or not the record's shape.
+    #[error("unreadable record: {0}")]
+    Unreadable(String),
+    /// The record says it is in a format this build does not read.
+    #[error("unknown record format {found} (this kmsim reads format {RECORD_FORMAT})")]
+    UnknownFormat {
+        /// The `format` the record carries.
+        found: u64,
+    },
+}
+
+/// Parses a persisted record, refusing any `format` but [`RECORD_FORMAT`] before reading its
+/// shape (a newer format may mean something else by the same fields).
+pub fn parse_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
+    #[derive(Deserialize)]
+    struct Format {
+        format: u64,
+    }
+    let Format { format } = serde_json::from_slice(bytes).map_err(|e| RecordError::Unreadable(e.to_string()))?;
+    if format != u64::from(RECORD_FORMAT) {
+        return Err(RecordError::UnknownFormat { found: format });
+    }
+    serde_json::from_slice(bytes).map_err(|e| RecordError::Unreadable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_another_format_are_refused() {
+        let bucket = r#"{"format":1,"name":"b","account":"a","region":"r","created_millis":0,"encryption":null}"#;
+        assert_eq!(parse_record::<BucketRecord>(bucket.as_bytes()).unwrap().name, "b");
+        let newer = bucket.replace("\"format\":1", "\"format\":2");
+        assert_eq!(
+            parse_record::<BucketRecord>(newer.as_bytes()).unwrap_err(),
+            RecordError::UnknownFormat { found: 2 }
+        );
+        let missing = bucket.replace("\"format\":1,", "");
+        assert!(matches!(parse_record::<BucketRecord>(missing.as_bytes()), Err(RecordError::Unreadable(_))));
+        assert!(matches!(parse_record::<BucketRecord>(b"{\"format\":1"), Err(RecordError::Unreadable(_))));
+    }
+}

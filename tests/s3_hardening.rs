@@ -1,0 +1,184 @@
+//! Hardening of the object store: listing parameters at the edges of their integer types never
+//! panic, stored records that disagree with their bodies or carry an unknown format are errors
+//! (or set aside at start), never short bodies.
+
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use shared::sigv4::{SigningParams, UriEncoding, sign};
+
+use crate::common::s3_client;
+
+/// Sends a request signed with the default credentials (empty body) and returns (status, text).
+pub(crate) fn signed_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    query: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", addr.to_string().parse().unwrap());
+    headers.insert("x-amz-content-sha256", shared::sigv4::EMPTY_SHA256.parse().unwrap());
+    for (k, v) in extra {
+        headers.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let params = SigningParams {
+        access_key_id: "test",
+        secret_access_key: "test",
+        region: "us-east-1",
+        service: "s3",
+        time: shared::time::now_unix(),
+    };
+    sign(method, path, query, &mut headers, shared::sigv4::EMPTY_SHA256, UriEncoding::Single, &params).unwrap();
+    let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
+    for (k, v) in &headers {
+        request.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap()));
+    }
+    request.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+async fn signed(addr: std::net::SocketAddr, method: &str, path: &str, query: &str) -> (u16, String) {
+    let (method, path, query) = (method.to_owned(), path.to_owned(), query.to_owned());
+    tokio::task::spawn_blocking(move || signed_request(addr, &method, &path, &query, &[])).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_parameters_at_the_limits_of_their_types_do_not_panic() {
+    let stack = crate::common::stack().await;
+    let addr = stack.addr();
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("limits").send().await.unwrap();
+    let upload = s3.create_multipart_upload().bucket("limits").key("k").send().await.unwrap();
+    let id = upload.upload_id().unwrap().to_owned();
+    s3.upload_part()
+        .bucket("limits")
+        .key("k")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
+
+    // ListParts after the highest part number there is: an empty page.
+    let (status, text) =
+        signed(addr, "GET", "/limits/k", &format!("part-number-marker=4294967295&uploadId={id}")).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("<IsTruncated>false</IsTruncated>") && !text.contains("<Part>"), "{text}");
+    let (status, text) = signed(addr, "GET", "/limits/k", &format!("max-parts=0&uploadId={id}")).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("<IsTruncated>true</IsTruncated>") && !text.contains("<Part>"), "{text}");
+
+    // ListMultipartUploads with max-uploads=0 while an upload is in progress.
+    let (status, text) = signed(addr, "GET", "/limits", "max-uploads=0&uploads=").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("<IsTruncated>true</IsTruncated>") && !text.contains("<Upload>"), "{text}");
+    let (status, text) = signed(addr, "GET", "/limits", "max-uploads=18446744073709551615&uploads=").await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = signed(addr, "GET", "/limits", "max-uploads=18446744073709551616&uploads=").await;
+    assert!(status == 200 || status == 400, "{text}");
+
+    // ListObjects with max-keys 0 and at the top of usize; a part number above u32.
+    s3.put_object().bucket("limits").key("o").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let (status, text) = signed(addr, "GET", "/limits", "list-type=2&max-keys=0").await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = signed(addr, "GET", "/limits", "list-type=2&max-keys=18446744073709551615").await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = signed(addr, "GET", "/limits/o", "").await;
+    assert_eq!(status, 200, "{text}");
+    let range = [("range", "bytes=0-18446744073709551615")];
+    let (status, text) =
+        tokio::task::spawn_blocking(move || signed_request(addr, "GET", "/limits/o", "", &range)).await.unwrap();
+    assert_eq!(status, 206, "{text}");
+    let range = [("range", "bytes=-18446744073709551615")];
+    let (status, text) =
+        tokio::task::spawn_blocking(move || signed_request(addr, "GET", "/limits/o", "", &range)).await.unwrap();
+    assert_eq!(status, 206, "{text}");
+
+    // The server still serves.
+    s3.list_objects_v2().bucket("limits").send().await.unwrap();
+}
+
+/// The record file of `bucket`/`key` under a data dir.
+fn record_path(data_dir: &Path, bucket: &str, key: &str) -> PathBuf {
+    for entry in std::fs::read_dir(data_dir.join("objects/meta").join(bucket)).unwrap() {
+        let path = entry.unwrap().path();
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if record["key"] == key {
+            return path;
+        }
+    }
+    panic!("no record for {key}");
+}
+
+/// Rewrites one field of a stored record.
+fn edit_record(data_dir: &Path, bucket: &str, key: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = record_path(data_dir, bucket, key);
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut record);
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+}
+
+/// GET of a whole object or a range: `Ok(bytes)` only if a 2xx came with a whole body.
+async fn read(s3: &aws_sdk_s3::Client, key: &str, range: Option<&str>) -> Result<Vec<u8>, String> {
+    let out = s3.get_object().bucket("edit").key(key).set_range(range.map(str::to_owned)).send().await;
+    let out = out.map_err(|e| format!("{e:?}"))?;
+    out.body.collect().await.map(|b| b.into_bytes().to_vec()).map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lowered_size_in_a_record_is_an_error_never_a_short_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let stack = kmsim::Stack::builder().data_dir(dir.path()).start().await.unwrap();
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("edit").send().await.unwrap();
+    for (key, sse) in
+        [("plain", None), ("kms", Some(ServerSideEncryption::AwsKms)), ("s3", Some(ServerSideEncryption::Aes256))]
+    {
+        s3.put_object()
+            .bucket("edit")
+            .key(key)
+            .set_server_side_encryption(sse)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    stack.shutdown().await;
+    for (key, lowered) in [("plain", 10u64), ("kms", 10), ("s3", 70_000)] {
+        edit_record(dir.path(), "edit", key, |r| r["size"] = (data.len() as u64 - lowered).into());
+    }
+    let stack = kmsim::Stack::builder().data_dir(dir.path()).start().await.unwrap();
+    let s3 = s3_client(&stack);
+    for key in ["plain", "kms", "s3"] {
+        for range in [None, Some("bytes=-100"), Some("bytes=70000-79999")] {
+            if let Ok(got) = read(&s3, key, range).await {
+                let expected = match range {
+                    None => &data[..],
+                    Some("bytes=-100") => &data[data.len() - 100..],
+                    Some(_) => &data[70_000..80_000],
+                };
+                assert!(
+                    got == expected,
+                    "{key} {range:?}: a {}-byte body was served for a record that lies",
+                    got.len()
+                );
+            }
+        }
+    }
+    // The server still serves other objects.
+    s3.put_object().bucket("edit").key("fresh").body(ByteStream::from_static(b"ok")).send().await.unwrap();
+    assert_eq!(read(&s3, "fresh", None).await.unwrap(), b"ok");
+}
