@@ -64,6 +64,9 @@ pub enum StackError {
     /// The object store could not open its state.
     #[error("opening the object store: {0}")]
     Objects(#[from] obs_sim::S3Error),
+    /// The object store's persistence could not be opened (in plain words, naming the place).
+    #[error(transparent)]
+    ObjectStore(#[from] obs_sim::StoreError),
     /// The volume service could not open its state.
     #[error("opening the volume service: {0}")]
     Volumes(#[from] evs_sim::EvsError),
