@@ -182,3 +182,33 @@ async fn a_lowered_size_in_a_record_is_an_error_never_a_short_body() {
     s3.put_object().bucket("edit").key("fresh").body(ByteStream::from_static(b"ok")).send().await.unwrap();
     assert_eq!(read(&s3, "fresh", None).await.unwrap(), b"ok");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_or_future_record_is_set_aside_and_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = kmsim::Stack::builder().data_dir(dir.path()).start().await.unwrap();
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("edit").send().await.unwrap();
+    for key in ["good", "damaged", "future"] {
+        s3.put_object()
+            .bucket("edit")
+            .key(key)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .body(ByteStream::from_static(b"data"))
+            .send()
+            .await
+            .unwrap();
+    }
+    stack.shutdown().await;
+    let damaged = record_path(dir.path(), "edit", "damaged");
+    std::fs::write(&damaged, b"{\"format\":1,\"key\":\"damaged\",").unwrap();
+    edit_record(dir.path(), "edit", "future", |r| r["format"] = 2.into());
+    let stack = kmsim::Stack::builder().data_dir(dir.path()).start().await.expect("the server starts");
+    let s3 = s3_client(&stack);
+    assert_eq!(read(&s3, "good", None).await.unwrap(), b"data");
+    for key in ["damaged", "future"] {
+        let e = s3.get_object().bucket("edit").key(key).send().await.unwrap_err();
+        assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(404), "{key}");
+    }
+    assert!(damaged.with_extension("json.unreadable").exists());
+}

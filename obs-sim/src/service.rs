@@ -247,7 +247,7 @@ impl Obs {
             envelope_header_len: written.header_len,
             checksum: written.checksum,
         };
-        self.store.commit_object(bucket, record.clone()).await?;
+        self.store.commit_object_since(bucket, record.clone(), written.resets).await?;
         Ok(record)
     }
 
@@ -265,6 +265,7 @@ impl Obs {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let resets = self.store.resets();
         let blob = Store::new_blob_path(bucket);
         let upload = self.store.backend().put_multipart(&blob).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
@@ -296,6 +297,7 @@ impl Obs {
         writer.finish().await?;
         self.store.sync(&blob).await?;
         Ok(Written {
+            resets,
             blob,
             size: pipeline.size,
             stored_size: pipeline.stored_size,
@@ -700,6 +702,8 @@ fn corrupted(record: &ObjectRecord, detail: impl std::fmt::Display) -> S3Error {
 
 /// A body written by [`Obs::write_body`].
 pub(crate) struct Written {
+    /// [`Store::resets`] when the body's writing began.
+    pub(crate) resets: u64,
     pub(crate) blob: StorePath,
     pub(crate) size: u64,
     pub(crate) stored_size: u64,

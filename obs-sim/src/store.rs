@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -59,6 +59,8 @@ pub struct Store {
     backend: Arc<dyn ObjectStore>,
     /// Set for the local file system, whose writes are fsynced.
     local_root: Option<PathBuf>,
+    /// How many resets the store went through (a body written across a reset is not committed).
+    resets: AtomicU64,
     /// Where the store is, for messages.
     location: String,
     index: RwLock<HashMap<String, IndexedBucket>>,
@@ -143,6 +145,7 @@ impl Store {
         let store = Store {
             backend,
             local_root,
+            resets: AtomicU64::new(0),
             location,
             index: RwLock::new(HashMap::new()),
             uploads: RwLock::new(HashMap::new()),
@@ -160,6 +163,12 @@ impl Store {
     /// records), their bodies kept.
     pub fn set_aside_records(&self) -> usize {
         self.set_aside.load(Ordering::Relaxed)
+    }
+
+    /// How many times the store was reset; read before writing a body, for
+    /// [`Store::commit_object_since`].
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::SeqCst)
     }
 
     fn io_error(&self, action: &'static str, path: &StorePath, reason: impl std::fmt::Display) -> StoreError {
@@ -298,6 +307,7 @@ impl Store {
     /// (`snapshots/`) are not the object store's and stay.
     pub async fn reset(&self) -> Result<(), StoreError> {
         let _reset = self.reset_lock.write().await;
+        self.resets.fetch_add(1, Ordering::SeqCst);
         for prefix in OWN_PREFIXES {
             for path in self.list_paths(prefix).await? {
                 match self.backend.delete(&path).await {
@@ -453,10 +463,17 @@ impl Store {
     /// Makes an object visible: writes its record durably (its body must already be durable),
     /// updates the index, and deletes the body of the object it replaces.
     pub async fn commit_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {
+        self.commit_object_since(bucket, record, self.resets()).await
+    }
+
+    /// [`Store::commit_object`] of a body whose writing began when [`Store::resets`] was `resets`:
+    /// if the store was reset since, the body may be gone with everything else, and the object is
+    /// refused (NoSuchBucket) even if a bucket of the same name was created again.
+    pub async fn commit_object_since(&self, bucket: &str, record: ObjectRecord, resets: u64) -> Result<()> {
         let _bucket = self.commit_into(bucket).await;
         let _lock = self.commit_locks[lock_slot(bucket, &record.key)].lock().await;
-        if self.bucket(bucket).is_none() {
-            self.backend.delete(&StorePath::from(record.blob.as_str())).await?;
+        if self.bucket(bucket).is_none() || self.resets() != resets {
+            self.delete_blob(&record.blob).await;
             return Err(S3Error::no_such_bucket(bucket));
         }
         let bytes = serde_json::to_vec(&record).map_err(S3Error::internal)?;
@@ -563,10 +580,13 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a body; a failure leaves an orphan for the next sweep.
+    /// Deletes a body (gone already is fine); a failure leaves an orphan for the next sweep.
     pub async fn delete_blob(&self, blob: &str) {
-        if let Err(e) = self.backend.delete(&StorePath::from(blob)).await {
-            tracing::warn!(blob, error = %e, "could not delete a replaced body; the next start sweeps it");
+        match self.backend.delete(&StorePath::from(blob)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(blob, error = %e, "could not delete a body; the next start sweeps it");
+            }
         }
     }
 }

@@ -102,3 +102,108 @@ async fn delete_bucket_and_a_commit_into_it_never_both_succeed() {
     let store = Store::local(dir.path()).await.unwrap();
     assert_eq!(store.list("race", "", None, 10).unwrap().len(), 0);
 }
+
+/// The record file of `bucket`/`key` under a local store's root.
+fn record_file(root: &std::path::Path, bucket: &str, key: &str) -> std::path::PathBuf {
+    for path in files(&root.join("meta").join(bucket)) {
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if record["key"] == key {
+            return path;
+        }
+    }
+    panic!("no record for {key}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_records_are_set_aside_and_their_bodies_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut bodies = Vec::new();
+    {
+        let store = Store::local(root).await.unwrap();
+        for name in ["b", "c"] {
+            store.create_bucket(bucket(name)).await.unwrap().unwrap();
+        }
+        for (name, key) in [("b", "good"), ("b", "bad"), ("b", "future"), ("c", "orphaned")] {
+            let record = object(&store, name, key, b"body").await;
+            bodies.push(root.join(&record.blob));
+            store.commit_object(name, record).await.unwrap();
+        }
+    }
+    // A record that is not JSON, one of a newer format, and the record of bucket `c`.
+    std::fs::write(record_file(root, "b", "bad"), b"{\"format\":1,\"key\":").unwrap();
+    let future = record_file(root, "b", "future");
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&future).unwrap()).unwrap();
+    record["format"] = 2.into();
+    std::fs::write(&future, serde_json::to_vec(&record).unwrap()).unwrap();
+    std::fs::write(root.join("buckets/c.json"), b"garbage").unwrap();
+
+    for start in 0..2 {
+        let store = Store::local(root).await.expect("one bad record does not stop the store");
+        assert_eq!(store.set_aside_records(), 3, "start {start}");
+        assert!(store.object("b", "good").is_some());
+        assert!(store.object("b", "bad").is_none() && store.object("b", "future").is_none());
+        assert!(store.bucket("c").is_none());
+        assert!(root.join("buckets/c.json.unreadable").exists());
+        assert!(future.with_extension("json.unreadable").exists() && !future.exists());
+        for body in &bodies {
+            assert!(body.exists(), "start {start}: body {} was removed", body.display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_empties_the_store_but_not_the_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Arc::new(Store::local(root).await.unwrap());
+    store.create_bucket(bucket("b")).await.unwrap().unwrap();
+    let record = object(&store, "b", "k", b"body").await;
+    store.commit_object("b", record).await.unwrap();
+    let snapshot = StorePath::from("snapshots/snap-1/data");
+    store.backend().put(&snapshot, PutPayload::from_static(b"volume")).await.unwrap();
+    store.reset().await.unwrap();
+    assert!(store.buckets().is_empty() && store.object("b", "k").is_none());
+    for prefix in ["buckets", "meta", "uploads", "data"] {
+        assert!(files(&root.join(prefix)).is_empty(), "{prefix} is not empty");
+    }
+    assert_eq!(store.backend().get(&snapshot).await.unwrap().bytes().await.unwrap().as_ref(), b"volume");
+
+    // Commits racing a reset: each is either wiped by the reset or refused after it; nothing is
+    // left that the index does not show.
+    store.create_bucket(bucket("b")).await.unwrap().unwrap();
+    let mut commits = Vec::new();
+    for i in 0..20 {
+        let record = object(&store, "b", &format!("k{i}"), b"body").await;
+        let store = store.clone();
+        commits.push(tokio::spawn(async move { store.commit_object("b", record).await }));
+    }
+    store.reset().await.unwrap();
+    for commit in commits {
+        if let Err(e) = commit.await.unwrap() {
+            assert_eq!(e.code, "NoSuchBucket");
+        }
+    }
+    assert!(store.bucket("b").is_none());
+    for prefix in ["buckets", "meta", "data"] {
+        assert!(files(&root.join(prefix)).is_empty(), "{prefix} is not empty after racing commits");
+    }
+    let reopened = Store::local(root).await.unwrap();
+    assert!(reopened.buckets().is_empty());
+    assert_eq!(reopened.set_aside_records(), 0);
+    reopened.create_bucket(bucket("b")).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn open_errors_say_what_failed_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let e = Store::local(&file.join("objects")).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("cannot create the object store directory") && text.contains("a-file"), "{text}");
+    let e = Store::s3("http://nope", &[]).await.unwrap_err();
+    assert!(e.to_string().contains("is not of the form s3://bucket"), "{e}");
+    let e = Store::s3("s3://b", &[("no_such_option".to_owned(), "1".to_owned())]).await.unwrap_err();
+    assert!(e.to_string().contains("no_such_option"), "{e}");
+}
