@@ -18,7 +18,18 @@ pub(crate) fn signed_request(
     query: &str,
     extra: &[(&str, &str)],
 ) -> (u16, String) {
-    use std::io::{Read, Write};
+    signed_request_adding(addr, method, path, query, extra, &[])
+}
+
+/// [`signed_request`], with `unsigned` headers added after signing.
+pub(crate) fn signed_request_adding(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    query: &str,
+    extra: &[(&str, &str)],
+    unsigned: &[(&str, &str)],
+) -> (u16, String) {
     let mut headers = http::HeaderMap::new();
     headers.insert("host", addr.to_string().parse().unwrap());
     headers.insert("x-amz-content-sha256", shared::sigv4::EMPTY_SHA256.parse().unwrap());
@@ -33,9 +44,18 @@ pub(crate) fn signed_request(
         time: shared::time::now_unix(),
     };
     sign(method, path, query, &mut headers, shared::sigv4::EMPTY_SHA256, UriEncoding::Single, &params).unwrap();
+    for (k, v) in unsigned {
+        headers.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
     let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+    raw(addr, method, &target, &headers)
+}
+
+/// Sends `method target` with `headers` and an empty body; returns (status, text).
+fn raw(addr: std::net::SocketAddr, method: &str, target: &str, headers: &http::HeaderMap) -> (u16, String) {
+    use std::io::{Read, Write};
     let mut request = format!("{method} {target} HTTP/1.1\r\n");
-    for (k, v) in &headers {
+    for (k, v) in headers {
         request.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap()));
     }
     request.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
@@ -211,4 +231,90 @@ async fn a_damaged_or_future_record_is_set_aside_and_the_server_starts() {
         assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(404), "{key}");
     }
     assert!(damaged.with_extension("json.unreadable").exists());
+}
+
+/// Runs [`signed_request_adding`] off the runtime.
+async fn send(
+    addr: std::net::SocketAddr,
+    method: &'static str,
+    path: &'static str,
+    signed: Vec<(&'static str, String)>,
+    unsigned: Vec<(&'static str, String)>,
+) -> (u16, String) {
+    tokio::task::spawn_blocking(move || {
+        let signed: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let unsigned: Vec<(&str, &str)> = unsigned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        signed_request_adding(addr, method, path, "", &signed, &unsigned)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_s3_refuses_are_refused_with_s3_errors() {
+    let stack = crate::common::stack().await;
+    let addr = stack.addr();
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("refuse").send().await.unwrap();
+
+    // User metadata: 2 KB of names and values at most.
+    let (status, text) = send(addr, "PUT", "/refuse/meta", vec![("x-amz-meta-a", "v".repeat(2047))], vec![]).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = send(addr, "PUT", "/refuse/meta", vec![("x-amz-meta-ab", "v".repeat(2047))], vec![]).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>MetadataTooLarge</Code>"), "{text}");
+
+    // Storage classes S3 has, and one it has not.
+    let (status, text) =
+        send(addr, "PUT", "/refuse/class", vec![("x-amz-storage-class", "STANDARD_IA".into())], vec![]).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) =
+        send(addr, "PUT", "/refuse/class", vec![("x-amz-storage-class", "PLATINUM".into())], vec![]).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>InvalidStorageClass</Code>"), "{text}");
+
+    // More than 8 KB of request headers.
+    let (status, text) = send(addr, "PUT", "/refuse/big", vec![("x-big", "b".repeat(9000))], vec![]).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>RequestHeaderSectionTooLarge</Code>"), "{text}");
+
+    // x-amz-* headers the signature does not cover.
+    let (status, text) =
+        send(addr, "PUT", "/refuse/unsigned", vec![], vec![("x-amz-server-side-encryption", "AES256".into())]).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("<Code>AccessDenied</Code>") && text.contains("<HeadersNotSigned>x-amz-server-side-encryption"),
+        "{text}"
+    );
+    let presigned = s3
+        .get_object()
+        .bucket("refuse")
+        .key("meta")
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap();
+    let target = presigned.uri().strip_prefix(&stack.endpoint()).unwrap().to_owned();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", addr.to_string().parse().unwrap());
+    for (name, value) in presigned.headers() {
+        headers.insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+    }
+    let (plain, with_extra) = tokio::task::spawn_blocking(move || {
+        let plain = raw(addr, "GET", &target, &headers);
+        headers.insert("x-amz-checksum-mode", "ENABLED".parse().unwrap());
+        (plain, raw(addr, "GET", &target, &headers))
+    })
+    .await
+    .unwrap();
+    assert_eq!(plain.0, 200, "{}", plain.1);
+    assert_eq!(with_extra.0, 403, "{}", with_extra.1);
+    assert!(with_extra.1.contains("<HeadersNotSigned>x-amz-checksum-mode</HeadersNotSigned>"), "{}", with_extra.1);
+
+    // aws-chunked is not stored as a content coding; other codings are.
+    for (sent, stored) in [("aws-chunked,gzip", Some("gzip")), ("aws-chunked", None), ("br", Some("br"))] {
+        let (status, text) = send(addr, "PUT", "/refuse/coded", vec![("content-encoding", sent.into())], vec![]).await;
+        assert_eq!(status, 200, "{text}");
+        let head = s3.head_object().bucket("refuse").key("coded").send().await.unwrap();
+        assert_eq!(head.content_encoding(), stored, "{sent}");
+    }
 }

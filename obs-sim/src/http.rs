@@ -33,6 +33,27 @@ use crate::xml::{self, Writer};
 
 /// Largest XML request body accepted.
 const MAX_XML_BODY: usize = 1024 * 1024;
+/// User metadata (`x-amz-meta-*` names without the prefix, and values) S3 accepts, in bytes.
+const MAX_METADATA_SIZE: usize = 2 * 1024;
+/// Request header section S3 accepts, in bytes (names, values and their separators).
+const MAX_HEADER_SECTION: usize = 8 * 1024;
+/// The storage classes of S3 (`x-amz-storage-class`).
+const AWS_STORAGE_CLASSES: [&str; 12] = [
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+    "FSX_OPENZFS",
+];
+/// The storage classes of OBS (`x-obs-storage-class`).
+const OBS_STORAGE_CLASSES: [&str; 4] = ["STANDARD", "WARM", "COLD", "DEEP_ARCHIVE"];
 /// Times a GET looks a key up again when the record it found went stale before its body opened.
 const MAX_STALE_READS: usize = 16;
 /// Keys per ListObjects page at most.
@@ -139,6 +160,7 @@ impl S3Api {
             set_header(&mut response, "x-obs-api", dialect::OBS_API_VERSION);
             return Ok(response);
         }
+        check_header_section(&parts.headers)?;
         let mode = PayloadMode::from_header(header_str(&parts.headers, "x-amz-content-sha256"))?;
         let presigned = query.contains_key("X-Amz-Algorithm") || query.contains_key("X-Amz-Signature");
         let request_parts = RequestParts {
@@ -183,6 +205,12 @@ impl S3Api {
                 self.verifier.verify_signed(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
             }
             .map_err(auth_error)?;
+            let signed = if presigned {
+                query.get("X-Amz-SignedHeaders").map(String::as_str)
+            } else {
+                header_str(&parts.headers, "authorization").and_then(signed_headers_of)
+            };
+            check_all_signed(&parts.headers, signed.unwrap_or(""))?;
             (verified.caller.clone(), Some(verified))
         };
         dialect::check_headers(&parts.headers, family)?;
@@ -195,6 +223,9 @@ impl S3Api {
                 dialect::request_to_aws(&parts.headers, self.obs_caller(&caller, &domain))?
             }
         };
+        if let Some(class) = header_str(&headers, "x-amz-storage-class") {
+            check_storage_class(class, family)?;
+        }
         match (&method, target.bucket.as_deref(), target.key.as_deref()) {
             (&Method::GET, None, None) => Ok(self.list_buckets(&caller)),
             (_, None, _) => Err(S3Error::new(
@@ -995,11 +1026,33 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
             input.headers.insert(name.to_owned(), v.to_owned());
         }
     }
+    // `aws-chunked` describes this request's body, not the object: S3 does not store it.
+    if let Some(coding) = input.headers.remove("content-encoding") {
+        let kept: Vec<&str> = coding
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        if !kept.is_empty() {
+            input.headers.insert("content-encoding".to_owned(), kept.join(","));
+        }
+    }
+    let mut metadata_size = 0usize;
     for (name, value) in headers {
         if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
             let value = value.to_str().map_err(|_| S3Error::invalid_argument("metadata must be text"))?;
+            metadata_size = metadata_size.saturating_add(meta.len()).saturating_add(value.len());
             input.metadata.insert(meta.to_owned(), value.to_owned());
         }
+    }
+    if metadata_size > MAX_METADATA_SIZE {
+        return Err(S3Error::new(
+            "MetadataTooLarge",
+            StatusCode::BAD_REQUEST,
+            "Your metadata headers exceed the maximum allowed metadata size.",
+        )
+        .with("Size", metadata_size.to_string())
+        .with("MaxSizeAllowed", MAX_METADATA_SIZE.to_string()));
     }
     if let Some(md5) = header_str(headers, "content-md5") {
         let raw = BASE64.decode(md5.trim()).ok().filter(|r| r.len() == 16).ok_or_else(|| {
@@ -1165,6 +1218,60 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
             (decode(k), decode(v))
         })
         .collect()
+}
+
+/// S3 refuses a request whose header section is larger than 8 KB.
+fn check_header_section(headers: &HeaderMap) -> Result<()> {
+    // Each header line is `name: value\r\n`.
+    let size = headers.iter().fold(0usize, |size, (name, value)| {
+        size.saturating_add(name.as_str().len()).saturating_add(value.len()).saturating_add(4)
+    });
+    if size > MAX_HEADER_SECTION {
+        return Err(S3Error::new(
+            "RequestHeaderSectionTooLarge",
+            StatusCode::BAD_REQUEST,
+            "Your request header section exceeds the maximum allowed size.",
+        )
+        .with("MaxSizeAllowed", MAX_HEADER_SECTION.to_string()));
+    }
+    Ok(())
+}
+
+/// The `SignedHeaders=` list of a SigV4 `Authorization` header.
+fn signed_headers_of(authorization: &str) -> Option<&str> {
+    authorization.split([',', ' ']).find_map(|part| part.trim().strip_prefix("SignedHeaders="))
+}
+
+/// S3 refuses a SigV4 request (header or presigned) that carries `x-amz-*` headers its signature
+/// does not cover (`x-obs-*` likewise in the OBS dialect): whoever holds a presigned URL must not
+/// add encryption or metadata headers the signer did not choose.
+fn check_all_signed(headers: &HeaderMap, signed: &str) -> Result<()> {
+    let signed: Vec<&str> = signed.split(';').map(str::trim).collect();
+    let mut unsigned: Vec<&str> = headers
+        .keys()
+        .map(|name| name.as_str())
+        .filter(|name| name.starts_with("x-amz-") || name.starts_with("x-obs-"))
+        .filter(|name| !signed.iter().any(|s| s.eq_ignore_ascii_case(name)))
+        .collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    unsigned.dedup();
+    Err(S3Error::access_denied("There were headers present in the request which were not signed")
+        .with("HeadersNotSigned", unsigned.join(", ")))
+}
+
+/// S3 refuses a storage class it does not have (OBS: one of OBS's).
+fn check_storage_class(class: &str, family: Family) -> Result<()> {
+    let known: &[&str] = match family {
+        Family::Aws => &AWS_STORAGE_CLASSES,
+        Family::Obs => &OBS_STORAGE_CLASSES,
+    };
+    if known.contains(&class) {
+        return Ok(());
+    }
+    Err(S3Error::new("InvalidStorageClass", StatusCode::BAD_REQUEST, "The storage class you specified is not valid")
+        .with("StorageClassRequested", class))
 }
 
 /// How S3 answers a refused signature.
