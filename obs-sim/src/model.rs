@@ -58,12 +58,58 @@ pub enum SseRecord {
         /// The KMS key.
         key_arn: String,
         /// The whole encryption context given to the KMS (and stored in the message header).
-        context: BTreeMap<String, String>,
+        context: Context,
         /// The user part of the context as the client sent it (base64 JSON), echoed on reads.
         user_context: Option<String>,
         /// Whether the object was written with an S3 Bucket Key.
         bucket_key: bool,
     },
+}
+
+/// An encryption context as records keep it: its pairs sorted by key in one allocation (a map of
+/// one entry, the usual context, costs a whole B-tree node). Persisted as a JSON object, like the
+/// map it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Context(Box<[(Box<str>, Box<str>)]>);
+
+impl Context {
+    /// The context of `map`.
+    pub fn from_map(map: BTreeMap<String, String>) -> Self {
+        Context(map.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect())
+    }
+
+    /// The context as the KMS and the envelope take it.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &*self.0[i].1)
+    }
+}
+
+impl From<BTreeMap<String, String>> for Context {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Context::from_map(map)
+    }
+}
+
+impl Serialize for Context {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0.iter() {
+            map.serialize_entry(&**k, &**v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer).map(Context::from_map)
+    }
 }
 
 /// An object.
@@ -182,6 +228,16 @@ pub fn parse_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contexts_persist_as_maps() {
+        let map = BTreeMap::from([("b".to_owned(), "2".to_owned()), ("a".to_owned(), "1".to_owned())]);
+        let context = Context::from_map(map.clone());
+        assert_eq!(serde_json::to_string(&context).unwrap(), r#"{"a":"1","b":"2"}"#);
+        assert_eq!(serde_json::from_str::<Context>(r#"{"b":"2","a":"1"}"#).unwrap(), context);
+        assert_eq!(context.to_map(), map);
+        assert_eq!((context.get("a"), context.get("b"), context.get("c")), (Some("1"), Some("2"), None));
+    }
 
     #[test]
     fn records_of_another_format_are_refused() {

@@ -357,8 +357,9 @@ impl Obs {
             provider_info: data_key.key_arn.clone(),
             ciphertext: data_key.ciphertext_blob.clone(),
         };
-        let encryptor = envelope::Encryptor::new(&data_key.plaintext, context, &[edk], envelope::FRAME_LENGTH)
-            .map_err(S3Error::internal)?;
+        let encryptor =
+            envelope::Encryptor::new(&data_key.plaintext, &context.to_map(), &[edk], envelope::FRAME_LENGTH)
+                .map_err(S3Error::internal)?;
         Ok((Some(encryptor), record))
     }
 
@@ -394,7 +395,7 @@ impl Obs {
                 .map_err(S3Error::internal)?;
         let record = SseRecord::Kms {
             key_arn: object_key.key_arn,
-            context: bucket_context,
+            context: bucket_context.into(),
             user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
             bucket_key: true,
         };
@@ -432,6 +433,7 @@ impl Obs {
         let SseRecord::Kms { context, .. } = &record.sse else {
             return Err(S3Error::internal("not an encrypted object"));
         };
+        let context = &context.to_map();
         for edk in header.encrypted_data_keys() {
             if edk.provider_id == KMS_PROVIDER_ID {
                 return self.decrypt_data_key(caller, &edk.ciphertext, context).await;
@@ -465,7 +467,7 @@ impl Obs {
         let data_key = self.keys.generate_data_key(&via, &key_id, &context).await.map_err(S3Error::from_kms)?;
         let record = SseRecord::Kms {
             key_arn: data_key.key_arn.clone(),
-            context,
+            context: context.into(),
             user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
             bucket_key: *bucket_key,
         };

@@ -16,7 +16,7 @@
 //! survives a power cut. The index (buckets and their sorted keys) is rebuilt from the records at
 //! start; listing never touches the backend.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -45,8 +45,38 @@ const OWN_PREFIXES: [&str; 4] = ["buckets", "meta", "uploads", "data"];
 pub struct IndexedBucket {
     /// The bucket record.
     pub record: Arc<BucketRecord>,
-    /// Objects by key.
-    pub objects: BTreeMap<String, Arc<ObjectRecord>>,
+    /// Objects, ordered by key (the key is the record's own: not stored twice).
+    pub objects: BTreeSet<ByKey>,
+}
+
+/// An object record in the index, ordered and looked up by its key.
+#[derive(Debug, Clone)]
+pub struct ByKey(pub Arc<ObjectRecord>);
+
+impl std::borrow::Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key.cmp(&other.0.key)
+    }
 }
 
 /// The object store's persistence.
@@ -218,7 +248,7 @@ impl Store {
         let mut index = HashMap::new();
         for path in self.list_paths("buckets").await? {
             if let Some(record) = self.load_record::<BucketRecord>(&path, &mut kept).await? {
-                index.insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeMap::new() });
+                index.insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeSet::new() });
             }
         }
         for path in self.list_paths("meta").await? {
@@ -226,7 +256,7 @@ impl Store {
             let bucket = path.parts().nth(1).map(|p| p.as_ref().to_owned()).unwrap_or_default();
             match index.get_mut(&bucket) {
                 Some(b) => {
-                    b.objects.insert(record.key.clone(), Arc::new(record));
+                    b.objects.replace(ByKey(Arc::new(record)));
                 }
                 None => {
                     tracing::warn!(%path, "object record of a missing bucket; its body is kept");
@@ -254,7 +284,7 @@ impl Store {
     async fn sweep_orphans(&self, kept: &Kept) -> Result<(), StoreError> {
         let mut referenced: std::collections::HashSet<String> = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            index.values().flat_map(|b| b.objects.values().map(|o| o.blob.clone())).collect()
+            index.values().flat_map(|b| b.objects.iter().map(|o| o.0.blob.clone())).collect()
         };
         {
             let uploads = self.uploads.read().unwrap_or_else(|e| e.into_inner());
@@ -389,7 +419,7 @@ impl Store {
         self.index
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeMap::new() });
+            .insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeSet::new() });
         Ok(Ok(()))
     }
 
@@ -427,7 +457,11 @@ impl Store {
 
     /// An object's record.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Arc<ObjectRecord>> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).get(bucket).and_then(|b| b.objects.get(key).cloned())
+        self.index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bucket)
+            .and_then(|b| b.objects.get(key).map(|o| o.0.clone()))
     }
 
     /// Objects of a bucket whose keys start with `prefix` and sort after `after`, in key order,
@@ -442,15 +476,15 @@ impl Store {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let objects = &index.get(bucket)?.objects;
         let start = match after {
-            Some(after) if after >= prefix => std::ops::Bound::Excluded(after.to_owned()),
-            _ => std::ops::Bound::Included(prefix.to_owned()),
+            Some(after) if after >= prefix => std::ops::Bound::Excluded(after),
+            _ => std::ops::Bound::Included(prefix),
         };
         Some(
             objects
-                .range((start, std::ops::Bound::Unbounded))
-                .take_while(|(k, _)| k.starts_with(prefix))
+                .range::<str, _>((start, std::ops::Bound::Unbounded))
+                .take_while(|o| o.0.key.starts_with(prefix))
                 .take(limit)
-                .map(|(_, v)| v.clone())
+                .map(|o| o.0.clone())
                 .collect(),
         )
     }
@@ -481,7 +515,7 @@ impl Store {
         let replaced = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             match index.get_mut(bucket) {
-                Some(b) => b.objects.insert(record.key.clone(), Arc::new(record)),
+                Some(b) => b.objects.replace(ByKey(Arc::new(record))).map(|old| old.0),
                 None => None,
             }
         };
