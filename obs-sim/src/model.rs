@@ -56,7 +56,7 @@ pub enum SseRecord {
     /// SSE-KMS: an AWS Encryption SDK message whose data key the KMS made under `key_arn`.
     Kms {
         /// The KMS key.
-        key_arn: String,
+        key_arn: KeyArn,
         /// The whole encryption context given to the KMS (and stored in the message header).
         context: Context,
         /// The user part of the context as the client sent it (base64 JSON), echoed on reads.
@@ -75,6 +75,7 @@ pub struct Context(Box<[(Box<str>, Box<str>)]>);
 impl Context {
     /// The context of `map`.
     pub fn from_map(map: BTreeMap<String, String>) -> Self {
+        // `into_boxed_str` also gives back any spare capacity.
         Context(map.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect())
     }
 
@@ -112,6 +113,55 @@ impl<'de> Deserialize<'de> for Context {
     }
 }
 
+/// A KMS key ARN in a record: shared text, since the index holds many objects under few keys
+/// ([`crate::store::Store`] hands every record the one copy of its ARN). Persisted as a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyArn(std::sync::Arc<str>);
+
+impl KeyArn {
+    /// The ARN.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The shared text (for interning).
+    pub fn shared(&self) -> &std::sync::Arc<str> {
+        &self.0
+    }
+}
+
+impl From<String> for KeyArn {
+    fn from(arn: String) -> Self {
+        KeyArn(arn.into())
+    }
+}
+
+impl From<std::sync::Arc<str>> for KeyArn {
+    fn from(arn: std::sync::Arc<str>) -> Self {
+        KeyArn(arn)
+    }
+}
+
+impl std::ops::Deref for KeyArn {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for KeyArn {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyArn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(KeyArn::from)
+    }
+}
+
 /// An object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectRecord {
@@ -146,6 +196,26 @@ pub struct ObjectRecord {
     /// (`x-amz-checksum-sha256`, ...) and base64 value.
     #[serde(default)]
     pub checksum: Option<(String, String)>,
+}
+
+impl ObjectRecord {
+    /// Gives back the spare capacity of the record's strings (those built by `format!` or grown
+    /// while streaming carry some): the index keeps every record for the life of the process.
+    pub fn shrink_to_fit(&mut self) {
+        for text in [&mut self.key, &mut self.etag, &mut self.blob] {
+            text.shrink_to_fit();
+        }
+        for text in [&mut self.content_type].into_iter().flatten() {
+            text.shrink_to_fit();
+        }
+        if let Some((name, value)) = &mut self.checksum {
+            name.shrink_to_fit();
+            value.shrink_to_fit();
+        }
+        if let SseRecord::Kms { user_context: Some(text), .. } = &mut self.sse {
+            text.shrink_to_fit();
+        }
+    }
 }
 
 /// A multipart upload in progress.

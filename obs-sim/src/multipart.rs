@@ -121,7 +121,7 @@ impl Obs {
                 let plaintext = self.decrypt_data_key(caller, &blob, &context).await?;
                 let edk = EncryptedDataKey {
                     provider_id: KMS_PROVIDER_ID.to_owned(),
-                    provider_info: key_arn.clone(),
+                    provider_info: key_arn.to_string(),
                     ciphertext: blob,
                 };
                 Ok(Some(UploadKey { plaintext, edk, context }))
@@ -230,7 +230,7 @@ impl Obs {
                 let mut user = context.to_map();
                 user.remove(S3_ARN_CONTEXT_KEY);
                 SseRequest::Kms {
-                    key_id: Some(key_arn.clone()),
+                    key_id: Some(key_arn.to_string()),
                     user_context: user_context.clone().map(|raw| (user, raw)),
                     bucket_key: *bucket_key,
                 }

@@ -394,7 +394,7 @@ impl Obs {
             envelope::Encryptor::new(&object_key.plaintext, &object_context, &[edk], envelope::FRAME_LENGTH)
                 .map_err(S3Error::internal)?;
         let record = SseRecord::Kms {
-            key_arn: object_key.key_arn,
+            key_arn: object_key.key_arn.into(),
             context: bucket_context.into(),
             user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
             bucket_key: true,
@@ -466,7 +466,7 @@ impl Obs {
         context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}/{key}"));
         let data_key = self.keys.generate_data_key(&via, &key_id, &context).await.map_err(S3Error::from_kms)?;
         let record = SseRecord::Kms {
-            key_arn: data_key.key_arn.clone(),
+            key_arn: data_key.key_arn.clone().into(),
             context: context.into(),
             user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
             bucket_key: *bucket_key,

@@ -14,7 +14,10 @@
 //! leaves an unreferenced body, which [`Store::open`] sweeps. On the local file system every
 //! write is followed by an fsync of the file and of its directory, so an acknowledged object
 //! survives a power cut. The index (buckets and their sorted keys) is rebuilt from the records at
-//! start; listing never touches the backend.
+//! start; listing never touches the backend. A record that cannot be used at start (unreadable,
+//! or of a `format` this build does not read) is set aside as `<name>.json.unreadable` with its
+//! body kept, and counted ([`Store::set_aside_records`]); [`Store::reset`] empties the store except
+//! `snapshots/`, which belongs to the volume service.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -100,6 +103,8 @@ pub struct Store {
     /// Per bucket name: shared by commits into the bucket, exclusive for its creation and deletion,
     /// so that no object is committed into a bucket being deleted.
     bucket_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+    /// The KMS key ARNs of the indexed records, each held once.
+    key_arns: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
     /// Shared by every mutation, exclusive for a reset.
     reset_lock: tokio::sync::RwLock<()>,
     /// Records found set aside at start (unreadable or of an unknown format).
@@ -181,6 +186,7 @@ impl Store {
             uploads: RwLock::new(HashMap::new()),
             commit_locks: (0..COMMIT_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
             bucket_locks: std::sync::Mutex::new(HashMap::new()),
+            key_arns: std::sync::Mutex::new(std::collections::HashSet::new()),
             reset_lock: tokio::sync::RwLock::new(()),
             set_aside: AtomicUsize::new(0),
         };
@@ -256,7 +262,7 @@ impl Store {
             let bucket = path.parts().nth(1).map(|p| p.as_ref().to_owned()).unwrap_or_default();
             match index.get_mut(&bucket) {
                 Some(b) => {
-                    b.objects.replace(ByKey(Arc::new(record)));
+                    b.objects.replace(ByKey(Arc::new(self.compact(record))));
                 }
                 None => {
                     tracing::warn!(%path, "object record of a missing bucket; its body is kept");
@@ -311,6 +317,22 @@ impl Store {
         Ok(())
     }
 
+    /// A record as the index keeps it: no spare string capacity, and its KMS key ARN shared with
+    /// the other records under the same key.
+    fn compact(&self, mut record: ObjectRecord) -> ObjectRecord {
+        record.shrink_to_fit();
+        if let crate::model::SseRecord::Kms { key_arn, .. } = &mut record.sse {
+            let mut arns = self.key_arns.lock().unwrap_or_else(|e| e.into_inner());
+            match arns.get(key_arn.as_str()) {
+                Some(shared) => *key_arn = shared.clone().into(),
+                None => {
+                    arns.insert(key_arn.shared().clone());
+                }
+            }
+        }
+        record
+    }
+
     /// The lock of a bucket name (made on first use).
     fn bucket_lock(&self, bucket: &str) -> Arc<tokio::sync::RwLock<()>> {
         let mut locks = self.bucket_locks.lock().unwrap_or_else(|e| e.into_inner());
@@ -352,6 +374,7 @@ impl Store {
         self.index.write().unwrap_or_else(|e| e.into_inner()).clear();
         self.uploads.write().unwrap_or_else(|e| e.into_inner()).clear();
         self.bucket_locks.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.key_arns.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.set_aside.store(0, Ordering::Relaxed);
         tracing::info!(location = %self.location, "object store reset");
         Ok(())
@@ -512,6 +535,7 @@ impl Store {
         }
         let bytes = serde_json::to_vec(&record).map_err(S3Error::internal)?;
         self.put_durably(&object_path(bucket, &record.key), bytes.into()).await?;
+        let record = self.compact(record);
         let replaced = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             match index.get_mut(bucket) {

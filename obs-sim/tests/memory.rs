@@ -32,7 +32,7 @@ fn record(i: usize) -> ObjectRecord {
         headers: BTreeMap::new(),
         metadata: BTreeMap::new(),
         sse: SseRecord::Kms {
-            key_arn: "arn:aws:kms:us-east-1:000000000000:key/2f1b7c9e-4b8a-4d0e-9c6f-3a5d8e7f1b2c".to_owned(),
+            key_arn: "arn:aws:kms:us-east-1:000000000000:key/2f1b7c9e-4b8a-4d0e-9c6f-3a5d8e7f1b2c".to_owned().into(),
             context: BTreeMap::from([("aws:s3:arn".to_owned(), format!("arn:aws:s3:::memory/{key}"))]).into(),
             user_context: None,
             bucket_key: false,
