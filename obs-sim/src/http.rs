@@ -35,6 +35,8 @@ use crate::xml::{self, Writer};
 const MAX_XML_BODY: usize = 1024 * 1024;
 /// User metadata (`x-amz-meta-*` names without the prefix, and values) S3 accepts, in bytes.
 const MAX_METADATA_SIZE: usize = 2 * 1024;
+/// User metadata (`x-obs-meta-*`) OBS accepts, in bytes.
+const MAX_OBS_METADATA_SIZE: usize = 8 * 1024;
 /// Request header section S3 accepts, in bytes (names, values and their separators).
 const MAX_HEADER_SECTION: usize = 8 * 1024;
 /// The storage classes of S3 (`x-amz-storage-class`).
@@ -160,7 +162,9 @@ impl S3Api {
             set_header(&mut response, "x-obs-api", dialect::OBS_API_VERSION);
             return Ok(response);
         }
-        check_header_section(&parts.headers)?;
+        if family == Family::Aws {
+            check_header_section(&parts.headers)?;
+        }
         let mode = PayloadMode::from_header(header_str(&parts.headers, "x-amz-content-sha256"))?;
         let presigned = query.contains_key("X-Amz-Algorithm") || query.contains_key("X-Amz-Signature");
         let request_parts = RequestParts {
@@ -225,6 +229,9 @@ impl S3Api {
         };
         if let Some(class) = header_str(&headers, "x-amz-storage-class") {
             check_storage_class(class, family)?;
+        }
+        if method == Method::PUT || method == Method::POST {
+            check_metadata_size(&headers, family)?;
         }
         match (&method, target.bucket.as_deref(), target.key.as_deref()) {
             (&Method::GET, None, None) => Ok(self.list_buckets(&caller)),
@@ -1037,22 +1044,11 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
             input.headers.insert("content-encoding".to_owned(), kept.join(","));
         }
     }
-    let mut metadata_size = 0usize;
     for (name, value) in headers {
         if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
             let value = value.to_str().map_err(|_| S3Error::invalid_argument("metadata must be text"))?;
-            metadata_size = metadata_size.saturating_add(meta.len()).saturating_add(value.len());
             input.metadata.insert(meta.to_owned(), value.to_owned());
         }
-    }
-    if metadata_size > MAX_METADATA_SIZE {
-        return Err(S3Error::new(
-            "MetadataTooLarge",
-            StatusCode::BAD_REQUEST,
-            "Your metadata headers exceed the maximum allowed metadata size.",
-        )
-        .with("Size", metadata_size.to_string())
-        .with("MaxSizeAllowed", MAX_METADATA_SIZE.to_string()));
     }
     if let Some(md5) = header_str(headers, "content-md5") {
         let raw = BASE64.decode(md5.trim()).ok().filter(|r| r.len() == 16).ok_or_else(|| {
@@ -1218,6 +1214,29 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
             (decode(k), decode(v))
         })
         .collect()
+}
+
+/// S3 refuses user metadata above 2 KB (OBS: 8 KB), counting the bytes of the names (without
+/// `x-amz-meta-`) and of the values.
+fn check_metadata_size(headers: &HeaderMap, family: Family) -> Result<()> {
+    let size = headers.iter().fold(0usize, |size, (name, value)| match name.as_str().strip_prefix("x-amz-meta-") {
+        Some(meta) => size.saturating_add(meta.len()).saturating_add(value.len()),
+        None => size,
+    });
+    let max = match family {
+        Family::Aws => MAX_METADATA_SIZE,
+        Family::Obs => MAX_OBS_METADATA_SIZE,
+    };
+    if size > max {
+        return Err(S3Error::new(
+            "MetadataTooLarge",
+            StatusCode::BAD_REQUEST,
+            "Your metadata headers exceed the maximum allowed metadata size.",
+        )
+        .with("Size", size.to_string())
+        .with("MaxSizeAllowed", max.to_string()));
+    }
+    Ok(())
 }
 
 /// S3 refuses a request whose header section is larger than 8 KB.
