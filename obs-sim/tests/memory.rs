@@ -2,7 +2,8 @@
 //! records (as PutObject makes them) through an in-memory `Store` and reads VmRSS; then puts the
 //! same records' JSON straight into a second in-memory backend, to tell the index's share from the
 //! backend's. Run with
-//! `OBS_MEMORY_OBJECTS=1000000 cargo test -p obs-sim --release --test memory -- --ignored --nocapture`.
+//! `OBS_MEMORY_OBJECTS=1000000 cargo test -p obs-sim --test memory -- --ignored --nocapture` (the
+//! figures of `docs/benchmarks.md`; `--release` is faster and lays memory out the same).
 
 use std::collections::BTreeMap;
 
