@@ -217,12 +217,13 @@ fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, body: &Bytes)
 async fn health(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
     let audit = admin.kms.audit.health();
     let volume_records_set_aside = admin.evs.set_aside_records();
-    let degraded = audit.degraded || volume_records_set_aside > 0;
+    let object_records_set_aside = admin.obs.set_aside_records();
+    let degraded = audit.degraded || volume_records_set_aside > 0 || object_records_set_aside > 0;
     Json(json!({
         "status": if degraded { "degraded" } else { "ok" },
         "services": {
             "kms": {"status": "running", "audit": audit},
-            "obs": {"status": "running"},
+            "obs": {"status": "running", "records_set_aside": object_records_set_aside},
             "evs": {"status": "running", "records_set_aside": volume_records_set_aside},
         },
     }))
@@ -252,6 +253,9 @@ async fn reset(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
     }
     if let Err(e) = admin.evs.reset().await {
         return internal(format!("resetting the volume service: {e}"));
+    }
+    if let Err(e) = admin.obs.reset().await {
+        return internal(format!("resetting the object store: {e}"));
     }
     let kms = admin.kms.clone();
     match tokio::task::spawn_blocking(move || kms.reset()).await {

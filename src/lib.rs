@@ -69,9 +69,9 @@ pub enum StackError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// The object store could not open its state.
-    #[error("opening the object store: {0}")]
-    Objects(#[from] obs_sim::S3Error),
+    /// The object store could not open its state (in plain words, naming the place).
+    #[error(transparent)]
+    ObjectStore(#[from] obs_sim::StoreError),
     /// The volume service could not open its state.
     #[error("opening the volume service: {0}")]
     Volumes(#[from] evs_sim::EvsError),

@@ -500,3 +500,98 @@ fn a_failed_record_write_leaves_the_volume_in_error_not_stuck() {
     let gone = call(edge, "GET", &format!("/v2/{PROJECT}/cloudvolumes/{volume_id}"), &Value::Null);
     assert_eq!(gone.status, 404, "{}", gone.body);
 }
+
+/// `POST /_sim/reset` on a data dir resets every service at once: keys, buckets and objects, volumes
+/// (attached ones too) and snapshots, the audit; nothing is left on disk that refers to a key that is gone,
+/// and a restart finds the same empty state.
+#[test]
+fn a_confirmed_reset_empties_every_service_on_disk_too() {
+    let dir = crate::common::private_dir();
+    let (child, line) = spawn_binary_line(dir.path());
+    let mut child = Kmsim(child);
+    let edge: SocketAddr = line["endpoint"].as_str().unwrap().trim_start_matches("http://").parse().unwrap();
+    let token = line["admin_token"].as_str().unwrap().to_owned();
+    let kms = format!("/v1.0/{PROJECT}/kms/create-key");
+    let key_id =
+        ok(edge, "POST", &kms, json!({"key_alias": "before-reset"}))["key_info"]["key_id"].as_str().unwrap().to_owned();
+    let volume = json!({"volume": {
+        "size": 10, "volume_type": "SSD", "availability_zone": "az1", "name": "before-reset",
+        "metadata": {"__system__encrypted": "1", "__system__cmkid": key_id},
+    }});
+    let job = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudvolumes"), volume);
+    let volume_id = wait_for_job(edge, job["job_id"].as_str().unwrap())["volume_id"].as_str().unwrap().to_owned();
+    let snapshot = json!({"snapshot": {"volume_id": volume_id, "name": "before-reset"}});
+    let snapshot = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudsnapshots"), snapshot);
+    let snapshot_id = snapshot["snapshot"]["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ok(edge, "GET", &format!("/v2/{PROJECT}/cloudsnapshots/{snapshot_id}"), Value::Null)["snapshot"]["status"]
+        != "available"
+    {
+        assert!(Instant::now() < deadline, "snapshot {snapshot_id} never became available");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let attach = json!({"volumeAttachment": {"volumeId": volume_id}});
+    let job = ok(edge, "POST", &format!("/v1/{PROJECT}/cloudservers/srv/attachvolume"), attach);
+    wait_for_job(edge, job["job_id"].as_str().unwrap());
+    // A bucket and an SSE-KMS object under the key, through the OBS dialect's bucket creation by S3 path.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let endpoint = format!("http://{edge}");
+    runtime.block_on(async {
+        let s3 = crate::common::s3_client_at(&endpoint);
+        s3.create_bucket().bucket("before-reset").send().await.unwrap();
+        s3.put_object()
+            .bucket("before-reset")
+            .key("object")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"data"))
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&key_id)
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let head = |extra: &[(&str, &str)]| {
+        let mut head =
+            vec![("host".to_owned(), edge.to_string()), ("authorization".to_owned(), format!("Bearer {token}"))];
+        head.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        head
+    };
+    let json = [("content-type", "application/json")];
+    let refused = raw_request_to(edge, "POST", "/_sim/reset", &head(&json), b"{}");
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let reset = raw_request_to(edge, "POST", "/_sim/reset", &head(&json), br#"{"confirm":"delete-everything"}"#);
+    assert_eq!(reset.status, 200, "{}", reset.body);
+
+    let assert_empty = |edge: SocketAddr| {
+        let volumes = ok(edge, "GET", &format!("/v2/{PROJECT}/cloudvolumes/detail"), Value::Null);
+        assert_eq!(volumes["volumes"], json!([]), "{volumes}");
+        let snapshots = ok(edge, "GET", &format!("/v2/{PROJECT}/cloudsnapshots/detail"), Value::Null);
+        assert_eq!(snapshots["snapshots"], json!([]), "{snapshots}");
+        let keys = ok(edge, "POST", &format!("/v1.0/{PROJECT}/kms/list-keys"), json!({}));
+        assert_eq!(keys["keys"], json!([]), "{keys}");
+        let endpoint = format!("http://{edge}");
+        let buckets = runtime.block_on(crate::common::s3_client_at(&endpoint).list_buckets().send()).unwrap();
+        assert!(buckets.buckets().is_empty(), "{buckets:?}");
+        let files: Vec<String> = walk(&dir.path().join("volumes")).chain(walk(&dir.path().join("objects"))).collect();
+        assert!(files.is_empty(), "files left after the reset: {files:?}");
+    };
+    assert_empty(edge);
+    let audit = raw_request_to(edge, "GET", "/_sim/audit", &head(&[]), b"");
+    let events: Value = serde_json::from_str(&audit.body).unwrap();
+    // The list-keys and list-buckets calls just made are the only events since the reset.
+    assert!(events["events"].as_array().unwrap().iter().all(|e| e["operation"] == "list-keys"), "{events}");
+    child.kill();
+
+    let (child, line) = spawn_binary_line(dir.path());
+    let _child = Kmsim(child);
+    assert_empty(line["endpoint"].as_str().unwrap().trim_start_matches("http://").parse().unwrap());
+}
+
+/// Every file below `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Box<dyn Iterator<Item = String>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Box::new(std::iter::empty()) };
+    Box::new(entries.flat_map(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() { walk(&path) } else { Box::new(std::iter::once(path.display().to_string())) }
+    }))
+}

@@ -196,3 +196,33 @@ async fn headers_a_signature_does_not_cover_are_refused() {
     assert!(text.contains("SignatureDoesNotMatch"), "{text}");
     assert!(s3.get_bucket_encryption().bucket("v2-dst").send().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn obs_requests_get_the_limits_of_obs() {
+    use shared::sigv2::Dialect;
+    let stack = stack().await;
+    let s3 = s3_client(&stack);
+    s3.create_bucket().bucket("obs-limits").send().await.unwrap();
+    let addr = stack.addr();
+    let put =
+        |dialect, header: (&str, &str)| v2_send(addr, "PUT", ("/obs-limits/k", ""), dialect, &[header], &[], b"x");
+    // OBS allows 8 KB of user metadata, S3 2 KB.
+    let (status, text) = put(Dialect::Obs, ("x-obs-meta-a", &"v".repeat(3000)));
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = put(Dialect::Obs, ("x-obs-meta-a", &"v".repeat(8200)));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>MetadataTooLarge</Code>"), "{text}");
+    let (status, text) = put(Dialect::Aws, ("x-amz-meta-a", &"v".repeat(3000)));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>MetadataTooLarge</Code>"), "{text}");
+    // Storage classes of each service.
+    let (status, text) = put(Dialect::Obs, ("x-obs-storage-class", "WARM"));
+    assert_eq!(status, 200, "{text}");
+    for (dialect, header) in
+        [(Dialect::Obs, ("x-obs-storage-class", "GLACIER_IR")), (Dialect::Aws, ("x-amz-storage-class", "WARM"))]
+    {
+        let (status, text) = put(dialect, header);
+        assert_eq!(status, 400, "{header:?}: {text}");
+        assert!(text.contains("<Code>InvalidStorageClass</Code>"), "{text}");
+    }
+}

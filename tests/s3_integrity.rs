@@ -31,7 +31,7 @@ async fn read_all(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Ve
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tampered_stored_objects_give_errors_never_wrong_bytes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let stack = kmsim::Stack::builder().data_dir(dir.path()).start().await.unwrap();
     let s3 = s3_client(&stack);
     s3.create_bucket().bucket("tamper").send().await.unwrap();
@@ -113,7 +113,7 @@ fn is_whole_version(key: &str, got: &[u8], acknowledged: u32) -> bool {
 /// no body is left that no record refers to (I1, I2, I5).
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_uploads_loses_nothing_and_tears_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let iterations: usize = std::env::var("KMSIM_KILL_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
     let (mut child, endpoint) = spawn_binary(dir.path());
     s3_client_at(&endpoint).create_bucket().bucket("crash").send().await.unwrap();

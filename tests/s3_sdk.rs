@@ -241,7 +241,7 @@ async fn multipart_and_copy() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn objects_survive_a_restart_and_no_plaintext_reaches_the_disk() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let marker = b"KMSIM-PLAINTEXT-MARKER-7f3a9c";
     let data: Vec<u8> = marker.iter().copied().cycle().take(200_000).collect();
     {
@@ -408,7 +408,7 @@ async fn sse_c_needs_the_customer_key_on_every_read() {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let md5 = |bytes: &[u8]| b64(&<md5_digest::Md5 as md5_digest::Digest>::digest(bytes));
     let (key, other) = ([7u8; 32], [8u8; 32]);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let stack = kmsim::Stack::builder().data_dir(dir.path()).start().await.unwrap();
     let s3 = s3_client(&stack);
     s3.create_bucket().bucket("ssec").send().await.unwrap();

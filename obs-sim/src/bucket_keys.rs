@@ -53,6 +53,13 @@ pub struct BucketKeys {
     cache: Mutex<HashMap<String, Cached>>,
 }
 
+impl BucketKeys {
+    /// Forgets every cached bucket key (their plaintext is zeroized on drop).
+    pub fn clear(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
 impl std::fmt::Debug for BucketKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("BucketKeys(..)")

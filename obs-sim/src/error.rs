@@ -137,3 +137,52 @@ impl From<object_store::Error> for S3Error {
         S3Error::internal(format!("object store: {e}"))
     }
 }
+
+/// Why the object store's persistence could not be opened or reset. Said in plain words, naming
+/// the place: these are the operator's errors, never a client's, so they never go through
+/// [`S3Error`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory of a local store could not be created.
+    #[error("cannot create the object store directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The remote store's URL is not `s3://bucket[/prefix]`.
+    #[error("the object store URL {url} is not of the form s3://bucket[/prefix]")]
+    BadUrl {
+        /// The URL as configured.
+        url: String,
+    },
+    /// A remote store option is unknown or has a bad value.
+    #[error("object store option {key}: {reason}")]
+    BadOption {
+        /// The option name.
+        key: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The backend could not be set up.
+    #[error("cannot open the object store at {location}: {source}")]
+    Backend {
+        /// Where the store is.
+        location: String,
+        /// Why.
+        source: object_store::Error,
+    },
+    /// Listing, reading, moving or deleting a path of the store failed.
+    #[error("cannot {action} {path} in the object store at {location}: {reason}")]
+    Io {
+        /// What was being done (`list`, `read`, `set aside`, `delete`, `fsync`).
+        action: &'static str,
+        /// The path within the store.
+        path: String,
+        /// Where the store is.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+}

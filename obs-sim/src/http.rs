@@ -33,6 +33,31 @@ use crate::xml::{self, Writer};
 
 /// Largest XML request body accepted.
 const MAX_XML_BODY: usize = 1024 * 1024;
+/// User metadata (`x-amz-meta-*` names without the prefix, and values) S3 accepts, in bytes.
+const MAX_METADATA_SIZE: usize = 2 * 1024;
+/// User metadata (`x-obs-meta-*`) OBS accepts, in bytes.
+const MAX_OBS_METADATA_SIZE: usize = 8 * 1024;
+/// Request header section S3 accepts, in bytes (names, values and their separators).
+const MAX_HEADER_SECTION: usize = 8 * 1024;
+/// The storage classes of S3 (`x-amz-storage-class`).
+const AWS_STORAGE_CLASSES: [&str; 12] = [
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+    "FSX_OPENZFS",
+];
+/// The storage classes of OBS (`x-obs-storage-class`).
+const OBS_STORAGE_CLASSES: [&str; 4] = ["STANDARD", "WARM", "COLD", "DEEP_ARCHIVE"];
+/// Times a GET looks a key up again when the record it found went stale before its body opened.
+const MAX_STALE_READS: usize = 16;
 /// Keys per ListObjects page at most.
 const MAX_KEYS: usize = 1000;
 /// Object headers S3 stores and returns as sent.
@@ -137,6 +162,9 @@ impl S3Api {
             set_header(&mut response, "x-obs-api", dialect::OBS_API_VERSION);
             return Ok(response);
         }
+        if family == Family::Aws {
+            check_header_section(&parts.headers)?;
+        }
         let mode = PayloadMode::from_header(header_str(&parts.headers, "x-amz-content-sha256"))?;
         let presigned = query.contains_key("X-Amz-Algorithm") || query.contains_key("X-Amz-Signature");
         let request_parts = RequestParts {
@@ -181,6 +209,12 @@ impl S3Api {
                 self.verifier.verify_signed(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
             }
             .map_err(auth_error)?;
+            let signed = if presigned {
+                query.get("X-Amz-SignedHeaders").map(String::as_str)
+            } else {
+                header_str(&parts.headers, "authorization").and_then(signed_headers_of)
+            };
+            check_all_signed(&parts.headers, signed.unwrap_or(""))?;
             (verified.caller.clone(), Some(verified))
         };
         dialect::check_headers(&parts.headers, family)?;
@@ -193,6 +227,12 @@ impl S3Api {
                 dialect::request_to_aws(&parts.headers, self.obs_caller(&caller, &domain))?
             }
         };
+        if let Some(class) = header_str(&headers, "x-amz-storage-class") {
+            check_storage_class(class, family)?;
+        }
+        if method == Method::PUT || method == Method::POST {
+            check_metadata_size(&headers, family)?;
+        }
         match (&method, target.bucket.as_deref(), target.key.as_deref()) {
             (&Method::GET, None, None) => Ok(self.list_buckets(&caller)),
             (_, None, _) => Err(S3Error::new(
@@ -468,7 +508,8 @@ impl S3Api {
         let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
         let max_parts = query.get("max-parts").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).min(1000);
         let marker = query.get("part-number-marker").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-        let parts: Vec<_> = upload.parts.range(marker + 1..).map(|(_, p)| p).collect();
+        let after = (std::ops::Bound::Excluded(marker), std::ops::Bound::Unbounded);
+        let parts: Vec<_> = upload.parts.range(after).map(|(_, p)| p).collect();
         let truncated = parts.len() > max_parts;
         let page = &parts[..parts.len().min(max_parts)];
         let mut w = Writer::document("ListPartsResult");
@@ -506,7 +547,7 @@ impl S3Api {
         let mut w = Writer::document("ListMultipartUploadsResult");
         w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", &prefix);
         w.element("MaxUploads", &max.to_string()).element("IsTruncated", if truncated { "true" } else { "false" });
-        if truncated && let Some(last) = uploads.get(max - 1) {
+        if truncated && let Some(last) = max.checked_sub(1).and_then(|i| uploads.get(i)) {
             w.element("NextKeyMarker", &last.key).element("NextUploadIdMarker", &last.upload_id);
         }
         for upload in uploads.iter().take(max) {
@@ -537,22 +578,35 @@ impl S3Api {
             .split_once('/')
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| S3Error::invalid_argument("Invalid copy source object key"))?;
-        let record = self.obs.head_object(caller, bucket, key)?;
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-copy-source-")?;
-        let range = match range {
-            None => None,
-            Some(text) => {
-                let parsed = parse_range(Some(text), record.size)?;
-                if parsed.is_none() {
-                    return Err(S3Error::invalid_argument(
-                        "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-                    ));
+        let mut attempts = 0;
+        loop {
+            let record = self.obs.head_object(caller, bucket, key)?;
+            let range = match range {
+                None => None,
+                Some(text) => {
+                    let parsed = parse_range(Some(text), record.size)?;
+                    if parsed.is_none() {
+                        return Err(S3Error::invalid_argument(
+                            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+                        ));
+                    }
+                    parsed
                 }
-                parsed
+            };
+            attempts += 1;
+            // A stale record (the source was overwritten or deleted meanwhile): look it up again.
+            if attempts < MAX_STALE_READS {
+                if let Some(output) =
+                    self.obs.read_object(caller, bucket, record.clone(), range, customer.as_ref()).await?
+                {
+                    return Ok((record, output.body));
+                }
+            } else {
+                let output = self.obs.get_object(caller, bucket, record.clone(), range, customer.as_ref()).await?;
+                return Ok((record, output.body));
             }
-        };
-        let output = self.obs.get_object(caller, bucket, record.clone(), range, customer.as_ref()).await?;
-        Ok((record, output.body))
+        }
     }
 
     async fn copy_object(
@@ -670,47 +724,63 @@ impl S3Api {
         headers: &HeaderMap,
         head: bool,
     ) -> Result<Response> {
-        let record = self.obs.head_object(caller, bucket, key)?;
-        if !matches!(record.sse, crate::model::SseRecord::None) {
-            sse::refuse_on_read(headers)?;
-        }
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-        crate::service::check_customer_key(&record, customer.as_ref())?;
-        match conditions(headers).evaluate(&record) {
-            Verdict::Serve => {}
-            Verdict::NotModified => {
-                let mut response = empty(StatusCode::NOT_MODIFIED);
-                set_header(&mut response, "etag", &record.etag);
-                set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
-                return Ok(response);
+        // A record can go stale between its lookup and the opening of its body (an overwrite or a
+        // DELETE removed the body): look the key up again, and answer the new object or 404.
+        let mut attempts = 0;
+        let (record, range, body) = loop {
+            let record = self.obs.head_object(caller, bucket, key)?;
+            if !matches!(record.sse, crate::model::SseRecord::None) {
+                sse::refuse_on_read(headers)?;
             }
-            Verdict::PreconditionFailed => {
-                return Err(S3Error::new(
-                    "PreconditionFailed",
-                    StatusCode::PRECONDITION_FAILED,
-                    "At least one of the pre-conditions you specified did not hold",
-                )
-                .with("Condition", "If-Match"));
+            crate::service::check_customer_key(&record, customer.as_ref())?;
+            match conditions(headers).evaluate(&record) {
+                Verdict::Serve => {}
+                Verdict::NotModified => {
+                    let mut response = empty(StatusCode::NOT_MODIFIED);
+                    set_header(&mut response, "etag", &record.etag);
+                    set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
+                    return Ok(response);
+                }
+                Verdict::PreconditionFailed => {
+                    return Err(S3Error::new(
+                        "PreconditionFailed",
+                        StatusCode::PRECONDITION_FAILED,
+                        "At least one of the pre-conditions you specified did not hold",
+                    )
+                    .with("Condition", "If-Match"));
+                }
             }
-        }
-        let range = parse_range(header_str(headers, "range"), record.size)?;
+            let range = parse_range(header_str(headers, "range"), record.size)?;
+            if head {
+                break (record, range, None);
+            }
+            attempts += 1;
+            let read = if attempts < MAX_STALE_READS {
+                self.obs.read_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?
+            } else {
+                Some(self.obs.get_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?)
+            };
+            if let Some(output) = read {
+                break (record, range, Some(output.body));
+            }
+        };
         let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
         let length = range.as_ref().map(|r| r.end - r.start).unwrap_or(record.size);
-        let mut response = if head {
-            empty(status)
-        } else {
-            let output = self.obs.get_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?;
-            // Check the first frame before answering, so that an object damaged at rest gets a
-            // clean 500 rather than a connection cut before the status line.
-            let mut body = output.body;
-            let first = match body.next().await {
-                Some(Err(e)) => return Err(S3Error::internal(format!("reading {key}: {e}"))),
-                first => first,
-            };
-            let body = futures::stream::iter(first).chain(body);
-            let mut response = Response::new(Body::from_stream(body));
-            *response.status_mut() = status;
-            response
+        let mut response = match body {
+            None => empty(status),
+            Some(mut body) => {
+                // Check the first frame before answering, so that an object damaged at rest gets a
+                // clean 500 rather than a connection cut before the status line.
+                let first = match body.next().await {
+                    Some(Err(e)) => return Err(S3Error::internal(format!("reading {key}: {e}"))),
+                    first => first,
+                };
+                let body = futures::stream::iter(first).chain(body);
+                let mut response = Response::new(Body::from_stream(body));
+                *response.status_mut() = status;
+                response
+            }
         };
         object_headers(&mut response, &record, query);
         if let Some(customer) = &customer {
@@ -963,6 +1033,17 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
             input.headers.insert(name.to_owned(), v.to_owned());
         }
     }
+    // `aws-chunked` describes this request's body, not the object: S3 does not store it.
+    if let Some(coding) = input.headers.remove("content-encoding") {
+        let kept: Vec<&str> = coding
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        if !kept.is_empty() {
+            input.headers.insert("content-encoding".to_owned(), kept.join(","));
+        }
+    }
     for (name, value) in headers {
         if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
             let value = value.to_str().map_err(|_| S3Error::invalid_argument("metadata must be text"))?;
@@ -1133,6 +1214,83 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
             (decode(k), decode(v))
         })
         .collect()
+}
+
+/// S3 refuses user metadata above 2 KB (OBS: 8 KB), counting the bytes of the names (without
+/// `x-amz-meta-`) and of the values.
+fn check_metadata_size(headers: &HeaderMap, family: Family) -> Result<()> {
+    let size = headers.iter().fold(0usize, |size, (name, value)| match name.as_str().strip_prefix("x-amz-meta-") {
+        Some(meta) => size.saturating_add(meta.len()).saturating_add(value.len()),
+        None => size,
+    });
+    let max = match family {
+        Family::Aws => MAX_METADATA_SIZE,
+        Family::Obs => MAX_OBS_METADATA_SIZE,
+    };
+    if size > max {
+        return Err(S3Error::new(
+            "MetadataTooLarge",
+            StatusCode::BAD_REQUEST,
+            "Your metadata headers exceed the maximum allowed metadata size.",
+        )
+        .with("Size", size.to_string())
+        .with("MaxSizeAllowed", max.to_string()));
+    }
+    Ok(())
+}
+
+/// S3 refuses a request whose header section is larger than 8 KB.
+fn check_header_section(headers: &HeaderMap) -> Result<()> {
+    // Each header line is `name: value\r\n`.
+    let size = headers.iter().fold(0usize, |size, (name, value)| {
+        size.saturating_add(name.as_str().len()).saturating_add(value.len()).saturating_add(4)
+    });
+    if size > MAX_HEADER_SECTION {
+        return Err(S3Error::new(
+            "RequestHeaderSectionTooLarge",
+            StatusCode::BAD_REQUEST,
+            "Your request header section exceeds the maximum allowed size.",
+        )
+        .with("MaxSizeAllowed", MAX_HEADER_SECTION.to_string()));
+    }
+    Ok(())
+}
+
+/// The `SignedHeaders=` list of a SigV4 `Authorization` header.
+fn signed_headers_of(authorization: &str) -> Option<&str> {
+    authorization.split([',', ' ']).find_map(|part| part.trim().strip_prefix("SignedHeaders="))
+}
+
+/// S3 refuses a SigV4 request (header or presigned) that carries `x-amz-*` headers its signature
+/// does not cover (`x-obs-*` likewise in the OBS dialect): whoever holds a presigned URL must not
+/// add encryption or metadata headers the signer did not choose.
+fn check_all_signed(headers: &HeaderMap, signed: &str) -> Result<()> {
+    let signed: Vec<&str> = signed.split(';').map(str::trim).collect();
+    let mut unsigned: Vec<&str> = headers
+        .keys()
+        .map(|name| name.as_str())
+        .filter(|name| name.starts_with("x-amz-") || name.starts_with("x-obs-"))
+        .filter(|name| !signed.iter().any(|s| s.eq_ignore_ascii_case(name)))
+        .collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    unsigned.dedup();
+    Err(S3Error::access_denied("There were headers present in the request which were not signed")
+        .with("HeadersNotSigned", unsigned.join(", ")))
+}
+
+/// S3 refuses a storage class it does not have (OBS: one of OBS's).
+fn check_storage_class(class: &str, family: Family) -> Result<()> {
+    let known: &[&str] = match family {
+        Family::Aws => &AWS_STORAGE_CLASSES,
+        Family::Obs => &OBS_STORAGE_CLASSES,
+    };
+    if known.contains(&class) {
+        return Ok(());
+    }
+    Err(S3Error::new("InvalidStorageClass", StatusCode::BAD_REQUEST, "The storage class you specified is not valid")
+        .with("StorageClassRequested", class))
 }
 
 /// How S3 answers a refused signature.

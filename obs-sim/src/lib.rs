@@ -26,6 +26,6 @@ pub mod sse_s3;
 pub mod store;
 pub mod xml;
 
-pub use error::S3Error;
+pub use error::{S3Error, StoreError};
 pub use http::S3Api;
 pub use service::Obs;

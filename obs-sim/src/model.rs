@@ -56,14 +56,110 @@ pub enum SseRecord {
     /// SSE-KMS: an AWS Encryption SDK message whose data key the KMS made under `key_arn`.
     Kms {
         /// The KMS key.
-        key_arn: String,
+        key_arn: KeyArn,
         /// The whole encryption context given to the KMS (and stored in the message header).
-        context: BTreeMap<String, String>,
+        context: Context,
         /// The user part of the context as the client sent it (base64 JSON), echoed on reads.
         user_context: Option<String>,
         /// Whether the object was written with an S3 Bucket Key.
         bucket_key: bool,
     },
+}
+
+/// An encryption context as records keep it: its pairs sorted by key in one allocation (a map of
+/// one entry, the usual context, costs a whole B-tree node). Persisted as a JSON object, like the
+/// map it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Context(Box<[(Box<str>, Box<str>)]>);
+
+impl Context {
+    /// The context of `map`.
+    pub fn from_map(map: BTreeMap<String, String>) -> Self {
+        // `into_boxed_str` also gives back any spare capacity.
+        Context(map.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect())
+    }
+
+    /// The context as the KMS and the envelope take it.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &*self.0[i].1)
+    }
+}
+
+impl From<BTreeMap<String, String>> for Context {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Context::from_map(map)
+    }
+}
+
+impl Serialize for Context {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0.iter() {
+            map.serialize_entry(&**k, &**v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer).map(Context::from_map)
+    }
+}
+
+/// A KMS key ARN in a record: shared text, since the index holds many objects under few keys
+/// ([`crate::store::Store`] hands every record the one copy of its ARN). Persisted as a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyArn(std::sync::Arc<str>);
+
+impl KeyArn {
+    /// The ARN.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The shared text (for interning).
+    pub fn shared(&self) -> &std::sync::Arc<str> {
+        &self.0
+    }
+}
+
+impl From<String> for KeyArn {
+    fn from(arn: String) -> Self {
+        KeyArn(arn.into())
+    }
+}
+
+impl From<std::sync::Arc<str>> for KeyArn {
+    fn from(arn: std::sync::Arc<str>) -> Self {
+        KeyArn(arn)
+    }
+}
+
+impl std::ops::Deref for KeyArn {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for KeyArn {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyArn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(KeyArn::from)
+    }
 }
 
 /// An object.
@@ -100,6 +196,26 @@ pub struct ObjectRecord {
     /// (`x-amz-checksum-sha256`, ...) and base64 value.
     #[serde(default)]
     pub checksum: Option<(String, String)>,
+}
+
+impl ObjectRecord {
+    /// Gives back the spare capacity of the record's strings (those built by `format!` or grown
+    /// while streaming carry some): the index keeps every record for the life of the process.
+    pub fn shrink_to_fit(&mut self) {
+        for text in [&mut self.key, &mut self.etag, &mut self.blob] {
+            text.shrink_to_fit();
+        }
+        for text in [&mut self.content_type].into_iter().flatten() {
+            text.shrink_to_fit();
+        }
+        if let Some((name, value)) = &mut self.checksum {
+            name.shrink_to_fit();
+            value.shrink_to_fit();
+        }
+        if let SseRecord::Kms { user_context: Some(text), .. } = &mut self.sse {
+            text.shrink_to_fit();
+        }
+    }
 }
 
 /// A multipart upload in progress.
@@ -149,4 +265,61 @@ pub struct PartRecord {
     pub envelope_header_len: Option<u64>,
     /// When the part was uploaded, Unix milliseconds.
     pub last_modified_millis: i64,
+}
+
+/// Why a persisted record cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes are not JSON, or not the record's shape.
+    #[error("unreadable record: {0}")]
+    Unreadable(String),
+    /// The record says it is in a format this build does not read.
+    #[error("unknown record format {found} (this kmsim reads format {RECORD_FORMAT})")]
+    UnknownFormat {
+        /// The `format` the record carries.
+        found: u64,
+    },
+}
+
+/// Parses a persisted record, refusing any `format` but [`RECORD_FORMAT`] before reading its
+/// shape (a newer format may mean something else by the same fields).
+pub fn parse_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
+    #[derive(Deserialize)]
+    struct Format {
+        format: u64,
+    }
+    let Format { format } = serde_json::from_slice(bytes).map_err(|e| RecordError::Unreadable(e.to_string()))?;
+    if format != u64::from(RECORD_FORMAT) {
+        return Err(RecordError::UnknownFormat { found: format });
+    }
+    serde_json::from_slice(bytes).map_err(|e| RecordError::Unreadable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contexts_persist_as_maps() {
+        let map = BTreeMap::from([("b".to_owned(), "2".to_owned()), ("a".to_owned(), "1".to_owned())]);
+        let context = Context::from_map(map.clone());
+        assert_eq!(serde_json::to_string(&context).unwrap(), r#"{"a":"1","b":"2"}"#);
+        assert_eq!(serde_json::from_str::<Context>(r#"{"b":"2","a":"1"}"#).unwrap(), context);
+        assert_eq!(context.to_map(), map);
+        assert_eq!((context.get("a"), context.get("b"), context.get("c")), (Some("1"), Some("2"), None));
+    }
+
+    #[test]
+    fn records_of_another_format_are_refused() {
+        let bucket = r#"{"format":1,"name":"b","account":"a","region":"r","created_millis":0,"encryption":null}"#;
+        assert_eq!(parse_record::<BucketRecord>(bucket.as_bytes()).unwrap().name, "b");
+        let newer = bucket.replace("\"format\":1", "\"format\":2");
+        assert_eq!(
+            parse_record::<BucketRecord>(newer.as_bytes()).unwrap_err(),
+            RecordError::UnknownFormat { found: 2 }
+        );
+        let missing = bucket.replace("\"format\":1,", "");
+        assert!(matches!(parse_record::<BucketRecord>(missing.as_bytes()), Err(RecordError::Unreadable(_))));
+        assert!(matches!(parse_record::<BucketRecord>(b"{\"format\":1"), Err(RecordError::Unreadable(_))));
+    }
 }

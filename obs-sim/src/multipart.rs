@@ -117,13 +117,14 @@ impl Obs {
                 Ok(Some(UploadKey { plaintext, edk, context }))
             }
             SseRecord::Kms { key_arn, context, .. } => {
-                let plaintext = self.decrypt_data_key(caller, &blob, context).await?;
+                let context = context.to_map();
+                let plaintext = self.decrypt_data_key(caller, &blob, &context).await?;
                 let edk = EncryptedDataKey {
                     provider_id: KMS_PROVIDER_ID.to_owned(),
-                    provider_info: key_arn.clone(),
+                    provider_info: key_arn.to_string(),
                     ciphertext: blob,
                 };
-                Ok(Some(UploadKey { plaintext, edk, context: context.clone() }))
+                Ok(Some(UploadKey { plaintext, edk, context }))
             }
         }
     }
@@ -226,10 +227,10 @@ impl Obs {
                 SseRequest::Customer(crate::service::verify_customer_key(&upload.sse, customer)?.clone())
             }
             SseRecord::Kms { key_arn, context, user_context, bucket_key } => {
-                let mut user = context.clone();
+                let mut user = context.to_map();
                 user.remove(S3_ARN_CONTEXT_KEY);
                 SseRequest::Kms {
-                    key_id: Some(key_arn.clone()),
+                    key_id: Some(key_arn.to_string()),
                     user_context: user_context.clone().map(|raw| (user, raw)),
                     bucket_key: *bucket_key,
                 }

@@ -104,6 +104,21 @@ impl Obs {
         &self.store
     }
 
+    /// How many records were found unusable at start (unreadable, or of an unknown format) and set
+    /// aside beside the others as `*.json.unreadable`, their bodies kept.
+    pub fn set_aside_records(&self) -> usize {
+        self.store.set_aside_records()
+    }
+
+    /// Empties the object store: every bucket, object, upload and body (volume snapshots stay),
+    /// and the cached bucket keys. Waits for the writes in progress; a write still streaming its
+    /// body fails with NoSuchBucket and leaves nothing behind.
+    pub async fn reset(&self) -> std::result::Result<(), crate::error::StoreError> {
+        self.store.reset().await?;
+        self.bucket_keys.clear();
+        Ok(())
+    }
+
     /// The service key of SSE-S3.
     pub(crate) fn sse_s3_key(&self) -> &SseS3Key {
         &self.sse_s3
@@ -232,7 +247,7 @@ impl Obs {
             envelope_header_len: written.header_len,
             checksum: written.checksum,
         };
-        self.store.commit_object(bucket, record.clone()).await?;
+        self.store.commit_object_since(bucket, record.clone(), written.resets).await?;
         Ok(record)
     }
 
@@ -250,6 +265,7 @@ impl Obs {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let resets = self.store.resets();
         let blob = Store::new_blob_path(bucket);
         let upload = self.store.backend().put_multipart(&blob).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
@@ -281,6 +297,7 @@ impl Obs {
         writer.finish().await?;
         self.store.sync(&blob).await?;
         Ok(Written {
+            resets,
             blob,
             size: pipeline.size,
             stored_size: pipeline.stored_size,
@@ -340,8 +357,9 @@ impl Obs {
             provider_info: data_key.key_arn.clone(),
             ciphertext: data_key.ciphertext_blob.clone(),
         };
-        let encryptor = envelope::Encryptor::new(&data_key.plaintext, context, &[edk], envelope::FRAME_LENGTH)
-            .map_err(S3Error::internal)?;
+        let encryptor =
+            envelope::Encryptor::new(&data_key.plaintext, &context.to_map(), &[edk], envelope::FRAME_LENGTH)
+                .map_err(S3Error::internal)?;
         Ok((Some(encryptor), record))
     }
 
@@ -376,8 +394,8 @@ impl Obs {
             envelope::Encryptor::new(&object_key.plaintext, &object_context, &[edk], envelope::FRAME_LENGTH)
                 .map_err(S3Error::internal)?;
         let record = SseRecord::Kms {
-            key_arn: object_key.key_arn,
-            context: bucket_context,
+            key_arn: object_key.key_arn.into(),
+            context: bucket_context.into(),
             user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
             bucket_key: true,
         };
@@ -415,6 +433,7 @@ impl Obs {
         let SseRecord::Kms { context, .. } = &record.sse else {
             return Err(S3Error::internal("not an encrypted object"));
         };
+        let context = &context.to_map();
         for edk in header.encrypted_data_keys() {
             if edk.provider_id == KMS_PROVIDER_ID {
                 return self.decrypt_data_key(caller, &edk.ciphertext, context).await;
@@ -447,8 +466,8 @@ impl Obs {
         context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}/{key}"));
         let data_key = self.keys.generate_data_key(&via, &key_id, &context).await.map_err(S3Error::from_kms)?;
         let record = SseRecord::Kms {
-            key_arn: data_key.key_arn.clone(),
-            context,
+            key_arn: data_key.key_arn.clone().into(),
+            context: context.into(),
             user_context: user_context.as_ref().map(|(_, raw)| raw.clone()),
             bucket_key: *bucket_key,
         };
@@ -484,7 +503,9 @@ impl Obs {
         self.store.object(bucket, key).ok_or_else(|| S3Error::no_such_key(key))
     }
 
-    /// GetObject of `range` (plaintext bytes; `None` for all of it).
+    /// GetObject of `range` (plaintext bytes; `None` for all of it) of the object `record`
+    /// describes. A record that went stale meanwhile (its body deleted by an overwrite or a
+    /// DELETE) is an error here: readers that can start over use [`Obs::read_object`].
     pub async fn get_object(
         &self,
         caller: &Caller,
@@ -493,43 +514,112 @@ impl Obs {
         range: Option<Range<u64>>,
         customer: Option<&CustomerKey>,
     ) -> Result<GetOutput> {
-        check_customer_key(&record, customer)?;
+        let key = record.key.clone();
+        match self.read_object(caller, bucket, record, range, customer).await? {
+            Some(output) => Ok(output),
+            None => Err(S3Error::new(
+                "InternalError",
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "The object changed while it was being read. Please try again.",
+            )
+            .with("Key", key)),
+        }
+    }
+
+    /// GetObject of `range` of the object `record` describes, or `None` if the record is stale:
+    /// an overwrite or DELETE removed its body after the record was looked up. The caller then
+    /// looks the key up again (the new object, or 404). Once the body is open, it is read to the
+    /// end whatever happens to the key: an open file outlives its unlinking, and the other
+    /// backends hand out the bytes or a stream of the object as it was when opened.
+    pub async fn read_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        record: Arc<ObjectRecord>,
+        range: Option<Range<u64>>,
+        customer: Option<&CustomerKey>,
+    ) -> Result<Option<GetOutput>> {
+        match self.open_object(caller, bucket, &record, range.clone(), customer).await {
+            Ok(body) => Ok(Some(GetOutput { record, range, body })),
+            Err(Opening::Failed(e)) => Err(e),
+            Err(Opening::Gone(e)) => {
+                let current = self.store.object(bucket, &record.key);
+                if current.is_some_and(|c| c.blob == record.blob) {
+                    // The index still points at the body: it is really missing.
+                    return Err(corrupted(&record, format!("its body is missing: {e}")));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    async fn open_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        record: &ObjectRecord,
+        range: Option<Range<u64>>,
+        customer: Option<&CustomerKey>,
+    ) -> std::result::Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>, Opening> {
+        check_customer_key(record, customer)?;
         let blob = StorePath::from(record.blob.as_str());
         let backend = self.store.backend().clone();
         let body = match &record.sse {
             SseRecord::None => {
+                if record.stored_size != record.size {
+                    return Err(corrupted(record, "its size and stored size differ").into());
+                }
                 let stored = range.clone().unwrap_or(0..record.size);
                 if stored.is_empty() {
+                    // Nothing to read, but the body must still be there and whole.
+                    let meta = backend.head(&blob).await.map_err(Opening::from_store)?;
+                    check_stored_size(record, meta.size)?;
                     futures::stream::empty().boxed()
                 } else {
-                    read_stored(&backend, &blob, stored).await?
+                    read_stored(&backend, &blob, stored, record).await?
                 }
             }
             SseRecord::Kms { .. } | SseRecord::S3 | SseRecord::Customer { .. } => {
                 let header_len = record
                     .envelope_header_len
                     .ok_or_else(|| S3Error::internal("encrypted object without header length"))?;
-                let header = read_header(&backend, &blob, header_len).await.map_err(|e| corrupted(&record, e))?;
-                let data_key = self.object_data_key(caller, bucket, &record, &header, customer).await?;
+                let header = read_header(&backend, &blob, header_len).await.map_err(|e| match e {
+                    ReadHeader::Store(e) => Opening::from_store(e),
+                    ReadHeader::Parse(e) => corrupted(record, e).into(),
+                })?;
+                // The message's framing is the authority on the plaintext's length: the record's
+                // size must give exactly the stored length, or the record lies.
+                let expected = envelope::ciphertext_len(header_len, header.frame_length(), record.size);
+                if expected != record.stored_size {
+                    return Err(corrupted(
+                        record,
+                        format!(
+                            "a message of {} plaintext bytes is {expected} bytes long, the record says {}",
+                            record.size, record.stored_size
+                        ),
+                    )
+                    .into());
+                }
+                let data_key = self.object_data_key(caller, bucket, record, &header, customer).await?;
                 match &range {
                     Some(r) => {
                         let plan = envelope::plan_range(header_len, header.frame_length(), record.size, r.clone())
-                            .map_err(|e| corrupted(&record, e))?;
+                            .map_err(|e| corrupted(record, e))?;
                         let decryptor = envelope::RangeDecryptor::new(&header, &data_key, &plan)
-                            .map_err(|e| corrupted(&record, e))?;
-                        let stored = read_stored(&backend, &blob, plan.stored.clone()).await?;
-                        decrypt_stream(stored, Decrypting::Range(decryptor))
+                            .map_err(|e| corrupted(record, e))?;
+                        let stored = read_stored(&backend, &blob, plan.stored.clone(), record).await?;
+                        decrypt_stream(stored, Decrypting::Range(decryptor), r.end - r.start)
                     }
                     None => {
                         let decryptor =
-                            envelope::Decryptor::new(&header, &data_key).map_err(|e| corrupted(&record, e))?;
-                        let stored = read_stored(&backend, &blob, header_len..record.stored_size).await?;
-                        decrypt_stream(stored, Decrypting::Whole(decryptor))
+                            envelope::Decryptor::new(&header, &data_key).map_err(|e| corrupted(record, e))?;
+                        let stored = read_stored(&backend, &blob, header_len..record.stored_size, record).await?;
+                        decrypt_stream(stored, Decrypting::Whole(decryptor), record.size)
                     }
                 }
             }
         };
-        Ok(GetOutput { record, range, body })
+        Ok(body)
     }
 
     /// DeleteObject (no error for a missing key).
@@ -614,6 +704,8 @@ fn corrupted(record: &ObjectRecord, detail: impl std::fmt::Display) -> S3Error {
 
 /// A body written by [`Obs::write_body`].
 pub(crate) struct Written {
+    /// [`Store::resets`] when the body's writing began.
+    pub(crate) resets: u64,
     pub(crate) blob: StorePath,
     pub(crate) size: u64,
     pub(crate) stored_size: u64,
@@ -764,14 +856,52 @@ where
     }
 }
 
+/// Why a stored object could not be opened for reading.
+enum Opening {
+    /// Its body is not in the store (deleted by an overwrite or a DELETE, if the record is stale).
+    Gone(object_store::Error),
+    /// Any other failure, as the client gets it.
+    Failed(S3Error),
+}
+
+impl Opening {
+    fn from_store(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { .. } => Opening::Gone(e),
+            e => Opening::Failed(e.into()),
+        }
+    }
+}
+
+impl From<S3Error> for Opening {
+    fn from(e: S3Error) -> Self {
+        Opening::Failed(e)
+    }
+}
+
+enum ReadHeader {
+    Store(object_store::Error),
+    Parse(envelope::EnvelopeError),
+}
+
 /// Reads and parses the message header at the start of a stored body.
 async fn read_header(
     backend: &Arc<dyn object_store::ObjectStore>,
     blob: &StorePath,
     header_len: u64,
-) -> std::result::Result<envelope::Header, String> {
-    let bytes = backend.get_range(blob, 0..header_len).await.map_err(|e| e.to_string())?;
-    envelope::Header::parse(&bytes).map_err(|e| e.to_string())
+) -> std::result::Result<envelope::Header, ReadHeader> {
+    let bytes = backend.get_range(blob, 0..header_len).await.map_err(ReadHeader::Store)?;
+    envelope::Header::parse(&bytes).map_err(ReadHeader::Parse)
+}
+
+/// The stored body must be exactly as long as the record says.
+fn check_stored_size(record: &ObjectRecord, actual: u64) -> std::result::Result<(), Opening> {
+    if actual != record.stored_size {
+        return Err(
+            corrupted(record, format!("its body is {actual} bytes, the record says {}", record.stored_size)).into()
+        );
+    }
+    Ok(())
 }
 
 /// The plaintext of a whole stored body: as stored, or decrypted with `data_key` when the body is
@@ -786,25 +916,42 @@ pub(crate) async fn open_body(
     let path = StorePath::from(blob);
     match (header_len, data_key) {
         (None, _) if stored_size == 0 => Ok(futures::stream::empty().boxed()),
-        (None, _) => read_stored(backend, &path, 0..stored_size).await,
+        (None, _) => read_range(backend, &path, 0..stored_size).await,
         (Some(header_len), Some(data_key)) => {
-            let header = read_header(backend, &path, header_len).await.map_err(S3Error::internal)?;
+            let header = read_header(backend, &path, header_len).await.map_err(|e| match e {
+                ReadHeader::Store(e) => S3Error::from(e),
+                ReadHeader::Parse(e) => S3Error::internal(format!("part {blob} does not decrypt: {e}")),
+            })?;
             let decryptor = envelope::Decryptor::new(&header, data_key).map_err(S3Error::internal)?;
-            let stored = read_stored(backend, &path, header_len..stored_size).await?;
-            Ok(decrypt_stream(stored, Decrypting::Whole(decryptor)))
+            let stored = read_range(backend, &path, header_len..stored_size).await?;
+            Ok(decrypt_stream(stored, Decrypting::Whole(decryptor), u64::MAX))
         }
         (Some(_), None) => Err(S3Error::internal("an encrypted body without its data key")),
     }
 }
 
 /// Streams stored bytes `range` of a body.
-async fn read_stored(
+async fn read_range(
     backend: &Arc<dyn object_store::ObjectStore>,
     blob: &StorePath,
     range: Range<u64>,
 ) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>> {
     let options = GetOptions { range: Some(GetRange::Bounded(range)), ..GetOptions::default() };
     let result = backend.get_opts(blob, options).await?;
+    Ok(result.into_stream().map(|r| r.map_err(std::io::Error::other)).boxed())
+}
+
+/// Streams stored bytes `range` of an object's body, once the body is open and as long as its
+/// record says.
+async fn read_stored(
+    backend: &Arc<dyn object_store::ObjectStore>,
+    blob: &StorePath,
+    range: Range<u64>,
+    record: &ObjectRecord,
+) -> std::result::Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>, Opening> {
+    let options = GetOptions { range: Some(GetRange::Bounded(range)), ..GetOptions::default() };
+    let result = backend.get_opts(blob, options).await.map_err(Opening::from_store)?;
+    check_stored_size(record, result.meta.size)?;
     Ok(result.into_stream().map(|r| r.map_err(std::io::Error::other)).boxed())
 }
 
@@ -818,18 +965,38 @@ enum Decrypting {
 ///
 /// Decryption runs in its own task, up to [`DECRYPT_AHEAD`] pieces ahead of the socket, so that
 /// on a multi-core machine the next piece is decrypted while the last one is being sent.
+///
+/// `expected` is the plaintext length the caller announced (`u64::MAX` if none): the framing
+/// decides how much plaintext there is, and a stream that would give more or fewer bytes ends
+/// with an error instead.
 fn decrypt_stream(
     stored: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
     decrypting: Decrypting,
+    expected: u64,
 ) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel(DECRYPT_AHEAD);
     let mut plaintext = decrypt_in_pieces(stored, decrypting);
+    let mut released = 0u64;
+    let length_error = move |released: u64| {
+        tracing::error!(released, expected, "a stored object's framing disagrees with its record's size");
+        std::io::Error::other(format!("the object's framing holds {released}+ bytes, its record says {expected}"))
+    };
     tokio::spawn(async move {
-        while let Some(item) = plaintext.next().await {
-            // A closed receiver means the client went away: stop reading and decrypting.
-            if tx.send(item).await.is_err() {
-                break;
+        while let Some(mut item) = plaintext.next().await {
+            if let Ok(bytes) = &item {
+                released = released.saturating_add(bytes.len() as u64);
+                if released > expected {
+                    item = Err(length_error(released));
+                }
             }
+            let failed = item.is_err();
+            // A closed receiver means the client went away: stop reading and decrypting.
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+        if expected != u64::MAX && released != expected {
+            let _ = tx.send(Err(length_error(released))).await;
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()

@@ -207,7 +207,7 @@ pub fn response_headers(sse: &SseRecord) -> Vec<(&'static str, String)> {
         // The key's MD5 is not stored; the front end echoes the request's.
         SseRecord::Customer { .. } => vec![(SSE_C_ALGORITHM, "AES256".to_owned())],
         SseRecord::Kms { key_arn, user_context, bucket_key, .. } => {
-            let mut out = vec![(SSE, "aws:kms".to_owned()), (SSE_KMS_KEY_ID, key_arn.clone())];
+            let mut out = vec![(SSE, "aws:kms".to_owned()), (SSE_KMS_KEY_ID, key_arn.to_string())];
             if let Some(context) = user_context {
                 out.push((SSE_CONTEXT, context.clone()));
             }

@@ -14,10 +14,14 @@
 //! leaves an unreferenced body, which [`Store::open`] sweeps. On the local file system every
 //! write is followed by an fsync of the file and of its directory, so an acknowledged object
 //! survives a power cut. The index (buckets and their sorted keys) is rebuilt from the records at
-//! start; listing never touches the backend.
+//! start; listing never touches the backend. A record that cannot be used at start (unreadable,
+//! or of a `format` this build does not read) is set aside as `<name>.json.unreadable` with its
+//! body kept, and counted ([`Store::set_aside_records`]); [`Store::reset`] empties the store except
+//! `snapshots/`, which belongs to the volume service.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -28,38 +32,102 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Result, S3Error};
+use crate::error::{Result, S3Error, StoreError};
 use crate::model::{BucketRecord, ObjectRecord, UploadRecord};
 
 /// Number of locks that serialize record commits per (bucket, key).
 const COMMIT_LOCKS: usize = 64;
+/// Suffix of a record set aside at start (unreadable, or of an unknown format); it stays beside
+/// the records for whoever repairs it, and its body is kept.
+pub const SET_ASIDE_SUFFIX: &str = ".unreadable";
+/// The prefixes the object store owns under its root (`snapshots/` belongs to the volume service).
+const OWN_PREFIXES: [&str; 4] = ["buckets", "meta", "uploads", "data"];
 
 /// One bucket in the index.
 #[derive(Debug, Clone)]
 pub struct IndexedBucket {
     /// The bucket record.
     pub record: Arc<BucketRecord>,
-    /// Objects by key.
-    pub objects: BTreeMap<String, Arc<ObjectRecord>>,
+    /// Objects, ordered by key (the key is the record's own: not stored twice).
+    pub objects: BTreeSet<ByKey>,
+}
+
+/// An object record in the index, ordered and looked up by its key.
+#[derive(Debug, Clone)]
+pub struct ByKey(pub Arc<ObjectRecord>);
+
+impl std::borrow::Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key.cmp(&other.0.key)
+    }
 }
 
 /// The object store's persistence.
+///
+/// Locks, always taken in this order: `reset` (shared by every mutation, exclusive for
+/// [`Store::reset`]), then the bucket's lock (shared by object and upload commits, exclusive for
+/// creating, updating and deleting the bucket), then a commit lock of the (bucket, key).
 #[derive(Debug)]
 pub struct Store {
     backend: Arc<dyn ObjectStore>,
     /// Set for the local file system, whose writes are fsynced.
     local_root: Option<PathBuf>,
+    /// How many resets the store went through (a body written across a reset is not committed).
+    resets: AtomicU64,
+    /// Where the store is, for messages.
+    location: String,
     index: RwLock<HashMap<String, IndexedBucket>>,
     /// Multipart uploads in progress, by upload id.
     uploads: RwLock<HashMap<String, Arc<UploadRecord>>>,
     commit_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Per bucket name: shared by commits into the bucket, exclusive for its creation and deletion,
+    /// so that no object is committed into a bucket being deleted.
+    bucket_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+    /// The KMS key ARNs of the indexed records, each held once.
+    key_arns: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
+    /// Shared by every mutation, exclusive for a reset.
+    reset_lock: tokio::sync::RwLock<()>,
+    /// Records found set aside at start (unreadable or of an unknown format).
+    set_aside: AtomicUsize,
+}
+
+/// The locks a commit into a bucket holds.
+struct BucketGuard<'a> {
+    _reset: tokio::sync::RwLockReadGuard<'a, ()>,
+    _bucket: BucketLockGuard,
+}
+
+enum BucketLockGuard {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
 }
 
 impl Store {
     /// A store on the local file system under `root` (created if missing).
-    pub async fn local(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| S3Error::internal(format!("creating {}: {e}", root.display())))?;
-        let backend = LocalFileSystem::new_with_prefix(root)?;
+    pub async fn local(root: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(root).map_err(|source| StoreError::CreateDir { path: root.to_owned(), source })?;
+        let backend = LocalFileSystem::new_with_prefix(root)
+            .map_err(|source| StoreError::Backend { location: root.display().to_string(), source })?;
         Self::open(Arc::new(backend), Some(root.to_owned())).await
     }
 
@@ -67,76 +135,162 @@ impl Store {
     /// `s3://<bucket>[/<prefix>]`; `options` are `object_store`'s S3 settings
     /// (`aws_endpoint`, `aws_region`, `aws_access_key_id`, `aws_secret_access_key`,
     /// `aws_allow_http`, ...). Durability is the remote service's.
-    pub async fn s3(url: &str, options: &[(String, String)]) -> Result<Self> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| S3Error::internal(format!("object store URL {url} is not s3://bucket[/prefix]")))?;
+    pub async fn s3(url: &str, options: &[(String, String)]) -> Result<Self, StoreError> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| StoreError::BadUrl { url: url.to_owned() })?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::BadUrl { url: url.to_owned() });
+        }
         let mut builder = object_store::aws::AmazonS3Builder::new().with_bucket_name(bucket);
         for (key, value) in options {
-            let key: object_store::aws::AmazonS3ConfigKey =
-                key.parse().map_err(|e| S3Error::internal(format!("object store option {key}: {e}")))?;
+            let key: object_store::aws::AmazonS3ConfigKey = key
+                .parse()
+                .map_err(|e: object_store::Error| StoreError::BadOption { key: key.clone(), reason: e.to_string() })?;
             builder = builder.with_config(key, value);
         }
-        let remote: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+        let remote: Arc<dyn ObjectStore> =
+            Arc::new(builder.build().map_err(|source| StoreError::Backend { location: url.to_owned(), source })?);
         let backend: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
             "" => remote,
             prefix => Arc::new(object_store::prefix::PrefixStore::new(remote, prefix)),
         };
-        Self::open(backend, None).await
+        Self::open_at(backend, None, url.to_owned()).await
     }
 
     /// A store that lives in memory only.
-    pub async fn in_memory() -> Result<Self> {
-        Self::open(Arc::new(InMemory::new()), None).await
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        Self::open_at(Arc::new(InMemory::new()), None, "memory".to_owned()).await
     }
 
-    /// Opens a store on any backend: loads the index and sweeps bodies no record refers to.
-    pub async fn open(backend: Arc<dyn ObjectStore>, local_root: Option<PathBuf>) -> Result<Self> {
+    /// Opens a store on any backend: loads the index, sets aside records it cannot use, and
+    /// sweeps bodies no record refers to.
+    pub async fn open(backend: Arc<dyn ObjectStore>, local_root: Option<PathBuf>) -> Result<Self, StoreError> {
+        let location = match &local_root {
+            Some(root) => root.display().to_string(),
+            None => backend.to_string(),
+        };
+        Self::open_at(backend, local_root, location).await
+    }
+
+    async fn open_at(
+        backend: Arc<dyn ObjectStore>,
+        local_root: Option<PathBuf>,
+        location: String,
+    ) -> Result<Self, StoreError> {
         let store = Store {
             backend,
             local_root,
+            resets: AtomicU64::new(0),
+            location,
             index: RwLock::new(HashMap::new()),
             uploads: RwLock::new(HashMap::new()),
             commit_locks: (0..COMMIT_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            bucket_locks: std::sync::Mutex::new(HashMap::new()),
+            key_arns: std::sync::Mutex::new(std::collections::HashSet::new()),
+            reset_lock: tokio::sync::RwLock::new(()),
+            set_aside: AtomicUsize::new(0),
         };
-        store.load().await?;
-        store.sweep_orphans().await?;
+        let kept = store.load().await?;
+        store.sweep_orphans(&kept).await?;
         Ok(store)
     }
 
-    async fn load(&self) -> Result<()> {
+    /// How many records were found unusable at start and set aside (`*.json.unreadable` beside the
+    /// records), their bodies kept.
+    pub fn set_aside_records(&self) -> usize {
+        self.set_aside.load(Ordering::Relaxed)
+    }
+
+    /// How many times the store was reset; read before writing a body, for
+    /// [`Store::commit_object_since`].
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::SeqCst)
+    }
+
+    fn io_error(&self, action: &'static str, path: &StorePath, reason: impl std::fmt::Display) -> StoreError {
+        StoreError::Io { action, path: path.to_string(), location: self.location.clone(), reason: reason.to_string() }
+    }
+
+    /// Reads one record at start; `None` when it was set aside (or had been at an earlier start).
+    async fn load_record<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &StorePath,
+        kept: &mut Kept,
+    ) -> Result<Option<T>, StoreError> {
+        if path.as_ref().ends_with(SET_ASIDE_SUFFIX) {
+            self.set_aside.fetch_add(1, Ordering::Relaxed);
+            kept.keep_record_bodies(path, &self.read_raw(path).await?);
+            return Ok(None);
+        }
+        let bytes = self.read_raw(path).await?;
+        match crate::model::parse_record::<T>(&bytes) {
+            Ok(record) => Ok(Some(record)),
+            Err(reason) => {
+                // One damaged record must not keep every other object offline: set it aside, say so.
+                let aside = StorePath::from(format!("{path}{SET_ASIDE_SUFFIX}"));
+                tracing::error!(
+                    path = %path,
+                    set_aside_as = %aside,
+                    location = %self.location,
+                    %reason,
+                    "setting aside an object store record that cannot be used; its body is kept"
+                );
+                self.backend.rename(path, &aside).await.map_err(|e| self.io_error("set aside", path, e))?;
+                self.sync(&aside).await.map_err(|e| self.io_error("fsync", &aside, e))?;
+                self.set_aside.fetch_add(1, Ordering::Relaxed);
+                kept.keep_record_bodies(path, &bytes);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn read_raw(&self, path: &StorePath) -> Result<Bytes, StoreError> {
+        let read = async { self.backend.get(path).await?.bytes().await };
+        read.await.map_err(|e| self.io_error("read", path, e))
+    }
+
+    async fn load(&self) -> Result<Kept, StoreError> {
+        let mut kept = Kept::default();
         let mut index = HashMap::new();
         for path in self.list_paths("buckets").await? {
-            let record: BucketRecord = self.read_json(&path).await?;
-            index.insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeMap::new() });
+            if let Some(record) = self.load_record::<BucketRecord>(&path, &mut kept).await? {
+                index.insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeSet::new() });
+            }
         }
         for path in self.list_paths("meta").await? {
-            let record: ObjectRecord = self.read_json(&path).await?;
+            let Some(record) = self.load_record::<ObjectRecord>(&path, &mut kept).await? else { continue };
             let bucket = path.parts().nth(1).map(|p| p.as_ref().to_owned()).unwrap_or_default();
             match index.get_mut(&bucket) {
                 Some(b) => {
-                    b.objects.insert(record.key.clone(), Arc::new(record));
+                    b.objects.replace(ByKey(Arc::new(self.compact(record))));
                 }
-                None => tracing::warn!(%path, "object record of a missing bucket"),
+                None => {
+                    tracing::warn!(%path, "object record of a missing bucket; its body is kept");
+                    kept.blobs.insert(record.blob);
+                }
             }
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         let mut uploads = HashMap::new();
         for path in self.list_paths("uploads").await? {
-            let record: UploadRecord = self.read_json(&path).await?;
-            uploads.insert(record.upload_id.clone(), Arc::new(record));
+            if let Some(record) = self.load_record::<UploadRecord>(&path, &mut kept).await? {
+                uploads.insert(record.upload_id.clone(), Arc::new(record));
+            }
         }
         *self.uploads.write().unwrap_or_else(|e| e.into_inner()) = uploads;
-        Ok(())
+        let set_aside = self.set_aside_records();
+        if set_aside > 0 {
+            tracing::warn!(set_aside, location = %self.location, "object store records are set aside (*.json.unreadable)");
+        }
+        Ok(kept)
     }
 
     /// Deletes bodies that no record refers to (left by a crash between body and record), and the
-    /// staging files of interrupted local writes.
-    async fn sweep_orphans(&self) -> Result<()> {
+    /// staging files of interrupted local writes. Bodies a set-aside record may refer to stay.
+    async fn sweep_orphans(&self, kept: &Kept) -> Result<(), StoreError> {
         let mut referenced: std::collections::HashSet<String> = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            index.values().flat_map(|b| b.objects.values().map(|o| o.blob.clone())).collect()
+            index.values().flat_map(|b| b.objects.iter().map(|o| o.0.blob.clone())).collect()
         };
         {
             let uploads = self.uploads.read().unwrap_or_else(|e| e.into_inner());
@@ -144,10 +298,15 @@ impl Store {
         }
         let mut swept = 0;
         for path in self.list_paths("data").await? {
-            if !referenced.contains(path.as_ref()) {
-                self.backend.delete(&path).await?;
-                swept += 1;
+            let bucket = path.parts().nth(1).map(|p| p.as_ref().to_owned()).unwrap_or_default();
+            if referenced.contains(path.as_ref())
+                || kept.blobs.contains(path.as_ref())
+                || kept.buckets.contains(&bucket)
+            {
+                continue;
             }
+            self.backend.delete(&path).await.map_err(|e| self.io_error("delete", &path, e))?;
+            swept += 1;
         }
         if let Some(root) = &self.local_root {
             swept += sweep_staging_files(root);
@@ -158,19 +317,77 @@ impl Store {
         Ok(())
     }
 
-    async fn list_paths(&self, prefix: &str) -> Result<Vec<StorePath>> {
+    /// A record as the index keeps it: no spare string capacity, and its KMS key ARN shared with
+    /// the other records under the same key.
+    fn compact(&self, mut record: ObjectRecord) -> ObjectRecord {
+        record.shrink_to_fit();
+        if let crate::model::SseRecord::Kms { key_arn, .. } = &mut record.sse {
+            let mut arns = self.key_arns.lock().unwrap_or_else(|e| e.into_inner());
+            match arns.get(key_arn.as_str()) {
+                Some(shared) => *key_arn = shared.clone().into(),
+                None => {
+                    arns.insert(key_arn.shared().clone());
+                }
+            }
+        }
+        record
+    }
+
+    /// The lock of a bucket name (made on first use).
+    fn bucket_lock(&self, bucket: &str) -> Arc<tokio::sync::RwLock<()>> {
+        let mut locks = self.bucket_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(bucket.to_owned()).or_default().clone()
+    }
+
+    /// The locks of a commit into `bucket` (shared with other commits).
+    async fn commit_into(&self, bucket: &str) -> BucketGuard<'_> {
+        let reset = self.reset_lock.read().await;
+        let lock = self.bucket_lock(bucket);
+        BucketGuard { _reset: reset, _bucket: BucketLockGuard::Shared(lock.read_owned().await) }
+    }
+
+    /// The locks of a change to `bucket` itself (exclusive).
+    async fn change_bucket(&self, bucket: &str) -> BucketGuard<'_> {
+        let reset = self.reset_lock.read().await;
+        let lock = self.bucket_lock(bucket);
+        BucketGuard { _reset: reset, _bucket: BucketLockGuard::Exclusive(lock.write_owned().await) }
+    }
+
+    /// Deletes every bucket, object record, upload and body, set-aside records included, and
+    /// empties the index: a consistent empty store. Waits for the mutations in progress; a body
+    /// being written meanwhile is deleted when its commit finds its bucket gone. Volume snapshots
+    /// (`snapshots/`) are not the object store's and stay.
+    pub async fn reset(&self) -> Result<(), StoreError> {
+        let _reset = self.reset_lock.write().await;
+        self.resets.fetch_add(1, Ordering::SeqCst);
+        for prefix in OWN_PREFIXES {
+            for path in self.list_paths(prefix).await? {
+                match self.backend.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.io_error("delete", &path, e)),
+                }
+            }
+            if let Some(root) = &self.local_root {
+                remove_empty_dirs(&root.join(prefix));
+            }
+        }
+        self.index.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.uploads.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.bucket_locks.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.key_arns.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.set_aside.store(0, Ordering::Relaxed);
+        tracing::info!(location = %self.location, "object store reset");
+        Ok(())
+    }
+
+    async fn list_paths(&self, prefix: &str) -> Result<Vec<StorePath>, StoreError> {
         let prefix = StorePath::from(prefix);
         let mut stream = self.backend.list(Some(&prefix));
         let mut out = Vec::new();
         while let Some(meta) = stream.next().await {
-            out.push(meta?.location);
+            out.push(meta.map_err(|e| self.io_error("list", &prefix, e))?.location);
         }
         Ok(out)
-    }
-
-    async fn read_json<T: serde::de::DeserializeOwned>(&self, path: &StorePath) -> Result<T> {
-        let bytes = self.backend.get(path).await?.bytes().await?;
-        serde_json::from_slice(&bytes).map_err(|e| S3Error::internal(format!("record {path} is unreadable: {e}")))
     }
 
     /// Writes `bytes` at `path` durably.
@@ -217,7 +434,7 @@ impl Store {
 
     /// Creates a bucket; `Err` with the existing record if the name is taken.
     pub async fn create_bucket(&self, record: BucketRecord) -> Result<std::result::Result<(), Arc<BucketRecord>>> {
-        let _lock = self.commit_locks[0].lock().await;
+        let _lock = self.change_bucket(&record.name).await;
         if let Some(existing) = self.bucket(&record.name) {
             return Ok(Err(existing));
         }
@@ -225,13 +442,16 @@ impl Store {
         self.index
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeMap::new() });
+            .insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeSet::new() });
         Ok(Ok(()))
     }
 
     /// Replaces a bucket's record (e.g. its encryption configuration).
     pub async fn update_bucket(&self, record: BucketRecord) -> Result<()> {
-        let _lock = self.commit_locks[0].lock().await;
+        let _lock = self.change_bucket(&record.name).await;
+        if self.bucket(&record.name).is_none() {
+            return Err(S3Error::no_such_bucket(&record.name));
+        }
         self.put_bucket_record(&record).await?;
         if let Some(bucket) = self.index.write().unwrap_or_else(|e| e.into_inner()).get_mut(&record.name) {
             bucket.record = Arc::new(record);
@@ -246,7 +466,7 @@ impl Store {
 
     /// Deletes an empty bucket; `false` if it has objects.
     pub async fn delete_bucket(&self, name: &str) -> Result<bool> {
-        let _lock = self.commit_locks[0].lock().await;
+        let _lock = self.change_bucket(name).await;
         let empty = self.index.read().unwrap_or_else(|e| e.into_inner()).get(name).is_none_or(|b| b.objects.is_empty());
         if !empty {
             return Ok(false);
@@ -260,7 +480,11 @@ impl Store {
 
     /// An object's record.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Arc<ObjectRecord>> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).get(bucket).and_then(|b| b.objects.get(key).cloned())
+        self.index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bucket)
+            .and_then(|b| b.objects.get(key).map(|o| o.0.clone()))
     }
 
     /// Objects of a bucket whose keys start with `prefix` and sort after `after`, in key order,
@@ -275,15 +499,15 @@ impl Store {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let objects = &index.get(bucket)?.objects;
         let start = match after {
-            Some(after) if after >= prefix => std::ops::Bound::Excluded(after.to_owned()),
-            _ => std::ops::Bound::Included(prefix.to_owned()),
+            Some(after) if after >= prefix => std::ops::Bound::Excluded(after),
+            _ => std::ops::Bound::Included(prefix),
         };
         Some(
             objects
-                .range((start, std::ops::Bound::Unbounded))
-                .take_while(|(k, _)| k.starts_with(prefix))
+                .range::<str, _>((start, std::ops::Bound::Unbounded))
+                .take_while(|o| o.0.key.starts_with(prefix))
                 .take(limit)
-                .map(|(_, v)| v.clone())
+                .map(|o| o.0.clone())
                 .collect(),
         )
     }
@@ -296,17 +520,26 @@ impl Store {
     /// Makes an object visible: writes its record durably (its body must already be durable),
     /// updates the index, and deletes the body of the object it replaces.
     pub async fn commit_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {
+        self.commit_object_since(bucket, record, self.resets()).await
+    }
+
+    /// [`Store::commit_object`] of a body whose writing began when [`Store::resets`] was `resets`:
+    /// if the store was reset since, the body may be gone with everything else, and the object is
+    /// refused (NoSuchBucket) even if a bucket of the same name was created again.
+    pub async fn commit_object_since(&self, bucket: &str, record: ObjectRecord, resets: u64) -> Result<()> {
+        let _bucket = self.commit_into(bucket).await;
         let _lock = self.commit_locks[lock_slot(bucket, &record.key)].lock().await;
-        if self.bucket(bucket).is_none() {
-            self.backend.delete(&StorePath::from(record.blob.as_str())).await?;
+        if self.bucket(bucket).is_none() || self.resets() != resets {
+            self.delete_blob(&record.blob).await;
             return Err(S3Error::no_such_bucket(bucket));
         }
         let bytes = serde_json::to_vec(&record).map_err(S3Error::internal)?;
         self.put_durably(&object_path(bucket, &record.key), bytes.into()).await?;
+        let record = self.compact(record);
         let replaced = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             match index.get_mut(bucket) {
-                Some(b) => b.objects.insert(record.key.clone(), Arc::new(record)),
+                Some(b) => b.objects.replace(ByKey(Arc::new(record))).map(|old| old.0),
                 None => None,
             }
         };
@@ -318,6 +551,7 @@ impl Store {
 
     /// Deletes an object (no error if it does not exist).
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let _bucket = self.commit_into(bucket).await;
         let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
         let Some(existing) = self.object(bucket, key) else { return Ok(()) };
         match self.backend.delete(&object_path(bucket, key)).await {
@@ -348,7 +582,11 @@ impl Store {
 
     /// Writes an upload's record durably and publishes it.
     pub async fn save_upload(&self, record: UploadRecord) -> Result<()> {
+        let _bucket = self.commit_into(&record.bucket).await;
         let _lock = self.commit_locks[lock_slot(&record.bucket, &record.upload_id)].lock().await;
+        if self.bucket(&record.bucket).is_none() {
+            return Err(S3Error::no_such_bucket(&record.bucket));
+        }
         self.put_upload(record).await
     }
 
@@ -360,11 +598,20 @@ impl Store {
     }
 
     /// Adds a part to an upload (its body must be durable), replacing a part of the same number.
+    /// If the upload is gone (completed, aborted, reset), the part's body is deleted.
     pub async fn commit_part(&self, upload_id: &str, part: crate::model::PartRecord) -> Result<()> {
-        let current = self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?;
+        let Some(current) = self.upload(upload_id) else {
+            self.delete_blob(&part.blob).await;
+            return Err(no_such_upload(upload_id));
+        };
+        let _bucket = self.commit_into(&current.bucket).await;
         let _lock = self.commit_locks[lock_slot(&current.bucket, upload_id)].lock().await;
         // Re-read under the lock: another part may have been committed meanwhile.
-        let mut record = (*self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?).clone();
+        let Some(record) = self.upload(upload_id) else {
+            self.delete_blob(&part.blob).await;
+            return Err(no_such_upload(upload_id));
+        };
+        let mut record = (*record).clone();
         let replaced = record.parts.insert(part.number, part);
         self.put_upload(record).await?;
         if let Some(old) = replaced {
@@ -376,7 +623,10 @@ impl Store {
     /// Ends an upload: removes its record and the bodies of its parts.
     pub async fn remove_upload(&self, upload_id: &str) -> Result<()> {
         let record = self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?;
+        let _bucket = self.commit_into(&record.bucket).await;
         let _lock = self.commit_locks[lock_slot(&record.bucket, upload_id)].lock().await;
+        // Re-read under the lock: a racing completion or abort may have removed it.
+        let record = self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?;
         match self.backend.delete(&upload_path(&record.bucket, upload_id)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -388,12 +638,61 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a body; a failure leaves an orphan for the next sweep.
+    /// Deletes a body (gone already is fine); a failure leaves an orphan for the next sweep.
     pub async fn delete_blob(&self, blob: &str) {
-        if let Err(e) = self.backend.delete(&StorePath::from(blob)).await {
-            tracing::warn!(blob, error = %e, "could not delete a replaced body; the next start sweeps it");
+        match self.backend.delete(&StorePath::from(blob)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(blob, error = %e, "could not delete a body; the next start sweeps it");
+            }
         }
     }
+}
+
+/// What the sweep must keep for the records set aside: their bodies when the record still names
+/// one, else every body of their bucket.
+#[derive(Debug, Default)]
+struct Kept {
+    blobs: std::collections::HashSet<String>,
+    buckets: std::collections::HashSet<String>,
+}
+
+impl Kept {
+    /// Keeps what a set-aside record at `path` (in `bucket`) may refer to.
+    fn keep_record_bodies(&mut self, path: &StorePath, bytes: &[u8]) {
+        let value: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
+        let blob = value.as_ref().and_then(|v| v.get("blob")).and_then(|b| b.as_str());
+        let mut parts = path.parts();
+        let (kind, second) = (parts.next(), parts.next());
+        let bucket = match kind.as_ref().map(|k| k.as_ref()) {
+            // buckets/<name>.json[.unreadable]
+            Some("buckets") => second.map(|name| {
+                let name = name.as_ref();
+                let name = name.strip_suffix(SET_ASIDE_SUFFIX).unwrap_or(name);
+                name.strip_suffix(".json").unwrap_or(name).to_owned()
+            }),
+            // meta/<bucket>/..., uploads/<bucket>/...
+            _ => second.map(|b| b.as_ref().to_owned()),
+        };
+        match (kind.as_ref().map(|k| k.as_ref()), blob) {
+            (Some("meta"), Some(blob)) => {
+                self.blobs.insert(blob.to_owned());
+            }
+            // A bucket or upload record, or an object record too damaged to name its body.
+            _ => self.buckets.extend(bucket),
+        }
+    }
+}
+
+/// Removes the empty directories under `dir` (and `dir` itself if it ends up empty), best effort.
+fn remove_empty_dirs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_dirs(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 fn bucket_path(name: &str) -> StorePath {

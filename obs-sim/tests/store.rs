@@ -1,0 +1,209 @@
+//! The object store's persistence under concurrency and at start: a bucket deletion racing an
+//! object commit, records set aside, reset.
+
+use std::sync::Arc;
+
+use object_store::PutPayload;
+use object_store::path::Path as StorePath;
+use obs_sim::model::{BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
+use obs_sim::store::Store;
+
+fn bucket(name: &str) -> BucketRecord {
+    BucketRecord {
+        format: RECORD_FORMAT,
+        name: name.to_owned(),
+        account: "000000000000".to_owned(),
+        region: "us-east-1".to_owned(),
+        created_millis: 0,
+        encryption: None,
+    }
+}
+
+/// A plain object `key` whose body (`bytes`) is already in the store.
+async fn object(store: &Store, bucket: &str, key: &str, bytes: &'static [u8]) -> ObjectRecord {
+    let blob = Store::new_blob_path(bucket);
+    store.backend().put(&blob, PutPayload::from_static(bytes)).await.unwrap();
+    ObjectRecord {
+        format: RECORD_FORMAT,
+        key: key.to_owned(),
+        size: bytes.len() as u64,
+        etag: "\"0\"".to_owned(),
+        last_modified_millis: 0,
+        content_type: None,
+        headers: Default::default(),
+        metadata: Default::default(),
+        sse: SseRecord::None,
+        blob: blob.to_string(),
+        stored_size: bytes.len() as u64,
+        envelope_header_len: None,
+        checksum: None,
+    }
+}
+
+/// Files under `dir` of a data dir, recursively.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_and_a_commit_into_it_never_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::local(dir.path()).await.unwrap());
+    let (mut committed_first, mut deleted_first) = (0, 0);
+    for round in 0..40 {
+        store.create_bucket(bucket("race")).await.unwrap().unwrap();
+        let record = object(&store, "race", &format!("k{round}"), b"body").await;
+        let blob = StorePath::from(record.blob.as_str());
+        let commit = {
+            let store = store.clone();
+            tokio::spawn(async move { store.commit_object("race", record).await })
+        };
+        let delete = {
+            let store = store.clone();
+            tokio::spawn(async move { store.delete_bucket("race").await })
+        };
+        let (committed, deleted) = (commit.await.unwrap(), delete.await.unwrap().unwrap());
+        match (committed, deleted) {
+            (Ok(()), true) => panic!("round {round}: an object was committed into a bucket that was deleted"),
+            (Ok(()), false) => {
+                committed_first += 1;
+                assert!(store.object("race", &format!("k{round}")).is_some());
+                store.delete_object("race", &format!("k{round}")).await.unwrap();
+                assert!(store.delete_bucket("race").await.unwrap());
+            }
+            (Err(e), true) => {
+                deleted_first += 1;
+                assert_eq!(e.code, "NoSuchBucket");
+                assert!(store.backend().head(&blob).await.is_err(), "the refused object's body is left");
+            }
+            (Err(e), false) => panic!("round {round}: {e}"),
+        }
+        // The bucket is gone, and nothing of it is left on disk for a re-created one to show.
+        assert!(store.bucket("race").is_none());
+        let left: Vec<_> = files(&dir.path().join("meta")).into_iter().chain(files(&dir.path().join("data"))).collect();
+        assert!(left.is_empty(), "round {round}: left behind {left:?}");
+    }
+    assert!(committed_first + deleted_first == 40);
+    // A re-created bucket of the same name is empty, also after a restart.
+    store.create_bucket(bucket("race")).await.unwrap().unwrap();
+    drop(store);
+    let store = Store::local(dir.path()).await.unwrap();
+    assert_eq!(store.list("race", "", None, 10).unwrap().len(), 0);
+}
+
+/// The record file of `bucket`/`key` under a local store's root.
+fn record_file(root: &std::path::Path, bucket: &str, key: &str) -> std::path::PathBuf {
+    for path in files(&root.join("meta").join(bucket)) {
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if record["key"] == key {
+            return path;
+        }
+    }
+    panic!("no record for {key}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_records_are_set_aside_and_their_bodies_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut bodies = Vec::new();
+    {
+        let store = Store::local(root).await.unwrap();
+        for name in ["b", "c"] {
+            store.create_bucket(bucket(name)).await.unwrap().unwrap();
+        }
+        for (name, key) in [("b", "good"), ("b", "bad"), ("b", "future"), ("c", "orphaned")] {
+            let record = object(&store, name, key, b"body").await;
+            bodies.push(root.join(&record.blob));
+            store.commit_object(name, record).await.unwrap();
+        }
+    }
+    // A record that is not JSON, one of a newer format, and the record of bucket `c`.
+    std::fs::write(record_file(root, "b", "bad"), b"{\"format\":1,\"key\":").unwrap();
+    let future = record_file(root, "b", "future");
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&future).unwrap()).unwrap();
+    record["format"] = 2.into();
+    std::fs::write(&future, serde_json::to_vec(&record).unwrap()).unwrap();
+    std::fs::write(root.join("buckets/c.json"), b"garbage").unwrap();
+
+    for start in 0..2 {
+        let store = Store::local(root).await.expect("one bad record does not stop the store");
+        assert_eq!(store.set_aside_records(), 3, "start {start}");
+        assert!(store.object("b", "good").is_some());
+        assert!(store.object("b", "bad").is_none() && store.object("b", "future").is_none());
+        assert!(store.bucket("c").is_none());
+        assert!(root.join("buckets/c.json.unreadable").exists());
+        assert!(future.with_extension("json.unreadable").exists() && !future.exists());
+        for body in &bodies {
+            assert!(body.exists(), "start {start}: body {} was removed", body.display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_empties_the_store_but_not_the_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Arc::new(Store::local(root).await.unwrap());
+    store.create_bucket(bucket("b")).await.unwrap().unwrap();
+    let record = object(&store, "b", "k", b"body").await;
+    store.commit_object("b", record).await.unwrap();
+    let snapshot = StorePath::from("snapshots/snap-1/data");
+    store.backend().put(&snapshot, PutPayload::from_static(b"volume")).await.unwrap();
+    store.reset().await.unwrap();
+    assert!(store.buckets().is_empty() && store.object("b", "k").is_none());
+    for prefix in ["buckets", "meta", "uploads", "data"] {
+        assert!(files(&root.join(prefix)).is_empty(), "{prefix} is not empty");
+    }
+    assert_eq!(store.backend().get(&snapshot).await.unwrap().bytes().await.unwrap().as_ref(), b"volume");
+
+    // Commits racing a reset: each is either wiped by the reset or refused after it; nothing is
+    // left that the index does not show.
+    store.create_bucket(bucket("b")).await.unwrap().unwrap();
+    let mut commits = Vec::new();
+    for i in 0..20 {
+        let record = object(&store, "b", &format!("k{i}"), b"body").await;
+        let store = store.clone();
+        commits.push(tokio::spawn(async move { store.commit_object("b", record).await }));
+    }
+    store.reset().await.unwrap();
+    for commit in commits {
+        if let Err(e) = commit.await.unwrap() {
+            assert_eq!(e.code, "NoSuchBucket");
+        }
+    }
+    assert!(store.bucket("b").is_none());
+    for prefix in ["buckets", "meta", "data"] {
+        assert!(files(&root.join(prefix)).is_empty(), "{prefix} is not empty after racing commits");
+    }
+    let reopened = Store::local(root).await.unwrap();
+    assert!(reopened.buckets().is_empty());
+    assert_eq!(reopened.set_aside_records(), 0);
+    reopened.create_bucket(bucket("b")).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn open_errors_say_what_failed_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let e = Store::local(&file.join("objects")).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("cannot create the object store directory") && text.contains("a-file"), "{text}");
+    let e = Store::s3("http://nope", &[]).await.unwrap_err();
+    assert!(e.to_string().contains("is not of the form s3://bucket"), "{e}");
+    let e = Store::s3("s3://b", &[("no_such_option".to_owned(), "1".to_owned())]).await.unwrap_err();
+    assert!(e.to_string().contains("no_such_option"), "{e}");
+}
