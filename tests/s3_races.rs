@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
+/// How long writers and readers race (what the issue that found the race asked for).
+const RACE_DURATION: Duration = Duration::from_secs(10);
+
 /// An `aws-sdk-s3` client for `stack` without retries: a 500 must show, not be retried away.
 fn client(stack: &kmsim::Stack) -> aws_sdk_s3::Client {
     let (ak, sk) = stack.credentials();
@@ -40,8 +43,8 @@ async fn put(s3: &aws_sdk_s3::Client, w: usize, sse: Option<ServerSideEncryption
         .expect("PUT");
 }
 
-/// Four writers overwrite (and now and then delete) one key while four readers read it for a few
-/// seconds: every read is 200 with one writer's exact bytes, or 404.
+/// Four writers overwrite (and now and then delete) one key while four readers read it for
+/// [`RACE_DURATION`]: every read is 200 with one writer's exact bytes, or 404.
 async fn overwrite_race(stack: &kmsim::Stack, sse: Option<ServerSideEncryption>) {
     let s3 = client(stack);
     s3.create_bucket().bucket("race").send().await.unwrap();
@@ -91,7 +94,7 @@ async fn overwrite_race(stack: &kmsim::Stack, sse: Option<ServerSideEncryption>)
         }));
     }
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(4) && !tasks.iter().any(|t| t.is_finished()) {
+    while started.elapsed() < RACE_DURATION && !tasks.iter().any(|t| t.is_finished()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.store(true, Ordering::Relaxed);
