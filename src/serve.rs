@@ -10,8 +10,11 @@
 //!   kernel's listen backlog (back-pressure, never a crash). Accept errors (`EMFILE`, ...) back
 //!   off briefly and never end the loop;
 //! - a request head must arrive whole within [`ServerLimits::header_read_timeout`] of its first
-//!   byte, and may be at most [`ServerLimits::max_header_bytes`] long (hyper answers `431` and
-//!   closes), so a slow or huge head costs a bounded buffer for a bounded time;
+//!   byte, and may be at most [`ServerLimits::max_header_bytes`] long (the socket hands hyper no
+//!   more than that while no request is in progress, and closes the connection when a head needs
+//!   more), so a slow or huge head costs a bounded buffer for a bounded time. Bodies are read with
+//!   hyper's full read buffer ([`BODY_READ_BUFFER`]): a 32 KiB one costs large PUTs about a tenth
+//!   of their throughput;
 //! - a connection with no request in progress (and none started) is closed after
 //!   [`ServerLimits::idle_timeout`];
 //! - shutdown stops accepting, closes idle connections, lets in-flight requests finish for up to
@@ -30,6 +33,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -57,13 +61,17 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default [`ServerLimits::max_header_bytes`]: four times the 8 KB of request headers S3
 /// documents, room for long SigV4 `Authorization` headers, presigned URLs and large OpenStack /
-/// IAM tokens. hyper's buffer may grow to twice it while a head arrives, so the default cap of
-/// connections bounds head buffers to about 64 MiB.
+/// IAM tokens. The socket hands hyper no more than this while a head arrives, so the default cap
+/// of connections bounds head buffers to about 32 MiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Default [`ServerLimits::shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The smallest [`ServerLimits::max_header_bytes`] hyper accepts; smaller values are raised to it.
 pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// The most hyper buffers from a socket while reading a request body: hyper's own default, which
+/// large uploads need (smaller reads cost them throughput and CPU; see `docs/benchmarks.md`).
+pub const BODY_READ_BUFFER: usize = 8192 + 4096 * 100;
 
 /// First pause after an accept error such as `EMFILE`; doubled on each further error.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -104,9 +112,9 @@ pub struct ServerLimits {
     /// Time a connection may stay open with no request in progress (a keep-alive connection
     /// between requests, or a new one that sent nothing), so idle sockets are given back.
     pub idle_timeout: Duration,
-    /// Longest request head (request line and headers) in bytes; also the most hyper reads
-    /// from a socket at once. A longer head is refused with `431 Request Header Fields Too Large` and the
-    /// connection closed, never buffered further. Values below [`MIN_HEADER_BYTES`] count as it.
+    /// Longest request head (request line and headers) in bytes. A connection whose head needs
+    /// more is closed, the head never buffered further. Values below [`MIN_HEADER_BYTES`] count
+    /// as it.
     pub max_header_bytes: usize,
     /// On shutdown, how long in-flight requests may take to finish before their connections
     /// are closed anyway, so a stalled client cannot hold up a stop.
@@ -169,7 +177,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
     let limits = Arc::new(limits);
     let mut builder = http1::Builder::new();
     // The timeouts are the watchdog's (see the module documentation); hyper's would need a timer.
-    builder.keep_alive(true).max_buf_size(limits.max_header_bytes).header_read_timeout(None);
+    builder.keep_alive(true).max_buf_size(limits.max_header_bytes.max(BODY_READ_BUFFER)).header_read_timeout(None);
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopped) = watch::channel(false);
@@ -337,7 +345,12 @@ impl Connection {
     async fn run(mut self) {
         let phase = Arc::new(PhaseWatch::new());
         let _registered = self.registry.register(phase.clone());
-        let io = TokioIo::new(WatchedStream { stream: self.stream, phase: phase.clone() });
+        let io = TokioIo::new(WatchedStream {
+            stream: self.stream,
+            phase: phase.clone(),
+            head_limit: self.limits.max_header_bytes,
+            head_bytes: 0,
+        });
         let service = EdgeService { inner: TowerToHyperService::new(self.router), phase: phase.clone() };
         let conn = self.builder.serve_connection(io, service);
         tokio::pin!(conn);
@@ -364,6 +377,12 @@ impl Connection {
             }
         }
     }
+}
+
+/// How often a connection's watchdog looks at its phase at the latest: a quarter of the shorter
+/// timeout (at least a millisecond), so a timeout is never missed by more than that.
+fn check_period(limits: &ServerLimits) -> Duration {
+    (limits.header_read_timeout.min(limits.idle_timeout) / 4).max(Duration::from_millis(1))
 }
 
 /// Where a connection is, for its timeouts.
@@ -401,19 +420,25 @@ impl Expiry {
 #[derive(Debug)]
 struct PhaseWatch {
     phase: Mutex<Phase>,
-    changed: Notify,
+    /// Wakes the watchdog when the connection is evicted.
+    evicted: Notify,
 }
 
 impl PhaseWatch {
     fn new() -> Self {
-        Self { phase: Mutex::new(Phase::Idle(Instant::now())), changed: Notify::new() }
+        Self { phase: Mutex::new(Phase::Idle(Instant::now())), evicted: Notify::new() }
     }
 
+    /// Changes the phase without waking the watchdog: it looks again at least every
+    /// [`check_period`] and exactly at the deadline it computed, so requests cost no timer work.
     fn update(&self, change: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
         *phase = change(*phase);
-        drop(phase);
-        self.changed.notify_one();
+    }
+
+    /// Whether a request is being answered (its head was complete).
+    fn is_busy(&self) -> bool {
+        matches!(*self.phase.lock().unwrap_or_else(PoisonError::into_inner), Phase::Busy(_))
     }
 
     /// Bytes arrived: while idle, they start a request head.
@@ -478,41 +503,81 @@ impl PhaseWatch {
         }
         *phase = Phase::Evicted;
         drop(phase);
-        self.changed.notify_one();
+        self.evicted.notify_one();
         true
     }
 
-    /// Completes when the connection has been idle, or reading a head, for too long.
+    /// Completes when the connection has been idle, or reading a head, for too long, or was
+    /// evicted. It looks at the phase at least every [`check_period`] (a phase change does not wake
+    /// it, so requests cost no timer work) and exactly at the deadline of the phase it last saw;
+    /// only an eviction wakes it at once.
     async fn expiry(&self, limits: &ServerLimits) -> Expiry {
+        let period = check_period(limits);
+        let sleep = tokio::time::sleep(period);
+        tokio::pin!(sleep);
         loop {
-            let changed = self.changed.notified();
-            match self.deadline(limits) {
-                Some((at, why)) => {
-                    if Instant::now() >= at {
-                        return why;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at) => {}
-                        () = changed => {}
-                    }
-                }
-                None => changed.await,
+            let evicted = self.evicted.notified();
+            let deadline = self.deadline(limits);
+            let now = Instant::now();
+            let next = match deadline {
+                Some((at, why)) if now >= at => return why,
+                Some((at, _)) => at.min(now + period),
+                None => now + period,
+            };
+            sleep.as_mut().reset(next);
+            tokio::select! {
+                () = &mut sleep => {}
+                () = evicted => {}
             }
         }
     }
 }
 
-/// The TCP stream, telling the connection's [`PhaseWatch`] when bytes arrive.
+/// The TCP stream, telling the connection's [`PhaseWatch`] when bytes arrive, and handing hyper at
+/// most `head_limit` bytes while no request is in progress (so a request head can never grow
+/// hyper's buffer past it, whatever hyper's read buffer for bodies).
 struct WatchedStream {
     stream: TcpStream,
     phase: Arc<PhaseWatch>,
+    /// [`ServerLimits::max_header_bytes`].
+    head_limit: usize,
+    /// Bytes read since the last request was handed to the router (while not busy).
+    head_bytes: usize,
 }
+
+/// The most one read takes from the socket while a head is arriving and hyper offers more room
+/// than the head may still take: the bytes then go through this stack buffer (a `ReadBuf` cannot be
+/// narrowed without unsafe code).
+const HEAD_READ_CHUNK: usize = 8 * 1024;
 
 impl AsyncRead for WatchedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.phase.is_busy() {
+            self.head_bytes = 0;
+            return Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let allowance = self.head_limit.saturating_sub(self.head_bytes);
+        if allowance == 0 {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the request head is longer than max_header_bytes",
+            )));
+        }
         let before = buf.filled().len();
-        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        let result = if allowance >= buf.remaining() {
+            // hyper offers no more than the head may still take: read straight into its buffer.
+            Pin::new(&mut self.stream).poll_read(cx, buf)
+        } else {
+            let mut chunk = [const { MaybeUninit::<u8>::uninit() }; HEAD_READ_CHUNK];
+            let take = allowance.min(HEAD_READ_CHUNK);
+            let mut limited = ReadBuf::uninit(&mut chunk[..take]);
+            let result = Pin::new(&mut self.stream).poll_read(cx, &mut limited);
+            buf.put_slice(limited.filled());
+            result
+        };
+        let read = buf.filled().len() - before;
+        if matches!(result, Poll::Ready(Ok(()))) && read > 0 {
+            self.head_bytes = self.head_bytes.saturating_add(read);
             self.phase.bytes_read();
         }
         result
