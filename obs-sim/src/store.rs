@@ -109,6 +109,10 @@ pub struct Store {
     reset_lock: tokio::sync::RwLock<()>,
     /// Records found set aside at start (unreadable or of an unknown format).
     set_aside: AtomicUsize,
+    /// Whether object records are written to the backend. Not for [`Store::in_memory`]: nothing
+    /// ever reads them back there (the index is the only reader until the process ends), and a
+    /// copy of each record's JSON would more than double the memory an object costs.
+    persist_object_records: bool,
 }
 
 /// The locks a commit into a bucket holds.
@@ -159,7 +163,9 @@ impl Store {
 
     /// A store that lives in memory only.
     pub async fn in_memory() -> Result<Self, StoreError> {
-        Self::open_at(Arc::new(InMemory::new()), None, "memory".to_owned()).await
+        let mut store = Self::open_at(Arc::new(InMemory::new()), None, "memory".to_owned()).await?;
+        store.persist_object_records = false;
+        Ok(store)
     }
 
     /// Opens a store on any backend: loads the index, sets aside records it cannot use, and
@@ -189,6 +195,7 @@ impl Store {
             key_arns: std::sync::Mutex::new(std::collections::HashSet::new()),
             reset_lock: tokio::sync::RwLock::new(()),
             set_aside: AtomicUsize::new(0),
+            persist_object_records: true,
         };
         let kept = store.load().await?;
         store.sweep_orphans(&kept).await?;
@@ -533,8 +540,10 @@ impl Store {
             self.delete_blob(&record.blob).await;
             return Err(S3Error::no_such_bucket(bucket));
         }
-        let bytes = serde_json::to_vec(&record).map_err(S3Error::internal)?;
-        self.put_durably(&object_path(bucket, &record.key), bytes.into()).await?;
+        if self.persist_object_records {
+            let bytes = serde_json::to_vec(&record).map_err(S3Error::internal)?;
+            self.put_durably(&object_path(bucket, &record.key), bytes.into()).await?;
+        }
         let record = self.compact(record);
         let replaced = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
