@@ -69,6 +69,21 @@ fn ok(edge: SocketAddr, method: &str, path: &str, body: Value) -> Value {
     serde_json::from_str(&response.body).unwrap_or(Value::Null)
 }
 
+/// Snapshots a volume and waits until the snapshot is available; returns its id.
+fn snapshot_of(edge: SocketAddr, volume_id: &str) -> String {
+    let snapshot =
+        ok(edge, "POST", &format!("/v2/{PROJECT}/cloudsnapshots"), json!({"snapshot": {"volume_id": volume_id}}));
+    let snapshot_id = snapshot["snapshot"]["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ok(edge, "GET", &format!("/v2/{PROJECT}/cloudsnapshots/{snapshot_id}"), Value::Null)["snapshot"]["status"]
+        != "available"
+    {
+        assert!(Instant::now() < deadline, "snapshot {snapshot_id} never became available");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    snapshot_id
+}
+
 /// Polls a job until it succeeds; returns its `entities`.
 fn wait_for_job(edge: SocketAddr, job_id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -430,16 +445,7 @@ fn set_aside_at_start(damage: impl Fn(&Path, &Path)) {
     let volume = json!({"volume": {"size": 10, "volume_type": "SSD", "availability_zone": "az1", "name": "kept"}});
     let job = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudvolumes"), volume);
     let volume_id = wait_for_job(edge, job["job_id"].as_str().unwrap())["volume_id"].as_str().unwrap().to_owned();
-    let snapshot =
-        ok(edge, "POST", &format!("/v2/{PROJECT}/cloudsnapshots"), json!({"snapshot": {"volume_id": volume_id}}));
-    let snapshot_id = snapshot["snapshot"]["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ok(edge, "GET", &format!("/v2/{PROJECT}/cloudsnapshots/{snapshot_id}"), Value::Null)["snapshot"]["status"]
-        != "available"
-    {
-        assert!(Instant::now() < deadline, "snapshot {snapshot_id} never became available");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let snapshot_id = snapshot_of(edge, &volume_id);
     child.kill();
 
     let volume_file = dir.path().join(format!("volumes/{volume_id}.img"));
@@ -520,16 +526,7 @@ fn a_confirmed_reset_empties_every_service_on_disk_too() {
     }});
     let job = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudvolumes"), volume);
     let volume_id = wait_for_job(edge, job["job_id"].as_str().unwrap())["volume_id"].as_str().unwrap().to_owned();
-    let snapshot = json!({"snapshot": {"volume_id": volume_id, "name": "before-reset"}});
-    let snapshot = ok(edge, "POST", &format!("/v2/{PROJECT}/cloudsnapshots"), snapshot);
-    let snapshot_id = snapshot["snapshot"]["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ok(edge, "GET", &format!("/v2/{PROJECT}/cloudsnapshots/{snapshot_id}"), Value::Null)["snapshot"]["status"]
-        != "available"
-    {
-        assert!(Instant::now() < deadline, "snapshot {snapshot_id} never became available");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    snapshot_of(edge, &volume_id);
     let attach = json!({"volumeAttachment": {"volumeId": volume_id}});
     let job = ok(edge, "POST", &format!("/v1/{PROJECT}/cloudservers/srv/attachvolume"), attach);
     wait_for_job(edge, job["job_id"].as_str().unwrap());
