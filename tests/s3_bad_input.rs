@@ -3,26 +3,11 @@
 
 use std::io::{Read, Write};
 
-use shared::sigv4::{SigningParams, UriEncoding, sign};
-
 use crate::common::{s3_client, stack};
 
 /// Signed request head for `method path` with `headers` (must include the payload mode).
 fn signed_head(addr: std::net::SocketAddr, method: &str, path: &str, extra: &[(&str, &str)], payload: &str) -> String {
-    let mut headers = http::HeaderMap::new();
-    headers.insert("host", addr.to_string().parse().unwrap());
-    headers.insert("x-amz-content-sha256", payload.parse().unwrap());
-    for (k, v) in extra {
-        headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
-    }
-    let params = SigningParams {
-        access_key_id: "test",
-        secret_access_key: "test",
-        region: "us-east-1",
-        service: "s3",
-        time: shared::time::now_unix(),
-    };
-    sign(method, path, "", &mut headers, payload, UriEncoding::Single, &params).unwrap();
+    let headers = crate::common::s3_signed_headers(addr, method, path, "", extra, payload);
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     for (k, v) in &headers {
         head.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap()));

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
-use shared::sigv4::{SigningParams, UriEncoding, sign};
 
 use crate::common::s3_client;
 
@@ -30,20 +29,7 @@ pub(crate) fn signed_request_adding(
     extra: &[(&str, &str)],
     unsigned: &[(&str, &str)],
 ) -> (u16, String) {
-    let mut headers = http::HeaderMap::new();
-    headers.insert("host", addr.to_string().parse().unwrap());
-    headers.insert("x-amz-content-sha256", shared::sigv4::EMPTY_SHA256.parse().unwrap());
-    for (k, v) in extra {
-        headers.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
-    }
-    let params = SigningParams {
-        access_key_id: "test",
-        secret_access_key: "test",
-        region: "us-east-1",
-        service: "s3",
-        time: shared::time::now_unix(),
-    };
-    sign(method, path, query, &mut headers, shared::sigv4::EMPTY_SHA256, UriEncoding::Single, &params).unwrap();
+    let mut headers = crate::common::s3_signed_headers(addr, method, path, query, extra, shared::sigv4::EMPTY_SHA256);
     for (k, v) in unsigned {
         headers.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }

@@ -197,3 +197,31 @@ pub fn private_dir() -> tempfile::TempDir {
         .tempdir()
         .expect("a temporary directory")
 }
+
+/// The headers of an S3 request to `addr` signed with SigV4 by the default credentials: `host`,
+/// `x-amz-content-sha256: payload`, then `extra` (all signed), `x-amz-date` and `authorization`.
+pub fn s3_signed_headers(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    query: &str,
+    extra: &[(&str, &str)],
+    payload: &str,
+) -> http::HeaderMap {
+    use shared::sigv4::{SigningParams, UriEncoding, sign};
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", addr.to_string().parse().unwrap());
+    headers.insert("x-amz-content-sha256", payload.parse().unwrap());
+    for (k, v) in extra {
+        headers.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let params = SigningParams {
+        access_key_id: "test",
+        secret_access_key: "test",
+        region: "us-east-1",
+        service: "s3",
+        time: shared::time::now_unix(),
+    };
+    sign(method, path, query, &mut headers, payload, UriEncoding::Single, &params).unwrap();
+    headers
+}
