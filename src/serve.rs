@@ -23,8 +23,10 @@
 //!
 //! The two timeouts are kept here rather than by hyper's `header_read_timeout`, because hyper's
 //! timer also runs while a keep-alive connection waits for its next request, which would make
-//! the idle timeout the header timeout. A watchdog per connection follows its phase (idle →
-//! reading a head → busy → idle) through the socket's reads and the service's calls.
+//! the idle timeout the header timeout. Each connection's phase (idle → reading a head → busy →
+//! idle) follows its socket's reads and its service's calls; one reaper task for all connections
+//! closes those past their deadline. A connection task waits on hyper and on one atomic signal
+//! (close, or drain at shutdown), so a request costs no timer or channel work.
 //!
 //! Each request is logged at `debug` (target `kmsim::serve`) once its response has been sent:
 //! method, path (never the query: presigned URLs carry signatures), status, duration, the
@@ -36,10 +38,12 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -49,7 +53,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -180,9 +184,9 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
     builder.keep_alive(true).max_buf_size(limits.max_header_bytes.max(BODY_READ_BUFFER)).header_read_timeout(None);
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let registry = Arc::new(Registry::default());
+    let _reaper = AbortOnDrop(tokio::spawn(registry.clone().reap(limits.clone())));
     tokio::pin!(shutdown);
     let mut backoff = ACCEPT_BACKOFF_MIN;
     'accept: loop {
@@ -239,14 +243,15 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
                 }
             }
         };
+        let phase = Arc::new(PhaseWatch::new());
         let connection = Connection {
             stream,
             peer,
             router: router.clone(),
             builder: builder.clone(),
-            limits: limits.clone(),
-            stopped: stopped.clone(),
-            registry: registry.clone(),
+            head_limit: limits.max_header_bytes,
+            registered: registry.register(phase.clone()),
+            phase,
         };
         tasks.spawn(async move {
             connection.run().await;
@@ -254,7 +259,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
         });
     }
     drop(listener);
-    let _ = stop.send(true);
+    registry.drain_all();
     let drained = tokio::time::timeout(limits.shutdown_grace, async {
         while let Some(done) = tasks.join_next().await {
             report_task(done);
@@ -287,7 +292,17 @@ fn report_task(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// The open connections' phases, so the accept loop can evict one at the cap.
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The open connections' phases: the reaper closes those past their deadline, the accept loop
+/// evicts one at the cap, shutdown drains them all.
 #[derive(Debug, Default)]
 struct Registry {
     next_id: std::sync::atomic::AtomicU64,
@@ -299,6 +314,36 @@ impl Registry {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.connections.lock().unwrap_or_else(PoisonError::into_inner).insert(id, phase);
         Registered { registry: self.clone(), id }
+    }
+
+    /// Closes every connection past its deadline (at `now`); returns when to look again: the
+    /// earliest deadline left, and at the latest [`check_period`] from now, so that a connection
+    /// whose phase changes after this look is never missed by more than that.
+    fn expire(&self, now: Instant, limits: &ServerLimits) -> Instant {
+        let mut next = now + check_period(limits);
+        for phase in self.connections.lock().unwrap_or_else(PoisonError::into_inner).values() {
+            match phase.deadline(limits) {
+                Some((at, why)) if at <= now => phase.close(why),
+                Some((at, _)) => next = next.min(at),
+                None => {}
+            }
+        }
+        next
+    }
+
+    /// Looks at every connection's deadline, for as long as the server runs.
+    async fn reap(self: Arc<Self>, limits: Arc<ServerLimits>) {
+        loop {
+            let next = self.expire(Instant::now(), &limits);
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
+    /// Shutdown: every connection closes once the response in progress (if any) is sent.
+    fn drain_all(&self) {
+        for phase in self.connections.lock().unwrap_or_else(PoisonError::into_inner).values() {
+            phase.drain();
+        }
     }
 
     /// Closes the longest-idle connection (or, failing one, the oldest slow head); false if
@@ -336,50 +381,54 @@ struct Connection {
     peer: SocketAddr,
     router: Router,
     builder: Arc<http1::Builder>,
-    limits: Arc<ServerLimits>,
-    stopped: watch::Receiver<bool>,
-    registry: Arc<Registry>,
+    /// [`ServerLimits::max_header_bytes`].
+    head_limit: usize,
+    phase: Arc<PhaseWatch>,
+    /// Removes the connection from the registry when it ends.
+    registered: Registered,
 }
 
 impl Connection {
-    async fn run(mut self) {
-        let phase = Arc::new(PhaseWatch::new());
-        let _registered = self.registry.register(phase.clone());
+    async fn run(self) {
+        let _registered = self.registered;
+        let phase = self.phase;
         let io = TokioIo::new(WatchedStream {
             stream: self.stream,
             phase: phase.clone(),
-            head_limit: self.limits.max_header_bytes,
+            head_limit: self.head_limit,
             head_bytes: 0,
+            started: 0,
         });
         let service = EdgeService { inner: TowerToHyperService::new(self.router), phase: phase.clone() };
         let conn = self.builder.serve_connection(io, service);
         tokio::pin!(conn);
-        let expiry = phase.expiry(&self.limits);
-        tokio::pin!(expiry);
         let mut draining = false;
         loop {
             tokio::select! {
+                biased;
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
                     }
                     return;
                 }
-                why = &mut expiry => {
-                    tracing::debug!(peer = %self.peer, reason = why.as_str(), "closing the connection");
-                    return;
-                }
-                _ = self.stopped.changed(), if !draining => {
-                    // Closes the connection if idle, else after the response in progress.
-                    conn.as_mut().graceful_shutdown();
-                    draining = true;
-                }
+                signal = phase.signalled(draining) => match signal {
+                    Signal::Close(why) => {
+                        tracing::debug!(peer = %self.peer, reason = why.as_str(), "closing the connection");
+                        return;
+                    }
+                    Signal::Drain => {
+                        // Closes the connection if idle, else after the response in progress.
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
+                },
             }
         }
     }
 }
 
-/// How often a connection's watchdog looks at its phase at the latest: a quarter of the shorter
+/// How often the reaper looks at every connection's phase at the latest: a quarter of the shorter
 /// timeout (at least a millisecond), so a timeout is never missed by more than that.
 fn check_period(limits: &ServerLimits) -> Duration {
     (limits.header_read_timeout.min(limits.idle_timeout) / 4).max(Duration::from_millis(1))
@@ -398,15 +447,29 @@ enum Phase {
     Evicted,
 }
 
-/// Why the watchdog closed a connection.
-#[derive(Debug, Clone, Copy)]
+/// Why a connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Expiry {
-    Idle,
-    Head,
-    Evicted,
+    Idle = 1,
+    Head = 2,
+    Evicted = 3,
+}
+
+/// What a connection task is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Close now.
+    Close(Expiry),
+    /// The server is stopping: finish the response in progress, then close.
+    Drain,
 }
 
 impl Expiry {
+    fn from_u8(value: u8) -> Option<Self> {
+        [Expiry::Idle, Expiry::Head, Expiry::Evicted].into_iter().find(|why| *why as u8 == value)
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Expiry::Idle => "idle timeout",
@@ -416,21 +479,34 @@ impl Expiry {
     }
 }
 
-/// A connection's phase, shared by its socket (reads), its service (requests) and its watchdog.
+/// A connection's phase, shared by its socket (reads), its service (requests), the reaper and the
+/// accept loop; and the signal those last two send its task.
 #[derive(Debug)]
 struct PhaseWatch {
     phase: Mutex<Phase>,
-    /// Wakes the watchdog when the connection is evicted.
-    evicted: Notify,
+    /// 0, or the [`Expiry`] the connection is to be closed for.
+    close: AtomicU8,
+    /// The server is stopping.
+    drain: AtomicBool,
+    /// The connection task, waiting for a signal.
+    waker: AtomicWaker,
+    /// Requests handed to the router so far, so the socket knows when a new head begins.
+    started: AtomicU64,
 }
 
 impl PhaseWatch {
     fn new() -> Self {
-        Self { phase: Mutex::new(Phase::Idle(Instant::now())), evicted: Notify::new() }
+        Self {
+            phase: Mutex::new(Phase::Idle(Instant::now())),
+            close: AtomicU8::new(0),
+            drain: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            started: AtomicU64::new(0),
+        }
     }
 
-    /// Changes the phase without waking the watchdog: it looks again at least every
-    /// [`check_period`] and exactly at the deadline it computed, so requests cost no timer work.
+    /// Changes the phase without waking anyone: the reaper looks again at least every
+    /// [`check_period`] and exactly at the deadlines it saw, so requests cost no timer work.
     fn update(&self, change: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
         *phase = change(*phase);
@@ -454,6 +530,7 @@ impl PhaseWatch {
 
     /// A request head was complete and the request handed to the router.
     fn request_started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.update(|phase| match phase {
             Phase::Busy(n) => Phase::Busy(n.saturating_add(1)),
             // A head that was already buffered when the connection was evicted wins the race.
@@ -503,33 +580,42 @@ impl PhaseWatch {
         }
         *phase = Phase::Evicted;
         drop(phase);
-        self.evicted.notify_one();
+        self.close(Expiry::Evicted);
         true
     }
 
-    /// Completes when the connection has been idle, or reading a head, for too long, or was
-    /// evicted. It looks at the phase at least every [`check_period`] (a phase change does not wake
-    /// it, so requests cost no timer work) and exactly at the deadline of the phase it last saw;
-    /// only an eviction wakes it at once.
-    async fn expiry(&self, limits: &ServerLimits) -> Expiry {
-        let period = check_period(limits);
-        let sleep = tokio::time::sleep(period);
-        tokio::pin!(sleep);
-        loop {
-            let evicted = self.evicted.notified();
-            let deadline = self.deadline(limits);
-            let now = Instant::now();
-            let next = match deadline {
-                Some((at, why)) if now >= at => return why,
-                Some((at, _)) => at.min(now + period),
-                None => now + period,
-            };
-            sleep.as_mut().reset(next);
-            tokio::select! {
-                () = &mut sleep => {}
-                () = evicted => {}
-            }
+    /// Tells the connection task to close now.
+    fn close(&self, why: Expiry) {
+        self.close.store(why as u8, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Tells the connection task to close after the response in progress.
+    fn drain(&self) {
+        self.drain.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn signal(&self, draining: bool) -> Option<Signal> {
+        if let Some(why) = Expiry::from_u8(self.close.load(Ordering::Acquire)) {
+            return Some(Signal::Close(why));
         }
+        (!draining && self.drain.load(Ordering::Acquire)).then_some(Signal::Drain)
+    }
+
+    /// Completes with the next signal for the connection task (a drain only if not `draining`
+    /// already). Polling it costs two atomic loads and registering the waker.
+    fn signalled(&self, draining: bool) -> impl Future<Output = Signal> + '_ {
+        std::future::poll_fn(move |cx| {
+            if let Some(signal) = self.signal(draining) {
+                return Poll::Ready(signal);
+            }
+            self.waker.register(cx.waker());
+            match self.signal(draining) {
+                Some(signal) => Poll::Ready(signal),
+                None => Poll::Pending,
+            }
+        })
     }
 }
 
@@ -541,8 +627,10 @@ struct WatchedStream {
     phase: Arc<PhaseWatch>,
     /// [`ServerLimits::max_header_bytes`].
     head_limit: usize,
-    /// Bytes read since the last request was handed to the router (while not busy).
+    /// Bytes read, while not busy, since the last request was handed to the router.
     head_bytes: usize,
+    /// [`PhaseWatch::started`] when `head_bytes` was last reset.
+    started: u64,
 }
 
 /// The most one read takes from the socket while a head is arriving and hyper offers more room
@@ -555,6 +643,12 @@ impl AsyncRead for WatchedStream {
         if self.phase.is_busy() {
             self.head_bytes = 0;
             return Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let started = self.phase.started.load(Ordering::Relaxed);
+        if started != self.started {
+            // A request began since the last read: what follows is the next head.
+            self.started = started;
+            self.head_bytes = 0;
         }
         let allowance = self.head_limit.saturating_sub(self.head_bytes);
         if allowance == 0 {
@@ -896,6 +990,29 @@ mod tests {
         assert!(matches!(*slow_head.phase.lock().unwrap(), Phase::Evicted));
         drop(slow_entry);
         assert_eq!(registry.connections.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_reaper_closes_connections_past_their_deadline_and_drain_reaches_all() {
+        let limits = ServerLimits { idle_timeout: Duration::from_secs(8), ..ServerLimits::default() };
+        let registry = Arc::new(Registry::default());
+        let now = Instant::now();
+        let expired = Arc::new(PhaseWatch::new());
+        *expired.phase.lock().unwrap() = Phase::Idle(now - limits.idle_timeout);
+        let fresh = Arc::new(PhaseWatch::new());
+        *fresh.phase.lock().unwrap() = Phase::Idle(now);
+        let busy = Arc::new(PhaseWatch::new());
+        busy.request_started();
+        let _entries = [&expired, &fresh, &busy].map(|phase| registry.register((*phase).clone()));
+        let next = registry.expire(now, &limits);
+        assert_eq!(expired.signal(false), Some(Signal::Close(Expiry::Idle)));
+        assert_eq!((fresh.signal(false), busy.signal(false)), (None, None));
+        assert_eq!(next, now + check_period(&limits), "the check period comes before the fresh deadline");
+        *fresh.phase.lock().unwrap() = Phase::Idle(now - Duration::from_secs(7));
+        assert_eq!(registry.expire(now, &limits), now + Duration::from_secs(1), "a deadline nearer than the period");
+        registry.drain_all();
+        assert_eq!((fresh.signal(false), busy.signal(false)), (Some(Signal::Drain), Some(Signal::Drain)));
+        assert_eq!(busy.signal(true), None, "a draining connection is not told twice");
     }
 
     #[tokio::test]

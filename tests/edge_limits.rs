@@ -268,3 +268,22 @@ async fn shutdown_closes_a_stalled_request_after_the_grace_period() {
     assert!(started.elapsed() >= SHORT - SLACK, "waited {:?} for the request", started.elapsed());
     assert!(read_until_closed(&mut stalled).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_head_limit_applies_to_each_request_not_to_a_connection() {
+    let limits = ServerLimits { max_header_bytes: kmsim::serve::MIN_HEADER_BYTES, ..relaxed() };
+    let stack = stack_with(limits).await;
+    let mut stream = TcpStream::connect(stack.addr()).await.expect("connect");
+    // Forty heads of about 2 KiB each: ten times the limit over the connection's life.
+    let padding = "p".repeat(2000);
+    for n in 0..40 {
+        let head = format!("GET /_sim/health HTTP/1.1\r\nhost: localhost\r\nx-padding: {padding}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let (status, _) = timeout(OUTER, read_response(&mut stream))
+            .await
+            .expect("answered in time")
+            .unwrap_or_else(|e| panic!("request {n} on the connection got no response: {e}"));
+        assert_eq!(status, 200, "request {n}");
+    }
+    stack.shutdown().await;
+}
