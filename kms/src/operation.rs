@@ -169,6 +169,8 @@ pub(crate) use operation_table;
 /// `docs/api-coverage.md` as the table tests read it.
 #[cfg(test)]
 pub(crate) mod coverage {
+    use super::{OperationInfo, Status};
+
     /// The rows of the table in the section whose `## ` heading starts with `heading`: every name of a row's first
     /// cell (names are comma-separated, backticks dropped) with the row's status cell.
     pub(crate) fn rows(heading: &str) -> Vec<(String, String)> {
@@ -189,18 +191,21 @@ pub(crate) mod coverage {
         rows
     }
 
-    /// Checks that every operation appears in the section's table exactly once, as `supported` or `not supported`
-    /// as the table of the enum says, and that the table names nothing else.
-    pub(crate) fn check(heading: &str, operations: &[(&str, bool)]) {
+    /// Checks an operation table against `docs/api-coverage.md` and the API reference: every operation appears in
+    /// the section's table exactly once, as `supported` or `not supported` as the enum's table says; the page names
+    /// nothing else; and every implemented operation is among the names of the reference `examples` tested.
+    pub(crate) fn check(heading: &str, operations: impl IntoIterator<Item = OperationInfo>, examples: &[&str]) {
+        let operations: Vec<OperationInfo> = operations.into_iter().collect();
         let rows = rows(heading);
-        for (name, supported) in operations {
-            let found: Vec<&(String, String)> = rows.iter().filter(|(n, _)| n == name).collect();
-            assert_eq!(found.len(), 1, "{name} appears {} times in the {heading} table", found.len());
-            let expected = if *supported { "supported" } else { "not supported" };
-            assert_eq!(found[0].1, expected, "{name} in the {heading} table");
+        for operation in &operations {
+            let found: Vec<&(String, String)> = rows.iter().filter(|(n, _)| n == operation.name).collect();
+            assert_eq!(found.len(), 1, "{} appears {} times in the {heading} table", operation.name, found.len());
+            let supported = operation.status == Status::Supported;
+            assert_eq!(found[0].1, if supported { "supported" } else { "not supported" }, "{}", operation.name);
+            assert!(!supported || examples.contains(&operation.name), "no API example for {}", operation.name);
         }
         for (name, _) in &rows {
-            assert!(operations.iter().any(|(n, _)| n == name), "{name} in the {heading} table is not an operation");
+            assert!(operations.iter().any(|op| op.name == name), "{name} in the {heading} table is not an operation");
         }
     }
 }
