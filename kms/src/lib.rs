@@ -26,8 +26,9 @@ pub mod otc;
 pub mod service;
 pub mod store;
 
-pub use aws::AwsApi;
+pub use aws::{AwsApi, KmsOperation};
 pub use error::{Error, Result};
 pub use in_process::InProcessKeyService;
-pub use otc::OtcApi;
+pub use operation::ResourceKind;
+pub use otc::{OtcApi, OtcVerb};
 pub use service::{Kms, SeedKey, Storage};

@@ -1,6 +1,7 @@
 //! What both dialects know of an operation: its IAM action, whether kmsim implements it, whether it changes the
 //! key store, and what it acts on — written once per operation, in one table per dialect
-//! ([`crate::aws::operation::KmsOperation`], [`crate::otc::verb::OtcVerb`]), through [`operation_table!`].
+//! ([`crate::aws::operation::KmsOperation`], [`crate::otc::verb::OtcVerb`]) through the crate's `operation_table!`
+//! macro.
 
 /// Whether kmsim implements an operation. An operation it does not implement is still parsed (and audited), then
 /// answered with the dialect's "not implemented" error naming `docs/api-coverage.md`.
@@ -150,7 +151,7 @@ macro_rules! operation_table {
             }
 
             /// The resource ARN a policy would name for this operation on `name` (a key id or ARN, or an alias
-            /// name) in `region` and `account`: see [`ResourceKind::arn`]($crate::operation::ResourceKind::arn).
+            /// name) in `region` and `account`: see [`ResourceKind::arn`](crate::operation::ResourceKind::arn).
             pub fn resource(self, region: &str, account: &str, name: &str) -> String {
                 self.resource_kind().arn(region, account, name)
             }
