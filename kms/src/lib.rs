@@ -7,6 +7,8 @@
 //!   and wrapped under the master key at rest; [`store`] is the durable redb key store.
 //! - [`aws`] is the AWS KMS JSON 1.1 front end ([`AwsApi`]); [`otc`] the Open Telekom Cloud / Huawei Cloud
 //!   KMS REST v1.0 front end ([`OtcApi`]) over the same core.
+//! - [`operation`] holds what both front ends know of an operation (IAM action, implemented or not, mutation,
+//!   resource); each dialect lists its operations once, in [`aws::KmsOperation`] and [`otc::OtcVerb`].
 //! - [`in_process`] is the `shared::KeyService` the storage services use in-process.
 //! - [`audit`] records every call (bounded on disk and in memory by [`audit::AuditOptions`], its
 //!   state in [`audit::AuditHealth`]); [`clock`] is the simulated clock tests can advance.
@@ -19,12 +21,14 @@ pub mod error;
 pub mod in_process;
 pub mod material;
 pub mod model;
+pub mod operation;
 pub mod otc;
 pub mod service;
 pub mod store;
 
-pub use aws::AwsApi;
+pub use aws::{AwsApi, KmsOperation};
 pub use error::{Error, Result};
 pub use in_process::InProcessKeyService;
-pub use otc::OtcApi;
+pub use operation::ResourceKind;
+pub use otc::{OtcApi, OtcVerb};
 pub use service::{Kms, SeedKey, Storage};

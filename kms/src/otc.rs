@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -37,35 +37,16 @@ use crate::error::Error;
 use crate::model::{Grant, GrantOperation, KeyManager, KeyRecord, KeyState, Tag};
 use crate::service::{CreateGrantInput, CreateKeyInput, Kms, RetireBy};
 
+pub mod verb;
+
+pub use verb::OtcVerb;
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The path prefix of this dialect.
 pub const PATH_PREFIX: &str = "/v1.0/";
 /// The encryption-context entry that carries `additional_authenticated_data`.
 pub const AAD_CONTEXT_KEY: &str = "additional_authenticated_data";
-
-/// Verbs of the real API that kmsim does not implement; they answer APIGW.0101 and are listed in
-/// docs/api-coverage.md.
-pub const UNSUPPORTED_VERBS: &[&str] = &[
-    "create-ec-datakey-pair",
-    "create-rsa-datakey-pair",
-    "create-datakey-pair",
-    "create-datakey-pair-without-plaintext",
-    "get-publickey",
-    "sign",
-    "verify",
-    "generate-mac",
-    "verify-mac",
-    "get-parameters-for-import",
-    "import-key-material",
-    "delete-imported-key-material",
-    "re-encrypt",
-    "rotate-on-demand",
-    "create-pin",
-    "user-quotas",
-    "user-instances",
-    "resource_instances",
-];
 
 /// An error on its way to the wire.
 #[derive(Debug)]
@@ -99,6 +80,13 @@ impl OtcError {
             "APIGW.0101",
             "The API does not exist or has not been published in the environment.",
         )
+    }
+
+    /// The answer to a verb of the real API that kmsim does not implement: the gateway's 404, naming this page.
+    fn not_implemented(verb: OtcVerb) -> Self {
+        let mut e = Self::no_such_api();
+        e.message = format!("kmsim does not implement {verb}; see docs/api-coverage.md.");
+        e
     }
 
     fn auth(e: &AuthError) -> Self {
@@ -251,15 +239,16 @@ impl OtcApi {
             )
             .into_response();
         }
-        let verb = match route(&parts.method, &segments) {
-            Ok(verb) => verb,
-            Err(e) => return e.into_response(),
+        let verb = match OtcVerb::parse(parts.method.as_str(), &segments) {
+            Some(verb) if verb.is_supported() => verb,
+            Some(verb) => return OtcError::not_implemented(verb).into_response(),
+            None => return OtcError::no_such_api().into_response(),
         };
         let body = match parse_body(&body) {
             Ok(body) => body,
             Err(e) => return e.into_response(),
         };
-        let (result, caller, audit) = if verb.mutates() {
+        let (result, caller, audit) = if verb.is_mutation() {
             // Mutations fsync: run them on the blocking pool, which works under both runtime
             // flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
             let (kms, accounts) = (self.kms.clone(), self.accounts.clone());
@@ -310,108 +299,6 @@ impl OtcApi {
             Err(e) => e.into_response(),
         }
     }
-}
-
-/// The operations of the dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verb {
-    /// A verb of [`POST_VERBS`], with what it does to the key store.
-    Post(&'static str, State),
-    CreateTag,
-    BatchTags,
-    DeleteTag,
-    ListKeyTags,
-    ListProjectTags,
-    CreateAlias,
-    DeleteAliases,
-    ListAliases,
-    AssociateAlias,
-}
-
-/// What a verb does to the key store (a write fsyncs, so it runs off the async workers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Reads,
-    Writes,
-}
-
-/// The POST verbs kmsim implements, with what each does to the key store.
-const POST_VERBS: &[(&str, State)] = &[
-    ("create-key", State::Writes),
-    ("describe-key", State::Reads),
-    ("list-keys", State::Reads),
-    ("update-key-alias", State::Writes),
-    ("update-key-description", State::Writes),
-    ("enable-key", State::Writes),
-    ("disable-key", State::Writes),
-    ("schedule-key-deletion", State::Writes),
-    ("cancel-key-deletion", State::Writes),
-    ("create-datakey", State::Reads),
-    ("create-datakey-without-plaintext", State::Reads),
-    ("encrypt-datakey", State::Reads),
-    ("decrypt-datakey", State::Reads),
-    ("encrypt-data", State::Reads),
-    ("decrypt-data", State::Reads),
-    ("gen-random", State::Reads),
-    ("enable-key-rotation", State::Writes),
-    ("disable-key-rotation", State::Writes),
-    ("get-key-rotation-status", State::Reads),
-    ("update-key-rotation-interval", State::Writes),
-    ("create-grant", State::Writes),
-    ("revoke-grant", State::Writes),
-    ("retire-grant", State::Writes),
-    ("list-grants", State::Reads),
-    ("list-retirable-grants", State::Reads),
-];
-
-impl Verb {
-    fn name(self) -> &'static str {
-        match self {
-            Verb::Post(verb, _) => verb,
-            Verb::CreateTag => "create-kms-tag",
-            Verb::BatchTags => "batch-create-kms-tags",
-            Verb::DeleteTag => "delete-tag",
-            Verb::ListKeyTags => "show-kms-tags",
-            Verb::ListProjectTags => "list-kms-tags",
-            Verb::CreateAlias => "create-alias",
-            Verb::DeleteAliases => "delete-alias",
-            Verb::ListAliases => "list-aliases",
-            Verb::AssociateAlias => "associate-alias",
-        }
-    }
-
-    fn mutates(self) -> bool {
-        match self {
-            Verb::Post(_, state) => state == State::Writes,
-            Verb::ListKeyTags | Verb::ListProjectTags | Verb::ListAliases => false,
-            _ => true,
-        }
-    }
-}
-
-/// The operation of a method and the path segments after `/v1.0/{project_id}/kms/`.
-fn route(method: &Method, segments: &[&str]) -> Result<Verb, OtcError> {
-    let verb = match (method.as_str(), segments) {
-        ("GET", ["tags"]) => Verb::ListProjectTags,
-        ("POST", ["aliases"]) => Verb::CreateAlias,
-        ("DELETE", ["aliases"]) => Verb::DeleteAliases,
-        ("GET", ["aliases"]) => Verb::ListAliases,
-        ("POST", ["alias", "associate"]) => Verb::AssociateAlias,
-        ("POST", [_, "tags"]) => Verb::CreateTag,
-        ("POST", [_, "tags", "action"]) => Verb::BatchTags,
-        ("DELETE", [_, "tags", _]) => Verb::DeleteTag,
-        ("GET", [_, "tags"]) => Verb::ListKeyTags,
-        ("POST", [verb]) if let Some(&(name, state)) = POST_VERBS.iter().find(|(name, _)| name == verb) => {
-            Verb::Post(name, state)
-        }
-        (_, [first, ..]) if UNSUPPORTED_VERBS.contains(first) => {
-            let mut e = OtcError::no_such_api();
-            e.message = format!("kmsim does not implement {first}; see docs/api-coverage.md.");
-            return Err(e);
-        }
-        _ => return Err(OtcError::no_such_api()),
-    };
-    Ok(verb)
 }
 
 /// The JSON object of a request; an empty body is an empty object.
@@ -601,10 +488,16 @@ fn grant_operation_names(operation: GrantOperation) -> impl Iterator<Item = &'st
 // ---- dispatch ------------------------------------------------------------------------------------
 
 impl Call<'_> {
-    fn dispatch(&mut self, verb: Verb) -> Result<Value, OtcError> {
+    /// Runs one verb: a `match` on [`OtcVerb`], one arm per implemented verb (or group of verbs sharing a shape);
+    /// the verbs kmsim does not implement answer [`OtcError::not_implemented`].
+    fn dispatch(&mut self, verb: OtcVerb) -> Result<Value, OtcError> {
+        use OtcVerb as V;
+        if !verb.is_supported() {
+            return Err(OtcError::not_implemented(verb));
+        }
+        let kms = self.kms;
         match verb {
-            Verb::Post(verb, _) => self.post(verb),
-            Verb::CreateTag => {
+            V::CreateKmsTag => {
                 let key_id = self.path_key_id()?;
                 let tag = match self.body.get("tag") {
                     Some(Value::Object(tag)) => parse_tag(tag)?,
@@ -613,7 +506,7 @@ impl Call<'_> {
                 self.kms.tag_resource(&self.caller, &key_id, &[tag])?;
                 Ok(json!({}))
             }
-            Verb::BatchTags => {
+            V::BatchCreateKmsTags => {
                 let key_id = self.path_key_id()?;
                 let tags: Vec<Tag> = match self.body.get("tags") {
                     Some(Value::Array(tags)) if !tags.is_empty() => tags
@@ -635,19 +528,19 @@ impl Call<'_> {
                 }
                 Ok(json!({}))
             }
-            Verb::DeleteTag => {
+            V::DeleteTag => {
                 let key_id = self.path_key_id()?;
                 let tag_key = self.path_segment(2)?;
                 self.kms.untag_resource(&self.caller, &key_id, &[tag_key])?;
                 Ok(json!({}))
             }
-            Verb::ListKeyTags => {
+            V::ShowKmsTags => {
                 let key_id = self.path_key_id()?;
                 let page = self.kms.list_resource_tags(&self.caller, &key_id, usize::MAX, None)?;
                 let tags: Vec<Value> = page.items.iter().map(|t| json!({"key": t.key, "value": t.value})).collect();
                 Ok(json!({"existTagsNum": tags.len(), "tags": tags}))
             }
-            Verb::ListProjectTags => {
+            V::ListKmsTags => {
                 let mut by_key: std::collections::BTreeMap<String, Vec<String>> = Default::default();
                 for record in self.own_keys()? {
                     for tag in &record.tags {
@@ -661,18 +554,18 @@ impl Call<'_> {
                     by_key.into_iter().map(|(key, values)| json!({"key": key, "values": values})).collect();
                 Ok(json!({"tags": tags}))
             }
-            Verb::CreateAlias => {
+            V::CreateAlias => {
                 let (alias, key_id) = (self.str("alias")?.to_owned(), self.key_id()?);
                 self.kms.create_alias(&self.caller, &alias, &key_id)?;
                 self.alias_json(&alias, &key_id)
             }
-            Verb::AssociateAlias => {
+            V::AssociateAlias => {
                 let (alias, key_id) = (self.str("alias")?.to_owned(), self.str("target_key_id")?.to_owned());
                 self.audit.key_arn = Some(key_id.clone());
                 self.kms.update_alias(&self.caller, &alias, &key_id)?;
                 self.alias_json(&alias, &key_id)
             }
-            Verb::DeleteAliases => {
+            V::DeleteAlias => {
                 let aliases: Vec<String> = match self.body.get("aliases") {
                     Some(Value::Array(list)) if !list.is_empty() => list
                         .iter()
@@ -694,7 +587,7 @@ impl Call<'_> {
                 }
                 Ok(json!({}))
             }
-            Verb::ListAliases => {
+            V::ListAliases => {
                 let key_id = self.query_param("key_id").filter(|k| !k.is_empty());
                 let limit = match self.query_param("limit").filter(|l| !l.is_empty()) {
                     None => 100,
@@ -710,6 +603,388 @@ impl Call<'_> {
                     "page_info": {"next_marker": page.next_marker.unwrap_or_default(), "current_count": page.items.len()},
                 }))
             }
+            V::CreateKey => {
+                let key_alias = self.str("key_alias")?.to_owned();
+                check_key_alias(&key_alias)?;
+                let description = self.opt_str("key_description")?.unwrap_or_default().to_owned();
+                check_description(&description)?;
+                if let Some(spec) = self.opt_str("key_spec")?
+                    && spec != "AES_256"
+                {
+                    return Err(OtcError::bad(
+                        "KMS.0308",
+                        format!("kmsim supports key_spec AES_256 only, not {spec}."),
+                    ));
+                }
+                if let Some(usage) = self.opt_str("key_usage")?
+                    && usage != "ENCRYPT_DECRYPT"
+                {
+                    return Err(OtcError::invalid("key_usage"));
+                }
+                if let Some(origin) = self.opt_str("origin")?
+                    && origin != "kms"
+                {
+                    return Err(OtcError::bad(
+                        "KMS.0308",
+                        "kmsim does not simulate imported key material (origin external).",
+                    ));
+                }
+                let input =
+                    CreateKeyInput { description, policy: None, tags: Vec::new(), alias: Some(alias_name(&key_alias)) };
+                let record = kms.create_key(&self.caller, input).with(|e| match e {
+                    Error::Validation(_) | Error::InvalidAliasName(_) => Some("KMS.1101"),
+                    _ => None,
+                })?;
+                self.audit.key_arn = Some(record.arn());
+                Ok(
+                    json!({"key_info": {"key_id": record.id, "domain_id": self.key.domain_id, "region_id": record.region}}),
+                )
+            }
+            V::DescribeKey => {
+                let key_id = self.key_id()?;
+                let record = kms.describe_key(&self.caller, &key_id)?;
+                self.audit.key_arn = Some(record.arn());
+                let alias = self.key_alias(&record.id)?;
+                Ok(json!({"key_info": key_info(&record, &alias, &self.key.domain_id)}))
+            }
+            V::ListKeys => {
+                let limit = self.limit()?;
+                let marker = self.marker()?;
+                let state = match self.opt_str("key_state")? {
+                    None | Some("") => None,
+                    Some(code @ ("1" | "2" | "3" | "4" | "5")) => Some(code.to_owned()),
+                    Some(_) => return Err(OtcError::invalid("key_state")),
+                };
+                let keys: Vec<KeyRecord> = self
+                    .own_keys()?
+                    .into_iter()
+                    .filter(|r| state.as_deref().is_none_or(|s| s == state_code(r.state)))
+                    .collect();
+                let total = keys.len();
+                let (page, next_marker, truncated) = offset_page(keys, limit, marker);
+                let mut details = Vec::with_capacity(page.len());
+                for record in &page {
+                    details.push(key_info(record, &self.key_alias(&record.id)?, &self.key.domain_id));
+                }
+                let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+                Ok(json!({
+                    "keys": ids,
+                    "key_details": details,
+                    "next_marker": next_marker,
+                    "truncated": truncated.to_string(),
+                    "total": total,
+                }))
+            }
+            V::UpdateKeyAlias => {
+                let key_id = self.key_id()?;
+                let key_alias = self.str("key_alias")?.to_owned();
+                check_key_alias(&key_alias)?;
+                let record = self.customer_key(&key_id)?;
+                let old = self.current_alias(&record.id)?;
+                let new = alias_name(&key_alias);
+                if old.as_deref() != Some(new.as_str()) {
+                    // The new alias first: if it is taken (KMS.1104), the key keeps its alias.
+                    kms.create_alias(&self.caller, &new, &record.id)?;
+                    if let Some(old) = old {
+                        kms.delete_alias(&self.caller, &old)?;
+                    }
+                }
+                Ok(json!({"key_info": {"key_id": record.id, "key_alias": key_alias}}))
+            }
+            V::UpdateKeyDescription => {
+                let key_id = self.key_id()?;
+                let description =
+                    self.opt_str("key_description")?.ok_or_else(|| OtcError::missing("key_description"))?.to_owned();
+                check_description(&description)?;
+                let record = self.customer_key(&key_id)?;
+                kms.update_key_description(&self.caller, &record.id, &description)?;
+                Ok(json!({"key_info": {"key_id": record.id, "key_description": description}}))
+            }
+            V::EnableKey | V::DisableKey => {
+                let key_id = self.key_id()?;
+                let record = self.customer_key(&key_id)?;
+                let enable = verb == V::EnableKey;
+                match (record.state, enable) {
+                    (KeyState::Disabled, true) => kms.enable_key(&self.caller, &record.id)?,
+                    (KeyState::Enabled, false) => kms.disable_key(&self.caller, &record.id)?,
+                    (KeyState::PendingDeletion, _) => {
+                        return Err(OtcError::bad("KMS.0210", format!("The key {} is pending deletion.", record.id)));
+                    }
+                    (_, true) => return Err(OtcError::bad("KMS.1201", "The key is not disabled.")),
+                    (_, false) => return Err(OtcError::bad("KMS.1301", "The key is not enabled.")),
+                }
+                let state = if enable { KeyState::Enabled } else { KeyState::Disabled };
+                Ok(json!({"key_info": {"key_id": record.id, "key_state": state_code(state)}}))
+            }
+            V::ScheduleKeyDeletion => {
+                let key_id = self.key_id()?;
+                let days = self.opt_int("pending_days")?.ok_or_else(|| OtcError::missing("pending_days"))?;
+                if !(7..=1096).contains(&days) {
+                    return Err(OtcError::bad("KMS.1401", "pending_days must be between 7 and 1096."));
+                }
+                let record = self.customer_key(&key_id)?;
+                if record.state == KeyState::PendingDeletion {
+                    return Err(OtcError::bad("KMS.1402", "The key is already pending deletion."));
+                }
+                let record = kms.schedule_key_deletion(&self.caller, &record.id, days as u32)?;
+                Ok(json!({"key_id": record.id, "key_state": state_code(record.state)}))
+            }
+            V::CancelKeyDeletion => {
+                let key_id = self.key_id()?;
+                let record = self.customer_key(&key_id)?;
+                if record.state != KeyState::PendingDeletion {
+                    return Err(OtcError::bad("KMS.1501", "The key is not pending deletion."));
+                }
+                let record = kms.cancel_key_deletion(&self.caller, &record.id)?;
+                Ok(json!({"key_id": record.id, "key_state": state_code(record.state)}))
+            }
+            V::CreateDatakey | V::CreateDatakeyWithoutPlaintext => {
+                let with_plaintext = verb == V::CreateDatakey;
+                let length_code = if with_plaintext { "KMS.1901" } else { "KMS.2001" };
+                let key_id = self.key_id()?;
+                let bits = match (self.opt_int("datakey_length")?, self.opt_str("key_spec")?) {
+                    (Some(bits), _) => bits,
+                    (None, None | Some("AES_256")) => 256,
+                    (None, Some("AES_128")) => 128,
+                    (None, Some(_)) => return Err(OtcError::bad("KMS.1902", "key_spec must be AES_128 or AES_256.")),
+                };
+                if !(8..=8192).contains(&bits) || bits % 8 != 0 {
+                    return Err(OtcError::bad(
+                        length_code,
+                        "datakey_length must be a multiple of 8 between 8 and 8192.",
+                    ));
+                }
+                let context = self.context()?;
+                let data_key =
+                    kms.generate_data_key(&self.caller, &key_id, (bits / 8) as usize, &context, with_plaintext)?;
+                self.audit.key_arn = Some(data_key.key_arn.clone());
+                let mut out = json!({"key_id": key_id, "cipher_text": hex::encode(&data_key.ciphertext_blob)});
+                if let Some(plaintext) = &data_key.plaintext {
+                    out["plain_text"] = Value::String(hex::encode(plaintext.as_slice()));
+                }
+                Ok(out)
+            }
+            V::EncryptDatakey => {
+                let key_id = self.key_id()?;
+                let plain_hex = self.str("plain_text")?;
+                let plain = Zeroizing::new(
+                    hex::decode(plain_hex).map_err(|_| OtcError::bad("KMS.2101", "plain_text is not hex."))?,
+                );
+                let length =
+                    self.opt_int("datakey_plain_length")?.ok_or_else(|| OtcError::missing("datakey_plain_length"))?;
+                if !(1..=1024).contains(&length) {
+                    return Err(OtcError::bad("KMS.2102", "datakey_plain_length must be between 1 and 1024 bytes."));
+                }
+                let length = length as usize;
+                if plain.len() != length + 32 {
+                    return Err(OtcError::bad(
+                        "KMS.2101",
+                        "plain_text must be the hex of the data key followed by its SHA-256 digest.",
+                    ));
+                }
+                let (data_key, digest) = plain.split_at(length);
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(Sha256::digest(data_key).as_slice(), digest)) {
+                    return Err(OtcError::bad("KMS.2103", "The SHA-256 digest of the data key does not match."));
+                }
+                let context = self.context()?;
+                let (blob, arn) = kms.encrypt(&self.caller, &key_id, data_key, &context)?;
+                self.audit.key_arn = Some(arn);
+                Ok(json!({"key_id": key_id, "cipher_text": hex::encode(blob), "datakey_length": length.to_string()}))
+            }
+            V::DecryptDatakey => {
+                let key_id = self.key_id()?;
+                let blob = hex::decode(self.str("cipher_text")?)
+                    .map_err(|_| OtcError::bad("KMS.2201", "cipher_text is not hex."))?;
+                let length =
+                    self.opt_int("datakey_cipher_length")?.ok_or_else(|| OtcError::missing("datakey_cipher_length"))?;
+                if !(1..=1024).contains(&length) {
+                    return Err(OtcError::bad("KMS.2202", "datakey_cipher_length must be between 1 and 1024 bytes."));
+                }
+                let context = self.context()?;
+                let decrypted = kms.decrypt(&self.caller, &blob, &context, Some(&key_id)).with(|e| match e {
+                    Error::InvalidCiphertext(_) => Some("KMS.2201"),
+                    _ => None,
+                })?;
+                self.audit.key_arn = Some(decrypted.key_arn.clone());
+                let data_key = decrypted.plaintext.as_slice();
+                if data_key.len() != length as usize {
+                    return Err(OtcError::bad("KMS.2202", "datakey_cipher_length is not the length of the data key."));
+                }
+                Ok(json!({
+                    "data_key": hex::encode(data_key),
+                    "datakey_length": data_key.len().to_string(),
+                    "datakey_dgst": hex::encode(Sha256::digest(data_key)),
+                }))
+            }
+            V::EncryptData => {
+                let key_id = self.key_id()?;
+                let plaintext = Zeroizing::new(self.str("plain_text")?.as_bytes().to_vec());
+                if plaintext.len() > 4096 {
+                    return Err(OtcError::bad("KMS.0203", "plain_text must be 1 to 4096 bytes."));
+                }
+                if let Some(algorithm) = self.opt_str("encryption_algorithm")?
+                    && algorithm != "SYMMETRIC_DEFAULT"
+                {
+                    return Err(OtcError::invalid("encryption_algorithm"));
+                }
+                let context = self.context()?;
+                let (blob, arn) = kms.encrypt(&self.caller, &key_id, &plaintext, &context)?;
+                self.audit.key_arn = Some(arn);
+                Ok(json!({"key_id": key_id, "cipher_text": BASE64.encode(blob)}))
+            }
+            V::DecryptData => {
+                let blob = BASE64.decode(self.str("cipher_text")?).map_err(|_| OtcError::invalid("cipher_text"))?;
+                let key_id = match self.opt_str("key_id")? {
+                    Some(id) if !id.is_empty() => Some(self.key_id()?),
+                    _ => None,
+                };
+                let context = self.context()?;
+                let decrypted = kms.decrypt(&self.caller, &blob, &context, key_id.as_deref())?;
+                self.audit.key_arn = Some(decrypted.key_arn.clone());
+                let id = decrypted.key_arn.rsplit('/').next().unwrap_or_default().to_owned();
+                let plaintext = decrypted.plaintext.as_slice();
+                Ok(json!({
+                    "key_id": id,
+                    "plain_text": String::from_utf8_lossy(plaintext),
+                    "plain_text_base64": BASE64.encode(plaintext),
+                }))
+            }
+            V::GenRandom => {
+                let bits =
+                    self.opt_int("random_data_length")?.ok_or_else(|| OtcError::missing("random_data_length"))?;
+                if !(8..=8192).contains(&bits) || bits % 8 != 0 {
+                    return Err(OtcError::bad(
+                        "KMS.1801",
+                        "random_data_length must be a multiple of 8 between 8 and 8192.",
+                    ));
+                }
+                let random = kms.generate_random((bits / 8) as usize)?;
+                Ok(json!({"random_data": hex::encode(random.as_slice())}))
+            }
+            V::EnableKeyRotation | V::DisableKeyRotation => {
+                let key_id = self.key_id()?;
+                let record = self.customer_key(&key_id)?;
+                if verb == V::EnableKeyRotation {
+                    kms.enable_key_rotation(&self.caller, &record.id, record.rotation.period_days)?;
+                } else {
+                    kms.disable_key_rotation(&self.caller, &record.id)?;
+                }
+                Ok(json!({}))
+            }
+            V::UpdateKeyRotationInterval => {
+                let key_id = self.key_id()?;
+                let days = self.opt_int("rotation_interval")?.ok_or_else(|| OtcError::missing("rotation_interval"))?;
+                if !(30..=365).contains(&days) {
+                    return Err(OtcError::bad("KMS.0308", "rotation_interval must be between 30 and 365 days."));
+                }
+                let record = self.customer_key(&key_id)?;
+                kms.update_key_rotation_period(&self.caller, &record.id, days as u32)?;
+                Ok(json!({}))
+            }
+            V::GetKeyRotationStatus => {
+                let key_id = self.key_id()?;
+                let record = kms.get_key_rotation_status(&self.caller, &key_id)?;
+                self.audit.key_arn = Some(record.arn());
+                let rotations = record.versions.len().saturating_sub(1);
+                let last = if rotations > 0 {
+                    record.versions.last().map(|v| (v.created * 1000).to_string()).unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                Ok(json!({
+                    "key_rotation_enabled": record.rotation.enabled,
+                    "rotation_interval": record.rotation.period_days,
+                    "last_rotation_time": last,
+                    "number_of_rotations": rotations,
+                }))
+            }
+            V::CreateGrant => {
+                let key_id = self.key_id()?;
+                let grantee = self.str("grantee_principal")?.to_owned();
+                let grantee_type = self.opt_str("grantee_principal_type")?.unwrap_or("user").to_owned();
+                if !matches!(grantee_type.as_str(), "user" | "domain") {
+                    return Err(OtcError::invalid("grantee_principal_type"));
+                }
+                let names: Vec<String> = match self.body.get("operations") {
+                    Some(Value::Array(list)) if !list.is_empty() => list
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| OtcError::invalid("operations")))
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(OtcError::missing("operations")),
+                };
+                if names.iter().all(|n| n == "create-grant") {
+                    return Err(OtcError::bad("KMS.2401", "create-grant cannot be the only granted operation."));
+                }
+                let mut operations = Vec::new();
+                for name in &names {
+                    let op = GRANT_OPERATIONS
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, op)| *op)
+                        .ok_or_else(|| OtcError::bad("KMS.0308", format!("Invalid operation {name}.")))?;
+                    if !operations.contains(&op) {
+                        operations.push(op);
+                    }
+                }
+                let retiring =
+                    self.opt_str("retiring_principal")?.filter(|r| !r.is_empty()).map(|r| self.principal(r, "domain"));
+                let input = CreateGrantInput {
+                    grantee_principal: self.principal(&grantee, &grantee_type),
+                    retiring_principal: retiring,
+                    operations,
+                    constraints: None,
+                    name: self.opt_str("name")?.filter(|n| !n.is_empty()).map(str::to_owned),
+                };
+                let (grant_id, _token) = kms.create_grant(&self.caller, &key_id, input).with(|e| match e {
+                    Error::LimitExceeded(_) => Some("KMS.2404"),
+                    Error::Validation(_) => Some("KMS.2402"),
+                    _ => None,
+                })?;
+                Ok(json!({"grant_id": grant_id}))
+            }
+            V::ListGrants => {
+                let key_id = self.key_id()?;
+                let (limit, marker) = (self.limit()?, self.marker()?);
+                let (page, arn) = kms.list_grants(&self.caller, &key_id, None, None, usize::MAX, None)?;
+                self.audit.key_arn = Some(arn.clone());
+                let id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+                let total = page.items.len();
+                let (grants, next_marker, truncated) = offset_page(page.items, limit, marker);
+                let grants: Vec<Value> = grants.iter().map(|g| self.grant_json(g, &id)).collect();
+                Ok(
+                    json!({"grants": grants, "next_marker": next_marker, "truncated": truncated.to_string(), "total": total}),
+                )
+            }
+            V::ListRetirableGrants => {
+                let (limit, marker) = (self.limit()?, self.marker()?);
+                let principal = self.caller.principal_arn.clone();
+                let page = kms.list_retirable_grants(&self.caller, &principal, usize::MAX, None)?;
+                let total = page.items.len();
+                let (grants, next_marker, truncated) = offset_page(page.items, limit, marker);
+                let grants: Vec<Value> = grants
+                    .iter()
+                    .map(|(g, arn)| self.grant_json(g, arn.rsplit('/').next().unwrap_or_default()))
+                    .collect();
+                Ok(
+                    json!({"grants": grants, "next_marker": next_marker, "truncated": truncated.to_string(), "total": total}),
+                )
+            }
+            V::RevokeGrant | V::RetireGrant => {
+                let key_id = self.key_id()?;
+                let grant_id = self.str("grant_id")?.to_owned();
+                // The key exists (else KMS.0207 here), so what is not found below is the grant.
+                kms.describe_key(&self.caller, &key_id)?;
+                let not_found = |e: &Error| matches!(e, Error::NotFound(_)).then_some("KMS.2501");
+                if verb == V::RevokeGrant {
+                    kms.revoke_grant(&self.caller, &key_id, &grant_id).with(not_found)?;
+                } else {
+                    kms.retire_grant(&self.caller, RetireBy::Id { key_id: &key_id, grant_id: &grant_id })
+                        .with(not_found)?;
+                }
+                Ok(json!({}))
+            }
+            // `is_supported` sent the others away above.
+            _ => Err(OtcError::not_implemented(verb)),
         }
     }
 
@@ -811,393 +1086,6 @@ impl Call<'_> {
         })
     }
 
-    fn post(&mut self, verb: &'static str) -> Result<Value, OtcError> {
-        let kms = self.kms;
-        match verb {
-            "create-key" => {
-                let key_alias = self.str("key_alias")?.to_owned();
-                check_key_alias(&key_alias)?;
-                let description = self.opt_str("key_description")?.unwrap_or_default().to_owned();
-                check_description(&description)?;
-                if let Some(spec) = self.opt_str("key_spec")?
-                    && spec != "AES_256"
-                {
-                    return Err(OtcError::bad(
-                        "KMS.0308",
-                        format!("kmsim supports key_spec AES_256 only, not {spec}."),
-                    ));
-                }
-                if let Some(usage) = self.opt_str("key_usage")?
-                    && usage != "ENCRYPT_DECRYPT"
-                {
-                    return Err(OtcError::invalid("key_usage"));
-                }
-                if let Some(origin) = self.opt_str("origin")?
-                    && origin != "kms"
-                {
-                    return Err(OtcError::bad(
-                        "KMS.0308",
-                        "kmsim does not simulate imported key material (origin external).",
-                    ));
-                }
-                let input =
-                    CreateKeyInput { description, policy: None, tags: Vec::new(), alias: Some(alias_name(&key_alias)) };
-                let record = kms.create_key(&self.caller, input).with(|e| match e {
-                    Error::Validation(_) | Error::InvalidAliasName(_) => Some("KMS.1101"),
-                    _ => None,
-                })?;
-                self.audit.key_arn = Some(record.arn());
-                Ok(
-                    json!({"key_info": {"key_id": record.id, "domain_id": self.key.domain_id, "region_id": record.region}}),
-                )
-            }
-            "describe-key" => {
-                let key_id = self.key_id()?;
-                let record = kms.describe_key(&self.caller, &key_id)?;
-                self.audit.key_arn = Some(record.arn());
-                let alias = self.key_alias(&record.id)?;
-                Ok(json!({"key_info": key_info(&record, &alias, &self.key.domain_id)}))
-            }
-            "list-keys" => {
-                let limit = self.limit()?;
-                let marker = self.marker()?;
-                let state = match self.opt_str("key_state")? {
-                    None | Some("") => None,
-                    Some(code @ ("1" | "2" | "3" | "4" | "5")) => Some(code.to_owned()),
-                    Some(_) => return Err(OtcError::invalid("key_state")),
-                };
-                let keys: Vec<KeyRecord> = self
-                    .own_keys()?
-                    .into_iter()
-                    .filter(|r| state.as_deref().is_none_or(|s| s == state_code(r.state)))
-                    .collect();
-                let total = keys.len();
-                let (page, next_marker, truncated) = offset_page(keys, limit, marker);
-                let mut details = Vec::with_capacity(page.len());
-                for record in &page {
-                    details.push(key_info(record, &self.key_alias(&record.id)?, &self.key.domain_id));
-                }
-                let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
-                Ok(json!({
-                    "keys": ids,
-                    "key_details": details,
-                    "next_marker": next_marker,
-                    "truncated": truncated.to_string(),
-                    "total": total,
-                }))
-            }
-            "update-key-alias" => {
-                let key_id = self.key_id()?;
-                let key_alias = self.str("key_alias")?.to_owned();
-                check_key_alias(&key_alias)?;
-                let record = self.customer_key(&key_id)?;
-                let old = self.current_alias(&record.id)?;
-                let new = alias_name(&key_alias);
-                if old.as_deref() != Some(new.as_str()) {
-                    // The new alias first: if it is taken (KMS.1104), the key keeps its alias.
-                    kms.create_alias(&self.caller, &new, &record.id)?;
-                    if let Some(old) = old {
-                        kms.delete_alias(&self.caller, &old)?;
-                    }
-                }
-                Ok(json!({"key_info": {"key_id": record.id, "key_alias": key_alias}}))
-            }
-            "update-key-description" => {
-                let key_id = self.key_id()?;
-                let description =
-                    self.opt_str("key_description")?.ok_or_else(|| OtcError::missing("key_description"))?.to_owned();
-                check_description(&description)?;
-                let record = self.customer_key(&key_id)?;
-                kms.update_key_description(&self.caller, &record.id, &description)?;
-                Ok(json!({"key_info": {"key_id": record.id, "key_description": description}}))
-            }
-            "enable-key" | "disable-key" => {
-                let key_id = self.key_id()?;
-                let record = self.customer_key(&key_id)?;
-                let enable = verb == "enable-key";
-                match (record.state, enable) {
-                    (KeyState::Disabled, true) => kms.enable_key(&self.caller, &record.id)?,
-                    (KeyState::Enabled, false) => kms.disable_key(&self.caller, &record.id)?,
-                    (KeyState::PendingDeletion, _) => {
-                        return Err(OtcError::bad("KMS.0210", format!("The key {} is pending deletion.", record.id)));
-                    }
-                    (_, true) => return Err(OtcError::bad("KMS.1201", "The key is not disabled.")),
-                    (_, false) => return Err(OtcError::bad("KMS.1301", "The key is not enabled.")),
-                }
-                let state = if enable { KeyState::Enabled } else { KeyState::Disabled };
-                Ok(json!({"key_info": {"key_id": record.id, "key_state": state_code(state)}}))
-            }
-            "schedule-key-deletion" => {
-                let key_id = self.key_id()?;
-                let days = self.opt_int("pending_days")?.ok_or_else(|| OtcError::missing("pending_days"))?;
-                if !(7..=1096).contains(&days) {
-                    return Err(OtcError::bad("KMS.1401", "pending_days must be between 7 and 1096."));
-                }
-                let record = self.customer_key(&key_id)?;
-                if record.state == KeyState::PendingDeletion {
-                    return Err(OtcError::bad("KMS.1402", "The key is already pending deletion."));
-                }
-                let record = kms.schedule_key_deletion(&self.caller, &record.id, days as u32)?;
-                Ok(json!({"key_id": record.id, "key_state": state_code(record.state)}))
-            }
-            "cancel-key-deletion" => {
-                let key_id = self.key_id()?;
-                let record = self.customer_key(&key_id)?;
-                if record.state != KeyState::PendingDeletion {
-                    return Err(OtcError::bad("KMS.1501", "The key is not pending deletion."));
-                }
-                let record = kms.cancel_key_deletion(&self.caller, &record.id)?;
-                Ok(json!({"key_id": record.id, "key_state": state_code(record.state)}))
-            }
-            "create-datakey" | "create-datakey-without-plaintext" => {
-                let with_plaintext = verb == "create-datakey";
-                let length_code = if with_plaintext { "KMS.1901" } else { "KMS.2001" };
-                let key_id = self.key_id()?;
-                let bits = match (self.opt_int("datakey_length")?, self.opt_str("key_spec")?) {
-                    (Some(bits), _) => bits,
-                    (None, None | Some("AES_256")) => 256,
-                    (None, Some("AES_128")) => 128,
-                    (None, Some(_)) => return Err(OtcError::bad("KMS.1902", "key_spec must be AES_128 or AES_256.")),
-                };
-                if !(8..=8192).contains(&bits) || bits % 8 != 0 {
-                    return Err(OtcError::bad(
-                        length_code,
-                        "datakey_length must be a multiple of 8 between 8 and 8192.",
-                    ));
-                }
-                let context = self.context()?;
-                let data_key =
-                    kms.generate_data_key(&self.caller, &key_id, (bits / 8) as usize, &context, with_plaintext)?;
-                self.audit.key_arn = Some(data_key.key_arn.clone());
-                let mut out = json!({"key_id": key_id, "cipher_text": hex::encode(&data_key.ciphertext_blob)});
-                if let Some(plaintext) = &data_key.plaintext {
-                    out["plain_text"] = Value::String(hex::encode(plaintext.as_slice()));
-                }
-                Ok(out)
-            }
-            "encrypt-datakey" => {
-                let key_id = self.key_id()?;
-                let plain_hex = self.str("plain_text")?;
-                let plain = Zeroizing::new(
-                    hex::decode(plain_hex).map_err(|_| OtcError::bad("KMS.2101", "plain_text is not hex."))?,
-                );
-                let length =
-                    self.opt_int("datakey_plain_length")?.ok_or_else(|| OtcError::missing("datakey_plain_length"))?;
-                if !(1..=1024).contains(&length) {
-                    return Err(OtcError::bad("KMS.2102", "datakey_plain_length must be between 1 and 1024 bytes."));
-                }
-                let length = length as usize;
-                if plain.len() != length + 32 {
-                    return Err(OtcError::bad(
-                        "KMS.2101",
-                        "plain_text must be the hex of the data key followed by its SHA-256 digest.",
-                    ));
-                }
-                let (data_key, digest) = plain.split_at(length);
-                if !bool::from(subtle::ConstantTimeEq::ct_eq(Sha256::digest(data_key).as_slice(), digest)) {
-                    return Err(OtcError::bad("KMS.2103", "The SHA-256 digest of the data key does not match."));
-                }
-                let context = self.context()?;
-                let (blob, arn) = kms.encrypt(&self.caller, &key_id, data_key, &context)?;
-                self.audit.key_arn = Some(arn);
-                Ok(json!({"key_id": key_id, "cipher_text": hex::encode(blob), "datakey_length": length.to_string()}))
-            }
-            "decrypt-datakey" => {
-                let key_id = self.key_id()?;
-                let blob = hex::decode(self.str("cipher_text")?)
-                    .map_err(|_| OtcError::bad("KMS.2201", "cipher_text is not hex."))?;
-                let length =
-                    self.opt_int("datakey_cipher_length")?.ok_or_else(|| OtcError::missing("datakey_cipher_length"))?;
-                if !(1..=1024).contains(&length) {
-                    return Err(OtcError::bad("KMS.2202", "datakey_cipher_length must be between 1 and 1024 bytes."));
-                }
-                let context = self.context()?;
-                let decrypted = kms.decrypt(&self.caller, &blob, &context, Some(&key_id)).with(|e| match e {
-                    Error::InvalidCiphertext(_) => Some("KMS.2201"),
-                    _ => None,
-                })?;
-                self.audit.key_arn = Some(decrypted.key_arn.clone());
-                let data_key = decrypted.plaintext.as_slice();
-                if data_key.len() != length as usize {
-                    return Err(OtcError::bad("KMS.2202", "datakey_cipher_length is not the length of the data key."));
-                }
-                Ok(json!({
-                    "data_key": hex::encode(data_key),
-                    "datakey_length": data_key.len().to_string(),
-                    "datakey_dgst": hex::encode(Sha256::digest(data_key)),
-                }))
-            }
-            "encrypt-data" => {
-                let key_id = self.key_id()?;
-                let plaintext = Zeroizing::new(self.str("plain_text")?.as_bytes().to_vec());
-                if plaintext.len() > 4096 {
-                    return Err(OtcError::bad("KMS.0203", "plain_text must be 1 to 4096 bytes."));
-                }
-                if let Some(algorithm) = self.opt_str("encryption_algorithm")?
-                    && algorithm != "SYMMETRIC_DEFAULT"
-                {
-                    return Err(OtcError::invalid("encryption_algorithm"));
-                }
-                let context = self.context()?;
-                let (blob, arn) = kms.encrypt(&self.caller, &key_id, &plaintext, &context)?;
-                self.audit.key_arn = Some(arn);
-                Ok(json!({"key_id": key_id, "cipher_text": BASE64.encode(blob)}))
-            }
-            "decrypt-data" => {
-                let blob = BASE64.decode(self.str("cipher_text")?).map_err(|_| OtcError::invalid("cipher_text"))?;
-                let key_id = match self.opt_str("key_id")? {
-                    Some(id) if !id.is_empty() => Some(self.key_id()?),
-                    _ => None,
-                };
-                let context = self.context()?;
-                let decrypted = kms.decrypt(&self.caller, &blob, &context, key_id.as_deref())?;
-                self.audit.key_arn = Some(decrypted.key_arn.clone());
-                let id = decrypted.key_arn.rsplit('/').next().unwrap_or_default().to_owned();
-                let plaintext = decrypted.plaintext.as_slice();
-                Ok(json!({
-                    "key_id": id,
-                    "plain_text": String::from_utf8_lossy(plaintext),
-                    "plain_text_base64": BASE64.encode(plaintext),
-                }))
-            }
-            "gen-random" => {
-                let bits =
-                    self.opt_int("random_data_length")?.ok_or_else(|| OtcError::missing("random_data_length"))?;
-                if !(8..=8192).contains(&bits) || bits % 8 != 0 {
-                    return Err(OtcError::bad(
-                        "KMS.1801",
-                        "random_data_length must be a multiple of 8 between 8 and 8192.",
-                    ));
-                }
-                let random = kms.generate_random((bits / 8) as usize)?;
-                Ok(json!({"random_data": hex::encode(random.as_slice())}))
-            }
-            "enable-key-rotation" | "disable-key-rotation" => {
-                let key_id = self.key_id()?;
-                let record = self.customer_key(&key_id)?;
-                if verb == "enable-key-rotation" {
-                    kms.enable_key_rotation(&self.caller, &record.id, record.rotation.period_days)?;
-                } else {
-                    kms.disable_key_rotation(&self.caller, &record.id)?;
-                }
-                Ok(json!({}))
-            }
-            "update-key-rotation-interval" => {
-                let key_id = self.key_id()?;
-                let days = self.opt_int("rotation_interval")?.ok_or_else(|| OtcError::missing("rotation_interval"))?;
-                if !(30..=365).contains(&days) {
-                    return Err(OtcError::bad("KMS.0308", "rotation_interval must be between 30 and 365 days."));
-                }
-                let record = self.customer_key(&key_id)?;
-                kms.update_key_rotation_period(&self.caller, &record.id, days as u32)?;
-                Ok(json!({}))
-            }
-            "get-key-rotation-status" => {
-                let key_id = self.key_id()?;
-                let record = kms.get_key_rotation_status(&self.caller, &key_id)?;
-                self.audit.key_arn = Some(record.arn());
-                let rotations = record.versions.len().saturating_sub(1);
-                let last = if rotations > 0 {
-                    record.versions.last().map(|v| (v.created * 1000).to_string()).unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                Ok(json!({
-                    "key_rotation_enabled": record.rotation.enabled,
-                    "rotation_interval": record.rotation.period_days,
-                    "last_rotation_time": last,
-                    "number_of_rotations": rotations,
-                }))
-            }
-            "create-grant" => {
-                let key_id = self.key_id()?;
-                let grantee = self.str("grantee_principal")?.to_owned();
-                let grantee_type = self.opt_str("grantee_principal_type")?.unwrap_or("user").to_owned();
-                if !matches!(grantee_type.as_str(), "user" | "domain") {
-                    return Err(OtcError::invalid("grantee_principal_type"));
-                }
-                let names: Vec<String> = match self.body.get("operations") {
-                    Some(Value::Array(list)) if !list.is_empty() => list
-                        .iter()
-                        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| OtcError::invalid("operations")))
-                        .collect::<Result<_, _>>()?,
-                    _ => return Err(OtcError::missing("operations")),
-                };
-                if names.iter().all(|n| n == "create-grant") {
-                    return Err(OtcError::bad("KMS.2401", "create-grant cannot be the only granted operation."));
-                }
-                let mut operations = Vec::new();
-                for name in &names {
-                    let op = GRANT_OPERATIONS
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, op)| *op)
-                        .ok_or_else(|| OtcError::bad("KMS.0308", format!("Invalid operation {name}.")))?;
-                    if !operations.contains(&op) {
-                        operations.push(op);
-                    }
-                }
-                let retiring =
-                    self.opt_str("retiring_principal")?.filter(|r| !r.is_empty()).map(|r| self.principal(r, "domain"));
-                let input = CreateGrantInput {
-                    grantee_principal: self.principal(&grantee, &grantee_type),
-                    retiring_principal: retiring,
-                    operations,
-                    constraints: None,
-                    name: self.opt_str("name")?.filter(|n| !n.is_empty()).map(str::to_owned),
-                };
-                let (grant_id, _token) = kms.create_grant(&self.caller, &key_id, input).with(|e| match e {
-                    Error::LimitExceeded(_) => Some("KMS.2404"),
-                    Error::Validation(_) => Some("KMS.2402"),
-                    _ => None,
-                })?;
-                Ok(json!({"grant_id": grant_id}))
-            }
-            "list-grants" => {
-                let key_id = self.key_id()?;
-                let (limit, marker) = (self.limit()?, self.marker()?);
-                let (page, arn) = kms.list_grants(&self.caller, &key_id, None, None, usize::MAX, None)?;
-                self.audit.key_arn = Some(arn.clone());
-                let id = arn.rsplit('/').next().unwrap_or_default().to_owned();
-                let total = page.items.len();
-                let (grants, next_marker, truncated) = offset_page(page.items, limit, marker);
-                let grants: Vec<Value> = grants.iter().map(|g| self.grant_json(g, &id)).collect();
-                Ok(
-                    json!({"grants": grants, "next_marker": next_marker, "truncated": truncated.to_string(), "total": total}),
-                )
-            }
-            "list-retirable-grants" => {
-                let (limit, marker) = (self.limit()?, self.marker()?);
-                let principal = self.caller.principal_arn.clone();
-                let page = kms.list_retirable_grants(&self.caller, &principal, usize::MAX, None)?;
-                let total = page.items.len();
-                let (grants, next_marker, truncated) = offset_page(page.items, limit, marker);
-                let grants: Vec<Value> = grants
-                    .iter()
-                    .map(|(g, arn)| self.grant_json(g, arn.rsplit('/').next().unwrap_or_default()))
-                    .collect();
-                Ok(
-                    json!({"grants": grants, "next_marker": next_marker, "truncated": truncated.to_string(), "total": total}),
-                )
-            }
-            "revoke-grant" | "retire-grant" => {
-                let key_id = self.key_id()?;
-                let grant_id = self.str("grant_id")?.to_owned();
-                // The key exists (else KMS.0207 here), so what is not found below is the grant.
-                kms.describe_key(&self.caller, &key_id)?;
-                let not_found = |e: &Error| matches!(e, Error::NotFound(_)).then_some("KMS.2501");
-                if verb == "revoke-grant" {
-                    kms.revoke_grant(&self.caller, &key_id, &grant_id).with(not_found)?;
-                } else {
-                    kms.retire_grant(&self.caller, RetireBy::Id { key_id: &key_id, grant_id: &grant_id })
-                        .with(not_found)?;
-                }
-                Ok(json!({}))
-            }
-            _ => Err(OtcError::no_such_api()),
-        }
-    }
-
     /// The caller's key, refusing the service default keys, which the dialect does not let anyone manage.
     fn customer_key(&mut self, key_id: &str) -> Result<KeyRecord, OtcError> {
         let record = self.kms.describe_key(&self.caller, key_id)?;
@@ -1221,4 +1109,43 @@ fn parse_tag(tag: &Map<String, Value>) -> Result<Tag, OtcError> {
         Some(_) => return Err(OtcError::bad("KMS.0405", "Invalid tag value.")),
     };
     Ok(Tag { key: key.to_owned(), value: value.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table's `Supported` and the dispatch agree: a verb answers "not implemented" exactly when the table says
+    /// kmsim does not implement it, so a new verb cannot be listed without its handler.
+    #[test]
+    fn dispatch_answers_not_implemented_exactly_for_the_verbs_the_table_marks() {
+        let kms = Kms::in_memory().expect("an in-memory KMS");
+        let accounts = Accounts::with_defaults();
+        let key = accounts.iter().next().expect("the default access key").clone();
+        for verb in OtcVerb::ALL {
+            let mut call = Call {
+                kms: &kms,
+                accounts: &accounts,
+                caller: Caller::new(&key, "eu-de"),
+                key: key.clone(),
+                body: Map::new(),
+                segments: Vec::new(),
+                query: "",
+                audit: Audit::default(),
+            };
+            let result = call.dispatch(*verb);
+            let not_implemented = match &result {
+                Err(e) => e.message.starts_with("kmsim does not implement") && e.code() == "APIGW.0101",
+                Ok(_) => false,
+            };
+            assert_eq!(not_implemented, !verb.is_supported(), "{verb}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn the_not_implemented_answer_names_the_verb_and_the_coverage_page() {
+        let e = OtcError::not_implemented(OtcVerb::Sign);
+        assert_eq!((e.status, e.code()), (StatusCode::NOT_FOUND, "APIGW.0101"));
+        assert_eq!(e.message, "kmsim does not implement sign; see docs/api-coverage.md.");
+    }
 }
