@@ -713,3 +713,87 @@ fn snapshot_json(snapshot: &SnapshotRecord) -> Value {
         "service_type": "EVS",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SnapshotStatus, VolumeStatus};
+
+    fn check(error: &ApiError, status: u16, code: &str, message: &str) {
+        let wire = error.wire();
+        assert_eq!((wire.status.as_u16(), wire.code, wire.message.as_str()), (status, code, message), "{error:?}");
+    }
+
+    /// Every core error keeps the status, code and message the front end sent before the core was typed (and a
+    /// failed job shows the same code and message).
+    #[test]
+    fn core_errors_have_the_real_services_wire_form() {
+        use EvsError::*;
+        let id = || "v-1".to_owned();
+        let size = |problem| InvalidSize { problem };
+        let key = |problem| KeyUnusable { problem, detail: "Key 'k' is disabled.".into() };
+        let forbids = |action| VolumeStatusForbids { id: id(), status: VolumeStatus::InUse, action };
+        #[rustfmt::skip]
+        let cases: Vec<(EvsError, u16, &str, &str)> = vec![
+            (VolumeNotFound { id: id() }, 404, "EVS.5404", RESOURCE_NOT_FOUND),
+            (SnapshotNotFound { id: id() }, 404, "EVS.5404", RESOURCE_NOT_FOUND),
+            (MetadataKeyNotFound { key: "k 1".into() }, 404, "EVS.5404", "The metadata key k 1 could not be found."),
+            (JobNotFound { id: id() }, 400, "Common.0011", "No jobs found."),
+            (SourceSnapshotNotFound { id: id() }, 400, "EVS.2045", "invalid snapshot_id!"),
+            (SnapshotNotAvailable { id: id() }, 400, "EVS.2043", "The status of snapshot is not available or backing-up."),
+            (InvalidCount { count: 0 }, 400, "EVS.1021", "the quantity of volume is invalid!"),
+            (InvalidName, 400, "EVS.1003", "invalid volume name!"),
+            (InvalidDescription, 400, "EVS.1004", "invalid volume description!"),
+            (size(SizeProblem::Missing), 400, "EVS.1010", "invalid volume size!"),
+            (size(SizeProblem::OutOfRange { size_gb: 5 }), 400, "EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."),
+            (size(SizeProblem::BelowSnapshot { size_gb: 10, snapshot_gb: 20 }), 400, "EVS.1010", "invalid volume size! It must not be smaller than the snapshot's."),
+            (SizeNotGreater { new_gb: 10, old_gb: 10 }, 400, "EVS.1015", "new volume Size must be greater than old Size!"),
+            (InvalidVolumeType { volume_type: "X".into() }, 400, "EVS.1020", "invalid volume type!"),
+            (MissingAvailabilityZone, 400, "EVS.2083", "AZ and volume type must not be empty or null!"),
+            (EncryptionWithSnapshot, 400, "EVS.1043", "encrypt and cmk and passthrough in metadata is not support when create volume from snapshot or image!"),
+            (InvalidEncryption, 400, "EVS.2041", "The encrypt Param is invalid!"),
+            (key(KeyProblem::Disabled), 400, "EVS.2040", "The CMK is not enabled: Key 'k' is disabled."),
+            (key(KeyProblem::NotFound), 400, "EVS.2041", "The encrypt Param is invalid! Key 'k' is disabled."),
+            (key(KeyProblem::AccessDenied), 400, "EVS.2055", "can not create encrypt volume because hasn't xrole. Key 'k' is disabled."),
+            (NothingToUpdate, 400, "EVS.1007", "volume name and description can not both be empty!"),
+            (SystemMetadata, 400, "EVS.2047", "the metadata Param is not allowed to be updated!"),
+            (VolumeBeingDeleted { id: id() }, 400, "EVS.2068", "The volume v-1 is being deleted."),
+            (VolumeLocked { id: id() }, 400, "EVS.2068", "operation failed because of volume be locked (a snapshot is in progress)"),
+            (forbids(VolumeAction::Delete), 400, "EVS.1046", "The volume v-1 is in-use, which does not allow this operation."),
+            (forbids(VolumeAction::Extend), 400, "EVS.1048", "The volume v-1 is in-use, which does not allow this operation."),
+            (forbids(VolumeAction::Attach), 400, "Ecs.0017", "The volume v-1 is in-use, which does not allow this operation."),
+            (forbids(VolumeAction::Detach), 400, "Ecs.0005", "The volume v-1 is in-use, which does not allow this operation."),
+            (forbids(VolumeAction::Rollback), 400, "EVS.2068", "The volume v-1 is in-use, which does not allow this operation."),
+            (VolumeHasSnapshots { id: id() }, 400, "EVS.1046", "The volume has snapshots; delete them first."),
+            (VolumeSnapshotBusy { id: id() }, 400, "EVS.1046", "A snapshot of the volume is busy; try again later."),
+            (NotAttached { volume_id: id(), server_id: "s-1".into() }, 400, "Ecs.0005", "The volume v-1 is not attached to s-1."),
+            (VolumeInUse { id: id() }, 400, "EVS.2068", "The volume is in use; set force to snapshot it anyway."),
+            (VolumeNotSnapshottable { id: id(), status: VolumeStatus::Extending }, 400, "EVS.2068", "The volume is extending."),
+            (SnapshotInProgress { volume_id: id() }, 400, "EVS.2068", "A snapshot of the volume is being taken."),
+            (SnapshotNotDeletable { id: id(), status: SnapshotStatus::Creating }, 400, "EVS.1047", "snapshot status must be available or error when delete snapshot!"),
+            (SnapshotInUse { id: id() }, 400, "EVS.1047", "The snapshot is in use: volumes are being created from it."),
+            (RollbackTarget { snapshot_id: id(), volume_id: "v-2".into() }, 400, "EVS.5400", "A snapshot rolls back only onto its source volume."),
+            (ShuttingDown, 503, "EVS.5500", "The volume service is shutting down."),
+            (EvsError::internal("disk on fire"), 500, "EVS.5500", "Internal server error."),
+        ];
+        for (error, status, code, message) in cases {
+            assert_eq!((error.status().as_u16(), error.code()), (status, code), "{error:?}");
+            check(&ApiError::Evs(error), status, code, message);
+        }
+    }
+
+    /// Requests that reach no core operation keep the answers the string router gave.
+    #[test]
+    fn request_errors_have_the_real_services_wire_form() {
+        check(&ApiError::UnknownOperation, 404, "EVS.5404", RESOURCE_NOT_FOUND);
+        check(
+            &ApiError::ProjectMismatch,
+            400,
+            "Common.0018",
+            "The project ID in the URI does not match the credentials.",
+        );
+        check(&ApiError::TooLarge, 413, "EVS.5413", "The request body is too large.");
+        check(&bad("EVS.5400", "Malformed request body."), 400, "EVS.5400", "Malformed request body.");
+        assert_eq!(RESOURCE_NOT_FOUND, "Resource(Volume, Snapshot, Backup .etc) cound not be found.");
+    }
+}

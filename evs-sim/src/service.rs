@@ -746,7 +746,9 @@ impl Evs {
                 let created = evs.create_volume_file(record, data_keys.next(), snapshot.as_ref()).await;
                 if let Err(e) = created {
                     tracing::warn!(volume = %id, error = %e, "creating a volume failed");
-                    let _ = evs.update_volume_record(&id, |v| v.status = VolumeStatus::Error).await;
+                    if let Err(e) = evs.update_volume_record(&id, |v| v.status = VolumeStatus::Error).await {
+                        tracing::error!(volume = %id, error = %e, "recording a failed creation");
+                    }
                     failure.get_or_insert(e);
                 }
             }
@@ -1602,7 +1604,9 @@ impl Evs {
         let tmp = layout.moved_to(&file.with_extension("restoring"));
         let written = self.restore_into(snapshot_id, &tmp, len).await;
         let remove_tmp = |tmp: Layout| async move {
-            let _ = blocking("removing a restore", move || tmp.remove()).await;
+            if let Err(e) = blocking("removing a restore", move || tmp.remove()).await {
+                tracing::error!(error = %e, "removing a restore left behind");
+            }
         };
         if let Err(e) = written {
             remove_tmp(tmp).await;
