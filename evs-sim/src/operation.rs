@@ -383,7 +383,8 @@ mod tests {
     }
 
     /// The request examples of the EVS and ECS API references (method and URI as documented) that kmsim serves:
-    /// the operation each parses to, its IAM action, whether it mutates, and its resource.
+    /// the operation each parses to, its IAM action (which `docs/api-coverage.md` lists too), whether it mutates,
+    /// and its resource.
     #[test]
     fn the_api_reference_examples_parse_to_their_operations() {
         use EvsOperation::*;
@@ -425,7 +426,10 @@ mod tests {
             ("DELETE", "/v1/{project_id}/cloudservers/{server_id}/detachvolume/{volume_id}", DetachVolume { project_id: p(), server_id: SERVER.into(), volume_id: v() }, "ecs:cloudServers:detachVolume", true, volume),
             ("GET", "/v1/{project_id}/cloudservers/{server_id}/os-volume_attachments", ListServerVolumeAttachments { project_id: p(), server_id: SERVER.into() }, "ecs:cloudServers:listServerVolumeAttachments", false, server),
         ];
+        let coverage = include_str!("../../docs/api-coverage.md");
+        let evs_section = coverage.split("\n## ").find(|s| s.starts_with("EVS ")).expect("an EVS section");
         for (method, template, expected, action, mutates, resource) in cases {
+            assert!(evs_section.contains(&format!("`{action}`")), "docs/api-coverage.md does not list {action}");
             let operation = parse(method, template).unwrap_or_else(|_| panic!("{method} {template} did not parse"));
             assert_eq!(operation, expected, "{method} {template}");
             assert_eq!(operation.action(), action, "{method} {template}");
