@@ -1,21 +1,14 @@
 //! The EVS REST API (Open Telekom Cloud / Huawei Cloud shape) and the compute API's attach / detach paths, over
 //! the [`Evs`] core, signed with SDK-HMAC-SHA256.
 //!
-//! Routes (`{p}` is the caller's project id):
-//! - `POST /v2/{p}/cloudvolumes` (also `/v2.1/`, `/v3/`) → a job; `GET /v1/{p}/jobs/{job_id}` (shared with the
-//!   compute API: the body carries the fields of both SDKs' job models);
-//! - `GET /v2/{p}/cloudvolumes[/detail]` (filters `name`, `status`, `availability_zone`, `volume_type`,
-//!   `metadata` as JSON, `limit` 1–1000, `offset`, `marker`), `GET|PUT|DELETE /v2/{p}/cloudvolumes/{id}`,
-//!   `POST /v2[.1]/{p}/cloudvolumes/{id}/action` with `os-extend`;
-//! - volume metadata as Cinder has it: `GET|POST|PUT /v2/{p}/volumes/{id}/metadata`,
-//!   `GET|PUT|DELETE /v2/{p}/volumes/{id}/metadata/{key}`;
-//! - `POST /v2/{p}/cloudsnapshots`, `GET /v2/{p}/cloudsnapshots[/detail]`, `GET|PUT|DELETE
-//!   /v2/{p}/cloudsnapshots/{id}`, `POST /v2/{p}/cloudsnapshots/{id}/rollback`;
-//! - `POST /v1/{p}/cloudservers/{server_id}/attachvolume`, `DELETE
-//!   /v1/{p}/cloudservers/{server_id}/detachvolume/{volume_id}`, `GET
-//!   /v1/{p}/cloudservers/{server_id}/os-volume_attachments`.
+//! A request is parsed into an [`EvsOperation`] (the list of what is served, with each operation's IAM action),
+//! authenticated, checked against its project (an unknown path is refused only then) and dispatched by `match`; the core's answer is rendered here as
+//! the SDKs read it (a job's body carries the fields of both the EVS and the compute SDK's job models). Query
+//! parameters and bodies are read here, with the real service's code for each bad field.
 //!
-//! Errors are `{"error":{"code":"EVS.xxxx","message":...}}` (compute paths: `Ecs.xxxx`) with an `X-Request-Id`.
+//! Errors are `{"error":{"code":"EVS.xxxx","message":...}}` (compute paths: `Ecs.xxxx`) with an `X-Request-Id`;
+//! [`wire_error`] is the one place that names the core's errors in this dialect; an internal error is logged once,
+//! in [`EvsApi::handle`], with the request id the client sees (a failed job's, when the job ends).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
