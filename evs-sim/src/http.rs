@@ -1,35 +1,29 @@
 //! The EVS REST API (Open Telekom Cloud / Huawei Cloud shape) and the compute API's attach / detach paths, over
 //! the [`Evs`] core, signed with SDK-HMAC-SHA256.
 //!
-//! Routes (`{p}` is the caller's project id):
-//! - `POST /v2/{p}/cloudvolumes` (also `/v2.1/`, `/v3/`) → a job; `GET /v1/{p}/jobs/{job_id}` (shared with the
-//!   compute API: the body carries the fields of both SDKs' job models);
-//! - `GET /v2/{p}/cloudvolumes[/detail]` (filters `name`, `status`, `availability_zone`, `volume_type`,
-//!   `metadata` as JSON, `limit` 1–1000, `offset`, `marker`), `GET|PUT|DELETE /v2/{p}/cloudvolumes/{id}`,
-//!   `POST /v2[.1]/{p}/cloudvolumes/{id}/action` with `os-extend`;
-//! - volume metadata as Cinder has it: `GET|POST|PUT /v2/{p}/volumes/{id}/metadata`,
-//!   `GET|PUT|DELETE /v2/{p}/volumes/{id}/metadata/{key}`;
-//! - `POST /v2/{p}/cloudsnapshots`, `GET /v2/{p}/cloudsnapshots[/detail]`, `GET|PUT|DELETE
-//!   /v2/{p}/cloudsnapshots/{id}`, `POST /v2/{p}/cloudsnapshots/{id}/rollback`;
-//! - `POST /v1/{p}/cloudservers/{server_id}/attachvolume`, `DELETE
-//!   /v1/{p}/cloudservers/{server_id}/detachvolume/{volume_id}`, `GET
-//!   /v1/{p}/cloudservers/{server_id}/os-volume_attachments`.
+//! A request is parsed into an [`EvsOperation`] (the list of what is served, with each operation's IAM action),
+//! authenticated, checked against its project (an unknown path is refused only then) and dispatched by `match`; the core's answer is rendered here as
+//! the SDKs read it (a job's body carries the fields of both the EVS and the compute SDK's job models). Query
+//! parameters and bodies are read here, with the real service's code for each bad field.
 //!
-//! Errors are `{"error":{"code":"EVS.xxxx","message":...}}` (compute paths: `Ecs.xxxx`) with an `X-Request-Id`.
+//! Errors are `{"error":{"code":"EVS.xxxx","message":...}}` (compute paths: `Ecs.xxxx`) with an `X-Request-Id`;
+//! [`wire_error`] is the one place that names the core's errors in this dialect; an internal error is logged once,
+//! in [`EvsApi::handle`], with the request id the client sees (a failed job's, when the job ends).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use shared::Accounts;
 use shared::sdk_hmac;
 use shared::sigv4::{AuthError, RequestParts};
 
-use crate::error::{EvsError, Result};
+use crate::error::{EvsError, KeyProblem, SizeProblem, VolumeAction};
 use crate::model::{Attachment, Job, SnapshotRecord, VolumeRecord};
+use crate::operation::{EvsOperation, UnknownOperation};
 use crate::service::{CreateVolume, Evs, Requester, VolumeFilter};
 
 /// Largest request body accepted.
@@ -37,6 +31,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Resources under `/{version}/{project_id}/` that this front end serves.
 const RESOURCES: &[&str] = &["cloudvolumes", "cloudsnapshots", "volumes", "jobs", "cloudservers"];
+
+/// The real service's message for a volume or snapshot that does not exist (typo included).
+const RESOURCE_NOT_FOUND: &str = "Resource(Volume, Snapshot, Backup .etc) cound not be found.";
 
 /// The EVS API over an [`Evs`].
 #[derive(Debug, Clone)]
@@ -70,42 +67,215 @@ impl EvsApi {
     pub async fn handle(&self, request: Request<Body>) -> Response {
         let (parts, body) = request.into_parts();
         let result = async {
-            let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-                EvsError::new(StatusCode::PAYLOAD_TOO_LARGE, "EVS.5413", "The request body is too large.")
-            })?;
+            let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::TooLarge)?;
             let query = parts.uri.query().unwrap_or("");
             let path = parts.uri.path();
+            // Parsed before authentication, refused after it (and after the project check), as it always was.
+            let operation = EvsOperation::parse(parts.method.as_str(), path);
             let request_parts = RequestParts { method: parts.method.as_str(), path, query, headers: &parts.headers };
             let key = sdk_hmac::verify(&self.accounts, &request_parts, &body, shared::time::now_unix())
-                .map_err(|e| auth_error(&e))?;
-            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            let (version, project) = (segments[0], segments.get(1).copied().unwrap_or_default());
+                .map_err(ApiError::Auth)?;
+            let project = path.trim_start_matches('/').split('/').nth(1).unwrap_or_default();
             if project != key.project_id {
-                return Err(EvsError::bad("Common.0018", "The project ID in the URI does not match the credentials."));
+                return Err(ApiError::ProjectMismatch);
             }
+            let operation = operation.map_err(|UnknownOperation| ApiError::UnknownOperation)?;
             let requester = Requester::new(key, &self.region);
             let call = Call { evs: &self.evs, requester, query, body: &body };
-            call.route(&parts.method, version, &segments[2..]).await
+            call.run(&operation).await
         }
         .await;
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
         match result {
-            Ok((status, value)) => json_response(status, &value),
-            Err(e) => json_response(e.status(), &json!({"error": {"code": e.code(), "message": e.message()}})),
+            Ok((status, value)) => json_response(status, &value, &request_id),
+            Err(e) => {
+                if let ApiError::Evs(EvsError::Internal { detail }) = &e {
+                    tracing::error!(request_id = %request_id, %detail, "internal error in the volume service");
+                }
+                let wire = e.wire();
+                let body = json!({"error": {"code": wire.code, "message": wire.message}});
+                json_response(wire.status, &body, &request_id)
+            }
         }
     }
 }
 
-fn auth_error(e: &AuthError) -> EvsError {
-    EvsError::new(StatusCode::UNAUTHORIZED, sdk_hmac::REFUSAL_CODE, sdk_hmac::refusal_message(e))
+/// An error on its way to the wire: from the core, or about the request itself.
+#[derive(Debug)]
+enum ApiError {
+    /// From the core.
+    Evs(EvsError),
+    /// The request is not what the API expects (a malformed body, a bad parameter): 400 with the real service's
+    /// code and message for that field.
+    BadRequest {
+        /// `EVS.xxxx` (`Ecs.xxxx` on the compute paths).
+        code: &'static str,
+        /// The message.
+        message: String,
+    },
+    /// The body exceeds [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// The signature was refused.
+    Auth(AuthError),
+    /// The project in the path is not the one of the access key.
+    ProjectMismatch,
+    /// No operation has this method and path.
+    UnknownOperation,
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+impl From<EvsError> for ApiError {
+    fn from(e: EvsError) -> Self {
+        ApiError::Evs(e)
+    }
+}
+
+impl ApiError {
+    fn wire(&self) -> WireError {
+        match self {
+            ApiError::Evs(e) => wire_error(e),
+            ApiError::BadRequest { code, message } => WireError::bad(code, message.clone()),
+            ApiError::TooLarge => {
+                WireError::new(StatusCode::PAYLOAD_TOO_LARGE, "EVS.5413", "The request body is too large.")
+            }
+            ApiError::Auth(e) => {
+                WireError::new(StatusCode::UNAUTHORIZED, sdk_hmac::REFUSAL_CODE, sdk_hmac::refusal_message(e))
+            }
+            ApiError::ProjectMismatch => {
+                WireError::bad("Common.0018", "The project ID in the URI does not match the credentials.")
+            }
+            ApiError::UnknownOperation => WireError::new(StatusCode::NOT_FOUND, "EVS.5404", RESOURCE_NOT_FOUND),
+        }
+    }
+}
+
+/// An error as the EVS API sends it: `{"error":{"code":"EVS.xxxx","message":...}}` with `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The EVS error code (`Ecs.xxxx` for the compute API's paths, `Common.xxxx` for the shared ones).
+    pub code: &'static str,
+    /// The message sent to the client.
+    pub message: String,
+}
+
+impl WireError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        WireError { status, code, message: message.into() }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+/// The wire form of a core error, with the status, code and message of the real service: the one place where
+/// the EVS dialect names the core's errors (responses and the `error_code` / `fail_reason` of a failed job).
+/// An internal error's detail is not sent; the caller logs it.
+pub fn wire_error(error: &EvsError) -> WireError {
+    use EvsError::*;
+    match error {
+        VolumeNotFound { .. } | SnapshotNotFound { .. } => {
+            WireError::new(StatusCode::NOT_FOUND, "EVS.5404", RESOURCE_NOT_FOUND)
+        }
+        MetadataKeyNotFound { key } => {
+            WireError::new(StatusCode::NOT_FOUND, "EVS.5404", format!("The metadata key {key} could not be found."))
+        }
+        JobNotFound { .. } => WireError::bad("Common.0011", "No jobs found."),
+        SourceSnapshotNotFound { .. } => WireError::bad("EVS.2045", "invalid snapshot_id!"),
+        SnapshotNotAvailable { .. } => {
+            WireError::bad("EVS.2043", "The status of snapshot is not available or backing-up.")
+        }
+        InvalidCount { .. } => WireError::bad("EVS.1021", "the quantity of volume is invalid!"),
+        InvalidName => WireError::bad("EVS.1003", "invalid volume name!"),
+        InvalidDescription => WireError::bad("EVS.1004", "invalid volume description!"),
+        InvalidSize { problem } => WireError::bad(
+            "EVS.1010",
+            match problem {
+                SizeProblem::Missing => "invalid volume size!",
+                SizeProblem::OutOfRange { .. } => "invalid volume size! A data disk has 10 to 32768 GB.",
+                SizeProblem::BelowSnapshot { .. } => "invalid volume size! It must not be smaller than the snapshot's.",
+            },
+        ),
+        SizeNotGreater { .. } => WireError::bad("EVS.1015", "new volume Size must be greater than old Size!"),
+        InvalidVolumeType { .. } => WireError::bad("EVS.1020", "invalid volume type!"),
+        MissingAvailabilityZone => WireError::bad("EVS.2083", "AZ and volume type must not be empty or null!"),
+        EncryptionWithSnapshot => WireError::bad(
+            "EVS.1043",
+            "encrypt and cmk and passthrough in metadata is not support when create volume from snapshot or image!",
+        ),
+        InvalidEncryption => WireError::bad("EVS.2041", "The encrypt Param is invalid!"),
+        KeyUnusable { problem, detail } => match problem {
+            KeyProblem::Disabled => WireError::bad("EVS.2040", format!("The CMK is not enabled: {detail}")),
+            KeyProblem::NotFound => WireError::bad("EVS.2041", format!("The encrypt Param is invalid! {detail}")),
+            KeyProblem::AccessDenied => {
+                WireError::bad("EVS.2055", format!("can not create encrypt volume because hasn't xrole. {detail}"))
+            }
+        },
+        NothingToUpdate => WireError::bad("EVS.1007", "volume name and description can not both be empty!"),
+        SystemMetadata => WireError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"),
+        VolumeBeingDeleted { id } => WireError::bad("EVS.2068", format!("The volume {id} is being deleted.")),
+        VolumeLocked { .. } => {
+            WireError::bad("EVS.2068", "operation failed because of volume be locked (a snapshot is in progress)")
+        }
+        VolumeStatusForbids { id, status, action } => {
+            let code = match action {
+                VolumeAction::Delete => "EVS.1046",
+                VolumeAction::Extend => "EVS.1048",
+                VolumeAction::Attach => "Ecs.0017",
+                VolumeAction::Detach => "Ecs.0005",
+                VolumeAction::Rollback => "EVS.2068",
+            };
+            let status = status.as_str();
+            WireError::bad(code, format!("The volume {id} is {status}, which does not allow this operation."))
+        }
+        VolumeHasSnapshots { .. } => WireError::bad("EVS.1046", "The volume has snapshots; delete them first."),
+        VolumeSnapshotBusy { .. } => WireError::bad("EVS.1046", "A snapshot of the volume is busy; try again later."),
+        NotAttached { volume_id, server_id } => {
+            WireError::bad("Ecs.0005", format!("The volume {volume_id} is not attached to {server_id}."))
+        }
+        VolumeInUse { .. } => WireError::bad("EVS.2068", "The volume is in use; set force to snapshot it anyway."),
+        VolumeNotSnapshottable { status, .. } => {
+            WireError::bad("EVS.2068", format!("The volume is {}.", status.as_str()))
+        }
+        SnapshotInProgress { .. } => WireError::bad("EVS.2068", "A snapshot of the volume is being taken."),
+        SnapshotNotDeletable { .. } => {
+            WireError::bad("EVS.1047", "snapshot status must be available or error when delete snapshot!")
+        }
+        SnapshotInUse { .. } => {
+            WireError::bad("EVS.1047", "The snapshot is in use: volumes are being created from it.")
+        }
+        RollbackTarget { .. } => WireError::bad("EVS.5400", "A snapshot rolls back only onto its source volume."),
+        ShuttingDown => {
+            WireError::new(StatusCode::SERVICE_UNAVAILABLE, "EVS.5500", "The volume service is shutting down.")
+        }
+        Internal { .. } => WireError::new(StatusCode::INTERNAL_SERVER_ERROR, "EVS.5500", "Internal server error."),
+    }
+}
+
+impl EvsError {
+    /// The HTTP status the EVS API sends this error with (see [`wire_error`]).
+    pub fn status(&self) -> StatusCode {
+        wire_error(self).status
+    }
+
+    /// The EVS error code the API sends for this error (see [`wire_error`]).
+    pub fn code(&self) -> &'static str {
+        wire_error(self).code
+    }
+}
+
+/// A 400 about the request itself.
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest { code, message: message.into() }
+}
+
+fn json_response(status: StatusCode, body: &Value, request_id: &str) -> Response {
     let text = if body.is_null() { String::new() } else { body.to_string() };
     let mut response = (status, text).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex is a valid header value"));
+    headers.insert("x-request-id", HeaderValue::from_str(request_id).expect("hex is a valid header value"));
     response
 }
 
@@ -116,6 +286,8 @@ struct Call<'a> {
     query: &'a str,
     body: &'a [u8],
 }
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 type Answer = (StatusCode, Value);
 
@@ -128,26 +300,28 @@ fn accepted(value: Value) -> Result<Answer> {
 }
 
 impl Call<'_> {
-    async fn route(&self, method: &Method, version: &str, rest: &[&str]) -> Result<Answer> {
+    /// Runs one operation: reads its body and parameters, calls the core, renders the answer.
+    async fn run(&self, operation: &EvsOperation) -> Result<Answer> {
+        use EvsOperation::*;
         let evs = self.evs;
         let r = &self.requester;
-        match (method.as_str(), version, rest) {
-            ("POST", "v2" | "v2.1" | "v3", ["cloudvolumes"]) => {
+        match operation {
+            CreateVolume { .. } => {
                 let input = self.create_volume_input()?;
                 let job = evs.create_volumes(r, input).await?;
                 ok(json!({"job_id": job.id, "volume_ids": job.volume_ids}))
             }
-            ("GET", "v2" | "v3", ["cloudvolumes", "detail"] | ["cloudvolumes"]) => {
+            ListVolumes { .. } => {
                 let filter = self.volume_filter()?;
                 let (volumes, count) = evs.volumes(r, &filter);
                 let volumes: Vec<Value> = volumes.iter().map(|v| volume_json(v, r.key.project_id.as_str())).collect();
                 ok(json!({"count": count, "volumes": volumes, "volumes_links": []}))
             }
-            ("GET", "v2" | "v3", ["cloudvolumes", id]) => {
+            ShowVolume { volume_id: id, .. } => {
                 let volume = evs.volume(r, id)?;
                 ok(json!({"volume": volume_json(&volume, &r.key.project_id)}))
             }
-            ("PUT", "v2" | "v3", ["cloudvolumes", id]) => {
+            UpdateVolume { volume_id: id, .. } => {
                 let body = self.json()?;
                 let volume = object(&body, "volume", "EVS.1001", "null volume!")?;
                 let name = optional_string(volume, "name", "EVS.1003", "invalid volume name!")?;
@@ -156,57 +330,52 @@ impl Call<'_> {
                 // The real API answers update with the volume's fields at the top level.
                 ok(volume_json(&record, &r.key.project_id))
             }
-            ("DELETE", "v2" | "v3", ["cloudvolumes", id]) => {
+            DeleteVolume { volume_id: id, .. } => {
                 let cascade = match self.param("cascade").as_deref() {
                     None | Some("false") => false,
                     Some("true") => true,
-                    Some(_) => return Err(EvsError::bad("EVS.5400", "cascade must be true or false.")),
+                    Some(_) => return Err(bad("EVS.5400", "cascade must be true or false.")),
                 };
                 let job = evs.delete_volume(r, id, cascade).await?;
                 ok(json!({"job_id": job.id}))
             }
-            ("POST", "v2" | "v2.1" | "v3", ["cloudvolumes", id, "action"]) => {
+            ExtendVolume { volume_id: id, .. } => {
                 let body = self.json()?;
                 let extend = object(&body, "os-extend", "EVS.1011", "null extendVolumeReq!")?;
                 let new_size = integer(extend.get("new_size"), "EVS.1010", "invalid volume size!")?
-                    .ok_or_else(|| EvsError::bad("EVS.1010", "invalid volume size!"))?;
+                    .ok_or_else(|| bad("EVS.1010", "invalid volume size!"))?;
                 let job = evs.extend_volume(r, id, new_size).await?;
                 ok(json!({"job_id": job.id}))
             }
-            ("GET", "v2", ["volumes", id, "metadata"]) => ok(json!({"metadata": evs.volume(r, id)?.metadata})),
-            ("POST" | "PUT", "v2", ["volumes", id, "metadata"]) => {
+            ShowVolumeMetadata { volume_id: id, .. } => ok(json!({"metadata": evs.volume(r, id)?.metadata})),
+            SetVolumeMetadata { volume_id: id, replace, .. } => {
                 let body = self.json()?;
                 let metadata = string_map(object(&body, "metadata", "EVS.5400", "Malformed request body.")?)?;
-                let replace = method == Method::PUT;
-                ok(json!({"metadata": evs.set_metadata(r, id, metadata, replace).await?}))
+                ok(json!({"metadata": evs.set_metadata(r, id, metadata, *replace).await?}))
             }
-            ("GET", "v2", ["volumes", id, "metadata", key]) => {
-                let key = decode(key);
+            ShowVolumeMetadataKey { volume_id: id, key, .. } => {
                 let metadata = evs.volume(r, id)?.metadata;
-                let value = metadata.get(&key).ok_or_else(|| {
-                    EvsError::not_found("EVS.5404", format!("The metadata key {key} could not be found."))
-                })?;
+                let value = metadata.get(key).ok_or_else(|| EvsError::MetadataKeyNotFound { key: key.clone() })?;
                 ok(json!({"meta": {key: value}}))
             }
-            ("PUT", "v2", ["volumes", id, "metadata", key]) => {
-                let key = decode(key);
+            UpdateVolumeMetadataKey { volume_id: id, key, .. } => {
                 let body = self.json()?;
                 let meta = string_map(object(&body, "meta", "EVS.5400", "Malformed request body.")?)?;
-                if meta.len() != 1 || !meta.contains_key(&key) {
-                    return Err(EvsError::bad("EVS.5400", "Request body and URI mismatch."));
+                if meta.len() != 1 || !meta.contains_key(key) {
+                    return Err(bad("EVS.5400", "Request body and URI mismatch."));
                 }
                 evs.set_metadata(r, id, meta.clone(), false).await?;
                 ok(json!({"meta": meta}))
             }
-            ("DELETE", "v2", ["volumes", id, "metadata", key]) => {
-                evs.delete_metadata(r, id, &decode(key)).await?;
+            DeleteVolumeMetadataKey { volume_id: id, key, .. } => {
+                evs.delete_metadata(r, id, key).await?;
                 ok(Value::Null)
             }
-            ("POST", "v2", ["cloudsnapshots"]) => {
+            CreateSnapshot { .. } => {
                 let body = self.json()?;
                 let snapshot = object(&body, "snapshot", "EVS.5400", "Malformed request body.")?;
                 let volume_id = optional_string(snapshot, "volume_id", "EVS.5400", "Malformed request body.")?
-                    .ok_or_else(|| EvsError::bad("EVS.5400", "volume_id is required."))?;
+                    .ok_or_else(|| bad("EVS.5400", "volume_id is required."))?;
                 let name = optional_string(snapshot, "name", "EVS.1003", "invalid snapshot name!")?.unwrap_or_default();
                 let description =
                     optional_string(snapshot, "description", "EVS.1004", "invalid snapshot description!")?
@@ -215,17 +384,17 @@ impl Call<'_> {
                     None | Some(Value::Null) => false,
                     Some(Value::Bool(b)) => *b,
                     Some(Value::String(s)) => s == "true",
-                    Some(_) => return Err(EvsError::bad("EVS.5400", "force must be a boolean.")),
+                    Some(_) => return Err(bad("EVS.5400", "force must be a boolean.")),
                 };
                 let metadata = match snapshot.get("metadata") {
                     None | Some(Value::Null) => BTreeMap::new(),
                     Some(Value::Object(m)) => string_map(m)?,
-                    Some(_) => return Err(EvsError::bad("EVS.5400", "metadata must be an object.")),
+                    Some(_) => return Err(bad("EVS.5400", "metadata must be an object.")),
                 };
                 let record = evs.create_snapshot(r, &volume_id, name, description, force, metadata).await?;
                 accepted(json!({"snapshot": snapshot_json(&record)}))
             }
-            ("GET", "v2", ["cloudsnapshots"] | ["cloudsnapshots", "detail"]) => {
+            ListSnapshots { .. } => {
                 let volume_id = self.param("volume_id");
                 let mut snapshots = evs.snapshots(r, volume_id.as_deref());
                 for (field, wanted) in [("name", self.param("name")), ("status", self.param("status"))] {
@@ -240,8 +409,8 @@ impl Call<'_> {
                 let page: Vec<Value> = snapshots.iter().skip(offset).take(limit).map(snapshot_json).collect();
                 ok(json!({"count": count, "snapshots": page, "snapshots_links": []}))
             }
-            ("GET", "v2", ["cloudsnapshots", id]) => ok(json!({"snapshot": snapshot_json(&evs.snapshot(r, id)?)})),
-            ("PUT", "v2", ["cloudsnapshots", id]) => {
+            ShowSnapshot { snapshot_id: id, .. } => ok(json!({"snapshot": snapshot_json(&evs.snapshot(r, id)?)})),
+            UpdateSnapshot { snapshot_id: id, .. } => {
                 let body = self.json()?;
                 let snapshot = object(&body, "snapshot", "EVS.5400", "Malformed request body.")?;
                 let name = optional_string(snapshot, "name", "EVS.1003", "invalid snapshot name!")?;
@@ -250,11 +419,11 @@ impl Call<'_> {
                 let record = evs.update_snapshot(r, id, name, description).await?;
                 ok(json!({"snapshot": snapshot_json(&record)}))
             }
-            ("DELETE", "v2", ["cloudsnapshots", id]) => {
+            DeleteSnapshot { snapshot_id: id, .. } => {
                 evs.delete_snapshot(r, id).await?;
                 accepted(Value::Null)
             }
-            ("POST", "v2", ["cloudsnapshots", id, "rollback"]) => {
+            RollbackSnapshot { snapshot_id: id, .. } => {
                 let body = self.json()?;
                 let rollback = object(&body, "rollback", "EVS.5400", "Malformed request body.")?;
                 let volume_id = optional_string(rollback, "volume_id", "EVS.5400", "Malformed request body.")?;
@@ -269,12 +438,12 @@ impl Call<'_> {
                 }
                 accepted(json!({"rollback": {"volume_id": volume.id, "volume_name": volume.name}}))
             }
-            ("GET", "v1", ["jobs", id]) => ok(self.job_json(&evs.job(r, id)?)),
-            ("POST", "v1", ["cloudservers", server_id, "attachvolume"]) => {
-                let body = self.json().map_err(|_| EvsError::bad("Ecs.0005", "request body is illegal."))?;
+            ShowJob { job_id: id, .. } => ok(self.job_json(&evs.job(r, id)?)),
+            AttachVolume { server_id, .. } => {
+                let body = self.json().map_err(|_| bad("Ecs.0005", "request body is illegal."))?;
                 let attachment = object(&body, "volumeAttachment", "Ecs.0005", "request body is illegal.")?;
                 let volume_id = optional_string(attachment, "volumeId", "Ecs.0005", "request body is illegal.")?
-                    .ok_or_else(|| EvsError::bad("Ecs.0005", "volumeId is required."))?;
+                    .ok_or_else(|| bad("Ecs.0005", "volumeId is required."))?;
                 let device = optional_string(attachment, "device", "Ecs.0005", "request body is illegal.")?;
                 if body.get("dry_run") == Some(&Value::Bool(true)) {
                     evs.volume(r, &volume_id)?;
@@ -283,11 +452,11 @@ impl Call<'_> {
                 let job = evs.attach(r, server_id, &volume_id, device).await?;
                 ok(json!({"job_id": job.id}))
             }
-            ("DELETE", "v1", ["cloudservers", server_id, "detachvolume", volume_id]) => {
+            DetachVolume { server_id, volume_id, .. } => {
                 let job = evs.detach(r, server_id, volume_id).await?;
                 ok(json!({"job_id": job.id}))
             }
-            ("GET", "v1", ["cloudservers", server_id, "os-volume_attachments"]) => {
+            ListServerVolumeAttachments { server_id, .. } => {
                 let (volumes, _) = evs.volumes(r, &VolumeFilter { limit: usize::MAX, ..VolumeFilter::default() });
                 let attachments: Vec<Value> = volumes
                     .iter()
@@ -297,14 +466,13 @@ impl Call<'_> {
                     .collect();
                 ok(json!({"volumeAttachments": attachments}))
             }
-            _ => Err(EvsError::not_found("EVS.5404", "Resource(Volume, Snapshot, Backup .etc) cound not be found.")),
         }
     }
 
     fn json(&self) -> Result<Value> {
         match serde_json::from_slice::<Value>(self.body) {
             Ok(value @ Value::Object(_)) => Ok(value),
-            _ => Err(EvsError::bad("EVS.5400", "Malformed request body.")),
+            _ => Err(bad("EVS.5400", "Malformed request body.")),
         }
     }
 
@@ -320,9 +488,7 @@ impl Call<'_> {
     fn usize_param(&self, name: &str) -> Result<Option<usize>> {
         match self.param(name) {
             None => Ok(None),
-            Some(v) => {
-                v.parse().map(Some).map_err(|_| EvsError::bad("EVS.5400", format!("{name} param must be an integer.")))
-            }
+            Some(v) => v.parse().map(Some).map_err(|_| bad("EVS.5400", format!("{name} param must be an integer."))),
         }
     }
 
@@ -333,10 +499,10 @@ impl Call<'_> {
         let metadata = match volume.get("metadata") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(Value::Object(m)) => string_map(m)?,
-            Some(_) => return Err(EvsError::bad("EVS.1009", "invalid volumeForCreate!")),
+            Some(_) => return Err(bad("EVS.1009", "invalid volumeForCreate!")),
         };
         if volume.get("imageRef").is_some_and(|v| !v.is_null()) {
-            return Err(EvsError::bad("EVS.1016", "kmsim does not create volumes from images."));
+            return Err(bad("EVS.1016", "kmsim does not create volumes from images."));
         }
         let count = integer(volume.get("count"), "EVS.1021", "the quantity of volume is invalid!")?.unwrap_or(1);
         Ok(CreateVolume {
@@ -355,22 +521,20 @@ impl Call<'_> {
         let limit = match self.usize_param("limit")? {
             None => 1000,
             Some(n @ 1..=1000) => n,
-            Some(_) => return Err(EvsError::bad("EVS.1023", "invalid filter limit!")),
+            Some(_) => return Err(bad("EVS.1023", "invalid filter limit!")),
         };
         let metadata = match self.param("metadata") {
             None => BTreeMap::new(),
             Some(text) => match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(m)) => {
-                    string_map(&m).map_err(|_| EvsError::bad("EVS.1058", "invalid metadata filter!"))?
-                }
-                _ => return Err(EvsError::bad("EVS.1058", "invalid metadata filter!")),
+                Ok(Value::Object(m)) => string_map(&m).map_err(|_| bad("EVS.1058", "invalid metadata filter!"))?,
+                _ => return Err(bad("EVS.1058", "invalid metadata filter!")),
             },
         };
         let marker = self.param("marker");
         if let Some(marker) = &marker
             && uuid::Uuid::parse_str(marker).is_err()
         {
-            return Err(EvsError::bad("EVS.1024", "invalid filter marker!"));
+            return Err(bad("EVS.1024", "invalid filter marker!"));
         }
         Ok(VolumeFilter {
             name: self.param("name"),
@@ -387,6 +551,9 @@ impl Call<'_> {
     /// A job as both SDKs' job models read it (EVS: `entities.volume_id` / `sub_jobs`; ECS: `entities.server_id`).
     fn job_json(&self, job: &Job) -> Value {
         let time = |ms: i64| if ms == 0 { String::new() } else { shared::time::format_rfc3339_millis(ms) };
+        let failure = job.failure.as_ref().map(wire_error);
+        let error_code = failure.as_ref().map(|w| w.code);
+        let fail_reason = failure.as_ref().map(|w| w.message.as_str());
         let mut entities = Map::new();
         if let Some(volume_id) = &job.volume_id {
             entities.insert("volume_id".into(), json!(volume_id));
@@ -411,8 +578,8 @@ impl Call<'_> {
                         "job_type": "createVolume",
                         "begin_time": time(job.begin_time),
                         "end_time": time(job.end_time),
-                        "error_code": job.error_code,
-                        "fail_reason": job.fail_reason,
+                        "error_code": error_code,
+                        "fail_reason": fail_reason,
                         "entities": {"volume_id": id},
                     })
                 })
@@ -425,8 +592,8 @@ impl Call<'_> {
             "job_type": job.job_type,
             "begin_time": time(job.begin_time),
             "end_time": time(job.end_time),
-            "error_code": job.error_code,
-            "fail_reason": job.fail_reason,
+            "error_code": error_code,
+            "fail_reason": fail_reason,
             "entities": entities,
         })
     }
@@ -437,7 +604,7 @@ fn decode(text: &str) -> String {
 }
 
 fn object<'v>(body: &'v Value, field: &str, code: &'static str, message: &str) -> Result<&'v Map<String, Value>> {
-    body.get(field).and_then(Value::as_object).ok_or_else(|| EvsError::bad(code, message))
+    body.get(field).and_then(Value::as_object).ok_or_else(|| bad(code, message))
 }
 
 fn optional_string(
@@ -449,7 +616,7 @@ fn optional_string(
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(EvsError::bad(code, message)),
+        Some(_) => Err(bad(code, message)),
     }
 }
 
@@ -457,12 +624,11 @@ fn optional_string(
 fn integer(value: Option<&Value>, code: &'static str, message: &str) -> Result<Option<u64>> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| EvsError::bad(code, message)),
-        Some(Value::String(s)) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| EvsError::bad("EVS.1018", "Type conversion error, parameter type is unexpected.")),
-        Some(_) => Err(EvsError::bad("EVS.1018", "Type conversion error, parameter type is unexpected.")),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| bad(code, message)),
+        Some(Value::String(s)) => {
+            s.parse().map(Some).map_err(|_| bad("EVS.1018", "Type conversion error, parameter type is unexpected."))
+        }
+        Some(_) => Err(bad("EVS.1018", "Type conversion error, parameter type is unexpected.")),
     }
 }
 
@@ -471,7 +637,7 @@ fn string_map(object: &Map<String, Value>) -> Result<BTreeMap<String, String>> {
         .iter()
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),
-            _ => Err(EvsError::bad("EVS.5400", "Metadata values must be strings.")),
+            _ => Err(bad("EVS.5400", "Metadata values must be strings.")),
         })
         .collect()
 }
@@ -539,4 +705,88 @@ fn snapshot_json(snapshot: &SnapshotRecord) -> Value {
             if snapshot.status == crate::model::SnapshotStatus::Available { "100%" } else { "0%" },
         "service_type": "EVS",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SnapshotStatus, VolumeStatus};
+
+    fn check(error: &ApiError, status: u16, code: &str, message: &str) {
+        let wire = error.wire();
+        assert_eq!((wire.status.as_u16(), wire.code, wire.message.as_str()), (status, code, message), "{error:?}");
+    }
+
+    /// Every core error keeps the status, code and message the front end sent before the core was typed (and a
+    /// failed job shows the same code and message).
+    #[test]
+    fn core_errors_have_the_real_services_wire_form() {
+        use EvsError::*;
+        let id = || "v-1".to_owned();
+        let size = |problem| InvalidSize { problem };
+        let key = |problem| KeyUnusable { problem, detail: "Key 'k' is disabled.".into() };
+        let forbids = |action| VolumeStatusForbids { id: id(), status: VolumeStatus::InUse, action };
+        #[rustfmt::skip]
+        let cases: Vec<(EvsError, u16, &str, &str)> = vec![
+            (VolumeNotFound { id: id() }, 404, "EVS.5404", RESOURCE_NOT_FOUND),
+            (SnapshotNotFound { id: id() }, 404, "EVS.5404", RESOURCE_NOT_FOUND),
+            (MetadataKeyNotFound { key: "k 1".into() }, 404, "EVS.5404", "The metadata key k 1 could not be found."),
+            (JobNotFound { id: id() }, 400, "Common.0011", "No jobs found."),
+            (SourceSnapshotNotFound { id: id() }, 400, "EVS.2045", "invalid snapshot_id!"),
+            (SnapshotNotAvailable { id: id() }, 400, "EVS.2043", "The status of snapshot is not available or backing-up."),
+            (InvalidCount { count: 0 }, 400, "EVS.1021", "the quantity of volume is invalid!"),
+            (InvalidName, 400, "EVS.1003", "invalid volume name!"),
+            (InvalidDescription, 400, "EVS.1004", "invalid volume description!"),
+            (size(SizeProblem::Missing), 400, "EVS.1010", "invalid volume size!"),
+            (size(SizeProblem::OutOfRange { size_gb: 5 }), 400, "EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."),
+            (size(SizeProblem::BelowSnapshot { size_gb: 10, snapshot_gb: 20 }), 400, "EVS.1010", "invalid volume size! It must not be smaller than the snapshot's."),
+            (SizeNotGreater { new_gb: 10, old_gb: 10 }, 400, "EVS.1015", "new volume Size must be greater than old Size!"),
+            (InvalidVolumeType { volume_type: "X".into() }, 400, "EVS.1020", "invalid volume type!"),
+            (MissingAvailabilityZone, 400, "EVS.2083", "AZ and volume type must not be empty or null!"),
+            (EncryptionWithSnapshot, 400, "EVS.1043", "encrypt and cmk and passthrough in metadata is not support when create volume from snapshot or image!"),
+            (InvalidEncryption, 400, "EVS.2041", "The encrypt Param is invalid!"),
+            (key(KeyProblem::Disabled), 400, "EVS.2040", "The CMK is not enabled: Key 'k' is disabled."),
+            (key(KeyProblem::NotFound), 400, "EVS.2041", "The encrypt Param is invalid! Key 'k' is disabled."),
+            (key(KeyProblem::AccessDenied), 400, "EVS.2055", "can not create encrypt volume because hasn't xrole. Key 'k' is disabled."),
+            (NothingToUpdate, 400, "EVS.1007", "volume name and description can not both be empty!"),
+            (SystemMetadata, 400, "EVS.2047", "the metadata Param is not allowed to be updated!"),
+            (VolumeBeingDeleted { id: id() }, 400, "EVS.2068", "The volume v-1 is being deleted."),
+            (VolumeLocked { id: id() }, 400, "EVS.2068", "operation failed because of volume be locked (a snapshot is in progress)"),
+            (forbids(VolumeAction::Delete), 400, "EVS.1046", "The volume v-1 is in-use, which does not allow this operation."),
+            (forbids(VolumeAction::Extend), 400, "EVS.1048", "The volume v-1 is in-use, which does not allow this operation."),
+            (forbids(VolumeAction::Attach), 400, "Ecs.0017", "The volume v-1 is in-use, which does not allow this operation."),
+            (forbids(VolumeAction::Detach), 400, "Ecs.0005", "The volume v-1 is in-use, which does not allow this operation."),
+            (forbids(VolumeAction::Rollback), 400, "EVS.2068", "The volume v-1 is in-use, which does not allow this operation."),
+            (VolumeHasSnapshots { id: id() }, 400, "EVS.1046", "The volume has snapshots; delete them first."),
+            (VolumeSnapshotBusy { id: id() }, 400, "EVS.1046", "A snapshot of the volume is busy; try again later."),
+            (NotAttached { volume_id: id(), server_id: "s-1".into() }, 400, "Ecs.0005", "The volume v-1 is not attached to s-1."),
+            (VolumeInUse { id: id() }, 400, "EVS.2068", "The volume is in use; set force to snapshot it anyway."),
+            (VolumeNotSnapshottable { id: id(), status: VolumeStatus::Extending }, 400, "EVS.2068", "The volume is extending."),
+            (SnapshotInProgress { volume_id: id() }, 400, "EVS.2068", "A snapshot of the volume is being taken."),
+            (SnapshotNotDeletable { id: id(), status: SnapshotStatus::Creating }, 400, "EVS.1047", "snapshot status must be available or error when delete snapshot!"),
+            (SnapshotInUse { id: id() }, 400, "EVS.1047", "The snapshot is in use: volumes are being created from it."),
+            (RollbackTarget { snapshot_id: id(), volume_id: "v-2".into() }, 400, "EVS.5400", "A snapshot rolls back only onto its source volume."),
+            (ShuttingDown, 503, "EVS.5500", "The volume service is shutting down."),
+            (EvsError::internal("disk on fire"), 500, "EVS.5500", "Internal server error."),
+        ];
+        for (error, status, code, message) in cases {
+            assert_eq!((error.status().as_u16(), error.code()), (status, code), "{error:?}");
+            check(&ApiError::Evs(error), status, code, message);
+        }
+    }
+
+    /// Requests that reach no core operation keep the answers the string router gave.
+    #[test]
+    fn request_errors_have_the_real_services_wire_form() {
+        check(&ApiError::UnknownOperation, 404, "EVS.5404", RESOURCE_NOT_FOUND);
+        check(
+            &ApiError::ProjectMismatch,
+            400,
+            "Common.0018",
+            "The project ID in the URI does not match the credentials.",
+        );
+        check(&ApiError::TooLarge, 413, "EVS.5413", "The request body is too large.");
+        check(&bad("EVS.5400", "Malformed request body."), 400, "EVS.5400", "Malformed request body.");
+        assert_eq!(RESOURCE_NOT_FOUND, "Resource(Volume, Snapshot, Backup .etc) cound not be found.");
+    }
 }

@@ -241,8 +241,8 @@ impl JobStatus {
     }
 }
 
-/// An asynchronous operation (create, delete, extend, attach, detach) and its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An asynchronous operation (create, delete, extend, attach, detach) and its outcome. Jobs live in memory only.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     /// Id (32 hex characters).
     pub id: String,
@@ -262,10 +262,8 @@ pub struct Job {
     pub begin_time: i64,
     /// End time, ms since the epoch (0 while running).
     pub end_time: i64,
-    /// Error code of a failed job (`EVS.2040`, ...).
-    pub error_code: Option<String>,
-    /// Why it failed.
-    pub fail_reason: Option<String>,
+    /// Why a failed job failed; the API shows it as the job's `error_code` (`EVS.2040`, ...) and `fail_reason`.
+    pub failure: Option<crate::error::EvsError>,
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use shared::{AccessKey, Caller};
 use zeroize::Zeroizing;
 
 use crate::device::VolumeDevice;
-use crate::error::{EvsError, Result};
+use crate::error::{EvsError, KeyProblem, Result, SizeProblem, VolumeAction};
 use crate::extents::{Extents, Layout};
 use crate::luks;
 use crate::model::{
@@ -232,12 +232,10 @@ fn service_caller(region: &str) -> Caller {
 fn key_error(e: KeyServiceError) -> EvsError {
     match e {
         KeyServiceError::Disabled(m) | KeyServiceError::InvalidState(m) => {
-            EvsError::bad("EVS.2040", format!("The CMK is not enabled: {m}"))
+            EvsError::KeyUnusable { problem: KeyProblem::Disabled, detail: m }
         }
-        KeyServiceError::NotFound(m) => EvsError::bad("EVS.2041", format!("The encrypt Param is invalid! {m}")),
-        KeyServiceError::AccessDenied(m) => {
-            EvsError::bad("EVS.2055", format!("can not create encrypt volume because hasn't xrole. {m}"))
-        }
+        KeyServiceError::NotFound(m) => EvsError::KeyUnusable { problem: KeyProblem::NotFound, detail: m },
+        KeyServiceError::AccessDenied(m) => EvsError::KeyUnusable { problem: KeyProblem::AccessDenied, detail: m },
         KeyServiceError::InvalidCiphertext(m) => EvsError::internal(format!("the volume's data key: {m}")),
         other => EvsError::internal(format!("KMS: {other}")),
     }
@@ -291,12 +289,12 @@ impl Evs {
     /// Admits an operation (`what`, for the log), waiting while a reset runs; refused once a shutdown began.
     async fn admit(&self, what: impl Into<String>) -> Result<Admission> {
         if self.stopping.load(Ordering::SeqCst) {
-            return Err(EvsError::shutting_down());
+            return Err(EvsError::ShuttingDown);
         }
         let guard = Arc::clone(&self.gate).read_owned().await;
         // A shutdown that began while this waited (behind it, or behind a reset).
         if self.stopping.load(Ordering::SeqCst) {
-            return Err(EvsError::shutting_down());
+            return Err(EvsError::ShuttingDown);
         }
         let id = self.admitted.fetch_add(1, Ordering::Relaxed);
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id, what.into());
@@ -454,9 +452,9 @@ impl Evs {
     /// Changes a volume's record: durably on disk first, then in memory (a failed write changes nothing).
     async fn update_volume_record(&self, id: &str, change: impl FnOnce(&mut VolumeRecord)) -> Result<VolumeRecord> {
         let _writing = self.record_writes.lock().await;
-        let mut record = self.state().volumes.get(id).cloned().ok_or_else(EvsError::resource_not_found)?;
+        let mut record = self.state().volumes.get(id).cloned().ok_or_else(|| EvsError::volume_not_found(id))?;
         if record.status == VolumeStatus::Deleting {
-            return Err(EvsError::bad("EVS.2068", format!("The volume {id} is being deleted.")));
+            return Err(EvsError::VolumeBeingDeleted { id: id.to_owned() });
         }
         change(&mut record);
         record.updated_at = now_millis();
@@ -489,8 +487,7 @@ impl Evs {
             server_id: server_id.map(str::to_owned),
             begin_time: now_millis(),
             end_time: 0,
-            error_code: None,
-            fail_reason: None,
+            failure: None,
         };
         let mut state = self.state();
         // Jobs are kept for an hour after they end, as the real service forgets them too.
@@ -509,8 +506,7 @@ impl Evs {
                 job.end_time = now_millis();
             }
             if let Some(e) = error {
-                job.error_code = Some(e.code().to_owned());
-                job.fail_reason = Some(e.message().to_owned());
+                job.failure = Some(e.clone());
             }
         }
     }
@@ -533,7 +529,11 @@ impl Evs {
             match work.await {
                 Ok(()) => evs.set_job(&job_id, JobStatus::Success, None),
                 Err(e) => {
-                    tracing::warn!(job = %job_id, error = %e, "job failed");
+                    if matches!(e, EvsError::Internal { .. }) {
+                        tracing::error!(job = %job_id, error = %e, "job failed");
+                    } else {
+                        tracing::warn!(job = %job_id, error = %e, "job failed");
+                    }
                     evs.set_job(&job_id, JobStatus::Fail, Some(&e));
                 }
             }
@@ -547,7 +547,7 @@ impl Evs {
             .get(job_id)
             .filter(|j| j.project_id == requester.project())
             .cloned()
-            .ok_or_else(|| EvsError::bad("Common.0011", "No jobs found."))
+            .ok_or_else(|| EvsError::JobNotFound { id: job_id.to_owned() })
     }
 
     // ---- volumes ---------------------------------------------------------------------------------
@@ -559,7 +559,7 @@ impl Evs {
             .get(id)
             .filter(|v| v.project_id == requester.project())
             .cloned()
-            .ok_or_else(EvsError::resource_not_found)
+            .ok_or_else(|| EvsError::volume_not_found(id))
     }
 
     /// The requester's volumes matching `filter`, and how many matched before pagination.
@@ -590,16 +590,16 @@ impl Evs {
     pub async fn create_volumes(self: &Arc<Self>, requester: &Requester, input: CreateVolume) -> Result<Job> {
         let admission = self.admit("createVolume").await?;
         if !(1..=100).contains(&input.count) {
-            return Err(EvsError::bad("EVS.1021", "the quantity of volume is invalid!"));
+            return Err(EvsError::InvalidCount { count: input.count });
         }
         check_name(&input.name)?;
         check_description(&input.description)?;
         let snapshot = match &input.snapshot_id {
             Some(id) => {
                 let snapshot =
-                    self.snapshot(requester, id).map_err(|_| EvsError::bad("EVS.2045", "invalid snapshot_id!"))?;
+                    self.snapshot(requester, id).map_err(|_| EvsError::SourceSnapshotNotFound { id: id.clone() })?;
                 if snapshot.status != SnapshotStatus::Available {
-                    return Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up."));
+                    return Err(EvsError::SnapshotNotAvailable { id: id.clone() });
                 }
                 Some(snapshot)
             }
@@ -608,34 +608,29 @@ impl Evs {
         let wants_encryption = input.metadata.get(ENCRYPTED_KEY).map(String::as_str);
         let cmk_id = input.metadata.get(CMK_ID_KEY).cloned();
         if snapshot.is_some() && (wants_encryption.is_some() || cmk_id.is_some()) {
-            return Err(EvsError::bad(
-                "EVS.1043",
-                "encrypt and cmk and passthrough in metadata is not support when create volume from snapshot or image!",
-            ));
+            return Err(EvsError::EncryptionWithSnapshot);
         }
         let volume_type = match &snapshot {
             Some(s) if input.volume_type.is_empty() => s.volume_type.clone(),
             _ => input.volume_type.clone(),
         };
         if !VOLUME_TYPES.contains(&volume_type.as_str()) {
-            return Err(EvsError::bad("EVS.1020", "invalid volume type!"));
+            return Err(EvsError::InvalidVolumeType { volume_type });
         }
         if input.availability_zone.is_empty() {
-            return Err(EvsError::bad("EVS.2083", "AZ and volume type must not be empty or null!"));
+            return Err(EvsError::MissingAvailabilityZone);
         }
         let size_gb = match (&snapshot, input.size_gb) {
             (Some(s), None) => s.size_gb,
             (Some(s), Some(size)) if size < s.size_gb => {
-                return Err(EvsError::bad(
-                    "EVS.1010",
-                    "invalid volume size! It must not be smaller than the snapshot's.",
-                ));
+                let problem = SizeProblem::BelowSnapshot { size_gb: size, snapshot_gb: s.size_gb };
+                return Err(EvsError::InvalidSize { problem });
             }
             (_, Some(size)) => size,
-            (None, None) => return Err(EvsError::bad("EVS.1010", "invalid volume size!")),
+            (None, None) => return Err(EvsError::InvalidSize { problem: SizeProblem::Missing }),
         };
         if !SIZE_RANGE.contains(&size_gb) {
-            return Err(EvsError::bad("EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."));
+            return Err(EvsError::InvalidSize { problem: SizeProblem::OutOfRange { size_gb } });
         }
         // Encryption: either inherited from the snapshot, or asked for with a CMK the EVS service may use.
         // The key's ARN and id: the customer's CMK, or the project's default key `evs/default` (created on first use)
@@ -663,7 +658,7 @@ impl Evs {
                 Some((arn, id))
             }
             _ => {
-                return Err(EvsError::bad("EVS.2041", "The encrypt Param is invalid!"));
+                return Err(EvsError::InvalidEncryption);
             }
         };
         let now = now_millis();
@@ -724,7 +719,7 @@ impl Evs {
             if let Some(source) = &snapshot
                 && state.snapshots.get(&source.id).is_none_or(|s| s.status != SnapshotStatus::Available)
             {
-                return Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up."));
+                return Err(EvsError::SnapshotNotAvailable { id: source.id.clone() });
             }
             for record in &records {
                 state.volumes.insert(record.id.clone(), record.clone());
@@ -751,7 +746,9 @@ impl Evs {
                 let created = evs.create_volume_file(record, data_keys.next(), snapshot.as_ref()).await;
                 if let Err(e) = created {
                     tracing::warn!(volume = %id, error = %e, "creating a volume failed");
-                    let _ = evs.update_volume_record(&id, |v| v.status = VolumeStatus::Error).await;
+                    if let Err(e) = evs.update_volume_record(&id, |v| v.status = VolumeStatus::Error).await {
+                        tracing::error!(volume = %id, error = %e, "recording a failed creation");
+                    }
                     failure.get_or_insert(e);
                 }
             }
@@ -818,7 +815,7 @@ impl Evs {
         let _admission = self.admit(format!("updateVolume {id}")).await?;
         self.volume(requester, id)?;
         if name.is_none() && description.is_none() {
-            return Err(EvsError::bad("EVS.1007", "volume name and description can not both be empty!"));
+            return Err(EvsError::NothingToUpdate);
         }
         if let Some(name) = &name {
             check_name(name)?;
@@ -848,7 +845,7 @@ impl Evs {
         let _admission = self.admit(format!("setMetadata {id}")).await?;
         let current = self.volume(requester, id)?;
         if metadata.keys().any(|k| k.starts_with("__system__") && current.metadata.get(k) != metadata.get(k)) {
-            return Err(EvsError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"));
+            return Err(EvsError::SystemMetadata);
         }
         let record = self
             .update_volume_record(id, |v| {
@@ -866,10 +863,10 @@ impl Evs {
         let _admission = self.admit(format!("deleteMetadata {id}")).await?;
         let current = self.volume(requester, id)?;
         if key.starts_with("__system__") {
-            return Err(EvsError::bad("EVS.2047", "the metadata Param is not allowed to be updated!"));
+            return Err(EvsError::SystemMetadata);
         }
         if !current.metadata.contains_key(key) {
-            return Err(EvsError::not_found("EVS.5404", format!("The metadata key {key} could not be found.")));
+            return Err(EvsError::MetadataKeyNotFound { key: key.to_owned() });
         }
         self.update_volume_record(id, |v| {
             v.metadata.remove(key);
@@ -886,9 +883,9 @@ impl Evs {
         id: &str,
         from: &[VolumeStatus],
         to: VolumeStatus,
-        code: &'static str,
+        action: VolumeAction,
     ) -> Result<VolumeRecord> {
-        self.transition_if(id, from, to, code, |_| Ok(())).await
+        self.transition_if(id, from, to, action, |_| Ok(())).await
     }
 
     /// [`Evs::transition`], once `check` has passed: it runs under the same lock, after the status check, so
@@ -898,7 +895,7 @@ impl Evs {
         id: &str,
         from: &[VolumeStatus],
         to: VolumeStatus,
-        code: &'static str,
+        action: VolumeAction,
         check: impl FnOnce(&mut State) -> Result<()>,
     ) -> Result<VolumeRecord> {
         let _writing = self.record_writes.lock().await;
@@ -908,20 +905,14 @@ impl Evs {
             .values()
             .any(|s| s.volume_id == id && matches!(s.status, SnapshotStatus::Creating | SnapshotStatus::Rollbacking));
         if busy {
-            return Err(EvsError::bad(
-                "EVS.2068",
-                "operation failed because of volume be locked (a snapshot is in progress)",
-            ));
+            return Err(EvsError::VolumeLocked { id: id.to_owned() });
         }
-        let status = state.volumes.get(id).ok_or_else(EvsError::resource_not_found)?.status;
+        let status = state.volumes.get(id).ok_or_else(|| EvsError::volume_not_found(id))?.status;
         if !from.contains(&status) {
-            return Err(EvsError::bad(
-                code,
-                format!("The volume {id} is {}, which does not allow this operation.", status.as_str()),
-            ));
+            return Err(EvsError::VolumeStatusForbids { id: id.to_owned(), status, action });
         }
         check(&mut state)?;
-        let record = state.volumes.get_mut(id).ok_or_else(EvsError::resource_not_found)?;
+        let record = state.volumes.get_mut(id).ok_or_else(|| EvsError::volume_not_found(id))?;
         record.status = to;
         Ok(record.clone())
     }
@@ -933,20 +924,20 @@ impl Evs {
         self.volume(requester, id)?;
         let deletable = [VolumeStatus::Available, VolumeStatus::Error];
         let mut snapshots = Vec::new();
-        self.transition_if(id, &deletable, VolumeStatus::Deleting, "EVS.1046", |state| {
+        self.transition_if(id, &deletable, VolumeStatus::Deleting, VolumeAction::Delete, |state| {
             snapshots =
                 state.snapshots.values().filter(|s| s.volume_id == id).map(|s| (s.id.clone(), s.status)).collect();
             if snapshots.is_empty() {
                 return Ok(());
             }
             if !cascade {
-                return Err(EvsError::bad("EVS.1046", "The volume has snapshots; delete them first."));
+                return Err(EvsError::VolumeHasSnapshots { id: id.to_owned() });
             }
             let busy = snapshots.iter().any(|(sid, status)| {
                 !matches!(status, SnapshotStatus::Available | SnapshotStatus::Error) || state.creating_from(sid)
             });
             if busy {
-                return Err(EvsError::bad("EVS.1046", "A snapshot of the volume is busy; try again later."));
+                return Err(EvsError::VolumeSnapshotBusy { id: id.to_owned() });
             }
             for (sid, _) in &snapshots {
                 if let Some(s) = state.snapshots.get_mut(sid) {
@@ -1012,18 +1003,18 @@ impl Evs {
         let admission = self.admit(format!("extendVolume {id}")).await?;
         let current = self.volume(requester, id)?;
         if new_size_gb <= current.size_gb {
-            return Err(EvsError::bad("EVS.1015", "new volume Size must be greater than old Size!"));
+            return Err(EvsError::SizeNotGreater { new_gb: new_size_gb, old_gb: current.size_gb });
         }
         if !SIZE_RANGE.contains(&new_size_gb) {
-            return Err(EvsError::bad("EVS.1010", "invalid volume size! A data disk has 10 to 32768 GB."));
+            return Err(EvsError::InvalidSize { problem: SizeProblem::OutOfRange { size_gb: new_size_gb } });
         }
         let (mut previous, mut encrypted) = (VolumeStatus::Available, false);
         let extendable = [VolumeStatus::Available, VolumeStatus::InUse];
         // Checked again under the lock: another extend may have grown the volume since.
-        self.transition_if(id, &extendable, VolumeStatus::Extending, "EVS.1048", |state| {
-            let volume = state.volumes.get(id).ok_or_else(EvsError::resource_not_found)?;
+        self.transition_if(id, &extendable, VolumeStatus::Extending, VolumeAction::Extend, |state| {
+            let volume = state.volumes.get(id).ok_or_else(|| EvsError::volume_not_found(id))?;
             if new_size_gb <= volume.size_gb {
-                return Err(EvsError::bad("EVS.1015", "new volume Size must be greater than old Size!"));
+                return Err(EvsError::SizeNotGreater { new_gb: new_size_gb, old_gb: volume.size_gb });
             }
             (previous, encrypted) = (volume.status, volume.encryption.is_some());
             Ok(())
@@ -1088,8 +1079,9 @@ impl Evs {
     ) -> Result<Job> {
         let admission = self.admit(format!("attachVolume {volume_id}")).await?;
         self.volume(requester, volume_id)?;
-        let record =
-            self.transition(volume_id, &[VolumeStatus::Available], VolumeStatus::Attaching, "Ecs.0017").await?;
+        let record = self
+            .transition(volume_id, &[VolumeStatus::Available], VolumeStatus::Attaching, VolumeAction::Attach)
+            .await?;
         let job = self.new_job(requester, "attachVolume", Some(volume_id), Some(server_id));
         let evs = Arc::clone(self);
         let region = requester.caller.region.clone();
@@ -1126,14 +1118,12 @@ impl Evs {
     pub async fn detach(self: &Arc<Self>, requester: &Requester, server_id: &str, volume_id: &str) -> Result<Job> {
         let admission = self.admit(format!("detachVolume {volume_id}")).await?;
         self.volume(requester, volume_id)?;
-        self.transition_if(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, "Ecs.0005", |state| {
+        self.transition_if(volume_id, &[VolumeStatus::InUse], VolumeStatus::Detaching, VolumeAction::Detach, |state| {
             let attached =
                 state.volumes.get(volume_id).is_some_and(|v| v.attachments.iter().any(|a| a.server_id == server_id));
             if !attached {
-                return Err(EvsError::bad(
-                    "Ecs.0005",
-                    format!("The volume {volume_id} is not attached to {server_id}."),
-                ));
+                let (volume_id, server_id) = (volume_id.to_owned(), server_id.to_owned());
+                return Err(EvsError::NotAttached { volume_id, server_id });
             }
             Ok(())
         })
@@ -1173,7 +1163,7 @@ impl Evs {
             .get(id)
             .filter(|s| s.project_id == requester.project())
             .cloned()
-            .ok_or_else(EvsError::resource_not_found)
+            .ok_or_else(|| EvsError::snapshot_not_found(id))
     }
 
     /// The requester's snapshots, optionally of one volume.
@@ -1243,17 +1233,17 @@ impl Evs {
             let _writing = self.record_writes.lock().await;
             let mut state = self.state();
             // The volume as it is now (an extend or a creation may have ended since it was first read).
-            let volume = state.volumes.get(volume_id).cloned().ok_or_else(EvsError::resource_not_found)?;
+            let volume = state.volumes.get(volume_id).cloned().ok_or_else(|| EvsError::volume_not_found(volume_id))?;
             match volume.status {
                 VolumeStatus::Available => {}
                 VolumeStatus::InUse if force => {}
                 VolumeStatus::InUse => {
-                    return Err(EvsError::bad("EVS.2068", "The volume is in use; set force to snapshot it anyway."));
+                    return Err(EvsError::VolumeInUse { id: volume_id.to_owned() });
                 }
-                other => return Err(EvsError::bad("EVS.2068", format!("The volume is {}.", other.as_str()))),
+                status => return Err(EvsError::VolumeNotSnapshottable { id: volume_id.to_owned(), status }),
             }
             if state.snapshots.values().any(|s| s.volume_id == volume_id && s.status == SnapshotStatus::Creating) {
-                return Err(EvsError::bad("EVS.2068", "A snapshot of the volume is being taken."));
+                return Err(EvsError::SnapshotInProgress { volume_id: volume_id.to_owned() });
             }
             let now = now_millis();
             let record = SnapshotRecord {
@@ -1321,7 +1311,7 @@ impl Evs {
         let _writing = self.record_writes.lock().await;
         let mut record = self.snapshot(requester, id)?;
         if record.status == SnapshotStatus::Deleting {
-            return Err(EvsError::resource_not_found());
+            return Err(EvsError::snapshot_not_found(id));
         }
         if let Some(name) = name {
             record.name = name;
@@ -1351,15 +1341,12 @@ impl Evs {
                 .snapshots
                 .get_mut(id)
                 .filter(|s| s.project_id == requester.project())
-                .ok_or_else(EvsError::resource_not_found)?;
+                .ok_or_else(|| EvsError::snapshot_not_found(id))?;
             if !matches!(snapshot.status, SnapshotStatus::Available | SnapshotStatus::Error) {
-                return Err(EvsError::bad(
-                    "EVS.1047",
-                    "snapshot status must be available or error when delete snapshot!",
-                ));
+                return Err(EvsError::SnapshotNotDeletable { id: id.to_owned(), status: snapshot.status });
             }
             if in_use {
-                return Err(EvsError::bad("EVS.1047", "The snapshot is in use: volumes are being created from it."));
+                return Err(EvsError::SnapshotInUse { id: id.to_owned() });
             }
             snapshot.status = SnapshotStatus::Deleting;
         }
@@ -1399,21 +1386,25 @@ impl Evs {
         let snapshot = self.snapshot(requester, id)?;
         let volume_id = volume_id.unwrap_or(&snapshot.volume_id).to_owned();
         if volume_id != snapshot.volume_id {
-            return Err(EvsError::bad("EVS.5400", "A snapshot rolls back only onto its source volume."));
+            return Err(EvsError::RollbackTarget { snapshot_id: id.to_owned(), volume_id });
         }
         self.volume(requester, &volume_id)?;
         // The snapshot must still be available when the volume moves (not being deleted meanwhile).
         let before = self
-            .transition_if(&volume_id, &[VolumeStatus::Available], VolumeStatus::Restoring, "EVS.2068", |state| {
-                match state.snapshots.get_mut(id) {
+            .transition_if(
+                &volume_id,
+                &[VolumeStatus::Available],
+                VolumeStatus::Restoring,
+                VolumeAction::Rollback,
+                |state| match state.snapshots.get_mut(id) {
                     Some(s) if s.status == SnapshotStatus::Available => {
                         s.status = SnapshotStatus::Rollbacking;
                         Ok(())
                     }
-                    Some(_) => Err(EvsError::bad("EVS.2043", "The status of snapshot is not available or backing-up.")),
-                    None => Err(EvsError::resource_not_found()),
-                }
-            })
+                    Some(_) => Err(EvsError::SnapshotNotAvailable { id: id.to_owned() }),
+                    None => Err(EvsError::snapshot_not_found(id)),
+                },
+            )
             .await?;
         let evs = Arc::clone(self);
         let id = id.to_owned();
@@ -1613,7 +1604,9 @@ impl Evs {
         let tmp = layout.moved_to(&file.with_extension("restoring"));
         let written = self.restore_into(snapshot_id, &tmp, len).await;
         let remove_tmp = |tmp: Layout| async move {
-            let _ = blocking("removing a restore", move || tmp.remove()).await;
+            if let Err(e) = blocking("removing a restore", move || tmp.remove()).await {
+                tracing::error!(error = %e, "removing a restore left behind");
+            }
         };
         if let Err(e) = written {
             remove_tmp(tmp).await;
@@ -1723,14 +1716,14 @@ impl Exports for Evs {
 /// Refuses a volume or snapshot name longer than the API allows.
 pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.chars().count() > 64 {
-        return Err(EvsError::bad("EVS.1003", "invalid volume name!"));
+        return Err(EvsError::InvalidName);
     }
     Ok(())
 }
 
 fn check_description(description: &str) -> Result<()> {
     if description.chars().count() > 255 {
-        return Err(EvsError::bad("EVS.1004", "invalid volume description!"));
+        return Err(EvsError::InvalidDescription);
     }
     Ok(())
 }
