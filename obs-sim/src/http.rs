@@ -27,6 +27,7 @@ use crate::dialect::{self, Family, ObsCaller};
 use crate::error::{Result, S3Error};
 use crate::model::{BucketEncryption, ObjectRecord};
 use crate::multipart::UploadRef;
+use crate::operation::{ListObjectsParams, S3Operation, Target, parse_query};
 use crate::service::{Conditions, Obs, PutInput, Verdict, parse_range};
 use crate::sse::{self, SseRequest};
 use crate::xml::{self, Writer};
@@ -58,8 +59,6 @@ const AWS_STORAGE_CLASSES: [&str; 12] = [
 const OBS_STORAGE_CLASSES: [&str; 4] = ["STANDARD", "WARM", "COLD", "DEEP_ARCHIVE"];
 /// Times a GET looks a key up again when the record it found went stale before its body opened.
 const MAX_STALE_READS: usize = 16;
-/// Keys per ListObjects page at most.
-const MAX_KEYS: usize = 1000;
 /// Object headers S3 stores and returns as sent.
 const STORED_HEADERS: [&str; 5] =
     ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
@@ -82,13 +81,20 @@ pub fn wall_clock_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Where a request points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    bucket: Option<String>,
-    key: Option<String>,
-    /// The bucket came from the host name (virtual-host style), as sent.
-    virtual_bucket: Option<String>,
+/// What every handler may need of a request besides its operation and body.
+struct Call<'a> {
+    /// Who signed it.
+    caller: &'a Caller,
+    /// Its SigV4 verification (the seed of aws-chunked signatures); none for V2 signatures.
+    verified: Option<&'a Verified>,
+    /// How its body is encoded.
+    mode: PayloadMode,
+    /// The header family it speaks.
+    family: Family,
+    /// Its headers, in the S3 family.
+    headers: &'a HeaderMap,
+    /// The time of the request, Unix milliseconds.
+    now: i64,
 }
 
 impl S3Api {
@@ -154,7 +160,7 @@ impl S3Api {
 
     async fn route(&self, request: Request<Body>, family: Family) -> Result<Response> {
         let (parts, body) = request.into_parts();
-        let target = target(&parts.uri, &parts.headers)?;
+        let target = Target::of_request(&parts.uri, &parts.headers)?;
         let query = parse_query(parts.uri.query().unwrap_or(""));
         // OBS clients ask which API the service speaks before signing anything.
         if parts.method == Method::HEAD && target.key.is_none() && query.contains_key("apiversion") {
@@ -233,257 +239,241 @@ impl S3Api {
         if method == Method::PUT || method == Method::POST {
             check_metadata_size(&headers, family)?;
         }
-        match (&method, target.bucket.as_deref(), target.key.as_deref()) {
-            (&Method::GET, None, None) => Ok(self.list_buckets(&caller)),
-            (_, None, _) => Err(S3Error::new(
-                "MethodNotAllowed",
-                StatusCode::METHOD_NOT_ALLOWED,
-                "The specified method is not allowed against this resource.",
-            )),
-            (m, Some(bucket), None) => {
-                self.bucket_operation(m, &caller, family, bucket, &query, &headers, body, now).await
+        let operation = S3Operation::parse(&method, &target, &query, &headers)?;
+        let call = Call { caller: &caller, verified: verified.as_ref(), mode, family, headers: &headers, now };
+        self.dispatch(operation, &call, &method, &query, body).await
+    }
+
+    /// Runs one operation: one small handler each.
+    async fn dispatch(
+        &self,
+        operation: S3Operation,
+        call: &Call<'_>,
+        method: &Method,
+        query: &BTreeMap<String, String>,
+        body: Body,
+    ) -> Result<Response> {
+        let caller = call.caller;
+        match operation {
+            S3Operation::ListBuckets => Ok(self.list_buckets(caller)),
+            S3Operation::CreateBucket { bucket } => self.create_bucket(call, &bucket, body).await,
+            S3Operation::HeadBucket { bucket } => self.head_bucket(call, &bucket),
+            S3Operation::DeleteBucket { bucket } => {
+                self.obs.delete_bucket(caller, &bucket).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
             }
-            (m, Some(bucket), Some(key)) => {
-                self.object_operation(m, &caller, verified.as_ref(), mode, bucket, key, &query, &headers, body, now)
-                    .await
+            S3Operation::GetBucketLocation { bucket } => self.get_bucket_location(call, &bucket),
+            S3Operation::PutBucketEncryption { bucket } => self.put_bucket_encryption(call, &bucket, body).await,
+            S3Operation::GetBucketEncryption { bucket } => self.get_bucket_encryption(call, &bucket),
+            S3Operation::DeleteBucketEncryption { bucket } => {
+                self.obs.set_bucket_encryption(caller, &bucket, None).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::ListObjects { bucket, params } => self.list_objects(caller, &bucket, &params, false),
+            S3Operation::ListObjectsV2 { bucket, params } => self.list_objects(caller, &bucket, &params, true),
+            S3Operation::ListMultipartUploads { bucket, prefix, max_uploads } => {
+                self.list_uploads(caller, &bucket, &prefix, max_uploads)
+            }
+            S3Operation::DeleteObjects { bucket } => self.delete_objects(call, &bucket, body).await,
+            S3Operation::PutObject { bucket, key } => self.put_object(call, &bucket, &key, body).await,
+            S3Operation::CopyObject { bucket, key, source } => self.copy_object(call, &bucket, &key, &source).await,
+            S3Operation::GetObject { bucket, key, overrides } => {
+                self.get_object(call, &bucket, &key, &overrides, false).await
+            }
+            S3Operation::HeadObject { bucket, key, overrides } => {
+                self.get_object(call, &bucket, &key, &overrides, true).await
+            }
+            S3Operation::DeleteObject { bucket, key } => {
+                self.obs.delete_object(caller, &bucket, &key).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::CreateMultipartUpload { bucket, key } => {
+                self.create_multipart_upload(call, &bucket, &key).await
+            }
+            S3Operation::UploadPart { bucket, key, upload_id, part_number } => {
+                let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
+                self.upload_part(call, upload_ref, part_number, None, body).await
+            }
+            S3Operation::UploadPartCopy { bucket, key, upload_id, part_number, source } => {
+                let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
+                self.upload_part(call, upload_ref, part_number, Some(&source), body).await
+            }
+            S3Operation::CompleteMultipartUpload { bucket, key, upload_id } => {
+                let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
+                self.complete_multipart_upload(call, upload_ref, body).await
+            }
+            S3Operation::AbortMultipartUpload { bucket, key, upload_id } => {
+                self.obs.abort_multipart_upload(caller, &bucket, &key, &upload_id).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::ListParts { bucket, key, upload_id, max_parts, part_number_marker } => {
+                let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
+                self.list_parts(caller, upload_ref, max_parts, part_number_marker)
+            }
+            operation @ S3Operation::Unsupported { .. } => {
+                Err(S3Error::not_implemented(&operation.not_implemented_detail(method, query)))
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn bucket_operation(
-        &self,
-        method: &Method,
-        caller: &Caller,
-        family: Family,
-        bucket: &str,
-        query: &BTreeMap<String, String>,
-        headers: &HeaderMap,
-        body: Body,
-        now: i64,
-    ) -> Result<Response> {
-        let sub = |name: &str| query.contains_key(name);
-        match *method {
-            Method::PUT if sub("encryption") => {
-                let config: xml::EncryptionConfiguration = xml::parse(&read_xml(body).await?)?;
-                let encryption = match family {
-                    Family::Aws => bucket_encryption(config)?,
-                    Family::Obs => {
-                        let domain = self.caller_domain(caller);
-                        obs_bucket_encryption(config, self.obs_caller(caller, &domain))?
-                    }
-                };
-                self.obs.set_bucket_encryption(caller, bucket, Some(encryption)).await?;
-                Ok(empty(StatusCode::OK))
-            }
-            Method::PUT if query.is_empty() => {
-                let text = read_xml(body).await?;
-                let region = if text.trim().is_empty() {
-                    self.region.clone()
-                } else {
-                    let config: xml::CreateBucketConfiguration = xml::parse(&text)?;
-                    config.location_constraint.filter(|l| !l.is_empty()).unwrap_or_else(|| self.region.clone())
-                };
-                self.obs.create_bucket(caller, bucket, &region, now).await?;
-                let mut response = empty(StatusCode::OK);
-                set_header(&mut response, "location", &format!("/{bucket}"));
-                Ok(response)
-            }
-            Method::HEAD if query.is_empty() => {
-                let record = self.obs.owned_bucket(caller, bucket)?;
-                let mut response = empty(StatusCode::OK);
-                set_header(&mut response, "x-amz-bucket-region", &record.region);
-                Ok(response)
-            }
-            Method::DELETE if sub("encryption") => {
-                self.obs.set_bucket_encryption(caller, bucket, None).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
-            Method::DELETE if query.is_empty() => {
-                self.obs.delete_bucket(caller, bucket).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
-            Method::GET if sub("location") => {
-                let record = self.obs.owned_bucket(caller, bucket)?;
-                let region = if record.region == "us-east-1" { "" } else { record.region.as_str() };
-                let doc = format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
-                    xml::S3_NS,
-                    xml::escape(region)
-                );
-                Ok(xml_response(doc))
-            }
-            Method::GET if sub("encryption") => {
-                let record = self.obs.owned_bucket(caller, bucket)?;
-                let Some(encryption) = &record.encryption else {
-                    return Err(S3Error::new(
-                        "ServerSideEncryptionConfigurationNotFoundError",
-                        StatusCode::NOT_FOUND,
-                        "The server side encryption configuration was not found",
-                    )
-                    .with("BucketName", bucket));
-                };
-                let mut w = Writer::document("ServerSideEncryptionConfiguration");
-                let kms = encryption.algorithm == "aws:kms";
-                let algorithm = match family {
-                    Family::Obs if kms => dialect::OBS_KMS,
-                    _ => encryption.algorithm.as_str(),
-                };
-                w.open("Rule").open("ApplyServerSideEncryptionByDefault").element("SSEAlgorithm", algorithm);
-                if let Some(key) = &encryption.kms_key_id {
-                    match family {
-                        Family::Aws => w.element("KMSMasterKeyID", key),
-                        Family::Obs => {
-                            w.element("KMSMasterKeyID", &dialect::key_id_to_obs(key, |account| self.domain_of(account)))
-                        }
-                    };
-                }
-                w.close("ApplyServerSideEncryptionByDefault");
-                // OBS has no bucket keys; its documents carry no BucketKeyEnabled.
-                if family == Family::Aws {
-                    w.element("BucketKeyEnabled", if encryption.bucket_key_enabled { "true" } else { "false" });
-                }
-                w.close("Rule");
-                Ok(xml_response(w.finish("ServerSideEncryptionConfiguration")))
-            }
-            Method::GET if query.get("list-type").map(String::as_str) == Some("2") => {
-                self.list_objects(caller, bucket, query, true)
-            }
-            Method::GET if is_plain_list(query) => self.list_objects(caller, bucket, query, false),
-            Method::POST if sub("delete") => self.delete_objects(caller, bucket, headers, body).await,
-            Method::GET if sub("uploads") => self.list_uploads(caller, bucket, query),
-            _ => {
-                let name = query.keys().next().cloned().unwrap_or_else(|| method.to_string());
-                Err(S3Error::not_implemented(&format!("bucket operation {method} ?{name}")))
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn object_operation(
-        &self,
-        method: &Method,
-        caller: &Caller,
-        verified: Option<&Verified>,
-        mode: PayloadMode,
-        bucket: &str,
-        key: &str,
-        query: &BTreeMap<String, String>,
-        headers: &HeaderMap,
-        body: Body,
-        now: i64,
-    ) -> Result<Response> {
-        let known_query = |q: &BTreeMap<String, String>| {
-            q.keys().all(|k| k.starts_with("response-") || k == "x-id" || k.starts_with("X-Amz-"))
+    async fn create_bucket(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
+        let text = read_xml(body).await?;
+        let region = if text.trim().is_empty() {
+            self.region.clone()
+        } else {
+            let config: xml::CreateBucketConfiguration = xml::parse(&text)?;
+            config.location_constraint.filter(|l| !l.is_empty()).unwrap_or_else(|| self.region.clone())
         };
-        let upload_id = query.get("uploadId").map(String::as_str);
-        match (method.clone(), upload_id) {
-            (Method::POST, None) if query.contains_key("uploads") => {
-                self.create_multipart_upload(caller, bucket, key, headers, now).await
-            }
-            (Method::PUT, Some(upload_id)) => {
-                let number = query.get("partNumber").and_then(|n| n.parse::<u32>().ok()).ok_or_else(|| {
-                    S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
-                })?;
-                let source = header_str(headers, "x-amz-copy-source");
-                let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-                let sse = customer.clone().map(SseRequest::Customer).unwrap_or_default();
-                let input = PutInput { now_millis: now, sse, ..put_input(headers, mode)? };
-                let upload_ref = UploadRef { bucket, key, upload_id };
-                let part = match source {
-                    Some(source) => {
-                        // The digests of the request describe its (empty) body, not the copied bytes.
-                        let input = PutInput {
-                            payload_sha256: None,
-                            content_md5: None,
-                            checksum: None,
-                            trailer_checksum: None,
-                            ..input
-                        };
-                        let stream = self
-                            .copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers)
-                            .await?
-                            .1;
-                        self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
-                    }
-                    None => {
-                        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, verified)?) } else { None };
-                        let stream = body.into_data_stream();
-                        self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
-                    }
-                };
-                let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
-                let mut response = if source.is_some() {
-                    let mut w = Writer::document("CopyPartResult");
-                    w.element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
-                        .element("ETag", &part.etag);
-                    xml_response(w.finish("CopyPartResult"))
-                } else {
-                    empty(StatusCode::OK)
-                };
-                set_header(&mut response, "etag", &part.etag);
-                for (name, value) in sse::response_headers(&upload.sse) {
-                    set_header(&mut response, name, &value);
-                }
-                if let Some(customer) = &customer {
-                    set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
-                }
-                Ok(response)
-            }
-            (Method::POST, Some(upload_id)) => {
-                let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
-                let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
-                let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-                let upload_ref = UploadRef { bucket, key, upload_id };
-                let record =
-                    self.obs.complete_multipart_upload(caller, upload_ref, &parts, customer.as_ref(), now).await?;
-                let mut w = Writer::document("CompleteMultipartUploadResult");
-                w.element("Location", &format!("/{bucket}/{key}"))
-                    .element("Bucket", bucket)
-                    .element("Key", key)
-                    .element("ETag", &record.etag);
-                let mut response = xml_response(w.finish("CompleteMultipartUploadResult"));
-                for (name, value) in sse::response_headers(&record.sse) {
-                    set_header(&mut response, name, &value);
-                }
-                Ok(response)
-            }
-            (Method::DELETE, Some(upload_id)) => {
-                self.obs.abort_multipart_upload(caller, bucket, key, upload_id).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
-            (Method::GET, Some(upload_id)) => self.list_parts(caller, bucket, key, upload_id, query),
-            (Method::PUT, None) if headers.contains_key("x-amz-copy-source") => {
-                self.copy_object(caller, bucket, key, headers, now).await
-            }
-            (Method::PUT, None) if known_query(query) => {
-                self.put_object(caller, verified, mode, bucket, key, headers, body, now).await
-            }
-            (Method::GET, None) if known_query(query) => {
-                self.get_object(caller, bucket, key, query, headers, false).await
-            }
-            (Method::HEAD, None) if known_query(query) => {
-                self.get_object(caller, bucket, key, query, headers, true).await
-            }
-            (Method::DELETE, None) if known_query(query) => {
-                self.obs.delete_object(caller, bucket, key).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
-            _ => {
-                let name = query.keys().next().cloned().unwrap_or_default();
-                Err(S3Error::not_implemented(&format!("object operation {method} ?{name}")))
-            }
-        }
+        self.obs.create_bucket(call.caller, bucket, &region, call.now).await?;
+        let mut response = empty(StatusCode::OK);
+        set_header(&mut response, "location", &format!("/{bucket}"));
+        Ok(response)
     }
 
-    async fn create_multipart_upload(
+    fn head_bucket(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
+        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let mut response = empty(StatusCode::OK);
+        set_header(&mut response, "x-amz-bucket-region", &record.region);
+        Ok(response)
+    }
+
+    fn get_bucket_location(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
+        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let region = if record.region == "us-east-1" { "" } else { record.region.as_str() };
+        let doc = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
+            xml::S3_NS,
+            xml::escape(region)
+        );
+        Ok(xml_response(doc))
+    }
+
+    async fn put_bucket_encryption(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
+        let config: xml::EncryptionConfiguration = xml::parse(&read_xml(body).await?)?;
+        let encryption = match call.family {
+            Family::Aws => bucket_encryption(config)?,
+            Family::Obs => {
+                let domain = self.caller_domain(call.caller);
+                obs_bucket_encryption(config, self.obs_caller(call.caller, &domain))?
+            }
+        };
+        self.obs.set_bucket_encryption(call.caller, bucket, Some(encryption)).await?;
+        Ok(empty(StatusCode::OK))
+    }
+
+    fn get_bucket_encryption(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
+        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let Some(encryption) = &record.encryption else {
+            return Err(S3Error::new(
+                "ServerSideEncryptionConfigurationNotFoundError",
+                StatusCode::NOT_FOUND,
+                "The server side encryption configuration was not found",
+            )
+            .with("BucketName", bucket));
+        };
+        let family = call.family;
+        let mut w = Writer::document("ServerSideEncryptionConfiguration");
+        let kms = encryption.algorithm == "aws:kms";
+        let algorithm = match family {
+            Family::Obs if kms => dialect::OBS_KMS,
+            _ => encryption.algorithm.as_str(),
+        };
+        w.open("Rule").open("ApplyServerSideEncryptionByDefault").element("SSEAlgorithm", algorithm);
+        if let Some(key) = &encryption.kms_key_id {
+            match family {
+                Family::Aws => w.element("KMSMasterKeyID", key),
+                Family::Obs => {
+                    w.element("KMSMasterKeyID", &dialect::key_id_to_obs(key, |account| self.domain_of(account)))
+                }
+            };
+        }
+        w.close("ApplyServerSideEncryptionByDefault");
+        // OBS has no bucket keys; its documents carry no BucketKeyEnabled.
+        if family == Family::Aws {
+            w.element("BucketKeyEnabled", if encryption.bucket_key_enabled { "true" } else { "false" });
+        }
+        w.close("Rule");
+        Ok(xml_response(w.finish("ServerSideEncryptionConfiguration")))
+    }
+
+    /// UploadPart, or UploadPartCopy when `source` (`x-amz-copy-source`) is given.
+    async fn upload_part(
         &self,
-        caller: &Caller,
-        bucket: &str,
-        key: &str,
-        headers: &HeaderMap,
-        now: i64,
+        call: &Call<'_>,
+        upload_ref: UploadRef<'_>,
+        number: u32,
+        source: Option<&str>,
+        body: Body,
     ) -> Result<Response> {
+        let (caller, headers, mode) = (call.caller, call.headers, call.mode);
+        let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
+        let sse = customer.clone().map(SseRequest::Customer).unwrap_or_default();
+        let input = PutInput { now_millis: call.now, sse, ..put_input(headers, mode)? };
+        let part = match source {
+            Some(source) => {
+                // The digests of the request describe its (empty) body, not the copied bytes.
+                let input = PutInput {
+                    payload_sha256: None,
+                    content_md5: None,
+                    checksum: None,
+                    trailer_checksum: None,
+                    ..input
+                };
+                let stream =
+                    self.copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers).await?.1;
+                self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
+            }
+            None => {
+                let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.verified)?) } else { None };
+                let stream = body.into_data_stream();
+                self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
+            }
+        };
+        let upload = self.obs.owned_upload(caller, upload_ref.bucket, upload_ref.key, upload_ref.upload_id)?;
+        let mut response = if source.is_some() {
+            let mut w = Writer::document("CopyPartResult");
+            w.element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
+                .element("ETag", &part.etag);
+            xml_response(w.finish("CopyPartResult"))
+        } else {
+            empty(StatusCode::OK)
+        };
+        set_header(&mut response, "etag", &part.etag);
+        for (name, value) in sse::response_headers(&upload.sse) {
+            set_header(&mut response, name, &value);
+        }
+        if let Some(customer) = &customer {
+            set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
+        }
+        Ok(response)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        call: &Call<'_>,
+        upload_ref: UploadRef<'_>,
+        body: Body,
+    ) -> Result<Response> {
+        let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
+        let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
+        let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
+        let record =
+            self.obs.complete_multipart_upload(call.caller, upload_ref, &parts, customer.as_ref(), call.now).await?;
+        let (bucket, key) = (upload_ref.bucket, upload_ref.key);
+        let mut w = Writer::document("CompleteMultipartUploadResult");
+        w.element("Location", &format!("/{bucket}/{key}"))
+            .element("Bucket", bucket)
+            .element("Key", key)
+            .element("ETag", &record.etag);
+        let mut response = xml_response(w.finish("CompleteMultipartUploadResult"));
+        for (name, value) in sse::response_headers(&record.sse) {
+            set_header(&mut response, name, &value);
+        }
+        Ok(response)
+    }
+
+    async fn create_multipart_upload(&self, call: &Call<'_>, bucket: &str, key: &str) -> Result<Response> {
+        let (caller, headers, now) = (call.caller, call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
         let input = PutInput { sse, now_millis: now, ..put_input(headers, PayloadMode::Unsigned)? };
@@ -500,14 +490,12 @@ impl S3Api {
     fn list_parts(
         &self,
         caller: &Caller,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        query: &BTreeMap<String, String>,
+        upload_ref: UploadRef<'_>,
+        max_parts: usize,
+        marker: u32,
     ) -> Result<Response> {
+        let UploadRef { bucket, key, upload_id } = upload_ref;
         let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
-        let max_parts = query.get("max-parts").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).min(1000);
-        let marker = query.get("part-number-marker").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
         let after = (std::ops::Bound::Excluded(marker), std::ops::Bound::Unbounded);
         let parts: Vec<_> = upload.parts.range(after).map(|(_, p)| p).collect();
         let truncated = parts.len() > max_parts;
@@ -537,15 +525,13 @@ impl S3Api {
         Ok(xml_response(w.finish("ListPartsResult")))
     }
 
-    fn list_uploads(&self, caller: &Caller, bucket: &str, query: &BTreeMap<String, String>) -> Result<Response> {
+    fn list_uploads(&self, caller: &Caller, bucket: &str, prefix: &str, max: usize) -> Result<Response> {
         self.obs.owned_bucket(caller, bucket)?;
-        let prefix = query.get("prefix").cloned().unwrap_or_default();
-        let max = query.get("max-uploads").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).min(1000);
         let uploads: Vec<_> =
-            self.obs.store().uploads(bucket).into_iter().filter(|u| u.key.starts_with(&prefix)).collect();
+            self.obs.store().uploads(bucket).into_iter().filter(|u| u.key.starts_with(prefix)).collect();
         let truncated = uploads.len() > max;
         let mut w = Writer::document("ListMultipartUploadsResult");
-        w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", &prefix);
+        w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", prefix);
         w.element("MaxUploads", &max.to_string()).element("IsTruncated", if truncated { "true" } else { "false" });
         if truncated && let Some(last) = max.checked_sub(1).and_then(|i| uploads.get(i)) {
             w.element("NextKeyMarker", &last.key).element("NextUploadIdMarker", &last.upload_id);
@@ -609,16 +595,9 @@ impl S3Api {
         }
     }
 
-    async fn copy_object(
-        &self,
-        caller: &Caller,
-        bucket: &str,
-        key: &str,
-        headers: &HeaderMap,
-        now: i64,
-    ) -> Result<Response> {
+    async fn copy_object(&self, call: &Call<'_>, bucket: &str, key: &str, source_header: &str) -> Result<Response> {
+        let (caller, headers, now) = (call.caller, call.headers, call.now);
         let destination = self.obs.owned_bucket(caller, bucket)?;
-        let source_header = header_str(headers, "x-amz-copy-source").unwrap_or_default();
         let (source, stream) = self.copy_source(caller, source_header, None, headers).await?;
         let replace = match header_str(headers, "x-amz-metadata-directive") {
             None | Some("COPY") => false,
@@ -679,18 +658,8 @@ impl S3Api {
         xml_response(w.finish("ListAllMyBucketsResult"))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn put_object(
-        &self,
-        caller: &Caller,
-        verified: Option<&Verified>,
-        mode: PayloadMode,
-        bucket: &str,
-        key: &str,
-        headers: &HeaderMap,
-        body: Body,
-        now: i64,
-    ) -> Result<Response> {
+    async fn put_object(&self, call: &Call<'_>, bucket: &str, key: &str, body: Body) -> Result<Response> {
+        let (caller, verified, mode, headers, now) = (call.caller, call.verified, call.mode, call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
         let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
@@ -715,15 +684,16 @@ impl S3Api {
         Ok(response)
     }
 
+    /// GetObject, or HeadObject when `head`.
     async fn get_object(
         &self,
-        caller: &Caller,
+        call: &Call<'_>,
         bucket: &str,
         key: &str,
-        query: &BTreeMap<String, String>,
-        headers: &HeaderMap,
+        overrides: &[(&'static str, String)],
         head: bool,
     ) -> Result<Response> {
+        let (caller, headers) = (call.caller, call.headers);
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
         // A record can go stale between its lookup and the opening of its body (an overwrite or a
         // DELETE removed the body): look the key up again, and answer the new object or 404.
@@ -782,7 +752,7 @@ impl S3Api {
                 response
             }
         };
-        object_headers(&mut response, &record, query);
+        object_headers(&mut response, &record, overrides);
         if let Some(customer) = &customer {
             set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
         }
@@ -798,53 +768,25 @@ impl S3Api {
         Ok(response)
     }
 
-    fn list_objects(
-        &self,
-        caller: &Caller,
-        bucket: &str,
-        query: &BTreeMap<String, String>,
-        v2: bool,
-    ) -> Result<Response> {
-        let prefix = query.get("prefix").cloned().unwrap_or_default();
-        let delimiter = query.get("delimiter").cloned().filter(|d| !d.is_empty());
-        let max_keys = match query.get("max-keys") {
-            None => MAX_KEYS,
-            Some(v) => v
-                .parse::<usize>()
-                .map_err(|_| S3Error::invalid_argument("Provided max-keys not an integer or within integer range"))?
-                .min(MAX_KEYS),
-        };
-        let url_encode = query.get("encoding-type").map(String::as_str) == Some("url");
-        let start_after = if v2 {
-            match query.get("continuation-token") {
-                Some(token) => Some(
-                    BASE64
-                        .decode(token)
-                        .ok()
-                        .and_then(|raw| String::from_utf8(raw).ok())
-                        .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))?,
-                ),
-                None => query.get("start-after").cloned(),
-            }
-        } else {
-            query.get("marker").cloned()
-        };
+    fn list_objects(&self, caller: &Caller, bucket: &str, params: &ListObjectsParams, v2: bool) -> Result<Response> {
+        let ListObjectsParams { prefix, delimiter, max_keys, url_encode, start_after, .. } = params;
+        let (max_keys, url_encode) = (*max_keys, *url_encode);
         let page =
-            list_page(&self.obs, caller, bucket, &prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
+            list_page(&self.obs, caller, bucket, prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
         let enc = |s: &str| if url_encode { url_encode_key(s) } else { s.to_owned() };
         let root = "ListBucketResult";
         let mut w = Writer::document(root);
-        w.element("Name", bucket).element("Prefix", &enc(&prefix));
+        w.element("Name", bucket).element("Prefix", &enc(prefix));
         if v2 {
-            if let Some(token) = query.get("continuation-token") {
+            if let Some(token) = &params.continuation_token {
                 w.element("ContinuationToken", token);
             }
-            if let Some(sa) = query.get("start-after") {
+            if let Some(sa) = &params.start_after_param {
                 w.element("StartAfter", &enc(sa));
             }
             w.element("KeyCount", &(page.objects.len() + page.prefixes.len()).to_string());
         } else {
-            w.element("Marker", &enc(query.get("marker").map(String::as_str).unwrap_or("")));
+            w.element("Marker", &enc(params.marker.as_deref().unwrap_or("")));
         }
         w.element("MaxKeys", &max_keys.to_string());
         if let Some(d) = &delimiter {
@@ -882,7 +824,8 @@ impl S3Api {
         Ok(xml_response(w.finish(root)))
     }
 
-    async fn delete_objects(&self, caller: &Caller, bucket: &str, headers: &HeaderMap, body: Body) -> Result<Response> {
+    async fn delete_objects(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
+        let (caller, headers) = (call.caller, call.headers);
         let text = read_xml(body).await?;
         if let Some(md5) = header_str(headers, "content-md5") {
             let computed = BASE64.encode(md5::Md5::digest(text.as_bytes()));
@@ -978,10 +921,6 @@ fn url_encode_key(key: &str) -> String {
     const SET: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
     percent_encoding::utf8_percent_encode(key, SET).to_string()
-}
-
-fn is_plain_list(query: &BTreeMap<String, String>) -> bool {
-    query.keys().all(|k| ["prefix", "delimiter", "marker", "max-keys", "encoding-type", "x-id"].contains(&k.as_str()))
 }
 
 fn bucket_encryption(config: xml::EncryptionConfiguration) -> Result<BucketEncryption> {
@@ -1100,7 +1039,7 @@ fn conditions(headers: &HeaderMap) -> Conditions {
     }
 }
 
-fn object_headers(response: &mut Response, record: &ObjectRecord, query: &BTreeMap<String, String>) {
+fn object_headers(response: &mut Response, record: &ObjectRecord, overrides: &[(&'static str, String)]) {
     set_header(response, "etag", &record.etag);
     set_header(response, "last-modified", &http_date(record.last_modified_millis));
     set_header(response, "accept-ranges", "bytes");
@@ -1114,17 +1053,8 @@ fn object_headers(response: &mut Response, record: &ObjectRecord, query: &BTreeM
     for (name, value) in sse::response_headers(&record.sse) {
         set_header(response, name, &value);
     }
-    for (param, header) in [
-        ("response-content-type", "content-type"),
-        ("response-content-language", "content-language"),
-        ("response-expires", "expires"),
-        ("response-cache-control", "cache-control"),
-        ("response-content-disposition", "content-disposition"),
-        ("response-content-encoding", "content-encoding"),
-    ] {
-        if let Some(v) = query.get(param) {
-            set_header(response, header, v);
-        }
+    for (header, value) in overrides {
+        set_header(response, header, value);
     }
 }
 
@@ -1161,59 +1091,6 @@ async fn read_xml(body: Body) -> Result<String> {
         .await
         .map_err(|_| S3Error::new("MaxMessageLengthExceeded", StatusCode::BAD_REQUEST, "Your request was too big."))?;
     String::from_utf8(bytes.to_vec()).map_err(|_| S3Error::malformed_xml())
-}
-
-/// The bucket and key of a request: virtual-host style (`<bucket>.localhost`, `<bucket>.s3.<...>`)
-/// or path style (`/<bucket>/<key>`).
-fn target(uri: &http::Uri, headers: &HeaderMap) -> Result<Target> {
-    let path = uri.path();
-    let decode = |s: &str| {
-        percent_decode_str(s)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| S3Error::invalid_argument("the path is not valid UTF-8"))
-    };
-    let host = header_str(headers, "host").unwrap_or("");
-    let hostname = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map(|(h, _)| h)
-        .unwrap_or(host);
-    let virtual_bucket = hostname
-        .strip_suffix(".localhost")
-        .map(|b| b.strip_suffix(".s3").unwrap_or(b))
-        .or_else(|| hostname.split_once(".s3.").map(|(b, _)| b))
-        .filter(|b| !b.is_empty() && !b.starts_with("s3"));
-    if let Some(bucket) = virtual_bucket {
-        let key = path.strip_prefix('/').unwrap_or(path);
-        return Ok(Target {
-            bucket: Some(bucket.to_owned()),
-            key: (!key.is_empty()).then(|| decode(key)).transpose()?,
-            virtual_bucket: Some(bucket.to_owned()),
-        });
-    }
-    let trimmed = path.strip_prefix('/').unwrap_or(path);
-    if trimmed.is_empty() {
-        return Ok(Target { bucket: None, key: None, virtual_bucket: None });
-    }
-    let (bucket, key) = trimmed.split_once('/').unwrap_or((trimmed, ""));
-    Ok(Target {
-        bucket: Some(decode(bucket)?),
-        key: (!key.is_empty()).then(|| decode(key)).transpose()?,
-        virtual_bucket: None,
-    })
-}
-
-fn parse_query(query: &str) -> BTreeMap<String, String> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 /// S3 refuses user metadata above 2 KB (OBS: 8 KB), counting the bytes of the names (without

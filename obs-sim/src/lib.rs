@@ -20,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod model;
 pub mod multipart;
+pub mod operation;
 pub mod service;
 pub mod sse;
 pub mod sse_s3;
