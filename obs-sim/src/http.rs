@@ -24,12 +24,14 @@ use shared::sigv4::{AuthError, RequestParts, UriEncoding, Verified, Verifier};
 use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
 use crate::dialect::{self, Family, ObsCaller};
-use crate::error::{Result, S3Error};
 use crate::model::{BucketEncryption, ObjectRecord};
 use crate::multipart::UploadRef;
 use crate::operation::{ListObjectsParams, S3Operation, Target, parse_query};
+use crate::s3_error::S3ErrorCode;
+use crate::s3_error::{Result, S3Error};
 use crate::service::{Conditions, Obs, PutInput, Verdict, parse_range};
 use crate::sse::{self, SseRequest};
+use crate::sse_headers;
 use crate::xml::{self, Writer};
 
 /// Largest XML request body accepted.
@@ -118,7 +120,13 @@ impl S3Api {
         let family = Family::of_request(request.headers());
         let (mut response, close) = match self.route(request, family).await {
             Ok(response) => (response, expects_continue && !has_body),
-            Err(e) => (error_response(&e, &request_id), has_body || expects_continue),
+            Err(e) => {
+                // Logged once, here, with the request id the client sees.
+                if let Some(detail) = &e.internal_detail {
+                    tracing::error!(%detail, %request_id, "internal error in the object store");
+                }
+                (error_response(&e, &request_id), has_body || expects_continue)
+            }
         };
         if close {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -185,8 +193,7 @@ impl S3Api {
             // V2 signatures cover no body: aws-chunked bodies need SigV4's seed signature.
             if mode.is_chunked() {
                 return Err(S3Error::new(
-                    "InvalidRequest",
-                    StatusCode::BAD_REQUEST,
+                    S3ErrorCode::InvalidRequest,
                     "aws-chunked payloads need AWS Signature Version 4",
                 ));
             }
@@ -202,8 +209,7 @@ impl S3Api {
                 None if presigned || body_is_empty(&parts.headers) => shared::sigv4::EMPTY_SHA256.to_owned(),
                 None if parts.headers.contains_key(header::AUTHORIZATION) => {
                     return Err(S3Error::new(
-                        "InvalidRequest",
-                        StatusCode::BAD_REQUEST,
+                        S3ErrorCode::InvalidRequest,
                         "Missing required header for this request: x-amz-content-sha256",
                     ));
                 }
@@ -365,8 +371,7 @@ impl S3Api {
         let record = self.obs.owned_bucket(call.caller, bucket)?;
         let Some(encryption) = &record.encryption else {
             return Err(S3Error::new(
-                "ServerSideEncryptionConfigurationNotFoundError",
-                StatusCode::NOT_FOUND,
+                S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
                 "The server side encryption configuration was not found",
             )
             .with("BucketName", bucket));
@@ -439,11 +444,11 @@ impl S3Api {
             empty(StatusCode::OK)
         };
         set_header(&mut response, "etag", &part.etag);
-        for (name, value) in sse::response_headers(&upload.sse) {
+        for (name, value) in sse_headers::response_headers(&upload.sse) {
             set_header(&mut response, name, &value);
         }
         if let Some(customer) = &customer {
-            set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &customer.key_md5);
         }
         Ok(response)
     }
@@ -466,7 +471,7 @@ impl S3Api {
             .element("Key", key)
             .element("ETag", &record.etag);
         let mut response = xml_response(w.finish("CompleteMultipartUploadResult"));
-        for (name, value) in sse::response_headers(&record.sse) {
+        for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
         Ok(response)
@@ -481,7 +486,7 @@ impl S3Api {
         let mut w = Writer::document("InitiateMultipartUploadResult");
         w.element("Bucket", bucket).element("Key", key).element("UploadId", &upload.upload_id);
         let mut response = xml_response(w.finish("InitiateMultipartUploadResult"));
-        for (name, value) in sse::response_headers(&upload.sse) {
+        for (name, value) in sse_headers::response_headers(&upload.sse) {
             set_header(&mut response, name, &value);
         }
         Ok(response)
@@ -495,11 +500,7 @@ impl S3Api {
         marker: u32,
     ) -> Result<Response> {
         let UploadRef { bucket, key, upload_id } = upload_ref;
-        let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
-        let after = (std::ops::Bound::Excluded(marker), std::ops::Bound::Unbounded);
-        let parts: Vec<_> = upload.parts.range(after).map(|(_, p)| p).collect();
-        let truncated = parts.len() > max_parts;
-        let page = &parts[..parts.len().min(max_parts)];
+        let (page, truncated) = self.obs.list_parts(caller, upload_ref, marker, max_parts)?;
         let mut w = Writer::document("ListPartsResult");
         w.element("Bucket", bucket)
             .element("Key", key)
@@ -514,7 +515,7 @@ impl S3Api {
             .element("DisplayName", &caller.account_id)
             .close("Initiator");
         w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
-        for part in page {
+        for part in &page {
             w.open("Part")
                 .element("PartNumber", &part.number.to_string())
                 .element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
@@ -526,17 +527,14 @@ impl S3Api {
     }
 
     fn list_uploads(&self, caller: &Caller, bucket: &str, prefix: &str, max: usize) -> Result<Response> {
-        self.obs.owned_bucket(caller, bucket)?;
-        let uploads: Vec<_> =
-            self.obs.store().uploads(bucket).into_iter().filter(|u| u.key.starts_with(prefix)).collect();
-        let truncated = uploads.len() > max;
+        let (uploads, truncated) = self.obs.list_uploads(caller, bucket, prefix, max)?;
         let mut w = Writer::document("ListMultipartUploadsResult");
         w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", prefix);
         w.element("MaxUploads", &max.to_string()).element("IsTruncated", if truncated { "true" } else { "false" });
-        if truncated && let Some(last) = max.checked_sub(1).and_then(|i| uploads.get(i)) {
+        if truncated && let Some(last) = uploads.last() {
             w.element("NextKeyMarker", &last.key).element("NextUploadIdMarker", &last.upload_id);
         }
-        for upload in uploads.iter().take(max) {
+        for upload in &uploads {
             w.open("Upload")
                 .element("Key", &upload.key)
                 .element("UploadId", &upload.upload_id)
@@ -609,10 +607,9 @@ impl S3Api {
         let sse = SseRequest::from_headers(headers, destination.encryption.as_ref())?;
         let decoded_source = percent_decode_str(source_header.trim_start_matches('/')).decode_utf8_lossy().into_owned();
         let same = decoded_source == format!("{bucket}/{key}");
-        if same && !replace && sse == SseRequest::None && !headers.contains_key(sse::SSE) {
+        if same && !replace && sse == SseRequest::None && !headers.contains_key(sse_headers::SSE) {
             return Err(S3Error::new(
-                "InvalidRequest",
-                StatusCode::BAD_REQUEST,
+                S3ErrorCode::InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
             ));
         }
@@ -637,7 +634,7 @@ impl S3Api {
         w.element("LastModified", &shared::time::format_rfc3339_millis(record.last_modified_millis))
             .element("ETag", &record.etag);
         let mut response = xml_response(w.finish("CopyObjectResult"));
-        for (name, value) in sse::response_headers(&record.sse) {
+        for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
         Ok(response)
@@ -673,12 +670,12 @@ impl S3Api {
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "etag", &record.etag);
         if let Some(md5) = customer_md5 {
-            set_header(&mut response, sse::SSE_C_KEY_MD5, &md5);
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
         }
         if let Some((name, value)) = &record.checksum {
             set_header(&mut response, name, value);
         }
-        for (name, value) in sse::response_headers(&record.sse) {
+        for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
         Ok(response)
@@ -701,7 +698,7 @@ impl S3Api {
         let (record, range, body) = loop {
             let record = self.obs.head_object(caller, bucket, key)?;
             if !matches!(record.sse, crate::model::SseRecord::None) {
-                sse::refuse_on_read(headers)?;
+                sse_headers::refuse_on_read(headers)?;
             }
             crate::service::check_customer_key(&record, customer.as_ref())?;
             match conditions(headers).evaluate(&record) {
@@ -714,8 +711,7 @@ impl S3Api {
                 }
                 Verdict::PreconditionFailed => {
                     return Err(S3Error::new(
-                        "PreconditionFailed",
-                        StatusCode::PRECONDITION_FAILED,
+                        S3ErrorCode::PreconditionFailed,
                         "At least one of the pre-conditions you specified did not hold",
                     )
                     .with("Condition", "If-Match"));
@@ -754,7 +750,7 @@ impl S3Api {
         };
         object_headers(&mut response, &record, overrides);
         if let Some(customer) = &customer {
-            set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &customer.key_md5);
         }
         let checksum_mode =
             header_str(headers, "x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"));
@@ -772,7 +768,7 @@ impl S3Api {
         let ListObjectsParams { prefix, delimiter, max_keys, url_encode, start_after, .. } = params;
         let (max_keys, url_encode) = (*max_keys, *url_encode);
         let page =
-            list_page(&self.obs, caller, bucket, prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
+            self.obs.list_page(caller, bucket, prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
         let enc = |s: &str| if url_encode { url_encode_key(s) } else { s.to_owned() };
         let root = "ListBucketResult";
         let mut w = Writer::document(root);
@@ -831,8 +827,7 @@ impl S3Api {
             let computed = BASE64.encode(md5::Md5::digest(text.as_bytes()));
             if computed != md5.trim() {
                 return Err(S3Error::new(
-                    "BadDigest",
-                    StatusCode::BAD_REQUEST,
+                    S3ErrorCode::BadDigest,
                     "The Content-MD5 you specified did not match what we received.",
                 ));
             }
@@ -850,9 +845,13 @@ impl S3Api {
                 }
                 Ok(()) => {}
                 Err(e) => {
+                    let e = S3Error::from(e);
+                    if let Some(detail) = &e.internal_detail {
+                        tracing::error!(%detail, key = %object.key, "internal error in DeleteObjects");
+                    }
                     w.open("Error")
                         .element("Key", &object.key)
-                        .element("Code", e.code)
+                        .element("Code", e.code.as_str())
                         .element("Message", &e.message)
                         .close("Error");
                 }
@@ -863,59 +862,6 @@ impl S3Api {
 }
 
 use md5::Digest as _;
-
-/// One page of a listing, with common prefixes rolled up.
-struct ListPage {
-    objects: Vec<Arc<ObjectRecord>>,
-    prefixes: Vec<String>,
-    /// The last key or prefix of this page, if more follow.
-    next: Option<String>,
-}
-
-fn list_page(
-    obs: &Obs,
-    caller: &Caller,
-    bucket: &str,
-    prefix: &str,
-    delimiter: Option<&str>,
-    start_after: Option<&str>,
-    max_keys: usize,
-) -> Result<ListPage> {
-    let mut page = ListPage { objects: Vec::new(), prefixes: Vec::new(), next: None };
-    let mut after = start_after.map(str::to_owned);
-    loop {
-        let batch = obs.list_objects(caller, bucket, prefix, after.as_deref(), 1000)?;
-        if batch.is_empty() {
-            return Ok(page);
-        }
-        for object in &batch {
-            if page.objects.len() + page.prefixes.len() == max_keys {
-                page.next =
-                    page.objects.last().map(|o| o.key.clone()).into_iter().chain(page.prefixes.last().cloned()).max();
-                return Ok(page);
-            }
-            let rest = &object.key[prefix.len()..];
-            match delimiter.and_then(|d| rest.find(d).map(|i| (i, d.len()))) {
-                Some((i, len)) => {
-                    let common = format!("{prefix}{}", &rest[..i + len]);
-                    if page.prefixes.last() != Some(&common)
-                        && after.as_deref().is_none_or(|a| a < common.as_str() || !a.starts_with(&common))
-                    {
-                        page.prefixes.push(common);
-                    }
-                }
-                None => page.objects.push(object.clone()),
-            }
-        }
-        after = batch.last().map(|o| o.key.clone());
-        // Skip the rest of a rolled-up prefix at once.
-        if let (Some(last_prefix), Some(a)) = (page.prefixes.last(), &after)
-            && a.starts_with(last_prefix.as_str())
-        {
-            after = Some(format!("{last_prefix}\u{10FFFF}"));
-        }
-    }
-}
 
 fn url_encode_key(key: &str) -> String {
     const SET: &percent_encoding::AsciiSet =
@@ -990,9 +936,10 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
         }
     }
     if let Some(md5) = header_str(headers, "content-md5") {
-        let raw = BASE64.decode(md5.trim()).ok().filter(|r| r.len() == 16).ok_or_else(|| {
-            S3Error::new("InvalidDigest", StatusCode::BAD_REQUEST, "The Content-MD5 you specified was invalid.")
-        })?;
+        let raw =
+            BASE64.decode(md5.trim()).ok().filter(|r| r.len() == 16).ok_or_else(|| {
+                S3Error::new(S3ErrorCode::InvalidDigest, "The Content-MD5 you specified was invalid.")
+            })?;
         input.content_md5 = Some(raw.try_into().unwrap_or([0; 16]));
     }
     if mode == PayloadMode::Signed {
@@ -1021,8 +968,7 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
             Some(v.parse().map_err(|_| S3Error::invalid_argument("x-amz-decoded-content-length is not a number"))?);
     } else if mode.is_chunked() {
         return Err(S3Error::new(
-            "MissingContentLength",
-            StatusCode::LENGTH_REQUIRED,
+            S3ErrorCode::MissingContentLength,
             "You must provide the Content-Length HTTP header.",
         ));
     }
@@ -1050,7 +996,7 @@ fn object_headers(response: &mut Response, record: &ObjectRecord, overrides: &[(
     for (name, value) in &record.metadata {
         set_header(response, &format!("x-amz-meta-{name}"), value);
     }
-    for (name, value) in sse::response_headers(&record.sse) {
+    for (name, value) in sse_headers::response_headers(&record.sse) {
         set_header(response, name, &value);
     }
     for (header, value) in overrides {
@@ -1089,7 +1035,7 @@ fn xml_response(document: String) -> Response {
 async fn read_xml(body: Body) -> Result<String> {
     let bytes = axum::body::to_bytes(body, MAX_XML_BODY)
         .await
-        .map_err(|_| S3Error::new("MaxMessageLengthExceeded", StatusCode::BAD_REQUEST, "Your request was too big."))?;
+        .map_err(|_| S3Error::new(S3ErrorCode::MaxMessageLengthExceeded, "Your request was too big."))?;
     String::from_utf8(bytes.to_vec()).map_err(|_| S3Error::malformed_xml())
 }
 
@@ -1106,8 +1052,7 @@ fn check_metadata_size(headers: &HeaderMap, family: Family) -> Result<()> {
     };
     if size > max {
         return Err(S3Error::new(
-            "MetadataTooLarge",
-            StatusCode::BAD_REQUEST,
+            S3ErrorCode::MetadataTooLarge,
             "Your metadata headers exceed the maximum allowed metadata size.",
         )
         .with("Size", size.to_string())
@@ -1124,8 +1069,7 @@ fn check_header_section(headers: &HeaderMap) -> Result<()> {
     });
     if size > MAX_HEADER_SECTION {
         return Err(S3Error::new(
-            "RequestHeaderSectionTooLarge",
-            StatusCode::BAD_REQUEST,
+            S3ErrorCode::RequestHeaderSectionTooLarge,
             "Your request header section exceeds the maximum allowed size.",
         )
         .with("MaxSizeAllowed", MAX_HEADER_SECTION.to_string()));
@@ -1166,7 +1110,7 @@ fn check_storage_class(class: &str, family: Family) -> Result<()> {
     if known.contains(&class) {
         return Ok(());
     }
-    Err(S3Error::new("InvalidStorageClass", StatusCode::BAD_REQUEST, "The storage class you specified is not valid")
+    Err(S3Error::new(S3ErrorCode::InvalidStorageClass, "The storage class you specified is not valid")
         .with("StorageClassRequested", class))
 }
 
@@ -1174,17 +1118,13 @@ fn check_storage_class(class: &str, family: Family) -> Result<()> {
 fn auth_error(error: AuthError) -> S3Error {
     match error {
         AuthError::Missing => S3Error::access_denied("Access Denied"),
-        AuthError::Malformed(m) | AuthError::BadScope(m) => {
-            S3Error::new("AuthorizationHeaderMalformed", StatusCode::BAD_REQUEST, m)
-        }
+        AuthError::Malformed(m) | AuthError::BadScope(m) => S3Error::new(S3ErrorCode::AuthorizationHeaderMalformed, m),
         AuthError::UnknownAccessKey => S3Error::new(
-            "InvalidAccessKeyId",
-            StatusCode::FORBIDDEN,
+            S3ErrorCode::InvalidAccessKeyId,
             "The AWS Access Key Id you provided does not exist in our records.",
         ),
         AuthError::Skewed { request_time, server_time } => S3Error::new(
-            "RequestTimeTooSkewed",
-            StatusCode::FORBIDDEN,
+            S3ErrorCode::RequestTimeTooSkewed,
             "The difference between the request time and the current time is too large.",
         )
         .with("RequestTime", request_time)
@@ -1207,12 +1147,12 @@ fn auth_error(error: AuthError) -> S3Error {
 /// The S3 error document.
 pub fn error_response(error: &S3Error, request_id: &str) -> Response {
     let mut w = Writer::plain_document("Error");
-    w.element("Code", error.code).element("Message", &error.message);
+    w.element("Code", error.code.as_str()).element("Message", &error.message);
     for (name, value) in &error.extra {
         w.element(name, value);
     }
     w.element("RequestId", request_id);
-    let mut response = (error.status, w.finish("Error")).into_response();
+    let mut response = (error.status(), w.finish("Error")).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
     response
 }

@@ -14,7 +14,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode_str;
 
-use crate::error::{Result, S3Error};
+use crate::s3_error::S3ErrorCode;
+use crate::s3_error::{Result, S3Error};
 
 /// Keys per ListObjects page at most.
 pub const MAX_KEYS: usize = 1000;
@@ -453,8 +454,7 @@ impl S3Operation {
         match (target.bucket.clone(), target.key.clone()) {
             (None, _) if method == Method::GET => Ok(S3Operation::ListBuckets),
             (None, _) => Err(S3Error::new(
-                "MethodNotAllowed",
-                http::StatusCode::METHOD_NOT_ALLOWED,
+                S3ErrorCode::MethodNotAllowed,
                 "The specified method is not allowed against this resource.",
             )),
             (Some(bucket), None) => Self::parse_bucket(method, bucket, query),
@@ -928,18 +928,18 @@ mod tests {
     fn refusals_keep_their_answers() {
         let refused = |method, path| parse(method, "s3.amazonaws.com", path, &[]).expect_err(path);
         let e = refused("POST", "/");
-        assert_eq!((e.code, e.status), ("MethodNotAllowed", http::StatusCode::METHOD_NOT_ALLOWED));
+        assert_eq!((e.code, e.status()), (S3ErrorCode::MethodNotAllowed, http::StatusCode::METHOD_NOT_ALLOWED));
         let e = refused("GET", "/b?foo&bar");
-        assert_eq!(e.code, "NotImplemented");
+        assert_eq!(e.code, crate::S3ErrorCode::NotImplemented);
         assert!(e.message.contains("bucket operation GET ?bar"), "{}", e.message);
         let e = refused("HEAD", "/b/k?uploadId=U");
         assert!(e.message.contains("object operation HEAD ?uploadId"), "{}", e.message);
         let e = refused("PUT", "/b/k?partNumber=x&uploadId=U");
-        assert_eq!(e.code, "InvalidArgument");
+        assert_eq!(e.code, crate::S3ErrorCode::InvalidArgument);
         let e = refused("GET", "/b?list-type=2&continuation-token=%21");
         assert_eq!(e.message, "The continuation token provided is incorrect");
         let e = refused("GET", "/b?max-keys=-1");
-        assert_eq!(e.code, "InvalidArgument");
+        assert_eq!(e.code, crate::S3ErrorCode::InvalidArgument);
         // A copy source on a plain PUT wins over any sub-resource, as before operations were typed.
         let copy = parse("PUT", "s3.amazonaws.com", "/b/k?tagging", &[("x-amz-copy-source", "/a/b")]).expect("copy");
         assert_eq!(copy.name(), "CopyObject");
