@@ -1,7 +1,10 @@
 //! The S3 front end: path-style and virtual-host-style (`bucket.localhost`) requests, SigV4 in
 //! header form with plain or aws-chunked payloads, V2-style signatures (`AWS AK:sig` and OBS's
-//! `OBS AK:sig`, [`shared::sigv2`]), operations parsed from method, path and query, and errors as
-//! S3 sends them (`<Error><Code>` with the right status) from one place, [`error_response`].
+//! `OBS AK:sig`, [`shared::sigv2`]). [`S3Api::handle`] authenticates a request, parses it into an
+//! [`S3Operation`] and calls one small handler per operation, which calls the core ([`Obs`]) and
+//! renders its result; the core's errors become S3's (`From<Error> for S3Error`, in
+//! [`crate::s3_error`]) and are written (`<Error><Code>` with the right status) in one place,
+//! [`error_response`].
 //!
 //! It also speaks the OBS dialect of Open Telekom Cloud / Huawei Cloud: `HEAD /?apiversion`
 //! answers unauthenticated with `x-obs-api: 3.0` (so that esdk-obs-python signs the OBS way), and a
@@ -245,7 +248,7 @@ impl S3Api {
         if method == Method::PUT || method == Method::POST {
             check_metadata_size(&headers, family)?;
         }
-        let operation = S3Operation::parse(&method, &target, &query, &headers)?;
+        let operation = S3Operation::parse(&method, target, &query, &headers)?;
         let call = Call { caller: &caller, verified: verified.as_ref(), mode, family, headers: &headers, now };
         self.dispatch(operation, &call, &method, &query, body).await
     }

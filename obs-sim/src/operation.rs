@@ -447,11 +447,11 @@ impl S3Operation {
     /// query parameter), and a non-GET request on the service `MethodNotAllowed`.
     pub fn parse(
         method: &Method,
-        target: &Target,
+        target: Target,
         query: &BTreeMap<String, String>,
         headers: &HeaderMap,
     ) -> Result<Self> {
-        match (target.bucket.clone(), target.key.clone()) {
+        match (target.bucket, target.key) {
             (None, _) if method == Method::GET => Ok(S3Operation::ListBuckets),
             (None, _) => Err(S3Error::new(
                 S3ErrorCode::MethodNotAllowed,
@@ -733,7 +733,7 @@ mod tests {
         }
         let method: Method = method.parse().expect("a valid method");
         let target = Target::of_request(&uri, &headers)?;
-        S3Operation::parse(&method, &target, &parse_query(uri.query().unwrap_or("")), &headers)
+        S3Operation::parse(&method, target, &parse_query(uri.query().unwrap_or("")), &headers)
     }
 
     /// Method, host, path and query, headers; then the operation, action and resource expected.
