@@ -32,7 +32,7 @@ use crate::multipart::UploadRef;
 use crate::operation::{ListObjectsParams, S3Operation, Target, parse_query};
 use crate::s3_error::S3ErrorCode;
 use crate::s3_error::{Result, S3Error};
-use crate::service::{Conditions, Obs, PutInput, Verdict, parse_range};
+use crate::service::{Conditions, Obs, PutInput, ReadPlan, Verdict, parse_range};
 use crate::sse::{self, SseRequest};
 use crate::sse_headers;
 use crate::xml::{self, Writer};
@@ -62,8 +62,6 @@ const AWS_STORAGE_CLASSES: [&str; 12] = [
 ];
 /// The storage classes of OBS (`x-obs-storage-class`).
 const OBS_STORAGE_CLASSES: [&str; 4] = ["STANDARD", "WARM", "COLD", "DEEP_ARCHIVE"];
-/// Times a GET looks a key up again when the record it found went stale before its body opened.
-const MAX_STALE_READS: usize = 16;
 /// Object headers S3 stores and returns as sent.
 const STORED_HEADERS: [&str; 5] =
     ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
@@ -566,33 +564,27 @@ impl S3Api {
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| S3Error::invalid_argument("Invalid copy source object key"))?;
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-copy-source-")?;
-        let mut attempts = 0;
-        loop {
-            let record = self.obs.head_object(caller, bucket, key)?;
-            let range = match range {
-                None => None,
-                Some(text) => {
-                    let parsed = parse_range(Some(text), record.size)?;
-                    if parsed.is_none() {
-                        return Err(S3Error::invalid_argument(
-                            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-                        ));
+        let (record, output) = self
+            .obs
+            .read_latest(caller, bucket, key, customer.as_ref(), |record| {
+                let range = match range {
+                    None => None,
+                    Some(text) => {
+                        let parsed = parse_range(Some(text), record.size)?;
+                        if parsed.is_none() {
+                            return Err(S3Error::invalid_argument(
+                                "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+                            ));
+                        }
+                        parsed
                     }
-                    parsed
-                }
-            };
-            attempts += 1;
-            // A stale record (the source was overwritten or deleted meanwhile): look it up again.
-            if attempts < MAX_STALE_READS {
-                if let Some(output) =
-                    self.obs.read_object(caller, bucket, record.clone(), range, customer.as_ref()).await?
-                {
-                    return Ok((record, output.body));
-                }
-            } else {
-                let output = self.obs.get_object(caller, bucket, record.clone(), range, customer.as_ref()).await?;
-                return Ok((record, output.body));
-            }
+                };
+                Ok(ReadPlan::Open(range))
+            })
+            .await?;
+        match output {
+            Some(output) => Ok((record, output.body)),
+            None => Err(S3Error::internal("a copy source read stopped at its record")),
         }
     }
 
@@ -695,45 +687,40 @@ impl S3Api {
     ) -> Result<Response> {
         let (caller, headers) = (call.caller, call.headers);
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-        // A record can go stale between its lookup and the opening of its body (an overwrite or a
-        // DELETE removed the body): look the key up again, and answer the new object or 404.
-        let mut attempts = 0;
-        let (record, range, body) = loop {
-            let record = self.obs.head_object(caller, bucket, key)?;
-            if !matches!(record.sse, crate::model::SseRecord::None) {
-                sse_headers::refuse_on_read(headers)?;
-            }
-            crate::service::check_customer_key(&record, customer.as_ref())?;
-            match conditions(headers).evaluate(&record) {
-                Verdict::Serve => {}
-                Verdict::NotModified => {
-                    let mut response = empty(StatusCode::NOT_MODIFIED);
-                    set_header(&mut response, "etag", &record.etag);
-                    set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
-                    return Ok(response);
+        let conditions = conditions(headers);
+        let (mut not_modified, mut range) = (false, None);
+        let (record, output) = self
+            .obs
+            .read_latest(caller, bucket, key, customer.as_ref(), |record| {
+                if !matches!(record.sse, crate::model::SseRecord::None) {
+                    sse_headers::refuse_on_read(headers)?;
                 }
-                Verdict::PreconditionFailed => {
-                    return Err(S3Error::new(
-                        S3ErrorCode::PreconditionFailed,
-                        "At least one of the pre-conditions you specified did not hold",
-                    )
-                    .with("Condition", "If-Match"));
+                crate::service::check_customer_key(record, customer.as_ref())?;
+                match conditions.evaluate(record) {
+                    Verdict::Serve => {}
+                    Verdict::NotModified => {
+                        not_modified = true;
+                        return Ok(ReadPlan::RecordOnly);
+                    }
+                    Verdict::PreconditionFailed => {
+                        return Err(S3Error::new(
+                            S3ErrorCode::PreconditionFailed,
+                            "At least one of the pre-conditions you specified did not hold",
+                        )
+                        .with("Condition", "If-Match"));
+                    }
                 }
-            }
-            let range = parse_range(header_str(headers, "range"), record.size)?;
-            if head {
-                break (record, range, None);
-            }
-            attempts += 1;
-            let read = if attempts < MAX_STALE_READS {
-                self.obs.read_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?
-            } else {
-                Some(self.obs.get_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?)
-            };
-            if let Some(output) = read {
-                break (record, range, Some(output.body));
-            }
-        };
+                range = parse_range(header_str(headers, "range"), record.size)?;
+                Ok(if head { ReadPlan::RecordOnly } else { ReadPlan::Open(range.clone()) })
+            })
+            .await?;
+        if not_modified {
+            let mut response = empty(StatusCode::NOT_MODIFIED);
+            set_header(&mut response, "etag", &record.etag);
+            set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
+            return Ok(response);
+        }
+        let body = output.map(|output| output.body);
         let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
         let length = range.as_ref().map(|r| r.end - r.start).unwrap_or(record.size);
         let mut response = match body {

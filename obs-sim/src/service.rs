@@ -37,6 +37,8 @@ pub const KMS_PROVIDER_ID: &str = "aws-kms";
 const DECRYPT_PIECE: usize = 2 * (envelope::FRAME_LENGTH as usize + 32);
 /// Decrypted pieces a read may hold ready before the client has taken them.
 const DECRYPT_AHEAD: usize = 4;
+/// Times a read looks a key up again when the record it found went stale before its body opened.
+pub const MAX_STALE_READS: usize = 16;
 /// Records a listing reads from the index at a time.
 const LIST_BATCH: usize = 1000;
 /// Size of the parts the backend writes a body in.
@@ -78,6 +80,15 @@ pub struct ListPage {
     pub prefixes: Vec<String>,
     /// The last key or prefix of this page, if more follow.
     pub next: Option<String>,
+}
+
+/// What a read makes of the record it found ([`Obs::read_latest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPlan {
+    /// Open the body: all of it, or this plaintext range.
+    Open(Option<Range<u64>>),
+    /// Stop at the record (a HEAD, or a GET answered from the record alone).
+    RecordOnly,
 }
 
 /// A stored object and how to read a range of it.
@@ -518,6 +529,38 @@ impl Obs {
         match self.read_object(caller, bucket, record, range, customer).await? {
             Some(output) => Ok(output),
             None => Err(Error::ObjectChanged { key }),
+        }
+    }
+
+    /// Reads the object at `key` as it is now: looks it up, lets `plan` check the record and say
+    /// what to read of it, and opens its body. A record can go stale between its lookup and the
+    /// opening of its body (an overwrite or a DELETE removed the body): the key is then looked up
+    /// again, and the new object (or NoSuchKey) answered; after [`MAX_STALE_READS`] lookups,
+    /// ObjectChanged. `plan`'s errors are the caller's own (a front end's wire error).
+    pub async fn read_latest<E: From<Error>>(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        customer: Option<&CustomerKey>,
+        mut plan: impl FnMut(&Arc<ObjectRecord>) -> std::result::Result<ReadPlan, E>,
+    ) -> std::result::Result<(Arc<ObjectRecord>, Option<GetOutput>), E> {
+        let mut attempts = 0;
+        loop {
+            let record = self.head_object(caller, bucket, key)?;
+            let range = match plan(&record)? {
+                ReadPlan::RecordOnly => return Ok((record, None)),
+                ReadPlan::Open(range) => range,
+            };
+            attempts += 1;
+            if attempts < MAX_STALE_READS {
+                if let Some(output) = self.read_object(caller, bucket, record.clone(), range, customer).await? {
+                    return Ok((record, Some(output)));
+                }
+            } else {
+                let output = self.get_object(caller, bucket, record.clone(), range, customer).await?;
+                return Ok((record, Some(output)));
+            }
         }
     }
 
