@@ -4,8 +4,12 @@
 //! it mutates, and its resource ARN. OBS requests parse the same way: the OBS dialect differs in
 //! headers (translated before parsing), not in operations.
 //!
-//! To add an operation: a variant here (or move it out of [`Unsupported`]), its arm in
-//! [`S3Operation::parse`], its action, a handler in `http`, and a row in the table test.
+//! To add an operation: a variant here (or take it out of [`Unsupported`]) and its arm in
+//! [`S3Operation::parse`]; the compiler then asks for its name, action, mutation and target arms
+//! and for its arm in `http`'s dispatch, whose small handler calls a core method on `Obs` (new
+//! failures are `error::Error` variants, mapped once in `s3_error`); then its row in
+//! `docs/api-coverage.md` (checked by `coverage_doc_lists_the_operations`) and its example in
+//! `aws_doc_examples`.
 
 use std::collections::BTreeMap;
 
