@@ -87,6 +87,12 @@ pub enum Error {
         /// Why reading it failed.
         reason: String,
     },
+    /// The stored bytes a body is made of (the parts of CompleteMultipartUpload) could not be read.
+    #[error("the body's source failed: {error}")]
+    SourceFailed {
+        /// Why.
+        error: Box<Error>,
+    },
     /// The aws-chunked body is malformed.
     #[error("malformed aws-chunked body: {reason}")]
     MalformedChunks {

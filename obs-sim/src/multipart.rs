@@ -176,7 +176,7 @@ impl Obs {
     ) -> Result<PartRecord>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(Error::InvalidPartNumber { part_number });

@@ -372,6 +372,15 @@ impl From<Error> for S3Error {
             Error::BodyInterrupted { reason } => {
                 S3Error::new(S3ErrorCode::IncompleteBody, format!("The request body terminated unexpectedly: {reason}"))
             }
+            Error::SourceFailed { error } => {
+                let source = S3Error::from(*error);
+                let mut error = S3Error::new(
+                    S3ErrorCode::IncompleteBody,
+                    format!("The request body terminated unexpectedly: {source}"),
+                );
+                error.internal_detail = source.internal_detail;
+                error
+            }
             Error::MalformedChunks { reason } => S3Error::new(S3ErrorCode::IncompleteBody, reason),
             Error::ChunkSignatureMismatch => S3Error::signature_does_not_match(),
             Error::ContentMd5Mismatch => {
@@ -507,6 +516,15 @@ mod tests {
             assert_eq!(extra_wire, extra, "{code}");
             assert!(wire.internal_detail.is_none());
         }
+        let source = S3Error::from(Error::SourceFailed { error: Box::new(Error::internal("part p is gone")) });
+        assert_eq!(
+            source.message,
+            "The request body terminated unexpectedly: InternalError: We encountered an internal error. Please try again."
+        );
+        assert_eq!(
+            (source.code, source.internal_detail.as_deref()),
+            (S3ErrorCode::IncompleteBody, Some("part p is gone"))
+        );
         let internal = S3Error::from(Error::internal("disk on fire"));
         assert_eq!(internal.code.as_str(), "InternalError");
         assert_eq!(internal.message, "We encountered an internal error. Please try again.");

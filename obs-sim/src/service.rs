@@ -224,7 +224,7 @@ impl Obs {
     ) -> Result<ObjectRecord>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.owned_bucket(caller, bucket)?;
         validate_key(key)?;
@@ -274,7 +274,7 @@ impl Obs {
     ) -> Result<Written>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let resets = self.store.resets();
         let blob = Store::new_blob_path(bucket);
@@ -869,6 +869,24 @@ impl Pipeline {
     }
 }
 
+/// Why a body stream failed: the core's own error when the body is made of stored bytes (the
+/// parts of CompleteMultipartUpload), else the request body broke off.
+fn body_error(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    let error = error.into();
+    let reason = error.to_string();
+    let error = match error.downcast::<std::io::Error>() {
+        Ok(io) => match io.into_inner() {
+            Some(inner) => inner,
+            None => return Error::BodyInterrupted { reason },
+        },
+        Err(other) => other,
+    };
+    match error.downcast::<Error>() {
+        Ok(error) => Error::SourceFailed { error },
+        Err(_) => Error::BodyInterrupted { reason },
+    }
+}
+
 /// Moves the request body through decoding, digests and encryption into the writer.
 async fn pump<S, E>(
     mut body: S,
@@ -879,7 +897,7 @@ async fn pump<S, E>(
 ) -> Result<crate::chunked::Trailers>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // The encryptor writes the message header with its first output.
     if let Some(encryptor) = encryptor.as_deref() {
@@ -888,7 +906,7 @@ where
     let mut pieces = Vec::new();
     let mut sealed = Vec::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| Error::BodyInterrupted { reason: e.to_string() })?;
+        let chunk = chunk.map_err(body_error)?;
         pieces.clear();
         match &mut decoder {
             Some(decoder) => decoder.push(&chunk, &mut pieces)?,
@@ -1238,6 +1256,14 @@ impl Conditions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_errors_keep_the_core_error_of_a_stored_source() {
+        let stored = body_error(std::io::Error::other(Error::internal("part p does not decrypt")));
+        assert!(matches!(stored, Error::SourceFailed { error } if matches!(*error, Error::Internal { .. })));
+        let cut = body_error(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        assert!(matches!(cut, Error::BodyInterrupted { reason } if reason == "connection closed"));
+    }
 
     #[test]
     fn ranges_follow_s3() {
