@@ -21,7 +21,7 @@ use shared::Caller;
 use shared::KeyService;
 use zeroize::Zeroizing;
 
-use crate::error::{Result, S3Error};
+use crate::error::{Error, Result};
 
 /// Provider id of the encrypted data key entry of an object written with a bucket key.
 pub const PROVIDER_ID: &str = "kmsim-s3-bucket-key";
@@ -88,8 +88,7 @@ impl BucketKeys {
         let (bucket_key, blob, key_arn) = match cached {
             Some(hit) => hit,
             None => {
-                let data_key =
-                    keys.generate_data_key(caller, key_id, bucket_context).await.map_err(S3Error::from_kms)?;
+                let data_key = keys.generate_data_key(caller, key_id, bucket_context).await.map_err(Error::Kms)?;
                 let entry = Cached {
                     plaintext: data_key.plaintext.clone(),
                     blob: data_key.ciphertext_blob.clone(),
@@ -119,7 +118,7 @@ pub fn derive(bucket_key: &[u8; 32], salt: &[u8], object_arn: &str) -> Result<Ze
     let mut info = INFO_PREFIX.to_vec();
     info.extend_from_slice(object_arn.as_bytes());
     let mut out = Zeroizing::new([0u8; 32]);
-    Hkdf::<Sha256>::new(Some(salt), bucket_key).expand(&info, out.as_mut()).map_err(S3Error::internal)?;
+    Hkdf::<Sha256>::new(Some(salt), bucket_key).expand(&info, out.as_mut()).map_err(Error::internal)?;
     Ok(out)
 }
 

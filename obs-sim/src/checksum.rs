@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::Digest as _;
 
-use crate::error::S3Error;
+use crate::error::Error;
 
 /// A checksum algorithm S3 accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,15 +112,11 @@ impl Checksummer {
 }
 
 /// Compares a computed checksum with the one the client sent.
-pub fn check(algorithm: Algorithm, computed: &str, claimed: &str) -> Result<(), S3Error> {
+pub fn check(algorithm: Algorithm, computed: &str, claimed: &str) -> Result<(), Error> {
     if computed == claimed.trim() {
         return Ok(());
     }
-    Err(S3Error::new(
-        "BadDigest",
-        http::StatusCode::BAD_REQUEST,
-        format!("The {} you specified did not match the calculated checksum.", algorithm.header_name()),
-    ))
+    Err(Error::ChecksumMismatch { header: algorithm.header_name() })
 }
 
 #[cfg(test)]

@@ -13,14 +13,14 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::error::S3Error;
-use crate::sse;
+use crate::s3_error::S3Error;
+use crate::{sse, sse_headers};
 
 /// The prefix of the OBS header family.
 pub const OBS_PREFIX: &str = "x-obs-";
 /// The prefix of the S3 header family.
 pub const AMZ_PREFIX: &str = "x-amz-";
-/// The OBS name of the SSE-KMS key header (S3's is [`sse::SSE_KMS_KEY_ID`]).
+/// The OBS name of the SSE-KMS key header (S3's is [`sse_headers::SSE_KMS_KEY_ID`]).
 pub const OBS_SSE_KMS_KEY_ID: &str = "x-obs-server-side-encryption-kms-key-id";
 /// The OBS name of the SSE algorithm header.
 pub const OBS_SSE: &str = "x-obs-server-side-encryption";
@@ -158,7 +158,7 @@ pub fn request_to_aws(headers: &HeaderMap, caller: ObsCaller<'_>) -> Result<Head
     for name in headers.keys().filter(|name| name.as_str().starts_with(OBS_PREFIX)) {
         let suffix = &name.as_str()[OBS_PREFIX.len()..];
         let aws_name = match suffix {
-            "server-side-encryption-kms-key-id" => HeaderName::from_static(sse::SSE_KMS_KEY_ID),
+            "server-side-encryption-kms-key-id" => HeaderName::from_static(sse_headers::SSE_KMS_KEY_ID),
             _ => HeaderName::from_bytes(format!("{AMZ_PREFIX}{suffix}").as_bytes())
                 .map_err(|_| S3Error::invalid_argument(format!("invalid header name {name}")))?,
         };
@@ -179,8 +179,8 @@ pub fn request_to_aws(headers: &HeaderMap, caller: ObsCaller<'_>) -> Result<Head
             out.append(aws_name.clone(), translated);
         }
     }
-    if kms_requested && !out.contains_key(sse::SSE_KMS_KEY_ID) {
-        out.insert(sse::SSE_KMS_KEY_ID, HeaderValue::from_static(sse::OBS_MANAGED_ALIAS));
+    if kms_requested && !out.contains_key(sse_headers::SSE_KMS_KEY_ID) {
+        out.insert(sse_headers::SSE_KMS_KEY_ID, HeaderValue::from_static(sse::OBS_MANAGED_ALIAS));
     }
     Ok(out)
 }
@@ -241,11 +241,11 @@ mod tests {
         let arn = "arn:aws:kms:us-east-1:000000000000:key/k";
         assert_eq!(key_id_from_obs(arn, CALLER).unwrap(), arn);
         let other = format!("eu-de:{}:key/k", "1".repeat(32));
-        assert_eq!(key_id_from_obs(&other, CALLER).unwrap_err().code, "AccessDenied");
+        assert_eq!(key_id_from_obs(&other, CALLER).unwrap_err().code, crate::S3ErrorCode::AccessDenied);
         for bad in
             ["eu-de:x", &format!("eu-de:{zeros}:alias/k"), &format!(":{zeros}:key/k"), &format!("eu-de:{zeros}:key/")]
         {
-            assert_eq!(key_id_from_obs(bad, CALLER).unwrap_err().code, "InvalidArgument", "{bad}");
+            assert_eq!(key_id_from_obs(bad, CALLER).unwrap_err().code, crate::S3ErrorCode::InvalidArgument, "{bad}");
         }
         let domain = |account: &str| format!("domain-of-{account}");
         assert_eq!(key_id_to_obs(arn, domain), "us-east-1:domain-of-000000000000:key/k");
@@ -262,8 +262,8 @@ mod tests {
             ("content-type", "text/plain"),
         ]);
         let out = request_to_aws(&h, CALLER).unwrap();
-        assert_eq!(out[sse::SSE], "aws:kms");
-        assert_eq!(out[sse::SSE_KMS_KEY_ID], sse::OBS_MANAGED_ALIAS);
+        assert_eq!(out[sse_headers::SSE], "aws:kms");
+        assert_eq!(out[sse_headers::SSE_KMS_KEY_ID], sse::OBS_MANAGED_ALIAS);
         assert_eq!(out.get_all("x-amz-meta-colour").iter().collect::<Vec<_>>(), ["blue"]);
         assert_eq!(out["x-amz-copy-source"], "/b/k");
         assert_eq!(out["content-type"], "text/plain");
@@ -273,18 +273,21 @@ mod tests {
             ("x-obs-server-side-encryption", "kms"),
             (OBS_SSE_KMS_KEY_ID, "eu-de:00000000000000000000000000000000:key/k1"),
         ]);
-        assert_eq!(request_to_aws(&h, CALLER).unwrap()[sse::SSE_KMS_KEY_ID], "arn:aws:kms:eu-de:000000000000:key/k1");
+        assert_eq!(
+            request_to_aws(&h, CALLER).unwrap()[sse_headers::SSE_KMS_KEY_ID],
+            "arn:aws:kms:eu-de:000000000000:key/k1"
+        );
         let h = headers(&[("x-obs-server-side-encryption", "AES256")]);
         let out = request_to_aws(&h, CALLER).unwrap();
-        assert_eq!(out[sse::SSE], "AES256");
-        assert!(!out.contains_key(sse::SSE_KMS_KEY_ID));
+        assert_eq!(out[sse_headers::SSE], "AES256");
+        assert!(!out.contains_key(sse_headers::SSE_KMS_KEY_ID));
     }
 
     #[test]
     fn responses_translate_to_the_obs_family() {
         let mut h = headers(&[
-            (sse::SSE, "aws:kms"),
-            (sse::SSE_KMS_KEY_ID, "arn:aws:kms:us-east-1:000000000000:key/k"),
+            (sse_headers::SSE, "aws:kms"),
+            (sse_headers::SSE_KMS_KEY_ID, "arn:aws:kms:us-east-1:000000000000:key/k"),
             ("x-amz-meta-colour", "blue"),
             ("x-amz-bucket-region", "us-east-1"),
             ("etag", "\"x\""),

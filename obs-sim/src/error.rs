@@ -1,146 +1,190 @@
-//! The object store's typed error, with the S3 code and HTTP status of each variant. The S3 front
-//! end turns it into the XML `<Error>` body in one place (`http::error_response`).
+//! The object store's errors, which know nothing of HTTP: what went wrong in the core ([`Error`],
+//! which each front end maps to its wire error in one place: `s3_error`'s `From<Error> for S3Error`
+//! for S3 and OBS) and the operator's errors of opening or resetting the store ([`StoreError`]).
 
-use http::StatusCode;
 use shared::key_service::KeyServiceError;
 
-/// Result of the object store.
-pub type Result<T, E = S3Error> = std::result::Result<T, E>;
+/// Result of the object store's core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An S3 error: code, message, and what resource it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Error {
-    /// The S3 error code, e.g. `NoSuchKey`.
-    pub code: &'static str,
-    /// Human-readable message.
-    pub message: String,
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Extra XML elements (`<BucketName>`, `<Key>`, ...), already escaped.
-    pub extra: Vec<(&'static str, String)>,
+/// Why an operation of the object store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bucket does not exist.
+    #[error("bucket {bucket} does not exist")]
+    NoSuchBucket {
+        /// The bucket.
+        bucket: String,
+    },
+    /// The key does not exist.
+    #[error("key {key} does not exist")]
+    NoSuchKey {
+        /// The key.
+        key: String,
+    },
+    /// The multipart upload does not exist (any more).
+    #[error("upload {upload_id} does not exist")]
+    NoSuchUpload {
+        /// The upload.
+        upload_id: String,
+    },
+    /// Another account owns the bucket, or the SSE-C key does not match.
+    #[error("access denied")]
+    AccessDenied,
+    /// CreateBucket of a bucket the caller already owns.
+    #[error("the caller already owns bucket {bucket}")]
+    BucketAlreadyOwnedByYou {
+        /// The bucket.
+        bucket: String,
+    },
+    /// CreateBucket of a bucket another account owns.
+    #[error("bucket {bucket} belongs to another account")]
+    BucketAlreadyExists {
+        /// The bucket.
+        bucket: String,
+    },
+    /// DeleteBucket of a bucket that still holds objects or uploads.
+    #[error("bucket {bucket} is not empty")]
+    BucketNotEmpty {
+        /// The bucket.
+        bucket: String,
+    },
+    /// The bucket name breaks S3's naming rules.
+    #[error("invalid bucket name {bucket}")]
+    InvalidBucketName {
+        /// The name.
+        bucket: String,
+    },
+    /// The key is longer than 1024 bytes.
+    #[error("the key is longer than 1024 bytes")]
+    KeyTooLong,
+    /// The range starts beyond the object.
+    #[error("range {range} is not satisfiable for an object of {size} bytes")]
+    InvalidRange {
+        /// The `Range` header as sent.
+        range: String,
+        /// The object's size.
+        size: u64,
+    },
+    /// The object was replaced or deleted while its body was being opened, again and again.
+    #[error("object {key} changed while it was being read")]
+    ObjectChanged {
+        /// The key.
+        key: String,
+    },
+    /// SSE-C parameters for an object not stored with SSE-C.
+    #[error("SSE-C parameters for an object not stored with SSE-C")]
+    EncryptionNotApplicable,
+    /// An SSE-C object read without its key.
+    #[error("the object is stored with SSE-C and its key was not given")]
+    CustomerKeyRequired,
+    /// An aws-chunked body decoded to another length than `x-amz-decoded-content-length`.
+    #[error("the body's length is not its announced decoded length")]
+    DecodedLengthMismatch,
+    /// The body stopped before its end.
+    #[error("the body terminated unexpectedly: {reason}")]
+    BodyInterrupted {
+        /// Why reading it failed.
+        reason: String,
+    },
+    /// The stored bytes a body is made of (the parts of CompleteMultipartUpload) could not be read.
+    #[error("the body's source failed: {error}")]
+    SourceFailed {
+        /// Why.
+        error: Box<Error>,
+    },
+    /// The aws-chunked body is malformed.
+    #[error("malformed aws-chunked body: {reason}")]
+    MalformedChunks {
+        /// What is wrong, in S3's words.
+        reason: &'static str,
+    },
+    /// A chunk or trailer signature of an aws-chunked body does not verify.
+    #[error("a chunk signature does not verify")]
+    ChunkSignatureMismatch,
+    /// The body does not hash to its `Content-MD5`.
+    #[error("the body does not match its Content-MD5")]
+    ContentMd5Mismatch,
+    /// The body does not match its flexible checksum.
+    #[error("the body does not match its {header}")]
+    ChecksumMismatch {
+        /// The checksum's header name (`x-amz-checksum-crc32`, ...).
+        header: &'static str,
+    },
+    /// The body does not hash to the signed `x-amz-content-sha256`.
+    #[error("the body does not hash to the signed x-amz-content-sha256")]
+    ContentSha256Mismatch,
+    /// A checksum announced in `x-amz-trailer` was not sent.
+    #[error("the trailer {header} was announced but not sent")]
+    TrailerMissing {
+        /// The checksum's header name.
+        header: &'static str,
+    },
+    /// A part number outside 1..=10000.
+    #[error("part number {part_number} is not between 1 and 10000")]
+    InvalidPartNumber {
+        /// The part number as sent.
+        part_number: u32,
+    },
+    /// CompleteMultipartUpload naming no parts.
+    #[error("CompleteMultipartUpload names no parts")]
+    NoParts,
+    /// CompleteMultipartUpload's parts are not in ascending order.
+    #[error("the parts are not in ascending order")]
+    InvalidPartOrder,
+    /// A part of CompleteMultipartUpload is missing or has another ETag.
+    #[error("part {part_number} ({etag}) of upload {upload_id} was not found")]
+    InvalidPart {
+        /// The upload.
+        upload_id: String,
+        /// The part number.
+        part_number: u32,
+        /// The ETag given for it.
+        etag: String,
+    },
+    /// A part other than the last is smaller than the minimum.
+    #[error("part {part_number} has {size} bytes, fewer than {min_size}")]
+    EntityTooSmall {
+        /// The part's size.
+        size: u64,
+        /// The minimum part size.
+        min_size: u64,
+        /// The part.
+        part_number: u32,
+    },
+    /// The KMS refused or failed a call made on the caller's behalf.
+    #[error("KMS: {0}")]
+    Kms(#[from] KeyServiceError),
+    /// Something failed inside kmsim (a stored object that does not decrypt, the backend...); the
+    /// front end logs the detail with the request id and sends a generic internal error.
+    #[error("internal error: {detail}")]
+    Internal {
+        /// What failed, for the log.
+        detail: String,
+    },
 }
 
-impl std::fmt::Display for S3Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for S3Error {}
-
-impl S3Error {
-    /// An error with a code, status and message.
-    pub fn new(code: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
-        S3Error { code, message: message.into(), status, extra: Vec::new() }
-    }
-
-    /// Adds an extra element to the error body.
-    pub fn with(mut self, element: &'static str, value: impl Into<String>) -> Self {
-        self.extra.push((element, value.into()));
-        self
+impl Error {
+    /// An internal error with its detail (logged by the front end, never sent).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Error::Internal { detail: detail.to_string() }
     }
 
     /// The bucket does not exist.
     pub fn no_such_bucket(bucket: &str) -> Self {
-        Self::new("NoSuchBucket", StatusCode::NOT_FOUND, "The specified bucket does not exist")
-            .with("BucketName", bucket)
-    }
-
-    /// The key does not exist.
-    pub fn no_such_key(key: &str) -> Self {
-        Self::new("NoSuchKey", StatusCode::NOT_FOUND, "The specified key does not exist.").with("Key", key)
-    }
-
-    /// A request argument is invalid.
-    pub fn invalid_argument(message: impl Into<String>) -> Self {
-        Self::new("InvalidArgument", StatusCode::BAD_REQUEST, message)
-    }
-
-    /// The XML body is malformed.
-    pub fn malformed_xml() -> Self {
-        Self::new(
-            "MalformedXML",
-            StatusCode::BAD_REQUEST,
-            "The XML you provided was not well-formed or did not validate against our published schema",
-        )
-    }
-
-    /// The operation is not built.
-    pub fn not_implemented(what: &str) -> Self {
-        Self::new(
-            "NotImplemented",
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "A header you provided implies functionality that is not implemented: {what} (see docs/api-coverage.md)"
-            ),
-        )
-    }
-
-    /// The signature (of the request or of a chunk) does not verify.
-    pub fn signature_does_not_match() -> Self {
-        Self::new(
-            "SignatureDoesNotMatch",
-            StatusCode::FORBIDDEN,
-            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-        )
-    }
-
-    /// The body does not hash to the signed `x-amz-content-sha256`.
-    pub fn content_sha256_mismatch() -> Self {
-        Self::new(
-            "XAmzContentSHA256Mismatch",
-            StatusCode::BAD_REQUEST,
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        )
-    }
-
-    /// Access is denied.
-    pub fn access_denied(message: impl Into<String>) -> Self {
-        Self::new("AccessDenied", StatusCode::FORBIDDEN, message)
-    }
-
-    /// Something failed inside kmsim; the details are logged, not sent.
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(%detail, "internal error in the object store");
-        Self::new(
-            "InternalError",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "We encountered an internal error. Please try again.",
-        )
-    }
-
-    /// How S3 reports a refusal of the KMS: `KMS.DisabledException` and friends with 400, and
-    /// AccessDenied (403) when the caller may not use the key.
-    pub fn from_kms(error: KeyServiceError) -> Self {
-        match &error {
-            KeyServiceError::Disabled(m) => Self::new("KMS.DisabledException", StatusCode::BAD_REQUEST, m.clone()),
-            KeyServiceError::InvalidState(m) => {
-                Self::new("KMS.KMSInvalidStateException", StatusCode::BAD_REQUEST, m.clone())
-            }
-            KeyServiceError::NotFound(m) => Self::new("KMS.NotFoundException", StatusCode::BAD_REQUEST, m.clone()),
-            KeyServiceError::AccessDenied(m) => Self::access_denied(m.clone()),
-            KeyServiceError::InvalidCiphertext(m) => {
-                Self::new("KMS.InvalidCiphertextException", StatusCode::BAD_REQUEST, m.clone())
-            }
-            KeyServiceError::Unavailable(m) => {
-                Self::new("KMS.KMSInternalException", StatusCode::INTERNAL_SERVER_ERROR, m.clone())
-            }
-            KeyServiceError::Rejected { message, .. } => {
-                Self::new("KMS.ValidationException", StatusCode::BAD_REQUEST, message.clone())
-            }
-        }
+        Error::NoSuchBucket { bucket: bucket.to_owned() }
     }
 }
 
-impl From<object_store::Error> for S3Error {
+impl From<object_store::Error> for Error {
     fn from(e: object_store::Error) -> Self {
-        S3Error::internal(format!("object store: {e}"))
+        Error::internal(format!("object store: {e}"))
     }
 }
 
 /// Why the object store's persistence could not be opened or reset. Said in plain words, naming
 /// the place: these are the operator's errors, never a client's, so they never go through
-/// [`S3Error`].
+/// [`crate::S3Error`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The directory of a local store could not be created.

@@ -1,7 +1,10 @@
 //! The S3 front end: path-style and virtual-host-style (`bucket.localhost`) requests, SigV4 in
 //! header form with plain or aws-chunked payloads, V2-style signatures (`AWS AK:sig` and OBS's
-//! `OBS AK:sig`, [`shared::sigv2`]), operations parsed from method, path and query, and errors as
-//! S3 sends them (`<Error><Code>` with the right status) from one place, [`error_response`].
+//! `OBS AK:sig`, [`shared::sigv2`]). [`S3Api::handle`] authenticates a request, parses it into an
+//! [`S3Operation`] and calls one small handler per operation, which calls the core ([`Obs`]) and
+//! renders its result; the core's errors become S3's (`From<Error> for S3Error`, in
+//! [`crate::s3_error`]) and are written (`<Error><Code>` with the right status) in one place,
+//! [`error_response`].
 //!
 //! It also speaks the OBS dialect of Open Telekom Cloud / Huawei Cloud: `HEAD /?apiversion`
 //! answers unauthenticated with `x-obs-api: 3.0` (so that esdk-obs-python signs the OBS way), and a
@@ -24,11 +27,14 @@ use shared::sigv4::{AuthError, RequestParts, UriEncoding, Verified, Verifier};
 use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
 use crate::dialect::{self, Family, ObsCaller};
-use crate::error::{Result, S3Error};
 use crate::model::{BucketEncryption, ObjectRecord};
 use crate::multipart::UploadRef;
-use crate::service::{Conditions, Obs, PutInput, Verdict, parse_range};
+use crate::operation::{ListObjectsParams, S3Operation, Target, parse_query};
+use crate::s3_error::S3ErrorCode;
+use crate::s3_error::{Result, S3Error};
+use crate::service::{Conditions, Obs, PutInput, ReadPlan, Verdict, parse_range};
 use crate::sse::{self, SseRequest};
+use crate::sse_headers;
 use crate::xml::{self, Writer};
 
 /// Largest XML request body accepted.
@@ -56,10 +62,6 @@ const AWS_STORAGE_CLASSES: [&str; 12] = [
 ];
 /// The storage classes of OBS (`x-obs-storage-class`).
 const OBS_STORAGE_CLASSES: [&str; 4] = ["STANDARD", "WARM", "COLD", "DEEP_ARCHIVE"];
-/// Times a GET looks a key up again when the record it found went stale before its body opened.
-const MAX_STALE_READS: usize = 16;
-/// Keys per ListObjects page at most.
-const MAX_KEYS: usize = 1000;
 /// Object headers S3 stores and returns as sent.
 const STORED_HEADERS: [&str; 5] =
     ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
@@ -82,13 +84,20 @@ pub fn wall_clock_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Where a request points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    bucket: Option<String>,
-    key: Option<String>,
-    /// The bucket came from the host name (virtual-host style), as sent.
-    virtual_bucket: Option<String>,
+/// What every handler may need of a request besides its operation and body.
+struct Call<'a> {
+    /// Who signed it.
+    caller: &'a Caller,
+    /// Its SigV4 verification (the seed of aws-chunked signatures); none for V2 signatures.
+    verified: Option<&'a Verified>,
+    /// How its body is encoded.
+    mode: PayloadMode,
+    /// The header family it speaks.
+    family: Family,
+    /// Its headers, in the S3 family.
+    headers: &'a HeaderMap,
+    /// The time of the request, Unix milliseconds.
+    now: i64,
 }
 
 impl S3Api {
@@ -112,7 +121,13 @@ impl S3Api {
         let family = Family::of_request(request.headers());
         let (mut response, close) = match self.route(request, family).await {
             Ok(response) => (response, expects_continue && !has_body),
-            Err(e) => (error_response(&e, &request_id), has_body || expects_continue),
+            Err(e) => {
+                // Logged once, here, with the request id the client sees.
+                if let Some(detail) = &e.internal_detail {
+                    tracing::error!(%detail, %request_id, "internal error in the object store");
+                }
+                (error_response(&e, &request_id), has_body || expects_continue)
+            }
         };
         if close {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -154,7 +169,7 @@ impl S3Api {
 
     async fn route(&self, request: Request<Body>, family: Family) -> Result<Response> {
         let (parts, body) = request.into_parts();
-        let target = target(&parts.uri, &parts.headers)?;
+        let target = Target::of_request(&parts.uri, &parts.headers)?;
         let query = parse_query(parts.uri.query().unwrap_or(""));
         // OBS clients ask which API the service speaks before signing anything.
         if parts.method == Method::HEAD && target.key.is_none() && query.contains_key("apiversion") {
@@ -179,8 +194,7 @@ impl S3Api {
             // V2 signatures cover no body: aws-chunked bodies need SigV4's seed signature.
             if mode.is_chunked() {
                 return Err(S3Error::new(
-                    "InvalidRequest",
-                    StatusCode::BAD_REQUEST,
+                    S3ErrorCode::InvalidRequest,
                     "aws-chunked payloads need AWS Signature Version 4",
                 ));
             }
@@ -196,8 +210,7 @@ impl S3Api {
                 None if presigned || body_is_empty(&parts.headers) => shared::sigv4::EMPTY_SHA256.to_owned(),
                 None if parts.headers.contains_key(header::AUTHORIZATION) => {
                     return Err(S3Error::new(
-                        "InvalidRequest",
-                        StatusCode::BAD_REQUEST,
+                        S3ErrorCode::InvalidRequest,
                         "Missing required header for this request: x-amz-content-sha256",
                     ));
                 }
@@ -233,257 +246,240 @@ impl S3Api {
         if method == Method::PUT || method == Method::POST {
             check_metadata_size(&headers, family)?;
         }
-        match (&method, target.bucket.as_deref(), target.key.as_deref()) {
-            (&Method::GET, None, None) => Ok(self.list_buckets(&caller)),
-            (_, None, _) => Err(S3Error::new(
-                "MethodNotAllowed",
-                StatusCode::METHOD_NOT_ALLOWED,
-                "The specified method is not allowed against this resource.",
-            )),
-            (m, Some(bucket), None) => {
-                self.bucket_operation(m, &caller, family, bucket, &query, &headers, body, now).await
+        let operation = S3Operation::parse(&method, target, &query, &headers)?;
+        let call = Call { caller: &caller, verified: verified.as_ref(), mode, family, headers: &headers, now };
+        self.dispatch(operation, &call, &method, &query, body).await
+    }
+
+    /// Runs one operation: one small handler each.
+    async fn dispatch(
+        &self,
+        operation: S3Operation,
+        call: &Call<'_>,
+        method: &Method,
+        query: &BTreeMap<String, String>,
+        body: Body,
+    ) -> Result<Response> {
+        let caller = call.caller;
+        match operation {
+            S3Operation::ListBuckets => Ok(self.list_buckets(caller)),
+            S3Operation::CreateBucket { bucket } => self.create_bucket(call, &bucket, body).await,
+            S3Operation::HeadBucket { bucket } => self.head_bucket(call, &bucket),
+            S3Operation::DeleteBucket { bucket } => {
+                self.obs.delete_bucket(caller, &bucket).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
             }
-            (m, Some(bucket), Some(key)) => {
-                self.object_operation(m, &caller, verified.as_ref(), mode, bucket, key, &query, &headers, body, now)
-                    .await
+            S3Operation::GetBucketLocation { bucket } => self.get_bucket_location(call, &bucket),
+            S3Operation::PutBucketEncryption { bucket } => self.put_bucket_encryption(call, &bucket, body).await,
+            S3Operation::GetBucketEncryption { bucket } => self.get_bucket_encryption(call, &bucket),
+            S3Operation::DeleteBucketEncryption { bucket } => {
+                self.obs.set_bucket_encryption(caller, &bucket, None).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::ListObjects { bucket, params } => self.list_objects(caller, &bucket, &params, false),
+            S3Operation::ListObjectsV2 { bucket, params } => self.list_objects(caller, &bucket, &params, true),
+            S3Operation::ListMultipartUploads { bucket, prefix, max_uploads } => {
+                self.list_uploads(caller, &bucket, &prefix, max_uploads)
+            }
+            S3Operation::DeleteObjects { bucket } => self.delete_objects(call, &bucket, body).await,
+            S3Operation::PutObject { bucket, key } => self.put_object(call, &bucket, &key, body).await,
+            S3Operation::CopyObject { bucket, key, source } => self.copy_object(call, &bucket, &key, &source).await,
+            S3Operation::GetObject { bucket, key, overrides } => {
+                self.get_object(call, &bucket, &key, &overrides, false).await
+            }
+            S3Operation::HeadObject { bucket, key, overrides } => {
+                self.get_object(call, &bucket, &key, &overrides, true).await
+            }
+            S3Operation::DeleteObject { bucket, key } => {
+                self.obs.delete_object(caller, &bucket, &key).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::CreateMultipartUpload { bucket, key } => {
+                self.create_multipart_upload(call, &bucket, &key).await
+            }
+            S3Operation::UploadPart { bucket, key, upload_id, part_number } => {
+                let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
+                self.upload_part(call, upload_ref, part_number, None, body).await
+            }
+            S3Operation::UploadPartCopy { bucket, key, upload_id, part_number, source } => {
+                let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
+                self.upload_part(call, upload_ref, part_number, Some(&source), body).await
+            }
+            S3Operation::CompleteMultipartUpload { bucket, key, upload_id } => {
+                let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
+                self.complete_multipart_upload(call, upload_ref, body).await
+            }
+            S3Operation::AbortMultipartUpload { bucket, key, upload_id } => {
+                self.obs.abort_multipart_upload(caller, &bucket, &key, &upload_id).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::ListParts { bucket, key, upload_id, max_parts, part_number_marker } => {
+                let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
+                self.list_parts(caller, upload_ref, max_parts, part_number_marker)
+            }
+            operation @ S3Operation::Unsupported { .. } => {
+                Err(S3Error::not_implemented(&operation.not_implemented_detail(method, query)))
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn bucket_operation(
-        &self,
-        method: &Method,
-        caller: &Caller,
-        family: Family,
-        bucket: &str,
-        query: &BTreeMap<String, String>,
-        headers: &HeaderMap,
-        body: Body,
-        now: i64,
-    ) -> Result<Response> {
-        let sub = |name: &str| query.contains_key(name);
-        match *method {
-            Method::PUT if sub("encryption") => {
-                let config: xml::EncryptionConfiguration = xml::parse(&read_xml(body).await?)?;
-                let encryption = match family {
-                    Family::Aws => bucket_encryption(config)?,
-                    Family::Obs => {
-                        let domain = self.caller_domain(caller);
-                        obs_bucket_encryption(config, self.obs_caller(caller, &domain))?
-                    }
-                };
-                self.obs.set_bucket_encryption(caller, bucket, Some(encryption)).await?;
-                Ok(empty(StatusCode::OK))
-            }
-            Method::PUT if query.is_empty() => {
-                let text = read_xml(body).await?;
-                let region = if text.trim().is_empty() {
-                    self.region.clone()
-                } else {
-                    let config: xml::CreateBucketConfiguration = xml::parse(&text)?;
-                    config.location_constraint.filter(|l| !l.is_empty()).unwrap_or_else(|| self.region.clone())
-                };
-                self.obs.create_bucket(caller, bucket, &region, now).await?;
-                let mut response = empty(StatusCode::OK);
-                set_header(&mut response, "location", &format!("/{bucket}"));
-                Ok(response)
-            }
-            Method::HEAD if query.is_empty() => {
-                let record = self.obs.owned_bucket(caller, bucket)?;
-                let mut response = empty(StatusCode::OK);
-                set_header(&mut response, "x-amz-bucket-region", &record.region);
-                Ok(response)
-            }
-            Method::DELETE if sub("encryption") => {
-                self.obs.set_bucket_encryption(caller, bucket, None).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
-            Method::DELETE if query.is_empty() => {
-                self.obs.delete_bucket(caller, bucket).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
-            Method::GET if sub("location") => {
-                let record = self.obs.owned_bucket(caller, bucket)?;
-                let region = if record.region == "us-east-1" { "" } else { record.region.as_str() };
-                let doc = format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
-                    xml::S3_NS,
-                    xml::escape(region)
-                );
-                Ok(xml_response(doc))
-            }
-            Method::GET if sub("encryption") => {
-                let record = self.obs.owned_bucket(caller, bucket)?;
-                let Some(encryption) = &record.encryption else {
-                    return Err(S3Error::new(
-                        "ServerSideEncryptionConfigurationNotFoundError",
-                        StatusCode::NOT_FOUND,
-                        "The server side encryption configuration was not found",
-                    )
-                    .with("BucketName", bucket));
-                };
-                let mut w = Writer::document("ServerSideEncryptionConfiguration");
-                let kms = encryption.algorithm == "aws:kms";
-                let algorithm = match family {
-                    Family::Obs if kms => dialect::OBS_KMS,
-                    _ => encryption.algorithm.as_str(),
-                };
-                w.open("Rule").open("ApplyServerSideEncryptionByDefault").element("SSEAlgorithm", algorithm);
-                if let Some(key) = &encryption.kms_key_id {
-                    match family {
-                        Family::Aws => w.element("KMSMasterKeyID", key),
-                        Family::Obs => {
-                            w.element("KMSMasterKeyID", &dialect::key_id_to_obs(key, |account| self.domain_of(account)))
-                        }
-                    };
-                }
-                w.close("ApplyServerSideEncryptionByDefault");
-                // OBS has no bucket keys; its documents carry no BucketKeyEnabled.
-                if family == Family::Aws {
-                    w.element("BucketKeyEnabled", if encryption.bucket_key_enabled { "true" } else { "false" });
-                }
-                w.close("Rule");
-                Ok(xml_response(w.finish("ServerSideEncryptionConfiguration")))
-            }
-            Method::GET if query.get("list-type").map(String::as_str) == Some("2") => {
-                self.list_objects(caller, bucket, query, true)
-            }
-            Method::GET if is_plain_list(query) => self.list_objects(caller, bucket, query, false),
-            Method::POST if sub("delete") => self.delete_objects(caller, bucket, headers, body).await,
-            Method::GET if sub("uploads") => self.list_uploads(caller, bucket, query),
-            _ => {
-                let name = query.keys().next().cloned().unwrap_or_else(|| method.to_string());
-                Err(S3Error::not_implemented(&format!("bucket operation {method} ?{name}")))
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn object_operation(
-        &self,
-        method: &Method,
-        caller: &Caller,
-        verified: Option<&Verified>,
-        mode: PayloadMode,
-        bucket: &str,
-        key: &str,
-        query: &BTreeMap<String, String>,
-        headers: &HeaderMap,
-        body: Body,
-        now: i64,
-    ) -> Result<Response> {
-        let known_query = |q: &BTreeMap<String, String>| {
-            q.keys().all(|k| k.starts_with("response-") || k == "x-id" || k.starts_with("X-Amz-"))
+    async fn create_bucket(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
+        let text = read_xml(body).await?;
+        let region = if text.trim().is_empty() {
+            self.region.clone()
+        } else {
+            let config: xml::CreateBucketConfiguration = xml::parse(&text)?;
+            config.location_constraint.filter(|l| !l.is_empty()).unwrap_or_else(|| self.region.clone())
         };
-        let upload_id = query.get("uploadId").map(String::as_str);
-        match (method.clone(), upload_id) {
-            (Method::POST, None) if query.contains_key("uploads") => {
-                self.create_multipart_upload(caller, bucket, key, headers, now).await
-            }
-            (Method::PUT, Some(upload_id)) => {
-                let number = query.get("partNumber").and_then(|n| n.parse::<u32>().ok()).ok_or_else(|| {
-                    S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
-                })?;
-                let source = header_str(headers, "x-amz-copy-source");
-                let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-                let sse = customer.clone().map(SseRequest::Customer).unwrap_or_default();
-                let input = PutInput { now_millis: now, sse, ..put_input(headers, mode)? };
-                let upload_ref = UploadRef { bucket, key, upload_id };
-                let part = match source {
-                    Some(source) => {
-                        // The digests of the request describe its (empty) body, not the copied bytes.
-                        let input = PutInput {
-                            payload_sha256: None,
-                            content_md5: None,
-                            checksum: None,
-                            trailer_checksum: None,
-                            ..input
-                        };
-                        let stream = self
-                            .copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers)
-                            .await?
-                            .1;
-                        self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
-                    }
-                    None => {
-                        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, verified)?) } else { None };
-                        let stream = body.into_data_stream();
-                        self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
-                    }
-                };
-                let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
-                let mut response = if source.is_some() {
-                    let mut w = Writer::document("CopyPartResult");
-                    w.element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
-                        .element("ETag", &part.etag);
-                    xml_response(w.finish("CopyPartResult"))
-                } else {
-                    empty(StatusCode::OK)
-                };
-                set_header(&mut response, "etag", &part.etag);
-                for (name, value) in sse::response_headers(&upload.sse) {
-                    set_header(&mut response, name, &value);
-                }
-                if let Some(customer) = &customer {
-                    set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
-                }
-                Ok(response)
-            }
-            (Method::POST, Some(upload_id)) => {
-                let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
-                let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
-                let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-                let upload_ref = UploadRef { bucket, key, upload_id };
-                let record =
-                    self.obs.complete_multipart_upload(caller, upload_ref, &parts, customer.as_ref(), now).await?;
-                let mut w = Writer::document("CompleteMultipartUploadResult");
-                w.element("Location", &format!("/{bucket}/{key}"))
-                    .element("Bucket", bucket)
-                    .element("Key", key)
-                    .element("ETag", &record.etag);
-                let mut response = xml_response(w.finish("CompleteMultipartUploadResult"));
-                for (name, value) in sse::response_headers(&record.sse) {
-                    set_header(&mut response, name, &value);
-                }
-                Ok(response)
-            }
-            (Method::DELETE, Some(upload_id)) => {
-                self.obs.abort_multipart_upload(caller, bucket, key, upload_id).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
-            (Method::GET, Some(upload_id)) => self.list_parts(caller, bucket, key, upload_id, query),
-            (Method::PUT, None) if headers.contains_key("x-amz-copy-source") => {
-                self.copy_object(caller, bucket, key, headers, now).await
-            }
-            (Method::PUT, None) if known_query(query) => {
-                self.put_object(caller, verified, mode, bucket, key, headers, body, now).await
-            }
-            (Method::GET, None) if known_query(query) => {
-                self.get_object(caller, bucket, key, query, headers, false).await
-            }
-            (Method::HEAD, None) if known_query(query) => {
-                self.get_object(caller, bucket, key, query, headers, true).await
-            }
-            (Method::DELETE, None) if known_query(query) => {
-                self.obs.delete_object(caller, bucket, key).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
-            _ => {
-                let name = query.keys().next().cloned().unwrap_or_default();
-                Err(S3Error::not_implemented(&format!("object operation {method} ?{name}")))
-            }
-        }
+        self.obs.create_bucket(call.caller, bucket, &region, call.now).await?;
+        let mut response = empty(StatusCode::OK);
+        set_header(&mut response, "location", &format!("/{bucket}"));
+        Ok(response)
     }
 
-    async fn create_multipart_upload(
+    fn head_bucket(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
+        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let mut response = empty(StatusCode::OK);
+        set_header(&mut response, "x-amz-bucket-region", &record.region);
+        Ok(response)
+    }
+
+    fn get_bucket_location(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
+        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let region = if record.region == "us-east-1" { "" } else { record.region.as_str() };
+        let doc = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
+            xml::S3_NS,
+            xml::escape(region)
+        );
+        Ok(xml_response(doc))
+    }
+
+    async fn put_bucket_encryption(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
+        let config: xml::EncryptionConfiguration = xml::parse(&read_xml(body).await?)?;
+        let encryption = match call.family {
+            Family::Aws => bucket_encryption(config)?,
+            Family::Obs => {
+                let domain = self.caller_domain(call.caller);
+                obs_bucket_encryption(config, self.obs_caller(call.caller, &domain))?
+            }
+        };
+        self.obs.set_bucket_encryption(call.caller, bucket, Some(encryption)).await?;
+        Ok(empty(StatusCode::OK))
+    }
+
+    fn get_bucket_encryption(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
+        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let Some(encryption) = &record.encryption else {
+            return Err(S3Error::new(
+                S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
+                "The server side encryption configuration was not found",
+            )
+            .with("BucketName", bucket));
+        };
+        let family = call.family;
+        let mut w = Writer::document("ServerSideEncryptionConfiguration");
+        let kms = encryption.algorithm == "aws:kms";
+        let algorithm = match family {
+            Family::Obs if kms => dialect::OBS_KMS,
+            _ => encryption.algorithm.as_str(),
+        };
+        w.open("Rule").open("ApplyServerSideEncryptionByDefault").element("SSEAlgorithm", algorithm);
+        if let Some(key) = &encryption.kms_key_id {
+            match family {
+                Family::Aws => w.element("KMSMasterKeyID", key),
+                Family::Obs => {
+                    w.element("KMSMasterKeyID", &dialect::key_id_to_obs(key, |account| self.domain_of(account)))
+                }
+            };
+        }
+        w.close("ApplyServerSideEncryptionByDefault");
+        // OBS has no bucket keys; its documents carry no BucketKeyEnabled.
+        if family == Family::Aws {
+            w.element("BucketKeyEnabled", if encryption.bucket_key_enabled { "true" } else { "false" });
+        }
+        w.close("Rule");
+        Ok(xml_response(w.finish("ServerSideEncryptionConfiguration")))
+    }
+
+    /// UploadPart, or UploadPartCopy when `source` (`x-amz-copy-source`) is given.
+    async fn upload_part(
         &self,
-        caller: &Caller,
-        bucket: &str,
-        key: &str,
-        headers: &HeaderMap,
-        now: i64,
+        call: &Call<'_>,
+        upload_ref: UploadRef<'_>,
+        number: u32,
+        source: Option<&str>,
+        body: Body,
     ) -> Result<Response> {
+        let (caller, headers, mode) = (call.caller, call.headers, call.mode);
+        let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
+        let sse = customer.clone().map(SseRequest::Customer).unwrap_or_default();
+        let input = PutInput { now_millis: call.now, sse, ..put_input(headers, mode)? };
+        let part = match source {
+            Some(source) => {
+                // The digests of the request describe its (empty) body, not the copied bytes.
+                let input = PutInput {
+                    payload_sha256: None,
+                    content_md5: None,
+                    checksum: None,
+                    trailer_checksum: None,
+                    ..input
+                };
+                let stream =
+                    self.copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers).await?.1;
+                self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
+            }
+            None => {
+                let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.verified)?) } else { None };
+                let stream = body.into_data_stream();
+                self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
+            }
+        };
+        let upload = self.obs.owned_upload(caller, upload_ref.bucket, upload_ref.key, upload_ref.upload_id)?;
+        let mut response = if source.is_some() {
+            let mut w = Writer::document("CopyPartResult");
+            w.element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
+                .element("ETag", &part.etag);
+            xml_response(w.finish("CopyPartResult"))
+        } else {
+            empty(StatusCode::OK)
+        };
+        set_header(&mut response, "etag", &part.etag);
+        for (name, value) in sse_headers::response_headers(&upload.sse) {
+            set_header(&mut response, name, &value);
+        }
+        if let Some(customer) = &customer {
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &customer.key_md5);
+        }
+        Ok(response)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        call: &Call<'_>,
+        upload_ref: UploadRef<'_>,
+        body: Body,
+    ) -> Result<Response> {
+        let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
+        let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
+        let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
+        let record =
+            self.obs.complete_multipart_upload(call.caller, upload_ref, &parts, customer.as_ref(), call.now).await?;
+        let (bucket, key) = (upload_ref.bucket, upload_ref.key);
+        let mut w = Writer::document("CompleteMultipartUploadResult");
+        w.element("Location", &format!("/{bucket}/{key}"))
+            .element("Bucket", bucket)
+            .element("Key", key)
+            .element("ETag", &record.etag);
+        let mut response = xml_response(w.finish("CompleteMultipartUploadResult"));
+        for (name, value) in sse_headers::response_headers(&record.sse) {
+            set_header(&mut response, name, &value);
+        }
+        Ok(response)
+    }
+
+    async fn create_multipart_upload(&self, call: &Call<'_>, bucket: &str, key: &str) -> Result<Response> {
+        let (caller, headers, now) = (call.caller, call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
         let input = PutInput { sse, now_millis: now, ..put_input(headers, PayloadMode::Unsigned)? };
@@ -491,7 +487,7 @@ impl S3Api {
         let mut w = Writer::document("InitiateMultipartUploadResult");
         w.element("Bucket", bucket).element("Key", key).element("UploadId", &upload.upload_id);
         let mut response = xml_response(w.finish("InitiateMultipartUploadResult"));
-        for (name, value) in sse::response_headers(&upload.sse) {
+        for (name, value) in sse_headers::response_headers(&upload.sse) {
             set_header(&mut response, name, &value);
         }
         Ok(response)
@@ -500,18 +496,12 @@ impl S3Api {
     fn list_parts(
         &self,
         caller: &Caller,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        query: &BTreeMap<String, String>,
+        upload_ref: UploadRef<'_>,
+        max_parts: usize,
+        marker: u32,
     ) -> Result<Response> {
-        let upload = self.obs.owned_upload(caller, bucket, key, upload_id)?;
-        let max_parts = query.get("max-parts").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).min(1000);
-        let marker = query.get("part-number-marker").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-        let after = (std::ops::Bound::Excluded(marker), std::ops::Bound::Unbounded);
-        let parts: Vec<_> = upload.parts.range(after).map(|(_, p)| p).collect();
-        let truncated = parts.len() > max_parts;
-        let page = &parts[..parts.len().min(max_parts)];
+        let UploadRef { bucket, key, upload_id } = upload_ref;
+        let (page, truncated) = self.obs.list_parts(caller, upload_ref, marker, max_parts)?;
         let mut w = Writer::document("ListPartsResult");
         w.element("Bucket", bucket)
             .element("Key", key)
@@ -526,7 +516,7 @@ impl S3Api {
             .element("DisplayName", &caller.account_id)
             .close("Initiator");
         w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
-        for part in page {
+        for part in &page {
             w.open("Part")
                 .element("PartNumber", &part.number.to_string())
                 .element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
@@ -537,20 +527,15 @@ impl S3Api {
         Ok(xml_response(w.finish("ListPartsResult")))
     }
 
-    fn list_uploads(&self, caller: &Caller, bucket: &str, query: &BTreeMap<String, String>) -> Result<Response> {
-        self.obs.owned_bucket(caller, bucket)?;
-        let prefix = query.get("prefix").cloned().unwrap_or_default();
-        let max = query.get("max-uploads").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).min(1000);
-        let uploads: Vec<_> =
-            self.obs.store().uploads(bucket).into_iter().filter(|u| u.key.starts_with(&prefix)).collect();
-        let truncated = uploads.len() > max;
+    fn list_uploads(&self, caller: &Caller, bucket: &str, prefix: &str, max: usize) -> Result<Response> {
+        let (uploads, truncated) = self.obs.list_uploads(caller, bucket, prefix, max)?;
         let mut w = Writer::document("ListMultipartUploadsResult");
-        w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", &prefix);
+        w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", prefix);
         w.element("MaxUploads", &max.to_string()).element("IsTruncated", if truncated { "true" } else { "false" });
-        if truncated && let Some(last) = max.checked_sub(1).and_then(|i| uploads.get(i)) {
+        if truncated && let Some(last) = uploads.last() {
             w.element("NextKeyMarker", &last.key).element("NextUploadIdMarker", &last.upload_id);
         }
-        for upload in uploads.iter().take(max) {
+        for upload in &uploads {
             w.open("Upload")
                 .element("Key", &upload.key)
                 .element("UploadId", &upload.upload_id)
@@ -579,46 +564,33 @@ impl S3Api {
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| S3Error::invalid_argument("Invalid copy source object key"))?;
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-copy-source-")?;
-        let mut attempts = 0;
-        loop {
-            let record = self.obs.head_object(caller, bucket, key)?;
-            let range = match range {
-                None => None,
-                Some(text) => {
-                    let parsed = parse_range(Some(text), record.size)?;
-                    if parsed.is_none() {
-                        return Err(S3Error::invalid_argument(
-                            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-                        ));
+        let (record, output) = self
+            .obs
+            .read_latest(caller, bucket, key, customer.as_ref(), |record| {
+                let range = match range {
+                    None => None,
+                    Some(text) => {
+                        let parsed = parse_range(Some(text), record.size)?;
+                        if parsed.is_none() {
+                            return Err(S3Error::invalid_argument(
+                                "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+                            ));
+                        }
+                        parsed
                     }
-                    parsed
-                }
-            };
-            attempts += 1;
-            // A stale record (the source was overwritten or deleted meanwhile): look it up again.
-            if attempts < MAX_STALE_READS {
-                if let Some(output) =
-                    self.obs.read_object(caller, bucket, record.clone(), range, customer.as_ref()).await?
-                {
-                    return Ok((record, output.body));
-                }
-            } else {
-                let output = self.obs.get_object(caller, bucket, record.clone(), range, customer.as_ref()).await?;
-                return Ok((record, output.body));
-            }
+                };
+                Ok(ReadPlan::Open(range))
+            })
+            .await?;
+        match output {
+            Some(output) => Ok((record, output.body)),
+            None => Err(S3Error::internal("a copy source read stopped at its record")),
         }
     }
 
-    async fn copy_object(
-        &self,
-        caller: &Caller,
-        bucket: &str,
-        key: &str,
-        headers: &HeaderMap,
-        now: i64,
-    ) -> Result<Response> {
+    async fn copy_object(&self, call: &Call<'_>, bucket: &str, key: &str, source_header: &str) -> Result<Response> {
+        let (caller, headers, now) = (call.caller, call.headers, call.now);
         let destination = self.obs.owned_bucket(caller, bucket)?;
-        let source_header = header_str(headers, "x-amz-copy-source").unwrap_or_default();
         let (source, stream) = self.copy_source(caller, source_header, None, headers).await?;
         let replace = match header_str(headers, "x-amz-metadata-directive") {
             None | Some("COPY") => false,
@@ -630,10 +602,9 @@ impl S3Api {
         let sse = SseRequest::from_headers(headers, destination.encryption.as_ref())?;
         let decoded_source = percent_decode_str(source_header.trim_start_matches('/')).decode_utf8_lossy().into_owned();
         let same = decoded_source == format!("{bucket}/{key}");
-        if same && !replace && sse == SseRequest::None && !headers.contains_key(sse::SSE) {
+        if same && !replace && sse == SseRequest::None && !headers.contains_key(sse_headers::SSE) {
             return Err(S3Error::new(
-                "InvalidRequest",
-                StatusCode::BAD_REQUEST,
+                S3ErrorCode::InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
             ));
         }
@@ -658,7 +629,7 @@ impl S3Api {
         w.element("LastModified", &shared::time::format_rfc3339_millis(record.last_modified_millis))
             .element("ETag", &record.etag);
         let mut response = xml_response(w.finish("CopyObjectResult"));
-        for (name, value) in sse::response_headers(&record.sse) {
+        for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
         Ok(response)
@@ -679,18 +650,8 @@ impl S3Api {
         xml_response(w.finish("ListAllMyBucketsResult"))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn put_object(
-        &self,
-        caller: &Caller,
-        verified: Option<&Verified>,
-        mode: PayloadMode,
-        bucket: &str,
-        key: &str,
-        headers: &HeaderMap,
-        body: Body,
-        now: i64,
-    ) -> Result<Response> {
+    async fn put_object(&self, call: &Call<'_>, bucket: &str, key: &str, body: Body) -> Result<Response> {
+        let (caller, verified, mode, headers, now) = (call.caller, call.verified, call.mode, call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
         let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
@@ -704,67 +665,62 @@ impl S3Api {
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "etag", &record.etag);
         if let Some(md5) = customer_md5 {
-            set_header(&mut response, sse::SSE_C_KEY_MD5, &md5);
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
         }
         if let Some((name, value)) = &record.checksum {
             set_header(&mut response, name, value);
         }
-        for (name, value) in sse::response_headers(&record.sse) {
+        for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
         Ok(response)
     }
 
+    /// GetObject, or HeadObject when `head`.
     async fn get_object(
         &self,
-        caller: &Caller,
+        call: &Call<'_>,
         bucket: &str,
         key: &str,
-        query: &BTreeMap<String, String>,
-        headers: &HeaderMap,
+        overrides: &[(&'static str, String)],
         head: bool,
     ) -> Result<Response> {
+        let (caller, headers) = (call.caller, call.headers);
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-        // A record can go stale between its lookup and the opening of its body (an overwrite or a
-        // DELETE removed the body): look the key up again, and answer the new object or 404.
-        let mut attempts = 0;
-        let (record, range, body) = loop {
-            let record = self.obs.head_object(caller, bucket, key)?;
-            if !matches!(record.sse, crate::model::SseRecord::None) {
-                sse::refuse_on_read(headers)?;
-            }
-            crate::service::check_customer_key(&record, customer.as_ref())?;
-            match conditions(headers).evaluate(&record) {
-                Verdict::Serve => {}
-                Verdict::NotModified => {
-                    let mut response = empty(StatusCode::NOT_MODIFIED);
-                    set_header(&mut response, "etag", &record.etag);
-                    set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
-                    return Ok(response);
+        let conditions = conditions(headers);
+        let (mut not_modified, mut range) = (false, None);
+        let (record, output) = self
+            .obs
+            .read_latest(caller, bucket, key, customer.as_ref(), |record| {
+                if !matches!(record.sse, crate::model::SseRecord::None) {
+                    sse_headers::refuse_on_read(headers)?;
                 }
-                Verdict::PreconditionFailed => {
-                    return Err(S3Error::new(
-                        "PreconditionFailed",
-                        StatusCode::PRECONDITION_FAILED,
-                        "At least one of the pre-conditions you specified did not hold",
-                    )
-                    .with("Condition", "If-Match"));
+                crate::service::check_customer_key(record, customer.as_ref())?;
+                match conditions.evaluate(record) {
+                    Verdict::Serve => {}
+                    Verdict::NotModified => {
+                        not_modified = true;
+                        return Ok(ReadPlan::RecordOnly);
+                    }
+                    Verdict::PreconditionFailed => {
+                        return Err(S3Error::new(
+                            S3ErrorCode::PreconditionFailed,
+                            "At least one of the pre-conditions you specified did not hold",
+                        )
+                        .with("Condition", "If-Match"));
+                    }
                 }
-            }
-            let range = parse_range(header_str(headers, "range"), record.size)?;
-            if head {
-                break (record, range, None);
-            }
-            attempts += 1;
-            let read = if attempts < MAX_STALE_READS {
-                self.obs.read_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?
-            } else {
-                Some(self.obs.get_object(caller, bucket, record.clone(), range.clone(), customer.as_ref()).await?)
-            };
-            if let Some(output) = read {
-                break (record, range, Some(output.body));
-            }
-        };
+                range = parse_range(header_str(headers, "range"), record.size)?;
+                Ok(if head { ReadPlan::RecordOnly } else { ReadPlan::Open(range.clone()) })
+            })
+            .await?;
+        if not_modified {
+            let mut response = empty(StatusCode::NOT_MODIFIED);
+            set_header(&mut response, "etag", &record.etag);
+            set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
+            return Ok(response);
+        }
+        let body = output.map(|output| output.body);
         let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
         let length = range.as_ref().map(|r| r.end - r.start).unwrap_or(record.size);
         let mut response = match body {
@@ -782,9 +738,9 @@ impl S3Api {
                 response
             }
         };
-        object_headers(&mut response, &record, query);
+        object_headers(&mut response, &record, overrides);
         if let Some(customer) = &customer {
-            set_header(&mut response, sse::SSE_C_KEY_MD5, &customer.key_md5);
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &customer.key_md5);
         }
         let checksum_mode =
             header_str(headers, "x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"));
@@ -798,53 +754,25 @@ impl S3Api {
         Ok(response)
     }
 
-    fn list_objects(
-        &self,
-        caller: &Caller,
-        bucket: &str,
-        query: &BTreeMap<String, String>,
-        v2: bool,
-    ) -> Result<Response> {
-        let prefix = query.get("prefix").cloned().unwrap_or_default();
-        let delimiter = query.get("delimiter").cloned().filter(|d| !d.is_empty());
-        let max_keys = match query.get("max-keys") {
-            None => MAX_KEYS,
-            Some(v) => v
-                .parse::<usize>()
-                .map_err(|_| S3Error::invalid_argument("Provided max-keys not an integer or within integer range"))?
-                .min(MAX_KEYS),
-        };
-        let url_encode = query.get("encoding-type").map(String::as_str) == Some("url");
-        let start_after = if v2 {
-            match query.get("continuation-token") {
-                Some(token) => Some(
-                    BASE64
-                        .decode(token)
-                        .ok()
-                        .and_then(|raw| String::from_utf8(raw).ok())
-                        .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))?,
-                ),
-                None => query.get("start-after").cloned(),
-            }
-        } else {
-            query.get("marker").cloned()
-        };
+    fn list_objects(&self, caller: &Caller, bucket: &str, params: &ListObjectsParams, v2: bool) -> Result<Response> {
+        let ListObjectsParams { prefix, delimiter, max_keys, url_encode, start_after, .. } = params;
+        let (max_keys, url_encode) = (*max_keys, *url_encode);
         let page =
-            list_page(&self.obs, caller, bucket, &prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
+            self.obs.list_page(caller, bucket, prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
         let enc = |s: &str| if url_encode { url_encode_key(s) } else { s.to_owned() };
         let root = "ListBucketResult";
         let mut w = Writer::document(root);
-        w.element("Name", bucket).element("Prefix", &enc(&prefix));
+        w.element("Name", bucket).element("Prefix", &enc(prefix));
         if v2 {
-            if let Some(token) = query.get("continuation-token") {
+            if let Some(token) = &params.continuation_token {
                 w.element("ContinuationToken", token);
             }
-            if let Some(sa) = query.get("start-after") {
+            if let Some(sa) = &params.start_after_param {
                 w.element("StartAfter", &enc(sa));
             }
             w.element("KeyCount", &(page.objects.len() + page.prefixes.len()).to_string());
         } else {
-            w.element("Marker", &enc(query.get("marker").map(String::as_str).unwrap_or("")));
+            w.element("Marker", &enc(params.marker.as_deref().unwrap_or("")));
         }
         w.element("MaxKeys", &max_keys.to_string());
         if let Some(d) = &delimiter {
@@ -882,14 +810,14 @@ impl S3Api {
         Ok(xml_response(w.finish(root)))
     }
 
-    async fn delete_objects(&self, caller: &Caller, bucket: &str, headers: &HeaderMap, body: Body) -> Result<Response> {
+    async fn delete_objects(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
+        let (caller, headers) = (call.caller, call.headers);
         let text = read_xml(body).await?;
         if let Some(md5) = header_str(headers, "content-md5") {
             let computed = BASE64.encode(md5::Md5::digest(text.as_bytes()));
             if computed != md5.trim() {
                 return Err(S3Error::new(
-                    "BadDigest",
-                    StatusCode::BAD_REQUEST,
+                    S3ErrorCode::BadDigest,
                     "The Content-MD5 you specified did not match what we received.",
                 ));
             }
@@ -907,9 +835,13 @@ impl S3Api {
                 }
                 Ok(()) => {}
                 Err(e) => {
+                    let e = S3Error::from(e);
+                    if let Some(detail) = &e.internal_detail {
+                        tracing::error!(%detail, key = %object.key, "internal error in DeleteObjects");
+                    }
                     w.open("Error")
                         .element("Key", &object.key)
-                        .element("Code", e.code)
+                        .element("Code", e.code.as_str())
                         .element("Message", &e.message)
                         .close("Error");
                 }
@@ -921,67 +853,10 @@ impl S3Api {
 
 use md5::Digest as _;
 
-/// One page of a listing, with common prefixes rolled up.
-struct ListPage {
-    objects: Vec<Arc<ObjectRecord>>,
-    prefixes: Vec<String>,
-    /// The last key or prefix of this page, if more follow.
-    next: Option<String>,
-}
-
-fn list_page(
-    obs: &Obs,
-    caller: &Caller,
-    bucket: &str,
-    prefix: &str,
-    delimiter: Option<&str>,
-    start_after: Option<&str>,
-    max_keys: usize,
-) -> Result<ListPage> {
-    let mut page = ListPage { objects: Vec::new(), prefixes: Vec::new(), next: None };
-    let mut after = start_after.map(str::to_owned);
-    loop {
-        let batch = obs.list_objects(caller, bucket, prefix, after.as_deref(), 1000)?;
-        if batch.is_empty() {
-            return Ok(page);
-        }
-        for object in &batch {
-            if page.objects.len() + page.prefixes.len() == max_keys {
-                page.next =
-                    page.objects.last().map(|o| o.key.clone()).into_iter().chain(page.prefixes.last().cloned()).max();
-                return Ok(page);
-            }
-            let rest = &object.key[prefix.len()..];
-            match delimiter.and_then(|d| rest.find(d).map(|i| (i, d.len()))) {
-                Some((i, len)) => {
-                    let common = format!("{prefix}{}", &rest[..i + len]);
-                    if page.prefixes.last() != Some(&common)
-                        && after.as_deref().is_none_or(|a| a < common.as_str() || !a.starts_with(&common))
-                    {
-                        page.prefixes.push(common);
-                    }
-                }
-                None => page.objects.push(object.clone()),
-            }
-        }
-        after = batch.last().map(|o| o.key.clone());
-        // Skip the rest of a rolled-up prefix at once.
-        if let (Some(last_prefix), Some(a)) = (page.prefixes.last(), &after)
-            && a.starts_with(last_prefix.as_str())
-        {
-            after = Some(format!("{last_prefix}\u{10FFFF}"));
-        }
-    }
-}
-
 fn url_encode_key(key: &str) -> String {
     const SET: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
     percent_encoding::utf8_percent_encode(key, SET).to_string()
-}
-
-fn is_plain_list(query: &BTreeMap<String, String>) -> bool {
-    query.keys().all(|k| ["prefix", "delimiter", "marker", "max-keys", "encoding-type", "x-id"].contains(&k.as_str()))
 }
 
 fn bucket_encryption(config: xml::EncryptionConfiguration) -> Result<BucketEncryption> {
@@ -1051,9 +926,10 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
         }
     }
     if let Some(md5) = header_str(headers, "content-md5") {
-        let raw = BASE64.decode(md5.trim()).ok().filter(|r| r.len() == 16).ok_or_else(|| {
-            S3Error::new("InvalidDigest", StatusCode::BAD_REQUEST, "The Content-MD5 you specified was invalid.")
-        })?;
+        let raw =
+            BASE64.decode(md5.trim()).ok().filter(|r| r.len() == 16).ok_or_else(|| {
+                S3Error::new(S3ErrorCode::InvalidDigest, "The Content-MD5 you specified was invalid.")
+            })?;
         input.content_md5 = Some(raw.try_into().unwrap_or([0; 16]));
     }
     if mode == PayloadMode::Signed {
@@ -1082,8 +958,7 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
             Some(v.parse().map_err(|_| S3Error::invalid_argument("x-amz-decoded-content-length is not a number"))?);
     } else if mode.is_chunked() {
         return Err(S3Error::new(
-            "MissingContentLength",
-            StatusCode::LENGTH_REQUIRED,
+            S3ErrorCode::MissingContentLength,
             "You must provide the Content-Length HTTP header.",
         ));
     }
@@ -1100,7 +975,7 @@ fn conditions(headers: &HeaderMap) -> Conditions {
     }
 }
 
-fn object_headers(response: &mut Response, record: &ObjectRecord, query: &BTreeMap<String, String>) {
+fn object_headers(response: &mut Response, record: &ObjectRecord, overrides: &[(&'static str, String)]) {
     set_header(response, "etag", &record.etag);
     set_header(response, "last-modified", &http_date(record.last_modified_millis));
     set_header(response, "accept-ranges", "bytes");
@@ -1111,20 +986,11 @@ fn object_headers(response: &mut Response, record: &ObjectRecord, query: &BTreeM
     for (name, value) in &record.metadata {
         set_header(response, &format!("x-amz-meta-{name}"), value);
     }
-    for (name, value) in sse::response_headers(&record.sse) {
+    for (name, value) in sse_headers::response_headers(&record.sse) {
         set_header(response, name, &value);
     }
-    for (param, header) in [
-        ("response-content-type", "content-type"),
-        ("response-content-language", "content-language"),
-        ("response-expires", "expires"),
-        ("response-cache-control", "cache-control"),
-        ("response-content-disposition", "content-disposition"),
-        ("response-content-encoding", "content-encoding"),
-    ] {
-        if let Some(v) = query.get(param) {
-            set_header(response, header, v);
-        }
+    for (header, value) in overrides {
+        set_header(response, header, value);
     }
 }
 
@@ -1159,61 +1025,8 @@ fn xml_response(document: String) -> Response {
 async fn read_xml(body: Body) -> Result<String> {
     let bytes = axum::body::to_bytes(body, MAX_XML_BODY)
         .await
-        .map_err(|_| S3Error::new("MaxMessageLengthExceeded", StatusCode::BAD_REQUEST, "Your request was too big."))?;
+        .map_err(|_| S3Error::new(S3ErrorCode::MaxMessageLengthExceeded, "Your request was too big."))?;
     String::from_utf8(bytes.to_vec()).map_err(|_| S3Error::malformed_xml())
-}
-
-/// The bucket and key of a request: virtual-host style (`<bucket>.localhost`, `<bucket>.s3.<...>`)
-/// or path style (`/<bucket>/<key>`).
-fn target(uri: &http::Uri, headers: &HeaderMap) -> Result<Target> {
-    let path = uri.path();
-    let decode = |s: &str| {
-        percent_decode_str(s)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| S3Error::invalid_argument("the path is not valid UTF-8"))
-    };
-    let host = header_str(headers, "host").unwrap_or("");
-    let hostname = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map(|(h, _)| h)
-        .unwrap_or(host);
-    let virtual_bucket = hostname
-        .strip_suffix(".localhost")
-        .map(|b| b.strip_suffix(".s3").unwrap_or(b))
-        .or_else(|| hostname.split_once(".s3.").map(|(b, _)| b))
-        .filter(|b| !b.is_empty() && !b.starts_with("s3"));
-    if let Some(bucket) = virtual_bucket {
-        let key = path.strip_prefix('/').unwrap_or(path);
-        return Ok(Target {
-            bucket: Some(bucket.to_owned()),
-            key: (!key.is_empty()).then(|| decode(key)).transpose()?,
-            virtual_bucket: Some(bucket.to_owned()),
-        });
-    }
-    let trimmed = path.strip_prefix('/').unwrap_or(path);
-    if trimmed.is_empty() {
-        return Ok(Target { bucket: None, key: None, virtual_bucket: None });
-    }
-    let (bucket, key) = trimmed.split_once('/').unwrap_or((trimmed, ""));
-    Ok(Target {
-        bucket: Some(decode(bucket)?),
-        key: (!key.is_empty()).then(|| decode(key)).transpose()?,
-        virtual_bucket: None,
-    })
-}
-
-fn parse_query(query: &str) -> BTreeMap<String, String> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 /// S3 refuses user metadata above 2 KB (OBS: 8 KB), counting the bytes of the names (without
@@ -1229,8 +1042,7 @@ fn check_metadata_size(headers: &HeaderMap, family: Family) -> Result<()> {
     };
     if size > max {
         return Err(S3Error::new(
-            "MetadataTooLarge",
-            StatusCode::BAD_REQUEST,
+            S3ErrorCode::MetadataTooLarge,
             "Your metadata headers exceed the maximum allowed metadata size.",
         )
         .with("Size", size.to_string())
@@ -1247,8 +1059,7 @@ fn check_header_section(headers: &HeaderMap) -> Result<()> {
     });
     if size > MAX_HEADER_SECTION {
         return Err(S3Error::new(
-            "RequestHeaderSectionTooLarge",
-            StatusCode::BAD_REQUEST,
+            S3ErrorCode::RequestHeaderSectionTooLarge,
             "Your request header section exceeds the maximum allowed size.",
         )
         .with("MaxSizeAllowed", MAX_HEADER_SECTION.to_string()));
@@ -1289,7 +1100,7 @@ fn check_storage_class(class: &str, family: Family) -> Result<()> {
     if known.contains(&class) {
         return Ok(());
     }
-    Err(S3Error::new("InvalidStorageClass", StatusCode::BAD_REQUEST, "The storage class you specified is not valid")
+    Err(S3Error::new(S3ErrorCode::InvalidStorageClass, "The storage class you specified is not valid")
         .with("StorageClassRequested", class))
 }
 
@@ -1297,17 +1108,13 @@ fn check_storage_class(class: &str, family: Family) -> Result<()> {
 fn auth_error(error: AuthError) -> S3Error {
     match error {
         AuthError::Missing => S3Error::access_denied("Access Denied"),
-        AuthError::Malformed(m) | AuthError::BadScope(m) => {
-            S3Error::new("AuthorizationHeaderMalformed", StatusCode::BAD_REQUEST, m)
-        }
+        AuthError::Malformed(m) | AuthError::BadScope(m) => S3Error::new(S3ErrorCode::AuthorizationHeaderMalformed, m),
         AuthError::UnknownAccessKey => S3Error::new(
-            "InvalidAccessKeyId",
-            StatusCode::FORBIDDEN,
+            S3ErrorCode::InvalidAccessKeyId,
             "The AWS Access Key Id you provided does not exist in our records.",
         ),
         AuthError::Skewed { request_time, server_time } => S3Error::new(
-            "RequestTimeTooSkewed",
-            StatusCode::FORBIDDEN,
+            S3ErrorCode::RequestTimeTooSkewed,
             "The difference between the request time and the current time is too large.",
         )
         .with("RequestTime", request_time)
@@ -1330,12 +1137,12 @@ fn auth_error(error: AuthError) -> S3Error {
 /// The S3 error document.
 pub fn error_response(error: &S3Error, request_id: &str) -> Response {
     let mut w = Writer::plain_document("Error");
-    w.element("Code", error.code).element("Message", &error.message);
+    w.element("Code", error.code.as_str()).element("Message", &error.message);
     for (name, value) in &error.extra {
         w.element(name, value);
     }
     w.element("RequestId", request_id);
-    let mut response = (error.status, w.finish("Error")).into_response();
+    let mut response = (error.status(), w.finish("Error")).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
     response
 }

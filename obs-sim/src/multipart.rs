@@ -17,7 +17,7 @@ use shared::Caller;
 
 use crate::chunked::ChunkedDecoder;
 use crate::envelope::{self, EncryptedDataKey};
-use crate::error::{Result, S3Error};
+use crate::error::{Error, Result};
 use crate::model::{ObjectRecord, PartRecord, RECORD_FORMAT, SseRecord, UploadRecord};
 use crate::service::{KMS_PROVIDER_ID, Obs, PutInput, validate_key};
 use crate::sse::{CustomerKey, S3_ARN_CONTEXT_KEY, SseRequest};
@@ -73,6 +73,40 @@ impl Obs {
         Ok(record)
     }
 
+    /// ListMultipartUploads: the uploads of the caller's `bucket` whose keys start with `prefix`,
+    /// in key order, at most `max`, and whether more follow.
+    pub fn list_uploads(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<(Vec<Arc<UploadRecord>>, bool)> {
+        self.owned_bucket(caller, bucket)?;
+        let mut uploads: Vec<_> =
+            self.store().uploads(bucket).into_iter().filter(|u| u.key.starts_with(prefix)).collect();
+        let truncated = uploads.len() > max;
+        uploads.truncate(max);
+        Ok((uploads, truncated))
+    }
+
+    /// ListParts: the parts of an upload after part number `marker`, at most `max`, and whether
+    /// more follow.
+    pub fn list_parts(
+        &self,
+        caller: &Caller,
+        upload: UploadRef<'_>,
+        marker: u32,
+        max: usize,
+    ) -> Result<(Vec<PartRecord>, bool)> {
+        let upload = self.owned_upload(caller, upload.bucket, upload.key, upload.upload_id)?;
+        let after = (std::ops::Bound::Excluded(marker), std::ops::Bound::Unbounded);
+        let mut parts: Vec<PartRecord> = upload.parts.range(after).map(|(_, p)| p.clone()).collect();
+        let truncated = parts.len() > max;
+        parts.truncate(max);
+        Ok((parts, truncated))
+    }
+
     /// The upload `upload_id` of `bucket`/`key`, owned by the caller.
     pub fn owned_upload(&self, caller: &Caller, bucket: &str, key: &str, upload_id: &str) -> Result<Arc<UploadRecord>> {
         self.owned_bucket(caller, bucket)?;
@@ -91,7 +125,7 @@ impl Obs {
         customer: Option<&CustomerKey>,
     ) -> Result<Option<UploadKey>> {
         let Some(blob) = &upload.data_key_blob else { return Ok(None) };
-        let blob = hex::decode(blob).map_err(S3Error::internal)?;
+        let blob = hex::decode(blob).map_err(Error::internal)?;
         let object_arn = format!("arn:aws:s3:::{}/{}", upload.bucket, upload.key);
         match &upload.sse {
             SseRecord::None => Ok(None),
@@ -142,12 +176,10 @@ impl Obs {
     ) -> Result<PartRecord>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-            return Err(S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
-                .with("ArgumentName", "partNumber")
-                .with("ArgumentValue", part_number.to_string()));
+            return Err(Error::InvalidPartNumber { part_number });
         }
         let UploadRef { bucket, key, upload_id } = upload;
         let upload = self.owned_upload(caller, bucket, key, upload_id)?;
@@ -159,7 +191,7 @@ impl Obs {
             None => None,
             Some(key) => Some(
                 envelope::Encryptor::new(&key.plaintext, &key.context, &[key.edk], envelope::FRAME_LENGTH)
-                    .map_err(S3Error::internal)?,
+                    .map_err(Error::internal)?,
             ),
         };
         let written = self.write_body(bucket, &input, encryptor, decoder, body).await?;
@@ -188,34 +220,21 @@ impl Obs {
         let UploadRef { bucket, key, upload_id } = upload;
         let upload = self.owned_upload(caller, bucket, key, upload_id)?;
         if parts.is_empty() {
-            return Err(S3Error::malformed_xml());
+            return Err(Error::NoParts);
         }
         let mut chosen = Vec::with_capacity(parts.len());
         for (i, (number, etag)) in parts.iter().enumerate() {
             if i > 0 && *number <= parts[i - 1].0 {
-                return Err(S3Error::new(
-                    "InvalidPartOrder",
-                    http::StatusCode::BAD_REQUEST,
-                    "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
-                ));
+                return Err(Error::InvalidPartOrder);
             }
-            let part = upload.parts.get(number).filter(|p| p.etag.trim_matches('"') == etag.trim_matches('"')).ok_or_else(|| {
-                S3Error::new("InvalidPart", http::StatusCode::BAD_REQUEST, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not have matched the part's entity tag.")
-                    .with("UploadId", upload_id)
-                    .with("PartNumber", number.to_string())
-                    .with("ETag", etag.clone())
-            })?;
+            let part =
+                upload.parts.get(number).filter(|p| p.etag.trim_matches('"') == etag.trim_matches('"')).ok_or_else(
+                    || Error::InvalidPart { upload_id: upload_id.to_owned(), part_number: *number, etag: etag.clone() },
+                )?;
             chosen.push(part.clone());
         }
         if let Some(small) = chosen[..chosen.len() - 1].iter().find(|p| p.size < MIN_PART_SIZE) {
-            return Err(S3Error::new(
-                "EntityTooSmall",
-                http::StatusCode::BAD_REQUEST,
-                "Your proposed upload is smaller than the minimum allowed object size.",
-            )
-            .with("ProposedSize", small.size.to_string())
-            .with("MinSizeAllowed", MIN_PART_SIZE.to_string())
-            .with("PartNumber", small.number.to_string()));
+            return Err(Error::EntityTooSmall { size: small.size, min_size: MIN_PART_SIZE, part_number: small.number });
         }
         let etag = multipart_etag(&chosen);
         let data_key = self.upload_data_key(caller, &upload, customer).await?.map(|key| key.plaintext);

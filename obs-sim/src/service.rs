@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 use crate::checksum::{self, Algorithm, Checksummer};
 use crate::chunked::ChunkedDecoder;
 use crate::envelope::{self, EncryptedDataKey};
-use crate::error::{Result, S3Error};
+use crate::error::{Error, Result};
 use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
 use crate::sse::{CustomerKey, OBS_MANAGED_ALIAS, S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
 use crate::sse_s3::{self, SseS3Key};
@@ -37,6 +37,10 @@ pub const KMS_PROVIDER_ID: &str = "aws-kms";
 const DECRYPT_PIECE: usize = 2 * (envelope::FRAME_LENGTH as usize + 32);
 /// Decrypted pieces a read may hold ready before the client has taken them.
 const DECRYPT_AHEAD: usize = 4;
+/// Times a read looks a key up again when the record it found went stale before its body opened.
+pub const MAX_STALE_READS: usize = 16;
+/// Records a listing reads from the index at a time.
+const LIST_BATCH: usize = 1000;
 /// Size of the parts the backend writes a body in.
 const WRITE_CHUNK: usize = 5 * 1024 * 1024;
 
@@ -65,6 +69,26 @@ pub struct PutInput {
     pub trailer_checksum: Option<Algorithm>,
     /// `x-amz-decoded-content-length` of an aws-chunked body.
     pub decoded_length: Option<u64>,
+}
+
+/// One page of a listing, with common prefixes rolled up.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    /// The objects of the page, in key order.
+    pub objects: Vec<Arc<ObjectRecord>>,
+    /// The common prefixes of the page, in order.
+    pub prefixes: Vec<String>,
+    /// The last key or prefix of this page, if more follow.
+    pub next: Option<String>,
+}
+
+/// What a read makes of the record it found ([`Obs::read_latest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPlan {
+    /// Open the body: all of it, or this plaintext range.
+    Open(Option<Range<u64>>),
+    /// Stop at the record (a HEAD, or a GET answered from the record alone).
+    RecordOnly,
 }
 
 /// A stored object and how to read a range of it.
@@ -133,9 +157,9 @@ impl Obs {
 
     /// A bucket the caller owns; NoSuchBucket otherwise, AccessDenied if another account owns it.
     pub fn owned_bucket(&self, caller: &Caller, name: &str) -> Result<Arc<BucketRecord>> {
-        let bucket = self.store.bucket(name).ok_or_else(|| S3Error::no_such_bucket(name))?;
+        let bucket = self.store.bucket(name).ok_or_else(|| Error::no_such_bucket(name))?;
         if bucket.account != caller.account_id {
-            return Err(S3Error::access_denied("Access Denied"));
+            return Err(Error::AccessDenied);
         }
         Ok(bucket)
     }
@@ -153,18 +177,10 @@ impl Obs {
         };
         match self.store.create_bucket(record).await? {
             Ok(()) => Ok(()),
-            Err(existing) if existing.account == caller.account_id => Err(S3Error::new(
-                "BucketAlreadyOwnedByYou",
-                http::StatusCode::CONFLICT,
-                "Your previous request to create the named bucket succeeded and you already own it.",
-            )
-            .with("BucketName", name)),
-            Err(_) => Err(S3Error::new(
-                "BucketAlreadyExists",
-                http::StatusCode::CONFLICT,
-                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
-            )
-            .with("BucketName", name)),
+            Err(existing) if existing.account == caller.account_id => {
+                Err(Error::BucketAlreadyOwnedByYou { bucket: name.to_owned() })
+            }
+            Err(_) => Err(Error::BucketAlreadyExists { bucket: name.to_owned() }),
         }
     }
 
@@ -172,12 +188,7 @@ impl Obs {
     pub async fn delete_bucket(&self, caller: &Caller, name: &str) -> Result<()> {
         self.owned_bucket(caller, name)?;
         if !self.store.delete_bucket(name).await? {
-            return Err(S3Error::new(
-                "BucketNotEmpty",
-                http::StatusCode::CONFLICT,
-                "The bucket you tried to delete is not empty",
-            )
-            .with("BucketName", name));
+            return Err(Error::BucketNotEmpty { bucket: name.to_owned() });
         }
         Ok(())
     }
@@ -213,7 +224,7 @@ impl Obs {
     ) -> Result<ObjectRecord>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.owned_bucket(caller, bucket)?;
         validate_key(key)?;
@@ -263,7 +274,7 @@ impl Obs {
     ) -> Result<Written>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let resets = self.store.resets();
         let blob = Store::new_blob_path(bucket);
@@ -282,7 +293,7 @@ impl Obs {
             let mut tail = Vec::new();
             if let Err(e) = encryptor.finish(&mut tail) {
                 let _ = writer.abort().await;
-                return Err(S3Error::internal(e));
+                return Err(Error::internal(e));
             }
             pipeline.stored(&tail);
             writer.write(&tail);
@@ -327,7 +338,7 @@ impl Obs {
                     ciphertext: entry,
                 };
                 let encryptor = envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH)
-                    .map_err(S3Error::internal)?;
+                    .map_err(Error::internal)?;
                 return Ok((Some(encryptor), customer_record(customer)));
             }
             SseRequest::S3 => {
@@ -340,7 +351,7 @@ impl Obs {
                     ciphertext: entry,
                 };
                 let encryptor = envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH)
-                    .map_err(S3Error::internal)?;
+                    .map_err(Error::internal)?;
                 return Ok((Some(encryptor), SseRecord::S3));
             }
             SseRequest::Kms { bucket_key: true, .. } => {
@@ -350,7 +361,7 @@ impl Obs {
         }
         let (data_key, record) = self.new_data_key(caller, bucket, key, sse).await?;
         let SseRecord::Kms { context, .. } = &record else {
-            return Err(S3Error::internal("SSE-KMS without a context"));
+            return Err(Error::internal("SSE-KMS without a context"));
         };
         let edk = EncryptedDataKey {
             provider_id: KMS_PROVIDER_ID.to_owned(),
@@ -359,7 +370,7 @@ impl Obs {
         };
         let encryptor =
             envelope::Encryptor::new(&data_key.plaintext, &context.to_map(), &[edk], envelope::FRAME_LENGTH)
-                .map_err(S3Error::internal)?;
+                .map_err(Error::internal)?;
         Ok((Some(encryptor), record))
     }
 
@@ -373,7 +384,7 @@ impl Obs {
         sse: &SseRequest,
     ) -> Result<(Option<envelope::Encryptor>, SseRecord)> {
         let SseRequest::Kms { key_id, user_context, .. } = sse else {
-            return Err(S3Error::internal("a bucket key for an unencrypted write"));
+            return Err(Error::internal("a bucket key for an unencrypted write"));
         };
         let via = Self::via_s3(caller);
         let key_id = self.write_key_id(&via, key_id.as_deref()).await?;
@@ -392,7 +403,7 @@ impl Obs {
         };
         let encryptor =
             envelope::Encryptor::new(&object_key.plaintext, &object_context, &[edk], envelope::FRAME_LENGTH)
-                .map_err(S3Error::internal)?;
+                .map_err(Error::internal)?;
         let record = SseRecord::Kms {
             key_arn: object_key.key_arn.into(),
             context: bucket_context.into(),
@@ -431,7 +442,7 @@ impl Obs {
             return self.sse_s3.unwrap(&edk.ciphertext, &object_arn);
         }
         let SseRecord::Kms { context, .. } = &record.sse else {
-            return Err(S3Error::internal("not an encrypted object"));
+            return Err(Error::internal("not an encrypted object"));
         };
         let context = &context.to_map();
         for edk in header.encrypted_data_keys() {
@@ -458,13 +469,13 @@ impl Obs {
         sse: &SseRequest,
     ) -> Result<(shared::key_service::DataKey, SseRecord)> {
         let SseRequest::Kms { key_id, user_context, bucket_key } = sse else {
-            return Err(S3Error::internal("a data key for an unencrypted write"));
+            return Err(Error::internal("a data key for an unencrypted write"));
         };
         let via = Self::via_s3(caller);
         let key_id = self.write_key_id(&via, key_id.as_deref()).await?;
         let mut context: BTreeMap<String, String> = user_context.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
         context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}/{key}"));
-        let data_key = self.keys.generate_data_key(&via, &key_id, &context).await.map_err(S3Error::from_kms)?;
+        let data_key = self.keys.generate_data_key(&via, &key_id, &context).await.map_err(Error::Kms)?;
         let record = SseRecord::Kms {
             key_arn: data_key.key_arn.clone().into(),
             context: context.into(),
@@ -483,7 +494,7 @@ impl Obs {
             Some(OBS_MANAGED_ALIAS) => OBS_MANAGED_ALIAS,
             Some(id) => return Ok(id.to_owned()),
         };
-        self.keys.service_managed_key(via, managed).await.map_err(S3Error::from_kms)
+        self.keys.service_managed_key(via, managed).await.map_err(Error::Kms)
     }
 
     /// Asks the KMS to decrypt a stored data key, on behalf of `caller` via S3.
@@ -493,14 +504,14 @@ impl Obs {
         blob: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<[u8; 32]>> {
-        let plain = self.keys.decrypt(&Self::via_s3(caller), blob, context).await.map_err(S3Error::from_kms)?;
-        to_data_key(&plain).ok_or_else(|| S3Error::internal("a data key of the wrong size"))
+        let plain = self.keys.decrypt(&Self::via_s3(caller), blob, context).await.map_err(Error::Kms)?;
+        to_data_key(&plain).ok_or_else(|| Error::internal("a data key of the wrong size"))
     }
 
     /// HeadObject: the record of an object.
     pub fn head_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<Arc<ObjectRecord>> {
         self.owned_bucket(caller, bucket)?;
-        self.store.object(bucket, key).ok_or_else(|| S3Error::no_such_key(key))
+        self.store.object(bucket, key).ok_or_else(|| Error::NoSuchKey { key: key.to_owned() })
     }
 
     /// GetObject of `range` (plaintext bytes; `None` for all of it) of the object `record`
@@ -517,12 +528,39 @@ impl Obs {
         let key = record.key.clone();
         match self.read_object(caller, bucket, record, range, customer).await? {
             Some(output) => Ok(output),
-            None => Err(S3Error::new(
-                "InternalError",
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "The object changed while it was being read. Please try again.",
-            )
-            .with("Key", key)),
+            None => Err(Error::ObjectChanged { key }),
+        }
+    }
+
+    /// Reads the object at `key` as it is now: looks it up, lets `plan` check the record and say
+    /// what to read of it, and opens its body. A record can go stale between its lookup and the
+    /// opening of its body (an overwrite or a DELETE removed the body): the key is then looked up
+    /// again, and the new object (or NoSuchKey) answered; after [`MAX_STALE_READS`] lookups,
+    /// ObjectChanged. `plan`'s errors are the caller's own (a front end's wire error).
+    pub async fn read_latest<E: From<Error>>(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        customer: Option<&CustomerKey>,
+        mut plan: impl FnMut(&Arc<ObjectRecord>) -> std::result::Result<ReadPlan, E>,
+    ) -> std::result::Result<(Arc<ObjectRecord>, Option<GetOutput>), E> {
+        let mut attempts = 0;
+        loop {
+            let record = self.head_object(caller, bucket, key)?;
+            let range = match plan(&record)? {
+                ReadPlan::RecordOnly => return Ok((record, None)),
+                ReadPlan::Open(range) => range,
+            };
+            attempts += 1;
+            if attempts < MAX_STALE_READS {
+                if let Some(output) = self.read_object(caller, bucket, record.clone(), range, customer).await? {
+                    return Ok((record, Some(output)));
+                }
+            } else {
+                let output = self.get_object(caller, bucket, record.clone(), range, customer).await?;
+                return Ok((record, Some(output)));
+            }
         }
     }
 
@@ -582,7 +620,7 @@ impl Obs {
             SseRecord::Kms { .. } | SseRecord::S3 | SseRecord::Customer { .. } => {
                 let header_len = record
                     .envelope_header_len
-                    .ok_or_else(|| S3Error::internal("encrypted object without header length"))?;
+                    .ok_or_else(|| Error::internal("encrypted object without header length"))?;
                 let header = read_header(&backend, &blob, header_len).await.map_err(|e| match e {
                     ReadHeader::Store(e) => Opening::from_store(e),
                     ReadHeader::Parse(e) => corrupted(record, e).into(),
@@ -628,6 +666,59 @@ impl Obs {
         self.store.delete_object(bucket, key).await
     }
 
+    /// ListObjects / ListObjectsV2: one page of at most `max_keys` objects and common prefixes
+    /// (keys starting with `prefix`, rolled up at the first `delimiter` after it) after
+    /// `start_after`.
+    pub fn list_page(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListPage> {
+        let mut page = ListPage { objects: Vec::new(), prefixes: Vec::new(), next: None };
+        let mut after = start_after.map(str::to_owned);
+        loop {
+            let batch = self.list_objects(caller, bucket, prefix, after.as_deref(), LIST_BATCH)?;
+            if batch.is_empty() {
+                return Ok(page);
+            }
+            for object in &batch {
+                if page.objects.len() + page.prefixes.len() == max_keys {
+                    page.next = page
+                        .objects
+                        .last()
+                        .map(|o| o.key.clone())
+                        .into_iter()
+                        .chain(page.prefixes.last().cloned())
+                        .max();
+                    return Ok(page);
+                }
+                let rest = &object.key[prefix.len()..];
+                match delimiter.and_then(|d| rest.find(d).map(|i| (i, d.len()))) {
+                    Some((i, len)) => {
+                        let common = format!("{prefix}{}", &rest[..i + len]);
+                        if page.prefixes.last() != Some(&common)
+                            && after.as_deref().is_none_or(|a| a < common.as_str() || !a.starts_with(&common))
+                        {
+                            page.prefixes.push(common);
+                        }
+                    }
+                    None => page.objects.push(object.clone()),
+                }
+            }
+            after = batch.last().map(|o| o.key.clone());
+            // Skip the rest of a rolled-up prefix at once.
+            if let (Some(last_prefix), Some(a)) = (page.prefixes.last(), &after)
+                && a.starts_with(last_prefix.as_str())
+            {
+                after = Some(format!("{last_prefix}\u{10FFFF}"));
+            }
+        }
+    }
+
     /// The objects of a bucket after `after` with keys starting with `prefix`, at most `limit`.
     pub fn list_objects(
         &self,
@@ -638,7 +729,7 @@ impl Obs {
         limit: usize,
     ) -> Result<Vec<Arc<ObjectRecord>>> {
         self.owned_bucket(caller, bucket)?;
-        self.store.list(bucket, prefix, after, limit).ok_or_else(|| S3Error::no_such_bucket(bucket))
+        self.store.list(bucket, prefix, after, limit).ok_or_else(|| Error::no_such_bucket(bucket))
     }
 }
 
@@ -649,13 +740,9 @@ pub const SSE_C_PROVIDER_ID: &str = "kmsim-sse-c";
 /// A read of an SSE-C object must carry the customer's key, and a read of another object must not.
 pub fn check_customer_key(record: &ObjectRecord, customer: Option<&CustomerKey>) -> Result<()> {
     match (&record.sse, customer) {
-        (SseRecord::Customer { .. }, None) => Err(sse_c_required()),
+        (SseRecord::Customer { .. }, None) => Err(Error::CustomerKeyRequired),
         (SseRecord::Customer { .. }, Some(_)) | (_, None) => Ok(()),
-        (_, Some(_)) => Err(S3Error::new(
-            "InvalidRequest",
-            http::StatusCode::BAD_REQUEST,
-            "The encryption parameters are not applicable to this object.",
-        )),
+        (_, Some(_)) => Err(Error::EncryptionNotApplicable),
     }
 }
 
@@ -669,23 +756,15 @@ pub(crate) fn customer_record(customer: &CustomerKey) -> SseRecord {
 
 /// Checks that `customer` is the key an SSE-C object or upload was written with (constant time).
 pub(crate) fn verify_customer_key<'a>(sse: &SseRecord, customer: Option<&'a CustomerKey>) -> Result<&'a CustomerKey> {
-    let SseRecord::Customer { key_salt, key_hmac } = sse else { return Err(S3Error::internal("not an SSE-C record")) };
-    let customer = customer.ok_or_else(sse_c_required)?;
-    let salt = hex::decode(key_salt).map_err(S3Error::internal)?;
-    let expected = hex::decode(key_hmac).map_err(S3Error::internal)?;
+    let SseRecord::Customer { key_salt, key_hmac } = sse else { return Err(Error::internal("not an SSE-C record")) };
+    let customer = customer.ok_or(Error::CustomerKeyRequired)?;
+    let salt = hex::decode(key_salt).map_err(Error::internal)?;
+    let expected = hex::decode(key_hmac).map_err(Error::internal)?;
     let computed = shared::sigv4::hmac(customer.key.as_ref(), &salt);
     if !bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_slice())) {
-        return Err(S3Error::access_denied("Access Denied"));
+        return Err(Error::AccessDenied);
     }
     Ok(customer)
-}
-
-fn sse_c_required() -> S3Error {
-    S3Error::new(
-        "InvalidRequest",
-        http::StatusCode::BAD_REQUEST,
-        "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
-    )
 }
 
 fn to_data_key(plain: &Zeroizing<Vec<u8>>) -> Option<Zeroizing<[u8; 32]>> {
@@ -698,8 +777,8 @@ fn to_data_key(plain: &Zeroizing<Vec<u8>>) -> Option<Zeroizing<[u8; 32]>> {
 }
 
 /// A stored object that does not decrypt: tampered with or damaged at rest. Never wrong bytes.
-fn corrupted(record: &ObjectRecord, detail: impl std::fmt::Display) -> S3Error {
-    S3Error::internal(format!("stored object {} does not decrypt: {detail}", record.key))
+fn corrupted(record: &ObjectRecord, detail: impl std::fmt::Display) -> Error {
+    Error::internal(format!("stored object {} does not decrypt: {detail}", record.key))
 }
 
 /// A body written by [`Obs::write_body`].
@@ -758,25 +837,17 @@ impl Pipeline {
         if let Some(expected) = input.decoded_length
             && expected != self.size
         {
-            return Err(S3Error::new(
-                "IncompleteBody",
-                http::StatusCode::BAD_REQUEST,
-                "You did not provide the number of bytes specified by the x-amz-decoded-content-length HTTP header",
-            ));
+            return Err(Error::DecodedLengthMismatch);
         }
         if let Some(expected) = &input.content_md5
             && self.md5.clone().finalize().as_slice() != expected
         {
-            return Err(S3Error::new(
-                "BadDigest",
-                http::StatusCode::BAD_REQUEST,
-                "The Content-MD5 you specified did not match what we received.",
-            ));
+            return Err(Error::ContentMd5Mismatch);
         }
         if let (Some(expected), Some(h)) = (&input.payload_sha256, self.sha256.take())
             && !hex::encode(sha2::Digest::finalize(h)).eq_ignore_ascii_case(expected)
         {
-            return Err(S3Error::content_sha256_mismatch());
+            return Err(Error::ContentSha256Mismatch);
         }
         if let Some((algorithm, c)) = self.checksum.take() {
             let computed = c.finish();
@@ -790,15 +861,29 @@ impl Pipeline {
                     return Ok(Some((algorithm.header_name().to_owned(), computed)));
                 }
                 None => {
-                    return Err(S3Error::new(
-                        "InvalidRequest",
-                        http::StatusCode::BAD_REQUEST,
-                        format!("The trailer {} announced in x-amz-trailer was not sent", algorithm.header_name()),
-                    ));
+                    return Err(Error::TrailerMissing { header: algorithm.header_name() });
                 }
             }
         }
         Ok(None)
+    }
+}
+
+/// Why a body stream failed: the core's own error when the body is made of stored bytes (the
+/// parts of CompleteMultipartUpload), else the request body broke off.
+fn body_error(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    let error = error.into();
+    let reason = error.to_string();
+    let error = match error.downcast::<std::io::Error>() {
+        Ok(io) => match io.into_inner() {
+            Some(inner) => inner,
+            None => return Error::BodyInterrupted { reason },
+        },
+        Err(other) => other,
+    };
+    match error.downcast::<Error>() {
+        Ok(error) => Error::SourceFailed { error },
+        Err(_) => Error::BodyInterrupted { reason },
     }
 }
 
@@ -812,7 +897,7 @@ async fn pump<S, E>(
 ) -> Result<crate::chunked::Trailers>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // The encryptor writes the message header with its first output.
     if let Some(encryptor) = encryptor.as_deref() {
@@ -821,13 +906,7 @@ where
     let mut pieces = Vec::new();
     let mut sealed = Vec::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            S3Error::new(
-                "IncompleteBody",
-                http::StatusCode::BAD_REQUEST,
-                format!("The request body terminated unexpectedly: {e}"),
-            )
-        })?;
+        let chunk = chunk.map_err(body_error)?;
         pieces.clear();
         match &mut decoder {
             Some(decoder) => decoder.push(&chunk, &mut pieces)?,
@@ -838,7 +917,7 @@ where
             match encryptor.as_deref_mut() {
                 Some(encryptor) => {
                     sealed.clear();
-                    encryptor.push(piece, &mut sealed).map_err(S3Error::internal)?;
+                    encryptor.push(piece, &mut sealed).map_err(Error::internal)?;
                     pipeline.stored(&sealed);
                     writer.write(&sealed);
                 }
@@ -861,7 +940,7 @@ enum Opening {
     /// Its body is not in the store (deleted by an overwrite or a DELETE, if the record is stale).
     Gone(object_store::Error),
     /// Any other failure, as the client gets it.
-    Failed(S3Error),
+    Failed(Error),
 }
 
 impl Opening {
@@ -873,8 +952,8 @@ impl Opening {
     }
 }
 
-impl From<S3Error> for Opening {
-    fn from(e: S3Error) -> Self {
+impl From<Error> for Opening {
+    fn from(e: Error) -> Self {
         Opening::Failed(e)
     }
 }
@@ -919,14 +998,14 @@ pub(crate) async fn open_body(
         (None, _) => read_range(backend, &path, 0..stored_size).await,
         (Some(header_len), Some(data_key)) => {
             let header = read_header(backend, &path, header_len).await.map_err(|e| match e {
-                ReadHeader::Store(e) => S3Error::from(e),
-                ReadHeader::Parse(e) => S3Error::internal(format!("part {blob} does not decrypt: {e}")),
+                ReadHeader::Store(e) => Error::from(e),
+                ReadHeader::Parse(e) => Error::internal(format!("part {blob} does not decrypt: {e}")),
             })?;
-            let decryptor = envelope::Decryptor::new(&header, data_key).map_err(S3Error::internal)?;
+            let decryptor = envelope::Decryptor::new(&header, data_key).map_err(Error::internal)?;
             let stored = read_range(backend, &path, header_len..stored_size).await?;
             Ok(decrypt_stream(stored, Decrypting::Whole(decryptor), u64::MAX))
         }
-        (Some(_), None) => Err(S3Error::internal("an encrypted body without its data key")),
+        (Some(_), None) => Err(Error::internal("an encrypted body without its data key")),
     }
 }
 
@@ -1069,12 +1148,7 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
         && !name.contains("..")
         && name.parse::<std::net::Ipv4Addr>().is_err();
     if !valid {
-        return Err(S3Error::new(
-            "InvalidBucketName",
-            http::StatusCode::BAD_REQUEST,
-            "The specified bucket is not valid.",
-        )
-        .with("BucketName", name));
+        return Err(Error::InvalidBucketName { bucket: name.to_owned() });
     }
     Ok(())
 }
@@ -1082,7 +1156,7 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
 /// Object keys: 1–1024 bytes.
 pub(crate) fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > 1024 {
-        return Err(S3Error::new("KeyTooLongError", http::StatusCode::BAD_REQUEST, "Your key is too long"));
+        return Err(Error::KeyTooLong);
     }
     Ok(())
 }
@@ -1096,11 +1170,7 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<Range<u64>>
         return Ok(None);
     }
     let Some((start, end)) = spec.split_once('-') else { return Ok(None) };
-    let invalid = || {
-        S3Error::new("InvalidRange", http::StatusCode::RANGE_NOT_SATISFIABLE, "The requested range is not satisfiable")
-            .with("RangeRequested", header)
-            .with("ActualObjectSize", size.to_string())
-    };
+    let invalid = || Error::InvalidRange { range: header.to_owned(), size };
     let range = match (start.trim(), end.trim()) {
         ("", "") => return Ok(None),
         ("", suffix) => {
@@ -1188,14 +1258,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn body_errors_keep_the_core_error_of_a_stored_source() {
+        let stored = body_error(std::io::Error::other(Error::internal("part p does not decrypt")));
+        assert!(matches!(stored, Error::SourceFailed { error } if matches!(*error, Error::Internal { .. })));
+        let cut = body_error(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        assert!(matches!(cut, Error::BodyInterrupted { reason } if reason == "connection closed"));
+    }
+
+    #[test]
     fn ranges_follow_s3() {
         assert_eq!(parse_range(Some("bytes=0-9"), 100).unwrap(), Some(0..10));
         assert_eq!(parse_range(Some("bytes=90-200"), 100).unwrap(), Some(90..100));
         assert_eq!(parse_range(Some("bytes=-10"), 100).unwrap(), Some(90..100));
         assert_eq!(parse_range(Some("bytes=-1000"), 100).unwrap(), Some(0..100));
         assert_eq!(parse_range(Some("bytes=50-"), 100).unwrap(), Some(50..100));
-        assert_eq!(parse_range(Some("bytes=100-"), 100).unwrap_err().code, "InvalidRange");
-        assert_eq!(parse_range(Some("bytes=200-300"), 100).unwrap_err().code, "InvalidRange");
+        assert!(matches!(parse_range(Some("bytes=100-"), 100), Err(Error::InvalidRange { size: 100, .. })));
+        assert!(matches!(parse_range(Some("bytes=200-300"), 100), Err(Error::InvalidRange { size: 100, .. })));
         assert_eq!(parse_range(Some("bytes=5-2"), 100).unwrap(), None);
         assert_eq!(parse_range(Some("items=1-2"), 100).unwrap(), None);
         assert_eq!(parse_range(None, 100).unwrap(), None);

@@ -12,7 +12,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use crate::error::{Result, S3Error};
+use crate::error::{Error, Result};
 
 /// Provider id of the encrypted data key entry of an SSE-S3 object.
 pub const PROVIDER_ID: &str = "kmsim-sse-s3";
@@ -61,7 +61,7 @@ impl SseS3Key {
 
     /// Unwraps the data key of the object `object_arn`.
     pub fn unwrap(&self, entry: &[u8], object_arn: &str) -> Result<Zeroizing<[u8; 32]>> {
-        let bad = || S3Error::internal(format!("the SSE-S3 data key of {object_arn} does not unwrap"));
+        let bad = || Error::internal(format!("the SSE-S3 data key of {object_arn} does not unwrap"));
         if entry.len() < NONCE_LEN {
             return Err(bad());
         }

@@ -32,7 +32,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Result, S3Error, StoreError};
+use crate::error::{Error, Result, StoreError};
 use crate::model::{BucketRecord, ObjectRecord, UploadRecord};
 
 /// Number of locks that serialize record commits per (bucket, key).
@@ -415,8 +415,8 @@ impl Store {
             Ok(())
         })
         .await
-        .map_err(S3Error::internal)?
-        .map_err(|e| S3Error::internal(format!("fsync {path}: {e}")))
+        .map_err(Error::internal)?
+        .map_err(|e| Error::internal(format!("fsync {path}: {e}")))
     }
 
     /// The backend (for streaming bodies in and out).
@@ -457,7 +457,7 @@ impl Store {
     pub async fn update_bucket(&self, record: BucketRecord) -> Result<()> {
         let _lock = self.change_bucket(&record.name).await;
         if self.bucket(&record.name).is_none() {
-            return Err(S3Error::no_such_bucket(&record.name));
+            return Err(Error::no_such_bucket(&record.name));
         }
         self.put_bucket_record(&record).await?;
         if let Some(bucket) = self.index.write().unwrap_or_else(|e| e.into_inner()).get_mut(&record.name) {
@@ -467,7 +467,7 @@ impl Store {
     }
 
     async fn put_bucket_record(&self, record: &BucketRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(record).map_err(S3Error::internal)?;
+        let bytes = serde_json::to_vec(record).map_err(Error::internal)?;
         self.put_durably(&bucket_path(&record.name), bytes.into()).await
     }
 
@@ -538,10 +538,10 @@ impl Store {
         let _lock = self.commit_locks[lock_slot(bucket, &record.key)].lock().await;
         if self.bucket(bucket).is_none() || self.resets() != resets {
             self.delete_blob(&record.blob).await;
-            return Err(S3Error::no_such_bucket(bucket));
+            return Err(Error::no_such_bucket(bucket));
         }
         if self.persist_object_records {
-            let bytes = serde_json::to_vec(&record).map_err(S3Error::internal)?;
+            let bytes = serde_json::to_vec(&record).map_err(Error::internal)?;
             self.put_durably(&object_path(bucket, &record.key), bytes.into()).await?;
         }
         let record = self.compact(record);
@@ -594,13 +594,13 @@ impl Store {
         let _bucket = self.commit_into(&record.bucket).await;
         let _lock = self.commit_locks[lock_slot(&record.bucket, &record.upload_id)].lock().await;
         if self.bucket(&record.bucket).is_none() {
-            return Err(S3Error::no_such_bucket(&record.bucket));
+            return Err(Error::no_such_bucket(&record.bucket));
         }
         self.put_upload(record).await
     }
 
     async fn put_upload(&self, record: UploadRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(&record).map_err(S3Error::internal)?;
+        let bytes = serde_json::to_vec(&record).map_err(Error::internal)?;
         self.put_durably(&upload_path(&record.bucket, &record.upload_id), bytes.into()).await?;
         self.uploads.write().unwrap_or_else(|e| e.into_inner()).insert(record.upload_id.clone(), Arc::new(record));
         Ok(())
@@ -713,13 +713,8 @@ fn upload_path(bucket: &str, upload_id: &str) -> StorePath {
 }
 
 /// The upload does not exist (never did, or was completed or aborted).
-pub fn no_such_upload(upload_id: &str) -> S3Error {
-    S3Error::new(
-        "NoSuchUpload",
-        http::StatusCode::NOT_FOUND,
-        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
-    )
-    .with("UploadId", upload_id)
+pub fn no_such_upload(upload_id: &str) -> Error {
+    Error::NoSuchUpload { upload_id: upload_id.to_owned() }
 }
 
 fn object_path(bucket: &str, key: &str) -> StorePath {

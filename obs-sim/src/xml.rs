@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::error::S3Error;
+use crate::s3_error::S3Error;
 
 /// The namespace of S3 documents.
 pub const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -151,7 +151,7 @@ mod tests {
         let delete: Delete = parse(body).unwrap();
         assert_eq!(delete.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["a", "b&c"]);
         assert!(delete.quiet);
-        assert_eq!(parse::<Delete>("<Delete><Object>").unwrap_err().code, "MalformedXML");
+        assert_eq!(parse::<Delete>("<Delete><Object>").unwrap_err().code, crate::S3ErrorCode::MalformedXML);
     }
 
     #[test]

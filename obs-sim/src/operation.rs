@@ -1,0 +1,1007 @@
+//! The S3 operations kmsim serves, and the ones it answers `NotImplemented`, as one typed enum
+//! ([`S3Operation`]) built by one parse function from the method, the bucket and key the request
+//! points at ([`Target`]), the query and the headers. Each operation knows its IAM action, whether
+//! it mutates, and its resource ARN. OBS requests parse the same way: the OBS dialect differs in
+//! headers (translated before parsing), not in operations.
+//!
+//! To add an operation: a variant here (or take it out of [`Unsupported`]) and its arm in
+//! [`S3Operation::parse`]; the compiler then asks for its name, action, mutation and target arms
+//! and for its arm in `http`'s dispatch, whose small handler calls a core method on `Obs` (new
+//! failures are `error::Error` variants, mapped once in `s3_error`); then its row in
+//! `docs/api-coverage.md` (checked by `coverage_doc_lists_the_operations`) and its example in
+//! `aws_doc_examples`.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::{HeaderMap, Method};
+use percent_encoding::percent_decode_str;
+
+use crate::s3_error::S3ErrorCode;
+use crate::s3_error::{Result, S3Error};
+
+/// Keys per ListObjects page at most.
+pub const MAX_KEYS: usize = 1000;
+/// Uploads per ListMultipartUploads page and parts per ListParts page at most.
+pub const MAX_LIST_ENTRIES: usize = 1000;
+/// The query parameters a plain object GET, HEAD, PUT or DELETE may carry.
+const OBJECT_QUERY_PREFIXES: [&str; 2] = ["response-", "X-Amz-"];
+/// The query parameters of a ListObjects (v1) request.
+const LIST_V1_PARAMS: [&str; 6] = ["prefix", "delimiter", "marker", "max-keys", "encoding-type", "x-id"];
+/// The `response-*` query parameters of GetObject and the headers they override.
+const RESPONSE_OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "content-type"),
+    ("response-content-language", "content-language"),
+    ("response-expires", "expires"),
+    ("response-cache-control", "cache-control"),
+    ("response-content-disposition", "content-disposition"),
+    ("response-content-encoding", "content-encoding"),
+];
+
+/// Where a request points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The bucket, from the host name or the first path segment.
+    pub bucket: Option<String>,
+    /// The object key: the rest of the path, decoded.
+    pub key: Option<String>,
+    /// The bucket came from the host name (virtual-host style), as sent; V2 signatures cover it.
+    pub virtual_bucket: Option<String>,
+}
+
+impl Target {
+    /// The bucket and key of a request: virtual-host style (`<bucket>.localhost`,
+    /// `<bucket>.s3.<...>`) or path style (`/<bucket>/<key>`).
+    pub fn of_request(uri: &http::Uri, headers: &HeaderMap) -> Result<Target> {
+        let path = uri.path();
+        let decode = |s: &str| {
+            percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| S3Error::invalid_argument("the path is not valid UTF-8"))
+        };
+        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let hostname = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(h, _)| h)
+            .unwrap_or(host);
+        let virtual_bucket = hostname
+            .strip_suffix(".localhost")
+            .map(|b| b.strip_suffix(".s3").unwrap_or(b))
+            .or_else(|| hostname.split_once(".s3.").map(|(b, _)| b))
+            .filter(|b| !b.is_empty() && !b.starts_with("s3"));
+        if let Some(bucket) = virtual_bucket {
+            let key = path.strip_prefix('/').unwrap_or(path);
+            return Ok(Target {
+                bucket: Some(bucket.to_owned()),
+                key: (!key.is_empty()).then(|| decode(key)).transpose()?,
+                virtual_bucket: Some(bucket.to_owned()),
+            });
+        }
+        let trimmed = path.strip_prefix('/').unwrap_or(path);
+        if trimmed.is_empty() {
+            return Ok(Target { bucket: None, key: None, virtual_bucket: None });
+        }
+        let (bucket, key) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+        Ok(Target {
+            bucket: Some(decode(bucket)?),
+            key: (!key.is_empty()).then(|| decode(key)).transpose()?,
+            virtual_bucket: None,
+        })
+    }
+}
+
+/// The query of a request, decoded (`+` as a space), by name; a name without `=` maps to "".
+pub fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The parameters of ListObjects and ListObjectsV2.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListObjectsParams {
+    /// `prefix` ("" when absent).
+    pub prefix: String,
+    /// `delimiter`, absent when empty.
+    pub delimiter: Option<String>,
+    /// `max-keys`, at most [`MAX_KEYS`].
+    pub max_keys: usize,
+    /// `encoding-type=url`: keys and prefixes are URL-encoded in the answer.
+    pub url_encode: bool,
+    /// The key the listing starts after: v1's `marker`, v2's decoded `continuation-token` or else
+    /// `start-after`.
+    pub start_after: Option<String>,
+    /// v1's `marker` as sent (echoed as `<Marker>`).
+    pub marker: Option<String>,
+    /// v2's `continuation-token` as sent (echoed as `<ContinuationToken>`).
+    pub continuation_token: Option<String>,
+    /// v2's `start-after` as sent (echoed as `<StartAfter>`).
+    pub start_after_param: Option<String>,
+}
+
+impl ListObjectsParams {
+    /// The parameters of a v1 (`v2 == false`) or v2 listing.
+    fn parse(query: &BTreeMap<String, String>, v2: bool) -> Result<Self> {
+        let max_keys = match query.get("max-keys") {
+            None => MAX_KEYS,
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| S3Error::invalid_argument("Provided max-keys not an integer or within integer range"))?
+                .min(MAX_KEYS),
+        };
+        let mut params = ListObjectsParams {
+            prefix: query.get("prefix").cloned().unwrap_or_default(),
+            delimiter: query.get("delimiter").cloned().filter(|d| !d.is_empty()),
+            max_keys,
+            url_encode: query.get("encoding-type").map(String::as_str) == Some("url"),
+            ..ListObjectsParams::default()
+        };
+        if v2 {
+            params.continuation_token = query.get("continuation-token").cloned();
+            params.start_after_param = query.get("start-after").cloned();
+            params.start_after = match &params.continuation_token {
+                Some(token) => Some(
+                    BASE64
+                        .decode(token)
+                        .ok()
+                        .and_then(|raw| String::from_utf8(raw).ok())
+                        .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))?,
+                ),
+                None => params.start_after_param.clone(),
+            };
+        } else {
+            params.marker = query.get("marker").cloned();
+            params.start_after = params.marker.clone();
+        }
+        Ok(params)
+    }
+}
+
+/// A request kmsim understands, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum S3Operation {
+    /// `GET /`.
+    ListBuckets,
+    /// `PUT /bucket`.
+    CreateBucket {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `HEAD /bucket`.
+    HeadBucket {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `DELETE /bucket`.
+    DeleteBucket {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?location`.
+    GetBucketLocation {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `PUT /bucket?encryption`.
+    PutBucketEncryption {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?encryption`.
+    GetBucketEncryption {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `DELETE /bucket?encryption`.
+    DeleteBucketEncryption {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket` (with `prefix`, `delimiter`, `marker`, `max-keys`, `encoding-type` only).
+    ListObjects {
+        /// The bucket.
+        bucket: String,
+        /// The listing's parameters.
+        params: ListObjectsParams,
+    },
+    /// `GET /bucket?list-type=2`.
+    ListObjectsV2 {
+        /// The bucket.
+        bucket: String,
+        /// The listing's parameters.
+        params: ListObjectsParams,
+    },
+    /// `GET /bucket?uploads`.
+    ListMultipartUploads {
+        /// The bucket.
+        bucket: String,
+        /// `prefix` ("" when absent).
+        prefix: String,
+        /// `max-uploads`, at most [`MAX_LIST_ENTRIES`].
+        max_uploads: usize,
+    },
+    /// `POST /bucket?delete`.
+    DeleteObjects {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `PUT /bucket/key`.
+    PutObject {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// `PUT /bucket/key` with `x-amz-copy-source`.
+    CopyObject {
+        /// The destination bucket.
+        bucket: String,
+        /// The destination key.
+        key: String,
+        /// The `x-amz-copy-source` header as sent (`/bucket/key`, URL-encoded).
+        source: String,
+    },
+    /// `GET /bucket/key`.
+    GetObject {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// Response headers set by `response-*` query parameters: header name and value.
+        overrides: Vec<(&'static str, String)>,
+    },
+    /// `HEAD /bucket/key`.
+    HeadObject {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// Response headers set by `response-*` query parameters: header name and value.
+        overrides: Vec<(&'static str, String)>,
+    },
+    /// `DELETE /bucket/key`.
+    DeleteObject {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// `POST /bucket/key?uploads`.
+    CreateMultipartUpload {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// `PUT /bucket/key?partNumber=N&uploadId=U`.
+    UploadPart {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The upload.
+        upload_id: String,
+        /// The part number as sent (its range is checked by the core).
+        part_number: u32,
+    },
+    /// `PUT /bucket/key?partNumber=N&uploadId=U` with `x-amz-copy-source`.
+    UploadPartCopy {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The upload.
+        upload_id: String,
+        /// The part number as sent.
+        part_number: u32,
+        /// The `x-amz-copy-source` header as sent.
+        source: String,
+    },
+    /// `POST /bucket/key?uploadId=U`.
+    CompleteMultipartUpload {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The upload.
+        upload_id: String,
+    },
+    /// `DELETE /bucket/key?uploadId=U`.
+    AbortMultipartUpload {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The upload.
+        upload_id: String,
+    },
+    /// `GET /bucket/key?uploadId=U`.
+    ListParts {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The upload.
+        upload_id: String,
+        /// `max-parts`, at most [`MAX_LIST_ENTRIES`].
+        max_parts: usize,
+        /// `part-number-marker` (0 when absent).
+        part_number_marker: u32,
+    },
+    /// An S3 operation kmsim does not implement: answered `NotImplemented`.
+    Unsupported {
+        /// Which.
+        operation: Unsupported,
+        /// The bucket.
+        bucket: String,
+        /// The key, for an object sub-resource.
+        key: Option<String>,
+    },
+}
+
+/// Whether a sub-resource applies to buckets or to objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `/bucket?sub`.
+    Bucket,
+    /// `/bucket/key?sub`.
+    Object,
+}
+
+macro_rules! unsupported {
+    ($($variant:ident = $method:ident $level:ident $sub:literal $action:literal,)*) => {
+        /// The S3 operations kmsim answers `NotImplemented` (`docs/api-coverage.md` lists the
+        /// same set; a test checks it).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Unsupported {
+            $(
+                #[doc = concat!("`", stringify!($method), " ?", $sub, "` on a ", stringify!($level), ".")]
+                $variant,
+            )*
+        }
+
+        impl Unsupported {
+            /// Every unsupported operation.
+            pub const ALL: &[Unsupported] = &[$(Unsupported::$variant,)*];
+
+            /// The operation's name in the S3 API Reference.
+            pub fn name(self) -> &'static str {
+                match self { $(Unsupported::$variant => stringify!($variant),)* }
+            }
+
+            /// The IAM action the Service Authorization Reference names for it.
+            pub fn action(self) -> &'static str {
+                match self { $(Unsupported::$variant => $action,)* }
+            }
+
+            /// The method, level and sub-resource (query parameter) that select it.
+            fn selector(self) -> (Method, Level, &'static str) {
+                match self { $(Unsupported::$variant => (Method::$method, Level::$level, $sub),)* }
+            }
+        }
+    };
+}
+
+unsupported! {
+    GetBucketAcl = GET Bucket "acl" "s3:GetBucketAcl",
+    PutBucketAcl = PUT Bucket "acl" "s3:PutBucketAcl",
+    GetObjectAcl = GET Object "acl" "s3:GetObjectAcl",
+    PutObjectAcl = PUT Object "acl" "s3:PutObjectAcl",
+    GetBucketPolicy = GET Bucket "policy" "s3:GetBucketPolicy",
+    PutBucketPolicy = PUT Bucket "policy" "s3:PutBucketPolicy",
+    DeleteBucketPolicy = DELETE Bucket "policy" "s3:DeleteBucketPolicy",
+    GetBucketPolicyStatus = GET Bucket "policyStatus" "s3:GetBucketPolicyStatus",
+    GetBucketVersioning = GET Bucket "versioning" "s3:GetBucketVersioning",
+    PutBucketVersioning = PUT Bucket "versioning" "s3:PutBucketVersioning",
+    ListObjectVersions = GET Bucket "versions" "s3:ListBucketVersions",
+    GetBucketLifecycleConfiguration = GET Bucket "lifecycle" "s3:GetLifecycleConfiguration",
+    PutBucketLifecycleConfiguration = PUT Bucket "lifecycle" "s3:PutLifecycleConfiguration",
+    DeleteBucketLifecycle = DELETE Bucket "lifecycle" "s3:PutLifecycleConfiguration",
+    GetBucketTagging = GET Bucket "tagging" "s3:GetBucketTagging",
+    PutBucketTagging = PUT Bucket "tagging" "s3:PutBucketTagging",
+    DeleteBucketTagging = DELETE Bucket "tagging" "s3:PutBucketTagging",
+    GetObjectTagging = GET Object "tagging" "s3:GetObjectTagging",
+    PutObjectTagging = PUT Object "tagging" "s3:PutObjectTagging",
+    DeleteObjectTagging = DELETE Object "tagging" "s3:DeleteObjectTagging",
+    GetObjectLockConfiguration = GET Bucket "object-lock" "s3:GetBucketObjectLockConfiguration",
+    PutObjectLockConfiguration = PUT Bucket "object-lock" "s3:PutBucketObjectLockConfiguration",
+    GetObjectRetention = GET Object "retention" "s3:GetObjectRetention",
+    PutObjectRetention = PUT Object "retention" "s3:PutObjectRetention",
+    GetObjectLegalHold = GET Object "legal-hold" "s3:GetObjectLegalHold",
+    PutObjectLegalHold = PUT Object "legal-hold" "s3:PutObjectLegalHold",
+    GetBucketWebsite = GET Bucket "website" "s3:GetBucketWebsite",
+    PutBucketWebsite = PUT Bucket "website" "s3:PutBucketWebsite",
+    DeleteBucketWebsite = DELETE Bucket "website" "s3:DeleteBucketWebsite",
+    GetBucketCors = GET Bucket "cors" "s3:GetBucketCORS",
+    PutBucketCors = PUT Bucket "cors" "s3:PutBucketCORS",
+    DeleteBucketCors = DELETE Bucket "cors" "s3:PutBucketCORS",
+    GetBucketNotificationConfiguration = GET Bucket "notification" "s3:GetBucketNotification",
+    PutBucketNotificationConfiguration = PUT Bucket "notification" "s3:PutBucketNotification",
+    SelectObjectContent = POST Object "select" "s3:GetObject",
+}
+
+impl Unsupported {
+    /// The unsupported operation a method and query select at `level`, if any.
+    fn select(method: &Method, level: Level, query: &BTreeMap<String, String>) -> Option<Unsupported> {
+        Unsupported::ALL.iter().copied().find(|operation| {
+            let (m, l, sub) = operation.selector();
+            m == method && l == level && query.contains_key(sub)
+        })
+    }
+
+    /// Whether it changes state.
+    pub fn mutates(self) -> bool {
+        let (method, _, _) = self.selector();
+        method != Method::GET && self != Unsupported::SelectObjectContent
+    }
+}
+
+impl S3Operation {
+    /// The operation a request asks for, from its method, target, query and (S3-family) headers.
+    /// A request for no known operation is `NotImplemented` (naming the method and the first
+    /// query parameter), and a non-GET request on the service `MethodNotAllowed`.
+    pub fn parse(
+        method: &Method,
+        target: Target,
+        query: &BTreeMap<String, String>,
+        headers: &HeaderMap,
+    ) -> Result<Self> {
+        match (target.bucket, target.key) {
+            (None, _) if method == Method::GET => Ok(S3Operation::ListBuckets),
+            (None, _) => Err(S3Error::new(
+                S3ErrorCode::MethodNotAllowed,
+                "The specified method is not allowed against this resource.",
+            )),
+            (Some(bucket), None) => Self::parse_bucket(method, bucket, query),
+            (Some(bucket), Some(key)) => Self::parse_object(method, bucket, key, query, headers),
+        }
+    }
+
+    fn parse_bucket(method: &Method, bucket: String, query: &BTreeMap<String, String>) -> Result<Self> {
+        let sub = |name: &str| query.contains_key(name);
+        let operation = match *method {
+            Method::PUT if sub("encryption") => S3Operation::PutBucketEncryption { bucket },
+            Method::PUT if query.is_empty() => S3Operation::CreateBucket { bucket },
+            Method::HEAD if query.is_empty() => S3Operation::HeadBucket { bucket },
+            Method::DELETE if sub("encryption") => S3Operation::DeleteBucketEncryption { bucket },
+            Method::DELETE if query.is_empty() => S3Operation::DeleteBucket { bucket },
+            Method::GET if sub("location") => S3Operation::GetBucketLocation { bucket },
+            Method::GET if sub("encryption") => S3Operation::GetBucketEncryption { bucket },
+            Method::GET if query.get("list-type").map(String::as_str) == Some("2") => {
+                S3Operation::ListObjectsV2 { bucket, params: ListObjectsParams::parse(query, true)? }
+            }
+            Method::GET if query.keys().all(|k| LIST_V1_PARAMS.contains(&k.as_str())) => {
+                S3Operation::ListObjects { bucket, params: ListObjectsParams::parse(query, false)? }
+            }
+            Method::POST if sub("delete") => S3Operation::DeleteObjects { bucket },
+            Method::GET if sub("uploads") => S3Operation::ListMultipartUploads {
+                bucket,
+                prefix: query.get("prefix").cloned().unwrap_or_default(),
+                max_uploads: list_limit(query.get("max-uploads")),
+            },
+            _ => match Unsupported::select(method, Level::Bucket, query) {
+                Some(operation) => S3Operation::Unsupported { operation, bucket, key: None },
+                None => return Err(S3Error::not_implemented(&not_implemented_bucket(method, query))),
+            },
+        };
+        Ok(operation)
+    }
+
+    fn parse_object(
+        method: &Method,
+        bucket: String,
+        key: String,
+        query: &BTreeMap<String, String>,
+        headers: &HeaderMap,
+    ) -> Result<Self> {
+        let plain_query = query.keys().all(|k| k == "x-id" || OBJECT_QUERY_PREFIXES.iter().any(|p| k.starts_with(p)));
+        // A copy source that is not text copies nothing: UploadPart takes the body, CopyObject
+        // refuses the empty source.
+        let copy_source = headers.get("x-amz-copy-source").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let copies = headers.contains_key("x-amz-copy-source");
+        let overrides = || {
+            RESPONSE_OVERRIDES
+                .iter()
+                .filter_map(|(param, header)| query.get(*param).map(|v| (*header, v.clone())))
+                .collect::<Vec<_>>()
+        };
+        let upload_id = query.get("uploadId").cloned();
+        let operation = match (method.clone(), upload_id) {
+            (Method::POST, None) if query.contains_key("uploads") => S3Operation::CreateMultipartUpload { bucket, key },
+            (Method::PUT, Some(upload_id)) => {
+                let part_number = query.get("partNumber").and_then(|n| n.parse::<u32>().ok()).ok_or_else(|| {
+                    S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+                })?;
+                match copy_source {
+                    Some(source) => S3Operation::UploadPartCopy { bucket, key, upload_id, part_number, source },
+                    None => S3Operation::UploadPart { bucket, key, upload_id, part_number },
+                }
+            }
+            (Method::POST, Some(upload_id)) => S3Operation::CompleteMultipartUpload { bucket, key, upload_id },
+            (Method::DELETE, Some(upload_id)) => S3Operation::AbortMultipartUpload { bucket, key, upload_id },
+            (Method::GET, Some(upload_id)) => S3Operation::ListParts {
+                bucket,
+                key,
+                upload_id,
+                max_parts: list_limit(query.get("max-parts")),
+                part_number_marker: query.get("part-number-marker").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0),
+            },
+            (Method::PUT, None) if copies => {
+                S3Operation::CopyObject { bucket, key, source: copy_source.unwrap_or_default() }
+            }
+            (Method::PUT, None) if plain_query => S3Operation::PutObject { bucket, key },
+            (Method::GET, None) if plain_query => S3Operation::GetObject { bucket, key, overrides: overrides() },
+            (Method::HEAD, None) if plain_query => S3Operation::HeadObject { bucket, key, overrides: overrides() },
+            (Method::DELETE, None) if plain_query => S3Operation::DeleteObject { bucket, key },
+            _ => match Unsupported::select(method, Level::Object, query) {
+                Some(operation) => S3Operation::Unsupported { operation, bucket, key: Some(key) },
+                None => return Err(S3Error::not_implemented(&not_implemented_object(method, query))),
+            },
+        };
+        Ok(operation)
+    }
+
+    /// The operation's name in the S3 API Reference.
+    pub fn name(&self) -> &'static str {
+        match self {
+            S3Operation::ListBuckets => "ListBuckets",
+            S3Operation::CreateBucket { .. } => "CreateBucket",
+            S3Operation::HeadBucket { .. } => "HeadBucket",
+            S3Operation::DeleteBucket { .. } => "DeleteBucket",
+            S3Operation::GetBucketLocation { .. } => "GetBucketLocation",
+            S3Operation::PutBucketEncryption { .. } => "PutBucketEncryption",
+            S3Operation::GetBucketEncryption { .. } => "GetBucketEncryption",
+            S3Operation::DeleteBucketEncryption { .. } => "DeleteBucketEncryption",
+            S3Operation::ListObjects { .. } => "ListObjects",
+            S3Operation::ListObjectsV2 { .. } => "ListObjectsV2",
+            S3Operation::ListMultipartUploads { .. } => "ListMultipartUploads",
+            S3Operation::DeleteObjects { .. } => "DeleteObjects",
+            S3Operation::PutObject { .. } => "PutObject",
+            S3Operation::CopyObject { .. } => "CopyObject",
+            S3Operation::GetObject { .. } => "GetObject",
+            S3Operation::HeadObject { .. } => "HeadObject",
+            S3Operation::DeleteObject { .. } => "DeleteObject",
+            S3Operation::CreateMultipartUpload { .. } => "CreateMultipartUpload",
+            S3Operation::UploadPart { .. } => "UploadPart",
+            S3Operation::UploadPartCopy { .. } => "UploadPartCopy",
+            S3Operation::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+            S3Operation::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+            S3Operation::ListParts { .. } => "ListParts",
+            S3Operation::Unsupported { operation, .. } => operation.name(),
+        }
+    }
+
+    /// The IAM action the AWS Service Authorization Reference names for the operation.
+    pub fn action(&self) -> &'static str {
+        match self {
+            S3Operation::ListBuckets => "s3:ListAllMyBuckets",
+            S3Operation::CreateBucket { .. } => "s3:CreateBucket",
+            S3Operation::HeadBucket { .. } => "s3:ListBucket",
+            S3Operation::DeleteBucket { .. } => "s3:DeleteBucket",
+            S3Operation::GetBucketLocation { .. } => "s3:GetBucketLocation",
+            S3Operation::PutBucketEncryption { .. } | S3Operation::DeleteBucketEncryption { .. } => {
+                "s3:PutEncryptionConfiguration"
+            }
+            S3Operation::GetBucketEncryption { .. } => "s3:GetEncryptionConfiguration",
+            S3Operation::ListObjects { .. } | S3Operation::ListObjectsV2 { .. } => "s3:ListBucket",
+            S3Operation::ListMultipartUploads { .. } => "s3:ListBucketMultipartUploads",
+            S3Operation::DeleteObjects { .. } | S3Operation::DeleteObject { .. } => "s3:DeleteObject",
+            S3Operation::PutObject { .. }
+            | S3Operation::CopyObject { .. }
+            | S3Operation::CreateMultipartUpload { .. }
+            | S3Operation::UploadPart { .. }
+            | S3Operation::UploadPartCopy { .. }
+            | S3Operation::CompleteMultipartUpload { .. } => "s3:PutObject",
+            S3Operation::GetObject { .. } | S3Operation::HeadObject { .. } => "s3:GetObject",
+            S3Operation::AbortMultipartUpload { .. } => "s3:AbortMultipartUpload",
+            S3Operation::ListParts { .. } => "s3:ListMultipartUploadParts",
+            S3Operation::Unsupported { operation, .. } => operation.action(),
+        }
+    }
+
+    /// Whether the operation changes state.
+    pub fn mutates(&self) -> bool {
+        match self {
+            S3Operation::ListBuckets
+            | S3Operation::HeadBucket { .. }
+            | S3Operation::GetBucketLocation { .. }
+            | S3Operation::GetBucketEncryption { .. }
+            | S3Operation::ListObjects { .. }
+            | S3Operation::ListObjectsV2 { .. }
+            | S3Operation::ListMultipartUploads { .. }
+            | S3Operation::GetObject { .. }
+            | S3Operation::HeadObject { .. }
+            | S3Operation::ListParts { .. } => false,
+            S3Operation::CreateBucket { .. }
+            | S3Operation::DeleteBucket { .. }
+            | S3Operation::PutBucketEncryption { .. }
+            | S3Operation::DeleteBucketEncryption { .. }
+            | S3Operation::DeleteObjects { .. }
+            | S3Operation::PutObject { .. }
+            | S3Operation::CopyObject { .. }
+            | S3Operation::DeleteObject { .. }
+            | S3Operation::CreateMultipartUpload { .. }
+            | S3Operation::UploadPart { .. }
+            | S3Operation::UploadPartCopy { .. }
+            | S3Operation::CompleteMultipartUpload { .. }
+            | S3Operation::AbortMultipartUpload { .. } => true,
+            S3Operation::Unsupported { operation, .. } => operation.mutates(),
+        }
+    }
+
+    /// The bucket the operation acts on (none for ListBuckets).
+    pub fn bucket(&self) -> Option<&str> {
+        match self {
+            S3Operation::ListBuckets => None,
+            S3Operation::CreateBucket { bucket }
+            | S3Operation::HeadBucket { bucket }
+            | S3Operation::DeleteBucket { bucket }
+            | S3Operation::GetBucketLocation { bucket }
+            | S3Operation::PutBucketEncryption { bucket }
+            | S3Operation::GetBucketEncryption { bucket }
+            | S3Operation::DeleteBucketEncryption { bucket }
+            | S3Operation::ListObjects { bucket, .. }
+            | S3Operation::ListObjectsV2 { bucket, .. }
+            | S3Operation::ListMultipartUploads { bucket, .. }
+            | S3Operation::DeleteObjects { bucket }
+            | S3Operation::PutObject { bucket, .. }
+            | S3Operation::CopyObject { bucket, .. }
+            | S3Operation::GetObject { bucket, .. }
+            | S3Operation::HeadObject { bucket, .. }
+            | S3Operation::DeleteObject { bucket, .. }
+            | S3Operation::CreateMultipartUpload { bucket, .. }
+            | S3Operation::UploadPart { bucket, .. }
+            | S3Operation::UploadPartCopy { bucket, .. }
+            | S3Operation::CompleteMultipartUpload { bucket, .. }
+            | S3Operation::AbortMultipartUpload { bucket, .. }
+            | S3Operation::ListParts { bucket, .. }
+            | S3Operation::Unsupported { bucket, .. } => Some(bucket),
+        }
+    }
+
+    /// The object key the operation acts on (none for a bucket operation).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            S3Operation::PutObject { key, .. }
+            | S3Operation::CopyObject { key, .. }
+            | S3Operation::GetObject { key, .. }
+            | S3Operation::HeadObject { key, .. }
+            | S3Operation::DeleteObject { key, .. }
+            | S3Operation::CreateMultipartUpload { key, .. }
+            | S3Operation::UploadPart { key, .. }
+            | S3Operation::UploadPartCopy { key, .. }
+            | S3Operation::CompleteMultipartUpload { key, .. }
+            | S3Operation::AbortMultipartUpload { key, .. }
+            | S3Operation::ListParts { key, .. } => Some(key),
+            S3Operation::Unsupported { key, .. } => key.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The ARN of the resource the operation acts on: `arn:aws:s3:::bucket` or
+    /// `arn:aws:s3:::bucket/key`; `*` for ListBuckets, which acts on no resource.
+    pub fn resource_arn(&self) -> String {
+        match (self.bucket(), self.key()) {
+            (None, _) => "*".to_owned(),
+            (Some(bucket), None) => format!("arn:aws:s3:::{bucket}"),
+            (Some(bucket), Some(key)) => format!("arn:aws:s3:::{bucket}/{key}"),
+        }
+    }
+
+    /// What the `NotImplemented` answer to this operation names: the method and the first query
+    /// parameter of the request.
+    pub fn not_implemented_detail(&self, method: &Method, query: &BTreeMap<String, String>) -> String {
+        match self.key() {
+            None => not_implemented_bucket(method, query),
+            Some(_) => not_implemented_object(method, query),
+        }
+    }
+}
+
+/// `max-uploads` / `max-parts`: 1000 when absent or not a number, at most 1000.
+fn list_limit(value: Option<&String>) -> usize {
+    value.and_then(|v| v.parse::<usize>().ok()).unwrap_or(MAX_LIST_ENTRIES).min(MAX_LIST_ENTRIES)
+}
+
+fn not_implemented_bucket(method: &Method, query: &BTreeMap<String, String>) -> String {
+    let name = query.keys().next().cloned().unwrap_or_else(|| method.to_string());
+    format!("bucket operation {method} ?{name}")
+}
+
+fn not_implemented_object(method: &Method, query: &BTreeMap<String, String>) -> String {
+    let name = query.keys().next().cloned().unwrap_or_default();
+    format!("object operation {method} ?{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses a request as S3 receives it: method, `Host`, path and query, extra headers.
+    fn parse(method: &str, host: &str, path_and_query: &str, extra: &[(&str, &str)]) -> Result<S3Operation> {
+        let uri: http::Uri = path_and_query.parse().expect("a valid URI");
+        let mut headers = HeaderMap::new();
+        headers.insert("host", host.parse().expect("a valid host"));
+        for (name, value) in extra {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).expect("a valid header name");
+            headers.insert(name, value.parse().expect("a valid header value"));
+        }
+        let method: Method = method.parse().expect("a valid method");
+        let target = Target::of_request(&uri, &headers)?;
+        S3Operation::parse(&method, target, &parse_query(uri.query().unwrap_or("")), &headers)
+    }
+
+    /// Method, host, path and query, headers; then the operation, action and resource expected.
+    type Example<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+
+    /// The request examples of the Amazon S3 API Reference (path style on `s3.amazonaws.com`,
+    /// virtual-host style on `examplebucket.s3.amazonaws.com`): operation, IAM action, resource.
+    #[test]
+    fn aws_doc_examples() {
+        const PATH: &str = "s3.amazonaws.com";
+        const VHOST: &str = "examplebucket.s3.amazonaws.com";
+        const COPY: (&str, &str) = ("x-amz-copy-source", "/source-bucket/source-object");
+        const UPLOAD: &str = "VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA";
+        let bucket_arn = "arn:aws:s3:::examplebucket";
+        let object_arn = "arn:aws:s3:::examplebucket/my-image.jpg";
+        let cases: &[Example] = &[
+            ("GET", PATH, "/", &[], "ListBuckets", "s3:ListAllMyBuckets", "*"),
+            ("PUT", VHOST, "/", &[], "CreateBucket", "s3:CreateBucket", bucket_arn),
+            ("PUT", PATH, "/examplebucket", &[], "CreateBucket", "s3:CreateBucket", bucket_arn),
+            ("HEAD", VHOST, "/", &[], "HeadBucket", "s3:ListBucket", bucket_arn),
+            ("DELETE", VHOST, "/", &[], "DeleteBucket", "s3:DeleteBucket", bucket_arn),
+            ("GET", VHOST, "/?location", &[], "GetBucketLocation", "s3:GetBucketLocation", bucket_arn),
+            ("PUT", VHOST, "/?encryption", &[], "PutBucketEncryption", "s3:PutEncryptionConfiguration", bucket_arn),
+            ("GET", VHOST, "/?encryption", &[], "GetBucketEncryption", "s3:GetEncryptionConfiguration", bucket_arn),
+            (
+                "DELETE",
+                VHOST,
+                "/?encryption",
+                &[],
+                "DeleteBucketEncryption",
+                "s3:PutEncryptionConfiguration",
+                bucket_arn,
+            ),
+            ("GET", VHOST, "/?list-type=2&prefix=x", &[], "ListObjectsV2", "s3:ListBucket", bucket_arn),
+            (
+                "GET",
+                VHOST,
+                "/?list-type=2&max-keys=3&prefix=E&start-after=ExampleGuide.pdf",
+                &[],
+                "ListObjectsV2",
+                "s3:ListBucket",
+                bucket_arn,
+            ),
+            ("GET", VHOST, "/", &[], "ListObjects", "s3:ListBucket", bucket_arn),
+            ("GET", VHOST, "/?prefix=N&marker=Ned&max-keys=40", &[], "ListObjects", "s3:ListBucket", bucket_arn),
+            ("GET", VHOST, "/?delimiter=/&prefix=photos/2006/", &[], "ListObjects", "s3:ListBucket", bucket_arn),
+            (
+                "GET",
+                VHOST,
+                "/?uploads&max-uploads=3",
+                &[],
+                "ListMultipartUploads",
+                "s3:ListBucketMultipartUploads",
+                bucket_arn,
+            ),
+            ("POST", VHOST, "/?delete", &[], "DeleteObjects", "s3:DeleteObject", bucket_arn),
+            ("PUT", VHOST, "/my-image.jpg", &[], "PutObject", "s3:PutObject", object_arn),
+            ("PUT", PATH, "/examplebucket/my-image.jpg", &[], "PutObject", "s3:PutObject", object_arn),
+            ("PUT", VHOST, "/my-image.jpg", &[COPY], "CopyObject", "s3:PutObject", object_arn),
+            ("GET", VHOST, "/my-image.jpg", &[], "GetObject", "s3:GetObject", object_arn),
+            (
+                "GET",
+                VHOST,
+                "/my-image.jpg?response-content-type=text/plain",
+                &[],
+                "GetObject",
+                "s3:GetObject",
+                object_arn,
+            ),
+            ("HEAD", VHOST, "/my-image.jpg", &[], "HeadObject", "s3:GetObject", object_arn),
+            ("DELETE", VHOST, "/my-image.jpg", &[], "DeleteObject", "s3:DeleteObject", object_arn),
+            ("POST", VHOST, "/my-image.jpg?uploads", &[], "CreateMultipartUpload", "s3:PutObject", object_arn),
+            (
+                "PUT",
+                VHOST,
+                &format!("/my-image.jpg?partNumber=1&uploadId={UPLOAD}"),
+                &[],
+                "UploadPart",
+                "s3:PutObject",
+                object_arn,
+            ),
+            (
+                "PUT",
+                VHOST,
+                &format!("/my-image.jpg?partNumber=2&uploadId={UPLOAD}"),
+                &[COPY],
+                "UploadPartCopy",
+                "s3:PutObject",
+                object_arn,
+            ),
+            (
+                "POST",
+                VHOST,
+                &format!("/my-image.jpg?uploadId={UPLOAD}"),
+                &[],
+                "CompleteMultipartUpload",
+                "s3:PutObject",
+                object_arn,
+            ),
+            (
+                "DELETE",
+                VHOST,
+                &format!("/my-image.jpg?uploadId={UPLOAD}"),
+                &[],
+                "AbortMultipartUpload",
+                "s3:AbortMultipartUpload",
+                object_arn,
+            ),
+            (
+                "GET",
+                VHOST,
+                &format!("/my-image.jpg?max-parts=2&part-number-marker=1&uploadId={UPLOAD}"),
+                &[],
+                "ListParts",
+                "s3:ListMultipartUploadParts",
+                object_arn,
+            ),
+            // Unsupported sub-resources parse to their own operations.
+            ("GET", VHOST, "/?acl", &[], "GetBucketAcl", "s3:GetBucketAcl", bucket_arn),
+            ("PUT", VHOST, "/my-image.jpg?acl", &[], "PutObjectAcl", "s3:PutObjectAcl", object_arn),
+            ("PUT", VHOST, "/?tagging", &[], "PutBucketTagging", "s3:PutBucketTagging", bucket_arn),
+            ("GET", VHOST, "/my-image.jpg?tagging", &[], "GetObjectTagging", "s3:GetObjectTagging", object_arn),
+            ("GET", VHOST, "/?versioning", &[], "GetBucketVersioning", "s3:GetBucketVersioning", bucket_arn),
+            ("GET", VHOST, "/?versions&prefix=x", &[], "ListObjectVersions", "s3:ListBucketVersions", bucket_arn),
+            ("PUT", VHOST, "/?cors", &[], "PutBucketCors", "s3:PutBucketCORS", bucket_arn),
+            ("DELETE", VHOST, "/?policy", &[], "DeleteBucketPolicy", "s3:DeleteBucketPolicy", bucket_arn),
+            (
+                "PUT",
+                VHOST,
+                "/?lifecycle",
+                &[],
+                "PutBucketLifecycleConfiguration",
+                "s3:PutLifecycleConfiguration",
+                bucket_arn,
+            ),
+            ("PUT", VHOST, "/my-image.jpg?retention", &[], "PutObjectRetention", "s3:PutObjectRetention", object_arn),
+            (
+                "POST",
+                VHOST,
+                "/my-image.jpg?select&select-type=2",
+                &[],
+                "SelectObjectContent",
+                "s3:GetObject",
+                object_arn,
+            ),
+        ];
+        for (method, host, path, headers, name, action, resource) in cases {
+            let operation = parse(method, host, path, headers).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            assert_eq!(
+                (operation.name(), operation.action(), operation.resource_arn().as_str()),
+                (*name, *action, *resource),
+                "{method} {host} {path}"
+            );
+            let reads = operation.name().starts_with("Get")
+                || operation.name().starts_with("Head")
+                || operation.name().starts_with("List")
+                || operation.name() == "SelectObjectContent";
+            assert_eq!(operation.mutates(), !reads, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn parameters_are_parsed() {
+        let operation = parse("PUT", "s3.amazonaws.com", "/b/k?partNumber=7&uploadId=U", &[]).expect("UploadPart");
+        assert_eq!(
+            operation,
+            S3Operation::UploadPart { bucket: "b".into(), key: "k".into(), upload_id: "U".into(), part_number: 7 }
+        );
+        let token = BASE64.encode("photos/2");
+        let operation = parse(
+            "GET",
+            "b.localhost:4566",
+            &format!("/?list-type=2&continuation-token={token}&start-after=a&delimiter=/&encoding-type=url"),
+            &[],
+        )
+        .expect("ListObjectsV2");
+        let S3Operation::ListObjectsV2 { bucket, params } = operation else { panic!("{operation:?}") };
+        assert_eq!(bucket, "b");
+        assert_eq!(params.start_after.as_deref(), Some("photos/2"));
+        assert_eq!(params.start_after_param.as_deref(), Some("a"));
+        assert_eq!((params.delimiter.as_deref(), params.url_encode, params.max_keys), (Some("/"), true, MAX_KEYS));
+        let operation = parse("GET", "s3.amazonaws.com", "/b/a%20b?response-expires=x", &[]).expect("GetObject");
+        assert_eq!(
+            operation,
+            S3Operation::GetObject { bucket: "b".into(), key: "a b".into(), overrides: vec![("expires", "x".into())] }
+        );
+        let operation = parse("GET", "s3.amazonaws.com", "/b/k?uploadId=U&max-parts=5000", &[]).expect("ListParts");
+        assert!(matches!(operation, S3Operation::ListParts { max_parts: 1000, part_number_marker: 0, .. }));
+    }
+
+    #[test]
+    fn refusals_keep_their_answers() {
+        let refused = |method, path| parse(method, "s3.amazonaws.com", path, &[]).expect_err(path);
+        let e = refused("POST", "/");
+        assert_eq!((e.code, e.status()), (S3ErrorCode::MethodNotAllowed, http::StatusCode::METHOD_NOT_ALLOWED));
+        let e = refused("GET", "/b?foo&bar");
+        assert_eq!(e.code, crate::S3ErrorCode::NotImplemented);
+        assert!(e.message.contains("bucket operation GET ?bar"), "{}", e.message);
+        let e = refused("HEAD", "/b/k?uploadId=U");
+        assert!(e.message.contains("object operation HEAD ?uploadId"), "{}", e.message);
+        let e = refused("PUT", "/b/k?partNumber=x&uploadId=U");
+        assert_eq!(e.code, crate::S3ErrorCode::InvalidArgument);
+        let e = refused("GET", "/b?list-type=2&continuation-token=%21");
+        assert_eq!(e.message, "The continuation token provided is incorrect");
+        let e = refused("GET", "/b?max-keys=-1");
+        assert_eq!(e.code, crate::S3ErrorCode::InvalidArgument);
+        // A copy source on a plain PUT wins over any sub-resource, as before operations were typed.
+        let copy = parse("PUT", "s3.amazonaws.com", "/b/k?tagging", &[("x-amz-copy-source", "/a/b")]).expect("copy");
+        assert_eq!(copy.name(), "CopyObject");
+    }
+
+    /// The operation names of the rows of docs/api-coverage.md's S3 table whose status is `status`.
+    fn documented(status: &str) -> Vec<&'static str> {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api-coverage.md"));
+        let section = doc.split("\n## S3 ").nth(1).and_then(|s| s.split("\n## ").next()).expect("an S3 section");
+        let mut names: Vec<&str> = section
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                (cells.len() > 3 && cells[2] == status).then(|| cells[1])
+            })
+            .flat_map(|names| names.split(',').map(str::trim))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// docs/api-coverage.md's S3 table lists, as "not supported", exactly the operations kmsim
+    /// answers NotImplemented, and as "supported" every operation it serves.
+    #[test]
+    fn coverage_doc_lists_the_operations() {
+        let mut unsupported: Vec<&str> = Unsupported::ALL.iter().map(|u| u.name()).collect();
+        unsupported.sort_unstable();
+        assert_eq!(documented("not supported"), unsupported);
+        let supported = documented("supported");
+        let served = [
+            ("GET", "/"),
+            ("PUT", "/b"),
+            ("HEAD", "/b"),
+            ("DELETE", "/b"),
+            ("GET", "/b?location"),
+            ("PUT", "/b?encryption"),
+            ("GET", "/b?encryption"),
+            ("DELETE", "/b?encryption"),
+            ("GET", "/b"),
+            ("GET", "/b?list-type=2"),
+            ("GET", "/b?uploads"),
+            ("POST", "/b?delete"),
+            ("PUT", "/b/k"),
+            ("GET", "/b/k"),
+            ("HEAD", "/b/k"),
+            ("DELETE", "/b/k"),
+            ("POST", "/b/k?uploads"),
+            ("PUT", "/b/k?partNumber=1&uploadId=U"),
+            ("POST", "/b/k?uploadId=U"),
+            ("DELETE", "/b/k?uploadId=U"),
+            ("GET", "/b/k?uploadId=U"),
+        ];
+        let copies = [("PUT", "/b/k"), ("PUT", "/b/k?partNumber=1&uploadId=U")];
+        let requests =
+            served.iter().map(|r| (r, &[][..])).chain(copies.iter().map(|r| (r, &[("x-amz-copy-source", "/a/b")][..])));
+        for ((method, path), headers) in requests {
+            let operation = parse(method, "s3.amazonaws.com", path, headers).expect(path);
+            assert!(supported.contains(&operation.name()), "{} is not documented as supported", operation.name());
+        }
+    }
+}
