@@ -21,8 +21,6 @@ pub mod model;
 pub mod nbd;
 pub mod operation;
 pub mod service;
-#[cfg(test)]
-mod tidy;
 
 pub use error::EvsError;
 pub use http::EvsApi;

@@ -37,31 +37,3 @@ pub use error::{Error, StoreError};
 pub use http::S3Api;
 pub use s3_error::{S3Error, S3ErrorCode};
 pub use service::Obs;
-
-#[cfg(test)]
-mod tidy {
-    /// The core modules: they know nothing of HTTP, nor of the S3 wire error.
-    const CORE: [(&str, &str); 10] = [
-        ("service.rs", include_str!("service.rs")),
-        ("store.rs", include_str!("store.rs")),
-        ("model.rs", include_str!("model.rs")),
-        ("envelope.rs", include_str!("envelope.rs")),
-        ("multipart.rs", include_str!("multipart.rs")),
-        ("sse.rs", include_str!("sse.rs")),
-        ("sse_s3.rs", include_str!("sse_s3.rs")),
-        ("bucket_keys.rs", include_str!("bucket_keys.rs")),
-        ("checksum.rs", include_str!("checksum.rs")),
-        ("error.rs", include_str!("error.rs")),
-    ];
-
-    /// Architecture invariant: the object store's core names neither `axum`, `http::` nor `hyper`,
-    /// and returns its own errors (`error::Error`), never the S3 wire error.
-    #[test]
-    fn core_modules_know_no_http() {
-        for (file, text) in CORE {
-            for forbidden in ["axum", "http::", "hyper", "S3Error::", "s3_error::", "S3ErrorCode"] {
-                assert!(!text.contains(forbidden), "the core module {file} names {forbidden}");
-            }
-        }
-    }
-}
