@@ -55,9 +55,10 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 /// Why a stack did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
-    /// The KMS could not open its state.
+    /// The KMS could not open its state: what failed, naming the file (`master key file … has mode
+    /// 644: …`, `stored key record … is unreadable: …`).
     #[error("opening the KMS: {0}")]
-    Kms(#[from] kms::Error),
+    Kms(String),
     /// The listener could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -72,12 +73,31 @@ pub enum StackError {
     /// The object store could not open its state (in plain words, naming the place).
     #[error(transparent)]
     ObjectStore(#[from] obs_sim::StoreError),
-    /// The volume service could not open its state.
+    /// The volume service could not open its state: what failed, naming the place.
     #[error("opening the volume service: {0}")]
-    Volumes(#[from] evs_sim::EvsError),
+    Volumes(String),
     /// The data dir cannot be used (missing permissions, readable by others, ...).
     #[error("{0}")]
     DataDir(String),
+}
+
+impl StackError {
+    /// The KMS's open error in plain words: an internal failure is told by its detail alone (a
+    /// client would get a generic error; a person starting kmsim needs the cause).
+    fn from_kms(error: kms::Error) -> Self {
+        match error {
+            kms::Error::Internal(detail) => StackError::Kms(detail),
+            other => StackError::Kms(other.to_string()),
+        }
+    }
+
+    /// The volume service's open error in plain words.
+    fn from_evs(error: evs_sim::EvsError) -> Self {
+        match error {
+            evs_sim::EvsError::Internal { detail } => StackError::Volumes(detail),
+            other => StackError::Volumes(other.to_string()),
+        }
+    }
 }
 
 /// Options of a [`Stack`].
@@ -146,7 +166,8 @@ impl StackBuilder {
         let kms = Arc::new(
             tokio::task::spawn_blocking(move || Kms::open_with_audit(&storage, seeds, audit))
                 .await
-                .map_err(|e| StackError::DataDir(format!("opening the KMS: {e}")))??,
+                .map_err(|e| StackError::Kms(e.to_string()))?
+                .map_err(StackError::from_kms)?,
         );
         let verifier = Arc::new(Verifier::new(Arc::new(self.config.accounts())));
         let objects = match (&self.config.object_store, &self.data_dir) {
@@ -171,7 +192,11 @@ impl StackBuilder {
         };
         let obs = Arc::new(obs_sim::Obs::new(objects, keys.clone(), sse_s3));
         let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region);
-        let evs = Arc::new(Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys).await?);
+        let evs = Arc::new(
+            Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys)
+                .await
+                .map_err(StackError::from_evs)?,
+        );
         let services = Services { s3, evs: evs.clone() };
         let admin_token = AdminToken::generate();
         if let Some(dir) = &self.data_dir {
