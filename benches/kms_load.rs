@@ -33,12 +33,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use auth::sdk_hmac;
+use auth::sigv4::{self, SigningParams, UriEncoding};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
-use shared::sdk_hmac;
-use shared::sigv4::{self, SigningParams, UriEncoding};
 use support::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, Target, proc_stat_cpu, process_cpu};
 
 mod support;
@@ -78,7 +78,7 @@ fn parse_args() -> Options {
         server_pid: None,
         target: None,
         dialect: Dialect::Aws,
-        project_id: shared::accounts::DEFAULT_PROJECT_ID.to_owned(),
+        project_id: shared::caller::DEFAULT_PROJECT_ID.to_owned(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -153,7 +153,7 @@ fn main() {
 
 fn inprocess(opts: &Options) {
     let kms = kms::Kms::in_memory().unwrap_or_else(|e| die(&format!("Kms::in_memory: {e}")));
-    let caller = shared::Caller::new(&shared::AccessKey::new("test", "test", "000000000000", None), REGION);
+    let caller = auth::AccessKey::new("test", "test", "000000000000", None).caller(REGION);
     let key = kms
         .create_key(&caller, kms::service::CreateKeyInput::default())
         .unwrap_or_else(|e| die(&format!("create_key: {e}")));

@@ -37,12 +37,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use auth::sigv4::{self, SigningParams, UriEncoding};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
-use shared::sigv4::{self, SigningParams, UriEncoding};
 use support::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, Target};
 
 mod support;

@@ -21,6 +21,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use auth::sigv4::{self, UriEncoding};
+use auth::{RequestParts, Verifier};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -36,7 +38,6 @@ use obs_sim::Obs;
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
-use shared::sigv4::{self, RequestParts, UriEncoding, Verifier};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -194,7 +195,7 @@ fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, body: &Bytes)
     if let Some(token) = text.strip_prefix("Bearer ") {
         return if admin.token.matches(token.trim()) { Ok(()) } else { Err("wrong admin token".into()) };
     }
-    let signed = sigv4::AuthorizationHeader::parse(text).map_err(|e| format!("admin authentication failed: {e}"))?;
+    let signed = sigv4::Authorization::parse(text).map_err(|e| format!("admin authentication failed: {e}"))?;
     let service = signed.service.to_owned();
     // Nested under `/_sim`, the request's own URI has lost that prefix; the client signed the whole path.
     let path = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path(), |original| original.path());
@@ -207,7 +208,7 @@ fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, body: &Bytes)
     let payload = sigv4::payload_sha256(body);
     admin
         .verifier
-        .verify(&request, &payload, &service, UriEncoding::Double, shared::time::now_unix())
+        .verify_sigv4(&request, &payload, &service, UriEncoding::Double, shared::time::now_unix())
         .map(drop)
         .map_err(|e| format!("admin authentication failed: {e}"))
 }

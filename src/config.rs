@@ -30,8 +30,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use auth::{AccessKey, Accounts};
 use serde::Deserialize;
-use shared::accounts::{self, AccessKey, Accounts};
+use shared::caller;
 
 use crate::serve::ServerLimits;
 
@@ -209,7 +210,7 @@ pub struct SeedKeyConfig {
 }
 
 fn default_region() -> String {
-    accounts::DEFAULT_REGION.to_owned()
+    caller::DEFAULT_REGION.to_owned()
 }
 
 fn yes() -> bool {
@@ -254,7 +255,7 @@ impl Config {
     /// Checks values that the types do not.
     pub fn check(&self) -> Result<(), ConfigError> {
         for account in &self.accounts {
-            if !accounts::is_account_id(&account.id) {
+            if !caller::is_account_id(&account.id) {
                 return Err(ConfigError::Invalid(format!("account id '{}' is not 12 digits", account.id)));
             }
             if account.id == evs_sim::service::SERVICE_ACCOUNT_ID {
@@ -264,7 +265,7 @@ impl Config {
                 )));
             }
             for id in [&account.domain_id, &account.project_id].into_iter().flatten() {
-                if !accounts::is_project_id(id) {
+                if !caller::is_project_id(id) {
                     return Err(ConfigError::Invalid(format!(
                         "account {}: domain and project ids are 32 lowercase hex digits, not '{id}'",
                         account.id
@@ -290,7 +291,7 @@ impl Config {
     pub fn accounts(&self) -> Accounts {
         let mut out = if self.default_account { Accounts::with_defaults() } else { Accounts::default() };
         for account in &self.accounts {
-            let (default_domain, default_project) = accounts::default_project_ids(&account.id);
+            let (default_domain, default_project) = caller::default_project_ids(&account.id);
             let domain_id = account.domain_id.as_deref().unwrap_or(&default_domain);
             let project_id = account.project_id.as_deref().unwrap_or(&default_project);
             for key in &account.access_keys {
@@ -310,7 +311,7 @@ impl Config {
             .filter_map(|k| {
                 Some(kms::SeedKey {
                     id: k.id.clone(),
-                    account: k.account.clone().unwrap_or_else(|| accounts::DEFAULT_ACCOUNT_ID.to_owned()),
+                    account: k.account.clone().unwrap_or_else(|| caller::DEFAULT_ACCOUNT_ID.to_owned()),
                     region: k.region.clone().unwrap_or_else(|| self.region.clone()),
                     material: kms::material::KeyMaterial::from_hex(&k.material_hex)?,
                     description: k.description.clone(),

@@ -25,6 +25,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use auth::Verifier;
+use auth::accounts;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -33,8 +35,7 @@ use evs_sim::{Evs, EvsApi};
 use kms::{AwsApi, InProcessKeyService, Kms, OtcApi, Storage};
 use obs_sim::S3Api;
 use obs_sim::store::Store as ObjectStore;
-use shared::accounts;
-use shared::sigv4::Verifier;
+use shared::caller;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -318,9 +319,8 @@ struct Edge {
 pub fn router(admin: Admin, services: Services, region: &str) -> Router {
     let kms = admin.kms.clone();
     let verifier = admin.verifier.clone();
-    let accounts = verifier.accounts().clone();
-    let otc_kms = OtcApi::new(kms.clone(), accounts.clone(), region);
-    let evs = EvsApi::new(services.evs, accounts, region);
+    let otc_kms = OtcApi::new(kms.clone(), verifier.clone(), region);
+    let evs = EvsApi::new(services.evs, verifier.clone(), region);
     let edge_state = Edge { kms: AwsApi::new(kms, verifier), otc_kms, evs, s3: services.s3 };
     Router::new().fallback(edge).with_state(edge_state).nest("/_sim", admin::router(admin))
 }
@@ -387,12 +387,12 @@ impl Stack {
 
     /// The default account id.
     pub fn account_id(&self) -> &str {
-        accounts::DEFAULT_ACCOUNT_ID
+        caller::DEFAULT_ACCOUNT_ID
     }
 
     /// The default account's OTC / Huawei Cloud domain id and project id (32 zeros each).
     pub fn project(&self) -> (&str, &str) {
-        (accounts::DEFAULT_DOMAIN_ID, accounts::DEFAULT_PROJECT_ID)
+        (caller::DEFAULT_DOMAIN_ID, caller::DEFAULT_PROJECT_ID)
     }
 
     /// The default credentials: (access key id, secret access key).

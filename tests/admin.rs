@@ -126,7 +126,7 @@ async fn reads_need_credentials_too_but_health_does_not() {
 /// Any configured access key can sign admin calls with SigV4, as `curl --aws-sigv4` does.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigv4_signed_admin_calls_are_accepted() {
-    use shared::sigv4::{SigningParams, UriEncoding, payload_sha256, sign};
+    use auth::sigv4::{SigningParams, UriEncoding, payload_sha256, sign};
     let stack = common::stack().await;
     common::kms_client(&stack).create_key().send().await.unwrap();
     let signed = |secret: &str, body: &[u8]| {

@@ -9,10 +9,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use auth::sdk_hmac::{self, Credentials};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use shared::sdk_hmac::{self, Credentials};
 
 use crate::common::{RawResponse, raw_request_to, spawn_binary_line};
 

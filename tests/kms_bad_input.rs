@@ -160,7 +160,7 @@ async fn every_bit_flip_of_a_blob_is_refused_over_the_wire() {
         .to_owned();
     let blob = BASE64.decode(&blob_b64).unwrap();
     // Through the core: every bit (the wire adds nothing but base64); a sample over HTTP.
-    let caller = shared::Caller::new(&shared::AccessKey::new("test", "test", "000000000000", None), "us-east-1");
+    let caller = auth::AccessKey::new("test", "test", "000000000000", None).caller("us-east-1");
     for bit in 0..blob.len() * 8 {
         let mut flipped = blob.clone();
         flipped[bit / 8] ^= 1 << (bit % 8);

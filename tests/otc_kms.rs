@@ -1,9 +1,9 @@
 //! The OTC / Huawei Cloud KMS dialect over raw HTTP: SDK-HMAC-SHA256 verification, the dialect's error codes for
 //! bad input (state unchanged, server still serving), and one key shared with the AWS dialect.
 
+use auth::sdk_hmac::{self, Credentials};
 use aws_sdk_kms::primitives::Blob;
 use serde_json::{Value, json};
-use shared::sdk_hmac::{self, Credentials};
 
 use crate::common::{RawResponse, kms_client, raw_request_to, stack};
 

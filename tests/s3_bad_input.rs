@@ -85,7 +85,7 @@ async fn short_or_malformed_bodies_store_nothing() {
     assert!(text.contains("SignatureDoesNotMatch"), "{text}");
 
     // A signed payload hash that does not match the body.
-    let digest = shared::sigv4::payload_sha256(b"expected");
+    let digest = auth::sigv4::payload_sha256(b"expected");
     let head = signed_head(addr, "PUT", "/bad/digest", &[], &digest);
     let (status, text) = tokio::task::spawn_blocking(move || send(addr, &head, 8, b"received")).await.unwrap();
     assert_eq!(status, 400, "{text}");
@@ -115,7 +115,7 @@ fn v2_send(
     addr: std::net::SocketAddr,
     method: &str,
     target: (&str, &str),
-    dialect: shared::sigv2::Dialect,
+    dialect: auth::sigv2::Dialect,
     signed: &[(&str, &str)],
     injected: &[(&str, &str)],
     body: &[u8],
@@ -127,13 +127,13 @@ fn v2_send(
     for (k, v) in signed {
         headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }
-    let request = shared::sigv2::SignedRequest {
-        parts: shared::sigv4::RequestParts { method, path, query: "", headers: &headers },
+    let request = auth::sigv2::SignedRequest {
+        parts: auth::RequestParts { method, path, query: "", headers: &headers },
         virtual_bucket: None,
     };
-    let to_sign = shared::sigv2::string_to_sign(&request, dialect).unwrap();
-    let scheme = if dialect == shared::sigv2::Dialect::Obs { "OBS" } else { "AWS" };
-    let authorization = format!("{scheme} test:{}", shared::sigv2::sign("test", &to_sign));
+    let to_sign = auth::sigv2::string_to_sign(&request, dialect).unwrap();
+    let scheme = if dialect == auth::sigv2::Dialect::Obs { "OBS" } else { "AWS" };
+    let authorization = format!("{scheme} test:{}", auth::sigv2::sign("test", &to_sign));
     let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
     let mut head = format!("{method} {target} HTTP/1.1\r\nauthorization: {authorization}\r\n");
     for (k, v) in headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).chain(injected.iter().copied()) {
@@ -144,7 +144,7 @@ fn v2_send(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn headers_a_signature_does_not_cover_are_refused() {
-    use shared::sigv2::Dialect;
+    use auth::sigv2::Dialect;
     let stack = stack().await;
     let s3 = s3_client(&stack);
     for bucket in ["v2-src", "v2-dst"] {
@@ -184,7 +184,7 @@ async fn headers_a_signature_does_not_cover_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn obs_requests_get_the_limits_of_obs() {
-    use shared::sigv2::Dialect;
+    use auth::sigv2::Dialect;
     let stack = stack().await;
     let s3 = s3_client(&stack);
     s3.create_bucket().bucket("obs-limits").send().await.unwrap();

@@ -29,7 +29,7 @@ pub(crate) fn signed_request_adding(
     extra: &[(&str, &str)],
     unsigned: &[(&str, &str)],
 ) -> (u16, String) {
-    let mut headers = crate::common::s3_signed_headers(addr, method, path, query, extra, shared::sigv4::EMPTY_SHA256);
+    let mut headers = crate::common::s3_signed_headers(addr, method, path, query, extra, auth::sigv4::EMPTY_SHA256);
     for (k, v) in unsigned {
         headers.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }

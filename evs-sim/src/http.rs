@@ -13,13 +13,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use auth::{AuthError, RequestParts, Verifier, sdk_hmac};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use shared::Accounts;
-use shared::sdk_hmac;
-use shared::sigv4::{AuthError, RequestParts};
 
 use crate::error::{EvsError, KeyProblem, SizeProblem, VolumeAction};
 use crate::model::{Attachment, Job, SnapshotRecord, VolumeRecord};
@@ -39,14 +37,15 @@ const RESOURCE_NOT_FOUND: &str = "Resource(Volume, Snapshot, Backup .etc) cound 
 #[derive(Debug, Clone)]
 pub struct EvsApi {
     evs: Arc<Evs>,
-    accounts: Arc<Accounts>,
+    /// Checks SDK-HMAC signatures.
+    verifier: Arc<Verifier>,
     region: String,
 }
 
 impl EvsApi {
-    /// A front end for `evs`; access keys from `accounts`; projects live in `region`.
-    pub fn new(evs: Arc<Evs>, accounts: Arc<Accounts>, region: &str) -> Self {
-        EvsApi { evs, accounts, region: region.to_owned() }
+    /// A front end for `evs`, checking signatures with `verifier`; projects live in `region`.
+    pub fn new(evs: Arc<Evs>, verifier: Arc<Verifier>, region: &str) -> Self {
+        EvsApi { evs, verifier, region: region.to_owned() }
     }
 
     /// Whether a request is for this front end: an EVS or compute path, not signed the S3 way (so a bucket named
@@ -73,14 +72,16 @@ impl EvsApi {
             // Parsed before authentication, refused after it (and after the project check), as it always was.
             let operation = EvsOperation::parse(parts.method.as_str(), path);
             let request_parts = RequestParts { method: parts.method.as_str(), path, query, headers: &parts.headers };
-            let key = sdk_hmac::verify(&self.accounts, &request_parts, &body, shared::time::now_unix())
+            let auth::Verified { caller, key, .. } = self
+                .verifier
+                .verify_sdk_hmac(&request_parts, &body, &self.region, shared::time::now_unix())
                 .map_err(ApiError::Auth)?;
             let project = path.trim_start_matches('/').split('/').nth(1).unwrap_or_default();
             if project != key.project_id {
                 return Err(ApiError::ProjectMismatch);
             }
             let operation = operation.map_err(|UnknownOperation| ApiError::UnknownOperation)?;
-            let requester = Requester::new(key, &self.region);
+            let requester = Requester { key, caller };
             let call = Call { evs: &self.evs, requester, query, body: &body };
             call.run(&operation).await
         }

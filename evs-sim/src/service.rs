@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use auth::AccessKey;
 use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
+use shared::Caller;
 use shared::key_service::{DataKey, EncryptionContext, KeyService, KeyServiceError};
-use shared::{AccessKey, Caller};
 use zeroize::Zeroizing;
 
 use crate::device::VolumeDevice;
@@ -70,7 +71,7 @@ pub struct Requester {
 impl Requester {
     /// The requester of `key` in `region`.
     pub fn new(key: Arc<AccessKey>, region: &str) -> Self {
-        let caller = Caller::new(&key, region);
+        let caller = key.caller(region);
         Requester { key, caller }
     }
 
@@ -440,7 +441,7 @@ impl Evs {
             .encryption
             .as_ref()
             .and_then(|e| e.key_arn.split(':').nth(3).map(str::to_owned))
-            .unwrap_or_else(|| shared::accounts::DEFAULT_REGION.to_owned())
+            .unwrap_or_else(|| shared::caller::DEFAULT_REGION.to_owned())
     }
 
     async fn save_volume(&self, record: &VolumeRecord) -> Result<()> {

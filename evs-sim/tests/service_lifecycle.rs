@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use auth::AccessKey;
 use evs_sim::Evs;
 use evs_sim::model::{ENCRYPTED_KEY, Job, JobStatus, SnapshotStatus, VolumeStatus};
 use evs_sim::nbd::{self, Exports};
@@ -19,8 +20,8 @@ use evs_sim::service::{CreateVolume, Requester, VolumeFilter};
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use rand::RngCore;
+use shared::Caller;
 use shared::key_service::{BoxFuture, DataKey, EncryptionContext, KeyService, KeyServiceError};
-use shared::{AccessKey, Caller};
 use zeroize::Zeroizing;
 
 /// A stand-in KMS: data keys are random, their "ciphertexts" random handles remembered with the key and its
@@ -210,8 +211,8 @@ impl Rig {
         runtime.spawn(nbd::serve(listener, exports, async {
             let _ = stopped.await;
         }));
-        let key = AccessKey::new("test", "test", shared::accounts::DEFAULT_ACCOUNT_ID, None);
-        let requester = Requester::new(Arc::new(key), shared::accounts::DEFAULT_REGION);
+        let key = AccessKey::new("test", "test", shared::caller::DEFAULT_ACCOUNT_ID, None);
+        let requester = Requester::new(Arc::new(key), shared::caller::DEFAULT_REGION);
         Rig { runtime, dir, keys, objects, evs, requester, nbd, stop_nbd: Some(stop_nbd) }
     }
 

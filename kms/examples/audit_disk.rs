@@ -7,12 +7,13 @@
 
 use std::time::Instant;
 
+use auth::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID};
 use kms::audit::AuditOptions;
 use kms::blob::EncryptionContext;
 use kms::service::CreateKeyInput;
 use kms::{Kms, Storage};
 use shared::Caller;
-use shared::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID, DEFAULT_REGION};
+use shared::caller::DEFAULT_REGION;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -27,7 +28,7 @@ fn main() {
     let kms = Kms::open_with_audit(&storage, Vec::new(), options.clone()).expect("opening the KMS");
     let caller = Caller {
         via_service: Some("s3.amazonaws.com".into()),
-        ..Caller::new(Accounts::with_defaults().get(DEFAULT_ACCESS_KEY_ID).expect("the default key"), DEFAULT_REGION)
+        ..Accounts::with_defaults().get(DEFAULT_ACCESS_KEY_ID).expect("the default key").caller(DEFAULT_REGION)
     };
     let key = kms.create_key(&caller, CreateKeyInput::default()).expect("CreateKey");
     let context =

@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use auth::sigv4::{self, UriEncoding};
+use auth::{AuthError, RequestParts, Verifier};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +19,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::Caller;
-use shared::sigv4::{self, AuthError, RequestParts, UriEncoding, Verifier};
 
 use crate::blob::EncryptionContext;
 use crate::error::Error;
@@ -196,14 +197,14 @@ impl AwsApi {
         let request_parts =
             RequestParts { method: parts.method.as_str(), path: parts.uri.path(), query, headers: &parts.headers };
         let payload_hash = sigv4::payload_sha256(&body);
-        let caller = match self.verifier.verify(
+        let caller = match self.verifier.verify_sigv4(
             &request_parts,
             &payload_hash,
             "kms",
             UriEncoding::Double,
             shared::time::now_unix(),
         ) {
-            Ok(caller) => caller,
+            Ok(verified) => verified.caller,
             Err(e) => return ApiError::Auth(e).into_response(),
         };
         let target = parts.headers.get("x-amz-target").and_then(|t| t.to_str().ok()).unwrap_or("");

@@ -1,7 +1,7 @@
 //! The Open Telekom Cloud / Huawei Cloud KMS REST API (v1.0) over the same [`Kms`] core as the AWS dialect.
 //!
 //! `POST /v1.0/{project_id}/kms/<verb>` with a JSON body (plus the tag and alias resources under the same
-//! prefix), signed with SDK-HMAC-SHA256 ([`shared::sdk_hmac`]). The dialect's quirks are kept: numbers and booleans
+//! prefix), signed with SDK-HMAC-SHA256 ([`auth::sdk_hmac`]). The dialect's quirks are kept: numbers and booleans
 //! travel as JSON strings (numbers are accepted either way), data keys and their ciphertexts are hex while
 //! encrypt-data's ciphertext is base64, create-datakey and gen-random count bits where encrypt-datakey and
 //! decrypt-datakey count bytes, key states are the codes `"1"`–`"5"`, and errors are
@@ -9,7 +9,7 @@
 //!
 //! Mapping onto the core, so that one key serves both dialects:
 //! - the project in the path must be the caller's (each access key belongs to one domain and one project,
-//!   [`shared::AccessKey`]); resources live in the caller's account and in kmsim's region;
+//!   [`auth::AccessKey`]); resources live in the caller's account and in kmsim's region;
 //! - a key's `key_alias` `x` is the alias `alias/x`; the service default keys `obs/default`, `evs/default` are the
 //!   service-managed aliases `alias/obs/default`, `alias/evs/default`;
 //! - ciphertexts are the core's blobs (`cipher_text` = hex or base64 of the same bytes a `CiphertextBlob` carries);
@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 
+use auth::{AccessKey, Accounts, AuthError, RequestParts, Verifier, sdk_hmac};
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,9 +28,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use shared::accounts::{AccessKey, Accounts, root_principal};
-use shared::sigv4::{AuthError, RequestParts};
-use shared::{Caller, sdk_hmac};
+use shared::Caller;
+use shared::caller::root_principal;
 use zeroize::Zeroizing;
 
 use crate::blob::EncryptionContext;
@@ -176,7 +176,8 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 #[derive(Debug, Clone)]
 pub struct OtcApi {
     kms: Arc<Kms>,
-    accounts: Arc<Accounts>,
+    /// Checks SDK-HMAC signatures; its accounts map OTC domains to accounts.
+    verifier: Arc<Verifier>,
     region: String,
 }
 
@@ -201,9 +202,9 @@ struct Call<'a> {
 }
 
 impl OtcApi {
-    /// A front end for `kms`; access keys from `accounts`, resources in `region`.
-    pub fn new(kms: Arc<Kms>, accounts: Arc<Accounts>, region: &str) -> Self {
-        OtcApi { kms, accounts, region: region.to_owned() }
+    /// A front end for `kms`, checking signatures with `verifier`; resources in `region`.
+    pub fn new(kms: Arc<Kms>, verifier: Arc<Verifier>, region: &str) -> Self {
+        OtcApi { kms, verifier, region: region.to_owned() }
     }
 
     /// Whether a request path is for this front end: `/v1.0/{project_id}/kms` and below.
@@ -223,14 +224,15 @@ impl OtcApi {
         let query = parts.uri.query().unwrap_or("");
         let path = parts.uri.path();
         let request_parts = RequestParts { method: parts.method.as_str(), path, query, headers: &parts.headers };
-        let key = match sdk_hmac::verify(&self.accounts, &request_parts, &body, shared::time::now_unix()) {
-            Ok(key) => key,
-            Err(e) => return OtcError::auth(&e).into_response(),
-        };
+        let verified =
+            match self.verifier.verify_sdk_hmac(&request_parts, &body, &self.region, shared::time::now_unix()) {
+                Ok(verified) => verified,
+                Err(e) => return OtcError::auth(&e).into_response(),
+            };
         let rest = path.strip_prefix(PATH_PREFIX).unwrap_or_default();
         let (project_id, rest) = rest.split_once('/').unwrap_or((rest, ""));
         let segments: Vec<&str> = rest.trim_end_matches('/').split('/').skip(1).collect();
-        let caller = Caller::new(&key, &self.region);
+        let auth::Verified { caller, key, .. } = verified;
         if project_id != key.project_id {
             return OtcError::new(
                 StatusCode::FORBIDDEN,
@@ -251,7 +253,7 @@ impl OtcApi {
         let (result, caller, audit) = if verb.is_mutation() {
             // Mutations fsync: run them on the blocking pool, which works under both runtime
             // flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
-            let (kms, accounts) = (self.kms.clone(), self.accounts.clone());
+            let (kms, accounts) = (self.kms.clone(), self.verifier.accounts().clone());
             let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
             let (query, fallback_caller) = (query.to_owned(), caller.clone());
             tokio::task::spawn_blocking(move || {
@@ -277,7 +279,7 @@ impl OtcApi {
         } else {
             let mut call = Call {
                 kms: &self.kms,
-                accounts: &self.accounts,
+                accounts: self.verifier.accounts(),
                 caller,
                 key,
                 body,
@@ -1126,7 +1128,7 @@ mod tests {
             let mut call = Call {
                 kms: &kms,
                 accounts: &accounts,
-                caller: Caller::new(&key, "eu-de"),
+                caller: key.caller("eu-de"),
                 key: key.clone(),
                 body: Map::new(),
                 segments: Vec::new(),

@@ -3,16 +3,17 @@
 
 use std::sync::Arc;
 
+use auth::Verifier;
+use auth::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY};
+use auth::sdk_hmac;
+use auth::sigv4::{SigningParams, UriEncoding, payload_sha256, sign};
 use axum::body::Body;
 use http::{Request, StatusCode};
 use kms::{AwsApi, InProcessKeyService, Kms, OtcApi};
 use serde_json::Value;
-use shared::accounts::{
-    Accounts, DEFAULT_ACCESS_KEY_ID, DEFAULT_PROJECT_ID, DEFAULT_REGION, DEFAULT_SECRET_ACCESS_KEY,
-};
+use shared::Caller;
+use shared::caller::{DEFAULT_PROJECT_ID, DEFAULT_REGION};
 use shared::key_service::KeyService;
-use shared::sigv4::{SigningParams, UriEncoding, payload_sha256, sign};
-use shared::{Caller, sdk_hmac};
 
 fn aws_request(target: &str, body: &str) -> Request<Body> {
     let mut headers = http::HeaderMap::new();
@@ -40,13 +41,13 @@ async fn json_of(response: axum::response::Response) -> (StatusCode, Value) {
 
 fn default_caller() -> Caller {
     let accounts = Accounts::with_defaults();
-    Caller::new(accounts.get(DEFAULT_ACCESS_KEY_ID).unwrap(), DEFAULT_REGION)
+    accounts.get(DEFAULT_ACCESS_KEY_ID).unwrap().caller(DEFAULT_REGION)
 }
 
 #[tokio::test]
 async fn aws_mutations_and_reads_run_on_a_current_thread_runtime() {
     let kms = Arc::new(Kms::in_memory().unwrap());
-    let api = AwsApi::new(kms.clone(), Arc::new(shared::sigv4::Verifier::new(Arc::new(Accounts::with_defaults()))));
+    let api = AwsApi::new(kms.clone(), Arc::new(Verifier::new(Arc::new(Accounts::with_defaults()))));
     let (status, created) = json_of(api.handle(aws_request("CreateKey", "{}")).await).await;
     assert_eq!(status, StatusCode::OK, "{created}");
     let key_id = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
@@ -74,7 +75,7 @@ async fn aws_mutations_and_reads_run_on_a_current_thread_runtime() {
 #[tokio::test]
 async fn otc_create_key_runs_on_a_current_thread_runtime() {
     let kms = Arc::new(Kms::in_memory().unwrap());
-    let api = OtcApi::new(kms.clone(), Arc::new(Accounts::with_defaults()), DEFAULT_REGION);
+    let api = OtcApi::new(kms.clone(), Arc::new(Verifier::new(Arc::new(Accounts::with_defaults()))), DEFAULT_REGION);
     let path = format!("/v1.0/{DEFAULT_PROJECT_ID}/kms/create-key");
     let body = br#"{"key_alias":"current-thread"}"#;
     let mut headers = http::HeaderMap::new();

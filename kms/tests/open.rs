@@ -4,15 +4,16 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use auth::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID};
 use kms::Kms;
 use kms::audit::{AuditOptions, AuditQuery};
 use kms::service::CreateKeyInput;
 use kms::{SeedKey, Storage};
 use shared::Caller;
-use shared::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID, DEFAULT_REGION};
+use shared::caller::DEFAULT_REGION;
 
 fn caller() -> Caller {
-    Caller::new(Accounts::with_defaults().get(DEFAULT_ACCESS_KEY_ID).unwrap(), DEFAULT_REGION)
+    Accounts::with_defaults().get(DEFAULT_ACCESS_KEY_ID).unwrap().caller(DEFAULT_REGION)
 }
 
 fn dir_storage(dir: &Path) -> Storage {

@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use auth::sigv4::{self, Seed};
 use bytes::{Buf, Bytes, BytesMut};
-use shared::sigv4::{self, Verified};
 
 use crate::error::Error;
 use crate::s3_error::S3Error;
@@ -85,8 +85,8 @@ enum State {
 pub struct ChunkedDecoder {
     state: State,
     buf: BytesMut,
-    /// For signed chunks: the request's verification and the previous signature.
-    signing: Option<(Verified, String)>,
+    /// For signed chunks: the request's SigV4 seed and the previous signature.
+    signing: Option<(Seed, String)>,
     /// The signature the current chunk claims.
     claimed: Option<String>,
     /// The current chunk's data, held until its signature is checked (signed mode only).
@@ -107,12 +107,12 @@ fn signature_mismatch() -> Error {
 }
 
 impl ChunkedDecoder {
-    /// A decoder for `mode`; signed modes need the request's verification.
-    pub fn new(mode: PayloadMode, verified: Option<&Verified>) -> Result<Self, S3Error> {
+    /// A decoder for `mode`; signed modes need the seed of the request's SigV4 verification.
+    pub fn new(mode: PayloadMode, seed: Option<&Seed>) -> Result<Self, S3Error> {
         let (signing, trailer_signed) = match mode {
             PayloadMode::StreamingSigned { trailer } => {
-                let verified = verified.ok_or_else(|| S3Error::access_denied("signed chunks need a signed request"))?;
-                (Some((verified.clone(), verified.seed_signature.clone())), trailer)
+                let seed = seed.ok_or_else(|| S3Error::access_denied("signed chunks need a signed request"))?;
+                (Some((seed.clone(), seed.seed_signature.clone())), trailer)
             }
             _ => (None, false),
         };
@@ -237,8 +237,8 @@ impl ChunkedDecoder {
     }
 
     fn verify_chunk(&mut self) -> Result<(), Error> {
-        let Some((verified, previous)) = &mut self.signing else { return Ok(()) };
-        let expected = sigv4::chunk_signature(verified, previous, &self.chunk);
+        let Some((seed, previous)) = &mut self.signing else { return Ok(()) };
+        let expected = sigv4::chunk_signature(seed, previous, &self.chunk);
         let claimed = self.claimed.take().unwrap_or_default();
         if !sigv4::signatures_match(&expected, &claimed) {
             return Err(signature_mismatch());
@@ -248,8 +248,8 @@ impl ChunkedDecoder {
     }
 
     fn verify_trailer(&mut self, claimed: &str) -> Result<(), Error> {
-        let Some((verified, previous)) = &self.signing else { return Ok(()) };
-        let expected = sigv4::trailer_signature(verified, previous, &self.canonical_trailers);
+        let Some((seed, previous)) = &self.signing else { return Ok(()) };
+        let expected = sigv4::trailer_signature(seed, previous, &self.canonical_trailers);
         if !sigv4::signatures_match(&expected, claimed) {
             return Err(signature_mismatch());
         }
@@ -305,24 +305,23 @@ mod tests {
 
     #[test]
     fn signed_chunks_chain_on_the_seed_signature() {
-        let verified = Verified {
-            caller: shared::Caller::new(&shared::AccessKey::new("AK", "SK", "000000000000", None), "us-east-1"),
+        let seed = Seed {
             signing_key: sigv4::signing_key("SK", "20260101", "us-east-1", "s3"),
             seed_signature: "ab".repeat(32),
             amz_date: "20260101T000000Z".into(),
             scope: "20260101/us-east-1/s3/aws4_request".into(),
         };
-        let first = sigv4::chunk_signature(&verified, &verified.seed_signature, b"hello");
-        let last = sigv4::chunk_signature(&verified, &first, b"");
+        let first = sigv4::chunk_signature(&seed, &seed.seed_signature, b"hello");
+        let last = sigv4::chunk_signature(&seed, &first, b"");
         let body = format!("5;chunk-signature={first}\r\nhello\r\n0;chunk-signature={last}\r\n\r\n");
         let mode = PayloadMode::StreamingSigned { trailer: false };
-        let mut decoder = ChunkedDecoder::new(mode, Some(&verified)).unwrap();
+        let mut decoder = ChunkedDecoder::new(mode, Some(&seed)).unwrap();
         let mut out = Vec::new();
         decoder.push(body.as_bytes(), &mut out).unwrap();
         decoder.finish().unwrap();
         assert_eq!(out.concat(), b"hello");
         let forged = body.replace("hello", "jello");
-        let mut decoder = ChunkedDecoder::new(mode, Some(&verified)).unwrap();
+        let mut decoder = ChunkedDecoder::new(mode, Some(&seed)).unwrap();
         let mut out = Vec::new();
         assert!(matches!(decoder.push(forged.as_bytes(), &mut out), Err(Error::ChunkSignatureMismatch)));
         assert!(out.is_empty(), "nothing of a forged chunk is released");

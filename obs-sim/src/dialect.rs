@@ -43,7 +43,7 @@ impl Family {
     /// The family of a request: OBS when signed the OBS way, S3's otherwise.
     pub fn of_request(headers: &HeaderMap) -> Self {
         let obs_signed = headers.get(http::header::AUTHORIZATION).is_some_and(|v| {
-            v.to_str().ok().and_then(shared::sigv2::Dialect::of_authorization) == Some(shared::sigv2::Dialect::Obs)
+            v.to_str().ok().and_then(auth::sigv2::Dialect::of_authorization) == Some(auth::sigv2::Dialect::Obs)
         });
         if obs_signed { Family::Obs } else { Family::Aws }
     }

@@ -1,6 +1,6 @@
 //! The S3 front end: path-style and virtual-host-style (`bucket.localhost`) requests, SigV4 in
 //! header form with plain or aws-chunked payloads, V2-style signatures (`AWS AK:sig` and OBS's
-//! `OBS AK:sig`, [`shared::sigv2`]). [`S3Api::handle`] authenticates a request, parses it into an
+//! `OBS AK:sig`, [`auth::sigv2`]). [`S3Api::handle`] authenticates a request, parses it into an
 //! [`S3Operation`] and calls one small handler per operation, which calls the core ([`Obs`]) and
 //! renders its result; the core's errors become S3's (`From<Error> for S3Error`, in
 //! [`crate::s3_error`]) and are written (`<Error><Code>` with the right status) in one place,
@@ -13,6 +13,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use auth::sigv2;
+use auth::sigv4::{self, UriEncoding};
+use auth::{AuthError, RequestParts, Verified, Verifier};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +24,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 use percent_encoding::percent_decode_str;
 use shared::Caller;
-use shared::sigv2;
-use shared::sigv4::{AuthError, RequestParts, UriEncoding, Verified, Verifier};
 
 use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
@@ -70,9 +71,8 @@ const STORED_HEADERS: [&str; 5] =
 #[derive(Debug, Clone)]
 pub struct S3Api {
     obs: Arc<Obs>,
+    /// Checks SigV4 and V2-style (`AWS` / `OBS`) signatures.
     verifier: Arc<Verifier>,
-    /// Checks V2-style (`AWS` / `OBS`) signatures against the same accounts as `verifier`.
-    sigv2: sigv2::Verifier,
     /// The region buckets are created in when the request names none.
     region: String,
     /// Milliseconds since the epoch, for object dates (the KMS clock, so tests agree on time).
@@ -88,8 +88,8 @@ pub fn wall_clock_millis() -> i64 {
 struct Call<'a> {
     /// Who signed it.
     caller: &'a Caller,
-    /// Its SigV4 verification (the seed of aws-chunked signatures); none for V2 signatures.
-    verified: Option<&'a Verified>,
+    /// Its verification (for SigV4, the seed of aws-chunked signatures).
+    verified: &'a Verified,
     /// How its body is encoded.
     mode: PayloadMode,
     /// The header family it speaks.
@@ -103,8 +103,7 @@ struct Call<'a> {
 impl S3Api {
     /// A front end for `obs`, checking signatures with `verifier`.
     pub fn new(obs: Arc<Obs>, verifier: Arc<Verifier>, region: &str) -> Self {
-        let sigv2 = sigv2::Verifier::new(verifier.accounts().clone());
-        S3Api { obs, verifier, sigv2, region: region.to_owned(), now_millis: wall_clock_millis }
+        S3Api { obs, verifier, region: region.to_owned(), now_millis: wall_clock_millis }
     }
 
     /// Handles one request.
@@ -151,7 +150,7 @@ impl S3Api {
             .iter()
             .find(|key| key.account_id == account_id)
             .map(|key| key.domain_id.clone())
-            .unwrap_or_else(|| shared::accounts::default_project_ids(account_id).0)
+            .unwrap_or_else(|| shared::caller::default_project_ids(account_id).0)
     }
 
     /// The caller as OBS key ids name it (account and domain).
@@ -190,7 +189,7 @@ impl S3Api {
         };
         let now_secs = shared::time::now_unix();
         let v2 = header_str(&parts.headers, "authorization").and_then(sigv2::Dialect::of_authorization).is_some();
-        let (caller, verified) = if v2 && !presigned {
+        let verified = if v2 && !presigned {
             // V2 signatures cover no body: aws-chunked bodies need SigV4's seed signature.
             if mode.is_chunked() {
                 return Err(S3Error::new(
@@ -200,14 +199,13 @@ impl S3Api {
             }
             let request =
                 sigv2::SignedRequest { parts: request_parts, virtual_bucket: target.virtual_bucket.as_deref() };
-            let verified = self.sigv2.verify(&request, &self.region, now_secs).map_err(auth_error)?;
-            (verified.caller, None)
+            self.verifier.verify_v2(&request, &self.region, now_secs).map_err(auth_error)?
         } else {
             let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
                 Some(hash) => hash.to_owned(),
                 // Without the header, a client signs the SHA-256 of the body: fine for an empty body;
                 // S3 requires the header for any other.
-                None if presigned || body_is_empty(&parts.headers) => shared::sigv4::EMPTY_SHA256.to_owned(),
+                None if presigned || body_is_empty(&parts.headers) => sigv4::EMPTY_SHA256.to_owned(),
                 None if parts.headers.contains_key(header::AUTHORIZATION) => {
                     return Err(S3Error::new(
                         S3ErrorCode::InvalidRequest,
@@ -217,9 +215,9 @@ impl S3Api {
                 None => "UNSIGNED-PAYLOAD".to_owned(),
             };
             let verified = if presigned {
-                self.verifier.verify_presigned(&request_parts, "s3", UriEncoding::Single, now_secs)
+                self.verifier.verify_sigv4_presigned(&request_parts, "s3", UriEncoding::Single, now_secs)
             } else {
-                self.verifier.verify_signed(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
+                self.verifier.verify_sigv4(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
             }
             .map_err(auth_error)?;
             let signed = if presigned {
@@ -228,16 +226,17 @@ impl S3Api {
                 header_str(&parts.headers, "authorization").and_then(signed_headers_of)
             };
             check_all_signed(&parts.headers, signed.unwrap_or(""))?;
-            (verified.caller.clone(), Some(verified))
+            verified
         };
+        let caller = &verified.caller;
         dialect::check_headers(&parts.headers, family)?;
         let now = (self.now_millis)();
         let method = parts.method.clone();
         let headers = match family {
             Family::Aws => parts.headers,
             Family::Obs => {
-                let domain = self.caller_domain(&caller);
-                dialect::request_to_aws(&parts.headers, self.obs_caller(&caller, &domain))?
+                let domain = self.caller_domain(caller);
+                dialect::request_to_aws(&parts.headers, self.obs_caller(caller, &domain))?
             }
         };
         if let Some(class) = header_str(&headers, "x-amz-storage-class") {
@@ -247,7 +246,7 @@ impl S3Api {
             check_metadata_size(&headers, family)?;
         }
         let operation = S3Operation::parse(&method, target, &query, &headers)?;
-        let call = Call { caller: &caller, verified: verified.as_ref(), mode, family, headers: &headers, now };
+        let call = Call { caller, verified: &verified, mode, family, headers: &headers, now };
         self.dispatch(operation, &call, &method, &query, body).await
     }
 
@@ -430,7 +429,8 @@ impl S3Api {
                 self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
             }
             None => {
-                let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.verified)?) } else { None };
+                let decoder =
+                    if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.verified.sigv4_seed())?) } else { None };
                 let stream = body.into_data_stream();
                 self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
             }
@@ -655,7 +655,7 @@ impl S3Api {
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
         let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
-        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, verified)?) } else { None };
+        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, verified.sigv4_seed())?) } else { None };
         let stream = body.into_data_stream();
         let customer_md5 = match &input.sse {
             SseRequest::Customer(customer) => Some(customer.key_md5.clone()),

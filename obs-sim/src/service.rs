@@ -750,7 +750,7 @@ pub fn check_customer_key(record: &ObjectRecord, customer: Option<&CustomerKey>)
 pub(crate) fn customer_record(customer: &CustomerKey) -> SseRecord {
     let mut salt = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
-    let key_hmac = shared::sigv4::hmac(customer.key.as_ref(), &salt);
+    let key_hmac = auth::sigv4::hmac(customer.key.as_ref(), &salt);
     SseRecord::Customer { key_salt: hex::encode(salt), key_hmac: hex::encode(key_hmac) }
 }
 
@@ -760,7 +760,7 @@ pub(crate) fn verify_customer_key<'a>(sse: &SseRecord, customer: Option<&'a Cust
     let customer = customer.ok_or(Error::CustomerKeyRequired)?;
     let salt = hex::decode(key_salt).map_err(Error::internal)?;
     let expected = hex::decode(key_hmac).map_err(Error::internal)?;
-    let computed = shared::sigv4::hmac(customer.key.as_ref(), &salt);
+    let computed = auth::sigv4::hmac(customer.key.as_ref(), &salt);
     if !bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_slice())) {
         return Err(Error::AccessDenied);
     }

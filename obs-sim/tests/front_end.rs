@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use auth::Verifier;
+use auth::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY};
+use auth::sigv4::{self, SigningParams, UriEncoding};
 use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode};
 use obs_sim::service::Obs;
@@ -11,9 +14,8 @@ use obs_sim::sse_s3::SseS3Key;
 use obs_sim::store::Store;
 use obs_sim::{S3Api, http::wall_clock_millis};
 use shared::Caller;
-use shared::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID, DEFAULT_REGION, DEFAULT_SECRET_ACCESS_KEY};
+use shared::caller::DEFAULT_REGION;
 use shared::key_service::{BoxFuture, DataKey, EncryptionContext, KeyService, KeyServiceError};
-use shared::sigv4::{self, SigningParams, UriEncoding, Verifier};
 use zeroize::Zeroizing;
 
 /// A KMS that is never reached: these tests store plain objects only.

@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use zeroize::Zeroizing;
 
-use crate::accounts::Caller;
+use crate::caller::Caller;
 
 /// A boxed, sendable future (the trait is used as a trait object).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -151,7 +151,7 @@ pub fn kms_raw(
     access_key_id: &str,
     secret: &str,
 ) -> RawResponse {
-    use shared::sigv4::{SigningParams, UriEncoding, payload_sha256, sign};
+    use auth::sigv4::{SigningParams, UriEncoding, payload_sha256, sign};
     let mut headers = http::HeaderMap::new();
     headers.insert("host", stack_addr.to_string().parse().unwrap());
     headers.insert("content-type", "application/x-amz-json-1.1".parse().unwrap());
@@ -208,7 +208,7 @@ pub fn s3_signed_headers(
     extra: &[(&str, &str)],
     payload: &str,
 ) -> http::HeaderMap {
-    use shared::sigv4::{SigningParams, UriEncoding, sign};
+    use auth::sigv4::{SigningParams, UriEncoding, sign};
     let mut headers = http::HeaderMap::new();
     headers.insert("host", addr.to_string().parse().unwrap());
     headers.insert("x-amz-content-sha256", payload.parse().unwrap());

@@ -15,7 +15,8 @@
 //!   credential scope goes into the string to sign after the date, and the key is derived for that day, region
 //!   and service ([`derived_key`]).
 //!
-//! `X-Sdk-Date` must be within 15 minutes of the server's clock; signatures are compared in constant time.
+//! `X-Sdk-Date` must be within 15 minutes of the server's clock; signatures are compared in constant time
+//! ([`Verifier::verify_sdk_hmac`]).
 
 use std::sync::Arc;
 
@@ -26,9 +27,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::accounts::{AccessKey, Accounts};
-use crate::sigv4::{self, AuthError, MAX_CLOCK_SKEW_SECS, RequestParts};
-use crate::time::{format_amz_date, parse_amz_date};
+use shared::time::{format_amz_date, parse_amz_date};
+
+use crate::sigv4;
+use crate::verifier::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts, Scheme, Verified, Verifier};
 
 /// The algorithm name that starts the `Authorization` header and the string to sign.
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
@@ -47,7 +49,7 @@ pub const SCOPE_TERMINATOR: &str = "sdk_request";
 
 /// The parsed `Authorization: SDK-HMAC-SHA256 ...` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthorizationHeader<'a> {
+pub struct Authorization<'a> {
     /// [`ALGORITHM`] or [`DERIVED_ALGORITHM`].
     pub algorithm: &'a str,
     /// The access key id (`Access=`, or the first element of `Credential=`).
@@ -73,7 +75,7 @@ pub struct Scope<'a> {
     pub service: &'a str,
 }
 
-impl<'a> AuthorizationHeader<'a> {
+impl<'a> Authorization<'a> {
     /// Parses either form of the header.
     pub fn parse(value: &'a str) -> Result<Self, AuthError> {
         let (algorithm, rest) = [ALGORITHM, DERIVED_ALGORITHM]
@@ -130,7 +132,7 @@ impl<'a> AuthorizationHeader<'a> {
         if access_key_id.is_empty() {
             return Err(missing("access key id"));
         }
-        Ok(AuthorizationHeader { algorithm, access_key_id, scope, signed_headers, signature })
+        Ok(Authorization { algorithm, access_key_id, scope, signed_headers, signature })
     }
 }
 
@@ -215,53 +217,58 @@ pub fn payload_hash(headers: &HeaderMap, body: &[u8]) -> Result<String, AuthErro
     }
 }
 
-/// Verifies an SDK-HMAC-SHA256 request against the access keys of `accounts` and returns the key that signed
-/// it. `now` is the server's wall-clock time in Unix seconds.
-pub fn verify(
-    accounts: &Accounts,
-    parts: &RequestParts<'_>,
-    body: &[u8],
-    now: i64,
-) -> Result<Arc<AccessKey>, AuthError> {
-    let header = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or(AuthError::Missing)?
-        .to_str()
-        .map_err(|_| AuthError::Malformed("Authorization header is not valid text".into()))?;
-    let auth = AuthorizationHeader::parse(header)?;
-    let sdk_date = parts
-        .headers
-        .get(DATE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| AuthError::Malformed("X-Sdk-Date is missing".into()))?;
-    let request_time = parse_amz_date(sdk_date)
-        .ok_or_else(|| AuthError::Malformed(format!("X-Sdk-Date '{sdk_date}' is not of the form YYYYMMDDTHHMMSSZ")))?;
-    let key = accounts.get(auth.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
-    if (now - request_time).abs() > MAX_CLOCK_SKEW_SECS {
-        return Err(AuthError::Skewed { request_time: sdk_date.to_owned(), server_time: format_amz_date(now) });
-    }
-    if let Some(scope) = &auth.scope
-        && !sdk_date.starts_with(scope.date)
-    {
-        return Err(AuthError::BadScope(format!(
-            "the date of the credential scope '{}' is not the day of X-Sdk-Date '{sdk_date}'",
-            scope.date
-        )));
-    }
-    let canonical = canonical_request(parts, auth.signed_headers, &payload_hash(parts.headers, body)?)?;
-    let to_sign = string_to_sign(auth.algorithm, sdk_date, auth.scope.map(|s| s.text), &canonical);
-    let expected = match &auth.scope {
-        None => hex::encode(sigv4::hmac(key.secret_access_key.as_bytes(), to_sign.as_bytes())),
-        Some(scope) => {
-            let derived = derived_key(auth.access_key_id, &key.secret_access_key, scope);
-            hex::encode(sigv4::hmac(derived.as_bytes(), to_sign.as_bytes()))
+impl Verifier {
+    /// Verifies a request signed with SDK-HMAC-SHA256 (either header form) whose body is `body`. The signature
+    /// names no region the caller acts in (the derived-key scope's region only keys the signature): the caller
+    /// acts in `region`, the service's. `now` is the server's wall-clock time in Unix seconds.
+    pub fn verify_sdk_hmac(
+        &self,
+        parts: &RequestParts<'_>,
+        body: &[u8],
+        region: &str,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
+        let header = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or(AuthError::Missing)?
+            .to_str()
+            .map_err(|_| AuthError::Malformed("Authorization header is not valid text".into()))?;
+        let auth = Authorization::parse(header)?;
+        let sdk_date = parts
+            .headers
+            .get(DATE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| AuthError::Malformed("X-Sdk-Date is missing".into()))?;
+        let request_time = parse_amz_date(sdk_date).ok_or_else(|| {
+            AuthError::Malformed(format!("X-Sdk-Date '{sdk_date}' is not of the form YYYYMMDDTHHMMSSZ"))
+        })?;
+        let key = self.accounts.get(auth.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        if (now - request_time).abs() > MAX_CLOCK_SKEW_SECS {
+            return Err(AuthError::Skewed { request_time: sdk_date.to_owned(), server_time: format_amz_date(now) });
         }
-    };
-    if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
-        return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
+        if let Some(scope) = &auth.scope
+            && !sdk_date.starts_with(scope.date)
+        {
+            return Err(AuthError::BadScope(format!(
+                "the date of the credential scope '{}' is not the day of X-Sdk-Date '{sdk_date}'",
+                scope.date
+            )));
+        }
+        let canonical = canonical_request(parts, auth.signed_headers, &payload_hash(parts.headers, body)?)?;
+        let to_sign = string_to_sign(auth.algorithm, sdk_date, auth.scope.map(|s| s.text), &canonical);
+        let expected = match &auth.scope {
+            None => hex::encode(sigv4::hmac(key.secret_access_key.as_bytes(), to_sign.as_bytes())),
+            Some(scope) => {
+                let derived = derived_key(auth.access_key_id, &key.secret_access_key, scope);
+                hex::encode(sigv4::hmac(derived.as_bytes(), to_sign.as_bytes()))
+            }
+        };
+        if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
+            return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
+        }
+        Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::SdkHmac })
     }
-    Ok(Arc::clone(key))
 }
 
 /// What the API gateway says when it refuses a request's signature (`APIGW.0301`, HTTP 401): the same for every
@@ -324,6 +331,11 @@ pub fn sign(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::{AccessKey, Accounts};
+
+    fn verify(accounts: &Accounts, parts: &RequestParts<'_>, body: &[u8], now: i64) -> Result<Verified, AuthError> {
+        Verifier::new(Arc::new(accounts.clone())).verify_sdk_hmac(parts, body, "eu-de", now)
+    }
 
     fn accounts() -> Accounts {
         let mut accounts = Accounts::default();
@@ -346,7 +358,7 @@ mod tests {
         let body = br#"{"key_alias":"a"}"#;
         let headers = signed(body, now);
         let parts = RequestParts { method: "POST", path: "/v1.0/0123/kms/create-key", query: "", headers: &headers };
-        assert_eq!(verify(&accounts(), &parts, body, now).unwrap().account_id, "000000000000");
+        assert_eq!(verify(&accounts(), &parts, body, now).unwrap().caller.account_id, "000000000000");
         assert!(matches!(
             verify(&accounts(), &parts, br#"{"key_alias":"b"}"#, now),
             Err(AuthError::SignatureMismatch { .. })
@@ -392,7 +404,7 @@ mod tests {
         let parts = RequestParts { method: "POST", path, query: "", headers: &headers };
         let body = br#"{"random_data_length": "256"}"#;
         let at = parse_amz_date("20261129T120000Z").unwrap();
-        assert_eq!(verify(&accounts(), &parts, body, at).unwrap().access_key_id, "AK");
+        assert_eq!(verify(&accounts(), &parts, body, at).unwrap().key.access_key_id, "AK");
         assert!(matches!(verify(&accounts(), &parts, b"{}", at), Err(AuthError::SignatureMismatch { .. })));
     }
 
@@ -419,19 +431,17 @@ mod tests {
     #[test]
     fn both_header_forms_parse() {
         let access =
-            AuthorizationHeader::parse("SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature=ab")
-                .unwrap();
+            Authorization::parse("SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature=ab").unwrap();
         assert_eq!((access.access_key_id, access.scope, access.signature), ("AK", None, "ab"));
-        let derived = AuthorizationHeader::parse(
+        let derived = Authorization::parse(
             "SDK-HMAC-SHA256 Credential=AK/20261129/eu-de/kms/sdk_request, SignedHeaders=host, Signature=cd",
         )
         .unwrap();
         let scope = Scope { text: "20261129/eu-de/kms/sdk_request", date: "20261129", region: "eu-de", service: "kms" };
         assert_eq!(derived.scope, Some(scope));
-        let v11 = AuthorizationHeader::parse(
-            "V11-HMAC-SHA256 Credential=AK/20261129/eu-de/kms, SignedHeaders=host, Signature=cd",
-        )
-        .unwrap();
+        let v11 =
+            Authorization::parse("V11-HMAC-SHA256 Credential=AK/20261129/eu-de/kms, SignedHeaders=host, Signature=cd")
+                .unwrap();
         assert_eq!((v11.algorithm, v11.scope.unwrap().text), (DERIVED_ALGORITHM, "20261129/eu-de/kms"));
         for bad in [
             "SDK-HMAC-SHA256",
@@ -441,7 +451,7 @@ mod tests {
             "V11-HMAC-SHA256 Access=AK, SignedHeaders=host, Signature=ab",
             "AWS4-HMAC-SHA256 Credential=AK/20261129/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=ab",
         ] {
-            assert!(AuthorizationHeader::parse(bad).is_err(), "{bad}");
+            assert!(Authorization::parse(bad).is_err(), "{bad}");
         }
     }
 }

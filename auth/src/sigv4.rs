@@ -1,12 +1,14 @@
 //! AWS Signature Version 4 in header form: verifying incoming requests and signing outgoing ones.
 //!
 //! Both sides build the same canonical request ([`canonical_request`]), so a change to one is a
-//! change to the other. Verification looks the access key up in [`Accounts`], checks the clock skew
-//! (±15 minutes) and the credential scope, and compares signatures in constant time. Derived
-//! signing keys are cached per access key, day, region and service: four HMACs saved per request.
+//! change to the other. Verification ([`Verifier::verify_sigv4`], [`Verifier::verify_sigv4_presigned`])
+//! looks the access key up in the verifier's [`crate::Accounts`], checks the clock skew (±15 minutes) and
+//! the credential scope, and compares signatures in constant time. Derived signing keys are cached per
+//! access key, day, region and service: four HMACs saved per request. A verified request keeps its
+//! [`Seed`], on which the chunk and trailer signatures of an aws-chunked body chain.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -14,13 +16,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::accounts::{Accounts, Caller};
-use crate::time::format_amz_date;
+use shared::time::format_amz_date;
+
+use crate::verifier::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts, Scheme, Verified, Verifier};
 
 /// The only algorithm of SigV4 in header form.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-/// How far a request's time may be from the server's, in seconds.
-pub const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
 /// Hex SHA-256 of the empty string.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -28,50 +29,6 @@ pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// Why a request's signature was not accepted. Each service maps these to its own wire errors.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// No `Authorization` header at all.
-    #[error("missing authentication token")]
-    Missing,
-    /// The `Authorization` header or a header it depends on is malformed.
-    #[error("{0}")]
-    Malformed(String),
-    /// The access key id is not one kmsim knows.
-    #[error("unknown access key id")]
-    UnknownAccessKey,
-    /// The credential scope names another service or an invalid region or date.
-    #[error("{0}")]
-    BadScope(String),
-    /// The request time is more than [`MAX_CLOCK_SKEW_SECS`] from the server's clock.
-    #[error("signature expired: {request_time} is outside the allowed window around {server_time}")]
-    Skewed {
-        /// The `X-Amz-Date` of the request.
-        request_time: String,
-        /// The server's time in the same format.
-        server_time: String,
-    },
-    /// A presigned URL whose `X-Amz-Expires` has passed.
-    #[error("request has expired")]
-    Expired {
-        /// When it expired.
-        expires: String,
-        /// The server's time.
-        server_time: String,
-    },
-    /// `x-amz-content-sha256` does not match the body.
-    #[error("the provided x-amz-content-sha256 header does not match what was computed")]
-    PayloadHashMismatch,
-    /// The signature does not match the one computed from the request.
-    #[error("signature does not match")]
-    SignatureMismatch {
-        /// What the server signed, for the S3 error body.
-        string_to_sign: String,
-        /// The canonical request the server built, for the S3 error body.
-        canonical_request: String,
-    },
-}
 
 /// How the canonical URI is encoded: S3 encodes the path once, every other service twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,22 +39,9 @@ pub enum UriEncoding {
     Double,
 }
 
-/// The parts of a request that SigV4 signs.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestParts<'a> {
-    /// HTTP method, e.g. `POST`.
-    pub method: &'a str,
-    /// The path as sent on the wire (percent-encoded).
-    pub path: &'a str,
-    /// The raw query string without `?`, possibly empty.
-    pub query: &'a str,
-    /// All request headers.
-    pub headers: &'a HeaderMap,
-}
-
 /// The parsed `Authorization: AWS4-HMAC-SHA256 ...` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthorizationHeader<'a> {
+pub struct Authorization<'a> {
     /// Access key id from the credential.
     pub access_key_id: &'a str,
     /// `yyyymmdd` from the credential scope.
@@ -112,7 +56,7 @@ pub struct AuthorizationHeader<'a> {
     pub signature: &'a str,
 }
 
-impl<'a> AuthorizationHeader<'a> {
+impl<'a> Authorization<'a> {
     /// Parses the header value; the error names what is missing, as AWS's messages do.
     pub fn parse(value: &'a str) -> Result<Self, AuthError> {
         let rest = value
@@ -162,7 +106,7 @@ impl<'a> AuthorizationHeader<'a> {
         if signed_headers.is_empty() || !signature.bytes().all(|b| b.is_ascii_hexdigit()) || signature.len() != 64 {
             return Err(AuthError::Malformed("Authorization header has an invalid SignedHeaders or Signature.".into()));
         }
-        Ok(AuthorizationHeader {
+        Ok(Authorization {
             access_key_id: scope[0],
             date: scope[1],
             region: scope[2],
@@ -304,44 +248,11 @@ pub fn payload_sha256(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
-/// Verifies SigV4 signatures against the access keys of [`Accounts`].
-#[derive(Debug)]
-pub struct Verifier {
-    accounts: Arc<Accounts>,
-    /// Derived signing keys by `access key/date/region/service`.
-    key_cache: RwLock<HashMap<String, [u8; 32]>>,
-}
-
-/// Bounds the signing-key cache; it is cleared when full (keys are cheap to derive again).
-const KEY_CACHE_CAPACITY: usize = 4096;
-
 impl Verifier {
-    /// A verifier for the access keys of `accounts`.
-    pub fn new(accounts: Arc<Accounts>) -> Self {
-        Verifier { accounts, key_cache: RwLock::new(HashMap::new()) }
-    }
-
-    /// The accounts this verifier checks against.
-    pub fn accounts(&self) -> &Arc<Accounts> {
-        &self.accounts
-    }
-
-    /// Verifies a header-signed request for `service` whose payload hashes to `payload_hash`
-    /// (hex SHA-256 of the body, or the literal the client signed, such as `UNSIGNED-PAYLOAD`).
-    /// `now` is the server's wall-clock time in Unix seconds.
-    pub fn verify(
-        &self,
-        parts: &RequestParts<'_>,
-        payload_hash: &str,
-        service: &str,
-        encoding: UriEncoding,
-        now: i64,
-    ) -> Result<Caller, AuthError> {
-        self.verify_signed(parts, payload_hash, service, encoding, now).map(|v| v.caller)
-    }
-
-    /// Like [`Verifier::verify`], keeping what the chunks of a streaming payload are signed with.
-    pub fn verify_signed(
+    /// Verifies a request signed with SigV4 in its `Authorization` header for `service`, whose payload
+    /// hashes to `payload_hash` (hex SHA-256 of the body, or the literal the client signed, such as
+    /// `UNSIGNED-PAYLOAD`). `now` is the server's wall-clock time in Unix seconds.
+    pub fn verify_sigv4(
         &self,
         parts: &RequestParts<'_>,
         payload_hash: &str,
@@ -355,7 +266,7 @@ impl Verifier {
             .ok_or(AuthError::Missing)?
             .to_str()
             .map_err(|_| AuthError::Malformed("Authorization header is not valid text.".into()))?;
-        let auth = AuthorizationHeader::parse(header)?;
+        let auth = Authorization::parse(header)?;
         let signed: Vec<&str> = auth.signed_headers.split(';').collect();
         if !signed.contains(&"host") {
             return Err(AuthError::Malformed(
@@ -367,7 +278,7 @@ impl Verifier {
                 "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into(),
             )
         })?;
-        let request_time = crate::time::parse_amz_date(amz_date).ok_or_else(|| {
+        let request_time = shared::time::parse_amz_date(amz_date).ok_or_else(|| {
             AuthError::Malformed(format!(
                 "X-Amz-Date '{amz_date}' is not a valid date of the form YYYYMMDD'T'HHMMSS'Z'."
             ))
@@ -411,18 +322,21 @@ impl Verifier {
             return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
         }
         Ok(Verified {
-            caller: Caller::new(key, auth.region),
-            signing_key: signing,
-            seed_signature: expected,
-            amz_date: amz_date.to_owned(),
-            scope,
+            caller: key.caller(auth.region),
+            key: Arc::clone(key),
+            scheme: Scheme::SigV4(Seed {
+                signing_key: signing,
+                seed_signature: expected,
+                amz_date: amz_date.to_owned(),
+                scope,
+            }),
         })
     }
 
     /// Verifies a presigned URL (SigV4 in the query string: `X-Amz-Algorithm`, `X-Amz-Credential`,
     /// `X-Amz-Date`, `X-Amz-Expires` of 1–604800 seconds, `X-Amz-SignedHeaders`,
     /// `X-Amz-Signature`); the payload is unsigned.
-    pub fn verify_presigned(
+    pub fn verify_sigv4_presigned(
         &self,
         parts: &RequestParts<'_>,
         service: &str,
@@ -459,7 +373,7 @@ impl Verifier {
             )));
         }
         let (access_key_id, date, region, scope_service) = (scope[0], scope[1], scope[2], scope[3]);
-        let request_time = crate::time::parse_amz_date(amz_date)
+        let request_time = shared::time::parse_amz_date(amz_date)
             .ok_or_else(|| AuthError::Malformed(format!("X-Amz-Date '{amz_date}' is not a valid date")))?;
         let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
         if scope_service != service || !amz_date.starts_with(date) || !is_region(region) {
@@ -485,25 +399,15 @@ impl Verifier {
             return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
         }
         Ok(Verified {
-            caller: Caller::new(key, region),
-            signing_key: signing,
-            seed_signature: expected,
-            amz_date: amz_date.to_owned(),
-            scope,
+            caller: key.caller(region),
+            key: Arc::clone(key),
+            scheme: Scheme::SigV4(Seed {
+                signing_key: signing,
+                seed_signature: expected,
+                amz_date: amz_date.to_owned(),
+                scope,
+            }),
         })
-    }
-
-    fn cached_signing_key(&self, cache_key: &str, derive: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
-        if let Some(key) = self.key_cache.read().unwrap_or_else(|e| e.into_inner()).get(cache_key) {
-            return *key;
-        }
-        let key = derive();
-        let mut cache = self.key_cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= KEY_CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(cache_key.to_owned(), key);
-        key
     }
 }
 
@@ -514,11 +418,9 @@ fn is_region(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// A verified request, with what its streaming chunks (if any) must be signed with.
+/// What the chunks and trailer of an aws-chunked payload of a SigV4-verified request are signed with.
 #[derive(Debug, Clone)]
-pub struct Verified {
-    /// Who signed the request.
-    pub caller: Caller,
+pub struct Seed {
     /// The derived signing key.
     pub signing_key: [u8; 32],
     /// The request's signature: the first chunk's signature chains on it.
@@ -531,25 +433,25 @@ pub struct Verified {
 
 /// The signature of one chunk of an aws-chunked payload (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`),
 /// chained on the previous chunk's signature.
-pub fn chunk_signature(verified: &Verified, previous: &str, chunk: &[u8]) -> String {
+pub fn chunk_signature(seed: &Seed, previous: &str, chunk: &[u8]) -> String {
     let to_sign = format!(
         "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{previous}\n{EMPTY_SHA256}\n{}",
-        verified.amz_date,
-        verified.scope,
+        seed.amz_date,
+        seed.scope,
         hex::encode(Sha256::digest(chunk))
     );
-    hex::encode(hmac(&verified.signing_key, to_sign.as_bytes()))
+    hex::encode(hmac(&seed.signing_key, to_sign.as_bytes()))
 }
 
 /// The signature of the trailer of an aws-chunked payload with signed trailers.
-pub fn trailer_signature(verified: &Verified, previous: &str, canonical_trailers: &[u8]) -> String {
+pub fn trailer_signature(seed: &Seed, previous: &str, canonical_trailers: &[u8]) -> String {
     let to_sign = format!(
         "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{previous}\n{}",
-        verified.amz_date,
-        verified.scope,
+        seed.amz_date,
+        seed.scope,
         hex::encode(Sha256::digest(canonical_trailers))
     );
-    hex::encode(hmac(&verified.signing_key, to_sign.as_bytes()))
+    hex::encode(hmac(&seed.signing_key, to_sign.as_bytes()))
 }
 
 /// Constant-time comparison of two signatures (hex).
@@ -609,8 +511,10 @@ pub fn sign(
 
 #[cfg(test)]
 mod tests {
+    use shared::Caller;
+
     use super::*;
-    use crate::accounts::AccessKey;
+    use crate::accounts::{AccessKey, Accounts};
 
     /// The `get-vanilla` case of the AWS SigV4 test suite.
     #[test]
@@ -675,7 +579,7 @@ mod tests {
 
     fn check(headers: &HeaderMap, body: &[u8], now: i64) -> Result<Caller, AuthError> {
         let parts = RequestParts { method: "POST", path: "/", query: "", headers };
-        verifier().verify(&parts, &payload_sha256(body), "kms", UriEncoding::Double, now)
+        verifier().verify_sigv4(&parts, &payload_sha256(body), "kms", UriEncoding::Double, now).map(|v| v.caller)
     }
 
     #[test]
@@ -714,14 +618,14 @@ mod tests {
         let signed_query = format!("{query}&X-Amz-Signature={signature}");
         let parts = RequestParts { query: &signed_query, ..parts };
         let v = verifier();
-        assert!(v.verify_presigned(&parts, "s3", UriEncoding::Single, now + 30).is_ok());
+        assert!(v.verify_sigv4_presigned(&parts, "s3", UriEncoding::Single, now + 30).is_ok());
         assert!(matches!(
-            v.verify_presigned(&parts, "s3", UriEncoding::Single, now + 61),
+            v.verify_sigv4_presigned(&parts, "s3", UriEncoding::Single, now + 61),
             Err(AuthError::Expired { .. })
         ));
         let tampered = RequestParts { path: "/bucket/other", ..parts };
         assert!(matches!(
-            v.verify_presigned(&tampered, "s3", UriEncoding::Single, now),
+            v.verify_sigv4_presigned(&tampered, "s3", UriEncoding::Single, now),
             Err(AuthError::SignatureMismatch { .. })
         ));
     }
@@ -734,7 +638,7 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKID/20231114/us-east-1/kms, SignedHeaders=host, Signature=00",
             "Basic dXNlcjpwYXNz",
         ] {
-            assert!(matches!(AuthorizationHeader::parse(value), Err(AuthError::Malformed(_))), "{value}");
+            assert!(matches!(Authorization::parse(value), Err(AuthError::Malformed(_))), "{value}");
         }
     }
 }

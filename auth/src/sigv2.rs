@@ -15,8 +15,11 @@
 //! overrides...), sorted by name, values decoded. The sub-resource lists come from the S3
 //! documentation, botocore's `HmacV1Auth` and esdk-obs-python's `obs/const.py`.
 //!
-//! Verification looks the access key up in [`Accounts`], checks the clock skew (±15 minutes) and
-//! compares signatures in constant time, returning the same [`AuthError`]s as [`crate::sigv4`].
+//! Verification ([`Verifier::verify_v2`]) looks the access key up in the verifier's [`crate::Accounts`],
+//! checks the clock skew (±15 minutes) and compares signatures in constant time, returning the same
+//! [`AuthError`]s as [`crate::sigv4`].
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -24,11 +27,10 @@ use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 use sha1::Sha1;
+use shared::time::{format_amz_date, parse_amz_date};
 use subtle::ConstantTimeEq;
 
-use crate::accounts::{Accounts, Caller};
-use crate::sigv4::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts};
-use crate::time::{format_amz_date, parse_amz_date};
+use crate::verifier::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts, Scheme, Verified, Verifier};
 
 type HmacSha1 = Hmac<Sha1>;
 
@@ -191,7 +193,7 @@ impl Dialect {
 
 /// The parsed `Authorization: AWS|OBS AK:signature` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthorizationHeader<'a> {
+pub struct Authorization<'a> {
     /// AWS or OBS.
     pub dialect: Dialect,
     /// The access key id.
@@ -200,7 +202,7 @@ pub struct AuthorizationHeader<'a> {
     pub signature: &'a str,
 }
 
-impl<'a> AuthorizationHeader<'a> {
+impl<'a> Authorization<'a> {
     /// Parses the header value.
     pub fn parse(value: &'a str) -> Result<Self, AuthError> {
         let dialect = Dialect::of_authorization(value)
@@ -215,7 +217,7 @@ impl<'a> AuthorizationHeader<'a> {
                     dialect.scheme()
                 ))
             })?;
-        Ok(AuthorizationHeader { dialect, access_key_id, signature })
+        Ok(Authorization { dialect, access_key_id, signature })
     }
 }
 
@@ -358,38 +360,18 @@ pub fn parse_request_date(text: &str) -> Option<i64> {
     parse_amz_date(&format!("{year:04}{month:02}{day:02}T{}{}{}Z", two(h)?, two(m)?, two(s)?))
 }
 
-/// A request whose V2-style signature verified.
-#[derive(Debug, Clone)]
-pub struct Verified {
-    /// Who made the request.
-    pub caller: Caller,
-    /// Which signature it carried (and so which header family it speaks).
-    pub dialect: Dialect,
-}
-
-/// Verifies V2-style signatures against the access keys of [`Accounts`].
-#[derive(Debug, Clone)]
-pub struct Verifier {
-    accounts: std::sync::Arc<Accounts>,
-}
-
 impl Verifier {
-    /// A verifier for the access keys of `accounts`.
-    pub fn new(accounts: std::sync::Arc<Accounts>) -> Self {
-        Verifier { accounts }
-    }
-
     /// Verifies the `Authorization: AWS|OBS AK:signature` header of `request`. V2 signatures name
     /// no region: the caller acts in `region` (the service's default). `now` is the server's
     /// wall-clock time in Unix seconds.
-    pub fn verify(&self, request: &SignedRequest<'_>, region: &str, now: i64) -> Result<Verified, AuthError> {
+    pub fn verify_v2(&self, request: &SignedRequest<'_>, region: &str, now: i64) -> Result<Verified, AuthError> {
         let headers = request.parts.headers;
         let value = headers
             .get(http::header::AUTHORIZATION)
             .ok_or(AuthError::Missing)?
             .to_str()
             .map_err(|_| AuthError::Malformed("Authorization header is not valid text.".into()))?;
-        let auth = AuthorizationHeader::parse(value)?;
+        let auth = Authorization::parse(value)?;
         let key = self.accounts.get(auth.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
         let date_header = auth.dialect.date_header();
         let date = match header_text(headers, date_header)? {
@@ -408,7 +390,7 @@ impl Verifier {
         }
         let to_sign = string_to_sign(request, auth.dialect)?;
         if signature_matches(&key.secret_access_key, &to_sign, auth.signature) {
-            return Ok(Verified { caller: Caller::new(key, region), dialect: auth.dialect });
+            return Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::V2(auth.dialect) });
         }
         // No second try with fewer sub-resources (botocore's V2 list leaves out `?encryption`): a
         // signature that does not cover a sub-resource would let its request be replayed as another
@@ -424,12 +406,10 @@ fn signature_matches(secret: &str, string_to_sign: &str, given: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use http::HeaderValue;
 
     use super::*;
-    use crate::accounts::AccessKey;
+    use crate::accounts::{AccessKey, Accounts};
 
     /// The example credentials of the S3 developer guide (Signature Version 2 appendix).
     const DOC_AK: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -613,7 +593,7 @@ mod tests {
     fn verify(h: &HeaderMap, path: &str, query: &str, now: i64) -> Result<Verified, AuthError> {
         let request =
             SignedRequest { parts: RequestParts { method: "GET", path, query, headers: h }, virtual_bucket: None };
-        verifier().verify(&request, "eu-de", now)
+        verifier().verify_v2(&request, "eu-de", now)
     }
 
     #[test]
@@ -623,7 +603,7 @@ mod tests {
         for dialect in [Dialect::Aws, Dialect::Obs] {
             let h = signed(dialect, DOC_AK, DOC_SK, date, "/b/k", "acl");
             let verified = verify(&h, "/b/k", "acl", now + 60).unwrap();
-            assert_eq!(verified.dialect, dialect);
+            assert!(matches!(verified.scheme, Scheme::V2(d) if d == dialect));
             assert_eq!(verified.caller.account_id, "111122223333");
             assert_eq!(verified.caller.region, "eu-de");
             // Another resource, a wrong secret, an unknown key, a skewed clock.

@@ -1,0 +1,20 @@
+//! Request authentication for kmsim's services: the three signature schemes their clients use, verifying
+//! (every request that reaches a service) and signing (clients, benchmarks, service-to-service calls), and
+//! the one credentials lookup they are checked against.
+//!
+//! - [`Verifier`]: the one verifier, holding the [`Accounts`]; every entry point returns a [`Verified`]
+//!   (the [`shared::Caller`], the [`AccessKey`] and the [`Scheme`]) or an [`AuthError`].
+//! - [`sigv4`]: AWS Signature Version 4: header, presigned URL, aws-chunked chunk and trailer signatures.
+//! - [`sigv2`]: the V2-style signatures (`AWS AK:sig` of S3 SigV2 and `OBS AK:sig` of Open Telekom Cloud /
+//!   Huawei Cloud OBS).
+//! - [`sdk_hmac`]: SDK-HMAC-SHA256, the signature of Huawei's SDKs for the OTC / Huawei Cloud dialect.
+//! - [`accounts`]: the access keys kmsim accepts and the account and principal each acts for.
+
+pub mod accounts;
+pub mod sdk_hmac;
+pub mod sigv2;
+pub mod sigv4;
+mod verifier;
+
+pub use accounts::{AccessKey, Accounts};
+pub use verifier::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts, Scheme, Verified, Verifier};
