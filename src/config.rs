@@ -62,7 +62,7 @@ pub struct Config {
     pub audit: kms::audit::AuditOptions,
     /// What NBD clients can make the server hold: connections, bytes in flight, deadlines (`[nbd]`).
     #[serde(default)]
-    pub nbd: evs_sim::nbd::Limits,
+    pub nbd: evs::nbd::Limits,
     /// What HTTP clients can make the edge listener hold: connections, head size, timeouts (`[server]`).
     #[serde(default)]
     pub server: ServerConfig,
@@ -154,7 +154,7 @@ impl Default for Config {
             master_key_file: None,
             object_store: None,
             audit: kms::audit::AuditOptions::default(),
-            nbd: evs_sim::nbd::Limits::default(),
+            nbd: evs::nbd::Limits::default(),
             server: ServerConfig::default(),
         }
     }
@@ -258,7 +258,7 @@ impl Config {
             if !caller::is_account_id(&account.id) {
                 return Err(ConfigError::Invalid(format!("account id '{}' is not 12 digits", account.id)));
             }
-            if account.id == evs_sim::service::SERVICE_ACCOUNT_ID {
+            if account.id == evs::service::SERVICE_ACCOUNT_ID {
                 return Err(ConfigError::Invalid(format!(
                     "account id '{}' is reserved for the volume service's own calls to the KMS",
                     account.id
@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(config.audit.max_files, 3);
         assert_eq!(config.audit.max_file_bytes, kms::audit::AuditOptions::default().max_file_bytes);
         assert_eq!(config.nbd.handshake_timeout, Duration::from_millis(250));
-        assert_eq!(config.nbd.max_connections, evs_sim::nbd::Limits::default().max_connections);
+        assert_eq!(config.nbd.max_connections, evs::nbd::Limits::default().max_connections);
         let limits = config.server.limits();
         assert_eq!(limits.idle_timeout, Duration::from_secs(5));
         assert_eq!(limits.max_connections, ServerLimits::default().max_connections);

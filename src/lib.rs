@@ -13,8 +13,8 @@
 //!
 //! Requests are routed in this order: `/_sim/...` (the [`admin`] API) → `X-Amz-Target:
 //! TrentService.*` (the AWS KMS API) → `/v1.0/{project_id}/kms/...` (the OTC / Huawei Cloud KMS API) → the
-//! EVS and compute paths (`/v2/{project_id}/cloudvolumes`, ..., the volume service, `evs-sim`) → everything else
-//! is S3 / OBS (the object store, `obs-sim`). Attached volumes are served over NBD on a second listener.
+//! EVS and compute paths (`/v2/{project_id}/cloudvolumes`, ..., the volume service, `evs`) → everything else
+//! is S3 / OBS (the object store, `obs`). Attached volumes are served over NBD on a second listener.
 
 pub mod admin;
 pub mod config;
@@ -31,10 +31,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use evs_sim::{Evs, EvsApi};
+use evs::{Evs, EvsApi};
 use kms::{AwsApi, InProcessKeyService, Kms, OtcApi, Storage};
-use obs_sim::S3Api;
-use obs_sim::store::Store as ObjectStore;
+use obs::S3Api;
+use obs::store::Store as ObjectStore;
 use shared::caller;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -73,7 +73,7 @@ pub enum StackError {
     Config(#[from] config::ConfigError),
     /// The object store could not open its state (in plain words, naming the place).
     #[error(transparent)]
-    ObjectStore(#[from] obs_sim::StoreError),
+    ObjectStore(#[from] obs::StoreError),
     /// The volume service could not open its state: what failed, naming the place.
     #[error("opening the volume service: {0}")]
     Volumes(String),
@@ -93,9 +93,9 @@ impl StackError {
     }
 
     /// The volume service's open error in plain words.
-    fn from_evs(error: evs_sim::EvsError) -> Self {
+    fn from_evs(error: evs::EvsError) -> Self {
         match error {
-            evs_sim::EvsError::Internal { detail } => StackError::Volumes(detail),
+            evs::EvsError::Internal { detail } => StackError::Volumes(detail),
             other => StackError::Volumes(other.to_string()),
         }
     }
@@ -181,9 +181,9 @@ impl StackBuilder {
             Some(dir) => {
                 let key = shared::secret_file::load_or_create(&dir.join("sse-s3.key"), "SSE-S3 service key")
                     .map_err(StackError::DataDir)?;
-                obs_sim::sse_s3::SseS3Key::new(&key)
+                obs::sse_s3::SseS3Key::new(&key)
             }
-            None => obs_sim::sse_s3::SseS3Key::generate(),
+            None => obs::sse_s3::SseS3Key::generate(),
         };
         // Volume snapshots live in the same object store as objects (under `snapshots/`).
         let snapshot_store = objects.backend().clone();
@@ -191,7 +191,7 @@ impl StackBuilder {
             (None, Some(dir)) => Some(dir.join("objects")),
             _ => None,
         };
-        let obs = Arc::new(obs_sim::Obs::new(objects, keys.clone(), sse_s3));
+        let obs = Arc::new(obs::Obs::new(objects, keys.clone(), sse_s3));
         let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region);
         let evs = Arc::new(
             Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys)
@@ -225,7 +225,7 @@ impl StackBuilder {
         let app = router(admin, services, &self.config.region);
         let (stop, stopped) = oneshot::channel::<()>();
         let (stop_nbd, nbd_stopped) = oneshot::channel::<()>();
-        let nbd = tokio::spawn(evs_sim::nbd::serve_with(nbd_listener, evs.clone(), self.config.nbd.clone(), async {
+        let nbd = tokio::spawn(evs::nbd::serve_with(nbd_listener, evs.clone(), self.config.nbd.clone(), async {
             let _ = nbd_stopped.await;
         }));
         let limits = self.limits.clone();

@@ -78,7 +78,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, config: Config) -> ExitCode {
-    let nbd_port = args.nbd_port.unwrap_or(if args.port == 0 { 0 } else { evs_sim::nbd::DEFAULT_PORT });
+    let nbd_port = args.nbd_port.unwrap_or(if args.port == 0 { 0 } else { evs::nbd::DEFAULT_PORT });
     if !args.host.is_loopback() {
         eprintln!("{}", exposure_warning(args.host, nbd_port, config.default_account));
         if config.default_account && !args.allow_default_credentials {

@@ -1,8 +1,8 @@
 //! Architecture invariants, made executable: the domain cores of the KMS, the object store and the
 //! volume service name no HTTP machinery (`axum`, `http::`, `hyper`); only their front ends
-//! (`kms/src/aws.rs`, `kms/src/otc.rs`, `obs-sim/src/http.rs` and its wire modules,
-//! `evs-sim/src/http.rs`) speak HTTP. The object store's core also never builds the S3 wire
-//! error: it fails with its own `obs_sim::Error`, mapped to the wire in one place.
+//! (`kms/src/aws.rs`, `kms/src/otc.rs`, `obs/src/http.rs` and its wire modules,
+//! `evs/src/http.rs`) speak HTTP. The object store's core also never builds the S3 wire
+//! error: it fails with its own `obs::Error`, mapped to the wire in one place.
 
 /// A core source file, as compiled: its path in the workspace and its text.
 type Source = (&'static str, &'static str);
@@ -27,24 +27,24 @@ const CORES: &[Source] = sources![
     "kms/src/operation.rs",
     "kms/src/aws/operation.rs",
     "kms/src/otc/verb.rs",
-    "obs-sim/src/service.rs",
-    "obs-sim/src/store.rs",
-    "obs-sim/src/model.rs",
-    "obs-sim/src/envelope.rs",
-    "obs-sim/src/multipart.rs",
-    "obs-sim/src/sse.rs",
-    "obs-sim/src/sse_s3.rs",
-    "obs-sim/src/bucket_keys.rs",
-    "obs-sim/src/checksum.rs",
-    "obs-sim/src/error.rs",
-    "evs-sim/src/service.rs",
-    "evs-sim/src/model.rs",
-    "evs-sim/src/error.rs",
-    "evs-sim/src/operation.rs",
-    "evs-sim/src/luks.rs",
-    "evs-sim/src/extents.rs",
-    "evs-sim/src/device.rs",
-    "evs-sim/src/nbd.rs",
+    "obs/src/service.rs",
+    "obs/src/store.rs",
+    "obs/src/model.rs",
+    "obs/src/envelope.rs",
+    "obs/src/multipart.rs",
+    "obs/src/sse.rs",
+    "obs/src/sse_s3.rs",
+    "obs/src/bucket_keys.rs",
+    "obs/src/checksum.rs",
+    "obs/src/error.rs",
+    "evs/src/service.rs",
+    "evs/src/model.rs",
+    "evs/src/error.rs",
+    "evs/src/operation.rs",
+    "evs/src/luks.rs",
+    "evs/src/extents.rs",
+    "evs/src/device.rs",
+    "evs/src/nbd.rs",
 ];
 
 /// Words that name HTTP machinery.
@@ -72,10 +72,10 @@ fn the_cores_name_no_http_machinery() {
 fn the_object_store_core_never_builds_the_s3_wire_error() {
     let found: Vec<String> = CORES
         .iter()
-        .filter(|(file, _)| file.starts_with("obs-sim/"))
+        .filter(|(file, _)| file.starts_with("obs/"))
         .flat_map(|(file, source)| offences(file, source, S3_WIRE))
         .collect();
-    assert!(found.is_empty(), "the object store's core fails with obs_sim::Error:\n{}", found.join("\n"));
+    assert!(found.is_empty(), "the object store's core fails with obs::Error:\n{}", found.join("\n"));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use evs_sim::nbd::{self, ExportTable, Exports, FileDevice};
+use evs::nbd::{self, ExportTable, Exports, FileDevice};
 
 const MIB: u64 = 1 << 20;
 

@@ -9,10 +9,10 @@ use auth::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY}
 use auth::sigv4::{self, SigningParams, UriEncoding};
 use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode};
-use obs_sim::service::Obs;
-use obs_sim::sse_s3::SseS3Key;
-use obs_sim::store::Store;
-use obs_sim::{S3Api, http::wall_clock_millis};
+use obs::service::Obs;
+use obs::sse_s3::SseS3Key;
+use obs::store::Store;
+use obs::{S3Api, http::wall_clock_millis};
 use shared::Caller;
 use shared::caller::DEFAULT_REGION;
 use shared::key_service::{BoxFuture, DataKey, EncryptionContext, KeyService, KeyServiceError};

@@ -3,7 +3,7 @@
 //! index (the in-memory store keeps no second copy of object records in its backend); then puts the
 //! same records' JSON straight into a bare in-memory backend, to show what such a copy would cost.
 //! Run with
-//! `OBS_MEMORY_OBJECTS=1000000 cargo test -p obs-sim --test memory -- --ignored --nocapture` (the
+//! `OBS_MEMORY_OBJECTS=1000000 cargo test -p obs --test memory -- --ignored --nocapture` (the
 //! figures of `docs/benchmarks.md`; `--release` is faster and lays memory out the same).
 
 use std::collections::BTreeMap;
@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
-use obs_sim::model::{BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
-use obs_sim::store::Store;
+use obs::model::{BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
+use obs::store::Store;
 
 /// Resident set size of this process, in bytes.
 fn rss() -> u64 {

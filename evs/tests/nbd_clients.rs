@@ -1,4 +1,4 @@
-//! The NBD server (`evs_sim::nbd`) against real clients (`nbdinfo`, `nbdcopy`, `qemu-io`,
+//! The NBD server (`evs::nbd`) against real clients (`nbdinfo`, `nbdcopy`, `qemu-io`,
 //! `qemu-img`) and, for bad input, against hand-made requests on raw sockets.
 //!
 //! Every test starts its own server on `127.0.0.1:0`. Tests needing a tool that is not installed
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use evs_sim::nbd::{self, BlockDevice, ExportTable, Exports, FileDevice, MemoryDevice};
+use evs::nbd::{self, BlockDevice, ExportTable, Exports, FileDevice, MemoryDevice};
 
 const MIB: usize = 1024 * 1024;
 

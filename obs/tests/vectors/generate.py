@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Interoperability vectors for obs-sim's object envelope (obs-sim/src/envelope.rs).
+"""Interoperability vectors for obs's object envelope (obs/src/envelope.rs).
 
 The AWS Encryption SDK for Python is the independent oracle: it writes messages that the Rust module must
 decrypt (python-*.bin), and it decrypts the messages that the Rust module wrote (kmsim-*.bin). Both use a fixed
@@ -8,11 +8,11 @@ data key and a fixed encrypted data key, so that no KMS is needed; manifest.json
 Made with aws-encryption-sdk==4.0.7 (PyPI), Python 3.11:
 
     python3 -m venv /tmp/esdk-venv && /tmp/esdk-venv/bin/pip install aws-encryption-sdk==4.0.7
-    /tmp/esdk-venv/bin/python obs-sim/tests/vectors/generate.py generate   # python-*.bin and manifest.json
-    KMSIM_WRITE_ENVELOPE_VECTORS=1 cargo test -p obs-sim writes_vectors    # kmsim-*.bin, written by Rust
-    /tmp/esdk-venv/bin/python obs-sim/tests/vectors/generate.py verify     # the Python SDK decrypts every vector
+    /tmp/esdk-venv/bin/python obs/tests/vectors/generate.py generate   # python-*.bin and manifest.json
+    KMSIM_WRITE_ENVELOPE_VECTORS=1 cargo test -p obs writes_vectors    # kmsim-*.bin, written by Rust
+    /tmp/esdk-venv/bin/python obs/tests/vectors/generate.py verify     # the Python SDK decrypts every vector
 
-`cargo test -p obs-sim` decrypts every vector with the Rust module.
+`cargo test -p obs` decrypts every vector with the Rust module.
 """
 
 import json

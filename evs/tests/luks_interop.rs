@@ -1,4 +1,4 @@
-//! `evs_sim::luks` against real LUKS1 implementations: qemu (`qemu-img`, `qemu-io`,
+//! `evs::luks` against real LUKS1 implementations: qemu (`qemu-img`, `qemu-io`,
 //! `driver=luks`) opens the containers we write, we open the ones qemu and cryptsetup write, and
 //! `cryptsetup luksDump` accepts our headers and recovers our master key.
 //!
@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use evs_sim::luks::{self, DEFAULT_ITERATIONS, Header, LuksError, MasterKey, SECTOR, SectorCipher};
+use evs::luks::{self, DEFAULT_ITERATIONS, Header, LuksError, MasterKey, SECTOR, SectorCipher};
 use rand::RngCore;
 
 const MIB: usize = 1024 * 1024;

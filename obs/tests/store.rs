@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use object_store::PutPayload;
 use object_store::path::Path as StorePath;
-use obs_sim::model::{BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
-use obs_sim::store::Store;
+use obs::model::{BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
+use obs::store::Store;
 
 fn bucket(name: &str) -> BucketRecord {
     BucketRecord {
@@ -85,7 +85,7 @@ async fn delete_bucket_and_a_commit_into_it_never_both_succeed() {
             }
             (Err(e), true) => {
                 deleted_first += 1;
-                assert!(matches!(e, obs_sim::Error::NoSuchBucket { .. }), "{e}");
+                assert!(matches!(e, obs::Error::NoSuchBucket { .. }), "{e}");
                 assert!(store.backend().head(&blob).await.is_err(), "the refused object's body is left");
             }
             (Err(e), false) => panic!("round {round}: {e}"),
@@ -181,7 +181,7 @@ async fn reset_empties_the_store_but_not_the_snapshots() {
     store.reset().await.unwrap();
     for commit in commits {
         if let Err(e) = commit.await.unwrap() {
-            assert!(matches!(e, obs_sim::Error::NoSuchBucket { .. }), "{e}");
+            assert!(matches!(e, obs::Error::NoSuchBucket { .. }), "{e}");
         }
     }
     assert!(store.bucket("b").is_none());

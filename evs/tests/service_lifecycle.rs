@@ -1,7 +1,7 @@
 //! The volume service's lifecycle, in-process over raw NBD connections: `Evs::reset` (everything detached and
 //! deleted, nothing else in the object store touched, no race with running jobs), `Evs::shutdown` (running jobs
 //! and NBD I/O drained within its deadline, nothing admitted afterwards), `Evs::set_aside_records`, and volumes
-//! larger than an extent file (`evs_sim::extents`: up to 32,768 GB on ext4). The KMS is a stand-in ([`FakeKms`])
+//! larger than an extent file (`evs::extents`: up to 32,768 GB on ext4). The KMS is a stand-in ([`FakeKms`])
 //! whose decryptions a test can hold up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auth::AccessKey;
-use evs_sim::Evs;
-use evs_sim::model::{ENCRYPTED_KEY, Job, JobStatus, SnapshotStatus, VolumeStatus};
-use evs_sim::nbd::{self, Exports};
-use evs_sim::service::{CreateVolume, Requester, VolumeFilter};
+use evs::Evs;
+use evs::model::{ENCRYPTED_KEY, Job, JobStatus, SnapshotStatus, VolumeStatus};
+use evs::nbd::{self, Exports};
+use evs::service::{CreateVolume, Requester, VolumeFilter};
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use rand::RngCore;
@@ -258,7 +258,7 @@ impl Rig {
 
     /// The lengths of a volume's extent files, in order.
     fn extent_lens(&self, id: &str) -> Vec<u64> {
-        let layout = evs_sim::extents::Layout::new(&self.volumes_dir().join(format!("{id}.img")));
+        let layout = evs::extents::Layout::new(&self.volumes_dir().join(format!("{id}.img")));
         (0..).map_while(|index| std::fs::metadata(layout.path(index)).ok().map(|m| m.len())).collect()
     }
 
@@ -448,7 +448,7 @@ fn shutdown_waits_for_jobs_and_volume_io_within_its_deadline() {
 }
 
 const GIB: u64 = 1 << 30;
-const EXTENT: u64 = evs_sim::extents::EXTENT_BYTES;
+const EXTENT: u64 = evs::extents::EXTENT_BYTES;
 /// The LUKS header area before an encrypted volume's payload.
 const HEADER: u64 = 2 << 20;
 
