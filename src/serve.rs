@@ -51,6 +51,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use shared::Peer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -399,7 +400,8 @@ impl Connection {
             head_bytes: 0,
             started: 0,
         });
-        let service = EdgeService { inner: TowerToHyperService::new(self.router), phase: phase.clone() };
+        let peer = Peer { addr: self.peer, secure: false };
+        let service = EdgeService { inner: TowerToHyperService::new(self.router), phase: phase.clone(), peer };
         let conn = self.builder.serve_connection(io, service);
         tokio::pin!(conn);
         let mut draining = false;
@@ -708,6 +710,9 @@ impl AsyncWrite for WatchedStream {
 struct EdgeService {
     inner: TowerToHyperService<Router>,
     phase: Arc<PhaseWatch>,
+    /// Where the connection comes from: put into every request's extensions for the services'
+    /// request context ([`shared::RequestContext`]).
+    peer: Peer,
 }
 
 impl hyper::service::Service<Request<Incoming>> for EdgeService {
@@ -715,7 +720,8 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
         let mut guard = RequestGuard::start(self.phase.clone(), &request);
         let response = self.inner.call(request);
         Box::pin(async move {

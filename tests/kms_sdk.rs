@@ -377,4 +377,6 @@ async fn audit_log_records_every_call() {
     assert_eq!(encrypt.access_key, "test");
     assert_eq!(encrypt.account, "000000000000");
     assert_eq!(encrypt.via_service, None);
+    assert_eq!(encrypt.source.as_deref(), Some("127.0.0.1"), "the client's address, as CloudTrail's sourceIPAddress");
+    assert_eq!(encrypt.dialect, "aws");
 }

@@ -141,6 +141,7 @@ async fn key_state_reaches_s3_clients() {
     let put_event = events.iter().find(|e| e.operation == "GenerateDataKey").unwrap();
     assert_eq!(put_event.encryption_context.as_ref().unwrap()["aws:s3:arn"], "arn:aws:s3:::kst/secret");
     assert_eq!(put_event.access_key, "test");
+    assert_eq!(put_event.source.as_deref(), Some("s3.amazonaws.com"), "a call S3 made names S3 as its source");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use shared::{Api, Peer, RequestContext};
 
 use crate::error::{EvsError, KeyProblem, SizeProblem, VolumeAction};
 use crate::model::{Attachment, Job, SnapshotRecord, VolumeRecord};
@@ -81,6 +82,11 @@ impl EvsApi {
                 return Err(ApiError::ProjectMismatch);
             }
             let operation = operation.map_err(|UnknownOperation| ApiError::UnknownOperation)?;
+            let peer = parts.extensions.get::<Peer>().copied();
+            let resource = operation.resource().urn(&self.region, &key.domain_id);
+            let context = RequestContext::new(caller.clone(), peer, Api::Evs, operation.name(), operation.action())
+                .with_resource(resource);
+            context.log();
             let requester = Requester { key, caller };
             let call = Call { evs: &self.evs, requester, query, body: &body };
             call.run(&operation).await

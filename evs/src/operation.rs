@@ -180,6 +180,22 @@ pub enum EvsResource<'a> {
     Server(&'a str),
 }
 
+impl EvsResource<'_> {
+    /// The resource's name as a Huawei Cloud / Open Telekom Cloud IAM policy writes it
+    /// (`service:region:domain:type:id`): `evs:REGION:DOMAIN:volume:ID`, `...:snapshot:ID`, `...:job:ID`, a
+    /// server as `ecs:REGION:DOMAIN:instance:ID`; `*` for the project as a whole (creations and listings).
+    pub fn urn(self, region: &str, domain_id: &str) -> String {
+        let (service, kind, id) = match self {
+            EvsResource::Project(_) => return "*".to_owned(),
+            EvsResource::Volume(id) => ("evs", "volume", id),
+            EvsResource::Snapshot(id) => ("evs", "snapshot", id),
+            EvsResource::Job(id) => ("evs", "job", id),
+            EvsResource::Server(id) => ("ecs", "instance", id),
+        };
+        format!("{service}:{region}:{domain_id}:{kind}:{id}")
+    }
+}
+
 impl EvsOperation {
     /// The operation a request names, from its method and path (the query does not change the operation); the
     /// path is `/{version}/{project_id}/...` as it comes, before percent-decoding.
@@ -233,6 +249,34 @@ impl EvsOperation {
             _ => return Err(UnknownOperation),
         };
         Ok(operation)
+    }
+
+    /// The operation's name, as the audit and logs give it (the variant's name).
+    pub fn name(&self) -> &'static str {
+        use EvsOperation::*;
+        match self {
+            CreateVolume { .. } => "CreateVolume",
+            ListVolumes { .. } => "ListVolumes",
+            ShowVolume { .. } => "ShowVolume",
+            UpdateVolume { .. } => "UpdateVolume",
+            DeleteVolume { .. } => "DeleteVolume",
+            ExtendVolume { .. } => "ExtendVolume",
+            ShowVolumeMetadata { .. } => "ShowVolumeMetadata",
+            SetVolumeMetadata { .. } => "SetVolumeMetadata",
+            ShowVolumeMetadataKey { .. } => "ShowVolumeMetadataKey",
+            UpdateVolumeMetadataKey { .. } => "UpdateVolumeMetadataKey",
+            DeleteVolumeMetadataKey { .. } => "DeleteVolumeMetadataKey",
+            CreateSnapshot { .. } => "CreateSnapshot",
+            ListSnapshots { .. } => "ListSnapshots",
+            ShowSnapshot { .. } => "ShowSnapshot",
+            UpdateSnapshot { .. } => "UpdateSnapshot",
+            DeleteSnapshot { .. } => "DeleteSnapshot",
+            RollbackSnapshot { .. } => "RollbackSnapshot",
+            ShowJob { .. } => "ShowJob",
+            AttachVolume { .. } => "AttachVolume",
+            DetachVolume { .. } => "DetachVolume",
+            ListServerVolumeAttachments { .. } => "ListServerVolumeAttachments",
+        }
     }
 
     /// The IAM action a policy names to allow or deny the operation.
@@ -442,6 +486,26 @@ mod tests {
     /// Paths of the API references that kmsim does not serve (the Cinder-style snapshot and volume paths, the
     /// vendor rollback, tags, quotas), methods a served path does not take, versions it is not served under, and
     /// paths too short to name a project: none is an operation.
+    #[test]
+    fn resources_are_named_as_iam_policies_write_them() {
+        let cases = [
+            (EvsResource::Project(P), "*".to_owned()),
+            (EvsResource::Volume(VOLUME), format!("evs:eu-de:{P}:volume:{VOLUME}")),
+            (EvsResource::Snapshot(SNAPSHOT), format!("evs:eu-de:{P}:snapshot:{SNAPSHOT}")),
+            (EvsResource::Job(JOB), format!("evs:eu-de:{P}:job:{JOB}")),
+            (EvsResource::Server(SERVER), format!("ecs:eu-de:{P}:instance:{SERVER}")),
+        ];
+        for (resource, want) in cases {
+            assert_eq!(resource.urn("eu-de", P), want, "{resource:?}");
+        }
+        let names: Vec<&str> =
+            [parse("POST", "/v2/{project_id}/cloudvolumes"), parse("GET", "/v1/{project_id}/jobs/{job_id}")]
+                .into_iter()
+                .map(|operation| operation.expect("an operation").name())
+                .collect();
+        assert_eq!(names, ["CreateVolume", "ShowJob"]);
+    }
+
     #[test]
     fn other_requests_are_unknown_operations() {
         #[rustfmt::skip]

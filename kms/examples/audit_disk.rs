@@ -12,8 +12,8 @@ use kms::audit::AuditOptions;
 use kms::blob::EncryptionContext;
 use kms::service::CreateKeyInput;
 use kms::{Kms, Storage};
-use shared::Caller;
 use shared::caller::DEFAULT_REGION;
+use shared::{Caller, RequestContext};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -34,17 +34,11 @@ fn main() {
     let context =
         EncryptionContext::from([("aws:s3:arn".to_owned(), "arn:aws:s3:::bench-bucket/objects/0000001".to_owned())]);
 
+    let audited = RequestContext::internal(caller.clone(), "GenerateDataKey", "kms:GenerateDataKey");
     let start = Instant::now();
     for _ in 0..calls {
         let data_key = kms.generate_data_key(&caller, &key.id, 32, &context, true).expect("GenerateDataKey");
-        kms.record_call(
-            &caller,
-            "internal",
-            "GenerateDataKey",
-            Some(data_key.key_arn),
-            Some(context.clone()),
-            "Success",
-        );
+        kms.record_call(&audited, Some(data_key.key_arn), Some(context.clone()), "Success");
     }
     let calls_secs = start.elapsed().as_secs_f64();
     kms.audit.flush();

@@ -125,7 +125,11 @@ pub struct AuditEvent {
     pub region: String,
     /// The service that called on the caller's behalf, e.g. `s3.amazonaws.com`.
     pub via_service: Option<String>,
-    /// The wire dialect: `aws` or `internal` (a service calling in-process).
+    /// Where the call came from, as CloudTrail's `sourceIPAddress`: the client's IP address, or the service
+    /// that called on the caller's behalf. Absent in events recorded before kmsim recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The wire dialect: `aws`, `otc`, or `internal` (a service calling in-process).
     pub dialect: String,
     /// The AWS name of the operation, e.g. `GenerateDataKey`.
     pub operation: String,
@@ -156,6 +160,7 @@ impl AuditEvent {
                 .map(string)
                 .sum::<usize>()
             + optional(&self.via_service)
+            + optional(&self.source)
             + optional(&self.key_arn)
             + context
     }
@@ -715,6 +720,7 @@ mod tests {
             principal: "arn:aws:iam::000000000000:root".into(),
             region: "us-east-1".into(),
             via_service: None,
+            source: Some("127.0.0.1".into()),
             dialect: "aws".into(),
             operation: "GenerateDataKey".into(),
             key_arn: Some(format!("arn:aws:kms:us-east-1:000000000000:key/{n:036}")),

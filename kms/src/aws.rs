@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shared::Caller;
+use shared::{Api, Peer, RequestContext};
 
 use crate::blob::EncryptionContext;
 use crate::error::Error;
@@ -211,30 +211,33 @@ impl AwsApi {
         let Some(operation) = KmsOperation::parse(target) else {
             return ApiError::UnknownOperation.into_response();
         };
-        let (result, audit) = if operation.is_supported() && operation.is_mutation() {
+        let peer = parts.extensions.get::<Peer>().copied();
+        let context = RequestContext::new(caller, peer, Api::AwsKms, operation.name(), operation.action());
+        let (result, context, audit) = if operation.is_supported() && operation.is_mutation() {
             // Mutations fsync: run them on the blocking pool, which works under both runtime
             // flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
-            let (kms, blocking_caller) = (self.kms.clone(), caller.clone());
+            let (kms, fallback_context) = (self.kms.clone(), context.clone());
             tokio::task::spawn_blocking(move || {
                 let mut audit = Audit::default();
-                let result = dispatch(&kms, &blocking_caller, operation, &body, &mut audit);
-                (result, audit)
+                let result = dispatch(&kms, &context, operation, &body, &mut audit);
+                (result, context, audit)
             })
             .await
             .unwrap_or_else(|e| {
-                (Err(ApiError::Kms(Error::Internal(format!("the {operation} task failed: {e}")))), Audit::default())
+                let error = ApiError::Kms(Error::Internal(format!("the {operation} task failed: {e}")));
+                (Err(error), fallback_context, Audit::default())
             })
         } else {
             let mut audit = Audit::default();
-            let result = dispatch(&self.kms, &caller, operation, &body, &mut audit);
-            (result, audit)
+            let result = dispatch(&self.kms, &context, operation, &body, &mut audit);
+            (result, context, audit)
         };
         let outcome = match &result {
             Ok(_) => "Success",
             Err(e) => e.code(),
         };
-        let context = audit.context.filter(|c| !c.is_empty());
-        self.kms.record_call(&caller, "aws", operation.name(), audit.key_arn, context, outcome);
+        let encryption_context = audit.context.filter(|c| !c.is_empty());
+        self.kms.record_call(&context, audit.key_arn, encryption_context, outcome);
         match result {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => e.into_response(),
@@ -596,12 +599,13 @@ fn page_json(mut body: Value, next_marker: Option<String>) -> Value {
 /// sharing a request shape); the operations kmsim does not implement answer UnsupportedOperationException.
 fn dispatch(
     kms: &Kms,
-    caller: &Caller,
+    context: &RequestContext,
     operation: KmsOperation,
     body: &[u8],
     audit: &mut Audit,
 ) -> Result<Vec<u8>, ApiError> {
     use KmsOperation as Op;
+    let caller = &context.caller;
     if !operation.is_supported() {
         return Err(not_implemented(operation));
     }
@@ -1113,14 +1117,15 @@ fn check_create_key(req: &CreateKeyRequest) -> Result<(), ApiError> {
 mod tests {
     use super::*;
 
-    fn caller() -> Caller {
-        Caller {
+    fn context(operation: KmsOperation) -> RequestContext {
+        let caller = shared::Caller {
             account_id: "111122223333".into(),
             region: "us-east-1".into(),
             access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
             principal_arn: "arn:aws:iam::111122223333:root".into(),
             via_service: None,
-        }
+        };
+        RequestContext::new(caller, None, Api::AwsKms, operation.name(), operation.action())
     }
 
     /// The table's `Supported` and the dispatch agree: an operation answers "not implemented" exactly when the
@@ -1129,7 +1134,7 @@ mod tests {
     fn dispatch_answers_not_implemented_exactly_for_the_operations_the_table_marks() {
         let kms = Kms::in_memory().expect("an in-memory KMS");
         for operation in KmsOperation::ALL {
-            let result = dispatch(&kms, &caller(), *operation, b"{}", &mut Audit::default());
+            let result = dispatch(&kms, &context(*operation), *operation, b"{}", &mut Audit::default());
             let not_implemented = match &result {
                 Err(e @ ApiError::Kms(Error::UnsupportedOperation(message))) => {
                     message.starts_with("kmsim does not implement") && e.code() == "UnsupportedOperationException"

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use shared::Caller;
 use shared::key_service::{BoxFuture, DataKey, EncryptionContext, KeyService, KeyServiceError};
+use shared::{Caller, RequestContext};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -75,7 +75,8 @@ impl KeyService for InProcessKeyService {
                 Ok(dk) => (Some(dk.key_arn.clone()), "Success".to_owned()),
                 Err(e) => (Some(key_id.to_owned()), crate::aws::error_code(e).to_owned()),
             };
-            self.kms.record_call(caller, "internal", "GenerateDataKey", arn, Some(context.clone()), &outcome);
+            let audited = RequestContext::internal(caller.clone(), "GenerateDataKey", "kms:GenerateDataKey");
+            self.kms.record_call(&audited, arn, Some(context.clone()), &outcome);
             let data_key = result.map_err(to_key_service_error)?;
             let plaintext =
                 data_key.plaintext.ok_or_else(|| KeyServiceError::Unavailable("no plaintext data key".into()))?;
@@ -104,7 +105,8 @@ impl KeyService for InProcessKeyService {
                 Ok(_) => "Success",
                 Err(e) => crate::aws::error_code(e),
             };
-            self.kms.record_call(caller, "internal", "Decrypt", arn, Some(context.clone()), outcome);
+            let audited = RequestContext::internal(caller.clone(), "Decrypt", "kms:Decrypt");
+            self.kms.record_call(&audited, arn, Some(context.clone()), outcome);
             result.map(|d| d.plaintext).map_err(to_key_service_error)
         })
     }
@@ -154,7 +156,8 @@ impl KeyService for InProcessKeyService {
                 Ok(_) => "Success",
                 Err(e) => crate::aws::error_code(e),
             };
-            self.kms.record_call(caller, "internal", "CreateGrant", Some(arn.clone()), None, outcome);
+            let audited = RequestContext::internal(caller.clone(), "CreateGrant", "kms:CreateGrant");
+            self.kms.record_call(&audited, Some(arn.clone()), None, outcome);
             result.map(|_| arn).map_err(to_key_service_error)
         })
     }

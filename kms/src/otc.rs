@@ -28,8 +28,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use shared::Caller;
 use shared::caller::root_principal;
+use shared::{Api, Peer, RequestContext};
 use zeroize::Zeroizing;
 
 use crate::blob::EncryptionContext;
@@ -192,7 +192,8 @@ struct Audit {
 struct Call<'a> {
     kms: &'a Kms,
     accounts: &'a Accounts,
-    caller: Caller,
+    /// Who asks for which verb, from where.
+    context: RequestContext,
     key: Arc<AccessKey>,
     body: Map<String, Value>,
     /// Path segments after `/v1.0/{project_id}/kms/`, still percent-encoded.
@@ -250,18 +251,20 @@ impl OtcApi {
             Ok(body) => body,
             Err(e) => return e.into_response(),
         };
-        let (result, caller, audit) = if verb.is_mutation() {
+        let peer = parts.extensions.get::<Peer>().copied();
+        let context = RequestContext::new(caller, peer, Api::OtcKms, verb.name(), verb.action());
+        let (result, context, audit) = if verb.is_mutation() {
             // Mutations fsync: run them on the blocking pool, which works under both runtime
             // flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
             let (kms, accounts) = (self.kms.clone(), self.verifier.accounts().clone());
             let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
-            let (query, fallback_caller) = (query.to_owned(), caller.clone());
+            let (query, fallback_context) = (query.to_owned(), context.clone());
             tokio::task::spawn_blocking(move || {
                 let segments = segments.iter().map(String::as_str).collect();
                 let mut call = Call {
                     kms: &kms,
                     accounts: &accounts,
-                    caller,
+                    context,
                     key,
                     body,
                     segments,
@@ -269,18 +272,18 @@ impl OtcApi {
                     audit: Audit::default(),
                 };
                 let result = call.dispatch(verb);
-                (result, call.caller, call.audit)
+                (result, call.context, call.audit)
             })
             .await
             .unwrap_or_else(|e| {
                 let error = OtcError::from(Error::Internal(format!("the {} task failed: {e}", verb.name())));
-                (Err(error), fallback_caller, Audit::default())
+                (Err(error), fallback_context, Audit::default())
             })
         } else {
             let mut call = Call {
                 kms: &self.kms,
                 accounts: self.verifier.accounts(),
-                caller,
+                context,
                 key,
                 body,
                 segments,
@@ -288,14 +291,14 @@ impl OtcApi {
                 audit: Audit::default(),
             };
             let result = call.dispatch(verb);
-            (result, call.caller, call.audit)
+            (result, call.context, call.audit)
         };
         let outcome = match &result {
             Ok(_) => "Success",
             Err(e) => e.code(),
         };
-        let context = audit.context.filter(|c| !c.is_empty());
-        self.kms.record_call(&caller, "otc", verb.name(), audit.key_arn, context, outcome);
+        let encryption_context = audit.context.filter(|c| !c.is_empty());
+        self.kms.record_call(&context, audit.key_arn, encryption_context, outcome);
         match result {
             Ok(value) => json_response(StatusCode::OK, &value),
             Err(e) => e.into_response(),
@@ -505,7 +508,7 @@ impl Call<'_> {
                     Some(Value::Object(tag)) => parse_tag(tag)?,
                     _ => return Err(OtcError::missing("tag")),
                 };
-                self.kms.tag_resource(&self.caller, &key_id, &[tag])?;
+                self.kms.tag_resource(&self.context.caller, &key_id, &[tag])?;
                 Ok(json!({}))
             }
             V::BatchCreateKmsTags => {
@@ -521,10 +524,10 @@ impl Call<'_> {
                     _ => return Err(OtcError::missing("tags")),
                 };
                 match self.str("action")? {
-                    "create" => self.kms.tag_resource(&self.caller, &key_id, &tags)?,
+                    "create" => self.kms.tag_resource(&self.context.caller, &key_id, &tags)?,
                     "delete" => {
                         let keys: Vec<String> = tags.into_iter().map(|t| t.key).collect();
-                        self.kms.untag_resource(&self.caller, &key_id, &keys)?;
+                        self.kms.untag_resource(&self.context.caller, &key_id, &keys)?;
                     }
                     _ => return Err(OtcError::bad("KMS.0404", "action must be create or delete.")),
                 }
@@ -533,12 +536,12 @@ impl Call<'_> {
             V::DeleteTag => {
                 let key_id = self.path_key_id()?;
                 let tag_key = self.path_segment(2)?;
-                self.kms.untag_resource(&self.caller, &key_id, &[tag_key])?;
+                self.kms.untag_resource(&self.context.caller, &key_id, &[tag_key])?;
                 Ok(json!({}))
             }
             V::ShowKmsTags => {
                 let key_id = self.path_key_id()?;
-                let page = self.kms.list_resource_tags(&self.caller, &key_id, usize::MAX, None)?;
+                let page = self.kms.list_resource_tags(&self.context.caller, &key_id, usize::MAX, None)?;
                 let tags: Vec<Value> = page.items.iter().map(|t| json!({"key": t.key, "value": t.value})).collect();
                 Ok(json!({"existTagsNum": tags.len(), "tags": tags}))
             }
@@ -558,13 +561,13 @@ impl Call<'_> {
             }
             V::CreateAlias => {
                 let (alias, key_id) = (self.str("alias")?.to_owned(), self.key_id()?);
-                self.kms.create_alias(&self.caller, &alias, &key_id)?;
+                self.kms.create_alias(&self.context.caller, &alias, &key_id)?;
                 self.alias_json(&alias, &key_id)
             }
             V::AssociateAlias => {
                 let (alias, key_id) = (self.str("alias")?.to_owned(), self.str("target_key_id")?.to_owned());
                 self.audit.key_arn = Some(key_id.clone());
-                self.kms.update_alias(&self.caller, &alias, &key_id)?;
+                self.kms.update_alias(&self.context.caller, &alias, &key_id)?;
                 self.alias_json(&alias, &key_id)
             }
             V::DeleteAlias => {
@@ -576,7 +579,7 @@ impl Call<'_> {
                     _ => return Err(OtcError::missing("aliases")),
                 };
                 let key_id = self.key_id()?;
-                let record = self.kms.describe_key(&self.caller, &key_id)?;
+                let record = self.kms.describe_key(&self.context.caller, &key_id)?;
                 // Every alias is checked before any is deleted: a refused request deletes nothing.
                 let of_key: std::collections::BTreeSet<String> =
                     self.aliases_of(&record.id)?.into_iter().map(|a| a.name).collect();
@@ -585,7 +588,7 @@ impl Call<'_> {
                     return Err(OtcError::bad("KMS.0308", format!("The alias {alias} does not belong to the key.")));
                 }
                 for alias in &aliases {
-                    self.kms.delete_alias(&self.caller, alias)?;
+                    self.kms.delete_alias(&self.context.caller, alias)?;
                 }
                 Ok(json!({}))
             }
@@ -598,7 +601,7 @@ impl Call<'_> {
                     }
                 };
                 let marker = self.query_param("marker").filter(|m| !m.is_empty());
-                let page = self.kms.list_aliases(&self.caller, key_id.as_deref(), limit, marker.as_deref())?;
+                let page = self.kms.list_aliases(&self.context.caller, key_id.as_deref(), limit, marker.as_deref())?;
                 let aliases: Vec<Value> = page.items.iter().map(|a| self.alias_record_json(a)).collect();
                 Ok(json!({
                     "aliases": aliases,
@@ -633,7 +636,7 @@ impl Call<'_> {
                 }
                 let input =
                     CreateKeyInput { description, policy: None, tags: Vec::new(), alias: Some(alias_name(&key_alias)) };
-                let record = kms.create_key(&self.caller, input).with(|e| match e {
+                let record = kms.create_key(&self.context.caller, input).with(|e| match e {
                     Error::Validation(_) | Error::InvalidAliasName(_) => Some("KMS.1101"),
                     _ => None,
                 })?;
@@ -644,7 +647,7 @@ impl Call<'_> {
             }
             V::DescribeKey => {
                 let key_id = self.key_id()?;
-                let record = kms.describe_key(&self.caller, &key_id)?;
+                let record = kms.describe_key(&self.context.caller, &key_id)?;
                 self.audit.key_arn = Some(record.arn());
                 let alias = self.key_alias(&record.id)?;
                 Ok(json!({"key_info": key_info(&record, &alias, &self.key.domain_id)}))
@@ -686,9 +689,9 @@ impl Call<'_> {
                 let new = alias_name(&key_alias);
                 if old.as_deref() != Some(new.as_str()) {
                     // The new alias first: if it is taken (KMS.1104), the key keeps its alias.
-                    kms.create_alias(&self.caller, &new, &record.id)?;
+                    kms.create_alias(&self.context.caller, &new, &record.id)?;
                     if let Some(old) = old {
-                        kms.delete_alias(&self.caller, &old)?;
+                        kms.delete_alias(&self.context.caller, &old)?;
                     }
                 }
                 Ok(json!({"key_info": {"key_id": record.id, "key_alias": key_alias}}))
@@ -699,7 +702,7 @@ impl Call<'_> {
                     self.opt_str("key_description")?.ok_or_else(|| OtcError::missing("key_description"))?.to_owned();
                 check_description(&description)?;
                 let record = self.customer_key(&key_id)?;
-                kms.update_key_description(&self.caller, &record.id, &description)?;
+                kms.update_key_description(&self.context.caller, &record.id, &description)?;
                 Ok(json!({"key_info": {"key_id": record.id, "key_description": description}}))
             }
             V::EnableKey | V::DisableKey => {
@@ -707,8 +710,8 @@ impl Call<'_> {
                 let record = self.customer_key(&key_id)?;
                 let enable = verb == V::EnableKey;
                 match (record.state, enable) {
-                    (KeyState::Disabled, true) => kms.enable_key(&self.caller, &record.id)?,
-                    (KeyState::Enabled, false) => kms.disable_key(&self.caller, &record.id)?,
+                    (KeyState::Disabled, true) => kms.enable_key(&self.context.caller, &record.id)?,
+                    (KeyState::Enabled, false) => kms.disable_key(&self.context.caller, &record.id)?,
                     (KeyState::PendingDeletion, _) => {
                         return Err(OtcError::bad("KMS.0210", format!("The key {} is pending deletion.", record.id)));
                     }
@@ -728,7 +731,7 @@ impl Call<'_> {
                 if record.state == KeyState::PendingDeletion {
                     return Err(OtcError::bad("KMS.1402", "The key is already pending deletion."));
                 }
-                let record = kms.schedule_key_deletion(&self.caller, &record.id, days as u32)?;
+                let record = kms.schedule_key_deletion(&self.context.caller, &record.id, days as u32)?;
                 Ok(json!({"key_id": record.id, "key_state": state_code(record.state)}))
             }
             V::CancelKeyDeletion => {
@@ -737,7 +740,7 @@ impl Call<'_> {
                 if record.state != KeyState::PendingDeletion {
                     return Err(OtcError::bad("KMS.1501", "The key is not pending deletion."));
                 }
-                let record = kms.cancel_key_deletion(&self.caller, &record.id)?;
+                let record = kms.cancel_key_deletion(&self.context.caller, &record.id)?;
                 Ok(json!({"key_id": record.id, "key_state": state_code(record.state)}))
             }
             V::CreateDatakey | V::CreateDatakeyWithoutPlaintext => {
@@ -757,8 +760,13 @@ impl Call<'_> {
                     ));
                 }
                 let context = self.context()?;
-                let data_key =
-                    kms.generate_data_key(&self.caller, &key_id, (bits / 8) as usize, &context, with_plaintext)?;
+                let data_key = kms.generate_data_key(
+                    &self.context.caller,
+                    &key_id,
+                    (bits / 8) as usize,
+                    &context,
+                    with_plaintext,
+                )?;
                 self.audit.key_arn = Some(data_key.key_arn.clone());
                 let mut out = json!({"key_id": key_id, "cipher_text": hex::encode(&data_key.ciphertext_blob)});
                 if let Some(plaintext) = &data_key.plaintext {
@@ -789,7 +797,7 @@ impl Call<'_> {
                     return Err(OtcError::bad("KMS.2103", "The SHA-256 digest of the data key does not match."));
                 }
                 let context = self.context()?;
-                let (blob, arn) = kms.encrypt(&self.caller, &key_id, data_key, &context)?;
+                let (blob, arn) = kms.encrypt(&self.context.caller, &key_id, data_key, &context)?;
                 self.audit.key_arn = Some(arn);
                 Ok(json!({"key_id": key_id, "cipher_text": hex::encode(blob), "datakey_length": length.to_string()}))
             }
@@ -803,10 +811,11 @@ impl Call<'_> {
                     return Err(OtcError::bad("KMS.2202", "datakey_cipher_length must be between 1 and 1024 bytes."));
                 }
                 let context = self.context()?;
-                let decrypted = kms.decrypt(&self.caller, &blob, &context, Some(&key_id)).with(|e| match e {
-                    Error::InvalidCiphertext(_) => Some("KMS.2201"),
-                    _ => None,
-                })?;
+                let decrypted =
+                    kms.decrypt(&self.context.caller, &blob, &context, Some(&key_id)).with(|e| match e {
+                        Error::InvalidCiphertext(_) => Some("KMS.2201"),
+                        _ => None,
+                    })?;
                 self.audit.key_arn = Some(decrypted.key_arn.clone());
                 let data_key = decrypted.plaintext.as_slice();
                 if data_key.len() != length as usize {
@@ -830,7 +839,7 @@ impl Call<'_> {
                     return Err(OtcError::invalid("encryption_algorithm"));
                 }
                 let context = self.context()?;
-                let (blob, arn) = kms.encrypt(&self.caller, &key_id, &plaintext, &context)?;
+                let (blob, arn) = kms.encrypt(&self.context.caller, &key_id, &plaintext, &context)?;
                 self.audit.key_arn = Some(arn);
                 Ok(json!({"key_id": key_id, "cipher_text": BASE64.encode(blob)}))
             }
@@ -841,7 +850,7 @@ impl Call<'_> {
                     _ => None,
                 };
                 let context = self.context()?;
-                let decrypted = kms.decrypt(&self.caller, &blob, &context, key_id.as_deref())?;
+                let decrypted = kms.decrypt(&self.context.caller, &blob, &context, key_id.as_deref())?;
                 self.audit.key_arn = Some(decrypted.key_arn.clone());
                 let id = decrypted.key_arn.rsplit('/').next().unwrap_or_default().to_owned();
                 let plaintext = decrypted.plaintext.as_slice();
@@ -867,9 +876,9 @@ impl Call<'_> {
                 let key_id = self.key_id()?;
                 let record = self.customer_key(&key_id)?;
                 if verb == V::EnableKeyRotation {
-                    kms.enable_key_rotation(&self.caller, &record.id, record.rotation.period_days)?;
+                    kms.enable_key_rotation(&self.context.caller, &record.id, record.rotation.period_days)?;
                 } else {
-                    kms.disable_key_rotation(&self.caller, &record.id)?;
+                    kms.disable_key_rotation(&self.context.caller, &record.id)?;
                 }
                 Ok(json!({}))
             }
@@ -880,12 +889,12 @@ impl Call<'_> {
                     return Err(OtcError::bad("KMS.0308", "rotation_interval must be between 30 and 365 days."));
                 }
                 let record = self.customer_key(&key_id)?;
-                kms.update_key_rotation_period(&self.caller, &record.id, days as u32)?;
+                kms.update_key_rotation_period(&self.context.caller, &record.id, days as u32)?;
                 Ok(json!({}))
             }
             V::GetKeyRotationStatus => {
                 let key_id = self.key_id()?;
-                let record = kms.get_key_rotation_status(&self.caller, &key_id)?;
+                let record = kms.get_key_rotation_status(&self.context.caller, &key_id)?;
                 self.audit.key_arn = Some(record.arn());
                 let rotations = record.versions.len().saturating_sub(1);
                 let last = if rotations > 0 {
@@ -937,7 +946,7 @@ impl Call<'_> {
                     constraints: None,
                     name: self.opt_str("name")?.filter(|n| !n.is_empty()).map(str::to_owned),
                 };
-                let (grant_id, _token) = kms.create_grant(&self.caller, &key_id, input).with(|e| match e {
+                let (grant_id, _token) = kms.create_grant(&self.context.caller, &key_id, input).with(|e| match e {
                     Error::LimitExceeded(_) => Some("KMS.2404"),
                     Error::Validation(_) => Some("KMS.2402"),
                     _ => None,
@@ -947,7 +956,7 @@ impl Call<'_> {
             V::ListGrants => {
                 let key_id = self.key_id()?;
                 let (limit, marker) = (self.limit()?, self.marker()?);
-                let (page, arn) = kms.list_grants(&self.caller, &key_id, None, None, usize::MAX, None)?;
+                let (page, arn) = kms.list_grants(&self.context.caller, &key_id, None, None, usize::MAX, None)?;
                 self.audit.key_arn = Some(arn.clone());
                 let id = arn.rsplit('/').next().unwrap_or_default().to_owned();
                 let total = page.items.len();
@@ -959,8 +968,8 @@ impl Call<'_> {
             }
             V::ListRetirableGrants => {
                 let (limit, marker) = (self.limit()?, self.marker()?);
-                let principal = self.caller.principal_arn.clone();
-                let page = kms.list_retirable_grants(&self.caller, &principal, usize::MAX, None)?;
+                let principal = self.context.caller.principal_arn.clone();
+                let page = kms.list_retirable_grants(&self.context.caller, &principal, usize::MAX, None)?;
                 let total = page.items.len();
                 let (grants, next_marker, truncated) = offset_page(page.items, limit, marker);
                 let grants: Vec<Value> = grants
@@ -975,12 +984,12 @@ impl Call<'_> {
                 let key_id = self.key_id()?;
                 let grant_id = self.str("grant_id")?.to_owned();
                 // The key exists (else KMS.0207 here), so what is not found below is the grant.
-                kms.describe_key(&self.caller, &key_id)?;
+                kms.describe_key(&self.context.caller, &key_id)?;
                 let not_found = |e: &Error| matches!(e, Error::NotFound(_)).then_some("KMS.2501");
                 if verb == V::RevokeGrant {
-                    kms.revoke_grant(&self.caller, &key_id, &grant_id).with(not_found)?;
+                    kms.revoke_grant(&self.context.caller, &key_id, &grant_id).with(not_found)?;
                 } else {
-                    kms.retire_grant(&self.caller, RetireBy::Id { key_id: &key_id, grant_id: &grant_id })
+                    kms.retire_grant(&self.context.caller, RetireBy::Id { key_id: &key_id, grant_id: &grant_id })
                         .with(not_found)?;
                 }
                 Ok(json!({}))
@@ -1004,13 +1013,13 @@ impl Call<'_> {
 
     /// The caller's keys in kmsim's region.
     fn own_keys(&self) -> Result<Vec<KeyRecord>, OtcError> {
-        let page = self.kms.list_keys(&self.caller, usize::MAX, None)?;
+        let page = self.kms.list_keys(&self.context.caller, usize::MAX, None)?;
         Ok(page.items.iter().filter_map(|(id, _)| self.kms.key_record(id)).collect())
     }
 
     /// The aliases that point at a key.
     fn aliases_of(&self, key_id: &str) -> Result<Vec<crate::model::AliasRecord>, OtcError> {
-        Ok(self.kms.list_aliases(&self.caller, Some(key_id), usize::MAX, None)?.items)
+        Ok(self.kms.list_aliases(&self.context.caller, Some(key_id), usize::MAX, None)?.items)
     }
 
     /// The alias shown as a key's `key_alias`: the one made last (by create-key, update-key-alias or the alias
@@ -1041,7 +1050,7 @@ impl Call<'_> {
             "domain_id": self.key.domain_id,
             "key_id": alias.target_key_id,
             "alias": alias.name,
-            "alias_urn": format!("{}:{}:kms:alias/{}", self.caller.region, self.key.domain_id, alias.name.trim_start_matches("alias/")),
+            "alias_urn": format!("{}:{}:kms:alias/{}", self.context.caller.region, self.key.domain_id, alias.name.trim_start_matches("alias/")),
             "create_time": (alias.created * 1000).to_string(),
             "update_time": (alias.updated * 1000).to_string(),
         })
@@ -1090,7 +1099,7 @@ impl Call<'_> {
 
     /// The caller's key, refusing the service default keys, which the dialect does not let anyone manage.
     fn customer_key(&mut self, key_id: &str) -> Result<KeyRecord, OtcError> {
-        let record = self.kms.describe_key(&self.caller, key_id)?;
+        let record = self.kms.describe_key(&self.context.caller, key_id)?;
         self.audit.key_arn = Some(record.arn());
         if record.manager == KeyManager::Aws {
             return Err(OtcError::bad("KMS.0211", "The default master key does not support this operation."));
@@ -1128,7 +1137,7 @@ mod tests {
             let mut call = Call {
                 kms: &kms,
                 accounts: &accounts,
-                caller: key.caller("eu-de"),
+                context: RequestContext::new(key.caller("eu-de"), None, Api::OtcKms, verb.name(), verb.action()),
                 key: key.clone(),
                 body: Map::new(),
                 segments: Vec::new(),

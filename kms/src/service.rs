@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use aes_gcm::Aes256Gcm;
 use rand::RngCore;
-use shared::Caller;
+use shared::{Caller, RequestContext};
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditLog, AuditOptions};
@@ -1308,18 +1308,17 @@ impl Kms {
         Ok((purged.len(), rotated.len()))
     }
 
-    /// Records a call in the audit log. `dialect` is `aws`, or `internal` for a service calling
-    /// in-process; `outcome` is `Success` or the error code.
+    /// Records a call in the audit log: who made it, from where and in which dialect (`context`), the key it
+    /// resolved, its encryption context, and `outcome` (`Success` or the error code).
     pub fn record_call(
         &self,
-        caller: &Caller,
-        dialect: &str,
-        operation: &str,
+        context: &RequestContext,
         key_arn: Option<String>,
         encryption_context: Option<EncryptionContext>,
         outcome: &str,
     ) {
         let millis = self.clock.now_millis();
+        let caller = &context.caller;
         self.audit.record(crate::audit::AuditEvent {
             time: shared::time::format_rfc3339_millis(millis),
             time_millis: millis,
@@ -1328,8 +1327,9 @@ impl Kms {
             principal: caller.principal_arn.clone(),
             region: caller.region.clone(),
             via_service: caller.via_service.clone(),
-            dialect: dialect.to_owned(),
-            operation: operation.to_owned(),
+            source: context.source(),
+            dialect: context.api.name().to_owned(),
+            operation: context.operation.to_owned(),
             key_arn,
             encryption_context,
             outcome: outcome.to_owned(),

@@ -30,6 +30,7 @@ fn event(n: i64) -> AuditEvent {
         principal: "arn:aws:iam::000000000000:root".into(),
         region: "us-east-1".into(),
         via_service: None,
+        source: None,
         dialect: "aws".into(),
         operation: "ListKeys".into(),
         key_arn: None,

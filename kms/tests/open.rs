@@ -5,15 +5,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use auth::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID};
-use kms::Kms;
 use kms::audit::{AuditOptions, AuditQuery};
 use kms::service::CreateKeyInput;
+use kms::{Kms, KmsOperation};
 use kms::{SeedKey, Storage};
-use shared::Caller;
 use shared::caller::DEFAULT_REGION;
+use shared::{Api, Caller, RequestContext};
 
 fn caller() -> Caller {
     Accounts::with_defaults().get(DEFAULT_ACCESS_KEY_ID).unwrap().caller(DEFAULT_REGION)
+}
+
+/// The context of a call of `operation` by the default account's root, made in the AWS dialect.
+fn call(operation: KmsOperation) -> RequestContext {
+    RequestContext::new(caller(), None, Api::AwsKms, operation.name(), operation.action())
 }
 
 fn dir_storage(dir: &Path) -> Storage {
@@ -69,7 +74,7 @@ fn the_data_dir_and_the_files_kms_creates_are_private() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("data").join("kms");
     let kms = Kms::open(&dir_storage(&dir), Vec::new()).unwrap();
-    kms.record_call(&caller(), "aws", "ListKeys", None, None, "Success");
+    kms.record_call(&call(KmsOperation::ListKeys), None, None, "Success");
     kms.audit.flush();
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&parent.path().join("data")), 0o700);
@@ -84,7 +89,7 @@ fn reset_clears_the_audit_files_the_index_and_the_clock() {
     let options = AuditOptions { max_file_bytes: 1000, max_files: 4, ..AuditOptions::default() };
     let kms = Kms::open_with_audit(&dir_storage(dir.path()), Vec::new(), options).unwrap();
     for _ in 0..20 {
-        kms.record_call(&caller(), "aws", "ListKeys", None, None, "Success");
+        kms.record_call(&call(KmsOperation::ListKeys), None, None, "Success");
     }
     kms.clock.try_advance(3 * 86_400).unwrap();
     kms.audit.flush();
@@ -97,7 +102,7 @@ fn reset_clears_the_audit_files_the_index_and_the_clock() {
     let health = kms.audit.health();
     assert_eq!((health.events_in_memory, health.file_bytes, health.degraded), (0, 0, false));
     // Events after the reset go to the emptied file.
-    kms.record_call(&caller(), "aws", "CreateKey", None, None, "Success");
+    kms.record_call(&call(KmsOperation::CreateKey), None, None, "Success");
     kms.audit.flush();
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 1);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use auth::sigv2;
 use auth::sigv4::{self, UriEncoding};
-use auth::{AuthError, RequestParts, Verified, Verifier};
+use auth::{AuthError, RequestParts, Scheme, Verifier};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 use percent_encoding::percent_decode_str;
-use shared::Caller;
+use shared::{Api, Caller, Peer, RequestContext};
 
 use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
@@ -86,10 +86,10 @@ pub fn wall_clock_millis() -> i64 {
 
 /// What every handler may need of a request besides its operation and body.
 struct Call<'a> {
-    /// Who signed it.
-    caller: &'a Caller,
-    /// Its verification (for SigV4, the seed of aws-chunked signatures).
-    verified: &'a Verified,
+    /// Who asks for which operation on which resources, from where.
+    context: &'a RequestContext,
+    /// For SigV4, what the signatures of an aws-chunked body chain on.
+    seed: Option<&'a sigv4::Seed>,
     /// How its body is encoded.
     mode: PayloadMode,
     /// The header family it speaks.
@@ -98,6 +98,40 @@ struct Call<'a> {
     headers: &'a HeaderMap,
     /// The time of the request, Unix milliseconds.
     now: i64,
+}
+
+impl Call<'_> {
+    /// Who signed the request.
+    fn caller(&self) -> &Caller {
+        &self.context.caller
+    }
+}
+
+/// The context of an S3 or OBS request: its caller and peer, its operation's action and resource, and the
+/// condition keys of its headers, query and signature.
+fn request_context(
+    caller: Caller,
+    peer: Option<Peer>,
+    family: Family,
+    operation: &S3Operation,
+    headers: &HeaderMap,
+    query: &BTreeMap<String, String>,
+    scheme: &Scheme,
+) -> RequestContext {
+    let api = match family {
+        Family::Aws => Api::S3,
+        Family::Obs => Api::Obs,
+    };
+    let mut context = RequestContext::new(caller, peer, api, operation.name(), operation.action())
+        .with_resource(operation.resource_arn());
+    context.conditions = operation.condition_keys(headers, query);
+    let presigned = query.contains_key("X-Amz-Signature") || query.contains_key("Signature");
+    let signature_version = match scheme {
+        Scheme::V2(_) => "AWS",
+        Scheme::SigV4(_) | Scheme::SdkHmac => "AWS4-HMAC-SHA256",
+    };
+    let auth_type = if presigned { "REST-QUERY-STRING" } else { "REST-HEADER" };
+    context.with_condition("s3:signatureversion", signature_version).with_condition("s3:authType", auth_type)
 }
 
 impl S3Api {
@@ -228,7 +262,8 @@ impl S3Api {
             check_all_signed(&parts.headers, signed.unwrap_or(""))?;
             verified
         };
-        let caller = &verified.caller;
+        let auth::Verified { caller, scheme, .. } = verified;
+        let caller = &caller;
         dialect::check_headers(&parts.headers, family)?;
         let now = (self.now_millis)();
         let method = parts.method.clone();
@@ -246,7 +281,14 @@ impl S3Api {
             check_metadata_size(&headers, family)?;
         }
         let operation = S3Operation::parse(&method, target, &query, &headers)?;
-        let call = Call { caller, verified: &verified, mode, family, headers: &headers, now };
+        let peer = parts.extensions.get::<Peer>().copied();
+        let context = request_context(caller.clone(), peer, family, &operation, &headers, &query, &scheme);
+        context.log();
+        let seed = match &scheme {
+            Scheme::SigV4(seed) => Some(seed),
+            Scheme::V2(_) | Scheme::SdkHmac => None,
+        };
+        let call = Call { context: &context, seed, mode, family, headers: &headers, now };
         self.dispatch(operation, &call, &method, &query, body).await
     }
 
@@ -259,7 +301,7 @@ impl S3Api {
         query: &BTreeMap<String, String>,
         body: Body,
     ) -> Result<Response> {
-        let caller = call.caller;
+        let caller = call.caller();
         match operation {
             S3Operation::ListBuckets => Ok(self.list_buckets(caller)),
             S3Operation::CreateBucket { bucket } => self.create_bucket(call, &bucket, body).await,
@@ -330,21 +372,21 @@ impl S3Api {
             let config: xml::CreateBucketConfiguration = xml::parse(&text)?;
             config.location_constraint.filter(|l| !l.is_empty()).unwrap_or_else(|| self.region.clone())
         };
-        self.obs.create_bucket(call.caller, bucket, &region, call.now).await?;
+        self.obs.create_bucket(call.caller(), bucket, &region, call.now).await?;
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "location", &format!("/{bucket}"));
         Ok(response)
     }
 
     fn head_bucket(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
-        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let record = self.obs.owned_bucket(call.caller(), bucket)?;
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "x-amz-bucket-region", &record.region);
         Ok(response)
     }
 
     fn get_bucket_location(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
-        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let record = self.obs.owned_bucket(call.caller(), bucket)?;
         let region = if record.region == "us-east-1" { "" } else { record.region.as_str() };
         let doc = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
@@ -359,16 +401,16 @@ impl S3Api {
         let encryption = match call.family {
             Family::Aws => bucket_encryption(config)?,
             Family::Obs => {
-                let domain = self.caller_domain(call.caller);
-                obs_bucket_encryption(config, self.obs_caller(call.caller, &domain))?
+                let domain = self.caller_domain(call.caller());
+                obs_bucket_encryption(config, self.obs_caller(call.caller(), &domain))?
             }
         };
-        self.obs.set_bucket_encryption(call.caller, bucket, Some(encryption)).await?;
+        self.obs.set_bucket_encryption(call.caller(), bucket, Some(encryption)).await?;
         Ok(empty(StatusCode::OK))
     }
 
     fn get_bucket_encryption(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
-        let record = self.obs.owned_bucket(call.caller, bucket)?;
+        let record = self.obs.owned_bucket(call.caller(), bucket)?;
         let Some(encryption) = &record.encryption else {
             return Err(S3Error::new(
                 S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
@@ -410,7 +452,7 @@ impl S3Api {
         source: Option<&str>,
         body: Body,
     ) -> Result<Response> {
-        let (caller, headers, mode) = (call.caller, call.headers, call.mode);
+        let (caller, headers, mode) = (call.caller(), call.headers, call.mode);
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
         let sse = customer.clone().map(SseRequest::Customer).unwrap_or_default();
         let input = PutInput { now_millis: call.now, sse, ..put_input(headers, mode)? };
@@ -429,8 +471,7 @@ impl S3Api {
                 self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
             }
             None => {
-                let decoder =
-                    if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.verified.sigv4_seed())?) } else { None };
+                let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.seed)?) } else { None };
                 let stream = body.into_data_stream();
                 self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
             }
@@ -464,7 +505,7 @@ impl S3Api {
         let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
         let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
         let record =
-            self.obs.complete_multipart_upload(call.caller, upload_ref, &parts, customer.as_ref(), call.now).await?;
+            self.obs.complete_multipart_upload(call.caller(), upload_ref, &parts, customer.as_ref(), call.now).await?;
         let (bucket, key) = (upload_ref.bucket, upload_ref.key);
         let mut w = Writer::document("CompleteMultipartUploadResult");
         w.element("Location", &format!("/{bucket}/{key}"))
@@ -479,7 +520,7 @@ impl S3Api {
     }
 
     async fn create_multipart_upload(&self, call: &Call<'_>, bucket: &str, key: &str) -> Result<Response> {
-        let (caller, headers, now) = (call.caller, call.headers, call.now);
+        let (caller, headers, now) = (call.caller(), call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
         let input = PutInput { sse, now_millis: now, ..put_input(headers, PayloadMode::Unsigned)? };
@@ -589,7 +630,7 @@ impl S3Api {
     }
 
     async fn copy_object(&self, call: &Call<'_>, bucket: &str, key: &str, source_header: &str) -> Result<Response> {
-        let (caller, headers, now) = (call.caller, call.headers, call.now);
+        let (caller, headers, now) = (call.caller(), call.headers, call.now);
         let destination = self.obs.owned_bucket(caller, bucket)?;
         let (source, stream) = self.copy_source(caller, source_header, None, headers).await?;
         let replace = match header_str(headers, "x-amz-metadata-directive") {
@@ -651,11 +692,11 @@ impl S3Api {
     }
 
     async fn put_object(&self, call: &Call<'_>, bucket: &str, key: &str, body: Body) -> Result<Response> {
-        let (caller, verified, mode, headers, now) = (call.caller, call.verified, call.mode, call.headers, call.now);
+        let (caller, mode, headers, now) = (call.caller(), call.mode, call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
         let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
-        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, verified.sigv4_seed())?) } else { None };
+        let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.seed)?) } else { None };
         let stream = body.into_data_stream();
         let customer_md5 = match &input.sse {
             SseRequest::Customer(customer) => Some(customer.key_md5.clone()),
@@ -685,7 +726,7 @@ impl S3Api {
         overrides: &[(&'static str, String)],
         head: bool,
     ) -> Result<Response> {
-        let (caller, headers) = (call.caller, call.headers);
+        let (caller, headers) = (call.caller(), call.headers);
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
         let conditions = conditions(headers);
         let (mut not_modified, mut range) = (false, None);
@@ -811,7 +852,7 @@ impl S3Api {
     }
 
     async fn delete_objects(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
-        let (caller, headers) = (call.caller, call.headers);
+        let (caller, headers) = (call.caller(), call.headers);
         let text = read_xml(body).await?;
         if let Some(md5) = header_str(headers, "content-md5") {
             let computed = BASE64.encode(md5::Md5::digest(text.as_bytes()));

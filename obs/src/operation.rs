@@ -697,6 +697,45 @@ impl S3Operation {
         }
     }
 
+    /// The S3 condition keys of the request (the Service Authorization Reference's names), in the order a
+    /// policy reader expects them: for object writes the SSE, ACL, storage-class and copy headers, for listings
+    /// their `prefix`, `delimiter` and `max-keys`, and `s3:x-amz-content-sha256` whenever the header is sent.
+    /// The keys of the signature (`s3:signatureversion`, `s3:authType`) are the front end's to add.
+    pub fn condition_keys(&self, headers: &HeaderMap, query: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        // An object write's headers; a copy's add its source and metadata directive.
+        const WRITE_HEADERS: [&str; 6] = [
+            "x-amz-server-side-encryption",
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            "x-amz-acl",
+            "x-amz-storage-class",
+            "x-amz-copy-source",
+            "x-amz-metadata-directive",
+        ];
+        let (header_names, query_names): (&[&str], &[&str]) = match self {
+            S3Operation::PutObject { .. } | S3Operation::CreateMultipartUpload { .. } => (&WRITE_HEADERS[..4], &[]),
+            S3Operation::CopyObject { .. } => (&WRITE_HEADERS, &[]),
+            S3Operation::UploadPartCopy { .. } => (&WRITE_HEADERS[4..5], &[]),
+            S3Operation::CreateBucket { .. } => (&["x-amz-acl"], &[]),
+            S3Operation::ListObjects { .. } | S3Operation::ListObjectsV2 { .. } => {
+                (&[], &["prefix", "delimiter", "max-keys"])
+            }
+            _ => (&[], &[]),
+        };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut keys = Vec::new();
+        for name in header_names.iter().copied().chain(["x-amz-content-sha256"]) {
+            if let Some(value) = header(name) {
+                keys.push((format!("s3:{name}"), value));
+            }
+        }
+        for name in query_names {
+            if let Some(value) = query.get(*name) {
+                keys.push((format!("s3:{name}"), value.clone()));
+            }
+        }
+        keys
+    }
+
     /// What the `NotImplemented` answer to this operation names: the method and the first query
     /// parameter of the request.
     pub fn not_implemented_detail(&self, method: &Method, query: &BTreeMap<String, String>) -> String {
@@ -896,6 +935,58 @@ mod tests {
                 || operation.name().starts_with("List")
                 || operation.name() == "SelectObjectContent";
             assert_eq!(operation.mutates(), !reads, "{method} {path}");
+        }
+    }
+
+    /// The condition keys a policy sees for the requests of the IAM documentation's S3 examples (an SSE-KMS PUT,
+    /// a copy, a listing by prefix): each header or parameter once, under its `s3:` name.
+    #[test]
+    fn condition_keys_of_the_iam_examples() {
+        const HOST: &str = "examplebucket.s3.amazonaws.com";
+        let key_arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let sse_put = [
+            ("x-amz-server-side-encryption", "aws:kms"),
+            ("x-amz-server-side-encryption-aws-kms-key-id", key_arn),
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ];
+        let copy = [("x-amz-copy-source", "/source-bucket/a"), ("x-amz-metadata-directive", "REPLACE")];
+        let cases: &[(&str, &str, &[(&str, &str)], &[(&str, &str)])] = &[
+            (
+                "PUT",
+                "/doc.txt",
+                &sse_put,
+                &[
+                    ("s3:x-amz-server-side-encryption", "aws:kms"),
+                    ("s3:x-amz-server-side-encryption-aws-kms-key-id", key_arn),
+                    ("s3:x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+                ],
+            ),
+            (
+                "PUT",
+                "/doc.txt",
+                &copy,
+                &[("s3:x-amz-copy-source", "/source-bucket/a"), ("s3:x-amz-metadata-directive", "REPLACE")],
+            ),
+            ("PUT", "/doc.txt?partNumber=1&uploadId=U", &copy, &[("s3:x-amz-copy-source", "/source-bucket/a")]),
+            (
+                "GET",
+                "/?list-type=2&prefix=home/alice/&delimiter=/&max-keys=10",
+                &[],
+                &[("s3:prefix", "home/alice/"), ("s3:delimiter", "/"), ("s3:max-keys", "10")],
+            ),
+            // A read carries no write header even when a client sends one.
+            ("GET", "/doc.txt", &sse_put[..1], &[]),
+        ];
+        for (method, path, headers, want) in cases {
+            let mut header_map = HeaderMap::new();
+            for (name, value) in *headers {
+                header_map.insert(*name, value.parse().expect("a header value"));
+            }
+            let operation = parse(method, HOST, path, headers).expect("a served operation");
+            let query = parse_query(path.split_once('?').map_or("", |(_, q)| q));
+            let keys = operation.condition_keys(&header_map, &query);
+            let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(keys, *want, "{method} {path}");
         }
     }
 

@@ -849,6 +849,7 @@ def test_audit_log_records_operations_and_outcomes(kms, admin):
     assert event["principal"] == f"arn:aws:iam::{DEFAULT_ACCOUNT}:root"
     assert event["region"] == DEFAULT_REGION
     assert event["via_service"] is None
+    assert event["source"] == "127.0.0.1"
     assert event["dialect"] == "aws"
     assert_close(dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00")), now_utc())
 
