@@ -86,10 +86,7 @@ impl ApiError {
 
     fn message(&self) -> String {
         match self {
-            ApiError::Kms(Error::Internal(detail)) => {
-                tracing::error!(%detail, "internal error in the KMS");
-                "An internal error occurred.".into()
-            }
+            ApiError::Kms(Error::Internal(_)) => "An internal error occurred.".into(),
             ApiError::Kms(e) => e.to_string(),
             ApiError::Serialization(m) => m.clone(),
             ApiError::UnknownOperation => String::new(),
@@ -110,9 +107,15 @@ impl ApiError {
     }
 
     /// The error as AWS sends it.
+    /// An internal error is logged here, once, with the request id the client sees.
     pub fn into_response(self) -> Response {
         let body = json!({"__type": self.code(), "message": self.message()});
-        json_response(self.status(), body.to_string().into_bytes())
+        let response = json_response(self.status(), body.to_string().into_bytes());
+        if let ApiError::Kms(Error::Internal(detail)) = &self {
+            let request_id = response.headers().get("x-amzn-requestid").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::error!(%detail, %request_id, "internal error in the KMS");
+        }
+        response
     }
 }
 

@@ -98,12 +98,16 @@ impl OtcError {
         self.code
     }
 
+    /// An internal error is logged here, once, with the request id the client sees.
     fn into_response(self) -> Response {
-        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(detail = %self.message, "internal error in the KMS (OTC dialect)");
+        let internal = self.status == StatusCode::INTERNAL_SERVER_ERROR;
+        let message = if internal { "kms error." } else { &self.message };
+        let response = json_response(self.status, &json!({"error": {"error_code": self.code, "error_msg": message}}));
+        if internal {
+            let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::error!(detail = %self.message, %request_id, "internal error in the KMS (OTC dialect)");
         }
-        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR { "kms error." } else { &self.message };
-        json_response(self.status, &json!({"error": {"error_code": self.code, "error_msg": message}}))
+        response
     }
 }
 

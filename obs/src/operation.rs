@@ -950,7 +950,9 @@ mod tests {
             ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
         ];
         let copy = [("x-amz-copy-source", "/source-bucket/a"), ("x-amz-metadata-directive", "REPLACE")];
-        let cases: &[(&str, &str, &[(&str, &str)], &[(&str, &str)])] = &[
+        type Pairs<'a> = &'a [(&'static str, &'static str)];
+        // (method, path and query, request headers, the condition keys they yield)
+        let cases: &[(&str, &str, Pairs, Pairs)] = &[
             (
                 "PUT",
                 "/doc.txt",
