@@ -131,7 +131,9 @@ fn v2_send(
         parts: auth::RequestParts { method, path, query: "", headers: &headers },
         virtual_bucket: None,
     };
-    let to_sign = auth::sigv2::string_to_sign(&request, dialect).unwrap();
+    let to_sign =
+        auth::sigv2::string_to_sign(&request, dialect, auth::sigv2::Carrier::Header, auth::sigv2::Convention::Obs)
+            .unwrap();
     let scheme = if dialect == auth::sigv2::Dialect::Obs { "OBS" } else { "AWS" };
     let authorization = format!("{scheme} test:{}", auth::sigv2::sign("test", &to_sign));
     let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };

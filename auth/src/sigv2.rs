@@ -30,6 +30,7 @@ use sha1::Sha1;
 use shared::time::{format_amz_date, parse_amz_date};
 use subtle::ConstantTimeEq;
 
+use crate::accounts::AccessKey;
 use crate::verifier::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts, Scheme, Verified, Verifier};
 
 type HmacSha1 = Hmac<Sha1>;
@@ -221,14 +222,42 @@ impl<'a> Authorization<'a> {
     }
 }
 
-/// Whether a query parameter is a signed sub-resource: esdk-obs-python's list (lowercase match), the
-/// dialect's prefixed parameters, and for AWS also the S3 documentation's list — what every client
-/// this dialect knows signs.
-fn is_sub_resource(dialect: Dialect, name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    OBS_SUB_RESOURCES.binary_search(&lower.as_str()).is_ok()
-        || lower.starts_with(dialect.header_prefix())
-        || (dialect == Dialect::Aws && AWS_SUB_RESOURCES.contains(&name))
+/// Whose rules a V2 string to sign follows. S3 (its developer guide, botocore's `HmacV1Auth`,
+/// s3cmd) and esdk-obs-python differ in three places, and kmsim serves both:
+///
+/// | | S3 | esdk-obs-python |
+/// |---|---|---|
+/// | sub-resources | S3's list, exact names | OBS's list, any case, and every parameter of the header family |
+/// | `x-amz-*` query parameters of a presigned URL | request headers moved into the URL | sub-resources |
+/// | a path-style bucket (`/bucket`) | `/bucket/` | `/bucket` |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    /// Amazon S3's.
+    S3,
+    /// Huawei's OBS SDK's, in both its OBS and its AWS V2 mode.
+    Obs,
+}
+
+impl Convention {
+    /// The conventions a request of `dialect` may follow, the likelier first: an `AWS` signature
+    /// comes from an S3 client or from esdk-obs-python in V2 mode, an `OBS` one only from OBS clients.
+    fn candidates(dialect: Dialect) -> &'static [Convention] {
+        match dialect {
+            Dialect::Aws => &[Convention::S3, Convention::Obs],
+            Dialect::Obs => &[Convention::Obs],
+        }
+    }
+
+    /// Whether a query parameter is a signed sub-resource.
+    fn is_sub_resource(self, dialect: Dialect, name: &str) -> bool {
+        match self {
+            Convention::S3 => AWS_SUB_RESOURCES.contains(&name),
+            Convention::Obs => {
+                let lower = name.to_ascii_lowercase();
+                OBS_SUB_RESOURCES.binary_search(&lower.as_str()).is_ok() || lower.starts_with(dialect.header_prefix())
+            }
+        }
+    }
 }
 
 /// The request a signature is checked against.
@@ -241,22 +270,123 @@ pub struct SignedRequest<'a> {
     pub virtual_bucket: Option<&'a str>,
 }
 
-/// Builds the string to sign of `request` for `dialect`.
-pub fn string_to_sign(request: &SignedRequest<'_>, dialect: Dialect) -> Result<String, AuthError> {
+/// Where a V2 signature travels, which decides what stands for `Date` and what the query holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier<'a> {
+    /// `Authorization: AWS|OBS AK:signature`; `Date` is the `Date` header, blank when the dialect's
+    /// own date header is sent.
+    Header,
+    /// Query-string authentication (`AWSAccessKeyId` or `AccessKeyId`, `Expires`, `Signature`): `Date` is
+    /// the `Expires` time. In the AWS dialect, `x-amz-*` query parameters are request headers that the
+    /// client moved into the URL (botocore's `HmacV1QueryAuth` does so for every `x-amz-*` header, and
+    /// for `Content-Type` and `Content-MD5`), so they are canonical headers, not sub-resources.
+    Query {
+        /// The `Expires` parameter as sent (Unix seconds).
+        expires: &'a str,
+    },
+}
+
+/// The query parameters of query-string authentication, never part of the string to sign.
+const QUERY_AUTH_PARAMS: [&str; 4] = ["AWSAccessKeyId", "AccessKeyId", "Signature", "Expires"];
+
+/// The decoded query parameters of a request, in order: name and value (`None` without `=`).
+fn query_params(query: &str) -> Vec<(String, Option<String>)> {
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => (decode(name), Some(decode(value))),
+            None => (decode(pair), None),
+        })
+        .collect()
+}
+
+/// Builds the string to sign of `request` for `dialect`, signed the way `carrier` says and by the
+/// rules of `convention`.
+pub fn string_to_sign(
+    request: &SignedRequest<'_>,
+    dialect: Dialect,
+    carrier: Carrier<'_>,
+    convention: Convention,
+) -> Result<String, AuthError> {
     let headers = request.parts.headers;
+    let query = query_params(request.parts.query);
+    let query_headers = matches!(carrier, Carrier::Query { .. }) && convention == Convention::S3;
+    // A standard header, or in S3's query form its copy in the query.
+    let standard = |name: &str| -> Result<String, AuthError> {
+        if let Some(value) = header_text(headers, name)? {
+            return Ok(value.to_owned());
+        }
+        let from_query = query_headers
+            .then(|| query.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.clone()))
+            .flatten();
+        Ok(from_query.unwrap_or_default())
+    };
     let mut out = String::with_capacity(256);
     out.push_str(request.parts.method);
     out.push('\n');
-    out.push_str(header_text(headers, "content-md5")?.unwrap_or(""));
+    out.push_str(&standard("content-md5")?);
     out.push('\n');
-    out.push_str(header_text(headers, "content-type")?.unwrap_or(""));
+    out.push_str(&standard("content-type")?);
     out.push('\n');
-    if !headers.contains_key(dialect.date_header()) {
-        out.push_str(header_text(headers, "date")?.unwrap_or(""));
+    match carrier {
+        Carrier::Query { expires } => out.push_str(expires),
+        Carrier::Header if !headers.contains_key(dialect.date_header()) => {
+            out.push_str(header_text(headers, "date")?.unwrap_or(""))
+        }
+        Carrier::Header => {}
     }
     out.push('\n');
-    push_canonical_headers(&mut out, headers, dialect.header_prefix())?;
-    push_canonical_resource(&mut out, request, dialect);
+    let mut canonical = canonical_headers(headers, dialect.header_prefix())?;
+    if query_headers {
+        for (name, value) in &query {
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with(dialect.header_prefix()) && !canonical.iter().any(|(n, _)| *n == lower) {
+                canonical.push((lower, value.clone().unwrap_or_default()));
+            }
+        }
+        canonical.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    for (name, value) in &canonical {
+        out.push_str(name);
+        out.push(':');
+        out.push_str(value);
+        out.push('\n');
+    }
+
+    // The canonical resource: the path (behind `/bucket` for a virtual-host request), then the
+    // signed sub-resources sorted by name, values decoded, `name` alone when it had no `=`.
+    let path = request.parts.path;
+    match request.virtual_bucket {
+        Some(bucket) => {
+            out.push('/');
+            out.push_str(bucket);
+            out.push_str(if path.is_empty() { "/" } else { path });
+        }
+        None if path.is_empty() => out.push('/'),
+        None => {
+            out.push_str(path);
+            let bucket_only = path.len() > 1 && !path[1..].contains('/');
+            if bucket_only && convention == Convention::S3 {
+                out.push('/');
+            }
+        }
+    }
+    let mut signed: Vec<(String, Option<String>)> = query
+        .into_iter()
+        .filter(|(name, _)| !matches!(carrier, Carrier::Query { .. }) || !QUERY_AUTH_PARAMS.contains(&name.as_str()))
+        .filter(|(name, _)| convention.is_sub_resource(dialect, name))
+        .collect();
+    signed.sort_by(|a, b| a.0.cmp(&b.0));
+    for (i, (name, value)) in signed.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(name);
+        if let Some(value) = value {
+            out.push('=');
+            out.push_str(value);
+        }
+    }
     Ok(out)
 }
 
@@ -277,63 +407,28 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
         .transpose()
 }
 
-/// `name:value\n` for each header of the family, lowercase names sorted, repeated headers joined
+/// `(name, value)` of each header of the family: lowercase names sorted, repeated headers joined
 /// with commas, values trimmed.
-fn push_canonical_headers(out: &mut String, headers: &HeaderMap, prefix: &str) -> Result<(), AuthError> {
+fn canonical_headers(headers: &HeaderMap, prefix: &str) -> Result<Vec<(String, String)>, AuthError> {
     let mut names: Vec<&str> =
         headers.keys().map(http::HeaderName::as_str).filter(|name| name.starts_with(prefix)).collect();
     names.sort_unstable();
     names.dedup();
-    for name in names {
-        out.push_str(name);
-        out.push(':');
-        for (i, value) in headers.get_all(name).iter().enumerate() {
-            let value = value.to_str().map_err(|_| AuthError::Malformed(format!("header {name} is not valid text")))?;
-            if i > 0 {
-                out.push(',');
+    names
+        .into_iter()
+        .map(|name| {
+            let mut joined = String::new();
+            for (i, value) in headers.get_all(name).iter().enumerate() {
+                let value =
+                    value.to_str().map_err(|_| AuthError::Malformed(format!("header {name} is not valid text")))?;
+                if i > 0 {
+                    joined.push(',');
+                }
+                joined.push_str(value.trim());
             }
-            out.push_str(value.trim());
-        }
-        out.push('\n');
-    }
-    Ok(())
-}
-
-/// The path as sent (behind `/bucket` for a virtual-host request) and the signed sub-resources,
-/// sorted by name, values percent-decoded, `name` alone when the query had no `=`.
-fn push_canonical_resource(out: &mut String, request: &SignedRequest<'_>, dialect: Dialect) {
-    let path = request.parts.path;
-    if let Some(bucket) = request.virtual_bucket {
-        out.push('/');
-        out.push_str(bucket);
-        out.push_str(if path.is_empty() { "/" } else { path });
-    } else {
-        out.push_str(if path.is_empty() { "/" } else { path });
-    }
-    let mut signed: Vec<(String, Option<String>)> = request
-        .parts
-        .query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
-            let (name, value) = match pair.split_once('=') {
-                Some((name, value)) => (name, Some(value)),
-                None => (pair, None),
-            };
-            let name = percent_decode_str(name).decode_utf8_lossy().into_owned();
-            is_sub_resource(dialect, &name)
-                .then(|| (name, value.map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())))
+            Ok((name.to_owned(), joined))
         })
-        .collect();
-    signed.sort_by(|a, b| a.0.cmp(&b.0));
-    for (i, (name, value)) in signed.iter().enumerate() {
-        out.push(if i == 0 { '?' } else { '&' });
-        out.push_str(name);
-        if let Some(value) = value {
-            out.push('=');
-            out.push_str(value);
-        }
-    }
+        .collect()
 }
 
 /// Parses an RFC 1123 date (`Tue, 27 Mar 2007 19:36:42 +0000` or `... GMT`) or SigV4's
@@ -388,15 +483,68 @@ impl Verifier {
         if (now - request_time).abs() > MAX_CLOCK_SKEW_SECS {
             return Err(AuthError::Skewed { request_time: date.to_owned(), server_time: format_amz_date(now) });
         }
-        let to_sign = string_to_sign(request, auth.dialect)?;
-        if signature_matches(&key.secret_access_key, &to_sign, auth.signature) {
-            return Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::V2(auth.dialect) });
-        }
-        // No second try with fewer sub-resources (botocore's V2 list leaves out `?encryption`): a
-        // signature that does not cover a sub-resource would let its request be replayed as another
-        // operation. Real S3 wants SigV4 for those operations anyway.
-        Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: String::new() })
+        check_signature(key, request, auth.dialect, Carrier::Header, auth.signature)?;
+        Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::V2(auth.dialect) })
     }
+
+    /// Verifies V2 query-string authentication: S3's `AWSAccessKeyId` / `Expires` / `Signature` (boto3's
+    /// default presigned URL, `aws s3 presign`, s3cmd, s3fs) or OBS's temporary URL `AccessKeyId` /
+    /// `Expires` / `Signature` (esdk-obs-python `createSignedUrl`). `Expires` is a Unix time; the URL
+    /// is refused once `now` has passed it.
+    pub fn verify_v2_query(&self, request: &SignedRequest<'_>, region: &str, now: i64) -> Result<Verified, AuthError> {
+        let params = query_params(request.parts.query);
+        let param = |name: &str| params.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref());
+        let (dialect, access_key_id) = match (param("AWSAccessKeyId"), param("AccessKeyId")) {
+            (Some(ak), _) => (Dialect::Aws, ak),
+            (None, Some(ak)) => (Dialect::Obs, ak),
+            (None, None) => return Err(incomplete_query()),
+        };
+        let (Some(expires), Some(signature)) = (param("Expires"), param("Signature")) else {
+            return Err(incomplete_query());
+        };
+        let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        let expires_at: i64 = expires
+            .parse()
+            .map_err(|_| AuthError::Malformed(format!("Invalid date (should be seconds since epoch): {expires}")))?;
+        if now > expires_at {
+            return Err(AuthError::Expired {
+                expires: shared::time::format_rfc3339(expires_at),
+                server_time: shared::time::format_rfc3339(now),
+            });
+        }
+        check_signature(key, request, dialect, Carrier::Query { expires }, signature)?;
+        Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::V2(dialect) })
+    }
+}
+
+/// S3's answer to a query that carries some of the query-string authentication parameters only.
+fn incomplete_query() -> AuthError {
+    AuthError::Malformed(
+        "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters".into(),
+    )
+}
+
+/// Compares `given`, in constant time, with the signature of the request's string to sign by each
+/// convention its dialect's clients follow ([`Convention::candidates`]).
+///
+/// Nothing looser is tried: a signature that does not cover a sub-resource that both conventions
+/// sign would let its request be replayed as another operation.
+fn check_signature(
+    key: &AccessKey,
+    request: &SignedRequest<'_>,
+    dialect: Dialect,
+    carrier: Carrier<'_>,
+    given: &str,
+) -> Result<(), AuthError> {
+    let mut first = None;
+    for &convention in Convention::candidates(dialect) {
+        let to_sign = string_to_sign(request, dialect, carrier, convention)?;
+        if signature_matches(&key.secret_access_key, &to_sign, given) {
+            return Ok(());
+        }
+        first.get_or_insert(to_sign);
+    }
+    Err(AuthError::SignatureMismatch { string_to_sign: first.unwrap_or_default(), canonical_request: String::new() })
 }
 
 /// Constant-time comparison of the expected and the given signature.
@@ -426,7 +574,8 @@ mod tests {
     fn to_sign(method: &str, path: &str, query: &str, vbucket: Option<&str>, h: &HeaderMap, d: Dialect) -> String {
         let request =
             SignedRequest { parts: RequestParts { method, path, query, headers: h }, virtual_bucket: vbucket };
-        string_to_sign(&request, d).unwrap()
+        let convention = if d == Dialect::Aws { Convention::S3 } else { Convention::Obs };
+        string_to_sign(&request, d, Carrier::Header, convention).unwrap()
     }
 
     #[test]
@@ -555,8 +704,16 @@ mod tests {
         assert!(s.ends_with("/b/k?partNumber=2&uploadId=a+b"), "{s}");
         let s = to_sign("POST", "/b/k", "uploads", None, &h, Dialect::Aws);
         assert!(s.ends_with("/b/k?uploads"), "{s}");
+        // S3 signs a bucket as `/b/` and knows no `?encryption` sub-resource; esdk-obs-python signs
+        // both as sent, in its AWS V2 mode too.
         let s = to_sign("PUT", "/b", "encryption", None, &h, Dialect::Aws);
-        assert!(s.ends_with("/b?encryption"), "{s}");
+        assert!(s.ends_with("\n/b/"), "{s}");
+        let request = SignedRequest {
+            parts: RequestParts { method: "PUT", path: "/b", query: "encryption", headers: &h },
+            virtual_bucket: None,
+        };
+        let s = string_to_sign(&request, Dialect::Aws, Carrier::Header, Convention::Obs).unwrap();
+        assert!(s.ends_with("\n/b?encryption"), "{s}");
         let s = to_sign("GET", "/b/k", "response-content-type=text%2Fplain&apiversion", None, &h, Dialect::Obs);
         assert!(s.ends_with("/b/k?response-content-type=text/plain"), "{s}");
     }
@@ -629,5 +786,105 @@ mod tests {
         h.remove("date");
         assert!(matches!(verify(&h, "/", "", 1_175_024_202), Err(AuthError::Malformed(_))));
         assert_eq!(verify(&HeaderMap::new(), "/", "", 0).unwrap_err(), AuthError::Missing);
+    }
+
+    fn verify_query(
+        path: &str,
+        query: &str,
+        vbucket: Option<&str>,
+        h: &HeaderMap,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
+        let request =
+            SignedRequest { parts: RequestParts { method: "GET", path, query, headers: h }, virtual_bucket: vbucket };
+        verifier().verify_v2_query(&request, "eu-de", now)
+    }
+
+    #[test]
+    fn query_string_authentication_documentation_example() {
+        // S3 developer guide, "Query string request authentication alternative".
+        let query = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1175139620&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D";
+        let h = HeaderMap::new();
+        let request = SignedRequest {
+            parts: RequestParts { method: "GET", path: "/photos/puppy.jpg", query, headers: &h },
+            virtual_bucket: Some("johnsmith"),
+        };
+        let s =
+            string_to_sign(&request, Dialect::Aws, Carrier::Query { expires: "1175139620" }, Convention::S3).unwrap();
+        assert_eq!(s, "GET\n\n\n1175139620\n/johnsmith/photos/puppy.jpg");
+        assert_eq!(sign(DOC_SK, &s), "NpgCjnDzrM+WFzoENXmpNDUsSn8=");
+        let verified = verify_query("/photos/puppy.jpg", query, Some("johnsmith"), &h, 1_175_139_000).unwrap();
+        assert!(matches!(verified.scheme, Scheme::V2(Dialect::Aws)));
+        // Expired, tampered, an unknown key, a missing parameter.
+        let expired = verify_query("/photos/puppy.jpg", query, Some("johnsmith"), &h, 1_175_139_621).unwrap_err();
+        assert_eq!(
+            expired,
+            AuthError::Expired { expires: "2007-03-29T03:40:20Z".into(), server_time: "2007-03-29T03:40:21Z".into() }
+        );
+        let tampered = verify_query("/photos/kitten.jpg", query, Some("johnsmith"), &h, 1_175_139_000);
+        assert!(matches!(tampered, Err(AuthError::SignatureMismatch { .. })));
+        let unknown = query.replace("AKIAIOSFODNN7EXAMPLE", "NOBODY");
+        assert_eq!(verify_query("/p", &unknown, None, &h, 0).unwrap_err(), AuthError::UnknownAccessKey);
+        for partial in ["AWSAccessKeyId=a&Expires=1", "Signature=x&Expires=1", "AccessKeyId=a&Signature=x"] {
+            assert!(matches!(verify_query("/p", partial, None, &h, 0), Err(AuthError::Malformed(_))), "{partial}");
+        }
+    }
+
+    #[test]
+    fn query_form_moves_amz_headers_and_keeps_obs_sub_resources() {
+        // botocore's HmacV1QueryAuth moves x-amz-* headers and Content-Type into the query.
+        let h = HeaderMap::new();
+        let query = "x-amz-server-side-encryption=aws%3Akms&content-type=text%2Fplain&versionId=v1\
+                     &AWSAccessKeyId=AK&Expires=100&Signature=sig";
+        let request = SignedRequest {
+            parts: RequestParts { method: "PUT", path: "/b/k", query, headers: &h },
+            virtual_bucket: None,
+        };
+        assert_eq!(
+            string_to_sign(&request, Dialect::Aws, Carrier::Query { expires: "100" }, Convention::S3).unwrap(),
+            "PUT\n\ntext/plain\n100\nx-amz-server-side-encryption:aws:kms\n/b/k?versionId=v1"
+        );
+        // An OBS temporary URL keeps its headers in headers and signs x-obs-* parameters as sub-resources.
+        let h = headers(&[("x-obs-server-side-encryption", "kms"), ("content-type", "text/plain")]);
+        let query = "x-obs-security-token=t&AccessKeyId=AK&Expires=100&Signature=sig";
+        let request = SignedRequest {
+            parts: RequestParts { method: "PUT", path: "/b/k", query, headers: &h },
+            virtual_bucket: None,
+        };
+        assert_eq!(
+            string_to_sign(&request, Dialect::Obs, Carrier::Query { expires: "100" }, Convention::Obs).unwrap(),
+            "PUT\n\ntext/plain\n100\nx-obs-server-side-encryption:kms\n/b/k?x-obs-security-token=t"
+        );
+    }
+
+    #[test]
+    fn bucket_paths_verify_by_either_convention() {
+        let now = 1_175_024_202;
+        let date = "Tue, 27 Mar 2007 19:36:42 GMT";
+        for (signed_path, convention) in [("/bucket/", Convention::S3), ("/bucket", Convention::Obs)] {
+            let mut h = headers(&[("date", date)]);
+            let request = SignedRequest {
+                parts: RequestParts { method: "GET", path: "/bucket", query: "acl&encryption", headers: &h },
+                virtual_bucket: None,
+            };
+            let s = string_to_sign(&request, Dialect::Aws, Carrier::Header, convention).unwrap();
+            assert!(s.contains(signed_path), "{s}");
+            h.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("AWS {DOC_AK}:{}", sign(DOC_SK, &s))).unwrap(),
+            );
+            assert!(verify(&h, "/bucket", "acl&encryption", now).is_ok(), "{signed_path}");
+            assert!(matches!(verify(&h, "/other", "acl&encryption", now), Err(AuthError::SignatureMismatch { .. })));
+            // Neither convention drops `?acl`.
+            assert!(matches!(verify(&h, "/bucket", "encryption", now), Err(AuthError::SignatureMismatch { .. })));
+        }
+        // A key's path is never spelled another way.
+        let mut h = headers(&[("date", date)]);
+        let s = to_sign("GET", "/bucket/key/", "", None, &h, Dialect::Aws);
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("AWS {DOC_AK}:{}", sign(DOC_SK, &s))).unwrap(),
+        );
+        assert!(matches!(verify(&h, "/bucket/key", "", now), Err(AuthError::SignatureMismatch { .. })));
     }
 }

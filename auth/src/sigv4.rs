@@ -351,7 +351,11 @@ impl Verifier {
         }
         let get = |name: &str| {
             params.get(name).map(String::as_str).ok_or_else(|| {
-                AuthError::Malformed(format!("Query-string authentication requires the {name} parameter"))
+                AuthError::Malformed(
+                    "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, \
+                     X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."
+                        .into(),
+                )
             })
         };
         if get("X-Amz-Algorithm")? != ALGORITHM {
@@ -361,31 +365,49 @@ impl Verifier {
         let amz_date = get("X-Amz-Date")?;
         let expires: i64 = get("X-Amz-Expires")?
             .parse()
-            .ok()
-            .filter(|e| (1..=604_800).contains(e))
-            .ok_or_else(|| AuthError::Malformed("X-Amz-Expires must be between 1 and 604800 seconds".into()))?;
+            .map_err(|_| AuthError::Malformed("X-Amz-Expires should be a number".into()))?;
+        if expires < 0 {
+            return Err(AuthError::Malformed("X-Amz-Expires must be non-negative".into()));
+        }
+        if expires > 604_800 {
+            return Err(AuthError::Malformed(
+                "X-Amz-Expires must be less than a week (in seconds) that is; 604800".into(),
+            ));
+        }
         let signed_headers = get("X-Amz-SignedHeaders")?;
         let signature = get("X-Amz-Signature")?;
         let scope: Vec<&str> = credential.split('/').collect();
         if scope.len() != 5 || scope[4] != "aws4_request" || scope.iter().any(|s| s.is_empty()) {
-            return Err(AuthError::Malformed(format!(
-                "Credential should be scoped to a valid region, not '{credential}'."
-            )));
+            return Err(AuthError::Malformed(
+                "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting \
+                 \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"."
+                    .into(),
+            ));
         }
         let (access_key_id, date, region, scope_service) = (scope[0], scope[1], scope[2], scope[3]);
-        let request_time = shared::time::parse_amz_date(amz_date)
-            .ok_or_else(|| AuthError::Malformed(format!("X-Amz-Date '{amz_date}' is not a valid date")))?;
+        let request_time = shared::time::parse_amz_date(amz_date).ok_or_else(|| {
+            AuthError::Malformed("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"".into())
+        })?;
         let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
-        if scope_service != service || !amz_date.starts_with(date) || !is_region(region) {
-            return Err(AuthError::BadScope(format!("Credential should be scoped to correct service: '{service}'.")));
+        if scope_service != service {
+            return Err(AuthError::BadScope(format!(
+                "Error parsing the X-Amz-Credential parameter; incorrect service \"{scope_service}\". This endpoint \
+                 belongs to \"{service}\"."
+            )));
+        }
+        if !amz_date.starts_with(date) || !is_region(region) {
+            return Err(AuthError::BadScope(format!(
+                "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting \
+                 \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\", not '{credential}'."
+            )));
         }
         if request_time - now > MAX_CLOCK_SKEW_SECS {
             return Err(AuthError::Skewed { request_time: amz_date.to_owned(), server_time: format_amz_date(now) });
         }
         if now > request_time + expires {
             return Err(AuthError::Expired {
-                expires: format_amz_date(request_time + expires),
-                server_time: format_amz_date(now),
+                expires: shared::time::format_rfc3339(request_time + expires),
+                server_time: shared::time::format_rfc3339(now),
             });
         }
         let canonical = canonical_request(parts, signed_headers, "UNSIGNED-PAYLOAD", encoding)?;

@@ -40,12 +40,14 @@ pub enum Family {
 }
 
 impl Family {
-    /// The family of a request: OBS when signed the OBS way, S3's otherwise.
-    pub fn of_request(headers: &HeaderMap) -> Self {
+    /// The family of a request: OBS when signed the OBS way (an `OBS AK:sig` header, or the
+    /// `AccessKeyId` of an OBS temporary URL), S3's otherwise. `query` is the raw query string.
+    pub fn of_request(headers: &HeaderMap, query: &str) -> Self {
         let obs_signed = headers.get(http::header::AUTHORIZATION).is_some_and(|v| {
             v.to_str().ok().and_then(auth::sigv2::Dialect::of_authorization) == Some(auth::sigv2::Dialect::Obs)
         });
-        if obs_signed { Family::Obs } else { Family::Aws }
+        let obs_url = query.split('&').any(|pair| pair.starts_with("AccessKeyId="));
+        if obs_signed || obs_url { Family::Obs } else { Family::Aws }
     }
 
     /// The prefix of the headers this family's signatures do not cover.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use auth::sigv2;
 use auth::sigv4::{self, UriEncoding};
-use auth::{AuthError, RequestParts, Scheme, Verifier};
+use auth::{RequestParts, Scheme, Verifier};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,7 @@ use crate::operation::{ListObjectsParams, S3Operation, Target, parse_query};
 use crate::s3_error::S3ErrorCode;
 use crate::s3_error::{Result, S3Error};
 use crate::service::{Conditions, Obs, PutInput, ReadPlan, Verdict, parse_range};
+use crate::signature::{Carrier, check_all_signed, signed_headers_of};
 use crate::sse::{self, SseRequest};
 use crate::sse_headers;
 use crate::xml::{self, Writer};
@@ -116,7 +117,7 @@ fn request_context(
     operation: &S3Operation,
     headers: &HeaderMap,
     query: &BTreeMap<String, String>,
-    scheme: &Scheme,
+    carrier: Carrier,
 ) -> RequestContext {
     let api = match family {
         Family::Aws => Api::S3,
@@ -125,12 +126,14 @@ fn request_context(
     let mut context = RequestContext::new(caller, peer, api, operation.name(), operation.action())
         .with_resource(operation.resource_arn());
     context.conditions = operation.condition_keys(headers, query);
-    let presigned = query.contains_key("X-Amz-Signature") || query.contains_key("Signature");
-    let signature_version = match scheme {
-        Scheme::V2(_) => "AWS",
-        Scheme::SigV4(_) | Scheme::SdkHmac => "AWS4-HMAC-SHA256",
+    let signature_version = match carrier {
+        Carrier::V2Header | Carrier::V2Query => "AWS",
+        Carrier::V4Header | Carrier::V4Query => "AWS4-HMAC-SHA256",
     };
-    let auth_type = if presigned { "REST-QUERY-STRING" } else { "REST-HEADER" };
+    let auth_type = match carrier {
+        Carrier::V2Query | Carrier::V4Query => "REST-QUERY-STRING",
+        Carrier::V2Header | Carrier::V4Header => "REST-HEADER",
+    };
     context.with_condition("s3:signatureversion", signature_version).with_condition("s3:authType", auth_type)
 }
 
@@ -151,7 +154,7 @@ impl S3Api {
         let has_body = !body_is_empty(request.headers());
         let expects_continue =
             request.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let family = Family::of_request(request.headers());
+        let family = Family::of_request(request.headers(), request.uri().query().unwrap_or(""));
         let (mut response, close) = match self.route(request, family).await {
             Ok(response) => (response, expects_continue && !has_body),
             Err(e) => {
@@ -214,7 +217,7 @@ impl S3Api {
             check_header_section(&parts.headers)?;
         }
         let mode = PayloadMode::from_header(header_str(&parts.headers, "x-amz-content-sha256"))?;
-        let presigned = query.contains_key("X-Amz-Algorithm") || query.contains_key("X-Amz-Signature");
+        let carrier = Carrier::of_request(&parts.headers, &query)?;
         let request_parts = RequestParts {
             method: parts.method.as_str(),
             path: parts.uri.path(),
@@ -222,56 +225,70 @@ impl S3Api {
             headers: &parts.headers,
         };
         let now_secs = shared::time::now_unix();
-        let v2 = header_str(&parts.headers, "authorization").and_then(sigv2::Dialect::of_authorization).is_some();
-        let verified = if v2 && !presigned {
+        let v2_request =
+            || sigv2::SignedRequest { parts: request_parts, virtual_bucket: target.virtual_bucket.as_deref() };
+        let verified = match carrier {
             // V2 signatures cover no body: aws-chunked bodies need SigV4's seed signature.
-            if mode.is_chunked() {
+            Carrier::V2Header | Carrier::V2Query if mode.is_chunked() => {
                 return Err(S3Error::new(
                     S3ErrorCode::InvalidRequest,
                     "aws-chunked payloads need AWS Signature Version 4",
                 ));
             }
-            let request =
-                sigv2::SignedRequest { parts: request_parts, virtual_bucket: target.virtual_bucket.as_deref() };
-            self.verifier.verify_v2(&request, &self.region, now_secs).map_err(auth_error)?
-        } else {
-            let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
-                Some(hash) => hash.to_owned(),
-                // Without the header, a client signs the SHA-256 of the body: fine for an empty body;
-                // S3 requires the header for any other.
-                None if presigned || body_is_empty(&parts.headers) => sigv4::EMPTY_SHA256.to_owned(),
-                None if parts.headers.contains_key(header::AUTHORIZATION) => {
-                    return Err(S3Error::new(
-                        S3ErrorCode::InvalidRequest,
-                        "Missing required header for this request: x-amz-content-sha256",
-                    ));
-                }
-                None => "UNSIGNED-PAYLOAD".to_owned(),
-            };
-            let verified = if presigned {
+            Carrier::V2Header => self.verifier.verify_v2(&v2_request(), &self.region, now_secs),
+            Carrier::V2Query => self.verifier.verify_v2_query(&v2_request(), &self.region, now_secs),
+            Carrier::V4Query => {
                 self.verifier.verify_sigv4_presigned(&request_parts, "s3", UriEncoding::Single, now_secs)
-            } else {
+            }
+            Carrier::V4Header => {
+                let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
+                    Some(hash) => hash.to_owned(),
+                    // Without the header, a client signs the SHA-256 of the body: fine for an empty body;
+                    // S3 requires the header for any other.
+                    None if body_is_empty(&parts.headers) => sigv4::EMPTY_SHA256.to_owned(),
+                    None if parts.headers.contains_key(header::AUTHORIZATION) => {
+                        return Err(S3Error::new(
+                            S3ErrorCode::InvalidRequest,
+                            "Missing required header for this request: x-amz-content-sha256",
+                        ));
+                    }
+                    None => "UNSIGNED-PAYLOAD".to_owned(),
+                };
                 self.verifier.verify_sigv4(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
             }
-            .map_err(auth_error)?;
-            let signed = if presigned {
-                query.get("X-Amz-SignedHeaders").map(String::as_str)
-            } else {
-                header_str(&parts.headers, "authorization").and_then(signed_headers_of)
-            };
-            check_all_signed(&parts.headers, signed.unwrap_or(""))?;
-            verified
-        };
+        }
+        .map_err(|e| carrier.error(e))?;
+        match carrier {
+            Carrier::V4Header => check_all_signed(
+                &parts.headers,
+                header_str(&parts.headers, "authorization").and_then(signed_headers_of).unwrap_or(""),
+            )?,
+            Carrier::V4Query => {
+                check_all_signed(&parts.headers, query.get("X-Amz-SignedHeaders").map_or("", String::as_str))?
+            }
+            // A V2 signature covers every header of its family.
+            Carrier::V2Header | Carrier::V2Query => {}
+        }
+        // What remains of the query once authentication has taken its parameters and the headers a
+        // presigned URL carries (`x-amz-checksum-crc32`, or every `x-amz-*` header of a V2 URL), which
+        // join the request's headers.
+        let (query, query_headers) = carrier.split_query(query)?;
         let auth::Verified { caller, scheme, .. } = verified;
         let caller = &caller;
         dialect::check_headers(&parts.headers, family)?;
         let now = (self.now_millis)();
         let method = parts.method.clone();
+        let mut headers = parts.headers;
+        for (name, value) in &query_headers {
+            if !headers.contains_key(name) {
+                headers.insert(name, value.clone());
+            }
+        }
         let headers = match family {
-            Family::Aws => parts.headers,
+            Family::Aws => headers,
             Family::Obs => {
                 let domain = self.caller_domain(caller);
-                dialect::request_to_aws(&parts.headers, self.obs_caller(caller, &domain))?
+                dialect::request_to_aws(&headers, self.obs_caller(caller, &domain))?
             }
         };
         if let Some(class) = header_str(&headers, "x-amz-storage-class") {
@@ -282,7 +299,7 @@ impl S3Api {
         }
         let operation = S3Operation::parse(&method, target, &query, &headers)?;
         let peer = parts.extensions.get::<Peer>().copied();
-        let context = request_context(caller.clone(), peer, family, &operation, &headers, &query, &scheme);
+        let context = request_context(caller.clone(), peer, family, &operation, &headers, &query, carrier);
         context.log();
         let seed = match &scheme {
             Scheme::SigV4(seed) => Some(seed),
@@ -1108,30 +1125,6 @@ fn check_header_section(headers: &HeaderMap) -> Result<()> {
     Ok(())
 }
 
-/// The `SignedHeaders=` list of a SigV4 `Authorization` header.
-fn signed_headers_of(authorization: &str) -> Option<&str> {
-    authorization.split([',', ' ']).find_map(|part| part.trim().strip_prefix("SignedHeaders="))
-}
-
-/// S3 refuses a SigV4 request (header or presigned) that carries `x-amz-*` headers its signature
-/// does not cover (`x-obs-*` likewise in the OBS dialect): whoever holds a presigned URL must not
-/// add encryption or metadata headers the signer did not choose.
-fn check_all_signed(headers: &HeaderMap, signed: &str) -> Result<()> {
-    let signed: Vec<&str> = signed.split(';').map(str::trim).collect();
-    let mut unsigned: Vec<&str> = headers
-        .keys()
-        .map(|name| name.as_str())
-        .filter(|name| name.starts_with("x-amz-") || name.starts_with("x-obs-"))
-        .filter(|name| !signed.iter().any(|s| s.eq_ignore_ascii_case(name)))
-        .collect();
-    if unsigned.is_empty() {
-        return Ok(());
-    }
-    unsigned.dedup();
-    Err(S3Error::access_denied("There were headers present in the request which were not signed")
-        .with("HeadersNotSigned", unsigned.join(", ")))
-}
-
 /// S3 refuses a storage class it does not have (OBS: one of OBS's).
 fn check_storage_class(class: &str, family: Family) -> Result<()> {
     let known: &[&str] = match family {
@@ -1143,36 +1136,6 @@ fn check_storage_class(class: &str, family: Family) -> Result<()> {
     }
     Err(S3Error::new(S3ErrorCode::InvalidStorageClass, "The storage class you specified is not valid")
         .with("StorageClassRequested", class))
-}
-
-/// How S3 answers a refused signature.
-fn auth_error(error: AuthError) -> S3Error {
-    match error {
-        AuthError::Missing => S3Error::access_denied("Access Denied"),
-        AuthError::Malformed(m) | AuthError::BadScope(m) => S3Error::new(S3ErrorCode::AuthorizationHeaderMalformed, m),
-        AuthError::UnknownAccessKey => S3Error::new(
-            S3ErrorCode::InvalidAccessKeyId,
-            "The AWS Access Key Id you provided does not exist in our records.",
-        ),
-        AuthError::Skewed { request_time, server_time } => S3Error::new(
-            S3ErrorCode::RequestTimeTooSkewed,
-            "The difference between the request time and the current time is too large.",
-        )
-        .with("RequestTime", request_time)
-        .with("ServerTime", server_time)
-        .with("MaxAllowedSkewMilliseconds", "900000"),
-        AuthError::Expired { expires, server_time } => {
-            S3Error::access_denied("Request has expired").with("Expires", expires).with("ServerTime", server_time)
-        }
-        AuthError::PayloadHashMismatch => S3Error::content_sha256_mismatch(),
-        // V2-style signatures have no canonical request.
-        AuthError::SignatureMismatch { string_to_sign, canonical_request } if canonical_request.is_empty() => {
-            S3Error::signature_does_not_match().with("StringToSign", string_to_sign)
-        }
-        AuthError::SignatureMismatch { string_to_sign, canonical_request } => S3Error::signature_does_not_match()
-            .with("StringToSign", string_to_sign)
-            .with("CanonicalRequest", canonical_request),
-    }
 }
 
 /// The S3 error document.

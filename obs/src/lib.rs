@@ -27,6 +27,7 @@ pub mod multipart;
 pub mod operation;
 pub mod s3_error;
 pub mod service;
+pub mod signature;
 pub mod sse;
 pub mod sse_headers;
 pub mod sse_s3;

@@ -26,7 +26,7 @@ pub const MAX_KEYS: usize = 1000;
 /// Uploads per ListMultipartUploads page and parts per ListParts page at most.
 pub const MAX_LIST_ENTRIES: usize = 1000;
 /// The query parameters a plain object GET, HEAD, PUT or DELETE may carry.
-const OBJECT_QUERY_PREFIXES: [&str; 2] = ["response-", "X-Amz-"];
+const OBJECT_QUERY_PREFIXES: [&str; 1] = ["response-"];
 /// The query parameters of a ListObjects (v1) request.
 const LIST_V1_PARAMS: [&str; 6] = ["prefix", "delimiter", "marker", "max-keys", "encoding-type", "x-id"];
 /// The `response-*` query parameters of GetObject and the headers they override.

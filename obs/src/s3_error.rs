@@ -14,6 +14,8 @@ pub enum S3ErrorCode {
     AccessDenied,
     /// 400: the `Authorization` header (or its scope) is malformed.
     AuthorizationHeaderMalformed,
+    /// 400: the authentication parameters of a presigned SigV4 URL are malformed.
+    AuthorizationQueryParametersError,
     /// 400: a digest of the body does not match the one sent.
     BadDigest,
     /// 409: another account owns the bucket name.
@@ -98,6 +100,7 @@ impl S3ErrorCode {
         match self {
             S3ErrorCode::AccessDenied => "AccessDenied",
             S3ErrorCode::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
+            S3ErrorCode::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             S3ErrorCode::BadDigest => "BadDigest",
             S3ErrorCode::BucketAlreadyExists => "BucketAlreadyExists",
             S3ErrorCode::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
@@ -162,6 +165,7 @@ impl S3ErrorCode {
             S3ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             S3ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             S3ErrorCode::AuthorizationHeaderMalformed
+            | S3ErrorCode::AuthorizationQueryParametersError
             | S3ErrorCode::BadDigest
             | S3ErrorCode::EntityTooSmall
             | S3ErrorCode::IncompleteBody

@@ -64,6 +64,13 @@ pub fn parse_amz_date(text: &str) -> Option<i64> {
     Some(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
 }
 
+/// Formats Unix seconds as RFC 3339 UTC to the second (`2007-03-27T19:36:42Z`), as S3's error
+/// documents give times.
+pub fn format_rfc3339(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = broken_down(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
 /// Formats Unix milliseconds as RFC 3339 UTC with millisecond precision.
 pub fn format_rfc3339_millis(millis: i64) -> String {
     let (y, mo, d, h, mi, s) = broken_down(millis.div_euclid(1000));
