@@ -27,6 +27,7 @@ use shared::{Api, Caller, Peer, RequestContext};
 
 use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
+use crate::cors;
 use crate::dialect::{self, Family, ObsCaller};
 use crate::model::{BucketEncryption, ObjectRecord};
 use crate::multipart::UploadRef;
@@ -108,6 +109,26 @@ impl Call<'_> {
     }
 }
 
+/// An actual (not preflight) request from a browser page of another origin: what decides the
+/// CORS headers of its answer.
+struct CorsRequest {
+    origin: String,
+    method: String,
+    bucket: String,
+}
+
+impl CorsRequest {
+    /// The request's origin, method and bucket, when it has an `Origin` and names a bucket.
+    fn of(request: &Request<Body>) -> Option<Self> {
+        if request.method() == Method::OPTIONS {
+            return None;
+        }
+        let origin = request.headers().get(header::ORIGIN)?.to_str().ok()?;
+        let bucket = Target::of_request(request.uri(), request.headers()).ok()?.bucket?;
+        Some(CorsRequest { origin: origin.to_owned(), method: request.method().as_str().to_owned(), bucket })
+    }
+}
+
 /// The context of an S3 or OBS request: its caller and peer, its operation's action and resource, and the
 /// condition keys of its headers, query and signature.
 fn request_context(
@@ -155,6 +176,7 @@ impl S3Api {
         let expects_continue =
             request.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let family = Family::of_request(request.headers(), request.uri().query().unwrap_or(""));
+        let cors_request = CorsRequest::of(&request);
         let (mut response, close) = match self.route(request, family).await {
             Ok(response) => (response, expects_continue && !has_body),
             Err(e) => {
@@ -167,6 +189,9 @@ impl S3Api {
         };
         if close {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(cors_request) = &cors_request {
+            self.add_cors_headers(&mut response, cors_request);
         }
         if family == Family::Obs {
             dialect::response_to_obs(response.headers_mut(), |account| self.domain_of(account));
@@ -212,6 +237,9 @@ impl S3Api {
             let mut response = empty(StatusCode::OK);
             set_header(&mut response, "x-obs-api", dialect::OBS_API_VERSION);
             return Ok(response);
+        }
+        if parts.method == Method::OPTIONS {
+            return self.preflight(&target, &parts.headers);
         }
         if family == Family::Aws {
             check_header_section(&parts.headers)?;
@@ -334,6 +362,12 @@ impl S3Api {
                 self.obs.set_bucket_encryption(caller, &bucket, None).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
+            S3Operation::PutBucketCors { bucket } => self.put_bucket_cors(call, &bucket, body).await,
+            S3Operation::GetBucketCors { bucket } => self.get_bucket_cors(call, &bucket),
+            S3Operation::DeleteBucketCors { bucket } => {
+                self.obs.set_bucket_cors(caller, &bucket, Vec::new()).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
             S3Operation::ListObjects { bucket, params } => self.list_objects(caller, &bucket, &params, false),
             S3Operation::ListObjectsV2 { bucket, params } => self.list_objects(caller, &bucket, &params, true),
             S3Operation::ListMultipartUploads { bucket, prefix, max_uploads } => {
@@ -424,6 +458,113 @@ impl S3Api {
         };
         self.obs.set_bucket_encryption(call.caller(), bucket, Some(encryption)).await?;
         Ok(empty(StatusCode::OK))
+    }
+
+    async fn put_bucket_cors(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
+        let config: xml::CorsConfiguration = xml::parse(&read_xml(body).await?)?;
+        let rules: Vec<cors::CorsRule> = config.rules.into_iter().map(Into::into).collect();
+        cors::validate(&rules).map_err(|invalid| {
+            let invalid_request = |message: String| S3Error::new(S3ErrorCode::InvalidRequest, message);
+            match invalid {
+                cors::Invalid::Malformed => S3Error::malformed_xml(),
+                cors::Invalid::TooManyRules => invalid_request(format!(
+                    "The number of CORS rules should not exceed allowed limit of {} rules.",
+                    cors::MAX_RULES
+                )),
+                cors::Invalid::UnsupportedMethod(method) => invalid_request(format!(
+                    "Found unsupported HTTP method in CORS config. Unsupported method is {method}"
+                )),
+                cors::Invalid::OriginWildcards(origin) => {
+                    invalid_request(format!("AllowedOrigin \"{origin}\" can not have more than one wildcard."))
+                }
+                cors::Invalid::HeaderWildcards(header) => {
+                    invalid_request(format!("AllowedHeader \"{header}\" can not have more than one wildcard."))
+                }
+            }
+        })?;
+        self.obs.set_bucket_cors(call.caller(), bucket, rules).await?;
+        Ok(empty(StatusCode::OK))
+    }
+
+    fn get_bucket_cors(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
+        let record = self.obs.owned_bucket(call.caller(), bucket)?;
+        if record.cors.is_empty() {
+            return Err(S3Error::new(S3ErrorCode::NoSuchCORSConfiguration, "The CORS configuration does not exist")
+                .with("BucketName", bucket));
+        }
+        let mut w = Writer::document("CORSConfiguration");
+        for rule in &record.cors {
+            w.open("CORSRule");
+            if let Some(id) = &rule.id {
+                w.element("ID", id);
+            }
+            for header in &rule.allowed_headers {
+                w.element("AllowedHeader", header);
+            }
+            for method in &rule.allowed_methods {
+                w.element("AllowedMethod", method);
+            }
+            for origin in &rule.allowed_origins {
+                w.element("AllowedOrigin", origin);
+            }
+            for header in &rule.expose_headers {
+                w.element("ExposeHeader", header);
+            }
+            if let Some(age) = rule.max_age_seconds {
+                w.element("MaxAgeSeconds", &age.to_string());
+            }
+            w.close("CORSRule");
+        }
+        Ok(xml_response(w.finish("CORSConfiguration")))
+    }
+
+    /// A CORS preflight (`OPTIONS`), answered from the bucket's rules before any authentication, as
+    /// S3 answers it (the errors carry the method asked for and whether the target is a bucket or
+    /// an object).
+    fn preflight(&self, target: &Target, headers: &HeaderMap) -> Result<Response> {
+        let Some(origin) = header_str(headers, "origin") else {
+            return Err(S3Error::new(
+                S3ErrorCode::BadRequest,
+                "Insufficient information. Origin request header needed.",
+            ));
+        };
+        let asked = header_str(headers, "access-control-request-method");
+        let resource_type = if target.key.is_some() { "OBJECT" } else { "BUCKET" };
+        let forbidden = |message: &str| {
+            S3Error::new(S3ErrorCode::AccessForbidden, format!("CORSResponse: {message}"))
+                .with("Method", asked.unwrap_or("OPTIONS"))
+                .with("ResourceType", resource_type)
+        };
+        let record = target.bucket.as_deref().and_then(|bucket| self.obs.bucket_for_cors(bucket));
+        let Some(record) = record else { return Err(forbidden("Bucket not found")) };
+        if record.cors.is_empty() {
+            return Err(forbidden("CORS is not enabled for this bucket."));
+        }
+        let requested = cors::requested_headers(header_str(headers, "access-control-request-headers").unwrap_or(""));
+        let allowed = asked.and_then(|method| cors::preflight(&record.cors, origin, method, &requested));
+        let Some(allowed) = allowed else {
+            return Err(forbidden(
+                "This CORS request is not allowed. This is usually because the evalution of Origin, request method / \
+                 Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's \
+                 CORS spec.",
+            ));
+        };
+        let mut response = empty(StatusCode::OK);
+        for (name, value) in allowed.headers() {
+            set_header(&mut response, name, &value);
+        }
+        Ok(response)
+    }
+
+    /// Adds the `Access-Control-*` headers S3 adds to the answer of a request with an `Origin` when
+    /// a rule of its bucket allows that origin and method (whatever the answer, errors included).
+    fn add_cors_headers(&self, response: &mut Response, cors_request: &CorsRequest) {
+        let Some(record) = self.obs.bucket_for_cors(&cors_request.bucket) else { return };
+        if let Some(allowed) = cors::actual(&record.cors, &cors_request.origin, &cors_request.method) {
+            for (name, value) in allowed.headers() {
+                set_header(response, name, &value);
+            }
+        }
     }
 
     fn get_bucket_encryption(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {

@@ -18,6 +18,7 @@
 pub mod bucket_keys;
 pub mod checksum;
 pub mod chunked;
+pub mod cors;
 pub mod dialect;
 pub mod envelope;
 pub mod error;

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cors::CorsRule;
+
 /// Version of the persisted records. Changing their shape breaks stored objects: add a field with
 /// a default, or bump this and migrate.
 pub const RECORD_FORMAT: u32 = 1;
@@ -34,6 +36,9 @@ pub struct BucketRecord {
     pub created_millis: i64,
     /// Default encryption, if configured.
     pub encryption: Option<BucketEncryption>,
+    /// The CORS rules (PutBucketCors); none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors: Vec<CorsRule>,
 }
 
 /// How an object is encrypted at rest.

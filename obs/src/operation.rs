@@ -206,6 +206,21 @@ pub enum S3Operation {
         /// The bucket.
         bucket: String,
     },
+    /// `PUT /bucket?cors`.
+    PutBucketCors {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?cors`.
+    GetBucketCors {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `DELETE /bucket?cors`.
+    DeleteBucketCors {
+        /// The bucket.
+        bucket: String,
+    },
     /// `GET /bucket` (with `prefix`, `delimiter`, `marker`, `max-keys`, `encoding-type` only).
     ListObjects {
         /// The bucket.
@@ -421,9 +436,6 @@ unsupported! {
     GetBucketWebsite = GET Bucket "website" "s3:GetBucketWebsite",
     PutBucketWebsite = PUT Bucket "website" "s3:PutBucketWebsite",
     DeleteBucketWebsite = DELETE Bucket "website" "s3:DeleteBucketWebsite",
-    GetBucketCors = GET Bucket "cors" "s3:GetBucketCORS",
-    PutBucketCors = PUT Bucket "cors" "s3:PutBucketCORS",
-    DeleteBucketCors = DELETE Bucket "cors" "s3:PutBucketCORS",
     GetBucketNotificationConfiguration = GET Bucket "notification" "s3:GetBucketNotification",
     PutBucketNotificationConfiguration = PUT Bucket "notification" "s3:PutBucketNotification",
     SelectObjectContent = POST Object "select" "s3:GetObject",
@@ -476,6 +488,9 @@ impl S3Operation {
             Method::DELETE if query.is_empty() => S3Operation::DeleteBucket { bucket },
             Method::GET if sub("location") => S3Operation::GetBucketLocation { bucket },
             Method::GET if sub("encryption") => S3Operation::GetBucketEncryption { bucket },
+            Method::PUT if sub("cors") => S3Operation::PutBucketCors { bucket },
+            Method::GET if sub("cors") => S3Operation::GetBucketCors { bucket },
+            Method::DELETE if sub("cors") => S3Operation::DeleteBucketCors { bucket },
             Method::GET if query.get("list-type").map(String::as_str) == Some("2") => {
                 S3Operation::ListObjectsV2 { bucket, params: ListObjectsParams::parse(query, true)? }
             }
@@ -561,6 +576,9 @@ impl S3Operation {
             S3Operation::PutBucketEncryption { .. } => "PutBucketEncryption",
             S3Operation::GetBucketEncryption { .. } => "GetBucketEncryption",
             S3Operation::DeleteBucketEncryption { .. } => "DeleteBucketEncryption",
+            S3Operation::PutBucketCors { .. } => "PutBucketCors",
+            S3Operation::GetBucketCors { .. } => "GetBucketCors",
+            S3Operation::DeleteBucketCors { .. } => "DeleteBucketCors",
             S3Operation::ListObjects { .. } => "ListObjects",
             S3Operation::ListObjectsV2 { .. } => "ListObjectsV2",
             S3Operation::ListMultipartUploads { .. } => "ListMultipartUploads",
@@ -592,6 +610,8 @@ impl S3Operation {
                 "s3:PutEncryptionConfiguration"
             }
             S3Operation::GetBucketEncryption { .. } => "s3:GetEncryptionConfiguration",
+            S3Operation::PutBucketCors { .. } | S3Operation::DeleteBucketCors { .. } => "s3:PutBucketCORS",
+            S3Operation::GetBucketCors { .. } => "s3:GetBucketCORS",
             S3Operation::ListObjects { .. } | S3Operation::ListObjectsV2 { .. } => "s3:ListBucket",
             S3Operation::ListMultipartUploads { .. } => "s3:ListBucketMultipartUploads",
             S3Operation::DeleteObjects { .. } | S3Operation::DeleteObject { .. } => "s3:DeleteObject",
@@ -615,6 +635,7 @@ impl S3Operation {
             | S3Operation::HeadBucket { .. }
             | S3Operation::GetBucketLocation { .. }
             | S3Operation::GetBucketEncryption { .. }
+            | S3Operation::GetBucketCors { .. }
             | S3Operation::ListObjects { .. }
             | S3Operation::ListObjectsV2 { .. }
             | S3Operation::ListMultipartUploads { .. }
@@ -625,6 +646,8 @@ impl S3Operation {
             | S3Operation::DeleteBucket { .. }
             | S3Operation::PutBucketEncryption { .. }
             | S3Operation::DeleteBucketEncryption { .. }
+            | S3Operation::PutBucketCors { .. }
+            | S3Operation::DeleteBucketCors { .. }
             | S3Operation::DeleteObjects { .. }
             | S3Operation::PutObject { .. }
             | S3Operation::CopyObject { .. }
@@ -649,6 +672,9 @@ impl S3Operation {
             | S3Operation::PutBucketEncryption { bucket }
             | S3Operation::GetBucketEncryption { bucket }
             | S3Operation::DeleteBucketEncryption { bucket }
+            | S3Operation::PutBucketCors { bucket }
+            | S3Operation::GetBucketCors { bucket }
+            | S3Operation::DeleteBucketCors { bucket }
             | S3Operation::ListObjects { bucket, .. }
             | S3Operation::ListObjectsV2 { bucket, .. }
             | S3Operation::ListMultipartUploads { bucket, .. }
@@ -894,6 +920,9 @@ mod tests {
                 "s3:ListMultipartUploadParts",
                 object_arn,
             ),
+            ("PUT", VHOST, "/?cors", &[], "PutBucketCors", "s3:PutBucketCORS", bucket_arn),
+            ("GET", VHOST, "/?cors", &[], "GetBucketCors", "s3:GetBucketCORS", bucket_arn),
+            ("DELETE", VHOST, "/?cors", &[], "DeleteBucketCors", "s3:PutBucketCORS", bucket_arn),
             // Unsupported sub-resources parse to their own operations.
             ("GET", VHOST, "/?acl", &[], "GetBucketAcl", "s3:GetBucketAcl", bucket_arn),
             ("PUT", VHOST, "/my-image.jpg?acl", &[], "PutObjectAcl", "s3:PutObjectAcl", object_arn),
@@ -901,7 +930,6 @@ mod tests {
             ("GET", VHOST, "/my-image.jpg?tagging", &[], "GetObjectTagging", "s3:GetObjectTagging", object_arn),
             ("GET", VHOST, "/?versioning", &[], "GetBucketVersioning", "s3:GetBucketVersioning", bucket_arn),
             ("GET", VHOST, "/?versions&prefix=x", &[], "ListObjectVersions", "s3:ListBucketVersions", bucket_arn),
-            ("PUT", VHOST, "/?cors", &[], "PutBucketCors", "s3:PutBucketCORS", bucket_arn),
             ("DELETE", VHOST, "/?policy", &[], "DeleteBucketPolicy", "s3:DeleteBucketPolicy", bucket_arn),
             (
                 "PUT",

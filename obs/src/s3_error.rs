@@ -12,12 +12,16 @@ use crate::error::Error;
 pub enum S3ErrorCode {
     /// 403: the caller may not do this (or a signature refusal S3 reports so).
     AccessDenied,
+    /// 403: a CORS preflight that the bucket's rules do not allow.
+    AccessForbidden,
     /// 400: the `Authorization` header (or its scope) is malformed.
     AuthorizationHeaderMalformed,
     /// 400: the authentication parameters of a presigned SigV4 URL are malformed.
     AuthorizationQueryParametersError,
     /// 400: a digest of the body does not match the one sent.
     BadDigest,
+    /// 400: a CORS preflight without an `Origin`.
+    BadRequest,
     /// 409: another account owns the bucket name.
     BucketAlreadyExists,
     /// 409: the caller already owns the bucket.
@@ -62,6 +66,8 @@ pub enum S3ErrorCode {
     MissingContentLength,
     /// 404: the bucket does not exist.
     NoSuchBucket,
+    /// 404: the bucket has no CORS configuration.
+    NoSuchCORSConfiguration,
     /// 404: the key does not exist.
     NoSuchKey,
     /// 404: the multipart upload does not exist.
@@ -102,6 +108,9 @@ impl S3ErrorCode {
             S3ErrorCode::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
             S3ErrorCode::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             S3ErrorCode::BadDigest => "BadDigest",
+            S3ErrorCode::BadRequest => "BadRequest",
+            S3ErrorCode::AccessForbidden => "AccessForbidden",
+            S3ErrorCode::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
             S3ErrorCode::BucketAlreadyExists => "BucketAlreadyExists",
             S3ErrorCode::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
             S3ErrorCode::BucketNotEmpty => "BucketNotEmpty",
@@ -148,6 +157,7 @@ impl S3ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             S3ErrorCode::AccessDenied
+            | S3ErrorCode::AccessForbidden
             | S3ErrorCode::InvalidAccessKeyId
             | S3ErrorCode::RequestTimeTooSkewed
             | S3ErrorCode::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
@@ -156,6 +166,7 @@ impl S3ErrorCode {
             }
             S3ErrorCode::InternalError | S3ErrorCode::KmsInternal => StatusCode::INTERNAL_SERVER_ERROR,
             S3ErrorCode::NoSuchBucket
+            | S3ErrorCode::NoSuchCORSConfiguration
             | S3ErrorCode::NoSuchKey
             | S3ErrorCode::NoSuchUpload
             | S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError => StatusCode::NOT_FOUND,
@@ -167,6 +178,7 @@ impl S3ErrorCode {
             S3ErrorCode::AuthorizationHeaderMalformed
             | S3ErrorCode::AuthorizationQueryParametersError
             | S3ErrorCode::BadDigest
+            | S3ErrorCode::BadRequest
             | S3ErrorCode::EntityTooSmall
             | S3ErrorCode::IncompleteBody
             | S3ErrorCode::InvalidArgument

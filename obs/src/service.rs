@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::checksum::{self, Algorithm, Checksummer};
 use crate::chunked::ChunkedDecoder;
+use crate::cors::CorsRule;
 use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Error, Result};
 use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
@@ -174,6 +175,7 @@ impl Obs {
             region: region.to_owned(),
             created_millis: now_millis,
             encryption: None,
+            cors: Vec::new(),
         };
         match self.store.create_bucket(record).await? {
             Ok(()) => Ok(()),
@@ -208,6 +210,19 @@ impl Obs {
         let mut record = (*self.owned_bucket(caller, name)?).clone();
         record.encryption = encryption;
         self.store.update_bucket(record).await
+    }
+
+    /// PutBucketCors (valid `rules`, see [`crate::cors::validate`]) and DeleteBucketCors (no rules).
+    pub async fn set_bucket_cors(&self, caller: &Caller, name: &str, rules: Vec<CorsRule>) -> Result<()> {
+        let mut record = (*self.owned_bucket(caller, name)?).clone();
+        record.cors = rules;
+        self.store.update_bucket(record).await
+    }
+
+    /// A bucket whoever asks, for CORS: S3 answers a preflight (`OPTIONS`), which carries no
+    /// credentials, from the bucket's rules, and adds their headers to answers of any caller.
+    pub fn bucket_for_cors(&self, name: &str) -> Option<Arc<BucketRecord>> {
+        self.store.bucket(name)
     }
 
     // ---- objects -------------------------------------------------------------------------------

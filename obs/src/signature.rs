@@ -114,8 +114,9 @@ impl Carrier {
     /// Splits a verified request's query into what names the operation and the headers a presigned
     /// URL carries as parameters: the JavaScript SDK v3 puts `x-amz-checksum-crc32`,
     /// `x-amz-sdk-checksum-algorithm` and `x-amz-checksum-mode` there, botocore's V2 URLs every
-    /// `x-amz-*` header. S3 applies them as headers (a checksum parameter is verified like the
-    /// header). The authentication parameters themselves are dropped.
+    /// `x-amz-*` header and `Content-Type` / `Content-MD5`. S3 applies them as headers (a checksum
+    /// parameter is verified like the header); a header the request sends itself wins. The
+    /// authentication parameters themselves are dropped.
     pub fn split_query(self, query: BTreeMap<String, String>) -> Result<(BTreeMap<String, String>, HeaderMap)> {
         let mut remaining = BTreeMap::new();
         let mut headers = HeaderMap::new();
@@ -126,7 +127,8 @@ impl Carrier {
                 Carrier::V2Query => V2_QUERY_PARAMS.contains(&name.as_str()),
                 Carrier::V4Header | Carrier::V2Header => false,
             };
-            let is_header = self.is_query() && (lower.starts_with("x-amz-") || lower.starts_with("x-obs-"));
+            let is_header = self.is_query() && (lower.starts_with("x-amz-") || lower.starts_with("x-obs-"))
+                || self == Carrier::V2Query && (lower == "content-type" || lower == "content-md5");
             match () {
                 () if authentication => {}
                 () if is_header => {
@@ -231,11 +233,13 @@ mod tests {
             ("Signature", "s"),
             ("Expires", "1"),
             ("x-amz-server-side-encryption", "aws:kms"),
+            ("content-type", "text/plain"),
             ("acl", ""),
         ]);
         let (rest, headers) = Carrier::V2Query.split_query(v2).unwrap();
         assert_eq!(rest, query(&[("acl", "")]));
         assert_eq!(headers["x-amz-server-side-encryption"], "aws:kms");
+        assert_eq!(headers["content-type"], "text/plain");
         let bad = query(&[("X-Amz-Signature", "ab"), ("x-amz-meta-a", "line\nbreak")]);
         assert_eq!(Carrier::V4Query.split_query(bad).unwrap_err().code, S3ErrorCode::InvalidArgument);
     }

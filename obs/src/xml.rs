@@ -127,6 +127,50 @@ pub struct EncryptionDefault {
     pub kms_key_id: Option<String>,
 }
 
+/// `<CORSConfiguration>` of PutBucketCors.
+#[derive(Debug, Deserialize)]
+pub struct CorsConfiguration {
+    /// The rules, in order.
+    #[serde(rename = "CORSRule", default)]
+    pub rules: Vec<CorsRule>,
+}
+
+/// One `<CORSRule>`.
+#[derive(Debug, Deserialize)]
+pub struct CorsRule {
+    /// `<ID>`.
+    #[serde(rename = "ID")]
+    pub id: Option<String>,
+    /// `<AllowedOrigin>`s.
+    #[serde(rename = "AllowedOrigin", default)]
+    pub allowed_origins: Vec<String>,
+    /// `<AllowedMethod>`s.
+    #[serde(rename = "AllowedMethod", default)]
+    pub allowed_methods: Vec<String>,
+    /// `<AllowedHeader>`s.
+    #[serde(rename = "AllowedHeader", default)]
+    pub allowed_headers: Vec<String>,
+    /// `<ExposeHeader>`s.
+    #[serde(rename = "ExposeHeader", default)]
+    pub expose_headers: Vec<String>,
+    /// `<MaxAgeSeconds>`.
+    #[serde(rename = "MaxAgeSeconds")]
+    pub max_age_seconds: Option<u32>,
+}
+
+impl From<CorsRule> for crate::cors::CorsRule {
+    fn from(rule: CorsRule) -> Self {
+        crate::cors::CorsRule {
+            id: rule.id,
+            allowed_origins: rule.allowed_origins,
+            allowed_methods: rule.allowed_methods,
+            allowed_headers: rule.allowed_headers,
+            expose_headers: rule.expose_headers,
+            max_age_seconds: rule.max_age_seconds,
+        }
+    }
+}
+
 /// `<CreateBucketConfiguration>`.
 #[derive(Debug, Deserialize)]
 pub struct CreateBucketConfiguration {
@@ -152,6 +196,24 @@ mod tests {
         assert_eq!(delete.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["a", "b&c"]);
         assert!(delete.quiet);
         assert_eq!(parse::<Delete>("<Delete><Object>").unwrap_err().code, crate::S3ErrorCode::MalformedXML);
+    }
+
+    #[test]
+    fn parses_cors_configuration() {
+        let body = r#"<CORSConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><CORSRule><ID>r1</ID><AllowedHeader>*</AllowedHeader><AllowedMethod>PUT</AllowedMethod><AllowedMethod>GET</AllowedMethod><AllowedOrigin>http://a.example</AllowedOrigin><AllowedOrigin></AllowedOrigin><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3000</MaxAgeSeconds></CORSRule><CORSRule><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin></CORSRule></CORSConfiguration>"#;
+        let config: CorsConfiguration = parse(body).unwrap();
+        assert_eq!(config.rules.len(), 2);
+        let rule = crate::cors::CorsRule::from(config.rules.into_iter().next().unwrap());
+        assert_eq!(rule.id.as_deref(), Some("r1"));
+        assert_eq!(rule.allowed_methods, ["PUT", "GET"]);
+        assert_eq!(rule.allowed_origins, ["http://a.example", ""]);
+        assert_eq!((rule.expose_headers.len(), rule.max_age_seconds), (1, Some(3000)));
+        assert!(
+            parse::<CorsConfiguration>(
+                "<CORSConfiguration><CORSRule><MaxAgeSeconds>x</MaxAgeSeconds></CORSRule></CORSConfiguration>"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ async fn memory_per_object() {
         region: "us-east-1".to_owned(),
         created_millis: 0,
         encryption: None,
+        cors: Vec::new(),
     };
     store.create_bucket(bucket).await.unwrap().unwrap();
     let before = rss();

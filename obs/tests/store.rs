@@ -16,6 +16,7 @@ fn bucket(name: &str) -> BucketRecord {
         region: "us-east-1".to_owned(),
         created_millis: 0,
         encryption: None,
+        cors: Vec::new(),
     }
 }
 
