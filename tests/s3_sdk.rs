@@ -27,7 +27,8 @@ async fn buckets_and_objects_round_trip_with_and_without_sse_kms() {
     let stack = stack().await;
     let s3 = s3_client(&stack);
     s3.create_bucket().bucket("data").send().await.unwrap();
-    assert_eq!(code(s3.create_bucket().bucket("data").send().await), "BucketAlreadyOwnedByYou");
+    // Re-creating one's own bucket in us-east-1 answers 200, as S3 does there.
+    s3.create_bucket().bucket("data").send().await.unwrap();
     assert_eq!(code(s3.create_bucket().bucket("Bad_Name").send().await), "InvalidBucketName");
     let buckets = s3.list_buckets().send().await.unwrap().buckets.unwrap();
     assert_eq!(buckets[0].name.as_deref(), Some("data"));

@@ -301,8 +301,7 @@ impl S3Api {
         // presigned URL carries (`x-amz-checksum-crc32`, or every `x-amz-*` header of a V2 URL), which
         // join the request's headers.
         let (query, query_headers) = carrier.split_query(query)?;
-        let auth::Verified { caller, scheme, .. } = verified;
-        let caller = &caller;
+        let auth::Verified { mut caller, scheme, .. } = verified;
         dialect::check_headers(&parts.headers, family)?;
         let now = (self.now_millis)();
         let method = parts.method.clone();
@@ -315,8 +314,8 @@ impl S3Api {
         let headers = match family {
             Family::Aws => headers,
             Family::Obs => {
-                let domain = self.caller_domain(caller);
-                dialect::request_to_aws(&headers, self.obs_caller(caller, &domain))?
+                let domain = self.caller_domain(&caller);
+                dialect::request_to_aws(&headers, self.obs_caller(&caller, &domain))?
             }
         };
         if let Some(class) = header_str(&headers, "x-amz-storage-class") {
@@ -326,6 +325,8 @@ impl S3Api {
             check_metadata_size(&headers, family)?;
         }
         let operation = S3Operation::parse(&method, target, &query, &headers)?;
+        self.enter_bucket_region(&mut caller, &operation, carrier)?;
+        let caller = &caller;
         let peer = parts.extensions.get::<Peer>().copied();
         let context = request_context(caller.clone(), peer, family, &operation, &headers, &query, carrier);
         context.log();
@@ -423,7 +424,14 @@ impl S3Api {
             let config: xml::CreateBucketConfiguration = xml::parse(&text)?;
             config.location_constraint.filter(|l| !l.is_empty()).unwrap_or_else(|| self.region.clone())
         };
-        self.obs.create_bucket(call.caller(), bucket, &region, call.now).await?;
+        match self.obs.create_bucket(call.caller(), bucket, &region, call.now).await {
+            Ok(()) => {}
+            // S3 answers 200 to re-creating one's own bucket in us-east-1 (its legacy region), and
+            // BucketAlreadyOwnedByYou everywhere else.
+            Err(crate::error::Error::BucketAlreadyOwnedByYou { .. })
+                if region == "us-east-1" && self.obs.bucket_record(bucket).is_some_and(|b| b.region == region) => {}
+            Err(e) => return Err(e.into()),
+        }
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "location", &format!("/{bucket}"));
         Ok(response)
@@ -518,6 +526,41 @@ impl S3Api {
         Ok(xml_response(w.finish("CORSConfiguration")))
     }
 
+    /// S3 serves a bucket in its own region only. A SigV4 request signed for another region is refused
+    /// with the region it should have named (`<Region>` and `x-amz-bucket-region`), so that SDKs
+    /// redirect as they do against AWS; a V2 request names no region and acts in the bucket's.
+    /// CreateBucket and GetBucketLocation (how clients find a bucket's region) are served from any.
+    fn enter_bucket_region(&self, caller: &mut Caller, operation: &S3Operation, carrier: Carrier) -> Result<()> {
+        if matches!(operation, S3Operation::CreateBucket { .. } | S3Operation::GetBucketLocation { .. }) {
+            return Ok(());
+        }
+        let Some(record) = operation.bucket().and_then(|bucket| self.obs.bucket_record(bucket)) else {
+            return Ok(());
+        };
+        if record.region == caller.region {
+            return Ok(());
+        }
+        let (wrong, expected) = (&caller.region, &record.region);
+        match carrier {
+            Carrier::V2Header | Carrier::V2Query => {
+                caller.region.clone_from(expected);
+                Ok(())
+            }
+            Carrier::V4Header => Err(S3Error::new(
+                S3ErrorCode::AuthorizationHeaderMalformed,
+                format!("The authorization header is malformed; the region '{wrong}' is wrong; expecting '{expected}'"),
+            )
+            .with("Region", expected.clone())),
+            Carrier::V4Query => Err(S3Error::new(
+                S3ErrorCode::AuthorizationQueryParametersError,
+                format!(
+                    "Error parsing the X-Amz-Credential parameter; the region '{wrong}' is wrong; expecting '{expected}'"
+                ),
+            )
+            .with("Region", expected.clone())),
+        }
+    }
+
     /// A CORS preflight (`OPTIONS`), answered from the bucket's rules before any authentication, as
     /// S3 answers it (the errors carry the method asked for and whether the target is a bucket or
     /// an object).
@@ -535,7 +578,7 @@ impl S3Api {
                 .with("Method", asked.unwrap_or("OPTIONS"))
                 .with("ResourceType", resource_type)
         };
-        let record = target.bucket.as_deref().and_then(|bucket| self.obs.bucket_for_cors(bucket));
+        let record = target.bucket.as_deref().and_then(|bucket| self.obs.bucket_record(bucket));
         let Some(record) = record else { return Err(forbidden("Bucket not found")) };
         if record.cors.is_empty() {
             return Err(forbidden("CORS is not enabled for this bucket."));
@@ -559,7 +602,7 @@ impl S3Api {
     /// Adds the `Access-Control-*` headers S3 adds to the answer of a request with an `Origin` when
     /// a rule of its bucket allows that origin and method (whatever the answer, errors included).
     fn add_cors_headers(&self, response: &mut Response, cors_request: &CorsRequest) {
-        let Some(record) = self.obs.bucket_for_cors(&cors_request.bucket) else { return };
+        let Some(record) = self.obs.bucket_record(&cors_request.bucket) else { return };
         if let Some(allowed) = cors::actual(&record.cors, &cors_request.origin, &cors_request.method) {
             for (name, value) in allowed.headers() {
                 set_header(response, name, &value);
@@ -1289,6 +1332,12 @@ pub fn error_response(error: &S3Error, request_id: &str) -> Response {
     w.element("RequestId", request_id);
     let mut response = (error.status(), w.finish("Error")).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    // An error naming the bucket's region (a request signed for another) says it in a header too.
+    if let Some((_, region)) = error.extra.iter().find(|(name, _)| *name == "Region")
+        && let Ok(value) = HeaderValue::from_str(region)
+    {
+        response.headers_mut().insert("x-amz-bucket-region", value);
+    }
     response
 }
 

@@ -152,7 +152,7 @@ impl Obs {
             }
             SseRecord::Kms { key_arn, context, .. } => {
                 let context = context.to_map();
-                let plaintext = self.decrypt_data_key(caller, &blob, &context).await?;
+                let plaintext = self.decrypt_data_key(caller, key_arn, &blob, &context).await?;
                 let edk = EncryptedDataKey {
                     provider_id: KMS_PROVIDER_ID.to_owned(),
                     provider_info: key_arn.to_string(),

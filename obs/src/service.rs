@@ -154,6 +154,16 @@ impl Obs {
         Caller { via_service: Some(S3_SERVICE_PRINCIPAL.to_owned()), ..caller.clone() }
     }
 
+    /// `caller` via S3 in the region of `key_arn` (`arn:aws:kms:REGION:...`): a stored data key is
+    /// decrypted where its key lives, whatever region the reading request was signed for.
+    fn via_s3_for_key(caller: &Caller, key_arn: &str) -> Caller {
+        let mut via = Self::via_s3(caller);
+        if let Some(region) = key_arn.split(':').nth(3).filter(|r| !r.is_empty()) {
+            region.clone_into(&mut via.region);
+        }
+        via
+    }
+
     // ---- buckets -------------------------------------------------------------------------------
 
     /// A bucket the caller owns; NoSuchBucket otherwise, AccessDenied if another account owns it.
@@ -219,9 +229,9 @@ impl Obs {
         self.store.update_bucket(record).await
     }
 
-    /// A bucket whoever asks, for CORS: S3 answers a preflight (`OPTIONS`), which carries no
-    /// credentials, from the bucket's rules, and adds their headers to answers of any caller.
-    pub fn bucket_for_cors(&self, name: &str) -> Option<Arc<BucketRecord>> {
+    /// A bucket's record whoever asks, for what S3 decides before authorization: the CORS headers
+    /// (a preflight carries no credentials) and the region a request must be signed for.
+    pub fn bucket_record(&self, name: &str) -> Option<Arc<BucketRecord>> {
         self.store.bucket(name)
     }
 
@@ -456,18 +466,18 @@ impl Obs {
                 .ok_or_else(|| corrupted(record, "no SSE-S3 data key"))?;
             return self.sse_s3.unwrap(&edk.ciphertext, &object_arn);
         }
-        let SseRecord::Kms { context, .. } = &record.sse else {
+        let SseRecord::Kms { key_arn, context, .. } = &record.sse else {
             return Err(Error::internal("not an encrypted object"));
         };
         let context = &context.to_map();
         for edk in header.encrypted_data_keys() {
             if edk.provider_id == KMS_PROVIDER_ID {
-                return self.decrypt_data_key(caller, &edk.ciphertext, context).await;
+                return self.decrypt_data_key(caller, key_arn, &edk.ciphertext, context).await;
             }
             if edk.provider_id == crate::bucket_keys::PROVIDER_ID {
                 let (salt, blob) = crate::bucket_keys::split_entry(&edk.ciphertext)
                     .ok_or_else(|| corrupted(record, "short bucket key entry"))?;
-                let bucket_key = self.decrypt_data_key(caller, blob, context).await?;
+                let bucket_key = self.decrypt_data_key(caller, key_arn, blob, context).await?;
                 return crate::bucket_keys::derive(&bucket_key, salt, &object_arn);
             }
         }
@@ -512,14 +522,17 @@ impl Obs {
         self.keys.service_managed_key(via, managed).await.map_err(Error::Kms)
     }
 
-    /// Asks the KMS to decrypt a stored data key, on behalf of `caller` via S3.
+    /// Asks the KMS to decrypt a stored data key under `key_arn`, on behalf of `caller` via S3, in
+    /// the key's region.
     pub(crate) async fn decrypt_data_key(
         &self,
         caller: &Caller,
+        key_arn: &str,
         blob: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<[u8; 32]>> {
-        let plain = self.keys.decrypt(&Self::via_s3(caller), blob, context).await.map_err(Error::Kms)?;
+        let via = Self::via_s3_for_key(caller, key_arn);
+        let plain = self.keys.decrypt(&via, blob, context).await.map_err(Error::Kms)?;
         to_data_key(&plain).ok_or_else(|| Error::internal("a data key of the wrong size"))
     }
 
