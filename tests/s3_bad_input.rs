@@ -181,7 +181,11 @@ async fn headers_a_signature_does_not_cover_are_refused() {
     let (status, text) = v2_send(addr, "PUT", ("/v2-dst", "encryption"), Dialect::Aws, &[], &[], config);
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("SignatureDoesNotMatch"), "{text}");
-    assert!(s3.get_bucket_encryption().bucket("v2-dst").send().await.is_err());
+    // Nothing was configured: the bucket still reports S3's base encryption, SSE-S3 without a key.
+    let encryption = s3.get_bucket_encryption().bucket("v2-dst").send().await.unwrap();
+    let rules = encryption.server_side_encryption_configuration.unwrap().rules;
+    let default = rules[0].apply_server_side_encryption_by_default.as_ref().unwrap();
+    assert_eq!((default.sse_algorithm.as_str(), default.kms_master_key_id.as_deref()), ("AES256", None));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -41,7 +41,9 @@ async fn buckets_and_objects_round_trip_with_and_without_sse_kms() {
                 put = put.server_side_encryption(ServerSideEncryption::AwsKms);
             }
             let out = put.send().await.unwrap();
-            assert_eq!(out.server_side_encryption.is_some(), sse);
+            // Without SSE headers S3 encrypts with SSE-S3.
+            let expected = if sse { ServerSideEncryption::AwsKms } else { ServerSideEncryption::Aes256 };
+            assert_eq!(out.server_side_encryption, Some(expected));
             let got = s3.get_object().bucket("data").key(&key).send().await.unwrap();
             if sse {
                 assert_eq!(got.server_side_encryption, Some(ServerSideEncryption::AwsKms));
@@ -223,10 +225,11 @@ async fn multipart_and_copy() {
     assert_eq!(code(result), "EntityTooSmall");
     s3.abort_multipart_upload().bucket("mpu").key("small").upload_id(&small).send().await.unwrap();
 
-    // Copy: the destination's encryption comes from the request, never from the source.
+    // Copy: the destination's encryption comes from the request (or S3's default, SSE-S3), never
+    // from the source.
     s3.copy_object().bucket("mpu").key("plain-copy").copy_source("mpu/big").send().await.unwrap();
     let head = s3.head_object().bucket("mpu").key("plain-copy").send().await.unwrap();
-    assert_eq!(head.server_side_encryption, None);
+    assert_eq!(head.server_side_encryption, Some(ServerSideEncryption::Aes256));
     assert_eq!(head.content_length, Some(parts.iter().map(Vec::len).sum::<usize>() as i64));
     let encrypted = s3
         .copy_object()

@@ -612,7 +612,14 @@ impl S3Api {
 
     fn get_bucket_encryption(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
         let record = self.obs.owned_bucket(call.caller(), bucket)?;
-        let Some(encryption) = &record.encryption else {
+        // S3 reports its base encryption (SSE-S3) for a bucket without a configuration; OBS has none.
+        let base = BucketEncryption { algorithm: "AES256".to_owned(), kms_key_id: None, bucket_key_enabled: false };
+        let encryption = match (&record.encryption, call.family) {
+            (Some(encryption), _) => Some(encryption),
+            (None, Family::Aws) => Some(&base),
+            (None, Family::Obs) => None,
+        };
+        let Some(encryption) = encryption else {
             return Err(S3Error::new(
                 S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
                 "The server side encryption configuration was not found",
@@ -717,13 +724,17 @@ impl S3Api {
         for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
+        if let Some(customer) = &customer {
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &customer.key_md5);
+        }
         Ok(response)
     }
 
     async fn create_multipart_upload(&self, call: &Call<'_>, bucket: &str, key: &str) -> Result<Response> {
         let (caller, headers, now) = (call.caller(), call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
-        let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
+        let sse = write_sse(SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?, call.family);
+        let customer_md5 = customer_key_md5(&sse);
         let input = PutInput { sse, now_millis: now, ..put_input(headers, PayloadMode::Unsigned)? };
         let upload = self.obs.create_multipart_upload(caller, bucket, key, input).await?;
         let mut w = Writer::document("InitiateMultipartUploadResult");
@@ -731,6 +742,9 @@ impl S3Api {
         let mut response = xml_response(w.finish("InitiateMultipartUploadResult"));
         for (name, value) in sse_headers::response_headers(&upload.sse) {
             set_header(&mut response, name, &value);
+        }
+        if let Some(md5) = customer_md5 {
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
         }
         Ok(response)
     }
@@ -841,10 +855,10 @@ impl S3Api {
         };
         // The destination's encryption comes from the request or the destination bucket's
         // default, never silently from the source.
-        let sse = SseRequest::from_headers(headers, destination.encryption.as_ref())?;
+        let asked = SseRequest::from_headers(headers, destination.encryption.as_ref())?;
         let decoded_source = percent_decode_str(source_header.trim_start_matches('/')).decode_utf8_lossy().into_owned();
         let same = decoded_source == format!("{bucket}/{key}");
-        if same && !replace && sse == SseRequest::None && !headers.contains_key(sse_headers::SSE) {
+        if same && !replace && asked == SseRequest::None && !headers.contains_key(sse_headers::SSE) {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -860,6 +874,8 @@ impl S3Api {
                 ..PutInput::default()
             }
         };
+        let sse = write_sse(asked, call.family);
+        let customer_md5 = customer_key_md5(&sse);
         input.sse = sse;
         input.now_millis = now;
         // The digests of the request describe its (empty) body, not the copied bytes.
@@ -873,6 +889,9 @@ impl S3Api {
         let mut response = xml_response(w.finish("CopyObjectResult"));
         for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
+        }
+        if let Some(md5) = customer_md5 {
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
         }
         Ok(response)
     }
@@ -895,14 +914,11 @@ impl S3Api {
     async fn put_object(&self, call: &Call<'_>, bucket: &str, key: &str, body: Body) -> Result<Response> {
         let (caller, mode, headers, now) = (call.caller(), call.mode, call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
-        let sse = SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?;
+        let sse = write_sse(SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?, call.family);
         let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
         let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.seed)?) } else { None };
         let stream = body.into_data_stream();
-        let customer_md5 = match &input.sse {
-            SseRequest::Customer(customer) => Some(customer.key_md5.clone()),
-            _ => None,
-        };
+        let customer_md5 = customer_key_md5(&input.sse);
         let record = self.obs.put_object(caller, bucket, key, input, decoder, stream).await?;
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "etag", &record.etag);
@@ -1320,6 +1336,24 @@ fn check_storage_class(class: &str, family: Family) -> Result<()> {
     }
     Err(S3Error::new(S3ErrorCode::InvalidStorageClass, "The storage class you specified is not valid")
         .with("StorageClassRequested", class))
+}
+
+/// The encryption of a new object: what its headers or its bucket's default ask for, else the
+/// dialect's own. S3 encrypts every new object since January 2023 (SSE-S3, reported as `AES256`),
+/// so no body is stored in plaintext; OBS stores an object that asks for no encryption as sent.
+fn write_sse(asked: SseRequest, family: Family) -> SseRequest {
+    match (asked, family) {
+        (SseRequest::None, Family::Aws) => SseRequest::S3,
+        (asked, _) => asked,
+    }
+}
+
+/// The key MD5 an SSE-C write echoes (`x-amz-server-side-encryption-customer-key-MD5`).
+fn customer_key_md5(sse: &SseRequest) -> Option<String> {
+    match sse {
+        SseRequest::Customer(customer) => Some(customer.key_md5.clone()),
+        _ => None,
+    }
 }
 
 /// The S3 error document.

@@ -266,9 +266,11 @@ def test_object_round_trip(s3, kms, shared_bucket, customer_key, s3_managed_key_
         expected_key = customer_key["Arn"]
 
     put = s3.put_object(Bucket=shared_bucket, Key=key, Body=data, **params)
+    # Without SSE headers S3 encrypts with SSE-S3 (since January 2023), whose ETag is the data's MD5.
+    expected_sse = "AES256" if expected_key is None else "aws:kms"
     if expected_key is None:
         assert put["ETag"] == md5_etag(data)
-        assert "ServerSideEncryption" not in put
+        assert put["ServerSideEncryption"] == "AES256"
     else:
         assert put["ServerSideEncryption"] == "aws:kms"
         assert put["SSEKMSKeyId"] == expected_key
@@ -279,20 +281,21 @@ def test_object_round_trip(s3, kms, shared_bucket, customer_key, s3_managed_key_
     assert got["Body"].read() == data
     assert got["ContentLength"] == size
     assert got["ETag"] == put["ETag"]
-    assert got.get("ServerSideEncryption") == (None if expected_key is None else "aws:kms")
+    assert got.get("ServerSideEncryption") == expected_sse
     assert got.get("SSEKMSKeyId") == expected_key
 
     head = s3.head_object(Bucket=shared_bucket, Key=key)
     assert head["ContentLength"] == size
     assert head["ETag"] == put["ETag"]
-    assert head.get("ServerSideEncryption") == (None if expected_key is None else "aws:kms")
+    assert head.get("ServerSideEncryption") == expected_sse
     assert head.get("SSEKMSKeyId") == expected_key
 
     # An overwrite replaces the object whole, encryption included.
     replacement = os.urandom(size // 2 + 1)
     s3.put_object(Bucket=shared_bucket, Key=key, Body=replacement)
     assert read(s3, shared_bucket, key) == replacement
-    assert "ServerSideEncryption" not in s3.head_object(Bucket=shared_bucket, Key=key)
+    head = s3.head_object(Bucket=shared_bucket, Key=key)
+    assert (head["ServerSideEncryption"], head.get("SSEKMSKeyId")) == ("AES256", None)
 
 
 def test_service_managed_key_is_alias_aws_s3(s3, kms, s3_managed_key_arn):
@@ -754,9 +757,9 @@ def encryption_rule(algorithm: str = "aws:kms", key: str | None = None, bucket_k
 
 
 def test_bucket_default_encryption_with_customer_key(s3, kms, admin, bucket, fresh_key, customer_key):
-    response = expect_error("ServerSideEncryptionConfigurationNotFoundError", 404, s3.get_bucket_encryption,
-                            Bucket=bucket)
-    assert response["Error"].get("BucketName") == bucket
+    # A new bucket reports S3's base encryption, SSE-S3.
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule == {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False}
 
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=encryption_rule(key=fresh_key["Arn"]))
     rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
@@ -792,11 +795,13 @@ def test_bucket_default_encryption_with_customer_key(s3, kms, admin, bucket, fre
     assert s3.head_object(Bucket=bucket, Key="bucket-key").get("BucketKeyEnabled") is True
     assert read(s3, bucket, "bucket-key") == b"bk"
 
-    # Removing the default: new objects are not encrypted, old ones still read.
+    # Removing the default: new objects get S3's base encryption (SSE-S3), which GetBucketEncryption
+    # reports as S3 does since January 2023; old ones still read.
     assert s3.delete_bucket_encryption(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
-    expect_error("ServerSideEncryptionConfigurationNotFoundError", 404, s3.get_bucket_encryption, Bucket=bucket)
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule == {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False}
     put = s3.put_object(Bucket=bucket, Key="plain", Body=b"plain")
-    assert "ServerSideEncryption" not in put
+    assert (put["ServerSideEncryption"], put.get("SSEKMSKeyId")) == ("AES256", None)
     assert read(s3, bucket, "by-default") == data
 
 

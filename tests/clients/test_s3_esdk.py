@@ -149,12 +149,18 @@ def test_stored_object_decrypts_with_the_encryption_sdk(setup: Setup, size: int)
     context = {"purpose": "esdk-oracle", "case": str(size)}
     encoded_context = base64.b64encode(json.dumps(context).encode()).decode()
     key = f"dir/object-{size}.bin"
-    # The scan sees plaintext where there is some: a plain object's marker is on disk. (Written
-    # first: a PUT right after an empty PUT on one connection stalls boto3, see
-    # test_s3_boto3.py::test_put_after_empty_put_on_one_connection.)
+    # The scan sees plaintext where there is some: a file of plaintext put into the data dir.
     control_marker = new_marker()
-    setup.s3.put_object(Bucket=setup.bucket, Key="control", Body=marked_payload(control_marker, 5000))
+    control = setup.data_dir / "scan-control.bin"
+    control.write_bytes(marked_payload(control_marker, 5000))
     assert files_containing(setup.data_dir, control_marker), "the scan cannot see plaintext at rest"
+    control.unlink()
+    # An object PUT without SSE headers is not stored in plaintext either: S3's default encryption
+    # (SSE-S3). (Written first: a PUT right after an empty PUT on one connection stalls boto3, see
+    # test_s3_boto3.py::test_put_after_empty_put_on_one_connection.)
+    put = setup.s3.put_object(Bucket=setup.bucket, Key="control", Body=marked_payload(control_marker, 5000))
+    assert put["ServerSideEncryption"] == "AES256"
+    assert files_containing(setup.data_dir, control_marker) == []
     setup.put_kms(key, data, SSEKMSEncryptionContext=encoded_context)
 
     if size >= len(marker):
