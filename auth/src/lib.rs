@@ -7,10 +7,12 @@
 //! - [`sigv4`]: AWS Signature Version 4: header, presigned URL, aws-chunked chunk and trailer signatures.
 //! - [`sigv2`]: the V2-style signatures (`AWS AK:sig` of S3 SigV2 and `OBS AK:sig` of Open Telekom Cloud /
 //!   Huawei Cloud OBS).
+//! - [`post`]: the policy signatures of browser form uploads (POST Object), V2 and SigV4.
 //! - [`sdk_hmac`]: SDK-HMAC-SHA256, the signature of Huawei's SDKs for the OTC / Huawei Cloud dialect.
 //! - [`accounts`]: the access keys kmsim accepts and the account and principal each acts for.
 
 pub mod accounts;
+pub mod post;
 pub mod sdk_hmac;
 pub mod sigv2;
 pub mod sigv4;

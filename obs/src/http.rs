@@ -31,7 +31,7 @@ use crate::cors;
 use crate::dialect::{self, Family, ObsCaller};
 use crate::model::{BucketEncryption, ObjectRecord};
 use crate::multipart::UploadRef;
-use crate::operation::{ListObjectsParams, S3Operation, Target, parse_query};
+use crate::operation::{ListObjectsParams, S3Operation, Target, is_form_upload, parse_query};
 use crate::s3_error::S3ErrorCode;
 use crate::s3_error::{Result, S3Error};
 use crate::service::{Conditions, Obs, PutInput, ReadPlan, Verdict, parse_range};
@@ -39,6 +39,8 @@ use crate::signature::{Carrier, check_all_signed, signed_headers_of};
 use crate::sse::{self, SseRequest};
 use crate::sse_headers;
 use crate::xml::{self, Writer};
+
+mod form_upload;
 
 /// Largest XML request body accepted.
 const MAX_XML_BODY: usize = 1024 * 1024;
@@ -241,6 +243,15 @@ impl S3Api {
         if parts.method == Method::OPTIONS {
             return self.preflight(&target, &parts.headers);
         }
+        // A browser form upload is authenticated by its form, not by its headers or query.
+        if parts.method == Method::POST
+            && target.bucket.is_some()
+            && target.key.is_none()
+            && query.is_empty()
+            && is_form_upload(&parts.headers)
+        {
+            return self.post_object(target, parts, body).await;
+        }
         if family == Family::Aws {
             check_header_section(&parts.headers)?;
         }
@@ -375,6 +386,12 @@ impl S3Api {
                 self.list_uploads(caller, &bucket, &prefix, max_uploads)
             }
             S3Operation::DeleteObjects { bucket } => self.delete_objects(call, &bucket, body).await,
+            // Form uploads are answered before authentication (`post_object`): one that arrives here
+            // carried a signature of its own as well.
+            S3Operation::PostObject { .. } => Err(S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                "A POST Object request is authenticated by its form's policy and signature only",
+            )),
             S3Operation::PutObject { bucket, key } => self.put_object(call, &bucket, &key, body).await,
             S3Operation::CopyObject { bucket, key, source } => self.copy_object(call, &bucket, &key, &source).await,
             S3Operation::GetObject { bucket, key, overrides } => {

@@ -26,6 +26,7 @@ pub mod http;
 pub mod model;
 pub mod multipart;
 pub mod operation;
+pub mod post_policy;
 pub mod s3_error;
 pub mod service;
 pub mod signature;

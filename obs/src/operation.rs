@@ -106,6 +106,14 @@ pub fn parse_query(query: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whether a request's body is an HTML form (`multipart/form-data`): a POST Object.
+pub fn is_form_upload(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
 /// The parameters of ListObjects and ListObjectsV2.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListObjectsParams {
@@ -246,6 +254,12 @@ pub enum S3Operation {
     },
     /// `POST /bucket?delete`.
     DeleteObjects {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `POST /bucket` with a `multipart/form-data` body: a browser form upload, authenticated by
+    /// the form's signed policy; the key is a field of the form.
+    PostObject {
         /// The bucket.
         bucket: String,
     },
@@ -473,12 +487,17 @@ impl S3Operation {
                 S3ErrorCode::MethodNotAllowed,
                 "The specified method is not allowed against this resource.",
             )),
-            (Some(bucket), None) => Self::parse_bucket(method, bucket, query),
+            (Some(bucket), None) => Self::parse_bucket(method, bucket, query, headers),
             (Some(bucket), Some(key)) => Self::parse_object(method, bucket, key, query, headers),
         }
     }
 
-    fn parse_bucket(method: &Method, bucket: String, query: &BTreeMap<String, String>) -> Result<Self> {
+    fn parse_bucket(
+        method: &Method,
+        bucket: String,
+        query: &BTreeMap<String, String>,
+        headers: &HeaderMap,
+    ) -> Result<Self> {
         let sub = |name: &str| query.contains_key(name);
         let operation = match *method {
             Method::PUT if sub("encryption") => S3Operation::PutBucketEncryption { bucket },
@@ -498,6 +517,7 @@ impl S3Operation {
                 S3Operation::ListObjects { bucket, params: ListObjectsParams::parse(query, false)? }
             }
             Method::POST if sub("delete") => S3Operation::DeleteObjects { bucket },
+            Method::POST if query.is_empty() && is_form_upload(headers) => S3Operation::PostObject { bucket },
             Method::GET if sub("uploads") => S3Operation::ListMultipartUploads {
                 bucket,
                 prefix: query.get("prefix").cloned().unwrap_or_default(),
@@ -584,6 +604,7 @@ impl S3Operation {
             S3Operation::ListMultipartUploads { .. } => "ListMultipartUploads",
             S3Operation::DeleteObjects { .. } => "DeleteObjects",
             S3Operation::PutObject { .. } => "PutObject",
+            S3Operation::PostObject { .. } => "PostObject",
             S3Operation::CopyObject { .. } => "CopyObject",
             S3Operation::GetObject { .. } => "GetObject",
             S3Operation::HeadObject { .. } => "HeadObject",
@@ -616,6 +637,7 @@ impl S3Operation {
             S3Operation::ListMultipartUploads { .. } => "s3:ListBucketMultipartUploads",
             S3Operation::DeleteObjects { .. } | S3Operation::DeleteObject { .. } => "s3:DeleteObject",
             S3Operation::PutObject { .. }
+            | S3Operation::PostObject { .. }
             | S3Operation::CopyObject { .. }
             | S3Operation::CreateMultipartUpload { .. }
             | S3Operation::UploadPart { .. }
@@ -649,6 +671,7 @@ impl S3Operation {
             | S3Operation::PutBucketCors { .. }
             | S3Operation::DeleteBucketCors { .. }
             | S3Operation::DeleteObjects { .. }
+            | S3Operation::PostObject { .. }
             | S3Operation::PutObject { .. }
             | S3Operation::CopyObject { .. }
             | S3Operation::DeleteObject { .. }
@@ -679,6 +702,7 @@ impl S3Operation {
             | S3Operation::ListObjectsV2 { bucket, .. }
             | S3Operation::ListMultipartUploads { bucket, .. }
             | S3Operation::DeleteObjects { bucket }
+            | S3Operation::PostObject { bucket }
             | S3Operation::PutObject { bucket, .. }
             | S3Operation::CopyObject { bucket, .. }
             | S3Operation::GetObject { bucket, .. }
@@ -815,6 +839,7 @@ mod tests {
         const PATH: &str = "s3.amazonaws.com";
         const VHOST: &str = "examplebucket.s3.amazonaws.com";
         const COPY: (&str, &str) = ("x-amz-copy-source", "/source-bucket/source-object");
+        const FORM: (&str, &str) = ("content-type", "multipart/form-data; boundary=9431149156168");
         const UPLOAD: &str = "VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA";
         let bucket_arn = "arn:aws:s3:::examplebucket";
         let object_arn = "arn:aws:s3:::examplebucket/my-image.jpg";
@@ -921,6 +946,7 @@ mod tests {
                 object_arn,
             ),
             ("PUT", VHOST, "/?cors", &[], "PutBucketCors", "s3:PutBucketCORS", bucket_arn),
+            ("POST", VHOST, "/", &[FORM], "PostObject", "s3:PutObject", bucket_arn),
             ("GET", VHOST, "/?cors", &[], "GetBucketCors", "s3:GetBucketCORS", bucket_arn),
             ("DELETE", VHOST, "/?cors", &[], "DeleteBucketCors", "s3:PutBucketCORS", bucket_arn),
             // Unsupported sub-resources parse to their own operations.

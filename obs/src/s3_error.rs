@@ -28,7 +28,10 @@ pub enum S3ErrorCode {
     BucketAlreadyOwnedByYou,
     /// 409: the bucket still holds objects or uploads.
     BucketNotEmpty,
-    /// 400: a part other than the last is below the minimum size.
+    /// 400: a form upload's file is above its policy's `content-length-range`.
+    EntityTooLarge,
+    /// 400: a part other than the last is below the minimum size (or a form upload's file below its
+    /// policy's range).
     EntityTooSmall,
     /// 400: fewer bytes arrived than announced.
     IncompleteBody,
@@ -56,6 +59,12 @@ pub enum S3ErrorCode {
     KeyTooLongError,
     /// 400: the XML body is malformed.
     MalformedXML,
+    /// 400: a form upload's body is not `multipart/form-data`.
+    MalformedPOSTRequest,
+    /// 400: the fields before a form upload's file exceed 20 KB.
+    MaxPostPreDataLengthExceeded,
+    /// 400: a form upload's policy is not a policy document.
+    InvalidPolicyDocument,
     /// 400: the request body is too large.
     MaxMessageLengthExceeded,
     /// 400: user metadata above the limit.
@@ -108,6 +117,10 @@ impl S3ErrorCode {
             S3ErrorCode::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
             S3ErrorCode::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             S3ErrorCode::BadDigest => "BadDigest",
+            S3ErrorCode::EntityTooLarge => "EntityTooLarge",
+            S3ErrorCode::MalformedPOSTRequest => "MalformedPOSTRequest",
+            S3ErrorCode::MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
+            S3ErrorCode::InvalidPolicyDocument => "InvalidPolicyDocument",
             S3ErrorCode::BadRequest => "BadRequest",
             S3ErrorCode::AccessForbidden => "AccessForbidden",
             S3ErrorCode::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
@@ -179,6 +192,10 @@ impl S3ErrorCode {
             | S3ErrorCode::AuthorizationQueryParametersError
             | S3ErrorCode::BadDigest
             | S3ErrorCode::BadRequest
+            | S3ErrorCode::EntityTooLarge
+            | S3ErrorCode::MalformedPOSTRequest
+            | S3ErrorCode::MaxPostPreDataLengthExceeded
+            | S3ErrorCode::InvalidPolicyDocument
             | S3ErrorCode::EntityTooSmall
             | S3ErrorCode::IncompleteBody
             | S3ErrorCode::InvalidArgument

@@ -1,7 +1,8 @@
 """CORS on kmsim's S3: bucket CORS configurations through boto3, preflight and actual requests as
 S3 answers them (raw ``http.client``), and a real page in headless Chromium (Debian's ``chromium``,
-driven by Playwright) on another origin that uploads an object with SSE-KMS through boto3's default
-presigned PUT URL and reads it back with ``fetch``.
+driven by Playwright) on another origin that uploads objects with SSE-KMS through boto3's default
+presigned PUT URL and its default presigned POST (an HTML form upload), and reads them back with
+``fetch``.
 """
 
 from __future__ import annotations
@@ -189,6 +190,13 @@ window.upload = async (putUrl, getUrl, text) => {
     sse: get.headers.get("x-amz-server-side-encryption"), getEtag: get.headers.get("ETag"),
   };
 };
+window.formUpload = async (url, fields, text) => {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
+  form.append("file", new Blob([text], { type: "text/plain" }), "from-a-form.txt");
+  const response = await fetch(url, { method: "POST", body: form });
+  return { status: response.status, etag: response.headers.get("ETag") };
+};
 window.tryFetch = async (url) => {
   try { const r = await fetch(url, { cache: "no-store" }); return "status " + r.status; } catch (e) { return "blocked: " + e.name; }
 };
@@ -231,7 +239,7 @@ def browser() -> Iterator[Any]:
 def test_browser_uploads_with_a_presigned_put_and_reads_back(kmsim, s3, kms, bucket, browser, page_origin):
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
     s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [{
-        "AllowedOrigins": [page_origin], "AllowedMethods": ["PUT", "GET"], "AllowedHeaders": ["*"],
+        "AllowedOrigins": [page_origin], "AllowedMethods": ["PUT", "GET", "POST"], "AllowedHeaders": ["*"],
         "ExposeHeaders": ["ETag", "x-amz-server-side-encryption"], "MaxAgeSeconds": 600}]})
     # boto3's default presigned URLs (Signature V2): the SSE-KMS choice and the content type are in
     # the signed query, so the page sends only its body.
@@ -252,6 +260,19 @@ def test_browser_uploads_with_a_presigned_put_and_reads_back(kmsim, s3, kms, buc
     assert result["etag"] and result["etag"] == result["getEtag"]
     head = s3.head_object(Bucket=bucket, Key="from-browser.txt")
     assert head["SSEKMSKeyId"].endswith(key_id) and head["ContentType"] == "text/plain"
+    assert errors == []
+
+    # An HTML form upload (POST Object) from the page: boto3's default presigned POST, the file
+    # named by `${filename}`, SSE-KMS asked for in the form.
+    form = signer.generate_presigned_post(
+        bucket, "forms/${filename}", Fields={"x-amz-server-side-encryption": "aws:kms"},
+        Conditions=[{"x-amz-server-side-encryption": "aws:kms"}, ["starts-with", "$key", "forms/"]])
+    result = page.evaluate("([url, fields]) => window.formUpload(url, fields, 'posted by a form')",
+                           [form["url"], form["fields"]])
+    assert result["status"] == 204, result
+    stored = s3.get_object(Bucket=bucket, Key="forms/from-a-form.txt")
+    assert (stored["Body"].read(), stored["ServerSideEncryption"]) == (b"posted by a form", "aws:kms")
+    assert result["etag"] == stored["ETag"]
     assert errors == []
 
     # Without a rule for the page's origin the browser blocks the answer.

@@ -1,0 +1,306 @@
+//! POST Object: an HTML form uploads a file to `POST /bucket`. The form (`multipart/form-data`)
+//! carries the key, a base64 policy document signed V2 or SigV4 ([`auth::post`]), the headers of
+//! the object as fields (`Content-Type`, `x-amz-meta-*`, SSE fields, or their `x-obs-*` forms), and
+//! the file last. The policy's conditions ([`crate::post_policy`]) bound what the form may say and
+//! how large the file may be; the file streams into the same write as a PutObject.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::*;
+use crate::post_policy::{PostPolicy, Refusal};
+
+/// Bytes of the fields before the file, at most (S3's limit).
+const MAX_FIELDS_BYTES: usize = 20 * 1024;
+/// Form fields that are the object's headers (besides the `x-amz-*` / `x-obs-*` families).
+const HEADER_FIELDS: [&str; 7] =
+    ["content-type", "cache-control", "content-disposition", "content-encoding", "expires", "content-md5", "tagging"];
+/// Fields of the signature, never headers of the object.
+const SIGNATURE_FIELDS: [&str; 5] =
+    ["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature", "x-amz-security-token"];
+
+/// The fields of a form, names as sent, looked up without regard to case.
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn require(&self, name: &str) -> Result<&str> {
+        self.get(name).ok_or_else(|| {
+            S3Error::invalid_argument(format!(
+                "Bucket POST must contain a field named '{name}'.  If it is specified, please check the order of the fields."
+            ))
+            .with("ArgumentName", name.to_owned())
+            .with("ArgumentValue", "")
+        })
+    }
+}
+
+fn malformed() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::MalformedPOSTRequest,
+        "The body of your POST request is not well-formed multipart/form-data.",
+    )
+}
+
+impl From<Refusal> for S3Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(message) => S3Error::new(S3ErrorCode::InvalidPolicyDocument, message),
+            Refusal::Denied(message) => S3Error::access_denied(message),
+            Refusal::TooLarge { size, max } => {
+                S3Error::new(S3ErrorCode::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size")
+                    .with("ProposedSize", size.to_string())
+                    .with("MaxSizeAllowed", max.to_string())
+            }
+            Refusal::TooSmall { size, min } => S3Error::new(
+                S3ErrorCode::EntityTooSmall,
+                "Your proposed upload is smaller than the minimum allowed size",
+            )
+            .with("ProposedSize", size.to_string())
+            .with("MinSizeAllowed", min.to_string()),
+        }
+    }
+}
+
+impl S3Api {
+    /// Handles a POST Object: reads the fields, authenticates the policy, checks it, and streams the
+    /// file into the bucket.
+    pub(super) async fn post_object(
+        &self,
+        target: Target,
+        parts: http::request::Parts,
+        body: Body,
+    ) -> Result<Response> {
+        let bucket = target.bucket.unwrap_or_default();
+        let content_type = header_str(&parts.headers, "content-type").unwrap_or("");
+        let boundary = multer::parse_boundary(content_type).map_err(|_| malformed())?;
+        let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+        let mut fields = Vec::new();
+        let mut used = 0usize;
+        let file = loop {
+            let Some(mut field) = form.next_field().await.map_err(|_| malformed())? else { break None };
+            let name = field.name().unwrap_or("").to_owned();
+            if name.eq_ignore_ascii_case("file") {
+                break Some(field);
+            }
+            let mut value = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(|_| malformed())? {
+                used = used.saturating_add(chunk.len());
+                if used > MAX_FIELDS_BYTES {
+                    return Err(S3Error::new(
+                        S3ErrorCode::MaxPostPreDataLengthExceeded,
+                        "Your POST request fields preceeding the upload file was too large.",
+                    ));
+                }
+                value.extend_from_slice(&chunk);
+            }
+            let value = String::from_utf8(value)
+                .map_err(|_| S3Error::invalid_argument(format!("The form field {name} is not UTF-8 text")))?;
+            fields.push((name, value));
+        };
+        let fields = Fields(fields);
+        let Some(file) = file else {
+            return Err(S3Error::invalid_argument("POST requires exactly one file upload per request.")
+                .with("ArgumentName", "file")
+                .with("ArgumentValue", "0"));
+        };
+        let submitted_key = fields.require("key")?.to_owned();
+        let record = self.obs.bucket_record(&bucket).ok_or_else(|| S3Error::no_such_bucket(&bucket))?;
+
+        // The signature covers the policy only; the policy covers every field.
+        let family = if fields.get("AccessKeyId").is_some() || fields.0.iter().any(|(n, _)| is_obs_field(n)) {
+            Family::Obs
+        } else {
+            Family::Aws
+        };
+        let (verified, carrier) = if let Some(signature) = fields.get("x-amz-signature") {
+            if fields.require("x-amz-algorithm")? != sigv4::ALGORITHM {
+                return Err(S3Error::invalid_argument("x-amz-algorithm only supports AWS4-HMAC-SHA256")
+                    .with("ArgumentName", "x-amz-algorithm"));
+            }
+            let (credential, date, policy) =
+                (fields.require("x-amz-credential")?, fields.require("x-amz-date")?, fields.require("policy")?);
+            (self.verifier.verify_post_v4(credential, date, policy, signature, "s3"), Carrier::V4Header)
+        } else if let Some(signature) = fields.get("signature") {
+            let (access_key, dialect) = match (fields.get("AWSAccessKeyId"), fields.get("AccessKeyId")) {
+                (Some(ak), _) => (ak, sigv2::Dialect::Aws),
+                (None, Some(ak)) => (ak, sigv2::Dialect::Obs),
+                (None, None) => (fields.require("AWSAccessKeyId")?, sigv2::Dialect::Aws),
+            };
+            let policy = fields.require("policy")?;
+            (self.verifier.verify_post_v2(access_key, policy, signature, dialect, &record.region), Carrier::V2Header)
+        } else {
+            // An unsigned form writes only to a bucket open to anyone, which kmsim has none of.
+            return Err(S3Error::access_denied("Access Denied"));
+        };
+        let auth::Verified { mut caller, .. } = verified.map_err(|e| carrier.error(e))?;
+        let policy_text = fields.require("policy")?;
+        let policy_json = BASE64.decode(policy_text.trim()).map_err(|_| {
+            S3Error::new(S3ErrorCode::InvalidPolicyDocument, "Invalid Policy: Invalid 'Policy' encoding.")
+        })?;
+        let policy = PostPolicy::parse(&policy_json)?;
+        let now = (self.now_millis)();
+        policy.check(&fields.0, &bucket, now)?;
+        let operation = S3Operation::PostObject { bucket: bucket.clone() };
+        self.enter_bucket_region(&mut caller, &operation, carrier)?;
+
+        // The object's headers, from the fields.
+        let mut headers = HeaderMap::new();
+        for (name, value) in &fields.0 {
+            let lower = name.to_ascii_lowercase();
+            let is_header = HEADER_FIELDS.contains(&lower.as_str())
+                || ((lower.starts_with("x-amz-") || is_obs_field(&lower))
+                    && !SIGNATURE_FIELDS.contains(&lower.as_str()));
+            if !is_header {
+                continue;
+            }
+            let header_name = header::HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| S3Error::invalid_argument(format!("The form field {name} is not a valid header name")))?;
+            let header_value = HeaderValue::from_str(value)
+                .map_err(|_| S3Error::invalid_argument(format!("The form field {name} is not a valid header value")))?;
+            headers.append(header_name, header_value);
+        }
+        let headers = match family {
+            Family::Aws => headers,
+            Family::Obs => {
+                let domain = self.caller_domain(&caller);
+                dialect::request_to_aws(&headers, self.obs_caller(&caller, &domain))?
+            }
+        };
+        if let Some(class) = header_str(&headers, "x-amz-storage-class") {
+            check_storage_class(class, family)?;
+        }
+        check_metadata_size(&headers, family)?;
+        let key = submitted_key.replace("${filename}", file.file_name().unwrap_or(""));
+        let peer = parts.extensions.get::<Peer>().copied();
+        let context = request_context(caller.clone(), peer, family, &operation, &headers, &BTreeMap::new(), carrier);
+        context.log();
+
+        let sse = write_sse(SseRequest::from_headers(&headers, record.encryption.as_ref())?, family);
+        let customer_md5 = customer_key_md5(&sse);
+        let input = PutInput { sse, now_millis: now, ..put_input(&headers, PayloadMode::Unsigned)? };
+        let refusal = Arc::new(OnceLock::new());
+        let stream =
+            Bounded { inner: file, size: 0, range: policy.length_range(), refusal: Arc::clone(&refusal), done: false };
+        let written = self.obs.put_object(&caller, &bucket, &key, input, None, stream).await;
+        let object = match (written, refusal.get()) {
+            (Ok(object), _) => object,
+            (Err(_), Some(refusal)) => return Err(refusal.clone().into()),
+            (Err(e), None) => return Err(e.into()),
+        };
+
+        let host = header_str(&parts.headers, "host").unwrap_or("localhost");
+        let location = format!("http://{host}/{bucket}/{}", url_encode_key(&key));
+        let mut response = if let Some(redirect) =
+            fields.get("success_action_redirect").or_else(|| fields.get("redirect")).filter(|r| !r.is_empty())
+        {
+            let separator = if redirect.contains('?') { '&' } else { '?' };
+            let target = format!(
+                "{redirect}{separator}bucket={}&key={}&etag={}",
+                url_encode_key(&bucket),
+                url_encode_key(&key),
+                url_encode_key(&object.etag)
+            );
+            let mut response = empty(StatusCode::SEE_OTHER);
+            set_header(&mut response, "location", &target);
+            response
+        } else {
+            match fields.get("success_action_status") {
+                Some("200") => empty(StatusCode::OK),
+                Some("201") => {
+                    let mut w = Writer::plain_document("PostResponse");
+                    w.element("Location", &location)
+                        .element("Bucket", &bucket)
+                        .element("Key", &key)
+                        .element("ETag", &object.etag);
+                    let mut response = xml_response(w.finish("PostResponse"));
+                    *response.status_mut() = StatusCode::CREATED;
+                    response
+                }
+                _ => empty(StatusCode::NO_CONTENT),
+            }
+        };
+        set_header(&mut response, "etag", &object.etag);
+        if response.status() != StatusCode::SEE_OTHER {
+            set_header(&mut response, "location", &location);
+        }
+        for (name, value) in sse_headers::response_headers(&object.sse) {
+            set_header(&mut response, name, &value);
+        }
+        if let Some(md5) = customer_md5 {
+            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
+        }
+        Ok(response)
+    }
+}
+
+/// Whether a form field is in OBS's header family.
+fn is_obs_field(name: &str) -> bool {
+    name.len() > 6 && name[..6].eq_ignore_ascii_case("x-obs-")
+}
+
+/// The file's stream, cut short with an error when it leaves the policy's size range: above the
+/// maximum as soon as it passes it, below the minimum at its end, before the write commits. The
+/// refusal is left in `refusal` for the handler to answer with.
+struct Bounded<S> {
+    inner: S,
+    size: u64,
+    range: Option<(u64, u64)>,
+    refusal: Arc<OnceLock<Refusal>>,
+    done: bool,
+}
+
+impl<S> Bounded<S> {
+    fn refuse(&mut self, refusal: Refusal) -> Poll<Option<std::result::Result<Bytes, std::io::Error>>> {
+        self.done = true;
+        let _ = self.refusal.set(refusal);
+        Poll::Ready(Some(Err(std::io::Error::other("the file is outside the policy's content-length-range"))))
+    }
+}
+
+impl<S> Stream for Bounded<S>
+where
+    S: Stream<Item = std::result::Result<Bytes, multer::Error>> + Unpin,
+{
+    type Item = std::result::Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.size = self.size.saturating_add(chunk.len() as u64);
+                match self.range {
+                    Some((_, max)) if self.size > max => {
+                        let size = self.size;
+                        self.refuse(Refusal::TooLarge { size, max })
+                    }
+                    _ => Poll::Ready(Some(Ok(chunk))),
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
+            Poll::Ready(None) => match self.range {
+                Some((min, _)) if self.size < min => {
+                    let size = self.size;
+                    self.refuse(Refusal::TooSmall { size, min })
+                }
+                _ => {
+                    self.done = true;
+                    Poll::Ready(None)
+                }
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
