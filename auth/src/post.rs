@@ -9,8 +9,6 @@
 //! The policy's own expiration and conditions are the service's to check; the signature's time
 //! limit is the policy's expiration, so no clock skew is checked here.
 
-use std::sync::Arc;
-
 use crate::sigv2::{self, Dialect};
 use crate::sigv4::{self, Seed};
 use crate::verifier::{AuthError, Scheme, Verified, Verifier};
@@ -34,7 +32,7 @@ impl Verifier {
                 canonical_request: String::new(),
             });
         }
-        Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::V2(dialect) })
+        Ok(Verified::new(key, region, Scheme::V2(dialect)))
     }
 
     /// Verifies a SigV4 form signature: `credential` is `AK/YYYYMMDD/region/service/aws4_request`,
@@ -70,21 +68,23 @@ impl Verifier {
                 canonical_request: String::new(),
             });
         }
-        Ok(Verified {
-            caller: key.caller(region),
-            key: Arc::clone(key),
-            scheme: Scheme::SigV4(Seed {
+        Ok(Verified::new(
+            key,
+            region,
+            Scheme::SigV4(Seed {
                 signing_key: signing,
                 seed_signature: expected,
                 amz_date: amz_date.to_owned(),
                 scope,
             }),
-        })
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::accounts::{AccessKey, Accounts};
 

@@ -18,8 +18,6 @@
 //! `X-Sdk-Date` must be within 15 minutes of the server's clock; signatures are compared in constant time
 //! ([`Verifier::verify_sdk_hmac`]).
 
-use std::sync::Arc;
-
 use hkdf::Hkdf;
 use http::HeaderMap;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
@@ -267,7 +265,7 @@ impl Verifier {
         if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
             return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
         }
-        Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::SdkHmac })
+        Ok(Verified::new(key, region, Scheme::SdkHmac))
     }
 }
 
@@ -330,6 +328,8 @@ pub fn sign(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::accounts::{AccessKey, Accounts};
 

@@ -19,8 +19,6 @@
 //! checks the clock skew (±15 minutes) and compares signatures in constant time, returning the same
 //! [`AuthError`]s as [`crate::sigv4`].
 
-use std::sync::Arc;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
@@ -484,7 +482,7 @@ impl Verifier {
             return Err(AuthError::Skewed { request_time: date.to_owned(), server_time: format_amz_date(now) });
         }
         check_signature(key, request, auth.dialect, Carrier::Header, auth.signature)?;
-        Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::V2(auth.dialect) })
+        Ok(Verified::new(key, region, Scheme::V2(auth.dialect)))
     }
 
     /// Verifies V2 query-string authentication: S3's `AWSAccessKeyId` / `Expires` / `Signature` (boto3's
@@ -513,7 +511,7 @@ impl Verifier {
             });
         }
         check_signature(key, request, dialect, Carrier::Query { expires }, signature)?;
-        Ok(Verified { caller: key.caller(region), key: Arc::clone(key), scheme: Scheme::V2(dialect) })
+        Ok(Verified::new(key, region, Scheme::V2(dialect)))
     }
 }
 
@@ -554,6 +552,8 @@ fn signature_matches(secret: &str, string_to_sign: &str, given: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use http::HeaderValue;
 
     use super::*;

@@ -8,7 +8,6 @@
 //! [`Seed`], on which the chunk and trailer signatures of an aws-chunked body chain.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -321,16 +320,16 @@ impl Verifier {
         if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
             return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
         }
-        Ok(Verified {
-            caller: key.caller(auth.region),
-            key: Arc::clone(key),
-            scheme: Scheme::SigV4(Seed {
+        Ok(Verified::new(
+            key,
+            auth.region,
+            Scheme::SigV4(Seed {
                 signing_key: signing,
                 seed_signature: expected,
                 amz_date: amz_date.to_owned(),
                 scope,
             }),
-        })
+        ))
     }
 
     /// Verifies a presigned URL (SigV4 in the query string: `X-Amz-Algorithm`, `X-Amz-Credential`,
@@ -420,16 +419,16 @@ impl Verifier {
         if !signatures_match(&expected, signature) {
             return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
         }
-        Ok(Verified {
-            caller: key.caller(region),
-            key: Arc::clone(key),
-            scheme: Scheme::SigV4(Seed {
+        Ok(Verified::new(
+            key,
+            region,
+            Scheme::SigV4(Seed {
                 signing_key: signing,
                 seed_signature: expected,
                 amz_date: amz_date.to_owned(),
                 scope,
             }),
-        })
+        ))
     }
 }
 
@@ -533,6 +532,8 @@ pub fn sign(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use shared::Caller;
 
     use super::*;

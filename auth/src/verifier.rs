@@ -124,6 +124,11 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// A request that `key` signed for `region`, verified by `scheme`.
+    pub(crate) fn new(key: &Arc<AccessKey>, region: &str, scheme: Scheme) -> Self {
+        Verified { caller: key.caller(region), key: Arc::clone(key), scheme }
+    }
+
     /// What the chunks and trailer of an aws-chunked body chain on, when SigV4 verified the request.
     pub fn sigv4_seed(&self) -> Option<&sigv4::Seed> {
         match &self.scheme {

@@ -322,19 +322,7 @@ impl S3Api {
                 headers.insert(name, value.clone());
             }
         }
-        let headers = match family {
-            Family::Aws => headers,
-            Family::Obs => {
-                let domain = self.caller_domain(&caller);
-                dialect::request_to_aws(&headers, self.obs_caller(&caller, &domain))?
-            }
-        };
-        if let Some(class) = header_str(&headers, "x-amz-storage-class") {
-            check_storage_class(class, family)?;
-        }
-        if method == Method::PUT || method == Method::POST {
-            check_metadata_size(&headers, family)?;
-        }
+        let headers = self.object_headers(headers, family, &caller, method == Method::PUT || method == Method::POST)?;
         let operation = S3Operation::parse(&method, target, &query, &headers)?;
         self.enter_bucket_region(&mut caller, &operation, carrier)?;
         let caller = &caller;
@@ -541,6 +529,25 @@ impl S3Api {
             w.close("CORSRule");
         }
         Ok(xml_response(w.finish("CORSConfiguration")))
+    }
+
+    /// A request's headers in the S3 family (an OBS request's `x-obs-*` read as `x-amz-*`), with the
+    /// storage class and (for `writes`) the user metadata checked against the family's limits.
+    fn object_headers(&self, headers: HeaderMap, family: Family, caller: &Caller, writes: bool) -> Result<HeaderMap> {
+        let headers = match family {
+            Family::Aws => headers,
+            Family::Obs => {
+                let domain = self.caller_domain(caller);
+                dialect::request_to_aws(&headers, self.obs_caller(caller, &domain))?
+            }
+        };
+        if let Some(class) = header_str(&headers, "x-amz-storage-class") {
+            check_storage_class(class, family)?;
+        }
+        if writes {
+            check_metadata_size(&headers, family)?;
+        }
+        Ok(headers)
     }
 
     /// S3 serves a bucket in its own region only. A SigV4 request signed for another region is refused

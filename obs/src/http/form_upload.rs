@@ -167,17 +167,7 @@ impl S3Api {
                 .map_err(|_| S3Error::invalid_argument(format!("The form field {name} is not a valid header value")))?;
             headers.append(header_name, header_value);
         }
-        let headers = match family {
-            Family::Aws => headers,
-            Family::Obs => {
-                let domain = self.caller_domain(&caller);
-                dialect::request_to_aws(&headers, self.obs_caller(&caller, &domain))?
-            }
-        };
-        if let Some(class) = header_str(&headers, "x-amz-storage-class") {
-            check_storage_class(class, family)?;
-        }
-        check_metadata_size(&headers, family)?;
+        let headers = self.object_headers(headers, family, &caller, true)?;
         let key = submitted_key.replace("${filename}", file.file_name().unwrap_or(""));
         let peer = parts.extensions.get::<Peer>().copied();
         let context = request_context(caller.clone(), peer, family, &operation, &headers, &BTreeMap::new(), carrier);
