@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod config;
 pub mod serve;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +81,9 @@ pub enum StackError {
     /// The data dir cannot be used (missing permissions, readable by others, ...).
     #[error("{0}")]
     DataDir(String),
+    /// The local CA or the edge's certificate could not be prepared (`--tls`).
+    #[error("preparing TLS: {0}")]
+    Tls(String),
 }
 
 impl StackError {
@@ -110,6 +114,7 @@ pub struct StackBuilder {
     config: Config,
     admin_hosts: Vec<String>,
     limits: serve::ServerLimits,
+    tls: bool,
 }
 
 impl StackBuilder {
@@ -149,6 +154,13 @@ impl StackBuilder {
     /// Bound what clients may hold on the edge listener (default [`serve::ServerLimits::default`]).
     pub fn limits(mut self, limits: serve::ServerLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Serve HTTPS on the edge port, with a certificate from kmsim's local CA ([`tls`]): its
+    /// certificate is [`Stack::ca_file`], the endpoint `https://`.
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
         self
     }
 
@@ -215,6 +227,7 @@ impl StackBuilder {
             extra_hosts: self.admin_hosts.clone(),
             persistent: self.data_dir.is_some(),
         };
+        let edge_tls = if self.tls { Some(tls::prepare(self.data_dir.as_deref(), &self.admin_hosts)?) } else { None };
         let listener =
             TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
         let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
@@ -229,18 +242,21 @@ impl StackBuilder {
             let _ = nbd_stopped.await;
         }));
         let limits = self.limits.clone();
+        let acceptor = edge_tls.as_ref().map(|t| t.acceptor.clone());
         let server = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
                 let _ = stop_nbd.send(());
             };
-            serve::serve(listener, app, limits, shutdown).await;
+            serve::serve_with_tls(listener, app, limits, acceptor, shutdown).await;
             let _ = nbd.await;
         });
         let sweeper = tokio::spawn(sweep_forever(kms.clone()));
         Ok(Stack {
             addr,
             nbd_addr,
+            ca_file: edge_tls.as_ref().map(|t| t.ca_file.clone()),
+            tls_temporary_dir: edge_tls.and_then(|t| t.temporary_dir),
             region: self.config.region.clone(),
             kms,
             evs,
@@ -343,6 +359,10 @@ async fn edge(State(edge): State<Edge>, request: Request<Body>) -> Response {
 pub struct Stack {
     addr: SocketAddr,
     nbd_addr: SocketAddr,
+    /// The local CA's certificate when the edge speaks HTTPS.
+    ca_file: Option<PathBuf>,
+    /// An in-memory stack's CA directory, removed on shutdown.
+    tls_temporary_dir: Option<PathBuf>,
     region: String,
     kms: Arc<Kms>,
     evs: Arc<Evs>,
@@ -362,6 +382,7 @@ impl Stack {
             config: Config::default(),
             admin_hosts: Vec::new(),
             limits: serve::ServerLimits::default(),
+            tls: false,
         }
     }
 
@@ -375,9 +396,16 @@ impl Stack {
         self.nbd_addr
     }
 
-    /// `http://<addr>`: the endpoint URL for every service's clients.
+    /// `http://<addr>` (`https://` with TLS): the endpoint URL for every service's clients.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_file.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The certificate of the CA that issued the edge's, when the edge speaks HTTPS: what clients
+    /// must trust (`AWS_CA_BUNDLE`, `SSL_CERT_FILE`, `NODE_EXTRA_CA_CERTS`, `curl --cacert`).
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file.as_deref()
     }
 
     /// The default region.
@@ -429,6 +457,9 @@ impl Stack {
         // holds the services any more; volume jobs and I/O are waited for (bounded). When `self` is
         // dropped after this, the KMS closes its store, and a stack on the same data dir can start.
         self.evs.shutdown(SHUTDOWN_DEADLINE).await;
+        if let Some(dir) = self.tls_temporary_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     /// Waits until the stack stops (after [`Stack::stop_handle`] fires or the task ends).

@@ -42,6 +42,10 @@ struct Args {
     /// (`test` / `test`) are enabled.
     #[arg(long)]
     allow_default_credentials: bool,
+    /// Serve HTTPS on the edge port, with a certificate from kmsim's own CA (made on first start
+    /// in the data dir's `tls/`; its certificate is printed for clients to trust).
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +109,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
     if !args.in_memory {
         builder = builder.data_dir(&args.data_dir);
     }
+    builder = builder.tls(args.tls);
     let stack = match builder.start().await {
         Ok(stack) => stack,
         Err(e) => {
@@ -133,6 +138,11 @@ async fn run(args: Args, config: Config) -> ExitCode {
             line["access_key_id"] = access_key.into();
             line["secret_access_key"] = secret.into();
         }
+        if let Some(ca) = stack.ca_file() {
+            line["ca_file"] = ca.display().to_string().into();
+            let path = serde_json::Value::from(ca.display().to_string());
+            line["ca_env"] = CA_VARIABLES.iter().map(|name| ((*name).to_owned(), path.clone())).collect();
+        }
         println!("{line}");
     } else {
         println!("kmsim is running");
@@ -150,6 +160,12 @@ async fn run(args: Args, config: Config) -> ExitCode {
         }
         println!("  admin token  {}  (Authorization: Bearer ...; /_sim/ admin API)", stack.admin_token());
         println!("  state        {data}");
+        if let Some(ca) = stack.ca_file() {
+            println!("  TLS CA       {}  (trust it: curl --cacert, or in the shell:)", ca.display());
+            for name in CA_VARIABLES {
+                println!("                 export {name}={}", ca.display());
+            }
+        }
         println!("Press Ctrl-C to stop.");
     }
     shutdown_signal().await;
@@ -159,6 +175,10 @@ async fn run(args: Args, config: Config) -> ExitCode {
 }
 
 /// What a non-loopback `--host` exposes, for the warning printed at start.
+/// The variables common clients read a CA bundle from: botocore and the aws CLI, Python's `ssl`
+/// and OpenSSL-based tools, Node.js (the AWS SDK for JavaScript), and `requests`.
+const CA_VARIABLES: [&str; 4] = ["AWS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE"];
+
 fn exposure_warning(host: IpAddr, nbd_port: u16, default_credentials: bool) -> String {
     let credentials =
         if default_credentials { "the default credentials test / test" } else { "the configured access keys" };

@@ -57,6 +57,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 /// Default [`ServerLimits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -167,6 +168,18 @@ fn descriptor_limit() -> Option<usize> {
 /// completes, then drains (see the module documentation) and returns once every connection
 /// task has ended.
 pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, shutdown: impl Future<Output = ()>) {
+    serve_with_tls(listener, router, limits, None, shutdown).await;
+}
+
+/// [`serve`], over TLS when `tls` is given: each accepted connection completes its handshake
+/// within [`ServerLimits::header_read_timeout`] before its first request.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut limits = limits.normalized();
     if let Some(descriptors) = descriptor_limit() {
         let fitted = limits.clone().within_descriptors(descriptors);
@@ -250,6 +263,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
             peer,
             router: router.clone(),
             builder: builder.clone(),
+            tls: tls.clone(),
+            handshake_timeout: limits.header_read_timeout,
             head_limit: limits.max_header_bytes,
             registered: registry.register(phase.clone()),
             phase,
@@ -382,6 +397,10 @@ struct Connection {
     peer: SocketAddr,
     router: Router,
     builder: Arc<http1::Builder>,
+    /// Completes a TLS handshake first, when the edge speaks HTTPS.
+    tls: Option<TlsAcceptor>,
+    /// How long that handshake may take.
+    handshake_timeout: Duration,
     /// [`ServerLimits::max_header_bytes`].
     head_limit: usize,
     phase: Arc<PhaseWatch>,
@@ -393,39 +412,58 @@ impl Connection {
     async fn run(self) {
         let _registered = self.registered;
         let phase = self.phase;
-        let io = TokioIo::new(WatchedStream {
+        let stream = WatchedStream {
             stream: self.stream,
             phase: phase.clone(),
             head_limit: self.head_limit,
             head_bytes: 0,
             started: 0,
-        });
-        let peer = Peer { addr: self.peer, secure: false };
-        let service = EdgeService { inner: TowerToHyperService::new(self.router), phase: phase.clone(), peer };
-        let conn = self.builder.serve_connection(io, service);
-        tokio::pin!(conn);
-        let mut draining = false;
-        loop {
-            tokio::select! {
-                biased;
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
-                    }
+        };
+        let Some(acceptor) = self.tls else {
+            let peer = Peer { addr: self.peer, secure: false };
+            return serve_connection(TokioIo::new(stream), &self.builder, self.router, phase, peer).await;
+        };
+        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                let peer = Peer { addr: self.peer, secure: true };
+                serve_connection(TokioIo::new(tls), &self.builder, self.router, phase, peer).await;
+            }
+            Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+        }
+    }
+}
+
+/// Serves the requests of one connection (plain or TLS) until it ends, its deadline passes or the
+/// server drains.
+async fn serve_connection<I>(io: I, builder: &http1::Builder, router: Router, phase: Arc<PhaseWatch>, peer: Peer)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = EdgeService { inner: TowerToHyperService::new(router), phase: phase.clone(), peer };
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(peer = %peer.addr, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            signal = phase.signalled(draining) => match signal {
+                Signal::Close(why) => {
+                    tracing::debug!(peer = %peer.addr, reason = why.as_str(), "closing the connection");
                     return;
                 }
-                signal = phase.signalled(draining) => match signal {
-                    Signal::Close(why) => {
-                        tracing::debug!(peer = %self.peer, reason = why.as_str(), "closing the connection");
-                        return;
-                    }
-                    Signal::Drain => {
-                        // Closes the connection if idle, else after the response in progress.
-                        conn.as_mut().graceful_shutdown();
-                        draining = true;
-                    }
-                },
-            }
+                Signal::Drain => {
+                    // Closes the connection if idle, else after the response in progress.
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+            },
         }
     }
 }
