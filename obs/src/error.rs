@@ -152,6 +152,20 @@ pub enum Error {
         /// The part.
         part_number: u32,
     },
+    /// A conditional write's condition did not hold when it began (`If-None-Match: *` and the key
+    /// exists, `If-Match` and another ETag).
+    #[error("the condition {header} did not hold")]
+    PreconditionFailed {
+        /// The header whose condition failed.
+        header: &'static str,
+    },
+    /// A conditional write's condition held when it began but not when it was to commit: another
+    /// write or a delete of the key finished in between.
+    #[error("a conflicting write to {key} finished first")]
+    ConditionalRequestConflict {
+        /// The key.
+        key: String,
+    },
     /// The KMS refused or failed a call made on the caller's behalf.
     #[error("KMS: {0}")]
     Kms(#[from] KeyServiceError),

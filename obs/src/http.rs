@@ -29,7 +29,7 @@ use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
 use crate::cors;
 use crate::dialect::{self, Family, ObsCaller};
-use crate::model::{BucketEncryption, ObjectRecord};
+use crate::model::{BucketEncryption, ObjectRecord, WriteCondition};
 use crate::multipart::UploadRef;
 use crate::operation::{ListObjectsParams, S3Operation, Target, is_form_upload, parse_query};
 use crate::s3_error::S3ErrorCode;
@@ -736,8 +736,11 @@ impl S3Api {
         let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
         let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
         let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
-        let record =
-            self.obs.complete_multipart_upload(call.caller(), upload_ref, &parts, customer.as_ref(), call.now).await?;
+        let condition = write_condition(call.headers)?;
+        let record = self
+            .obs
+            .complete_multipart_upload(call.caller(), upload_ref, &parts, customer.as_ref(), condition, call.now)
+            .await?;
         let (bucket, key) = (upload_ref.bucket, upload_ref.key);
         let mut w = Writer::document("CompleteMultipartUploadResult");
         w.element("Location", &format!("/{bucket}/{key}"))
@@ -844,9 +847,27 @@ impl S3Api {
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| S3Error::invalid_argument("Invalid copy source object key"))?;
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-copy-source-")?;
+        let source_conditions = conditions(headers, "x-amz-copy-source-");
         let (record, output) = self
             .obs
             .read_latest(caller, bucket, key, customer.as_ref(), |record| {
+                // A copy whose source conditions do not hold copies nothing: 412 either way.
+                let failed = match source_conditions.evaluate(record) {
+                    Verdict::Serve => None,
+                    Verdict::PreconditionFailed if source_conditions.if_match.is_some() => Some("x-amz-copy-source-If-Match"),
+                    Verdict::PreconditionFailed => Some("x-amz-copy-source-If-Unmodified-Since"),
+                    Verdict::NotModified if source_conditions.if_none_match.is_some() => {
+                        Some("x-amz-copy-source-If-None-Match")
+                    }
+                    Verdict::NotModified => Some("x-amz-copy-source-If-Modified-Since"),
+                };
+                if let Some(header) = failed {
+                    return Err(S3Error::new(
+                        S3ErrorCode::PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold",
+                    )
+                    .with("Condition", header));
+                }
                 let range = match range {
                     None => None,
                     Some(text) => {
@@ -939,7 +960,8 @@ impl S3Api {
         let (caller, mode, headers, now) = (call.caller(), call.mode, call.headers, call.now);
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = write_sse(SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?, call.family);
-        let input = PutInput { sse, now_millis: now, ..put_input(headers, mode)? };
+        let condition = write_condition(headers)?;
+        let input = PutInput { sse, now_millis: now, condition, ..put_input(headers, mode)? };
         let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.seed)?) } else { None };
         let stream = body.into_data_stream();
         let customer_md5 = customer_key_md5(&input.sse);
@@ -969,7 +991,7 @@ impl S3Api {
     ) -> Result<Response> {
         let (caller, headers) = (call.caller(), call.headers);
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
-        let conditions = conditions(headers);
+        let conditions = conditions(headers, "");
         let (mut not_modified, mut range) = (false, None);
         let (record, output) = self
             .obs
@@ -1247,13 +1269,27 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
     Ok(input)
 }
 
-fn conditions(headers: &HeaderMap) -> Conditions {
-    let date = |name| header_str(headers, name).and_then(parse_http_date);
+/// The conditional headers of a read (`prefix` ""), or of a copy's source (`x-amz-copy-source-`).
+fn conditions(headers: &HeaderMap, prefix: &str) -> Conditions {
+    let text = |name: &str| header_str(headers, &format!("{prefix}{name}"));
     Conditions {
-        if_match: header_str(headers, "if-match").map(str::to_owned),
-        if_none_match: header_str(headers, "if-none-match").map(str::to_owned),
-        if_modified_since: date("if-modified-since"),
-        if_unmodified_since: date("if-unmodified-since"),
+        if_match: text("if-match").map(str::to_owned),
+        if_none_match: text("if-none-match").map(str::to_owned),
+        if_modified_since: text("if-modified-since").and_then(parse_http_date),
+        if_unmodified_since: text("if-unmodified-since").and_then(parse_http_date),
+    }
+}
+
+/// The condition of a write (`If-None-Match: *` or `If-Match`); S3 implements no other
+/// `If-None-Match` on writes.
+fn write_condition(headers: &HeaderMap) -> Result<WriteCondition> {
+    match (header_str(headers, "if-none-match"), header_str(headers, "if-match")) {
+        (None, None) => Ok(WriteCondition::None),
+        (Some(value), None) if value.trim() == "*" => Ok(WriteCondition::Absent),
+        (None, Some(etag)) => Ok(WriteCondition::EtagIs(etag.trim().to_owned())),
+        (Some(_), _) => {
+            Err(S3Error::not_implemented("If-None-Match other than * on a write").with("Header", "If-None-Match"))
+        }
     }
 }
 

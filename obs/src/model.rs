@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::cors::CorsRule;
+use crate::error::Error;
 
 /// Version of the persisted records. Changing their shape breaks stored objects: add a field with
 /// a default, or bump this and migrate.
@@ -300,6 +301,47 @@ pub fn parse_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, R
     serde_json::from_slice(bytes).map_err(|e| RecordError::Unreadable(e.to_string()))
 }
 
+/// The condition of a conditional write (PutObject, CompleteMultipartUpload): checked when the
+/// write begins (412 PreconditionFailed) and again, atomically, when it commits (409
+/// ConditionalRequestConflict if a concurrent write or delete changed the answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Unconditional.
+    #[default]
+    None,
+    /// `If-None-Match: *`: the key must not exist.
+    Absent,
+    /// `If-Match: <etag>`: the key must exist with this ETag.
+    EtagIs(String),
+}
+
+impl WriteCondition {
+    /// Whether the condition holds for the key's current object (`None` when there is none).
+    pub fn holds(&self, current: Option<&ObjectRecord>) -> bool {
+        match (self, current) {
+            (WriteCondition::None, _) => true,
+            (WriteCondition::Absent, current) => current.is_none(),
+            (WriteCondition::EtagIs(etag), Some(current)) => etag_matches(etag, &current.etag),
+            (WriteCondition::EtagIs(_), None) => false,
+        }
+    }
+
+    /// The error of a condition that does not hold when a write begins: NoSuchKey for `If-Match`
+    /// on no object, else PreconditionFailed naming the header.
+    pub fn refusal(&self, key: &str, current: Option<&ObjectRecord>) -> Error {
+        match (self, current) {
+            (WriteCondition::EtagIs(_), None) => Error::NoSuchKey { key: key.to_owned() },
+            (WriteCondition::EtagIs(_), Some(_)) => Error::PreconditionFailed { header: "If-Match" },
+            _ => Error::PreconditionFailed { header: "If-None-Match" },
+        }
+    }
+}
+
+/// Whether an `If-Match` value (one ETag, quoted or not, or `*`) matches an object's ETag.
+pub fn etag_matches(wanted: &str, etag: &str) -> bool {
+    wanted.split(',').map(str::trim).any(|w| w == "*" || w.trim_matches('"') == etag.trim_matches('"'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +368,36 @@ mod tests {
         let missing = bucket.replace("\"format\":1,", "");
         assert!(matches!(parse_record::<BucketRecord>(missing.as_bytes()), Err(RecordError::Unreadable(_))));
         assert!(matches!(parse_record::<BucketRecord>(b"{\"format\":1"), Err(RecordError::Unreadable(_))));
+    }
+
+    #[test]
+    fn write_conditions() {
+        let current = ObjectRecord {
+            format: RECORD_FORMAT,
+            key: "k".into(),
+            size: 0,
+            etag: "\"abc\"".into(),
+            last_modified_millis: 0,
+            content_type: None,
+            headers: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+            sse: SseRecord::None,
+            blob: "b".into(),
+            stored_size: 0,
+            envelope_header_len: None,
+            checksum: None,
+        };
+        assert!(WriteCondition::None.holds(None) && WriteCondition::None.holds(Some(&current)));
+        assert!(WriteCondition::Absent.holds(None) && !WriteCondition::Absent.holds(Some(&current)));
+        for wanted in ["\"abc\"", "abc", "*", "\"x\", \"abc\""] {
+            assert!(WriteCondition::EtagIs(wanted.into()).holds(Some(&current)), "{wanted}");
+        }
+        assert!(!WriteCondition::EtagIs("\"abd\"".into()).holds(Some(&current)));
+        assert!(!WriteCondition::EtagIs("*".into()).holds(None));
+        assert!(matches!(WriteCondition::EtagIs("x".into()).refusal("k", None), Error::NoSuchKey { .. }));
+        assert!(matches!(
+            WriteCondition::Absent.refusal("k", Some(&current)),
+            Error::PreconditionFailed { header: "If-None-Match" }
+        ));
     }
 }

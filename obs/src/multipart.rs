@@ -18,7 +18,7 @@ use shared::Caller;
 use crate::chunked::ChunkedDecoder;
 use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Error, Result};
-use crate::model::{ObjectRecord, PartRecord, RECORD_FORMAT, SseRecord, UploadRecord};
+use crate::model::{ObjectRecord, PartRecord, RECORD_FORMAT, SseRecord, UploadRecord, WriteCondition};
 use crate::service::{KMS_PROVIDER_ID, Obs, PutInput, validate_key};
 use crate::sse::{CustomerKey, S3_ARN_CONTEXT_KEY, SseRequest};
 use crate::store::no_such_upload;
@@ -215,6 +215,7 @@ impl Obs {
         upload: UploadRef<'_>,
         parts: &[(u32, String)],
         customer: Option<&CustomerKey>,
+        condition: WriteCondition,
         now_millis: i64,
     ) -> Result<ObjectRecord> {
         let UploadRef { bucket, key, upload_id } = upload;
@@ -262,6 +263,7 @@ impl Obs {
             content_type: upload.content_type.clone(),
             headers: upload.headers.clone(),
             metadata: upload.metadata.clone(),
+            condition,
             ..PutInput::default()
         };
         let record = self.put_object(caller, bucket, key, input, None, body).await?;

@@ -24,6 +24,8 @@ pub enum S3ErrorCode {
     BadRequest,
     /// 409: another account owns the bucket name.
     BucketAlreadyExists,
+    /// 409: a conditional write lost to a concurrent write or delete of the key.
+    ConditionalRequestConflict,
     /// 409: the caller already owns the bucket.
     BucketAlreadyOwnedByYou,
     /// 409: the bucket still holds objects or uploads.
@@ -125,6 +127,7 @@ impl S3ErrorCode {
             S3ErrorCode::AccessForbidden => "AccessForbidden",
             S3ErrorCode::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
             S3ErrorCode::BucketAlreadyExists => "BucketAlreadyExists",
+            S3ErrorCode::ConditionalRequestConflict => "ConditionalRequestConflict",
             S3ErrorCode::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
             S3ErrorCode::BucketNotEmpty => "BucketNotEmpty",
             S3ErrorCode::EntityTooSmall => "EntityTooSmall",
@@ -174,9 +177,10 @@ impl S3ErrorCode {
             | S3ErrorCode::InvalidAccessKeyId
             | S3ErrorCode::RequestTimeTooSkewed
             | S3ErrorCode::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
-            S3ErrorCode::BucketAlreadyExists | S3ErrorCode::BucketAlreadyOwnedByYou | S3ErrorCode::BucketNotEmpty => {
-                StatusCode::CONFLICT
-            }
+            S3ErrorCode::BucketAlreadyExists
+            | S3ErrorCode::BucketAlreadyOwnedByYou
+            | S3ErrorCode::BucketNotEmpty
+            | S3ErrorCode::ConditionalRequestConflict => StatusCode::CONFLICT,
             S3ErrorCode::InternalError | S3ErrorCode::KmsInternal => StatusCode::INTERNAL_SERVER_ERROR,
             S3ErrorCode::NoSuchBucket
             | S3ErrorCode::NoSuchCORSConfiguration
@@ -357,6 +361,15 @@ impl From<Error> for S3Error {
         match error {
             Error::NoSuchBucket { bucket } => S3Error::no_such_bucket(&bucket),
             Error::NoSuchKey { key } => S3Error::no_such_key(&key),
+            Error::PreconditionFailed { header } => {
+                S3Error::new(S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+                    .with("Condition", header)
+            }
+            Error::ConditionalRequestConflict { .. } => S3Error::new(
+                S3ErrorCode::ConditionalRequestConflict,
+                "A conflicting operation occurred. If using PutObject you can retry the request. If using multipart \
+                 upload you should initiate another CreateMultipartUpload request and re-upload each part.",
+            ),
             Error::NoSuchUpload { upload_id } => S3Error::new(
                 S3ErrorCode::NoSuchUpload,
                 "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",

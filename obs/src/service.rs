@@ -25,7 +25,7 @@ use crate::chunked::ChunkedDecoder;
 use crate::cors::CorsRule;
 use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Error, Result};
-use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
+use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord, WriteCondition};
 use crate::sse::{CustomerKey, OBS_MANAGED_ALIAS, S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
 use crate::sse_s3::{self, SseS3Key};
 use crate::store::Store;
@@ -70,6 +70,8 @@ pub struct PutInput {
     pub trailer_checksum: Option<Algorithm>,
     /// `x-amz-decoded-content-length` of an aws-chunked body.
     pub decoded_length: Option<u64>,
+    /// What must hold of the key for the write to commit.
+    pub condition: WriteCondition,
 }
 
 /// One page of a listing, with common prefixes rolled up.
@@ -253,6 +255,10 @@ impl Obs {
     {
         self.owned_bucket(caller, bucket)?;
         validate_key(key)?;
+        let current = self.store.object(bucket, key);
+        if !input.condition.holds(current.as_deref()) {
+            return Err(input.condition.refusal(key, current.as_deref()));
+        }
         let (encryptor, sse_record) = self.start_encryption(caller, bucket, key, &input.sse).await?;
         let written = self.write_body(bucket, &input, encryptor, decoder, body).await?;
         let etag = match (&input.etag, &sse_record) {
@@ -283,7 +289,7 @@ impl Obs {
             envelope_header_len: written.header_len,
             checksum: written.checksum,
         };
-        self.store.commit_object_since(bucket, record.clone(), written.resets).await?;
+        self.store.commit_object_since(bucket, record.clone(), written.resets, &input.condition).await?;
         Ok(record)
     }
 
@@ -1259,9 +1265,7 @@ pub enum Verdict {
 impl Conditions {
     /// Evaluates the conditions as S3 does (RFC 7232 with S3's precedence).
     pub fn evaluate(&self, record: &ObjectRecord) -> Verdict {
-        let etag_matches = |list: &str| {
-            list.split(',').map(str::trim).any(|t| t == "*" || t.trim_matches('"') == record.etag.trim_matches('"'))
-        };
+        let etag_matches = |list: &str| crate::model::etag_matches(list, &record.etag);
         let modified = record.last_modified_millis / 1000;
         if let Some(list) = &self.if_match {
             if !etag_matches(list) {

@@ -33,7 +33,7 @@ use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result, StoreError};
-use crate::model::{BucketRecord, ObjectRecord, UploadRecord};
+use crate::model::{BucketRecord, ObjectRecord, UploadRecord, WriteCondition};
 
 /// Number of locks that serialize record commits per (bucket, key).
 const COMMIT_LOCKS: usize = 64;
@@ -527,18 +527,30 @@ impl Store {
     /// Makes an object visible: writes its record durably (its body must already be durable),
     /// updates the index, and deletes the body of the object it replaces.
     pub async fn commit_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {
-        self.commit_object_since(bucket, record, self.resets()).await
+        self.commit_object_since(bucket, record, self.resets(), &WriteCondition::None).await
     }
 
     /// [`Store::commit_object`] of a body whose writing began when [`Store::resets`] was `resets`:
     /// if the store was reset since, the body may be gone with everything else, and the object is
-    /// refused (NoSuchBucket) even if a bucket of the same name was created again.
-    pub async fn commit_object_since(&self, bucket: &str, record: ObjectRecord, resets: u64) -> Result<()> {
+    /// refused (NoSuchBucket) even if a bucket of the same name was created again. A conditional
+    /// write commits only if its `condition` still holds under the key's lock (else
+    /// ConditionalRequestConflict, and its body is deleted).
+    pub async fn commit_object_since(
+        &self,
+        bucket: &str,
+        record: ObjectRecord,
+        resets: u64,
+        condition: &WriteCondition,
+    ) -> Result<()> {
         let _bucket = self.commit_into(bucket).await;
         let _lock = self.commit_locks[lock_slot(bucket, &record.key)].lock().await;
         if self.bucket(bucket).is_none() || self.resets() != resets {
             self.delete_blob(&record.blob).await;
             return Err(Error::no_such_bucket(bucket));
+        }
+        if !condition.holds(self.object(bucket, &record.key).as_deref()) {
+            self.delete_blob(&record.blob).await;
+            return Err(Error::ConditionalRequestConflict { key: record.key });
         }
         if self.persist_object_records {
             let bytes = serde_json::to_vec(&record).map_err(Error::internal)?;
