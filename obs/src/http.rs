@@ -31,7 +31,7 @@ use crate::cors;
 use crate::dialect::{self, Family, ObsCaller};
 use crate::model::{BucketEncryption, ObjectRecord, WriteCondition};
 use crate::multipart::UploadRef;
-use crate::operation::{ListObjectsParams, S3Operation, Target, is_form_upload, parse_query};
+use crate::operation::{ListBucketsParams, ListObjectsParams, S3Operation, Target, is_form_upload, parse_query};
 use crate::s3_error::S3ErrorCode;
 use crate::s3_error::{Result, S3Error};
 use crate::service::{Conditions, Obs, PutInput, ReadPlan, Verdict, parse_range};
@@ -348,7 +348,7 @@ impl S3Api {
     ) -> Result<Response> {
         let caller = call.caller();
         match operation {
-            S3Operation::ListBuckets => Ok(self.list_buckets(caller)),
+            S3Operation::ListBuckets { params } => self.list_buckets(caller, &params),
             S3Operation::CreateBucket { bucket } => self.create_bucket(call, &bucket, body).await,
             S3Operation::HeadBucket { bucket } => self.head_bucket(call, &bucket),
             S3Operation::DeleteBucket { bucket } => {
@@ -941,11 +941,25 @@ impl S3Api {
         Ok(response)
     }
 
-    fn list_buckets(&self, caller: &Caller) -> Response {
+    fn list_buckets(&self, caller: &Caller, params: &ListBucketsParams) -> Result<Response> {
+        let after = params.start_after.as_deref();
+        let mut buckets: Vec<_> = self
+            .obs
+            .list_buckets(caller)
+            .into_iter()
+            .filter(|b| params.prefix.as_deref().is_none_or(|p| b.name.starts_with(p)))
+            .filter(|b| params.bucket_region.as_deref().is_none_or(|r| b.region == r))
+            .filter(|b| after.is_none_or(|a| b.name.as_str() > a))
+            .collect();
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        let more = params.max_buckets.is_some_and(|max| buckets.len() > max);
+        if let Some(max) = params.max_buckets {
+            buckets.truncate(max);
+        }
         let mut w = Writer::document("ListAllMyBucketsResult");
         w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
         w.open("Buckets");
-        for bucket in self.obs.list_buckets(caller) {
+        for bucket in &buckets {
             w.open("Bucket")
                 .element("Name", &bucket.name)
                 .element("CreationDate", &shared::time::format_rfc3339_millis(bucket.created_millis))
@@ -953,7 +967,13 @@ impl S3Api {
                 .close("Bucket");
         }
         w.close("Buckets");
-        xml_response(w.finish("ListAllMyBucketsResult"))
+        if more && let Some(last) = buckets.last() {
+            w.element("ContinuationToken", &BASE64.encode(&last.name));
+        }
+        if let Some(prefix) = &params.prefix {
+            w.element("Prefix", prefix);
+        }
+        Ok(xml_response(w.finish("ListAllMyBucketsResult")))
     }
 
     async fn put_object(&self, call: &Call<'_>, bucket: &str, key: &str, body: Body) -> Result<Response> {
@@ -1100,7 +1120,7 @@ impl S3Api {
                 .element("ETag", &object.etag)
                 .element("Size", &object.size.to_string())
                 .element("StorageClass", "STANDARD");
-            if !v2 {
+            if !v2 || params.fetch_owner {
                 w.open("Owner")
                     .element("ID", &caller.account_id)
                     .element("DisplayName", &caller.account_id)

@@ -134,6 +134,54 @@ pub struct ListObjectsParams {
     pub continuation_token: Option<String>,
     /// v2's `start-after` as sent (echoed as `<StartAfter>`).
     pub start_after_param: Option<String>,
+    /// v2's `fetch-owner=true`: each key's `<Owner>` (v1 always lists it).
+    pub fetch_owner: bool,
+}
+
+/// The name a continuation token of a listing stands for (kmsim's tokens are base64 names).
+fn decode_continuation_token(token: &str) -> Result<String> {
+    BASE64
+        .decode(token)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))
+}
+
+/// The parameters of ListBuckets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListBucketsParams {
+    /// `max-buckets` (1 to 10,000); all buckets when absent.
+    pub max_buckets: Option<usize>,
+    /// The bucket name the listing starts after (from `continuation-token`).
+    pub start_after: Option<String>,
+    /// `prefix` of bucket names.
+    pub prefix: Option<String>,
+    /// `bucket-region`: only buckets of this region.
+    pub bucket_region: Option<String>,
+}
+
+impl ListBucketsParams {
+    fn parse(query: &BTreeMap<String, String>) -> Result<Self> {
+        let max_buckets = query
+            .get("max-buckets")
+            .map(|v| v.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)))
+            .map(|n| {
+                n.ok_or_else(|| {
+                    S3Error::invalid_argument("Argument max-buckets must be an integer between 1 and 10000")
+                })
+            })
+            .transpose()?;
+        Ok(ListBucketsParams {
+            max_buckets,
+            start_after: query
+                .get("continuation-token")
+                .filter(|t| !t.is_empty())
+                .map(|t| decode_continuation_token(t))
+                .transpose()?,
+            prefix: query.get("prefix").cloned().filter(|p| !p.is_empty()),
+            bucket_region: query.get("bucket-region").cloned().filter(|r| !r.is_empty()),
+        })
+    }
 }
 
 impl ListObjectsParams {
@@ -156,14 +204,9 @@ impl ListObjectsParams {
         if v2 {
             params.continuation_token = query.get("continuation-token").cloned();
             params.start_after_param = query.get("start-after").cloned();
+            params.fetch_owner = query.get("fetch-owner").map(String::as_str) == Some("true");
             params.start_after = match &params.continuation_token {
-                Some(token) => Some(
-                    BASE64
-                        .decode(token)
-                        .ok()
-                        .and_then(|raw| String::from_utf8(raw).ok())
-                        .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))?,
-                ),
+                Some(token) => Some(decode_continuation_token(token)?),
                 None => params.start_after_param.clone(),
             };
         } else {
@@ -178,7 +221,10 @@ impl ListObjectsParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum S3Operation {
     /// `GET /`.
-    ListBuckets,
+    ListBuckets {
+        /// Paging and filters.
+        params: ListBucketsParams,
+    },
     /// `PUT /bucket`.
     CreateBucket {
         /// The bucket.
@@ -482,7 +528,9 @@ impl S3Operation {
         headers: &HeaderMap,
     ) -> Result<Self> {
         match (target.bucket, target.key) {
-            (None, _) if method == Method::GET => Ok(S3Operation::ListBuckets),
+            (None, _) if method == Method::GET => {
+                Ok(S3Operation::ListBuckets { params: ListBucketsParams::parse(query)? })
+            }
             (None, _) => Err(S3Error::new(
                 S3ErrorCode::MethodNotAllowed,
                 "The specified method is not allowed against this resource.",
@@ -588,7 +636,7 @@ impl S3Operation {
     /// The operation's name in the S3 API Reference.
     pub fn name(&self) -> &'static str {
         match self {
-            S3Operation::ListBuckets => "ListBuckets",
+            S3Operation::ListBuckets { .. } => "ListBuckets",
             S3Operation::CreateBucket { .. } => "CreateBucket",
             S3Operation::HeadBucket { .. } => "HeadBucket",
             S3Operation::DeleteBucket { .. } => "DeleteBucket",
@@ -622,7 +670,7 @@ impl S3Operation {
     /// The IAM action the AWS Service Authorization Reference names for the operation.
     pub fn action(&self) -> &'static str {
         match self {
-            S3Operation::ListBuckets => "s3:ListAllMyBuckets",
+            S3Operation::ListBuckets { .. } => "s3:ListAllMyBuckets",
             S3Operation::CreateBucket { .. } => "s3:CreateBucket",
             S3Operation::HeadBucket { .. } => "s3:ListBucket",
             S3Operation::DeleteBucket { .. } => "s3:DeleteBucket",
@@ -653,7 +701,7 @@ impl S3Operation {
     /// Whether the operation changes state.
     pub fn mutates(&self) -> bool {
         match self {
-            S3Operation::ListBuckets
+            S3Operation::ListBuckets { .. }
             | S3Operation::HeadBucket { .. }
             | S3Operation::GetBucketLocation { .. }
             | S3Operation::GetBucketEncryption { .. }
@@ -687,7 +735,7 @@ impl S3Operation {
     /// The bucket the operation acts on (none for ListBuckets).
     pub fn bucket(&self) -> Option<&str> {
         match self {
-            S3Operation::ListBuckets => None,
+            S3Operation::ListBuckets { .. } => None,
             S3Operation::CreateBucket { bucket }
             | S3Operation::HeadBucket { bucket }
             | S3Operation::DeleteBucket { bucket }

@@ -720,6 +720,18 @@ impl Obs {
                 return Ok(page);
             }
             for object in &batch {
+                let rest = &object.key[prefix.len()..];
+                let common = delimiter
+                    .and_then(|d| rest.find(d).map(|i| (i, d.len())))
+                    .map(|(i, len)| format!("{prefix}{}", &rest[..i + len]));
+                // A key rolled up into the last common prefix, or into one an earlier page returned,
+                // adds nothing: it neither fills the page nor makes it truncated.
+                if let Some(common) = &common
+                    && (page.prefixes.last() == Some(common)
+                        || after.as_deref().is_some_and(|a| a >= common.as_str() && a.starts_with(common.as_str())))
+                {
+                    continue;
+                }
                 if page.objects.len() + page.prefixes.len() == max_keys {
                     page.next = page
                         .objects
@@ -730,16 +742,8 @@ impl Obs {
                         .max();
                     return Ok(page);
                 }
-                let rest = &object.key[prefix.len()..];
-                match delimiter.and_then(|d| rest.find(d).map(|i| (i, d.len()))) {
-                    Some((i, len)) => {
-                        let common = format!("{prefix}{}", &rest[..i + len]);
-                        if page.prefixes.last() != Some(&common)
-                            && after.as_deref().is_none_or(|a| a < common.as_str() || !a.starts_with(&common))
-                        {
-                            page.prefixes.push(common);
-                        }
-                    }
+                match common {
+                    Some(common) => page.prefixes.push(common),
                     None => page.objects.push(object.clone()),
                 }
             }

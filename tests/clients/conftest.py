@@ -38,6 +38,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -513,6 +514,14 @@ class AwsS3Cli(AwsCli):
 def s3(kmsim: dict[str, Any]):
     """boto3 S3 client (path style) for the shared server, default account, test/test."""
     return make_s3_client(kmsim["endpoint"], kmsim["access_key_id"], kmsim["secret_access_key"], kmsim["region"])
+
+
+@pytest.fixture
+def s3_bucket(s3) -> str:
+    """A new bucket of the shared server's default account."""
+    name = f"b-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture

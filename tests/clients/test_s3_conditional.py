@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import urllib.parse
-import uuid
 from typing import Any
 
 import pytest
@@ -40,10 +39,8 @@ def error_of(call, **params) -> tuple[int, str, dict]:
 
 
 @pytest.fixture
-def bucket(s3) -> str:
-    name = f"cond-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
+def bucket(s3_bucket: str) -> str:
+    return s3_bucket
 
 
 def test_put_if_none_match_and_if_match(s3, raw_s3, bucket):

@@ -12,7 +12,6 @@ import http.server
 import shutil
 import threading
 import urllib.parse
-import uuid
 from xml.etree import ElementTree
 from typing import Any, Iterator
 
@@ -49,10 +48,8 @@ def cors_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def bucket(s3) -> str:
-    name = f"cors-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
+def bucket(s3_bucket: str) -> str:
+    return s3_bucket
 
 
 RULES = [

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import uuid
 from xml.etree import ElementTree
 
 import pytest
@@ -21,10 +20,8 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def bucket(s3) -> str:
-    name = f"enc-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
+def bucket(s3_bucket: str) -> str:
+    return s3_bucket
 
 
 def test_every_write_without_sse_headers_is_sse_s3(s3, bucket):

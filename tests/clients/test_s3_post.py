@@ -9,7 +9,6 @@ import base64
 import hashlib
 import json
 import subprocess
-import uuid
 from typing import Any
 from xml.etree import ElementTree
 
@@ -34,10 +33,8 @@ def error(response: requests.Response) -> tuple[int, str | None, str | None]:
 
 
 @pytest.fixture
-def bucket(s3) -> str:
-    name = f"post-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
+def bucket(s3_bucket: str) -> str:
+    return s3_bucket
 
 
 @pytest.fixture

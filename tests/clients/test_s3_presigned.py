@@ -60,10 +60,8 @@ def with_param(url: str, name: str, value: str) -> str:
 
 
 @pytest.fixture
-def bucket(s3) -> str:
-    name = f"presign-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
+def bucket(s3_bucket: str) -> str:
+    return s3_bucket
 
 
 @pytest.fixture(scope="module")
