@@ -166,6 +166,27 @@ pub enum Error {
         /// The key.
         key: String,
     },
+    /// A tag breaks S3's limits (key length, value length, a key twice).
+    #[error("{message}")]
+    InvalidTag {
+        /// S3's message.
+        message: String,
+    },
+    /// More tags than an object or a bucket may have.
+    #[error("more than {max} tags")]
+    TooManyTags {
+        /// The limit.
+        max: usize,
+    },
+    /// `x-amz-tagging` is not a URL-encoded query of distinct tags.
+    #[error("malformed x-amz-tagging header")]
+    InvalidTaggingHeader,
+    /// The object or bucket has no tags (GetBucketTagging).
+    #[error("no tag set")]
+    NoSuchTagSet {
+        /// The bucket.
+        bucket: String,
+    },
     /// The KMS refused or failed a call made on the caller's behalf.
     #[error("KMS: {0}")]
     Kms(#[from] KeyServiceError),

@@ -362,6 +362,35 @@ impl S3Api {
                 self.obs.set_bucket_encryption(caller, &bucket, None).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
+            S3Operation::PutBucketTagging { bucket } => {
+                let tags = read_tagging(body).await?;
+                self.obs.set_bucket_tags(caller, &bucket, tags).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::GetBucketTagging { bucket } => {
+                let record = self.obs.owned_bucket(caller, &bucket)?;
+                if record.tags.is_empty() {
+                    return Err(crate::error::Error::NoSuchTagSet { bucket }.into());
+                }
+                Ok(xml_response(xml::tagging_document(&record.tags)))
+            }
+            S3Operation::DeleteBucketTagging { bucket } => {
+                self.obs.set_bucket_tags(caller, &bucket, Vec::new()).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::PutObjectTagging { bucket, key } => {
+                let tags = read_tagging(body).await?;
+                self.obs.set_object_tags(caller, &bucket, &key, tags).await?;
+                Ok(empty(StatusCode::OK))
+            }
+            S3Operation::GetObjectTagging { bucket, key } => {
+                let record = self.obs.head_object(caller, &bucket, &key)?;
+                Ok(xml_response(xml::tagging_document(&record.tags)))
+            }
+            S3Operation::DeleteObjectTagging { bucket, key } => {
+                self.obs.set_object_tags(caller, &bucket, &key, Vec::new()).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
             S3Operation::PutBucketCors { bucket } => self.put_bucket_cors(call, &bucket, body).await,
             S3Operation::GetBucketCors { bucket } => self.get_bucket_cors(call, &bucket),
             S3Operation::DeleteBucketCors { bucket } => {
@@ -919,6 +948,14 @@ impl S3Api {
                 ..PutInput::default()
             }
         };
+        // Tags follow their own directive: the source's (COPY, the default) or the request's.
+        input.tags = match header_str(headers, "x-amz-tagging-directive") {
+            None | Some("COPY") => source.tags.to_vec(),
+            Some("REPLACE") => {
+                header_str(headers, "x-amz-tagging").map(crate::tagging::parse_header).transpose()?.unwrap_or_default()
+            }
+            Some(other) => return Err(S3Error::invalid_argument(format!("Unknown tagging directive: {other}"))),
+        };
         let sse = write_sse(asked, call.family);
         let customer_md5 = customer_key_md5(&sse);
         input.sse = sse;
@@ -1249,6 +1286,9 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
             input.metadata.insert(meta.to_owned(), value.to_owned());
         }
     }
+    if let Some(tagging) = header_str(headers, "x-amz-tagging") {
+        input.tags = crate::tagging::parse_header(tagging)?;
+    }
     if let Some(md5) = header_str(headers, "content-md5") {
         let raw =
             BASE64.decode(md5.trim()).ok().filter(|r| r.len() == 16).ok_or_else(|| {
@@ -1326,6 +1366,9 @@ fn object_headers(response: &mut Response, record: &ObjectRecord, overrides: &[(
     }
     for (name, value) in sse_headers::response_headers(&record.sse) {
         set_header(response, name, &value);
+    }
+    if !record.tags.is_empty() {
+        set_header(response, "x-amz-tagging-count", &record.tags.len().to_string());
     }
     for (header, value) in overrides {
         set_header(response, header, value);
@@ -1416,6 +1459,12 @@ fn check_storage_class(class: &str, family: Family) -> Result<()> {
     }
     Err(S3Error::new(S3ErrorCode::InvalidStorageClass, "The storage class you specified is not valid")
         .with("StorageClassRequested", class))
+}
+
+/// The tags of a `<Tagging>` request body.
+async fn read_tagging(body: Body) -> Result<Vec<crate::model::Tag>> {
+    let tagging: xml::Tagging = xml::parse(&read_xml(body).await?)?;
+    Ok(tagging.into_tags())
 }
 
 /// The encryption of a new object: what its headers or its bucket's default ask for, else the

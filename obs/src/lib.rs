@@ -34,6 +34,7 @@ pub mod sse;
 pub mod sse_headers;
 pub mod sse_s3;
 pub mod store;
+pub mod tagging;
 pub mod xml;
 
 pub use error::{Error, StoreError};

@@ -40,6 +40,9 @@ pub struct BucketRecord {
     /// The CORS rules (PutBucketCors); none when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors: Vec<CorsRule>,
+    /// The bucket's tags (PutBucketTagging); none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
 }
 
 /// How an object is encrypted at rest.
@@ -202,6 +205,18 @@ pub struct ObjectRecord {
     /// (`x-amz-checksum-sha256`, ...) and base64 value.
     #[serde(default)]
     pub checksum: Option<(String, String)>,
+    /// The object's tags (PutObjectTagging, `x-amz-tagging`), in the order given.
+    #[serde(default, skip_serializing_if = "<[Tag]>::is_empty")]
+    pub tags: Box<[Tag]>,
+}
+
+/// One tag of an object or a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// The tag's key.
+    pub key: String,
+    /// Its value.
+    pub value: String,
 }
 
 impl ObjectRecord {
@@ -252,6 +267,9 @@ pub struct UploadRecord {
     /// Parts uploaded so far, by part number.
     #[serde(default)]
     pub parts: BTreeMap<u32, PartRecord>,
+    /// The tags the object gets when the upload completes (`x-amz-tagging`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
 }
 
 /// One uploaded part.
@@ -386,6 +404,7 @@ mod tests {
             stored_size: 0,
             envelope_header_len: None,
             checksum: None,
+            tags: Box::default(),
         };
         assert!(WriteCondition::None.holds(None) && WriteCondition::None.holds(Some(&current)));
         assert!(WriteCondition::Absent.holds(None) && !WriteCondition::Absent.holds(Some(&current)));

@@ -68,6 +68,7 @@ impl Obs {
             sse,
             data_key_blob,
             parts: BTreeMap::new(),
+            tags: input.tags,
         };
         self.store().save_upload(record.clone()).await?;
         Ok(record)
@@ -263,6 +264,7 @@ impl Obs {
             content_type: upload.content_type.clone(),
             headers: upload.headers.clone(),
             metadata: upload.metadata.clone(),
+            tags: upload.tags.clone(),
             condition,
             ..PutInput::default()
         };

@@ -275,6 +275,42 @@ pub enum S3Operation {
         /// The bucket.
         bucket: String,
     },
+    /// `PUT /bucket?tagging`.
+    PutBucketTagging {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?tagging`.
+    GetBucketTagging {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `DELETE /bucket?tagging`.
+    DeleteBucketTagging {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `PUT /bucket/key?tagging`.
+    PutObjectTagging {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// `GET /bucket/key?tagging`.
+    GetObjectTagging {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// `DELETE /bucket/key?tagging`.
+    DeleteObjectTagging {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
     /// `GET /bucket` (with `prefix`, `delimiter`, `marker`, `max-keys`, `encoding-type` only).
     ListObjects {
         /// The bucket.
@@ -481,12 +517,6 @@ unsupported! {
     GetBucketLifecycleConfiguration = GET Bucket "lifecycle" "s3:GetLifecycleConfiguration",
     PutBucketLifecycleConfiguration = PUT Bucket "lifecycle" "s3:PutLifecycleConfiguration",
     DeleteBucketLifecycle = DELETE Bucket "lifecycle" "s3:PutLifecycleConfiguration",
-    GetBucketTagging = GET Bucket "tagging" "s3:GetBucketTagging",
-    PutBucketTagging = PUT Bucket "tagging" "s3:PutBucketTagging",
-    DeleteBucketTagging = DELETE Bucket "tagging" "s3:PutBucketTagging",
-    GetObjectTagging = GET Object "tagging" "s3:GetObjectTagging",
-    PutObjectTagging = PUT Object "tagging" "s3:PutObjectTagging",
-    DeleteObjectTagging = DELETE Object "tagging" "s3:DeleteObjectTagging",
     GetObjectLockConfiguration = GET Bucket "object-lock" "s3:GetBucketObjectLockConfiguration",
     PutObjectLockConfiguration = PUT Bucket "object-lock" "s3:PutBucketObjectLockConfiguration",
     GetObjectRetention = GET Object "retention" "s3:GetObjectRetention",
@@ -555,6 +585,9 @@ impl S3Operation {
             Method::DELETE if query.is_empty() => S3Operation::DeleteBucket { bucket },
             Method::GET if sub("location") => S3Operation::GetBucketLocation { bucket },
             Method::GET if sub("encryption") => S3Operation::GetBucketEncryption { bucket },
+            Method::PUT if sub("tagging") => S3Operation::PutBucketTagging { bucket },
+            Method::GET if sub("tagging") => S3Operation::GetBucketTagging { bucket },
+            Method::DELETE if sub("tagging") => S3Operation::DeleteBucketTagging { bucket },
             Method::PUT if sub("cors") => S3Operation::PutBucketCors { bucket },
             Method::GET if sub("cors") => S3Operation::GetBucketCors { bucket },
             Method::DELETE if sub("cors") => S3Operation::DeleteBucketCors { bucket },
@@ -598,6 +631,14 @@ impl S3Operation {
                 .collect::<Vec<_>>()
         };
         let upload_id = query.get("uploadId").cloned();
+        if query.contains_key("tagging") && upload_id.is_none() {
+            match *method {
+                Method::PUT => return Ok(S3Operation::PutObjectTagging { bucket, key }),
+                Method::GET => return Ok(S3Operation::GetObjectTagging { bucket, key }),
+                Method::DELETE => return Ok(S3Operation::DeleteObjectTagging { bucket, key }),
+                _ => {}
+            }
+        }
         let operation = match (method.clone(), upload_id) {
             (Method::POST, None) if query.contains_key("uploads") => S3Operation::CreateMultipartUpload { bucket, key },
             (Method::PUT, Some(upload_id)) => {
@@ -645,6 +686,12 @@ impl S3Operation {
             S3Operation::GetBucketEncryption { .. } => "GetBucketEncryption",
             S3Operation::DeleteBucketEncryption { .. } => "DeleteBucketEncryption",
             S3Operation::PutBucketCors { .. } => "PutBucketCors",
+            S3Operation::PutBucketTagging { .. } => "PutBucketTagging",
+            S3Operation::GetBucketTagging { .. } => "GetBucketTagging",
+            S3Operation::DeleteBucketTagging { .. } => "DeleteBucketTagging",
+            S3Operation::PutObjectTagging { .. } => "PutObjectTagging",
+            S3Operation::GetObjectTagging { .. } => "GetObjectTagging",
+            S3Operation::DeleteObjectTagging { .. } => "DeleteObjectTagging",
             S3Operation::GetBucketCors { .. } => "GetBucketCors",
             S3Operation::DeleteBucketCors { .. } => "DeleteBucketCors",
             S3Operation::ListObjects { .. } => "ListObjects",
@@ -681,6 +728,11 @@ impl S3Operation {
             S3Operation::GetBucketEncryption { .. } => "s3:GetEncryptionConfiguration",
             S3Operation::PutBucketCors { .. } | S3Operation::DeleteBucketCors { .. } => "s3:PutBucketCORS",
             S3Operation::GetBucketCors { .. } => "s3:GetBucketCORS",
+            S3Operation::PutBucketTagging { .. } | S3Operation::DeleteBucketTagging { .. } => "s3:PutBucketTagging",
+            S3Operation::GetBucketTagging { .. } => "s3:GetBucketTagging",
+            S3Operation::PutObjectTagging { .. } => "s3:PutObjectTagging",
+            S3Operation::GetObjectTagging { .. } => "s3:GetObjectTagging",
+            S3Operation::DeleteObjectTagging { .. } => "s3:DeleteObjectTagging",
             S3Operation::ListObjects { .. } | S3Operation::ListObjectsV2 { .. } => "s3:ListBucket",
             S3Operation::ListMultipartUploads { .. } => "s3:ListBucketMultipartUploads",
             S3Operation::DeleteObjects { .. } | S3Operation::DeleteObject { .. } => "s3:DeleteObject",
@@ -706,6 +758,8 @@ impl S3Operation {
             | S3Operation::GetBucketLocation { .. }
             | S3Operation::GetBucketEncryption { .. }
             | S3Operation::GetBucketCors { .. }
+            | S3Operation::GetBucketTagging { .. }
+            | S3Operation::GetObjectTagging { .. }
             | S3Operation::ListObjects { .. }
             | S3Operation::ListObjectsV2 { .. }
             | S3Operation::ListMultipartUploads { .. }
@@ -718,6 +772,10 @@ impl S3Operation {
             | S3Operation::DeleteBucketEncryption { .. }
             | S3Operation::PutBucketCors { .. }
             | S3Operation::DeleteBucketCors { .. }
+            | S3Operation::PutBucketTagging { .. }
+            | S3Operation::DeleteBucketTagging { .. }
+            | S3Operation::PutObjectTagging { .. }
+            | S3Operation::DeleteObjectTagging { .. }
             | S3Operation::DeleteObjects { .. }
             | S3Operation::PostObject { .. }
             | S3Operation::PutObject { .. }
@@ -746,6 +804,12 @@ impl S3Operation {
             | S3Operation::PutBucketCors { bucket }
             | S3Operation::GetBucketCors { bucket }
             | S3Operation::DeleteBucketCors { bucket }
+            | S3Operation::PutBucketTagging { bucket }
+            | S3Operation::GetBucketTagging { bucket }
+            | S3Operation::DeleteBucketTagging { bucket }
+            | S3Operation::PutObjectTagging { bucket, .. }
+            | S3Operation::GetObjectTagging { bucket, .. }
+            | S3Operation::DeleteObjectTagging { bucket, .. }
             | S3Operation::ListObjects { bucket, .. }
             | S3Operation::ListObjectsV2 { bucket, .. }
             | S3Operation::ListMultipartUploads { bucket, .. }
@@ -770,6 +834,9 @@ impl S3Operation {
     pub fn key(&self) -> Option<&str> {
         match self {
             S3Operation::PutObject { key, .. }
+            | S3Operation::PutObjectTagging { key, .. }
+            | S3Operation::GetObjectTagging { key, .. }
+            | S3Operation::DeleteObjectTagging { key, .. }
             | S3Operation::CopyObject { key, .. }
             | S3Operation::GetObject { key, .. }
             | S3Operation::HeadObject { key, .. }
@@ -1139,9 +1206,12 @@ mod tests {
         assert_eq!(e.message, "The continuation token provided is incorrect");
         let e = refused("GET", "/b?max-keys=-1");
         assert_eq!(e.code, crate::S3ErrorCode::InvalidArgument);
-        // A copy source on a plain PUT wins over any sub-resource, as before operations were typed.
-        let copy = parse("PUT", "s3.amazonaws.com", "/b/k?tagging", &[("x-amz-copy-source", "/a/b")]).expect("copy");
+        // A copy source on a plain PUT wins over an unsupported sub-resource, as before operations were
+        // typed; a supported sub-resource names its operation, as in S3.
+        let copy = parse("PUT", "s3.amazonaws.com", "/b/k?acl", &[("x-amz-copy-source", "/a/b")]).expect("copy");
         assert_eq!(copy.name(), "CopyObject");
+        let tagging = parse("PUT", "s3.amazonaws.com", "/b/k?tagging", &[("x-amz-copy-source", "/a/b")]).unwrap();
+        assert_eq!(tagging.name(), "PutObjectTagging");
     }
 
     /// The operation names of the rows of docs/api-coverage.md's S3 table whose status is `status`.

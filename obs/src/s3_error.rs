@@ -43,6 +43,8 @@ pub enum S3ErrorCode {
     InvalidAccessKeyId,
     /// 400: a request argument is invalid.
     InvalidArgument,
+    /// 400: a tag breaks S3's limits.
+    InvalidTag,
     /// 400: the bucket name breaks S3's naming rules.
     InvalidBucketName,
     /// 400: `Content-MD5` is not a base64 MD5.
@@ -79,6 +81,8 @@ pub enum S3ErrorCode {
     NoSuchBucket,
     /// 404: the bucket has no CORS configuration.
     NoSuchCORSConfiguration,
+    /// 404: the bucket has no tags.
+    NoSuchTagSet,
     /// 404: the key does not exist.
     NoSuchKey,
     /// 404: the multipart upload does not exist.
@@ -126,6 +130,8 @@ impl S3ErrorCode {
             S3ErrorCode::BadRequest => "BadRequest",
             S3ErrorCode::AccessForbidden => "AccessForbidden",
             S3ErrorCode::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
+            S3ErrorCode::NoSuchTagSet => "NoSuchTagSet",
+            S3ErrorCode::InvalidTag => "InvalidTag",
             S3ErrorCode::BucketAlreadyExists => "BucketAlreadyExists",
             S3ErrorCode::ConditionalRequestConflict => "ConditionalRequestConflict",
             S3ErrorCode::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
@@ -184,6 +190,7 @@ impl S3ErrorCode {
             S3ErrorCode::InternalError | S3ErrorCode::KmsInternal => StatusCode::INTERNAL_SERVER_ERROR,
             S3ErrorCode::NoSuchBucket
             | S3ErrorCode::NoSuchCORSConfiguration
+            | S3ErrorCode::NoSuchTagSet
             | S3ErrorCode::NoSuchKey
             | S3ErrorCode::NoSuchUpload
             | S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError => StatusCode::NOT_FOUND,
@@ -203,6 +210,7 @@ impl S3ErrorCode {
             | S3ErrorCode::EntityTooSmall
             | S3ErrorCode::IncompleteBody
             | S3ErrorCode::InvalidArgument
+            | S3ErrorCode::InvalidTag
             | S3ErrorCode::InvalidBucketName
             | S3ErrorCode::InvalidDigest
             | S3ErrorCode::InvalidPart
@@ -361,6 +369,20 @@ impl From<Error> for S3Error {
         match error {
             Error::NoSuchBucket { bucket } => S3Error::no_such_bucket(&bucket),
             Error::NoSuchKey { key } => S3Error::no_such_key(&key),
+            Error::InvalidTag { message } => S3Error::new(S3ErrorCode::InvalidTag, message),
+            Error::TooManyTags { max } if max == crate::tagging::MAX_OBJECT_TAGS => {
+                S3Error::new(S3ErrorCode::BadRequest, "Object tags cannot be greater than 10")
+            }
+            Error::TooManyTags { max } => {
+                S3Error::new(S3ErrorCode::InvalidTag, format!("Bucket tag count cannot be greater than {max}"))
+            }
+            Error::InvalidTaggingHeader => S3Error::invalid_argument(
+                "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag \
+                 name duplicates.",
+            ),
+            Error::NoSuchTagSet { bucket } => {
+                S3Error::new(S3ErrorCode::NoSuchTagSet, "The TagSet does not exist").with("BucketName", bucket)
+            }
             Error::PreconditionFailed { header } => {
                 S3Error::new(S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
                     .with("Condition", header)

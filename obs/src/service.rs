@@ -25,7 +25,7 @@ use crate::chunked::ChunkedDecoder;
 use crate::cors::CorsRule;
 use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Error, Result};
-use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord, WriteCondition};
+use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord, Tag, WriteCondition};
 use crate::sse::{CustomerKey, OBS_MANAGED_ALIAS, S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
 use crate::sse_s3::{self, SseS3Key};
 use crate::store::Store;
@@ -72,6 +72,8 @@ pub struct PutInput {
     pub decoded_length: Option<u64>,
     /// What must hold of the key for the write to commit.
     pub condition: WriteCondition,
+    /// The object's tags (checked against S3's limits by the caller, [`crate::tagging`]).
+    pub tags: Vec<Tag>,
 }
 
 /// One page of a listing, with common prefixes rolled up.
@@ -188,6 +190,7 @@ impl Obs {
             created_millis: now_millis,
             encryption: None,
             cors: Vec::new(),
+            tags: Vec::new(),
         };
         match self.store.create_bucket(record).await? {
             Ok(()) => Ok(()),
@@ -228,6 +231,22 @@ impl Obs {
     pub async fn set_bucket_cors(&self, caller: &Caller, name: &str, rules: Vec<CorsRule>) -> Result<()> {
         let mut record = (*self.owned_bucket(caller, name)?).clone();
         record.cors = rules;
+        self.store.update_bucket(record).await
+    }
+
+    /// PutObjectTagging (valid `tags`) and DeleteObjectTagging (none): the object's record is
+    /// rewritten with its body untouched.
+    pub async fn set_object_tags(&self, caller: &Caller, bucket: &str, key: &str, tags: Vec<Tag>) -> Result<()> {
+        self.owned_bucket(caller, bucket)?;
+        crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
+        self.store.update_object(bucket, key, |record| record.tags = tags.into_boxed_slice()).await
+    }
+
+    /// PutBucketTagging (valid `tags`) and DeleteBucketTagging (none).
+    pub async fn set_bucket_tags(&self, caller: &Caller, name: &str, tags: Vec<Tag>) -> Result<()> {
+        crate::tagging::validate(&tags, crate::tagging::MAX_BUCKET_TAGS)?;
+        let mut record = (*self.owned_bucket(caller, name)?).clone();
+        record.tags = tags;
         self.store.update_bucket(record).await
     }
 
@@ -288,6 +307,7 @@ impl Obs {
             stored_size: written.stored_size,
             envelope_header_len: written.header_len,
             checksum: written.checksum,
+            tags: input.tags.into_boxed_slice(),
         };
         self.store.commit_object_since(bucket, record.clone(), written.resets, &input.condition).await?;
         Ok(record)

@@ -570,6 +570,25 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites an object's record with `change` applied, its body untouched (tags): durably,
+    /// under the key's commit lock, so that it cannot undo a concurrent overwrite or delete.
+    pub async fn update_object(&self, bucket: &str, key: &str, change: impl FnOnce(&mut ObjectRecord)) -> Result<()> {
+        let _bucket = self.commit_into(bucket).await;
+        let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
+        let current = self.object(bucket, key).ok_or_else(|| Error::NoSuchKey { key: key.to_owned() })?;
+        let mut record = (*current).clone();
+        change(&mut record);
+        if self.persist_object_records {
+            let bytes = serde_json::to_vec(&record).map_err(Error::internal)?;
+            self.put_durably(&object_path(bucket, key), bytes.into()).await?;
+        }
+        let record = self.compact(record);
+        if let Some(b) = self.index.write().unwrap_or_else(|e| e.into_inner()).get_mut(bucket) {
+            b.objects.replace(ByKey(Arc::new(record)));
+        }
+        Ok(())
+    }
+
     /// Deletes an object (no error if it does not exist).
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         let _bucket = self.commit_into(bucket).await;

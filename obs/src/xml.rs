@@ -171,6 +171,51 @@ impl From<CorsRule> for crate::cors::CorsRule {
     }
 }
 
+/// `<Tagging>` of PutObjectTagging, PutBucketTagging and a form upload's `tagging` field.
+#[derive(Debug, Deserialize)]
+pub struct Tagging {
+    /// `<TagSet>`.
+    #[serde(rename = "TagSet")]
+    pub tag_set: TagSet,
+}
+
+/// `<TagSet>`.
+#[derive(Debug, Deserialize, Default)]
+pub struct TagSet {
+    /// The tags, in order.
+    #[serde(rename = "Tag", default)]
+    pub tags: Vec<XmlTag>,
+}
+
+/// One `<Tag>`.
+#[derive(Debug, Deserialize)]
+pub struct XmlTag {
+    /// `<Key>`.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// `<Value>` (S3 requires it; it may be empty).
+    #[serde(rename = "Value", default)]
+    pub value: String,
+}
+
+impl Tagging {
+    /// The tags, in order.
+    pub fn into_tags(self) -> Vec<crate::model::Tag> {
+        self.tag_set.tags.into_iter().map(|t| crate::model::Tag { key: t.key, value: t.value }).collect()
+    }
+}
+
+/// Writes `<Tagging><TagSet>...</TagSet></Tagging>`.
+pub fn tagging_document(tags: &[crate::model::Tag]) -> String {
+    let mut w = Writer::document("Tagging");
+    w.open("TagSet");
+    for tag in tags {
+        w.open("Tag").element("Key", &tag.key).element("Value", &tag.value).close("Tag");
+    }
+    w.close("TagSet");
+    w.finish("Tagging")
+}
+
 /// `<CreateBucketConfiguration>`.
 #[derive(Debug, Deserialize)]
 pub struct CreateBucketConfiguration {

@@ -194,7 +194,7 @@ async fn unsupported_operations_answer_not_implemented() {
         ("PUT", "/bkt?versioning", "bucket operation PUT ?versioning"),
         ("GET", "/bkt?website", "bucket operation GET ?website"),
         ("GET", "/bkt?unknown-thing", "bucket operation GET ?unknown-thing"),
-        ("DELETE", "/bkt/k?tagging", "object operation DELETE ?tagging"),
+        ("DELETE", "/bkt/k?retention", "object operation DELETE ?retention"),
         ("POST", "/bkt/k?select&select-type=2", "object operation POST ?select"),
     ] {
         let answer = send(&api, method, path, &[], b"").await;

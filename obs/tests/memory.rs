@@ -43,6 +43,7 @@ fn record(i: usize) -> ObjectRecord {
         stored_size: 123_456 + 2 * 36 + 500,
         envelope_header_len: Some(500),
         checksum: Some(("x-amz-checksum-crc32".to_owned(), "AAAAAA==".to_owned())),
+        tags: Box::default(),
     }
 }
 
@@ -59,6 +60,7 @@ async fn memory_per_object() {
         created_millis: 0,
         encryption: None,
         cors: Vec::new(),
+        tags: Vec::new(),
     };
     store.create_bucket(bucket).await.unwrap().unwrap();
     let before = rss();

@@ -17,6 +17,7 @@ fn bucket(name: &str) -> BucketRecord {
         created_millis: 0,
         encryption: None,
         cors: Vec::new(),
+        tags: Vec::new(),
     }
 }
 
@@ -38,6 +39,7 @@ async fn object(store: &Store, bucket: &str, key: &str, bytes: &'static [u8]) ->
         stored_size: bytes.len() as u64,
         envelope_header_len: None,
         checksum: None,
+        tags: Box::default(),
     }
 }
 

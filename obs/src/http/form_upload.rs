@@ -17,8 +17,8 @@ use crate::post_policy::{PostPolicy, Refusal};
 /// Bytes of the fields before the file, at most (S3's limit).
 const MAX_FIELDS_BYTES: usize = 20 * 1024;
 /// Form fields that are the object's headers (besides the `x-amz-*` / `x-obs-*` families).
-const HEADER_FIELDS: [&str; 7] =
-    ["content-type", "cache-control", "content-disposition", "content-encoding", "expires", "content-md5", "tagging"];
+const HEADER_FIELDS: [&str; 6] =
+    ["content-type", "cache-control", "content-disposition", "content-encoding", "expires", "content-md5"];
 /// Fields of the signature, never headers of the object.
 const SIGNATURE_FIELDS: [&str; 5] =
     ["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature", "x-amz-security-token"];
@@ -175,7 +175,12 @@ impl S3Api {
 
         let sse = write_sse(SseRequest::from_headers(&headers, record.encryption.as_ref())?, family);
         let customer_md5 = customer_key_md5(&sse);
-        let input = PutInput { sse, now_millis: now, ..put_input(&headers, PayloadMode::Unsigned)? };
+        let mut input = PutInput { sse, now_millis: now, ..put_input(&headers, PayloadMode::Unsigned)? };
+        if let Some(tagging) = fields.get("tagging").filter(|t| !t.trim().is_empty()) {
+            let tags = xml::parse::<xml::Tagging>(tagging)?.into_tags();
+            crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
+            input.tags = tags;
+        }
         let refusal = Arc::new(OnceLock::new());
         let stream =
             Bounded { inner: file, size: 0, range: policy.length_range(), refusal: Arc::clone(&refusal), done: false };
