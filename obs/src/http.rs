@@ -411,11 +411,11 @@ impl S3Api {
             )),
             S3Operation::PutObject { bucket, key } => self.put_object(call, &bucket, &key, body).await,
             S3Operation::CopyObject { bucket, key, source } => self.copy_object(call, &bucket, &key, &source).await,
-            S3Operation::GetObject { bucket, key, overrides } => {
-                self.get_object(call, &bucket, &key, &overrides, false).await
+            S3Operation::GetObject { bucket, key, overrides, part_number } => {
+                self.get_object(call, &bucket, &key, &overrides, part_number, false).await
             }
-            S3Operation::HeadObject { bucket, key, overrides } => {
-                self.get_object(call, &bucket, &key, &overrides, true).await
+            S3Operation::HeadObject { bucket, key, overrides, part_number } => {
+                self.get_object(call, &bucket, &key, &overrides, part_number, true).await
             }
             S3Operation::DeleteObject { bucket, key } => {
                 self.obs.delete_object(caller, &bucket, &key).await?;
@@ -1044,9 +1044,16 @@ impl S3Api {
         bucket: &str,
         key: &str,
         overrides: &[(&'static str, String)],
+        part_number: Option<u32>,
         head: bool,
     ) -> Result<Response> {
         let (caller, headers) = (call.caller(), call.headers);
+        if part_number.is_some() && headers.contains_key(header::RANGE) {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                "Cannot specify both Range header and partNumber query parameter",
+            ));
+        }
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
         let conditions = conditions(headers, "");
         let (mut not_modified, mut range) = (false, None);
@@ -1071,7 +1078,10 @@ impl S3Api {
                         .with("Condition", "If-Match"));
                     }
                 }
-                range = parse_range(header_str(headers, "range"), record.size)?;
+                range = match part_number {
+                    Some(number) => Some(part_range(record, number)?),
+                    None => parse_range(header_str(headers, "range"), record.size)?,
+                };
                 Ok(if head { ReadPlan::RecordOnly } else { ReadPlan::Open(range.clone()) })
             })
             .await?;
@@ -1109,8 +1119,11 @@ impl S3Api {
             set_header(&mut response, name, value);
         }
         set_header(&mut response, "content-length", &length.to_string());
-        if let Some(r) = &range {
+        if let Some(r) = range.as_ref().filter(|r| r.end > r.start) {
             set_header(&mut response, "content-range", &format!("bytes {}-{}/{}", r.start, r.end - 1, record.size));
+        }
+        if part_number.is_some() && !record.part_sizes.is_empty() {
+            set_header(&mut response, "x-amz-mp-parts-count", &record.part_sizes.len().to_string());
         }
         Ok(response)
     }
@@ -1459,6 +1472,20 @@ fn check_storage_class(class: &str, family: Family) -> Result<()> {
     }
     Err(S3Error::new(S3ErrorCode::InvalidStorageClass, "The storage class you specified is not valid")
         .with("StorageClassRequested", class))
+}
+
+/// The plaintext range of part `number` of an object: one of a multipart object's parts, or the
+/// whole of any other object as its only part; S3's 416 InvalidPartNumber beyond the last.
+fn part_range(record: &ObjectRecord, number: u32) -> Result<std::ops::Range<u64>> {
+    let sizes: &[u64] = if record.part_sizes.is_empty() { &[record.size] } else { &record.part_sizes };
+    let index = usize::try_from(number).unwrap_or(usize::MAX).saturating_sub(1);
+    let Some(size) = sizes.get(index) else {
+        return Err(S3Error::new(S3ErrorCode::InvalidPartNumber, "The requested partnumber is not satisfiable")
+            .with("PartNumberRequested", number.to_string())
+            .with("ActualPartCount", sizes.len().to_string()));
+    };
+    let start = sizes[..index].iter().fold(0u64, |sum, s| sum.saturating_add(*s));
+    Ok(start..start.saturating_add(*size))
 }
 
 /// The tags of a `<Tagging>` request body.

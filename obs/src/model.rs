@@ -208,6 +208,10 @@ pub struct ObjectRecord {
     /// The object's tags (PutObjectTagging, `x-amz-tagging`), in the order given.
     #[serde(default, skip_serializing_if = "<[Tag]>::is_empty")]
     pub tags: Box<[Tag]>,
+    /// The plaintext sizes of a multipart object's parts, in order (GetObject `?partNumber`,
+    /// `x-amz-mp-parts-count`); empty for any other object.
+    #[serde(default, skip_serializing_if = "<[u64]>::is_empty")]
+    pub part_sizes: Box<[u64]>,
 }
 
 /// One tag of an object or a bucket.
@@ -405,6 +409,7 @@ mod tests {
             envelope_header_len: None,
             checksum: None,
             tags: Box::default(),
+            part_sizes: Box::default(),
         };
         assert!(WriteCondition::None.holds(None) && WriteCondition::None.holds(Some(&current)));
         assert!(WriteCondition::Absent.holds(None) && !WriteCondition::Absent.holds(Some(&current)));

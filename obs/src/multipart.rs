@@ -239,6 +239,7 @@ impl Obs {
             return Err(Error::EntityTooSmall { size: small.size, min_size: MIN_PART_SIZE, part_number: small.number });
         }
         let etag = multipart_etag(&chosen);
+        let part_sizes: Vec<u64> = chosen.iter().map(|part| part.size).collect();
         let data_key = self.upload_data_key(caller, &upload, customer).await?.map(|key| key.plaintext);
         let body = self.parts_plaintext(chosen, data_key);
         let sse = match &upload.sse {
@@ -265,6 +266,7 @@ impl Obs {
             headers: upload.headers.clone(),
             metadata: upload.metadata.clone(),
             tags: upload.tags.clone(),
+            part_sizes,
             condition,
             ..PutInput::default()
         };

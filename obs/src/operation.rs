@@ -369,6 +369,8 @@ pub enum S3Operation {
         key: String,
         /// Response headers set by `response-*` query parameters: header name and value.
         overrides: Vec<(&'static str, String)>,
+        /// `partNumber`: read one part of a multipart object (1 to 10,000).
+        part_number: Option<u32>,
     },
     /// `HEAD /bucket/key`.
     HeadObject {
@@ -378,6 +380,8 @@ pub enum S3Operation {
         key: String,
         /// Response headers set by `response-*` query parameters: header name and value.
         overrides: Vec<(&'static str, String)>,
+        /// `partNumber`: read one part of a multipart object (1 to 10,000).
+        part_number: Option<u32>,
     },
     /// `DELETE /bucket/key`.
     DeleteObject {
@@ -630,6 +634,20 @@ impl S3Operation {
                 .filter_map(|(param, header)| query.get(*param).map(|v| (*header, v.clone())))
                 .collect::<Vec<_>>()
         };
+        // A read may also name one part of a multipart object.
+        let read_query = query
+            .keys()
+            .all(|k| k == "x-id" || k == "partNumber" || OBJECT_QUERY_PREFIXES.iter().any(|p| k.starts_with(p)));
+        let read_part = || {
+            query
+                .get("partNumber")
+                .map(|n| {
+                    n.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                        S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+                    })
+                })
+                .transpose()
+        };
         let upload_id = query.get("uploadId").cloned();
         if query.contains_key("tagging") && upload_id.is_none() {
             match *method {
@@ -663,8 +681,12 @@ impl S3Operation {
                 S3Operation::CopyObject { bucket, key, source: copy_source.unwrap_or_default() }
             }
             (Method::PUT, None) if plain_query => S3Operation::PutObject { bucket, key },
-            (Method::GET, None) if plain_query => S3Operation::GetObject { bucket, key, overrides: overrides() },
-            (Method::HEAD, None) if plain_query => S3Operation::HeadObject { bucket, key, overrides: overrides() },
+            (Method::GET, None) if read_query => {
+                S3Operation::GetObject { bucket, key, overrides: overrides(), part_number: read_part()? }
+            }
+            (Method::HEAD, None) if read_query => {
+                S3Operation::HeadObject { bucket, key, overrides: overrides(), part_number: read_part()? }
+            }
             (Method::DELETE, None) if plain_query => S3Operation::DeleteObject { bucket, key },
             _ => match Unsupported::select(method, Level::Object, query) {
                 Some(operation) => S3Operation::Unsupported { operation, bucket, key: Some(key) },
@@ -1184,7 +1206,12 @@ mod tests {
         let operation = parse("GET", "s3.amazonaws.com", "/b/a%20b?response-expires=x", &[]).expect("GetObject");
         assert_eq!(
             operation,
-            S3Operation::GetObject { bucket: "b".into(), key: "a b".into(), overrides: vec![("expires", "x".into())] }
+            S3Operation::GetObject {
+                bucket: "b".into(),
+                key: "a b".into(),
+                overrides: vec![("expires", "x".into())],
+                part_number: None
+            }
         );
         let operation = parse("GET", "s3.amazonaws.com", "/b/k?uploadId=U&max-parts=5000", &[]).expect("ListParts");
         assert!(matches!(operation, S3Operation::ListParts { max_parts: 1000, part_number_marker: 0, .. }));

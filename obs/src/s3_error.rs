@@ -51,6 +51,8 @@ pub enum S3ErrorCode {
     InvalidDigest,
     /// 400: a part of a CompleteMultipartUpload is missing or has another ETag.
     InvalidPart,
+    /// 416: a read names a part beyond the object's last.
+    InvalidPartNumber,
     /// 400: the parts of a CompleteMultipartUpload are not in ascending order.
     InvalidPartOrder,
     /// 416: the range starts beyond the object.
@@ -123,6 +125,7 @@ impl S3ErrorCode {
             S3ErrorCode::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
             S3ErrorCode::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             S3ErrorCode::BadDigest => "BadDigest",
+            S3ErrorCode::InvalidPartNumber => "InvalidPartNumber",
             S3ErrorCode::EntityTooLarge => "EntityTooLarge",
             S3ErrorCode::MalformedPOSTRequest => "MalformedPOSTRequest",
             S3ErrorCode::MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
@@ -194,7 +197,7 @@ impl S3ErrorCode {
             | S3ErrorCode::NoSuchKey
             | S3ErrorCode::NoSuchUpload
             | S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError => StatusCode::NOT_FOUND,
-            S3ErrorCode::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            S3ErrorCode::InvalidRange | S3ErrorCode::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             S3ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             S3ErrorCode::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,

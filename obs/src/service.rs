@@ -74,6 +74,8 @@ pub struct PutInput {
     pub condition: WriteCondition,
     /// The object's tags (checked against S3's limits by the caller, [`crate::tagging`]).
     pub tags: Vec<Tag>,
+    /// The plaintext sizes of the parts a multipart upload completes with.
+    pub part_sizes: Vec<u64>,
 }
 
 /// One page of a listing, with common prefixes rolled up.
@@ -308,6 +310,7 @@ impl Obs {
             envelope_header_len: written.header_len,
             checksum: written.checksum,
             tags: input.tags.into_boxed_slice(),
+            part_sizes: input.part_sizes.into_boxed_slice(),
         };
         self.store.commit_object_since(bucket, record.clone(), written.resets, &input.condition).await?;
         Ok(record)

@@ -44,6 +44,7 @@ fn record(i: usize) -> ObjectRecord {
         envelope_header_len: Some(500),
         checksum: Some(("x-amz-checksum-crc32".to_owned(), "AAAAAA==".to_owned())),
         tags: Box::default(),
+        part_sizes: Box::default(),
     }
 }
 

@@ -40,6 +40,7 @@ async fn object(store: &Store, bucket: &str, key: &str, bytes: &'static [u8]) ->
         envelope_header_len: None,
         checksum: None,
         tags: Box::default(),
+        part_sizes: Box::default(),
     }
 }
 
