@@ -417,8 +417,8 @@ fn canonical_headers(headers: &HeaderMap, prefix: &str) -> Result<Vec<(String, S
         .map(|name| {
             let mut joined = String::new();
             for (i, value) in headers.get_all(name).iter().enumerate() {
-                let value =
-                    value.to_str().map_err(|_| AuthError::Malformed(format!("header {name} is not valid text")))?;
+                let value = std::str::from_utf8(value.as_bytes())
+                    .map_err(|_| AuthError::Malformed(format!("header {name} is not valid text")))?;
                 if i > 0 {
                     joined.push(',');
                 }

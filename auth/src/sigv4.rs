@@ -137,7 +137,9 @@ pub fn canonical_request(
         let mut found = false;
         for value in parts.headers.get_all(name) {
             found = true;
-            let value = value.to_str().map_err(|_| AuthError::Malformed(format!("header {name} is not valid text")))?;
+            // UTF-8 beyond US-ASCII is signed as sent (user metadata, which S3 stores decoded).
+            let value = std::str::from_utf8(value.as_bytes())
+                .map_err(|_| AuthError::Malformed(format!("header {name} is not valid text")))?;
             if !first {
                 out.push(',');
             }

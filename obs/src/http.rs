@@ -1295,8 +1295,9 @@ fn put_input(headers: &HeaderMap, mode: PayloadMode) -> Result<PutInput> {
     }
     for (name, value) in headers {
         if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
-            let value = value.to_str().map_err(|_| S3Error::invalid_argument("metadata must be text"))?;
-            input.metadata.insert(meta.to_owned(), value.to_owned());
+            let value = crate::metadata::decode(value.as_bytes())
+                .ok_or_else(|| S3Error::invalid_argument("metadata must be UTF-8 text"))?;
+            input.metadata.insert(meta.to_owned(), value);
         }
     }
     if let Some(tagging) = header_str(headers, "x-amz-tagging") {
@@ -1375,7 +1376,7 @@ fn object_headers(response: &mut Response, record: &ObjectRecord, overrides: &[(
         set_header(response, name, value);
     }
     for (name, value) in &record.metadata {
-        set_header(response, &format!("x-amz-meta-{name}"), value);
+        set_header(response, &format!("x-amz-meta-{name}"), &crate::metadata::encode(value));
     }
     for (name, value) in sse_headers::response_headers(&record.sse) {
         set_header(response, name, &value);

@@ -23,6 +23,7 @@ pub mod dialect;
 pub mod envelope;
 pub mod error;
 pub mod http;
+pub mod metadata;
 pub mod model;
 pub mod multipart;
 pub mod operation;

@@ -163,7 +163,7 @@ impl S3Api {
             }
             let header_name = header::HeaderName::from_bytes(lower.as_bytes())
                 .map_err(|_| S3Error::invalid_argument(format!("The form field {name} is not a valid header name")))?;
-            let header_value = HeaderValue::from_str(value)
+            let header_value = HeaderValue::from_bytes(value.as_bytes())
                 .map_err(|_| S3Error::invalid_argument(format!("The form field {name} is not a valid header value")))?;
             headers.append(header_name, header_value);
         }
