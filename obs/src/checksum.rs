@@ -49,6 +49,18 @@ impl Algorithm {
         }
     }
 
+    /// The XML element that carries this checksum (`ChecksumCRC32`, ..., as GetObjectAttributes
+    /// and the multipart documents name them).
+    pub fn xml_element(self) -> &'static str {
+        match self {
+            Algorithm::Crc32 => "ChecksumCRC32",
+            Algorithm::Crc32c => "ChecksumCRC32C",
+            Algorithm::Crc64Nvme => "ChecksumCRC64NVME",
+            Algorithm::Sha1 => "ChecksumSHA1",
+            Algorithm::Sha256 => "ChecksumSHA256",
+        }
+    }
+
     /// The header that carries this checksum.
     pub fn header_name(self) -> &'static str {
         Self::ALL.iter().find(|(a, _)| *a == self).map(|(_, h)| *h).unwrap_or("x-amz-checksum-crc32")

@@ -417,6 +417,7 @@ impl S3Api {
             S3Operation::HeadObject { bucket, key, overrides, part_number } => {
                 self.get_object(call, &bucket, &key, &overrides, part_number, true).await
             }
+            S3Operation::GetObjectAttributes { bucket, key } => self.get_object_attributes(call, &bucket, &key),
             S3Operation::DeleteObject { bucket, key } => {
                 self.obs.delete_object(caller, &bucket, &key).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
@@ -1034,6 +1035,60 @@ impl S3Api {
         for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
+        Ok(response)
+    }
+
+    /// GetObjectAttributes: the attributes `x-amz-object-attributes` names (`ETag`, `Checksum`,
+    /// `ObjectParts`, `StorageClass`, `ObjectSize`), from the object's record.
+    fn get_object_attributes(&self, call: &Call<'_>, bucket: &str, key: &str) -> Result<Response> {
+        const ATTRIBUTES: [&str; 5] = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"];
+        let asked: Vec<&str> = header_str(call.headers, "x-amz-object-attributes")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect();
+        if asked.is_empty() {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty",
+            ));
+        }
+        if let Some(unknown) = asked.iter().find(|a| !ATTRIBUTES.contains(a)) {
+            return Err(S3Error::invalid_argument(format!("Invalid attribute name specified: {unknown}")));
+        }
+        let record = self.obs.head_object(call.caller(), bucket, key)?;
+        let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
+        crate::service::check_customer_key(&record, customer.as_ref())?;
+        let mut w = Writer::document("GetObjectAttributesResponse");
+        for attribute in ATTRIBUTES.iter().filter(|a| asked.contains(a)) {
+            match *attribute {
+                "ETag" => {
+                    w.element("ETag", record.etag.trim_matches('"'));
+                }
+                "Checksum" => {
+                    if let Some((name, value)) = &record.checksum
+                        && let Some(algorithm) = Algorithm::from_header_name(name)
+                    {
+                        w.open("Checksum").element(algorithm.xml_element(), value).close("Checksum");
+                    }
+                }
+                "ObjectParts" if !record.part_sizes.is_empty() => {
+                    w.open("ObjectParts")
+                        .element("PartsCount", &record.part_sizes.len().to_string())
+                        .close("ObjectParts");
+                }
+                "StorageClass" => {
+                    w.element("StorageClass", "STANDARD");
+                }
+                "ObjectSize" => {
+                    w.element("ObjectSize", &record.size.to_string());
+                }
+                _ => {}
+            }
+        }
+        let mut response = xml_response(w.finish("GetObjectAttributesResponse"));
+        set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
         Ok(response)
     }
 

@@ -383,6 +383,13 @@ pub enum S3Operation {
         /// `partNumber`: read one part of a multipart object (1 to 10,000).
         part_number: Option<u32>,
     },
+    /// `GET /bucket/key?attributes` with `x-amz-object-attributes`.
+    GetObjectAttributes {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
     /// `DELETE /bucket/key`.
     DeleteObject {
         /// The bucket.
@@ -649,6 +656,9 @@ impl S3Operation {
                 .transpose()
         };
         let upload_id = query.get("uploadId").cloned();
+        if query.contains_key("attributes") && upload_id.is_none() && *method == Method::GET {
+            return Ok(S3Operation::GetObjectAttributes { bucket, key });
+        }
         if query.contains_key("tagging") && upload_id.is_none() {
             match *method {
                 Method::PUT => return Ok(S3Operation::PutObjectTagging { bucket, key }),
@@ -725,6 +735,7 @@ impl S3Operation {
             S3Operation::CopyObject { .. } => "CopyObject",
             S3Operation::GetObject { .. } => "GetObject",
             S3Operation::HeadObject { .. } => "HeadObject",
+            S3Operation::GetObjectAttributes { .. } => "GetObjectAttributes",
             S3Operation::DeleteObject { .. } => "DeleteObject",
             S3Operation::CreateMultipartUpload { .. } => "CreateMultipartUpload",
             S3Operation::UploadPart { .. } => "UploadPart",
@@ -766,6 +777,7 @@ impl S3Operation {
             | S3Operation::UploadPartCopy { .. }
             | S3Operation::CompleteMultipartUpload { .. } => "s3:PutObject",
             S3Operation::GetObject { .. } | S3Operation::HeadObject { .. } => "s3:GetObject",
+            S3Operation::GetObjectAttributes { .. } => "s3:GetObjectAttributes",
             S3Operation::AbortMultipartUpload { .. } => "s3:AbortMultipartUpload",
             S3Operation::ListParts { .. } => "s3:ListMultipartUploadParts",
             S3Operation::Unsupported { operation, .. } => operation.action(),
@@ -787,6 +799,7 @@ impl S3Operation {
             | S3Operation::ListMultipartUploads { .. }
             | S3Operation::GetObject { .. }
             | S3Operation::HeadObject { .. }
+            | S3Operation::GetObjectAttributes { .. }
             | S3Operation::ListParts { .. } => false,
             S3Operation::CreateBucket { .. }
             | S3Operation::DeleteBucket { .. }
@@ -841,6 +854,7 @@ impl S3Operation {
             | S3Operation::CopyObject { bucket, .. }
             | S3Operation::GetObject { bucket, .. }
             | S3Operation::HeadObject { bucket, .. }
+            | S3Operation::GetObjectAttributes { bucket, .. }
             | S3Operation::DeleteObject { bucket, .. }
             | S3Operation::CreateMultipartUpload { bucket, .. }
             | S3Operation::UploadPart { bucket, .. }
@@ -862,6 +876,7 @@ impl S3Operation {
             | S3Operation::CopyObject { key, .. }
             | S3Operation::GetObject { key, .. }
             | S3Operation::HeadObject { key, .. }
+            | S3Operation::GetObjectAttributes { key, .. }
             | S3Operation::DeleteObject { key, .. }
             | S3Operation::CreateMultipartUpload { key, .. }
             | S3Operation::UploadPart { key, .. }
@@ -1091,6 +1106,15 @@ mod tests {
             ("PUT", VHOST, "/my-image.jpg?acl", &[], "PutObjectAcl", "s3:PutObjectAcl", object_arn),
             ("PUT", VHOST, "/?tagging", &[], "PutBucketTagging", "s3:PutBucketTagging", bucket_arn),
             ("GET", VHOST, "/my-image.jpg?tagging", &[], "GetObjectTagging", "s3:GetObjectTagging", object_arn),
+            (
+                "GET",
+                VHOST,
+                "/my-image.jpg?attributes",
+                &[],
+                "GetObjectAttributes",
+                "s3:GetObjectAttributes",
+                object_arn,
+            ),
             ("GET", VHOST, "/?versioning", &[], "GetBucketVersioning", "s3:GetBucketVersioning", bucket_arn),
             ("GET", VHOST, "/?versions&prefix=x", &[], "ListObjectVersions", "s3:ListBucketVersions", bucket_arn),
             ("DELETE", VHOST, "/?policy", &[], "DeleteBucketPolicy", "s3:DeleteBucketPolicy", bucket_arn),
