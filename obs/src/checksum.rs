@@ -49,6 +49,17 @@ impl Algorithm {
         }
     }
 
+    /// The algorithm's name (`CRC32`, ...), as `x-amz-checksum-algorithm` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Crc32 => "CRC32",
+            Algorithm::Crc32c => "CRC32C",
+            Algorithm::Crc64Nvme => "CRC64NVME",
+            Algorithm::Sha1 => "SHA1",
+            Algorithm::Sha256 => "SHA256",
+        }
+    }
+
     /// The XML element that carries this checksum (`ChecksumCRC32`, ..., as GetObjectAttributes
     /// and the multipart documents name them).
     pub fn xml_element(self) -> &'static str {

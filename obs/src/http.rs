@@ -748,6 +748,9 @@ impl S3Api {
             empty(StatusCode::OK)
         };
         set_header(&mut response, "etag", &part.etag);
+        if let Some((name, value)) = &part.checksum {
+            set_header(&mut response, name, value);
+        }
         for (name, value) in sse_headers::response_headers(&upload.sse) {
             set_header(&mut response, name, &value);
         }
@@ -764,6 +767,21 @@ impl S3Api {
         body: Body,
     ) -> Result<Response> {
         let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
+        // A checksum given for a part must be the one its upload was verified with.
+        let upload = self.obs.owned_upload(call.caller(), upload_ref.bucket, upload_ref.key, upload_ref.upload_id)?;
+        for part in &request.parts {
+            let stored = upload.parts.get(&part.number).and_then(|p| p.checksum.as_ref());
+            if let Some((name, value)) = part.checksum()
+                && stored.is_none_or(|(n, v)| !n.eq_ignore_ascii_case(name) || v != value)
+            {
+                return Err(crate::error::Error::InvalidPart {
+                    upload_id: upload_ref.upload_id.to_owned(),
+                    part_number: part.number,
+                    etag: part.etag.clone(),
+                }
+                .into());
+            }
+        }
         let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
         let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
         let condition = write_condition(call.headers)?;
@@ -777,6 +795,11 @@ impl S3Api {
             .element("Bucket", bucket)
             .element("Key", key)
             .element("ETag", &record.etag);
+        if let Some((name, value)) = &record.checksum
+            && let Some(algorithm) = Algorithm::from_header_name(name)
+        {
+            w.element(algorithm.xml_element(), value).element("ChecksumType", checksum_type(value));
+        }
         let mut response = xml_response(w.finish("CompleteMultipartUploadResult"));
         for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
@@ -792,13 +815,23 @@ impl S3Api {
         let bucket_record = self.obs.owned_bucket(caller, bucket)?;
         let sse = write_sse(SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?, call.family);
         let customer_md5 = customer_key_md5(&sse);
-        let input = PutInput { sse, now_millis: now, ..put_input(headers, PayloadMode::Unsigned)? };
+        let checksum_algorithm = match header_str(headers, "x-amz-checksum-algorithm") {
+            None => None,
+            Some(name) => Some(Algorithm::from_name(name).ok_or_else(|| {
+                S3Error::invalid_argument(format!("Checksum algorithm provided is unsupported: {name}"))
+            })?),
+        };
+        let input = PutInput { sse, now_millis: now, checksum_algorithm, ..put_input(headers, PayloadMode::Unsigned)? };
         let upload = self.obs.create_multipart_upload(caller, bucket, key, input).await?;
         let mut w = Writer::document("InitiateMultipartUploadResult");
         w.element("Bucket", bucket).element("Key", key).element("UploadId", &upload.upload_id);
         let mut response = xml_response(w.finish("InitiateMultipartUploadResult"));
         for (name, value) in sse_headers::response_headers(&upload.sse) {
             set_header(&mut response, name, &value);
+        }
+        if let Some(algorithm) = checksum_algorithm {
+            set_header(&mut response, "x-amz-checksum-algorithm", algorithm.name());
+            set_header(&mut response, "x-amz-checksum-type", "COMPOSITE");
         }
         if let Some(md5) = customer_md5 {
             set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
@@ -834,8 +867,13 @@ impl S3Api {
                 .element("PartNumber", &part.number.to_string())
                 .element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
                 .element("ETag", &part.etag)
-                .element("Size", &part.size.to_string())
-                .close("Part");
+                .element("Size", &part.size.to_string());
+            if let Some((name, value)) = &part.checksum
+                && let Some(algorithm) = Algorithm::from_header_name(name)
+            {
+                w.element(algorithm.xml_element(), value);
+            }
+            w.close("Part");
         }
         Ok(xml_response(w.finish("ListPartsResult")))
     }
@@ -1172,6 +1210,7 @@ impl S3Api {
             header_str(headers, "x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"));
         if let (true, None, Some((name, value))) = (checksum_mode, &range, &record.checksum) {
             set_header(&mut response, name, value);
+            set_header(&mut response, "x-amz-checksum-type", checksum_type(value));
         }
         set_header(&mut response, "content-length", &length.to_string());
         if let Some(r) = range.as_ref().filter(|r| r.end > r.start) {
@@ -1542,6 +1581,12 @@ fn part_range(record: &ObjectRecord, number: u32) -> Result<std::ops::Range<u64>
     };
     let start = sizes[..index].iter().fold(0u64, |sum, s| sum.saturating_add(*s));
     Ok(start..start.saturating_add(*size))
+}
+
+/// S3's `x-amz-checksum-type` of a stored checksum: a multipart object's composite (`...-N`) or
+/// the whole object's.
+fn checksum_type(value: &str) -> &'static str {
+    if value.contains('-') { "COMPOSITE" } else { "FULL_OBJECT" }
 }
 
 /// The tags of a `<Tagging>` request body.

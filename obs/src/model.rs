@@ -274,6 +274,10 @@ pub struct UploadRecord {
     /// The tags the object gets when the upload completes (`x-amz-tagging`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
+    /// The checksum algorithm of the upload (`x-amz-checksum-algorithm`), as its header name
+    /// (`x-amz-checksum-crc32`): every part carries one, and the object gets their composite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
 }
 
 /// One uploaded part.
@@ -293,6 +297,9 @@ pub struct PartRecord {
     pub envelope_header_len: Option<u64>,
     /// When the part was uploaded, Unix milliseconds.
     pub last_modified_millis: i64,
+    /// The part's verified flexible checksum: header name and base64 value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<(String, String)>,
 }
 
 /// Why a persisted record cannot be used.

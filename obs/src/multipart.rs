@@ -69,6 +69,7 @@ impl Obs {
             data_key_blob,
             parts: BTreeMap::new(),
             tags: input.tags,
+            checksum_algorithm: input.checksum_algorithm.map(|a| a.header_name().to_owned()),
         };
         self.store().save_upload(record.clone()).await?;
         Ok(record)
@@ -204,6 +205,7 @@ impl Obs {
             stored_size: written.stored_size,
             envelope_header_len: written.header_len,
             last_modified_millis: input.now_millis,
+            checksum: written.checksum,
         };
         self.store().commit_part(upload_id, part.clone()).await?;
         Ok(part)
@@ -240,6 +242,8 @@ impl Obs {
         }
         let etag = multipart_etag(&chosen);
         let part_sizes: Vec<u64> = chosen.iter().map(|part| part.size).collect();
+        let composite_checksum =
+            upload.checksum_algorithm.as_deref().and_then(|header| composite_checksum(header, &chosen));
         let data_key = self.upload_data_key(caller, &upload, customer).await?.map(|key| key.plaintext);
         let body = self.parts_plaintext(chosen, data_key);
         let sse = match &upload.sse {
@@ -267,6 +271,7 @@ impl Obs {
             metadata: upload.metadata.clone(),
             tags: upload.tags.clone(),
             part_sizes,
+            composite_checksum,
             condition,
             ..PutInput::default()
         };
@@ -343,6 +348,23 @@ pub fn multipart_etag(parts: &[PartRecord]) -> String {
     format!("\"{}-{}\"", hex::encode(md5.finalize()), parts.len())
 }
 
+/// S3's composite checksum of a multipart object whose upload named an algorithm (`header`): the
+/// checksum of the parts' raw checksums, concatenated, then `-<part count>`. `None` when a part
+/// carries no checksum of that algorithm (copied parts, parts sent without one).
+fn composite_checksum(header: &str, parts: &[PartRecord]) -> Option<(String, String)> {
+    use base64::Engine;
+    let algorithm = crate::checksum::Algorithm::from_header_name(header)?;
+    let mut composite = crate::checksum::Checksummer::new(algorithm);
+    for part in parts {
+        let (name, value) = part.checksum.as_ref()?;
+        if !name.eq_ignore_ascii_case(header) {
+            return None;
+        }
+        composite.update(&base64::engine::general_purpose::STANDARD.decode(value).ok()?);
+    }
+    Some((header.to_owned(), format!("{}-{}", composite.finish(), parts.len())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +380,7 @@ mod tests {
             stored_size: 1,
             envelope_header_len: None,
             last_modified_millis: 0,
+            checksum: None,
         };
         let etag =
             multipart_etag(&[part(1, "0cc175b9c0f1b6a831c399e269772661"), part(2, "92eb5ffee6ae2fec3ad71c777531578f")]);

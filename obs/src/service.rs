@@ -76,6 +76,11 @@ pub struct PutInput {
     pub tags: Vec<Tag>,
     /// The plaintext sizes of the parts a multipart upload completes with.
     pub part_sizes: Vec<u64>,
+    /// CreateMultipartUpload's `x-amz-checksum-algorithm`; for CompleteMultipartUpload, the
+    /// composite checksum the object gets (header name, `base64-N`).
+    pub checksum_algorithm: Option<Algorithm>,
+    /// The object's checksum when it is computed from parts rather than from its bytes.
+    pub composite_checksum: Option<(String, String)>,
 }
 
 /// One page of a listing, with common prefixes rolled up.
@@ -308,7 +313,7 @@ impl Obs {
             blob: written.blob.to_string(),
             stored_size: written.stored_size,
             envelope_header_len: written.header_len,
-            checksum: written.checksum,
+            checksum: input.composite_checksum.or(written.checksum),
             tags: input.tags.into_boxed_slice(),
             part_sizes: input.part_sizes.into_boxed_slice(),
         };

@@ -288,4 +288,34 @@ pub struct CompletedPart {
     /// The part's ETag as UploadPart returned it.
     #[serde(rename = "ETag")]
     pub etag: String,
+    /// `<ChecksumCRC32>` as UploadPart returned it.
+    #[serde(rename = "ChecksumCRC32")]
+    pub checksum_crc32: Option<String>,
+    /// `<ChecksumCRC32C>`.
+    #[serde(rename = "ChecksumCRC32C")]
+    pub checksum_crc32c: Option<String>,
+    /// `<ChecksumCRC64NVME>`.
+    #[serde(rename = "ChecksumCRC64NVME")]
+    pub checksum_crc64nvme: Option<String>,
+    /// `<ChecksumSHA1>`.
+    #[serde(rename = "ChecksumSHA1")]
+    pub checksum_sha1: Option<String>,
+    /// `<ChecksumSHA256>`.
+    #[serde(rename = "ChecksumSHA256")]
+    pub checksum_sha256: Option<String>,
+}
+
+impl CompletedPart {
+    /// The checksum the request gives for the part: its header name and value.
+    pub fn checksum(&self) -> Option<(&'static str, &str)> {
+        [
+            ("x-amz-checksum-crc32", &self.checksum_crc32),
+            ("x-amz-checksum-crc32c", &self.checksum_crc32c),
+            ("x-amz-checksum-crc64nvme", &self.checksum_crc64nvme),
+            ("x-amz-checksum-sha1", &self.checksum_sha1),
+            ("x-amz-checksum-sha256", &self.checksum_sha256),
+        ]
+        .into_iter()
+        .find_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+    }
 }

@@ -1,6 +1,6 @@
-"""GetObject and HeadObject with ``partNumber``, through boto3: one part of a multipart object
-(plain and SSE-KMS), ``x-amz-mp-parts-count``, a single-part object as its only part, and S3's
-refusals (a part beyond the last, a part number with a Range).
+"""Multipart objects part by part, through boto3: GetObject and HeadObject with ``partNumber``
+(plain and SSE-KMS, ``x-amz-mp-parts-count``, a single-part object as its only part, S3's refusals),
+and multipart checksums (per-part checksums verified and listed, the composite checksum).
 """
 
 from __future__ import annotations
@@ -61,3 +61,39 @@ def test_a_single_part_object_is_its_only_part(s3, bucket):
     with pytest.raises(ClientError) as error:
         s3.get_object(Bucket=bucket, Key="one", PartNumber=10_001)
     assert error.value.response["Error"]["Code"] == "InvalidArgument"
+
+
+def test_multipart_checksums(s3, bucket):
+    """An upload created with a checksum algorithm: each part's checksum is verified and listed,
+    and the object gets S3's composite checksum (the checksum of the parts' checksums, `-N`)."""
+    import base64
+    import zlib
+
+    parts = [os.urandom(5 * MIB), b"last part"]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="summed", ChecksumAlgorithm="CRC32")
+    assert upload["ChecksumAlgorithm"] == "CRC32"
+    sums = []
+    for number, data in enumerate(parts, start=1):
+        part = s3.upload_part(Bucket=bucket, Key="summed", UploadId=upload["UploadId"], PartNumber=number, Body=data,
+                              ChecksumAlgorithm="CRC32")
+        expected = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+        assert part["ChecksumCRC32"] == expected
+        sums.append((part["ETag"], expected))
+    listed = s3.list_parts(Bucket=bucket, Key="summed", UploadId=upload["UploadId"])["Parts"]
+    assert [p["ChecksumCRC32"] for p in listed] == [s for _, s in sums]
+    # A checksum that is not the part's is refused, and the upload stays.
+    wrong = [{"PartNumber": i + 1, "ETag": etag, "ChecksumCRC32": "AAAAAA=="} for i, (etag, _) in enumerate(sums)]
+    with pytest.raises(ClientError) as error:
+        s3.complete_multipart_upload(Bucket=bucket, Key="summed", UploadId=upload["UploadId"],
+                                     MultipartUpload={"Parts": wrong})
+    assert error.value.response["Error"]["Code"] == "InvalidPart"
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="summed", UploadId=upload["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": i + 1, "ETag": etag, "ChecksumCRC32": crc} for i, (etag, crc) in enumerate(sums)]})
+    raw = b"".join(base64.b64decode(crc) for _, crc in sums)
+    composite = base64.b64encode(zlib.crc32(raw).to_bytes(4, "big")).decode() + "-2"
+    assert (done["ChecksumCRC32"], done["ChecksumType"]) == (composite, "COMPOSITE")
+    got = s3.get_object(Bucket=bucket, Key="summed", ChecksumMode="ENABLED")
+    assert (got["ChecksumCRC32"], got["ChecksumType"]) == (composite, "COMPOSITE")
+    assert got["Body"].read() == b"".join(parts)
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="summed", ObjectAttributes=["Checksum"])
+    assert attributes["Checksum"]["ChecksumCRC32"] == composite
