@@ -7,7 +7,7 @@
 //! parts' plaintext into one new message under a fresh data key of the same KMS key — the stored
 //! object is a single message whose frames number from 1, readable by any Encryption SDK.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -222,7 +222,17 @@ impl Obs {
         now_millis: i64,
     ) -> Result<ObjectRecord> {
         let UploadRef { bucket, key, upload_id } = upload;
-        let upload = self.owned_upload(caller, bucket, key, upload_id)?;
+        let upload = match self.owned_upload(caller, bucket, key, upload_id) {
+            Ok(upload) => upload,
+            // S3 answers a repeated completion (same upload, same parts) with the same result.
+            Err(Error::NoSuchUpload { .. })
+                if let Some(record) =
+                    self.completed().repeat(upload_id, bucket, key, parts, |k| self.store().object(bucket, k)) =>
+            {
+                return Ok((*record).clone());
+            }
+            Err(e) => return Err(e),
+        };
         if parts.is_empty() {
             return Err(Error::NoParts);
         }
@@ -277,6 +287,7 @@ impl Obs {
         };
         let record = self.put_object(caller, bucket, key, input, None, body).await?;
         self.store().remove_upload(upload_id).await?;
+        self.completed().remember(upload_id, bucket, key, parts, &record.etag);
         Ok(record)
     }
 
@@ -346,6 +357,78 @@ pub fn multipart_etag(parts: &[PartRecord]) -> String {
         md5.update(hex::decode(part.etag.trim_matches('"')).unwrap_or_default());
     }
     format!("\"{}-{}\"", hex::encode(md5.finalize()), parts.len())
+}
+
+/// Completed uploads remembered at most (the oldest is forgotten first).
+const COMPLETED_KEPT: usize = 4096;
+
+/// What a completed upload was completed with.
+#[derive(Debug)]
+struct Completion {
+    bucket: String,
+    key: String,
+    /// SHA-256 of the part list (numbers and ETags), so that memory stays small per upload.
+    parts: [u8; 32],
+    etag: String,
+}
+
+/// A digest of a CompleteMultipartUpload part list: numbers and unquoted ETags.
+fn parts_digest(parts: &[(u32, String)]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut digest = sha2::Sha256::new();
+    for (number, etag) in parts {
+        digest.update(number.to_be_bytes());
+        digest.update(etag.trim_matches('"').as_bytes());
+        digest.update([0]);
+    }
+    digest.finalize().into()
+}
+
+/// The most recently completed multipart uploads (in memory, bounded): a repeated
+/// CompleteMultipartUpload of one of them, with the same parts, answers the same result while the
+/// object it made is still the key's current object.
+#[derive(Debug, Default)]
+pub struct Completed {
+    uploads: std::sync::Mutex<(HashMap<String, Completion>, std::collections::VecDeque<String>)>,
+}
+
+impl Completed {
+    fn remember(&self, upload_id: &str, bucket: &str, key: &str, parts: &[(u32, String)], etag: &str) {
+        let mut guard = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *guard;
+        if order.len() >= COMPLETED_KEPT
+            && let Some(oldest) = order.pop_front()
+        {
+            map.remove(&oldest);
+        }
+        let completion = Completion {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            parts: parts_digest(parts),
+            etag: etag.to_owned(),
+        };
+        if map.insert(upload_id.to_owned(), completion).is_none() {
+            order.push_back(upload_id.to_owned());
+        }
+    }
+
+    /// The object a repeated completion stands for, if `upload_id` was completed into
+    /// `bucket`/`key` with `parts` and that object (looked up by `current`) is still there.
+    fn repeat(
+        &self,
+        upload_id: &str,
+        bucket: &str,
+        key: &str,
+        parts: &[(u32, String)],
+        current: impl FnOnce(&str) -> Option<Arc<ObjectRecord>>,
+    ) -> Option<Arc<ObjectRecord>> {
+        let guard = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let done = guard.0.get(upload_id)?;
+        if done.bucket != bucket || done.key != key || done.parts != parts_digest(parts) {
+            return None;
+        }
+        current(key).filter(|object| object.etag == done.etag)
+    }
 }
 
 /// S3's composite checksum of a multipart object whose upload named an algorithm (`header`): the

@@ -126,13 +126,21 @@ pub struct Obs {
     keys: Arc<dyn KeyService>,
     bucket_keys: crate::bucket_keys::BucketKeys,
     sse_s3: SseS3Key,
+    /// Recently completed multipart uploads, so that a repeated CompleteMultipartUpload answers
+    /// as S3 does (the same result) rather than NoSuchUpload.
+    completed: crate::multipart::Completed,
 }
 
 impl Obs {
     /// An object store on `store`, getting SSE-KMS data keys from `keys` and wrapping SSE-S3 data
     /// keys with `sse_s3`.
     pub fn new(store: Store, keys: Arc<dyn KeyService>, sse_s3: SseS3Key) -> Self {
-        Obs { store, keys, bucket_keys: Default::default(), sse_s3 }
+        Obs { store, keys, bucket_keys: Default::default(), sse_s3, completed: Default::default() }
+    }
+
+    /// The recently completed multipart uploads.
+    pub(crate) fn completed(&self) -> &crate::multipart::Completed {
+        &self.completed
     }
 
     /// The persistence layer.

@@ -97,3 +97,25 @@ def test_multipart_checksums(s3, bucket):
     assert got["Body"].read() == b"".join(parts)
     attributes = s3.get_object_attributes(Bucket=bucket, Key="summed", ObjectAttributes=["Checksum"])
     assert attributes["Checksum"]["ChecksumCRC32"] == composite
+
+
+def test_repeating_a_completion_answers_the_same(s3, bucket):
+    """As S3 does: a CompleteMultipartUpload repeated with the same parts (a client retrying after
+    a lost answer) gets the same result, also with If-None-Match: *; other parts, or an object
+    replaced meanwhile, get NoSuchUpload."""
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="once")
+    part = s3.upload_part(Bucket=bucket, Key="once", UploadId=upload["UploadId"], PartNumber=1, Body=b"only part")
+    parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="once", UploadId=upload["UploadId"], MultipartUpload=parts)
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="once", UploadId=upload["UploadId"], MultipartUpload=parts,
+                                         IfNoneMatch="*")
+    assert again["ETag"] == first["ETag"] and again["Key"] == "once"
+    other = {"Parts": [{"PartNumber": 1, "ETag": '"00000000000000000000000000000000"'}]}
+    with pytest.raises(ClientError) as error:
+        s3.complete_multipart_upload(Bucket=bucket, Key="once", UploadId=upload["UploadId"], MultipartUpload=other)
+    assert error.value.response["Error"]["Code"] == "NoSuchUpload"
+    s3.put_object(Bucket=bucket, Key="once", Body=b"replaced")
+    with pytest.raises(ClientError) as error:
+        s3.complete_multipart_upload(Bucket=bucket, Key="once", UploadId=upload["UploadId"], MultipartUpload=parts)
+    assert error.value.response["Error"]["Code"] == "NoSuchUpload"
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"replaced"
