@@ -19,7 +19,10 @@
 //!   [`ServerLimits::idle_timeout`];
 //! - shutdown stops accepting, closes idle connections, lets in-flight requests finish for up to
 //!   [`ServerLimits::shutdown_grace`], then closes the rest, and returns only once every
-//!   connection task has ended (and so dropped its clone of the router and the services).
+//!   connection task has ended (and so dropped its clone of the router and the services);
+//! - with TLS ([`serve_with_tls`], `--tls`), a connection's handshake must complete within
+//!   [`ServerLimits::header_read_timeout`]; its requests are then served as above, the limits
+//!   counting the encrypted bytes.
 //!
 //! The two timeouts are kept here rather than by hyper's `header_read_timeout`, because hyper's
 //! timer also runs while a keep-alive connection waits for its next request, which would make

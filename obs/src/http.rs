@@ -195,6 +195,8 @@ impl S3Api {
         if let Some(cors_request) = &cors_request {
             self.add_cors_headers(&mut response, cors_request);
         }
+        // A form upload's family is in its fields, which only its handler reads: it says so.
+        let family = response.extensions().get::<Family>().copied().unwrap_or(family);
         if family == Family::Obs {
             dialect::response_to_obs(response.headers_mut(), |account| self.domain_of(account));
         }

@@ -159,6 +159,9 @@ def test_obs_form_upload(kmsim, kms, bucket, localhost_subdomains):
               "signature": signature["signature"], **form_params}
     response = post(f"{kmsim['endpoint']}/{bucket}", fields, b"through an OBS form")
     assert response.status_code == 204, response.text
+    # Answered in OBS's header family, as OBS answers its form uploads.
+    assert response.headers["x-obs-server-side-encryption"] == "kms"
+    assert "x-obs-request-id" in response.headers and "x-amz-request-id" not in response.headers
     got = client.getObject(bucket, "obs-form.txt", loadStreamInMemory=True)
     assert got.status == 200 and got.body.buffer == b"through an OBS form"
     assert got.body.sseKms == "kms"

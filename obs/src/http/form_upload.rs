@@ -232,6 +232,8 @@ impl S3Api {
         if let Some(md5) = customer_md5 {
             set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
         }
+        // Answered in the family the form spoke (OBS fields get `x-obs-*` answers).
+        response.extensions_mut().insert(family);
         Ok(response)
     }
 }
