@@ -143,6 +143,11 @@ def test_policies_refuse_as_s3_does(kmsim, s3, bucket, default_signer):
     without_key = {k: v for k, v in form["fields"].items() if k != "key"}
     assert error(post(form["url"], without_key, b"x"))[:2] == (400, "InvalidArgument")
     assert error(post(form["url"], {"key": "anonymous"}, b"x"))[:2] == (403, "AccessDenied")
+    # Fields before the file are bounded (20 KB, names included): many empty fields are refused too.
+    form = signed()
+    many = [(f"x-ignore-{i}", "") for i in range(3000)] + list(form["fields"].items())
+    response = requests.post(form["url"], data=many, files={"file": ("f", b"x")}, timeout=30)
+    assert error(response)[:2] == (400, "MaxPostPreDataLengthExceeded")
     # Nothing of the refused forms was stored.
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["k"], keys

@@ -42,6 +42,14 @@ impl Fields {
     }
 }
 
+/// S3's answer to fields before the file beyond [`MAX_FIELDS_BYTES`].
+fn too_many_field_bytes() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::MaxPostPreDataLengthExceeded,
+        "Your POST request fields preceeding the upload file was too large.",
+    )
+}
+
 fn malformed() -> S3Error {
     S3Error::new(
         S3ErrorCode::MalformedPOSTRequest,
@@ -90,14 +98,16 @@ impl S3Api {
             if name.eq_ignore_ascii_case("file") {
                 break Some(field);
             }
+            // Names count too (one byte at least), so that the count of fields is bounded as well.
+            used = used.saturating_add(name.len().max(1));
+            if used > MAX_FIELDS_BYTES {
+                return Err(too_many_field_bytes());
+            }
             let mut value = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(|_| malformed())? {
                 used = used.saturating_add(chunk.len());
                 if used > MAX_FIELDS_BYTES {
-                    return Err(S3Error::new(
-                        S3ErrorCode::MaxPostPreDataLengthExceeded,
-                        "Your POST request fields preceeding the upload file was too large.",
-                    ));
+                    return Err(too_many_field_bytes());
                 }
                 value.extend_from_slice(&chunk);
             }
