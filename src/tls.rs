@@ -78,13 +78,10 @@ fn today() -> (i32, u8, u8) {
     date_of(shared::time::now_unix())
 }
 
-/// The UTC date of Unix seconds.
+/// The UTC date of Unix seconds, as rcgen takes it.
 fn date_of(secs: i64) -> (i32, u8, u8) {
-    let text = shared::time::format_rfc3339(secs);
-    let year = text[0..4].parse().unwrap_or(1970);
-    let month = text[5..7].parse().unwrap_or(1);
-    let day = text[8..10].parse().unwrap_or(1);
-    (year, month, day)
+    let (year, month, day) = shared::time::utc_date(secs);
+    (i32::try_from(year).unwrap_or(i32::MAX), u8::try_from(month).unwrap_or(1), u8::try_from(day).unwrap_or(1))
 }
 
 /// The CA key of `dir` and whether it was just made: loaded when a data dir already holds one,

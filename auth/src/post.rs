@@ -10,7 +10,7 @@
 //! limit is the policy's expiration, so no clock skew is checked here.
 
 use crate::sigv2::{self, Dialect};
-use crate::sigv4::{self, Seed};
+use crate::sigv4;
 use crate::verifier::{AuthError, Scheme, Verified, Verifier};
 
 impl Verifier {
@@ -58,26 +58,10 @@ impl Verifier {
         }
         let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
         let scope = format!("{date}/{region}/{service}/aws4_request");
-        let signing = self.cached_signing_key(&format!("{access_key_id}/{scope}"), || {
-            sigv4::signing_key(&key.secret_access_key, date, region, service)
-        });
-        let expected = hex::encode(sigv4::hmac(&signing, policy.as_bytes()));
-        if !sigv4::signatures_match(&expected, signature) {
-            return Err(AuthError::SignatureMismatch {
-                string_to_sign: policy.to_owned(),
-                canonical_request: String::new(),
-            });
-        }
-        Ok(Verified::new(
-            key,
-            region,
-            Scheme::SigV4(Seed {
-                signing_key: signing,
-                seed_signature: expected,
-                amz_date: amz_date.to_owned(),
-                scope,
-            }),
-        ))
+        let credential = sigv4::Credential { access_key_id, date, region, service };
+        self.check_signature(key, credential, amz_date, scope, policy, signature).ok_or_else(|| {
+            AuthError::SignatureMismatch { string_to_sign: policy.to_owned(), canonical_request: String::new() }
+        })
     }
 }
 

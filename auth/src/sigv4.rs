@@ -8,6 +8,7 @@
 //! [`Seed`], on which the chunk and trailer signatures of an aws-chunked body chain.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -17,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use shared::time::format_amz_date;
 
+use crate::accounts::AccessKey;
 use crate::verifier::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts, Scheme, Verified, Verifier};
 
 /// The only algorithm of SigV4 in header form.
@@ -314,24 +316,14 @@ impl Verifier {
         let canonical = canonical_request(parts, auth.signed_headers, payload_hash, encoding)?;
         let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
         let to_sign = string_to_sign(amz_date, &scope, &canonical);
-        let cache_key = format!("{}/{scope}", auth.access_key_id);
-        let signing = self.cached_signing_key(&cache_key, || {
-            signing_key(&key.secret_access_key, auth.date, auth.region, auth.service)
-        });
-        let expected = hex::encode(hmac(&signing, to_sign.as_bytes()));
-        if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
-            return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
-        }
-        Ok(Verified::new(
-            key,
-            auth.region,
-            Scheme::SigV4(Seed {
-                signing_key: signing,
-                seed_signature: expected,
-                amz_date: amz_date.to_owned(),
-                scope,
-            }),
-        ))
+        let credential = Credential {
+            access_key_id: auth.access_key_id,
+            date: auth.date,
+            region: auth.region,
+            service: auth.service,
+        };
+        self.check_signature(key, credential, amz_date, scope, &to_sign, auth.signature)
+            .ok_or(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical })
     }
 
     /// Verifies a presigned URL (SigV4 in the query string: `X-Amz-Algorithm`, `X-Amz-Credential`,
@@ -414,24 +406,48 @@ impl Verifier {
         let canonical = canonical_request(parts, signed_headers, "UNSIGNED-PAYLOAD", encoding)?;
         let scope = format!("{date}/{region}/{scope_service}/aws4_request");
         let to_sign = string_to_sign(amz_date, &scope, &canonical);
+        let credential = Credential { access_key_id, date, region, service: scope_service };
+        self.check_signature(key, credential, amz_date, scope, &to_sign, signature)
+            .ok_or(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical })
+    }
+
+    /// The last step of every SigV4 check (header, presigned URL, form upload policy): signs
+    /// `to_sign` with the signing key of `credential` (derived once, then cached) and compares it
+    /// with `signature` in constant time. On a match: the request is `key`'s in the credential's
+    /// region, and an aws-chunked body chains on its seed.
+    pub(crate) fn check_signature(
+        &self,
+        key: &Arc<AccessKey>,
+        credential: Credential<'_>,
+        amz_date: &str,
+        scope: String,
+        to_sign: &str,
+        signature: &str,
+    ) -> Option<Verified> {
+        let Credential { access_key_id, date, region, service } = credential;
         let signing = self.cached_signing_key(&format!("{access_key_id}/{scope}"), || {
-            signing_key(&key.secret_access_key, date, region, scope_service)
+            signing_key(&key.secret_access_key, date, region, service)
         });
         let expected = hex::encode(hmac(&signing, to_sign.as_bytes()));
         if !signatures_match(&expected, signature) {
-            return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
+            return None;
         }
-        Ok(Verified::new(
-            key,
-            region,
-            Scheme::SigV4(Seed {
-                signing_key: signing,
-                seed_signature: expected,
-                amz_date: amz_date.to_owned(),
-                scope,
-            }),
-        ))
+        let seed = Seed { signing_key: signing, seed_signature: expected, amz_date: amz_date.to_owned(), scope };
+        Some(Verified::new(key, region, Scheme::SigV4(seed)))
     }
+}
+
+/// The parts of a SigV4 credential scope (`AK/YYYYMMDD/region/service/aws4_request`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Credential<'a> {
+    /// The access key id.
+    pub access_key_id: &'a str,
+    /// `YYYYMMDD`.
+    pub date: &'a str,
+    /// The region.
+    pub region: &'a str,
+    /// The service.
+    pub service: &'a str,
 }
 
 /// Whether `text` looks like a region name (`us-east-1`, `eu-de`, ...).

@@ -289,9 +289,11 @@ impl Obs {
     {
         self.owned_bucket(caller, bucket)?;
         validate_key(key)?;
-        let current = self.store.object(bucket, key);
-        if !input.condition.holds(current.as_deref()) {
-            return Err(input.condition.refusal(key, current.as_deref()));
+        if input.condition != WriteCondition::None {
+            let current = self.store.object(bucket, key);
+            if !input.condition.holds(current.as_deref()) {
+                return Err(input.condition.refusal(key, current.as_deref()));
+            }
         }
         let (encryptor, sse_record) = self.start_encryption(caller, bucket, key, &input.sse).await?;
         let written = self.write_body(bucket, &input, encryptor, decoder, body).await?;

@@ -548,7 +548,7 @@ impl Store {
             self.delete_blob(&record.blob).await;
             return Err(Error::no_such_bucket(bucket));
         }
-        if !condition.holds(self.object(bucket, &record.key).as_deref()) {
+        if *condition != WriteCondition::None && !condition.holds(self.object(bucket, &record.key).as_deref()) {
             self.delete_blob(&record.blob).await;
             return Err(Error::ConditionalRequestConflict { key: record.key });
         }

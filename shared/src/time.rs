@@ -36,6 +36,11 @@ fn broken_down(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     (y, mo, d, rem / 3600, rem / 60 % 60, rem % 60)
 }
 
+/// The UTC calendar date (year, month, day) of Unix seconds.
+pub fn utc_date(secs: i64) -> (i64, u32, u32) {
+    civil_from_days(secs.div_euclid(86_400))
+}
+
 /// Formats Unix seconds as SigV4's `YYYYMMDDTHHMMSSZ`.
 pub fn format_amz_date(secs: i64) -> String {
     let (y, mo, d, h, mi, s) = broken_down(secs);
