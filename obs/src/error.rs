@@ -22,6 +22,27 @@ pub enum Error {
         /// The key.
         key: String,
     },
+    /// The version of the key does not exist.
+    #[error("version {version_id} of key {key} does not exist")]
+    NoSuchVersion {
+        /// The key.
+        key: String,
+        /// The version asked for.
+        version_id: String,
+    },
+    /// A read found a delete marker: the key's newest version (`addressed` false: the key is
+    /// gone, 404), or the version the request named (`addressed`: 405, a marker has no body).
+    #[error("version {version_id} of key {key} is a delete marker")]
+    DeleteMarker {
+        /// The key.
+        key: String,
+        /// The marker's version id.
+        version_id: String,
+        /// When the marker was made, Unix milliseconds.
+        last_modified_millis: i64,
+        /// Whether the request named the marker's version.
+        addressed: bool,
+    },
     /// The multipart upload does not exist (any more).
     #[error("upload {upload_id} does not exist")]
     NoSuchUpload {

@@ -29,9 +29,11 @@ use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
 use crate::cors;
 use crate::dialect::{self, Family, ObsCaller};
-use crate::model::{BucketEncryption, ObjectRecord, WriteCondition};
+use crate::model::{BucketEncryption, ObjectRecord, VersionSel, WriteCondition};
 use crate::multipart::UploadRef;
-use crate::operation::{ListBucketsParams, ListObjectsParams, S3Operation, Target, is_form_upload, parse_query};
+use crate::operation::{
+    ListBucketsParams, ListObjectsParams, ListVersionsParams, S3Operation, Target, is_form_upload, parse_query,
+};
 use crate::s3_error::S3ErrorCode;
 use crate::s3_error::{Result, S3Error};
 use crate::service::{Conditions, Obs, PutInput, ReadPlan, Verdict, parse_range};
@@ -86,6 +88,25 @@ pub struct S3Api {
 /// Wall-clock milliseconds since the epoch.
 pub fn wall_clock_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The source of a copy: its record, its plaintext, and the `x-amz-copy-source-version-id` to
+/// answer (its version, once its bucket's versioning is configured).
+struct CopySource {
+    record: Arc<ObjectRecord>,
+    body: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    version_id: Option<String>,
+}
+
+/// What a GetObject or HeadObject reads.
+#[derive(Debug, Clone, Copy)]
+struct Read<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    /// `versionId`.
+    version: Option<&'a VersionSel>,
+    /// `partNumber`.
+    part_number: Option<u32>,
 }
 
 /// What every handler may need of a request besides its operation and body.
@@ -380,19 +401,39 @@ impl S3Api {
                 self.obs.set_bucket_tags(caller, &bucket, Vec::new()).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            S3Operation::PutObjectTagging { bucket, key } => {
+            S3Operation::PutObjectTagging { bucket, key, version } => {
                 let tags = read_tagging(body).await?;
-                self.obs.set_object_tags(caller, &bucket, &key, tags).await?;
+                let record = self.obs.set_object_tags(caller, &bucket, &key, version.as_ref(), tags).await?;
+                let mut response = empty(StatusCode::OK);
+                self.set_version_header(&mut response, &bucket, &record);
+                Ok(response)
+            }
+            S3Operation::GetObjectTagging { bucket, key, version } => {
+                let record = self.obs.head_object(caller, &bucket, &key, version.as_ref())?;
+                let mut response = xml_response(xml::tagging_document(&record.tags));
+                self.set_version_header(&mut response, &bucket, &record);
+                Ok(response)
+            }
+            S3Operation::DeleteObjectTagging { bucket, key, version } => {
+                let record = self.obs.set_object_tags(caller, &bucket, &key, version.as_ref(), Vec::new()).await?;
+                let mut response = empty(StatusCode::NO_CONTENT);
+                self.set_version_header(&mut response, &bucket, &record);
+                Ok(response)
+            }
+            S3Operation::PutBucketVersioning { bucket } => {
+                let config: xml::VersioningConfiguration = xml::parse(&read_xml(body).await?)?;
+                self.obs.set_bucket_versioning(caller, &bucket, config.versioning()?).await?;
                 Ok(empty(StatusCode::OK))
             }
-            S3Operation::GetObjectTagging { bucket, key } => {
-                let record = self.obs.head_object(caller, &bucket, &key)?;
-                Ok(xml_response(xml::tagging_document(&record.tags)))
+            S3Operation::GetBucketVersioning { bucket } => {
+                let record = self.obs.owned_bucket(caller, &bucket)?;
+                let mut w = Writer::document("VersioningConfiguration");
+                if let Some(versioning) = record.versioning {
+                    w.element("Status", versioning.as_str());
+                }
+                Ok(xml_response(w.finish("VersioningConfiguration")))
             }
-            S3Operation::DeleteObjectTagging { bucket, key } => {
-                self.obs.set_object_tags(caller, &bucket, &key, Vec::new()).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
-            }
+            S3Operation::ListObjectVersions { bucket, params } => self.list_object_versions(caller, &bucket, params),
             S3Operation::PutBucketCors { bucket } => self.put_bucket_cors(call, &bucket, body).await,
             S3Operation::GetBucketCors { bucket } => self.get_bucket_cors(call, &bucket),
             S3Operation::DeleteBucketCors { bucket } => {
@@ -413,16 +454,27 @@ impl S3Api {
             )),
             S3Operation::PutObject { bucket, key } => self.put_object(call, &bucket, &key, body).await,
             S3Operation::CopyObject { bucket, key, source } => self.copy_object(call, &bucket, &key, &source).await,
-            S3Operation::GetObject { bucket, key, overrides, part_number } => {
-                self.get_object(call, &bucket, &key, &overrides, part_number, false).await
+            S3Operation::GetObject { bucket, key, overrides, part_number, version } => {
+                let read = Read { bucket: &bucket, key: &key, version: version.as_ref(), part_number };
+                self.get_object(call, read, &overrides, false).await
             }
-            S3Operation::HeadObject { bucket, key, overrides, part_number } => {
-                self.get_object(call, &bucket, &key, &overrides, part_number, true).await
+            S3Operation::HeadObject { bucket, key, overrides, part_number, version } => {
+                let read = Read { bucket: &bucket, key: &key, version: version.as_ref(), part_number };
+                self.get_object(call, read, &overrides, true).await
             }
-            S3Operation::GetObjectAttributes { bucket, key } => self.get_object_attributes(call, &bucket, &key),
-            S3Operation::DeleteObject { bucket, key } => {
-                self.obs.delete_object(caller, &bucket, &key).await?;
-                Ok(empty(StatusCode::NO_CONTENT))
+            S3Operation::GetObjectAttributes { bucket, key, version } => {
+                self.get_object_attributes(call, &bucket, &key, version.as_ref())
+            }
+            S3Operation::DeleteObject { bucket, key, version } => {
+                let deleted = self.obs.delete_object(caller, &bucket, &key, version.as_ref(), call.now).await?;
+                let mut response = empty(StatusCode::NO_CONTENT);
+                if deleted.delete_marker {
+                    set_header(&mut response, "x-amz-delete-marker", "true");
+                }
+                if let Some(id) = &deleted.version_id {
+                    set_header(&mut response, "x-amz-version-id", id);
+                }
+                Ok(response)
             }
             S3Operation::CreateMultipartUpload { bucket, key } => {
                 self.create_multipart_upload(call, &bucket, &key).await
@@ -719,6 +771,7 @@ impl S3Api {
         let (caller, headers, mode) = (call.caller(), call.headers, call.mode);
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
         let sse = customer.clone().map(SseRequest::Customer).unwrap_or_default();
+        let mut source_version = None;
         let input = PutInput { now_millis: call.now, sse, ..put_input(headers, mode)? };
         let part = match source {
             Some(source) => {
@@ -731,8 +784,9 @@ impl S3Api {
                     ..input
                 };
                 let stream =
-                    self.copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers).await?.1;
-                self.obs.upload_part(caller, upload_ref, number, input, None, stream).await?
+                    self.copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers).await?;
+                source_version = stream.version_id;
+                self.obs.upload_part(caller, upload_ref, number, input, None, stream.body).await?
             }
             None => {
                 let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.seed)?) } else { None };
@@ -750,6 +804,9 @@ impl S3Api {
             empty(StatusCode::OK)
         };
         set_header(&mut response, "etag", &part.etag);
+        if let Some(version) = &source_version {
+            set_header(&mut response, "x-amz-copy-source-version-id", version);
+        }
         if let Some((name, value)) = &part.checksum {
             set_header(&mut response, name, value);
         }
@@ -807,6 +864,7 @@ impl S3Api {
             w.element(algorithm.xml_element(), value).element("ChecksumType", checksum_type(value));
         }
         let mut response = xml_response(w.finish("CompleteMultipartUploadResult"));
+        Self::set_written_version(&mut response, &record);
         for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
@@ -903,16 +961,27 @@ impl S3Api {
         Ok(xml_response(w.finish("ListMultipartUploadsResult")))
     }
 
-    /// The plaintext of a copy source (`/bucket/key`, URL-encoded), optionally a byte range
-    /// (`bytes=a-b`), read on the caller's behalf (so the source key's state applies).
+    /// The plaintext of a copy source (`/bucket/key`, URL-encoded, optionally `?versionId=`),
+    /// optionally a byte range (`bytes=a-b`), read on the caller's behalf (so the source key's
+    /// state applies).
     async fn copy_source(
         &self,
         caller: &Caller,
         source: &str,
         range: Option<&str>,
         headers: &HeaderMap,
-    ) -> Result<(Arc<ObjectRecord>, futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>)> {
-        let source = source.split_once("?versionId=").map(|(s, _)| s).unwrap_or(source);
+    ) -> Result<CopySource> {
+        let (source, version) = match source.split_once("?versionId=") {
+            None => (source, None),
+            Some((source, version)) => {
+                let version = VersionSel::parse(version).ok_or_else(|| {
+                    S3Error::invalid_argument("Invalid version id specified")
+                        .with("ArgumentName", "x-amz-copy-source")
+                        .with("ArgumentValue", version)
+                })?;
+                (source, Some(version))
+            }
+        };
         let decoded = percent_decode_str(source.trim_start_matches('/'))
             .decode_utf8()
             .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
@@ -924,7 +993,7 @@ impl S3Api {
         let source_conditions = conditions(headers, "x-amz-copy-source-");
         let (record, output) = self
             .obs
-            .read_latest(caller, bucket, key, customer.as_ref(), |record| {
+            .read_latest(caller, bucket, key, version.as_ref(), customer.as_ref(), |record| {
                 // A copy whose source conditions do not hold copies nothing: 412 either way.
                 let failed = match source_conditions.evaluate(record) {
                     Verdict::Serve => None,
@@ -958,7 +1027,12 @@ impl S3Api {
             })
             .await?;
         match output {
-            Some(output) => Ok((record, output.body)),
+            Some(output) => {
+                let versioned =
+                    version.is_some() || self.obs.bucket_record(bucket).is_some_and(|b| b.versioning.is_some());
+                let version_id = versioned.then(|| record.version_str().to_owned());
+                Ok(CopySource { record, body: output.body, version_id })
+            }
             None => Err(S3Error::internal("a copy source read stopped at its record")),
         }
     }
@@ -966,7 +1040,8 @@ impl S3Api {
     async fn copy_object(&self, call: &Call<'_>, bucket: &str, key: &str, source_header: &str) -> Result<Response> {
         let (caller, headers, now) = (call.caller(), call.headers, call.now);
         let destination = self.obs.owned_bucket(caller, bucket)?;
-        let (source, stream) = self.copy_source(caller, source_header, None, headers).await?;
+        let CopySource { record: source, body: stream, version_id: source_version } =
+            self.copy_source(caller, source_header, None, headers).await?;
         let replace = match header_str(headers, "x-amz-metadata-directive") {
             None | Some("COPY") => false,
             Some("REPLACE") => true,
@@ -1014,6 +1089,10 @@ impl S3Api {
         w.element("LastModified", &shared::time::format_rfc3339_millis(record.last_modified_millis))
             .element("ETag", &record.etag);
         let mut response = xml_response(w.finish("CopyObjectResult"));
+        Self::set_written_version(&mut response, &record);
+        if let Some(version) = &source_version {
+            set_header(&mut response, "x-amz-copy-source-version-id", version);
+        }
         for (name, value) in sse_headers::response_headers(&record.sse) {
             set_header(&mut response, name, &value);
         }
@@ -1070,6 +1149,7 @@ impl S3Api {
         let record = self.obs.put_object(caller, bucket, key, input, decoder, stream).await?;
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "etag", &record.etag);
+        Self::set_written_version(&mut response, &record);
         if let Some(md5) = customer_md5 {
             set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
         }
@@ -1084,7 +1164,13 @@ impl S3Api {
 
     /// GetObjectAttributes: the attributes `x-amz-object-attributes` names (`ETag`, `Checksum`,
     /// `ObjectParts`, `StorageClass`, `ObjectSize`), from the object's record.
-    fn get_object_attributes(&self, call: &Call<'_>, bucket: &str, key: &str) -> Result<Response> {
+    fn get_object_attributes(
+        &self,
+        call: &Call<'_>,
+        bucket: &str,
+        key: &str,
+        version: Option<&VersionSel>,
+    ) -> Result<Response> {
         const ATTRIBUTES: [&str; 5] = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"];
         let asked: Vec<&str> = header_str(call.headers, "x-amz-object-attributes")
             .unwrap_or("")
@@ -1101,7 +1187,7 @@ impl S3Api {
         if let Some(unknown) = asked.iter().find(|a| !ATTRIBUTES.contains(a)) {
             return Err(S3Error::invalid_argument(format!("Invalid attribute name specified: {unknown}")));
         }
-        let record = self.obs.head_object(call.caller(), bucket, key)?;
+        let record = self.obs.head_object(call.caller(), bucket, key, version)?;
         let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
         crate::service::check_customer_key(&record, customer.as_ref())?;
         let mut w = Writer::document("GetObjectAttributesResponse");
@@ -1133,6 +1219,7 @@ impl S3Api {
         }
         let mut response = xml_response(w.finish("GetObjectAttributesResponse"));
         set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
+        self.set_version_header(&mut response, bucket, &record);
         Ok(response)
     }
 
@@ -1140,13 +1227,12 @@ impl S3Api {
     async fn get_object(
         &self,
         call: &Call<'_>,
-        bucket: &str,
-        key: &str,
+        read: Read<'_>,
         overrides: &[(&'static str, String)],
-        part_number: Option<u32>,
         head: bool,
     ) -> Result<Response> {
         let (caller, headers) = (call.caller(), call.headers);
+        let Read { bucket, key, version, part_number } = read;
         if part_number.is_some() && headers.contains_key(header::RANGE) {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidRequest,
@@ -1158,7 +1244,7 @@ impl S3Api {
         let (mut not_modified, mut range) = (false, None);
         let (record, output) = self
             .obs
-            .read_latest(caller, bucket, key, customer.as_ref(), |record| {
+            .read_latest(caller, bucket, key, version, customer.as_ref(), |record| {
                 if !matches!(record.sse, crate::model::SseRecord::None) {
                     sse_headers::refuse_on_read(headers)?;
                 }
@@ -1188,6 +1274,7 @@ impl S3Api {
             let mut response = empty(StatusCode::NOT_MODIFIED);
             set_header(&mut response, "etag", &record.etag);
             set_header(&mut response, "last-modified", &http_date(record.last_modified_millis));
+            self.set_version_header(&mut response, bucket, &record);
             return Ok(response);
         }
         let body = output.map(|output| output.body);
@@ -1225,7 +1312,70 @@ impl S3Api {
         if part_number.is_some() && !record.part_sizes.is_empty() {
             set_header(&mut response, "x-amz-mp-parts-count", &record.part_sizes.len().to_string());
         }
+        self.set_version_header(&mut response, bucket, &record);
         Ok(response)
+    }
+
+    /// `x-amz-version-id` of an answer about a stored version: its id once the bucket's
+    /// versioning is configured (`null` for the null version); none before.
+    fn set_version_header(&self, response: &mut Response, bucket: &str, record: &ObjectRecord) {
+        let versioned = record.version_id.is_some() || self.obs.bucket_record(bucket).is_some_and(|b| b.versioning.is_some());
+        if versioned {
+            set_header(response, "x-amz-version-id", record.version_str());
+        }
+    }
+
+    /// `x-amz-version-id` of a write: the new version's id when it has one of its own (a write
+    /// while versioning is suspended makes the null version, and S3 names none).
+    fn set_written_version(response: &mut Response, record: &ObjectRecord) {
+        if let Some(id) = &record.version_id {
+            set_header(response, "x-amz-version-id", id);
+        }
+    }
+
+    /// ListObjectVersions.
+    fn list_object_versions(&self, caller: &Caller, bucket: &str, params: ListVersionsParams) -> Result<Response> {
+        let ListVersionsParams { prefix, delimiter, max_keys, url_encode, after } = params;
+        let page =
+            self.obs.list_versions_page(caller, bucket, &prefix, delimiter.as_deref(), after.clone(), max_keys)?;
+        let enc = |s: &str| if url_encode { url_encode_key(s) } else { s.to_owned() };
+        let root = "ListVersionsResult";
+        let mut w = Writer::document(root);
+        w.element("Name", bucket).element("Prefix", &enc(&prefix));
+        let (key_marker, version_marker) = after.map(|c| (c.key, c.version)).unwrap_or_default();
+        w.element("KeyMarker", &enc(&key_marker)).element("VersionIdMarker", version_marker.as_deref().unwrap_or(""));
+        w.element("MaxKeys", &max_keys.to_string());
+        if let Some(d) = &delimiter {
+            w.element("Delimiter", &enc(d));
+        }
+        if url_encode {
+            w.element("EncodingType", "url");
+        }
+        w.element("IsTruncated", if page.next.is_some() { "true" } else { "false" });
+        if let Some(next) = &page.next {
+            w.element("NextKeyMarker", &enc(&next.key));
+            if let Some(version) = &next.version {
+                w.element("NextVersionIdMarker", version);
+            }
+        }
+        for entry in &page.objects {
+            let record = &entry.record;
+            let element = if record.delete_marker { "DeleteMarker" } else { "Version" };
+            w.open(element)
+                .element("Key", &enc(&record.key))
+                .element("VersionId", record.version_str())
+                .element("IsLatest", if entry.latest { "true" } else { "false" })
+                .element("LastModified", &shared::time::format_rfc3339_millis(record.last_modified_millis));
+            if !record.delete_marker {
+                w.element("ETag", &record.etag).element("Size", &record.size.to_string()).element("StorageClass", "STANDARD");
+            }
+            w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
+            w.close(element);
+        }
+        for prefix in &page.prefixes {
+            w.open("CommonPrefixes").element("Prefix", &enc(prefix)).close("CommonPrefixes");
+        }
+        Ok(xml_response(w.finish(root)))
     }
 
     fn list_objects(&self, caller: &Caller, bucket: &str, params: &ListObjectsParams, v2: bool) -> Result<Response> {
@@ -1303,11 +1453,39 @@ impl S3Api {
         self.obs.owned_bucket(caller, bucket)?;
         let mut w = Writer::document("DeleteResult");
         for object in &delete.objects {
-            match self.obs.delete_object(caller, bucket, &object.key).await {
-                Ok(()) if !delete.quiet => {
-                    w.open("Deleted").element("Key", &object.key).close("Deleted");
+            let version = match object.version_id.as_deref().map(|v| (v, VersionSel::parse(v))) {
+                None => None,
+                Some((_, Some(version))) => Some(version),
+                Some((text, None)) => {
+                    w.open("Error")
+                        .element("Key", &object.key)
+                        .element("VersionId", text)
+                        .element("Code", S3ErrorCode::NoSuchVersion.as_str())
+                        .element("Message", "The specified version does not exist.")
+                        .close("Error");
+                    continue;
                 }
-                Ok(()) => {}
+            };
+            match self.obs.delete_object(caller, bucket, &object.key, version.as_ref(), call.now).await {
+                Ok(deleted) if !delete.quiet => {
+                    w.open("Deleted").element("Key", &object.key);
+                    match (&version, deleted.delete_marker, &deleted.version_id) {
+                        // A version deleted for good (a delete marker, if it was one).
+                        (Some(_), marker, Some(id)) => {
+                            w.element("VersionId", id);
+                            if marker {
+                                w.element("DeleteMarker", "true").element("DeleteMarkerVersionId", id);
+                            }
+                        }
+                        // A delete marker made.
+                        (None, true, Some(id)) => {
+                            w.element("DeleteMarker", "true").element("DeleteMarkerVersionId", id);
+                        }
+                        _ => {}
+                    }
+                    w.close("Deleted");
+                }
+                Ok(_) => {}
                 Err(e) => {
                     let e = S3Error::from(e);
                     if let Some(detail) = &e.internal_detail {
@@ -1629,6 +1807,9 @@ pub fn error_response(error: &S3Error, request_id: &str) -> Response {
     w.element("RequestId", request_id);
     let mut response = (error.status(), w.finish("Error")).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    for (name, value) in &error.headers {
+        set_header(&mut response, name, value);
+    }
     // An error naming the bucket's region (a request signed for another) says it in a header too.
     if let Some((_, region)) = error.extra.iter().find(|(name, _)| *name == "Region")
         && let Ok(value) = HeaderValue::from_str(region)
@@ -1639,7 +1820,7 @@ pub fn error_response(error: &S3Error, request_id: &str) -> Response {
 }
 
 /// RFC 7231 date of Unix milliseconds, e.g. `Wed, 12 Oct 2009 17:50:00 GMT`.
-fn http_date(millis: i64) -> String {
+pub(crate) fn http_date(millis: i64) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64))
 }
 

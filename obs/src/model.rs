@@ -43,6 +43,78 @@ pub struct BucketRecord {
     /// The bucket's tags (PutBucketTagging); none when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
+    /// The versioning state (PutBucketVersioning); `None` for a bucket whose versioning was never
+    /// configured (it cannot go back to that state, only to `Suspended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<Versioning>,
+}
+
+/// A bucket's versioning state, once configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    /// Every write and delete adds a version with an id of its own.
+    Enabled,
+    /// Writes and deletes replace the `null` version; older versions stay.
+    Suspended,
+}
+
+impl Versioning {
+    /// The state as `<Status>` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Versioning::Enabled => "Enabled",
+            Versioning::Suspended => "Suspended",
+        }
+    }
+}
+
+/// The version of a key a request names (`versionId`): the `null` version (written before
+/// versioning was enabled or while it was suspended) or one with an id of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSel {
+    /// `versionId=null`.
+    Null,
+    /// An id kmsim gave a version.
+    Id(String),
+}
+
+/// Length of the version ids kmsim makes: base64url of 24 random bytes.
+pub const VERSION_ID_LEN: usize = 32;
+
+impl VersionSel {
+    /// The version a `versionId` names; `None` for text that is no version id kmsim makes
+    /// (S3 answers it 400 InvalidArgument "Invalid version id specified").
+    pub fn parse(text: &str) -> Option<VersionSel> {
+        if text == "null" {
+            return Some(VersionSel::Null);
+        }
+        let well_formed = text.len() == VERSION_ID_LEN
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then(|| VersionSel::Id(text.to_owned()))
+    }
+
+    /// Whether `record` is this version.
+    pub fn names(&self, record: &ObjectRecord) -> bool {
+        match self {
+            VersionSel::Null => record.version_id.is_none(),
+            VersionSel::Id(id) => record.version_id.as_deref() == Some(id.as_str()),
+        }
+    }
+
+    /// The id as the wire says it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            VersionSel::Null => "null",
+            VersionSel::Id(id) => id,
+        }
+    }
+}
+
+/// A fresh version id: base64url (no padding) of 24 random bytes, [`VERSION_ID_LEN`] characters.
+pub fn new_version_id() -> Box<str> {
+    use base64::Engine;
+    let bytes: [u8; 24] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes).into_boxed_str()
 }
 
 /// How an object is encrypted at rest.
@@ -212,6 +284,21 @@ pub struct ObjectRecord {
     /// `x-amz-mp-parts-count`); empty for any other object.
     #[serde(default, skip_serializing_if = "<[u64]>::is_empty")]
     pub part_sizes: Box<[u64]>,
+    /// The version's id; `None` for the `null` version (every object of a bucket whose versioning
+    /// was never configured, and those written while it is suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<Box<str>>,
+    /// Order among the versions of a key (higher is newer), from the store's counter; 0 for an
+    /// object written while versioning was never configured.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sequence: u64,
+    /// A delete marker: a version with no body (its `blob` is empty) that hides the older ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One tag of an object or a bucket.
@@ -224,6 +311,36 @@ pub struct Tag {
 }
 
 impl ObjectRecord {
+    /// The version id as the wire says it (`null` for the null version).
+    pub fn version_str(&self) -> &str {
+        self.version_id.as_deref().unwrap_or("null")
+    }
+
+    /// A delete marker for `key` made at `now_millis` (its version id and sequence are the
+    /// store's to give).
+    pub fn new_delete_marker(key: &str, now_millis: i64) -> ObjectRecord {
+        ObjectRecord {
+            format: RECORD_FORMAT,
+            key: key.to_owned(),
+            size: 0,
+            etag: String::new(),
+            last_modified_millis: now_millis,
+            content_type: None,
+            headers: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+            sse: SseRecord::None,
+            blob: String::new(),
+            stored_size: 0,
+            envelope_header_len: None,
+            checksum: None,
+            tags: Box::default(),
+            part_sizes: Box::default(),
+            version_id: None,
+            sequence: 0,
+            delete_marker: true,
+        }
+    }
+
     /// Gives back the spare capacity of the record's strings (those built by `format!` or grown
     /// while streaming carry some): the index keeps every record for the life of the process.
     pub fn shrink_to_fit(&mut self) {
@@ -417,6 +534,9 @@ mod tests {
             checksum: None,
             tags: Box::default(),
             part_sizes: Box::default(),
+            version_id: None,
+            sequence: 0,
+            delete_marker: false,
         };
         assert!(WriteCondition::None.holds(None) && WriteCondition::None.holds(Some(&current)));
         assert!(WriteCondition::Absent.holds(None) && !WriteCondition::Absent.holds(Some(&current)));

@@ -220,7 +220,7 @@ impl Obs {
         customer: Option<&CustomerKey>,
         condition: WriteCondition,
         now_millis: i64,
-    ) -> Result<ObjectRecord> {
+    ) -> Result<Arc<ObjectRecord>> {
         let UploadRef { bucket, key, upload_id } = upload;
         let upload = match self.owned_upload(caller, bucket, key, upload_id) {
             Ok(upload) => upload,
@@ -229,7 +229,7 @@ impl Obs {
                 if let Some(record) =
                     self.completed().repeat(upload_id, bucket, key, parts, |k| self.store().object(bucket, k)) =>
             {
-                return Ok((*record).clone());
+                return Ok(record);
             }
             Err(e) => return Err(e),
         };

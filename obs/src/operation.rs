@@ -18,6 +18,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode_str;
 
+use crate::model::VersionSel;
 use crate::s3_error::S3ErrorCode;
 use crate::s3_error::{Result, S3Error};
 
@@ -145,6 +146,66 @@ fn decode_continuation_token(token: &str) -> Result<String> {
         .ok()
         .and_then(|raw| String::from_utf8(raw).ok())
         .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))
+}
+
+/// The parameters of ListObjectVersions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListVersionsParams {
+    /// `prefix` ("" when absent).
+    pub prefix: String,
+    /// `delimiter`, absent when empty.
+    pub delimiter: Option<String>,
+    /// `max-keys`, at most [`MAX_KEYS`].
+    pub max_keys: usize,
+    /// `encoding-type=url`.
+    pub url_encode: bool,
+    /// `key-marker` (and `version-id-marker`): where the listing resumes.
+    pub after: Option<crate::store::VersionCursor>,
+}
+
+impl ListVersionsParams {
+    fn parse(query: &BTreeMap<String, String>) -> Result<Self> {
+        let list = ListObjectsParams::parse(query, false)?;
+        let key_marker = query.get("key-marker").filter(|m| !m.is_empty());
+        let version_marker = query.get("version-id-marker").filter(|m| !m.is_empty());
+        let after = match (key_marker, version_marker) {
+            (None, Some(_)) => {
+                return Err(S3Error::invalid_argument("A version-id marker cannot be specified without a key marker.")
+                    .with("ArgumentName", "version-id-marker"));
+            }
+            (None, None) => None,
+            (Some(key), version) => Some(crate::store::VersionCursor {
+                key: key.clone(),
+                version: version.map(|v| parse_version(v).map(|v| v.as_str().to_owned())).transpose()?,
+            }),
+        };
+        Ok(ListVersionsParams {
+            prefix: list.prefix,
+            delimiter: list.delimiter,
+            max_keys: list.max_keys,
+            url_encode: list.url_encode,
+            after,
+        })
+    }
+}
+
+/// A `versionId` (or `version-id-marker`): `null` or an id kmsim made.
+fn parse_version(text: &str) -> Result<VersionSel> {
+    if text.is_empty() {
+        return Err(S3Error::invalid_argument("Version id cannot be the empty string")
+            .with("ArgumentName", "versionId")
+            .with("ArgumentValue", ""));
+    }
+    VersionSel::parse(text).ok_or_else(|| {
+        S3Error::invalid_argument("Invalid version id specified")
+            .with("ArgumentName", "versionId")
+            .with("ArgumentValue", text)
+    })
+}
+
+/// The `versionId` of a request, if any.
+fn version_of(query: &BTreeMap<String, String>) -> Result<Option<VersionSel>> {
+    query.get("versionId").map(|v| parse_version(v)).transpose()
 }
 
 /// The parameters of ListBuckets.
@@ -296,6 +357,8 @@ pub enum S3Operation {
         bucket: String,
         /// The key.
         key: String,
+        /// `versionId`: the tags of this version (else the current object's).
+        version: Option<VersionSel>,
     },
     /// `GET /bucket/key?tagging`.
     GetObjectTagging {
@@ -303,6 +366,8 @@ pub enum S3Operation {
         bucket: String,
         /// The key.
         key: String,
+        /// `versionId`: the tags of this version (else the current object's).
+        version: Option<VersionSel>,
     },
     /// `DELETE /bucket/key?tagging`.
     DeleteObjectTagging {
@@ -310,6 +375,25 @@ pub enum S3Operation {
         bucket: String,
         /// The key.
         key: String,
+        /// `versionId`: the tags of this version (else the current object's).
+        version: Option<VersionSel>,
+    },
+    /// `PUT /bucket?versioning`.
+    PutBucketVersioning {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?versioning`.
+    GetBucketVersioning {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?versions`.
+    ListObjectVersions {
+        /// The bucket.
+        bucket: String,
+        /// The listing's parameters.
+        params: ListVersionsParams,
     },
     /// `GET /bucket` (with `prefix`, `delimiter`, `marker`, `max-keys`, `encoding-type` only).
     ListObjects {
@@ -371,6 +455,8 @@ pub enum S3Operation {
         overrides: Vec<(&'static str, String)>,
         /// `partNumber`: read one part of a multipart object (1 to 10,000).
         part_number: Option<u32>,
+        /// `versionId`: read this version (else the current object).
+        version: Option<VersionSel>,
     },
     /// `HEAD /bucket/key`.
     HeadObject {
@@ -382,6 +468,8 @@ pub enum S3Operation {
         overrides: Vec<(&'static str, String)>,
         /// `partNumber`: read one part of a multipart object (1 to 10,000).
         part_number: Option<u32>,
+        /// `versionId`: read this version (else the current object).
+        version: Option<VersionSel>,
     },
     /// `GET /bucket/key?attributes` with `x-amz-object-attributes`.
     GetObjectAttributes {
@@ -389,6 +477,8 @@ pub enum S3Operation {
         bucket: String,
         /// The key.
         key: String,
+        /// `versionId`: this version's attributes (else the current object's).
+        version: Option<VersionSel>,
     },
     /// `DELETE /bucket/key`.
     DeleteObject {
@@ -396,6 +486,9 @@ pub enum S3Operation {
         bucket: String,
         /// The key.
         key: String,
+        /// `versionId`: delete this version for good (else the key's object, or in a versioned
+        /// bucket add a delete marker).
+        version: Option<VersionSel>,
     },
     /// `POST /bucket/key?uploads`.
     CreateMultipartUpload {
@@ -522,9 +615,6 @@ unsupported! {
     PutBucketPolicy = PUT Bucket "policy" "s3:PutBucketPolicy",
     DeleteBucketPolicy = DELETE Bucket "policy" "s3:DeleteBucketPolicy",
     GetBucketPolicyStatus = GET Bucket "policyStatus" "s3:GetBucketPolicyStatus",
-    GetBucketVersioning = GET Bucket "versioning" "s3:GetBucketVersioning",
-    PutBucketVersioning = PUT Bucket "versioning" "s3:PutBucketVersioning",
-    ListObjectVersions = GET Bucket "versions" "s3:ListBucketVersions",
     GetBucketLifecycleConfiguration = GET Bucket "lifecycle" "s3:GetLifecycleConfiguration",
     PutBucketLifecycleConfiguration = PUT Bucket "lifecycle" "s3:PutLifecycleConfiguration",
     DeleteBucketLifecycle = DELETE Bucket "lifecycle" "s3:PutLifecycleConfiguration",
@@ -599,6 +689,11 @@ impl S3Operation {
             Method::PUT if sub("tagging") => S3Operation::PutBucketTagging { bucket },
             Method::GET if sub("tagging") => S3Operation::GetBucketTagging { bucket },
             Method::DELETE if sub("tagging") => S3Operation::DeleteBucketTagging { bucket },
+            Method::PUT if sub("versioning") => S3Operation::PutBucketVersioning { bucket },
+            Method::GET if sub("versioning") => S3Operation::GetBucketVersioning { bucket },
+            Method::GET if sub("versions") => {
+                S3Operation::ListObjectVersions { bucket, params: ListVersionsParams::parse(query)? }
+            }
             Method::PUT if sub("cors") => S3Operation::PutBucketCors { bucket },
             Method::GET if sub("cors") => S3Operation::GetBucketCors { bucket },
             Method::DELETE if sub("cors") => S3Operation::DeleteBucketCors { bucket },
@@ -630,7 +725,10 @@ impl S3Operation {
         query: &BTreeMap<String, String>,
         headers: &HeaderMap,
     ) -> Result<Self> {
-        let plain_query = query.keys().all(|k| k == "x-id" || OBJECT_QUERY_PREFIXES.iter().any(|p| k.starts_with(p)));
+        let plain_query = query
+            .keys()
+            .all(|k| k == "x-id" || k == "versionId" || OBJECT_QUERY_PREFIXES.iter().any(|p| k.starts_with(p)));
+        let version = version_of(query)?;
         // A copy source that is not text copies nothing: UploadPart takes the body, CopyObject
         // refuses the empty source.
         let copy_source = headers.get("x-amz-copy-source").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -642,9 +740,9 @@ impl S3Operation {
                 .collect::<Vec<_>>()
         };
         // A read may also name one part of a multipart object.
-        let read_query = query
-            .keys()
-            .all(|k| k == "x-id" || k == "partNumber" || OBJECT_QUERY_PREFIXES.iter().any(|p| k.starts_with(p)));
+        let read_query = query.keys().all(|k| {
+            k == "x-id" || k == "partNumber" || k == "versionId" || OBJECT_QUERY_PREFIXES.iter().any(|p| k.starts_with(p))
+        });
         let read_part = || {
             query
                 .get("partNumber")
@@ -657,13 +755,13 @@ impl S3Operation {
         };
         let upload_id = query.get("uploadId").cloned();
         if query.contains_key("attributes") && upload_id.is_none() && *method == Method::GET {
-            return Ok(S3Operation::GetObjectAttributes { bucket, key });
+            return Ok(S3Operation::GetObjectAttributes { bucket, key, version });
         }
         if query.contains_key("tagging") && upload_id.is_none() {
             match *method {
-                Method::PUT => return Ok(S3Operation::PutObjectTagging { bucket, key }),
-                Method::GET => return Ok(S3Operation::GetObjectTagging { bucket, key }),
-                Method::DELETE => return Ok(S3Operation::DeleteObjectTagging { bucket, key }),
+                Method::PUT => return Ok(S3Operation::PutObjectTagging { bucket, key, version }),
+                Method::GET => return Ok(S3Operation::GetObjectTagging { bucket, key, version }),
+                Method::DELETE => return Ok(S3Operation::DeleteObjectTagging { bucket, key, version }),
                 _ => {}
             }
         }
@@ -690,14 +788,15 @@ impl S3Operation {
             (Method::PUT, None) if copies => {
                 S3Operation::CopyObject { bucket, key, source: copy_source.unwrap_or_default() }
             }
-            (Method::PUT, None) if plain_query => S3Operation::PutObject { bucket, key },
+            // A write makes a version; it cannot name one.
+            (Method::PUT, None) if plain_query && version.is_none() => S3Operation::PutObject { bucket, key },
             (Method::GET, None) if read_query => {
-                S3Operation::GetObject { bucket, key, overrides: overrides(), part_number: read_part()? }
+                S3Operation::GetObject { bucket, key, overrides: overrides(), part_number: read_part()?, version }
             }
             (Method::HEAD, None) if read_query => {
-                S3Operation::HeadObject { bucket, key, overrides: overrides(), part_number: read_part()? }
+                S3Operation::HeadObject { bucket, key, overrides: overrides(), part_number: read_part()?, version }
             }
-            (Method::DELETE, None) if plain_query => S3Operation::DeleteObject { bucket, key },
+            (Method::DELETE, None) if plain_query => S3Operation::DeleteObject { bucket, key, version },
             _ => match Unsupported::select(method, Level::Object, query) {
                 Some(operation) => S3Operation::Unsupported { operation, bucket, key: Some(key) },
                 None => return Err(S3Error::not_implemented(&not_implemented_object(method, query))),
@@ -726,6 +825,9 @@ impl S3Operation {
             S3Operation::DeleteObjectTagging { .. } => "DeleteObjectTagging",
             S3Operation::GetBucketCors { .. } => "GetBucketCors",
             S3Operation::DeleteBucketCors { .. } => "DeleteBucketCors",
+            S3Operation::PutBucketVersioning { .. } => "PutBucketVersioning",
+            S3Operation::GetBucketVersioning { .. } => "GetBucketVersioning",
+            S3Operation::ListObjectVersions { .. } => "ListObjectVersions",
             S3Operation::ListObjects { .. } => "ListObjects",
             S3Operation::ListObjectsV2 { .. } => "ListObjectsV2",
             S3Operation::ListMultipartUploads { .. } => "ListMultipartUploads",
@@ -763,12 +865,19 @@ impl S3Operation {
             S3Operation::GetBucketCors { .. } => "s3:GetBucketCORS",
             S3Operation::PutBucketTagging { .. } | S3Operation::DeleteBucketTagging { .. } => "s3:PutBucketTagging",
             S3Operation::GetBucketTagging { .. } => "s3:GetBucketTagging",
-            S3Operation::PutObjectTagging { .. } => "s3:PutObjectTagging",
-            S3Operation::GetObjectTagging { .. } => "s3:GetObjectTagging",
-            S3Operation::DeleteObjectTagging { .. } => "s3:DeleteObjectTagging",
+            S3Operation::PutObjectTagging { version: None, .. } => "s3:PutObjectTagging",
+            S3Operation::PutObjectTagging { version: Some(_), .. } => "s3:PutObjectVersionTagging",
+            S3Operation::GetObjectTagging { version: None, .. } => "s3:GetObjectTagging",
+            S3Operation::GetObjectTagging { version: Some(_), .. } => "s3:GetObjectVersionTagging",
+            S3Operation::DeleteObjectTagging { version: None, .. } => "s3:DeleteObjectTagging",
+            S3Operation::DeleteObjectTagging { version: Some(_), .. } => "s3:DeleteObjectVersionTagging",
+            S3Operation::PutBucketVersioning { .. } => "s3:PutBucketVersioning",
+            S3Operation::GetBucketVersioning { .. } => "s3:GetBucketVersioning",
+            S3Operation::ListObjectVersions { .. } => "s3:ListBucketVersions",
             S3Operation::ListObjects { .. } | S3Operation::ListObjectsV2 { .. } => "s3:ListBucket",
             S3Operation::ListMultipartUploads { .. } => "s3:ListBucketMultipartUploads",
-            S3Operation::DeleteObjects { .. } | S3Operation::DeleteObject { .. } => "s3:DeleteObject",
+            S3Operation::DeleteObjects { .. } | S3Operation::DeleteObject { version: None, .. } => "s3:DeleteObject",
+            S3Operation::DeleteObject { version: Some(_), .. } => "s3:DeleteObjectVersion",
             S3Operation::PutObject { .. }
             | S3Operation::PostObject { .. }
             | S3Operation::CopyObject { .. }
@@ -776,8 +885,14 @@ impl S3Operation {
             | S3Operation::UploadPart { .. }
             | S3Operation::UploadPartCopy { .. }
             | S3Operation::CompleteMultipartUpload { .. } => "s3:PutObject",
-            S3Operation::GetObject { .. } | S3Operation::HeadObject { .. } => "s3:GetObject",
-            S3Operation::GetObjectAttributes { .. } => "s3:GetObjectAttributes",
+            S3Operation::GetObject { version: None, .. } | S3Operation::HeadObject { version: None, .. } => {
+                "s3:GetObject"
+            }
+            S3Operation::GetObject { version: Some(_), .. } | S3Operation::HeadObject { version: Some(_), .. } => {
+                "s3:GetObjectVersion"
+            }
+            S3Operation::GetObjectAttributes { version: None, .. } => "s3:GetObjectAttributes",
+            S3Operation::GetObjectAttributes { version: Some(_), .. } => "s3:GetObjectVersionAttributes",
             S3Operation::AbortMultipartUpload { .. } => "s3:AbortMultipartUpload",
             S3Operation::ListParts { .. } => "s3:ListMultipartUploadParts",
             S3Operation::Unsupported { operation, .. } => operation.action(),
@@ -794,6 +909,8 @@ impl S3Operation {
             | S3Operation::GetBucketCors { .. }
             | S3Operation::GetBucketTagging { .. }
             | S3Operation::GetObjectTagging { .. }
+            | S3Operation::GetBucketVersioning { .. }
+            | S3Operation::ListObjectVersions { .. }
             | S3Operation::ListObjects { .. }
             | S3Operation::ListObjectsV2 { .. }
             | S3Operation::ListMultipartUploads { .. }
@@ -811,6 +928,7 @@ impl S3Operation {
             | S3Operation::DeleteBucketTagging { .. }
             | S3Operation::PutObjectTagging { .. }
             | S3Operation::DeleteObjectTagging { .. }
+            | S3Operation::PutBucketVersioning { .. }
             | S3Operation::DeleteObjects { .. }
             | S3Operation::PostObject { .. }
             | S3Operation::PutObject { .. }
@@ -842,6 +960,9 @@ impl S3Operation {
             | S3Operation::PutBucketTagging { bucket }
             | S3Operation::GetBucketTagging { bucket }
             | S3Operation::DeleteBucketTagging { bucket }
+            | S3Operation::PutBucketVersioning { bucket }
+            | S3Operation::GetBucketVersioning { bucket }
+            | S3Operation::ListObjectVersions { bucket, .. }
             | S3Operation::PutObjectTagging { bucket, .. }
             | S3Operation::GetObjectTagging { bucket, .. }
             | S3Operation::DeleteObjectTagging { bucket, .. }
@@ -918,9 +1039,9 @@ impl S3Operation {
             S3Operation::CopyObject { .. } => (&WRITE_HEADERS, &[]),
             S3Operation::UploadPartCopy { .. } => (&WRITE_HEADERS[4..5], &[]),
             S3Operation::CreateBucket { .. } => (&["x-amz-acl"], &[]),
-            S3Operation::ListObjects { .. } | S3Operation::ListObjectsV2 { .. } => {
-                (&[], &["prefix", "delimiter", "max-keys"])
-            }
+            S3Operation::ListObjects { .. }
+            | S3Operation::ListObjectsV2 { .. }
+            | S3Operation::ListObjectVersions { .. } => (&[], &["prefix", "delimiter", "max-keys"]),
             _ => (&[], &[]),
         };
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -1234,7 +1355,8 @@ mod tests {
                 bucket: "b".into(),
                 key: "a b".into(),
                 overrides: vec![("expires", "x".into())],
-                part_number: None
+                part_number: None,
+                version: None
             }
         );
         let operation = parse("GET", "s3.amazonaws.com", "/b/k?uploadId=U&max-parts=5000", &[]).expect("ListParts");

@@ -89,6 +89,8 @@ pub enum S3ErrorCode {
     NoSuchKey,
     /// 404: the multipart upload does not exist.
     NoSuchUpload,
+    /// 404: the version does not exist.
+    NoSuchVersion,
     /// 501: the operation is not built.
     NotImplemented,
     /// 412: a precondition (`If-Match`, ...) does not hold.
@@ -160,6 +162,7 @@ impl S3ErrorCode {
             S3ErrorCode::NoSuchBucket => "NoSuchBucket",
             S3ErrorCode::NoSuchKey => "NoSuchKey",
             S3ErrorCode::NoSuchUpload => "NoSuchUpload",
+            S3ErrorCode::NoSuchVersion => "NoSuchVersion",
             S3ErrorCode::NotImplemented => "NotImplemented",
             S3ErrorCode::PreconditionFailed => "PreconditionFailed",
             S3ErrorCode::RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
@@ -196,6 +199,7 @@ impl S3ErrorCode {
             | S3ErrorCode::NoSuchTagSet
             | S3ErrorCode::NoSuchKey
             | S3ErrorCode::NoSuchUpload
+            | S3ErrorCode::NoSuchVersion
             | S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError => StatusCode::NOT_FOUND,
             S3ErrorCode::InvalidRange | S3ErrorCode::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             S3ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -262,6 +266,8 @@ pub struct S3Error {
     /// For an InternalError: what failed, which the front end logs once with the request id; never
     /// sent.
     pub internal_detail: Option<String>,
+    /// Response headers of the error (`x-amz-delete-marker`, ...).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Display for S3Error {
@@ -275,7 +281,7 @@ impl std::error::Error for S3Error {}
 impl S3Error {
     /// An error with a code and message.
     pub fn new(code: S3ErrorCode, message: impl Into<String>) -> Self {
-        S3Error { code, message: message.into(), extra: Vec::new(), internal_detail: None }
+        S3Error { code, message: message.into(), extra: Vec::new(), internal_detail: None, headers: Vec::new() }
     }
 
     /// The HTTP status of the answer.
@@ -286,6 +292,12 @@ impl S3Error {
     /// Adds an extra element to the error body.
     pub fn with(mut self, element: &'static str, value: impl Into<String>) -> Self {
         self.extra.push((element, value.into()));
+        self
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -372,6 +384,23 @@ impl From<Error> for S3Error {
         match error {
             Error::NoSuchBucket { bucket } => S3Error::no_such_bucket(&bucket),
             Error::NoSuchKey { key } => S3Error::no_such_key(&key),
+            Error::NoSuchVersion { key, version_id } => {
+                S3Error::new(S3ErrorCode::NoSuchVersion, "The specified version does not exist.")
+                    .with("Key", key)
+                    .with("VersionId", version_id)
+            }
+            Error::DeleteMarker { key, version_id, last_modified_millis, addressed } => {
+                let error = match addressed {
+                    true => S3Error::new(
+                        S3ErrorCode::MethodNotAllowed,
+                        "The specified method is not allowed against this resource.",
+                    )
+                    .with("ResourceType", "DeleteMarker")
+                    .with_header("last-modified", crate::http::http_date(last_modified_millis)),
+                    false => S3Error::no_such_key(&key),
+                };
+                error.with_header("x-amz-delete-marker", "true").with_header("x-amz-version-id", version_id)
+            }
             Error::InvalidTag { message } => S3Error::new(S3ErrorCode::InvalidTag, message),
             Error::TooManyTags { max } if max == crate::tagging::MAX_OBJECT_TAGS => {
                 S3Error::new(S3ErrorCode::BadRequest, "Object tags cannot be greater than 10")

@@ -25,10 +25,12 @@ use crate::chunked::ChunkedDecoder;
 use crate::cors::CorsRule;
 use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Error, Result};
-use crate::model::{BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord, Tag, WriteCondition};
+use crate::model::{
+    BucketEncryption, BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord, Tag, VersionSel, Versioning, WriteCondition,
+};
 use crate::sse::{CustomerKey, OBS_MANAGED_ALIAS, S3_ARN_CONTEXT_KEY, S3_MANAGED_ALIAS, SseRequest};
 use crate::sse_s3::{self, SseS3Key};
-use crate::store::Store;
+use crate::store::{Deleted, Store, VersionCursor, VersionEntry};
 
 /// The service principal S3 calls the KMS as, recorded as `via_service` in the KMS audit log.
 pub const S3_SERVICE_PRINCIPAL: &str = "s3.amazonaws.com";
@@ -83,15 +85,69 @@ pub struct PutInput {
     pub composite_checksum: Option<(String, String)>,
 }
 
-/// One page of a listing, with common prefixes rolled up.
-#[derive(Debug, Default)]
-pub struct ListPage {
-    /// The objects of the page, in key order.
-    pub objects: Vec<Arc<ObjectRecord>>,
+/// One page of a listing (objects, or versions), with common prefixes rolled up.
+#[derive(Debug)]
+pub struct ListPage<T: Listed = Arc<ObjectRecord>> {
+    /// The entries of the page, in order.
+    pub objects: Vec<T>,
     /// The common prefixes of the page, in order.
     pub prefixes: Vec<String>,
-    /// The last key or prefix of this page, if more follow.
-    pub next: Option<String>,
+    /// Where the next page starts (after the last entry or prefix of this one), if more follow.
+    pub next: Option<T::Cursor>,
+}
+
+/// An entry of a listing: it has a key, and a listing can resume after it.
+pub trait Listed: Clone {
+    /// Where a listing resumes.
+    type Cursor: Clone;
+    /// The entry's key.
+    fn key(&self) -> &str;
+    /// The place just after this entry.
+    fn cursor(&self) -> Self::Cursor;
+    /// The place after every entry of `key`.
+    fn after_key(key: String) -> Self::Cursor;
+    /// The key a place is at.
+    fn cursor_key(cursor: &Self::Cursor) -> &str;
+}
+
+impl Listed for Arc<ObjectRecord> {
+    type Cursor = String;
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn cursor(&self) -> String {
+        self.key.clone()
+    }
+
+    fn after_key(key: String) -> String {
+        key
+    }
+
+    fn cursor_key(cursor: &String) -> &str {
+        cursor
+    }
+}
+
+impl Listed for VersionEntry {
+    type Cursor = VersionCursor;
+
+    fn key(&self) -> &str {
+        &self.record.key
+    }
+
+    fn cursor(&self) -> VersionCursor {
+        VersionCursor { key: self.record.key.clone(), version: Some(self.record.version_str().to_owned()) }
+    }
+
+    fn after_key(key: String) -> VersionCursor {
+        VersionCursor { key, version: None }
+    }
+
+    fn cursor_key(cursor: &VersionCursor) -> &str {
+        &cursor.key
+    }
 }
 
 /// What a read makes of the record it found ([`Obs::read_latest`]).
@@ -206,6 +262,7 @@ impl Obs {
             encryption: None,
             cors: Vec::new(),
             tags: Vec::new(),
+            versioning: None,
         };
         match self.store.create_bucket(record).await? {
             Ok(()) => Ok(()),
@@ -249,12 +306,26 @@ impl Obs {
         self.store.update_bucket(record).await
     }
 
-    /// PutObjectTagging (valid `tags`) and DeleteObjectTagging (none): the object's record is
-    /// rewritten with its body untouched.
-    pub async fn set_object_tags(&self, caller: &Caller, bucket: &str, key: &str, tags: Vec<Tag>) -> Result<()> {
+    /// PutObjectTagging (valid `tags`) and DeleteObjectTagging (none), of the current object or
+    /// of one version: the record is rewritten with its body untouched.
+    pub async fn set_object_tags(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        version: Option<&VersionSel>,
+        tags: Vec<Tag>,
+    ) -> Result<Arc<ObjectRecord>> {
         self.owned_bucket(caller, bucket)?;
         crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
-        self.store.update_object(bucket, key, |record| record.tags = tags.into_boxed_slice()).await
+        self.store.update_object(bucket, key, version, |record| record.tags = tags.into_boxed_slice()).await
+    }
+
+    /// PutBucketVersioning.
+    pub async fn set_bucket_versioning(&self, caller: &Caller, name: &str, versioning: Versioning) -> Result<()> {
+        let mut record = (*self.owned_bucket(caller, name)?).clone();
+        record.versioning = Some(versioning);
+        self.store.update_bucket(record).await
     }
 
     /// PutBucketTagging (valid `tags`) and DeleteBucketTagging (none).
@@ -282,7 +353,7 @@ impl Obs {
         input: PutInput,
         decoder: Option<ChunkedDecoder>,
         body: S,
-    ) -> Result<ObjectRecord>
+    ) -> Result<Arc<ObjectRecord>>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -326,9 +397,11 @@ impl Obs {
             checksum: input.composite_checksum.or(written.checksum),
             tags: input.tags.into_boxed_slice(),
             part_sizes: input.part_sizes.into_boxed_slice(),
+            version_id: None,
+            sequence: 0,
+            delete_marker: false,
         };
-        self.store.commit_object_since(bucket, record.clone(), written.resets, &input.condition).await?;
-        Ok(record)
+        self.store.commit_object_since(bucket, record, written.resets, &input.condition).await
     }
 
     /// Streams a body into a new, durable blob of `bucket`, checking every digest the client
@@ -580,10 +653,16 @@ impl Obs {
         to_data_key(&plain).ok_or_else(|| Error::internal("a data key of the wrong size"))
     }
 
-    /// HeadObject: the record of an object.
-    pub fn head_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<Arc<ObjectRecord>> {
+    /// HeadObject: the record of an object (the key's current one, or `version`).
+    pub fn head_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        version: Option<&VersionSel>,
+    ) -> Result<Arc<ObjectRecord>> {
         self.owned_bucket(caller, bucket)?;
-        self.store.object(bucket, key).ok_or_else(|| Error::NoSuchKey { key: key.to_owned() })
+        self.store.find(bucket, key, version)
     }
 
     /// GetObject of `range` (plaintext bytes; `None` for all of it) of the object `record`
@@ -604,7 +683,7 @@ impl Obs {
         }
     }
 
-    /// Reads the object at `key` as it is now: looks it up, lets `plan` check the record and say
+    /// Reads the object at `key` (or its `version`) as it is now: looks it up, lets `plan` check the record and say
     /// what to read of it, and opens its body. A record can go stale between its lookup and the
     /// opening of its body (an overwrite or a DELETE removed the body): the key is then looked up
     /// again, and the new object (or NoSuchKey) answered; after [`MAX_STALE_READS`] lookups,
@@ -614,12 +693,13 @@ impl Obs {
         caller: &Caller,
         bucket: &str,
         key: &str,
+        version: Option<&VersionSel>,
         customer: Option<&CustomerKey>,
         mut plan: impl FnMut(&Arc<ObjectRecord>) -> std::result::Result<ReadPlan, E>,
     ) -> std::result::Result<(Arc<ObjectRecord>, Option<GetOutput>), E> {
         let mut attempts = 0;
         loop {
-            let record = self.head_object(caller, bucket, key)?;
+            let record = self.head_object(caller, bucket, key, version)?;
             let range = match plan(&record)? {
                 ReadPlan::RecordOnly => return Ok((record, None)),
                 ReadPlan::Open(range) => range,
@@ -653,7 +733,11 @@ impl Obs {
             Ok(body) => Ok(Some(GetOutput { record, range, body })),
             Err(Opening::Failed(e)) => Err(e),
             Err(Opening::Gone(e)) => {
-                let current = self.store.object(bucket, &record.key);
+                let version = match &record.version_id {
+                    None => VersionSel::Null,
+                    Some(id) => VersionSel::Id(id.to_string()),
+                };
+                let current = self.store.version(bucket, &record.key, &version);
                 if current.is_some_and(|c| c.blob == record.blob) {
                     // The index still points at the body: it is really missing.
                     return Err(corrupted(&record, format!("its body is missing: {e}")));
@@ -732,10 +816,21 @@ impl Obs {
         Ok(body)
     }
 
-    /// DeleteObject (no error for a missing key).
-    pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
+    /// DeleteObject (no error for a missing key or version): of `version` for good, else of the
+    /// key's object (a delete marker in a versioned bucket).
+    pub async fn delete_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        version: Option<&VersionSel>,
+        now_millis: i64,
+    ) -> Result<Deleted> {
         self.owned_bucket(caller, bucket)?;
-        self.store.delete_object(bucket, key).await
+        match version {
+            Some(version) => self.store.delete_version(bucket, key, version).await,
+            None => self.store.delete_object(bucket, key, now_millis).await,
+        }
     }
 
     /// ListObjects / ListObjectsV2: one page of at most `max_keys` objects and common prefixes
@@ -750,49 +845,26 @@ impl Obs {
         start_after: Option<&str>,
         max_keys: usize,
     ) -> Result<ListPage> {
-        let mut page = ListPage { objects: Vec::new(), prefixes: Vec::new(), next: None };
-        let mut after = start_after.map(str::to_owned);
-        loop {
-            let batch = self.list_objects(caller, bucket, prefix, after.as_deref(), LIST_BATCH)?;
-            if batch.is_empty() {
-                return Ok(page);
-            }
-            for object in &batch {
-                let rest = &object.key[prefix.len()..];
-                let common = delimiter
-                    .and_then(|d| rest.find(d).map(|i| (i, d.len())))
-                    .map(|(i, len)| format!("{prefix}{}", &rest[..i + len]));
-                // A key rolled up into the last common prefix, or into one an earlier page returned,
-                // adds nothing: it neither fills the page nor makes it truncated.
-                if let Some(common) = &common
-                    && (page.prefixes.last() == Some(common)
-                        || after.as_deref().is_some_and(|a| a >= common.as_str() && a.starts_with(common.as_str())))
-                {
-                    continue;
-                }
-                if page.objects.len() + page.prefixes.len() == max_keys {
-                    page.next = page
-                        .objects
-                        .last()
-                        .map(|o| o.key.clone())
-                        .into_iter()
-                        .chain(page.prefixes.last().cloned())
-                        .max();
-                    return Ok(page);
-                }
-                match common {
-                    Some(common) => page.prefixes.push(common),
-                    None => page.objects.push(object.clone()),
-                }
-            }
-            after = batch.last().map(|o| o.key.clone());
-            // Skip the rest of a rolled-up prefix at once.
-            if let (Some(last_prefix), Some(a)) = (page.prefixes.last(), &after)
-                && a.starts_with(last_prefix.as_str())
-            {
-                after = Some(format!("{last_prefix}\u{10FFFF}"));
-            }
-        }
+        page_of(prefix, delimiter, start_after.map(str::to_owned), max_keys, |after, limit| {
+            self.list_objects(caller, bucket, prefix, after.map(String::as_str), limit)
+        })
+    }
+
+    /// ListObjectVersions: one page of at most `max_keys` versions, delete markers and common
+    /// prefixes, by key and then newest first, after `after`.
+    pub fn list_versions_page(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<VersionCursor>,
+        max_keys: usize,
+    ) -> Result<ListPage<VersionEntry>> {
+        self.owned_bucket(caller, bucket)?;
+        page_of(prefix, delimiter, after, max_keys, |after, limit| {
+            self.store.list_versions(bucket, prefix, after, limit).ok_or_else(|| Error::no_such_bucket(bucket))
+        })
     }
 
     /// The objects of a bucket after `after` with keys starting with `prefix`, at most `limit`.
@@ -806,6 +878,61 @@ impl Obs {
     ) -> Result<Vec<Arc<ObjectRecord>>> {
         self.owned_bucket(caller, bucket)?;
         self.store.list(bucket, prefix, after, limit).ok_or_else(|| Error::no_such_bucket(bucket))
+    }
+}
+
+/// One page of a listing of at most `max_keys` entries and common prefixes (keys starting with
+/// `prefix`, rolled up at the first `delimiter` after it) after `start_after`, from `fetch`, which
+/// gives the entries after a place in batches.
+fn page_of<T: Listed>(
+    prefix: &str,
+    delimiter: Option<&str>,
+    start_after: Option<T::Cursor>,
+    max_keys: usize,
+    mut fetch: impl FnMut(Option<&T::Cursor>, usize) -> Result<Vec<T>>,
+) -> Result<ListPage<T>> {
+    let mut page = ListPage { objects: Vec::new(), prefixes: Vec::new(), next: None };
+    let mut after = start_after;
+    loop {
+        let batch = fetch(after.as_ref(), LIST_BATCH)?;
+        if batch.is_empty() {
+            return Ok(page);
+        }
+        for entry in &batch {
+            let rest = &entry.key()[prefix.len()..];
+            let common = delimiter
+                .and_then(|d| rest.find(d).map(|i| (i, d.len())))
+                .map(|(i, len)| format!("{prefix}{}", &rest[..i + len]));
+            // An entry rolled up into the last common prefix, or into one an earlier page returned,
+            // adds nothing: it neither fills the page nor makes it truncated.
+            if let Some(common) = &common
+                && (page.prefixes.last() == Some(common)
+                    || after.as_ref().map(T::cursor_key).is_some_and(|a| a >= common.as_str() && a.starts_with(common.as_str())))
+            {
+                continue;
+            }
+            if page.objects.len() + page.prefixes.len() == max_keys {
+                // The page ends at its last entry or prefix, whichever comes later.
+                let last_entry = page.objects.last();
+                page.next = match (last_entry, page.prefixes.last()) {
+                    (Some(e), Some(p)) if p.as_str() > e.key() => Some(T::after_key(p.clone())),
+                    (Some(e), _) => Some(e.cursor()),
+                    (None, p) => p.map(|p| T::after_key(p.clone())),
+                };
+                return Ok(page);
+            }
+            match common {
+                Some(common) => page.prefixes.push(common),
+                None => page.objects.push(entry.clone()),
+            }
+        }
+        after = batch.last().map(Listed::cursor);
+        // Skip the rest of a rolled-up prefix at once.
+        if let (Some(last_prefix), Some(a)) = (page.prefixes.last(), &after)
+            && T::cursor_key(a).starts_with(last_prefix.as_str())
+        {
+            after = Some(T::after_key(format!("{last_prefix}\u{10FFFF}")));
+        }
     }
 }
 

@@ -4,7 +4,11 @@
 //!
 //! ```text
 //! buckets/<bucket>.json              BucketRecord
-//! meta/<bucket>/<sha256(key)>.json   ObjectRecord (the key itself is inside)
+//! meta/<bucket>/<sha256(key)>.json   ObjectRecord of the key's null version (the key itself is
+//!                                    inside): every object of an unversioned bucket
+//! meta/<bucket>/<sha256(key)>.<version id>.json
+//!                                    ObjectRecord of a version with an id of its own (a delete
+//!                                    marker is a record without a body)
 //! uploads/<bucket>/<upload id>.json  UploadRecord of a multipart upload, with its parts
 //! data/<bucket>/<uuid>               a body (object or part): an AWS Encryption SDK message, or
 //!                                    plain bytes
@@ -14,12 +18,13 @@
 //! leaves an unreferenced body, which [`Store::open`] sweeps. On the local file system every
 //! write is followed by an fsync of the file and of its directory, so an acknowledged object
 //! survives a power cut. The index (buckets and their sorted keys) is rebuilt from the records at
-//! start; listing never touches the backend. A record that cannot be used at start (unreadable,
+//! start (the versions of a key ordered by their records' `sequence`); listing never touches the
+//! backend. A record that cannot be used at start (unreadable,
 //! or of a `format` this build does not read) is set aside as `<name>.json.unreadable` with its
 //! body kept, and counted ([`Store::set_aside_records`]); [`Store::reset`] empties the store except
 //! `snapshots/`, which belongs to the volume service.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -33,7 +38,7 @@ use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result, StoreError};
-use crate::model::{BucketRecord, ObjectRecord, UploadRecord, WriteCondition};
+use crate::model::{BucketRecord, ObjectRecord, UploadRecord, VersionSel, Versioning, WriteCondition};
 
 /// Number of locks that serialize record commits per (bucket, key).
 const COMMIT_LOCKS: usize = 64;
@@ -48,8 +53,132 @@ const OWN_PREFIXES: [&str; 4] = ["buckets", "meta", "uploads", "data"];
 pub struct IndexedBucket {
     /// The bucket record.
     pub record: Arc<BucketRecord>,
-    /// Objects, ordered by key (the key is the record's own: not stored twice).
+    /// The current object of each key (not a delete marker), ordered by key (the key is the
+    /// record's own: not stored twice). What reads without a version id and listings see.
     pub objects: BTreeSet<ByKey>,
+    /// Once the bucket's versioning is configured: every version of every key, oldest first,
+    /// delete markers included (the newest is the key's current object unless it is a marker).
+    /// Empty for a bucket whose versioning never was: there `objects` is every version there is.
+    pub versions: BTreeMap<Box<str>, Vec<Arc<ObjectRecord>>>,
+}
+
+impl IndexedBucket {
+    fn new(record: BucketRecord) -> Self {
+        IndexedBucket { record: Arc::new(record), objects: BTreeSet::new(), versions: BTreeMap::new() }
+    }
+
+    fn versioned(&self) -> bool {
+        self.record.versioning.is_some()
+    }
+
+    /// The newest version of `key`, delete marker or not.
+    fn latest(&self, key: &str) -> Option<&Arc<ObjectRecord>> {
+        match self.versioned() {
+            true => self.versions.get(key)?.last(),
+            false => self.objects.get(key).map(|o| &o.0),
+        }
+    }
+
+    /// Version `version` of `key`.
+    fn version(&self, key: &str, version: &VersionSel) -> Option<&Arc<ObjectRecord>> {
+        match self.versioned() {
+            true => self.versions.get(key)?.iter().rev().find(|r| version.names(r)),
+            false => self.objects.get(key).map(|o| &o.0).filter(|r| version.names(r)),
+        }
+    }
+
+    /// Makes `record` the newest version of its key; gives back the version it replaces: the
+    /// object of an unversioned bucket, or the null version when `record` is one.
+    fn put(&mut self, record: Arc<ObjectRecord>) -> Option<Arc<ObjectRecord>> {
+        if !self.versioned() {
+            return self.objects.replace(ByKey(record)).map(|old| old.0);
+        }
+        let stack = self.versions.entry(record.key.as_str().into()).or_default();
+        let replaced = match record.version_id {
+            None => stack.iter().position(|r| r.version_id.is_none()).map(|i| stack.remove(i)),
+            Some(_) => None,
+        };
+        stack.push(record.clone());
+        match record.delete_marker {
+            true => self.objects.remove(record.key.as_str()),
+            false => self.objects.replace(ByKey(record)).is_some(),
+        };
+        replaced
+    }
+
+    /// Takes version `version` of `key` out; the next newest becomes current (unless a marker).
+    fn remove(&mut self, key: &str, version: &VersionSel) -> Option<Arc<ObjectRecord>> {
+        if !self.versioned() {
+            self.objects.get(key).filter(|o| version.names(&o.0))?;
+            return self.objects.take(key).map(|o| o.0);
+        }
+        let stack = self.versions.get_mut(key)?;
+        let at = stack.iter().rposition(|r| version.names(r))?;
+        let removed = stack.remove(at);
+        if at == stack.len() {
+            self.objects.remove(key);
+            if let Some(next) = stack.last().filter(|r| !r.delete_marker) {
+                self.objects.insert(ByKey(next.clone()));
+            }
+        }
+        if stack.is_empty() {
+            self.versions.remove(key);
+        }
+        Some(removed)
+    }
+
+    /// Replaces the version `record` is (same key and version id) by it.
+    fn replace(&mut self, record: Arc<ObjectRecord>) {
+        if let Some(stack) = self.versions.get_mut(record.key.as_str())
+            && let Some(slot) = stack.iter_mut().find(|r| r.version_id == record.version_id)
+        {
+            *slot = record.clone();
+        }
+        if self.objects.get(record.key.as_str()).is_some_and(|o| o.0.version_id == record.version_id) {
+            self.objects.replace(ByKey(record));
+        }
+    }
+
+    /// Whether the bucket holds no object, version or delete marker.
+    fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.versions.is_empty()
+    }
+
+    /// Every body its records refer to.
+    fn blobs(&self) -> impl Iterator<Item = &str> {
+        let current = self.objects.iter().map(|o| o.0.blob.as_str());
+        let versions = self.versions.values().flatten().map(|r| r.blob.as_str());
+        current.chain(versions).filter(|b| !b.is_empty())
+    }
+}
+
+/// One entry of a ListObjectVersions page: a version or a delete marker, and whether it is the
+/// newest of its key.
+#[derive(Debug, Clone)]
+pub struct VersionEntry {
+    /// The version.
+    pub record: Arc<ObjectRecord>,
+    /// Whether it is its key's newest.
+    pub latest: bool,
+}
+
+/// Where a listing of versions resumes: after this key, or after this version of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionCursor {
+    /// The key (`key-marker`).
+    pub key: String,
+    /// The version (`version-id-marker`); none for "after every version of the key".
+    pub version: Option<String>,
+}
+
+/// What a DeleteObject did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// The version deleted or the delete marker made, as the wire names it; none for an
+    /// unversioned bucket.
+    pub version_id: Option<String>,
+    /// Whether a delete marker was made, or the version deleted was one.
+    pub delete_marker: bool,
 }
 
 /// An object record in the index, ordered and looked up by its key.
@@ -109,6 +238,8 @@ pub struct Store {
     reset_lock: tokio::sync::RwLock<()>,
     /// Records found set aside at start (unreadable or of an unknown format).
     set_aside: AtomicUsize,
+    /// The next `sequence` a version gets (above every stored one).
+    next_sequence: AtomicU64,
     /// Whether object records are written to the backend. Not for [`Store::in_memory`]: nothing
     /// ever reads them back there (the index is the only reader until the process ends), and a
     /// copy of each record's JSON would more than double the memory an object costs.
@@ -195,6 +326,7 @@ impl Store {
             key_arns: std::sync::Mutex::new(std::collections::HashSet::new()),
             reset_lock: tokio::sync::RwLock::new(()),
             set_aside: AtomicUsize::new(0),
+            next_sequence: AtomicU64::new(1),
             persist_object_records: true,
         };
         let kept = store.load().await?;
@@ -261,13 +393,19 @@ impl Store {
         let mut index = HashMap::new();
         for path in self.list_paths("buckets").await? {
             if let Some(record) = self.load_record::<BucketRecord>(&path, &mut kept).await? {
-                index.insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeSet::new() });
+                index.insert(record.name.clone(), IndexedBucket::new(record));
             }
         }
+        let mut max_sequence = 0;
         for path in self.list_paths("meta").await? {
             let Some(record) = self.load_record::<ObjectRecord>(&path, &mut kept).await? else { continue };
             let bucket = path.parts().nth(1).map(|p| p.as_ref().to_owned()).unwrap_or_default();
+            max_sequence = max_sequence.max(record.sequence);
             match index.get_mut(&bucket) {
+                Some(b) if b.versioned() => {
+                    let record = Arc::new(self.compact(record));
+                    b.versions.entry(record.key.as_str().into()).or_default().push(record);
+                }
                 Some(b) => {
                     b.objects.replace(ByKey(Arc::new(self.compact(record))));
                 }
@@ -277,6 +415,17 @@ impl Store {
                 }
             }
         }
+        // The versions of each key in the order they were written; the newest is current.
+        for bucket in index.values_mut() {
+            let IndexedBucket { objects, versions, .. } = bucket;
+            for stack in versions.values_mut() {
+                stack.sort_by_key(|r| r.sequence);
+                if let Some(current) = stack.last().filter(|r| !r.delete_marker) {
+                    objects.insert(ByKey(current.clone()));
+                }
+            }
+        }
+        self.next_sequence.store(max_sequence + 1, Ordering::SeqCst);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         let mut uploads = HashMap::new();
         for path in self.list_paths("uploads").await? {
@@ -297,7 +446,7 @@ impl Store {
     async fn sweep_orphans(&self, kept: &Kept) -> Result<(), StoreError> {
         let mut referenced: std::collections::HashSet<String> = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            index.values().flat_map(|b| b.objects.iter().map(|o| o.0.blob.clone())).collect()
+            index.values().flat_map(|b| b.blobs().map(str::to_owned)).collect()
         };
         {
             let uploads = self.uploads.read().unwrap_or_else(|e| e.into_inner());
@@ -446,10 +595,7 @@ impl Store {
             return Ok(Err(existing));
         }
         self.put_bucket_record(&record).await?;
-        self.index
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(record.name.clone(), IndexedBucket { record: Arc::new(record), objects: BTreeSet::new() });
+        self.index.write().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone(), IndexedBucket::new(record));
         Ok(Ok(()))
     }
 
@@ -461,6 +607,10 @@ impl Store {
         }
         self.put_bucket_record(&record).await?;
         if let Some(bucket) = self.index.write().unwrap_or_else(|e| e.into_inner()).get_mut(&record.name) {
+            // Versioning configured for the first time: each object becomes its key's null version.
+            if !bucket.versioned() && record.versioning.is_some() {
+                bucket.versions = bucket.objects.iter().map(|o| (o.0.key.as_str().into(), vec![o.0.clone()])).collect();
+            }
             bucket.record = Arc::new(record);
         }
         Ok(())
@@ -471,10 +621,10 @@ impl Store {
         self.put_durably(&bucket_path(&record.name), bytes.into()).await
     }
 
-    /// Deletes an empty bucket; `false` if it has objects.
+    /// Deletes an empty bucket; `false` if it has objects, versions or delete markers.
     pub async fn delete_bucket(&self, name: &str) -> Result<bool> {
         let _lock = self.change_bucket(name).await;
-        let empty = self.index.read().unwrap_or_else(|e| e.into_inner()).get(name).is_none_or(|b| b.objects.is_empty());
+        let empty = self.index.read().unwrap_or_else(|e| e.into_inner()).get(name).is_none_or(IndexedBucket::is_empty);
         if !empty {
             return Ok(false);
         }
@@ -485,13 +635,65 @@ impl Store {
 
     // ---- objects -------------------------------------------------------------------------------
 
-    /// An object's record.
+    /// The current object of a key (none when its newest version is a delete marker).
     pub fn object(&self, bucket: &str, key: &str) -> Option<Arc<ObjectRecord>> {
         self.index
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(bucket)
             .and_then(|b| b.objects.get(key).map(|o| o.0.clone()))
+    }
+
+    /// The newest version of a key, delete marker or not.
+    pub fn latest(&self, bucket: &str, key: &str) -> Option<Arc<ObjectRecord>> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).get(bucket).and_then(|b| b.latest(key).cloned())
+    }
+
+    /// One version of a key (a delete marker too).
+    pub fn version(&self, bucket: &str, key: &str, version: &VersionSel) -> Option<Arc<ObjectRecord>> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).get(bucket).and_then(|b| b.version(key, version).cloned())
+    }
+
+    /// The versions and delete markers of a bucket's keys starting with `prefix`, by key and then
+    /// newest first, after `after`, at most `limit` of them. `None` if the bucket does not exist.
+    /// In a bucket whose versioning was never configured, each object is its key's only version.
+    pub fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&VersionCursor>,
+        limit: usize,
+    ) -> Option<Vec<VersionEntry>> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let b = index.get(bucket)?;
+        if !b.versioned() {
+            let after = after.map(|c| c.key.as_str());
+            let objects = self.list_in(b, prefix, after, limit);
+            return Some(objects.into_iter().map(|record| VersionEntry { record, latest: true }).collect());
+        }
+        let start = match after {
+            Some(cursor) if cursor.key.as_str() >= prefix => cursor.key.as_str(),
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        for (key, stack) in b.versions.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded)) {
+            if !key.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            let newest_first = stack.iter().rev().enumerate();
+            let skip = match after.filter(|c| *c.key == **key) {
+                None => 0,
+                // After one version of the key: the older ones (all of them if it is gone).
+                Some(VersionCursor { version: Some(id), .. }) => {
+                    stack.iter().rev().position(|r| r.version_str() == id).map_or(stack.len(), |i| i + 1)
+                }
+                Some(VersionCursor { version: None, .. }) => stack.len(),
+            };
+            for (i, record) in newest_first.skip(skip).take(limit - out.len()) {
+                out.push(VersionEntry { record: record.clone(), latest: i == 0 });
+            }
+        }
+        Some(out)
     }
 
     /// Objects of a bucket whose keys start with `prefix` and sort after `after`, in key order,
@@ -504,19 +706,21 @@ impl Store {
         limit: usize,
     ) -> Option<Vec<Arc<ObjectRecord>>> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let objects = &index.get(bucket)?.objects;
+        Some(self.list_in(index.get(bucket)?, prefix, after, limit))
+    }
+
+    fn list_in(&self, bucket: &IndexedBucket, prefix: &str, after: Option<&str>, limit: usize) -> Vec<Arc<ObjectRecord>> {
+        let objects = &bucket.objects;
         let start = match after {
             Some(after) if after >= prefix => std::ops::Bound::Excluded(after),
             _ => std::ops::Bound::Included(prefix),
         };
-        Some(
-            objects
-                .range::<str, _>((start, std::ops::Bound::Unbounded))
-                .take_while(|o| o.0.key.starts_with(prefix))
-                .take(limit)
-                .map(|o| o.0.clone())
-                .collect(),
-        )
+        objects
+            .range::<str, _>((start, std::ops::Bound::Unbounded))
+            .take_while(|o| o.0.key.starts_with(prefix))
+            .take(limit)
+            .map(|o| o.0.clone())
+            .collect()
     }
 
     /// A fresh path for a body in `bucket`.
@@ -525,8 +729,9 @@ impl Store {
     }
 
     /// Makes an object visible: writes its record durably (its body must already be durable),
-    /// updates the index, and deletes the body of the object it replaces.
-    pub async fn commit_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {
+    /// updates the index, and deletes the body of the object it replaces. Gives back the record as
+    /// committed (with its version id in a versioned bucket).
+    pub async fn commit_object(&self, bucket: &str, record: ObjectRecord) -> Result<Arc<ObjectRecord>> {
         self.commit_object_since(bucket, record, self.resets(), &WriteCondition::None).await
     }
 
@@ -535,74 +740,154 @@ impl Store {
     /// refused (NoSuchBucket) even if a bucket of the same name was created again. A conditional
     /// write commits only if its `condition` still holds under the key's lock (else
     /// ConditionalRequestConflict, and its body is deleted).
+    ///
+    /// The bucket's versioning decides what the object replaces: in a bucket whose versioning was
+    /// never configured, the key's object; with versioning enabled, nothing (the object is a new
+    /// version with an id of its own); with it suspended, the key's null version.
     pub async fn commit_object_since(
         &self,
         bucket: &str,
-        record: ObjectRecord,
+        mut record: ObjectRecord,
         resets: u64,
         condition: &WriteCondition,
-    ) -> Result<()> {
+    ) -> Result<Arc<ObjectRecord>> {
         let _bucket = self.commit_into(bucket).await;
         let _lock = self.commit_locks[lock_slot(bucket, &record.key)].lock().await;
-        if self.bucket(bucket).is_none() || self.resets() != resets {
+        let Some(bucket_record) = self.bucket(bucket).filter(|_| self.resets() == resets) else {
             self.delete_blob(&record.blob).await;
             return Err(Error::no_such_bucket(bucket));
-        }
+        };
         if *condition != WriteCondition::None && !condition.holds(self.object(bucket, &record.key).as_deref()) {
             self.delete_blob(&record.blob).await;
             return Err(Error::ConditionalRequestConflict { key: record.key });
         }
+        self.stamp_version(&mut record, bucket_record.versioning);
+        self.publish(bucket, record).await
+    }
+
+    /// Gives a record written under `versioning` its version id and sequence.
+    fn stamp_version(&self, record: &mut ObjectRecord, versioning: Option<Versioning>) {
+        (record.version_id, record.sequence) = match versioning {
+            None => (None, 0),
+            Some(Versioning::Enabled) => {
+                (Some(crate::model::new_version_id()), self.next_sequence.fetch_add(1, Ordering::SeqCst))
+            }
+            Some(Versioning::Suspended) => (None, self.next_sequence.fetch_add(1, Ordering::SeqCst)),
+        };
+    }
+
+    /// Writes a stamped record durably and makes it its key's newest version, under the key's
+    /// commit lock; deletes the body of the version it replaces.
+    async fn publish(&self, bucket: &str, record: ObjectRecord) -> Result<Arc<ObjectRecord>> {
         if self.persist_object_records {
             let bytes = serde_json::to_vec(&record).map_err(Error::internal)?;
-            self.put_durably(&object_path(bucket, &record.key), bytes.into()).await?;
+            self.put_durably(&record_path(bucket, &record), bytes.into()).await?;
         }
-        let record = self.compact(record);
+        let record = Arc::new(self.compact(record));
         let replaced = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            match index.get_mut(bucket) {
-                Some(b) => b.objects.replace(ByKey(Arc::new(record))).map(|old| old.0),
-                None => None,
-            }
+            index.get_mut(bucket).and_then(|b| b.put(record.clone()))
         };
         if let Some(old) = replaced {
             self.delete_blob(&old.blob).await;
         }
-        Ok(())
+        Ok(record)
     }
 
-    /// Rewrites an object's record with `change` applied, its body untouched (tags): durably,
-    /// under the key's commit lock, so that it cannot undo a concurrent overwrite or delete.
-    pub async fn update_object(&self, bucket: &str, key: &str, change: impl FnOnce(&mut ObjectRecord)) -> Result<()> {
+    /// Rewrites the record of an object (the current one, or `version`) with `change` applied,
+    /// its body untouched (tags): durably, under the key's commit lock, so that it cannot undo a
+    /// concurrent overwrite or delete. Gives back the record as rewritten.
+    pub async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&VersionSel>,
+        change: impl FnOnce(&mut ObjectRecord),
+    ) -> Result<Arc<ObjectRecord>> {
         let _bucket = self.commit_into(bucket).await;
         let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
-        let current = self.object(bucket, key).ok_or_else(|| Error::NoSuchKey { key: key.to_owned() })?;
+        let current = self.find(bucket, key, version)?;
         let mut record = (*current).clone();
         change(&mut record);
         if self.persist_object_records {
             let bytes = serde_json::to_vec(&record).map_err(Error::internal)?;
-            self.put_durably(&object_path(bucket, key), bytes.into()).await?;
+            self.put_durably(&record_path(bucket, &record), bytes.into()).await?;
         }
-        let record = self.compact(record);
+        let record = Arc::new(self.compact(record));
         if let Some(b) = self.index.write().unwrap_or_else(|e| e.into_inner()).get_mut(bucket) {
-            b.objects.replace(ByKey(Arc::new(record)));
+            b.replace(record.clone());
         }
-        Ok(())
+        Ok(record)
     }
 
-    /// Deletes an object (no error if it does not exist).
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+    /// The object a read names: the key's current object, or one version of it. A key whose
+    /// newest version is a delete marker is NoSuchKey (saying so); a version that is a marker is
+    /// refused (MethodNotAllowed); a version that does not exist is NoSuchVersion.
+    pub fn find(&self, bucket: &str, key: &str, version: Option<&VersionSel>) -> Result<Arc<ObjectRecord>> {
+        let found = match version {
+            None => self.latest(bucket, key),
+            Some(version) => self.version(bucket, key, version),
+        };
+        match (found, version) {
+            (Some(record), _) if !record.delete_marker => Ok(record),
+            (Some(marker), version) => Err(Error::DeleteMarker {
+                key: key.to_owned(),
+                version_id: marker.version_str().to_owned(),
+                last_modified_millis: marker.last_modified_millis,
+                addressed: version.is_some(),
+            }),
+            (None, None) => Err(Error::NoSuchKey { key: key.to_owned() }),
+            (None, Some(version)) => {
+                Err(Error::NoSuchVersion { key: key.to_owned(), version_id: version.as_str().to_owned() })
+            }
+        }
+    }
+
+    /// Deletes a key's object (DeleteObject without a version id): in a bucket whose versioning
+    /// was never configured, the object (no error if there is none); otherwise a delete marker
+    /// becomes the key's newest version (with its own id, or as the null version while versioning
+    /// is suspended, replacing the null version).
+    pub async fn delete_object(&self, bucket: &str, key: &str, now_millis: i64) -> Result<Deleted> {
         let _bucket = self.commit_into(bucket).await;
         let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
-        let Some(existing) = self.object(bucket, key) else { return Ok(()) };
-        match self.backend.delete(&object_path(bucket, key)).await {
+        let Some(bucket_record) = self.bucket(bucket) else { return Err(Error::no_such_bucket(bucket)) };
+        if bucket_record.versioning.is_none() {
+            self.remove_version(bucket, key, &VersionSel::Null).await?;
+            return Ok(Deleted::default());
+        }
+        let mut marker = ObjectRecord::new_delete_marker(key, now_millis);
+        self.stamp_version(&mut marker, bucket_record.versioning);
+        let marker = self.publish(bucket, marker).await?;
+        Ok(Deleted { version_id: Some(marker.version_str().to_owned()), delete_marker: true })
+    }
+
+    /// Deletes one version of a key for good (DeleteObject with a version id; no error if there
+    /// is none): its record, then its body. The next newest version becomes current.
+    pub async fn delete_version(&self, bucket: &str, key: &str, version: &VersionSel) -> Result<Deleted> {
+        let _bucket = self.commit_into(bucket).await;
+        let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
+        if self.bucket(bucket).is_none() {
+            return Err(Error::no_such_bucket(bucket));
+        }
+        let removed = self.remove_version(bucket, key, version).await?;
+        Ok(Deleted {
+            version_id: Some(version.as_str().to_owned()),
+            delete_marker: removed.is_some_and(|r| r.delete_marker),
+        })
+    }
+
+    /// Removes a version (record, index entry, body), under the key's commit lock.
+    async fn remove_version(&self, bucket: &str, key: &str, version: &VersionSel) -> Result<Option<Arc<ObjectRecord>>> {
+        let Some(existing) = self.version(bucket, key, version) else { return Ok(None) };
+        match self.backend.delete(&record_path(bucket, &existing)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         if let Some(b) = self.index.write().unwrap_or_else(|e| e.into_inner()).get_mut(bucket) {
-            b.objects.remove(key);
+            b.remove(key, version);
         }
         self.delete_blob(&existing.blob).await;
-        Ok(())
+        Ok(Some(existing))
     }
 
     // ---- multipart uploads ---------------------------------------------------------------------
@@ -678,8 +963,12 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a body (gone already is fine); a failure leaves an orphan for the next sweep.
+    /// Deletes a body (gone already is fine; a delete marker has none); a failure leaves an orphan
+    /// for the next sweep.
     pub async fn delete_blob(&self, blob: &str) {
+        if blob.is_empty() {
+            return;
+        }
         match self.backend.delete(&StorePath::from(blob)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
@@ -748,8 +1037,14 @@ pub fn no_such_upload(upload_id: &str) -> Error {
     Error::NoSuchUpload { upload_id: upload_id.to_owned() }
 }
 
-fn object_path(bucket: &str, key: &str) -> StorePath {
-    StorePath::from(format!("meta/{bucket}/{}.json", hex::encode(Sha256::digest(key.as_bytes()))))
+/// Where a version's record lives: the null version at the key's path (where every object of an
+/// unversioned bucket is), each other version beside it under its id.
+fn record_path(bucket: &str, record: &ObjectRecord) -> StorePath {
+    let digest = hex::encode(Sha256::digest(record.key.as_bytes()));
+    match &record.version_id {
+        None => StorePath::from(format!("meta/{bucket}/{digest}.json")),
+        Some(id) => StorePath::from(format!("meta/{bucket}/{digest}.{id}.json")),
+    }
 }
 
 fn lock_slot(bucket: &str, key: &str) -> usize {

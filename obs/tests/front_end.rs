@@ -191,7 +191,7 @@ async fn unsupported_operations_answer_not_implemented() {
     send(&api, "PUT", "/bkt", &[], b"").await;
     for (method, path, what) in [
         ("GET", "/bkt?acl", "bucket operation GET ?acl"),
-        ("PUT", "/bkt?versioning", "bucket operation PUT ?versioning"),
+        ("PUT", "/bkt?lifecycle", "bucket operation PUT ?lifecycle"),
         ("GET", "/bkt?website", "bucket operation GET ?website"),
         ("GET", "/bkt?unknown-thing", "bucket operation GET ?unknown-thing"),
         ("DELETE", "/bkt/k?retention", "object operation DELETE ?retention"),

@@ -45,6 +45,9 @@ fn record(i: usize) -> ObjectRecord {
         checksum: Some(("x-amz-checksum-crc32".to_owned(), "AAAAAA==".to_owned())),
         tags: Box::default(),
         part_sizes: Box::default(),
+        version_id: None,
+        sequence: 0,
+        delete_marker: false,
     }
 }
 
@@ -62,6 +65,7 @@ async fn memory_per_object() {
         encryption: None,
         cors: Vec::new(),
         tags: Vec::new(),
+        versioning: None,
     };
     store.create_bucket(bucket).await.unwrap().unwrap();
     let before = rss();

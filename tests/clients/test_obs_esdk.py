@@ -492,3 +492,32 @@ def test_unknown_access_key_is_refused(port: int) -> None:
     assert (response.status, response.code()) == (403, "InvalidAccessKeyId")
     response = obs_request(port, "GET", "/", access_key="NOSUCHKEY", scheme="AWS")
     assert (response.status, response.code()) == (403, "InvalidAccessKeyId")
+
+
+# ---- versioning ------------------------------------------------------------------------------------
+
+
+def test_versioning_through_the_sdk(any_client: ObsClient, kms: Any) -> None:
+    from obs import GetObjectRequest, Versions
+
+    bucket = new_bucket(any_client)
+    ok(any_client.setBucketVersioning(bucket, "Enabled"))
+    assert any_client.getBucketVersioning(bucket).body == "Enabled"
+    key_id = kms_key(kms)
+    first = ok(any_client.putContent(bucket, "v.txt", "first",
+                                     headers=PutObjectHeader(sseHeader=SseKmsHeader.getInstance(key=key_id))))
+    second = ok(any_client.putContent(bucket, "v.txt", "second"))
+    v1, v2 = first.body.versionId, second.body.versionId
+    assert v1 and v2 and v1 != v2
+    old = ok(any_client.getObject(bucket, "v.txt", getObjectRequest=GetObjectRequest(versionId=v1),
+                                  loadStreamInMemory=True))
+    assert old.body.buffer == b"first"
+    deleted = ok(any_client.deleteObject(bucket, "v.txt"))
+    assert deleted.body.deleteMarker is True
+    missing = any_client.getObject(bucket, "v.txt", loadStreamInMemory=True)
+    assert (missing.status, missing.errorCode) == (404, "NoSuchKey")
+    listed = ok(any_client.listVersions(bucket, Versions(prefix="v"))).body
+    assert [v.versionId for v in listed.versions] == [v2, v1]
+    assert [m.versionId for m in listed.markers] == [deleted.body.versionId]
+    ok(any_client.deleteObject(bucket, "v.txt", versionId=deleted.body.versionId))
+    assert read(any_client, bucket, "v.txt").body.buffer == b"second"

@@ -233,6 +233,9 @@ impl S3Api {
             }
         };
         set_header(&mut response, "etag", &object.etag);
+        if let Some(id) = &object.version_id {
+            set_header(&mut response, "x-amz-version-id", id);
+        }
         if response.status() != StatusCode::SEE_OTHER {
             set_header(&mut response, "location", &location);
         }
