@@ -16,7 +16,8 @@
 //!   [--no-sse] [--server-pid PID] [--target NAME]`: C workers, each with its own keep-alive
 //!   connection (a new one whenever the server closes it), PUT SIZE-byte objects under fresh keys
 //!   for N seconds after S seconds of warm-up. One line: calls/s, errors, latency percentiles,
-//!   server CPU per call.
+//!   server CPU per call. `--versioned` turns the bucket's versioning on first; `--overwrite`
+//!   has each worker PUT one key of its own again and again instead of fresh keys.
 //! - `big-put --endpoint URL [--size BYTES] --server-pid PID [--target NAME] [--get-back]`: one
 //!   SSE-KMS PUT of SIZE bytes; reports the server's `VmHWM` (peak RSS) from
 //!   `/proc/PID/status` before and after (start a fresh server so the peak is this upload's), and
@@ -26,8 +27,14 @@
 //!   times a `Range: bytes=SIZE-RANGE_SIZE-(SIZE-1)` GET of the big one and a whole GET of the
 //!   small one (after 3 uncounted of each), each answer checked byte by byte. One line: median and
 //!   p90 latency of each and their ratio. Deletes both.
+//! - `list-versions --endpoint URL [--versions N] [--requests R] [--connections C]
+//!   [--server-pid PID] [--target NAME]`: fills a versioned bucket with N versions (N/2 keys,
+//!   two empty versions each, C connections), then alternates R times a ListObjectVersions page of
+//!   1,000 (`key-marker`) and a ListObjectsV2 page of 1,000 (`start-after`) from the same key
+//!   (after 3 uncounted of each), each answer checked to hold 1,000 entries. One line: median and
+//!   p90 latency of each and their ratio.
 //!
-//! `scripts/bench-obs` starts the servers and runs the modes. Unknown flags (cargo passes
+//! `scripts/bench-obs` and `scripts/bench-versioning` start the servers and run the modes. Unknown flags (cargo passes
 //! `--bench`) are ignored.
 
 use std::convert::Infallible;
@@ -67,6 +74,9 @@ struct Options {
     warmup: f64,
     connections: usize,
     sse: bool,
+    versioned: bool,
+    overwrite: bool,
+    versions: usize,
     get_back: bool,
     server_pid: Option<u32>,
     target: Option<String>,
@@ -84,6 +94,9 @@ fn parse_args() -> Options {
         warmup: 1.0,
         connections: 16,
         sse: true,
+        versioned: false,
+        overwrite: false,
+        versions: 100_000,
         get_back: false,
         server_pid: None,
         target: None,
@@ -96,7 +109,9 @@ fn parse_args() -> Options {
     };
     while i < args.len() {
         match args[i].as_str() {
-            "throughput" | "small-put" | "big-put" | "range" if opts.mode.is_empty() => opts.mode = args[i].clone(),
+            "throughput" | "small-put" | "big-put" | "range" | "list-versions" if opts.mode.is_empty() => {
+                opts.mode = args[i].clone()
+            }
             "--endpoint" => opts.endpoint = value(&mut i),
             "--size" => opts.size = Some(num(&value(&mut i))),
             "--range-size" => opts.range_size = num::<u64>(&value(&mut i)).max(1),
@@ -106,6 +121,9 @@ fn parse_args() -> Options {
             "--warmup" => opts.warmup = num(&value(&mut i)),
             "--connections" => opts.connections = num::<usize>(&value(&mut i)).max(1),
             "--no-sse" => opts.sse = false,
+            "--versioned" => opts.versioned = true,
+            "--overwrite" => opts.overwrite = true,
+            "--versions" => opts.versions = num::<usize>(&value(&mut i)).max(2),
             "--get-back" => opts.get_back = true,
             "--server-pid" => opts.server_pid = Some(num(&value(&mut i))),
             "--target" => opts.target = Some(value(&mut i)),
@@ -122,7 +140,9 @@ fn num<T: std::str::FromStr>(text: &str) -> T {
 
 const USAGE: &str = "usage: obs_load throughput --endpoint URL [--size BYTES] [--rounds N] [--server-pid PID] [--target NAME]
        obs_load small-put --endpoint URL [--size BYTES] [--seconds N] [--warmup S] [--connections C] [--no-sse]
-                          [--server-pid PID] [--target NAME]
+                          [--versioned] [--overwrite] [--server-pid PID] [--target NAME]
+       obs_load list-versions --endpoint URL [--versions N] [--requests R] [--connections C] [--server-pid PID]
+                          [--target NAME]
        obs_load big-put --endpoint URL [--size BYTES] --server-pid PID [--get-back] [--target NAME]
        obs_load range --endpoint URL [--size BYTES] [--range-size BYTES] [--requests N] [--server-pid PID] [--target NAME]
 (scripts/bench-obs starts the servers and runs them all)";
@@ -153,6 +173,7 @@ fn main() {
             "small-put" => small_put(opts).await,
             "big-put" => big_put(opts).await,
             "range" => range(opts).await,
+            "list-versions" => list_versions(opts).await,
             other => die(&format!("unknown mode {other}")),
         }
     });
@@ -228,11 +249,22 @@ struct PatternBody {
     pattern: Pattern,
     offset: u64,
     len: u64,
+    /// Sent instead of the pattern (a small XML document).
+    fixed: Option<Bytes>,
 }
 
 impl PatternBody {
     fn new(pattern: &Pattern, len: u64) -> Self {
-        PatternBody { pattern: pattern.clone(), offset: 0, len }
+        PatternBody { pattern: pattern.clone(), offset: 0, len, fixed: None }
+    }
+
+    fn fixed(pattern: &Pattern, bytes: &'static [u8]) -> Self {
+        PatternBody {
+            pattern: pattern.clone(),
+            offset: 0,
+            len: bytes.len() as u64,
+            fixed: Some(Bytes::from_static(bytes)),
+        }
     }
 
     fn empty(pattern: &Pattern) -> Self {
@@ -248,6 +280,10 @@ impl hyper::body::Body for PatternBody {
         let this = self.get_mut();
         if this.offset >= this.len {
             return Poll::Ready(None);
+        }
+        if let Some(fixed) = this.fixed.take() {
+            this.offset = this.len;
+            return Poll::Ready(Some(Ok(Frame::data(fixed))));
         }
         let n = (this.len - this.offset).min(FRAME as u64) as usize;
         let data = this.pattern.slice(this.offset, n);
@@ -274,6 +310,8 @@ struct Conn {
     target: Target,
     sender: Option<Sender>,
     opened: u64,
+    /// Keep whole answer bodies (`Answer::body`).
+    keep_bodies: bool,
 }
 
 /// What came back.
@@ -286,6 +324,8 @@ struct Answer {
     matched: Option<bool>,
     /// The start of the body of an answer that is not 2xx.
     error_body: String,
+    /// The whole body, when the connection keeps bodies.
+    body: Vec<u8>,
 }
 
 impl Answer {
@@ -304,7 +344,7 @@ impl Answer {
 
 impl Conn {
     fn new(target: &Target) -> Self {
-        Conn { target: target.clone(), sender: None, opened: 0 }
+        Conn { target: target.clone(), sender: None, opened: 0, keep_bodies: false }
     }
 
     async fn connect(&mut self) -> Result<&mut Sender, String> {
@@ -358,6 +398,7 @@ impl Conn {
         let mut bytes = 0u64;
         let mut matched = check_from.map(|_| true);
         let mut error_body = Vec::new();
+        let mut kept = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| format!("body: {e}"))?;
             if let Ok(data) = frame.into_data() {
@@ -371,13 +412,16 @@ impl Conn {
                 if !success && error_body.len() < 300 {
                     error_body.extend_from_slice(&data[..data.len().min(300 - error_body.len())]);
                 }
+                if self.keep_bodies {
+                    kept.extend_from_slice(&data);
+                }
                 bytes += data.len() as u64;
             }
         }
         if close {
             self.sender = None;
         }
-        Ok(Answer { status, bytes, matched, error_body: String::from_utf8_lossy(&error_body).into_owned() })
+        Ok(Answer { status, bytes, matched, error_body: String::from_utf8_lossy(&error_body).into_owned(), body: kept })
     }
 }
 
@@ -389,10 +433,22 @@ fn s3_request(
     extra: &[(&'static str, String)],
     body: PatternBody,
 ) -> hyper::Request<PatternBody> {
+    s3_request_with_query(target, method, path, "", extra, body)
+}
+
+/// [`s3_request`] with a query (already URL-encoded).
+fn s3_request_with_query(
+    target: &Target,
+    method: &str,
+    path: &str,
+    query: &str,
+    extra: &[(&'static str, String)],
+    body: PatternBody,
+) -> hyper::Request<PatternBody> {
     let mut headers = HeaderMap::with_capacity(8);
     headers.insert("host", target.host_header.clone());
     headers.insert("x-amz-content-sha256", HeaderValue::from_static("UNSIGNED-PAYLOAD"));
-    if method == "PUT" {
+    if method == "PUT" || body.len > 0 {
         headers.insert("content-length", HeaderValue::from(body.len));
     }
     for (name, value) in extra {
@@ -409,9 +465,10 @@ fn s3_request(
         service: "s3",
         time,
     };
-    sigv4::sign(method, path, "", &mut headers, "UNSIGNED-PAYLOAD", UriEncoding::Single, &params)
+    sigv4::sign(method, path, query, &mut headers, "UNSIGNED-PAYLOAD", UriEncoding::Single, &params)
         .unwrap_or_else(|e| die(&format!("sign: {e}")));
-    let mut request = hyper::Request::builder().method(method).uri(path).body(body).expect("a valid request");
+    let uri = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+    let mut request = hyper::Request::builder().method(method).uri(uri).body(body).expect("a valid request");
     *request.headers_mut() = headers;
     request
 }
@@ -443,6 +500,14 @@ fn bucket_name(mode: &str) -> String {
 async fn create_bucket(conn: &mut Conn, pattern: &Pattern, bucket: &str) {
     let request = s3_request(&conn.target.clone(), "PUT", &format!("/{bucket}"), &[], PatternBody::empty(pattern));
     must(conn, &format!("CreateBucket {bucket}"), request, None).await;
+}
+
+async fn enable_versioning(conn: &mut Conn, pattern: &Pattern, bucket: &str) {
+    const CONFIG: &[u8] = b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+    let target = conn.target.clone();
+    let body = PatternBody::fixed(pattern, CONFIG);
+    let request = s3_request_with_query(&target, "PUT", &format!("/{bucket}"), "versioning=", &[], body);
+    must(conn, &format!("PutBucketVersioning {bucket}"), request, None).await;
 }
 
 async fn put_object(conn: &mut Conn, pattern: &Pattern, path: &str, size: u64, sse: bool) -> Answer {
@@ -552,6 +617,9 @@ async fn small_put(opts: Options) {
     {
         let mut conn = Conn::new(&target);
         create_bucket(&mut conn, &pattern, &bucket).await;
+        if opts.versioned {
+            enable_versioning(&mut conn, &pattern, &bucket).await;
+        }
         // One check outside the load: a PUT is accepted and reads back.
         let path = format!("/{bucket}/check");
         put_object(&mut conn, &pattern, &path, size, opts.sse).await;
@@ -570,12 +638,13 @@ async fn small_put(opts: Options) {
     for worker in 0..opts.connections {
         let (target, pattern, bucket, stop, extra) =
             (target.clone(), pattern.clone(), bucket.clone(), stop.clone(), extra.clone());
+        let overwrite = opts.overwrite;
         workers.push(tokio::spawn(async move {
             let mut stats = WorkerStats { latencies_us: Vec::with_capacity(1 << 14), ..Default::default() };
             let mut conn = Conn::new(&target);
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
-                let path = format!("/{bucket}/w{worker}/{n}");
+                let path = if overwrite { format!("/{bucket}/w{worker}") } else { format!("/{bucket}/w{worker}/{n}") };
                 n += 1;
                 // Latency covers a new connection when the server closed the last one.
                 let sent = Instant::now();
@@ -633,12 +702,14 @@ async fn small_put(opts: Options) {
     let p50 = percentile(&mut total.latencies_us, 0.50);
     let p99 = percentile(&mut total.latencies_us, 0.99);
     println!(
-        "{{\"bench\":\"small_put\",\"target\":{},\"sse\":\"{}\",\"size\":{size},\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\
+        "{{\"bench\":\"small_put\",\"target\":{},\"sse\":\"{}\",\"versioned\":{},\"overwrite\":{},\"size\":{size},\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\
          \"errors\":{},\"connections_opened\":{},\"p50_us\":{p50:.0},\"p99_us\":{p99:.0},\"connections\":{},\
          \"server_cpu_seconds\":{},\"server_cpu_us_per_call\":{},\"client_cpu_seconds\":{},\"client_cpu_us_per_call\":{},\
          \"first_error\":{}}}",
         name(&opts),
         if opts.sse { "aws:kms" } else { "none" },
+        opts.versioned,
+        opts.overwrite,
         total.calls,
         opts.seconds,
         total.errors,
@@ -775,5 +846,83 @@ async fn range(opts: Options) {
         range_median / whole_median,
         json_opt(cpu_known.then_some(range_cpu * 1e3 / n), 2),
         json_opt(cpu_known.then_some(whole_cpu * 1e3 / n), 2),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// list-versions
+
+async fn list_versions(opts: Options) {
+    const PAGE: usize = 1000;
+    let pattern = Pattern::new();
+    let target = support::parse_endpoint(&opts.endpoint).unwrap_or_else(|e| die(&e));
+    let bucket: Arc<str> = bucket_name("versions").into();
+    let keys = opts.versions / 2;
+    if keys < 2 * PAGE {
+        die("list-versions needs --versions of at least 4000");
+    }
+    let mut conn = Conn::new(&target);
+    create_bucket(&mut conn, &pattern, &bucket).await;
+    enable_versioning(&mut conn, &pattern, &bucket).await;
+    let key = |i: usize| format!("k{i:08}");
+    let fill_start = Instant::now();
+    let mut fillers = Vec::with_capacity(opts.connections);
+    for worker in 0..opts.connections {
+        let (target, pattern, bucket, connections) =
+            (target.clone(), pattern.clone(), bucket.clone(), opts.connections);
+        fillers.push(tokio::spawn(async move {
+            let mut conn = Conn::new(&target);
+            for i in (worker..keys).step_by(connections) {
+                for _ in 0..2 {
+                    put_object(&mut conn, &pattern, &format!("/{bucket}/{}", key(i)), 0, false).await;
+                }
+            }
+        }));
+    }
+    for filler in fillers {
+        filler.await.unwrap_or_else(|e| die(&format!("filler: {e}")));
+    }
+    let fill_seconds = fill_start.elapsed().as_secs_f64();
+
+    conn.keep_bodies = true;
+    let mut versions_ms = Vec::with_capacity(opts.requests);
+    let mut objects_ms = Vec::with_capacity(opts.requests);
+    const WARMUP: usize = 3;
+    for i in 0..WARMUP + opts.requests {
+        // Pages from places spread over the bucket, each read both ways.
+        let from = key(i * 7919 % (keys - PAGE));
+        let order = if i % 2 == 0 { [true, false] } else { [false, true] };
+        for versions in order {
+            let (query, entry) = match versions {
+                true => (format!("versions=&max-keys={PAGE}&key-marker={from}"), "<Version>"),
+                false => (format!("list-type=2&max-keys={PAGE}&start-after={from}"), "<Contents>"),
+            };
+            let request =
+                s3_request_with_query(&target, "GET", &format!("/{bucket}"), &query, &[], PatternBody::empty(&pattern));
+            let start = Instant::now();
+            let answer = must(&mut conn, &format!("GET ?{query}"), request, None).await;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let body = String::from_utf8_lossy(&answer.body);
+            let entries = body.matches(entry).count();
+            if entries != PAGE {
+                die(&format!("GET ?{query} listed {entries} entries, not {PAGE}"));
+            }
+            if i >= WARMUP {
+                if versions { versions_ms.push(ms) } else { objects_ms.push(ms) }
+            }
+        }
+    }
+    let versions_median = median(&mut versions_ms);
+    let objects_median = median(&mut objects_ms);
+    println!(
+        "{{\"bench\":\"list_versions\",\"target\":{},\"versions\":{},\"keys\":{keys},\"page\":{PAGE},\"requests\":{},\
+         \"fill_seconds\":{fill_seconds:.1},\"list_versions_p50_ms\":{versions_median:.3},\"list_versions_p90_ms\":{:.3},\
+         \"list_objects_v2_p50_ms\":{objects_median:.3},\"list_objects_v2_p90_ms\":{:.3},\"ratio_p50\":{:.3},\"checked\":true}}",
+        name(&opts),
+        2 * keys,
+        opts.requests,
+        percentile(&mut versions_ms, 0.9),
+        percentile(&mut objects_ms, 0.9),
+        versions_median / objects_median,
     );
 }

@@ -30,9 +30,10 @@ use crate::chunked::{ChunkedDecoder, PayloadMode};
 use crate::cors;
 use crate::dialect::{self, Family, ObsCaller};
 use crate::model::{BucketEncryption, ObjectRecord, VersionSel, WriteCondition};
-use crate::multipart::UploadRef;
+use crate::multipart::{CompleteRequest, UploadRef};
 use crate::operation::{
-    ListBucketsParams, ListObjectsParams, ListVersionsParams, S3Operation, Target, is_form_upload, parse_query,
+    ListBucketsParams, ListObjectsParams, ListVersionsParams, MAX_LIST_ENTRIES, S3Operation, Target, is_form_upload,
+    parse_query,
 };
 use crate::s3_error::S3ErrorCode;
 use crate::s3_error::{Result, S3Error};
@@ -828,9 +829,18 @@ impl S3Api {
         let request: xml::CompleteMultipartUpload = xml::parse(&read_xml(body).await?)?;
         // A checksum given for a part must be the one its upload was verified with. (An upload
         // already completed is the core's to answer.)
+        let mut checksum = None;
         if let Ok(upload) =
             self.obs.owned_upload(call.caller(), upload_ref.bucket, upload_ref.key, upload_ref.upload_id)
         {
+            // The whole object's checksum in the upload's algorithm, when the client sends it
+            // (FULL_OBJECT uploads; a composite one, `...-N`, is the parts' and is not checked).
+            checksum = upload
+                .checksum_algorithm
+                .as_deref()
+                .and_then(|name| header_str(call.headers, name))
+                .filter(|value| !value.contains('-'))
+                .map(str::to_owned);
             for part in &request.parts {
                 let stored = upload.parts.get(&part.number).and_then(|p| p.checksum.as_ref());
                 if let Some((name, value)) = part.checksum()
@@ -848,10 +858,9 @@ impl S3Api {
         let parts: Vec<(u32, String)> = request.parts.into_iter().map(|p| (p.number, p.etag)).collect();
         let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
         let condition = write_condition(call.headers)?;
-        let record = self
-            .obs
-            .complete_multipart_upload(call.caller(), upload_ref, &parts, customer.as_ref(), condition, call.now)
-            .await?;
+        let request =
+            CompleteRequest { parts: &parts, customer: customer.as_ref(), condition, checksum, now_millis: call.now };
+        let record = self.obs.complete_multipart_upload(call.caller(), upload_ref, request).await?;
         let (bucket, key) = (upload_ref.bucket, upload_ref.key);
         let mut w = Writer::document("CompleteMultipartUploadResult");
         w.element("Location", &format!("/{bucket}/{key}"))
@@ -885,7 +894,15 @@ impl S3Api {
                 S3Error::invalid_argument(format!("Checksum algorithm provided is unsupported: {name}"))
             })?),
         };
-        let input = PutInput { sse, now_millis: now, checksum_algorithm, ..put_input(headers, PayloadMode::Unsigned)? };
+        let full_object_checksum =
+            multipart_checksum_type(checksum_algorithm, header_str(headers, "x-amz-checksum-type"))?;
+        let input = PutInput {
+            sse,
+            now_millis: now,
+            checksum_algorithm,
+            full_object_checksum,
+            ..put_input(headers, PayloadMode::Unsigned)?
+        };
         let upload = self.obs.create_multipart_upload(caller, bucket, key, input).await?;
         let mut w = Writer::document("InitiateMultipartUploadResult");
         w.element("Bucket", bucket).element("Key", key).element("UploadId", &upload.upload_id);
@@ -895,7 +912,8 @@ impl S3Api {
         }
         if let Some(algorithm) = checksum_algorithm {
             set_header(&mut response, "x-amz-checksum-algorithm", algorithm.name());
-            set_header(&mut response, "x-amz-checksum-type", "COMPOSITE");
+            let kind = if full_object_checksum { "FULL_OBJECT" } else { "COMPOSITE" };
+            set_header(&mut response, "x-amz-checksum-type", kind);
         }
         if let Some(md5) = customer_md5 {
             set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
@@ -1203,11 +1221,7 @@ impl S3Api {
                         w.open("Checksum").element(algorithm.xml_element(), value).close("Checksum");
                     }
                 }
-                "ObjectParts" if !record.part_sizes.is_empty() => {
-                    w.open("ObjectParts")
-                        .element("PartsCount", &record.part_sizes.len().to_string())
-                        .close("ObjectParts");
-                }
+                "ObjectParts" if !record.part_sizes.is_empty() => object_parts(&mut w, &record, call.headers)?,
                 "StorageClass" => {
                     w.element("StorageClass", "STANDARD");
                 }
@@ -1319,7 +1333,8 @@ impl S3Api {
     /// `x-amz-version-id` of an answer about a stored version: its id once the bucket's
     /// versioning is configured (`null` for the null version); none before.
     fn set_version_header(&self, response: &mut Response, bucket: &str, record: &ObjectRecord) {
-        let versioned = record.version_id.is_some() || self.obs.bucket_record(bucket).is_some_and(|b| b.versioning.is_some());
+        let versioned =
+            record.version_id.is_some() || self.obs.bucket_record(bucket).is_some_and(|b| b.versioning.is_some());
         if versioned {
             set_header(response, "x-amz-version-id", record.version_str());
         }
@@ -1367,7 +1382,9 @@ impl S3Api {
                 .element("IsLatest", if entry.latest { "true" } else { "false" })
                 .element("LastModified", &shared::time::format_rfc3339_millis(record.last_modified_millis));
             if !record.delete_marker {
-                w.element("ETag", &record.etag).element("Size", &record.size.to_string()).element("StorageClass", "STANDARD");
+                w.element("ETag", &record.etag)
+                    .element("Size", &record.size.to_string())
+                    .element("StorageClass", "STANDARD");
             }
             w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
             w.close(element);
@@ -1765,6 +1782,79 @@ fn part_range(record: &ObjectRecord, number: u32) -> Result<std::ops::Range<u64>
     };
     let start = sizes[..index].iter().fold(0u64, |sum, s| sum.saturating_add(*s));
     Ok(start..start.saturating_add(*size))
+}
+
+/// GetObjectAttributes' `<ObjectParts>` of a multipart object: its part count, and, as S3 lists
+/// them only for an object written with checksums, a page of its parts (`x-amz-max-parts`, 1,000 by
+/// default, after `x-amz-part-number-marker`) with their sizes and checksums.
+fn object_parts(w: &mut Writer, record: &ObjectRecord, headers: &HeaderMap) -> Result<()> {
+    let number = |name: &str, default: usize| -> Result<usize> {
+        match header_str(headers, name) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| S3Error::invalid_argument(format!("Invalid {name} header: {text}"))),
+        }
+    };
+    let max = number("x-amz-max-parts", MAX_LIST_ENTRIES)?.min(MAX_LIST_ENTRIES);
+    let marker = number("x-amz-part-number-marker", 0)?;
+    let count = record.part_sizes.len();
+    w.open("ObjectParts").element("PartsCount", &count.to_string());
+    if let Some(algorithm) = record.checksum.as_ref().and_then(|(name, _)| Algorithm::from_header_name(name))
+        && record.part_checksums.len() == count
+    {
+        let page: Vec<usize> = (marker.saturating_add(1)..=count).take(max).collect();
+        let truncated = page.last().is_some_and(|last| *last < count);
+        w.element("PartNumberMarker", &marker.to_string())
+            .element("NextPartNumberMarker", &page.last().copied().unwrap_or(marker).to_string())
+            .element("MaxParts", &max.to_string())
+            .element("IsTruncated", if truncated { "true" } else { "false" });
+        for number in page {
+            w.open("Part")
+                .element(algorithm.xml_element(), &record.part_checksums[number - 1])
+                .element("PartNumber", &number.to_string())
+                .element("Size", &record.part_sizes[number - 1].to_string())
+                .close("Part");
+        }
+    }
+    w.close("ObjectParts");
+    Ok(())
+}
+
+/// Whether a multipart upload's checksum is FULL_OBJECT (else COMPOSITE), from
+/// CreateMultipartUpload's algorithm and `x-amz-checksum-type`, with S3's rules: CRC64NVME is
+/// full-object only, SHA-1 and SHA-256 composite only, the CRC-32s either (composite unless
+/// asked).
+fn multipart_checksum_type(algorithm: Option<Algorithm>, asked: Option<&str>) -> Result<bool> {
+    let invalid = |message: String| S3Error::new(S3ErrorCode::InvalidRequest, message);
+    let Some(algorithm) = algorithm else {
+        return match asked {
+            None => Ok(false),
+            Some(_) => Err(invalid(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.".to_owned(),
+            )),
+        };
+    };
+    let full = match asked.map(str::to_ascii_uppercase).as_deref() {
+        None => algorithm == Algorithm::Crc64Nvme,
+        Some("FULL_OBJECT") => true,
+        Some("COMPOSITE") => false,
+        Some(_) => return Err(invalid("Value for x-amz-checksum-type header is invalid.".to_owned())),
+    };
+    let allowed = match algorithm {
+        Algorithm::Crc64Nvme => full,
+        Algorithm::Sha1 | Algorithm::Sha256 => !full,
+        Algorithm::Crc32 | Algorithm::Crc32c => true,
+    };
+    if !allowed {
+        let kind = if full { "FULL_OBJECT" } else { "COMPOSITE" };
+        return Err(invalid(format!(
+            "The {kind} checksum type cannot be used with the {} checksum algorithm.",
+            algorithm.name().to_ascii_lowercase()
+        )));
+    }
+    Ok(full)
 }
 
 /// S3's `x-amz-checksum-type` of a stored checksum: a multipart object's composite (`...-N`) or

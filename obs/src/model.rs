@@ -88,8 +88,8 @@ impl VersionSel {
         if text == "null" {
             return Some(VersionSel::Null);
         }
-        let well_formed = text.len() == VERSION_ID_LEN
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let well_formed =
+            text.len() == VERSION_ID_LEN && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         well_formed.then(|| VersionSel::Id(text.to_owned()))
     }
 
@@ -284,6 +284,10 @@ pub struct ObjectRecord {
     /// `x-amz-mp-parts-count`); empty for any other object.
     #[serde(default, skip_serializing_if = "<[u64]>::is_empty")]
     pub part_sizes: Box<[u64]>,
+    /// The checksums of a multipart object's parts (base64, in the upload's algorithm), in order,
+    /// when every part has one (GetObjectAttributes lists them); empty otherwise.
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
+    pub part_checksums: Box<[String]>,
     /// The version's id; `None` for the `null` version (every object of a bucket whose versioning
     /// was never configured, and those written while it is suspended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,6 +339,7 @@ impl ObjectRecord {
             checksum: None,
             tags: Box::default(),
             part_sizes: Box::default(),
+            part_checksums: Box::default(),
             version_id: None,
             sequence: 0,
             delete_marker: true,
@@ -395,6 +400,10 @@ pub struct UploadRecord {
     /// (`x-amz-checksum-crc32`): every part carries one, and the object gets their composite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_algorithm: Option<String>,
+    /// The object's checksum is of its whole body (`x-amz-checksum-type: FULL_OBJECT`), not the
+    /// composite of its parts' checksums.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_object_checksum: bool,
 }
 
 /// One uploaded part.
@@ -534,6 +543,7 @@ mod tests {
             checksum: None,
             tags: Box::default(),
             part_sizes: Box::default(),
+            part_checksums: Box::default(),
             version_id: None,
             sequence: 0,
             delete_marker: false,

@@ -23,6 +23,22 @@ use crate::service::{KMS_PROVIDER_ID, Obs, PutInput, validate_key};
 use crate::sse::{CustomerKey, S3_ARN_CONTEXT_KEY, SseRequest};
 use crate::store::no_such_upload;
 
+/// What a CompleteMultipartUpload asks for besides its upload.
+#[derive(Debug, Clone)]
+pub struct CompleteRequest<'a> {
+    /// The parts, by number and ETag, in the order given.
+    pub parts: &'a [(u32, String)],
+    /// The SSE-C key of an SSE-C upload.
+    pub customer: Option<&'a CustomerKey>,
+    /// `If-None-Match` / `If-Match`.
+    pub condition: WriteCondition,
+    /// The whole object's checksum as the client computed it (`x-amz-checksum-<algorithm>` of a
+    /// FULL_OBJECT upload): checked against the body.
+    pub checksum: Option<String>,
+    /// When the object is written, Unix milliseconds.
+    pub now_millis: i64,
+}
+
 /// Smallest part S3 accepts, except for the last one.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// Highest part number.
@@ -70,6 +86,7 @@ impl Obs {
             parts: BTreeMap::new(),
             tags: input.tags,
             checksum_algorithm: input.checksum_algorithm.map(|a| a.header_name().to_owned()),
+            full_object_checksum: input.full_object_checksum,
         };
         self.store().save_upload(record.clone()).await?;
         Ok(record)
@@ -216,11 +233,9 @@ impl Obs {
         &self,
         caller: &Caller,
         upload: UploadRef<'_>,
-        parts: &[(u32, String)],
-        customer: Option<&CustomerKey>,
-        condition: WriteCondition,
-        now_millis: i64,
+        request: CompleteRequest<'_>,
     ) -> Result<Arc<ObjectRecord>> {
+        let CompleteRequest { parts, customer, condition, checksum, now_millis } = request;
         let UploadRef { bucket, key, upload_id } = upload;
         let upload = match self.owned_upload(caller, bucket, key, upload_id) {
             Ok(upload) => upload,
@@ -252,8 +267,21 @@ impl Obs {
         }
         let etag = multipart_etag(&chosen);
         let part_sizes: Vec<u64> = chosen.iter().map(|part| part.size).collect();
-        let composite_checksum =
-            upload.checksum_algorithm.as_deref().and_then(|header| composite_checksum(header, &chosen));
+        let part_checksums: Vec<String> = match &upload.checksum_algorithm {
+            Some(header) => chosen
+                .iter()
+                .map(|part| part.checksum.as_ref().filter(|(name, _)| name == header).map(|(_, value)| value.clone()))
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let algorithm = upload.checksum_algorithm.as_deref().and_then(crate::checksum::Algorithm::from_header_name);
+        // A FULL_OBJECT checksum is of the whole body, computed as it streams through (and checked
+        // against the one the client computed, if it sent it); a composite one is of the parts'.
+        let (composite, whole) = match (algorithm, upload.full_object_checksum) {
+            (Some(algorithm), true) => (None, Some(algorithm)),
+            _ => (upload.checksum_algorithm.as_deref().and_then(|header| composite_checksum(header, &chosen)), None),
+        };
         let data_key = self.upload_data_key(caller, &upload, customer).await?.map(|key| key.plaintext);
         let body = self.parts_plaintext(chosen, data_key);
         let sse = match &upload.sse {
@@ -281,7 +309,10 @@ impl Obs {
             metadata: upload.metadata.clone(),
             tags: upload.tags.clone(),
             part_sizes,
-            composite_checksum,
+            part_checksums,
+            composite_checksum: composite,
+            checksum: whole.zip(checksum.clone()),
+            compute_checksum: whole,
             condition,
             ..PutInput::default()
         };

@@ -741,7 +741,10 @@ impl S3Operation {
         };
         // A read may also name one part of a multipart object.
         let read_query = query.keys().all(|k| {
-            k == "x-id" || k == "partNumber" || k == "versionId" || OBJECT_QUERY_PREFIXES.iter().any(|p| k.starts_with(p))
+            k == "x-id"
+                || k == "partNumber"
+                || k == "versionId"
+                || OBJECT_QUERY_PREFIXES.iter().any(|p| k.starts_with(p))
         });
         let read_part = || {
             query

@@ -78,11 +78,18 @@ pub struct PutInput {
     pub tags: Vec<Tag>,
     /// The plaintext sizes of the parts a multipart upload completes with.
     pub part_sizes: Vec<u64>,
+    /// For CompleteMultipartUpload: the parts' checksums (see `ObjectRecord::part_checksums`).
+    pub part_checksums: Vec<String>,
     /// CreateMultipartUpload's `x-amz-checksum-algorithm`; for CompleteMultipartUpload, the
     /// composite checksum the object gets (header name, `base64-N`).
     pub checksum_algorithm: Option<Algorithm>,
     /// The object's checksum when it is computed from parts rather than from its bytes.
     pub composite_checksum: Option<(String, String)>,
+    /// CreateMultipartUpload's `x-amz-checksum-type: FULL_OBJECT`.
+    pub full_object_checksum: bool,
+    /// A checksum to compute over the body and keep, with no value to check it against (the
+    /// whole-object checksum of a FULL_OBJECT multipart upload whose completion named none).
+    pub compute_checksum: Option<Algorithm>,
 }
 
 /// One page of a listing (objects, or versions), with common prefixes rolled up.
@@ -397,6 +404,7 @@ impl Obs {
             checksum: input.composite_checksum.or(written.checksum),
             tags: input.tags.into_boxed_slice(),
             part_sizes: input.part_sizes.into_boxed_slice(),
+            part_checksums: input.part_checksums.into_boxed_slice(),
             version_id: None,
             sequence: 0,
             delete_marker: false,
@@ -907,7 +915,10 @@ fn page_of<T: Listed>(
             // adds nothing: it neither fills the page nor makes it truncated.
             if let Some(common) = &common
                 && (page.prefixes.last() == Some(common)
-                    || after.as_ref().map(T::cursor_key).is_some_and(|a| a >= common.as_str() && a.starts_with(common.as_str())))
+                    || after
+                        .as_ref()
+                        .map(T::cursor_key)
+                        .is_some_and(|a| a >= common.as_str() && a.starts_with(common.as_str())))
             {
                 continue;
             }
@@ -1008,7 +1019,7 @@ struct Pipeline {
 
 impl Pipeline {
     fn new(input: &PutInput) -> Self {
-        let algorithm = input.checksum.as_ref().map(|(a, _)| *a).or(input.trailer_checksum);
+        let algorithm = input.checksum.as_ref().map(|(a, _)| *a).or(input.trailer_checksum).or(input.compute_checksum);
         Pipeline {
             md5: Md5::new(),
             sha256: input.payload_sha256.as_ref().map(|_| sha2::Digest::new()),
@@ -1061,6 +1072,9 @@ impl Pipeline {
             match claimed {
                 Some(claimed) => {
                     checksum::check(algorithm, &computed, &claimed)?;
+                    return Ok(Some((algorithm.header_name().to_owned(), computed)));
+                }
+                None if input.compute_checksum == Some(algorithm) => {
                     return Ok(Some((algorithm.header_name().to_owned(), computed)));
                 }
                 None => {

@@ -93,7 +93,12 @@ impl IndexedBucket {
         if !self.versioned() {
             return self.objects.replace(ByKey(record)).map(|old| old.0);
         }
-        let stack = self.versions.entry(record.key.as_str().into()).or_default();
+        // An overwrite finds its key's versions without making a copy of the key; a new key's
+        // list is made for one version (most keys never get a second).
+        let stack = match self.versions.get_mut(record.key.as_str()) {
+            Some(stack) => stack,
+            None => self.versions.entry(record.key.as_str().into()).or_insert_with(|| Vec::with_capacity(1)),
+        };
         let replaced = match record.version_id {
             None => stack.iter().position(|r| r.version_id.is_none()).map(|i| stack.remove(i)),
             Some(_) => None,
@@ -709,7 +714,13 @@ impl Store {
         Some(self.list_in(index.get(bucket)?, prefix, after, limit))
     }
 
-    fn list_in(&self, bucket: &IndexedBucket, prefix: &str, after: Option<&str>, limit: usize) -> Vec<Arc<ObjectRecord>> {
+    fn list_in(
+        &self,
+        bucket: &IndexedBucket,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<Arc<ObjectRecord>> {
         let objects = &bucket.objects;
         let start = match after {
             Some(after) if after >= prefix => std::ops::Bound::Excluded(after),

@@ -45,6 +45,7 @@ fn record(i: usize) -> ObjectRecord {
         checksum: Some(("x-amz-checksum-crc32".to_owned(), "AAAAAA==".to_owned())),
         tags: Box::default(),
         part_sizes: Box::default(),
+        part_checksums: Box::default(),
         version_id: None,
         sequence: 0,
         delete_marker: false,

@@ -42,6 +42,7 @@ async fn object(store: &Store, bucket: &str, key: &str, bytes: &'static [u8]) ->
         checksum: None,
         tags: Box::default(),
         part_sizes: Box::default(),
+        part_checksums: Box::default(),
         version_id: None,
         sequence: 0,
         delete_marker: false,

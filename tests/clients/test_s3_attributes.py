@@ -52,3 +52,24 @@ def test_refusals(s3, raw_s3, bucket):
     with pytest.raises(ClientError) as error:
         s3.get_object_attributes(Bucket=bucket, Key="missing", ObjectAttributes=["ETag"])
     assert error.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_parts_of_a_checksummed_multipart_object(s3, bucket):
+    """S3 lists the parts (number, size, checksum) of a multipart object written with checksums,
+    a page at a time (`MaxParts`, `PartNumberMarker`)."""
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="CRC32")
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(5 * 1024 * 1024), b"tail"]
+    done = [s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload["UploadId"], PartNumber=i + 1, Body=p,
+                           ChecksumAlgorithm="CRC32") for i, p in enumerate(parts)]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": i + 1, "ETag": d["ETag"], "ChecksumCRC32": d["ChecksumCRC32"]}
+                  for i, d in enumerate(done)]})
+    crc = lambda data: base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    listed = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=["ObjectParts"])["ObjectParts"]
+    assert (listed["TotalPartsCount"], listed["IsTruncated"]) == (3, False)
+    assert [(p["PartNumber"], p["Size"], p["ChecksumCRC32"]) for p in listed["Parts"]] == \
+        [(i + 1, len(p), crc(p)) for i, p in enumerate(parts)]
+    first = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=["ObjectParts"], MaxParts=2)
+    assert (first["ObjectParts"]["IsTruncated"], first["ObjectParts"]["NextPartNumberMarker"]) == (True, 2)
+    rest = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=["ObjectParts"], PartNumberMarker=2)
+    assert [p["PartNumber"] for p in rest["ObjectParts"]["Parts"]] == [3]

@@ -119,3 +119,68 @@ def test_repeating_a_completion_answers_the_same(s3, bucket):
         s3.complete_multipart_upload(Bucket=bucket, Key="once", UploadId=upload["UploadId"], MultipartUpload=parts)
     assert error.value.response["Error"]["Code"] == "NoSuchUpload"
     assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"replaced"
+
+
+def crc64nvme(data: bytes) -> int:
+    """CRC-64/NVME (reflected 0xad93d23594c93659, init and xor-out all ones), table-driven."""
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x9A6C9329AC4BC9B5 if crc & 1 else crc >> 1
+        table.append(crc)
+    crc = 0xFFFFFFFFFFFFFFFF
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+def test_full_object_checksums(s3, bucket):
+    """`x-amz-checksum-type: FULL_OBJECT`: the object's checksum is of its whole body (the one the
+    client computed is checked), as S3 does for CRC32, CRC32C and CRC64NVME (its only type)."""
+    import base64
+    import zlib
+
+    parts = [os.urandom(5 * MIB), b"the last part"]
+    whole = base64.b64encode(zlib.crc32(b"".join(parts)).to_bytes(4, "big")).decode()
+
+    def upload(key: str, **complete_extra):
+        created = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32",
+                                             ChecksumType="FULL_OBJECT", ServerSideEncryption="aws:kms")
+        assert (created["ChecksumAlgorithm"], created["ChecksumType"]) == ("CRC32", "FULL_OBJECT")
+        done = [s3.upload_part(Bucket=bucket, Key=key, UploadId=created["UploadId"], PartNumber=n, Body=data,
+                               ChecksumAlgorithm="CRC32") for n, data in enumerate(parts, start=1)]
+        return s3.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=created["UploadId"], ChecksumType="FULL_OBJECT", **complete_extra,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": p["ETag"], "ChecksumCRC32": p["ChecksumCRC32"]}
+                                       for n, p in enumerate(done, start=1)]})
+
+    done = upload("full", ChecksumCRC32=whole)
+    assert (done["ChecksumCRC32"], done["ChecksumType"]) == (whole, "FULL_OBJECT")
+    got = s3.get_object(Bucket=bucket, Key="full", ChecksumMode="ENABLED")
+    assert (got["ChecksumCRC32"], got["ChecksumType"]) == (whole, "FULL_OBJECT")
+    assert got["Body"].read() == b"".join(parts)
+    # Without the client's value the object still gets its whole-body checksum.
+    assert upload("computed")["ChecksumCRC32"] == whole
+    with pytest.raises(ClientError) as error:
+        upload("wrong", ChecksumCRC32="AAAAAA==")
+    assert error.value.response["Error"]["Code"] == "BadDigest"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="wrong")
+
+    # CRC64NVME is full-object only (and so by default); SHA-256 composite only.
+    created = s3.create_multipart_upload(Bucket=bucket, Key="nvme", ChecksumAlgorithm="CRC64NVME")
+    assert created["ChecksumType"] == "FULL_OBJECT"
+    data = b"crc64nvme of the whole object"
+    # boto3 computes CRC64NVME only with awscrt; the value computed here is sent and checked.
+    expected = base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
+    part = s3.upload_part(Bucket=bucket, Key="nvme", UploadId=created["UploadId"], PartNumber=1, Body=data,
+                          ChecksumCRC64NVME=expected)
+    assert part["ChecksumCRC64NVME"] == expected
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="nvme", UploadId=created["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": part["ETag"], "ChecksumCRC64NVME": expected}]})
+    assert (done["ChecksumCRC64NVME"], done["ChecksumType"]) == (expected, "FULL_OBJECT")
+    for algorithm, kind in [("CRC64NVME", "COMPOSITE"), ("SHA256", "FULL_OBJECT")]:
+        with pytest.raises(ClientError) as error:
+            s3.create_multipart_upload(Bucket=bucket, Key="refused", ChecksumAlgorithm=algorithm, ChecksumType=kind)
+        assert error.value.response["Error"]["Code"] == "InvalidRequest", (algorithm, kind)
