@@ -1900,6 +1900,9 @@ pub fn error_response(error: &S3Error, request_id: &str) -> Response {
     for (name, value) in &error.headers {
         set_header(&mut response, name, value);
     }
+    if let Some(family) = error.family {
+        response.extensions_mut().insert(family);
+    }
     // An error naming the bucket's region (a request signed for another) says it in a header too.
     if let Some((_, region)) = error.extra.iter().find(|(name, _)| *name == "Region")
         && let Ok(value) = HeaderValue::from_str(region)

@@ -268,6 +268,9 @@ pub struct S3Error {
     pub internal_detail: Option<String>,
     /// Response headers of the error (`x-amz-delete-marker`, ...).
     pub headers: Vec<(&'static str, String)>,
+    /// The header family to answer in when the request's headers do not say it (a form upload's
+    /// is in its fields).
+    pub family: Option<crate::dialect::Family>,
 }
 
 impl std::fmt::Display for S3Error {
@@ -281,7 +284,14 @@ impl std::error::Error for S3Error {}
 impl S3Error {
     /// An error with a code and message.
     pub fn new(code: S3ErrorCode, message: impl Into<String>) -> Self {
-        S3Error { code, message: message.into(), extra: Vec::new(), internal_detail: None, headers: Vec::new() }
+        S3Error {
+            code,
+            message: message.into(),
+            extra: Vec::new(),
+            internal_detail: None,
+            headers: Vec::new(),
+            family: None,
+        }
     }
 
     /// The HTTP status of the answer.
@@ -292,6 +302,12 @@ impl S3Error {
     /// Adds an extra element to the error body.
     pub fn with(mut self, element: &'static str, value: impl Into<String>) -> Self {
         self.extra.push((element, value.into()));
+        self
+    }
+
+    /// The error, answered in `family`'s headers.
+    pub fn in_family(mut self, family: crate::dialect::Family) -> Self {
+        self.family = Some(family);
         self
     }
 

@@ -170,4 +170,8 @@ def test_obs_form_upload(kmsim, kms, bucket, localhost_subdomains):
     got = client.getObject(bucket, "obs-form.txt", loadStreamInMemory=True)
     assert got.status == 200 and got.body.buffer == b"through an OBS form"
     assert got.body.sseKms == "kms"
+    # A refused OBS form is answered in OBS's family too.
+    refused = post(f"{kmsim['endpoint']}/{bucket}", {**fields, "signature": "AAAA" + fields["signature"][4:]}, b"x")
+    assert refused.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in refused.text
+    assert "x-obs-request-id" in refused.headers and "x-amz-request-id" not in refused.headers
     client.close()

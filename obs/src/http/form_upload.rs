@@ -130,122 +130,137 @@ impl S3Api {
         } else {
             Family::Aws
         };
-        let (verified, carrier) = if let Some(signature) = fields.get("x-amz-signature") {
-            if fields.require("x-amz-algorithm")? != sigv4::ALGORITHM {
-                return Err(S3Error::invalid_argument("x-amz-algorithm only supports AWS4-HMAC-SHA256")
-                    .with("ArgumentName", "x-amz-algorithm"));
-            }
-            let (credential, date, policy) =
-                (fields.require("x-amz-credential")?, fields.require("x-amz-date")?, fields.require("policy")?);
-            (self.verifier.verify_post_v4(credential, date, policy, signature, "s3"), Carrier::V4Header)
-        } else if let Some(signature) = fields.get("signature") {
-            let (access_key, dialect) = match (fields.get("AWSAccessKeyId"), fields.get("AccessKeyId")) {
-                (Some(ak), _) => (ak, sigv2::Dialect::Aws),
-                (None, Some(ak)) => (ak, sigv2::Dialect::Obs),
-                (None, None) => (fields.require("AWSAccessKeyId")?, sigv2::Dialect::Aws),
-            };
-            let policy = fields.require("policy")?;
-            (self.verifier.verify_post_v2(access_key, policy, signature, dialect, &record.region), Carrier::V2Header)
-        } else {
-            // An unsigned form writes only to a bucket open to anyone, which kmsim has none of.
-            return Err(S3Error::access_denied("Access Denied"));
-        };
-        let auth::Verified { mut caller, .. } = verified.map_err(|e| carrier.error(e))?;
-        let policy_text = fields.require("policy")?;
-        let policy_json = BASE64.decode(policy_text.trim()).map_err(|_| {
-            S3Error::new(S3ErrorCode::InvalidPolicyDocument, "Invalid Policy: Invalid 'Policy' encoding.")
-        })?;
-        let policy = PostPolicy::parse(&policy_json)?;
-        let now = (self.now_millis)();
-        policy.check(&fields.0, &bucket, now)?;
-        let operation = S3Operation::PostObject { bucket: bucket.clone() };
-        self.enter_bucket_region(&mut caller, &operation, carrier)?;
-
-        // The object's headers, from the fields.
-        let mut headers = HeaderMap::new();
-        for (name, value) in &fields.0 {
-            let lower = name.to_ascii_lowercase();
-            let is_header = HEADER_FIELDS.contains(&lower.as_str())
-                || ((lower.starts_with("x-amz-") || is_obs_field(&lower))
-                    && !SIGNATURE_FIELDS.contains(&lower.as_str()));
-            if !is_header {
-                continue;
-            }
-            let header_name = header::HeaderName::from_bytes(lower.as_bytes())
-                .map_err(|_| S3Error::invalid_argument(format!("The form field {name} is not a valid header name")))?;
-            let header_value = HeaderValue::from_bytes(value.as_bytes())
-                .map_err(|_| S3Error::invalid_argument(format!("The form field {name} is not a valid header value")))?;
-            headers.append(header_name, header_value);
-        }
-        let headers = self.object_headers(headers, family, &caller, true)?;
-        let key = submitted_key.replace("${filename}", file.file_name().unwrap_or(""));
-        let peer = parts.extensions.get::<Peer>().copied();
-        let context = request_context(caller.clone(), peer, family, &operation, &headers, &BTreeMap::new(), carrier);
-        context.log();
-
-        let sse = write_sse(SseRequest::from_headers(&headers, record.encryption.as_ref())?, family);
-        let customer_md5 = customer_key_md5(&sse);
-        let mut input = PutInput { sse, now_millis: now, ..put_input(&headers, PayloadMode::Unsigned)? };
-        if let Some(tagging) = fields.get("tagging").filter(|t| !t.trim().is_empty()) {
-            let tags = xml::parse::<xml::Tagging>(tagging)?.into_tags();
-            crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
-            input.tags = tags;
-        }
-        let refusal = Arc::new(OnceLock::new());
-        let stream =
-            Bounded { inner: file, size: 0, range: policy.length_range(), refusal: Arc::clone(&refusal), done: false };
-        let written = self.obs.put_object(&caller, &bucket, &key, input, None, stream).await;
-        let object = match (written, refusal.get()) {
-            (Ok(object), _) => object,
-            (Err(_), Some(refusal)) => return Err(refusal.clone().into()),
-            (Err(e), None) => return Err(e.into()),
-        };
-
-        let host = header_str(&parts.headers, "host").unwrap_or("localhost");
-        let location = format!("http://{host}/{bucket}/{}", url_encode_key(&key));
-        let mut response = if let Some(redirect) =
-            fields.get("success_action_redirect").or_else(|| fields.get("redirect")).filter(|r| !r.is_empty())
-        {
-            let separator = if redirect.contains('?') { '&' } else { '?' };
-            let target = format!(
-                "{redirect}{separator}bucket={}&key={}&etag={}",
-                url_encode_key(&bucket),
-                url_encode_key(&key),
-                url_encode_key(&object.etag)
-            );
-            let mut response = empty(StatusCode::SEE_OTHER);
-            set_header(&mut response, "location", &target);
-            response
-        } else {
-            match fields.get("success_action_status") {
-                Some("200") => empty(StatusCode::OK),
-                Some("201") => {
-                    let mut w = Writer::plain_document("PostResponse");
-                    w.element("Location", &location)
-                        .element("Bucket", &bucket)
-                        .element("Key", &key)
-                        .element("ETag", &object.etag);
-                    let mut response = xml_response(w.finish("PostResponse"));
-                    *response.status_mut() = StatusCode::CREATED;
-                    response
+        // Answered in the family the form spoke (OBS fields get `x-obs-*` answers), errors too.
+        let answer = async {
+            let (verified, carrier) = if let Some(signature) = fields.get("x-amz-signature") {
+                if fields.require("x-amz-algorithm")? != sigv4::ALGORITHM {
+                    return Err(S3Error::invalid_argument("x-amz-algorithm only supports AWS4-HMAC-SHA256")
+                        .with("ArgumentName", "x-amz-algorithm"));
                 }
-                _ => empty(StatusCode::NO_CONTENT),
+                let (credential, date, policy) =
+                    (fields.require("x-amz-credential")?, fields.require("x-amz-date")?, fields.require("policy")?);
+                (self.verifier.verify_post_v4(credential, date, policy, signature, "s3"), Carrier::V4Header)
+            } else if let Some(signature) = fields.get("signature") {
+                let (access_key, dialect) = match (fields.get("AWSAccessKeyId"), fields.get("AccessKeyId")) {
+                    (Some(ak), _) => (ak, sigv2::Dialect::Aws),
+                    (None, Some(ak)) => (ak, sigv2::Dialect::Obs),
+                    (None, None) => (fields.require("AWSAccessKeyId")?, sigv2::Dialect::Aws),
+                };
+                let policy = fields.require("policy")?;
+                (
+                    self.verifier.verify_post_v2(access_key, policy, signature, dialect, &record.region),
+                    Carrier::V2Header,
+                )
+            } else {
+                // An unsigned form writes only to a bucket open to anyone, which kmsim has none of.
+                return Err(S3Error::access_denied("Access Denied"));
+            };
+            let auth::Verified { mut caller, .. } = verified.map_err(|e| carrier.error(e))?;
+            let policy_text = fields.require("policy")?;
+            let policy_json = BASE64.decode(policy_text.trim()).map_err(|_| {
+                S3Error::new(S3ErrorCode::InvalidPolicyDocument, "Invalid Policy: Invalid 'Policy' encoding.")
+            })?;
+            let policy = PostPolicy::parse(&policy_json)?;
+            let now = (self.now_millis)();
+            policy.check(&fields.0, &bucket, now)?;
+            let operation = S3Operation::PostObject { bucket: bucket.clone() };
+            self.enter_bucket_region(&mut caller, &operation, carrier)?;
+
+            // The object's headers, from the fields.
+            let mut headers = HeaderMap::new();
+            for (name, value) in &fields.0 {
+                let lower = name.to_ascii_lowercase();
+                let is_header = HEADER_FIELDS.contains(&lower.as_str())
+                    || ((lower.starts_with("x-amz-") || is_obs_field(&lower))
+                        && !SIGNATURE_FIELDS.contains(&lower.as_str()));
+                if !is_header {
+                    continue;
+                }
+                let header_name = header::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+                    S3Error::invalid_argument(format!("The form field {name} is not a valid header name"))
+                })?;
+                let header_value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
+                    S3Error::invalid_argument(format!("The form field {name} is not a valid header value"))
+                })?;
+                headers.append(header_name, header_value);
             }
+            let headers = self.object_headers(headers, family, &caller, true)?;
+            let key = submitted_key.replace("${filename}", file.file_name().unwrap_or(""));
+            let peer = parts.extensions.get::<Peer>().copied();
+            let context =
+                request_context(caller.clone(), peer, family, &operation, &headers, &BTreeMap::new(), carrier);
+            context.log();
+
+            let sse = write_sse(SseRequest::from_headers(&headers, record.encryption.as_ref())?, family);
+            let customer_md5 = customer_key_md5(&sse);
+            let mut input = PutInput { sse, now_millis: now, ..put_input(&headers, PayloadMode::Unsigned)? };
+            if let Some(tagging) = fields.get("tagging").filter(|t| !t.trim().is_empty()) {
+                let tags = xml::parse::<xml::Tagging>(tagging)?.into_tags();
+                crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
+                input.tags = tags;
+            }
+            let refusal = Arc::new(OnceLock::new());
+            let stream = Bounded {
+                inner: file,
+                size: 0,
+                range: policy.length_range(),
+                refusal: Arc::clone(&refusal),
+                done: false,
+            };
+            let written = self.obs.put_object(&caller, &bucket, &key, input, None, stream).await;
+            let object = match (written, refusal.get()) {
+                (Ok(object), _) => object,
+                (Err(_), Some(refusal)) => return Err(refusal.clone().into()),
+                (Err(e), None) => return Err(e.into()),
+            };
+
+            let host = header_str(&parts.headers, "host").unwrap_or("localhost");
+            let location = format!("http://{host}/{bucket}/{}", url_encode_key(&key));
+            let mut response = if let Some(redirect) =
+                fields.get("success_action_redirect").or_else(|| fields.get("redirect")).filter(|r| !r.is_empty())
+            {
+                let separator = if redirect.contains('?') { '&' } else { '?' };
+                let target = format!(
+                    "{redirect}{separator}bucket={}&key={}&etag={}",
+                    url_encode_key(&bucket),
+                    url_encode_key(&key),
+                    url_encode_key(&object.etag)
+                );
+                let mut response = empty(StatusCode::SEE_OTHER);
+                set_header(&mut response, "location", &target);
+                response
+            } else {
+                match fields.get("success_action_status") {
+                    Some("200") => empty(StatusCode::OK),
+                    Some("201") => {
+                        let mut w = Writer::plain_document("PostResponse");
+                        w.element("Location", &location)
+                            .element("Bucket", &bucket)
+                            .element("Key", &key)
+                            .element("ETag", &object.etag);
+                        let mut response = xml_response(w.finish("PostResponse"));
+                        *response.status_mut() = StatusCode::CREATED;
+                        response
+                    }
+                    _ => empty(StatusCode::NO_CONTENT),
+                }
+            };
+            set_header(&mut response, "etag", &object.etag);
+            if let Some(id) = &object.version_id {
+                set_header(&mut response, "x-amz-version-id", id);
+            }
+            if response.status() != StatusCode::SEE_OTHER {
+                set_header(&mut response, "location", &location);
+            }
+            for (name, value) in sse_headers::response_headers(&object.sse) {
+                set_header(&mut response, name, &value);
+            }
+            if let Some(md5) = customer_md5 {
+                set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
+            }
+            Ok::<_, S3Error>(response)
         };
-        set_header(&mut response, "etag", &object.etag);
-        if let Some(id) = &object.version_id {
-            set_header(&mut response, "x-amz-version-id", id);
-        }
-        if response.status() != StatusCode::SEE_OTHER {
-            set_header(&mut response, "location", &location);
-        }
-        for (name, value) in sse_headers::response_headers(&object.sse) {
-            set_header(&mut response, name, &value);
-        }
-        if let Some(md5) = customer_md5 {
-            set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
-        }
-        // Answered in the family the form spoke (OBS fields get `x-obs-*` answers).
+        let mut response = answer.await.map_err(|e| e.in_family(family))?;
         response.extensions_mut().insert(family);
         Ok(response)
     }
