@@ -108,6 +108,42 @@ fn is_whole_version(key: &str, got: &[u8], acknowledged: u32) -> bool {
     version.is_some_and(|v| v >= acknowledged && got == content(key, v))
 }
 
+/// Writers at once in the kill tests.
+const WORKERS: u32 = 4;
+
+/// Runs [`WORKERS`] writers (`writer(worker, progress)`, which counts each acknowledged write in
+/// `progress` and gives back what was acknowledged) and `kill -9`s the server after a random
+/// number of acknowledged writes (or once all writers are done); gives back every writer's
+/// acknowledged writes, in each writer's order.
+async fn kill_during_writes<T, F, Fut>(child: &mut std::process::Child, writer: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(u32, Arc<AtomicUsize>) -> Fut,
+    Fut: std::future::Future<Output = Vec<T>> + Send + 'static,
+{
+    let (progress, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let kill_after = rand::thread_rng().gen_range(1..8);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..WORKERS {
+        let (write, finished) = (writer(worker, progress.clone()), finished.clone());
+        tasks.spawn(async move {
+            let done = write.await;
+            finished.fetch_add(1, Ordering::SeqCst);
+            done
+        });
+    }
+    while progress.load(Ordering::SeqCst) < kill_after && finished.load(Ordering::SeqCst) < WORKERS as usize {
+        tokio::task::yield_now().await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done.unwrap());
+    }
+    all
+}
+
 /// `kill -9` while PUTs (some SSE-KMS, some overwriting) are in flight: after restart every
 /// acknowledged write reads back exactly, every visible object is one whole written version, and
 /// no body is left that no record refers to (I1, I2, I5).
@@ -130,14 +166,10 @@ async fn kill_9_during_uploads_loses_nothing_and_tears_nothing() {
             // A later unacknowledged write may have landed; any visible version is whole.
             assert!(is_whole_version(key, &got, *v), "{key}: torn or lost (acknowledged version {v})");
         }
-        let (progress, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let kill_after = rand::thread_rng().gen_range(1..8);
-        let mut tasks = tokio::task::JoinSet::new();
-        for worker in 0..4u32 {
+        let done = kill_during_writes(&mut child, |worker, progress| {
             let s3 = s3.clone();
-            let (progress, finished) = (progress.clone(), finished.clone());
             let base = version + worker * 1000;
-            tasks.spawn(async move {
+            async move {
                 let mut done = Vec::new();
                 for step in 0..16u32 {
                     // Keys are per worker, so a key's versions are written in order.
@@ -153,22 +185,15 @@ async fn kill_9_during_uploads_loses_nothing_and_tears_nothing() {
                     done.push((key, v));
                     progress.fetch_add(1, Ordering::SeqCst);
                 }
-                finished.fetch_add(1, Ordering::SeqCst);
                 done
-            });
-        }
-        while progress.load(Ordering::SeqCst) < kill_after && finished.load(Ordering::SeqCst) < 4 {
-            tokio::task::yield_now().await;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        while let Some(done) = tasks.join_next().await {
-            for (key, v) in done.unwrap() {
-                let entry = acknowledged.entry(key).or_insert(v);
-                *entry = (*entry).max(v);
             }
+        })
+        .await;
+        for (key, v) in done {
+            let entry = acknowledged.entry(key).or_insert(v);
+            *entry = (*entry).max(v);
         }
-        version += 4 * 1000;
+        version += WORKERS * 1000;
     }
     let (mut child, endpoint) = spawn_binary(dir.path());
     let s3 = s3_client_at(&endpoint);
@@ -212,14 +237,10 @@ async fn kill_9_during_versioned_uploads_keeps_every_acknowledged_version() {
         let (mut child, endpoint) = spawn_binary(dir.path());
         let s3 = s3_client_at(&endpoint);
         check_versions(&s3, &acknowledged).await;
-        let (progress, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let kill_after = rand::thread_rng().gen_range(1..8);
-        let mut tasks = tokio::task::JoinSet::new();
-        for worker in 0..4u32 {
+        let done = kill_during_writes(&mut child, |worker, progress| {
             let s3 = s3.clone();
-            let (progress, finished) = (progress.clone(), finished.clone());
             let base = version + worker * 1000;
-            tasks.spawn(async move {
+            async move {
                 let mut done = Vec::new();
                 for step in 0..12u32 {
                     let key = format!("k{worker}-{}", step % 2);
@@ -232,21 +253,14 @@ async fn kill_9_during_versioned_uploads_keeps_every_acknowledged_version() {
                     done.push((key, out.version_id.expect("a versioned PUT names its version"), v));
                     progress.fetch_add(1, Ordering::SeqCst);
                 }
-                finished.fetch_add(1, Ordering::SeqCst);
                 done
-            });
-        }
-        while progress.load(Ordering::SeqCst) < kill_after && finished.load(Ordering::SeqCst) < 4 {
-            tokio::task::yield_now().await;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        while let Some(done) = tasks.join_next().await {
-            for (key, id, v) in done.unwrap() {
-                acknowledged.entry(key).or_default().push((id, v));
             }
+        })
+        .await;
+        for (key, id, v) in done {
+            acknowledged.entry(key).or_default().push((id, v));
         }
-        version += 4 * 1000;
+        version += WORKERS * 1000;
     }
     let (mut child, endpoint) = spawn_binary(dir.path());
     check_versions(&s3_client_at(&endpoint), &acknowledged).await;

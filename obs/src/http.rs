@@ -1359,14 +1359,7 @@ impl S3Api {
         w.element("Name", bucket).element("Prefix", &enc(&prefix));
         let (key_marker, version_marker) = after.map(|c| (c.key, c.version)).unwrap_or_default();
         w.element("KeyMarker", &enc(&key_marker)).element("VersionIdMarker", version_marker.as_deref().unwrap_or(""));
-        w.element("MaxKeys", &max_keys.to_string());
-        if let Some(d) = &delimiter {
-            w.element("Delimiter", &enc(d));
-        }
-        if url_encode {
-            w.element("EncodingType", "url");
-        }
-        w.element("IsTruncated", if page.next.is_some() { "true" } else { "false" });
+        listing_bounds(&mut w, max_keys, delimiter.as_deref(), url_encode, page.next.is_some());
         if let Some(next) = &page.next {
             w.element("NextKeyMarker", &enc(&next.key));
             if let Some(version) = &next.version {
@@ -1415,14 +1408,7 @@ impl S3Api {
         } else {
             w.element("Marker", &enc(params.marker.as_deref().unwrap_or("")));
         }
-        w.element("MaxKeys", &max_keys.to_string());
-        if let Some(d) = &delimiter {
-            w.element("Delimiter", &enc(d));
-        }
-        if url_encode {
-            w.element("EncodingType", "url");
-        }
-        w.element("IsTruncated", if page.next.is_some() { "true" } else { "false" });
+        listing_bounds(&mut w, max_keys, delimiter.as_deref(), url_encode, page.next.is_some());
         if let Some(next) = &page.next {
             if v2 {
                 w.element("NextContinuationToken", &BASE64.encode(next));
@@ -1521,6 +1507,19 @@ impl S3Api {
 }
 
 use md5::Digest as _;
+
+/// What every listing says after its markers: `MaxKeys`, `Delimiter`, `EncodingType`,
+/// `IsTruncated`.
+fn listing_bounds(w: &mut Writer, max_keys: usize, delimiter: Option<&str>, url_encode: bool, truncated: bool) {
+    w.element("MaxKeys", &max_keys.to_string());
+    if let Some(d) = delimiter {
+        w.element("Delimiter", &if url_encode { url_encode_key(d) } else { d.to_owned() });
+    }
+    if url_encode {
+        w.element("EncodingType", "url");
+    }
+    w.element("IsTruncated", if truncated { "true" } else { "false" });
+}
 
 fn url_encode_key(key: &str) -> String {
     const SET: &percent_encoding::AsciiSet =

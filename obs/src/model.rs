@@ -528,25 +528,10 @@ mod tests {
     #[test]
     fn write_conditions() {
         let current = ObjectRecord {
-            format: RECORD_FORMAT,
-            key: "k".into(),
-            size: 0,
             etag: "\"abc\"".into(),
-            last_modified_millis: 0,
-            content_type: None,
-            headers: BTreeMap::new(),
-            metadata: BTreeMap::new(),
-            sse: SseRecord::None,
             blob: "b".into(),
-            stored_size: 0,
-            envelope_header_len: None,
-            checksum: None,
-            tags: Box::default(),
-            part_sizes: Box::default(),
-            part_checksums: Box::default(),
-            version_id: None,
-            sequence: 0,
             delete_marker: false,
+            ..ObjectRecord::new_delete_marker("k", 0)
         };
         assert!(WriteCondition::None.holds(None) && WriteCondition::None.holds(Some(&current)));
         assert!(WriteCondition::Absent.holds(None) && !WriteCondition::Absent.holds(Some(&current)));

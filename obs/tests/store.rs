@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use object_store::PutPayload;
 use object_store::path::Path as StorePath;
-use obs::model::{BucketRecord, ObjectRecord, RECORD_FORMAT, SseRecord};
+use obs::model::{BucketRecord, ObjectRecord, RECORD_FORMAT};
 use obs::store::Store;
 
 fn bucket(name: &str) -> BucketRecord {
@@ -27,25 +27,12 @@ async fn object(store: &Store, bucket: &str, key: &str, bytes: &'static [u8]) ->
     let blob = Store::new_blob_path(bucket);
     store.backend().put(&blob, PutPayload::from_static(bytes)).await.unwrap();
     ObjectRecord {
-        format: RECORD_FORMAT,
-        key: key.to_owned(),
         size: bytes.len() as u64,
         etag: "\"0\"".to_owned(),
-        last_modified_millis: 0,
-        content_type: None,
-        headers: Default::default(),
-        metadata: Default::default(),
-        sse: SseRecord::None,
         blob: blob.to_string(),
         stored_size: bytes.len() as u64,
-        envelope_header_len: None,
-        checksum: None,
-        tags: Box::default(),
-        part_sizes: Box::default(),
-        part_checksums: Box::default(),
-        version_id: None,
-        sequence: 0,
         delete_marker: false,
+        ..ObjectRecord::new_delete_marker(key, 0)
     }
 }
 
