@@ -1043,7 +1043,8 @@ impl S3Api {
                 };
                 Ok(ReadPlan::Open(range))
             })
-            .await?;
+            .await
+            .map_err(copy_source_error)?;
         match output {
             Some(output) => {
                 let versioned =
@@ -1507,6 +1508,23 @@ impl S3Api {
 }
 
 use md5::Digest as _;
+
+/// A copy source that is a delete marker, as S3 refuses it: named by its version id, 400
+/// InvalidRequest; as its key's newest version, 404 NoSuchKey. Neither answer carries the marker's
+/// headers (a copy's `x-amz-version-id` names the copy).
+fn copy_source_error(mut error: S3Error) -> S3Error {
+    if !error.headers.iter().any(|(name, _)| *name == "x-amz-delete-marker") {
+        return error;
+    }
+    if error.code == S3ErrorCode::MethodNotAllowed {
+        return S3Error::new(
+            S3ErrorCode::InvalidRequest,
+            "The source of a copy request may not specifically refer to a delete marker by version id.",
+        );
+    }
+    error.headers.clear();
+    error
+}
 
 /// What every listing says after its markers: `MaxKeys`, `Delimiter`, `EncodingType`,
 /// `IsTruncated`.

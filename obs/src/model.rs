@@ -78,7 +78,7 @@ pub enum VersionSel {
     Id(String),
 }
 
-/// Length of the version ids kmsim makes: base64url of 24 random bytes.
+/// Length of the version ids kmsim makes: base64url of 24 bytes (a sequence and 16 random bytes).
 pub const VERSION_ID_LEN: usize = 32;
 
 impl VersionSel {
@@ -110,11 +110,22 @@ impl VersionSel {
     }
 }
 
-/// A fresh version id: base64url (no padding) of 24 random bytes, [`VERSION_ID_LEN`] characters.
-pub fn new_version_id() -> Box<str> {
+/// The id of the version written `sequence`-th: base64url (no padding) of the sequence (8 bytes,
+/// big-endian) and 16 random bytes, [`VERSION_ID_LEN`] characters. The sequence makes an id a
+/// position: a listing can resume after a version that was deleted since.
+pub fn new_version_id(sequence: u64) -> Box<str> {
     use base64::Engine;
-    let bytes: [u8; 24] = rand::random();
+    let mut bytes = [0u8; 24];
+    bytes[..8].copy_from_slice(&sequence.to_be_bytes());
+    bytes[8..].copy_from_slice(&rand::random::<[u8; 16]>());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes).into_boxed_str()
+}
+
+/// The sequence a version id of [`new_version_id`] carries.
+pub fn version_sequence(id: &str) -> Option<u64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(id).ok()?;
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
 /// How an object is encrypted at rest.
@@ -523,6 +534,19 @@ mod tests {
         let missing = bucket.replace("\"format\":1,", "");
         assert!(matches!(parse_record::<BucketRecord>(missing.as_bytes()), Err(RecordError::Unreadable(_))));
         assert!(matches!(parse_record::<BucketRecord>(b"{\"format\":1"), Err(RecordError::Unreadable(_))));
+    }
+
+    #[test]
+    fn version_ids_carry_their_sequence() {
+        let id = new_version_id(7);
+        assert_eq!((id.len(), version_sequence(&id)), (VERSION_ID_LEN, Some(7)));
+        assert_eq!(VersionSel::parse(&id), Some(VersionSel::Id(id.to_string())));
+        assert_ne!(new_version_id(7), id, "16 random bytes follow the sequence");
+        assert_eq!(VersionSel::parse("null"), Some(VersionSel::Null));
+        for bad in ["", "nul", "a+b/cdefghijklmnopqrstuvwxyz01234", &"A".repeat(33)] {
+            assert_eq!(VersionSel::parse(bad), None, "{bad}");
+        }
+        assert_eq!(version_sequence("not base64!"), None);
     }
 
     #[test]

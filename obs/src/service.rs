@@ -301,16 +301,14 @@ impl Obs {
         name: &str,
         encryption: Option<BucketEncryption>,
     ) -> Result<()> {
-        let mut record = (*self.owned_bucket(caller, name)?).clone();
-        record.encryption = encryption;
-        self.store.update_bucket(record).await
+        self.owned_bucket(caller, name)?;
+        self.store.update_bucket(name, |record| record.encryption = encryption).await
     }
 
     /// PutBucketCors (valid `rules`, see [`crate::cors::validate`]) and DeleteBucketCors (no rules).
     pub async fn set_bucket_cors(&self, caller: &Caller, name: &str, rules: Vec<CorsRule>) -> Result<()> {
-        let mut record = (*self.owned_bucket(caller, name)?).clone();
-        record.cors = rules;
-        self.store.update_bucket(record).await
+        self.owned_bucket(caller, name)?;
+        self.store.update_bucket(name, |record| record.cors = rules).await
     }
 
     /// PutObjectTagging (valid `tags`) and DeleteObjectTagging (none), of the current object or
@@ -330,17 +328,15 @@ impl Obs {
 
     /// PutBucketVersioning.
     pub async fn set_bucket_versioning(&self, caller: &Caller, name: &str, versioning: Versioning) -> Result<()> {
-        let mut record = (*self.owned_bucket(caller, name)?).clone();
-        record.versioning = Some(versioning);
-        self.store.update_bucket(record).await
+        self.owned_bucket(caller, name)?;
+        self.store.update_bucket(name, |record| record.versioning = Some(versioning)).await
     }
 
     /// PutBucketTagging (valid `tags`) and DeleteBucketTagging (none).
     pub async fn set_bucket_tags(&self, caller: &Caller, name: &str, tags: Vec<Tag>) -> Result<()> {
         crate::tagging::validate(&tags, crate::tagging::MAX_BUCKET_TAGS)?;
-        let mut record = (*self.owned_bucket(caller, name)?).clone();
-        record.tags = tags;
-        self.store.update_bucket(record).await
+        self.owned_bucket(caller, name)?;
+        self.store.update_bucket(name, |record| record.tags = tags).await
     }
 
     /// A bucket's record whoever asks, for what S3 decides before authorization: the CORS headers

@@ -604,12 +604,16 @@ impl Store {
         Ok(Ok(()))
     }
 
-    /// Replaces a bucket's record (e.g. its encryption configuration).
-    pub async fn update_bucket(&self, record: BucketRecord) -> Result<()> {
-        let _lock = self.change_bucket(&record.name).await;
-        if self.bucket(&record.name).is_none() {
-            return Err(Error::no_such_bucket(&record.name));
-        }
+    /// Changes a bucket's record (its encryption configuration, CORS rules, tags, versioning):
+    /// `change` is applied to the record as it is under the bucket's exclusive lock, so that two
+    /// changes of different settings never undo each other. Versioning, once configured, stays
+    /// configured (S3 can only suspend it).
+    pub async fn update_bucket(&self, name: &str, change: impl FnOnce(&mut BucketRecord)) -> Result<()> {
+        let _lock = self.change_bucket(name).await;
+        let Some(current) = self.bucket(name) else { return Err(Error::no_such_bucket(name)) };
+        let mut record = (*current).clone();
+        change(&mut record);
+        record.versioning = record.versioning.or(current.versioning);
         self.put_bucket_record(&record).await?;
         if let Some(bucket) = self.index.write().unwrap_or_else(|e| e.into_inner()).get_mut(&record.name) {
             // Versioning configured for the first time: each object becomes its key's null version.
@@ -688,9 +692,17 @@ impl Store {
             let newest_first = stack.iter().rev().enumerate();
             let skip = match after.filter(|c| *c.key == **key) {
                 None => 0,
-                // After one version of the key: the older ones (all of them if it is gone).
+                // After one version of the key: the older ones, found by the version's sequence
+                // (a position, even if the version was deleted since: a client emptying a bucket
+                // deletes each page before asking for the next). A null version that is gone has no
+                // position left: the key is listed again from its newest (a version listed twice
+                // does less harm than one never listed).
                 Some(VersionCursor { version: Some(id), .. }) => {
-                    stack.iter().rev().position(|r| r.version_str() == id).map_or(stack.len(), |i| i + 1)
+                    let after = match id.as_str() {
+                        "null" => stack.iter().find(|r| r.version_id.is_none()).map(|r| r.sequence),
+                        id => crate::model::version_sequence(id),
+                    };
+                    after.map_or(0, |after| stack.iter().rev().take_while(|r| r.sequence >= after).count())
                 }
                 Some(VersionCursor { version: None, .. }) => stack.len(),
             };
@@ -781,7 +793,8 @@ impl Store {
         (record.version_id, record.sequence) = match versioning {
             None => (None, 0),
             Some(Versioning::Enabled) => {
-                (Some(crate::model::new_version_id()), self.next_sequence.fetch_add(1, Ordering::SeqCst))
+                let sequence = self.next_sequence.fetch_add(1, Ordering::SeqCst);
+                (Some(crate::model::new_version_id(sequence)), sequence)
             }
             Some(Versioning::Suspended) => (None, self.next_sequence.fetch_add(1, Ordering::SeqCst)),
         };

@@ -195,6 +195,16 @@ class SimAdmin:
 # ---- raw requests --------------------------------------------------------------------------------
 
 
+def http_get(url: str) -> tuple[int, bytes]:
+    """A plain GET of ``url`` (a presigned URL, say), as a browser or curl sends it: status and body,
+    errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 @dataclass
 class RawResponse:
     status: int

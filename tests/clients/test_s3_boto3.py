@@ -18,15 +18,13 @@ import json
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 import uuid
 from typing import Any, Callable
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import DEFAULT_ACCOUNT, DEFAULT_REGION, RawS3, make_s3_client
+from conftest import DEFAULT_ACCOUNT, DEFAULT_REGION, RawS3, http_get, make_s3_client
 
 FRAME = 65536
 SIZES = [0, 1, FRAME - 1, FRAME, FRAME + 1, 300_000]
@@ -1094,22 +1092,15 @@ def test_presigned_get(kmsim, bucket):
     url = signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared"}, ExpiresIn=600)
     assert "X-Amz-Signature=" in url
 
-    def fetch(address: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(address, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    status, body = fetch(url)
+    status, body = http_get(url)
     assert (status, body) == (200, b"presigned bytes")
     signature = url.rsplit("X-Amz-Signature=", 1)[1][:64]
     tampered = url.replace(signature, ("0" if signature[0] != "0" else "1") + signature[1:])
-    status, body = fetch(tampered)
+    status, body = http_get(tampered)
     assert status == 403, body
     assert b"<Code>SignatureDoesNotMatch</Code>" in body
     other_key = url.replace("/shared?", "/other?")
-    status, body = fetch(other_key)
+    status, body = http_get(other_key)
     assert status == 403 and b"presigned bytes" not in body
 
 

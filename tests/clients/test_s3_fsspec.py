@@ -8,8 +8,6 @@ whose default encryption is SSE-KMS.
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -19,13 +17,7 @@ import pytest
 import s3fs
 from botocore.exceptions import ClientError
 
-
-def fetch(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+from conftest import http_get
 
 
 def test_s3fs_with_sse_kms(kmsim, kms, s3):
@@ -55,7 +47,7 @@ def test_s3fs_with_sse_kms(kmsim, kms, s3):
     assert sorted(fs.ls(bucket, detail=False)) == [f"{bucket}/dir", f"{bucket}/small.txt"]
     assert fs.info(f"{bucket}/dir/big.bin")["size"] == len(big)
     # fs.url: the presigned URL aiobotocore makes by default.
-    assert fetch(fs.url(f"{bucket}/small.txt", expires=600)) == (200, b"through s3fs\n")
+    assert http_get(fs.url(f"{bucket}/small.txt", expires=600)) == (200, b"through s3fs\n")
     fs.rm(bucket, recursive=True)
     assert not fs.exists(bucket)
 

@@ -11,12 +11,12 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import http_get
 
 S3CMD = shutil.which("s3cmd")
 
@@ -43,14 +43,6 @@ def s3cmd(kmsim, tmp_path: Path):
                               timeout=300, cwd=tmp_path)
 
     return run
-
-
-def fetch(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 def test_s3cmd_objects_with_sse_kms(s3cmd, s3, kms, tmp_path: Path):
@@ -111,10 +103,10 @@ def test_s3cmd_signurl(s3cmd, s3, s3_bucket):
     assert done.returncode == 0, done.stderr
     url = done.stdout.strip()
     assert "AWSAccessKeyId=" in url and "Signature=" in url and "Expires=" in url
-    assert fetch(url) == (200, b"shared by URL")
+    assert http_get(url) == (200, b"shared by URL")
     tampered = url.replace("shared.txt", "shared.txt2")
-    status, body = fetch(tampered)
+    status, body = http_get(tampered)
     assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
     expired = s3cmd("signurl", f"s3://{s3_bucket}/shared.txt", str(int(time.time()) - 60)).stdout.strip()
-    status, body = fetch(expired)
+    status, body = http_get(expired)
     assert status == 403 and b"<Code>AccessDenied</Code>" in body and b"Request has expired" in body

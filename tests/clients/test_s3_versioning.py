@@ -314,3 +314,78 @@ def test_versions_survive_a_restart(kmsim_data_dir):
     # Writes after the restart are newer than everything before it.
     v3 = s3.put_object(Bucket="kept", Key="k", Body=b"v3")["VersionId"]
     assert versions_of(s3, "kept")[0] == ("k", v3, True, "version")
+    # A null delete marker (made while suspended) survives a restart too, above the others.
+    enable(s3, "kept", "Suspended")
+    assert s3.delete_object(Bucket="kept", Key="k")["VersionId"] == "null"
+    before = versions_of(s3, "kept")
+    assert server.restart() == 0
+    s3 = make_s3_client(server.endpoint)
+    assert versions_of(s3, "kept") == before and before[0] == ("k", "null", True, "marker")
+    assert s3.get_bucket_versioning(Bucket="kept")["Status"] == "Suspended"
+
+
+def test_emptying_a_bucket_page_by_page(s3, s3_bucket):
+    """The usual way to empty a versioned bucket: list a page, delete what it lists, ask for the
+    next page. The markers are positions, so versions are not skipped when the version a marker
+    names is gone."""
+    enable(s3, s3_bucket)
+    for key in ["a", "b"]:
+        for i in range(4):
+            s3.put_object(Bucket=s3_bucket, Key=key, Body=b"%d" % i)
+    s3.delete_object(Bucket=s3_bucket, Key="b")
+    params: dict = {"Bucket": s3_bucket, "MaxKeys": 3}
+    seen = 0
+    while True:
+        page = s3.list_object_versions(**params)
+        entries = page.get("Versions", []) + page.get("DeleteMarkers", [])
+        seen += len(entries)
+        if entries:
+            s3.delete_objects(Bucket=s3_bucket, Delete={"Objects": [
+                {"Key": e["Key"], "VersionId": e["VersionId"]} for e in entries]})
+        if not page["IsTruncated"]:
+            break
+        params.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page["NextVersionIdMarker"])
+    assert seen == 9
+    assert versions_of(s3, s3_bucket) == []
+    s3.delete_bucket(Bucket=s3_bucket)
+
+
+def test_copy_source_that_is_a_delete_marker(s3, s3_bucket):
+    enable(s3, s3_bucket)
+    s3.put_object(Bucket=s3_bucket, Key="src", Body=b"x")
+    marker = s3.delete_object(Bucket=s3_bucket, Key="src")["VersionId"]
+    status, code, headers = error_of(s3.copy_object, Bucket=s3_bucket, Key="dst",
+                                     CopySource={"Bucket": s3_bucket, "Key": "src", "VersionId": marker})
+    assert (status, code) == (400, "InvalidRequest") and "x-amz-version-id" not in headers
+    status, code, headers = error_of(s3.copy_object, Bucket=s3_bucket, Key="dst",
+                                     CopySource={"Bucket": s3_bucket, "Key": "src"})
+    assert (status, code) == (404, "NoSuchKey") and "x-amz-delete-marker" not in headers
+
+
+def test_settings_changed_together_keep_versioning(s3, s3_bucket):
+    """Bucket settings changed at once (encryption, tags, CORS, versioning) never undo each other:
+    versioning, once on, stays configured."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def settings(i: int) -> None:
+        if i % 4 == 0:
+            enable(s3, s3_bucket)
+        elif i % 4 == 1:
+            s3.put_bucket_encryption(Bucket=s3_bucket, ServerSideEncryptionConfiguration={"Rules": [{
+                "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]})
+        elif i % 4 == 2:
+            s3.put_bucket_tagging(Bucket=s3_bucket, Tagging={"TagSet": [{"Key": "i", "Value": str(i)}]})
+        else:
+            s3.put_bucket_cors(Bucket=s3_bucket, CORSConfiguration={"CORSRules": [
+                {"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(settings, range(64)))
+    assert s3.get_bucket_versioning(Bucket=s3_bucket)["Status"] == "Enabled"
+    rules = s3.get_bucket_encryption(Bucket=s3_bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert s3.get_bucket_tagging(Bucket=s3_bucket)["TagSet"][0]["Key"] == "i"
+    assert s3.get_bucket_cors(Bucket=s3_bucket)["CORSRules"][0]["AllowedMethods"] == ["GET"]
+    v1 = s3.put_object(Bucket=s3_bucket, Key="k", Body=b"1")["VersionId"]
+    s3.put_object(Bucket=s3_bucket, Key="k", Body=b"2")
+    assert s3.get_object(Bucket=s3_bucket, Key="k", VersionId=v1)["Body"].read() == b"1"
