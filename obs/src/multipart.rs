@@ -318,7 +318,7 @@ impl Obs {
         };
         let record = self.put_object(caller, bucket, key, input, None, body).await?;
         self.store().remove_upload(upload_id).await?;
-        self.completed().remember(upload_id, bucket, key, parts, &record.etag);
+        self.completed().remember(upload_id, bucket, key, parts, &record);
         Ok(record)
     }
 
@@ -401,6 +401,9 @@ struct Completion {
     /// SHA-256 of the part list (numbers and ETags), so that memory stays small per upload.
     parts: [u8; 32],
     etag: String,
+    /// The version the completion made (in a versioned bucket): a later write of the same bytes
+    /// has the same ETag but is not this object.
+    version_id: Option<Box<str>>,
 }
 
 /// A digest of a CompleteMultipartUpload part list: numbers and unquoted ETags.
@@ -424,7 +427,7 @@ pub struct Completed {
 }
 
 impl Completed {
-    fn remember(&self, upload_id: &str, bucket: &str, key: &str, parts: &[(u32, String)], etag: &str) {
+    fn remember(&self, upload_id: &str, bucket: &str, key: &str, parts: &[(u32, String)], object: &ObjectRecord) {
         let mut guard = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
         let (map, order) = &mut *guard;
         if order.len() >= COMPLETED_KEPT
@@ -436,7 +439,8 @@ impl Completed {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             parts: parts_digest(parts),
-            etag: etag.to_owned(),
+            etag: object.etag.clone(),
+            version_id: object.version_id.clone(),
         };
         if map.insert(upload_id.to_owned(), completion).is_none() {
             order.push_back(upload_id.to_owned());
@@ -458,7 +462,7 @@ impl Completed {
         if done.bucket != bucket || done.key != key || done.parts != parts_digest(parts) {
             return None;
         }
-        current(key).filter(|object| object.etag == done.etag)
+        current(key).filter(|object| object.etag == done.etag && object.version_id == done.version_id)
     }
 }
 

@@ -389,3 +389,25 @@ def test_settings_changed_together_keep_versioning(s3, s3_bucket):
     v1 = s3.put_object(Bucket=s3_bucket, Key="k", Body=b"1")["VersionId"]
     s3.put_object(Bucket=s3_bucket, Key="k", Body=b"2")
     assert s3.get_object(Bucket=s3_bucket, Key="k", VersionId=v1)["Body"].read() == b"1"
+
+
+def test_repeated_completion_names_its_own_version(s3, s3_bucket):
+    """A repeated CompleteMultipartUpload answers the version it made, and only while that version
+    is current: a later upload of the same bytes has the same ETag but is another version."""
+    enable(s3, s3_bucket)
+
+    def upload() -> tuple[str, dict, dict]:
+        upload_id = s3.create_multipart_upload(Bucket=s3_bucket, Key="mp")["UploadId"]
+        part = s3.upload_part(Bucket=s3_bucket, Key="mp", UploadId=upload_id, PartNumber=1, Body=b"same bytes")
+        parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+        return upload_id, parts, s3.complete_multipart_upload(Bucket=s3_bucket, Key="mp", UploadId=upload_id,
+                                                              MultipartUpload=parts)
+
+    upload_id, parts, first = upload()
+    again = s3.complete_multipart_upload(Bucket=s3_bucket, Key="mp", UploadId=upload_id, MultipartUpload=parts)
+    assert (again["VersionId"], again["ETag"]) == (first["VersionId"], first["ETag"])
+    _, _, second = upload()
+    assert second["ETag"] == first["ETag"] and second["VersionId"] != first["VersionId"]
+    status, code, _ = error_of(s3.complete_multipart_upload, Bucket=s3_bucket, Key="mp", UploadId=upload_id,
+                               MultipartUpload=parts)
+    assert (status, code) == (404, "NoSuchUpload")
