@@ -144,6 +144,22 @@ impl IndexedBucket {
         }
     }
 
+    /// Current objects with keys starting with `prefix` after `after`, in key order, at most
+    /// `limit` of them.
+    fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<Arc<ObjectRecord>> {
+        let objects = &self.objects;
+        let start = match after {
+            Some(after) if after >= prefix => std::ops::Bound::Excluded(after),
+            _ => std::ops::Bound::Included(prefix),
+        };
+        objects
+            .range::<str, _>((start, std::ops::Bound::Unbounded))
+            .take_while(|o| o.0.key.starts_with(prefix))
+            .take(limit)
+            .map(|o| o.0.clone())
+            .collect()
+    }
+
     /// Whether the bucket holds no object, version or delete marker.
     fn is_empty(&self) -> bool {
         self.objects.is_empty() && self.versions.is_empty()
@@ -677,7 +693,7 @@ impl Store {
         let b = index.get(bucket)?;
         if !b.versioned() {
             let after = after.map(|c| c.key.as_str());
-            let objects = self.list_in(b, prefix, after, limit);
+            let objects = b.list(prefix, after, limit);
             return Some(objects.into_iter().map(|record| VersionEntry { record, latest: true }).collect());
         }
         let start = match after {
@@ -723,27 +739,7 @@ impl Store {
         limit: usize,
     ) -> Option<Vec<Arc<ObjectRecord>>> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        Some(self.list_in(index.get(bucket)?, prefix, after, limit))
-    }
-
-    fn list_in(
-        &self,
-        bucket: &IndexedBucket,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Vec<Arc<ObjectRecord>> {
-        let objects = &bucket.objects;
-        let start = match after {
-            Some(after) if after >= prefix => std::ops::Bound::Excluded(after),
-            _ => std::ops::Bound::Included(prefix),
-        };
-        objects
-            .range::<str, _>((start, std::ops::Bound::Unbounded))
-            .take_while(|o| o.0.key.starts_with(prefix))
-            .take(limit)
-            .map(|o| o.0.clone())
-            .collect()
+        Some(index.get(bucket)?.list(prefix, after, limit))
     }
 
     /// A fresh path for a body in `bucket`.
