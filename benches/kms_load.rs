@@ -1,32 +1,44 @@
-//! Data-key load generator for kmsim and its peers (a `harness = false` bench target).
+//! KMS load generator for kmsim and its peers: data keys and signatures (a `harness = false` bench target).
 //!
 //! Two modes, each printing one JSON line on stdout:
 //!
-//! - `http --endpoint URL [--dialect aws|otc] [--seconds N] [--connections C] [--threads T] [--warmup S]
-//!   [--server-pid PID] [--target NAME]`: creates a key, then asks for 256-bit data keys over
-//!   HTTP/1.1 from C workers, each with its own keep-alive connection, every request signed when it
-//!   is sent (access key `test`/`test`, the current time). The dialect picks the API:
-//!   - `aws` (default): `TrentService.CreateKey`, then `TrentService.GenerateDataKey`
-//!     (`KeySpec: AES_256`), SigV4-signed for `us-east-1`;
-//!   - `otc`: `POST /v1.0/{project_id}/kms/create-key`, then `POST /v1.0/{project_id}/kms/create-datakey`
-//!     (`datakey_length: "256"`), SDK-HMAC-SHA256-signed (`Access=` form, `host` and
-//!     `content-type: application/json` signed, as Huawei's SDKs do), project id `--project-id`
-//!     (default: the default account's, 32 zeros).
+//! - `http --endpoint URL [--operation data-key|sign-ecc|sign-rsa] [--dialect aws|otc] [--seconds N]
+//!   [--connections C] [--threads T] [--warmup S] [--server-pid PID] [--target NAME]`: creates a key, then
+//!   repeats one call over HTTP/1.1 from C workers, each with its own keep-alive connection, every request
+//!   signed when it is sent (access key `test`/`test`, the current time). The operation picks the call:
+//!   - `data-key` (default): 256-bit data keys. The dialect picks the API:
+//!     - `aws` (default): `TrentService.CreateKey`, then `TrentService.GenerateDataKey`
+//!       (`KeySpec: AES_256`), SigV4-signed for `us-east-1`;
+//!     - `otc`: `POST /v1.0/{project_id}/kms/create-key`, then `POST /v1.0/{project_id}/kms/create-datakey`
+//!       (`datakey_length: "256"`), SDK-HMAC-SHA256-signed (`Access=` form, `host` and
+//!       `content-type: application/json` signed, as Huawei's SDKs do), project id `--project-id`
+//!       (default: the default account's, 32 zeros).
+//!   - `sign-ecc` / `sign-rsa` (AWS dialect only): `TrentService.CreateKey` with `KeySpec: ECC_NIST_P256` /
+//!     `RSA_2048` and `KeyUsage: SIGN_VERIFY`, then `TrentService.Sign` of [`MESSAGE`] (`MessageType: RAW`)
+//!     with `ECDSA_SHA_256` / `RSASSA_PKCS1_V1_5_SHA_256`, SigV4-signed for `us-east-1`.
 //!
-//!   Both dialects run the same workers; an answer counts as a call only if it is a 200 whose body
-//!   has both halves of the data key as non-empty strings (`Plaintext` and `CiphertextBlob`, or
-//!   `plain_text` and `cipher_text`). After a warm-up of S seconds (default 1) it counts, for N
+//!   Every operation runs the same workers; an answer counts as a call only if it is a 200 whose body has
+//!   what the call returns as non-empty strings (`Plaintext` and `CiphertextBlob`, `plain_text` and
+//!   `cipher_text`, or `Signature`). After a warm-up of S seconds (default 1) it counts, for N
 //!   seconds, the calls that came back, the other answers and transport failures (`errors`), and
 //!   the latency percentiles. With
 //!   `--server-pid` it also reports the server's CPU time over the measured window (from
 //!   `/proc/PID/stat`, children included), so the server's cost per call is known even though the
 //!   client shares the machine.
-//! - `inprocess [--seconds N]`: `kms::Kms::in_memory()`, one key, and `generate_data_key` (32 bytes,
-//!   empty context) in a loop on this thread; the rate is per core.
+//! - `inprocess [--operation data-key|sign-ecc|sign-rsa|verify-ecc|verify-rsa] [--via kms|aws-lc-rs|aws-lc-rs-parsed]
+//!   [--seconds N]`: one operation in a loop on this thread; the rate is per core.
+//!   - `--via kms` (default): `kms::Kms::in_memory()`, one key, and `generate_data_key` (32 bytes, empty
+//!     context), or `Kms::sign` / `Kms::verify` of [`MESSAGE`] (`RAW`) under an `ECC_NIST_P256` key with
+//!     `ECDSA_SHA_256` or an `RSA_2048` key with `RSASSA_PKCS1_V1_5_SHA_256` (verify checks one signature
+//!     made by `Kms::sign`);
+//!   - `--via aws-lc-rs` (sign and verify only): the same operation straight on `aws-lc-rs`, the library under
+//!     `kms::crypto`, with a key of the same type: `EcdsaKeyPair::sign` / `RsaKeyPair::sign`, and
+//!     `UnparsedPublicKey::verify` (which parses the public key on every call, as `kms::crypto` does);
+//!   - `--via aws-lc-rs-parsed` (verify only): `ParsedPublicKey::verify_sig`, the public key parsed once.
 //!
-//! The same client drives kmsim and `moto_server`; `scripts/bench-kms` runs both and prints the
-//! ratio, and compares the two dialects on one kmsim. Unknown flags (cargo passes `--bench`) are
-//! ignored.
+//! The same client drives kmsim and `moto_server`; `scripts/bench-kms` runs both for data keys and compares the
+//! two dialects on one kmsim, `scripts/bench-sign` runs both for signatures and compares `Kms` with `aws-lc-rs`
+//! in-process. Unknown flags (cargo passes `--bench`) are ignored.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,10 +47,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use auth::sdk_hmac;
 use auth::sigv4::{self, SigningParams, UriEncoding};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    self as lc_signature, EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyPair, UnparsedPublicKey,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
+use kms::crypto::SignInput;
+use kms::spec::{KeySpec, KeyUsage, MessageType, SigningAlgorithm};
 use support::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, Target, proc_stat_cpu, process_cpu};
 
 mod support;
@@ -56,6 +77,78 @@ struct Options {
     target: Option<String>,
     dialect: Dialect,
     project_id: String,
+    operation: Operation,
+    via: Via,
+}
+
+/// What Sign and Verify sign: 64 bytes, sent as a `RAW` message (moto_server takes no other), about the size of a
+/// small JWT's signing input.
+const MESSAGE: &[u8; 64] = b"kmsim sign benchmark: a 64-byte RAW message, signed on each call";
+
+/// The call a run repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// GenerateDataKey (OTC: create-datakey), 256 bits.
+    DataKey,
+    /// Sign with an `ECC_NIST_P256` key, `ECDSA_SHA_256`.
+    SignEcc,
+    /// Sign with an `RSA_2048` key, `RSASSA_PKCS1_V1_5_SHA_256`.
+    SignRsa,
+    /// Verify with an `ECC_NIST_P256` key, `ECDSA_SHA_256` (in-process only).
+    VerifyEcc,
+    /// Verify with an `RSA_2048` key, `RSASSA_PKCS1_V1_5_SHA_256` (in-process only).
+    VerifyRsa,
+}
+
+impl Operation {
+    /// The name on the command line and in the results.
+    fn name(self) -> &'static str {
+        match self {
+            Operation::DataKey => "data-key",
+            Operation::SignEcc => "sign-ecc",
+            Operation::SignRsa => "sign-rsa",
+            Operation::VerifyEcc => "verify-ecc",
+            Operation::VerifyRsa => "verify-rsa",
+        }
+    }
+
+    /// The key type, and the algorithm, of a Sign or Verify operation; `None` for data keys.
+    fn signing(self) -> Option<(KeySpec, SigningAlgorithm)> {
+        match self {
+            Operation::DataKey => None,
+            Operation::SignEcc | Operation::VerifyEcc => Some((KeySpec::EccNistP256, SigningAlgorithm::EcdsaSha256)),
+            Operation::SignRsa | Operation::VerifyRsa => {
+                Some((KeySpec::Rsa2048, SigningAlgorithm::RsassaPkcs1V15Sha256))
+            }
+        }
+    }
+
+    /// Whether the operation verifies (rather than makes) a signature.
+    fn is_verify(self) -> bool {
+        matches!(self, Operation::VerifyEcc | Operation::VerifyRsa)
+    }
+}
+
+/// What performs an in-process operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// `kms::Kms`, the core behind both dialects.
+    Kms,
+    /// `aws-lc-rs` directly, as `kms::crypto` calls it.
+    AwsLc,
+    /// `aws-lc-rs` verifying with a public key parsed once.
+    AwsLcParsed,
+}
+
+impl Via {
+    /// The name on the command line, and the `target` of the results.
+    fn name(self) -> &'static str {
+        match self {
+            Via::Kms => "in-process",
+            Via::AwsLc => "aws-lc-rs",
+            Via::AwsLcParsed => "aws-lc-rs-parsed",
+        }
+    }
 }
 
 /// The KMS API a run speaks.
@@ -79,6 +172,8 @@ fn parse_args() -> Options {
         target: None,
         dialect: Dialect::Aws,
         project_id: shared::caller::DEFAULT_PROJECT_ID.to_owned(),
+        operation: Operation::DataKey,
+        via: Via::Kms,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -104,6 +199,27 @@ fn parse_args() -> Options {
                 }
             }
             "--project-id" => opts.project_id = value(&mut i),
+            "--operation" => {
+                let name = value(&mut i);
+                opts.operation = [
+                    Operation::DataKey,
+                    Operation::SignEcc,
+                    Operation::SignRsa,
+                    Operation::VerifyEcc,
+                    Operation::VerifyRsa,
+                ]
+                .into_iter()
+                .find(|o| o.name() == name)
+                .unwrap_or_else(|| die(&format!("unknown operation {name}")));
+            }
+            "--via" => {
+                opts.via = match value(&mut i).as_str() {
+                    "kms" => Via::Kms,
+                    "aws-lc-rs" => Via::AwsLc,
+                    "aws-lc-rs-parsed" => Via::AwsLcParsed,
+                    other => die(&format!("unknown --via {other} (kms, aws-lc-rs or aws-lc-rs-parsed)")),
+                }
+            }
             _ => {} // `--bench` from cargo, and anything else we do not know.
         }
         i += 1;
@@ -118,8 +234,10 @@ fn num<T: std::str::FromStr>(text: &str) -> T {
 fn die(message: &str) -> ! {
     eprintln!("kms_load: {message}");
     eprintln!(
-        "usage: kms_load http --endpoint URL [--dialect aws|otc] [--project-id ID] [--seconds N] [--connections C] \
-         [--threads T] [--warmup S] [--server-pid PID] [--target NAME]\n       kms_load inprocess [--seconds N]"
+        "usage: kms_load http --endpoint URL [--operation data-key|sign-ecc|sign-rsa] [--dialect aws|otc] \
+         [--project-id ID] [--seconds N] [--connections C] [--threads T] [--warmup S] [--server-pid PID] \
+         [--target NAME]\n       kms_load inprocess [--operation data-key|sign-ecc|sign-rsa|verify-ecc|verify-rsa] \
+         [--via kms|aws-lc-rs|aws-lc-rs-parsed] [--seconds N] [--warmup S]"
     );
     std::process::exit(2)
 }
@@ -130,6 +248,12 @@ fn main() {
         "http" => {
             if opts.endpoint.is_empty() {
                 die("http needs --endpoint");
+            }
+            if opts.operation.is_verify() {
+                die("over HTTP the operation is data-key, sign-ecc or sign-rsa");
+            }
+            if opts.operation != Operation::DataKey && opts.dialect != Dialect::Aws {
+                die("sign-ecc and sign-rsa speak the AWS dialect only");
             }
             let runtime = if opts.threads == 1 {
                 tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -152,22 +276,120 @@ fn main() {
 // In-process
 
 fn inprocess(opts: &Options) {
+    match (opts.via, opts.operation.signing()) {
+        (Via::Kms, None) => inprocess_data_key(opts),
+        (Via::Kms, Some((spec, algorithm))) => inprocess_kms_signing(opts, spec, algorithm),
+        (Via::AwsLc | Via::AwsLcParsed, Some((spec, _))) => inprocess_aws_lc(opts, spec),
+        (_, None) => die("--via aws-lc-rs is for the sign and verify operations"),
+    }
+}
+
+/// The caller of the in-process runs: the default account's root, in `us-east-1`.
+fn inprocess_caller() -> shared::Caller {
+    auth::AccessKey::new("test", "test", "000000000000", None).caller(REGION)
+}
+
+/// `Kms::generate_data_key` on one key of an in-memory `Kms`.
+fn inprocess_data_key(opts: &Options) {
     let kms = kms::Kms::in_memory().unwrap_or_else(|e| die(&format!("Kms::in_memory: {e}")));
-    let caller = auth::AccessKey::new("test", "test", "000000000000", None).caller(REGION);
+    let caller = inprocess_caller();
     let key = kms
         .create_key(&caller, kms::service::CreateKeyInput::default())
         .unwrap_or_else(|e| die(&format!("create_key: {e}")));
     let context = BTreeMap::new();
-    let call = || {
+    measure(opts, 256, || {
         let data_key = kms
             .generate_data_key(&caller, &key.id, 32, &context, true)
             .unwrap_or_else(|e| die(&format!("generate_data_key: {e}")));
         std::hint::black_box(data_key);
+    });
+}
+
+/// `Kms::sign` or `Kms::verify` of [`MESSAGE`] on one key of `spec` of an in-memory `Kms`.
+fn inprocess_kms_signing(opts: &Options, spec: KeySpec, algorithm: SigningAlgorithm) {
+    let kms = kms::Kms::in_memory().unwrap_or_else(|e| die(&format!("Kms::in_memory: {e}")));
+    let caller = inprocess_caller();
+    let input = kms::service::CreateKeyInput { spec, usage: KeyUsage::SignVerify, ..Default::default() };
+    let key = kms.create_key(&caller, input).unwrap_or_else(|e| die(&format!("create_key: {e}")));
+    let input = SignInput { bytes: MESSAGE, message_type: MessageType::Raw };
+    let sign = || kms.sign(&caller, &key.id, input, algorithm).unwrap_or_else(|e| die(&format!("Kms::sign: {e}")));
+    if opts.operation.is_verify() {
+        let signature = sign().signature;
+        measure(opts, 16, || {
+            let arn = kms
+                .verify(&caller, &key.id, input, algorithm, &signature)
+                .unwrap_or_else(|e| die(&format!("Kms::verify: {e}")));
+            std::hint::black_box(arn);
+        });
+    } else {
+        measure(opts, 16, || {
+            std::hint::black_box(sign());
+        });
+    }
+}
+
+/// The same Sign or Verify straight on `aws-lc-rs`, with a fresh key of `spec`: the library's own speed.
+fn inprocess_aws_lc(opts: &Options, spec: KeySpec) {
+    let rng = SystemRandom::new();
+    let parsed = opts.via == Via::AwsLcParsed;
+    if parsed && !opts.operation.is_verify() {
+        die("--via aws-lc-rs-parsed is for the verify operations");
+    }
+    let verify_with = |verification: &'static dyn lc_signature::VerificationAlgorithm, public: &[u8], sig: &[u8]| {
+        if parsed {
+            let key = ParsedPublicKey::new(verification, public).unwrap_or_else(|_| die("ParsedPublicKey::new"));
+            measure(opts, 16, || {
+                key.verify_sig(MESSAGE, sig).unwrap_or_else(|_| die("verify_sig"));
+            });
+        } else {
+            let key = UnparsedPublicKey::new(verification, public);
+            measure(opts, 16, || {
+                key.verify(MESSAGE, sig).unwrap_or_else(|_| die("UnparsedPublicKey::verify"));
+            });
+        }
     };
+    match spec {
+        KeySpec::EccNistP256 => {
+            let pair = EcdsaKeyPair::generate(&lc_signature::ECDSA_P256_SHA256_ASN1_SIGNING)
+                .unwrap_or_else(|_| die("EcdsaKeyPair::generate"));
+            let sign = || pair.sign(&rng, MESSAGE).unwrap_or_else(|_| die("EcdsaKeyPair::sign"));
+            if opts.operation.is_verify() {
+                let signature = sign();
+                verify_with(&lc_signature::ECDSA_P256_SHA256_ASN1, pair.public_key().as_ref(), signature.as_ref());
+            } else {
+                measure(opts, 16, || {
+                    std::hint::black_box(sign());
+                });
+            }
+        }
+        KeySpec::Rsa2048 => {
+            let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap_or_else(|_| die("RsaKeyPair::generate"));
+            let mut signature = vec![0u8; pair.public_modulus_len()];
+            let sign = |signature: &mut [u8]| {
+                pair.sign(&lc_signature::RSA_PKCS1_SHA256, &rng, MESSAGE, signature)
+                    .unwrap_or_else(|_| die("RsaKeyPair::sign"));
+            };
+            if opts.operation.is_verify() {
+                sign(&mut signature);
+                verify_with(&lc_signature::RSA_PKCS1_2048_8192_SHA256, pair.public_key().as_ref(), &signature);
+            } else {
+                measure(opts, 16, || {
+                    sign(&mut signature);
+                    std::hint::black_box(&signature);
+                });
+            }
+        }
+        other => die(&format!("no aws-lc-rs baseline for {other:?}")),
+    }
+}
+
+/// Runs `call` in batches of `batch` on this thread, for the warm-up and then for the measured seconds, and prints
+/// the result line.
+fn measure(opts: &Options, batch: u64, mut call: impl FnMut()) {
     // Warm-up: caches, allocator, branch predictors.
     let warm_end = Instant::now() + Duration::from_secs_f64(opts.warmup.min(opts.seconds));
     while Instant::now() < warm_end {
-        for _ in 0..256 {
+        for _ in 0..batch {
             call();
         }
     }
@@ -176,10 +398,10 @@ fn inprocess(opts: &Options) {
     let end = start + Duration::from_secs_f64(opts.seconds);
     let mut calls: u64 = 0;
     loop {
-        for _ in 0..256 {
+        for _ in 0..batch {
             call();
         }
-        calls += 256;
+        calls += batch;
         if Instant::now() >= end {
             break;
         }
@@ -191,8 +413,10 @@ fn inprocess(opts: &Options) {
     // CPU-time rate is given too so a noisy machine shows.
     let rate_cpu = cpu.filter(|c| *c > 0.0).map(|c| calls as f64 / c);
     println!(
-        "{{\"target\":\"in-process\",\"calls\":{calls},\"seconds\":{elapsed:.3},\"rate_per_core\":{rate:.0},\
+        "{{\"target\":\"{}\",\"operation\":\"{}\",\"calls\":{calls},\"seconds\":{elapsed:.3},\"rate_per_core\":{rate:.0},\
          \"thread_cpu_seconds\":{},\"rate_per_cpu_second\":{}}}",
+        opts.via.name(),
+        opts.operation.name(),
         cpu.map_or("null".into(), |c| format!("{c:.3}")),
         rate_cpu.map_or("null".into(), |r| format!("{r:.0}")),
     );
@@ -234,6 +458,7 @@ fn signed_request(target: &Target, operation: &str, body: &Bytes, payload_hash: 
     let amz_target = match operation {
         "GenerateDataKey" => HeaderValue::from_static("TrentService.GenerateDataKey"),
         "CreateKey" => HeaderValue::from_static("TrentService.CreateKey"),
+        "Sign" => HeaderValue::from_static("TrentService.Sign"),
         other => HeaderValue::from_str(&format!("TrentService.{other}")).expect("an operation name"),
     };
     headers.insert("x-amz-target", amz_target);
@@ -268,8 +493,12 @@ fn otc_request(target: &Target, path: &str, body: &Bytes) -> hyper::Request<Full
 
 /// The request every worker repeats, in one dialect.
 #[derive(Debug)]
-struct DataKeyCall {
+struct Call {
     dialect: Dialect,
+    /// The AWS operation (`GenerateDataKey`, `Sign`).
+    operation: &'static str,
+    /// The answer's fields that must be non-empty strings.
+    fields: &'static [&'static str],
     target: Target,
     body: Bytes,
     /// SigV4's payload hash of `body` (AWS).
@@ -278,22 +507,19 @@ struct DataKeyCall {
     path: String,
 }
 
-impl DataKeyCall {
+impl Call {
     /// One freshly signed request.
     fn request(&self) -> hyper::Request<Full<Bytes>> {
         match self.dialect {
-            Dialect::Aws => signed_request(&self.target, "GenerateDataKey", &self.body, &self.payload_hash),
+            Dialect::Aws => signed_request(&self.target, self.operation, &self.body, &self.payload_hash),
             Dialect::Otc => otc_request(&self.target, &self.path, &self.body),
         }
     }
 
-    /// Whether a 200 answer carries a data key: both halves as non-empty JSON strings.
-    fn is_data_key(&self, body: &[u8]) -> bool {
-        let (plaintext, ciphertext) = match self.dialect {
-            Dialect::Aws => ("Plaintext", "CiphertextBlob"),
-            Dialect::Otc => ("plain_text", "cipher_text"),
-        };
-        has_string_field(body, plaintext) && has_string_field(body, ciphertext)
+    /// Whether a 200 answer carries what the call returns (both halves of a data key, or a signature) as
+    /// non-empty JSON strings.
+    fn is_answer(&self, body: &[u8]) -> bool {
+        self.fields.iter().all(|field| has_string_field(body, field))
     }
 }
 
@@ -319,7 +545,12 @@ async fn create_key(target: &Target, opts: &Options) -> String {
     let mut sender = connect(target).await.unwrap_or_else(|e| die(&e));
     let (request, what) = match opts.dialect {
         Dialect::Aws => {
-            let body = Bytes::from_static(b"{}");
+            let body = match opts.operation.signing() {
+                None => Bytes::from_static(b"{}"),
+                Some((spec, _)) => {
+                    Bytes::from(format!("{{\"KeySpec\":\"{}\",\"KeyUsage\":\"SIGN_VERIFY\"}}", spec.as_str()))
+                }
+            };
             (signed_request(target, "CreateKey", &body, &sigv4::payload_sha256(&body)), "CreateKey")
         }
         Dialect::Otc => {
@@ -372,26 +603,59 @@ async fn http(opts: Options) {
 
     // The key every worker uses, and the request they repeat.
     let key_id = create_key(&target, &opts).await;
-    let call = Arc::new(match opts.dialect {
-        Dialect::Aws => {
+    let call = Arc::new(match (opts.dialect, opts.operation.signing()) {
+        (Dialect::Aws, None) => {
             let body = Bytes::from(format!("{{\"KeyId\":\"{key_id}\",\"KeySpec\":\"AES_256\"}}"));
             let payload_hash = sigv4::payload_sha256(&body);
-            DataKeyCall { dialect: opts.dialect, target: target.clone(), body, payload_hash, path: "/".into() }
+            Call {
+                dialect: opts.dialect,
+                operation: "GenerateDataKey",
+                fields: &["Plaintext", "CiphertextBlob"],
+                target: target.clone(),
+                body,
+                payload_hash,
+                path: "/".into(),
+            }
         }
-        Dialect::Otc => {
+        (Dialect::Aws, Some((_, algorithm))) => {
+            let body = Bytes::from(format!(
+                "{{\"KeyId\":\"{key_id}\",\"Message\":\"{}\",\"MessageType\":\"RAW\",\"SigningAlgorithm\":\"{}\"}}",
+                BASE64.encode(MESSAGE),
+                algorithm.as_str()
+            ));
+            let payload_hash = sigv4::payload_sha256(&body);
+            Call {
+                dialect: opts.dialect,
+                operation: "Sign",
+                fields: &["Signature"],
+                target: target.clone(),
+                body,
+                payload_hash,
+                path: "/".into(),
+            }
+        }
+        (Dialect::Otc, _) => {
             let body = Bytes::from(format!("{{\"key_id\":\"{key_id}\",\"datakey_length\":\"256\"}}"));
             let path = format!("/v1.0/{}/kms/create-datakey", opts.project_id);
-            DataKeyCall { dialect: opts.dialect, target: target.clone(), body, payload_hash: String::new(), path }
+            Call {
+                dialect: opts.dialect,
+                operation: "create-datakey",
+                fields: &["plain_text", "cipher_text"],
+                target: target.clone(),
+                body,
+                payload_hash: String::new(),
+                path,
+            }
         }
     });
 
-    // One check outside the load: the answer is a data key.
+    // One check outside the load: the answer is a data key, or a signature.
     {
         let mut sender = connect(&target).await.unwrap_or_else(|e| die(&e));
         let (status, body, _) =
-            send(&mut sender, call.request()).await.unwrap_or_else(|e| die(&format!("first data key: {e}")));
-        if status != 200 || !call.is_data_key(&body) {
-            die(&format!("the first data-key request answered {status}: {}", String::from_utf8_lossy(&body)));
+            send(&mut sender, call.request()).await.unwrap_or_else(|e| die(&format!("first {}: {e}", call.operation)));
+        if status != 200 || !call.is_answer(&body) {
+            die(&format!("the first {} request answered {status}: {}", call.operation, String::from_utf8_lossy(&body)));
         }
     }
 
@@ -442,7 +706,7 @@ async fn http(opts: Options) {
                 }
                 let counted = sent >= measure_start;
                 match result {
-                    Ok((200, body, _)) if call.is_data_key(&body) => {
+                    Ok((200, body, _)) if call.is_answer(&body) => {
                         if counted {
                             stats.calls += 1;
                             stats.latencies_us.push((done - sent).as_micros().min(u32::MAX as u128) as u32);
@@ -503,7 +767,7 @@ async fn http(opts: Options) {
     };
     let opt_secs = |cpu: Option<f64>| cpu.map_or("null".into(), |c| format!("{c:.2}"));
     println!(
-        "{{\"target\":{},\"dialect\":\"{}\",\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\"errors\":{},\"reconnects\":{},\"p50_us\":{},\"p99_us\":{},\
+        "{{\"target\":{},\"dialect\":\"{}\",\"operation\":\"{}\",\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\"errors\":{},\"reconnects\":{},\"p50_us\":{},\"p99_us\":{},\
          \"connections\":{},\"client_threads\":{},\"server_cpu_seconds\":{},\"server_cpu_us_per_call\":{},\
          \"client_cpu_seconds\":{},\"client_cpu_us_per_call\":{},\"first_error\":{}}}",
         serde_json::Value::from(name),
@@ -511,6 +775,7 @@ async fn http(opts: Options) {
             Dialect::Aws => "aws",
             Dialect::Otc => "otc",
         },
+        opts.operation.name(),
         total.calls,
         opts.seconds,
         total.errors,

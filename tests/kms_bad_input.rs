@@ -56,20 +56,30 @@ async fn malformed_requests_get_aws_errors_and_change_nothing() {
             "NotFoundException",
             "",
         ),
+        ("CreateKey", r#"{"KeySpec":"RSA_2048"}"#.into(), 400, "ValidationException", "KeyUsage"),
         (
             "CreateKey",
-            r#"{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}"#.into(),
+            r#"{"KeySpec":"HMAC_256","KeyUsage":"SIGN_VERIFY"}"#.into(),
             400,
-            "UnsupportedOperationException",
-            "",
+            "ValidationException",
+            "not compatible",
         ),
-        ("Sign", "{}".into(), 400, "UnsupportedOperationException", "api-coverage"),
+        ("CreateKey", r#"{"KeySpec":"RSA_1024","KeyUsage":"SIGN_VERIFY"}"#.into(), 400, "ValidationException", "enum"),
+        ("Sign", "{}".into(), 400, "ValidationException", "keyId"),
+        (
+            "Sign",
+            format!(r#"{{"KeyId":"{key_id}","Message":"aGk=","SigningAlgorithm":"ECDSA_SHA_256"}}"#),
+            400,
+            "InvalidKeyUsageException",
+            "key usage is ENCRYPT_DECRYPT",
+        ),
+        ("CreateCustomKeyStore", "{}".into(), 400, "UnsupportedOperationException", "api-coverage"),
         (
             "CreateAlias",
             format!(r#"{{"AliasName":"no-prefix","TargetKeyId":"{key_id}"}}"#),
             400,
             "ValidationException",
-            "aliasName",
+            "Alias must start with the prefix",
         ),
         (
             "TagResource",
@@ -164,7 +174,13 @@ async fn every_bit_flip_of_a_blob_is_refused_over_the_wire() {
     for bit in 0..blob.len() * 8 {
         let mut flipped = blob.clone();
         flipped[bit / 8] ^= 1 << (bit % 8);
-        let result = stack.kms().decrypt(&caller, &flipped, &Default::default(), None);
+        let result = stack.kms().decrypt(
+            &caller,
+            &flipped,
+            &Default::default(),
+            None,
+            kms::spec::EncryptionAlgorithm::SymmetricDefault,
+        );
         assert!(matches!(result, Err(kms::Error::InvalidCiphertext(_))), "bit {bit}: {result:?}");
     }
     for bit in (0..blob.len() * 8).step_by(97) {

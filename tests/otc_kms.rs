@@ -149,7 +149,7 @@ async fn bad_input_gets_the_dialects_errors_and_changes_nothing() {
             "KMS.2401",
         ),
         ("no-such-verb", "{}".into(), 404, "APIGW.0101"),
-        ("sign", "{}".into(), 404, "APIGW.0101"),
+        ("re-encrypt", "{}".into(), 404, "APIGW.0101"),
     ];
     for (verb, body, status, code) in cases {
         let response = call(&stack, verb, &body);

@@ -21,9 +21,14 @@ use serde_json::{Value, json};
 use shared::{Api, Peer, RequestContext};
 
 use crate::blob::EncryptionContext;
+use crate::crypto::SignInput;
 use crate::error::Error;
 use crate::model::*;
 use crate::service::*;
+use crate::spec::{
+    EncryptionAlgorithm, KeySpec, KeyUsage, MacAlgorithm, MessageType, SigningAlgorithm, check_spec_and_usage,
+    parse_key_pair_spec,
+};
 
 pub mod operation;
 
@@ -127,6 +132,11 @@ pub fn error_code(error: &Error) -> &'static str {
         Error::InvalidState(_) => "KMSInvalidStateException",
         Error::InvalidCiphertext(_) => "InvalidCiphertextException",
         Error::IncorrectKey(_) => "IncorrectKeyException",
+        Error::InvalidSignature(_) => "KMSInvalidSignatureException",
+        Error::InvalidMac(_) => "KMSInvalidMacException",
+        Error::InvalidImportToken(_) => "InvalidImportTokenException",
+        Error::ExpiredImportToken(_) => "ExpiredImportTokenException",
+        Error::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
         Error::Validation(_) => "ValidationException",
         Error::InvalidKeyUsage(_) => "InvalidKeyUsageException",
         Error::AlreadyExists(_) => "AlreadyExistsException",
@@ -279,13 +289,23 @@ fn limit(value: Option<i64>, max: i64, default: i64) -> Result<usize, ApiError> 
     Ok(value as usize)
 }
 
-fn check_algorithm(value: Option<&str>, field: &str) -> Result<(), ApiError> {
+/// An `EncryptionAlgorithm` field (default `SYMMETRIC_DEFAULT`).
+fn encryption_algorithm(value: Option<&str>, field: &str) -> Result<EncryptionAlgorithm, ApiError> {
     match value {
-        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
-        Some(other) => Err(ApiError::Kms(Error::InvalidKeyUsage(format!(
-            "The encryption algorithm {other} ({field}) is not supported by a symmetric encryption key."
-        )))),
+        None => Ok(EncryptionAlgorithm::SymmetricDefault),
+        Some(name) => EncryptionAlgorithm::parse(name).map_err(|_| {
+            ApiError::Kms(crate::spec::enum_error(
+                name,
+                field,
+                &EncryptionAlgorithm::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            ))
+        }),
     }
+}
+
+/// A required base64 blob field.
+fn blob_field(value: Option<Cow<'_, str>>, field: &str, name: &str) -> Result<Vec<u8>, ApiError> {
+    base64_field(&required(value, field)?, name)
 }
 
 fn dry_run(flag: Option<bool>) -> Result<(), ApiError> {
@@ -520,6 +540,104 @@ struct DataKeyResponse {
     key_id: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SignRequest<'a> {
+    key_id: Option<String>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+    message_type: Option<String>,
+    signing_algorithm: Option<String>,
+    #[serde(borrow)]
+    signature: Option<Cow<'a, str>>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MacRequest<'a> {
+    key_id: Option<String>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+    mac_algorithm: Option<String>,
+    #[serde(borrow)]
+    mac: Option<Cow<'a, str>>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateDataKeyPairRequest {
+    key_id: Option<String>,
+    key_pair_spec: Option<String>,
+    #[serde(default)]
+    encryption_context: EncryptionContext,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    dry_run: Option<bool>,
+    recipient: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeriveSharedSecretRequest<'a> {
+    key_id: Option<String>,
+    key_agreement_algorithm: Option<String>,
+    #[serde(borrow)]
+    public_key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    dry_run: Option<bool>,
+    recipient: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetParametersForImportRequest {
+    key_id: Option<String>,
+    wrapping_algorithm: Option<String>,
+    wrapping_key_spec: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImportKeyMaterialRequest<'a> {
+    key_id: Option<String>,
+    #[serde(borrow)]
+    import_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    encrypted_key_material: Option<Cow<'a, str>>,
+    valid_to: Option<f64>,
+    expiration_model: Option<String>,
+    import_type: Option<String>,
+    key_material_description: Option<String>,
+    key_material_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReplicateKeyRequest {
+    key_id: Option<String>,
+    replica_region: Option<String>,
+    description: Option<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    tags: Vec<TagShape>,
+    #[serde(rename = "BypassPolicyLockoutSafetyCheck")]
+    _bypass: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdatePrimaryRegionRequest {
+    key_id: Option<String>,
+    primary_region: Option<String>,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct EncryptResponse {
@@ -545,19 +663,58 @@ pub fn key_metadata(record: &KeyRecord) -> Value {
         "CreationDate": record.created,
         "Enabled": record.state == KeyState::Enabled,
         "Description": record.description,
-        "KeyUsage": "ENCRYPT_DECRYPT",
+        "KeyUsage": record.usage.as_str(),
         "KeyState": record.state.as_str(),
-        "Origin": "AWS_KMS",
+        "Origin": record.origin.as_str(),
         "KeyManager": match record.manager { KeyManager::Customer => "CUSTOMER", KeyManager::Aws => "AWS" },
-        "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
-        "KeySpec": "SYMMETRIC_DEFAULT",
-        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
-        "MultiRegion": false,
+        "CustomerMasterKeySpec": record.spec.as_str(),
+        "KeySpec": record.spec.as_str(),
+        "MultiRegion": record.multi_region.is_some(),
     });
+    algorithm_lists(&mut meta, record.spec, record.usage);
+    if let Some(import) = record.import.as_ref().filter(|_| !record.versions.is_empty()) {
+        meta["ExpirationModel"] =
+            json!(if import.valid_to.is_some() { "KEY_MATERIAL_EXPIRES" } else { "KEY_MATERIAL_DOES_NOT_EXPIRE" });
+        if let Some(valid_to) = import.valid_to {
+            meta["ValidTo"] = json!(valid_to);
+        }
+    }
+    if let Some(multi_region) = &record.multi_region {
+        let arn = |region: &str| key_arn(region, &record.account, &record.id);
+        let primary = &multi_region.primary_region;
+        meta["MultiRegionConfiguration"] = json!({
+            "MultiRegionKeyType": if *primary == record.region { "PRIMARY" } else { "REPLICA" },
+            "PrimaryKey": {"Arn": arn(primary), "Region": primary},
+            "ReplicaKeys": multi_region.replica_regions.iter().map(|r| json!({"Arn": arn(r), "Region": r})).collect::<Vec<_>>(),
+        });
+    }
     if let Some(date) = record.deletion_date {
         meta["DeletionDate"] = json!(date);
     }
     meta
+}
+
+/// The algorithm lists of a key of `spec` and `usage`, as DescribeKey and GetPublicKey show them: only those that
+/// apply.
+fn algorithm_lists(out: &mut Value, spec: KeySpec, usage: KeyUsage) {
+    let encryption: Vec<&str> = spec.encryption_algorithms(usage).iter().map(|a| a.as_str()).collect();
+    let signing: Vec<&str> = spec.signing_algorithms(usage).iter().map(|a| a.as_str()).collect();
+    let mac: Vec<&str> = if usage == KeyUsage::GenerateVerifyMac {
+        spec.mac_algorithms().iter().map(|a| a.as_str()).collect()
+    } else {
+        vec![]
+    };
+    let agreement = spec.key_agreement_algorithms(usage);
+    for (field, list) in [
+        ("EncryptionAlgorithms", encryption),
+        ("SigningAlgorithms", signing),
+        ("MacAlgorithms", mac),
+        ("KeyAgreementAlgorithms", agreement.to_vec()),
+    ] {
+        if !list.is_empty() {
+            out[field] = json!(list);
+        }
+    }
 }
 
 fn grant_json(grant: &Grant, key_arn: &str) -> Value {
@@ -659,14 +816,14 @@ fn dispatch(
             audit.context = Some(req.encryption_context.clone());
             let plaintext = zeroize::Zeroizing::new(base64_field(&required(req.plaintext, "plaintext")?, "Plaintext")?);
             kms.check_grant_tokens(&req.grant_tokens)?;
-            check_algorithm(req.encryption_algorithm.as_deref(), "EncryptionAlgorithm")?;
-            let (blob, arn) = kms.encrypt(caller, &key_id, &plaintext, &req.encryption_context)?;
+            let algorithm = encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+            let (blob, arn) = kms.encrypt(caller, &key_id, &plaintext, &req.encryption_context, algorithm)?;
             audit.key_arn = Some(arn.clone());
             dry_run(req.dry_run)?;
             return to_json(&EncryptResponse {
                 ciphertext_blob: BASE64.encode(blob),
                 key_id: arn,
-                encryption_algorithm: "SYMMETRIC_DEFAULT",
+                encryption_algorithm: algorithm.as_str(),
             });
         }
         Op::Decrypt => {
@@ -675,25 +832,25 @@ fn dispatch(
             audit.key_arn = req.key_id.clone();
             let blob = base64_field(&required(req.ciphertext_blob, "ciphertextBlob")?, "CiphertextBlob")?;
             if let Ok(header) = crate::blob::parse(&blob)
-                && let Some(record) = kms.key_record(header.key_id)
+                && let Some(record) = kms.key_record_in(&caller.region, header.key_id)
             {
                 audit.key_arn = Some(record.arn());
             }
             kms.check_grant_tokens(&req.grant_tokens)?;
-            check_algorithm(req.encryption_algorithm.as_deref(), "EncryptionAlgorithm")?;
+            let algorithm = encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
             if req.recipient.is_some() {
                 return Err(Error::UnsupportedOperation(
                     "kmsim does not support Recipient (Nitro Enclaves attestation).".into(),
                 )
                 .into());
             }
-            let decrypted = kms.decrypt(caller, &blob, &req.encryption_context, req.key_id.as_deref())?;
+            let decrypted = kms.decrypt(caller, &blob, &req.encryption_context, req.key_id.as_deref(), algorithm)?;
             audit.key_arn = Some(decrypted.key_arn.clone());
             dry_run(req.dry_run)?;
             return to_json(&DecryptResponse {
                 key_id: decrypted.key_arn,
                 plaintext: BASE64.encode(decrypted.plaintext.as_slice()),
-                encryption_algorithm: "SYMMETRIC_DEFAULT",
+                encryption_algorithm: algorithm.as_str(),
             });
         }
         Op::ReEncrypt => {
@@ -703,15 +860,23 @@ fn dispatch(
             audit.context = Some(req.destination_encryption_context.clone());
             let blob = base64_field(&required(req.ciphertext_blob, "ciphertextBlob")?, "CiphertextBlob")?;
             kms.check_grant_tokens(&req.grant_tokens)?;
-            check_algorithm(req.source_encryption_algorithm.as_deref(), "SourceEncryptionAlgorithm")?;
-            check_algorithm(req.destination_encryption_algorithm.as_deref(), "DestinationEncryptionAlgorithm")?;
+            let source_algorithm =
+                encryption_algorithm(req.source_encryption_algorithm.as_deref(), "sourceEncryptionAlgorithm")?;
+            let destination_algorithm = encryption_algorithm(
+                req.destination_encryption_algorithm.as_deref(),
+                "destinationEncryptionAlgorithm",
+            )?;
             let out = kms.re_encrypt(
                 caller,
-                &blob,
-                &req.source_encryption_context,
-                req.source_key_id.as_deref(),
-                &destination,
-                &req.destination_encryption_context,
+                ReEncryptInput {
+                    ciphertext: &blob,
+                    source_context: &req.source_encryption_context,
+                    source_key_id: req.source_key_id.as_deref(),
+                    source_algorithm,
+                    destination_key_id: &destination,
+                    destination_context: &req.destination_encryption_context,
+                    destination_algorithm,
+                },
             )?;
             audit.key_arn = Some(out.key_arn.clone());
             dry_run(req.dry_run)?;
@@ -719,8 +884,8 @@ fn dispatch(
                 "CiphertextBlob": BASE64.encode(&out.ciphertext_blob),
                 "SourceKeyId": out.source_key_arn,
                 "KeyId": out.key_arn,
-                "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-                "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "SourceEncryptionAlgorithm": source_algorithm.as_str(),
+                "DestinationEncryptionAlgorithm": destination_algorithm.as_str(),
             })
         }
         Op::GenerateRandom => {
@@ -740,7 +905,7 @@ fn dispatch(
         }
         Op::CreateKey => {
             let req: CreateKeyRequest = parse(body)?;
-            check_create_key(&req)?;
+            let (spec, usage, origin) = check_create_key(&req)?;
             let record = kms.create_key(
                 caller,
                 CreateKeyInput {
@@ -748,6 +913,10 @@ fn dispatch(
                     policy: req.policy,
                     tags: tags(req.tags)?,
                     alias: None,
+                    spec,
+                    usage,
+                    origin,
+                    multi_region: req.multi_region == Some(true),
                 },
             )?;
             audit.key_arn = Some(record.arn());
@@ -1032,10 +1201,243 @@ fn dispatch(
             kms.revoke_grant(caller, &key_id, &grant_id)?;
             json!({})
         }
+        Op::Sign | Op::Verify => {
+            let req: SignRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let message = zeroize::Zeroizing::new(blob_field(req.message, "message", "Message")?);
+            let algorithm = SigningAlgorithm::parse(&required(req.signing_algorithm, "signingAlgorithm")?)?;
+            let message_type = MessageType::parse(req.message_type.as_deref().unwrap_or("RAW"))?;
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            let input = SignInput { bytes: &message, message_type };
+            let mut out = json!({"SigningAlgorithm": algorithm.as_str()});
+            if operation == Op::Sign {
+                let signed = kms.sign(caller, &key_id, input, algorithm)?;
+                audit.key_arn = Some(signed.key_arn.clone());
+                dry_run(req.dry_run)?;
+                out["KeyId"] = json!(signed.key_arn);
+                out["Signature"] = json!(BASE64.encode(&signed.signature));
+            } else {
+                let signature = blob_field(req.signature, "signature", "Signature")?;
+                let arn = kms.verify(caller, &key_id, input, algorithm, &signature)?;
+                audit.key_arn = Some(arn.clone());
+                dry_run(req.dry_run)?;
+                out["KeyId"] = json!(arn);
+                out["SignatureValid"] = json!(true);
+            }
+            out
+        }
+        Op::GetPublicKey => {
+            let req: KeyIdRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let (record, public_key) = kms.get_public_key(caller, &key_id)?;
+            audit.key_arn = Some(record.arn());
+            let mut out = json!({
+                "KeyId": record.arn(),
+                "PublicKey": BASE64.encode(&public_key),
+                "CustomerMasterKeySpec": record.spec.as_str(),
+                "KeySpec": record.spec.as_str(),
+                "KeyUsage": record.usage.as_str(),
+            });
+            algorithm_lists(&mut out, record.spec, record.usage);
+            out
+        }
+        Op::GenerateMac | Op::VerifyMac => {
+            let req: MacRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let message = zeroize::Zeroizing::new(blob_field(req.message, "message", "Message")?);
+            let algorithm = MacAlgorithm::parse(&required(req.mac_algorithm, "macAlgorithm")?)?;
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            if operation == Op::GenerateMac {
+                let (mac, arn) = kms.generate_mac(caller, &key_id, &message, algorithm)?;
+                audit.key_arn = Some(arn.clone());
+                dry_run(req.dry_run)?;
+                json!({"Mac": BASE64.encode(mac), "MacAlgorithm": algorithm.as_str(), "KeyId": arn})
+            } else {
+                let mac = blob_field(req.mac, "mac", "Mac")?;
+                let arn = kms.verify_mac(caller, &key_id, &message, algorithm, &mac)?;
+                audit.key_arn = Some(arn.clone());
+                dry_run(req.dry_run)?;
+                json!({"KeyId": arn, "MacValid": true, "MacAlgorithm": algorithm.as_str()})
+            }
+        }
+        Op::GenerateDataKeyPair | Op::GenerateDataKeyPairWithoutPlaintext => {
+            let with_plaintext = operation == Op::GenerateDataKeyPair;
+            let req: GenerateDataKeyPairRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            audit.context = Some(req.encryption_context.clone());
+            let pair_spec = parse_key_pair_spec(&required(req.key_pair_spec, "keyPairSpec")?)?;
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            if req.recipient.is_some() {
+                return Err(Error::UnsupportedOperation(
+                    "kmsim does not support Recipient (Nitro Enclaves attestation).".into(),
+                )
+                .into());
+            }
+            let pair =
+                kms.generate_data_key_pair(caller, &key_id, pair_spec, &req.encryption_context, with_plaintext)?;
+            audit.key_arn = Some(pair.key_arn.clone());
+            dry_run(req.dry_run)?;
+            let mut out = json!({
+                "PrivateKeyCiphertextBlob": BASE64.encode(&pair.private_ciphertext),
+                "PublicKey": BASE64.encode(&pair.public_key),
+                "KeyId": pair.key_arn,
+                "KeyPairSpec": pair_spec.as_str(),
+            });
+            if let Some(private) = &pair.private_plaintext {
+                out["PrivateKeyPlaintext"] = json!(BASE64.encode(private.as_slice()));
+            }
+            out
+        }
+        Op::DeriveSharedSecret => {
+            let req: DeriveSharedSecretRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            match required(req.key_agreement_algorithm, "keyAgreementAlgorithm")?.as_str() {
+                "ECDH" => {}
+                other => return Err(crate::spec::enum_error(other, "keyAgreementAlgorithm", &["ECDH"]).into()),
+            }
+            let public_key = blob_field(req.public_key, "publicKey", "PublicKey")?;
+            kms.check_grant_tokens(&req.grant_tokens)?;
+            if req.recipient.is_some() {
+                return Err(Error::UnsupportedOperation(
+                    "kmsim does not support Recipient (Nitro Enclaves attestation).".into(),
+                )
+                .into());
+            }
+            let (secret, arn) = kms.derive_shared_secret(caller, &key_id, &public_key)?;
+            audit.key_arn = Some(arn.clone());
+            dry_run(req.dry_run)?;
+            json!({
+                "KeyId": arn,
+                "SharedSecret": BASE64.encode(secret.as_slice()),
+                "KeyAgreementAlgorithm": "ECDH",
+                "KeyOrigin": "AWS_KMS",
+            })
+        }
+        Op::GetParametersForImport => {
+            let req: GetParametersForImportRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let algorithm = WrappingAlgorithm::parse(&required(req.wrapping_algorithm, "wrappingAlgorithm")?)?;
+            let wrapping_key = parse_wrapping_key_spec(&required(req.wrapping_key_spec, "wrappingKeySpec")?)?;
+            let out = kms.get_parameters_for_import(caller, &key_id, algorithm, wrapping_key)?;
+            audit.key_arn = Some(out.key_arn.clone());
+            json!({
+                "KeyId": out.key_arn,
+                "ImportToken": BASE64.encode(&out.import_token),
+                "PublicKey": BASE64.encode(&out.public_key),
+                "ParametersValidTo": out.valid_to,
+            })
+        }
+        Op::ImportKeyMaterial => {
+            let req: ImportKeyMaterialRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let import_token = blob_field(req.import_token, "importToken", "ImportToken")?;
+            let encrypted = blob_field(req.encrypted_key_material, "encryptedKeyMaterial", "EncryptedKeyMaterial")?;
+            let valid_to = import_valid_to(kms.clock.now(), req.expiration_model.as_deref(), req.valid_to)?;
+            match req.import_type.as_deref() {
+                None | Some("EXISTING_KEY_MATERIAL") => {}
+                Some("NEW_KEY_MATERIAL") => {
+                    return Err(Error::UnsupportedOperation(
+                        "kmsim does not simulate ImportType NEW_KEY_MATERIAL (rotation of imported key material); see docs/api-coverage.md."
+                            .into(),
+                    )
+                    .into());
+                }
+                Some(other) => {
+                    return Err(crate::spec::enum_error(
+                        other,
+                        "importType",
+                        &["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"],
+                    )
+                    .into());
+                }
+            }
+            if req.key_material_description.is_some() || req.key_material_id.is_some() {
+                return Err(Error::UnsupportedOperation(
+                    "kmsim does not simulate KeyMaterialDescription or KeyMaterialId; see docs/api-coverage.md.".into(),
+                )
+                .into());
+            }
+            let input = ImportInput { import_token: &import_token, encrypted_material: &encrypted, valid_to };
+            let record = kms.import_key_material(caller, &key_id, input)?;
+            audit.key_arn = Some(record.arn());
+            json!({"KeyId": record.arn()})
+        }
+        Op::DeleteImportedKeyMaterial => {
+            let req: KeyIdRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let record = kms.delete_imported_key_material(caller, &key_id)?;
+            audit.key_arn = Some(record.arn());
+            json!({"KeyId": record.arn()})
+        }
+        Op::ReplicateKey => {
+            let req: ReplicateKeyRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            let input = ReplicateInput {
+                replica_region: required(req.replica_region, "replicaRegion")?,
+                description: req.description,
+                policy: req.policy,
+                tags: tags(req.tags)?,
+            };
+            let replica = kms.replicate_key(caller, &key_id, input)?;
+            audit.key_arn = Some(key_arn(&caller.region, &replica.account, &replica.id));
+            let replica_tags: Vec<Value> =
+                replica.tags.iter().map(|t| json!({"TagKey": t.key, "TagValue": t.value})).collect();
+            json!({
+                "ReplicaKeyMetadata": key_metadata(&replica),
+                "ReplicaPolicy": replica.policy,
+                "ReplicaTags": replica_tags,
+            })
+        }
+        Op::UpdatePrimaryRegion => {
+            let req: UpdatePrimaryRegionRequest = parse(body)?;
+            let key_id = required(req.key_id, "keyId")?;
+            audit.key_arn = Some(key_id.clone());
+            kms.update_primary_region(caller, &key_id, &required(req.primary_region, "primaryRegion")?)?;
+            json!({})
+        }
         // `is_supported` sent the others away above.
         _ => return Err(not_implemented(operation)),
     };
     to_json(&value)
+}
+
+/// ImportKeyMaterial's expiry: `ValidTo` with `KEY_MATERIAL_EXPIRES` (the default), a future time at most 365 days
+/// ahead; nothing with `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+fn import_valid_to(now: i64, model: Option<&str>, valid_to: Option<f64>) -> Result<Option<i64>, ApiError> {
+    match (model.unwrap_or("KEY_MATERIAL_EXPIRES"), valid_to) {
+        ("KEY_MATERIAL_EXPIRES", None) => {
+            Err(Error::Validation("A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES".into())
+                .into())
+        }
+        ("KEY_MATERIAL_EXPIRES", Some(t)) => {
+            if !t.is_finite() || t <= now as f64 || t > (now + MAX_VALID_TO_AHEAD) as f64 {
+                return Err(
+                    Error::Validation("ValidTo must be a future date no more than 365 days from now.".into()).into()
+                );
+            }
+            Ok(Some(t as i64))
+        }
+        ("KEY_MATERIAL_DOES_NOT_EXPIRE", None) => Ok(None),
+        ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => Err(Error::Validation(
+            "A validTo date must not be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+        )
+        .into()),
+        (other, _) => Err(crate::spec::enum_error(
+            other,
+            "expirationModel",
+            &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"],
+        )
+        .into()),
+    }
 }
 
 /// The answer to an operation of the real API that kmsim does not implement.
@@ -1045,75 +1447,45 @@ fn not_implemented(operation: KmsOperation) -> ApiError {
     )))
 }
 
-/// CreateKey accepts only what kmsim simulates: symmetric encryption keys with material from KMS.
-fn check_create_key(req: &CreateKeyRequest) -> Result<(), ApiError> {
-    const OTHER_SPECS: &[&str] = &[
-        "RSA_2048",
-        "RSA_3072",
-        "RSA_4096",
-        "ECC_NIST_P256",
-        "ECC_NIST_P384",
-        "ECC_NIST_P521",
-        "ECC_SECG_P256K1",
-        "HMAC_224",
-        "HMAC_256",
-        "HMAC_384",
-        "HMAC_512",
-        "SM2",
-        "ML_DSA_44",
-        "ML_DSA_65",
-        "ML_DSA_87",
-        "ECC_NIST_EDWARDS25519",
-    ];
-    let unsupported = |what: String| {
+/// CreateKey's spec, usage and origin, checked as AWS checks them; what kmsim does not simulate (CloudHSM and
+/// external key stores) answers UnsupportedOperationException.
+fn check_create_key(req: &CreateKeyRequest) -> Result<(KeySpec, KeyUsage, Origin), ApiError> {
+    let unsupported = |what: &str| {
         Err(ApiError::Kms(Error::UnsupportedOperation(format!(
-            "kmsim simulates only symmetric encryption keys; {what} is not supported."
+            "kmsim does not simulate {what} yet; see docs/api-coverage.md."
         ))))
     };
-    match req.key_usage.as_deref() {
-        None | Some("ENCRYPT_DECRYPT") => {}
-        Some(u @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC" | "KEY_AGREEMENT")) => {
-            return unsupported(format!("KeyUsage {u}"));
-        }
-        Some(u) => {
-            return Err(Error::Validation(format!(
-                "1 validation error detected: Value '{u}' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT]"
-            ))
-            .into());
-        }
-    }
-    for (field, spec) in [("keySpec", &req.key_spec), ("customerMasterKeySpec", &req.customer_master_key_spec)] {
-        match spec.as_deref() {
-            None | Some("SYMMETRIC_DEFAULT") => {}
-            Some(s) if OTHER_SPECS.contains(&s) => return unsupported(format!("KeySpec {s}")),
-            Some(s) => {
-                return Err(Error::Validation(format!(
-                    "1 validation error detected: Value '{s}' at '{field}' failed to satisfy constraint: Member must satisfy enum value set"
-                ))
-                .into());
-            }
-        }
-    }
     if req.key_spec.is_some() && req.customer_master_key_spec.is_some() {
-        return Err(Error::Validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.".into()).into());
+        return Err(Error::Validation(
+            "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated."
+                .into(),
+        )
+        .into());
     }
-    match req.origin.as_deref() {
-        None | Some("AWS_KMS") => {}
-        Some(o @ ("EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => return unsupported(format!("Origin {o}")),
+    let spec = match (&req.key_spec, &req.customer_master_key_spec) {
+        (Some(spec), _) => KeySpec::parse(spec, "keySpec")?,
+        (None, Some(spec)) => KeySpec::parse(spec, "customerMasterKeySpec")?,
+        (None, None) => KeySpec::SymmetricDefault,
+    };
+    let usage = req.key_usage.as_deref().map(KeyUsage::parse).transpose()?;
+    let usage = check_spec_and_usage(spec, usage)?;
+    let origin = match req.origin.as_deref() {
+        None | Some("AWS_KMS") => Origin::AwsKms,
+        Some("EXTERNAL") => Origin::External,
+        Some(o @ ("AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => return unsupported(&format!("Origin {o}")),
         Some(o) => {
-            return Err(Error::Validation(format!(
-                "1 validation error detected: Value '{o}' at 'origin' failed to satisfy constraint: Member must satisfy enum value set: [AWS_KMS, EXTERNAL, AWS_CLOUDHSM, EXTERNAL_KEY_STORE]"
-            ))
+            return Err(crate::spec::enum_error(
+                o,
+                "origin",
+                &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"],
+            )
             .into());
         }
-    }
-    if req.multi_region == Some(true) {
-        return unsupported("a multi-Region key".into());
-    }
+    };
     if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
-        return unsupported("a custom key store".into());
+        return unsupported("custom key stores");
     }
-    Ok(())
+    Ok((spec, usage, origin))
 }
 
 #[cfg(test)]

@@ -20,6 +20,21 @@ pub enum Error {
     /// The ciphertext is malformed, tampered with, or its encryption context does not match.
     #[error("{0}")]
     InvalidCiphertext(String),
+    /// Verify found the signature invalid (AWS sends an empty message).
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// VerifyMac found the MAC invalid (AWS sends an empty message).
+    #[error("{0}")]
+    InvalidMac(String),
+    /// The import token is unknown or belongs to another key.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// The import token is older than 24 hours.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// The imported material is not of the key's kind, or not the material imported before.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// The key named in the request is not the key that encrypted the ciphertext.
     #[error("{0}")]
     IncorrectKey(String),
@@ -47,7 +62,7 @@ pub enum Error {
     /// A tag is malformed or reserved.
     #[error("{0}")]
     Tag(String),
-    /// kmsim does not simulate this (asymmetric keys, imported material, ...).
+    /// kmsim does not simulate this (custom key stores, ...), or the key cannot do it (rotation of an RSA key).
     #[error("{0}")]
     UnsupportedOperation(String),
     /// A grant token is malformed or unknown.

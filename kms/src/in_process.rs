@@ -93,12 +93,18 @@ impl KeyService for InProcessKeyService {
         context: &'a EncryptionContext,
     ) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, KeyServiceError>> {
         Box::pin(async move {
-            let result = self.kms.decrypt(caller, ciphertext_blob, context, None);
+            let result = self.kms.decrypt(
+                caller,
+                ciphertext_blob,
+                context,
+                None,
+                crate::spec::EncryptionAlgorithm::SymmetricDefault,
+            );
             let arn = match &result {
                 Ok(d) => Some(d.key_arn.clone()),
                 Err(_) => crate::blob::parse(ciphertext_blob)
                     .ok()
-                    .and_then(|h| self.kms.key_record(h.key_id))
+                    .and_then(|h| self.kms.key_record_in(&caller.region, h.key_id))
                     .map(|r| r.arn()),
             };
             let outcome = match &result {

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod aws;
 pub mod blob;
 pub mod clock;
+pub mod crypto;
 pub mod error;
 pub mod in_process;
 pub mod material;
@@ -24,6 +25,7 @@ pub mod model;
 pub mod operation;
 pub mod otc;
 pub mod service;
+pub mod spec;
 pub mod store;
 
 pub use aws::{AwsApi, KmsOperation};

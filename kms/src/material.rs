@@ -18,9 +18,10 @@ use crate::error::{Error, Result};
 const WRAP_AAD_PREFIX: &[u8] = b"kmsim/material/v1";
 const NONCE_LEN: usize = 12;
 
-/// 32 bytes of AES-256 key material, zeroized on drop and never printed.
+/// Key material, zeroized on drop and never printed: 32 bytes of AES-256 key, a PKCS #8 private key, or HMAC key
+/// bytes (see `crypto`).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct KeyMaterial([u8; 32]);
+pub struct KeyMaterial(Vec<u8>);
 
 impl std::fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -29,22 +30,27 @@ impl std::fmt::Debug for KeyMaterial {
 }
 
 impl KeyMaterial {
-    /// Fresh random material from the operating system's CSPRNG.
+    /// 32 fresh random bytes (an AES-256 key) from the operating system's CSPRNG.
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
+        let mut bytes = vec![0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         KeyMaterial(bytes)
     }
 
-    /// Material from 64 hex digits (seeded keys).
+    /// 32 bytes from 64 hex digits (seeded keys).
     pub fn from_hex(text: &str) -> Option<Self> {
-        let mut bytes = [0u8; 32];
+        let mut bytes = vec![0u8; 32];
         hex::decode_to_slice(text.trim(), &mut bytes).ok()?;
         Some(KeyMaterial(bytes))
     }
 
+    /// A copy of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        KeyMaterial(bytes.to_vec())
+    }
+
     /// The raw bytes.
-    pub fn bytes(&self) -> &[u8; 32] {
+    pub fn bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -61,9 +67,9 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
-    /// A master key of the given material.
+    /// A master key of 32 bytes of material.
     pub fn new(material: &KeyMaterial) -> Self {
-        MasterKey { cipher: Aes256Gcm::new(material.bytes().into()) }
+        MasterKey { cipher: Aes256Gcm::new_from_slice(material.bytes()).expect("master key material is 32 bytes") }
     }
 
     /// Reads the master key file at `path`, or creates it (mode 0600, fsynced with its directory)
@@ -74,7 +80,7 @@ impl MasterKey {
         if created {
             tracing::info!(path = %path.display(), "created a new master key file");
         }
-        Ok(MasterKey::new(&KeyMaterial(*key)))
+        Ok(MasterKey::new(&KeyMaterial(key.to_vec())))
     }
 
     /// Encrypts `material` of `key_id` version `version` for storage.
@@ -85,7 +91,7 @@ impl MasterKey {
         let sealed = self
             .cipher
             .encrypt((&nonce).into(), Payload { msg: material.bytes(), aad: &aad })
-            .expect("AES-GCM encrypts 32 bytes");
+            .expect("AES-GCM encrypts any key material");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         hex::encode(out)
@@ -102,15 +108,8 @@ impl MasterKey {
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
         let aad = wrap_aad(key_id, version);
-        let mut plain = self.cipher.decrypt(nonce.into(), Payload { msg: sealed, aad: &aad }).map_err(|_| bad())?;
-        let mut bytes = [0u8; 32];
-        if plain.len() != 32 {
-            plain.zeroize();
-            return Err(bad());
-        }
-        bytes.copy_from_slice(&plain);
-        plain.zeroize();
-        Ok(KeyMaterial(bytes))
+        let plain = self.cipher.decrypt(nonce.into(), Payload { msg: sealed, aad: &aad }).map_err(|_| bad())?;
+        Ok(KeyMaterial(plain))
     }
 }
 

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use aes_gcm::Aes256Gcm;
 use rand::RngCore;
 use shared::{Caller, RequestContext};
 use zeroize::Zeroizing;
@@ -18,10 +17,23 @@ use zeroize::Zeroizing;
 use crate::audit::{AuditLog, AuditOptions};
 use crate::blob::{self, EncryptionContext};
 use crate::clock::Clock;
+use crate::crypto::{self, VersionKey};
 use crate::error::{Error, Result};
 use crate::material::{KeyMaterial, MasterKey};
 use crate::model::*;
+use crate::spec::{EncryptionAlgorithm, KeySpec, KeyUsage};
 use crate::store::{Change, MASTER_CHECK, Store};
+
+mod asymmetric;
+mod import;
+mod multi_region;
+
+pub use asymmetric::{DataKeyPair, SignOutput};
+pub use import::{
+    IMPORT_PARAMETERS_LIFETIME, ImportInput, ImportParametersOutput, MAX_VALID_TO_AHEAD, WrappingAlgorithm,
+    parse_wrapping_key_spec,
+};
+pub use multi_region::ReplicateInput;
 
 /// Largest plaintext Encrypt accepts.
 pub const MAX_ENCRYPT_PLAINTEXT: usize = 4096;
@@ -37,13 +49,24 @@ pub const MAX_TAGS: usize = 50;
 pub const MAX_GRANT_TOKENS: usize = 10;
 /// Automatic rotations a single clock jump may cause per key.
 const MAX_CATCH_UP_ROTATIONS: u32 = 100;
-const DAY: i64 = 86_400;
+/// Seconds in a day.
+pub const DAY: i64 = 86_400;
 
-/// A key as the crypto paths use it: its record and one AES-GCM cipher per version.
+/// A key as the crypto paths use it: its record and the ready-to-use key of each version.
 pub struct LiveKey {
     /// The persisted record (without plaintext material).
     pub record: KeyRecord,
-    ciphers: Vec<Aes256Gcm>,
+    versions: Vec<Arc<VersionKey>>,
+}
+
+impl LiveKey {
+    /// The version new encryptions and signatures use; an `EXTERNAL` key without material has none.
+    fn current(&self) -> Result<&VersionKey> {
+        self.versions
+            .get(self.record.current_version() as usize)
+            .map(|v| v.as_ref())
+            .ok_or_else(|| pending_import(&self.record))
+    }
 }
 
 impl std::fmt::Debug for LiveKey {
@@ -95,7 +118,7 @@ pub enum Storage {
 }
 
 /// Parameters of CreateKey that the core keeps.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CreateKeyInput {
     /// Description (0–8192 characters).
     pub description: String,
@@ -105,6 +128,29 @@ pub struct CreateKeyInput {
     pub tags: Vec<Tag>,
     /// An alias (`alias/...`) created with the key in the same commit, as the OTC dialect's create-key does.
     pub alias: Option<String>,
+    /// The kind of key.
+    pub spec: KeySpec,
+    /// What it is for (checked against the spec).
+    pub usage: KeyUsage,
+    /// `External`: created without material, PendingImport until ImportKeyMaterial.
+    pub origin: Origin,
+    /// A multi-Region primary key (`mrk-` id).
+    pub multi_region: bool,
+}
+
+impl Default for CreateKeyInput {
+    fn default() -> Self {
+        CreateKeyInput {
+            description: String::new(),
+            policy: None,
+            tags: Vec::new(),
+            alias: None,
+            spec: KeySpec::SymmetricDefault,
+            usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::AwsKms,
+            multi_region: false,
+        }
+    }
 }
 
 /// A fresh data key.
@@ -136,6 +182,25 @@ pub struct ReEncrypted {
     pub source_key_arn: String,
     /// ARN of the key that encrypted.
     pub key_arn: String,
+}
+
+/// Parameters of ReEncrypt.
+#[derive(Debug, Clone, Copy)]
+pub struct ReEncryptInput<'a> {
+    /// The ciphertext.
+    pub ciphertext: &'a [u8],
+    /// Its encryption context.
+    pub source_context: &'a EncryptionContext,
+    /// The key that encrypted it (required for an RSA ciphertext).
+    pub source_key_id: Option<&'a str>,
+    /// The algorithm that encrypted it.
+    pub source_algorithm: EncryptionAlgorithm,
+    /// The key to encrypt under.
+    pub destination_key_id: &'a str,
+    /// The new encryption context.
+    pub destination_context: &'a EncryptionContext,
+    /// The algorithm to encrypt with.
+    pub destination_algorithm: EncryptionAlgorithm,
 }
 
 /// Parameters of CreateGrant.
@@ -275,7 +340,7 @@ impl Kms {
         let mut state = State::default();
         for record in keys {
             let live = self.live_key(record, None)?;
-            state.keys.insert(live.record.id.clone(), Arc::new(live));
+            state.keys.insert(live.record.store_key(), Arc::new(live));
         }
         for alias in aliases {
             state.aliases.insert(alias.store_key(), alias);
@@ -284,15 +349,22 @@ impl Kms {
         Ok(())
     }
 
-    /// Builds the ciphers of `record`, reusing those of `previous` for the versions it had.
+    /// Builds the version keys of `record`, reusing those of `previous` for the versions it had.
     fn live_key(&self, record: KeyRecord, previous: Option<&LiveKey>) -> Result<LiveKey> {
-        let mut ciphers = previous.map(|p| p.ciphers.clone()).unwrap_or_default();
-        ciphers.truncate(record.versions.len());
-        for (version, v) in record.versions.iter().enumerate().skip(ciphers.len()) {
+        let mut versions = previous.map(|p| p.versions.clone()).unwrap_or_default();
+        versions.truncate(record.versions.len());
+        for (version, v) in record.versions.iter().enumerate().skip(versions.len()) {
             let material = self.master.unwrap(&record.id, version as u32, &v.wrapped_material)?;
-            ciphers.push(blob::cipher(material.bytes()));
+            let key = VersionKey::new(record.spec, record.usage, &material).map_err(|e| {
+                Error::Internal(format!(
+                    "key {} version {version} does not hold {} material: {e}",
+                    record.id,
+                    record.spec.as_str()
+                ))
+            })?;
+            versions.push(Arc::new(key));
         }
-        Ok(LiveKey { record, ciphers })
+        Ok(LiveKey { record, versions })
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -328,6 +400,11 @@ impl Kms {
                     account: seed.account.clone(),
                     region: seed.region.clone(),
                     description: seed.description.clone(),
+                    spec: KeySpec::SymmetricDefault,
+                    usage: KeyUsage::EncryptDecrypt,
+                    origin: Origin::AwsKms,
+                    import: None,
+                    multi_region: None,
                     created: now,
                     state: if seed.enabled { KeyState::Enabled } else { KeyState::Disabled },
                     deletion_date: None,
@@ -361,7 +438,7 @@ impl Kms {
             drop(changes);
             for record in changes_keys {
                 let live = self.live_key(record, None)?;
-                self.write_state().keys.insert(live.record.id.clone(), Arc::new(live));
+                self.write_state().keys.insert(live.record.store_key(), Arc::new(live));
             }
             let mut state = self.write_state();
             for alias in new_aliases {
@@ -411,9 +488,12 @@ impl Kms {
                 (region, account, alias_target(alias))
             }
         };
-        match state.keys.get(id) {
+        match state.keys.get(&key_store_key(region, id)) {
             Some(live) if live.record.account == account && live.record.region == region && region == caller.region => {
                 Ok(live.clone())
+            }
+            None if matches!(key_ref, KeyRef::Id(_)) && !well_formed_key_id(id) => {
+                Err(Error::NotFound(format!("Invalid keyId '{id}'")))
             }
             _ => Err(key_not_found(region, account, id)),
         }
@@ -455,7 +535,8 @@ impl Kms {
 
     // ---- mutations -----------------------------------------------------------------------------
 
-    /// Applies `change` to a copy of the key's record, commits it, then publishes it.
+    /// Applies `change` to a copy of the key's record, commits it (with the replicas of a multi-Region primary whose
+    /// material it changed, see [`Kms::synced_replicas`]), then publishes it.
     fn mutate_key<R>(
         &self,
         caller: &Caller,
@@ -467,10 +548,39 @@ impl Kms {
         let live = self.resolve_for(caller, key_id, false, access, &EncryptionContext::new())?;
         let mut record = live.record.clone();
         let result = change(&mut record, self.clock.now())?;
-        self.store.commit(&[Change::PutKey(&record)])?;
-        let published = self.live_key(record.clone(), Some(&live))?;
-        self.write_state().keys.insert(record.id.clone(), Arc::new(published));
+        let mut updates = vec![(live, record.clone())];
+        updates.extend(self.synced_replicas(&record));
+        self.publish(&updates, &[], &[])?;
         Ok((result, record))
+    }
+
+    /// Commits `updates` (each key's current live key and its new record), `deleted_keys` (store keys) and
+    /// `deleted_aliases` in one transaction, then publishes them. The caller holds the writer lock.
+    fn publish(
+        &self,
+        updates: &[(Arc<LiveKey>, KeyRecord)],
+        deleted_keys: &[String],
+        deleted_aliases: &[String],
+    ) -> Result<()> {
+        let mut changes: Vec<Change<'_>> = deleted_keys.iter().map(|k| Change::DeleteKey(k)).collect();
+        changes.extend(deleted_aliases.iter().map(|k| Change::DeleteAlias(k.clone())));
+        changes.extend(updates.iter().map(|(_, r)| Change::PutKey(r)));
+        self.store.commit(&changes)?;
+        let mut published = Vec::with_capacity(updates.len());
+        for (live, record) in updates {
+            published.push(self.live_key(record.clone(), Some(live))?);
+        }
+        let mut state = self.write_state();
+        for key in deleted_keys {
+            state.keys.remove(key);
+        }
+        for key in deleted_aliases {
+            state.aliases.remove(key);
+        }
+        for live in published {
+            state.keys.insert(live.record.store_key(), Arc::new(live));
+        }
+        Ok(())
     }
 
     /// CreateKey.
@@ -480,27 +590,46 @@ impl Kms {
         if let Some(policy) = &input.policy {
             validate_policy(policy)?;
         }
+        crate::spec::check_spec_and_usage(input.spec, Some(input.usage))?;
         let now = self.clock.now();
-        let id = uuid::Uuid::new_v4().to_string();
-        let material = KeyMaterial::generate();
+        let id = if input.multi_region {
+            format!("mrk-{}", uuid::Uuid::new_v4().simple())
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        // RSA key generation takes up to a second: before the writer lock.
+        let material = match input.origin {
+            Origin::AwsKms => Some(crypto::generate(input.spec)?),
+            Origin::External => None,
+        };
         let record = KeyRecord {
             format: RECORD_FORMAT,
             id: id.clone(),
             account: caller.account_id.clone(),
             region: caller.region.clone(),
             description: input.description,
+            spec: input.spec,
+            usage: input.usage,
+            origin: input.origin,
+            import: (input.origin == Origin::External).then(Import::default),
+            multi_region: input
+                .multi_region
+                .then(|| MultiRegion { primary_region: caller.region.clone(), replica_regions: Vec::new() }),
             created: now,
-            state: KeyState::Enabled,
+            state: if material.is_some() { KeyState::Enabled } else { KeyState::PendingImport },
             deletion_date: None,
             manager: KeyManager::Customer,
             policy: Some(input.policy.unwrap_or_else(|| default_policy(&caller.account_id))),
             tags: input.tags,
             rotation: Rotation { period_days: 365, ..Rotation::default() },
-            versions: vec![KeyVersion {
-                created: now,
-                rotation_type: None,
-                wrapped_material: self.master.wrap(&id, 0, &material),
-            }],
+            versions: material
+                .iter()
+                .map(|material| KeyVersion {
+                    created: now,
+                    rotation_type: None,
+                    wrapped_material: self.master.wrap(&id, 0, material),
+                })
+                .collect(),
             grants: Vec::new(),
         };
         let _writer = self.lock_writer();
@@ -519,9 +648,13 @@ impl Kms {
             Some((_, alias)) => self.store.commit(&[Change::PutKey(&record), Change::PutAlias(alias)])?,
             None => self.store.commit(&[Change::PutKey(&record)])?,
         }
-        let live = LiveKey { record: record.clone(), ciphers: vec![blob::cipher(material.bytes())] };
+        let versions = match &material {
+            Some(material) => vec![Arc::new(VersionKey::new(input.spec, input.usage, material)?)],
+            None => Vec::new(),
+        };
+        let live = LiveKey { record: record.clone(), versions };
         let mut state = self.write_state();
-        state.keys.insert(id, Arc::new(live));
+        state.keys.insert(record.store_key(), Arc::new(live));
         if let Some((store_key, alias)) = alias {
             state.aliases.insert(store_key, alias);
         }
@@ -561,6 +694,11 @@ impl Kms {
             account: caller.account_id.clone(),
             region: caller.region.clone(),
             description: description.to_owned(),
+            spec: KeySpec::SymmetricDefault,
+            usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::AwsKms,
+            import: None,
+            multi_region: None,
             created: now,
             state: KeyState::Enabled,
             deletion_date: None,
@@ -582,9 +720,12 @@ impl Kms {
         };
         let alias_record = AliasRecord::new(alias, &caller.account_id, &caller.region, &id, now);
         self.store.commit(&[Change::PutKey(&record), Change::PutAlias(&alias_record)])?;
-        let live = LiveKey { record: record.clone(), ciphers: vec![blob::cipher(material.bytes())] };
+        let live = LiveKey {
+            record: record.clone(),
+            versions: vec![Arc::new(VersionKey::new(KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt, &material)?)],
+        };
         let mut state = self.write_state();
-        state.keys.insert(id, Arc::new(live));
+        state.keys.insert(record.store_key(), Arc::new(live));
         state.aliases.insert(store_key, alias_record);
         Ok(record)
     }
@@ -635,6 +776,9 @@ impl Kms {
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
             }
+            if record.state == KeyState::PendingImport {
+                return Err(pending_import(record));
+            }
             record.state = KeyState::Enabled;
             Ok(())
         })
@@ -647,6 +791,9 @@ impl Kms {
             require_customer_managed(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
+            }
+            if record.state == KeyState::PendingImport {
+                return Err(pending_import(record));
             }
             record.state = KeyState::Disabled;
             Ok(())
@@ -661,6 +808,17 @@ impl Kms {
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
             }
+            if let Some(multi_region) = &record.multi_region
+                && multi_region.primary_region == record.region
+                && !multi_region.replica_regions.is_empty()
+            {
+                return Err(Error::UnsupportedOperation(format!(
+                    "{} is a multi-Region primary key with replicas in {}; kmsim does not simulate \
+                     PendingReplicaDeletion: schedule the deletion of the replicas first.",
+                    record.arn(),
+                    multi_region.replica_regions.join(", ")
+                )));
+            }
             record.state = KeyState::PendingDeletion;
             record.deletion_date = Some(now + i64::from(pending_days) * DAY);
             Ok(())
@@ -674,7 +832,8 @@ impl Kms {
             if record.state != KeyState::PendingDeletion {
                 return Err(Error::InvalidState(format!("{} is not pending deletion.", record.arn())));
             }
-            record.state = KeyState::Disabled;
+            // A key without material returns to waiting for it.
+            record.state = if record.versions.is_empty() { KeyState::PendingImport } else { KeyState::Disabled };
             record.deletion_date = None;
             Ok(())
         })
@@ -776,27 +935,63 @@ impl Kms {
 
     // ---- cryptographic operations --------------------------------------------------------------
 
-    /// Encrypt (plaintext of 1–4096 bytes).
+    /// Encrypt (plaintext of 1–4096 bytes): kmsim's ciphertext blob under a symmetric key, or RSA OAEP under an RSA
+    /// encryption key. Returns the ciphertext and the key's ARN.
     pub fn encrypt(
         &self,
         caller: &Caller,
         key_id: &str,
         plaintext: &[u8],
         context: &EncryptionContext,
+        algorithm: EncryptionAlgorithm,
     ) -> Result<(Vec<u8>, String)> {
         if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT {
             return Err(Error::Validation(format!(
-                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_ENCRYPT_PLAINTEXT}"
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length {}",
+                if plaintext.is_empty() {
+                    "greater than or equal to 1".to_owned()
+                } else {
+                    format!("less than or equal to {MAX_ENCRYPT_PLAINTEXT}")
+                }
             )));
         }
         let live = self.resolve_for(caller, key_id, true, Access::Grant(GrantOperation::Encrypt), context)?;
         require_enabled(&live.record)?;
-        Ok((self.seal(&live, plaintext, context), live.record.arn()))
+        let ciphertext = self.seal_with(&live, plaintext, context, algorithm, "Encrypt")?;
+        Ok((ciphertext, live.record.arn()))
     }
 
-    fn seal(&self, live: &LiveKey, plaintext: &[u8], context: &EncryptionContext) -> Vec<u8> {
+    /// Encrypts under `live` with `algorithm`, after checking that the key can (`op` names the operation).
+    fn seal_with(
+        &self,
+        live: &LiveKey,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+        algorithm: EncryptionAlgorithm,
+        op: &str,
+    ) -> Result<Vec<u8>> {
+        require_usage(&live.record, KeyUsage::EncryptDecrypt, op)?;
+        require_encryption_algorithm(&live.record, algorithm)?;
+        if algorithm == EncryptionAlgorithm::SymmetricDefault {
+            return self.seal(live, plaintext, context);
+        }
+        refuse_asymmetric_context(context)?;
+        let key = live.current()?;
+        let limit = key.max_plaintext(algorithm).unwrap_or(0);
+        if plaintext.len() > limit {
+            return Err(Error::Validation(format!(
+                "Algorithm {} and key spec {} cannot encrypt data larger than {limit} bytes.",
+                algorithm.as_str(),
+                live.record.spec.as_str()
+            )));
+        }
+        key.rsa_encrypt(algorithm, plaintext)
+    }
+
+    fn seal(&self, live: &LiveKey, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>> {
         let version = live.record.current_version();
-        blob::seal(&live.ciphers[version as usize], &live.record.id, version, plaintext, context)
+        let cipher = live.current()?.symmetric().ok_or_else(|| not_symmetric(&live.record, "Encrypt"))?;
+        Ok(blob::seal(cipher, &live.record.id, version, plaintext, context))
     }
 
     /// GenerateDataKey and GenerateDataKeyWithoutPlaintext: `bytes` (1–1024) of fresh key.
@@ -820,22 +1015,56 @@ impl Kms {
         };
         let live = self.resolve_for(caller, key_id, true, Access::Grant(op), context)?;
         require_enabled(&live.record)?;
+        require_symmetric(&live.record, op.as_str())?;
         let mut plaintext = Zeroizing::new(vec![0u8; bytes]);
         rand::thread_rng().fill_bytes(&mut plaintext);
-        let ciphertext_blob = self.seal(&live, &plaintext, context);
+        let ciphertext_blob = self.seal(&live, &plaintext, context)?;
         Ok(DataKey { plaintext: with_plaintext.then_some(plaintext), ciphertext_blob, key_arn: live.record.arn() })
     }
 
-    /// Decrypt: the key comes from the blob; `key_id`, if given, must name that same key.
+    /// Decrypt. A symmetric ciphertext names its key; `key_id`, if given, must name that same key. An RSA ciphertext
+    /// needs `key_id` and its `algorithm`.
     pub fn decrypt(
         &self,
         caller: &Caller,
         blob_bytes: &[u8],
         context: &EncryptionContext,
         key_id: Option<&str>,
+        algorithm: EncryptionAlgorithm,
     ) -> Result<Decrypted> {
-        let (plaintext, live) = self.open_blob(caller, blob_bytes, context, key_id, GrantOperation::Decrypt)?;
+        let (plaintext, live) =
+            self.open_ciphertext(caller, blob_bytes, context, key_id, algorithm, GrantOperation::Decrypt)?;
         Ok(Decrypted { plaintext, key_arn: live.record.arn() })
+    }
+
+    fn open_ciphertext(
+        &self,
+        caller: &Caller,
+        blob_bytes: &[u8],
+        context: &EncryptionContext,
+        key_id: Option<&str>,
+        algorithm: EncryptionAlgorithm,
+        op: GrantOperation,
+    ) -> Result<(Zeroizing<Vec<u8>>, Arc<LiveKey>)> {
+        if blob_bytes.is_empty() || blob_bytes.len() > MAX_CIPHERTEXT_BLOB {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and {MAX_CIPHERTEXT_BLOB}"
+            )));
+        }
+        if algorithm == EncryptionAlgorithm::SymmetricDefault {
+            return self.open_blob(caller, blob_bytes, context, key_id, op);
+        }
+        let key_id = key_id.ok_or_else(|| {
+            Error::Validation("KeyId is required when decrypting a ciphertext of an asymmetric KMS key.".into())
+        })?;
+        let live = self.resolve(caller, key_id, true)?;
+        authorize(caller, &live.record, Access::Grant(op), context)?;
+        require_enabled(&live.record)?;
+        require_usage(&live.record, KeyUsage::EncryptDecrypt, op.as_str())?;
+        require_encryption_algorithm(&live.record, algorithm)?;
+        refuse_asymmetric_context(context)?;
+        let plaintext = live.versions.iter().rev().find_map(|v| v.rsa_decrypt(algorithm, blob_bytes));
+        Ok((plaintext.ok_or_else(invalid_ciphertext)?, live))
     }
 
     fn open_blob(
@@ -846,16 +1075,11 @@ impl Kms {
         key_id: Option<&str>,
         op: GrantOperation,
     ) -> Result<(Zeroizing<Vec<u8>>, Arc<LiveKey>)> {
-        if blob_bytes.is_empty() || blob_bytes.len() > MAX_CIPHERTEXT_BLOB {
-            return Err(Error::Validation(format!(
-                "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and {MAX_CIPHERTEXT_BLOB}"
-            )));
-        }
         let header = blob::parse(blob_bytes).map_err(|_| invalid_ciphertext())?;
         let live = self
             .read_state()
             .keys
-            .get(header.key_id)
+            .get(&key_store_key(&caller.region, header.key_id))
             .cloned()
             .ok_or_else(|| key_not_found(&caller.region, &caller.account_id, header.key_id))?;
         if live.record.region != caller.region {
@@ -871,36 +1095,41 @@ impl Kms {
         }
         authorize(caller, &live.record, Access::Grant(op), context)?;
         require_enabled(&live.record)?;
-        let cipher = live.ciphers.get(header.key_version as usize).ok_or_else(invalid_ciphertext)?;
+        let cipher = live
+            .versions
+            .get(header.key_version as usize)
+            .and_then(|v| v.symmetric())
+            .ok_or_else(invalid_ciphertext)?;
         let plaintext = header.open(cipher, context).map_err(|_| invalid_ciphertext())?;
         Ok((plaintext, live))
     }
 
-    /// ReEncrypt: decrypts under the blob's key and encrypts under `destination_key_id`.
-    pub fn re_encrypt(
-        &self,
-        caller: &Caller,
-        blob_bytes: &[u8],
-        source_context: &EncryptionContext,
-        source_key_id: Option<&str>,
-        destination_key_id: &str,
-        destination_context: &EncryptionContext,
-    ) -> Result<ReEncrypted> {
-        let (plaintext, source) =
-            self.open_blob(caller, blob_bytes, source_context, source_key_id, GrantOperation::ReEncryptFrom)?;
+    /// ReEncrypt: decrypts under the source key and encrypts under `destination_key_id`.
+    pub fn re_encrypt(&self, caller: &Caller, input: ReEncryptInput<'_>) -> Result<ReEncrypted> {
+        let (plaintext, source) = self.open_ciphertext(
+            caller,
+            input.ciphertext,
+            input.source_context,
+            input.source_key_id,
+            input.source_algorithm,
+            GrantOperation::ReEncryptFrom,
+        )?;
         let destination = self.resolve_for(
             caller,
-            destination_key_id,
+            input.destination_key_id,
             true,
             Access::Grant(GrantOperation::ReEncryptTo),
-            destination_context,
+            input.destination_context,
         )?;
         require_enabled(&destination.record)?;
-        Ok(ReEncrypted {
-            ciphertext_blob: self.seal(&destination, &plaintext, destination_context),
-            source_key_arn: source.record.arn(),
-            key_arn: destination.record.arn(),
-        })
+        let ciphertext_blob = self.seal_with(
+            &destination,
+            &plaintext,
+            input.destination_context,
+            input.destination_algorithm,
+            "ReEncrypt",
+        )?;
+        Ok(ReEncrypted { ciphertext_blob, source_key_arn: source.record.arn(), key_arn: destination.record.arn() })
     }
 
     /// GenerateRandom (1–1024 bytes).
@@ -924,6 +1153,7 @@ impl Kms {
         }
         self.mutate_key(caller, key_id, Access::Admin, |record, now| {
             require_customer_managed(record)?;
+            require_rotatable(record)?;
             require_enabled(record)?;
             record.rotation.enabled = true;
             record.rotation.period_days = period_days;
@@ -941,6 +1171,7 @@ impl Kms {
         }
         self.mutate_key(caller, key_id, Access::Admin, |record, now| {
             require_customer_managed(record)?;
+            require_rotatable(record)?;
             require_enabled(record)?;
             record.rotation.period_days = period_days;
             if record.rotation.enabled {
@@ -955,6 +1186,7 @@ impl Kms {
     pub fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
         self.mutate_key(caller, key_id, Access::Admin, |record, _| {
             require_customer_managed(record)?;
+            require_rotatable(record)?;
             require_enabled(record)?;
             record.rotation.enabled = false;
             record.rotation.next_rotation = None;
@@ -974,6 +1206,7 @@ impl Kms {
         let material = KeyMaterial::generate();
         self.mutate_key(caller, key_id, Access::Admin, |record, now| {
             require_customer_managed(record)?;
+            require_rotatable(record)?;
             require_enabled(record)?;
             if record.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS {
                 return Err(Error::LimitExceeded(format!(
@@ -1107,6 +1340,20 @@ impl Kms {
         if live.record.state == KeyState::PendingDeletion {
             return Err(pending_deletion(&live.record));
         }
+        let invalid: Vec<&str> = input
+            .operations
+            .iter()
+            .filter(|op| !op.valid_for(live.record.spec, live.record.usage))
+            .map(|op| op.as_str())
+            .collect();
+        if !invalid.is_empty() {
+            return Err(Error::Validation(format!(
+                "Grant operations {} are not valid for a KMS key with key spec {} and key usage {}.",
+                invalid.join(", "),
+                live.record.spec.as_str(),
+                live.record.usage.as_str()
+            )));
+        }
         let mut record = live.record.clone();
         let token = random_hex(48);
         let mut operations = input.operations.clone();
@@ -1143,7 +1390,7 @@ impl Kms {
         };
         self.store.commit(&[Change::PutKey(&record)])?;
         let published = self.live_key(record, Some(&live))?;
-        self.write_state().keys.insert(published.record.id.clone(), Arc::new(published));
+        self.write_state().keys.insert(published.record.store_key(), Arc::new(published));
         Ok((grant_id, token))
     }
 
@@ -1240,14 +1487,15 @@ impl Kms {
         record.grants.remove(index);
         self.store.commit(&[Change::PutKey(&record)])?;
         let published = self.live_key(record, Some(live))?;
-        self.write_state().keys.insert(published.record.id.clone(), Arc::new(published));
+        self.write_state().keys.insert(published.record.store_key(), Arc::new(published));
         Ok(())
     }
 
     // ---- time-driven changes -------------------------------------------------------------------
 
-    /// Purges keys whose deletion window has ended and rotates keys whose rotation period has
-    /// passed, as of the KMS clock. Returns (purged, rotated) counts.
+    /// Purges keys whose deletion window has ended, rotates keys whose rotation period has passed (a multi-Region
+    /// primary with its replicas) and drops imported material whose `ValidTo` has passed, as of the KMS clock.
+    /// Returns the counts of purged and of otherwise changed keys.
     pub fn sweep(&self) -> Result<(usize, usize)> {
         let _writer = self.lock_writer();
         let now = self.clock.now();
@@ -1255,10 +1503,15 @@ impl Kms {
         for live in self.read_state().keys.values() {
             let record = &live.record;
             if record.state == KeyState::PendingDeletion && record.deletion_date.is_some_and(|d| d <= now) {
-                purged.push(record.id.clone());
+                purged.push(record.store_key());
+            } else if record.import.as_ref().and_then(|i| i.valid_to).is_some_and(|t| t <= now) {
+                let mut updated = record.clone();
+                import::forget_material(&mut updated);
+                rotated.push((live.clone(), updated));
             } else if record.state == KeyState::Enabled
                 && record.rotation.enabled
                 && record.rotation.next_rotation.is_some_and(|t| t <= now)
+                && record.multi_region.as_ref().is_none_or(|m| m.primary_region == record.region)
             {
                 let mut updated = record.clone();
                 let period = i64::from(updated.rotation.period_days.max(1)) * DAY;
@@ -1280,31 +1533,18 @@ impl Kms {
             .read_state()
             .aliases
             .iter()
-            .filter(|(_, a)| purged.contains(&a.target_key_id))
+            .filter(|(_, a)| purged.contains(&key_store_key(&a.region, &a.target_key_id)))
             .map(|(k, _)| k.clone())
             .collect();
-        let mut changes: Vec<Change<'_>> = purged.iter().map(|id| Change::DeleteKey(id)).collect();
-        changes.extend(dead_aliases.iter().map(|k| Change::DeleteAlias(k.clone())));
-        changes.extend(rotated.iter().map(|(_, r)| Change::PutKey(r)));
-        self.store.commit(&changes)?;
-        drop(changes);
-        let mut published = Vec::with_capacity(rotated.len());
-        for (live, record) in &rotated {
-            published.push(self.live_key(record.clone(), Some(live))?);
+        let mut updates = rotated.clone();
+        for (_, record) in &rotated {
+            updates.extend(self.synced_replicas(record));
         }
-        let mut state = self.write_state();
-        for id in &purged {
-            state.keys.remove(id);
+        for key in &purged {
+            updates.extend(self.forget_purged_replica(key, &purged));
         }
-        for key in &dead_aliases {
-            state.aliases.remove(key);
-        }
-        for live in published {
-            state.keys.insert(live.record.id.clone(), Arc::new(live));
-        }
-        if !purged.is_empty() || !rotated.is_empty() {
-            tracing::info!(purged = purged.len(), rotated = rotated.len(), "key sweep");
-        }
+        self.publish(&updates, &purged, &dead_aliases)?;
+        tracing::info!(purged = purged.len(), changed = rotated.len(), "key sweep");
         Ok((purged.len(), rotated.len()))
     }
 
@@ -1336,9 +1576,15 @@ impl Kms {
         });
     }
 
-    /// The record of a key by id, for views that need no access check (no material).
+    /// The record of a single-Region key by id, for views that need no access check (no material).
     pub fn key_record(&self, key_id: &str) -> Option<KeyRecord> {
         self.read_state().keys.get(key_id).map(|k| k.record.clone())
+    }
+
+    /// The record of key `key_id` in `region` (any key, multi-Region ones included), for views that need no
+    /// access check.
+    pub fn key_record_in(&self, region: &str, key_id: &str) -> Option<KeyRecord> {
+        self.read_state().keys.get(&key_store_key(region, key_id)).map(|k| k.record.clone())
     }
 }
 
@@ -1410,13 +1656,90 @@ fn access_denied(caller: &Caller, op: &str, key: &KeyRecord) -> Error {
     ))
 }
 
+/// The key's usage must be `usage` for `op`.
+fn require_usage(record: &KeyRecord, usage: KeyUsage, op: &str) -> Result<()> {
+    if record.usage == usage {
+        return Ok(());
+    }
+    Err(Error::InvalidKeyUsage(format!(
+        "{} key usage is {} which is not valid for {op}.",
+        record.arn(),
+        record.usage.as_str()
+    )))
+}
+
+/// Data keys and kmsim's blobs need a symmetric encryption key.
+fn require_symmetric(record: &KeyRecord, op: &str) -> Result<()> {
+    require_usage(record, KeyUsage::EncryptDecrypt, op)?;
+    if record.spec == KeySpec::SymmetricDefault { Ok(()) } else { Err(not_symmetric(record, op)) }
+}
+
+fn not_symmetric(record: &KeyRecord, op: &str) -> Error {
+    Error::InvalidKeyUsage(format!(
+        "{} key spec is {} which is not valid for {op}. {op} requires a symmetric encryption KMS key.",
+        record.arn(),
+        record.spec.as_str()
+    ))
+}
+
+fn require_encryption_algorithm(record: &KeyRecord, algorithm: EncryptionAlgorithm) -> Result<()> {
+    if record.spec.encryption_algorithms(record.usage).contains(&algorithm) {
+        return Ok(());
+    }
+    Err(incompatible_algorithm(algorithm.as_str(), record.spec))
+}
+
+fn incompatible_algorithm(algorithm: &str, spec: KeySpec) -> Error {
+    Error::InvalidKeyUsage(format!("Algorithm {algorithm} is incompatible with key spec {}.", spec.as_str()))
+}
+
+/// Asymmetric encryption takes no encryption context.
+fn refuse_asymmetric_context(context: &EncryptionContext) -> Result<()> {
+    if context.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Validation("EncryptionContext is not supported when encrypting/decrypting with asymmetric CMKs.".into()))
+}
+
 /// Cryptographic operations need an enabled key.
 fn require_enabled(record: &KeyRecord) -> Result<()> {
     match record.state {
         KeyState::Enabled => Ok(()),
         KeyState::Disabled => Err(Error::Disabled(format!("{} is disabled.", record.arn()))),
         KeyState::PendingDeletion => Err(pending_deletion(record)),
+        KeyState::PendingImport => Err(pending_import(record)),
     }
+}
+
+fn pending_import(record: &KeyRecord) -> Error {
+    Error::InvalidState(format!("{} is pending import.", record.arn()))
+}
+
+/// Only symmetric encryption keys with material from KMS rotate; a multi-Region key rotates through its primary.
+fn require_rotatable(record: &KeyRecord) -> Result<()> {
+    if record.spec != KeySpec::SymmetricDefault {
+        return Err(Error::UnsupportedOperation(format!(
+            "{} has key spec {}; only symmetric encryption KMS keys support key rotation.",
+            record.arn(),
+            record.spec.as_str()
+        )));
+    }
+    if record.origin == Origin::External {
+        return Err(Error::UnsupportedOperation(format!(
+            "{} has imported key material; kmsim does not rotate keys with imported key material.",
+            record.arn()
+        )));
+    }
+    if let Some(multi_region) = &record.multi_region
+        && multi_region.primary_region != record.region
+    {
+        return Err(Error::UnsupportedOperation(format!(
+            "{} is a replica key; rotate its primary key in {}.",
+            record.arn(),
+            multi_region.primary_region
+        )));
+    }
+    Ok(())
 }
 
 fn require_customer_managed(record: &KeyRecord) -> Result<()> {
@@ -1436,6 +1759,15 @@ fn invalid_ciphertext() -> Error {
     Error::InvalidCiphertext(
         "The ciphertext is invalid, was tampered with, or does not match the encryption context.".into(),
     )
+}
+
+/// Whether `id` has the shape of a KMS key id: a UUID, or `mrk-` and 32 hex digits. (Seeded keys may have other
+/// ids; they are found before this is asked.)
+fn well_formed_key_id(id: &str) -> bool {
+    match id.strip_prefix("mrk-") {
+        Some(hex) => hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => uuid::Uuid::try_parse(id).is_ok_and(|u| u.hyphenated().to_string() == id.to_ascii_lowercase()),
+    }
 }
 
 fn key_not_found(region: &str, account: &str, id: &str) -> Error {
@@ -1508,6 +1840,12 @@ fn alias_exists(caller: &Caller, name: &str) -> Error {
 }
 
 fn validate_alias_name(name: &str, customer: bool) -> Result<()> {
+    if !name.starts_with("alias/") {
+        return Err(Error::Validation(
+            "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+                .into(),
+        ));
+    }
     let valid = name.len() <= 256
         && name.strip_prefix("alias/").is_some_and(|rest| {
             !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))

@@ -27,7 +27,7 @@ pub const MASTER_CHECK: &str = "master_check";
 pub enum Change<'a> {
     /// Insert or replace a key.
     PutKey(&'a KeyRecord),
-    /// Remove a key by id.
+    /// Remove a key by store key ([`KeyRecord::store_key`]).
     DeleteKey(&'a str),
     /// Insert or replace an alias.
     PutAlias(&'a AliasRecord),
@@ -99,6 +99,13 @@ impl Store {
         txn.open_table(KEYS)?;
         txn.open_table(ALIASES)?;
         txn.open_table(META)?;
+        migrate(&mut txn.open_table(KEYS)?, "key", |record| {
+            // Format 1 knew only symmetric encryption keys.
+            record["spec"] = "SymmetricDefault".into();
+            record["usage"] = "EncryptDecrypt".into();
+            record["origin"] = "AwsKms".into();
+        })?;
+        migrate(&mut txn.open_table(ALIASES)?, "alias", |_| {})?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -128,7 +135,7 @@ impl Store {
             for change in changes {
                 match change {
                     Change::PutKey(record) => {
-                        keys.insert(record.id.as_str(), encode(record)?.as_slice())?;
+                        keys.insert(record.store_key().as_str(), encode(record)?.as_slice())?;
                     }
                     Change::DeleteKey(id) => {
                         keys.remove(*id)?;
@@ -159,6 +166,35 @@ impl Store {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Rewrites the table's format 1 records as format [`RECORD_FORMAT`] with `upgrade`, inside the opening
+/// transaction: the store is either wholly migrated after a crash or not at all.
+fn migrate(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    kind: &str,
+    upgrade: impl Fn(&mut serde_json::Value),
+) -> Result<()> {
+    let mut migrated = Vec::new();
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        let FormatOnly { format } = serde_json::from_slice(value.value())
+            .map_err(|e| Error::Internal(format!("stored {kind} record {} is unreadable: {e}", key.value())))?;
+        if format == Some(1) {
+            let mut record: serde_json::Value = serde_json::from_slice(value.value())
+                .map_err(|e| Error::Internal(format!("stored {kind} record {} is unreadable: {e}", key.value())))?;
+            upgrade(&mut record);
+            record["format"] = RECORD_FORMAT.into();
+            migrated.push((key.value().to_owned(), encode(&record)?));
+        }
+    }
+    for (key, bytes) in &migrated {
+        table.insert(key.as_str(), bytes.as_slice())?;
+    }
+    if !migrated.is_empty() {
+        tracing::info!(records = migrated.len(), "migrated {kind} records to format {RECORD_FORMAT}");
+    }
+    Ok(())
 }
 
 fn encode<T: serde::Serialize>(record: &T) -> Result<Vec<u8>> {
@@ -205,6 +241,7 @@ fn decode<T: serde::de::DeserializeOwned>(kind: &str, name: &str, bytes: &[u8]) 
 mod tests {
     use super::*;
     use crate::model::AliasRecord;
+    use crate::spec::{KeySpec, KeyUsage};
 
     /// A stored record of another format, as a newer kmsim might write it.
     fn with_format(record: &impl serde::Serialize, format: serde_json::Value) -> Vec<u8> {
@@ -226,9 +263,9 @@ mod tests {
         store.commit(&[Change::PutAlias(&alias)]).unwrap();
         assert_eq!(store.load().unwrap().1.len(), 1);
 
-        put_raw(&store, ALIASES, &alias.store_key(), &with_format(&alias, 2.into()));
+        put_raw(&store, ALIASES, &alias.store_key(), &with_format(&alias, 3.into()));
         let err = store.load().unwrap_err().to_string();
-        assert!(err.contains("alias record 000000000000/us-east-1/alias/a has format 2"), "{err}");
+        assert!(err.contains("alias record 000000000000/us-east-1/alias/a has format 3"), "{err}");
 
         put_raw(&store, ALIASES, &alias.store_key(), &with_format(&alias, serde_json::Value::Null));
         let err = store.load().unwrap_err().to_string();
@@ -238,5 +275,29 @@ mod tests {
         put_raw(&store, KEYS, "k2", br#"{"format": 7, "a field of format 7": true}"#);
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("key record k2 has format 7"), "{err}");
+    }
+
+    /// A format 1 store (symmetric keys only) opens as format 2, its keys symmetric encryption keys.
+    #[test]
+    fn format_1_records_are_migrated_when_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.redb");
+        let key_v1 = br#"{"format":1,"id":"k1","account":"000000000000","region":"us-east-1","description":"",
+            "created":0,"state":"Enabled","deletion_date":null,"manager":"Customer","policy":null,"tags":[],
+            "rotation":{"enabled":false,"period_days":365,"next_rotation":null,"on_demand_count":0},
+            "versions":[{"created":0,"rotation_type":null,"wrapped_material":"00"}],"grants":[]}"#;
+        let alias = AliasRecord::new("alias/a", "000000000000", "us-east-1", "k1", 0);
+        {
+            let store = Store::open(&path).unwrap();
+            put_raw(&store, KEYS, "k1", key_v1);
+            put_raw(&store, ALIASES, &alias.store_key(), &with_format(&alias, 1.into()));
+        }
+        let store = Store::open(&path).unwrap();
+        let (keys, aliases) = store.load().unwrap();
+        assert_eq!(
+            (keys[0].format, keys[0].spec, keys[0].usage),
+            (2, KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt)
+        );
+        assert_eq!((aliases[0].format, aliases[0].target_key_id.as_str()), (2, "k1"));
     }
 }

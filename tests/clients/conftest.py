@@ -150,6 +150,23 @@ def make_kms_client(endpoint: str, access_key: str = DEFAULT_ACCESS_KEY, secret:
     return session.client("kms", endpoint_url=endpoint, config=BOTO_CONFIG)
 
 
+def huawei_kms_client(endpoint: str, project_id: str, access_key: str = DEFAULT_ACCESS_KEY,
+                      secret: str = DEFAULT_SECRET):
+    """A Huawei SDK KMS client for a kmsim endpoint: plain http, no IAM lookup (the project id is given)."""
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkkms.v2 import KmsClient
+
+    return (KmsClient.new_builder()
+            .with_credentials(BasicCredentials(access_key, secret, project_id))
+            .with_endpoints([endpoint])
+            .build())
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses: ``prefix`` and 12 random hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
 # ---- the admin API -------------------------------------------------------------------------------
 
 

@@ -78,7 +78,7 @@ from huaweicloudsdkkms.v2 import (
     OperateKeyRequestBody,
 )
 
-from conftest import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, KmsimProcess, make_kms_client
+from conftest import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, KmsimProcess, make_kms_client, unique
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -87,10 +87,6 @@ JOB_TIMEOUT_S = 30
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def expect_error(status: int, code: str, call: Callable[..., Any], *args: Any) -> ClientRequestException:

@@ -87,7 +87,8 @@ from huaweicloudsdkkms.v2 import (
     UpdateKeyRotationIntervalRequestBody,
 )
 
-from conftest import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, KmsimProcess
+from conftest import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, KmsimProcess, unique
+from conftest import huawei_kms_client as huawei_client
 
 ZERO_ID = "0" * 32
 SDK_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -99,19 +100,6 @@ KEY_DETAIL_FIELDS = (
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-
-def huawei_client(endpoint: str, project_id: str, access_key: str = DEFAULT_ACCESS_KEY,
-                  secret: str = DEFAULT_SECRET) -> KmsClient:
-    """A Huawei SDK KMS client for a kmsim endpoint: plain http, no IAM lookup (the project id is given)."""
-    return (KmsClient.new_builder()
-            .with_credentials(BasicCredentials(access_key, secret, project_id))
-            .with_endpoints([endpoint])
-            .build())
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def expect_otc_error(code: str, call: Callable[[Any], Any], request: Any, status: int = 400) -> ClientRequestException:
@@ -698,7 +686,7 @@ def test_wrong_project_and_wrong_secret(hw: KmsClient, kmsim: dict[str, Any], pr
 
 def test_unimplemented_and_unknown_verbs(hw: KmsClient, raw_otc: RawOtc) -> None:
     key_id = create_key(hw)
-    response = raw_otc.send("sign", {"key_id": key_id, "message": "aGk=", "signing_algorithm": "RSASSA_PSS_SHA_256"})
+    response = raw_otc.send("re-encrypt", {"key_id": key_id, "cipher_text": "aGk="})
     assert error_of(response) == (404, "APIGW.0101")
     response = raw_otc.send("no-such-verb", {})
     assert error_of(response) == (404, "APIGW.0101")

@@ -24,8 +24,8 @@ operation_table! {
         Decrypt: Supported, Reads, Key;
         DeleteAlias: Supported, Writes, Alias;
         DeleteCustomKeyStore: NotImplemented, Writes, Account;
-        DeleteImportedKeyMaterial: NotImplemented, Writes, Key;
-        DeriveSharedSecret: NotImplemented, Reads, Key;
+        DeleteImportedKeyMaterial: Supported, Writes, Key;
+        DeriveSharedSecret: Supported, Reads, Key;
         DescribeCustomKeyStores: NotImplemented, Reads, Account;
         DescribeKey: Supported, Reads, Key;
         DisableKey: Supported, Writes, Key;
@@ -35,16 +35,16 @@ operation_table! {
         EnableKeyRotation: Supported, Writes, Key;
         Encrypt: Supported, Reads, Key;
         GenerateDataKey: Supported, Reads, Key;
-        GenerateDataKeyPair: NotImplemented, Reads, Key;
-        GenerateDataKeyPairWithoutPlaintext: NotImplemented, Reads, Key;
+        GenerateDataKeyPair: Supported, Reads, Key;
+        GenerateDataKeyPairWithoutPlaintext: Supported, Reads, Key;
         GenerateDataKeyWithoutPlaintext: Supported, Reads, Key;
-        GenerateMac: NotImplemented, Reads, Key;
+        GenerateMac: Supported, Reads, Key;
         GenerateRandom: Supported, Reads, Account;
         GetKeyPolicy: Supported, Reads, Key;
         GetKeyRotationStatus: Supported, Reads, Key;
-        GetParametersForImport: NotImplemented, Reads, Key;
-        GetPublicKey: NotImplemented, Reads, Key;
-        ImportKeyMaterial: NotImplemented, Writes, Key;
+        GetParametersForImport: Supported, Writes, Key;
+        GetPublicKey: Supported, Reads, Key;
+        ImportKeyMaterial: Supported, Writes, Key;
         ListAliases: Supported, Reads, Account;
         ListGrants: Supported, Reads, Key;
         ListKeyPolicies: Supported, Reads, Key;
@@ -54,20 +54,20 @@ operation_table! {
         ListRetirableGrants: Supported, Reads, Account;
         PutKeyPolicy: Supported, Writes, Key;
         ReEncrypt: Supported, Reads, Key, action "kms:ReEncryptTo";
-        ReplicateKey: NotImplemented, Writes, Key;
+        ReplicateKey: Supported, Writes, Key;
         RetireGrant: Supported, Writes, Key;
         RevokeGrant: Supported, Writes, Key;
         RotateKeyOnDemand: Supported, Writes, Key;
         ScheduleKeyDeletion: Supported, Writes, Key;
-        Sign: NotImplemented, Reads, Key;
+        Sign: Supported, Reads, Key;
         TagResource: Supported, Writes, Key;
         UntagResource: Supported, Writes, Key;
         UpdateAlias: Supported, Writes, Alias;
         UpdateCustomKeyStore: NotImplemented, Writes, Account;
         UpdateKeyDescription: Supported, Writes, Key;
-        UpdatePrimaryRegion: NotImplemented, Writes, Key;
-        Verify: NotImplemented, Reads, Key;
-        VerifyMac: NotImplemented, Reads, Key;
+        UpdatePrimaryRegion: Supported, Writes, Key;
+        Verify: Supported, Reads, Key;
+        VerifyMac: Supported, Reads, Key;
     }
 }
 
@@ -146,11 +146,34 @@ mod tests {
         example("UpdateAlias", "alias/ExampleAlias", "kms:UpdateAlias", true, ALIAS_ARN),
         example("UpdateKeyDescription", KEY_ID, "kms:UpdateKeyDescription", true, KEY_ARN),
         example("Sign", KEY_ARN, "kms:Sign", false, KEY_ARN),
+        example("Verify", KEY_ARN, "kms:Verify", false, KEY_ARN),
         example("GetPublicKey", KEY_ARN, "kms:GetPublicKey", false, KEY_ARN),
+        example("GenerateMac", KEY_ARN, "kms:GenerateMac", false, KEY_ARN),
+        example("VerifyMac", KEY_ARN, "kms:VerifyMac", false, KEY_ARN),
+        example("GenerateDataKeyPair", KEY_ARN, "kms:GenerateDataKeyPair", false, KEY_ARN),
+        example(
+            "GenerateDataKeyPairWithoutPlaintext",
+            KEY_ARN,
+            "kms:GenerateDataKeyPairWithoutPlaintext",
+            false,
+            KEY_ARN,
+        ),
+        example("DeriveSharedSecret", KEY_ARN, "kms:DeriveSharedSecret", false, KEY_ARN),
+        example("ReplicateKey", "mrk-1234abcd12ab34cd56ef1234567890ab", "kms:ReplicateKey", true, MRK_ARN),
+        example(
+            "UpdatePrimaryRegion",
+            "mrk-1234abcd12ab34cd56ef1234567890ab",
+            "kms:UpdatePrimaryRegion",
+            true,
+            MRK_ARN,
+        ),
+        example("GetParametersForImport", KEY_ID, "kms:GetParametersForImport", true, KEY_ARN),
+        example("DeleteImportedKeyMaterial", KEY_ID, "kms:DeleteImportedKeyMaterial", true, KEY_ARN),
         example("CreateCustomKeyStore", "", "kms:CreateCustomKeyStore", true, "*"),
         example("ImportKeyMaterial", KEY_ID, "kms:ImportKeyMaterial", true, KEY_ARN),
     ];
 
+    const MRK_ARN: &str = "arn:aws:kms:us-east-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
     const ALIAS_ARN: &str = "arn:aws:kms:us-east-2:111122223333:alias/ExampleAlias";
 
     #[test]

@@ -15,9 +15,11 @@ operation_table! {
     /// `kms:cmk:get`, `kms:cmk:list`, `kms:cmk:update` (alias, description, deletion and its cancelling),
     /// `kms:cmk:enable`, `kms:cmk:disable`, `kms:cmk:generate` (gen-random), `kms:dek:create`, `kms:dek:crypto`,
     /// `kms:cmk:crypto` (encrypt-data, decrypt-data), `kms:grant:create`, `kms:grant:retire`, `kms:grant:list`,
-    /// `kms:cmk:getQuota`, `kms:cmk:getInstance`. The others (rotation, revoke-grant, tags, aliases and the verbs
-    /// kmsim does not implement) could not be confirmed and carry the AWS action of the equivalent operation
-    /// (`kms:EnableKeyRotation`, `kms:RevokeGrant`, `kms:TagResource`, ...).
+    /// `kms:cmk:getQuota`, `kms:cmk:getInstance`, `kms:cmk:sign` (the identity-policy action of Huawei's Sign
+    /// reference); `kms:cmk:verify` and `kms:cmk:getPublicKey` are the names custom policies for OTC KMS grant. The
+    /// others (rotation, revoke-grant, tags, aliases, the MAC verbs and the verbs kmsim does not implement) could not
+    /// be confirmed and carry the AWS action of the equivalent operation (`kms:EnableKeyRotation`,
+    /// `kms:RevokeGrant`, `kms:GenerateMac`, ...).
     pub enum OtcVerb {
         CreateKey => "create-key", "kms:cmk:create", Supported, Writes, Account;
         DescribeKey => "describe-key", "kms:cmk:get", Supported, Reads, Key;
@@ -61,11 +63,11 @@ operation_table! {
         CreateDatakeyPair => "create-datakey-pair", "kms:GenerateDataKeyPair", NotImplemented, Reads, Key;
         CreateDatakeyPairWithoutPlaintext => "create-datakey-pair-without-plaintext",
             "kms:GenerateDataKeyPairWithoutPlaintext", NotImplemented, Reads, Key;
-        GetPublickey => "get-publickey", "kms:GetPublicKey", NotImplemented, Reads, Key;
-        Sign => "sign", "kms:Sign", NotImplemented, Reads, Key;
-        Verify => "verify", "kms:Verify", NotImplemented, Reads, Key;
-        GenerateMac => "generate-mac", "kms:GenerateMac", NotImplemented, Reads, Key;
-        VerifyMac => "verify-mac", "kms:VerifyMac", NotImplemented, Reads, Key;
+        GetPublickey => "get-publickey", "kms:cmk:getPublicKey", Supported, Reads, Key;
+        Sign => "sign", "kms:cmk:sign", Supported, Reads, Key;
+        Verify => "verify", "kms:cmk:verify", Supported, Reads, Key;
+        GenerateMac => "generate-mac", "kms:GenerateMac", Supported, Reads, Key;
+        VerifyMac => "verify-mac", "kms:VerifyMac", Supported, Reads, Key;
         GetParametersForImport => "get-parameters-for-import", "kms:GetParametersForImport", NotImplemented,
             Reads, Key;
         ImportKeyMaterial => "import-key-material", "kms:ImportKeyMaterial", NotImplemented, Writes, Key;
@@ -188,7 +190,11 @@ mod tests {
         at("DELETE", "aliases", "delete-alias", "kms:DeleteAlias", true, Alias),
         at("GET", "aliases", "list-aliases", "kms:ListAliases", false, Account),
         at("POST", "alias/associate", "associate-alias", "kms:UpdateAlias", true, Alias),
-        post("sign", "kms:Sign", false, Key),
+        post("sign", "kms:cmk:sign", false, Key),
+        post("verify", "kms:cmk:verify", false, Key),
+        post("get-publickey", "kms:cmk:getPublicKey", false, Key),
+        post("generate-mac", "kms:GenerateMac", false, Key),
+        post("verify-mac", "kms:VerifyMac", false, Key),
         post("re-encrypt", "kms:ReEncryptTo", false, Key),
         at("GET", "user-quotas", "user-quotas", "kms:cmk:getQuota", false, Account),
         at("GET", "user-instances", "user-instances", "kms:cmk:getInstance", false, Account),
@@ -238,8 +244,11 @@ mod tests {
 
     #[test]
     fn unimplemented_verbs_are_recognised_under_any_method_and_below_their_name() {
-        assert_eq!(parse("DELETE", "sign/x"), Some(OtcVerb::Sign));
+        assert_eq!(parse("DELETE", "re-encrypt/x"), Some(OtcVerb::ReEncrypt));
         assert_eq!(parse("PUT", "user-quotas"), Some(OtcVerb::UserQuotas));
+        // An implemented verb is reached only as `POST kms/<verb>`.
+        assert_eq!(parse("DELETE", "sign/x"), None);
+        assert_eq!(parse("GET", "sign"), None);
         // The tag paths come first: a key id that happens to be a verb is still a key id.
         assert_eq!(parse("POST", "sign/tags"), Some(OtcVerb::CreateKmsTag));
     }

@@ -1,0 +1,458 @@
+//! The cryptography of one key version, built once from its material: AES-256-GCM for symmetric keys, RSA
+//! (OAEP, PKCS #1 v1.5 and PSS signatures), ECDSA, ECDH and HMAC from `aws-lc-rs`.
+//!
+//! `aws-lc-rs` rather than RustCrypto's `rsa`: RSA decryption and signing there are still the variable-time code of
+//! RUSTSEC-2023-0071 (Marvin), while AWS-LC's are constant-time; AWS-LC also has every curve KMS offers (P-256,
+//! P-384, P-521, secp256k1), signing of precomputed digests, and static ECDH. AWS-LC clears private key bignums when
+//! a key is freed; the PKCS #8 bytes kmsim holds are in [`KeyMaterial`], zeroized on drop.
+
+use aes_gcm::Aes256Gcm;
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use aws_lc_rs::rsa::{
+    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPrivateDecryptingKey,
+    OaepPublicEncryptingKey, PrivateDecryptingKey,
+};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, RsaEncoding, VerificationAlgorithm};
+use aws_lc_rs::{agreement, digest, hmac, rand as lc_rand};
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::blob;
+use crate::error::{Error, Result};
+use crate::material::KeyMaterial;
+use crate::spec::{Digest, EncryptionAlgorithm, Family, KeySpec, KeyUsage, MessageType, SigningAlgorithm};
+
+/// What Sign and Verify work on.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInput<'a> {
+    /// The message or its digest.
+    pub bytes: &'a [u8],
+    /// Which of the two `bytes` is.
+    pub message_type: MessageType,
+}
+
+/// A key version, ready to use. Always held in an `Arc`, so its size does not matter; the AES key schedule stays
+/// inline, one pointer away from the request path.
+#[allow(clippy::large_enum_variant)]
+pub enum VersionKey {
+    /// AES-256-GCM for kmsim's ciphertext blobs.
+    Symmetric(Aes256Gcm),
+    /// An RSA key for OAEP encryption.
+    RsaEncrypt {
+        /// The private key.
+        private: OaepPrivateDecryptingKey,
+        /// The public key.
+        public: OaepPublicEncryptingKey,
+        /// DER SubjectPublicKeyInfo.
+        spki: Box<[u8]>,
+    },
+    /// An RSA key for signing.
+    RsaSign {
+        /// The key pair.
+        pair: signature::RsaKeyPair,
+        /// DER SubjectPublicKeyInfo.
+        spki: Box<[u8]>,
+    },
+    /// An ECDSA key.
+    Ecdsa {
+        /// The key pair.
+        pair: EcdsaKeyPair,
+        /// The curve and digest.
+        algorithm: &'static EcdsaSigningAlgorithm,
+        /// DER SubjectPublicKeyInfo.
+        spki: Box<[u8]>,
+    },
+    /// An ECDH key.
+    Ecdh {
+        /// The static private key.
+        private: agreement::PrivateKey,
+        /// DER SubjectPublicKeyInfo.
+        spki: Box<[u8]>,
+    },
+    /// An HMAC key.
+    Hmac(hmac::Key),
+}
+
+impl std::fmt::Debug for VersionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VersionKey(..)")
+    }
+}
+
+fn internal(what: &str) -> Error {
+    Error::Internal(format!("key material: {what}"))
+}
+
+fn ecdsa_algorithm(spec: KeySpec) -> Option<&'static EcdsaSigningAlgorithm> {
+    match spec {
+        KeySpec::EccNistP256 => Some(&signature::ECDSA_P256_SHA256_ASN1_SIGNING),
+        KeySpec::EccNistP384 => Some(&signature::ECDSA_P384_SHA384_ASN1_SIGNING),
+        KeySpec::EccNistP521 => Some(&signature::ECDSA_P521_SHA512_ASN1_SIGNING),
+        KeySpec::EccSecgP256k1 => Some(&signature::ECDSA_P256K1_SHA256_ASN1_SIGNING),
+        _ => None,
+    }
+}
+
+fn ecdh_algorithm(spec: KeySpec) -> Option<&'static agreement::Algorithm> {
+    match spec {
+        KeySpec::EccNistP256 => Some(&agreement::ECDH_P256),
+        KeySpec::EccNistP384 => Some(&agreement::ECDH_P384),
+        KeySpec::EccNistP521 => Some(&agreement::ECDH_P521),
+        _ => None,
+    }
+}
+
+fn lc_digest(digest: Digest) -> &'static digest::Algorithm {
+    match digest {
+        Digest::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+        Digest::Sha224 => &digest::SHA224,
+        Digest::Sha256 => &digest::SHA256,
+        Digest::Sha384 => &digest::SHA384,
+        Digest::Sha512 => &digest::SHA512,
+    }
+}
+
+fn oaep(algorithm: EncryptionAlgorithm) -> Option<&'static OaepAlgorithm> {
+    match algorithm {
+        EncryptionAlgorithm::RsaesOaepSha1 => Some(&OAEP_SHA1_MGF1SHA1),
+        EncryptionAlgorithm::RsaesOaepSha256 => Some(&OAEP_SHA256_MGF1SHA256),
+        EncryptionAlgorithm::SymmetricDefault => None,
+    }
+}
+
+fn der(public: &impl AsDer<PublicKeyX509Der<'static>>) -> Result<Box<[u8]>> {
+    Ok(public.as_der().map_err(|_| internal("encoding a public key"))?.as_ref().into())
+}
+
+/// Fresh material for a key of `spec`: 32 AES bytes, a PKCS #8 private key, or HMAC key bytes.
+pub fn generate(spec: KeySpec) -> Result<KeyMaterial> {
+    match spec.family() {
+        Family::Symmetric => Ok(KeyMaterial::generate()),
+        Family::Hmac => {
+            let mut bytes = Zeroizing::new(vec![0u8; spec.hmac_key_bytes().unwrap_or(32)]);
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            Ok(KeyMaterial::from_bytes(&bytes))
+        }
+        Family::Rsa => {
+            let size = match spec {
+                KeySpec::Rsa2048 => KeySize::Rsa2048,
+                KeySpec::Rsa3072 => KeySize::Rsa3072,
+                _ => KeySize::Rsa4096,
+            };
+            let pair = signature::RsaKeyPair::generate(size).map_err(|_| internal("generating an RSA key"))?;
+            let pkcs8 = pair.as_der().map_err(|_| internal("encoding an RSA key"))?;
+            Ok(KeyMaterial::from_bytes(pkcs8.as_ref()))
+        }
+        Family::Ecc => {
+            let algorithm = ecdsa_algorithm(spec).ok_or_else(|| internal("no curve"))?;
+            let pair = EcdsaKeyPair::generate(algorithm).map_err(|_| internal("generating an EC key"))?;
+            let pkcs8 = pair.to_pkcs8v1().map_err(|_| internal("encoding an EC key"))?;
+            Ok(KeyMaterial::from_bytes(pkcs8.as_ref()))
+        }
+    }
+}
+
+/// The public key (DER SubjectPublicKeyInfo) of PKCS #8 `material` of `spec`, for a data key pair.
+pub fn public_key_of(spec: KeySpec, material: &KeyMaterial) -> Result<Box<[u8]>> {
+    match spec.family() {
+        Family::Rsa => {
+            let pair = signature::RsaKeyPair::from_pkcs8(material.bytes()).map_err(|_| internal("an RSA key"))?;
+            der(pair.public_key())
+        }
+        Family::Ecc => {
+            let algorithm = ecdsa_algorithm(spec).ok_or_else(|| internal("no curve"))?;
+            let pair = EcdsaKeyPair::from_pkcs8(algorithm, material.bytes()).map_err(|_| internal("an EC key"))?;
+            der(pair.public_key())
+        }
+        Family::Symmetric | Family::Hmac => Err(internal("no public key")),
+    }
+}
+
+impl VersionKey {
+    /// Builds the key of `spec` and `usage` from its material; fails if the material is not of that kind.
+    pub fn new(spec: KeySpec, usage: KeyUsage, material: &KeyMaterial) -> Result<Self> {
+        let bytes = material.bytes();
+        match (spec.family(), usage) {
+            (Family::Symmetric, _) => {
+                let key: &[u8; 32] = bytes.try_into().map_err(|_| internal("not 32 bytes"))?;
+                Ok(VersionKey::Symmetric(blob::cipher(key)))
+            }
+            (Family::Hmac, _) => {
+                let algorithm = match spec {
+                    KeySpec::Hmac224 => hmac::HMAC_SHA224,
+                    KeySpec::Hmac256 => hmac::HMAC_SHA256,
+                    KeySpec::Hmac384 => hmac::HMAC_SHA384,
+                    _ => hmac::HMAC_SHA512,
+                };
+                Ok(VersionKey::Hmac(hmac::Key::new(algorithm, bytes)))
+            }
+            (Family::Rsa, KeyUsage::EncryptDecrypt) => {
+                let private = PrivateDecryptingKey::from_pkcs8(bytes).map_err(|_| internal("not an RSA key"))?;
+                check_rsa_size(spec, private.key_size_bytes())?;
+                let public_key = private.public_key();
+                let spki = der(&public_key)?;
+                let public = OaepPublicEncryptingKey::new(public_key).map_err(|_| internal("an RSA public key"))?;
+                let private = OaepPrivateDecryptingKey::new(private).map_err(|_| internal("an RSA private key"))?;
+                Ok(VersionKey::RsaEncrypt { private, public, spki })
+            }
+            (Family::Rsa, _) => {
+                let pair = signature::RsaKeyPair::from_pkcs8(bytes).map_err(|_| internal("not an RSA key"))?;
+                check_rsa_size(spec, pair.public_modulus_len())?;
+                let spki = der(pair.public_key())?;
+                Ok(VersionKey::RsaSign { pair, spki })
+            }
+            (Family::Ecc, KeyUsage::KeyAgreement) => {
+                let algorithm = ecdh_algorithm(spec).ok_or_else(|| internal("no ECDH on this curve"))?;
+                let private = agreement::PrivateKey::from_private_key_der(algorithm, bytes)
+                    .map_err(|_| internal("not an EC key"))?;
+                let spki = der(&private.compute_public_key().map_err(|_| internal("an EC public key"))?)?;
+                Ok(VersionKey::Ecdh { private, spki })
+            }
+            (Family::Ecc, _) => {
+                let algorithm = ecdsa_algorithm(spec).ok_or_else(|| internal("no curve"))?;
+                let pair = EcdsaKeyPair::from_pkcs8(algorithm, bytes).map_err(|_| internal("not an EC key"))?;
+                let spki = der(pair.public_key())?;
+                Ok(VersionKey::Ecdsa { pair, algorithm, spki })
+            }
+        }
+    }
+
+    /// The AES-GCM cipher of a symmetric key.
+    pub fn symmetric(&self) -> Option<&Aes256Gcm> {
+        match self {
+            VersionKey::Symmetric(cipher) => Some(cipher),
+            _ => None,
+        }
+    }
+
+    /// The DER SubjectPublicKeyInfo of an asymmetric key.
+    pub fn public_key(&self) -> Option<&[u8]> {
+        match self {
+            VersionKey::RsaEncrypt { spki, .. }
+            | VersionKey::RsaSign { spki, .. }
+            | VersionKey::Ecdsa { spki, .. }
+            | VersionKey::Ecdh { spki, .. } => Some(spki),
+            VersionKey::Symmetric(_) | VersionKey::Hmac(_) => None,
+        }
+    }
+
+    /// Signs; the caller has checked that `algorithm` belongs to the key and the input's length.
+    pub fn sign(&self, algorithm: SigningAlgorithm, input: SignInput<'_>) -> Result<Vec<u8>> {
+        let failed = || internal("signing failed");
+        let digest = || {
+            digest::Digest::import_less_safe(input.bytes, lc_digest(algorithm.digest()))
+                .map_err(|_| internal("digest length"))
+        };
+        match self {
+            VersionKey::RsaSign { pair, .. } => {
+                let encoding = rsa_encoding(algorithm).ok_or_else(failed)?;
+                let mut signature = vec![0u8; pair.public_modulus_len()];
+                match input.message_type {
+                    MessageType::Raw => pair
+                        .sign(encoding, &lc_rand::SystemRandom::new(), input.bytes, &mut signature)
+                        .map_err(|_| failed())?,
+                    MessageType::Digest => {
+                        pair.sign_digest(encoding, &digest()?, &mut signature).map_err(|_| failed())?
+                    }
+                }
+                Ok(signature)
+            }
+            VersionKey::Ecdsa { pair, .. } => {
+                let signature = match input.message_type {
+                    MessageType::Raw => pair.sign(&lc_rand::SystemRandom::new(), input.bytes),
+                    MessageType::Digest => pair.sign_digest(&digest()?),
+                }
+                .map_err(|_| failed())?;
+                Ok(signature.as_ref().to_vec())
+            }
+            _ => Err(internal("not a signing key")),
+        }
+    }
+
+    /// Whether `signature` is valid for the input under `algorithm`.
+    pub fn verify(&self, algorithm: SigningAlgorithm, input: SignInput<'_>, signature: &[u8]) -> Result<bool> {
+        let (verification, public): (&'static dyn VerificationAlgorithm, &[u8]) = match self {
+            VersionKey::RsaSign { pair, .. } => (
+                rsa_verification(algorithm).ok_or_else(|| internal("not an RSA algorithm"))?,
+                pair.public_key().as_ref(),
+            ),
+            VersionKey::Ecdsa { pair, algorithm: curve, .. } => {
+                let verification: &'static signature::EcdsaVerificationAlgorithm = ecdsa_verification(curve);
+                (verification, pair.public_key().as_ref())
+            }
+            _ => return Err(internal("not a signing key")),
+        };
+        let key = signature::UnparsedPublicKey::new(verification, public);
+        let valid = match input.message_type {
+            MessageType::Raw => key.verify(input.bytes, signature).is_ok(),
+            MessageType::Digest => {
+                let digest = digest::Digest::import_less_safe(input.bytes, lc_digest(algorithm.digest()))
+                    .map_err(|_| internal("digest length"))?;
+                key.verify_digest(&digest, signature).is_ok()
+            }
+        };
+        Ok(valid)
+    }
+
+    /// The largest plaintext RSA OAEP with `algorithm` encrypts under this key.
+    pub fn max_plaintext(&self, algorithm: EncryptionAlgorithm) -> Option<usize> {
+        match self {
+            VersionKey::RsaEncrypt { public, .. } => oaep(algorithm).map(|a| public.max_plaintext_size(a)),
+            _ => None,
+        }
+    }
+
+    /// RSA OAEP encryption; the caller has checked the plaintext's length.
+    pub fn rsa_encrypt(&self, algorithm: EncryptionAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let (VersionKey::RsaEncrypt { public, .. }, Some(oaep)) = (self, oaep(algorithm)) else {
+            return Err(internal("not an RSA encryption key"));
+        };
+        let mut out = vec![0u8; public.ciphertext_size()];
+        let len = public.encrypt(oaep, plaintext, &mut out, None).map_err(|_| internal("RSA encryption failed"))?.len();
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// RSA OAEP decryption; `None` when the ciphertext does not decrypt.
+    pub fn rsa_decrypt(&self, algorithm: EncryptionAlgorithm, ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let (VersionKey::RsaEncrypt { private, .. }, Some(oaep)) = (self, oaep(algorithm)) else {
+            return None;
+        };
+        let mut out = Zeroizing::new(vec![0u8; private.min_output_size()]);
+        let len = private.decrypt(oaep, ciphertext, &mut out, None).ok()?.len();
+        out.truncate(len);
+        Some(out)
+    }
+
+    /// The HMAC of `message`.
+    pub fn mac(&self, message: &[u8]) -> Result<Vec<u8>> {
+        match self {
+            VersionKey::Hmac(key) => Ok(hmac::sign(key, message).as_ref().to_vec()),
+            _ => Err(internal("not an HMAC key")),
+        }
+    }
+
+    /// Whether `mac` is the HMAC of `message` (in constant time).
+    pub fn verify_mac(&self, message: &[u8], mac: &[u8]) -> Result<bool> {
+        match self {
+            VersionKey::Hmac(key) => Ok(hmac::verify(key, message, mac).is_ok()),
+            _ => Err(internal("not an HMAC key")),
+        }
+    }
+
+    /// ECDH with the peer's public key (DER SubjectPublicKeyInfo): the shared secret, or `None` when the public key
+    /// is not a point of this key's curve.
+    pub fn derive_shared_secret(&self, peer_spki: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let VersionKey::Ecdh { private, .. } = self else {
+            return Err(internal("not a key agreement key"));
+        };
+        let peer = agreement::UnparsedPublicKey::new(private.algorithm(), peer_spki);
+        Ok(agreement::agree(private, peer, (), |secret| Ok(Zeroizing::new(secret.to_vec()))).ok())
+    }
+}
+
+fn check_rsa_size(spec: KeySpec, modulus_bytes: usize) -> Result<()> {
+    if spec.rsa_modulus_bytes() == Some(modulus_bytes) { Ok(()) } else { Err(internal("RSA key of another size")) }
+}
+
+fn rsa_encoding(algorithm: SigningAlgorithm) -> Option<&'static dyn RsaEncoding> {
+    use SigningAlgorithm::*;
+    Some(match algorithm {
+        RsassaPssSha256 => &signature::RSA_PSS_SHA256,
+        RsassaPssSha384 => &signature::RSA_PSS_SHA384,
+        RsassaPssSha512 => &signature::RSA_PSS_SHA512,
+        RsassaPkcs1V15Sha256 => &signature::RSA_PKCS1_SHA256,
+        RsassaPkcs1V15Sha384 => &signature::RSA_PKCS1_SHA384,
+        RsassaPkcs1V15Sha512 => &signature::RSA_PKCS1_SHA512,
+        EcdsaSha256 | EcdsaSha384 | EcdsaSha512 => return None,
+    })
+}
+
+fn rsa_verification(algorithm: SigningAlgorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    use SigningAlgorithm::*;
+    Some(match algorithm {
+        RsassaPssSha256 => &signature::RSA_PSS_2048_8192_SHA256,
+        RsassaPssSha384 => &signature::RSA_PSS_2048_8192_SHA384,
+        RsassaPssSha512 => &signature::RSA_PSS_2048_8192_SHA512,
+        RsassaPkcs1V15Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        RsassaPkcs1V15Sha384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        RsassaPkcs1V15Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        EcdsaSha256 | EcdsaSha384 | EcdsaSha512 => return None,
+    })
+}
+
+fn ecdsa_verification(signing: &'static EcdsaSigningAlgorithm) -> &'static signature::EcdsaVerificationAlgorithm {
+    if std::ptr::eq(signing, &signature::ECDSA_P384_SHA384_ASN1_SIGNING) {
+        &signature::ECDSA_P384_SHA384_ASN1
+    } else if std::ptr::eq(signing, &signature::ECDSA_P521_SHA512_ASN1_SIGNING) {
+        &signature::ECDSA_P521_SHA512_ASN1
+    } else if std::ptr::eq(signing, &signature::ECDSA_P256K1_SHA256_ASN1_SIGNING) {
+        &signature::ECDSA_P256K1_SHA256_ASN1
+    } else {
+        &signature::ECDSA_P256_SHA256_ASN1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_signing_spec_signs_and_verifies_raw_and_digest() {
+        for spec in
+            [KeySpec::Rsa2048, KeySpec::EccNistP256, KeySpec::EccNistP384, KeySpec::EccNistP521, KeySpec::EccSecgP256k1]
+        {
+            let key = VersionKey::new(spec, KeyUsage::SignVerify, &generate(spec).unwrap()).unwrap();
+            for &algorithm in spec.signing_algorithms(KeyUsage::SignVerify) {
+                let message = b"kmsim signs this";
+                let raw = SignInput { bytes: message, message_type: MessageType::Raw };
+                let signature = key.sign(algorithm, raw).unwrap();
+                assert!(key.verify(algorithm, raw, &signature).unwrap(), "{spec:?} {algorithm:?}");
+                let hashed = digest::digest(lc_digest(algorithm.digest()), message);
+                let digest = SignInput { bytes: hashed.as_ref(), message_type: MessageType::Digest };
+                assert!(key.verify(algorithm, digest, &signature).unwrap(), "{spec:?} {algorithm:?} digest");
+                let other = SignInput { bytes: b"kmsim signs that", message_type: MessageType::Raw };
+                assert!(!key.verify(algorithm, other, &signature).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn rsa_oaep_round_trips_at_its_limits() {
+        let key =
+            VersionKey::new(KeySpec::Rsa2048, KeyUsage::EncryptDecrypt, &generate(KeySpec::Rsa2048).unwrap()).unwrap();
+        for (algorithm, limit) in
+            [(EncryptionAlgorithm::RsaesOaepSha1, 214), (EncryptionAlgorithm::RsaesOaepSha256, 190)]
+        {
+            assert_eq!(key.max_plaintext(algorithm), Some(limit));
+            let plaintext = vec![7u8; limit];
+            let ciphertext = key.rsa_encrypt(algorithm, &plaintext).unwrap();
+            assert_eq!(key.rsa_decrypt(algorithm, &ciphertext).unwrap().as_slice(), plaintext);
+        }
+        let ciphertext = key.rsa_encrypt(EncryptionAlgorithm::RsaesOaepSha1, b"x").unwrap();
+        assert!(key.rsa_decrypt(EncryptionAlgorithm::RsaesOaepSha256, &ciphertext).is_none());
+    }
+
+    #[test]
+    fn ecdh_agrees_with_a_peer() {
+        let ours =
+            VersionKey::new(KeySpec::EccNistP256, KeyUsage::KeyAgreement, &generate(KeySpec::EccNistP256).unwrap())
+                .unwrap();
+        let peer = agreement::PrivateKey::generate(&agreement::ECDH_P256).unwrap();
+        let peer_spki = der(&peer.compute_public_key().unwrap()).unwrap();
+        let secret = ours.derive_shared_secret(&peer_spki).unwrap().unwrap();
+        let ours_public = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, ours.public_key().unwrap().to_vec());
+        let expected = agreement::agree(&peer, ours_public, (), |s| Ok(s.to_vec())).unwrap();
+        assert_eq!(secret.as_slice(), expected);
+        let p384 = agreement::PrivateKey::generate(&agreement::ECDH_P384).unwrap();
+        assert!(ours.derive_shared_secret(&der(&p384.compute_public_key().unwrap()).unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn material_of_another_kind_is_refused() {
+        let ec = generate(KeySpec::EccNistP256).unwrap();
+        assert!(VersionKey::new(KeySpec::Rsa2048, KeyUsage::SignVerify, &ec).is_err());
+        assert!(VersionKey::new(KeySpec::EccNistP384, KeyUsage::SignVerify, &ec).is_err());
+        assert!(VersionKey::new(KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt, &ec).is_err());
+    }
+}

@@ -1,0 +1,337 @@
+//! Imported key material (`Origin=EXTERNAL`): GetParametersForImport, ImportKeyMaterial and
+//! DeleteImportedKeyMaterial, and the expiry of imported material on the KMS clock.
+//!
+//! Each GetParametersForImport makes a fresh RSA wrapping key, kept (wrapped under the master key) in the key's
+//! record with its import token for 24 hours. ImportKeyMaterial unwraps the material with it — RSA OAEP, or RSA OAEP
+//! of an ephemeral AES key followed by AES key wrap with padding (RFC 5649, AWS's `RSA_AES_KEY_WRAP_*`) — checks it
+//! fits the key's spec, and binds the key to it: the first material imported leaves a fingerprint (an HMAC keyed
+//! with the material), so a later import must bring the same material, as AWS requires.
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::key_wrap::{AES_128, AES_256, KeyEncryptionKey, KeyWrapPadded};
+use aws_lc_rs::rsa::{
+    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey,
+};
+use aws_lc_rs::{hmac, rand as lc_rand};
+use shared::Caller;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::{Access, DAY, Kms, pending_deletion};
+use crate::crypto::VersionKey;
+use crate::error::{Error, Result};
+use crate::material::KeyMaterial;
+use crate::model::{Import, ImportParameters, KeyRecord, KeyState, KeyVersion, MAX_IMPORT_PARAMETERS, Origin};
+use crate::spec::{Family, KeySpec};
+
+/// How long an import token and its public key are valid.
+pub const IMPORT_PARAMETERS_LIFETIME: i64 = DAY;
+/// The furthest ahead `ValidTo` may be.
+pub const MAX_VALID_TO_AHEAD: i64 = 365 * DAY;
+const TOKEN_PREFIX: &[u8] = b"kmsim-import-token-v1:";
+const FINGERPRINT_LABEL: &[u8] = b"kmsim/imported-material/v1\0";
+
+/// How the customer wraps the material for import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrappingAlgorithm {
+    /// RSA OAEP with SHA-1.
+    RsaesOaepSha1,
+    /// RSA OAEP with SHA-256.
+    RsaesOaepSha256,
+    /// RSA OAEP (SHA-1) of an AES key, then AES key wrap with padding of the material.
+    RsaAesKeyWrapSha1,
+    /// RSA OAEP (SHA-256) of an AES key, then AES key wrap with padding of the material.
+    RsaAesKeyWrapSha256,
+}
+
+impl WrappingAlgorithm {
+    const ALL: [WrappingAlgorithm; 4] = [
+        WrappingAlgorithm::RsaesOaepSha1,
+        WrappingAlgorithm::RsaesOaepSha256,
+        WrappingAlgorithm::RsaAesKeyWrapSha1,
+        WrappingAlgorithm::RsaAesKeyWrapSha256,
+    ];
+
+    /// The AWS name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WrappingAlgorithm::RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
+            WrappingAlgorithm::RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+            WrappingAlgorithm::RsaAesKeyWrapSha1 => "RSA_AES_KEY_WRAP_SHA_1",
+            WrappingAlgorithm::RsaAesKeyWrapSha256 => "RSA_AES_KEY_WRAP_SHA_256",
+        }
+    }
+
+    /// Parses an AWS `WrappingAlgorithm`; the ones AWS has and kmsim does not simulate are named as such.
+    pub fn parse(name: &str) -> Result<Self> {
+        if let Some(algorithm) = Self::ALL.into_iter().find(|a| a.as_str() == name) {
+            return Ok(algorithm);
+        }
+        match name {
+            "RSAES_PKCS1_V1_5" => Err(Error::Validation(
+                "The wrapping algorithm RSAES_PKCS1_V1_5 is no longer supported; use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256."
+                    .into(),
+            )),
+            "SM2PKE" => Err(Error::UnsupportedOperation("SM2PKE is available only in the China Regions.".into())),
+            other => Err(crate::spec::enum_error(
+                other,
+                "wrappingAlgorithm",
+                &["RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "SM2PKE"],
+            )),
+        }
+    }
+
+    fn oaep(self) -> &'static aws_lc_rs::rsa::OaepAlgorithm {
+        match self {
+            WrappingAlgorithm::RsaesOaepSha1 | WrappingAlgorithm::RsaAesKeyWrapSha1 => &OAEP_SHA1_MGF1SHA1,
+            WrappingAlgorithm::RsaesOaepSha256 | WrappingAlgorithm::RsaAesKeyWrapSha256 => &OAEP_SHA256_MGF1SHA256,
+        }
+    }
+
+    fn wraps_with_aes(self) -> bool {
+        matches!(self, WrappingAlgorithm::RsaAesKeyWrapSha1 | WrappingAlgorithm::RsaAesKeyWrapSha256)
+    }
+}
+
+/// Parses an AWS `WrappingKeySpec`.
+pub fn parse_wrapping_key_spec(name: &str) -> Result<KeySize> {
+    match name {
+        "RSA_2048" => Ok(KeySize::Rsa2048),
+        "RSA_3072" => Ok(KeySize::Rsa3072),
+        "RSA_4096" => Ok(KeySize::Rsa4096),
+        "SM2" => Err(Error::UnsupportedOperation("SM2 wrapping keys are available only in the China Regions.".into())),
+        other => Err(crate::spec::enum_error(other, "wrappingKeySpec", &["RSA_2048", "RSA_3072", "RSA_4096", "SM2"])),
+    }
+}
+
+/// What GetParametersForImport answers.
+#[derive(Debug)]
+pub struct ImportParametersOutput {
+    /// ARN of the key.
+    pub key_arn: String,
+    /// The opaque import token.
+    pub import_token: Vec<u8>,
+    /// The wrapping key's DER SubjectPublicKeyInfo.
+    pub public_key: Vec<u8>,
+    /// When the token and public key expire.
+    pub valid_to: i64,
+}
+
+/// What ImportKeyMaterial takes.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportInput<'a> {
+    /// The token of a GetParametersForImport answer for this key.
+    pub import_token: &'a [u8],
+    /// The material wrapped under that answer's public key.
+    pub encrypted_material: &'a [u8],
+    /// When the material expires (`None`: it does not); checked by the dialect.
+    pub valid_to: Option<i64>,
+}
+
+fn invalid_token() -> Error {
+    Error::InvalidImportToken("The import token is invalid or is associated with a different KMS key.".into())
+}
+
+fn incorrect_material() -> Error {
+    Error::IncorrectKeyMaterial(
+        "The key material in the request is, expired, invalid, or is not the same key material that was previously imported into this KMS key."
+            .into(),
+    )
+}
+
+fn require_external(record: &KeyRecord) -> Result<()> {
+    if record.origin == Origin::External {
+        return Ok(());
+    }
+    Err(Error::UnsupportedOperation(format!(
+        "{} origin is {} which is not valid for this operation.",
+        record.arn(),
+        record.origin.as_str()
+    )))
+}
+
+fn wrapping_key_aad(key_id: &str, token_id: &str) -> String {
+    format!("{key_id}/import/{token_id}")
+}
+
+/// Drops a key's imported material (deleted, or expired): the key waits for an import again.
+pub(super) fn forget_material(record: &mut KeyRecord) {
+    record.versions.clear();
+    if let Some(import) = &mut record.import {
+        import.valid_to = None;
+    }
+    if record.state != KeyState::PendingDeletion {
+        record.state = KeyState::PendingImport;
+    }
+}
+
+/// The fingerprint binding a key to its imported material.
+fn fingerprint(key_id: &str, material: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, material);
+    let mut context = hmac::Context::with_key(&key);
+    context.update(FINGERPRINT_LABEL);
+    context.update(key_id.as_bytes());
+    hex::encode(context.sign().as_ref())
+}
+
+/// Checks that `material` is key material of `spec` (and `usage`) as AWS accepts it for import.
+fn check_material(record: &KeyRecord, material: &KeyMaterial) -> Result<()> {
+    let length = material.bytes().len();
+    let fits = match record.spec.family() {
+        Family::Symmetric => length == 32,
+        Family::Hmac => {
+            let min = record.spec.hmac_key_bytes().unwrap_or(32);
+            let max = if matches!(record.spec, KeySpec::Hmac384 | KeySpec::Hmac512) { 128 } else { 64 };
+            (min..=max).contains(&length)
+        }
+        Family::Rsa | Family::Ecc => true,
+    };
+    if !fits || VersionKey::new(record.spec, record.usage, material).is_err() {
+        return Err(incorrect_material());
+    }
+    Ok(())
+}
+
+impl Kms {
+    /// GetParametersForImport: a fresh wrapping key and import token for an `EXTERNAL` key.
+    pub fn get_parameters_for_import(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        algorithm: WrappingAlgorithm,
+        wrapping_key: KeySize,
+    ) -> Result<ImportParametersOutput> {
+        // RSA key generation takes up to a second: before the writer lock.
+        let private = PrivateDecryptingKey::generate(wrapping_key)
+            .map_err(|_| Error::Internal("generating a wrapping key".into()))?;
+        let public_key = private
+            .public_key()
+            .as_der()
+            .map_err(|_| Error::Internal("encoding a wrapping key".into()))?
+            .as_ref()
+            .to_vec();
+        let pkcs8 = private.as_der().map_err(|_| Error::Internal("encoding a wrapping key".into()))?;
+        let mut token_id = [0u8; 16];
+        lc_rand::fill(&mut token_id).map_err(|_| Error::Internal("random token".into()))?;
+        let token_id = hex::encode(token_id);
+        let ((), record) = self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+            require_external(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
+            let wrapped_private_key =
+                self.master.wrap(&wrapping_key_aad(&record.id, &token_id), 0, &KeyMaterial::from_bytes(pkcs8.as_ref()));
+            let import = record.import.get_or_insert_with(Import::default);
+            import.parameters.retain(|p| p.valid_to > now);
+            if import.parameters.len() >= MAX_IMPORT_PARAMETERS {
+                import.parameters.remove(0);
+            }
+            import.parameters.push(ImportParameters {
+                token_id: token_id.clone(),
+                wrapping_algorithm: algorithm.as_str().to_owned(),
+                wrapped_private_key,
+                valid_to: now + IMPORT_PARAMETERS_LIFETIME,
+            });
+            Ok(())
+        })?;
+        let valid_to = record.import.as_ref().and_then(|i| i.parameters.last()).map(|p| p.valid_to).unwrap_or_default();
+        let mut import_token = TOKEN_PREFIX.to_vec();
+        import_token.extend_from_slice(token_id.as_bytes());
+        Ok(ImportParametersOutput { key_arn: record.arn(), import_token, public_key, valid_to })
+    }
+
+    /// ImportKeyMaterial: the material unwrapped with the token's wrapping key becomes the key's; the key leaves
+    /// PendingImport. Another material than the first one imported is refused.
+    pub fn import_key_material(&self, caller: &Caller, key_id: &str, input: ImportInput<'_>) -> Result<KeyRecord> {
+        let token_id = input
+            .import_token
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(invalid_token)?;
+        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+            require_external(record)?;
+            if record.state == KeyState::PendingDeletion {
+                return Err(pending_deletion(record));
+            }
+            let import = record.import.clone().unwrap_or_default();
+            let parameters = import.parameters.iter().find(|p| p.token_id == token_id).ok_or_else(invalid_token)?;
+            if parameters.valid_to <= now {
+                return Err(Error::ExpiredImportToken("The import token has expired.".into()));
+            }
+            let algorithm = WrappingAlgorithm::parse(&parameters.wrapping_algorithm)?;
+            let wrapping =
+                self.master.unwrap(&wrapping_key_aad(&record.id, token_id), 0, &parameters.wrapped_private_key)?;
+            let material = unwrap_material(&wrapping, algorithm, input.encrypted_material)?;
+            check_material(record, &material)?;
+            let print = fingerprint(&record.id, material.bytes());
+            match &import.fingerprint {
+                Some(known) if !bool::from(known.as_bytes().ct_eq(print.as_bytes())) => {
+                    return Err(incorrect_material());
+                }
+                _ => {}
+            }
+            if record.versions.is_empty() {
+                record.versions.push(KeyVersion {
+                    created: now,
+                    rotation_type: None,
+                    wrapped_material: self.master.wrap(&record.id, 0, &material),
+                });
+            }
+            let import = record.import.get_or_insert_with(Import::default);
+            import.fingerprint = Some(print);
+            import.valid_to = input.valid_to;
+            if record.state == KeyState::PendingImport {
+                record.state = KeyState::Enabled;
+            }
+            Ok(())
+        })
+        .map(|((), record)| record)
+    }
+
+    /// DeleteImportedKeyMaterial: the key becomes unusable (PendingImport) until the same material is imported again.
+    /// AWS allows it on a key pending deletion, which stays pending deletion.
+    pub fn delete_imported_key_material(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+            require_external(record)?;
+            forget_material(record);
+            Ok(())
+        })
+        .map(|((), record)| record)
+    }
+}
+
+/// Unwraps imported material with the wrapping key's PKCS #8 `wrapping`; a failure is InvalidCiphertextException.
+fn unwrap_material(wrapping: &KeyMaterial, algorithm: WrappingAlgorithm, encrypted: &[u8]) -> Result<KeyMaterial> {
+    let bad = || {
+        Error::InvalidCiphertext("The EncryptedKeyMaterial could not be decrypted with the import parameters.".into())
+    };
+    let private =
+        PrivateDecryptingKey::from_pkcs8(wrapping.bytes()).map_err(|_| Error::Internal("wrapping key".into()))?;
+    let modulus = private.key_size_bytes();
+    let private = OaepPrivateDecryptingKey::new(private).map_err(|_| Error::Internal("wrapping key".into()))?;
+    let oaep_decrypt = |ciphertext: &[u8]| -> Result<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(vec![0u8; private.min_output_size()]);
+        let len = private.decrypt(algorithm.oaep(), ciphertext, &mut out, None).map_err(|_| bad())?.len();
+        out.truncate(len);
+        Ok(out)
+    };
+    if !algorithm.wraps_with_aes() {
+        return Ok(KeyMaterial::from_bytes(&oaep_decrypt(encrypted)?));
+    }
+    if encrypted.len() <= modulus {
+        return Err(bad());
+    }
+    let (wrapped_key, wrapped_material) = encrypted.split_at(modulus);
+    let aes_key = oaep_decrypt(wrapped_key)?;
+    let kek = match aes_key.len() {
+        32 => KeyEncryptionKey::new(&AES_256, &aes_key),
+        16 => KeyEncryptionKey::new(&AES_128, &aes_key),
+        _ => return Err(bad()),
+    }
+    .map_err(|_| bad())?;
+    let mut out = Zeroizing::new(vec![0u8; wrapped_material.len()]);
+    let len = kek.unwrap_with_padding(wrapped_material, &mut out).map_err(|_| bad())?.len();
+    out.truncate(len);
+    Ok(KeyMaterial::from_bytes(&out))
+}
