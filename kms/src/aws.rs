@@ -1364,7 +1364,12 @@ fn dispatch(
                 )
                 .into());
             }
-            let input = ImportInput { import_token: &import_token, encrypted_material: &encrypted, valid_to };
+            let input = ImportInput {
+                import_token: &import_token,
+                encrypted_material: &encrypted,
+                encrypted_private_key: None,
+                valid_to,
+            };
             let record = kms.import_key_material(caller, &key_id, input)?;
             audit.key_arn = Some(record.arn());
             json!({"KeyId": record.arn()})

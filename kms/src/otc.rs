@@ -44,6 +44,7 @@ use crate::model::{Grant, GrantOperation, KeyManager, KeyRecord, KeyState, Origi
 use crate::service::{CreateGrantInput, CreateKeyInput, Kms, RetireBy};
 use crate::spec::{EncryptionAlgorithm, Family, KeySpec, KeyUsage, MacAlgorithm, MessageType, SigningAlgorithm};
 
+mod import;
 pub mod verb;
 
 pub use verb::OtcVerb;
@@ -803,14 +804,11 @@ impl Call<'_> {
                     Some(name) => parse_key_spec(name)?,
                 };
                 let usage = key_usage_for(spec, self.opt_str("key_usage")?)?;
-                if let Some(origin) = self.opt_str("origin")?
-                    && origin != "kms"
-                {
-                    return Err(OtcError::bad(
-                        "KMS.0308",
-                        "kmsim does not simulate imported key material (origin external).",
-                    ));
-                }
+                let origin = match self.opt_str("origin")? {
+                    None | Some("" | "kms") => Origin::AwsKms,
+                    Some("external") => Origin::External,
+                    Some(_) => return Err(OtcError::invalid("origin")),
+                };
                 let input = CreateKeyInput {
                     description,
                     policy: None,
@@ -818,6 +816,7 @@ impl Call<'_> {
                     alias: Some(alias_name(&key_alias)),
                     spec,
                     usage,
+                    origin,
                     ..CreateKeyInput::default()
                 };
                 let record = kms.create_key(&self.context.caller, input).with(|e| match e {
@@ -1087,6 +1086,9 @@ impl Call<'_> {
                 };
                 Ok(json!({"key_id": key_id, "signature_valid": valid.to_string()}))
             }
+            V::GetParametersForImport => self.get_parameters_for_import(),
+            V::ImportKeyMaterial => self.import_key_material(),
+            V::DeleteImportedKeyMaterial => self.delete_imported_key_material(),
             V::GetPublickey => {
                 let key_id = self.key_id()?;
                 let (record, der) = kms.get_public_key(&self.context.caller, &key_id)?;

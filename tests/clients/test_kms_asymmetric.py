@@ -276,6 +276,9 @@ def test_automatic_rotation_is_unsupported(kms, key_of, spec, usage):
     expect_error("UnsupportedOperationException", kms.enable_key_rotation, KeyId=key["KeyId"])
     expect_error("UnsupportedOperationException", kms.enable_key_rotation, KeyId=key["KeyId"],
                  RotationPeriodInDays=90)
+    expect_error("UnsupportedOperationException", kms.disable_key_rotation, KeyId=key["KeyId"])
+    # GetKeyRotationStatus answers (false) for these keys, as AWS does today (Terraform reads it for every key).
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is False
 
 
 @pytest.mark.parametrize("spec,usage", ROTATION_REFUSED, ids=[f"{s}-{u}" for s, u in ROTATION_REFUSED])

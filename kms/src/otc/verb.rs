@@ -68,11 +68,10 @@ operation_table! {
         Verify => "verify", "kms:cmk:verify", Supported, Reads, Key;
         GenerateMac => "generate-mac", "kms:GenerateMac", Supported, Reads, Key;
         VerifyMac => "verify-mac", "kms:VerifyMac", Supported, Reads, Key;
-        GetParametersForImport => "get-parameters-for-import", "kms:GetParametersForImport", NotImplemented,
-            Reads, Key;
-        ImportKeyMaterial => "import-key-material", "kms:ImportKeyMaterial", NotImplemented, Writes, Key;
-        DeleteImportedKeyMaterial => "delete-imported-key-material", "kms:DeleteImportedKeyMaterial",
-            NotImplemented, Writes, Key;
+        GetParametersForImport => "get-parameters-for-import", "kms:cmk:getMaterial", Supported, Writes, Key;
+        ImportKeyMaterial => "import-key-material", "kms:cmk:importMaterial", Supported, Writes, Key;
+        DeleteImportedKeyMaterial => "delete-imported-key-material", "kms:cmk:deleteMaterial", Supported, Writes,
+            Key;
         ReEncrypt => "re-encrypt", "kms:ReEncryptTo", NotImplemented, Reads, Key;
         RotateOnDemand => "rotate-on-demand", "kms:RotateKeyOnDemand", NotImplemented, Writes, Key;
         CreatePin => "create-pin", "kms:GenerateRandom", NotImplemented, Reads, Account;
@@ -195,6 +194,9 @@ mod tests {
         post("get-publickey", "kms:cmk:getPublicKey", false, Key),
         post("generate-mac", "kms:GenerateMac", false, Key),
         post("verify-mac", "kms:VerifyMac", false, Key),
+        post("get-parameters-for-import", "kms:cmk:getMaterial", true, Key),
+        post("import-key-material", "kms:cmk:importMaterial", true, Key),
+        post("delete-imported-key-material", "kms:cmk:deleteMaterial", true, Key),
         post("re-encrypt", "kms:ReEncryptTo", false, Key),
         at("GET", "user-quotas", "user-quotas", "kms:cmk:getQuota", false, Account),
         at("GET", "user-instances", "user-instances", "kms:cmk:getInstance", false, Account),

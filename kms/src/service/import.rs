@@ -122,8 +122,11 @@ pub struct ImportParametersOutput {
 pub struct ImportInput<'a> {
     /// The token of a GetParametersForImport answer for this key.
     pub import_token: &'a [u8],
-    /// The material wrapped under that answer's public key.
+    /// The material wrapped under that answer's public key (with `encrypted_private_key`: the AES key that wraps it).
     pub encrypted_material: &'a [u8],
+    /// The OTC form of an asymmetric import: the private key wrapped (RFC 5649) under the AES key that
+    /// `encrypted_material` carries, wrapped with RSA OAEP. The AWS dialect sends both parts in one field.
+    pub encrypted_private_key: Option<&'a [u8]>,
     /// When the material expires (`None`: it does not); checked by the dialect.
     pub valid_to: Option<i64>,
 }
@@ -262,7 +265,8 @@ impl Kms {
             let algorithm = WrappingAlgorithm::parse(&parameters.wrapping_algorithm)?;
             let wrapping =
                 self.master.unwrap(&wrapping_key_aad(&record.id, token_id), 0, &parameters.wrapped_private_key)?;
-            let material = unwrap_material(&wrapping, algorithm, input.encrypted_material)?;
+            let material =
+                unwrap_material(&wrapping, algorithm, input.encrypted_material, input.encrypted_private_key)?;
             check_material(record, &material)?;
             let print = fingerprint(&record.id, material.bytes());
             match &import.fingerprint {
@@ -302,7 +306,13 @@ impl Kms {
 }
 
 /// Unwraps imported material with the wrapping key's PKCS #8 `wrapping`; a failure is InvalidCiphertextException.
-fn unwrap_material(wrapping: &KeyMaterial, algorithm: WrappingAlgorithm, encrypted: &[u8]) -> Result<KeyMaterial> {
+/// `encrypted_private_key` is the OTC form's second part (see [`ImportInput`]).
+fn unwrap_material(
+    wrapping: &KeyMaterial,
+    algorithm: WrappingAlgorithm,
+    encrypted: &[u8],
+    encrypted_private_key: Option<&[u8]>,
+) -> Result<KeyMaterial> {
     let bad = || {
         Error::InvalidCiphertext("The EncryptedKeyMaterial could not be decrypted with the import parameters.".into())
     };
@@ -316,13 +326,12 @@ fn unwrap_material(wrapping: &KeyMaterial, algorithm: WrappingAlgorithm, encrypt
         out.truncate(len);
         Ok(out)
     };
-    if !algorithm.wraps_with_aes() {
-        return Ok(KeyMaterial::from_bytes(&oaep_decrypt(encrypted)?));
-    }
-    if encrypted.len() <= modulus {
-        return Err(bad());
-    }
-    let (wrapped_key, wrapped_material) = encrypted.split_at(modulus);
+    let (wrapped_key, wrapped_material) = match (algorithm.wraps_with_aes(), encrypted_private_key) {
+        (false, None) => return Ok(KeyMaterial::from_bytes(&oaep_decrypt(encrypted)?)),
+        (false, Some(private_key)) => (encrypted, private_key),
+        (true, None) if encrypted.len() > modulus => encrypted.split_at(modulus),
+        (true, _) => return Err(bad()),
+    };
     let aes_key = oaep_decrypt(wrapped_key)?;
     let kek = match aes_key.len() {
         32 => KeyEncryptionKey::new(&AES_256, &aes_key),
