@@ -6,13 +6,17 @@
 //! P-384, P-521, secp256k1), signing of precomputed digests, and static ECDH. AWS-LC clears private key bignums when
 //! a key is freed; the PKCS #8 bytes kmsim holds are in [`KeyMaterial`], zeroized on drop.
 
+use std::sync::OnceLock;
+
 use aes_gcm::Aes256Gcm;
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rsa::{
     KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPrivateDecryptingKey,
     OaepPublicEncryptingKey, PrivateDecryptingKey,
 };
-use aws_lc_rs::signature::{self, EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, RsaEncoding, VerificationAlgorithm};
+use aws_lc_rs::signature::{
+    self, EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, ParsedPublicKey, RsaEncoding, VerificationAlgorithm,
+};
 use aws_lc_rs::{agreement, digest, hmac, rand as lc_rand};
 use rand::RngCore;
 use zeroize::Zeroizing;
@@ -52,15 +56,17 @@ pub enum VersionKey {
         pair: signature::RsaKeyPair,
         /// DER SubjectPublicKeyInfo.
         spki: Box<[u8]>,
+        /// The public key parsed for each signing algorithm, on first use.
+        verifiers: RsaVerifiers,
     },
     /// An ECDSA key.
     Ecdsa {
         /// The key pair.
         pair: EcdsaKeyPair,
-        /// The curve and digest.
-        algorithm: &'static EcdsaSigningAlgorithm,
         /// DER SubjectPublicKeyInfo.
         spki: Box<[u8]>,
+        /// The public key parsed for the curve's one signing algorithm.
+        verifier: ParsedPublicKey,
     },
     /// An ECDH key.
     Ecdh {
@@ -71,6 +77,25 @@ pub enum VersionKey {
     },
     /// An HMAC key.
     Hmac(hmac::Key),
+}
+
+/// An RSA signing key's public key parsed once per verification algorithm: parsing it on every Verify costs about
+/// a sixth of the verification (`scripts/bench-sign`).
+#[derive(Default)]
+pub struct RsaVerifiers([OnceLock<ParsedPublicKey>; RSA_SIGNING_ALGORITHMS]);
+
+const RSA_SIGNING_ALGORITHMS: usize = 6;
+
+impl RsaVerifiers {
+    /// The parsed key for `algorithm`, parsed now if it is the first use.
+    fn get(&self, public_key: &[u8], algorithm: SigningAlgorithm) -> Result<&ParsedPublicKey> {
+        let (slot, verification) = rsa_verification(algorithm).ok_or_else(|| internal("not an RSA algorithm"))?;
+        if let Some(parsed) = self.0[slot].get() {
+            return Ok(parsed);
+        }
+        let parsed = ParsedPublicKey::new(verification, public_key).map_err(|_| internal("an RSA public key"))?;
+        Ok(self.0[slot].get_or_init(|| parsed))
+    }
 }
 
 impl std::fmt::Debug for VersionKey {
@@ -199,7 +224,7 @@ impl VersionKey {
                 let pair = signature::RsaKeyPair::from_pkcs8(bytes).map_err(|_| internal("not an RSA key"))?;
                 check_rsa_size(spec, pair.public_modulus_len())?;
                 let spki = der(pair.public_key())?;
-                Ok(VersionKey::RsaSign { pair, spki })
+                Ok(VersionKey::RsaSign { pair, spki, verifiers: RsaVerifiers::default() })
             }
             (Family::Ecc, KeyUsage::KeyAgreement) => {
                 let algorithm = ecdh_algorithm(spec).ok_or_else(|| internal("no ECDH on this curve"))?;
@@ -212,7 +237,9 @@ impl VersionKey {
                 let algorithm = ecdsa_algorithm(spec).ok_or_else(|| internal("no curve"))?;
                 let pair = EcdsaKeyPair::from_pkcs8(algorithm, bytes).map_err(|_| internal("not an EC key"))?;
                 let spki = der(pair.public_key())?;
-                Ok(VersionKey::Ecdsa { pair, algorithm, spki })
+                let verifier = ParsedPublicKey::new(ecdsa_verification(algorithm), pair.public_key().as_ref())
+                    .map_err(|_| internal("an EC public key"))?;
+                Ok(VersionKey::Ecdsa { pair, spki, verifier })
             }
         }
     }
@@ -271,24 +298,17 @@ impl VersionKey {
 
     /// Whether `signature` is valid for the input under `algorithm`.
     pub fn verify(&self, algorithm: SigningAlgorithm, input: SignInput<'_>, signature: &[u8]) -> Result<bool> {
-        let (verification, public): (&'static dyn VerificationAlgorithm, &[u8]) = match self {
-            VersionKey::RsaSign { pair, .. } => (
-                rsa_verification(algorithm).ok_or_else(|| internal("not an RSA algorithm"))?,
-                pair.public_key().as_ref(),
-            ),
-            VersionKey::Ecdsa { pair, algorithm: curve, .. } => {
-                let verification: &'static signature::EcdsaVerificationAlgorithm = ecdsa_verification(curve);
-                (verification, pair.public_key().as_ref())
-            }
+        let key = match self {
+            VersionKey::RsaSign { pair, verifiers, .. } => verifiers.get(pair.public_key().as_ref(), algorithm)?,
+            VersionKey::Ecdsa { verifier, .. } => verifier,
             _ => return Err(internal("not a signing key")),
         };
-        let key = signature::UnparsedPublicKey::new(verification, public);
         let valid = match input.message_type {
-            MessageType::Raw => key.verify(input.bytes, signature).is_ok(),
+            MessageType::Raw => key.verify_sig(input.bytes, signature).is_ok(),
             MessageType::Digest => {
                 let digest = digest::Digest::import_less_safe(input.bytes, lc_digest(algorithm.digest()))
                     .map_err(|_| internal("digest length"))?;
-                key.verify_digest(&digest, signature).is_ok()
+                key.verify_digest_sig(&digest, signature).is_ok()
             }
         };
         Ok(valid)
@@ -368,15 +388,16 @@ fn rsa_encoding(algorithm: SigningAlgorithm) -> Option<&'static dyn RsaEncoding>
     })
 }
 
-fn rsa_verification(algorithm: SigningAlgorithm) -> Option<&'static dyn VerificationAlgorithm> {
+/// An RSA signing algorithm's slot in [`RsaVerifiers`] and its verification algorithm.
+fn rsa_verification(algorithm: SigningAlgorithm) -> Option<(usize, &'static dyn VerificationAlgorithm)> {
     use SigningAlgorithm::*;
     Some(match algorithm {
-        RsassaPssSha256 => &signature::RSA_PSS_2048_8192_SHA256,
-        RsassaPssSha384 => &signature::RSA_PSS_2048_8192_SHA384,
-        RsassaPssSha512 => &signature::RSA_PSS_2048_8192_SHA512,
-        RsassaPkcs1V15Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-        RsassaPkcs1V15Sha384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-        RsassaPkcs1V15Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        RsassaPssSha256 => (0, &signature::RSA_PSS_2048_8192_SHA256),
+        RsassaPssSha384 => (1, &signature::RSA_PSS_2048_8192_SHA384),
+        RsassaPssSha512 => (2, &signature::RSA_PSS_2048_8192_SHA512),
+        RsassaPkcs1V15Sha256 => (3, &signature::RSA_PKCS1_2048_8192_SHA256),
+        RsassaPkcs1V15Sha384 => (4, &signature::RSA_PKCS1_2048_8192_SHA384),
+        RsassaPkcs1V15Sha512 => (5, &signature::RSA_PKCS1_2048_8192_SHA512),
         EcdsaSha256 | EcdsaSha384 | EcdsaSha512 => return None,
     })
 }

@@ -1559,6 +1559,14 @@ impl Kms {
     ) {
         let millis = self.clock.now_millis();
         let caller = &context.caller;
+        // A call that failed before it reached its key's ARN (it named a bare id or an alias) is recorded with the
+        // ARN of the key it named, when there is one, as CloudTrail names the resource of a failed call.
+        let key_arn = key_arn.map(|named| {
+            if named.starts_with("arn:") {
+                return named;
+            }
+            self.resolve(caller, &named, true).map(|live| live.record.arn()).unwrap_or(named)
+        });
         self.audit.record(crate::audit::AuditEvent {
             time: shared::time::format_rfc3339_millis(millis),
             time_millis: millis,

@@ -986,3 +986,29 @@ def test_aws_cli_sign_and_verify(aws_cli, key_of, public_key_of, tmp_path):
     assert rc == CLI_SERVICE_ERROR
     assert "(KMSInvalidSignatureException)" in err
     assert "Verify operation" in err
+
+
+# ---- the audit -----------------------------------------------------------------------------------
+
+
+def test_audit_records_every_new_kind_of_call(kms, admin):
+    signing = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+    signature = kms.sign(KeyId=signing["KeyId"], Message=b"audited", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    expect_error("KMSInvalidSignatureException", kms.verify, KeyId=signing["KeyId"], Message=b"other",
+                 Signature=signature, SigningAlgorithm="ECDSA_SHA_256")
+    kms.get_public_key(KeyId=signing["KeyId"])
+    kms.generate_mac(KeyId=mac_key["KeyId"], Message=b"audited", MacAlgorithm="HMAC_SHA_256")
+
+    def outcomes(operation: str, key: dict) -> list[str]:
+        events = admin.audit(operation=operation, key=key["KeyId"])
+        assert all(e["key_arn"] == key["Arn"] for e in events), events
+        return [e["outcome"] for e in events]
+
+    assert outcomes("Sign", signing) == ["Success"]
+    assert outcomes("Verify", signing) == ["KMSInvalidSignatureException"]
+    assert outcomes("GetPublicKey", signing) == ["Success"]
+    assert outcomes("GenerateMac", mac_key) == ["Success"]
+    # The message and the MAC are not in the audit record.
+    for event in admin.audit(key=signing["KeyId"]) + admin.audit(key=mac_key["KeyId"]):
+        assert "audited" not in json.dumps(event)

@@ -1293,3 +1293,55 @@ def test_acknowledged_key_survives_kill_9(kmsim_data_dir):
     assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "Enabled"
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"acknowledged"
     assert len(kms.list_key_rotations(KeyId=key["KeyId"])["Rotations"]) == 1
+
+
+# ---- AWS's wording, where clients and suites compare it ------------------------------------------------
+
+
+def error_message(code: str, call: Callable[..., Any], /, **params: Any) -> str:
+    return expect_error(code, call, **params)["Error"]["Message"]
+
+
+def test_error_messages_are_aws_wording(kms):
+    key = new_key(kms)["KeyId"]
+    assert error_message("ValidationException", kms.encrypt, KeyId=key, Plaintext=b"") == (
+        "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: "
+        "Member must have length greater than or equal to 1")
+    assert error_message("ValidationException", kms.encrypt, KeyId=key, Plaintext=b"x" * 4097) == (
+        "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: "
+        "Member must have length less than or equal to 4096")
+    assert error_message("NotFoundException", kms.describe_key, KeyId="not-a-key-id") == "Invalid keyId 'not-a-key-id'"
+    assert error_message("ValidationException", kms.create_alias, AliasName="no-prefix", TargetKeyId=key).startswith(
+        'Alias must start with the prefix "alias/".')
+    message = error_message("ValidationException", kms.create_key, KeySpec="RSA_1024")
+    assert message.startswith("1 validation error detected: Value 'RSA_1024' at 'keySpec' failed to satisfy "
+                              "constraint: Member must satisfy enum value set: [")
+    for spec in ("SYMMETRIC_DEFAULT", "RSA_2048", "ECC_NIST_P256", "ECC_SECG_P256K1", "HMAC_512"):
+        assert spec in message
+
+
+def test_a_missing_key_is_not_found_before_any_other_check(kms):
+    missing = str(uuid.uuid4())
+    # Each of these would fail another check on an existing key (usage, algorithm, state, size).
+    for call, params in [
+        (kms.sign, {"Message": b"m", "SigningAlgorithm": "ECDSA_SHA_256"}),
+        (kms.generate_mac, {"Message": b"m", "MacAlgorithm": "HMAC_SHA_256"}),
+        (kms.get_public_key, {}),
+        (kms.encrypt, {"Plaintext": b"m", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+        (kms.enable_key_rotation, {}),
+        (kms.cancel_key_deletion, {}),
+        (kms.get_parameters_for_import, {"WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
+        (kms.replicate_key, {"ReplicaRegion": "eu-west-1"}),
+    ]:
+        expect_error("NotFoundException", call, KeyId=missing, **params)
+
+
+def test_service_aliases_are_listed_once_their_keys_exist(kms, s3):
+    bucket = f"aliases-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms")
+    listed = {a["AliasName"]: a for page in all_pages(kms.list_aliases, "Aliases", 100) for a in page}
+    s3_alias = listed["alias/aws/s3"]
+    assert s3_alias["TargetKeyId"] == kms.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]["KeyId"]
+    assert s3_alias["AliasArn"] == f"arn:aws:kms:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:alias/aws/s3"
+    assert kms.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]["KeyManager"] == "AWS"
