@@ -75,6 +75,16 @@ async fn malformed_requests_get_aws_errors_and_change_nothing() {
         ),
         ("CreateCustomKeyStore", "{}".into(), 400, "UnsupportedOperationException", "api-coverage"),
         (
+            "ImportKeyMaterial",
+            format!(
+                r#"{{"KeyId":"{key_id}","ImportToken":"aGk=","EncryptedKeyMaterial":"aGk=","ExpirationModel":"KEY_MATERIAL_DOES_NOT_EXPIRE","KeyMaterialId":"{}"}}"#,
+                "a".repeat(63)
+            ),
+            400,
+            "ValidationException",
+            "length greater than or equal to 64",
+        ),
+        (
             "CreateAlias",
             format!(r#"{{"AliasName":"no-prefix","TargetKeyId":"{key_id}"}}"#),
             400,

@@ -620,6 +620,22 @@ struct ImportKeyMaterialRequest<'a> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct ListKeyRotationsRequest {
+    key_id: Option<String>,
+    include_key_material: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteImportedKeyMaterialRequest {
+    key_id: Option<String>,
+    key_material_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct ReplicateKeyRequest {
     key_id: Option<String>,
     replica_region: Option<String>,
@@ -672,12 +688,18 @@ pub fn key_metadata(record: &KeyRecord) -> Value {
         "MultiRegion": record.multi_region.is_some(),
     });
     algorithm_lists(&mut meta, record.spec, record.usage);
-    if let Some(import) = record.import.as_ref().filter(|_| !record.versions.is_empty()) {
+    // The current material's expiry (an imported key's), and its id (a symmetric key's).
+    if let Some(imported) = record.versions.last().filter(|v| v.has_material()).and_then(|v| v.imported.as_ref()) {
         meta["ExpirationModel"] =
-            json!(if import.valid_to.is_some() { "KEY_MATERIAL_EXPIRES" } else { "KEY_MATERIAL_DOES_NOT_EXPIRE" });
-        if let Some(valid_to) = import.valid_to {
+            json!(if imported.valid_to.is_some() { "KEY_MATERIAL_EXPIRES" } else { "KEY_MATERIAL_DOES_NOT_EXPIRE" });
+        if let Some(valid_to) = imported.valid_to {
             meta["ValidTo"] = json!(valid_to);
         }
+    }
+    if record.spec == KeySpec::SymmetricDefault
+        && let Some(current) = record.versions.len().checked_sub(1)
+    {
+        meta["CurrentKeyMaterialId"] = json!(material_id(record, &record.versions[current], current));
     }
     if let Some(multi_region) = &record.multi_region {
         let arn = |region: &str| key_arn(region, &record.account, &record.id);
@@ -1051,22 +1073,21 @@ fn dispatch(
             out
         }
         Op::ListKeyRotations => {
-            let req: ListRequest = parse(body)?;
+            let req: ListKeyRotationsRequest = parse(body)?;
             let key_id = required(req.key_id, "keyId")?;
             audit.key_arn = Some(key_id.clone());
-            let arn = kms.describe_key(caller, &key_id)?.arn();
-            let page = kms.list_key_rotations(caller, &key_id, limit(req.limit, 1000, 100)?, req.marker.as_deref())?;
-            let rotations: Vec<Value> = page
-                .items
-                .iter()
-                .map(|v| {
-                    json!({
-                        "KeyId": arn,
-                        "RotationDate": v.created,
-                        "RotationType": v.rotation_type.map(RotationType::as_str),
-                    })
-                })
-                .collect();
+            let all_material = match req.include_key_material.as_deref() {
+                None | Some("ROTATIONS_ONLY") => false,
+                Some("ALL_KEY_MATERIAL") => true,
+                Some(other) => {
+                    let valid = ["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"];
+                    return Err(crate::spec::enum_error(other, "includeKeyMaterial", &valid).into());
+                }
+            };
+            let limit = limit(req.limit, 1000, 100)?;
+            let (record, page) = kms.list_key_rotations(caller, &key_id, all_material, limit, req.marker.as_deref())?;
+            audit.key_arn = Some(record.arn());
+            let rotations: Vec<Value> = page.items.iter().map(|entry| rotation_json(&record, entry)).collect();
             page_json(json!({"Rotations": rotations}), page.next_marker)
         }
         Op::TagResource => {
@@ -1340,47 +1361,43 @@ fn dispatch(
             let import_token = blob_field(req.import_token, "importToken", "ImportToken")?;
             let encrypted = blob_field(req.encrypted_key_material, "encryptedKeyMaterial", "EncryptedKeyMaterial")?;
             let valid_to = import_valid_to(kms.clock.now(), req.expiration_model.as_deref(), req.valid_to)?;
-            match req.import_type.as_deref() {
-                None | Some("EXISTING_KEY_MATERIAL") => {}
-                Some("NEW_KEY_MATERIAL") => {
-                    return Err(Error::UnsupportedOperation(
-                        "kmsim does not simulate ImportType NEW_KEY_MATERIAL (rotation of imported key material); see docs/api-coverage.md."
-                            .into(),
-                    )
-                    .into());
-                }
-                Some(other) => {
-                    return Err(crate::spec::enum_error(
-                        other,
-                        "importType",
-                        &["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"],
-                    )
-                    .into());
-                }
+            let import_type = req.import_type.as_deref().map(ImportType::parse).transpose()?;
+            let description = req.key_material_description.as_deref();
+            if let Some(description) = description {
+                check_material_description(description)?;
             }
-            if req.key_material_description.is_some() || req.key_material_id.is_some() {
-                return Err(Error::UnsupportedOperation(
-                    "kmsim does not simulate KeyMaterialDescription or KeyMaterialId; see docs/api-coverage.md.".into(),
-                )
-                .into());
+            let material_id = req.key_material_id.as_deref();
+            if let Some(id) = material_id {
+                check_material_id(id)?;
             }
             let input = ImportInput {
                 import_token: &import_token,
                 encrypted_material: &encrypted,
                 encrypted_private_key: None,
                 valid_to,
+                import_type,
+                material_id,
+                description,
             };
-            let record = kms.import_key_material(caller, &key_id, input)?;
+            let (record, material_id) = kms.import_key_material(caller, &key_id, input)?;
             audit.key_arn = Some(record.arn());
-            json!({"KeyId": record.arn()})
+            json!({"KeyId": record.arn(), "KeyMaterialId": material_id})
         }
         Op::DeleteImportedKeyMaterial => {
-            let req: KeyIdRequest = parse(body)?;
+            let req: DeleteImportedKeyMaterialRequest = parse(body)?;
             let key_id = required(req.key_id, "keyId")?;
             audit.key_arn = Some(key_id.clone());
-            let record = kms.delete_imported_key_material(caller, &key_id)?;
+            if let Some(id) = req.key_material_id.as_deref() {
+                check_material_id(id)?;
+            }
+            let (record, material_id) =
+                kms.delete_imported_key_material(caller, &key_id, req.key_material_id.as_deref())?;
             audit.key_arn = Some(record.arn());
-            json!({"KeyId": record.arn()})
+            let mut answer = json!({"KeyId": record.arn()});
+            if let Some(id) = material_id {
+                answer["KeyMaterialId"] = json!(id);
+            }
+            answer
         }
         Op::ReplicateKey => {
             let req: ReplicateKeyRequest = parse(body)?;
@@ -1417,6 +1434,69 @@ fn dispatch(
 
 /// ImportKeyMaterial's expiry: `ValidTo` with `KEY_MATERIAL_EXPIRES` (the default), a future time at most 365 days
 /// ahead; nothing with `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+/// One `RotationsListEntry`.
+fn rotation_json(record: &KeyRecord, entry: &RotationEntry) -> Value {
+    let mut out = json!({
+        "KeyId": record.arn(),
+        "KeyMaterialId": entry.material_id,
+        "KeyMaterialState": entry.state.as_str(),
+    });
+    if let Some(rotation_type) = entry.version.rotation_type.filter(|_| entry.state != MaterialState::PendingRotation) {
+        out["RotationDate"] = json!(entry.version.created);
+        out["RotationType"] = json!(rotation_type.as_str());
+    }
+    if let Some(imported) = &entry.version.imported {
+        out["ImportState"] = json!(if entry.version.has_material() { "IMPORTED" } else { "PENDING_IMPORT" });
+        if entry.version.has_material() {
+            out["ExpirationModel"] = json!(if imported.valid_to.is_some() {
+                "KEY_MATERIAL_EXPIRES"
+            } else {
+                "KEY_MATERIAL_DOES_NOT_EXPIRE"
+            });
+        }
+        if let Some(valid_to) = imported.valid_to {
+            out["ValidTo"] = json!(valid_to);
+        }
+        if let Some(description) = &imported.description {
+            out["KeyMaterialDescription"] = json!(description);
+        }
+    }
+    out
+}
+
+/// `KeyMaterialId`: 64 lowercase hex digits.
+fn check_material_id(id: &str) -> Result<(), ApiError> {
+    let constraint = if id.len() < 64 {
+        "Member must have length greater than or equal to 64"
+    } else if id.len() > 64 {
+        "Member must have length less than or equal to 64"
+    } else if !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        "Member must satisfy regular expression pattern: ^[a-f0-9]+$"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Validation(format!(
+        "1 validation error detected: Value '{id}' at 'keyMaterialId' failed to satisfy constraint: {constraint}"
+    ))
+    .into())
+}
+
+/// `KeyMaterialDescription`: at most 256 of `[a-zA-Z0-9:/_\s.-]`.
+fn check_material_description(description: &str) -> Result<(), ApiError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c.is_whitespace() || ":/_.-".contains(c);
+    let constraint = if description.chars().count() > 256 {
+        "Member must have length less than or equal to 256"
+    } else if description.is_empty() || !description.chars().all(allowed) {
+        "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_\\s.-]+$"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Validation(format!(
+        "1 validation error detected: Value '{description}' at 'keyMaterialDescription' failed to satisfy constraint: {constraint}"
+    ))
+    .into())
+}
+
 fn import_valid_to(now: i64, model: Option<&str>, valid_to: Option<f64>) -> Result<Option<i64>, ApiError> {
     match (model.unwrap_or("KEY_MATERIAL_EXPIRES"), valid_to) {
         ("KEY_MATERIAL_EXPIRES", None) => {

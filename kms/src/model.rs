@@ -67,16 +67,27 @@ impl Origin {
     }
 }
 
-/// What an `EXTERNAL` key knows of its imported material.
+/// What an `EXTERNAL` key knows of its imports besides its versions (each version's [`ImportedMaterial`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Import {
-    /// HMAC-SHA-256 keyed with the first material imported, over the key id: a re-import must present the
-    /// same material. Kept when the material expires or is deleted; `None` before the first import.
-    pub fingerprint: Option<String>,
-    /// When the current material expires (`ValidTo`); `None` when it does not (or there is none).
-    pub valid_to: Option<i64>,
+    /// Material imported with `ImportType` `NEW_KEY_MATERIAL` into a symmetric key that already has material: it
+    /// becomes the newest version at the next RotateKeyOnDemand (`PENDING_ROTATION`). Always present material.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rotation: Option<KeyVersion>,
     /// The outstanding GetParametersForImport answers, newest last (at most [`MAX_IMPORT_PARAMETERS`]).
     pub parameters: Vec<ImportParameters>,
+}
+
+/// What a key version of an `EXTERNAL` key knows of the material imported into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedMaterial {
+    /// The `KeyMaterialId`: HMAC-SHA-256 keyed with the material over the key id, hex (64 digits). A re-import
+    /// must bring material with the same id; kept while the material itself is deleted or expired.
+    pub id: String,
+    /// When the present import expires (`ValidTo`); `None` when it does not.
+    pub valid_to: Option<i64>,
+    /// `KeyMaterialDescription`, kept across re-imports that give none.
+    pub description: Option<String>,
 }
 
 /// Import parameters kept outstanding per key.
@@ -130,8 +141,19 @@ pub struct KeyVersion {
     pub created: i64,
     /// `None` for the original material.
     pub rotation_type: Option<RotationType>,
-    /// The material encrypted under the master key (see `material::wrap`), hex.
+    /// The material encrypted under the master key (see `material::wrap`), hex; empty while imported material is
+    /// absent (deleted, expired, or not yet imported into a replica).
     pub wrapped_material: String,
+    /// For an `EXTERNAL` key: the imported material's id, expiry and description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportedMaterial>,
+}
+
+impl KeyVersion {
+    /// Whether the version's material is here (imported material may be absent).
+    pub fn has_material(&self) -> bool {
+        !self.wrapped_material.is_empty()
+    }
 }
 
 /// Automatic rotation settings and on-demand rotation count.

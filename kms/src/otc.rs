@@ -494,7 +494,7 @@ fn key_info(record: &KeyRecord, alias: &str, domain_id: &str) -> Value {
         "key_state": state_code(record.state),
         "default_key_flag": if default_key { "1" } else { "0" },
         "key_type": if default_key { "1" } else { "2" },
-        "expiration_time": record.import.as_ref().and_then(|i| i.valid_to).map(|t| (t * 1000).to_string()).unwrap_or_default(),
+        "expiration_time": current_material_expiry(record).map(|t| (t * 1000).to_string()).unwrap_or_default(),
         "origin": match record.origin { Origin::AwsKms => "kms", Origin::External => "external" },
         "key_rotation_enabled": record.rotation.enabled.to_string(),
         "sys_enterprise_project_id": "0",
@@ -1367,6 +1367,11 @@ impl Call<'_> {
         }
         Ok(record)
     }
+}
+
+/// When an imported key's current material expires, if it does.
+fn current_material_expiry(record: &KeyRecord) -> Option<i64> {
+    record.versions.last().filter(|v| v.has_material()).and_then(|v| v.imported.as_ref()).and_then(|i| i.valid_to)
 }
 
 fn parse_tag(tag: &Map<String, Value>) -> Result<Tag, OtcError> {

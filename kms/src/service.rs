@@ -30,8 +30,8 @@ mod multi_region;
 
 pub use asymmetric::{DataKeyPair, SignOutput};
 pub use import::{
-    IMPORT_PARAMETERS_LIFETIME, ImportInput, ImportParametersOutput, MAX_VALID_TO_AHEAD, WrappingAlgorithm,
-    parse_wrapping_key_spec,
+    IMPORT_PARAMETERS_LIFETIME, ImportInput, ImportParametersOutput, ImportType, MAX_VALID_TO_AHEAD, MaterialState,
+    WrappingAlgorithm, material_id, materials, parse_wrapping_key_spec,
 };
 pub use multi_region::ReplicateInput;
 
@@ -42,7 +42,7 @@ pub const MAX_CIPHERTEXT_BLOB: usize = 6144;
 /// Largest data key or random string, in bytes.
 pub const MAX_DATA_KEY_BYTES: usize = 1024;
 /// On-demand rotations allowed per key.
-pub const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
+pub const MAX_ON_DEMAND_ROTATIONS: u32 = 25;
 /// Tags allowed per key.
 pub const MAX_TAGS: usize = 50;
 /// Grant tokens allowed per request.
@@ -115,6 +115,17 @@ pub enum Storage {
     },
     /// Nothing on disk; a random master key.
     Memory,
+}
+
+/// One entry of ListKeyRotations: a key material, its id and state.
+#[derive(Debug, Clone)]
+pub struct RotationEntry {
+    /// `KeyMaterialId`.
+    pub material_id: String,
+    /// `KeyMaterialState`.
+    pub state: MaterialState,
+    /// The version (or the material pending rotation).
+    pub version: KeyVersion,
 }
 
 /// Parameters of CreateKey that the core keeps.
@@ -351,6 +362,10 @@ impl Kms {
 
     /// Builds the version keys of `record`, reusing those of `previous` for the versions it had.
     fn live_key(&self, record: KeyRecord, previous: Option<&LiveKey>) -> Result<LiveKey> {
+        // A key missing any of its imported materials is PendingImport (or pending deletion) and usable for nothing.
+        if !record.versions.iter().all(KeyVersion::has_material) {
+            return Ok(LiveKey { record, versions: Vec::new() });
+        }
         let mut versions = previous.map(|p| p.versions.clone()).unwrap_or_default();
         versions.truncate(record.versions.len());
         for (version, v) in record.versions.iter().enumerate().skip(versions.len()) {
@@ -416,6 +431,7 @@ impl Kms {
                         created: now,
                         rotation_type: None,
                         wrapped_material: self.master.wrap(&seed.id, 0, &seed.material),
+                        imported: None,
                     }],
                     grants: Vec::new(),
                 };
@@ -628,6 +644,7 @@ impl Kms {
                     created: now,
                     rotation_type: None,
                     wrapped_material: self.master.wrap(&id, 0, material),
+                    imported: None,
                 })
                 .collect(),
             grants: Vec::new(),
@@ -715,6 +732,7 @@ impl Kms {
                 created: now,
                 rotation_type: None,
                 wrapped_material: self.master.wrap(&id, 0, &material),
+                imported: None,
             }],
             grants: Vec::new(),
         };
@@ -1201,12 +1219,13 @@ impl Kms {
         Ok(live.record.clone())
     }
 
-    /// RotateKeyOnDemand (at most ten per key).
+    /// RotateKeyOnDemand (at most [`MAX_ON_DEMAND_ROTATIONS`] per key): new material, or for a key with imported
+    /// material the material imported for it.
     pub fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
         let material = KeyMaterial::generate();
         self.mutate_key(caller, key_id, Access::Admin, |record, now| {
             require_customer_managed(record)?;
-            require_rotatable(record)?;
+            require_symmetric_primary(record)?;
             require_enabled(record)?;
             if record.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS {
                 return Err(Error::LimitExceeded(format!(
@@ -1214,8 +1233,12 @@ impl Kms {
                     record.arn()
                 )));
             }
+            if record.origin == Origin::External {
+                import::rotate_to_pending_material(record, now)?;
+            } else {
+                self.add_version(record, now, RotationType::OnDemand, &material);
+            }
             record.rotation.on_demand_count += 1;
-            self.add_version(record, now, RotationType::OnDemand, &material);
             Ok(())
         })
         .map(|(_, record)| record)
@@ -1227,21 +1250,41 @@ impl Kms {
             created,
             rotation_type: Some(rotation_type),
             wrapped_material: self.master.wrap(&record.id, version, material),
+            imported: None,
         });
     }
 
-    /// ListKeyRotations: the rotations of a key (not its original material), oldest first.
+    /// ListKeyRotations: a key's materials, oldest first — those rotations made, or with `all_material` also the
+    /// first material and any imported material pending rotation (`IncludeKeyMaterial` `ALL_KEY_MATERIAL`, for
+    /// keys that rotate). Also returns the key's record.
     pub fn list_key_rotations(
         &self,
         caller: &Caller,
         key_id: &str,
+        all_material: bool,
         limit: usize,
         marker: Option<&str>,
-    ) -> Result<Page<KeyVersion>> {
+    ) -> Result<(KeyRecord, Page<RotationEntry>)> {
         let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
-        let rotations =
-            live.record.versions.iter().enumerate().skip(1).map(|(i, v)| (format!("{i:010}"), v.clone())).collect();
-        paginate(rotations, limit, marker)
+        let record = &live.record;
+        if all_material && record.spec != KeySpec::SymmetricDefault {
+            return Err(Error::UnsupportedOperation(format!(
+                "{} has key spec {}; IncludeKeyMaterial is valid only for keys that rotate.",
+                record.arn(),
+                record.spec.as_str()
+            )));
+        }
+        let entries = materials(record)
+            .into_iter()
+            .enumerate()
+            .filter(|(index, (version, _))| all_material || (*index > 0 && version.rotation_type.is_some()))
+            .map(|(index, (version, state))| {
+                let entry =
+                    RotationEntry { material_id: material_id(record, version, index), state, version: version.clone() };
+                (format!("{index:010}"), entry)
+            })
+            .collect();
+        Ok((record.clone(), paginate(entries, limit, marker)?))
     }
 
     // ---- tags and policy -----------------------------------------------------------------------
@@ -1504,9 +1547,9 @@ impl Kms {
             let record = &live.record;
             if record.state == KeyState::PendingDeletion && record.deletion_date.is_some_and(|d| d <= now) {
                 purged.push(record.store_key());
-            } else if record.import.as_ref().and_then(|i| i.valid_to).is_some_and(|t| t <= now) {
+            } else if import::next_expiry(record).is_some_and(|t| t <= now) {
                 let mut updated = record.clone();
-                import::forget_material(&mut updated);
+                import::expire_materials(&mut updated, now);
                 rotated.push((live.clone(), updated));
             } else if record.state == KeyState::Enabled
                 && record.rotation.enabled
@@ -1724,18 +1767,25 @@ fn pending_import(record: &KeyRecord) -> Error {
 }
 
 /// Only symmetric encryption keys with material from KMS rotate; a multi-Region key rotates through its primary.
+/// Automatic rotation: symmetric keys with material KMS made, rotated through their primary if multi-Region.
 fn require_rotatable(record: &KeyRecord) -> Result<()> {
+    require_symmetric_primary(record)?;
+    if record.origin == Origin::External {
+        return Err(Error::UnsupportedOperation(format!(
+            "{} has imported key material; it rotates only on demand, to key material imported for it.",
+            record.arn()
+        )));
+    }
+    Ok(())
+}
+
+/// On-demand rotation: symmetric keys, rotated through their primary if multi-Region.
+fn require_symmetric_primary(record: &KeyRecord) -> Result<()> {
     if record.spec != KeySpec::SymmetricDefault {
         return Err(Error::UnsupportedOperation(format!(
             "{} has key spec {}; only symmetric encryption KMS keys support key rotation.",
             record.arn(),
             record.spec.as_str()
-        )));
-    }
-    if record.origin == Origin::External {
-        return Err(Error::UnsupportedOperation(format!(
-            "{} has imported key material; kmsim does not rotate keys with imported key material.",
-            record.arn()
         )));
     }
     if let Some(multi_region) = &record.multi_region

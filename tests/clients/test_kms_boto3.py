@@ -626,14 +626,18 @@ def test_rotate_on_demand_keeps_old_ciphertexts(kms):
 def test_on_demand_rotation_limit_and_rotation_pagination(kms):
     key = new_key(kms)
     blobs = []
-    for i in range(10):
+    # The API reference: "You can perform on-demand key rotation a maximum of 25 times per KMS key."
+    for i in range(25):
         blobs.append((f"gen-{i}".encode(), kms.encrypt(KeyId=key["KeyId"], Plaintext=f"gen-{i}".encode())[
             "CiphertextBlob"]))
         kms.rotate_key_on_demand(KeyId=key["KeyId"])
     expect_error("LimitExceededException", kms.rotate_key_on_demand, KeyId=key["KeyId"])
-    pages = all_pages(kms.list_key_rotations, "Rotations", 3, KeyId=key["KeyId"])
+    pages = all_pages(kms.list_key_rotations, "Rotations", 10, KeyId=key["KeyId"])
     rotations = [r for page in pages for r in page]
-    assert len(rotations) == 10 and len(pages) == 4
+    assert len(rotations) == 25 and len(pages) == 3
+    assert [r["KeyMaterialState"] for r in rotations] == ["NON_CURRENT"] * 24 + ["CURRENT"]
+    assert rotations[-1]["KeyMaterialId"] == kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["CurrentKeyMaterialId"]
+    assert len({r["KeyMaterialId"] for r in rotations}) == 25
     assert {r["RotationType"] for r in rotations} == {"ON_DEMAND"}
     dates = [r["RotationDate"] for r in rotations]
     assert dates == sorted(dates)

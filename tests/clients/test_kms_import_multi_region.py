@@ -453,6 +453,138 @@ def test_automatic_rotation_of_imported_material_is_refused(kms):
     expect_error("UnsupportedOperationException", kms.enable_key_rotation, KeyId=key["KeyId"])
 
 
+# ---- on-demand rotation of imported material (ImportType NEW_KEY_MATERIAL) ----------------------------
+
+
+def material_id_of(key_id: str, material: bytes) -> str:
+    """What kmsim computes as the KeyMaterialId of imported material: HMAC-SHA-256 keyed with the material
+    over a fixed label and the key id (docs/formats.md); AWS derives it "based on the KMS key ID and the
+    imported key material"."""
+    return hmac.new(material, b"kmsim/imported-material/v1\0" + key_id.encode(), hashlib.sha256).hexdigest()
+
+
+def test_first_import_answers_its_key_material_id(kms):
+    key = external_key(kms)
+    material = os.urandom(32)
+    answer = import_material(kms, key["KeyId"], material)
+    assert answer["KeyMaterialId"] == material_id_of(key["KeyId"], material)
+    described = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+    assert described["CurrentKeyMaterialId"] == answer["KeyMaterialId"]
+    listed = kms.list_key_rotations(KeyId=key["KeyId"], IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+    assert [(r["KeyMaterialId"], r["KeyMaterialState"], r["ImportState"], r["ExpirationModel"]) for r in listed] == [
+        (answer["KeyMaterialId"], "CURRENT", "IMPORTED", "KEY_MATERIAL_DOES_NOT_EXPIRE")]
+    assert "RotationDate" not in listed[0]
+    assert kms.list_key_rotations(KeyId=key["KeyId"])["Rotations"] == []
+
+
+def test_on_demand_rotation_to_new_imported_material(kms):
+    key_id = external_key(kms)["KeyId"]
+    first, second = os.urandom(32), os.urandom(32)
+    import_material(kms, key_id, first, KeyMaterialDescription="first material")
+    old_blob = kms.encrypt(KeyId=key_id, Plaintext=b"under the first material")["CiphertextBlob"]
+    # Without new material there is nothing to rotate to.
+    expect_error("UnsupportedOperationException", kms.rotate_key_on_demand, KeyId=key_id)
+
+    answer = import_material(kms, key_id, second, ImportType="NEW_KEY_MATERIAL",
+                             KeyMaterialDescription="second material")
+    second_id = material_id_of(key_id, second)
+    assert answer["KeyMaterialId"] == second_id
+    # The new material waits: the key still encrypts with the first.
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"] == material_id_of(key_id, first)
+    listed = kms.list_key_rotations(KeyId=key_id, IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+    assert [(r["KeyMaterialState"], r.get("KeyMaterialDescription")) for r in listed] == [
+        ("CURRENT", "first material"), ("PENDING_ROTATION", "second material")]
+    # A second new material while one is pending is refused; the same material again is not new.
+    expect_error("KMSInvalidStateException", import_material, kms, key_id, os.urandom(32),
+                 ImportType="NEW_KEY_MATERIAL")
+    expect_error("IncorrectKeyMaterialException", import_material, kms, key_id, first, ImportType="NEW_KEY_MATERIAL")
+
+    kms.rotate_key_on_demand(KeyId=key_id)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"] == second_id
+    rotations = kms.list_key_rotations(KeyId=key_id)["Rotations"]
+    assert [(r["KeyMaterialId"], r["KeyMaterialState"], r["RotationType"]) for r in rotations] == [
+        (second_id, "CURRENT", "ON_DEMAND")]
+    new_blob = kms.encrypt(KeyId=key_id, Plaintext=b"under the second material")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=old_blob)["Plaintext"] == b"under the first material"
+    assert kms.decrypt(CiphertextBlob=new_blob)["Plaintext"] == b"under the second material"
+
+    # Deleting either material makes the key unusable until that material comes back.
+    deleted = kms.delete_imported_key_material(KeyId=key_id, KeyMaterialId=material_id_of(key_id, first))
+    assert deleted["KeyMaterialId"] == material_id_of(key_id, first)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingImport"
+    expect_error("KMSInvalidStateException", kms.decrypt, CiphertextBlob=new_blob)
+    states = kms.list_key_rotations(KeyId=key_id, IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+    assert [r["ImportState"] for r in states] == ["PENDING_IMPORT", "IMPORTED"]
+    # Re-import it by id (the wrong id for this material is refused).
+    expect_error("IncorrectKeyMaterialException", import_material, kms, key_id, first,
+                 KeyMaterialId=second_id)
+    import_material(kms, key_id, first, ImportType="EXISTING_KEY_MATERIAL",
+                    KeyMaterialId=material_id_of(key_id, first))
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+    assert kms.decrypt(CiphertextBlob=old_blob)["Plaintext"] == b"under the first material"
+
+
+def test_material_pending_rotation_can_be_deleted_and_replaced(kms):
+    key_id = external_key(kms)["KeyId"]
+    import_material(kms, key_id, os.urandom(32))
+    unwanted, wanted = os.urandom(32), os.urandom(32)
+    import_material(kms, key_id, unwanted, ImportType="NEW_KEY_MATERIAL")
+    deleted = kms.delete_imported_key_material(KeyId=key_id, KeyMaterialId=material_id_of(key_id, unwanted))
+    assert deleted["KeyMaterialId"] == material_id_of(key_id, unwanted)
+    # Forgotten altogether: the key stays usable and other material takes its place.
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+    import_material(kms, key_id, wanted, ImportType="NEW_KEY_MATERIAL")
+    kms.rotate_key_on_demand(KeyId=key_id)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"] == material_id_of(key_id, wanted)
+
+
+def test_import_type_refusals(kms):
+    key_id = external_key(kms)["KeyId"]
+    material = os.urandom(32)
+    expect_error("ValidationException", import_material, kms, key_id, material, ImportType="NEW_KEY_MATERIAL",
+                 KeyMaterialId="a" * 64)
+    expect_error("ValidationException", import_material, kms, key_id, material, ImportType="OTHER_MATERIAL")
+    expect_error("ValidationException", import_material, kms, key_id, material, KeyMaterialId="A" * 64)
+    expect_error("ValidationException", import_material, kms, key_id, material, KeyMaterialDescription="bad*chars")
+    # EXISTING material for a key that has none yet.
+    expect_error("IncorrectKeyMaterialException", import_material, kms, key_id, material,
+                 ImportType="EXISTING_KEY_MATERIAL")
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingImport"
+    # ImportType and friends belong to symmetric keys.
+    hmac_key = external_key(kms, KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyId"]
+    expect_error("ValidationException", import_material, kms, hmac_key, os.urandom(32),
+                 ImportType="NEW_KEY_MATERIAL")
+    expect_error("UnsupportedOperationException", kms.list_key_rotations, KeyId=hmac_key,
+                 IncludeKeyMaterial="ALL_KEY_MATERIAL")
+    # Deleting material the key does not have.
+    import_material(kms, key_id, material)
+    expect_error("NotFoundException", kms.delete_imported_key_material, KeyId=key_id, KeyMaterialId="b" * 64)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_new_material_expires_on_its_own_clock(fresh_kmsim):
+    kms, admin = fresh_kmsim.client(), fresh_kmsim.admin
+    key_id = external_key(kms)["KeyId"]
+    import_material(kms, key_id, os.urandom(32))
+    valid_to = sim_now(admin) + dt.timedelta(hours=2)
+    import_material(kms, key_id, os.urandom(32), ImportType="NEW_KEY_MATERIAL", ValidTo=valid_to)
+    listed = kms.list_key_rotations(KeyId=key_id, IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+    assert listed[1]["ExpirationModel"] == "KEY_MATERIAL_EXPIRES"
+    admin.advance_clock(seconds=3 * 3600)
+    # The pending material is gone; the key, whose own material does not expire, is untouched.
+    listed = kms.list_key_rotations(KeyId=key_id, IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+    assert [r["KeyMaterialState"] for r in listed] == ["CURRENT"]
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+    expect_error("UnsupportedOperationException", kms.rotate_key_on_demand, KeyId=key_id)
+
+
+def test_new_material_for_a_multi_region_key_is_not_simulated(kms):
+    key_id = external_key(kms, MultiRegion=True)["KeyId"]
+    import_material(kms, key_id, os.urandom(32))
+    expect_error("UnsupportedOperationException", import_material, kms, key_id, os.urandom(32),
+                 ImportType="NEW_KEY_MATERIAL")
+
+
 # ---- material of the wrong kind --------------------------------------------------------------------
 
 

@@ -64,6 +64,9 @@ impl Call<'_> {
             encrypted_material: &encrypted_material,
             encrypted_private_key: encrypted_private_key.as_deref(),
             valid_to,
+            import_type: None,
+            material_id: None,
+            description: None,
         };
         self.kms.import_key_material(&self.context.caller, &record.id, input)?;
         Ok(json!({}))
@@ -80,7 +83,7 @@ impl Call<'_> {
                 "The material of an imported asymmetric key cannot be deleted; schedule the key's deletion instead.",
             ));
         }
-        self.kms.delete_imported_key_material(&self.context.caller, &record.id)?;
+        self.kms.delete_imported_key_material(&self.context.caller, &record.id, None)?;
         Ok(json!({}))
     }
 

@@ -4,8 +4,13 @@
 //! Each GetParametersForImport makes a fresh RSA wrapping key, kept (wrapped under the master key) in the key's
 //! record with its import token for 24 hours. ImportKeyMaterial unwraps the material with it — RSA OAEP, or RSA OAEP
 //! of an ephemeral AES key followed by AES key wrap with padding (RFC 5649, AWS's `RSA_AES_KEY_WRAP_*`) — checks it
-//! fits the key's spec, and binds the key to it: the first material imported leaves a fingerprint (an HMAC keyed
-//! with the material), so a later import must bring the same material, as AWS requires.
+//! fits the key's spec, and binds the key to it: each material imported gets an id (`KeyMaterialId`, an HMAC
+//! keyed with the material), so a re-import must bring material with an id the key knows, as AWS requires.
+//!
+//! A symmetric key takes further material for on-demand rotation (`ImportType` `NEW_KEY_MATERIAL`): it waits
+//! `PENDING_ROTATION` beside the key's versions until RotateKeyOnDemand makes it the newest. Every material
+//! associated with a key must be present for the key to be usable; deleting or expiring one puts the key back in
+//! `PendingImport`.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::key_wrap::{AES_128, AES_256, KeyEncryptionKey, KeyWrapPadded};
@@ -21,7 +26,10 @@ use super::{Access, DAY, Kms, pending_deletion};
 use crate::crypto::VersionKey;
 use crate::error::{Error, Result};
 use crate::material::KeyMaterial;
-use crate::model::{Import, ImportParameters, KeyRecord, KeyState, KeyVersion, MAX_IMPORT_PARAMETERS, Origin};
+use crate::model::{
+    Import, ImportParameters, ImportedMaterial, KeyRecord, KeyState, KeyVersion, MAX_IMPORT_PARAMETERS, Origin,
+    RotationType,
+};
 use crate::spec::{Family, KeySpec};
 
 /// How long an import token and its public key are valid.
@@ -30,6 +38,7 @@ pub const IMPORT_PARAMETERS_LIFETIME: i64 = DAY;
 pub const MAX_VALID_TO_AHEAD: i64 = 365 * DAY;
 const TOKEN_PREFIX: &[u8] = b"kmsim-import-token-v1:";
 const FINGERPRINT_LABEL: &[u8] = b"kmsim/imported-material/v1\0";
+const MATERIAL_ID_LABEL: &[u8] = b"kmsim/key-material-id/v1\0";
 
 /// How the customer wraps the material for import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +138,54 @@ pub struct ImportInput<'a> {
     pub encrypted_private_key: Option<&'a [u8]>,
     /// When the material expires (`None`: it does not); checked by the dialect.
     pub valid_to: Option<i64>,
+    /// `ImportType`; `None`: new material for a key that has none yet, else existing material.
+    pub import_type: Option<ImportType>,
+    /// `KeyMaterialId` of the existing material being re-imported.
+    pub material_id: Option<&'a str>,
+    /// `KeyMaterialDescription`.
+    pub description: Option<&'a str>,
+}
+
+/// ImportKeyMaterial's `ImportType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportType {
+    /// Material already associated with the key, imported again.
+    ExistingKeyMaterial,
+    /// Material the key does not know yet: its first, or the next for on-demand rotation.
+    NewKeyMaterial,
+}
+
+impl ImportType {
+    /// Parses an AWS `ImportType`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "EXISTING_KEY_MATERIAL" => Ok(ImportType::ExistingKeyMaterial),
+            "NEW_KEY_MATERIAL" => Ok(ImportType::NewKeyMaterial),
+            other => Err(crate::spec::enum_error(other, "importType", &["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"])),
+        }
+    }
+}
+
+/// The states of a key's materials that ListKeyRotations shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaterialState {
+    /// The version that encrypts.
+    Current,
+    /// An older version, which only decrypts.
+    NonCurrent,
+    /// Imported for the next on-demand rotation.
+    PendingRotation,
+}
+
+impl MaterialState {
+    /// The AWS name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaterialState::Current => "CURRENT",
+            MaterialState::NonCurrent => "NON_CURRENT",
+            MaterialState::PendingRotation => "PENDING_ROTATION",
+        }
+    }
 }
 
 fn invalid_token() -> Error {
@@ -157,18 +214,80 @@ fn wrapping_key_aad(key_id: &str, token_id: &str) -> String {
     format!("{key_id}/import/{token_id}")
 }
 
-/// Drops a key's imported material (deleted, or expired): the key waits for an import again.
-pub(super) fn forget_material(record: &mut KeyRecord) {
-    record.versions.clear();
-    if let Some(import) = &mut record.import {
-        import.valid_to = None;
+/// Drops the imported material of version `index` (deleted, or expired): the key waits for it to be imported again.
+fn forget_version(record: &mut KeyRecord, index: usize) {
+    if let Some(version) = record.versions.get_mut(index) {
+        version.wrapped_material.clear();
+        if let Some(imported) = &mut version.imported {
+            imported.valid_to = None;
+        }
     }
     if record.state != KeyState::PendingDeletion {
         record.state = KeyState::PendingImport;
     }
 }
 
-/// The fingerprint binding a key to its imported material.
+/// Drops imported material whose `ValidTo` has passed (a material pending rotation goes altogether). Whether any
+/// did.
+pub(super) fn expire_materials(record: &mut KeyRecord, now: i64) -> bool {
+    let expired =
+        |v: &KeyVersion| v.has_material() && v.imported.as_ref().and_then(|i| i.valid_to).is_some_and(|t| t <= now);
+    let mut changed = false;
+    if let Some(import) = &mut record.import
+        && import.pending_rotation.as_ref().is_some_and(expired)
+    {
+        import.pending_rotation = None;
+        changed = true;
+    }
+    for index in 0..record.versions.len() {
+        if expired(&record.versions[index]) {
+            forget_version(record, index);
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// When a key's imported material next expires, if it does.
+pub(super) fn next_expiry(record: &KeyRecord) -> Option<i64> {
+    let pending = record.import.as_ref().and_then(|i| i.pending_rotation.as_ref());
+    record
+        .versions
+        .iter()
+        .chain(pending)
+        .filter(|v| v.has_material())
+        .filter_map(|v| v.imported.as_ref().and_then(|i| i.valid_to))
+        .min()
+}
+
+/// Every material of a key with the state ListKeyRotations gives it: its versions, oldest first, then the material
+/// pending rotation.
+pub fn materials(record: &KeyRecord) -> Vec<(&KeyVersion, MaterialState)> {
+    let last = record.versions.len().saturating_sub(1);
+    let versions = record
+        .versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v, if i == last { MaterialState::Current } else { MaterialState::NonCurrent }));
+    let pending = record.import.as_ref().and_then(|i| i.pending_rotation.as_ref());
+    versions.chain(pending.map(|v| (v, MaterialState::PendingRotation))).collect()
+}
+
+/// The `KeyMaterialId` of version `index` of a key: the imported material's id, or for material KMS made an id
+/// derived from the key id and the version (stable, and distinct per version).
+pub fn material_id(record: &KeyRecord, version: &KeyVersion, index: usize) -> String {
+    if let Some(imported) = &version.imported {
+        return imported.id.clone();
+    }
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(MATERIAL_ID_LABEL);
+    context.update(record.id.as_bytes());
+    context.update(&(index as u64).to_be_bytes());
+    hex::encode(context.finish().as_ref())
+}
+
+/// The id of imported material: HMAC-SHA-256 keyed with the material over the key id (a re-import's material must
+/// have an id the key knows).
 fn fingerprint(key_id: &str, material: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, material);
     let mut context = hmac::Context::with_key(&key);
@@ -243,9 +362,15 @@ impl Kms {
         Ok(ImportParametersOutput { key_arn: record.arn(), import_token, public_key, valid_to })
     }
 
-    /// ImportKeyMaterial: the material unwrapped with the token's wrapping key becomes the key's; the key leaves
-    /// PendingImport. Another material than the first one imported is refused.
-    pub fn import_key_material(&self, caller: &Caller, key_id: &str, input: ImportInput<'_>) -> Result<KeyRecord> {
+    /// ImportKeyMaterial: the material unwrapped with the token's wrapping key becomes one of the key's — its first,
+    /// one it had (re-imported), or new material for the next on-demand rotation. Returns the key and the
+    /// material's `KeyMaterialId`.
+    pub fn import_key_material(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        input: ImportInput<'_>,
+    ) -> Result<(KeyRecord, String)> {
         let token_id = input
             .import_token
             .strip_prefix(TOKEN_PREFIX)
@@ -256,6 +381,14 @@ impl Kms {
             require_external(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
+            }
+            let symmetric = record.spec == KeySpec::SymmetricDefault;
+            if !symmetric && (input.import_type.is_some() || input.material_id.is_some() || input.description.is_some())
+            {
+                return Err(Error::Validation(
+                    "ImportType, KeyMaterialId and KeyMaterialDescription are valid only for symmetric encryption KMS keys."
+                        .into(),
+                ));
             }
             let import = record.import.clone().unwrap_or_default();
             let parameters = import.parameters.iter().find(|p| p.token_id == token_id).ok_or_else(invalid_token)?;
@@ -268,41 +401,159 @@ impl Kms {
             let material =
                 unwrap_material(&wrapping, algorithm, input.encrypted_material, input.encrypted_private_key)?;
             check_material(record, &material)?;
-            let print = fingerprint(&record.id, material.bytes());
-            match &import.fingerprint {
-                Some(known) if !bool::from(known.as_bytes().ct_eq(print.as_bytes())) => {
-                    return Err(incorrect_material());
+            let id = fingerprint(&record.id, material.bytes());
+            let first = record.versions.is_empty();
+            let import_type = input.import_type.unwrap_or(if first {
+                ImportType::NewKeyMaterial
+            } else {
+                ImportType::ExistingKeyMaterial
+            });
+            match import_type {
+                ImportType::NewKeyMaterial => {
+                    if input.material_id.is_some() {
+                        return Err(Error::Validation(
+                            "You cannot specify a KeyMaterialId when the ImportType is NEW_KEY_MATERIAL.".into(),
+                        ));
+                    }
+                    let imported = ImportedMaterial {
+                        id: id.clone(),
+                        valid_to: input.valid_to,
+                        description: input.description.map(str::to_owned),
+                    };
+                    let version = KeyVersion {
+                        created: now,
+                        rotation_type: None,
+                        wrapped_material: self.master.wrap(&record.id, record.versions.len() as u32, &material),
+                        imported: Some(imported),
+                    };
+                    if first {
+                        record.versions.push(version);
+                    } else {
+                        self.check_new_material(record, &id)?;
+                        record.import.get_or_insert_with(Import::default).pending_rotation = Some(version);
+                    }
                 }
-                _ => {}
+                ImportType::ExistingKeyMaterial => {
+                    if input.material_id.is_some_and(|given| !bool::from(given.as_bytes().ct_eq(id.as_bytes()))) {
+                        return Err(incorrect_material());
+                    }
+                    self.reimport(record, &id, &material, input)?;
+                }
             }
-            if record.versions.is_empty() {
-                record.versions.push(KeyVersion {
-                    created: now,
-                    rotation_type: None,
-                    wrapped_material: self.master.wrap(&record.id, 0, &material),
-                });
-            }
-            let import = record.import.get_or_insert_with(Import::default);
-            import.fingerprint = Some(print);
-            import.valid_to = input.valid_to;
-            if record.state == KeyState::PendingImport {
+            if record.state == KeyState::PendingImport && record.versions.iter().all(KeyVersion::has_material) {
                 record.state = KeyState::Enabled;
             }
-            Ok(())
+            Ok(id)
         })
-        .map(|((), record)| record)
+        .map(|(id, record)| (record, id))
     }
 
-    /// DeleteImportedKeyMaterial: the key becomes unusable (PendingImport) until the same material is imported again.
-    /// AWS allows it on a key pending deletion, which stays pending deletion.
-    pub fn delete_imported_key_material(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+    /// Checks that `id` may be a key's next material, for on-demand rotation: a single-Region symmetric key with
+    /// all its materials present, none of them `id`, and no other material pending rotation.
+    fn check_new_material(&self, record: &KeyRecord, id: &str) -> Result<()> {
+        if record.multi_region.is_some() {
+            return Err(Error::UnsupportedOperation(format!(
+                "{} is a multi-Region key; kmsim does not simulate new key material for multi-Region keys (see docs/api-coverage.md).",
+                record.arn()
+            )));
+        }
+        if !record.versions.iter().all(KeyVersion::has_material) {
+            return Err(super::pending_import(record));
+        }
+        let pending = record.import.as_ref().and_then(|i| i.pending_rotation.as_ref());
+        if record.versions.iter().chain(pending).any(|v| v.imported.as_ref().is_some_and(|i| i.id == id)) {
+            return Err(Error::IncorrectKeyMaterial(format!(
+                "The key material is already associated with {}; import it with the ImportType EXISTING_KEY_MATERIAL.",
+                record.arn()
+            )));
+        }
+        if pending.is_some() {
+            return Err(Error::InvalidState(format!(
+                "{} already has key material pending rotation; rotate the key or delete that key material first.",
+                record.arn()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Imports again the material `id` that `record` already knows: its version gets the material back (and the
+    /// import's expiry and description), or the material pending rotation its new expiry.
+    fn reimport(&self, record: &mut KeyRecord, id: &str, material: &KeyMaterial, input: ImportInput<'_>) -> Result<()> {
+        let update = |imported: &mut ImportedMaterial| {
+            imported.valid_to = input.valid_to;
+            if let Some(description) = input.description {
+                imported.description = Some(description.to_owned());
+            }
+        };
+        let position = record.versions.iter().position(|v| v.imported.as_ref().is_some_and(|i| i.id == id));
+        if let Some(index) = position {
+            let wrapped = self.master.wrap(&record.id, index as u32, material);
+            let version = &mut record.versions[index];
+            version.wrapped_material = wrapped;
+            version.imported.as_mut().map(update);
+            return Ok(());
+        }
+        let pending = record.import.as_mut().and_then(|i| i.pending_rotation.as_mut());
+        match pending.and_then(|v| v.imported.as_mut()).filter(|i| i.id == id) {
+            Some(imported) => {
+                update(imported);
+                Ok(())
+            }
+            None => Err(incorrect_material()),
+        }
+    }
+
+    /// DeleteImportedKeyMaterial: the material `material_id` (default: the current one) is dropped and the key
+    /// becomes unusable (PendingImport) until it is imported again; material pending rotation is forgotten
+    /// altogether. AWS allows it on a key pending deletion, which stays pending deletion. Returns the key and the
+    /// id of the material deleted (`None` when the key had none).
+    pub fn delete_imported_key_material(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        material_id: Option<&str>,
+    ) -> Result<(KeyRecord, Option<String>)> {
         self.mutate_key(caller, key_id, Access::Admin, |record, _| {
             require_external(record)?;
-            forget_material(record);
-            Ok(())
+            let Some(wanted) = material_id else {
+                let current = record.versions.len().checked_sub(1);
+                let id = current.and_then(|i| record.versions[i].imported.as_ref()).map(|i| i.id.clone());
+                if let Some(index) = current {
+                    forget_version(record, index);
+                }
+                return Ok(id);
+            };
+            let pending = record.import.as_ref().and_then(|i| i.pending_rotation.as_ref());
+            if pending.and_then(|v| v.imported.as_ref()).is_some_and(|i| i.id == wanted) {
+                if let Some(import) = &mut record.import {
+                    import.pending_rotation = None;
+                }
+                return Ok(Some(wanted.to_owned()));
+            }
+            let index =
+                record.versions.iter().position(|v| v.imported.as_ref().is_some_and(|i| i.id == wanted)).ok_or_else(
+                    || Error::NotFound(format!("Key material {wanted} is not associated with {}.", record.arn())),
+                )?;
+            forget_version(record, index);
+            Ok(Some(wanted.to_owned()))
         })
-        .map(|((), record)| record)
+        .map(|(id, record)| (record, id))
     }
+}
+
+/// RotateKeyOnDemand of an `EXTERNAL` key: its material pending rotation becomes its newest version.
+pub(super) fn rotate_to_pending_material(record: &mut KeyRecord, now: i64) -> Result<()> {
+    let pending = record.import.as_mut().and_then(|i| i.pending_rotation.take());
+    let Some(mut version) = pending else {
+        return Err(Error::UnsupportedOperation(format!(
+            "{} has no key material pending rotation: import new key material (ImportType NEW_KEY_MATERIAL) first.",
+            record.arn()
+        )));
+    };
+    version.created = now;
+    version.rotation_type = Some(RotationType::OnDemand);
+    record.versions.push(version);
+    Ok(())
 }
 
 /// Unwraps imported material with the wrapping key's PKCS #8 `wrapping`; a failure is InvalidCiphertextException.

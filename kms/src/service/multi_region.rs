@@ -9,7 +9,7 @@ use shared::Caller;
 use super::{Access, Kms, LiveKey, key_not_found, pending_deletion, require_customer_managed, validate_description};
 use crate::blob::EncryptionContext;
 use crate::error::{Error, Result};
-use crate::model::{KeyRecord, KeyState, Origin, RECORD_FORMAT, Tag, key_store_key};
+use crate::model::{Import, KeyRecord, KeyState, Origin, RECORD_FORMAT, Tag, key_store_key};
 
 /// What ReplicateKey takes besides the key.
 #[derive(Debug, Clone, Default)]
@@ -137,12 +137,21 @@ impl Kms {
             policy: input.policy.or_else(|| primary.record.policy.clone()),
             tags: input.tags,
             rotation: primary.record.rotation.clone(),
-            versions: if external { Vec::new() } else { primary.record.versions.clone() },
-            import: primary.record.import.clone().map(|mut import| {
-                import.valid_to = None;
-                import.parameters.clear();
-                import
-            }),
+            // The imported materials' ids without the materials: the replica takes only the same materials.
+            versions: primary
+                .record
+                .versions
+                .iter()
+                .cloned()
+                .map(|mut version| {
+                    if let Some(imported) = version.imported.as_mut() {
+                        imported.valid_to = None;
+                        version.wrapped_material.clear();
+                    }
+                    version
+                })
+                .collect(),
+            import: external.then(Import::default),
             grants: Vec::new(),
             multi_region: Some(configuration.clone()),
             ..primary.record.clone()
