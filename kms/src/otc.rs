@@ -21,7 +21,10 @@
 //!   AWS name otherwise (a key made through the AWS dialect as `ECC_NIST_P521`); usages and algorithms have the
 //!   same names in both dialects. Sign, verify, generate-mac and verify-mac take the message in base64; signatures
 //!   are base64 and MACs hex; get-publickey answers PEM; a wrong signature or MAC is a 200 with
-//!   `signature_valid` `"false"` / `mac_valid` `false`, not an error.
+//!   `signature_valid` `"false"` / `mac_valid` `false`, not an error;
+//! - data key pairs (`otc/pairs.rs`), re-encrypt (`otc/re_encrypt.rs`) and rotate-on-demand are the core's
+//!   GenerateDataKeyPair, ReEncrypt and RotateKeyOnDemand; user-quotas, user-instances and resource_instances
+//!   (`otc/instances.rs`) read the caller's key records.
 
 use std::sync::Arc;
 
@@ -1454,6 +1457,22 @@ mod tests {
             };
             assert_eq!(not_implemented, !verb.is_supported(), "{verb}: {result:?}");
         }
+    }
+
+    #[test]
+    fn rotate_on_demand_adds_a_version_to_customer_keys_only() {
+        let kms = Kms::in_memory().expect("an in-memory KMS");
+        let created = run(&kms, OtcVerb::CreateKey, json!({"key_alias": "rotating"})).unwrap();
+        let key_id = created["key_info"]["key_id"].as_str().unwrap().to_owned();
+        let rotated = run(&kms, OtcVerb::RotateOnDemand, json!({"key_id": key_id})).unwrap();
+        assert_eq!(rotated, json!({"key_id": key_id}));
+        let status = run(&kms, OtcVerb::GetKeyRotationStatus, json!({"key_id": key_id})).unwrap();
+        assert_eq!(status["number_of_rotations"], 1);
+        let caller = Accounts::with_defaults().iter().next().unwrap().caller("eu-de");
+        let default_key = kms.service_managed_key(&caller, "alias/obs/default", "Default key for OBS").unwrap();
+        let refused = run(&kms, OtcVerb::RotateOnDemand, json!({"key_id": default_key.id})).unwrap_err();
+        assert_eq!(refused.code(), "KMS.0211");
+        assert_eq!(kms.key_record(&default_key.id).unwrap().versions.len(), 1);
     }
 
     #[test]
