@@ -149,7 +149,12 @@ async fn bad_input_gets_the_dialects_errors_and_changes_nothing() {
             "KMS.2401",
         ),
         ("no-such-verb", "{}".into(), 404, "APIGW.0101"),
-        ("re-encrypt", "{}".into(), 404, "APIGW.0101"),
+        ("create-pin", "{}".into(), 404, "APIGW.0101"),
+        ("re-encrypt", "{}".into(), 400, "KMS.0204"),
+        ("re-encrypt", json!({"cipher_text": "%%", "destination_key_id": key_id}).to_string(), 400, "KMS.2201"),
+        ("create-ec-datakey-pair", json!({"key_id": key_id, "key_spec": "SM2"}).to_string(), 400, "KMS.0308"),
+        ("rotate-on-demand", json!({"key_id": "0d0466b0-e727-4d9c-b35d-f84bb474a37f"}).to_string(), 400, "KMS.0207"),
+        ("resource_instances/action", json!({"action": "list"}).to_string(), 400, "KMS.0404"),
     ];
     for (verb, body, status, code) in cases {
         let response = call(&stack, verb, &body);

@@ -686,7 +686,7 @@ def test_wrong_project_and_wrong_secret(hw: KmsClient, kmsim: dict[str, Any], pr
 
 def test_unimplemented_and_unknown_verbs(hw: KmsClient, raw_otc: RawOtc) -> None:
     key_id = create_key(hw)
-    response = raw_otc.send("re-encrypt", {"key_id": key_id, "cipher_text": "aGk="})
+    response = raw_otc.send("create-pin", {"pin_type": "PlainText"})
     assert error_of(response) == (404, "APIGW.0101")
     response = raw_otc.send("no-such-verb", {})
     assert error_of(response) == (404, "APIGW.0101")

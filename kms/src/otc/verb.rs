@@ -16,7 +16,8 @@ operation_table! {
     /// `kms:cmk:enable`, `kms:cmk:disable`, `kms:cmk:generate` (gen-random), `kms:dek:create`, `kms:dek:crypto`,
     /// `kms:cmk:crypto` (encrypt-data, decrypt-data), `kms:grant:create`, `kms:grant:retire`, `kms:grant:list`,
     /// `kms:cmk:getQuota`, `kms:cmk:getInstance`, `kms:cmk:sign` (the identity-policy action of Huawei's Sign
-    /// reference); `kms:cmk:verify` and `kms:cmk:getPublicKey` are the names custom policies for OTC KMS grant. The
+    /// reference), `kms:cmk:createDataKeyPair` (CreateEcDatakeyPair's, also used for the RSA pairs) and
+    /// `kms:cmk:listKeysByTag` (ListKmsByTags'); `kms:cmk:verify` and `kms:cmk:getPublicKey` are the names custom policies for OTC KMS grant. The
     /// others (rotation, revoke-grant, tags, aliases, the MAC verbs and the verbs kmsim does not implement) could not
     /// be confirmed and carry the AWS action of the equivalent operation (`kms:EnableKeyRotation`,
     /// `kms:RevokeGrant`, `kms:GenerateMac`, ...).
@@ -58,8 +59,8 @@ operation_table! {
         DeleteAlias => "delete-alias", "kms:DeleteAlias", Supported, Writes, Alias;
         ListAliases => "list-aliases", "kms:ListAliases", Supported, Reads, Account;
         AssociateAlias => "associate-alias", "kms:UpdateAlias", Supported, Writes, Alias;
-        CreateEcDatakeyPair => "create-ec-datakey-pair", "kms:GenerateDataKeyPair", NotImplemented, Reads, Key;
-        CreateRsaDatakeyPair => "create-rsa-datakey-pair", "kms:GenerateDataKeyPair", NotImplemented, Reads, Key;
+        CreateEcDatakeyPair => "create-ec-datakey-pair", "kms:cmk:createDataKeyPair", Supported, Reads, Key;
+        CreateRsaDatakeyPair => "create-rsa-datakey-pair", "kms:cmk:createDataKeyPair", Supported, Reads, Key;
         CreateDatakeyPair => "create-datakey-pair", "kms:GenerateDataKeyPair", NotImplemented, Reads, Key;
         CreateDatakeyPairWithoutPlaintext => "create-datakey-pair-without-plaintext",
             "kms:GenerateDataKeyPairWithoutPlaintext", NotImplemented, Reads, Key;
@@ -72,13 +73,15 @@ operation_table! {
         ImportKeyMaterial => "import-key-material", "kms:cmk:importMaterial", Supported, Writes, Key;
         DeleteImportedKeyMaterial => "delete-imported-key-material", "kms:cmk:deleteMaterial", Supported, Writes,
             Key;
-        ReEncrypt => "re-encrypt", "kms:ReEncryptTo", NotImplemented, Reads, Key;
-        RotateOnDemand => "rotate-on-demand", "kms:RotateKeyOnDemand", NotImplemented, Writes, Key;
+        ReEncrypt => "re-encrypt", "kms:ReEncryptTo", Supported, Reads, Key;
+        RotateOnDemand => "rotate-on-demand", "kms:RotateKeyOnDemand", Supported, Writes, Key;
         CreatePin => "create-pin", "kms:GenerateRandom", NotImplemented, Reads, Account;
-        UserQuotas => "user-quotas", "kms:cmk:getQuota", NotImplemented, Reads, Account;
-        UserInstances => "user-instances", "kms:cmk:getInstance", NotImplemented, Reads, Account;
+        /// `GET kms/user-quotas`.
+        UserQuotas => "user-quotas", "kms:cmk:getQuota", Supported, Reads, Account;
+        /// `GET kms/user-instances`.
+        UserInstances => "user-instances", "kms:cmk:getInstance", Supported, Reads, Account;
         /// Keys by tag (`POST kms/resource_instances/action`).
-        ResourceInstances => "resource_instances", "kms:ListKeys", NotImplemented, Reads, Account;
+        ResourceInstances => "resource_instances", "kms:cmk:listKeysByTag", Supported, Reads, Account;
     }
 }
 
@@ -94,6 +97,9 @@ pub const OWN_PATHS: &[(&str, &[&str], OtcVerb)] = &[
     ("POST", &["{key_id}", "tags", "action"], OtcVerb::BatchCreateKmsTags),
     ("DELETE", &["{key_id}", "tags", "{tag_key}"], OtcVerb::DeleteTag),
     ("GET", &["{key_id}", "tags"], OtcVerb::ShowKmsTags),
+    ("GET", &["user-quotas"], OtcVerb::UserQuotas),
+    ("GET", &["user-instances"], OtcVerb::UserInstances),
+    ("POST", &["resource_instances", "action"], OtcVerb::ResourceInstances),
 ];
 
 impl OtcVerb {
@@ -198,9 +204,12 @@ mod tests {
         post("import-key-material", "kms:cmk:importMaterial", true, Key),
         post("delete-imported-key-material", "kms:cmk:deleteMaterial", true, Key),
         post("re-encrypt", "kms:ReEncryptTo", false, Key),
+        post("rotate-on-demand", "kms:RotateKeyOnDemand", true, Key),
+        post("create-rsa-datakey-pair", "kms:cmk:createDataKeyPair", false, Key),
+        post("create-ec-datakey-pair", "kms:cmk:createDataKeyPair", false, Key),
         at("GET", "user-quotas", "user-quotas", "kms:cmk:getQuota", false, Account),
         at("GET", "user-instances", "user-instances", "kms:cmk:getInstance", false, Account),
-        at("POST", "resource_instances/action", "resource_instances", "kms:ListKeys", false, Account),
+        at("POST", "resource_instances/action", "resource_instances", "kms:cmk:listKeysByTag", false, Account),
     ];
 
     /// The segments of a reference path after `kms/`, with the reference's example key id for `{key_id}`.
@@ -238,6 +247,12 @@ mod tests {
             ("PUT", "aliases"),
             ("POST", "frobnicate"),
             ("POST", "{key_id}/tags/action/more"),
+            ("POST", "user-quotas"),
+            ("GET", "user-instances/x"),
+            ("GET", "resource_instances/action"),
+            ("POST", "resource_instances"),
+            ("GET", "re-encrypt"),
+            ("POST", "rotate-on-demand/x"),
         ] {
             assert_eq!(parse(method, path), None, "{method} {path}");
         }
@@ -246,8 +261,8 @@ mod tests {
 
     #[test]
     fn unimplemented_verbs_are_recognised_under_any_method_and_below_their_name() {
-        assert_eq!(parse("DELETE", "re-encrypt/x"), Some(OtcVerb::ReEncrypt));
-        assert_eq!(parse("PUT", "user-quotas"), Some(OtcVerb::UserQuotas));
+        assert_eq!(parse("DELETE", "create-pin/x"), Some(OtcVerb::CreatePin));
+        assert_eq!(parse("PUT", "create-datakey-pair"), Some(OtcVerb::CreateDatakeyPair));
         // An implemented verb is reached only as `POST kms/<verb>`.
         assert_eq!(parse("DELETE", "sign/x"), None);
         assert_eq!(parse("GET", "sign"), None);
