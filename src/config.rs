@@ -280,6 +280,12 @@ impl Config {
             if !id_ok {
                 return Err(ConfigError::Invalid(format!("seeded key id '{}' must be 1-64 of [A-Za-z0-9-]", key.id)));
             }
+            if key.id.starts_with("mrk-") {
+                return Err(ConfigError::Invalid(format!(
+                    "seeded key id '{}': ids starting with mrk- are multi-Region keys, which are not seeded",
+                    key.id
+                )));
+            }
             if kms::material::KeyMaterial::from_hex(&key.material_hex).is_none() {
                 return Err(ConfigError::Invalid(format!("seeded key {}: material_hex must be 64 hex digits", key.id)));
             }

@@ -1329,14 +1329,14 @@ fn dispatch(
                 )
                 .into());
             }
-            let (secret, arn) = kms.derive_shared_secret(caller, &key_id, &public_key)?;
+            let (secret, arn, origin) = kms.derive_shared_secret(caller, &key_id, &public_key)?;
             audit.key_arn = Some(arn.clone());
             dry_run(req.dry_run)?;
             json!({
                 "KeyId": arn,
                 "SharedSecret": BASE64.encode(secret.as_slice()),
                 "KeyAgreementAlgorithm": "ECDH",
-                "KeyOrigin": "AWS_KMS",
+                "KeyOrigin": origin.as_str(),
             })
         }
         Op::GetParametersForImport => {

@@ -366,8 +366,13 @@ impl VersionKey {
         let VersionKey::Ecdh { private, .. } = self else {
             return Err(internal("not a key agreement key"));
         };
+        // AWS takes only a DER SubjectPublicKeyInfo, not the bare points AWS-LC also reads.
         let peer = agreement::UnparsedPublicKey::new(private.algorithm(), peer_spki);
-        Ok(agreement::agree(private, peer, (), |secret| Ok(Zeroizing::new(secret.to_vec()))).ok())
+        let parsed = match agreement::ParsedPublicKey::try_from(&peer) {
+            Ok(parsed) if matches!(parsed.format(), agreement::ParsedPublicKeyFormat::X509) => parsed,
+            _ => return Ok(None),
+        };
+        Ok(agreement::agree(private, parsed, (), |secret| Ok(Zeroizing::new(secret.to_vec()))).ok())
     }
 }
 
@@ -467,6 +472,9 @@ mod tests {
         assert_eq!(secret.as_slice(), expected);
         let p384 = agreement::PrivateKey::generate(&agreement::ECDH_P384).unwrap();
         assert!(ours.derive_shared_secret(&der(&p384.compute_public_key().unwrap()).unwrap()).unwrap().is_none());
+        // A bare uncompressed point is not a SubjectPublicKeyInfo.
+        let point = peer.compute_public_key().unwrap();
+        assert!(ours.derive_shared_secret(point.as_ref()).unwrap().is_none());
     }
 
     #[test]

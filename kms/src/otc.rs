@@ -505,7 +505,7 @@ fn key_info(record: &KeyRecord, alias: &str, domain_id: &str) -> Value {
         "key_state": state_code(record.state),
         "default_key_flag": if default_key { "1" } else { "0" },
         "key_type": if default_key { "1" } else { "2" },
-        "expiration_time": current_material_expiry(record).map(|t| (t * 1000).to_string()).unwrap_or_default(),
+        "expiration_time": current_material_expiry(record).map(|t| t.saturating_mul(1000).to_string()).unwrap_or_default(),
         "origin": match record.origin { Origin::AwsKms => "kms", Origin::External => "external" },
         "key_rotation_enabled": record.rotation.enabled.to_string(),
         "sys_enterprise_project_id": "0",

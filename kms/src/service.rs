@@ -851,7 +851,11 @@ impl Kms {
                 return Err(Error::InvalidState(format!("{} is not pending deletion.", record.arn())));
             }
             // A key without material returns to waiting for it.
-            record.state = if record.versions.is_empty() { KeyState::PendingImport } else { KeyState::Disabled };
+            record.state = if record.versions.iter().all(KeyVersion::has_material) && !record.versions.is_empty() {
+                KeyState::Disabled
+            } else {
+                KeyState::PendingImport
+            };
             record.deletion_date = None;
             Ok(())
         })
@@ -1396,6 +1400,12 @@ impl Kms {
                 live.record.spec.as_str(),
                 live.record.usage.as_str()
             )));
+        }
+        if input.constraints.is_some() && live.record.spec != KeySpec::SymmetricDefault {
+            return Err(Error::Validation(
+                "You cannot use an encryption context grant constraint for cryptographic operations with asymmetric KMS keys or HMAC KMS keys."
+                    .into(),
+            ));
         }
         let mut record = live.record.clone();
         let token = random_hex(48);

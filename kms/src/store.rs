@@ -182,7 +182,9 @@ fn migrate(
             .map_err(|e| Error::Internal(format!("stored {kind} record {} is unreadable: {e}", key.value())))?;
         if format == Some(1) {
             let mut record: serde_json::Value = serde_json::from_slice(value.value())
-                .map_err(|e| Error::Internal(format!("stored {kind} record {} is unreadable: {e}", key.value())))?;
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .ok_or_else(|| Error::Internal(format!("stored {kind} record {} is not a JSON object", key.value())))?;
             upgrade(&mut record);
             record["format"] = RECORD_FORMAT.into();
             migrated.push((key.value().to_owned(), encode(&record)?));

@@ -1012,3 +1012,22 @@ def test_audit_records_every_new_kind_of_call(kms, admin):
     # The message and the MAC are not in the audit record.
     for event in admin.audit(key=signing["KeyId"]) + admin.audit(key=mac_key["KeyId"]):
         assert "audited" not in json.dumps(event)
+
+
+def test_derive_shared_secret_takes_only_a_subject_public_key_info(kms, key_of):
+    key = key_of("ECC_NIST_P256", "KEY_AGREEMENT")
+    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(serialization.Encoding.X962,
+                                                                             serialization.PublicFormat.UncompressedPoint)
+    expect_error("ValidationException", kms.derive_shared_secret, KeyId=key["KeyId"], KeyAgreementAlgorithm="ECDH",
+                 PublicKey=point)
+
+
+def test_grant_constraints_are_refused_for_asymmetric_and_hmac_keys(kms, kmsim, key_of):
+    # CreateGrant: "You cannot use an encryption context grant constraint for cryptographic operations with
+    # asymmetric KMS keys or HMAC KMS keys."
+    for spec, usage, operation in [("RSA_2048", "ENCRYPT_DECRYPT", "Decrypt"), ("HMAC_256", "GENERATE_VERIFY_MAC",
+                                                                             "GenerateMac")]:
+        key = key_of(spec, usage)
+        expect_error("ValidationException", kms.create_grant, KeyId=key["KeyId"],
+                     GranteePrincipal=f"arn:aws:iam::{kmsim['account_id']}:role/constrained",
+                     Operations=[operation], Constraints={"EncryptionContextSubset": {"purpose": "x"}})

@@ -1106,3 +1106,38 @@ def test_imported_material_and_replicas_survive_a_restart(kmsim_data_dir):
                             EncryptedKeyMaterial=wrap(material, params["PublicKey"], "RSAES_OAEP_SHA_256"),
                             ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
     assert kms.describe_key(KeyId=pending)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_update_primary_region_needs_both_keys_enabled(kms, region_client):
+    # "Both the primary key and the replica key must be in the Enabled key state." (UpdatePrimaryRegion)
+    kms_b = region_client(REGION_B)
+    key_id = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    kms.replicate_key(KeyId=key_id, ReplicaRegion=REGION_B)
+    kms_b.disable_key(KeyId=key_id)
+    expect_error("KMSInvalidStateException", kms.update_primary_region, KeyId=key_id, PrimaryRegion=REGION_B)
+    kms_b.enable_key(KeyId=key_id)
+    kms.disable_key(KeyId=key_id)
+    expect_error("KMSInvalidStateException", kms.update_primary_region, KeyId=key_id, PrimaryRegion=REGION_B)
+    kms.enable_key(KeyId=key_id)
+    kms.update_primary_region(KeyId=key_id, PrimaryRegion=REGION_B)
+    assert kms_b.describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]["MultiRegionKeyType"] == "PRIMARY"
+
+
+def test_cancel_deletion_after_material_was_deleted_leaves_the_key_pending_import(kms):
+    key = external_key(kms)
+    import_material(kms, key["KeyId"], os.urandom(32))
+    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    kms.delete_imported_key_material(KeyId=key["KeyId"])
+    kms.cancel_key_deletion(KeyId=key["KeyId"])
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "PendingImport"
+
+
+def test_derive_shared_secret_with_imported_material_names_its_origin(kms):
+    key = external_key(kms, KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")
+    local = ec.generate_private_key(ec.SECP256R1())
+    import_material(kms, key["KeyId"], pkcs8(local), algorithm="RSA_AES_KEY_WRAP_SHA_256")
+    peer = ec.generate_private_key(ec.SECP256R1())
+    derived = kms.derive_shared_secret(KeyId=key["KeyId"], KeyAgreementAlgorithm="ECDH",
+                                       PublicKey=spki(peer.public_key()))
+    assert derived["KeyOrigin"] == "EXTERNAL"
+    assert derived["SharedSecret"] == peer.exchange(ec.ECDH(), local.public_key())

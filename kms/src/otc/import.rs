@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 use super::{Call, OtcError};
-use crate::service::{ImportInput, WrappingAlgorithm};
+use crate::service::{ImportInput, MAX_VALID_TO_AHEAD, WrappingAlgorithm};
 use crate::spec::Family;
 
 /// The longest `import_token` and `encrypted_privatekey` the API takes (characters of base64).
@@ -53,9 +53,12 @@ impl Call<'_> {
         };
         let valid_to = match self.opt_int("expiration_time")? {
             None => None,
-            Some(t) if t > self.kms.clock.now() => Some(t),
+            Some(t) if t > self.kms.clock.now() && t <= self.kms.clock.now() + MAX_VALID_TO_AHEAD => Some(t),
             Some(_) => {
-                return Err(OtcError::bad("KMS.0308", "expiration_time must be a time in the future (epoch seconds)."));
+                return Err(OtcError::bad(
+                    "KMS.0308",
+                    "expiration_time must be a time in the future, at most 365 days ahead (epoch seconds).",
+                ));
             }
         };
         let record = self.customer_key(&key_id)?;

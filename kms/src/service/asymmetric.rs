@@ -239,7 +239,7 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         peer_public_key: &[u8],
-    ) -> Result<(Zeroizing<Vec<u8>>, String)> {
+    ) -> Result<(Zeroizing<Vec<u8>>, String, crate::model::Origin)> {
         check_length(peer_public_key, "publicKey", MAX_PUBLIC_KEY)?;
         let live = self.usable_key(
             caller,
@@ -255,6 +255,6 @@ impl Kms {
                 live.record.spec.as_str()
             ))
         })?;
-        Ok((secret, live.record.arn()))
+        Ok((secret, live.record.arn(), live.record.origin))
     }
 }

@@ -188,6 +188,17 @@ impl Kms {
         if !multi_region.replica_regions.iter().any(|r| r == primary_region) {
             return Err(key_not_found(primary_region, &current.record.account, &current.record.id));
         }
+        // "Both the primary key and the replica key must be in the Enabled key state."
+        let replica = self.related_keys(&current.record).into_iter().find(|k| k.record.region == primary_region);
+        for record in std::iter::once(&current.record).chain(replica.as_ref().map(|k| &k.record)) {
+            if record.state != KeyState::Enabled {
+                return Err(Error::InvalidState(format!(
+                    "{} is {}; the primary and the new primary key must both be Enabled.",
+                    record.arn(),
+                    record.state.as_str()
+                )));
+            }
+        }
         let mut configuration = multi_region;
         configuration.replica_regions.retain(|r| r != primary_region);
         configuration.replica_regions.push(std::mem::replace(&mut configuration.primary_region, primary_region.into()));
