@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::{Access, DAY, Kms, pending_deletion};
+use crate::blob::EncryptionContext;
 use crate::crypto::VersionKey;
 use crate::error::{Error, Result};
 use crate::material::KeyMaterial;
@@ -323,6 +324,13 @@ impl Kms {
         algorithm: WrappingAlgorithm,
         wrapping_key: KeySize,
     ) -> Result<ImportParametersOutput> {
+        // The key must exist, be the caller's to manage and take imports before kmsim spends an RSA key
+        // generation on it (checked again under the writer lock below).
+        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        require_external(&live.record)?;
+        if live.record.state == KeyState::PendingDeletion {
+            return Err(pending_deletion(&live.record));
+        }
         // RSA key generation takes up to a second: before the writer lock.
         let private = PrivateDecryptingKey::generate(wrapping_key)
             .map_err(|_| Error::Internal("generating a wrapping key".into()))?;
