@@ -162,6 +162,19 @@ def huawei_kms_client(endpoint: str, project_id: str, access_key: str = DEFAULT_
             .build())
 
 
+def expect_otc_error(code: str, call: Callable[[Any], Any], request: Any, status: int = 400):
+    """Calls ``call(request)`` and asserts that the Huawei SDK raises ``ClientRequestException`` with
+    ``status`` and the error ``code`` (and a message); returns the exception."""
+    from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+
+    with pytest.raises(ClientRequestException) as info:
+        call(request)
+    error = info.value
+    assert (error.status_code, error.error_code) == (status, code), str(error)
+    assert error.error_msg, str(error)
+    return error
+
+
 def unique(prefix: str) -> str:
     """A name no other test uses: ``prefix`` and 12 random hex digits."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

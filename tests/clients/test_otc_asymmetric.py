@@ -37,7 +37,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
-from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkkms.v2 import (
@@ -75,6 +74,7 @@ from huaweicloudsdkkms.v2 import (
 )
 
 from conftest import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, unique
+from conftest import expect_otc_error
 from conftest import huawei_kms_client as huawei_client
 
 ZERO_ID = "0" * 32
@@ -131,17 +131,6 @@ def digest_of(algorithm: str, message: bytes) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def expect_otc_error(code: str, call: Callable[[Any], Any], request: Any, status: int = 400) -> ClientRequestException:
-    """Calls ``call(request)`` and asserts that the SDK raises ``ClientRequestException`` with ``status`` and
-    the error ``code`` (and a message)."""
-    with pytest.raises(ClientRequestException) as info:
-        call(request)
-    error = info.value
-    assert (error.status_code, error.error_code) == (status, code), str(error)
-    assert error.error_msg, str(error)
-    return error
 
 
 def op(key_id: str) -> OperateKeyRequestBody:

@@ -18,7 +18,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -48,6 +48,7 @@ from huaweicloudsdkkms.v2 import (
 )
 
 from conftest import KmsimProcess, unique
+from conftest import expect_otc_error
 from conftest import huawei_kms_client as huawei_client
 
 ZERO_ID = "0" * 32
@@ -64,15 +65,6 @@ def b64(data: bytes) -> str:
 
 def op(key_id: str) -> OperateKeyRequestBody:
     return OperateKeyRequestBody(key_id=key_id)
-
-
-def expect_otc_error(code: str, call: Callable[[Any], Any], request: Any, status: int = 400) -> ClientRequestException:
-    with pytest.raises(ClientRequestException) as info:
-        call(request)
-    error = info.value
-    assert (error.status_code, error.error_code) == (status, code), str(error)
-    assert error.error_msg, str(error)
-    return error
 
 
 def create_external_key(client: KmsClient, key_spec: str | None = None, key_usage: str | None = None) -> str:

@@ -25,7 +25,7 @@ import base64
 import datetime as dt
 import json
 import urllib.parse
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -39,7 +39,6 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
-from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkkms.v2 import (
@@ -82,6 +81,7 @@ from huaweicloudsdkkms.v2 import (
 )
 
 from conftest import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, KmsimProcess, unique
+from conftest import expect_otc_error
 from conftest import huawei_kms_client as huawei_client
 
 ZERO_ID = "0" * 32
@@ -97,17 +97,6 @@ EC_PAIRS = {"ECC_NIST_P256": ec.SECP256R1, "ECC_NIST_P384": ec.SECP384R1, "ECC_N
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def expect_otc_error(code: str, call: Callable[[Any], Any], request: Any, status: int = 400) -> ClientRequestException:
-    """Calls ``call(request)`` and asserts that the SDK raises ``ClientRequestException`` with ``status`` and the
-    error ``code`` (and a message)."""
-    with pytest.raises(ClientRequestException) as info:
-        call(request)
-    error = info.value
-    assert (error.status_code, error.error_code) == (status, code), str(error)
-    assert error.error_msg, str(error)
-    return error
 
 
 def op(key_id: str) -> OperateKeyRequestBody:
