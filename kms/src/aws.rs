@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use shared::{Api, Peer, RequestContext};
 
 use crate::blob::EncryptionContext;
+use crate::blocking;
 use crate::crypto::SignInput;
 use crate::error::Error;
 use crate::model::*;
@@ -37,6 +38,8 @@ pub use operation::{KmsOperation, TARGET_PREFIX};
 /// Largest request body the KMS accepts.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+/// Longest `ImportToken` and `EncryptedKeyMaterial` ImportKeyMaterial takes, in bytes.
+const MAX_IMPORT_BLOB: usize = 6144;
 
 /// An error on its way to the wire.
 #[derive(Debug)]
@@ -226,11 +229,12 @@ impl AwsApi {
         };
         let peer = parts.extensions.get::<Peer>().copied();
         let context = RequestContext::new(caller, peer, Api::AwsKms, operation.name(), operation.action());
-        let (result, context, audit) = if operation.is_supported() && operation.is_mutation() {
-            // Mutations fsync: run them on the blocking pool, which works under both runtime
-            // flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
+        let off_workers = operation.is_mutation() || operation.generates_keys();
+        let (result, context, audit) = if operation.is_supported() && off_workers {
+            // Mutations fsync and RSA key generations take up to seconds: run them on the blocking pool, which works
+            // under both runtime flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
             let (kms, fallback_context) = (self.kms.clone(), context.clone());
-            tokio::task::spawn_blocking(move || {
+            blocking::run(operation.generates_keys(), move || {
                 let mut audit = Audit::default();
                 let result = dispatch(&kms, &context, operation, &body, &mut audit);
                 (result, context, audit)
@@ -318,6 +322,14 @@ fn dry_run(flag: Option<bool>) -> Result<(), ApiError> {
 #[serde(rename_all = "PascalCase")]
 struct KeyIdRequest {
     key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetPublicKeyRequest {
+    key_id: Option<String>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -1249,9 +1261,10 @@ fn dispatch(
             out
         }
         Op::GetPublicKey => {
-            let req: KeyIdRequest = parse(body)?;
+            let req: GetPublicKeyRequest = parse(body)?;
             let key_id = required(req.key_id, "keyId")?;
             audit.key_arn = Some(key_id.clone());
+            kms.check_grant_tokens(&req.grant_tokens)?;
             let (record, public_key) = kms.get_public_key(caller, &key_id)?;
             audit.key_arn = Some(record.arn());
             let mut out = json!({
@@ -1359,7 +1372,9 @@ fn dispatch(
             let key_id = required(req.key_id, "keyId")?;
             audit.key_arn = Some(key_id.clone());
             let import_token = blob_field(req.import_token, "importToken", "ImportToken")?;
+            check_length(&import_token, "importToken", MAX_IMPORT_BLOB)?;
             let encrypted = blob_field(req.encrypted_key_material, "encryptedKeyMaterial", "EncryptedKeyMaterial")?;
+            check_length(&encrypted, "encryptedKeyMaterial", MAX_IMPORT_BLOB)?;
             let valid_to = import_valid_to(kms.clock.now(), req.expiration_model.as_deref(), req.valid_to)?;
             let import_type = req.import_type.as_deref().map(ImportType::parse).transpose()?;
             let description = req.key_material_description.as_deref();
@@ -1441,7 +1456,7 @@ fn rotation_json(record: &KeyRecord, entry: &RotationEntry) -> Value {
         "KeyMaterialId": entry.material_id,
         "KeyMaterialState": entry.state.as_str(),
     });
-    if let Some(rotation_type) = entry.version.rotation_type.filter(|_| entry.state != MaterialState::PendingRotation) {
+    if let Some(rotation_type) = entry.version.rotation_type.filter(|_| !entry.state.is_pending()) {
         out["RotationDate"] = json!(entry.version.created);
         out["RotationType"] = json!(rotation_type.as_str());
     }

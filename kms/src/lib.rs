@@ -9,6 +9,7 @@
 //!   KMS REST v1.0 front end ([`OtcApi`]) over the same core.
 //! - [`operation`] holds what both front ends know of an operation (IAM action, implemented or not, mutation,
 //!   resource); each dialect lists its operations once, in [`aws::KmsOperation`] and [`otc::OtcVerb`].
+//!   [`blocking`] runs mutations and RSA key generations off the async workers.
 //! - [`in_process`] is the `shared::KeyService` the storage services use in-process.
 //! - [`audit`] records every call (bounded on disk and in memory by [`audit::AuditOptions`], its
 //!   state in [`audit::AuditHealth`]); [`clock`] is the simulated clock tests can advance.
@@ -16,6 +17,7 @@
 pub mod audit;
 pub mod aws;
 pub mod blob;
+pub mod blocking;
 pub mod clock;
 pub mod crypto;
 pub mod error;

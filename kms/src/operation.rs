@@ -22,6 +22,17 @@ pub enum Effect {
     Writes,
 }
 
+/// What an operation costs in CPU beyond the usual microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// Microseconds: symmetric cryptography, signing, lookups.
+    Light,
+    /// It may generate an RSA key pair (a data key pair, a wrapping key for an import, a new RSA key): up to seconds
+    /// of one core for RSA_4096. The front ends run it off the async workers and only a few at a time
+    /// ([`crate::heavy`]), so the edge keeps answering everything else meanwhile.
+    KeyGen,
+}
+
 /// What an operation acts on, as an IAM policy's `Resource` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceKind {
@@ -57,40 +68,48 @@ pub struct OperationInfo {
     pub status: Status,
     /// Whether it changes the key store.
     pub effect: Effect,
+    /// Whether it may generate an RSA key pair.
+    pub cost: Cost,
     /// What it acts on.
     pub resource: ResourceKind,
 }
 
 /// Declares a dialect's operation enum from its table, one row an operation:
-/// `Variant => "wire name", "iam:action", Supported | NotImplemented, Reads | Writes, Key | Alias | Account;`.
+/// `Variant => "wire name", "iam:action", Supported | NotImplemented, Reads | Writes [+ KeyGen], Key | Alias |
+/// Account;` (`+ KeyGen` marks the operations that may generate an RSA key pair, [`Cost::KeyGen`]).
 /// The enum gets `ALL` (the rows in order), `info`, `name`, `action`, `is_supported`, `is_mutation`,
-/// `resource_kind`, `resource`, `from_name` and `Display` (the name), so that nothing else lists the operations.
+/// `generates_keys`, `resource_kind`, `resource`, `from_name` and `Display` (the name), so that nothing else lists
+/// the operations.
 ///
 /// The `aws` form derives the wire name from the variant and the action from the name (`kms:<Name>`), unless the
-/// row ends in `, action "..."`: `Variant: Supported | NotImplemented, Reads | Writes, Key | Alias | Account;`.
+/// row ends in `, action "..."`: `Variant: Supported | NotImplemented, Reads | Writes [+ KeyGen], Key | Alias |
+/// Account;`.
 macro_rules! operation_table {
     (
         aws
         $(#[$meta:meta])*
         pub enum $enum:ident {
-            $( $variant:ident: $status:ident, $effect:ident, $resource:ident $(, action $action:literal)?; )*
+            $( $variant:ident: $status:ident, $effect:ident $(+ $cost:ident)?, $resource:ident
+                $(, action $action:literal)?; )*
         }
     ) => {
         $crate::operation::operation_table! {
             $(#[$meta])*
             pub enum $enum {
                 $( $variant => stringify!($variant), $crate::operation::operation_table!(@action $variant $($action)?),
-                    $status, $effect, $resource; )*
+                    $status, $effect $(+ $cost)?, $resource; )*
             }
         }
     };
+    (@cost) => { $crate::operation::Cost::Light };
+    (@cost $cost:ident) => { $crate::operation::Cost::$cost };
     (@action $variant:ident) => { concat!("kms:", stringify!($variant)) };
     (@action $variant:ident $action:literal) => { $action };
     (
         $(#[$meta:meta])*
         pub enum $enum:ident {
-            $( $(#[$variant_meta:meta])* $variant:ident => $name:expr, $action:expr, $status:ident, $effect:ident,
-                $resource:ident; )*
+            $( $(#[$variant_meta:meta])* $variant:ident => $name:expr, $action:expr, $status:ident, $effect:ident
+                $(+ $cost:ident)?, $resource:ident; )*
         }
     ) => {
         $(#[$meta])*
@@ -115,6 +134,7 @@ macro_rules! operation_table {
                         action: $action,
                         status: $crate::operation::Status::$status,
                         effect: $crate::operation::Effect::$effect,
+                        cost: $crate::operation::operation_table!(@cost $($cost)?),
                         resource: $crate::operation::ResourceKind::$resource,
                     }, )*
                 }
@@ -143,6 +163,12 @@ macro_rules! operation_table {
             /// Whether the operation changes the key store.
             pub fn is_mutation(self) -> bool {
                 self.info().effect == $crate::operation::Effect::Writes
+            }
+
+            /// Whether the operation may generate an RSA key pair ([`Cost::KeyGen`](crate::operation::Cost)):
+            /// it runs off the async workers, a few at a time.
+            pub fn generates_keys(self) -> bool {
+                self.info().cost == $crate::operation::Cost::KeyGen
             }
 
             /// What the operation acts on.

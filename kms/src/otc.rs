@@ -41,6 +41,7 @@ use shared::{Api, Peer, RequestContext};
 use zeroize::Zeroizing;
 
 use crate::blob::EncryptionContext;
+use crate::blocking;
 use crate::crypto::SignInput;
 use crate::error::Error;
 use crate::model::{Grant, GrantOperation, KeyManager, KeyRecord, KeyState, Origin, Tag};
@@ -275,13 +276,13 @@ impl OtcApi {
         };
         let peer = parts.extensions.get::<Peer>().copied();
         let context = RequestContext::new(caller, peer, Api::OtcKms, verb.name(), verb.action());
-        let (result, context, audit) = if verb.is_mutation() {
-            // Mutations fsync: run them on the blocking pool, which works under both runtime
-            // flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
+        let (result, context, audit) = if verb.is_mutation() || verb.generates_keys() {
+            // Mutations fsync and RSA key generations take up to seconds: run them on the blocking pool, which works
+            // under both runtime flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
             let (kms, accounts) = (self.kms.clone(), self.verifier.accounts().clone());
             let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
             let (query, fallback_context) = (query.to_owned(), context.clone());
-            tokio::task::spawn_blocking(move || {
+            blocking::run(verb.generates_keys(), move || {
                 let segments = segments.iter().map(String::as_str).collect();
                 let mut call = Call {
                     kms: &kms,
@@ -533,7 +534,8 @@ pub const KEY_SPECS: &[(&str, KeySpec)] = &[
 const UNSIMULATED_KEY_SPECS: &[&str] = &["SM4", "SM2", "ED25519", "HMAC_SM3"];
 
 /// The usages create-key takes (the API has no key agreement); they are named as in the AWS dialect.
-const KEY_USAGES: [KeyUsage; 3] = [KeyUsage::EncryptDecrypt, KeyUsage::SignVerify, KeyUsage::GenerateVerifyMac];
+const KEY_USAGES: [KeyUsage; 4] =
+    [KeyUsage::EncryptDecrypt, KeyUsage::SignVerify, KeyUsage::GenerateVerifyMac, KeyUsage::KeyAgreement];
 
 /// A key's `key_spec`: the dialect's name, or the AWS name of a spec only the AWS dialect creates
 /// (`ECC_NIST_P521`, `HMAC_224`).
@@ -1100,6 +1102,32 @@ impl Call<'_> {
             V::GetParametersForImport => self.get_parameters_for_import(),
             V::ImportKeyMaterial => self.import_key_material(),
             V::DeleteImportedKeyMaterial => self.delete_imported_key_material(),
+            V::DeriveSharedSecret => {
+                let key_id = self.key_id()?;
+                match self.str("key_agreement_algorithm")? {
+                    "ECDH" => {}
+                    other => {
+                        return Err(OtcError::bad(
+                            "KMS.0308",
+                            format!("Invalid key_agreement_algorithm {other}: only ECDH."),
+                        ));
+                    }
+                }
+                if self.body.get("recipient").is_some_and(|r| !r.is_null()) {
+                    return Err(OtcError::bad(
+                        "KMS.0308",
+                        "kmsim does not simulate recipient (enclave attestation); see docs/api-coverage.md.",
+                    ));
+                }
+                let public_key = self.base64("public_key")?;
+                let (secret, arn, _) = kms.derive_shared_secret(&self.context.caller, &key_id, &public_key)?;
+                self.audit.key_arn = Some(arn.clone());
+                Ok(json!({
+                    "key_id": id_of_arn(&arn),
+                    "key_agreement_algorithm": "ECDH",
+                    "shared_secret": BASE64.encode(secret.as_slice()),
+                }))
+            }
             V::GetPublickey => {
                 let key_id = self.key_id()?;
                 let (record, der) = kms.get_public_key(&self.context.caller, &key_id)?;

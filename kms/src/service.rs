@@ -28,6 +28,7 @@ mod asymmetric;
 mod import;
 mod multi_region;
 
+pub(crate) use asymmetric::check_length;
 pub use asymmetric::{DataKeyPair, SignOutput};
 pub use import::{
     IMPORT_PARAMETERS_LIFETIME, ImportInput, ImportParametersOutput, ImportType, MAX_VALID_TO_AHEAD, MaterialState,
@@ -1238,6 +1239,14 @@ impl Kms {
                 )));
             }
             if record.origin == Origin::External {
+                let missing = self.replicas_missing_pending_material(record);
+                if !missing.is_empty() {
+                    return Err(Error::InvalidState(format!(
+                        "{} has key material pending rotation that its replica keys in {} do not hold yet: import it into each with the ImportType EXISTING_KEY_MATERIAL first.",
+                        record.arn(),
+                        missing.join(", ")
+                    )));
+                }
                 import::rotate_to_pending_material(record, now)?;
             } else {
                 self.add_version(record, now, RotationType::OnDemand, &material);
@@ -1278,8 +1287,15 @@ impl Kms {
                 record.spec.as_str()
             )));
         }
+        let awaiting_replicas = !self.replicas_missing_pending_material(record).is_empty();
         let entries = materials(record)
             .into_iter()
+            .map(|(version, state)| match state {
+                MaterialState::PendingRotation if awaiting_replicas => {
+                    (version, MaterialState::PendingMultiRegionImportAndRotation)
+                }
+                state => (version, state),
+            })
             .enumerate()
             .filter(|(index, (version, _))| all_material || (*index > 0 && version.rotation_type.is_some()))
             .map(|(index, (version, state))| {

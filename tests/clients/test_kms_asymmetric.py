@@ -566,6 +566,15 @@ def test_keys_of_one_kind_have_different_public_keys(kms, key_of):
             != kms.get_public_key(KeyId=key_of("ECC_NIST_P256", "SIGN_VERIFY")["KeyId"])["PublicKey"])
 
 
+def test_get_public_key_checks_grant_tokens(kms, key_of):
+    key = key_of("ECC_NIST_P256", "SIGN_VERIFY")
+    grant = kms.create_grant(KeyId=key["KeyId"], GranteePrincipal="arn:aws:iam::000000000000:role/reader",
+                             Operations=["GetPublicKey"])
+    answer = kms.get_public_key(KeyId=key["KeyId"], GrantTokens=[grant["GrantToken"]])
+    assert answer["KeyId"] == key["Arn"]
+    expect_error("InvalidGrantTokenException", kms.get_public_key, KeyId=key["KeyId"], GrantTokens=["not-a-token"])
+
+
 def test_get_public_key_of_symmetric_and_hmac_keys_is_unsupported(kms, key_of, symmetric_key):
     expect_error("UnsupportedOperationException", kms.get_public_key, KeyId=symmetric_key["KeyId"])
     expect_error("UnsupportedOperationException", kms.get_public_key,

@@ -345,6 +345,15 @@ def test_import_token_and_wrapping_refusals(kms):
         expect_error("InvalidCiphertextException", kms.import_key_material, **common,
                      ImportToken=params["ImportToken"],
                      EncryptedKeyMaterial=wrap(material, second["PublicKey"], "RSAES_OAEP_SHA_256"))
+    # "ImportToken ... EncryptedKeyMaterial ... Length Constraints: Minimum length of 1. Maximum length of 6144."
+    for field in ("ImportToken", "EncryptedKeyMaterial"):
+        oversized = dict(ImportToken=params["ImportToken"],
+                         EncryptedKeyMaterial=wrap(material, params["PublicKey"], "RSAES_OAEP_SHA_256"))
+        oversized[field] = os.urandom(6145)
+        error = expect_error("ValidationException", kms.import_key_material, **common, **oversized)
+        name = field[0].lower() + field[1:]
+        assert f"Value at '{name}' failed to satisfy constraint: Member must have length less than or equal to 6144" \
+            in error["Message"]
     assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "PendingImport"
     # Both sets still work with their own wrapping.
     kms.import_key_material(**common, ImportToken=second["ImportToken"],
@@ -578,11 +587,70 @@ def test_new_material_expires_on_its_own_clock(fresh_kmsim):
     expect_error("UnsupportedOperationException", kms.rotate_key_on_demand, KeyId=key_id)
 
 
-def test_new_material_for_a_multi_region_key_is_not_simulated(kms):
+def test_new_material_for_a_multi_region_key(kms, region_client):
+    # ImportKeyMaterial: "Call ImportKeyMaterial on the primary Region key with the ImportType set to
+    # NEW_KEY_MATERIAL. Call ImportKeyMaterial on the replica Region key with the ImportType set to
+    # EXISTING_KEY_MATERIAL using the same key material ... for every replica Region key before you can perform
+    # the RotateKeyOnDemand operation on the primary Region key."
     key_id = external_key(kms, MultiRegion=True)["KeyId"]
-    import_material(kms, key_id, os.urandom(32))
-    expect_error("UnsupportedOperationException", import_material, kms, key_id, os.urandom(32),
+    first, second = os.urandom(32), os.urandom(32)
+    import_material(kms, key_id, first)
+    replicas = [region_client(REGION_B), region_client(REGION_C)]
+    for region, replica in zip((REGION_B, REGION_C), replicas):
+        kms.replicate_key(KeyId=key_id, ReplicaRegion=region)
+        import_material(replica, key_id, first)
+    old_blob = replicas[0].encrypt(KeyId=key_id, Plaintext=b"before the rotation")["CiphertextBlob"]
+    second_id = material_id_of(key_id, second)
+
+    # New material goes into the primary only.
+    expect_error("UnsupportedOperationException", import_material, replicas[0], key_id, second,
                  ImportType="NEW_KEY_MATERIAL")
+    assert import_material(kms, key_id, second, ImportType="NEW_KEY_MATERIAL")["KeyMaterialId"] == second_id
+
+    def states(client) -> dict[str, str]:
+        listed = client.list_key_rotations(KeyId=key_id, IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+        return {r["KeyMaterialId"]: r["KeyMaterialState"] for r in listed}
+
+    assert states(kms)[second_id] == "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"
+    expect_error("KMSInvalidStateException", kms.rotate_key_on_demand, KeyId=key_id)
+    # Material the primary does not have pending is not the replicas' to take.
+    expect_error("IncorrectKeyMaterialException", import_material, replicas[0], key_id, os.urandom(32),
+                 ImportType="EXISTING_KEY_MATERIAL")
+    for index, replica in enumerate(replicas):
+        import_material(replica, key_id, second, ImportType="EXISTING_KEY_MATERIAL", KeyMaterialId=second_id)
+        assert states(replica)[second_id] == "PENDING_ROTATION"
+        last = index == len(replicas) - 1
+        assert states(kms)[second_id] == ("PENDING_ROTATION" if last else "PENDING_MULTI_REGION_IMPORT_AND_ROTATION")
+    expect_error("UnsupportedOperationException", replicas[0].rotate_key_on_demand, KeyId=key_id)
+
+    kms.rotate_key_on_demand(KeyId=key_id)
+    for client in [kms, *replicas]:
+        assert states(client) == {material_id_of(key_id, first): "NON_CURRENT", second_id: "CURRENT"}
+        assert client.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"] == second_id
+    # The rotated material encrypts in one Region and decrypts in another, old ciphertexts too.
+    new_blob = replicas[1].encrypt(KeyId=key_id, Plaintext=b"after the rotation")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=new_blob)["Plaintext"] == b"after the rotation"
+    assert replicas[0].decrypt(CiphertextBlob=new_blob)["Plaintext"] == b"after the rotation"
+    assert kms.decrypt(CiphertextBlob=old_blob)["Plaintext"] == b"before the rotation"
+
+
+def test_deleting_the_primarys_pending_material_deletes_the_replicas(kms, region_client):
+    # DeleteImportedKeyMaterial: "When you delete the key material of a primary Region key that is in
+    # PENDING_ROTATION or PENDING_MULTI_REGION_IMPORT_AND_ROTATION state, you'll also be deleting the key
+    # materials for the replica Region keys."
+    key_id = external_key(kms, MultiRegion=True)["KeyId"]
+    first, second = os.urandom(32), os.urandom(32)
+    import_material(kms, key_id, first)
+    kms.replicate_key(KeyId=key_id, ReplicaRegion=REGION_B)
+    replica = region_client(REGION_B)
+    import_material(replica, key_id, first)
+    import_material(kms, key_id, second, ImportType="NEW_KEY_MATERIAL")
+    import_material(replica, key_id, second, ImportType="EXISTING_KEY_MATERIAL")
+    kms.delete_imported_key_material(KeyId=key_id, KeyMaterialId=material_id_of(key_id, second))
+    for client in (kms, replica):
+        listed = client.list_key_rotations(KeyId=key_id, IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+        assert [r["KeyMaterialState"] for r in listed] == ["CURRENT"]
+        assert client.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
 
 
 # ---- material of the wrong kind --------------------------------------------------------------------
@@ -892,6 +960,19 @@ def test_replicate_key_refusals(kms, region_client):
     regional = kms.create_key()["KeyMetadata"]["KeyId"]
     expect_error("UnsupportedOperationException", kms.replicate_key, KeyId=regional, ReplicaRegion=REGION_B)
     expect_error("NotFoundException", kms.replicate_key, KeyId="mrk-" + uuid.uuid4().hex, ReplicaRegion=REGION_B)
+
+
+def test_replica_of_a_disabled_primary_is_enabled(kms, region_client):
+    # Key states are not shared: ReplicateKey's replica "changes to Enabled (or PendingImport)" once created.
+    key_id = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    kms.disable_key(KeyId=key_id)
+    replica = kms.replicate_key(KeyId=key_id, ReplicaRegion=REGION_B)["ReplicaKeyMetadata"]
+    assert replica["KeyState"] == "Enabled"
+    kms_b = region_client(REGION_B)
+    assert kms_b.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+    blob = kms_b.encrypt(KeyId=key_id, Plaintext=b"replica")["CiphertextBlob"]
+    expect_error("DisabledException", kms.decrypt, CiphertextBlob=blob)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Disabled"
 
 
 def test_update_primary_region(kms, region_client, account):

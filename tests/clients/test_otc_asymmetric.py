@@ -47,6 +47,8 @@ from huaweicloudsdkkms.v2 import (
     DecryptDataRequest,
     DecryptDataRequestBody,
     DeleteKeyRequest,
+    DeriveSharedSecretRequest,
+    DeriveSharedSecretRequestBody,
     DisableKeyRequest,
     DisableKeyRotationRequest,
     EnableKeyRequest,
@@ -88,8 +90,8 @@ KEY_USAGES = {
     "RSA_2048": ["SIGN_VERIFY", "ENCRYPT_DECRYPT"],
     "RSA_3072": ["SIGN_VERIFY", "ENCRYPT_DECRYPT"],
     "RSA_4096": ["SIGN_VERIFY", "ENCRYPT_DECRYPT"],
-    "EC_P256": ["SIGN_VERIFY"],
-    "EC_P384": ["SIGN_VERIFY"],
+    "EC_P256": ["SIGN_VERIFY", "KEY_AGREEMENT"],
+    "EC_P384": ["SIGN_VERIFY", "KEY_AGREEMENT"],
     "SECP256K1": ["SIGN_VERIFY"],
     "HMAC_256": ["GENERATE_VERIFY_MAC"],
     "HMAC_384": ["GENERATE_VERIFY_MAC"],
@@ -294,7 +296,8 @@ def test_list_keys_details_show_spec_and_usage(hw: KmsClient, key_of) -> None:
     ("EC_P256", "ENCRYPT_DECRYPT", "not valid for key_spec EC_P256"),
     ("AES_256", "SIGN_VERIFY", "not valid for key_spec AES_256"),
     ("RSA_2048", "GENERATE_VERIFY_MAC", "not valid for key_spec RSA_2048"),
-    ("EC_P256", "KEY_AGREEMENT", "Invalid key_usage KEY_AGREEMENT"),
+    ("SECP256K1", "KEY_AGREEMENT", "not valid for key_spec SECP256K1"),
+    ("EC_P256", "KEY_EXCHANGE", "Invalid key_usage KEY_EXCHANGE"),
     ("RSA_1024", None, "Invalid key_spec RSA_1024"),
     ("ECC_NIST_P256", None, "Invalid key_spec ECC_NIST_P256"),
     ("SM2", None, "kmsim does not simulate SM2"),
@@ -310,6 +313,50 @@ def test_create_key_refuses_what_the_api_refuses(hw: KmsClient, key_spec: str, k
     # Nothing was made: the alias is still free.
     key_id = hw.create_key(CreateKeyRequest(body=CreateKeyRequestBody(key_alias=alias))).key_info.key_id
     assert describe(hw, key_id).key_alias == alias
+
+
+# ---- derive-shared-secret --------------------------------------------------------------------------
+
+def derive(client: KmsClient, key_id: str, public_key_der: bytes, algorithm: str = "ECDH") -> bytes:
+    body = DeriveSharedSecretRequestBody(key_id=key_id, key_agreement_algorithm=algorithm,
+                                         public_key=b64(public_key_der))
+    answer = client.derive_shared_secret(DeriveSharedSecretRequest(body=body))
+    assert (answer.key_id, answer.key_agreement_algorithm) == (key_id, "ECDH")
+    return base64.b64decode(answer.shared_secret)
+
+
+@pytest.mark.parametrize("key_spec", ["EC_P256", "EC_P384"])
+def test_derive_shared_secret_matches_local_ecdh(hw: KmsClient, kms, key_of, key_spec: str) -> None:
+    # Huawei's DeriveSharedSecret: "仅支持key_usage为KEY_AGREEMENT的密钥"; public_key the peer's DER X.509, base64.
+    key_id = key_of(key_spec, "KEY_AGREEMENT")
+    peer = ec.generate_private_key(EC_CURVES[key_spec]())
+    peer_der = peer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    secret = derive(hw, key_id, peer_der)
+    kms_public = load_pem_public_key(public_key_pem(hw, key_id).encode())
+    assert secret == peer.exchange(ec.ECDH(), kms_public)
+    # The same key in the AWS dialect derives the same secret.
+    aws = kms.derive_shared_secret(KeyId=key_id, KeyAgreementAlgorithm="ECDH", PublicKey=peer_der)
+    assert aws["SharedSecret"] == secret
+
+
+def test_derive_shared_secret_refuses_bad_input(hw: KmsClient, key_of) -> None:
+    key_id = key_of("EC_P256", "KEY_AGREEMENT")
+    peer_der = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    other_curve = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    signing_key = key_of("EC_P256", None)
+
+    def request(**fields: Any) -> DeriveSharedSecretRequest:
+        body = dict(key_id=key_id, key_agreement_algorithm="ECDH", public_key=b64(peer_der)) | fields
+        return DeriveSharedSecretRequest(body=DeriveSharedSecretRequestBody(**body))
+
+    expect_otc_error("KMS.0308", hw.derive_shared_secret, request(key_agreement_algorithm="DH"))
+    expect_otc_error("KMS.0308", hw.derive_shared_secret, request(public_key="not base64!"))
+    expect_otc_error("KMS.0308", hw.derive_shared_secret, request(public_key=b64(other_curve)))
+    expect_otc_error("KMS.0308", hw.derive_shared_secret, request(key_id=signing_key))
+    expect_otc_error("KMS.0308", hw.derive_shared_secret,
+                     request(recipient={"attestation_document": "e30=", "key_encryption_algorithm": "RSAES_OAEP_SHA_256"}))
 
 
 # ---- sign, verify, get-publickey -------------------------------------------------------------------

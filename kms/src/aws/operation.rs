@@ -20,7 +20,7 @@ operation_table! {
         CreateAlias: Supported, Writes, Alias;
         CreateCustomKeyStore: NotImplemented, Writes, Account;
         CreateGrant: Supported, Writes, Key;
-        CreateKey: Supported, Writes, Account;
+        CreateKey: Supported, Writes + KeyGen, Account;
         Decrypt: Supported, Reads, Key;
         DeleteAlias: Supported, Writes, Alias;
         DeleteCustomKeyStore: NotImplemented, Writes, Account;
@@ -35,14 +35,14 @@ operation_table! {
         EnableKeyRotation: Supported, Writes, Key;
         Encrypt: Supported, Reads, Key;
         GenerateDataKey: Supported, Reads, Key;
-        GenerateDataKeyPair: Supported, Reads, Key;
-        GenerateDataKeyPairWithoutPlaintext: Supported, Reads, Key;
+        GenerateDataKeyPair: Supported, Reads + KeyGen, Key;
+        GenerateDataKeyPairWithoutPlaintext: Supported, Reads + KeyGen, Key;
         GenerateDataKeyWithoutPlaintext: Supported, Reads, Key;
         GenerateMac: Supported, Reads, Key;
         GenerateRandom: Supported, Reads, Account;
         GetKeyPolicy: Supported, Reads, Key;
         GetKeyRotationStatus: Supported, Reads, Key;
-        GetParametersForImport: Supported, Writes, Key;
+        GetParametersForImport: Supported, Writes + KeyGen, Key;
         GetPublicKey: Supported, Reads, Key;
         ImportKeyMaterial: Supported, Writes, Key;
         ListAliases: Supported, Reads, Account;

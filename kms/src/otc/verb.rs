@@ -22,7 +22,7 @@ operation_table! {
     /// be confirmed and carry the AWS action of the equivalent operation (`kms:EnableKeyRotation`,
     /// `kms:RevokeGrant`, `kms:GenerateMac`, ...).
     pub enum OtcVerb {
-        CreateKey => "create-key", "kms:cmk:create", Supported, Writes, Account;
+        CreateKey => "create-key", "kms:cmk:create", Supported, Writes + KeyGen, Account;
         DescribeKey => "describe-key", "kms:cmk:get", Supported, Reads, Key;
         ListKeys => "list-keys", "kms:cmk:list", Supported, Reads, Account;
         UpdateKeyAlias => "update-key-alias", "kms:cmk:update", Supported, Writes, Key;
@@ -60,22 +60,28 @@ operation_table! {
         ListAliases => "list-aliases", "kms:ListAliases", Supported, Reads, Account;
         AssociateAlias => "associate-alias", "kms:UpdateAlias", Supported, Writes, Alias;
         CreateEcDatakeyPair => "create-ec-datakey-pair", "kms:cmk:createDataKeyPair", Supported, Reads, Key;
-        CreateRsaDatakeyPair => "create-rsa-datakey-pair", "kms:cmk:createDataKeyPair", Supported, Reads, Key;
-        CreateDatakeyPair => "create-datakey-pair", "kms:GenerateDataKeyPair", NotImplemented, Reads, Key;
-        CreateDatakeyPairWithoutPlaintext => "create-datakey-pair-without-plaintext",
-            "kms:GenerateDataKeyPairWithoutPlaintext", NotImplemented, Reads, Key;
+        CreateRsaDatakeyPair => "create-rsa-datakey-pair", "kms:cmk:createDataKeyPair", Supported,
+            Reads + KeyGen, Key;
         GetPublickey => "get-publickey", "kms:cmk:getPublicKey", Supported, Reads, Key;
         Sign => "sign", "kms:cmk:sign", Supported, Reads, Key;
         Verify => "verify", "kms:cmk:verify", Supported, Reads, Key;
         GenerateMac => "generate-mac", "kms:GenerateMac", Supported, Reads, Key;
         VerifyMac => "verify-mac", "kms:VerifyMac", Supported, Reads, Key;
-        GetParametersForImport => "get-parameters-for-import", "kms:cmk:getMaterial", Supported, Writes, Key;
+        GetParametersForImport => "get-parameters-for-import", "kms:cmk:getMaterial", Supported,
+            Writes + KeyGen, Key;
         ImportKeyMaterial => "import-key-material", "kms:cmk:importMaterial", Supported, Writes, Key;
         DeleteImportedKeyMaterial => "delete-imported-key-material", "kms:cmk:deleteMaterial", Supported, Writes,
             Key;
         ReEncrypt => "re-encrypt", "kms:ReEncryptTo", Supported, Reads, Key;
         RotateOnDemand => "rotate-on-demand", "kms:RotateKeyOnDemand", Supported, Writes, Key;
+        DeriveSharedSecret => "derive-shared-secret", "kms:DeriveSharedSecret", Supported, Reads, Key;
         CreatePin => "create-pin", "kms:GenerateRandom", NotImplemented, Reads, Account;
+        /// The key policies of Huawei's API (`kms/key-policies`, `kms/key-policies/{policy_id}`).
+        KeyPolicies => "key-policies", "kms:PutKeyPolicy", NotImplemented, Writes, Key;
+        /// VPC access points (`kms/access-points`, `kms/access-points/{id}/...`).
+        AccessPoints => "access-points", "kms:cmk:update", NotImplemented, Writes, Account;
+        /// Data key capsules for confidential computing (`kms/datakey-capsule/create`, `.../decrypt`).
+        DatakeyCapsule => "datakey-capsule", "kms:dek:create", NotImplemented, Reads, Key;
         /// `GET kms/user-quotas`.
         UserQuotas => "user-quotas", "kms:cmk:getQuota", Supported, Reads, Account;
         /// `GET kms/user-instances`.
@@ -197,6 +203,7 @@ mod tests {
         at("POST", "alias/associate", "associate-alias", "kms:UpdateAlias", true, Alias),
         post("sign", "kms:cmk:sign", false, Key),
         post("verify", "kms:cmk:verify", false, Key),
+        post("derive-shared-secret", "kms:DeriveSharedSecret", false, Key),
         post("get-publickey", "kms:cmk:getPublicKey", false, Key),
         post("generate-mac", "kms:GenerateMac", false, Key),
         post("verify-mac", "kms:VerifyMac", false, Key),
@@ -262,7 +269,9 @@ mod tests {
     #[test]
     fn unimplemented_verbs_are_recognised_under_any_method_and_below_their_name() {
         assert_eq!(parse("DELETE", "create-pin/x"), Some(OtcVerb::CreatePin));
-        assert_eq!(parse("PUT", "create-datakey-pair"), Some(OtcVerb::CreateDatakeyPair));
+        assert_eq!(parse("PUT", "key-policies/abc"), Some(OtcVerb::KeyPolicies));
+        assert_eq!(parse("POST", "datakey-capsule/create"), Some(OtcVerb::DatakeyCapsule));
+        assert_eq!(parse("POST", "create-datakey-pair"), None, "not a verb of the API");
         // An implemented verb is reached only as `POST kms/<verb>`.
         assert_eq!(parse("DELETE", "sign/x"), None);
         assert_eq!(parse("GET", "sign"), None);

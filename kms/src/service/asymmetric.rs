@@ -48,7 +48,7 @@ pub struct DataKeyPair {
 }
 
 /// Checks the length of a blob field as AWS's input validation does.
-pub(super) fn check_length(value: &[u8], field: &str, max: usize) -> Result<()> {
+pub(crate) fn check_length(value: &[u8], field: &str, max: usize) -> Result<()> {
     let constraint = if value.is_empty() {
         "greater than or equal to 1".to_owned()
     } else if value.len() > max {

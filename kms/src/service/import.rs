@@ -176,15 +176,23 @@ pub enum MaterialState {
     NonCurrent,
     /// Imported for the next on-demand rotation.
     PendingRotation,
+    /// Imported into a multi-Region primary key for its next on-demand rotation, not yet into all its replicas.
+    PendingMultiRegionImportAndRotation,
 }
 
 impl MaterialState {
+    /// Whether the material waits for an on-demand rotation.
+    pub fn is_pending(self) -> bool {
+        matches!(self, MaterialState::PendingRotation | MaterialState::PendingMultiRegionImportAndRotation)
+    }
+
     /// The AWS name.
     pub fn as_str(self) -> &'static str {
         match self {
             MaterialState::Current => "CURRENT",
             MaterialState::NonCurrent => "NON_CURRENT",
             MaterialState::PendingRotation => "PENDING_ROTATION",
+            MaterialState::PendingMultiRegionImportAndRotation => "PENDING_MULTI_REGION_IMPORT_AND_ROTATION",
         }
     }
 }
@@ -209,6 +217,45 @@ fn require_external(record: &KeyRecord) -> Result<()> {
         record.arn(),
         record.origin.as_str()
     )))
+}
+
+/// The primary Region of a multi-Region replica key; `None` for a primary or single-Region key.
+fn replica_of(record: &KeyRecord) -> Option<&str> {
+    record.multi_region.as_ref().map(|m| m.primary_region.as_str()).filter(|primary| *primary != record.region)
+}
+
+/// The id of a key's imported material pending rotation, if it has one.
+fn pending_material_id(record: &KeyRecord) -> Option<&str> {
+    let pending = record.import.as_ref()?.pending_rotation.as_ref()?;
+    pending.imported.as_ref().map(|i| i.id.as_str())
+}
+
+/// Brings a replica of an `EXTERNAL` multi-Region primary in line with the primary after a change to the primary
+/// alone: an on-demand rotation moves the replica's copy of the material pending rotation into its versions (the
+/// replicas hold it before the primary may rotate), and deleting the primary's material pending rotation deletes
+/// the replica's too. Whether the replica changed.
+pub(super) fn sync_imported_replica(primary: &KeyRecord, replica: &mut KeyRecord) -> bool {
+    let mut changed = false;
+    let newest = primary.versions.last().and_then(|v| v.imported.as_ref().map(|i| (v, i.id.as_str())));
+    if let Some((newest, id)) = newest
+        && replica.versions.len() + 1 == primary.versions.len()
+        && pending_material_id(replica) == Some(id)
+        && let Some(mut version) = replica.import.as_mut().and_then(|i| i.pending_rotation.take())
+    {
+        version.created = newest.created;
+        version.rotation_type = newest.rotation_type;
+        replica.versions.push(version);
+        replica.rotation = primary.rotation.clone();
+        changed = true;
+    }
+    if let Some(id) = pending_material_id(replica)
+        && pending_material_id(primary) != Some(id)
+        && let Some(import) = &mut replica.import
+    {
+        import.pending_rotation = None;
+        changed = true;
+    }
+    changed
 }
 
 fn wrapping_key_aad(key_id: &str, token_id: &str) -> String {
@@ -456,12 +503,13 @@ impl Kms {
         .map(|(id, record)| (record, id))
     }
 
-    /// Checks that `id` may be a key's next material, for on-demand rotation: a single-Region symmetric key with
-    /// all its materials present, none of them `id`, and no other material pending rotation.
+    /// Checks that `id` may be a key's next material, for on-demand rotation: a symmetric key (single-Region, or a
+    /// multi-Region primary: its replicas take the same material as EXISTING_KEY_MATERIAL) with all its materials
+    /// present, none of them `id`, and no other material pending rotation.
     fn check_new_material(&self, record: &KeyRecord, id: &str) -> Result<()> {
-        if record.multi_region.is_some() {
+        if let Some(primary_region) = replica_of(record) {
             return Err(Error::UnsupportedOperation(format!(
-                "{} is a multi-Region key; kmsim does not simulate new key material for multi-Region keys (see docs/api-coverage.md).",
+                "{} is a replica key: import new key material into its primary key in {primary_region}, then the same key material into this key with the ImportType EXISTING_KEY_MATERIAL.",
                 record.arn()
             )));
         }
@@ -485,7 +533,8 @@ impl Kms {
     }
 
     /// Imports again the material `id` that `record` already knows: its version gets the material back (and the
-    /// import's expiry and description), or the material pending rotation its new expiry.
+    /// import's expiry and description), or the material pending rotation its new expiry. A multi-Region replica
+    /// also takes this way the material its primary has pending rotation.
     fn reimport(&self, record: &mut KeyRecord, id: &str, material: &KeyMaterial, input: ImportInput<'_>) -> Result<()> {
         let update = |imported: &mut ImportedMaterial| {
             imported.valid_to = input.valid_to;
@@ -502,13 +551,49 @@ impl Kms {
             return Ok(());
         }
         let pending = record.import.as_mut().and_then(|i| i.pending_rotation.as_mut());
-        match pending.and_then(|v| v.imported.as_mut()).filter(|i| i.id == id) {
-            Some(imported) => {
-                update(imported);
-                Ok(())
-            }
-            None => Err(incorrect_material()),
+        if let Some(imported) = pending.and_then(|v| v.imported.as_mut()).filter(|i| i.id == id) {
+            update(imported);
+            return Ok(());
         }
+        if replica_of(record).is_none() || self.primary_pending_material(record).as_deref() != Some(id) {
+            return Err(incorrect_material());
+        }
+        if !record.versions.iter().all(KeyVersion::has_material) {
+            return Err(super::pending_import(record));
+        }
+        let version = KeyVersion {
+            created: self.clock.now(),
+            rotation_type: None,
+            wrapped_material: self.master.wrap(&record.id, record.versions.len() as u32, material),
+            imported: Some(ImportedMaterial {
+                id: id.to_owned(),
+                valid_to: input.valid_to,
+                description: input.description.map(str::to_owned),
+            }),
+        };
+        record.import.get_or_insert_with(Import::default).pending_rotation = Some(version);
+        Ok(())
+    }
+
+    /// The id of the material the multi-Region primary of `record` has pending rotation, if any.
+    fn primary_pending_material(&self, record: &KeyRecord) -> Option<String> {
+        let primary_region = &record.multi_region.as_ref()?.primary_region;
+        let primary = self.related_keys(record).into_iter().find(|k| k.record.region == *primary_region)?;
+        pending_material_id(&primary.record).map(str::to_owned)
+    }
+
+    /// The Regions of the replicas of a multi-Region primary that do not yet hold its material pending rotation
+    /// (imported as EXISTING_KEY_MATERIAL); empty for any other key.
+    pub(super) fn replicas_missing_pending_material(&self, primary: &KeyRecord) -> Vec<String> {
+        let Some(pending) = pending_material_id(primary) else { return Vec::new() };
+        if primary.multi_region.as_ref().is_none_or(|m| m.primary_region != primary.region) {
+            return Vec::new();
+        }
+        self.related_keys(primary)
+            .into_iter()
+            .filter(|replica| pending_material_id(&replica.record) != Some(pending))
+            .map(|replica| replica.record.region.clone())
+            .collect()
     }
 
     /// DeleteImportedKeyMaterial: the material `material_id` (default: the current one) is dropped and the key

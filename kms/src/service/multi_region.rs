@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use shared::Caller;
 
-use super::{Access, Kms, LiveKey, key_not_found, pending_deletion, require_customer_managed, validate_description};
+use super::{
+    Access, Kms, LiveKey, import, key_not_found, pending_deletion, require_customer_managed, validate_description,
+};
 use crate::blob::EncryptionContext;
 use crate::error::{Error, Result};
 use crate::model::{Import, KeyRecord, KeyState, Origin, RECORD_FORMAT, Tag, key_store_key};
@@ -34,7 +36,7 @@ fn plausible_region(region: &str) -> bool {
 
 impl Kms {
     /// The related keys of a multi-Region key, each with its live key (from the in-memory state).
-    fn related_keys(&self, record: &KeyRecord) -> Vec<Arc<LiveKey>> {
+    pub(super) fn related_keys(&self, record: &KeyRecord) -> Vec<Arc<LiveKey>> {
         let Some(multi_region) = &record.multi_region else { return Vec::new() };
         let state = self.read_state();
         std::iter::once(&multi_region.primary_region)
@@ -45,12 +47,22 @@ impl Kms {
     }
 
     /// The replicas of a multi-Region primary whose material or rotation settings differ from `primary`'s, with the
-    /// primary's (rotations reach every Region at once).
+    /// primary's (rotations reach every Region at once). Replicas of an `EXTERNAL` primary hold imports of their own
+    /// and follow it only in on-demand rotation and in deleting material pending rotation
+    /// ([`import::sync_imported_replica`]).
     pub(super) fn synced_replicas(&self, primary: &KeyRecord) -> Vec<(Arc<LiveKey>, KeyRecord)> {
-        if primary.multi_region.as_ref().is_none_or(|m| m.primary_region != primary.region)
-            || primary.origin == Origin::External
-        {
+        if primary.multi_region.as_ref().is_none_or(|m| m.primary_region != primary.region) {
             return Vec::new();
+        }
+        if primary.origin == Origin::External {
+            return self
+                .related_keys(primary)
+                .into_iter()
+                .filter_map(|replica| {
+                    let mut record = replica.record.clone();
+                    import::sync_imported_replica(primary, &mut record).then_some((replica, record))
+                })
+                .collect();
         }
         self.related_keys(primary)
             .into_iter()
@@ -131,8 +143,9 @@ impl Kms {
             region: region.clone(),
             description: input.description.unwrap_or_default(),
             created: now,
-            // A replica of an imported key gets its own import of the same material.
-            state: if external { KeyState::PendingImport } else { primary.record.state },
+            // Key states are independent: a replica ends Enabled even when its primary is disabled, or PendingImport
+            // for a replica of an imported key, which gets its own import of the same material.
+            state: if external { KeyState::PendingImport } else { KeyState::Enabled },
             deletion_date: None,
             policy: input.policy.or_else(|| primary.record.policy.clone()),
             tags: input.tags,
