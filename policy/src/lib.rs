@@ -17,7 +17,9 @@
 //!
 //! Evaluation does no JSON work and no regex: actions, resources and condition values are compiled
 //! to patterns at parse time, and a policy without variables is evaluated without allocating
-//! (`examples/evaluate_speed.rs` measures a typical key policy).
+//! (`examples/evaluate_speed.rs` measures a typical key policy and one identity-based policy at
+//! about 0.3 µs per decision, a twentieth of reading the key policy's JSON once; see
+//! `docs/benchmarks.md`).
 
 mod condition;
 mod context;

@@ -220,6 +220,7 @@ fn glob<S: AsSegment>(pattern: &[S], text: &str, case: Case) -> bool {
     loop {
         if p < pattern.len() {
             match pattern[p].segment() {
+                Segment::Star if p + 1 == pattern.len() => return true,
                 Segment::Star => {
                     star = Some((p + 1, t));
                     p += 1;
