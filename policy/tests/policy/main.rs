@@ -41,3 +41,32 @@ pub fn context(pairs: &[(&str, &str)]) -> Context {
     }
     context
 }
+
+/// A compiled policy is shared between request tasks: it must be `Clone + Debug + Send + Sync`.
+#[test]
+fn a_policy_can_be_shared_between_threads() {
+    fn shareable<T: Clone + std::fmt::Debug + Send + Sync + 'static>(value: T) -> T {
+        value
+    }
+    let policy = policy::Policy::parse(
+        r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}}"#,
+        policy::PolicyKind::Identity,
+    )
+    .expect("valid");
+    let shared = std::sync::Arc::new(shareable(policy));
+    let worker = {
+        let shared = std::sync::Arc::clone(&shared);
+        std::thread::spawn(move || {
+            let principal = alice();
+            let context = Context::new();
+            let request = policy::Request {
+                principal: &principal,
+                action: "s3:GetObject",
+                resource: "arn:aws:s3:::b/k",
+                context: &context,
+            };
+            shared.evaluate(&request)
+        })
+    };
+    assert!(matches!(worker.join().expect("no panic"), policy::Outcome::Allow { .. }));
+}
