@@ -360,8 +360,7 @@ struct CreateKeyRequest {
     multi_region: Option<bool>,
     #[serde(default)]
     tags: Vec<TagShape>,
-    #[serde(rename = "BypassPolicyLockoutSafetyCheck")]
-    _bypass: Option<bool>,
+    bypass_policy_lockout_safety_check: Option<bool>,
     #[serde(rename = "XksKeyId")]
     xks_key_id: Option<String>,
 }
@@ -491,6 +490,7 @@ struct KeyPolicyRequest {
     key_id: Option<String>,
     policy_name: Option<String>,
     policy: Option<String>,
+    bypass_policy_lockout_safety_check: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -655,8 +655,7 @@ struct ReplicateKeyRequest {
     policy: Option<String>,
     #[serde(default)]
     tags: Vec<TagShape>,
-    #[serde(rename = "BypassPolicyLockoutSafetyCheck")]
-    _bypass: Option<bool>,
+    bypass_policy_lockout_safety_check: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -945,6 +944,7 @@ fn dispatch(
                 CreateKeyInput {
                     description: req.description.unwrap_or_default(),
                     policy: req.policy,
+                    bypass_policy_lockout_safety_check: req.bypass_policy_lockout_safety_check == Some(true),
                     tags: tags(req.tags)?,
                     alias: None,
                     spec,
@@ -1135,7 +1135,8 @@ fn dispatch(
             if operation == Op::GetKeyPolicy {
                 json!({"Policy": kms.get_key_policy(caller, &key_id)?, "PolicyName": "default"})
             } else {
-                kms.put_key_policy(caller, &key_id, &required(req.policy, "policy")?)?;
+                let bypass = req.bypass_policy_lockout_safety_check.unwrap_or(false);
+                kms.put_key_policy(caller, &key_id, &required(req.policy, "policy")?, bypass)?;
                 json!({})
             }
         }
@@ -1423,6 +1424,7 @@ fn dispatch(
                 description: req.description,
                 policy: req.policy,
                 tags: tags(req.tags)?,
+                bypass_policy_lockout_safety_check: req.bypass_policy_lockout_safety_check == Some(true),
             };
             let replica = kms.replicate_key(caller, &key_id, input)?;
             audit.key_arn = Some(key_arn(&caller.region, &replica.account, &replica.id));

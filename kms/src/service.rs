@@ -136,6 +136,8 @@ pub struct CreateKeyInput {
     pub description: String,
     /// Key policy; a default policy when `None`.
     pub policy: Option<String>,
+    /// `BypassPolicyLockoutSafetyCheck`: take a policy that would not let the caller change it later.
+    pub bypass_policy_lockout_safety_check: bool,
     /// Tags.
     pub tags: Vec<Tag>,
     /// An alias (`alias/...`) created with the key in the same commit, as the OTC dialect's create-key does.
@@ -155,6 +157,7 @@ impl Default for CreateKeyInput {
         CreateKeyInput {
             description: String::new(),
             policy: None,
+            bypass_policy_lockout_safety_check: false,
             tags: Vec::new(),
             alias: None,
             spec: KeySpec::SymmetricDefault,
@@ -604,9 +607,6 @@ impl Kms {
     pub fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyRecord> {
         validate_description(&input.description)?;
         validate_tags(&input.tags)?;
-        if let Some(policy) = &input.policy {
-            validate_policy(policy)?;
-        }
         crate::spec::check_spec_and_usage(input.spec, Some(input.usage))?;
         let now = self.clock.now();
         let id = if input.multi_region {
@@ -614,6 +614,10 @@ impl Kms {
         } else {
             uuid::Uuid::new_v4().to_string()
         };
+        if let Some(policy) = &input.policy {
+            let arn = format!("arn:aws:kms:{}:{}:key/{id}", caller.region, caller.account_id);
+            validate_policy(policy, caller, &arn, input.bypass_policy_lockout_safety_check)?;
+        }
         // RSA key generation takes up to a second: before the writer lock.
         let material = match input.origin {
             Origin::AwsKms => Some(crypto::generate(input.spec)?),
@@ -1364,11 +1368,18 @@ impl Kms {
         Ok(live.record.policy.clone().unwrap_or_else(|| default_policy(&live.record.account)))
     }
 
-    /// PutKeyPolicy: stores the policy (kmsim does not evaluate policies).
-    pub fn put_key_policy(&self, caller: &Caller, key_id: &str, policy: &str) -> Result<()> {
-        validate_policy(policy)?;
+    /// PutKeyPolicy: checks the policy ([`validate_policy`]; `bypass_lockout_check` is
+    /// `BypassPolicyLockoutSafetyCheck`) and stores it.
+    pub fn put_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        policy: &str,
+        bypass_lockout_check: bool,
+    ) -> Result<()> {
         self.mutate_key(caller, key_id, Access::Admin, |record, _| {
             require_customer_managed(record)?;
+            validate_policy(policy, caller, &record.arn(), bypass_lockout_check)?;
             record.policy = Some(policy.to_owned());
             Ok(())
         })
@@ -1881,16 +1892,50 @@ fn validate_description(description: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_policy(policy: &str) -> Result<()> {
+/// Checks a key policy as PutKeyPolicy, CreateKey and ReplicateKey do: its length, its grammar (AWS's
+/// MalformedPolicyDocumentException and message), and — unless `bypass_lockout_check`
+/// (`BypassPolicyLockoutSafetyCheck`) — that it lets `caller` change the policy of `key_arn` later: AWS's "policy
+/// lockout safety check". The check asks the policy alone: a statement allowing `kms:PutKeyPolicy` to the caller,
+/// or to the caller's account (which delegates to the caller's identity policies — in kmsim, until identities
+/// carry policies, an account's principals have full access through them).
+fn validate_policy(policy: &str, caller: &Caller, key_arn: &str, bypass_lockout_check: bool) -> Result<()> {
     if policy.is_empty() || policy.len() > 32_768 {
         return Err(Error::Validation(
             "1 validation error detected: Value at 'policy' failed to satisfy constraint: Member must have length between 1 and 32768".into(),
         ));
     }
-    if serde_json::from_str::<serde_json::Value>(policy).map(|v| !v.is_object()).unwrap_or(true) {
-        return Err(Error::MalformedPolicyDocument("The policy is not a JSON object.".into()));
+    let parsed = policy::Policy::parse(policy, policy::PolicyKind::Resource)
+        .map_err(|e| Error::MalformedPolicyDocument(e.kms_message()))?;
+    if bypass_lockout_check {
+        return Ok(());
     }
-    Ok(())
+    let principal = policy_principal(caller);
+    let context = policy::Context::new().with("kms:CallerAccount", caller.account_id.as_str());
+    let request =
+        policy::Request { principal: &principal, action: "kms:PutKeyPolicy", resource: key_arn, context: &context };
+    match parsed.evaluate(&request) {
+        policy::Outcome::Allow { .. } => Ok(()),
+        policy::Outcome::Deny { .. } | policy::Outcome::NotApplicable => Err(Error::MalformedPolicyDocument(
+            "The new key policy will not allow you to update the key policy in the future.".into(),
+        )),
+    }
+}
+
+/// The caller as a policy principal: the account root, an IAM user (`arn:aws:iam::ACCOUNT:user/PATH/NAME`) or an
+/// assumed-role session (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`).
+fn policy_principal(caller: &Caller) -> policy::Principal {
+    let account = caller.account_id.as_str();
+    let arn = caller.principal_arn.as_str();
+    if let Some(rest) = arn.strip_prefix(&format!("arn:aws:iam::{account}:user/")) {
+        let (path, name) = rest.rsplit_once('/').map_or(("/".to_owned(), rest), |(p, n)| (format!("/{p}/"), n));
+        return policy::Principal::user(account, &path, name);
+    }
+    if let Some(rest) = arn.strip_prefix(&format!("arn:aws:sts::{account}:assumed-role/"))
+        && let Some((role, session)) = rest.split_once('/')
+    {
+        return policy::Principal::assumed_role(account, "/", role, session);
+    }
+    policy::Principal::root(account)
 }
 
 fn validate_tags(tags: &[Tag]) -> Result<()> {

@@ -179,6 +179,58 @@ def test_malformed_policy_document(kms):
     expect_error("MalformedPolicyDocumentException", kms.create_key, Policy="{this is not json")
 
 
+def test_key_policy_grammar_is_checked(kms):
+    meta = new_key(kms)
+    root = f"arn:aws:iam::{DEFAULT_ACCOUNT}:root"
+    # A key policy is a resource policy: each statement needs a principal.
+    no_principal = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}
+    error = expect_error("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=meta["KeyId"],
+                         PolicyName="default", Policy=json.dumps(no_principal))
+    assert error["Error"]["Message"] == "Policy contains a statement with one or more invalid principals."
+    bad_effect = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Permit", "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"}]}
+    expect_error("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=meta["KeyId"],
+                 PolicyName="default", Policy=json.dumps(bad_effect))
+    bad_operator = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*",
+         "Condition": {"StringEqualsMaybe": {"kms:CallerAccount": DEFAULT_ACCOUNT}}}]}
+    expect_error("MalformedPolicyDocumentException", kms.create_key, Policy=json.dumps(bad_operator))
+    # The key keeps its policy.
+    assert json.loads(kms.get_key_policy(KeyId=meta["KeyId"], PolicyName="default")["Policy"])["Statement"][0][
+        "Principal"] == {"AWS": root}
+
+
+def test_key_policy_lockout_safety_check(kms):
+    # PutKeyPolicy: "the principal that is making the request ... must be allowed to make a subsequent PutKeyPolicy
+    # request on the KMS key" unless BypassPolicyLockoutSafetyCheck.
+    meta = new_key(kms)
+    someone_else = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "alice only", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT_ACCOUNT}:user/alice"},
+         "Action": "kms:*", "Resource": "*"}]}
+    message = "The new key policy will not allow you to update the key policy in the future."
+    error = expect_error("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=meta["KeyId"],
+                         PolicyName="default", Policy=json.dumps(someone_else))
+    assert error["Error"]["Message"] == message
+    error = expect_error("MalformedPolicyDocumentException", kms.create_key, Policy=json.dumps(someone_else))
+    assert error["Error"]["Message"] == message
+    # Allowing everything but PutKeyPolicy locks the caller out too; an explicit Deny of it as well.
+    all_but = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": DEFAULT_ACCOUNT}, "NotAction": "kms:PutKeyPolicy", "Resource": "*"}]}
+    expect_error("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=meta["KeyId"], PolicyName="default",
+                 Policy=json.dumps(all_but))
+    denied = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": DEFAULT_ACCOUNT}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Principal": "*", "Action": "kms:PutKeyPolicy", "Resource": "*"}]}
+    expect_error("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=meta["KeyId"], PolicyName="default",
+                 Policy=json.dumps(denied))
+    # Bypassed, the policy is taken as given.
+    kms.put_key_policy(KeyId=meta["KeyId"], PolicyName="default", Policy=json.dumps(someone_else),
+                       BypassPolicyLockoutSafetyCheck=True)
+    assert json.loads(kms.get_key_policy(KeyId=meta["KeyId"], PolicyName="default")["Policy"]) == someone_else
+    created = kms.create_key(Policy=json.dumps(someone_else), BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]
+    assert json.loads(kms.get_key_policy(KeyId=created["KeyId"], PolicyName="default")["Policy"]) == someone_else
+
+
 def test_dry_run(kms):
     key = new_key(kms)
     for call, params in ((kms.encrypt, {"KeyId": key["KeyId"], "Plaintext": b"x"}),

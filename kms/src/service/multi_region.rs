@@ -24,6 +24,8 @@ pub struct ReplicateInput {
     pub policy: Option<String>,
     /// The replica's tags.
     pub tags: Vec<Tag>,
+    /// `BypassPolicyLockoutSafetyCheck` for `policy`.
+    pub bypass_policy_lockout_safety_check: bool,
 }
 
 /// Whether `region` looks like an AWS Region name (`us-east-1`, `eu-central-2`, `us-gov-west-1`, ...).
@@ -108,12 +110,14 @@ impl Kms {
             validate_description(description)?;
         }
         super::validate_tags(&input.tags)?;
-        if let Some(policy) = &input.policy {
-            super::validate_policy(policy)?;
-        }
         let _writer = self.lock_writer();
         let primary = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
         require_customer_managed(&primary.record)?;
+        if let Some(policy) = &input.policy {
+            let replica_arn =
+                format!("arn:aws:kms:{}:{}:key/{}", input.replica_region, primary.record.account, primary.record.id);
+            super::validate_policy(policy, caller, &replica_arn, input.bypass_policy_lockout_safety_check)?;
+        }
         let Some(multi_region) = primary.record.multi_region.clone() else {
             return Err(Error::UnsupportedOperation(format!("{} is not a multi-Region key.", primary.record.arn())));
         };
