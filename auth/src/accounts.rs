@@ -70,6 +70,8 @@ impl AccessKey {
             access_key_id: self.access_key_id.clone(),
             principal_arn: self.principal_arn.clone(),
             via_service: None,
+            peer: None,
+            decisions: Default::default(),
         }
     }
 

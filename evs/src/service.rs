@@ -226,6 +226,8 @@ fn service_caller(region: &str) -> Caller {
         access_key_id: "evs-service".to_owned(),
         principal_arn: SERVICE_PRINCIPAL.to_owned(),
         via_service: Some("evs".to_owned()),
+        peer: None,
+        decisions: Default::default(),
     }
 }
 
@@ -637,7 +639,7 @@ impl Evs {
         // The key's ARN and id: the customer's CMK, or the project's default key `evs/default` (created on first use)
         // when `__system__encrypted` comes without a CMK. The project's grant to the EVS service is made through
         // the EVS service, so it is audited as a call via `evs`.
-        let via_evs = Caller { via_service: Some("evs".to_owned()), ..requester.caller.clone() };
+        let via_evs = Caller { via_service: Some("evs".to_owned()), peer: None, ..requester.caller.clone() };
         let key = match (wants_encryption, cmk_id.as_deref()) {
             (None | Some("0"), None) => None,
             (Some("1"), Some(cmk)) if !cmk.is_empty() => {

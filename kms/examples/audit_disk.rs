@@ -28,6 +28,8 @@ fn main() {
     let kms = Kms::open_with_audit(&storage, Vec::new(), options.clone()).expect("opening the KMS");
     let caller = Caller {
         via_service: Some("s3.amazonaws.com".into()),
+        peer: None,
+        decisions: Default::default(),
         ..Accounts::with_defaults().get(DEFAULT_ACCESS_KEY_ID).expect("the default key").caller(DEFAULT_REGION)
     };
     let key = kms.create_key(&caller, CreateKeyInput::default()).expect("CreateKey");

@@ -139,6 +139,23 @@ pub struct AuditEvent {
     pub encryption_context: Option<BTreeMap<String, String>>,
     /// `Success`, or the error code sent to the client.
     pub outcome: String,
+    /// The access decisions made for the call: each action, whether allowed, by what, and the deciding `Sid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<AuditDecision>,
+}
+
+/// One access decision of a call, in its audit event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditDecision {
+    /// The IAM action decided (`kms:Decrypt`).
+    pub action: String,
+    /// `Allow` or `Deny`.
+    pub decision: String,
+    /// What decided: `key policy`, `identity policy`, `session policy`, `grant`, or `no policy`.
+    pub by: String,
+    /// The deciding statement's `Sid` (a grant's id for a grant), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl AuditEvent {
@@ -163,6 +180,17 @@ impl AuditEvent {
             + optional(&self.source)
             + optional(&self.key_arn)
             + context
+            + self
+                .decisions
+                .iter()
+                .map(|d| {
+                    std::mem::size_of::<AuditDecision>()
+                        + string(&d.action)
+                        + string(&d.decision)
+                        + string(&d.by)
+                        + optional(&d.sid)
+                })
+                .sum::<usize>()
     }
 }
 
@@ -726,6 +754,7 @@ mod tests {
             key_arn: Some(format!("arn:aws:kms:us-east-1:000000000000:key/{n:036}")),
             encryption_context: Some(BTreeMap::from([("bucket".into(), "b".into())])),
             outcome: "Success".into(),
+            decisions: Vec::new(),
         }
     }
 

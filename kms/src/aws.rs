@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shared::{Api, Peer, RequestContext};
+use shared::{Api, Caller, Peer, RequestContext};
 
 use crate::blob::EncryptionContext;
 use crate::blocking;
@@ -228,6 +228,7 @@ impl AwsApi {
             return ApiError::UnknownOperation.into_response();
         };
         let peer = parts.extensions.get::<Peer>().copied();
+        let caller = Caller { peer, ..caller };
         let context = RequestContext::new(caller, peer, Api::AwsKms, operation.name(), operation.action());
         let off_workers = operation.is_mutation() || operation.generates_keys();
         let (result, context, audit) = if operation.is_supported() && off_workers {
@@ -1601,6 +1602,8 @@ mod tests {
             access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
             principal_arn: "arn:aws:iam::111122223333:root".into(),
             via_service: None,
+            peer: None,
+            decisions: Default::default(),
         };
         RequestContext::new(caller, None, Api::AwsKms, operation.name(), operation.action())
     }

@@ -239,6 +239,29 @@ impl GrantOperation {
         GrantOperation::DeriveSharedSecret,
     ];
 
+    /// The IAM action of the operation (`kms:Decrypt`).
+    pub fn action(self) -> &'static str {
+        match self {
+            GrantOperation::Decrypt => "kms:Decrypt",
+            GrantOperation::Encrypt => "kms:Encrypt",
+            GrantOperation::GenerateDataKey => "kms:GenerateDataKey",
+            GrantOperation::GenerateDataKeyWithoutPlaintext => "kms:GenerateDataKeyWithoutPlaintext",
+            GrantOperation::ReEncryptFrom => "kms:ReEncryptFrom",
+            GrantOperation::ReEncryptTo => "kms:ReEncryptTo",
+            GrantOperation::Sign => "kms:Sign",
+            GrantOperation::Verify => "kms:Verify",
+            GrantOperation::GetPublicKey => "kms:GetPublicKey",
+            GrantOperation::CreateGrant => "kms:CreateGrant",
+            GrantOperation::RetireGrant => "kms:RetireGrant",
+            GrantOperation::DescribeKey => "kms:DescribeKey",
+            GrantOperation::GenerateDataKeyPair => "kms:GenerateDataKeyPair",
+            GrantOperation::GenerateDataKeyPairWithoutPlaintext => "kms:GenerateDataKeyPairWithoutPlaintext",
+            GrantOperation::GenerateMac => "kms:GenerateMac",
+            GrantOperation::VerifyMac => "kms:VerifyMac",
+            GrantOperation::DeriveSharedSecret => "kms:DeriveSharedSecret",
+        }
+    }
+
     /// The name the AWS API uses.
     pub fn as_str(self) -> &'static str {
         match self {

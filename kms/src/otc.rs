@@ -37,7 +37,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use shared::caller::root_principal;
-use shared::{Api, Peer, RequestContext};
+use shared::{Api, Caller, Peer, RequestContext};
 use zeroize::Zeroizing;
 
 use crate::blob::EncryptionContext;
@@ -275,6 +275,7 @@ impl OtcApi {
             Err(e) => return e.into_response(),
         };
         let peer = parts.extensions.get::<Peer>().copied();
+        let caller = Caller { peer, ..caller };
         let context = RequestContext::new(caller, peer, Api::OtcKms, verb.name(), verb.action());
         let (result, context, audit) = if verb.is_mutation() || verb.generates_keys() {
             // Mutations fsync and RSA key generations take up to seconds: run them on the blocking pool, which works

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use rand::RngCore;
+use shared::identity::{AccountWide, Identities};
 use shared::{Caller, RequestContext};
 use zeroize::Zeroizing;
 
@@ -24,9 +25,12 @@ use crate::model::*;
 use crate::spec::{EncryptionAlgorithm, KeySpec, KeyUsage};
 use crate::store::{Change, MASTER_CHECK, Store};
 
+mod access;
 mod asymmetric;
 mod import;
 mod multi_region;
+
+use access::{Access, access_denied, principal_matches};
 
 pub(crate) use asymmetric::check_length;
 pub use asymmetric::{DataKeyPair, SignOutput};
@@ -58,9 +62,23 @@ pub struct LiveKey {
     /// The persisted record (without plaintext material).
     pub record: KeyRecord,
     versions: Vec<Arc<VersionKey>>,
+    /// The key policy, compiled once per policy text.
+    policy: Arc<policy::Policy>,
 }
 
 impl LiveKey {
+    /// The live key of `record` with its version keys; the compiled key policy is `previous`'s when the policy
+    /// did not change.
+    fn new(record: KeyRecord, versions: Vec<Arc<VersionKey>>, previous: Option<&LiveKey>) -> LiveKey {
+        let policy = match previous {
+            Some(previous) if previous.record.policy == record.policy && previous.record.account == record.account => {
+                previous.policy.clone()
+            }
+            _ => access::compile_key_policy(&record),
+        };
+        LiveKey { record, versions, policy }
+    }
+
     /// The version new encryptions and signatures use; an `EXTERNAL` key without material has none.
     fn current(&self) -> Result<&VersionKey> {
         self.versions
@@ -256,15 +274,6 @@ pub enum RetireBy<'a> {
     },
 }
 
-/// What an operation needs from a key, for the access check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// A grantable operation: other accounts may use it through a grant.
-    Grant(GrantOperation),
-    /// Key administration: only the owning account.
-    Admin,
-}
-
 /// The KMS.
 pub struct Kms {
     state: RwLock<State>,
@@ -277,6 +286,8 @@ pub struct Kms {
     pub clock: Clock,
     /// The audit log of every KMS call.
     pub audit: AuditLog,
+    /// Whose identity policies apply to a caller ([`AccountWide`] unless kmsim's IAM is plugged in).
+    identities: Arc<dyn Identities>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -339,10 +350,18 @@ impl Kms {
             seeds,
             clock: Clock::default(),
             audit,
+            identities: Arc::new(AccountWide),
         };
         kms.load()?;
         kms.apply_seeds()?;
         Ok(kms)
+    }
+
+    /// The same KMS asking `identities` for callers' identity policies (by default every principal's identity
+    /// policies allow everything, [`AccountWide`], so that key policies and grants alone restrict access).
+    pub fn with_identities(mut self, identities: Arc<dyn Identities>) -> Self {
+        self.identities = identities;
+        self
     }
 
     /// Opens an in-memory KMS with no seeds (unit tests, benchmarks).
@@ -368,7 +387,7 @@ impl Kms {
     fn live_key(&self, record: KeyRecord, previous: Option<&LiveKey>) -> Result<LiveKey> {
         // A key missing any of its imported materials is PendingImport (or pending deletion) and usable for nothing.
         if !record.versions.iter().all(KeyVersion::has_material) {
-            return Ok(LiveKey { record, versions: Vec::new() });
+            return Ok(LiveKey::new(record, Vec::new(), previous));
         }
         let mut versions = previous.map(|p| p.versions.clone()).unwrap_or_default();
         versions.truncate(record.versions.len());
@@ -383,7 +402,7 @@ impl Kms {
             })?;
             versions.push(Arc::new(key));
         }
-        Ok(LiveKey { record, versions })
+        Ok(LiveKey::new(record, versions, previous))
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -529,8 +548,21 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<Arc<LiveKey>> {
         let live = self.resolve(caller, key_id, allow_alias)?;
-        authorize(caller, &live.record, access, context)?;
+        self.authorize(caller, &live, access, context, Some(key_id))?;
         Ok(live)
+    }
+
+    /// The aliases of `key` (`alias/...`), for `kms:ResourceAliases`.
+    fn aliases_of(&self, key: &KeyRecord) -> Vec<String> {
+        let prefix = alias_store_key(&key.account, &key.region, "");
+        let state = self.read_state();
+        state
+            .aliases
+            .range(prefix.clone()..)
+            .take_while(|(store_key, _)| store_key.starts_with(&prefix))
+            .filter(|(_, alias)| alias.target_key_id == key.id)
+            .map(|(_, alias)| alias.name.clone())
+            .collect()
     }
 
     /// Checks `GrantTokens`: at most ten, each one kmsim issued.
@@ -616,7 +648,7 @@ impl Kms {
         };
         if let Some(policy) = &input.policy {
             let arn = format!("arn:aws:kms:{}:{}:key/{id}", caller.region, caller.account_id);
-            validate_policy(policy, caller, &arn, input.bypass_policy_lockout_safety_check)?;
+            self.validate_policy(policy, caller, &arn, input.bypass_policy_lockout_safety_check)?;
         }
         // RSA key generation takes up to a second: before the writer lock.
         let material = match input.origin {
@@ -674,7 +706,7 @@ impl Kms {
             Some(material) => vec![Arc::new(VersionKey::new(input.spec, input.usage, material)?)],
             None => Vec::new(),
         };
-        let live = LiveKey { record: record.clone(), versions };
+        let live = LiveKey::new(record.clone(), versions, None);
         let mut state = self.write_state();
         state.keys.insert(record.store_key(), Arc::new(live));
         if let Some((store_key, alias)) = alias {
@@ -743,10 +775,8 @@ impl Kms {
         };
         let alias_record = AliasRecord::new(alias, &caller.account_id, &caller.region, &id, now);
         self.store.commit(&[Change::PutKey(&record), Change::PutAlias(&alias_record)])?;
-        let live = LiveKey {
-            record: record.clone(),
-            versions: vec![Arc::new(VersionKey::new(KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt, &material)?)],
-        };
+        let versions = vec![Arc::new(VersionKey::new(KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt, &material)?)];
+        let live = LiveKey::new(record.clone(), versions, None);
         let mut state = self.write_state();
         state.keys.insert(record.store_key(), Arc::new(live));
         state.aliases.insert(store_key, alias_record);
@@ -781,7 +811,7 @@ impl Kms {
     /// UpdateKeyDescription.
     pub fn update_key_description(&self, caller: &Caller, key_id: &str, description: &str) -> Result<()> {
         validate_description(description)?;
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:UpdateKeyDescription"), |record, _| {
             require_customer_managed(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
@@ -794,7 +824,7 @@ impl Kms {
 
     /// EnableKey.
     pub fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:EnableKey"), |record, _| {
             require_customer_managed(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
@@ -810,7 +840,7 @@ impl Kms {
 
     /// DisableKey.
     pub fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:DisableKey"), |record, _| {
             require_customer_managed(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
@@ -826,7 +856,7 @@ impl Kms {
 
     /// ScheduleKeyDeletion: the key is purged `pending_days` from now.
     pub fn schedule_key_deletion(&self, caller: &Caller, key_id: &str, pending_days: u32) -> Result<KeyRecord> {
-        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:ScheduleKeyDeletion"), |record, now| {
             require_customer_managed(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
@@ -851,7 +881,7 @@ impl Kms {
 
     /// CancelKeyDeletion: the key returns to Disabled.
     pub fn cancel_key_deletion(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:CancelKeyDeletion"), |record, _| {
             if record.state != KeyState::PendingDeletion {
                 return Err(Error::InvalidState(format!("{} is not pending deletion.", record.arn())));
             }
@@ -1085,7 +1115,7 @@ impl Kms {
             Error::Validation("KeyId is required when decrypting a ciphertext of an asymmetric KMS key.".into())
         })?;
         let live = self.resolve(caller, key_id, true)?;
-        authorize(caller, &live.record, Access::Grant(op), context)?;
+        self.authorize(caller, &live, Access::Grant(op), context, Some(key_id))?;
         require_enabled(&live.record)?;
         require_usage(&live.record, KeyUsage::EncryptDecrypt, op.as_str())?;
         require_encryption_algorithm(&live.record, algorithm)?;
@@ -1120,7 +1150,7 @@ impl Kms {
                 ));
             }
         }
-        authorize(caller, &live.record, Access::Grant(op), context)?;
+        self.authorize(caller, &live, Access::Grant(op), context, key_id)?;
         require_enabled(&live.record)?;
         let cipher = live
             .versions
@@ -1178,7 +1208,7 @@ impl Kms {
         if period_days == 0 {
             return Err(Error::Validation("The rotation period must be at least one day.".into()));
         }
-        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:EnableKeyRotation"), |record, now| {
             require_customer_managed(record)?;
             require_rotatable(record)?;
             require_enabled(record)?;
@@ -1196,7 +1226,7 @@ impl Kms {
         if period_days == 0 {
             return Err(Error::Validation("The rotation period must be at least one day.".into()));
         }
-        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:EnableKeyRotation"), |record, now| {
             require_customer_managed(record)?;
             require_rotatable(record)?;
             require_enabled(record)?;
@@ -1211,7 +1241,7 @@ impl Kms {
 
     /// DisableKeyRotation.
     pub fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:DisableKeyRotation"), |record, _| {
             require_customer_managed(record)?;
             require_rotatable(record)?;
             require_enabled(record)?;
@@ -1224,7 +1254,13 @@ impl Kms {
 
     /// GetKeyRotationStatus.
     pub fn get_key_rotation_status(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
-        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let live = self.resolve_for(
+            caller,
+            key_id,
+            false,
+            Access::Admin("kms:GetKeyRotationStatus"),
+            &EncryptionContext::new(),
+        )?;
         Ok(live.record.clone())
     }
 
@@ -1232,7 +1268,7 @@ impl Kms {
     /// material the material imported for it.
     pub fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
         let material = KeyMaterial::generate();
-        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:RotateKeyOnDemand"), |record, now| {
             require_customer_managed(record)?;
             require_symmetric_primary(record)?;
             require_enabled(record)?;
@@ -1282,7 +1318,8 @@ impl Kms {
         limit: usize,
         marker: Option<&str>,
     ) -> Result<(KeyRecord, Page<RotationEntry>)> {
-        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let live =
+            self.resolve_for(caller, key_id, false, Access::Admin("kms:ListKeyRotations"), &EncryptionContext::new())?;
         let record = &live.record;
         if all_material && record.spec != KeySpec::SymmetricDefault {
             return Err(Error::UnsupportedOperation(format!(
@@ -1316,7 +1353,7 @@ impl Kms {
     /// TagResource: adds tags, replacing the values of existing keys.
     pub fn tag_resource(&self, caller: &Caller, key_id: &str, tags: &[Tag]) -> Result<()> {
         validate_tags(tags)?;
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:TagResource"), |record, _| {
             require_customer_managed(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
@@ -1337,7 +1374,7 @@ impl Kms {
 
     /// UntagResource.
     pub fn untag_resource(&self, caller: &Caller, key_id: &str, tag_keys: &[String]) -> Result<()> {
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:UntagResource"), |record, _| {
             require_customer_managed(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
@@ -1356,7 +1393,8 @@ impl Kms {
         limit: usize,
         marker: Option<&str>,
     ) -> Result<Page<Tag>> {
-        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let live =
+            self.resolve_for(caller, key_id, false, Access::Admin("kms:ListResourceTags"), &EncryptionContext::new())?;
         let mut tags: Vec<(String, Tag)> = live.record.tags.iter().map(|t| (t.key.clone(), t.clone())).collect();
         tags.sort_by(|a, b| a.0.cmp(&b.0));
         paginate(tags, limit, marker)
@@ -1364,11 +1402,12 @@ impl Kms {
 
     /// GetKeyPolicy (the only policy name is `default`).
     pub fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String> {
-        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let live =
+            self.resolve_for(caller, key_id, false, Access::Admin("kms:GetKeyPolicy"), &EncryptionContext::new())?;
         Ok(live.record.policy.clone().unwrap_or_else(|| default_policy(&live.record.account)))
     }
 
-    /// PutKeyPolicy: checks the policy ([`validate_policy`]; `bypass_lockout_check` is
+    /// PutKeyPolicy: checks the policy ([`Kms::validate_policy`]; `bypass_lockout_check` is
     /// `BypassPolicyLockoutSafetyCheck`) and stores it.
     pub fn put_key_policy(
         &self,
@@ -1377,9 +1416,9 @@ impl Kms {
         policy: &str,
         bypass_lockout_check: bool,
     ) -> Result<()> {
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:PutKeyPolicy"), |record, _| {
             require_customer_managed(record)?;
-            validate_policy(policy, caller, &record.arn(), bypass_lockout_check)?;
+            self.validate_policy(policy, caller, &record.arn(), bypass_lockout_check)?;
             record.policy = Some(policy.to_owned());
             Ok(())
         })
@@ -1484,7 +1523,8 @@ impl Kms {
         limit: usize,
         marker: Option<&str>,
     ) -> Result<(Page<Grant>, String)> {
-        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let live =
+            self.resolve_for(caller, key_id, false, Access::Admin("kms:ListGrants"), &EncryptionContext::new())?;
         let grants = live
             .record
             .grants
@@ -1552,7 +1592,8 @@ impl Kms {
     /// RevokeGrant: by the key's account.
     pub fn revoke_grant(&self, caller: &Caller, key_id: &str, grant_id: &str) -> Result<()> {
         let _writer = self.lock_writer();
-        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let live =
+            self.resolve_for(caller, key_id, false, Access::Admin("kms:RevokeGrant"), &EncryptionContext::new())?;
         let index = live
             .record
             .grants
@@ -1661,6 +1702,17 @@ impl Kms {
             key_arn,
             encryption_context,
             outcome: outcome.to_owned(),
+            decisions: caller
+                .decisions
+                .take()
+                .into_iter()
+                .map(|d| crate::audit::AuditDecision {
+                    action: d.action,
+                    decision: if d.allowed { "Allow" } else { "Deny" }.to_owned(),
+                    by: d.by,
+                    sid: d.sid,
+                })
+                .collect(),
         });
     }
 
@@ -1702,46 +1754,6 @@ fn check_master_key(store: &Store, master: &MasterKey) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether the caller is `principal`, or `principal` is the root of the caller's account.
-fn principal_matches(caller: &Caller, principal: &str) -> bool {
-    principal == caller.principal_arn
-        || principal == caller.account_root()
-        || principal == caller.account_id
-        || caller.via_service.as_deref() == Some(principal)
-}
-
-/// The access rule: a key's own account may do anything its state allows; another account only
-/// what a grant gives it, under the grant's constraints.
-fn authorize(caller: &Caller, key: &KeyRecord, access: Access, context: &EncryptionContext) -> Result<()> {
-    if key.account == caller.account_id {
-        return Ok(());
-    }
-    let allowed = match access {
-        Access::Admin => false,
-        Access::Grant(op) => key.grants.iter().any(|g| {
-            principal_matches(caller, &g.grantee_principal)
-                && g.operations.contains(&op)
-                && (!op.uses_context() || g.constraints.as_ref().is_none_or(|c| c.allow(context)))
-        }),
-    };
-    if allowed {
-        return Ok(());
-    }
-    let op = match access {
-        Access::Grant(op) => op.as_str(),
-        Access::Admin => "administer",
-    };
-    Err(access_denied(caller, op, key))
-}
-
-fn access_denied(caller: &Caller, op: &str, key: &KeyRecord) -> Error {
-    Error::AccessDenied(format!(
-        "User: {} is not authorized to perform: kms:{op} on resource: {} because no resource-based policy allows the kms:{op} action",
-        caller.principal_arn,
-        key.arn()
-    ))
 }
 
 /// The key's usage must be `usage` for `op`.
@@ -1890,52 +1902,6 @@ fn validate_description(description: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Checks a key policy as PutKeyPolicy, CreateKey and ReplicateKey do: its length, its grammar (AWS's
-/// MalformedPolicyDocumentException and message), and — unless `bypass_lockout_check`
-/// (`BypassPolicyLockoutSafetyCheck`) — that it lets `caller` change the policy of `key_arn` later: AWS's "policy
-/// lockout safety check". The check asks the policy alone: a statement allowing `kms:PutKeyPolicy` to the caller,
-/// or to the caller's account (which delegates to the caller's identity policies — in kmsim, until identities
-/// carry policies, an account's principals have full access through them).
-fn validate_policy(policy: &str, caller: &Caller, key_arn: &str, bypass_lockout_check: bool) -> Result<()> {
-    if policy.is_empty() || policy.len() > 32_768 {
-        return Err(Error::Validation(
-            "1 validation error detected: Value at 'policy' failed to satisfy constraint: Member must have length between 1 and 32768".into(),
-        ));
-    }
-    let parsed = policy::Policy::parse(policy, policy::PolicyKind::Resource)
-        .map_err(|e| Error::MalformedPolicyDocument(e.kms_message()))?;
-    if bypass_lockout_check {
-        return Ok(());
-    }
-    let principal = policy_principal(caller);
-    let context = policy::Context::new().with("kms:CallerAccount", caller.account_id.as_str());
-    let request =
-        policy::Request { principal: &principal, action: "kms:PutKeyPolicy", resource: key_arn, context: &context };
-    match parsed.evaluate(&request) {
-        policy::Outcome::Allow { .. } => Ok(()),
-        policy::Outcome::Deny { .. } | policy::Outcome::NotApplicable => Err(Error::MalformedPolicyDocument(
-            "The new key policy will not allow you to update the key policy in the future.".into(),
-        )),
-    }
-}
-
-/// The caller as a policy principal: the account root, an IAM user (`arn:aws:iam::ACCOUNT:user/PATH/NAME`) or an
-/// assumed-role session (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`).
-fn policy_principal(caller: &Caller) -> policy::Principal {
-    let account = caller.account_id.as_str();
-    let arn = caller.principal_arn.as_str();
-    if let Some(rest) = arn.strip_prefix(&format!("arn:aws:iam::{account}:user/")) {
-        let (path, name) = rest.rsplit_once('/').map_or(("/".to_owned(), rest), |(p, n)| (format!("/{p}/"), n));
-        return policy::Principal::user(account, &path, name);
-    }
-    if let Some(rest) = arn.strip_prefix(&format!("arn:aws:sts::{account}:assumed-role/"))
-        && let Some((role, session)) = rest.split_once('/')
-    {
-        return policy::Principal::assumed_role(account, "/", role, session);
-    }
-    policy::Principal::root(account)
 }
 
 fn validate_tags(tags: &[Tag]) -> Result<()> {

@@ -36,6 +36,7 @@ fn event(n: i64) -> AuditEvent {
         key_arn: None,
         encryption_context: None,
         outcome: "Success".into(),
+        decisions: Vec::new(),
     }
 }
 

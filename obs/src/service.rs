@@ -233,7 +233,7 @@ impl Obs {
 
     /// The caller as the KMS sees a call S3 makes on its behalf.
     fn via_s3(caller: &Caller) -> Caller {
-        Caller { via_service: Some(S3_SERVICE_PRINCIPAL.to_owned()), ..caller.clone() }
+        Caller { via_service: Some(S3_SERVICE_PRINCIPAL.to_owned()), peer: None, ..caller.clone() }
     }
 
     /// `caller` via S3 in the region of `key_arn` (`arn:aws:kms:REGION:...`): a stored data key is

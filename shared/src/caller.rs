@@ -53,6 +53,11 @@ pub struct Caller {
     pub principal_arn: String,
     /// The service that made the call on the caller's behalf (`s3.amazonaws.com`, ...), if any.
     pub via_service: Option<String>,
+    /// Where the request came from (`aws:SourceIp`, `aws:SecureTransport`); `None` for a call made in-process,
+    /// including a service's call on the caller's behalf.
+    pub peer: Option<crate::Peer>,
+    /// The access decisions made for the request so far, for its audit entry.
+    pub decisions: crate::identity::Decisions,
 }
 
 impl Caller {

@@ -158,6 +158,8 @@ mod tests {
             access_key_id: "AKIDEXAMPLE".into(),
             principal_arn: "arn:aws:iam::111122223333:user/alice".into(),
             via_service: via_service.map(str::to_owned),
+            peer: None,
+            decisions: Default::default(),
         }
     }
 

@@ -5,12 +5,15 @@
 //!   and project ids of the two dialects.
 //! - [`context`]: the [`RequestContext`] a front end builds once per request (caller, peer, API, operation,
 //!   IAM action, resources, condition keys), from which audit entries and policy decisions are made.
+//! - [`identity`]: who a caller is to the policies ([`identity::Authority`], from an [`identity::Identities`]) and
+//!   the access decisions made for a request.
 //! - [`key_service`]: the [`KeyService`] trait through which the storage services reach the KMS.
 //! - [`secret_file`]: key files created durably with mode 0600 and refused when others may read them.
 //! - [`time`]: the few calendar conversions the wire formats need.
 
 pub mod caller;
 pub mod context;
+pub mod identity;
 pub mod key_service;
 pub mod secret_file;
 pub mod time;

@@ -223,12 +223,16 @@ def test_key_policy_lockout_safety_check(kms):
         {"Effect": "Deny", "Principal": "*", "Action": "kms:PutKeyPolicy", "Resource": "*"}]}
     expect_error("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=meta["KeyId"], PolicyName="default",
                  Policy=json.dumps(denied))
-    # Bypassed, the policy is taken as given.
+    # Bypassed, the policy is taken as given — and locks the account root out, as AWS warns it would.
     kms.put_key_policy(KeyId=meta["KeyId"], PolicyName="default", Policy=json.dumps(someone_else),
                        BypassPolicyLockoutSafetyCheck=True)
-    assert json.loads(kms.get_key_policy(KeyId=meta["KeyId"], PolicyName="default")["Policy"]) == someone_else
     created = kms.create_key(Policy=json.dumps(someone_else), BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]
-    assert json.loads(kms.get_key_policy(KeyId=created["KeyId"], PolicyName="default")["Policy"]) == someone_else
+    for key in (meta, created):
+        error = expect_error("AccessDeniedException", kms.get_key_policy, KeyId=key["KeyId"], PolicyName="default")
+        assert error["Error"]["Message"] == (
+            f"User: arn:aws:iam::{DEFAULT_ACCOUNT}:root is not authorized to perform: kms:GetKeyPolicy on resource: "
+            f"{key['Arn']} because no resource-based policy allows the kms:GetKeyPolicy action")
+        expect_error("AccessDeniedException", kms.encrypt, KeyId=key["KeyId"], Plaintext=b"x")
 
 
 def test_dry_run(kms):

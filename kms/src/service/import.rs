@@ -373,7 +373,13 @@ impl Kms {
     ) -> Result<ImportParametersOutput> {
         // The key must exist, be the caller's to manage and take imports before kmsim spends an RSA key
         // generation on it (checked again under the writer lock below).
-        let live = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let live = self.resolve_for(
+            caller,
+            key_id,
+            false,
+            Access::Admin("kms:GetParametersForImport"),
+            &EncryptionContext::new(),
+        )?;
         require_external(&live.record)?;
         if live.record.state == KeyState::PendingDeletion {
             return Err(pending_deletion(&live.record));
@@ -391,26 +397,30 @@ impl Kms {
         let mut token_id = [0u8; 16];
         lc_rand::fill(&mut token_id).map_err(|_| Error::Internal("random token".into()))?;
         let token_id = hex::encode(token_id);
-        let ((), record) = self.mutate_key(caller, key_id, Access::Admin, |record, now| {
-            require_external(record)?;
-            if record.state == KeyState::PendingDeletion {
-                return Err(pending_deletion(record));
-            }
-            let wrapped_private_key =
-                self.master.wrap(&wrapping_key_aad(&record.id, &token_id), 0, &KeyMaterial::from_bytes(pkcs8.as_ref()));
-            let import = record.import.get_or_insert_with(Import::default);
-            import.parameters.retain(|p| p.valid_to > now);
-            if import.parameters.len() >= MAX_IMPORT_PARAMETERS {
-                import.parameters.remove(0);
-            }
-            import.parameters.push(ImportParameters {
-                token_id: token_id.clone(),
-                wrapping_algorithm: algorithm.as_str().to_owned(),
-                wrapped_private_key,
-                valid_to: now + IMPORT_PARAMETERS_LIFETIME,
-            });
-            Ok(())
-        })?;
+        let ((), record) =
+            self.mutate_key(caller, key_id, Access::Admin("kms:GetParametersForImport"), |record, now| {
+                require_external(record)?;
+                if record.state == KeyState::PendingDeletion {
+                    return Err(pending_deletion(record));
+                }
+                let wrapped_private_key = self.master.wrap(
+                    &wrapping_key_aad(&record.id, &token_id),
+                    0,
+                    &KeyMaterial::from_bytes(pkcs8.as_ref()),
+                );
+                let import = record.import.get_or_insert_with(Import::default);
+                import.parameters.retain(|p| p.valid_to > now);
+                if import.parameters.len() >= MAX_IMPORT_PARAMETERS {
+                    import.parameters.remove(0);
+                }
+                import.parameters.push(ImportParameters {
+                    token_id: token_id.clone(),
+                    wrapping_algorithm: algorithm.as_str().to_owned(),
+                    wrapped_private_key,
+                    valid_to: now + IMPORT_PARAMETERS_LIFETIME,
+                });
+                Ok(())
+            })?;
         let valid_to = record.import.as_ref().and_then(|i| i.parameters.last()).map(|p| p.valid_to).unwrap_or_default();
         let mut import_token = TOKEN_PREFIX.to_vec();
         import_token.extend_from_slice(token_id.as_bytes());
@@ -432,7 +442,7 @@ impl Kms {
             .and_then(|id| std::str::from_utf8(id).ok())
             .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(invalid_token)?;
-        self.mutate_key(caller, key_id, Access::Admin, |record, now| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:ImportKeyMaterial"), |record, now| {
             require_external(record)?;
             if record.state == KeyState::PendingDeletion {
                 return Err(pending_deletion(record));
@@ -606,7 +616,7 @@ impl Kms {
         key_id: &str,
         material_id: Option<&str>,
     ) -> Result<(KeyRecord, Option<String>)> {
-        self.mutate_key(caller, key_id, Access::Admin, |record, _| {
+        self.mutate_key(caller, key_id, Access::Admin("kms:DeleteImportedKeyMaterial"), |record, _| {
             require_external(record)?;
             let Some(wanted) = material_id else {
                 let current = record.versions.len().checked_sub(1);

@@ -111,12 +111,13 @@ impl Kms {
         }
         super::validate_tags(&input.tags)?;
         let _writer = self.lock_writer();
-        let primary = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let primary =
+            self.resolve_for(caller, key_id, false, Access::Admin("kms:ReplicateKey"), &EncryptionContext::new())?;
         require_customer_managed(&primary.record)?;
         if let Some(policy) = &input.policy {
             let replica_arn =
                 format!("arn:aws:kms:{}:{}:key/{}", input.replica_region, primary.record.account, primary.record.id);
-            super::validate_policy(policy, caller, &replica_arn, input.bypass_policy_lockout_safety_check)?;
+            self.validate_policy(policy, caller, &replica_arn, input.bypass_policy_lockout_safety_check)?;
         }
         let Some(multi_region) = primary.record.multi_region.clone() else {
             return Err(Error::UnsupportedOperation(format!("{} is not a multi-Region key.", primary.record.arn())));
@@ -181,7 +182,7 @@ impl Kms {
                 (live, record)
             })
             .collect();
-        let empty = Arc::new(LiveKey { record: replica.clone(), versions: Vec::new() });
+        let empty = Arc::new(LiveKey::new(replica.clone(), Vec::new(), None));
         updates.push((empty, replica.clone()));
         self.publish(&updates, &[], &[])?;
         Ok(replica)
@@ -190,7 +191,13 @@ impl Kms {
     /// UpdatePrimaryRegion: the replica in `primary_region` becomes the primary, the old primary a replica.
     pub fn update_primary_region(&self, caller: &Caller, key_id: &str, primary_region: &str) -> Result<()> {
         let _writer = self.lock_writer();
-        let current = self.resolve_for(caller, key_id, false, Access::Admin, &EncryptionContext::new())?;
+        let current = self.resolve_for(
+            caller,
+            key_id,
+            false,
+            Access::Admin("kms:UpdatePrimaryRegion"),
+            &EncryptionContext::new(),
+        )?;
         require_customer_managed(&current.record)?;
         let Some(multi_region) = current.record.multi_region.clone() else {
             return Err(Error::UnsupportedOperation(format!("{} is not a multi-Region key.", current.record.arn())));

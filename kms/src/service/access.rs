@@ -1,0 +1,271 @@
+//! Who may use a key for what: the key policy, the caller's identity policies and the key's grants, evaluated as
+//! AWS KMS documents it ("Determining access to an AWS KMS key"), with the `policy` crate.
+//!
+//! A key policy is the root of access: in the key's own account the key policy must allow the caller — directly,
+//! or by naming the account, which delegates to the caller's identity policies (the default key policy does) —
+//! else IAM cannot help ([`policy::Rule::KeyPolicy`]); another account needs both the key policy and its own
+//! identity policies ([`policy::Rule::CrossAccount`]). A grant allows its operations to its grantee besides; an
+//! explicit deny in any policy wins over everything. Key administration never crosses accounts.
+
+use std::sync::Arc;
+
+use policy::{Decision, Policies, Policy, PolicyKind, Reason, Request, Rule, Source};
+use shared::Caller;
+use shared::identity::DecisionRecord;
+
+use super::{Kms, LiveKey, default_policy};
+use crate::blob::EncryptionContext;
+use crate::error::{Error, Result};
+use crate::model::{GrantOperation, KeyRecord};
+
+/// What an operation asks of a key, for the access check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// A grantable operation: allowed by policies, or to another account's principal by a grant.
+    Grant(GrantOperation),
+    /// Key administration, by its IAM action (`kms:DisableKey`): policies of the key's own account only.
+    Admin(&'static str),
+}
+
+impl Access {
+    /// The IAM action a policy names.
+    fn action(self) -> &'static str {
+        match self {
+            Access::Grant(op) => op.action(),
+            Access::Admin(action) => action,
+        }
+    }
+}
+
+/// The compiled key policy of `record`: its own, or the default key policy of its account. A stored policy that no
+/// longer parses (kmsim stored any JSON object before it evaluated policies) gives way to the default one.
+pub(super) fn compile_key_policy(record: &KeyRecord) -> Arc<Policy> {
+    let default = || {
+        let text = default_policy(&record.account);
+        Arc::new(Policy::parse(&text, PolicyKind::Resource).expect("the default key policy parses"))
+    };
+    let Some(text) = &record.policy else { return default() };
+    match Policy::parse(text, PolicyKind::Resource) {
+        Ok(policy) => Arc::new(policy),
+        Err(e) => {
+            tracing::warn!(key = %record.arn(), error = %e, "stored key policy does not parse; the default key policy applies");
+            default()
+        }
+    }
+}
+
+/// The `kms:ViaService` value of a calling service (`s3.amazonaws.com` → `s3.REGION.amazonaws.com`).
+fn via_service_name(service: &str, region: &str) -> String {
+    let name = service.strip_suffix(".amazonaws.com").unwrap_or(service);
+    format!("{name}.{region}.amazonaws.com")
+}
+
+impl Kms {
+    /// Checks a key policy as PutKeyPolicy, CreateKey and ReplicateKey do: its length, its grammar (AWS's
+    /// MalformedPolicyDocumentException and message), and — unless `bypass_lockout_check`
+    /// (`BypassPolicyLockoutSafetyCheck`) — AWS's "policy lockout safety check": the policy, with the caller's
+    /// identity policies, must let `caller` change the policy of `key_arn` later.
+    pub(super) fn validate_policy(
+        &self,
+        document: &str,
+        caller: &Caller,
+        key_arn: &str,
+        bypass_lockout_check: bool,
+    ) -> Result<()> {
+        if document.is_empty() || document.len() > 32_768 {
+            return Err(Error::Validation(
+                "1 validation error detected: Value at 'policy' failed to satisfy constraint: Member must have length between 1 and 32768".into(),
+            ));
+        }
+        let parsed = Policy::parse(document, PolicyKind::Resource)
+            .map_err(|e| Error::MalformedPolicyDocument(e.kms_message()))?;
+        if bypass_lockout_check {
+            return Ok(());
+        }
+        let authority = self.identities.authority(caller);
+        let identity: Vec<&Policy> = authority.identity.iter().map(Arc::as_ref).collect();
+        let session: Option<Vec<&Policy>> = authority.session.as_ref().map(|s| s.iter().map(Arc::as_ref).collect());
+        let policies = Policies { identity: &identity, resource: Some(&parsed), session: session.as_deref() };
+        let mut conditions = policy::Context::new();
+        conditions.insert("kms:CallerAccount", caller.account_id.as_str());
+        let request = Request {
+            principal: &authority.principal,
+            action: "kms:PutKeyPolicy",
+            resource: key_arn,
+            context: &conditions,
+        };
+        if policy::decide(&policies, &request, Rule::KeyPolicy).allowed {
+            return Ok(());
+        }
+        Err(Error::MalformedPolicyDocument(
+            "The new key policy will not allow you to update the key policy in the future.".into(),
+        ))
+    }
+
+    /// Checks that `caller` may do `access` with the key `live` (named in the request as `named`, for
+    /// `kms:RequestAlias`) under the encryption context `context`; records the decision for the call's audit entry.
+    /// A denial is AccessDeniedException with AWS's message, naming why.
+    pub(super) fn authorize(
+        &self,
+        caller: &Caller,
+        live: &LiveKey,
+        access: Access,
+        context: &EncryptionContext,
+        named: Option<&str>,
+    ) -> Result<()> {
+        let key = &live.record;
+        let action = access.action();
+        let key_arn = key.arn();
+        let same_account = key.account == caller.account_id;
+        if !same_account && matches!(access, Access::Admin(_)) {
+            // "Cross-account use: No."
+            let phrase = format!("because no resource-based policy allows the {action} action");
+            return Err(denied(caller, action, &key_arn, &phrase));
+        }
+        let authority = self.identities.authority(caller);
+        let identity: Vec<&Policy> = authority.identity.iter().map(Arc::as_ref).collect();
+        let session: Option<Vec<&Policy>> = authority.session.as_ref().map(|s| s.iter().map(Arc::as_ref).collect());
+        let policies = Policies { identity: &identity, resource: Some(&live.policy), session: session.as_deref() };
+        let needs_context = identity
+            .iter()
+            .chain(session.iter().flatten())
+            .chain([&live.policy.as_ref()])
+            .any(|p| p.statements().iter().any(|statement| statement.has_conditions()));
+        let conditions =
+            if needs_context { self.condition_keys(caller, key, context, named) } else { policy::Context::new() };
+        let request = Request { principal: &authority.principal, action, resource: &key_arn, context: &conditions };
+        let rule = if same_account { Rule::KeyPolicy } else { Rule::CrossAccount };
+        let decision = policy::decide(&policies, &request, rule);
+        if decision.allowed {
+            record(caller, action, &decision);
+            return Ok(());
+        }
+        if !matches!(decision.reason, Reason::ExplicitDeny { .. })
+            && let Access::Grant(op) = access
+            && let Some(grant) = key.grants.iter().find(|g| {
+                principal_matches(caller, &g.grantee_principal)
+                    && g.operations.contains(&op)
+                    && (!op.uses_context() || g.constraints.as_ref().is_none_or(|c| c.allow(context)))
+            })
+        {
+            caller.decisions.push(DecisionRecord {
+                action: action.to_owned(),
+                allowed: true,
+                by: "grant".to_owned(),
+                sid: Some(grant.grant_id.clone()),
+            });
+            return Ok(());
+        }
+        record(caller, action, &decision);
+        let phrase = decision.reason.phrase(action).unwrap_or_default();
+        Err(denied(caller, action, &key_arn, &phrase))
+    }
+
+    /// The request's condition keys as KMS documents them: `kms:CallerAccount`, `kms:ViaService`,
+    /// `kms:EncryptionContext:<key>` and `kms:EncryptionContextKeys`, `kms:KeySpec`, `kms:KeyUsage`, `kms:KeyOrigin`,
+    /// `kms:RequestAlias`, `kms:ResourceAliases`, and the global `aws:SourceIp`, `aws:SecureTransport`,
+    /// `aws:RequestedRegion` (the principal's own keys come from the principal).
+    fn condition_keys(
+        &self,
+        caller: &Caller,
+        key: &KeyRecord,
+        context: &EncryptionContext,
+        named: Option<&str>,
+    ) -> policy::Context {
+        let mut conditions = policy::Context::new();
+        conditions.insert("kms:CallerAccount", caller.account_id.as_str());
+        conditions.insert("aws:RequestedRegion", caller.region.as_str());
+        if let Some(service) = &caller.via_service {
+            conditions.insert("kms:ViaService", via_service_name(service, &caller.region));
+        }
+        if let Some(peer) = caller.peer {
+            conditions.insert("aws:SourceIp", peer.addr.ip().to_string());
+            conditions.insert("aws:SecureTransport", if peer.secure { "true" } else { "false" });
+        }
+        for (name, value) in context.iter() {
+            conditions.insert(&format!("kms:EncryptionContext:{name}"), value.as_str());
+            conditions.insert("kms:EncryptionContextKeys", name.as_str());
+        }
+        conditions.insert("kms:KeySpec", key.spec.as_str());
+        conditions.insert("kms:KeyUsage", key.usage.as_str());
+        conditions.insert("kms:KeyOrigin", key.origin.as_str());
+        if let Some(alias) = named.and_then(alias_named) {
+            conditions.insert("kms:RequestAlias", alias);
+        }
+        conditions.insert_all("kms:ResourceAliases", self.aliases_of(key));
+        conditions
+    }
+}
+
+/// The alias a request's `KeyId` names (`alias/x`, or the name in an alias ARN), if it names one.
+fn alias_named(named: &str) -> Option<&str> {
+    if named.starts_with("alias/") {
+        return Some(named);
+    }
+    named.strip_prefix("arn:").and_then(|rest| rest.find(":alias/")).map(|at| &named["arn:".len() + at + 1..])
+}
+
+/// Whether a grant's grantee (or retiring principal) is the caller: its principal, its account's root, or the
+/// service calling for it.
+pub(super) fn principal_matches(caller: &Caller, principal: &str) -> bool {
+    principal == caller.principal_arn
+        || principal == caller.account_root()
+        || principal == caller.account_id
+        || caller.via_service.as_deref() == Some(principal)
+}
+
+/// AccessDeniedException for an operation on a key that no policy decides (alias and grant retirement rules).
+pub(super) fn access_denied(caller: &Caller, op: &str, key: &KeyRecord) -> Error {
+    let action = format!("kms:{op}");
+    denied(caller, &action, &key.arn(), &format!("because no resource-based policy allows the {action} action"))
+}
+
+/// AWS's AccessDeniedException: "User: ARN is not authorized to perform: ACTION on resource: ARN" and why.
+fn denied(caller: &Caller, action: &str, key_arn: &str, why: &str) -> Error {
+    Error::AccessDenied(format!(
+        "User: {} is not authorized to perform: {action} on resource: {key_arn} {why}",
+        caller.principal_arn
+    ))
+}
+
+/// Records a policy decision in the caller's decisions (for the call's audit entry).
+fn record(caller: &Caller, action: &str, decision: &Decision) {
+    let by = match decision.reason {
+        Reason::Allowed { by } | Reason::ExplicitDeny { in_: by } => match by {
+            Source::Identity => "identity policy",
+            Source::Resource => "key policy",
+            Source::Session => "session policy",
+        },
+        _ => "no policy",
+    };
+    caller.decisions.push(DecisionRecord {
+        action: action.to_owned(),
+        allowed: decision.allowed,
+        by: by.to_owned(),
+        sid: decision.sid.as_deref().map(str::to_owned),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_a_request_names() {
+        let cases = [
+            ("alias/app", Some("alias/app")),
+            ("arn:aws:kms:us-east-1:111122223333:alias/app/prod", Some("alias/app/prod")),
+            ("1234abcd-12ab-34cd-56ef-1234567890ab", None),
+            ("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", None),
+        ];
+        for (named, want) in cases {
+            assert_eq!(alias_named(named), want, "{named}");
+        }
+    }
+
+    #[test]
+    fn via_service_names_carry_the_region() {
+        assert_eq!(via_service_name("s3.amazonaws.com", "eu-west-1"), "s3.eu-west-1.amazonaws.com");
+        assert_eq!(via_service_name("evs", "eu-de"), "evs.eu-de.amazonaws.com");
+    }
+}
