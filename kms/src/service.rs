@@ -64,6 +64,8 @@ pub struct LiveKey {
     versions: Vec<Arc<VersionKey>>,
     /// The key policy, compiled once per policy text.
     policy: Arc<policy::Policy>,
+    /// The key's ARN, the resource every access decision names.
+    arn: String,
 }
 
 impl LiveKey {
@@ -76,7 +78,8 @@ impl LiveKey {
             }
             _ => access::compile_key_policy(&record),
         };
-        LiveKey { record, versions, policy }
+        let arn = record.arn();
+        LiveKey { record, versions, policy, arn }
     }
 
     /// The version new encryptions and signatures use; an `EXTERNAL` key without material has none.
@@ -350,7 +353,7 @@ impl Kms {
             seeds,
             clock: Clock::default(),
             audit,
-            identities: Arc::new(AccountWide),
+            identities: Arc::new(AccountWide::default()),
         };
         kms.load()?;
         kms.apply_seeds()?;
@@ -1707,10 +1710,10 @@ impl Kms {
                 .take()
                 .into_iter()
                 .map(|d| crate::audit::AuditDecision {
-                    action: d.action,
+                    action: d.action.to_owned(),
                     decision: if d.allowed { "Allow" } else { "Deny" }.to_owned(),
-                    by: d.by,
-                    sid: d.sid,
+                    by: d.by.to_owned(),
+                    sid: d.sid.as_deref().map(str::to_owned),
                 })
                 .collect(),
         });

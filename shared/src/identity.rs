@@ -3,7 +3,8 @@
 //! resource policies (KMS key policies, S3 bucket policies) through the `policy` crate; what each service decided
 //! goes back to its audit entry through the caller's [`Decisions`].
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use policy::{Policy, PolicyKind, Principal};
 
@@ -23,15 +24,22 @@ pub struct Authority {
 
 /// The source of every caller's [`Authority`]: kmsim's IAM, or [`AccountWide`] without one.
 pub trait Identities: Send + Sync + std::fmt::Debug {
-    /// The authority of `caller`.
-    fn authority(&self, caller: &Caller) -> Authority;
+    /// The authority of `caller` (shared: asked on every request, built once per principal).
+    fn authority(&self, caller: &Caller) -> Arc<Authority>;
 }
 
 /// Identities without IAM: every principal of an account may do anything its identity policies could allow (one
 /// identity policy allowing `*` on `*`), so that only resource policies (key policies, bucket policies) and grants
 /// restrict it. This is kmsim's behaviour for access keys declared without policies.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AccountWide;
+#[derive(Debug, Default)]
+pub struct AccountWide {
+    /// Each principal's authority by principal ARN, built on first use (cleared when it grows past
+    /// [`MAX_CACHED_AUTHORITIES`]).
+    cache: RwLock<HashMap<String, Arc<Authority>>>,
+}
+
+/// Most principals [`AccountWide`] keeps an authority for.
+const MAX_CACHED_AUTHORITIES: usize = 4096;
 
 /// The identity policy of [`AccountWide`].
 static ALLOW_ALL: LazyLock<Arc<Policy>> = LazyLock::new(|| {
@@ -40,8 +48,18 @@ static ALLOW_ALL: LazyLock<Arc<Policy>> = LazyLock::new(|| {
 });
 
 impl Identities for AccountWide {
-    fn authority(&self, caller: &Caller) -> Authority {
-        Authority { principal: principal_of(caller), identity: vec![ALLOW_ALL.clone()], session: None }
+    fn authority(&self, caller: &Caller) -> Arc<Authority> {
+        if let Some(authority) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&caller.principal_arn) {
+            return authority.clone();
+        }
+        let authority =
+            Arc::new(Authority { principal: principal_of(caller), identity: vec![ALLOW_ALL.clone()], session: None });
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_AUTHORITIES {
+            cache.clear();
+        }
+        cache.insert(caller.principal_arn.clone(), authority.clone());
+        authority
     }
 }
 
@@ -73,14 +91,14 @@ pub fn principal_of(caller: &Caller) -> Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionRecord {
     /// The IAM action decided (`kms:Decrypt`).
-    pub action: String,
+    pub action: &'static str,
     /// Whether it was allowed.
     pub allowed: bool,
     /// What decided: `key policy`, `identity policy`, `grant`, `bucket policy`, ... (the policy of the deciding
     /// statement, or the grant).
-    pub by: String,
-    /// The `Sid` of the deciding statement, when it has one.
-    pub sid: Option<String>,
+    pub by: &'static str,
+    /// The `Sid` of the deciding statement (or the grant's id), when it has one.
+    pub sid: Option<Arc<str>>,
 }
 
 /// The decisions made for one request, shared by the clones of its [`Caller`] (a service calling another on the
@@ -154,15 +172,15 @@ mod tests {
         let second = first.clone();
         for i in 0..MAX_DECISIONS + 4 {
             second.decisions.push(DecisionRecord {
-                action: format!("kms:Op{i}"),
+                action: "kms:Decrypt",
                 allowed: true,
-                by: "key policy".into(),
-                sid: None,
+                by: "key policy",
+                sid: Some(format!("statement {i}").into()),
             });
         }
         let taken = first.decisions.take();
         assert_eq!(taken.len(), MAX_DECISIONS);
-        assert_eq!(taken[0].action, "kms:Op0");
+        assert_eq!(taken[0].sid.as_deref(), Some("statement 0"));
         assert!(second.decisions.take().is_empty());
     }
 }

@@ -115,12 +115,12 @@ impl Kms {
     ) -> Result<()> {
         let key = &live.record;
         let action = access.action();
-        let key_arn = key.arn();
+        let key_arn = &live.arn;
         let same_account = key.account == caller.account_id;
         if !same_account && matches!(access, Access::Admin(_)) {
             // "Cross-account use: No."
             let phrase = format!("because no resource-based policy allows the {action} action");
-            return Err(denied(caller, action, &key_arn, &phrase));
+            return Err(denied(caller, action, key_arn, &phrase));
         }
         let authority = self.identities.authority(caller);
         let identity: Vec<&Policy> = authority.identity.iter().map(Arc::as_ref).collect();
@@ -133,7 +133,7 @@ impl Kms {
             .any(|p| p.statements().iter().any(|statement| statement.has_conditions()));
         let conditions =
             if needs_context { self.condition_keys(caller, key, context, named) } else { policy::Context::new() };
-        let request = Request { principal: &authority.principal, action, resource: &key_arn, context: &conditions };
+        let request = Request { principal: &authority.principal, action, resource: key_arn, context: &conditions };
         let rule = if same_account { Rule::KeyPolicy } else { Rule::CrossAccount };
         let decision = policy::decide(&policies, &request, rule);
         if decision.allowed {
@@ -149,16 +149,16 @@ impl Kms {
             })
         {
             caller.decisions.push(DecisionRecord {
-                action: action.to_owned(),
+                action,
                 allowed: true,
-                by: "grant".to_owned(),
-                sid: Some(grant.grant_id.clone()),
+                by: "grant",
+                sid: Some(grant.grant_id.as_str().into()),
             });
             return Ok(());
         }
         record(caller, action, &decision);
         let phrase = decision.reason.phrase(action).unwrap_or_default();
-        Err(denied(caller, action, &key_arn, &phrase))
+        Err(denied(caller, action, key_arn, &phrase))
     }
 
     /// The request's condition keys as KMS documents them: `kms:CallerAccount`, `kms:ViaService`,
@@ -229,7 +229,7 @@ fn denied(caller: &Caller, action: &str, key_arn: &str, why: &str) -> Error {
 }
 
 /// Records a policy decision in the caller's decisions (for the call's audit entry).
-fn record(caller: &Caller, action: &str, decision: &Decision) {
+fn record(caller: &Caller, action: &'static str, decision: &Decision) {
     let by = match decision.reason {
         Reason::Allowed { by } | Reason::ExplicitDeny { in_: by } => match by {
             Source::Identity => "identity policy",
@@ -238,12 +238,7 @@ fn record(caller: &Caller, action: &str, decision: &Decision) {
         },
         _ => "no policy",
     };
-    caller.decisions.push(DecisionRecord {
-        action: action.to_owned(),
-        allowed: decision.allowed,
-        by: by.to_owned(),
-        sid: decision.sid.as_deref().map(str::to_owned),
-    });
+    caller.decisions.push(DecisionRecord { action, allowed: decision.allowed, by, sid: decision.sid.clone() });
 }
 
 #[cfg(test)]
