@@ -208,7 +208,7 @@ async fn a_damaged_or_future_record_is_set_aside_and_the_server_starts() {
     stack.shutdown().await;
     let damaged = record_path(dir.path(), "edit", "damaged");
     std::fs::write(&damaged, b"{\"format\":1,\"key\":\"damaged\",").unwrap();
-    edit_record(dir.path(), "edit", "future", |r| r["format"] = 2.into());
+    edit_record(dir.path(), "edit", "future", |r| r["format"] = 3.into());
     let stack = kmsim::Stack::builder().data_dir(dir.path()).start().await.expect("the server starts");
     let s3 = s3_client(&stack);
     assert_eq!(read(&s3, "good", None).await.unwrap(), b"data");

@@ -37,6 +37,8 @@ const CORES: &[Source] = sources![
     "obs/src/bucket_keys.rs",
     "obs/src/checksum.rs",
     "obs/src/error.rs",
+    "obs/src/acl.rs",
+    "obs/src/access.rs",
     "evs/src/service.rs",
     "evs/src/model.rs",
     "evs/src/error.rs",

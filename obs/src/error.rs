@@ -49,9 +49,33 @@ pub enum Error {
         /// The upload.
         upload_id: String,
     },
-    /// Another account owns the bucket, or the SSE-C key does not match.
+    /// The caller may not do this (no ownership, no grant; or an SSE-C key that does not match; or
+    /// a public ACL that Block Public Access blocks).
     #[error("access denied")]
     AccessDenied,
+    /// An ACL set or written while the bucket's ownership setting disables ACLs
+    /// (`BucketOwnerEnforced`).
+    #[error("the bucket does not allow ACLs")]
+    AccessControlListNotSupported,
+    /// ACLs disabled (`BucketOwnerEnforced`) for a bucket whose ACL grants others than its owner.
+    #[error("a bucket with ACLs disabled cannot have an ACL that grants others")]
+    InvalidBucketAclWithObjectOwnership,
+    /// GetBucketOwnershipControls of a bucket without ownership controls.
+    #[error("bucket {bucket} has no ownership controls")]
+    OwnershipControlsNotFound {
+        /// The bucket.
+        bucket: String,
+    },
+    /// GetPublicAccessBlock of a bucket without a Block Public Access configuration.
+    #[error("bucket {bucket} has no public access block configuration")]
+    NoSuchPublicAccessBlockConfiguration {
+        /// The bucket.
+        bucket: String,
+    },
+    /// An unsigned request for an SSE-KMS object (or an SSE-KMS write): the KMS is only called on a
+    /// signer's behalf.
+    #[error("SSE-KMS needs a signed request")]
+    KmsNeedsSignature,
     /// CreateBucket of a bucket the caller already owns.
     #[error("the caller already owns bucket {bucket}")]
     BucketAlreadyOwnedByYou {

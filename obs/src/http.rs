@@ -25,6 +25,8 @@ use futures::StreamExt;
 use percent_encoding::percent_decode_str;
 use shared::{Api, Caller, Peer, RequestContext};
 
+use crate::access;
+use crate::acl::{ObjectOwnership, PublicAccessBlock};
 use crate::checksum::Algorithm;
 use crate::chunked::{ChunkedDecoder, PayloadMode};
 use crate::cors;
@@ -37,12 +39,13 @@ use crate::operation::{
 };
 use crate::s3_error::S3ErrorCode;
 use crate::s3_error::{Result, S3Error};
-use crate::service::{Conditions, Obs, PutInput, ReadPlan, Verdict, parse_range};
+use crate::service::{Conditions, NewBucket, Obs, PutInput, ReadPlan, Verdict, parse_range};
 use crate::signature::{Carrier, check_all_signed, signed_headers_of};
 use crate::sse::{self, SseRequest};
 use crate::sse_headers;
 use crate::xml::{self, Writer};
 
+mod acl;
 mod form_upload;
 
 /// Largest XML request body accepted.
@@ -80,6 +83,8 @@ pub struct S3Api {
     obs: Arc<Obs>,
     /// Checks SigV4 and V2-style (`AWS` / `OBS`) signatures.
     verifier: Arc<Verifier>,
+    /// The canonical users ACL grants may name (the accounts of `verifier`'s access keys, and EC2).
+    known_users: Arc<acl::KnownUsers>,
     /// The region buckets are created in when the request names none.
     region: String,
     /// Milliseconds since the epoch, for object dates (the KMS clock, so tests agree on time).
@@ -171,13 +176,15 @@ fn request_context(
     let mut context = RequestContext::new(caller, peer, api, operation.name(), operation.action())
         .with_resource(operation.resource_arn());
     context.conditions = operation.condition_keys(headers, query);
+    // An unsigned request has no signature to describe.
     let signature_version = match carrier {
         Carrier::V2Header | Carrier::V2Query => "AWS",
         Carrier::V4Header | Carrier::V4Query => "AWS4-HMAC-SHA256",
+        Carrier::Unsigned => return context,
     };
     let auth_type = match carrier {
         Carrier::V2Query | Carrier::V4Query => "REST-QUERY-STRING",
-        Carrier::V2Header | Carrier::V4Header => "REST-HEADER",
+        Carrier::V2Header | Carrier::V4Header | Carrier::Unsigned => "REST-HEADER",
     };
     context.with_condition("s3:signatureversion", signature_version).with_condition("s3:authType", auth_type)
 }
@@ -185,7 +192,8 @@ fn request_context(
 impl S3Api {
     /// A front end for `obs`, checking signatures with `verifier`.
     pub fn new(obs: Arc<Obs>, verifier: Arc<Verifier>, region: &str) -> Self {
-        S3Api { obs, verifier, region: region.to_owned(), now_millis: wall_clock_millis }
+        let known_users = Arc::new(acl::KnownUsers::of(verifier.accounts()));
+        S3Api { obs, verifier, known_users, region: region.to_owned(), now_millis: wall_clock_millis }
     }
 
     /// Handles one request.
@@ -291,6 +299,8 @@ impl S3Api {
         let v2_request =
             || sigv2::SignedRequest { parts: request_parts, virtual_bucket: target.virtual_bucket.as_deref() };
         let verified = match carrier {
+            // An unsigned request is the anonymous requester's: what ACLs grant everyone it may do.
+            Carrier::Unsigned => None,
             // V2 signatures cover no body: aws-chunked bodies need SigV4's seed signature.
             Carrier::V2Header | Carrier::V2Query if mode.is_chunked() => {
                 return Err(S3Error::new(
@@ -298,10 +308,10 @@ impl S3Api {
                     "aws-chunked payloads need AWS Signature Version 4",
                 ));
             }
-            Carrier::V2Header => self.verifier.verify_v2(&v2_request(), &self.region, now_secs),
-            Carrier::V2Query => self.verifier.verify_v2_query(&v2_request(), &self.region, now_secs),
+            Carrier::V2Header => Some(self.verifier.verify_v2(&v2_request(), &self.region, now_secs)),
+            Carrier::V2Query => Some(self.verifier.verify_v2_query(&v2_request(), &self.region, now_secs)),
             Carrier::V4Query => {
-                self.verifier.verify_sigv4_presigned(&request_parts, "s3", UriEncoding::Single, now_secs)
+                Some(self.verifier.verify_sigv4_presigned(&request_parts, "s3", UriEncoding::Single, now_secs))
             }
             Carrier::V4Header => {
                 let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
@@ -309,17 +319,17 @@ impl S3Api {
                     // Without the header, a client signs the SHA-256 of the body: fine for an empty body;
                     // S3 requires the header for any other.
                     None if body_is_empty(&parts.headers) => sigv4::EMPTY_SHA256.to_owned(),
-                    None if parts.headers.contains_key(header::AUTHORIZATION) => {
+                    None => {
                         return Err(S3Error::new(
                             S3ErrorCode::InvalidRequest,
                             "Missing required header for this request: x-amz-content-sha256",
                         ));
                     }
-                    None => "UNSIGNED-PAYLOAD".to_owned(),
                 };
-                self.verifier.verify_sigv4(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs)
+                Some(self.verifier.verify_sigv4(&request_parts, &payload_hash, "s3", UriEncoding::Single, now_secs))
             }
         }
+        .transpose()
         .map_err(|e| carrier.error(e))?;
         match carrier {
             Carrier::V4Header => check_all_signed(
@@ -329,14 +339,17 @@ impl S3Api {
             Carrier::V4Query => {
                 check_all_signed(&parts.headers, query.get("X-Amz-SignedHeaders").map_or("", String::as_str))?
             }
-            // A V2 signature covers every header of its family.
-            Carrier::V2Header | Carrier::V2Query => {}
+            // A V2 signature covers every header of its family; an unsigned request covers nothing.
+            Carrier::V2Header | Carrier::V2Query | Carrier::Unsigned => {}
         }
         // What remains of the query once authentication has taken its parameters and the headers a
         // presigned URL carries (`x-amz-checksum-crc32`, or every `x-amz-*` header of a V2 URL), which
         // join the request's headers.
         let (query, query_headers) = carrier.split_query(query)?;
-        let auth::Verified { mut caller, scheme, .. } = verified;
+        let (mut caller, scheme) = match verified {
+            Some(auth::Verified { caller, scheme, .. }) => (caller, Some(scheme)),
+            None => (access::anonymous_caller(&self.region), None),
+        };
         dialect::check_headers(&parts.headers, family)?;
         let now = (self.now_millis)();
         let method = parts.method.clone();
@@ -354,8 +367,8 @@ impl S3Api {
         let context = request_context(caller.clone(), peer, family, &operation, &headers, &query, carrier);
         context.log();
         let seed = match &scheme {
-            Scheme::SigV4(seed) => Some(seed),
-            Scheme::V2(_) | Scheme::SdkHmac => None,
+            Some(Scheme::SigV4(seed)) => Some(seed),
+            Some(Scheme::V2(_) | Scheme::SdkHmac) | None => None,
         };
         let call = Call { context: &context, seed, mode, family, headers: &headers, now };
         self.dispatch(operation, &call, &method, &query, body).await
@@ -370,81 +383,103 @@ impl S3Api {
         query: &BTreeMap<String, String>,
         body: Body,
     ) -> Result<Response> {
-        let caller = call.caller();
+        let request = call.context;
         match operation {
-            S3Operation::ListBuckets { params } => self.list_buckets(caller, &params),
+            S3Operation::ListBuckets { params } => self.list_buckets(request, &params),
             S3Operation::CreateBucket { bucket } => self.create_bucket(call, &bucket, body).await,
             S3Operation::HeadBucket { bucket } => self.head_bucket(call, &bucket),
             S3Operation::DeleteBucket { bucket } => {
-                self.obs.delete_bucket(caller, &bucket).await?;
+                self.obs.delete_bucket(request, &bucket).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             S3Operation::GetBucketLocation { bucket } => self.get_bucket_location(call, &bucket),
             S3Operation::PutBucketEncryption { bucket } => self.put_bucket_encryption(call, &bucket, body).await,
             S3Operation::GetBucketEncryption { bucket } => self.get_bucket_encryption(call, &bucket),
             S3Operation::DeleteBucketEncryption { bucket } => {
-                self.obs.set_bucket_encryption(caller, &bucket, None).await?;
+                self.obs.set_bucket_encryption(request, &bucket, None).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             S3Operation::PutBucketTagging { bucket } => {
                 let tags = read_tagging(body).await?;
-                self.obs.set_bucket_tags(caller, &bucket, tags).await?;
+                self.obs.set_bucket_tags(request, &bucket, tags).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             S3Operation::GetBucketTagging { bucket } => {
-                let record = self.obs.owned_bucket(caller, &bucket)?;
+                let record = self.obs.bucket_for(request, &bucket, request.action)?;
                 if record.tags.is_empty() {
                     return Err(crate::error::Error::NoSuchTagSet { bucket }.into());
                 }
                 Ok(xml_response(xml::tagging_document(&record.tags)))
             }
             S3Operation::DeleteBucketTagging { bucket } => {
-                self.obs.set_bucket_tags(caller, &bucket, Vec::new()).await?;
+                self.obs.set_bucket_tags(request, &bucket, Vec::new()).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             S3Operation::PutObjectTagging { bucket, key, version } => {
                 let tags = read_tagging(body).await?;
-                let record = self.obs.set_object_tags(caller, &bucket, &key, version.as_ref(), tags).await?;
+                let record = self.obs.set_object_tags(request, &bucket, &key, version.as_ref(), tags).await?;
                 let mut response = empty(StatusCode::OK);
                 self.set_version_header(&mut response, &bucket, &record);
                 Ok(response)
             }
             S3Operation::GetObjectTagging { bucket, key, version } => {
-                let record = self.obs.head_object(caller, &bucket, &key, version.as_ref())?;
+                let (_, record) = self.obs.object_for(request, &bucket, &key, version.as_ref(), request.action)?;
                 let mut response = xml_response(xml::tagging_document(&record.tags));
                 self.set_version_header(&mut response, &bucket, &record);
                 Ok(response)
             }
             S3Operation::DeleteObjectTagging { bucket, key, version } => {
-                let record = self.obs.set_object_tags(caller, &bucket, &key, version.as_ref(), Vec::new()).await?;
+                let record = self.obs.set_object_tags(request, &bucket, &key, version.as_ref(), Vec::new()).await?;
                 let mut response = empty(StatusCode::NO_CONTENT);
                 self.set_version_header(&mut response, &bucket, &record);
                 Ok(response)
             }
             S3Operation::PutBucketVersioning { bucket } => {
                 let config: xml::VersioningConfiguration = xml::parse(&read_xml(body).await?)?;
-                self.obs.set_bucket_versioning(caller, &bucket, config.versioning()?).await?;
+                self.obs.set_bucket_versioning(request, &bucket, config.versioning()?).await?;
                 Ok(empty(StatusCode::OK))
             }
             S3Operation::GetBucketVersioning { bucket } => {
-                let record = self.obs.owned_bucket(caller, &bucket)?;
+                let record = self.obs.bucket_for(request, &bucket, request.action)?;
                 let mut w = Writer::document("VersioningConfiguration");
                 if let Some(versioning) = record.versioning {
                     w.element("Status", versioning.as_str());
                 }
                 Ok(xml_response(w.finish("VersioningConfiguration")))
             }
-            S3Operation::ListObjectVersions { bucket, params } => self.list_object_versions(caller, &bucket, params),
+            S3Operation::ListObjectVersions { bucket, params } => self.list_object_versions(request, &bucket, params),
+            S3Operation::GetBucketAcl { bucket } => self.get_bucket_acl(call, &bucket),
+            S3Operation::PutBucketAcl { bucket } => self.put_bucket_acl(call, &bucket, body).await,
+            S3Operation::GetObjectAcl { bucket, key, version } => {
+                self.get_object_acl(call, &bucket, &key, version.as_ref())
+            }
+            S3Operation::PutObjectAcl { bucket, key, version } => {
+                self.put_object_acl(call, &bucket, &key, version.as_ref(), body).await
+            }
+            S3Operation::GetBucketOwnershipControls { bucket } => self.get_bucket_ownership_controls(call, &bucket),
+            S3Operation::PutBucketOwnershipControls { bucket } => {
+                self.put_bucket_ownership_controls(call, &bucket, body).await
+            }
+            S3Operation::DeleteBucketOwnershipControls { bucket } => {
+                self.obs.set_bucket_ownership(request, &bucket, None).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::GetPublicAccessBlock { bucket } => self.get_public_access_block(call, &bucket),
+            S3Operation::PutPublicAccessBlock { bucket } => self.put_public_access_block(call, &bucket, body).await,
+            S3Operation::DeletePublicAccessBlock { bucket } => {
+                self.obs.set_public_access_block(request, &bucket, None).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
             S3Operation::PutBucketCors { bucket } => self.put_bucket_cors(call, &bucket, body).await,
             S3Operation::GetBucketCors { bucket } => self.get_bucket_cors(call, &bucket),
             S3Operation::DeleteBucketCors { bucket } => {
-                self.obs.set_bucket_cors(caller, &bucket, Vec::new()).await?;
+                self.obs.set_bucket_cors(request, &bucket, Vec::new()).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            S3Operation::ListObjects { bucket, params } => self.list_objects(caller, &bucket, &params, false),
-            S3Operation::ListObjectsV2 { bucket, params } => self.list_objects(caller, &bucket, &params, true),
+            S3Operation::ListObjects { bucket, params } => self.list_objects(request, &bucket, &params, false),
+            S3Operation::ListObjectsV2 { bucket, params } => self.list_objects(request, &bucket, &params, true),
             S3Operation::ListMultipartUploads { bucket, prefix, max_uploads } => {
-                self.list_uploads(caller, &bucket, &prefix, max_uploads)
+                self.list_uploads(request, &bucket, &prefix, max_uploads)
             }
             S3Operation::DeleteObjects { bucket } => self.delete_objects(call, &bucket, body).await,
             // Form uploads are answered before authentication (`post_object`): one that arrives here
@@ -467,7 +502,7 @@ impl S3Api {
                 self.get_object_attributes(call, &bucket, &key, version.as_ref())
             }
             S3Operation::DeleteObject { bucket, key, version } => {
-                let deleted = self.obs.delete_object(caller, &bucket, &key, version.as_ref(), call.now).await?;
+                let deleted = self.obs.delete_object(request, &bucket, &key, version.as_ref(), call.now).await?;
                 let mut response = empty(StatusCode::NO_CONTENT);
                 if deleted.delete_marker {
                     set_header(&mut response, "x-amz-delete-marker", "true");
@@ -493,12 +528,12 @@ impl S3Api {
                 self.complete_multipart_upload(call, upload_ref, body).await
             }
             S3Operation::AbortMultipartUpload { bucket, key, upload_id } => {
-                self.obs.abort_multipart_upload(caller, &bucket, &key, &upload_id).await?;
+                self.obs.abort_multipart_upload(request, &bucket, &key, &upload_id).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             S3Operation::ListParts { bucket, key, upload_id, max_parts, part_number_marker } => {
                 let upload_ref = UploadRef { bucket: &bucket, key: &key, upload_id: &upload_id };
-                self.list_parts(caller, upload_ref, max_parts, part_number_marker)
+                self.list_parts(request, upload_ref, max_parts, part_number_marker)
             }
             operation @ S3Operation::Unsupported { .. } => {
                 Err(S3Error::not_implemented(&operation.not_implemented_detail(method, query)))
@@ -506,7 +541,21 @@ impl S3Api {
         }
     }
 
+    /// CreateBucket: the region of its `LocationConstraint`, the ownership setting of
+    /// `x-amz-object-ownership` (S3's default: `BucketOwnerEnforced`; OBS, which has ACLs but no
+    /// ownership controls: `ObjectWriter`), the ACL of `x-amz-acl` / `x-amz-grant-*`, and all four
+    /// Block Public Access settings.
     async fn create_bucket(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
+        let acl = acl::request_acl(call.headers, &self.known_users)?;
+        let ownership = match header_str(call.headers, "x-amz-object-ownership") {
+            None if call.family == Family::Obs => ObjectOwnership::ObjectWriter,
+            None => ObjectOwnership::BucketOwnerEnforced,
+            Some(text) => ObjectOwnership::parse(text.trim()).ok_or_else(|| {
+                S3Error::invalid_argument(format!("Invalid x-amz-object-ownership header: {text}"))
+                    .with("ArgumentName", "x-amz-object-ownership")
+                    .with("ArgumentValue", text)
+            })?,
+        };
         let text = read_xml(body).await?;
         let region = if text.trim().is_empty() {
             self.region.clone()
@@ -514,12 +563,16 @@ impl S3Api {
             let config: xml::CreateBucketConfiguration = xml::parse(&text)?;
             config.location_constraint.filter(|l| !l.is_empty()).unwrap_or_else(|| self.region.clone())
         };
-        match self.obs.create_bucket(call.caller(), bucket, &region, call.now).await {
+        let settings = NewBucket { ownership, acl: acl.clone(), public_access_block: Some(PublicAccessBlock::ALL) };
+        match self.obs.create_bucket(call.context, bucket, &region, call.now, settings).await {
             Ok(()) => {}
             // S3 answers 200 to re-creating one's own bucket in us-east-1 (its legacy region), and
-            // BucketAlreadyOwnedByYou everywhere else.
+            // resets its ACL; BucketAlreadyOwnedByYou everywhere else.
             Err(crate::error::Error::BucketAlreadyOwnedByYou { .. })
-                if region == "us-east-1" && self.obs.bucket_record(bucket).is_some_and(|b| b.region == region) => {}
+                if region == "us-east-1" && self.obs.bucket_record(bucket).is_some_and(|b| b.region == region) =>
+            {
+                self.obs.reset_bucket_acl(call.context, bucket, acl).await?;
+            }
             Err(e) => return Err(e.into()),
         }
         let mut response = empty(StatusCode::OK);
@@ -528,14 +581,14 @@ impl S3Api {
     }
 
     fn head_bucket(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
-        let record = self.obs.owned_bucket(call.caller(), bucket)?;
+        let record = self.obs.bucket_for(call.context, bucket, call.context.action)?;
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "x-amz-bucket-region", &record.region);
         Ok(response)
     }
 
     fn get_bucket_location(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
-        let record = self.obs.owned_bucket(call.caller(), bucket)?;
+        let record = self.obs.bucket_for(call.context, bucket, call.context.action)?;
         let region = if record.region == "us-east-1" { "" } else { record.region.as_str() };
         let doc = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
@@ -554,7 +607,7 @@ impl S3Api {
                 obs_bucket_encryption(config, self.obs_caller(call.caller(), &domain))?
             }
         };
-        self.obs.set_bucket_encryption(call.caller(), bucket, Some(encryption)).await?;
+        self.obs.set_bucket_encryption(call.context, bucket, Some(encryption)).await?;
         Ok(empty(StatusCode::OK))
     }
 
@@ -580,12 +633,12 @@ impl S3Api {
                 }
             }
         })?;
-        self.obs.set_bucket_cors(call.caller(), bucket, rules).await?;
+        self.obs.set_bucket_cors(call.context, bucket, rules).await?;
         Ok(empty(StatusCode::OK))
     }
 
     fn get_bucket_cors(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
-        let record = self.obs.owned_bucket(call.caller(), bucket)?;
+        let record = self.obs.bucket_for(call.context, bucket, call.context.action)?;
         if record.cors.is_empty() {
             return Err(S3Error::new(S3ErrorCode::NoSuchCORSConfiguration, "The CORS configuration does not exist")
                 .with("BucketName", bucket));
@@ -637,7 +690,8 @@ impl S3Api {
 
     /// S3 serves a bucket in its own region only. A SigV4 request signed for another region is refused
     /// with the region it should have named (`<Region>` and `x-amz-bucket-region`), so that SDKs
-    /// redirect as they do against AWS; a V2 request names no region and acts in the bucket's.
+    /// redirect as they do against AWS; a V2 or an unsigned request names no region and acts in the
+    /// bucket's.
     /// CreateBucket and GetBucketLocation (how clients find a bucket's region) are served from any.
     fn enter_bucket_region(&self, caller: &mut Caller, operation: &S3Operation, carrier: Carrier) -> Result<()> {
         if matches!(operation, S3Operation::CreateBucket { .. } | S3Operation::GetBucketLocation { .. }) {
@@ -651,7 +705,7 @@ impl S3Api {
         }
         let (wrong, expected) = (&caller.region, &record.region);
         match carrier {
-            Carrier::V2Header | Carrier::V2Query => {
+            Carrier::V2Header | Carrier::V2Query | Carrier::Unsigned => {
                 caller.region.clone_from(expected);
                 Ok(())
             }
@@ -720,7 +774,7 @@ impl S3Api {
     }
 
     fn get_bucket_encryption(&self, call: &Call<'_>, bucket: &str) -> Result<Response> {
-        let record = self.obs.owned_bucket(call.caller(), bucket)?;
+        let record = self.obs.bucket_for(call.context, bucket, call.context.action)?;
         // S3 reports its base encryption (SSE-S3) for a bucket without a configuration; OBS has none.
         let base = BucketEncryption { algorithm: "AES256".to_owned(), kms_key_id: None, bucket_key_enabled: false };
         let encryption = match (&record.encryption, call.family) {
@@ -769,7 +823,7 @@ impl S3Api {
         source: Option<&str>,
         body: Body,
     ) -> Result<Response> {
-        let (caller, headers, mode) = (call.caller(), call.headers, call.mode);
+        let (request, headers, mode) = (call.context, call.headers, call.mode);
         let customer = sse::CustomerKey::from_headers(headers, "x-amz-")?;
         let sse = customer.clone().map(SseRequest::Customer).unwrap_or_default();
         let mut source_version = None;
@@ -785,17 +839,17 @@ impl S3Api {
                     ..input
                 };
                 let stream =
-                    self.copy_source(caller, source, header_str(headers, "x-amz-copy-source-range"), headers).await?;
+                    self.copy_source(request, source, header_str(headers, "x-amz-copy-source-range"), headers).await?;
                 source_version = stream.version_id;
-                self.obs.upload_part(caller, upload_ref, number, input, None, stream.body).await?
+                self.obs.upload_part(request, upload_ref, number, input, None, stream.body).await?
             }
             None => {
                 let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.seed)?) } else { None };
                 let stream = body.into_data_stream();
-                self.obs.upload_part(caller, upload_ref, number, input, decoder, stream).await?
+                self.obs.upload_part(request, upload_ref, number, input, decoder, stream).await?
             }
         };
-        let upload = self.obs.owned_upload(caller, upload_ref.bucket, upload_ref.key, upload_ref.upload_id)?;
+        let (_, upload) = self.obs.upload_for(request, upload_ref, "s3:PutObject")?;
         let mut response = if source.is_some() {
             let mut w = Writer::document("CopyPartResult");
             w.element("LastModified", &shared::time::format_rfc3339_millis(part.last_modified_millis))
@@ -830,9 +884,7 @@ impl S3Api {
         // A checksum given for a part must be the one its upload was verified with. (An upload
         // already completed is the core's to answer.)
         let mut checksum = None;
-        if let Ok(upload) =
-            self.obs.owned_upload(call.caller(), upload_ref.bucket, upload_ref.key, upload_ref.upload_id)
-        {
+        if let Ok((_, upload)) = self.obs.upload_for(call.context, upload_ref, "s3:PutObject") {
             // The whole object's checksum in the upload's algorithm, when the client sends it
             // (FULL_OBJECT uploads; a composite one, `...-N`, is the parts' and is not checked).
             checksum = upload
@@ -860,7 +912,7 @@ impl S3Api {
         let condition = write_condition(call.headers)?;
         let request =
             CompleteRequest { parts: &parts, customer: customer.as_ref(), condition, checksum, now_millis: call.now };
-        let record = self.obs.complete_multipart_upload(call.caller(), upload_ref, request).await?;
+        let record = self.obs.complete_multipart_upload(call.context, upload_ref, request).await?;
         let (bucket, key) = (upload_ref.bucket, upload_ref.key);
         let mut w = Writer::document("CompleteMultipartUploadResult");
         w.element("Location", &format!("/{bucket}/{key}"))
@@ -884,8 +936,8 @@ impl S3Api {
     }
 
     async fn create_multipart_upload(&self, call: &Call<'_>, bucket: &str, key: &str) -> Result<Response> {
-        let (caller, headers, now) = (call.caller(), call.headers, call.now);
-        let bucket_record = self.obs.owned_bucket(caller, bucket)?;
+        let (request, headers, now) = (call.context, call.headers, call.now);
+        let bucket_record = self.obs.key_for(request, bucket, key, "s3:PutObject")?;
         let sse = write_sse(SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?, call.family);
         let customer_md5 = customer_key_md5(&sse);
         let checksum_algorithm = match header_str(headers, "x-amz-checksum-algorithm") {
@@ -901,9 +953,10 @@ impl S3Api {
             now_millis: now,
             checksum_algorithm,
             full_object_checksum,
+            acl: acl::request_acl(headers, &self.known_users)?,
             ..put_input(headers, PayloadMode::Unsigned)?
         };
-        let upload = self.obs.create_multipart_upload(caller, bucket, key, input).await?;
+        let upload = self.obs.create_multipart_upload(request, bucket, key, input).await?;
         let mut w = Writer::document("InitiateMultipartUploadResult");
         w.element("Bucket", bucket).element("Key", key).element("UploadId", &upload.upload_id);
         let mut response = xml_response(w.finish("InitiateMultipartUploadResult"));
@@ -923,13 +976,14 @@ impl S3Api {
 
     fn list_parts(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         upload_ref: UploadRef<'_>,
         max_parts: usize,
         marker: u32,
     ) -> Result<Response> {
+        let caller = &request.caller;
         let UploadRef { bucket, key, upload_id } = upload_ref;
-        let (page, truncated) = self.obs.list_parts(caller, upload_ref, marker, max_parts)?;
+        let (page, truncated) = self.obs.list_parts(request, upload_ref, marker, max_parts)?;
         let mut w = Writer::document("ListPartsResult");
         w.element("Bucket", bucket)
             .element("Key", key)
@@ -943,7 +997,7 @@ impl S3Api {
             .element("ID", &caller.principal_arn)
             .element("DisplayName", &caller.account_id)
             .close("Initiator");
-        w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
+        acl::owner_element(&mut w, "Owner", &caller.account_id);
         for part in &page {
             w.open("Part")
                 .element("PartNumber", &part.number.to_string())
@@ -960,8 +1014,8 @@ impl S3Api {
         Ok(xml_response(w.finish("ListPartsResult")))
     }
 
-    fn list_uploads(&self, caller: &Caller, bucket: &str, prefix: &str, max: usize) -> Result<Response> {
-        let (uploads, truncated) = self.obs.list_uploads(caller, bucket, prefix, max)?;
+    fn list_uploads(&self, request: &RequestContext, bucket: &str, prefix: &str, max: usize) -> Result<Response> {
+        let (uploads, truncated) = self.obs.list_uploads(request, bucket, prefix, max)?;
         let mut w = Writer::document("ListMultipartUploadsResult");
         w.element("Bucket", bucket).element("KeyMarker", "").element("UploadIdMarker", "").element("Prefix", prefix);
         w.element("MaxUploads", &max.to_string()).element("IsTruncated", if truncated { "true" } else { "false" });
@@ -981,10 +1035,10 @@ impl S3Api {
 
     /// The plaintext of a copy source (`/bucket/key`, URL-encoded, optionally `?versionId=`),
     /// optionally a byte range (`bytes=a-b`), read on the caller's behalf (so the source key's
-    /// state applies).
+    /// state applies) if the request may read it (`s3:GetObject` of the source).
     async fn copy_source(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         source: &str,
         range: Option<&str>,
         headers: &HeaderMap,
@@ -1011,7 +1065,7 @@ impl S3Api {
         let source_conditions = conditions(headers, "x-amz-copy-source-");
         let (record, output) = self
             .obs
-            .read_latest(caller, bucket, key, version.as_ref(), customer.as_ref(), |record| {
+            .read_latest(request, bucket, key, version.as_ref(), customer.as_ref(), |record| {
                 // A copy whose source conditions do not hold copies nothing: 412 either way.
                 let failed = match source_conditions.evaluate(record) {
                     Verdict::Serve => None,
@@ -1057,10 +1111,13 @@ impl S3Api {
     }
 
     async fn copy_object(&self, call: &Call<'_>, bucket: &str, key: &str, source_header: &str) -> Result<Response> {
-        let (caller, headers, now) = (call.caller(), call.headers, call.now);
-        let destination = self.obs.owned_bucket(caller, bucket)?;
+        let (request, headers, now) = (call.context, call.headers, call.now);
+        let destination = self.obs.key_for(request, bucket, key, "s3:PutObject")?;
+        // The destination's ACL is checked before the source is read.
+        let acl = acl::request_acl(headers, &self.known_users)?;
+        crate::service::written_object_acl(&destination, &request.caller.account_id, acl.as_ref())?;
         let CopySource { record: source, body: stream, version_id: source_version } =
-            self.copy_source(caller, source_header, None, headers).await?;
+            self.copy_source(request, source_header, None, headers).await?;
         let replace = match header_str(headers, "x-amz-metadata-directive") {
             None | Some("COPY") => false,
             Some("REPLACE") => true,
@@ -1099,11 +1156,13 @@ impl S3Api {
         let customer_md5 = customer_key_md5(&sse);
         input.sse = sse;
         input.now_millis = now;
+        // A copy's ACL is the request's, never the source's (private when it asks for none).
+        input.acl = acl;
         // The digests of the request describe its (empty) body, not the copied bytes.
         input.content_md5 = None;
         input.checksum = None;
         input.payload_sha256 = None;
-        let record = self.obs.put_object(caller, bucket, key, input, None, stream).await?;
+        let record = self.obs.put_object(request, bucket, key, input, None, stream).await?;
         let mut w = Writer::document("CopyObjectResult");
         w.element("LastModified", &shared::time::format_rfc3339_millis(record.last_modified_millis))
             .element("ETag", &record.etag);
@@ -1121,11 +1180,12 @@ impl S3Api {
         Ok(response)
     }
 
-    fn list_buckets(&self, caller: &Caller, params: &ListBucketsParams) -> Result<Response> {
+    fn list_buckets(&self, request: &RequestContext, params: &ListBucketsParams) -> Result<Response> {
+        let caller = &request.caller;
         let after = params.start_after.as_deref();
         let mut buckets: Vec<_> = self
             .obs
-            .list_buckets(caller)
+            .list_buckets(request)?
             .into_iter()
             .filter(|b| params.prefix.as_deref().is_none_or(|p| b.name.starts_with(p)))
             .filter(|b| params.bucket_region.as_deref().is_none_or(|r| b.region == r))
@@ -1137,7 +1197,7 @@ impl S3Api {
             buckets.truncate(max);
         }
         let mut w = Writer::document("ListAllMyBucketsResult");
-        w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
+        acl::owner_element(&mut w, "Owner", &caller.account_id);
         w.open("Buckets");
         for bucket in &buckets {
             w.open("Bucket")
@@ -1157,15 +1217,16 @@ impl S3Api {
     }
 
     async fn put_object(&self, call: &Call<'_>, bucket: &str, key: &str, body: Body) -> Result<Response> {
-        let (caller, mode, headers, now) = (call.caller(), call.mode, call.headers, call.now);
-        let bucket_record = self.obs.owned_bucket(caller, bucket)?;
+        let (request, mode, headers, now) = (call.context, call.mode, call.headers, call.now);
+        let bucket_record = self.obs.key_for(request, bucket, key, "s3:PutObject")?;
         let sse = write_sse(SseRequest::from_headers(headers, bucket_record.encryption.as_ref())?, call.family);
         let condition = write_condition(headers)?;
-        let input = PutInput { sse, now_millis: now, condition, ..put_input(headers, mode)? };
+        let acl = acl::request_acl(headers, &self.known_users)?;
+        let input = PutInput { sse, now_millis: now, condition, acl, ..put_input(headers, mode)? };
         let decoder = if mode.is_chunked() { Some(ChunkedDecoder::new(mode, call.seed)?) } else { None };
         let stream = body.into_data_stream();
         let customer_md5 = customer_key_md5(&input.sse);
-        let record = self.obs.put_object(caller, bucket, key, input, decoder, stream).await?;
+        let record = self.obs.put_object(request, bucket, key, input, decoder, stream).await?;
         let mut response = empty(StatusCode::OK);
         set_header(&mut response, "etag", &record.etag);
         Self::set_written_version(&mut response, &record);
@@ -1206,7 +1267,7 @@ impl S3Api {
         if let Some(unknown) = asked.iter().find(|a| !ATTRIBUTES.contains(a)) {
             return Err(S3Error::invalid_argument(format!("Invalid attribute name specified: {unknown}")));
         }
-        let record = self.obs.head_object(call.caller(), bucket, key, version)?;
+        let (_, record) = self.obs.object_for(call.context, bucket, key, version, call.context.action)?;
         let customer = sse::CustomerKey::from_headers(call.headers, "x-amz-")?;
         crate::service::check_customer_key(&record, customer.as_ref())?;
         let mut w = Writer::document("GetObjectAttributesResponse");
@@ -1246,7 +1307,7 @@ impl S3Api {
         overrides: &[(&'static str, String)],
         head: bool,
     ) -> Result<Response> {
-        let (caller, headers) = (call.caller(), call.headers);
+        let (request, headers) = (call.context, call.headers);
         let Read { bucket, key, version, part_number } = read;
         if part_number.is_some() && headers.contains_key(header::RANGE) {
             return Err(S3Error::new(
@@ -1259,7 +1320,7 @@ impl S3Api {
         let (mut not_modified, mut range) = (false, None);
         let (record, output) = self
             .obs
-            .read_latest(caller, bucket, key, version, customer.as_ref(), |record| {
+            .read_latest(request, bucket, key, version, customer.as_ref(), |record| {
                 if !matches!(record.sse, crate::model::SseRecord::None) {
                     sse_headers::refuse_on_read(headers)?;
                 }
@@ -1350,10 +1411,16 @@ impl S3Api {
     }
 
     /// ListObjectVersions.
-    fn list_object_versions(&self, caller: &Caller, bucket: &str, params: ListVersionsParams) -> Result<Response> {
+    fn list_object_versions(
+        &self,
+        request: &RequestContext,
+        bucket: &str,
+        params: ListVersionsParams,
+    ) -> Result<Response> {
         let ListVersionsParams { prefix, delimiter, max_keys, url_encode, after } = params;
         let page =
-            self.obs.list_versions_page(caller, bucket, &prefix, delimiter.as_deref(), after.clone(), max_keys)?;
+            self.obs.list_versions_page(request, bucket, &prefix, delimiter.as_deref(), after.clone(), max_keys)?;
+        let bucket_record = self.obs.bucket_record(bucket).ok_or_else(|| S3Error::no_such_bucket(bucket))?;
         let enc = |s: &str| if url_encode { url_encode_key(s) } else { s.to_owned() };
         let root = "ListVersionsResult";
         let mut w = Writer::document(root);
@@ -1380,7 +1447,7 @@ impl S3Api {
                     .element("Size", &record.size.to_string())
                     .element("StorageClass", "STANDARD");
             }
-            w.open("Owner").element("ID", &caller.account_id).element("DisplayName", &caller.account_id).close("Owner");
+            acl::owner_element(&mut w, "Owner", record.owner_account(&bucket_record));
             w.close(element);
         }
         for prefix in &page.prefixes {
@@ -1389,11 +1456,18 @@ impl S3Api {
         Ok(xml_response(w.finish(root)))
     }
 
-    fn list_objects(&self, caller: &Caller, bucket: &str, params: &ListObjectsParams, v2: bool) -> Result<Response> {
+    fn list_objects(
+        &self,
+        request: &RequestContext,
+        bucket: &str,
+        params: &ListObjectsParams,
+        v2: bool,
+    ) -> Result<Response> {
         let ListObjectsParams { prefix, delimiter, max_keys, url_encode, start_after, .. } = params;
         let (max_keys, url_encode) = (*max_keys, *url_encode);
         let page =
-            self.obs.list_page(caller, bucket, prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
+            self.obs.list_page(request, bucket, prefix, delimiter.as_deref(), start_after.as_deref(), max_keys)?;
+        let bucket_record = self.obs.bucket_record(bucket).ok_or_else(|| S3Error::no_such_bucket(bucket))?;
         let enc = |s: &str| if url_encode { url_encode_key(s) } else { s.to_owned() };
         let root = "ListBucketResult";
         let mut w = Writer::document(root);
@@ -1425,10 +1499,7 @@ impl S3Api {
                 .element("Size", &object.size.to_string())
                 .element("StorageClass", "STANDARD");
             if !v2 || params.fetch_owner {
-                w.open("Owner")
-                    .element("ID", &caller.account_id)
-                    .element("DisplayName", &caller.account_id)
-                    .close("Owner");
+                acl::owner_element(&mut w, "Owner", object.owner_account(&bucket_record));
             }
             w.close("Contents");
         }
@@ -1439,7 +1510,7 @@ impl S3Api {
     }
 
     async fn delete_objects(&self, call: &Call<'_>, bucket: &str, body: Body) -> Result<Response> {
-        let (caller, headers) = (call.caller(), call.headers);
+        let (request, headers) = (call.context, call.headers);
         let text = read_xml(body).await?;
         if let Some(md5) = header_str(headers, "content-md5") {
             let computed = BASE64.encode(md5::Md5::digest(text.as_bytes()));
@@ -1454,7 +1525,7 @@ impl S3Api {
         if delete.objects.len() > 1000 {
             return Err(S3Error::malformed_xml());
         }
-        self.obs.owned_bucket(caller, bucket)?;
+        self.obs.bucket_for(request, bucket, "s3:DeleteObject")?;
         let mut w = Writer::document("DeleteResult");
         for object in &delete.objects {
             let version = match object.version_id.as_deref().map(|v| (v, VersionSel::parse(v))) {
@@ -1470,7 +1541,7 @@ impl S3Api {
                     continue;
                 }
             };
-            match self.obs.delete_object(caller, bucket, &object.key, version.as_ref(), call.now).await {
+            match self.obs.delete_object(request, bucket, &object.key, version.as_ref(), call.now).await {
                 Ok(deleted) if !delete.quiet => {
                     w.open("Deleted").element("Key", &object.key);
                     match (&version, deleted.delete_marker, &deleted.version_id) {

@@ -11,10 +11,14 @@
 //!   ([`S3ErrorCode`]) and the one mapping of the core's errors to them.
 //! - [`service::Obs`] is the core, which knows no HTTP: buckets, objects streamed through
 //!   encryption ([`sse`], [`sse_s3`], [`bucket_keys`]), multipart uploads ([`multipart`]),
-//!   listings and flexible [`checksum`]s; it fails with [`error::Error`].
+//!   listings and flexible [`checksum`]s; it fails with [`error::Error`]. Every operation asks
+//!   [`access::authorize`] first, which decides by ownership and the ACLs, ownership controls and
+//!   Block Public Access of [`acl`].
 //! - [`envelope`] is the AWS Encryption SDK message format (v2, suite 0x0478, framed).
 //! - [`store`] keeps records ([`model`]) and bodies on an `object_store` backend.
 
+pub mod access;
+pub mod acl;
 pub mod bucket_keys;
 pub mod checksum;
 pub mod chunked;

@@ -4,12 +4,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{AclRequest, Grant, ObjectOwnership, Permission, PublicAccessBlock, canonical_user_id};
 use crate::cors::CorsRule;
 use crate::error::Error;
 
 /// Version of the persisted records. Changing their shape breaks stored objects: add a field with
-/// a default, or bump this and migrate.
-pub const RECORD_FORMAT: u32 = 1;
+/// a default, or bump this and migrate ([`Record::migrate_from_v1`]). Format 2 added ownership
+/// controls, ACLs and Block Public Access.
+pub const RECORD_FORMAT: u32 = 2;
+/// The format before ownership controls and ACLs, which [`parse_record`] reads and migrates.
+pub const FORMAT_BEFORE_ACLS: u32 = 1;
 
 /// Bucket default encryption (`PUT /?encryption`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +51,52 @@ pub struct BucketRecord {
     /// configured (it cannot go back to that state, only to `Suspended`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versioning: Option<Versioning>,
+    /// S3 Object Ownership (PutBucketOwnershipControls, CreateBucket's `x-amz-object-ownership`);
+    /// `None` for a bucket without ownership controls (one stored in format 1, or after
+    /// DeleteBucketOwnershipControls), which behaves as `ObjectWriter`. Always written, so that a
+    /// format 2 record says it.
+    #[serde(default)]
+    pub ownership: Option<ObjectOwnership>,
+    /// The bucket's ACL (PutBucketAcl, CreateBucket's `x-amz-acl` / `x-amz-grant-*`); `None` for the
+    /// private default, its owner's FULL_CONTROL. Kept while ACLs are disabled, in force again when
+    /// they are enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Vec<Grant>>,
+    /// Block Public Access (PutPublicAccessBlock); `None` when the bucket has no configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_access_block: Option<PublicAccessBlock>,
+}
+
+impl BucketRecord {
+    /// The ownership setting in force: a bucket without ownership controls behaves as
+    /// `ObjectWriter`.
+    pub fn object_ownership(&self) -> ObjectOwnership {
+        self.ownership.unwrap_or(ObjectOwnership::ObjectWriter)
+    }
+
+    /// Whether ACLs count for the bucket and its objects (not under `BucketOwnerEnforced`).
+    pub fn acls_enabled(&self) -> bool {
+        self.object_ownership() != ObjectOwnership::BucketOwnerEnforced
+    }
+
+    /// Whether Block Public Access refuses public ACLs.
+    pub fn blocks_public_acls(&self) -> bool {
+        self.public_access_block.is_some_and(|p| p.block_public_acls)
+    }
+
+    /// Whether Block Public Access ignores public grants.
+    pub fn ignores_public_acls(&self) -> bool {
+        self.public_access_block.is_some_and(|p| p.ignore_public_acls)
+    }
+
+    /// The ACL in force: its owner's FULL_CONTROL only while ACLs are disabled (as S3 answers
+    /// GetBucketAcl then), else the stored grants or the private default.
+    pub fn effective_grants(&self) -> Vec<Grant> {
+        match (&self.acl, self.acls_enabled()) {
+            (Some(grants), true) => grants.clone(),
+            _ => vec![Grant::user(canonical_user_id(&self.account), Permission::FullControl)],
+        }
+    }
 }
 
 /// A bucket's versioning state, once configured.
@@ -310,6 +360,15 @@ pub struct ObjectRecord {
     /// A delete marker: a version with no body (its `blob` is empty) that hides the older ones.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delete_marker: bool,
+    /// The account that owns the object when it is not the bucket's owner: written by another
+    /// account under `ObjectWriter` or `BucketOwnerPreferred` (`""`, [`crate::acl::ANONYMOUS_OWNER`],
+    /// for an unsigned request's write). `None`: the bucket's owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Box<str>>,
+    /// The object's ACL (PutObjectAcl, or the write's `x-amz-acl` / `x-amz-grant-*`); `None` for the
+    /// private default, its owner's FULL_CONTROL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Box<[Grant]>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -354,6 +413,26 @@ impl ObjectRecord {
             version_id: None,
             sequence: 0,
             delete_marker: true,
+            owner: None,
+            acl: None,
+        }
+    }
+
+    /// The account that owns the object in `bucket` (its record): the bucket's owner while ACLs are
+    /// disabled, whoever wrote it, else.
+    pub fn owner_account<'a>(&'a self, bucket: &'a BucketRecord) -> &'a str {
+        match (&self.owner, bucket.acls_enabled()) {
+            (Some(owner), true) => owner,
+            _ => &bucket.account,
+        }
+    }
+
+    /// The object's ACL in force in `bucket`: its owner's FULL_CONTROL only while ACLs are disabled,
+    /// else the stored grants or the private default.
+    pub fn effective_grants(&self, bucket: &BucketRecord) -> Vec<Grant> {
+        match (&self.acl, bucket.acls_enabled()) {
+            (Some(grants), true) => grants.to_vec(),
+            _ => vec![Grant::user(canonical_user_id(self.owner_account(bucket)), Permission::FullControl)],
         }
     }
 
@@ -415,6 +494,21 @@ pub struct UploadRecord {
     /// composite of its parts' checksums.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub full_object_checksum: bool,
+    /// The account that started the upload when it is not the bucket's owner (`""` for an unsigned
+    /// request); `None`: the bucket's owner. It may list and abort the upload, and writes the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiator: Option<String>,
+    /// The ACL CreateMultipartUpload asked for (`x-amz-acl`, `x-amz-grant-*`), which the object gets
+    /// when the upload completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<AclRequest>,
+}
+
+impl UploadRecord {
+    /// The account that started the upload in `bucket` (owned by `bucket_owner`).
+    pub fn initiator_account<'a>(&'a self, bucket_owner: &'a str) -> &'a str {
+        self.initiator.as_deref().unwrap_or(bucket_owner)
+    }
 }
 
 /// One uploaded part.
@@ -446,25 +540,72 @@ pub enum RecordError {
     #[error("unreadable record: {0}")]
     Unreadable(String),
     /// The record says it is in a format this build does not read.
-    #[error("unknown record format {found} (this kmsim reads format {RECORD_FORMAT})")]
+    #[error("unknown record format {found} (this kmsim reads formats {FORMAT_BEFORE_ACLS} and {RECORD_FORMAT})")]
     UnknownFormat {
         /// The `format` the record carries.
         found: u64,
     },
 }
 
-/// Parses a persisted record, refusing any `format` but [`RECORD_FORMAT`] before reading its
-/// shape (a newer format may mean something else by the same fields).
-pub fn parse_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
+/// A persisted record: read in its format, or migrated from the format before.
+pub trait Record: serde::de::DeserializeOwned {
+    /// Takes a record read in format 1 ([`FORMAT_BEFORE_ACLS`]) to [`RECORD_FORMAT`]: what format 1
+    /// did not say is said explicitly, and the record says format 2 (and is written so when it next
+    /// changes).
+    fn migrate_from_v1(&mut self);
+}
+
+impl Record for BucketRecord {
+    /// A bucket stored before ownership controls has none, as S3 treats its buckets made before
+    /// April 2023: it behaves as `ObjectWriter`, with the private ACL (its owner's FULL_CONTROL) and
+    /// no Block Public Access configuration. Nothing it allowed changes: every object in it was
+    /// written by its owner and is private.
+    fn migrate_from_v1(&mut self) {
+        self.format = RECORD_FORMAT;
+        self.ownership = None;
+        self.acl = None;
+        self.public_access_block = None;
+    }
+}
+
+impl Record for ObjectRecord {
+    /// An object stored in format 1 was written by its bucket's owner (nobody else could write) and
+    /// is private.
+    fn migrate_from_v1(&mut self) {
+        self.format = RECORD_FORMAT;
+        self.owner = None;
+        self.acl = None;
+    }
+}
+
+impl Record for UploadRecord {
+    /// An upload started in format 1 was started by its bucket's owner and asked for no ACL.
+    fn migrate_from_v1(&mut self) {
+        self.format = RECORD_FORMAT;
+        self.initiator = None;
+        self.acl = None;
+    }
+}
+
+/// Parses a persisted record, refusing any `format` but [`RECORD_FORMAT`] and
+/// [`FORMAT_BEFORE_ACLS`] (migrated: [`Record::migrate_from_v1`]) before reading its shape (a newer
+/// format may mean something else by the same fields).
+pub fn parse_record<T: Record>(bytes: &[u8]) -> Result<T, RecordError> {
     #[derive(Deserialize)]
     struct Format {
         format: u64,
     }
     let Format { format } = serde_json::from_slice(bytes).map_err(|e| RecordError::Unreadable(e.to_string()))?;
-    if format != u64::from(RECORD_FORMAT) {
-        return Err(RecordError::UnknownFormat { found: format });
+    let parse = || serde_json::from_slice::<T>(bytes).map_err(|e| RecordError::Unreadable(e.to_string()));
+    match format {
+        f if f == u64::from(RECORD_FORMAT) => parse(),
+        f if f == u64::from(FORMAT_BEFORE_ACLS) => {
+            let mut record = parse()?;
+            record.migrate_from_v1();
+            Ok(record)
+        }
+        found => Err(RecordError::UnknownFormat { found }),
     }
-    serde_json::from_slice(bytes).map_err(|e| RecordError::Unreadable(e.to_string()))
 }
 
 /// The condition of a conditional write (PutObject, CompleteMultipartUpload): checked when the
@@ -524,16 +665,70 @@ mod tests {
 
     #[test]
     fn records_of_another_format_are_refused() {
-        let bucket = r#"{"format":1,"name":"b","account":"a","region":"r","created_millis":0,"encryption":null}"#;
-        assert_eq!(parse_record::<BucketRecord>(bucket.as_bytes()).unwrap().name, "b");
-        let newer = bucket.replace("\"format\":1", "\"format\":2");
+        let bucket = r#"{"format":2,"name":"b","account":"a","region":"r","created_millis":0,"encryption":null,"ownership":"ObjectWriter"}"#;
+        let read = parse_record::<BucketRecord>(bucket.as_bytes()).unwrap();
+        assert_eq!((read.name.as_str(), read.ownership), ("b", Some(ObjectOwnership::ObjectWriter)));
+        let newer = bucket.replace("\"format\":2", "\"format\":3");
         assert_eq!(
             parse_record::<BucketRecord>(newer.as_bytes()).unwrap_err(),
-            RecordError::UnknownFormat { found: 2 }
+            RecordError::UnknownFormat { found: 3 }
         );
-        let missing = bucket.replace("\"format\":1,", "");
+        let missing = bucket.replace("\"format\":2,", "");
         assert!(matches!(parse_record::<BucketRecord>(missing.as_bytes()), Err(RecordError::Unreadable(_))));
-        assert!(matches!(parse_record::<BucketRecord>(b"{\"format\":1"), Err(RecordError::Unreadable(_))));
+        assert!(matches!(parse_record::<BucketRecord>(b"{\"format\":2"), Err(RecordError::Unreadable(_))));
+    }
+
+    /// Records of format 1 (before ownership controls and ACLs) are read as format 2: a bucket without
+    /// ownership controls (ObjectWriter, as S3's buckets made before April 2023), private, without
+    /// Block Public Access; objects and uploads of the bucket's owner, private.
+    #[test]
+    fn format_1_records_migrate() {
+        let bucket =
+            r#"{"format":1,"name":"b","account":"111122223333","region":"r","created_millis":0,"encryption":null}"#;
+        let bucket = parse_record::<BucketRecord>(bucket.as_bytes()).unwrap();
+        assert_eq!(bucket.format, RECORD_FORMAT);
+        assert_eq!((bucket.ownership, &bucket.acl, bucket.public_access_block), (None, &None, None));
+        assert_eq!(bucket.object_ownership(), ObjectOwnership::ObjectWriter);
+        assert!(bucket.acls_enabled() && !bucket.blocks_public_acls() && !bucket.ignores_public_acls());
+        let owner_full = vec![Grant::user(canonical_user_id("111122223333"), Permission::FullControl)];
+        assert_eq!(bucket.effective_grants(), owner_full);
+        let written = serde_json::to_string(&bucket).unwrap();
+        assert!(written.starts_with(r#"{"format":2,"#) && written.contains(r#""ownership":null"#), "{written}");
+
+        let object = ObjectRecord { format: 1, ..ObjectRecord::new_delete_marker("k", 0) };
+        let object = parse_record::<ObjectRecord>(&serde_json::to_vec(&object).unwrap()).unwrap();
+        assert_eq!((object.format, &object.owner, &object.acl), (RECORD_FORMAT, &None, &None));
+        assert_eq!(object.owner_account(&bucket), "111122223333");
+        assert_eq!(object.effective_grants(&bucket), owner_full);
+
+        let upload = r#"{"format":1,"upload_id":"u","bucket":"b","key":"k","initiated_millis":0,"content_type":null,"sse":{"mode":"None"},"data_key_blob":null}"#;
+        let upload = parse_record::<UploadRecord>(upload.as_bytes()).unwrap();
+        assert_eq!((upload.format, upload.initiator_account("111122223333"), &upload.acl), (2, "111122223333", &None));
+    }
+
+    /// While ACLs are disabled, the bucket's owner owns every object and holds the only grant.
+    #[test]
+    fn ownership_decides_owner_and_acl_in_force() {
+        let mut bucket = parse_record::<BucketRecord>(
+            br#"{"format":2,"name":"b","account":"111122223333","region":"r","created_millis":0,"encryption":null,"ownership":"ObjectWriter"}"#,
+        )
+        .unwrap();
+        let public = vec![
+            Grant::user(canonical_user_id("444455556666"), Permission::FullControl),
+            Grant::group(crate::acl::Group::AllUsers, Permission::Read),
+        ];
+        let object = ObjectRecord {
+            owner: Some("444455556666".into()),
+            acl: Some(public.clone().into_boxed_slice()),
+            ..ObjectRecord::new_delete_marker("k", 0)
+        };
+        assert_eq!((object.owner_account(&bucket), object.effective_grants(&bucket)), ("444455556666", public));
+        bucket.ownership = Some(ObjectOwnership::BucketOwnerEnforced);
+        assert_eq!(object.owner_account(&bucket), "111122223333");
+        assert_eq!(
+            object.effective_grants(&bucket),
+            [Grant::user(canonical_user_id("111122223333"), Permission::FullControl)]
+        );
     }
 
     #[test]

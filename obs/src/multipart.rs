@@ -13,13 +13,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use md5::{Digest as _, Md5};
-use shared::Caller;
+use shared::{Caller, RequestContext};
 
+use crate::access::{self, Resource};
 use crate::chunked::ChunkedDecoder;
 use crate::envelope::{self, EncryptedDataKey};
 use crate::error::{Error, Result};
-use crate::model::{ObjectRecord, PartRecord, RECORD_FORMAT, SseRecord, UploadRecord, WriteCondition};
-use crate::service::{KMS_PROVIDER_ID, Obs, PutInput, validate_key};
+use crate::model::{BucketRecord, ObjectRecord, PartRecord, RECORD_FORMAT, SseRecord, UploadRecord, WriteCondition};
+use crate::service::{KMS_PROVIDER_ID, Obs, PutInput, refuse_anonymous_kms, validate_key, written_object_acl};
 use crate::sse::{CustomerKey, S3_ARN_CONTEXT_KEY, SseRequest};
 use crate::store::no_such_upload;
 
@@ -45,17 +46,21 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
 impl Obs {
-    /// CreateMultipartUpload: fixes the object's headers and encryption, and (for SSE-KMS) gets the
-    /// upload's data key.
+    /// CreateMultipartUpload: fixes the object's headers, encryption and ACL (checked now, and again
+    /// against the bucket as it is when the upload completes), and (for SSE-KMS) gets the upload's
+    /// data key.
     pub async fn create_multipart_upload(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         key: &str,
         input: PutInput,
     ) -> Result<UploadRecord> {
-        self.owned_bucket(caller, bucket)?;
+        let caller = &request.caller;
+        let bucket_record = self.key_for(request, bucket, key, "s3:PutObject")?;
         validate_key(key)?;
+        written_object_acl(&bucket_record, &caller.account_id, input.acl.as_ref())?;
+        refuse_anonymous_kms(caller, &input.sse)?;
         let (sse, data_key_blob) = match &input.sse {
             SseRequest::None => (SseRecord::None, None),
             SseRequest::Customer(customer) => {
@@ -87,6 +92,8 @@ impl Obs {
             tags: input.tags,
             checksum_algorithm: input.checksum_algorithm.map(|a| a.header_name().to_owned()),
             full_object_checksum: input.full_object_checksum,
+            initiator: (caller.account_id != bucket_record.account).then(|| caller.account_id.clone()),
+            acl: input.acl,
         };
         self.store().save_upload(record.clone()).await?;
         Ok(record)
@@ -96,12 +103,12 @@ impl Obs {
     /// in key order, at most `max`, and whether more follow.
     pub fn list_uploads(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         prefix: &str,
         max: usize,
     ) -> Result<(Vec<Arc<UploadRecord>>, bool)> {
-        self.owned_bucket(caller, bucket)?;
+        self.bucket_for(request, bucket, "s3:ListBucketMultipartUploads")?;
         let mut uploads: Vec<_> =
             self.store().uploads(bucket).into_iter().filter(|u| u.key.starts_with(prefix)).collect();
         let truncated = uploads.len() > max;
@@ -113,12 +120,12 @@ impl Obs {
     /// more follow.
     pub fn list_parts(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         upload: UploadRef<'_>,
         marker: u32,
         max: usize,
     ) -> Result<(Vec<PartRecord>, bool)> {
-        let upload = self.owned_upload(caller, upload.bucket, upload.key, upload.upload_id)?;
+        let (_, upload) = self.upload_for(request, upload, "s3:ListMultipartUploadParts")?;
         let after = (std::ops::Bound::Excluded(marker), std::ops::Bound::Unbounded);
         let mut parts: Vec<PartRecord> = upload.parts.range(after).map(|(_, p)| p.clone()).collect();
         let truncated = parts.len() > max;
@@ -126,13 +133,29 @@ impl Obs {
         Ok((parts, truncated))
     }
 
-    /// The upload `upload_id` of `bucket`/`key`, owned by the caller.
-    pub fn owned_upload(&self, caller: &Caller, bucket: &str, key: &str, upload_id: &str) -> Result<Arc<UploadRecord>> {
-        self.owned_bucket(caller, bucket)?;
-        self.store()
+    /// The upload `upload_id` of `bucket`/`key` and its bucket, if the request may do `action` with
+    /// it: UploadPart and CompleteMultipartUpload (`s3:PutObject`) are writes of the key, the bucket's
+    /// to allow; ListParts and AbortMultipartUpload are the bucket owner's and the initiator's.
+    pub fn upload_for(
+        &self,
+        request: &RequestContext,
+        upload: UploadRef<'_>,
+        action: &str,
+    ) -> Result<(Arc<BucketRecord>, Arc<UploadRecord>)> {
+        let UploadRef { bucket, key, upload_id } = upload;
+        let bucket_record = match action {
+            "s3:PutObject" => self.key_for(request, bucket, key, action)?,
+            _ => self.bucket_record(bucket).ok_or_else(|| crate::error::Error::no_such_bucket(bucket))?,
+        };
+        let record = self
+            .store()
             .upload(upload_id)
             .filter(|u| u.bucket == bucket && u.key == key)
-            .ok_or_else(|| no_such_upload(upload_id))
+            .ok_or_else(|| no_such_upload(upload_id))?;
+        if action != "s3:PutObject" {
+            access::authorize(request, action, &Resource::Upload { bucket: &bucket_record, upload: &record })?;
+        }
+        Ok((bucket_record, record))
     }
 
     /// The data key of an encrypted upload (from the KMS for SSE-KMS, so key state applies to
@@ -186,7 +209,7 @@ impl Obs {
     /// `input.sse` carries the customer's key, which every part must repeat.
     pub async fn upload_part<S, E>(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         upload: UploadRef<'_>,
         part_number: u32,
         input: PutInput,
@@ -200,8 +223,10 @@ impl Obs {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(Error::InvalidPartNumber { part_number });
         }
-        let UploadRef { bucket, key, upload_id } = upload;
-        let upload = self.owned_upload(caller, bucket, key, upload_id)?;
+        let caller = &request.caller;
+        let (_, upload_record) = self.upload_for(request, upload, "s3:PutObject")?;
+        let UploadRef { bucket, upload_id, .. } = upload;
+        let upload = upload_record;
         let customer = match &input.sse {
             SseRequest::Customer(customer) => Some(customer),
             _ => None,
@@ -231,14 +256,16 @@ impl Obs {
     /// CompleteMultipartUpload: checks the part list, then writes the object from the parts.
     pub async fn complete_multipart_upload(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         upload: UploadRef<'_>,
-        request: CompleteRequest<'_>,
+        completion: CompleteRequest<'_>,
     ) -> Result<Arc<ObjectRecord>> {
-        let CompleteRequest { parts, customer, condition, checksum, now_millis } = request;
+        let caller = &request.caller;
+        let CompleteRequest { parts, customer, condition, checksum, now_millis } = completion;
+        let upload_ref = upload;
         let UploadRef { bucket, key, upload_id } = upload;
-        let upload = match self.owned_upload(caller, bucket, key, upload_id) {
-            Ok(upload) => upload,
+        let upload = match self.upload_for(request, upload_ref, "s3:PutObject") {
+            Ok((_, upload)) => upload,
             // S3 answers a repeated completion (same upload, same parts) with the same result.
             Err(Error::NoSuchUpload { .. })
                 if let Some(record) =
@@ -314,9 +341,11 @@ impl Obs {
             checksum: whole.zip(checksum.clone()),
             compute_checksum: whole,
             condition,
+            acl: upload.acl.clone(),
+            writer: upload.initiator.clone(),
             ..PutInput::default()
         };
-        let record = self.put_object(caller, bucket, key, input, None, body).await?;
+        let record = self.put_object(request, bucket, key, input, None, body).await?;
         self.store().remove_upload(upload_id).await?;
         self.completed().remember(upload_id, bucket, key, parts, &record);
         Ok(record)
@@ -353,12 +382,12 @@ impl Obs {
     /// AbortMultipartUpload.
     pub async fn abort_multipart_upload(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         key: &str,
         upload_id: &str,
     ) -> Result<()> {
-        self.owned_upload(caller, bucket, key, upload_id)?;
+        self.upload_for(request, UploadRef { bucket, key, upload_id }, "s3:AbortMultipartUpload")?;
         self.store().remove_upload(upload_id).await
     }
 }

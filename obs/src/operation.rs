@@ -388,6 +388,64 @@ pub enum S3Operation {
         /// The bucket.
         bucket: String,
     },
+    /// `GET /bucket?acl`.
+    GetBucketAcl {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `PUT /bucket?acl`: an ACL in `x-amz-acl`, `x-amz-grant-*` or the body.
+    PutBucketAcl {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?ownershipControls`.
+    GetBucketOwnershipControls {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `PUT /bucket?ownershipControls`.
+    PutBucketOwnershipControls {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `DELETE /bucket?ownershipControls`.
+    DeleteBucketOwnershipControls {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?publicAccessBlock`.
+    GetPublicAccessBlock {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `PUT /bucket?publicAccessBlock`.
+    PutPublicAccessBlock {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `DELETE /bucket?publicAccessBlock`.
+    DeletePublicAccessBlock {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket/key?acl`.
+    GetObjectAcl {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// `versionId`: this version's ACL (else the current object's).
+        version: Option<VersionSel>,
+    },
+    /// `PUT /bucket/key?acl`: an ACL in `x-amz-acl`, `x-amz-grant-*` or the body.
+    PutObjectAcl {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// `versionId`: this version's ACL (else the current object's).
+        version: Option<VersionSel>,
+    },
     /// `GET /bucket?versions`.
     ListObjectVersions {
         /// The bucket.
@@ -607,10 +665,6 @@ macro_rules! unsupported {
 }
 
 unsupported! {
-    GetBucketAcl = GET Bucket "acl" "s3:GetBucketAcl",
-    PutBucketAcl = PUT Bucket "acl" "s3:PutBucketAcl",
-    GetObjectAcl = GET Object "acl" "s3:GetObjectAcl",
-    PutObjectAcl = PUT Object "acl" "s3:PutObjectAcl",
     GetBucketPolicy = GET Bucket "policy" "s3:GetBucketPolicy",
     PutBucketPolicy = PUT Bucket "policy" "s3:PutBucketPolicy",
     DeleteBucketPolicy = DELETE Bucket "policy" "s3:DeleteBucketPolicy",
@@ -694,6 +748,14 @@ impl S3Operation {
             Method::GET if sub("versions") => {
                 S3Operation::ListObjectVersions { bucket, params: ListVersionsParams::parse(query)? }
             }
+            Method::GET if sub("acl") => S3Operation::GetBucketAcl { bucket },
+            Method::PUT if sub("acl") => S3Operation::PutBucketAcl { bucket },
+            Method::GET if sub("ownershipControls") => S3Operation::GetBucketOwnershipControls { bucket },
+            Method::PUT if sub("ownershipControls") => S3Operation::PutBucketOwnershipControls { bucket },
+            Method::DELETE if sub("ownershipControls") => S3Operation::DeleteBucketOwnershipControls { bucket },
+            Method::GET if sub("publicAccessBlock") => S3Operation::GetPublicAccessBlock { bucket },
+            Method::PUT if sub("publicAccessBlock") => S3Operation::PutPublicAccessBlock { bucket },
+            Method::DELETE if sub("publicAccessBlock") => S3Operation::DeletePublicAccessBlock { bucket },
             Method::PUT if sub("cors") => S3Operation::PutBucketCors { bucket },
             Method::GET if sub("cors") => S3Operation::GetBucketCors { bucket },
             Method::DELETE if sub("cors") => S3Operation::DeleteBucketCors { bucket },
@@ -759,6 +821,13 @@ impl S3Operation {
         let upload_id = query.get("uploadId").cloned();
         if query.contains_key("attributes") && upload_id.is_none() && *method == Method::GET {
             return Ok(S3Operation::GetObjectAttributes { bucket, key, version });
+        }
+        if query.contains_key("acl") && upload_id.is_none() {
+            match *method {
+                Method::PUT => return Ok(S3Operation::PutObjectAcl { bucket, key, version }),
+                Method::GET => return Ok(S3Operation::GetObjectAcl { bucket, key, version }),
+                _ => {}
+            }
         }
         if query.contains_key("tagging") && upload_id.is_none() {
             match *method {
@@ -831,6 +900,16 @@ impl S3Operation {
             S3Operation::PutBucketVersioning { .. } => "PutBucketVersioning",
             S3Operation::GetBucketVersioning { .. } => "GetBucketVersioning",
             S3Operation::ListObjectVersions { .. } => "ListObjectVersions",
+            S3Operation::GetBucketAcl { .. } => "GetBucketAcl",
+            S3Operation::PutBucketAcl { .. } => "PutBucketAcl",
+            S3Operation::GetBucketOwnershipControls { .. } => "GetBucketOwnershipControls",
+            S3Operation::PutBucketOwnershipControls { .. } => "PutBucketOwnershipControls",
+            S3Operation::DeleteBucketOwnershipControls { .. } => "DeleteBucketOwnershipControls",
+            S3Operation::GetPublicAccessBlock { .. } => "GetPublicAccessBlock",
+            S3Operation::PutPublicAccessBlock { .. } => "PutPublicAccessBlock",
+            S3Operation::DeletePublicAccessBlock { .. } => "DeletePublicAccessBlock",
+            S3Operation::GetObjectAcl { .. } => "GetObjectAcl",
+            S3Operation::PutObjectAcl { .. } => "PutObjectAcl",
             S3Operation::ListObjects { .. } => "ListObjects",
             S3Operation::ListObjectsV2 { .. } => "ListObjectsV2",
             S3Operation::ListMultipartUploads { .. } => "ListMultipartUploads",
@@ -877,6 +956,20 @@ impl S3Operation {
             S3Operation::PutBucketVersioning { .. } => "s3:PutBucketVersioning",
             S3Operation::GetBucketVersioning { .. } => "s3:GetBucketVersioning",
             S3Operation::ListObjectVersions { .. } => "s3:ListBucketVersions",
+            S3Operation::GetBucketAcl { .. } => "s3:GetBucketAcl",
+            S3Operation::PutBucketAcl { .. } => "s3:PutBucketAcl",
+            S3Operation::GetBucketOwnershipControls { .. } => "s3:GetBucketOwnershipControls",
+            S3Operation::PutBucketOwnershipControls { .. } | S3Operation::DeleteBucketOwnershipControls { .. } => {
+                "s3:PutBucketOwnershipControls"
+            }
+            S3Operation::GetPublicAccessBlock { .. } => "s3:GetBucketPublicAccessBlock",
+            S3Operation::PutPublicAccessBlock { .. } | S3Operation::DeletePublicAccessBlock { .. } => {
+                "s3:PutBucketPublicAccessBlock"
+            }
+            S3Operation::GetObjectAcl { version: None, .. } => "s3:GetObjectAcl",
+            S3Operation::GetObjectAcl { version: Some(_), .. } => "s3:GetObjectVersionAcl",
+            S3Operation::PutObjectAcl { version: None, .. } => "s3:PutObjectAcl",
+            S3Operation::PutObjectAcl { version: Some(_), .. } => "s3:PutObjectVersionAcl",
             S3Operation::ListObjects { .. } | S3Operation::ListObjectsV2 { .. } => "s3:ListBucket",
             S3Operation::ListMultipartUploads { .. } => "s3:ListBucketMultipartUploads",
             S3Operation::DeleteObjects { .. } | S3Operation::DeleteObject { version: None, .. } => "s3:DeleteObject",
@@ -914,6 +1007,10 @@ impl S3Operation {
             | S3Operation::GetObjectTagging { .. }
             | S3Operation::GetBucketVersioning { .. }
             | S3Operation::ListObjectVersions { .. }
+            | S3Operation::GetBucketAcl { .. }
+            | S3Operation::GetBucketOwnershipControls { .. }
+            | S3Operation::GetPublicAccessBlock { .. }
+            | S3Operation::GetObjectAcl { .. }
             | S3Operation::ListObjects { .. }
             | S3Operation::ListObjectsV2 { .. }
             | S3Operation::ListMultipartUploads { .. }
@@ -932,6 +1029,12 @@ impl S3Operation {
             | S3Operation::PutObjectTagging { .. }
             | S3Operation::DeleteObjectTagging { .. }
             | S3Operation::PutBucketVersioning { .. }
+            | S3Operation::PutBucketAcl { .. }
+            | S3Operation::PutBucketOwnershipControls { .. }
+            | S3Operation::DeleteBucketOwnershipControls { .. }
+            | S3Operation::PutPublicAccessBlock { .. }
+            | S3Operation::DeletePublicAccessBlock { .. }
+            | S3Operation::PutObjectAcl { .. }
             | S3Operation::DeleteObjects { .. }
             | S3Operation::PostObject { .. }
             | S3Operation::PutObject { .. }
@@ -966,6 +1069,16 @@ impl S3Operation {
             | S3Operation::PutBucketVersioning { bucket }
             | S3Operation::GetBucketVersioning { bucket }
             | S3Operation::ListObjectVersions { bucket, .. }
+            | S3Operation::GetBucketAcl { bucket }
+            | S3Operation::PutBucketAcl { bucket }
+            | S3Operation::GetBucketOwnershipControls { bucket }
+            | S3Operation::PutBucketOwnershipControls { bucket }
+            | S3Operation::DeleteBucketOwnershipControls { bucket }
+            | S3Operation::GetPublicAccessBlock { bucket }
+            | S3Operation::PutPublicAccessBlock { bucket }
+            | S3Operation::DeletePublicAccessBlock { bucket }
+            | S3Operation::GetObjectAcl { bucket, .. }
+            | S3Operation::PutObjectAcl { bucket, .. }
             | S3Operation::PutObjectTagging { bucket, .. }
             | S3Operation::GetObjectTagging { bucket, .. }
             | S3Operation::DeleteObjectTagging { bucket, .. }
@@ -994,6 +1107,8 @@ impl S3Operation {
     pub fn key(&self) -> Option<&str> {
         match self {
             S3Operation::PutObject { key, .. }
+            | S3Operation::GetObjectAcl { key, .. }
+            | S3Operation::PutObjectAcl { key, .. }
             | S3Operation::PutObjectTagging { key, .. }
             | S3Operation::GetObjectTagging { key, .. }
             | S3Operation::DeleteObjectTagging { key, .. }
@@ -1037,15 +1152,27 @@ impl S3Operation {
             "x-amz-copy-source",
             "x-amz-metadata-directive",
         ];
-        let (header_names, query_names): (&[&str], &[&str]) = match self {
-            S3Operation::PutObject { .. } | S3Operation::CreateMultipartUpload { .. } => (&WRITE_HEADERS[..4], &[]),
-            S3Operation::CopyObject { .. } => (&WRITE_HEADERS, &[]),
-            S3Operation::UploadPartCopy { .. } => (&WRITE_HEADERS[4..5], &[]),
-            S3Operation::CreateBucket { .. } => (&["x-amz-acl"], &[]),
+        // The explicit grants of a write, a new bucket or an ACL.
+        const GRANT_HEADERS: [&str; 5] = [
+            "x-amz-grant-full-control",
+            "x-amz-grant-read",
+            "x-amz-grant-read-acp",
+            "x-amz-grant-write",
+            "x-amz-grant-write-acp",
+        ];
+        let with_grants = |names: &[&'static str]| names.iter().chain(GRANT_HEADERS.iter()).copied().collect();
+        let (header_names, query_names): (Vec<&str>, &[&str]) = match self {
+            S3Operation::PutObject { .. } | S3Operation::CreateMultipartUpload { .. } => {
+                (with_grants(&WRITE_HEADERS[..4]), &[])
+            }
+            S3Operation::CopyObject { .. } => (with_grants(&WRITE_HEADERS), &[]),
+            S3Operation::UploadPartCopy { .. } => (WRITE_HEADERS[4..5].to_vec(), &[]),
+            S3Operation::CreateBucket { .. } => (with_grants(&["x-amz-acl", "x-amz-object-ownership"]), &[]),
+            S3Operation::PutBucketAcl { .. } | S3Operation::PutObjectAcl { .. } => (with_grants(&["x-amz-acl"]), &[]),
             S3Operation::ListObjects { .. }
             | S3Operation::ListObjectsV2 { .. }
-            | S3Operation::ListObjectVersions { .. } => (&[], &["prefix", "delimiter", "max-keys"]),
-            _ => (&[], &[]),
+            | S3Operation::ListObjectVersions { .. } => (Vec::new(), &["prefix", "delimiter", "max-keys"]),
+            _ => (Vec::new(), &[]),
         };
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut keys = Vec::new();
@@ -1225,9 +1352,75 @@ mod tests {
             ("POST", VHOST, "/", &[FORM], "PostObject", "s3:PutObject", bucket_arn),
             ("GET", VHOST, "/?cors", &[], "GetBucketCors", "s3:GetBucketCORS", bucket_arn),
             ("DELETE", VHOST, "/?cors", &[], "DeleteBucketCors", "s3:PutBucketCORS", bucket_arn),
-            // Unsupported sub-resources parse to their own operations.
             ("GET", VHOST, "/?acl", &[], "GetBucketAcl", "s3:GetBucketAcl", bucket_arn),
+            ("PUT", VHOST, "/?acl", &[], "PutBucketAcl", "s3:PutBucketAcl", bucket_arn),
+            ("GET", VHOST, "/my-image.jpg?acl", &[], "GetObjectAcl", "s3:GetObjectAcl", object_arn),
+            (
+                "GET",
+                VHOST,
+                "/my-image.jpg?acl&versionId=3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrH",
+                &[],
+                "GetObjectAcl",
+                "s3:GetObjectVersionAcl",
+                object_arn,
+            ),
             ("PUT", VHOST, "/my-image.jpg?acl", &[], "PutObjectAcl", "s3:PutObjectAcl", object_arn),
+            (
+                "GET",
+                VHOST,
+                "/?ownershipControls",
+                &[],
+                "GetBucketOwnershipControls",
+                "s3:GetBucketOwnershipControls",
+                bucket_arn,
+            ),
+            (
+                "PUT",
+                VHOST,
+                "/?ownershipControls",
+                &[],
+                "PutBucketOwnershipControls",
+                "s3:PutBucketOwnershipControls",
+                bucket_arn,
+            ),
+            (
+                "DELETE",
+                VHOST,
+                "/?ownershipControls",
+                &[],
+                "DeleteBucketOwnershipControls",
+                "s3:PutBucketOwnershipControls",
+                bucket_arn,
+            ),
+            (
+                "GET",
+                VHOST,
+                "/?publicAccessBlock",
+                &[],
+                "GetPublicAccessBlock",
+                "s3:GetBucketPublicAccessBlock",
+                bucket_arn,
+            ),
+            (
+                "PUT",
+                VHOST,
+                "/?publicAccessBlock",
+                &[],
+                "PutPublicAccessBlock",
+                "s3:PutBucketPublicAccessBlock",
+                bucket_arn,
+            ),
+            (
+                "DELETE",
+                VHOST,
+                "/?publicAccessBlock",
+                &[],
+                "DeletePublicAccessBlock",
+                "s3:PutBucketPublicAccessBlock",
+                bucket_arn,
+            ),
+            // Unsupported sub-resources parse to their own operations.
+            ("GET", VHOST, "/?policyStatus", &[], "GetBucketPolicyStatus", "s3:GetBucketPolicyStatus", bucket_arn),
             ("PUT", VHOST, "/?tagging", &[], "PutBucketTagging", "s3:PutBucketTagging", bucket_arn),
             ("GET", VHOST, "/my-image.jpg?tagging", &[], "GetObjectTagging", "s3:GetObjectTagging", object_arn),
             (
@@ -1317,6 +1510,26 @@ mod tests {
             ),
             // A read carries no write header even when a client sends one.
             ("GET", "/doc.txt", &sse_put[..1], &[]),
+            // The ACL of a write (the IAM documentation's bucket-owner-full-control policy), of a new
+            // bucket and its ownership, of an ACL change.
+            (
+                "PUT",
+                "/doc.txt",
+                &[("x-amz-acl", "bucket-owner-full-control")],
+                &[("s3:x-amz-acl", "bucket-owner-full-control")],
+            ),
+            (
+                "PUT",
+                "/",
+                &[("x-amz-object-ownership", "BucketOwnerEnforced"), ("x-amz-grant-read", "id=\"abc\"")],
+                &[("s3:x-amz-object-ownership", "BucketOwnerEnforced"), ("s3:x-amz-grant-read", "id=\"abc\"")],
+            ),
+            (
+                "PUT",
+                "/doc.txt?acl",
+                &[("x-amz-grant-full-control", "id=\"abc\"")],
+                &[("s3:x-amz-grant-full-control", "id=\"abc\"")],
+            ),
         ];
         for (method, path, headers, want) in cases {
             let mut header_map = HeaderMap::new();
@@ -1384,10 +1597,13 @@ mod tests {
         assert_eq!(e.code, crate::S3ErrorCode::InvalidArgument);
         // A copy source on a plain PUT wins over an unsupported sub-resource, as before operations were
         // typed; a supported sub-resource names its operation, as in S3.
-        let copy = parse("PUT", "s3.amazonaws.com", "/b/k?acl", &[("x-amz-copy-source", "/a/b")]).expect("copy");
+        let copy = parse("PUT", "s3.amazonaws.com", "/b/k?retention", &[("x-amz-copy-source", "/a/b")]).unwrap();
         assert_eq!(copy.name(), "CopyObject");
-        let tagging = parse("PUT", "s3.amazonaws.com", "/b/k?tagging", &[("x-amz-copy-source", "/a/b")]).unwrap();
-        assert_eq!(tagging.name(), "PutObjectTagging");
+        for (sub, name) in [("tagging", "PutObjectTagging"), ("acl", "PutObjectAcl")] {
+            let path = format!("/b/k?{sub}");
+            let operation = parse("PUT", "s3.amazonaws.com", &path, &[("x-amz-copy-source", "/a/b")]).unwrap();
+            assert_eq!(operation.name(), name);
+        }
     }
 
     /// The operation names of the rows of docs/api-coverage.md's S3 table whose status is `status`.
@@ -1436,6 +1652,16 @@ mod tests {
             ("POST", "/b/k?uploadId=U"),
             ("DELETE", "/b/k?uploadId=U"),
             ("GET", "/b/k?uploadId=U"),
+            ("GET", "/b?acl"),
+            ("PUT", "/b?acl"),
+            ("GET", "/b/k?acl"),
+            ("PUT", "/b/k?acl"),
+            ("GET", "/b?ownershipControls"),
+            ("PUT", "/b?ownershipControls"),
+            ("DELETE", "/b?ownershipControls"),
+            ("GET", "/b?publicAccessBlock"),
+            ("PUT", "/b?publicAccessBlock"),
+            ("DELETE", "/b?publicAccessBlock"),
         ];
         let copies = [("PUT", "/b/k"), ("PUT", "/b/k?partNumber=1&uploadId=U")];
         let requests =

@@ -12,6 +12,21 @@ use crate::error::Error;
 pub enum S3ErrorCode {
     /// 403: the caller may not do this (or a signature refusal S3 reports so).
     AccessDenied,
+    /// 400: an ACL for a bucket whose ownership setting disables ACLs.
+    AccessControlListNotSupported,
+    /// 400: ACLs disabled for a bucket whose ACL grants others, or a new bucket with ACLs disabled
+    /// and an ACL that grants others.
+    InvalidBucketAclWithObjectOwnership,
+    /// 400: an ACL document that is not one.
+    MalformedACLError,
+    /// 400: PutBucketAcl / PutObjectAcl naming no ACL at all.
+    MissingSecurityHeader,
+    /// 404: the bucket has no ownership controls.
+    OwnershipControlsNotFoundError,
+    /// 404: the bucket has no Block Public Access configuration.
+    NoSuchPublicAccessBlockConfiguration,
+    /// 400: an ACL in headers and in the body at once.
+    UnexpectedContent,
     /// 403: a CORS preflight that the bucket's rules do not allow.
     AccessForbidden,
     /// 400: the `Authorization` header (or its scope) is malformed.
@@ -124,6 +139,13 @@ impl S3ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             S3ErrorCode::AccessDenied => "AccessDenied",
+            S3ErrorCode::AccessControlListNotSupported => "AccessControlListNotSupported",
+            S3ErrorCode::InvalidBucketAclWithObjectOwnership => "InvalidBucketAclWithObjectOwnership",
+            S3ErrorCode::MalformedACLError => "MalformedACLError",
+            S3ErrorCode::MissingSecurityHeader => "MissingSecurityHeader",
+            S3ErrorCode::OwnershipControlsNotFoundError => "OwnershipControlsNotFoundError",
+            S3ErrorCode::NoSuchPublicAccessBlockConfiguration => "NoSuchPublicAccessBlockConfiguration",
+            S3ErrorCode::UnexpectedContent => "UnexpectedContent",
             S3ErrorCode::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
             S3ErrorCode::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             S3ErrorCode::BadDigest => "BadDigest",
@@ -195,6 +217,8 @@ impl S3ErrorCode {
             | S3ErrorCode::ConditionalRequestConflict => StatusCode::CONFLICT,
             S3ErrorCode::InternalError | S3ErrorCode::KmsInternal => StatusCode::INTERNAL_SERVER_ERROR,
             S3ErrorCode::NoSuchBucket
+            | S3ErrorCode::OwnershipControlsNotFoundError
+            | S3ErrorCode::NoSuchPublicAccessBlockConfiguration
             | S3ErrorCode::NoSuchCORSConfiguration
             | S3ErrorCode::NoSuchTagSet
             | S3ErrorCode::NoSuchKey
@@ -208,6 +232,11 @@ impl S3ErrorCode {
             S3ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             S3ErrorCode::AuthorizationHeaderMalformed
             | S3ErrorCode::AuthorizationQueryParametersError
+            | S3ErrorCode::AccessControlListNotSupported
+            | S3ErrorCode::InvalidBucketAclWithObjectOwnership
+            | S3ErrorCode::MalformedACLError
+            | S3ErrorCode::MissingSecurityHeader
+            | S3ErrorCode::UnexpectedContent
             | S3ErrorCode::BadDigest
             | S3ErrorCode::BadRequest
             | S3ErrorCode::EntityTooLarge
@@ -446,6 +475,28 @@ impl From<Error> for S3Error {
             )
             .with("UploadId", upload_id),
             Error::AccessDenied => S3Error::access_denied("Access Denied"),
+            Error::AccessControlListNotSupported => {
+                S3Error::new(S3ErrorCode::AccessControlListNotSupported, "The bucket does not allow ACLs")
+            }
+            Error::InvalidBucketAclWithObjectOwnership => S3Error::new(
+                S3ErrorCode::InvalidBucketAclWithObjectOwnership,
+                "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+            ),
+            Error::OwnershipControlsNotFound { bucket } => S3Error::new(
+                S3ErrorCode::OwnershipControlsNotFoundError,
+                "The bucket ownership controls were not found",
+            )
+            .with("BucketName", bucket),
+            Error::NoSuchPublicAccessBlockConfiguration { bucket } => S3Error::new(
+                S3ErrorCode::NoSuchPublicAccessBlockConfiguration,
+                "The public access block configuration was not found",
+            )
+            .with("BucketName", bucket),
+            Error::KmsNeedsSignature => {
+                S3Error::invalid_argument("Requests specifying Server Side Encryption with AWS KMS managed keys require AWS Signature Version 4.")
+                    .with("ArgumentName", "Authorization")
+                    .with("ArgumentValue", "null")
+            }
             Error::BucketAlreadyOwnedByYou { bucket } => S3Error::new(
                 S3ErrorCode::BucketAlreadyOwnedByYou,
                 "Your previous request to create the named bucket succeeded and you already own it.",
@@ -575,6 +626,41 @@ mod tests {
                 vec![("BucketName", "b")],
             ),
             (Error::AccessDenied, S3ErrorCode::AccessDenied, 403, "Access Denied", vec![]),
+            (
+                Error::AccessControlListNotSupported,
+                S3ErrorCode::AccessControlListNotSupported,
+                400,
+                "The bucket does not allow ACLs",
+                vec![],
+            ),
+            (
+                Error::InvalidBucketAclWithObjectOwnership,
+                S3ErrorCode::InvalidBucketAclWithObjectOwnership,
+                400,
+                "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+                vec![],
+            ),
+            (
+                Error::OwnershipControlsNotFound { bucket: "b".into() },
+                S3ErrorCode::OwnershipControlsNotFoundError,
+                404,
+                "The bucket ownership controls were not found",
+                vec![("BucketName", "b")],
+            ),
+            (
+                Error::NoSuchPublicAccessBlockConfiguration { bucket: "b".into() },
+                S3ErrorCode::NoSuchPublicAccessBlockConfiguration,
+                404,
+                "The public access block configuration was not found",
+                vec![("BucketName", "b")],
+            ),
+            (
+                Error::KmsNeedsSignature,
+                S3ErrorCode::InvalidArgument,
+                400,
+                "Requests specifying Server Side Encryption with AWS KMS managed keys require AWS Signature Version 4.",
+                vec![("ArgumentName", "Authorization"), ("ArgumentValue", "null")],
+            ),
             (
                 Error::InvalidRange { range: "bytes=9-".into(), size: 3 },
                 S3ErrorCode::InvalidRange,

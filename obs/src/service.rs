@@ -18,8 +18,11 @@ use object_store::path::Path as StorePath;
 use object_store::{GetOptions, GetRange, WriteMultipart};
 use shared::Caller;
 use shared::KeyService;
+use shared::RequestContext;
 use zeroize::Zeroizing;
 
+use crate::access::{self, Resource};
+use crate::acl::{self, AclRequest, Grant, Grantee, ObjectOwnership, Permission, PublicAccessBlock, canonical_user_id};
 use crate::checksum::{self, Algorithm, Checksummer};
 use crate::chunked::ChunkedDecoder;
 use crate::cors::CorsRule;
@@ -78,6 +81,12 @@ pub struct PutInput {
     pub tags: Vec<Tag>,
     /// The plaintext sizes of the parts a multipart upload completes with.
     pub part_sizes: Vec<u64>,
+    /// The ACL the write asks for (`x-amz-acl`, `x-amz-grant-*`, a form's `acl` field); none: the
+    /// private default.
+    pub acl: Option<AclRequest>,
+    /// The account that writes the object when it is not the request's caller: the initiator of a
+    /// multipart upload being completed.
+    pub writer: Option<String>,
     /// For CompleteMultipartUpload: the parts' checksums (see `ObjectRecord::part_checksums`).
     pub part_checksums: Vec<String>,
     /// CreateMultipartUpload's `x-amz-checksum-algorithm`; for CompleteMultipartUpload, the
@@ -248,18 +257,47 @@ impl Obs {
 
     // ---- buckets -------------------------------------------------------------------------------
 
-    /// A bucket the caller owns; NoSuchBucket otherwise, AccessDenied if another account owns it.
-    pub fn owned_bucket(&self, caller: &Caller, name: &str) -> Result<Arc<BucketRecord>> {
+    /// The bucket `name` if the request may do `action` with it ([`access::authorize`]):
+    /// NoSuchBucket, or AccessDenied.
+    pub fn bucket_for(&self, request: &RequestContext, name: &str, action: &str) -> Result<Arc<BucketRecord>> {
         let bucket = self.store.bucket(name).ok_or_else(|| Error::no_such_bucket(name))?;
-        if bucket.account != caller.account_id {
-            return Err(Error::AccessDenied);
-        }
+        access::authorize(request, action, &Resource::Bucket(&bucket))?;
         Ok(bucket)
     }
 
-    /// CreateBucket.
-    pub async fn create_bucket(&self, caller: &Caller, name: &str, region: &str, now_millis: i64) -> Result<()> {
+    /// The bucket of `key` if the request may do `action` (a write or a delete) with the key: the
+    /// bucket decides, whoever owns what the key holds.
+    pub fn key_for(
+        &self,
+        request: &RequestContext,
+        bucket: &str,
+        key: &str,
+        action: &str,
+    ) -> Result<Arc<BucketRecord>> {
+        let record = self.store.bucket(bucket).ok_or_else(|| Error::no_such_bucket(bucket))?;
+        access::authorize(request, action, &Resource::Key { bucket: &record, key })?;
+        Ok(record)
+    }
+
+    /// CreateBucket, with the ownership setting and ACL the request asks for (`settings`). A new
+    /// bucket blocks public access (all four settings, as S3's since April 2023), so a public ACL
+    /// is refused (AccessDenied); under `BucketOwnerEnforced` any ACL but the private one is
+    /// InvalidBucketAclWithObjectOwnership. Unsigned requests create nothing.
+    pub async fn create_bucket(
+        &self,
+        request: &RequestContext,
+        name: &str,
+        region: &str,
+        now_millis: i64,
+        settings: NewBucket,
+    ) -> Result<()> {
+        let caller = &request.caller;
+        if access::is_anonymous(caller) {
+            return Err(Error::AccessDenied);
+        }
         validate_bucket_name(name)?;
+        let public_access_block = settings.public_access_block;
+        let acl = bucket_acl(&caller.account_id, settings.ownership, public_access_block.as_ref(), settings.acl)?;
         let record = BucketRecord {
             format: RECORD_FORMAT,
             name: name.to_owned(),
@@ -270,6 +308,9 @@ impl Obs {
             cors: Vec::new(),
             tags: Vec::new(),
             versioning: None,
+            ownership: Some(settings.ownership),
+            acl,
+            public_access_block,
         };
         match self.store.create_bucket(record).await? {
             Ok(()) => Ok(()),
@@ -280,63 +321,220 @@ impl Obs {
         }
     }
 
+    /// Resets the ACL of a bucket the caller re-creates where S3 answers that with 200 (its legacy
+    /// region): to the ACL the request asks for, or the private one, checked as a new bucket's ACL is
+    /// against the bucket's ownership setting and Block Public Access.
+    pub async fn reset_bucket_acl(&self, request: &RequestContext, name: &str, acl: Option<AclRequest>) -> Result<()> {
+        let bucket = self.bucket_for(request, name, "s3:CreateBucket")?;
+        if acl.is_none() && bucket.acl.is_none() {
+            // Private already: nothing to write.
+            return Ok(());
+        }
+        let account = bucket.account.clone();
+        self.store
+            .update_bucket(name, |record| {
+                let ownership = record.object_ownership();
+                record.acl = bucket_acl(&account, ownership, record.public_access_block.as_ref(), acl)?;
+                Ok(())
+            })
+            .await
+    }
+
     /// DeleteBucket (only when empty).
-    pub async fn delete_bucket(&self, caller: &Caller, name: &str) -> Result<()> {
-        self.owned_bucket(caller, name)?;
+    pub async fn delete_bucket(&self, request: &RequestContext, name: &str) -> Result<()> {
+        self.bucket_for(request, name, "s3:DeleteBucket")?;
         if !self.store.delete_bucket(name).await? {
             return Err(Error::BucketNotEmpty { bucket: name.to_owned() });
         }
         Ok(())
     }
 
-    /// ListBuckets: the caller's buckets.
-    pub fn list_buckets(&self, caller: &Caller) -> Vec<Arc<BucketRecord>> {
-        self.store.buckets().into_iter().filter(|b| b.account == caller.account_id).collect()
+    /// ListBuckets: the caller's buckets (an unsigned request has none to list: AccessDenied).
+    pub fn list_buckets(&self, request: &RequestContext) -> Result<Vec<Arc<BucketRecord>>> {
+        let caller = &request.caller;
+        if access::is_anonymous(caller) {
+            return Err(Error::AccessDenied);
+        }
+        Ok(self.store.buckets().into_iter().filter(|b| b.account == caller.account_id).collect())
     }
 
     /// PutBucketEncryption / DeleteBucketEncryption (`None`).
     pub async fn set_bucket_encryption(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         name: &str,
         encryption: Option<BucketEncryption>,
     ) -> Result<()> {
-        self.owned_bucket(caller, name)?;
-        self.store.update_bucket(name, |record| record.encryption = encryption).await
+        self.bucket_for(request, name, "s3:PutEncryptionConfiguration")?;
+        self.store
+            .update_bucket(name, |record| {
+                record.encryption = encryption;
+                Ok(())
+            })
+            .await
     }
 
     /// PutBucketCors (valid `rules`, see [`crate::cors::validate`]) and DeleteBucketCors (no rules).
-    pub async fn set_bucket_cors(&self, caller: &Caller, name: &str, rules: Vec<CorsRule>) -> Result<()> {
-        self.owned_bucket(caller, name)?;
-        self.store.update_bucket(name, |record| record.cors = rules).await
+    pub async fn set_bucket_cors(&self, request: &RequestContext, name: &str, rules: Vec<CorsRule>) -> Result<()> {
+        self.bucket_for(request, name, "s3:PutBucketCORS")?;
+        self.store
+            .update_bucket(name, |record| {
+                record.cors = rules;
+                Ok(())
+            })
+            .await
     }
 
     /// PutObjectTagging (valid `tags`) and DeleteObjectTagging (none), of the current object or
     /// of one version: the record is rewritten with its body untouched.
     pub async fn set_object_tags(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         key: &str,
         version: Option<&VersionSel>,
         tags: Vec<Tag>,
     ) -> Result<Arc<ObjectRecord>> {
-        self.owned_bucket(caller, bucket)?;
+        let bucket_record = self.store.bucket(bucket).ok_or_else(|| Error::no_such_bucket(bucket))?;
+        let action = match version {
+            None => "s3:PutObjectTagging",
+            Some(_) => "s3:PutObjectVersionTagging",
+        };
         crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
-        self.store.update_object(bucket, key, version, |record| record.tags = tags.into_boxed_slice()).await
+        let check = |record: &ObjectRecord| {
+            access::authorize(request, action, &Resource::Object { bucket: &bucket_record, object: record })
+        };
+        let updated =
+            self.store.update_object(bucket, key, version, check, |record| record.tags = tags.into_boxed_slice()).await;
+        updated.map_err(|e| self.hide_missing(request, &bucket_record, e))
+    }
+
+    /// PutObjectAcl of the current object or of one version: its ACL becomes `acl` (a canned ACL's
+    /// grants for the object's owner), its record is rewritten with its body untouched. Refused with
+    /// AccessControlListNotSupported while ACLs are disabled, and with AccessDenied when the ACL is
+    /// public and Block Public Access blocks public ACLs.
+    pub async fn set_object_acl(
+        &self,
+        request: &RequestContext,
+        bucket: &str,
+        key: &str,
+        version: Option<&VersionSel>,
+        acl: AclRequest,
+    ) -> Result<Arc<ObjectRecord>> {
+        let bucket_record = self.store.bucket(bucket).ok_or_else(|| Error::no_such_bucket(bucket))?;
+        let action = match version {
+            None => "s3:PutObjectAcl",
+            Some(_) => "s3:PutObjectVersionAcl",
+        };
+        let bucket_owner_id = canonical_user_id(&bucket_record.account);
+        let grants_of = |record: &ObjectRecord| {
+            acl.object_grants(&canonical_user_id(record.owner_account(&bucket_record)), &bucket_owner_id)
+        };
+        let check = |record: &ObjectRecord| {
+            access::authorize(request, action, &Resource::Object { bucket: &bucket_record, object: record })?;
+            if !bucket_record.acls_enabled() {
+                return Err(Error::AccessControlListNotSupported);
+            }
+            if acl::is_public(&grants_of(record)) && bucket_record.blocks_public_acls() {
+                return Err(Error::AccessDenied);
+            }
+            Ok(())
+        };
+        let change = |record: &mut ObjectRecord| {
+            let owner = record.owner_account(&bucket_record).to_owned();
+            record.acl = stored_grants(&owner, grants_of(record)).map(Vec::into_boxed_slice);
+        };
+        let updated = self.store.update_object(bucket, key, version, check, change).await;
+        updated.map_err(|e| self.hide_missing(request, &bucket_record, e))
+    }
+
+    /// PutBucketAcl: the bucket's ACL becomes `acl`. Refused with AccessControlListNotSupported while
+    /// ACLs are disabled, and with AccessDenied when the ACL is public and Block Public Access blocks
+    /// public ACLs.
+    pub async fn set_bucket_acl(&self, request: &RequestContext, name: &str, acl: AclRequest) -> Result<()> {
+        let bucket = self.bucket_for(request, name, "s3:PutBucketAcl")?;
+        let owner = bucket.account.clone();
+        self.store
+            .update_bucket(name, |record| {
+                if !record.acls_enabled() {
+                    return Err(Error::AccessControlListNotSupported);
+                }
+                let grants = acl.bucket_grants(&canonical_user_id(&owner));
+                if acl::is_public(&grants) && record.blocks_public_acls() {
+                    return Err(Error::AccessDenied);
+                }
+                record.acl = stored_grants(&owner, grants);
+                Ok(())
+            })
+            .await
+    }
+
+    /// PutBucketOwnershipControls and DeleteBucketOwnershipControls (`None`). Disabling ACLs
+    /// (`BucketOwnerEnforced`) needs a bucket ACL that grants nobody but the bucket's owner
+    /// (InvalidBucketAclWithObjectOwnership otherwise); objects' ACLs stay stored, out of force.
+    pub async fn set_bucket_ownership(
+        &self,
+        request: &RequestContext,
+        name: &str,
+        ownership: Option<ObjectOwnership>,
+    ) -> Result<()> {
+        let bucket = self.bucket_for(request, name, "s3:PutBucketOwnershipControls")?;
+        let owner_id = canonical_user_id(&bucket.account);
+        self.store
+            .update_bucket(name, |record| {
+                let only_owner =
+                    record.acl.iter().flatten().all(|g| g.grantee == Grantee::CanonicalUser(owner_id.clone()));
+                if ownership == Some(ObjectOwnership::BucketOwnerEnforced) && !only_owner {
+                    return Err(Error::InvalidBucketAclWithObjectOwnership);
+                }
+                record.ownership = ownership;
+                Ok(())
+            })
+            .await
+    }
+
+    /// PutPublicAccessBlock and DeletePublicAccessBlock (`None`).
+    pub async fn set_public_access_block(
+        &self,
+        request: &RequestContext,
+        name: &str,
+        block: Option<PublicAccessBlock>,
+    ) -> Result<()> {
+        self.bucket_for(request, name, "s3:PutBucketPublicAccessBlock")?;
+        self.store
+            .update_bucket(name, |record| {
+                record.public_access_block = block;
+                Ok(())
+            })
+            .await
     }
 
     /// PutBucketVersioning.
-    pub async fn set_bucket_versioning(&self, caller: &Caller, name: &str, versioning: Versioning) -> Result<()> {
-        self.owned_bucket(caller, name)?;
-        self.store.update_bucket(name, |record| record.versioning = Some(versioning)).await
+    pub async fn set_bucket_versioning(
+        &self,
+        request: &RequestContext,
+        name: &str,
+        versioning: Versioning,
+    ) -> Result<()> {
+        self.bucket_for(request, name, "s3:PutBucketVersioning")?;
+        self.store
+            .update_bucket(name, |record| {
+                record.versioning = Some(versioning);
+                Ok(())
+            })
+            .await
     }
 
     /// PutBucketTagging (valid `tags`) and DeleteBucketTagging (none).
-    pub async fn set_bucket_tags(&self, caller: &Caller, name: &str, tags: Vec<Tag>) -> Result<()> {
+    pub async fn set_bucket_tags(&self, request: &RequestContext, name: &str, tags: Vec<Tag>) -> Result<()> {
         crate::tagging::validate(&tags, crate::tagging::MAX_BUCKET_TAGS)?;
-        self.owned_bucket(caller, name)?;
-        self.store.update_bucket(name, |record| record.tags = tags).await
+        self.bucket_for(request, name, "s3:PutBucketTagging")?;
+        self.store
+            .update_bucket(name, |record| {
+                record.tags = tags;
+                Ok(())
+            })
+            .await
     }
 
     /// A bucket's record whoever asks, for what S3 decides before authorization: the CORS headers
@@ -345,12 +543,25 @@ impl Obs {
         self.store.bucket(name)
     }
 
+    /// How S3 answers a read of a key or version that is not there: as it is to a caller who may
+    /// list the bucket, AccessDenied to any other (who must not learn what the bucket holds).
+    fn hide_missing(&self, request: &RequestContext, bucket: &BucketRecord, error: Error) -> Error {
+        let missing =
+            matches!(error, Error::NoSuchKey { .. } | Error::NoSuchVersion { .. } | Error::DeleteMarker { .. });
+        if missing && access::authorize(request, "s3:ListBucket", &Resource::Bucket(bucket)).is_err() {
+            return Error::AccessDenied;
+        }
+        error
+    }
+
     // ---- objects -------------------------------------------------------------------------------
 
-    /// PutObject: streams `body` in, encrypting as `input.sse` says, and commits the object.
+    /// PutObject: streams `body` in, encrypting as `input.sse` says, and commits the object, owned and
+    /// with the ACL the bucket's ownership setting makes of `input.acl` ([`written_object_acl`]),
+    /// all checked before the first byte is read.
     pub async fn put_object<S, E>(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         key: &str,
         input: PutInput,
@@ -361,8 +572,12 @@ impl Obs {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.owned_bucket(caller, bucket)?;
+        let caller = &request.caller;
+        let bucket_record = self.key_for(request, bucket, key, "s3:PutObject")?;
         validate_key(key)?;
+        let writer = input.writer.as_deref().unwrap_or(&caller.account_id);
+        let WrittenAcl { owner, grants: acl } = written_object_acl(&bucket_record, writer, input.acl.as_ref())?;
+        refuse_anonymous_kms(caller, &input.sse)?;
         if input.condition != WriteCondition::None {
             let current = self.store.object(bucket, key);
             if !input.condition.holds(current.as_deref()) {
@@ -404,6 +619,8 @@ impl Obs {
             version_id: None,
             sequence: 0,
             delete_marker: false,
+            owner,
+            acl,
         };
         self.store.commit_object_since(bucket, record, written.resets, &input.condition).await
     }
@@ -657,22 +874,48 @@ impl Obs {
         to_data_key(&plain).ok_or_else(|| Error::internal("a data key of the wrong size"))
     }
 
-    /// HeadObject: the record of an object (the key's current one, or `version`).
+    /// The record of an object (the key's current one, or `version`) if the request may do `action`
+    /// with it (HeadObject, GetObjectTagging, GetObjectAttributes, GetObjectAcl): its owner's
+    /// account, or a grant of its ACL ([`access::authorize`]). A key or version that is not there is
+    /// NoSuchKey or NoSuchVersion to a caller who may list the bucket, AccessDenied to any other.
+    pub fn object_for(
+        &self,
+        request: &RequestContext,
+        bucket: &str,
+        key: &str,
+        version: Option<&VersionSel>,
+        action: &str,
+    ) -> Result<(Arc<BucketRecord>, Arc<ObjectRecord>)> {
+        let bucket_record = self.store.bucket(bucket).ok_or_else(|| Error::no_such_bucket(bucket))?;
+        let record =
+            self.store.find(bucket, key, version).map_err(|e| self.hide_missing(request, &bucket_record, e))?;
+        access::authorize(request, action, &Resource::Object { bucket: &bucket_record, object: &record })?;
+        Ok((bucket_record, record))
+    }
+
+    /// HeadObject: the record of an object (the key's current one, or `version`) the request may
+    /// read (`s3:GetObject`, `s3:GetObjectVersion`; see [`Obs::object_for`]).
     pub fn head_object(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         key: &str,
         version: Option<&VersionSel>,
     ) -> Result<Arc<ObjectRecord>> {
-        self.owned_bucket(caller, bucket)?;
-        self.store.find(bucket, key, version)
+        let action = if version.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" };
+        let (_, record) = self.object_for(request, bucket, key, version, action)?;
+        // Reading an SSE-KMS object needs the KMS on someone's behalf.
+        if access::is_anonymous(&request.caller) && matches!(record.sse, SseRecord::Kms { .. }) {
+            return Err(Error::KmsNeedsSignature);
+        }
+        Ok(record)
     }
 
     /// GetObject of `range` (plaintext bytes; `None` for all of it) of the object `record`
-    /// describes. A record that went stale meanwhile (its body deleted by an overwrite or a
-    /// DELETE) is an error here: readers that can start over use [`Obs::read_object`].
-    pub async fn get_object(
+    /// describes (found by a read the request was allowed). A record that went stale meanwhile (its
+    /// body deleted by an overwrite or a DELETE) is an error here: readers that can start over use
+    /// [`Obs::read_object`].
+    async fn get_object(
         &self,
         caller: &Caller,
         bucket: &str,
@@ -691,19 +934,21 @@ impl Obs {
     /// what to read of it, and opens its body. A record can go stale between its lookup and the
     /// opening of its body (an overwrite or a DELETE removed the body): the key is then looked up
     /// again, and the new object (or NoSuchKey) answered; after [`MAX_STALE_READS`] lookups,
-    /// ObjectChanged. `plan`'s errors are the caller's own (a front end's wire error).
+    /// ObjectChanged. `plan`'s errors are the caller's own (a front end's wire error). The request
+    /// must be allowed to read the object ([`Obs::head_object`]).
     pub async fn read_latest<E: From<Error>>(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         key: &str,
         version: Option<&VersionSel>,
         customer: Option<&CustomerKey>,
         mut plan: impl FnMut(&Arc<ObjectRecord>) -> std::result::Result<ReadPlan, E>,
     ) -> std::result::Result<(Arc<ObjectRecord>, Option<GetOutput>), E> {
+        let caller = &request.caller;
         let mut attempts = 0;
         loop {
-            let record = self.head_object(caller, bucket, key, version)?;
+            let record = self.head_object(request, bucket, key, version)?;
             let range = match plan(&record)? {
                 ReadPlan::RecordOnly => return Ok((record, None)),
                 ReadPlan::Open(range) => range,
@@ -724,8 +969,9 @@ impl Obs {
     /// an overwrite or DELETE removed its body after the record was looked up. The caller then
     /// looks the key up again (the new object, or 404). Once the body is open, it is read to the
     /// end whatever happens to the key: an open file outlives its unlinking, and the other
-    /// backends hand out the bytes or a stream of the object as it was when opened.
-    pub async fn read_object(
+    /// backends hand out the bytes or a stream of the object as it was when opened. `record` must come
+    /// from a read the caller was allowed ([`Obs::read_latest`]).
+    async fn read_object(
         &self,
         caller: &Caller,
         bucket: &str,
@@ -824,13 +1070,14 @@ impl Obs {
     /// key's object (a delete marker in a versioned bucket).
     pub async fn delete_object(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         key: &str,
         version: Option<&VersionSel>,
         now_millis: i64,
     ) -> Result<Deleted> {
-        self.owned_bucket(caller, bucket)?;
+        let action = if version.is_some() { "s3:DeleteObjectVersion" } else { "s3:DeleteObject" };
+        self.key_for(request, bucket, key, action)?;
         match version {
             Some(version) => self.store.delete_version(bucket, key, version).await,
             None => self.store.delete_object(bucket, key, now_millis).await,
@@ -842,7 +1089,7 @@ impl Obs {
     /// `start_after`.
     pub fn list_page(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
@@ -850,7 +1097,7 @@ impl Obs {
         max_keys: usize,
     ) -> Result<ListPage> {
         page_of(prefix, delimiter, start_after.map(str::to_owned), max_keys, |after, limit| {
-            self.list_objects(caller, bucket, prefix, after.map(String::as_str), limit)
+            self.list_objects(request, bucket, prefix, after.map(String::as_str), limit)
         })
     }
 
@@ -858,14 +1105,14 @@ impl Obs {
     /// prefixes, by key and then newest first, after `after`.
     pub fn list_versions_page(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
         after: Option<VersionCursor>,
         max_keys: usize,
     ) -> Result<ListPage<VersionEntry>> {
-        self.owned_bucket(caller, bucket)?;
+        self.bucket_for(request, bucket, "s3:ListBucketVersions")?;
         page_of(prefix, delimiter, after, max_keys, |after, limit| {
             self.store.list_versions(bucket, prefix, after, limit).ok_or_else(|| Error::no_such_bucket(bucket))
         })
@@ -874,13 +1121,13 @@ impl Obs {
     /// The objects of a bucket after `after` with keys starting with `prefix`, at most `limit`.
     pub fn list_objects(
         &self,
-        caller: &Caller,
+        request: &RequestContext,
         bucket: &str,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Arc<ObjectRecord>>> {
-        self.owned_bucket(caller, bucket)?;
+        self.bucket_for(request, bucket, "s3:ListBucket")?;
         self.store.list(bucket, prefix, after, limit).ok_or_else(|| Error::no_such_bucket(bucket))
     }
 }
@@ -941,6 +1188,100 @@ fn page_of<T: Listed>(
             after = Some(T::after_key(format!("{last_prefix}\u{10FFFF}")));
         }
     }
+}
+
+/// What CreateBucket asks for besides the bucket's name and region.
+#[derive(Debug, Clone)]
+pub struct NewBucket {
+    /// `x-amz-object-ownership`, or the dialect's default (S3: `BucketOwnerEnforced`).
+    pub ownership: ObjectOwnership,
+    /// `x-amz-acl` or `x-amz-grant-*`, if any.
+    pub acl: Option<AclRequest>,
+    /// The Block Public Access the bucket starts with (S3 gives a new bucket all four settings).
+    pub public_access_block: Option<PublicAccessBlock>,
+}
+
+/// The ACL to store for a bucket of `account` that asks for `acl` under `ownership` and `block`:
+/// none for the private default (and for any ACL while ACLs are disabled), the grants else.
+/// InvalidBucketAclWithObjectOwnership for an ACL that grants anyone but the owner while ACLs are
+/// disabled; AccessDenied for a public ACL that Block Public Access blocks.
+fn bucket_acl(
+    account: &str,
+    ownership: ObjectOwnership,
+    block: Option<&PublicAccessBlock>,
+    acl: Option<AclRequest>,
+) -> Result<Option<Vec<Grant>>> {
+    let Some(acl) = acl else { return Ok(None) };
+    let owner_id = canonical_user_id(account);
+    let grants = acl.bucket_grants(&owner_id);
+    if ownership == ObjectOwnership::BucketOwnerEnforced {
+        let only_owner = grants.iter().all(|g| g.grantee == Grantee::CanonicalUser(owner_id.clone()));
+        return if only_owner { Ok(None) } else { Err(Error::InvalidBucketAclWithObjectOwnership) };
+    }
+    if acl::is_public(&grants) && block.is_some_and(|b| b.block_public_acls) {
+        return Err(Error::AccessDenied);
+    }
+    Ok(stored_grants(account, grants))
+}
+
+/// `grants` as a record keeps them: none when they are the private default of `owner` (its
+/// FULL_CONTROL alone).
+fn stored_grants(owner: &str, grants: Vec<Grant>) -> Option<Vec<Grant>> {
+    let private = grants.len() == 1 && grants[0] == Grant::user(canonical_user_id(owner), Permission::FullControl);
+    (!private).then_some(grants)
+}
+
+/// The owner and the ACL of a new object, as its record keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WrittenAcl {
+    /// The owning account when it is not the bucket's owner (`ObjectRecord::owner`).
+    pub owner: Option<Box<str>>,
+    /// The grants when they are not the private default (`ObjectRecord::acl`).
+    pub grants: Option<Box<[Grant]>>,
+}
+
+/// The owner and ACL of an object that `writer` (an account id, `""` for an unsigned request)
+/// writes to `bucket` asking for `acl` (none: private), as a record keeps them (none for the
+/// bucket's owner and for the private default), as the bucket's ownership setting decides:
+///
+/// - `BucketOwnerEnforced`: the bucket's owner owns it; the write may ask for no ACL or for one that
+///   gives the bucket's owner FULL_CONTROL and nobody else anything
+///   ([`acl::gives_bucket_owner_full_control`]), else AccessControlListNotSupported.
+/// - `BucketOwnerPreferred`: the bucket's owner owns it when the write asks for the
+///   `bucket-owner-full-control` canned ACL, the writer else.
+/// - `ObjectWriter` (and no ownership controls): the writer owns it.
+///
+/// With ACLs enabled, a public ACL is refused (AccessDenied) while Block Public Access blocks public
+/// ACLs. A canned ACL grants as asked by the writer (`bucket-owner-full-control`: the writer's and
+/// the bucket owner's FULL_CONTROL).
+pub fn written_object_acl(bucket: &BucketRecord, writer: &str, acl: Option<&AclRequest>) -> Result<WrittenAcl> {
+    let bucket_owner_id = canonical_user_id(&bucket.account);
+    let writer_id = canonical_user_id(writer);
+    let grants = acl.map(|acl| acl.object_grants(&writer_id, &bucket_owner_id));
+    let ownership = bucket.object_ownership();
+    if ownership == ObjectOwnership::BucketOwnerEnforced {
+        if grants.is_some_and(|g| !acl::gives_bucket_owner_full_control(&g, &bucket_owner_id, &writer_id)) {
+            return Err(Error::AccessControlListNotSupported);
+        }
+        return Ok(WrittenAcl::default());
+    }
+    if grants.as_deref().is_some_and(acl::is_public) && bucket.blocks_public_acls() {
+        return Err(Error::AccessDenied);
+    }
+    let to_bucket_owner =
+        ownership == ObjectOwnership::BucketOwnerPreferred && acl.is_some_and(AclRequest::is_bucket_owner_full_control);
+    let owner = if to_bucket_owner { bucket.account.as_str() } else { writer };
+    let grants = grants.and_then(|g| stored_grants(owner, g)).map(Vec::into_boxed_slice);
+    Ok(WrittenAcl { owner: (owner != bucket.account).then(|| owner.into()), grants })
+}
+
+/// A write of SSE-KMS data needs the KMS on someone's behalf: an unsigned request is refused, as
+/// S3 refuses it.
+pub(crate) fn refuse_anonymous_kms(caller: &Caller, sse: &SseRequest) -> Result<()> {
+    if access::is_anonymous(caller) && matches!(sse, SseRequest::Kms { .. }) {
+        return Err(Error::KmsNeedsSignature);
+    }
+    Ok(())
 }
 
 /// Provider id of the encrypted data key entry of an SSE-C object (the data key wrapped by the

@@ -30,7 +30,10 @@ const V2_QUERY_PARAMS: [&str; 4] = ["AWSAccessKeyId", "AccessKeyId", "Signature"
 /// Where a request's signature travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carrier {
-    /// `Authorization: AWS4-HMAC-SHA256 ...`, or no authentication at all.
+    /// Nowhere: an unsigned request, made by the anonymous requester (which only what ACLs grant
+    /// `AllUsers` allows).
+    Unsigned,
+    /// `Authorization: AWS4-HMAC-SHA256 ...` (or any other `Authorization` that is not V2's).
     V4Header,
     /// `X-Amz-Algorithm`, `X-Amz-Credential`, ... `X-Amz-Signature` in the query.
     V4Query,
@@ -64,7 +67,8 @@ impl Carrier {
             () if v4_query => Carrier::V4Query,
             () if v2_query => Carrier::V2Query,
             () if v2_header => Carrier::V2Header,
-            () => Carrier::V4Header,
+            () if authorization.is_some() => Carrier::V4Header,
+            () => Carrier::Unsigned,
         })
     }
 
@@ -125,7 +129,7 @@ impl Carrier {
             let authentication = match self {
                 Carrier::V4Query => SIGV4_QUERY_PARAMS.contains(&lower.as_str()),
                 Carrier::V2Query => V2_QUERY_PARAMS.contains(&name.as_str()),
-                Carrier::V4Header | Carrier::V2Header => false,
+                Carrier::Unsigned | Carrier::V4Header | Carrier::V2Header => false,
             };
             let is_header = self.is_query() && (lower.starts_with("x-amz-") || lower.starts_with("x-obs-"))
                 || self == Carrier::V2Query && (lower == "content-type" || lower == "content-md5");
@@ -193,14 +197,14 @@ mod tests {
         let presigned_v4 = query(&[("X-Amz-Algorithm", "AWS4-HMAC-SHA256"), ("X-Amz-Signature", "ab")]);
         let presigned_v2 = query(&[("AWSAccessKeyId", "ak"), ("Signature", "s"), ("Expires", "1")]);
         let obs_url = query(&[("AccessKeyId", "ak"), ("Signature", "s"), ("Expires", "1")]);
-        assert_eq!(Carrier::of_request(&none, &query(&[])).unwrap(), Carrier::V4Header);
+        assert_eq!(Carrier::of_request(&none, &query(&[])).unwrap(), Carrier::Unsigned);
         assert_eq!(Carrier::of_request(&v4, &query(&[])).unwrap(), Carrier::V4Header);
         assert_eq!(Carrier::of_request(&v2, &query(&[("acl", "")])).unwrap(), Carrier::V2Header);
         assert_eq!(Carrier::of_request(&none, &presigned_v4).unwrap(), Carrier::V4Query);
         assert_eq!(Carrier::of_request(&none, &presigned_v2).unwrap(), Carrier::V2Query);
         assert_eq!(Carrier::of_request(&none, &obs_url).unwrap(), Carrier::V2Query);
         // An `Expires` alone is no signature; two signatures are refused.
-        assert_eq!(Carrier::of_request(&none, &query(&[("Expires", "1")])).unwrap(), Carrier::V4Header);
+        assert_eq!(Carrier::of_request(&none, &query(&[("Expires", "1")])).unwrap(), Carrier::Unsigned);
         let both: BTreeMap<String, String> = presigned_v4.clone().into_iter().chain(presigned_v2.clone()).collect();
         for (headers, q) in [(&v2, &presigned_v4), (&v4, &presigned_v2), (&none, &both)] {
             let error = Carrier::of_request(headers, q).unwrap_err();

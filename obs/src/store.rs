@@ -372,7 +372,7 @@ impl Store {
     }
 
     /// Reads one record at start; `None` when it was set aside (or had been at an earlier start).
-    async fn load_record<T: serde::de::DeserializeOwned>(
+    async fn load_record<T: crate::model::Record>(
         &self,
         path: &StorePath,
         kept: &mut Kept,
@@ -620,15 +620,16 @@ impl Store {
         Ok(Ok(()))
     }
 
-    /// Changes a bucket's record (its encryption configuration, CORS rules, tags, versioning):
-    /// `change` is applied to the record as it is under the bucket's exclusive lock, so that two
-    /// changes of different settings never undo each other. Versioning, once configured, stays
-    /// configured (S3 can only suspend it).
-    pub async fn update_bucket(&self, name: &str, change: impl FnOnce(&mut BucketRecord)) -> Result<()> {
+    /// Changes a bucket's record (its encryption configuration, CORS rules, tags, versioning,
+    /// ownership controls, ACL, Block Public Access): `change` is applied to the record as it is under
+    /// the bucket's exclusive lock, so that two changes of different settings never undo each other,
+    /// and may refuse the change by the record as it is (nothing is written then). Versioning, once
+    /// configured, stays configured (S3 can only suspend it).
+    pub async fn update_bucket(&self, name: &str, change: impl FnOnce(&mut BucketRecord) -> Result<()>) -> Result<()> {
         let _lock = self.change_bucket(name).await;
         let Some(current) = self.bucket(name) else { return Err(Error::no_such_bucket(name)) };
         let mut record = (*current).clone();
-        change(&mut record);
+        change(&mut record)?;
         record.versioning = record.versioning.or(current.versioning);
         self.put_bucket_record(&record).await?;
         if let Some(bucket) = self.index.write().unwrap_or_else(|e| e.into_inner()).get_mut(&record.name) {
@@ -815,18 +816,21 @@ impl Store {
     }
 
     /// Rewrites the record of an object (the current one, or `version`) with `change` applied,
-    /// its body untouched (tags): durably, under the key's commit lock, so that it cannot undo a
-    /// concurrent overwrite or delete. Gives back the record as rewritten.
+    /// its body untouched (tags, ACL): durably, under the key's commit lock, so that it cannot undo a
+    /// concurrent overwrite or delete. `check` sees the record first, under the same lock, and may
+    /// refuse the change (nothing is written then). Gives back the record as rewritten.
     pub async fn update_object(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&VersionSel>,
+        check: impl FnOnce(&ObjectRecord) -> Result<()>,
         change: impl FnOnce(&mut ObjectRecord),
     ) -> Result<Arc<ObjectRecord>> {
         let _bucket = self.commit_into(bucket).await;
         let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
         let current = self.find(bucket, key, version)?;
+        check(&current)?;
         let mut record = (*current).clone();
         change(&mut record);
         if self.persist_object_records {

@@ -60,6 +60,16 @@ impl Writer {
         self
     }
 
+    /// Opens `<name attribute="value" ...>`, the values escaped.
+    pub fn open_with(&mut self, name: &str, attributes: &[(&str, &str)]) -> &mut Self {
+        self.out.push_str(&format!("<{name}"));
+        for (attribute, value) in attributes {
+            self.out.push_str(&format!(" {attribute}=\"{}\"", escape(value)));
+        }
+        self.out.push('>');
+        self
+    }
+
     /// Closes `</name>`.
     pub fn close(&mut self, name: &str) -> &mut Self {
         self.out.push_str(&format!("</{name}>"));

@@ -49,6 +49,8 @@ fn record(i: usize) -> ObjectRecord {
         version_id: None,
         sequence: 0,
         delete_marker: false,
+        owner: None,
+        acl: None,
     }
 }
 
@@ -67,6 +69,9 @@ async fn memory_per_object() {
         cors: Vec::new(),
         tags: Vec::new(),
         versioning: None,
+        ownership: Some(obs::acl::ObjectOwnership::BucketOwnerEnforced),
+        acl: None,
+        public_access_block: Some(obs::acl::PublicAccessBlock::ALL),
     };
     store.create_bucket(bucket).await.unwrap().unwrap();
     let before = rss();

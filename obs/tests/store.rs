@@ -19,6 +19,9 @@ fn bucket(name: &str) -> BucketRecord {
         cors: Vec::new(),
         tags: Vec::new(),
         versioning: None,
+        ownership: Some(obs::acl::ObjectOwnership::BucketOwnerEnforced),
+        acl: None,
+        public_access_block: Some(obs::acl::PublicAccessBlock::ALL),
     }
 }
 
@@ -130,7 +133,7 @@ async fn unusable_records_are_set_aside_and_their_bodies_kept() {
     std::fs::write(record_file(root, "b", "bad"), b"{\"format\":1,\"key\":").unwrap();
     let future = record_file(root, "b", "future");
     let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&future).unwrap()).unwrap();
-    record["format"] = 2.into();
+    record["format"] = 3.into();
     std::fs::write(&future, serde_json::to_vec(&record).unwrap()).unwrap();
     std::fs::write(root.join("buckets/c.json"), b"garbage").unwrap();
 
@@ -146,6 +149,48 @@ async fn unusable_records_are_set_aside_and_their_bodies_kept() {
             assert!(body.exists(), "start {start}: body {} was removed", body.display());
         }
     }
+}
+
+/// A data dir written before ownership controls and ACLs (format 1) opens: its bucket has no ownership
+/// controls (ACLs enabled, as S3's buckets made before April 2023), its objects are its owner's and
+/// private, and a record is written in format 2 when it next changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_1_records_are_read_and_rewritten_as_format_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let blob = {
+        let store = Store::local(root).await.unwrap();
+        store.create_bucket(bucket("old")).await.unwrap().unwrap();
+        let record = object(&store, "old", "k", b"body").await;
+        let blob = record.blob.clone();
+        store.commit_object("old", record).await.unwrap();
+        blob
+    };
+    // What kmsim wrote before: format 1, none of the fields format 2 added.
+    let bucket_file = root.join("buckets/old.json");
+    let v1_bucket = r#"{"format":1,"name":"old","account":"000000000000","region":"us-east-1","created_millis":0,"encryption":null}"#;
+    std::fs::write(&bucket_file, v1_bucket).unwrap();
+    let object_file = record_file(root, "old", "k");
+    let mut object: serde_json::Value = serde_json::from_slice(&std::fs::read(&object_file).unwrap()).unwrap();
+    object["format"] = 1.into();
+    std::fs::write(&object_file, serde_json::to_vec(&object).unwrap()).unwrap();
+
+    let store = Store::local(root).await.unwrap();
+    assert_eq!(store.set_aside_records(), 0);
+    let migrated = store.bucket("old").expect("the bucket is read");
+    assert_eq!((migrated.format, migrated.ownership, &migrated.acl), (RECORD_FORMAT, None, &None));
+    assert_eq!(migrated.public_access_block, None);
+    let read = store.object("old", "k").expect("the object is read");
+    assert_eq!((read.format, &read.owner, &read.acl, read.blob.as_str()), (RECORD_FORMAT, &None, &None, blob.as_str()));
+    store
+        .update_bucket("old", |record| {
+            record.tags = vec![obs::model::Tag { key: "t".into(), value: "v".into() }];
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&bucket_file).unwrap()).unwrap();
+    assert_eq!((written["format"].as_u64(), written["ownership"].is_null()), (Some(2), true), "{written}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

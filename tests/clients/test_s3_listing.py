@@ -51,8 +51,11 @@ def test_fetch_owner(s3, bucket, kmsim):
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     assert "Owner" not in s3.list_objects_v2(Bucket=bucket)["Contents"][0]
     owner = s3.list_objects_v2(Bucket=bucket, FetchOwner=True)["Contents"][0]["Owner"]
-    assert owner["ID"] == kmsim["account_id"]
-    assert s3.list_objects(Bucket=bucket)["Contents"][0]["Owner"]["ID"] == kmsim["account_id"]
+    # The account's canonical user id (64 hex digits), as ListBuckets and the ACLs name it, and its
+    # account id as the display name.
+    assert owner == {"ID": s3.list_buckets()["Owner"]["ID"], "DisplayName": kmsim["account_id"]}
+    assert len(owner["ID"]) == 64 and all(c in "0123456789abcdef" for c in owner["ID"])
+    assert s3.list_objects(Bucket=bucket)["Contents"][0]["Owner"] == owner
 
 
 def test_list_buckets_pages_and_filters(start_kmsim):

@@ -139,7 +139,7 @@ impl S3Api {
                 }
                 let (credential, date, policy) =
                     (fields.require("x-amz-credential")?, fields.require("x-amz-date")?, fields.require("policy")?);
-                (self.verifier.verify_post_v4(credential, date, policy, signature, "s3"), Carrier::V4Header)
+                (Some(self.verifier.verify_post_v4(credential, date, policy, signature, "s3")), Carrier::V4Header)
             } else if let Some(signature) = fields.get("signature") {
                 let (access_key, dialect) = match (fields.get("AWSAccessKeyId"), fields.get("AccessKeyId")) {
                     (Some(ak), _) => (ak, sigv2::Dialect::Aws),
@@ -148,28 +148,43 @@ impl S3Api {
                 };
                 let policy = fields.require("policy")?;
                 (
-                    self.verifier.verify_post_v2(access_key, policy, signature, dialect, &record.region),
+                    Some(self.verifier.verify_post_v2(access_key, policy, signature, dialect, &record.region)),
                     Carrier::V2Header,
                 )
             } else {
-                // An unsigned form writes only to a bucket open to anyone, which kmsim has none of.
-                return Err(S3Error::access_denied("Access Denied"));
+                // An unsigned form is the anonymous requester's: it writes only to a bucket whose ACL
+                // lets everyone write.
+                (None, Carrier::Unsigned)
             };
-            let auth::Verified { mut caller, .. } = verified.map_err(|e| carrier.error(e))?;
-            let policy_text = fields.require("policy")?;
-            let policy_json = BASE64.decode(policy_text.trim()).map_err(|_| {
-                S3Error::new(S3ErrorCode::InvalidPolicyDocument, "Invalid Policy: Invalid 'Policy' encoding.")
-            })?;
-            let policy = PostPolicy::parse(&policy_json)?;
+            let mut caller = match verified {
+                Some(verified) => verified.map_err(|e| carrier.error(e))?.caller,
+                None => access::anonymous_caller(&record.region),
+            };
+            // A signed form carries a policy (its signature is the policy's); an unsigned one may.
+            let policy = match fields.get("policy") {
+                None => None,
+                Some(policy_text) => {
+                    let policy_json = BASE64.decode(policy_text.trim()).map_err(|_| {
+                        S3Error::new(S3ErrorCode::InvalidPolicyDocument, "Invalid Policy: Invalid 'Policy' encoding.")
+                    })?;
+                    Some(PostPolicy::parse(&policy_json)?)
+                }
+            };
             let now = (self.now_millis)();
-            policy.check(&fields.0, &bucket, now)?;
+            if let Some(policy) = &policy {
+                policy.check(&fields.0, &bucket, now)?;
+            }
             let operation = S3Operation::PostObject { bucket: bucket.clone() };
             self.enter_bucket_region(&mut caller, &operation, carrier)?;
 
             // The object's headers, from the fields.
             let mut headers = HeaderMap::new();
             for (name, value) in &fields.0 {
-                let lower = name.to_ascii_lowercase();
+                let mut lower = name.to_ascii_lowercase();
+                // The form's canned ACL is its `acl` field.
+                if lower == "acl" {
+                    lower = "x-amz-acl".to_owned();
+                }
                 let is_header = HEADER_FIELDS.contains(&lower.as_str())
                     || ((lower.starts_with("x-amz-") || is_obs_field(&lower))
                         && !SIGNATURE_FIELDS.contains(&lower.as_str()));
@@ -193,7 +208,8 @@ impl S3Api {
 
             let sse = write_sse(SseRequest::from_headers(&headers, record.encryption.as_ref())?, family);
             let customer_md5 = customer_key_md5(&sse);
-            let mut input = PutInput { sse, now_millis: now, ..put_input(&headers, PayloadMode::Unsigned)? };
+            let acl = acl::request_acl(&headers, &self.known_users)?;
+            let mut input = PutInput { sse, now_millis: now, acl, ..put_input(&headers, PayloadMode::Unsigned)? };
             if let Some(tagging) = fields.get("tagging").filter(|t| !t.trim().is_empty()) {
                 let tags = xml::parse::<xml::Tagging>(tagging)?.into_tags();
                 crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
@@ -203,11 +219,11 @@ impl S3Api {
             let stream = Bounded {
                 inner: file,
                 size: 0,
-                range: policy.length_range(),
+                range: policy.as_ref().and_then(PostPolicy::length_range),
                 refusal: Arc::clone(&refusal),
                 done: false,
             };
-            let written = self.obs.put_object(&caller, &bucket, &key, input, None, stream).await;
+            let written = self.obs.put_object(&context, &bucket, &key, input, None, stream).await;
             let object = match (written, refusal.get()) {
                 (Ok(object), _) => object,
                 (Err(_), Some(refusal)) => return Err(refusal.clone().into()),
