@@ -23,6 +23,8 @@
 //! bound what an account's principals may do in step 1. Block Public Access's `BlockPublicPolicy`
 //! and `RestrictPublicBuckets` (stored today, see `docs/api-coverage.md`) apply there.
 
+use policy::{Policies, Principal, Reason, Request, Rule};
+use shared::identity::Identities;
 use shared::{Caller, RequestContext};
 
 use crate::acl::{Grant, Grantee, Group, Permission, canonical_user_id};
@@ -131,22 +133,66 @@ fn grant_applies(grant: &Grant, caller: &Caller, caller_id: &str, ignore_public:
 }
 
 /// May the request's caller do `action` on `resource`? `Ok`, or `AccessDenied`. See the module
-/// documentation for what decides, and where bucket and identity policies will.
-pub fn authorize(request: &RequestContext, action: &str, resource: &Resource<'_>) -> Result<()> {
+/// documentation for what decides.
+pub fn authorize(
+    identities: &dyn Identities,
+    request: &RequestContext,
+    action: &str,
+    resource: &Resource<'_>,
+) -> Result<()> {
     let caller = &request.caller;
     let bucket = resource.bucket();
-    // 1. The resource owner's account.
-    let owned = match resource {
-        Resource::Bucket(bucket) | Resource::Key { bucket, .. } => caller.account_id == bucket.account,
-        Resource::Object { bucket, object } => caller.account_id == object.owner_account(bucket),
-        Resource::Upload { bucket, upload } => {
-            caller.account_id == bucket.account || caller.account_id == upload.initiator_account(&bucket.account)
+    let anonymous = is_anonymous(caller);
+    // 1. Policies: the caller's identity policies and the bucket policy.
+    let owner = match resource {
+        Resource::Bucket(bucket) | Resource::Key { bucket, .. } => bucket.account.clone(),
+        Resource::Object { bucket, object } => object.owner_account(bucket).to_owned(),
+        Resource::Upload { bucket, upload } if caller.account_id == upload.initiator_account(&bucket.account) => {
+            caller.account_id.clone()
+        }
+        Resource::Upload { bucket, .. } => bucket.account.clone(),
+    };
+    let same_account = !anonymous && caller.account_id == owner;
+    // RestrictPublicBuckets: a public bucket policy lets in only the bucket owner's account.
+    let restricted = bucket.public_access_block.is_some_and(|b| b.restrict_public_buckets)
+        && bucket.bucket_policy().is_some_and(|p| p.is_public())
+        && (anonymous || caller.account_id != bucket.account);
+    let bucket_policy = bucket.bucket_policy().filter(|_| !restricted).map(|p| p.as_ref());
+    let authority = (!anonymous).then(|| identities.authority(caller));
+    let anonymous_principal;
+    let (principal, identity, session) = match &authority {
+        Some(authority) => (
+            &authority.principal,
+            authority.identity.iter().map(|p| p.as_ref()).collect::<Vec<_>>(),
+            authority.session.as_ref().map(|s| s.iter().map(|p| p.as_ref()).collect::<Vec<_>>()),
+        ),
+        None => {
+            anonymous_principal = Principal::anonymous();
+            (&anonymous_principal, Vec::new(), None)
         }
     };
-    if owned {
+    let policies = Policies { identity: &identity, resource: bucket_policy, session: session.as_deref() };
+    let arn = resource.arn();
+    let conditions = condition_keys(request);
+    let policy_request = Request { principal, action, resource: &arn, context: &conditions };
+    let rule = if same_account || anonymous { Rule::SameAccount } else { Rule::CrossAccount };
+    let decision = policy::decide(&policies, &policy_request, rule);
+    if decision.allowed {
         return Ok(());
     }
-    // 2. The resource's ACL, while ACLs count.
+    let denied = || -> Error {
+        match decision.reason.phrase(action) {
+            Some(why) if !anonymous => Error::PolicyDenied(format!(
+                "User: {} is not authorized to perform: {action} on resource: \"{arn}\" {why}",
+                caller.principal_arn
+            )),
+            _ => Error::AccessDenied,
+        }
+    };
+    if matches!(decision.reason, Reason::ExplicitDeny { .. }) {
+        return Err(denied());
+    }
+    // 2. The resource's ACL, while ACLs count: it lets in other accounts and anonymous callers.
     let grants = match resource {
         Resource::Bucket(bucket) | Resource::Key { bucket, .. } => {
             acl_permission(action, false).map(|needed| (needed, bucket.effective_grants()))
@@ -156,14 +202,31 @@ pub fn authorize(request: &RequestContext, action: &str, resource: &Resource<'_>
         }
         Resource::Upload { .. } => None,
     };
-    if let Some((needed, grants)) = grants.filter(|_| bucket.acls_enabled()) {
+    if !same_account && let Some((needed, grants)) = grants.filter(|_| bucket.acls_enabled()) {
         let caller_id = canonical_user_id(&caller.account_id);
         let ignore_public = bucket.ignores_public_acls();
         if grants.iter().any(|g| g.permission.covers(needed) && grant_applies(g, caller, &caller_id, ignore_public)) {
             return Ok(());
         }
     }
-    Err(Error::AccessDenied)
+    // 3. Anything else is denied.
+    Err(if same_account || bucket_policy.is_some() { denied() } else { Error::AccessDenied })
+}
+
+/// The request's condition keys for a policy: the global keys of its caller and connection (`aws:SourceIp`,
+/// `aws:SecureTransport`, `aws:RequestedRegion`; the principal's own come from the principal) and the keys its
+/// front end read from the request (`s3:x-amz-server-side-encryption`, `s3:prefix`, ...).
+fn condition_keys(request: &RequestContext) -> policy::Context {
+    let mut conditions = policy::Context::new();
+    if let Some(peer) = request.peer {
+        conditions.insert("aws:SourceIp", peer.addr.ip().to_string());
+        conditions.insert("aws:SecureTransport", if peer.secure { "true" } else { "false" });
+    }
+    conditions.insert("aws:RequestedRegion", request.caller.region.as_str());
+    for (name, value) in &request.conditions {
+        conditions.insert(name, value.as_str());
+    }
+    conditions
 }
 
 #[cfg(test)]
@@ -216,7 +279,7 @@ mod tests {
 
     fn allowed(caller: &Caller, action: &'static str, resource: &Resource<'_>) -> bool {
         let request = RequestContext::new(caller.clone(), None, Api::S3, "Test", action);
-        authorize(&request, action, resource).is_ok()
+        authorize(&shared::identity::AccountWide::default(), &request, action, resource).is_ok()
     }
 
     /// Who reads and writes what, by the ownership setting, the ACLs and Block Public Access.

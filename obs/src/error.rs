@@ -53,6 +53,19 @@ pub enum Error {
     /// a public ACL that Block Public Access blocks).
     #[error("access denied")]
     AccessDenied,
+    /// A policy decided against the caller: AWS's message, "User: ARN is not authorized to perform: ACTION on
+    /// resource: \"ARN\"" and why.
+    #[error("{0}")]
+    PolicyDenied(String),
+    /// GetBucketPolicy or GetBucketPolicyStatus of a bucket without a policy.
+    #[error("bucket {bucket} has no policy")]
+    NoSuchBucketPolicy {
+        /// The bucket.
+        bucket: String,
+    },
+    /// PutBucketPolicy of a document that is not a valid bucket policy: S3's message.
+    #[error("malformed policy: {0}")]
+    MalformedPolicy(String),
     /// An ACL set or written while the bucket's ownership setting disables ACLs
     /// (`BucketOwnerEnforced`).
     #[error("the bucket does not allow ACLs")]

@@ -470,6 +470,27 @@ impl S3Api {
                 self.obs.set_public_access_block(request, &bucket, None).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
+            S3Operation::PutBucketPolicy { bucket } => {
+                let document = read_xml(body).await?;
+                self.obs.set_bucket_policy(request, &bucket, Some(document)).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::GetBucketPolicy { bucket } => {
+                let document = self.obs.bucket_policy(request, &bucket)?;
+                let mut response = (StatusCode::OK, document).into_response();
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Ok(response)
+            }
+            S3Operation::DeleteBucketPolicy { bucket } => {
+                self.obs.set_bucket_policy(request, &bucket, None).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            S3Operation::GetBucketPolicyStatus { bucket } => {
+                let public = self.obs.bucket_policy_is_public(request, &bucket)?;
+                let mut w = Writer::document("PolicyStatus");
+                w.element("IsPublic", if public { "true" } else { "false" });
+                Ok(xml_response(w.finish("PolicyStatus")))
+            }
             S3Operation::PutBucketCors { bucket } => self.put_bucket_cors(call, &bucket, body).await,
             S3Operation::GetBucketCors { bucket } => self.get_bucket_cors(call, &bucket),
             S3Operation::DeleteBucketCors { bucket } => {

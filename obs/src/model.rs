@@ -65,9 +65,39 @@ pub struct BucketRecord {
     /// Block Public Access (PutPublicAccessBlock); `None` when the bucket has no configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_access_block: Option<PublicAccessBlock>,
+    /// The bucket policy as PutBucketPolicy stored it (a JSON document, returned verbatim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The bucket policy compiled, on first use after the record was loaded or changed (a cache: construct it
+    /// empty, `Default::default()`; [`BucketRecord::set_policy`] empties it).
+    #[serde(skip)]
+    pub compiled_policy: std::sync::OnceLock<Option<std::sync::Arc<policy::Policy>>>,
 }
 
 impl BucketRecord {
+    /// The bucket policy, compiled (once per record). A stored policy that does not parse any more counts as none,
+    /// with a warning: PutBucketPolicy only stores policies that parse.
+    pub fn bucket_policy(&self) -> Option<&std::sync::Arc<policy::Policy>> {
+        self.compiled_policy
+            .get_or_init(|| {
+                let text = self.policy.as_deref()?;
+                match policy::Policy::parse(text, policy::PolicyKind::Resource) {
+                    Ok(parsed) => Some(std::sync::Arc::new(parsed)),
+                    Err(e) => {
+                        tracing::warn!(bucket = %self.name, error = %e, "stored bucket policy does not parse; ignored");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// Replaces the bucket policy (`None`: DeleteBucketPolicy).
+    pub fn set_policy(&mut self, document: Option<String>) {
+        self.policy = document;
+        self.compiled_policy = std::sync::OnceLock::new();
+    }
+
     /// The ownership setting in force: a bucket without ownership controls behaves as
     /// `ObjectWriter`.
     pub fn object_ownership(&self) -> ObjectOwnership {

@@ -153,7 +153,12 @@ impl Obs {
             .filter(|u| u.bucket == bucket && u.key == key)
             .ok_or_else(|| no_such_upload(upload_id))?;
         if action != "s3:PutObject" {
-            access::authorize(request, action, &Resource::Upload { bucket: &bucket_record, upload: &record })?;
+            access::authorize(
+                &*self.identities,
+                request,
+                action,
+                &Resource::Upload { bucket: &bucket_record, upload: &record },
+            )?;
         }
         Ok((bucket_record, record))
     }

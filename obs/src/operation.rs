@@ -428,6 +428,26 @@ pub enum S3Operation {
         /// The bucket.
         bucket: String,
     },
+    /// `GET /bucket?policy`.
+    GetBucketPolicy {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `PUT /bucket?policy`.
+    PutBucketPolicy {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `DELETE /bucket?policy`.
+    DeleteBucketPolicy {
+        /// The bucket.
+        bucket: String,
+    },
+    /// `GET /bucket?policyStatus`.
+    GetBucketPolicyStatus {
+        /// The bucket.
+        bucket: String,
+    },
     /// `GET /bucket/key?acl`.
     GetObjectAcl {
         /// The bucket.
@@ -665,10 +685,6 @@ macro_rules! unsupported {
 }
 
 unsupported! {
-    GetBucketPolicy = GET Bucket "policy" "s3:GetBucketPolicy",
-    PutBucketPolicy = PUT Bucket "policy" "s3:PutBucketPolicy",
-    DeleteBucketPolicy = DELETE Bucket "policy" "s3:DeleteBucketPolicy",
-    GetBucketPolicyStatus = GET Bucket "policyStatus" "s3:GetBucketPolicyStatus",
     GetBucketLifecycleConfiguration = GET Bucket "lifecycle" "s3:GetLifecycleConfiguration",
     PutBucketLifecycleConfiguration = PUT Bucket "lifecycle" "s3:PutLifecycleConfiguration",
     DeleteBucketLifecycle = DELETE Bucket "lifecycle" "s3:PutLifecycleConfiguration",
@@ -756,6 +772,10 @@ impl S3Operation {
             Method::GET if sub("publicAccessBlock") => S3Operation::GetPublicAccessBlock { bucket },
             Method::PUT if sub("publicAccessBlock") => S3Operation::PutPublicAccessBlock { bucket },
             Method::DELETE if sub("publicAccessBlock") => S3Operation::DeletePublicAccessBlock { bucket },
+            Method::GET if sub("policy") => S3Operation::GetBucketPolicy { bucket },
+            Method::PUT if sub("policy") => S3Operation::PutBucketPolicy { bucket },
+            Method::DELETE if sub("policy") => S3Operation::DeleteBucketPolicy { bucket },
+            Method::GET if sub("policyStatus") => S3Operation::GetBucketPolicyStatus { bucket },
             Method::PUT if sub("cors") => S3Operation::PutBucketCors { bucket },
             Method::GET if sub("cors") => S3Operation::GetBucketCors { bucket },
             Method::DELETE if sub("cors") => S3Operation::DeleteBucketCors { bucket },
@@ -908,6 +928,10 @@ impl S3Operation {
             S3Operation::GetPublicAccessBlock { .. } => "GetPublicAccessBlock",
             S3Operation::PutPublicAccessBlock { .. } => "PutPublicAccessBlock",
             S3Operation::DeletePublicAccessBlock { .. } => "DeletePublicAccessBlock",
+            S3Operation::GetBucketPolicy { .. } => "GetBucketPolicy",
+            S3Operation::PutBucketPolicy { .. } => "PutBucketPolicy",
+            S3Operation::DeleteBucketPolicy { .. } => "DeleteBucketPolicy",
+            S3Operation::GetBucketPolicyStatus { .. } => "GetBucketPolicyStatus",
             S3Operation::GetObjectAcl { .. } => "GetObjectAcl",
             S3Operation::PutObjectAcl { .. } => "PutObjectAcl",
             S3Operation::ListObjects { .. } => "ListObjects",
@@ -963,6 +987,10 @@ impl S3Operation {
                 "s3:PutBucketOwnershipControls"
             }
             S3Operation::GetPublicAccessBlock { .. } => "s3:GetBucketPublicAccessBlock",
+            S3Operation::GetBucketPolicy { .. } => "s3:GetBucketPolicy",
+            S3Operation::PutBucketPolicy { .. } => "s3:PutBucketPolicy",
+            S3Operation::DeleteBucketPolicy { .. } => "s3:DeleteBucketPolicy",
+            S3Operation::GetBucketPolicyStatus { .. } => "s3:GetBucketPolicyStatus",
             S3Operation::PutPublicAccessBlock { .. } | S3Operation::DeletePublicAccessBlock { .. } => {
                 "s3:PutBucketPublicAccessBlock"
             }
@@ -1010,6 +1038,8 @@ impl S3Operation {
             | S3Operation::GetBucketAcl { .. }
             | S3Operation::GetBucketOwnershipControls { .. }
             | S3Operation::GetPublicAccessBlock { .. }
+            | S3Operation::GetBucketPolicy { .. }
+            | S3Operation::GetBucketPolicyStatus { .. }
             | S3Operation::GetObjectAcl { .. }
             | S3Operation::ListObjects { .. }
             | S3Operation::ListObjectsV2 { .. }
@@ -1034,6 +1064,8 @@ impl S3Operation {
             | S3Operation::DeleteBucketOwnershipControls { .. }
             | S3Operation::PutPublicAccessBlock { .. }
             | S3Operation::DeletePublicAccessBlock { .. }
+            | S3Operation::PutBucketPolicy { .. }
+            | S3Operation::DeleteBucketPolicy { .. }
             | S3Operation::PutObjectAcl { .. }
             | S3Operation::DeleteObjects { .. }
             | S3Operation::PostObject { .. }
@@ -1077,6 +1109,10 @@ impl S3Operation {
             | S3Operation::GetPublicAccessBlock { bucket }
             | S3Operation::PutPublicAccessBlock { bucket }
             | S3Operation::DeletePublicAccessBlock { bucket }
+            | S3Operation::GetBucketPolicy { bucket }
+            | S3Operation::PutBucketPolicy { bucket }
+            | S3Operation::DeleteBucketPolicy { bucket }
+            | S3Operation::GetBucketPolicyStatus { bucket }
             | S3Operation::GetObjectAcl { bucket, .. }
             | S3Operation::PutObjectAcl { bucket, .. }
             | S3Operation::PutObjectTagging { bucket, .. }
@@ -1152,6 +1188,8 @@ impl S3Operation {
             "x-amz-copy-source",
             "x-amz-metadata-directive",
         ];
+        // An SSE-C write's algorithm (`s3:x-amz-server-side-encryption-customer-algorithm`).
+        const SSE_C_ALGORITHM: &str = "x-amz-server-side-encryption-customer-algorithm";
         // The explicit grants of a write, a new bucket or an ACL.
         const GRANT_HEADERS: [&str; 5] = [
             "x-amz-grant-full-control",
@@ -1163,9 +1201,15 @@ impl S3Operation {
         let with_grants = |names: &[&'static str]| names.iter().chain(GRANT_HEADERS.iter()).copied().collect();
         let (header_names, query_names): (Vec<&str>, &[&str]) = match self {
             S3Operation::PutObject { .. } | S3Operation::CreateMultipartUpload { .. } => {
-                (with_grants(&WRITE_HEADERS[..4]), &[])
+                let mut names: Vec<&str> = with_grants(&WRITE_HEADERS[..4]);
+                names.push(SSE_C_ALGORITHM);
+                (names, &[])
             }
-            S3Operation::CopyObject { .. } => (with_grants(&WRITE_HEADERS), &[]),
+            S3Operation::CopyObject { .. } => {
+                let mut names: Vec<&str> = with_grants(&WRITE_HEADERS);
+                names.push(SSE_C_ALGORITHM);
+                (names, &[])
+            }
             S3Operation::UploadPartCopy { .. } => (WRITE_HEADERS[4..5].to_vec(), &[]),
             S3Operation::CreateBucket { .. } => (with_grants(&["x-amz-acl", "x-amz-object-ownership"]), &[]),
             S3Operation::PutBucketAcl { .. } | S3Operation::PutObjectAcl { .. } => (with_grants(&["x-amz-acl"]), &[]),

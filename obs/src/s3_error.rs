@@ -25,6 +25,10 @@ pub enum S3ErrorCode {
     OwnershipControlsNotFoundError,
     /// 404: the bucket has no Block Public Access configuration.
     NoSuchPublicAccessBlockConfiguration,
+    /// 404: the bucket has no policy.
+    NoSuchBucketPolicy,
+    /// 400: a bucket policy that is not one.
+    MalformedPolicy,
     /// 400: an ACL in headers and in the body at once.
     UnexpectedContent,
     /// 403: a CORS preflight that the bucket's rules do not allow.
@@ -145,6 +149,8 @@ impl S3ErrorCode {
             S3ErrorCode::MissingSecurityHeader => "MissingSecurityHeader",
             S3ErrorCode::OwnershipControlsNotFoundError => "OwnershipControlsNotFoundError",
             S3ErrorCode::NoSuchPublicAccessBlockConfiguration => "NoSuchPublicAccessBlockConfiguration",
+            S3ErrorCode::NoSuchBucketPolicy => "NoSuchBucketPolicy",
+            S3ErrorCode::MalformedPolicy => "MalformedPolicy",
             S3ErrorCode::UnexpectedContent => "UnexpectedContent",
             S3ErrorCode::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
             S3ErrorCode::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
@@ -219,6 +225,7 @@ impl S3ErrorCode {
             S3ErrorCode::NoSuchBucket
             | S3ErrorCode::OwnershipControlsNotFoundError
             | S3ErrorCode::NoSuchPublicAccessBlockConfiguration
+            | S3ErrorCode::NoSuchBucketPolicy
             | S3ErrorCode::NoSuchCORSConfiguration
             | S3ErrorCode::NoSuchTagSet
             | S3ErrorCode::NoSuchKey
@@ -235,6 +242,7 @@ impl S3ErrorCode {
             | S3ErrorCode::AccessControlListNotSupported
             | S3ErrorCode::InvalidBucketAclWithObjectOwnership
             | S3ErrorCode::MalformedACLError
+            | S3ErrorCode::MalformedPolicy
             | S3ErrorCode::MissingSecurityHeader
             | S3ErrorCode::UnexpectedContent
             | S3ErrorCode::BadDigest
@@ -475,6 +483,11 @@ impl From<Error> for S3Error {
             )
             .with("UploadId", upload_id),
             Error::AccessDenied => S3Error::access_denied("Access Denied"),
+            Error::PolicyDenied(message) => S3Error::access_denied(message.clone()),
+            Error::NoSuchBucketPolicy { bucket } => {
+                S3Error::new(S3ErrorCode::NoSuchBucketPolicy, "The bucket policy does not exist").with("BucketName", bucket)
+            }
+            Error::MalformedPolicy(message) => S3Error::new(S3ErrorCode::MalformedPolicy, message.clone()),
             Error::AccessControlListNotSupported => {
                 S3Error::new(S3ErrorCode::AccessControlListNotSupported, "The bucket does not allow ACLs")
             }

@@ -19,6 +19,7 @@ use object_store::{GetOptions, GetRange, WriteMultipart};
 use shared::Caller;
 use shared::KeyService;
 use shared::RequestContext;
+use shared::identity::{AccountWide, Identities};
 use zeroize::Zeroizing;
 
 use crate::access::{self, Resource};
@@ -191,6 +192,9 @@ impl std::fmt::Debug for GetOutput {
     }
 }
 
+/// Largest bucket policy S3 takes ("Bucket policies are limited to 20 KB in size").
+const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
+
 /// The object store.
 #[derive(Debug)]
 pub struct Obs {
@@ -201,13 +205,29 @@ pub struct Obs {
     /// Recently completed multipart uploads, so that a repeated CompleteMultipartUpload answers
     /// as S3 does (the same result) rather than NoSuchUpload.
     completed: crate::multipart::Completed,
+    /// Whose identity policies apply to a caller ([`AccountWide`] unless kmsim's IAM is plugged in).
+    pub(crate) identities: Arc<dyn Identities>,
 }
 
 impl Obs {
     /// An object store on `store`, getting SSE-KMS data keys from `keys` and wrapping SSE-S3 data
     /// keys with `sse_s3`.
     pub fn new(store: Store, keys: Arc<dyn KeyService>, sse_s3: SseS3Key) -> Self {
-        Obs { store, keys, bucket_keys: Default::default(), sse_s3, completed: Default::default() }
+        Obs {
+            store,
+            keys,
+            bucket_keys: Default::default(),
+            sse_s3,
+            completed: Default::default(),
+            identities: Arc::new(AccountWide::default()),
+        }
+    }
+
+    /// The same object store asking `identities` for callers' identity policies (by default every principal's
+    /// identity policies allow everything, [`AccountWide`], so that bucket policies and ACLs alone restrict access).
+    pub fn with_identities(mut self, identities: Arc<dyn Identities>) -> Self {
+        self.identities = identities;
+        self
     }
 
     /// The recently completed multipart uploads.
@@ -261,7 +281,7 @@ impl Obs {
     /// NoSuchBucket, or AccessDenied.
     pub fn bucket_for(&self, request: &RequestContext, name: &str, action: &str) -> Result<Arc<BucketRecord>> {
         let bucket = self.store.bucket(name).ok_or_else(|| Error::no_such_bucket(name))?;
-        access::authorize(request, action, &Resource::Bucket(&bucket))?;
+        access::authorize(&*self.identities, request, action, &Resource::Bucket(&bucket))?;
         Ok(bucket)
     }
 
@@ -275,7 +295,7 @@ impl Obs {
         action: &str,
     ) -> Result<Arc<BucketRecord>> {
         let record = self.store.bucket(bucket).ok_or_else(|| Error::no_such_bucket(bucket))?;
-        access::authorize(request, action, &Resource::Key { bucket: &record, key })?;
+        access::authorize(&*self.identities, request, action, &Resource::Key { bucket: &record, key })?;
         Ok(record)
     }
 
@@ -311,6 +331,8 @@ impl Obs {
             ownership: Some(settings.ownership),
             acl,
             public_access_block,
+            policy: None,
+            compiled_policy: Default::default(),
         };
         match self.store.create_bucket(record).await? {
             Ok(()) => Ok(()),
@@ -402,7 +424,12 @@ impl Obs {
         };
         crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
         let check = |record: &ObjectRecord| {
-            access::authorize(request, action, &Resource::Object { bucket: &bucket_record, object: record })
+            access::authorize(
+                &*self.identities,
+                request,
+                action,
+                &Resource::Object { bucket: &bucket_record, object: record },
+            )
         };
         let updated =
             self.store.update_object(bucket, key, version, check, |record| record.tags = tags.into_boxed_slice()).await;
@@ -431,7 +458,12 @@ impl Obs {
             acl.object_grants(&canonical_user_id(record.owner_account(&bucket_record)), &bucket_owner_id)
         };
         let check = |record: &ObjectRecord| {
-            access::authorize(request, action, &Resource::Object { bucket: &bucket_record, object: record })?;
+            access::authorize(
+                &*self.identities,
+                request,
+                action,
+                &Resource::Object { bucket: &bucket_record, object: record },
+            )?;
             if !bucket_record.acls_enabled() {
                 return Err(Error::AccessControlListNotSupported);
             }
@@ -509,6 +541,67 @@ impl Obs {
             .await
     }
 
+    /// The bucket `name` for a bucket policy operation: its owner account's root user may always get, put and
+    /// delete the policy ("even if the policy explicitly denies"); anyone else as the policies and ACLs say.
+    fn bucket_for_policy(&self, request: &RequestContext, name: &str, action: &str) -> Result<Arc<BucketRecord>> {
+        let bucket = self.store.bucket(name).ok_or_else(|| Error::no_such_bucket(name))?;
+        if request.caller.principal_arn != shared::caller::root_principal(&bucket.account) {
+            access::authorize(&*self.identities, request, action, &Resource::Bucket(&bucket))?;
+        }
+        Ok(bucket)
+    }
+
+    /// PutBucketPolicy (a policy document) and DeleteBucketPolicy (`None`). A document is checked by the policy
+    /// grammar (MalformedPolicy with S3's message), must name only this bucket and its objects as resources, and
+    /// is refused (AccessDenied) when it is public and Block Public Access blocks public policies.
+    pub async fn set_bucket_policy(
+        &self,
+        request: &RequestContext,
+        name: &str,
+        document: Option<String>,
+    ) -> Result<()> {
+        let action = if document.is_some() { "s3:PutBucketPolicy" } else { "s3:DeleteBucketPolicy" };
+        let bucket = self.bucket_for_policy(request, name, action)?;
+        if let Some(text) = &document {
+            if text.len() > MAX_BUCKET_POLICY_BYTES {
+                return Err(Error::MalformedPolicy("Policies must be less than 20 KB in size.".into()));
+            }
+            let parsed = policy::Policy::parse(text, policy::PolicyKind::Resource)
+                .map_err(|e| Error::MalformedPolicy(e.s3_message()))?;
+            let bucket_arn = format!("arn:aws:s3:::{name}");
+            if !resources_within(text, &bucket_arn) {
+                return Err(Error::MalformedPolicy("Policy has invalid resource".into()));
+            }
+            if bucket.public_access_block.is_some_and(|b| b.block_public_policy) && parsed.is_public() {
+                return Err(Error::PolicyDenied(format!(
+                    "User: {} is not authorized to perform: s3:PutBucketPolicy on resource: \"{bucket_arn}\" because public policies are blocked by the BlockPublicPolicy block public access setting.",
+                    request.caller.principal_arn
+                )));
+            }
+        }
+        self.store
+            .update_bucket(name, |record| {
+                record.set_policy(document);
+                Ok(())
+            })
+            .await
+    }
+
+    /// GetBucketPolicy: the document as stored (NoSuchBucketPolicy without one).
+    pub fn bucket_policy(&self, request: &RequestContext, name: &str) -> Result<String> {
+        let bucket = self.bucket_for_policy(request, name, "s3:GetBucketPolicy")?;
+        bucket.policy.clone().ok_or_else(|| Error::NoSuchBucketPolicy { bucket: name.to_owned() })
+    }
+
+    /// GetBucketPolicyStatus: whether the bucket policy makes the bucket public (S3's "meaning of public").
+    pub fn bucket_policy_is_public(&self, request: &RequestContext, name: &str) -> Result<bool> {
+        let bucket = self.bucket_for(request, name, "s3:GetBucketPolicyStatus")?;
+        match bucket.bucket_policy() {
+            Some(policy) => Ok(policy.is_public()),
+            None => Err(Error::NoSuchBucketPolicy { bucket: name.to_owned() }),
+        }
+    }
+
     /// PutBucketVersioning.
     pub async fn set_bucket_versioning(
         &self,
@@ -548,7 +641,8 @@ impl Obs {
     fn hide_missing(&self, request: &RequestContext, bucket: &BucketRecord, error: Error) -> Error {
         let missing =
             matches!(error, Error::NoSuchKey { .. } | Error::NoSuchVersion { .. } | Error::DeleteMarker { .. });
-        if missing && access::authorize(request, "s3:ListBucket", &Resource::Bucket(bucket)).is_err() {
+        if missing && access::authorize(&*self.identities, request, "s3:ListBucket", &Resource::Bucket(bucket)).is_err()
+        {
             return Error::AccessDenied;
         }
         error
@@ -889,7 +983,12 @@ impl Obs {
         let bucket_record = self.store.bucket(bucket).ok_or_else(|| Error::no_such_bucket(bucket))?;
         let record =
             self.store.find(bucket, key, version).map_err(|e| self.hide_missing(request, &bucket_record, e))?;
-        access::authorize(request, action, &Resource::Object { bucket: &bucket_record, object: &record })?;
+        access::authorize(
+            &*self.identities,
+            request,
+            action,
+            &Resource::Object { bucket: &bucket_record, object: &record },
+        )?;
         Ok((bucket_record, record))
     }
 
@@ -1805,6 +1904,24 @@ impl Conditions {
     }
 }
 
+/// Whether every `Resource` of a bucket policy (`text`, already parsed as a policy) is the bucket `bucket_arn` or
+/// within it, as S3 requires of a bucket's policy.
+fn resources_within(text: &str, bucket_arn: &str) -> bool {
+    let Ok(document) = serde_json::from_str::<serde_json::Value>(text) else { return false };
+    let statements = match document.get("Statement") {
+        Some(serde_json::Value::Array(list)) => list.iter().collect::<Vec<_>>(),
+        Some(single) => vec![single],
+        None => Vec::new(),
+    };
+    let within =
+        |arn: &str| arn == bucket_arn || arn.strip_prefix(bucket_arn).is_some_and(|rest| rest.starts_with('/'));
+    statements.iter().filter_map(|statement| statement.get("Resource")).all(|resource| match resource {
+        serde_json::Value::String(arn) => within(arn),
+        serde_json::Value::Array(list) => list.iter().all(|arn| arn.as_str().is_some_and(within)),
+        _ => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1838,6 +1955,22 @@ mod tests {
         }
         for bad in ["ab", "Upper", "-start", "end-", "a..b", "192.168.1.1", "under_score", &"a".repeat(64)] {
             assert!(validate_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bucket_policy_resources_must_be_the_bucket_or_within_it() {
+        let bucket = "arn:aws:s3:::b";
+        let cases = [
+            (r#"{"Statement":{"Resource":"arn:aws:s3:::b/*"}}"#, true),
+            (r#"{"Statement":[{"Resource":["arn:aws:s3:::b","arn:aws:s3:::b/x/*"]}]}"#, true),
+            (r#"{"Statement":[{"NotResource":"arn:aws:s3:::other/*"}]}"#, true),
+            (r#"{"Statement":[{"Resource":"arn:aws:s3:::bb/*"}]}"#, false),
+            (r#"{"Statement":[{"Resource":"arn:aws:s3:::other/*"}]}"#, false),
+            (r#"{"Statement":[{"Resource":"*"}]}"#, false),
+        ];
+        for (document, within) in cases {
+            assert_eq!(resources_within(document, bucket), within, "{document}");
         }
     }
 }

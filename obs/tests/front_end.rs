@@ -190,7 +190,7 @@ async fn unsupported_operations_answer_not_implemented() {
     let api = api().await;
     send(&api, "PUT", "/bkt", &[], b"").await;
     for (method, path, what) in [
-        ("GET", "/bkt?policy", "bucket operation GET ?policy"),
+        ("GET", "/bkt?notification", "bucket operation GET ?notification"),
         ("PUT", "/bkt?lifecycle", "bucket operation PUT ?lifecycle"),
         ("GET", "/bkt?website", "bucket operation GET ?website"),
         ("GET", "/bkt?unknown-thing", "bucket operation GET ?unknown-thing"),

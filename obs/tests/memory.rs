@@ -72,6 +72,8 @@ async fn memory_per_object() {
         ownership: Some(obs::acl::ObjectOwnership::BucketOwnerEnforced),
         acl: None,
         public_access_block: Some(obs::acl::PublicAccessBlock::ALL),
+        policy: None,
+        compiled_policy: Default::default(),
     };
     store.create_bucket(bucket).await.unwrap().unwrap();
     let before = rss();

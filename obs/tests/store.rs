@@ -22,6 +22,8 @@ fn bucket(name: &str) -> BucketRecord {
         ownership: Some(obs::acl::ObjectOwnership::BucketOwnerEnforced),
         acl: None,
         public_access_block: Some(obs::acl::PublicAccessBlock::ALL),
+        policy: None,
+        compiled_policy: Default::default(),
     }
 }
 
