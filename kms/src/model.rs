@@ -335,6 +335,11 @@ pub struct GrantConstraints {
 }
 
 impl GrantConstraints {
+    /// `kms:GrantConstraintType`: `EncryptionContextEquals` or `EncryptionContextSubset`.
+    pub fn kind(&self) -> &'static str {
+        if self.encryption_context_equals.is_some() { "EncryptionContextEquals" } else { "EncryptionContextSubset" }
+    }
+
     /// Whether a request with `context` satisfies the constraints.
     pub fn allow(&self, context: &EncryptionContext) -> bool {
         let equals = self.encryption_context_equals.as_ref().is_none_or(|eq| eq == context);

@@ -550,8 +550,21 @@ impl Kms {
         access: Access,
         context: &EncryptionContext,
     ) -> Result<Arc<LiveKey>> {
+        self.resolve_with(caller, key_id, allow_alias, access, context, &[])
+    }
+
+    /// [`Kms::resolve_for`] with the operation's own condition keys (`kms:EncryptionAlgorithm`, ...).
+    fn resolve_with(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        allow_alias: bool,
+        access: Access,
+        context: &EncryptionContext,
+        conditions: &[(&'static str, &str)],
+    ) -> Result<Arc<LiveKey>> {
         let live = self.resolve(caller, key_id, allow_alias)?;
-        self.authorize(caller, &live, access, context, Some(key_id))?;
+        self.authorize(caller, &live, access, context, Some(key_id), conditions)?;
         Ok(live)
     }
 
@@ -1015,7 +1028,9 @@ impl Kms {
                 }
             )));
         }
-        let live = self.resolve_for(caller, key_id, true, Access::Grant(GrantOperation::Encrypt), context)?;
+        let conditions = [("kms:EncryptionAlgorithm", algorithm.as_str())];
+        let live =
+            self.resolve_with(caller, key_id, true, Access::Grant(GrantOperation::Encrypt), context, &conditions)?;
         require_enabled(&live.record)?;
         let ciphertext = self.seal_with(&live, plaintext, context, algorithm, "Encrypt")?;
         Ok((ciphertext, live.record.arn()))
@@ -1073,7 +1088,8 @@ impl Kms {
         } else {
             GrantOperation::GenerateDataKeyWithoutPlaintext
         };
-        let live = self.resolve_for(caller, key_id, true, Access::Grant(op), context)?;
+        let conditions = [("kms:EncryptionAlgorithm", EncryptionAlgorithm::SymmetricDefault.as_str())];
+        let live = self.resolve_with(caller, key_id, true, Access::Grant(op), context, &conditions)?;
         require_enabled(&live.record)?;
         require_symmetric(&live.record, op.as_str())?;
         let mut plaintext = Zeroizing::new(vec![0u8; bytes]);
@@ -1118,7 +1134,8 @@ impl Kms {
             Error::Validation("KeyId is required when decrypting a ciphertext of an asymmetric KMS key.".into())
         })?;
         let live = self.resolve(caller, key_id, true)?;
-        self.authorize(caller, &live, Access::Grant(op), context, Some(key_id))?;
+        let conditions = [("kms:EncryptionAlgorithm", algorithm.as_str())];
+        self.authorize(caller, &live, Access::Grant(op), context, Some(key_id), &conditions)?;
         require_enabled(&live.record)?;
         require_usage(&live.record, KeyUsage::EncryptDecrypt, op.as_str())?;
         require_encryption_algorithm(&live.record, algorithm)?;
@@ -1153,7 +1170,8 @@ impl Kms {
                 ));
             }
         }
-        self.authorize(caller, &live, Access::Grant(op), context, key_id)?;
+        let conditions = [("kms:EncryptionAlgorithm", EncryptionAlgorithm::SymmetricDefault.as_str())];
+        self.authorize(caller, &live, Access::Grant(op), context, key_id, &conditions)?;
         require_enabled(&live.record)?;
         let cipher = live
             .versions
@@ -1174,12 +1192,13 @@ impl Kms {
             input.source_algorithm,
             GrantOperation::ReEncryptFrom,
         )?;
-        let destination = self.resolve_for(
+        let destination = self.resolve_with(
             caller,
             input.destination_key_id,
             true,
             Access::Grant(GrantOperation::ReEncryptTo),
             input.destination_context,
+            &[("kms:EncryptionAlgorithm", input.destination_algorithm.as_str())],
         )?;
         require_enabled(&destination.record)?;
         let ciphertext_blob = self.seal_with(
@@ -1446,12 +1465,23 @@ impl Kms {
             validate_grant_name(name)?;
         }
         let _writer = self.lock_writer();
-        let live = self.resolve_for(
+        let mut conditions: Vec<(&'static str, &str)> =
+            input.operations.iter().map(|op| ("kms:GrantOperations", op.as_str())).collect();
+        conditions.push(("kms:GrantIsForAWSResource", if caller.via_service.is_some() { "true" } else { "false" }));
+        conditions.push(("kms:GranteePrincipal", &input.grantee_principal));
+        if let Some(retiring) = &input.retiring_principal {
+            conditions.push(("kms:RetiringPrincipal", retiring));
+        }
+        if let Some(constraints) = &input.constraints {
+            conditions.push(("kms:GrantConstraintType", constraints.kind()));
+        }
+        let live = self.resolve_with(
             caller,
             key_id,
             false,
             Access::Grant(GrantOperation::CreateGrant),
             &EncryptionContext::new(),
+            &conditions,
         )?;
         if live.record.state == KeyState::PendingDeletion {
             return Err(pending_deletion(&live.record));

@@ -367,6 +367,14 @@ pub enum MessageType {
 }
 
 impl MessageType {
+    /// The AWS name (`RAW`, `DIGEST`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Raw => "RAW",
+            MessageType::Digest => "DIGEST",
+        }
+    }
+
     /// Parses AWS's `MessageType` (default `RAW`).
     pub fn parse(name: &str) -> Result<Self> {
         match name {

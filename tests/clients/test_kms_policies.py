@@ -200,3 +200,38 @@ def test_an_explicit_deny_is_not_overridden_by_a_grant(two_accounts):
     owner.create_grant(KeyId=key["KeyId"], GranteePrincipal=other_root, Operations=["Encrypt"])
     message = expect_denied(other.encrypt, KeyId=key["Arn"], Plaintext=b"x")
     assert message.endswith("with an explicit deny in a resource-based policy")
+
+
+def test_operation_condition_keys(kms):
+    key = key_with(kms, policy(
+        allow_all_but({"AWS": ROOT}, ["kms:CreateGrant", "kms:Sign"], sid="Admin"),
+        allow({"AWS": ROOT}, "kms:CreateGrant", sid="DecryptGrantsOnly",
+              Condition={"ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt", "DescribeKey"]},
+                         "Bool": {"kms:GrantIsForAWSResource": "false"}}),
+    ))
+    grantee = f"arn:aws:iam::{DEFAULT_ACCOUNT}:role/reader"
+    kms.create_grant(KeyId=key["KeyId"], GranteePrincipal=grantee, Operations=["Decrypt"])
+    message = expect_denied(kms.create_grant, KeyId=key["KeyId"], GranteePrincipal=grantee,
+                            Operations=["Decrypt", "Encrypt"])
+    assert "kms:CreateGrant" in message
+    rsa = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY", BypassPolicyLockoutSafetyCheck=True, Policy=policy(
+        allow_all_but({"AWS": ROOT}, ["kms:Sign"], sid="Admin"),
+        allow({"AWS": ROOT}, "kms:Sign", sid="PssDigestsOnly",
+              Condition={"StringEquals": {"kms:SigningAlgorithm": "RSASSA_PSS_SHA_256", "kms:MessageType": "DIGEST"}}),
+    ))["KeyMetadata"]
+    digest = bytes(32)
+    kms.sign(KeyId=rsa["KeyId"], Message=digest, MessageType="DIGEST", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    expect_denied(kms.sign, KeyId=rsa["KeyId"], Message=digest, MessageType="RAW", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    expect_denied(kms.sign, KeyId=rsa["KeyId"], Message=digest, MessageType="DIGEST",
+                  SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256")
+
+
+def test_encryption_algorithm_condition(kms):
+    rsa = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT", BypassPolicyLockoutSafetyCheck=True,
+                         Policy=policy(
+        allow_all_but({"AWS": ROOT}, ["kms:Encrypt"], sid="Admin"),
+        allow({"AWS": ROOT}, "kms:Encrypt", sid="OaepSha256Only",
+              Condition={"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}),
+    ))["KeyMetadata"]
+    kms.encrypt(KeyId=rsa["KeyId"], Plaintext=b"x", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    expect_denied(kms.encrypt, KeyId=rsa["KeyId"], Plaintext=b"x", EncryptionAlgorithm="RSAES_OAEP_SHA_1")

@@ -103,7 +103,9 @@ impl Kms {
     }
 
     /// Checks that `caller` may do `access` with the key `live` (named in the request as `named`, for
-    /// `kms:RequestAlias`) under the encryption context `context`; records the decision for the call's audit entry.
+    /// `kms:RequestAlias`) under the encryption context `context`, with the operation's own condition keys
+    /// (`kms:EncryptionAlgorithm`, `kms:SigningAlgorithm`, `kms:GrantOperations`, ...); records the decision for the
+    /// call's audit entry.
     /// A denial is AccessDeniedException with AWS's message, naming why.
     pub(super) fn authorize(
         &self,
@@ -112,6 +114,7 @@ impl Kms {
         access: Access,
         context: &EncryptionContext,
         named: Option<&str>,
+        operation_conditions: &[(&'static str, &str)],
     ) -> Result<()> {
         let key = &live.record;
         let action = access.action();
@@ -131,8 +134,15 @@ impl Kms {
             .chain(session.iter().flatten())
             .chain([&live.policy.as_ref()])
             .any(|p| p.statements().iter().any(|statement| statement.has_conditions()));
-        let conditions =
-            if needs_context { self.condition_keys(caller, key, context, named) } else { policy::Context::new() };
+        let conditions = if needs_context {
+            let mut conditions = self.condition_keys(caller, key, context, named);
+            for (name, value) in operation_conditions {
+                conditions.insert(name, *value);
+            }
+            conditions
+        } else {
+            policy::Context::new()
+        };
         let request = Request { principal: &authority.principal, action, resource: key_arn, context: &conditions };
         let rule = if same_account { Rule::KeyPolicy } else { Rule::CrossAccount };
         let decision = policy::decide(&policies, &request, rule);

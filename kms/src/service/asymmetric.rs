@@ -14,7 +14,7 @@ use crate::blob::EncryptionContext;
 use crate::crypto::{self, SignInput};
 use crate::error::{Error, Result};
 use crate::model::{GrantOperation, KeyRecord};
-use crate::spec::{KeySpec, KeyUsage, MacAlgorithm, MessageType, SigningAlgorithm};
+use crate::spec::{EncryptionAlgorithm, KeySpec, KeyUsage, MacAlgorithm, MessageType, SigningAlgorithm};
 
 /// Largest message Sign, Verify, GenerateMac and VerifyMac accept.
 pub const MAX_MESSAGE: usize = MAX_ENCRYPT_PLAINTEXT;
@@ -69,9 +69,9 @@ impl Kms {
         key_id: &str,
         op: GrantOperation,
         usage: KeyUsage,
-        context: &EncryptionContext,
+        conditions: &[(&'static str, &str)],
     ) -> Result<Arc<LiveKey>> {
-        let live = self.resolve_for(caller, key_id, true, Access::Grant(op), context)?;
+        let live = self.resolve_with(caller, key_id, true, Access::Grant(op), &EncryptionContext::new(), conditions)?;
         require_enabled(&live.record)?;
         require_usage(&live.record, usage, op.as_str())?;
         Ok(live)
@@ -97,8 +97,9 @@ impl Kms {
         algorithm: SigningAlgorithm,
     ) -> Result<SignOutput> {
         check_length(input.bytes, "message", MAX_MESSAGE)?;
-        let live =
-            self.usable_key(caller, key_id, GrantOperation::Sign, KeyUsage::SignVerify, &EncryptionContext::new())?;
+        let conditions =
+            [("kms:SigningAlgorithm", algorithm.as_str()), ("kms:MessageType", input.message_type.as_str())];
+        let live = self.usable_key(caller, key_id, GrantOperation::Sign, KeyUsage::SignVerify, &conditions)?;
         Self::check_sign_input(&live.record, algorithm, input)?;
         let signature = live.current()?.sign(algorithm, input)?;
         Ok(SignOutput { signature, key_arn: live.record.arn() })
@@ -115,8 +116,9 @@ impl Kms {
     ) -> Result<String> {
         check_length(input.bytes, "message", MAX_MESSAGE)?;
         check_length(signature, "signature", MAX_SIGNATURE)?;
-        let live =
-            self.usable_key(caller, key_id, GrantOperation::Verify, KeyUsage::SignVerify, &EncryptionContext::new())?;
+        let conditions =
+            [("kms:SigningAlgorithm", algorithm.as_str()), ("kms:MessageType", input.message_type.as_str())];
+        let live = self.usable_key(caller, key_id, GrantOperation::Verify, KeyUsage::SignVerify, &conditions)?;
         Self::check_sign_input(&live.record, algorithm, input)?;
         if live.current()?.verify(algorithm, input, signature)? {
             Ok(live.record.arn())
@@ -169,7 +171,7 @@ impl Kms {
             key_id,
             GrantOperation::GenerateMac,
             KeyUsage::GenerateVerifyMac,
-            &EncryptionContext::new(),
+            &[("kms:MacAlgorithm", algorithm.as_str())],
         )?;
         Self::check_mac_algorithm(&live.record, algorithm)?;
         Ok((live.current()?.mac(message)?, live.record.arn()))
@@ -191,7 +193,7 @@ impl Kms {
             key_id,
             GrantOperation::VerifyMac,
             KeyUsage::GenerateVerifyMac,
-            &EncryptionContext::new(),
+            &[("kms:MacAlgorithm", algorithm.as_str())],
         )?;
         Self::check_mac_algorithm(&live.record, algorithm)?;
         if live.current()?.verify_mac(message, mac)? {
@@ -219,7 +221,8 @@ impl Kms {
         } else {
             GrantOperation::GenerateDataKeyPairWithoutPlaintext
         };
-        let live = self.resolve_for(caller, key_id, true, Access::Grant(op), context)?;
+        let conditions = [("kms:EncryptionAlgorithm", EncryptionAlgorithm::SymmetricDefault.as_str())];
+        let live = self.resolve_with(caller, key_id, true, Access::Grant(op), context, &conditions)?;
         require_enabled(&live.record)?;
         require_symmetric(&live.record, op.as_str())?;
         let private = crypto::generate(pair_spec)?;
@@ -246,7 +249,7 @@ impl Kms {
             key_id,
             GrantOperation::DeriveSharedSecret,
             KeyUsage::KeyAgreement,
-            &EncryptionContext::new(),
+            &[("kms:KeyAgreementAlgorithm", "ECDH")],
         )?;
         let secret = live.current()?.derive_shared_secret(peer_public_key)?.ok_or_else(|| {
             Error::Validation(format!(
