@@ -162,7 +162,7 @@ pub fn authorize(
     let anonymous_principal;
     let (principal, identity, session) = match &authority {
         Some(authority) => (
-            &authority.principal,
+            authority.principal.as_ref(),
             authority.identity.iter().map(|p| p.as_ref()).collect::<Vec<_>>(),
             authority.session.as_ref().map(|s| s.iter().map(|p| p.as_ref()).collect::<Vec<_>>()),
         ),

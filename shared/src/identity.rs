@@ -11,21 +11,21 @@ use policy::{Policy, PolicyKind, Principal};
 use crate::Caller;
 
 /// What a caller may do by its own policies: the principal the policies see, its identity-based policies, and
-/// the session policies that bound an assumed role's session.
+/// the session policies that bound an assumed role's session. Cheap to clone (shared parts).
 #[derive(Debug, Clone)]
 pub struct Authority {
     /// Who calls, as policies name it (account root, IAM user, assumed-role session), with its tags.
-    pub principal: Principal,
-    /// The identity-based policies attached to the principal (inline and managed).
-    pub identity: Vec<Arc<Policy>>,
+    pub principal: Arc<Principal>,
+    /// The identity-based policies attached to the principal (inline and managed), as they are now.
+    pub identity: Arc<[Arc<Policy>]>,
     /// An assumed role's session policies, which its permissions must also satisfy; `None` when there are none.
-    pub session: Option<Vec<Arc<Policy>>>,
+    pub session: Option<Arc<[Arc<Policy>]>>,
 }
 
 /// The source of every caller's [`Authority`]: kmsim's IAM, or [`AccountWide`] without one.
 pub trait Identities: Send + Sync + std::fmt::Debug {
-    /// The authority of `caller` (shared: asked on every request, built once per principal).
-    fn authority(&self, caller: &Caller) -> Arc<Authority>;
+    /// The authority of `caller` (asked on every request: its parts are shared, not copied).
+    fn authority(&self, caller: &Caller) -> Authority;
 }
 
 /// Identities without IAM: every principal of an account may do anything its identity policies could allow (one
@@ -35,7 +35,7 @@ pub trait Identities: Send + Sync + std::fmt::Debug {
 pub struct AccountWide {
     /// Each principal's authority by principal ARN, built on first use (cleared when it grows past
     /// [`MAX_CACHED_AUTHORITIES`]).
-    cache: RwLock<HashMap<String, Arc<Authority>>>,
+    cache: RwLock<HashMap<String, Authority>>,
 }
 
 /// Most principals [`AccountWide`] keeps an authority for.
@@ -48,12 +48,15 @@ static ALLOW_ALL: LazyLock<Arc<Policy>> = LazyLock::new(|| {
 });
 
 impl Identities for AccountWide {
-    fn authority(&self, caller: &Caller) -> Arc<Authority> {
+    fn authority(&self, caller: &Caller) -> Authority {
         if let Some(authority) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&caller.principal_arn) {
             return authority.clone();
         }
-        let authority =
-            Arc::new(Authority { principal: principal_of(caller), identity: vec![ALLOW_ALL.clone()], session: None });
+        let authority = Authority {
+            principal: Arc::new(principal_of(caller)),
+            identity: Arc::from([ALLOW_ALL.clone()]),
+            session: None,
+        };
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_AUTHORITIES {
             cache.clear();
