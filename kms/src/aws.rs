@@ -70,7 +70,8 @@ impl ApiError {
             ApiError::Auth(e) => match e {
                 AuthError::Missing => "MissingAuthenticationTokenException",
                 AuthError::Malformed(_) => "IncompleteSignatureException",
-                AuthError::UnknownAccessKey => "UnrecognizedClientException",
+                AuthError::UnknownAccessKey | AuthError::InvalidToken => "UnrecognizedClientException",
+                AuthError::ExpiredToken => "ExpiredTokenException",
                 AuthError::BadScope(_)
                 | AuthError::Skewed { .. }
                 | AuthError::Expired { .. }
@@ -98,7 +99,10 @@ impl ApiError {
             ApiError::TooLarge => format!("Request body must be at most {MAX_BODY_BYTES} bytes"),
             ApiError::Auth(e) => match e {
                 AuthError::Missing => "Missing Authentication Token".into(),
-                AuthError::UnknownAccessKey => "The security token included in the request is invalid.".into(),
+                AuthError::UnknownAccessKey | AuthError::InvalidToken => {
+                    "The security token included in the request is invalid.".into()
+                }
+                AuthError::ExpiredToken => "The security token included in the request is expired".into(),
                 AuthError::Skewed { request_time, server_time } => {
                     format!("Signature expired: {request_time} is now earlier or later than {server_time} by more than 15 min.")
                 }
