@@ -1,5 +1,5 @@
 //! [`Error`]: why the identity store refused a request, in IAM's and STS's terms. The front end maps each
-//! variant to its wire code and status in one place (`http::wire_error`).
+//! variant to its wire code and status in one place (the front end's `wire_error`).
 
 /// Why a request to the identity store failed. Messages are AWS's, as clients show them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
