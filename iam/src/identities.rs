@@ -143,14 +143,20 @@ pub struct UserDeclaration {
     pub attached_policies: Vec<String>,
 }
 
-/// An access key in the configuration.
-#[derive(Debug, Clone, Deserialize)]
+/// An access key in the configuration (its `Debug` shows no secret).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyDeclaration {
     /// The public id.
     pub access_key_id: String,
     /// The secret.
     pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for KeyDeclaration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyDeclaration").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
 }
 
 /// A role in the configuration.

@@ -80,8 +80,8 @@ pub struct AssumeRoleRequest {
     pub context: Context,
 }
 
-/// The temporary credentials AssumeRole hands out.
-#[derive(Debug, Clone)]
+/// The temporary credentials AssumeRole hands out (its `Debug` shows no secret).
+#[derive(Clone)]
 pub struct Session {
     /// `ASIA…`.
     pub access_key_id: String,
@@ -97,6 +97,16 @@ pub struct Session {
     pub arn: String,
     /// The packed size of session policies and tags, in percent of what a session carries, when any were given.
     pub packed_policy_size: Option<u32>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("access_key_id", &self.access_key_id)
+            .field("expires_at", &self.expires_at)
+            .field("arn", &self.arn)
+            .finish_non_exhaustive()
+    }
 }
 
 fn denied(caller: &AccessKey, role_arn: &str) -> Error {
