@@ -1,6 +1,7 @@
 //! The configuration file (`--config FILE`, TOML): accounts, their access keys and IAM identities (users,
-//! roles, managed policies; applied at every start: what is missing is made, what is declared is made to
-//! match, what was added at run time is kept), the default region, the master key file, keys to seed at
+//! roles, managed policies; applied at every start and after `/_sim/reset`: what is missing is made; declared
+//! keys, inline policies, attachments, trust policies and managed policy documents are made to match; what
+//! was added at run time is kept), the default region, the master key file, keys to seed at
 //! start, and the bounds of the audit log and of NBD.
 //!
 //! ```toml
@@ -385,8 +386,14 @@ impl Config {
 
     /// Every access key id the configuration declares, with its account (for the startup line).
     pub fn access_key_ids(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> =
-            self.accounts().iter().map(|key| (key.access_key_id.clone(), key.account_id.clone())).collect();
+        let mut out: Vec<(String, String)> = Vec::new();
+        if self.default_account {
+            out.push((auth::accounts::DEFAULT_ACCESS_KEY_ID.to_owned(), caller::DEFAULT_ACCOUNT_ID.to_owned()));
+        }
+        for account in &self.accounts {
+            let roots = account.access_keys.iter().filter(|k| k.user.is_none());
+            out.extend(roots.map(|k| (k.access_key_id.clone(), account.id.clone())));
+        }
         for declaration in self.identities() {
             for user in &declaration.users {
                 out.extend(user.access_keys.iter().map(|k| (k.access_key_id.clone(), declaration.account.clone())));
@@ -418,6 +425,50 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The identities of the module's example: root keys in `Accounts`, user keys with their users.
+    #[test]
+    fn identities_parse_and_legacy_user_keys_join_their_users() {
+        let config: Config = toml::from_str(
+            r#"
+            [[accounts]]
+            id = "111122223333"
+            access_keys = [{ access_key_id = "AKIDROOT", secret_access_key = "r" },
+                           { access_key_id = "AKIDALICE", secret_access_key = "a", user = "alice" },
+                           { access_key_id = "AKIDBOB2", secret_access_key = "b2", user = "bob" }]
+            [[accounts.policies]]
+            name = "p"
+            document = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'
+            [[accounts.users]]
+            name = "bob"
+            path = "/dev/"
+            access_keys = [{ access_key_id = "AKIDBOB", secret_access_key = "b" }]
+            attached_policies = ["p"]
+            [[accounts.roles]]
+            name = "r"
+            trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole"}]}'
+            "#,
+        )
+        .unwrap();
+        config.check().unwrap();
+        let accounts = config.accounts();
+        assert!(accounts.get("AKIDROOT").is_some() && accounts.get("AKIDALICE").is_none());
+        let declared = config.identities();
+        let users: Vec<(&str, Vec<&str>)> = declared[0]
+            .users
+            .iter()
+            .map(|u| (u.name.as_str(), u.access_keys.iter().map(|k| k.access_key_id.as_str()).collect()))
+            .collect();
+        assert_eq!(users, [("bob", vec!["AKIDBOB", "AKIDBOB2"]), ("alice", vec!["AKIDALICE"])]);
+        assert_eq!(declared[0].roles[0].name, "r");
+        let ids: Vec<String> = config.access_key_ids().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["AKIDALICE", "AKIDBOB", "AKIDBOB2", "AKIDROOT", "test"]);
+        let twice = "[[accounts]]\nid = \"111122223333\"\naccess_keys = [{ access_key_id = \"test\", secret_access_key = \"x\" }]\n";
+        assert!(toml::from_str::<Config>(twice).unwrap().check().is_err(), "a key id declared twice");
+        assert!(
+            toml::from_str::<Config>("[[accounts]]\nid = \"111122223333\"\n[[accounts.users]]\nnam = \"x\"\n").is_err()
+        );
+    }
 
     #[test]
     fn bounds_tables_parse_and_keep_defaults_for_what_they_omit() {

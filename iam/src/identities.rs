@@ -90,7 +90,9 @@ pub struct Page<T> {
 }
 
 /// What the configuration declares of one account's identities, applied at every start (and after a reset):
-/// what is missing is created, what is declared is made to match, what was added at run time is kept.
+/// what is missing is created; declared access keys, inline policies, attachments, trust policies and managed
+/// policy documents are made to match (a role's path and maximum session of an existing role are kept); what
+/// was added at run time is kept.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountDeclaration {
