@@ -175,6 +175,12 @@ impl Verified {
         Verified { caller: key.caller(region), key: Arc::clone(key), scheme }
     }
 
+    /// Who the request acts as for policy decisions: the principal and its live identity-based (and session)
+    /// policies; `identity().decide(action, resource, context, resource_policy, rule)` evaluates a request.
+    pub fn identity(&self) -> &crate::Identity {
+        &self.key.identity
+    }
+
     /// What the chunks and trailer of an aws-chunked body chain on, when SigV4 verified the request.
     pub fn sigv4_seed(&self) -> Option<&sigv4::Seed> {
         match &self.scheme {
