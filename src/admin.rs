@@ -84,6 +84,8 @@ pub struct Admin {
     pub obs: Arc<Obs>,
     /// The volume service.
     pub evs: Arc<Evs>,
+    /// The identity store (IAM users, roles, policies, sessions).
+    pub iam: Arc<iam::Identities>,
     /// Checks SigV4-signed admin calls against the configured access keys.
     pub verifier: Arc<Verifier>,
     /// The bearer token.
@@ -239,7 +241,8 @@ struct ResetRequest {
 }
 
 /// Resets every service to a consistent empty state: volumes and snapshots first (they hold data
-/// keys of the KMS), then buckets and objects, then keys, aliases, audit and clock.
+/// keys of the KMS), then buckets and objects, then identities (the configuration's come back), then keys,
+/// aliases, audit and clock.
 async fn reset(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
     let request: ResetRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -257,6 +260,13 @@ async fn reset(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
     }
     if let Err(e) = admin.obs.reset().await {
         return internal(format!("resetting the object store: {e}"));
+    }
+    // Users, roles, policies and sessions; the configuration's identities come back.
+    let identities = admin.iam.clone();
+    match tokio::task::spawn_blocking(move || identities.reset()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return internal(format!("resetting the identity store: {e}")),
+        Err(e) => return internal(format!("resetting the identity store: {e}")),
     }
     let kms = admin.kms.clone();
     match tokio::task::spawn_blocking(move || kms.reset()).await {

@@ -1,12 +1,34 @@
-//! The configuration file (`--config FILE`, TOML): accounts and their access keys, the default
-//! region, the master key file, keys to seed at start, and the bounds of the audit log and of NBD.
+//! The configuration file (`--config FILE`, TOML): accounts, their access keys and IAM identities (users,
+//! roles, managed policies; applied at every start and after `/_sim/reset`: what is missing is made; declared
+//! keys, inline policies, attachments, trust policies and managed policy documents are made to match; what
+//! was added at run time is kept), the default region, the master key file, keys to seed at
+//! start, and the bounds of the audit log and of NBD.
 //!
 //! ```toml
 //! region = "us-east-1"
 //!
 //! [[accounts]]
 //! id = "111122223333"
-//! access_keys = [{ access_key_id = "AKIDALICE", secret_access_key = "alice-secret", user = "alice" }]
+//! # Keys without `user` act as the account's root; with `user`, as that IAM user (made if not declared below).
+//! access_keys = [{ access_key_id = "AKIDROOT", secret_access_key = "root-secret" },
+//!                { access_key_id = "AKIDALICE", secret_access_key = "alice-secret", user = "alice" }]
+//!
+//! [[accounts.policies]]                     # customer managed policies
+//! name = "kms-use"
+//! document = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*"}]}'
+//!
+//! [[accounts.users]]                        # IAM users: path, access keys (at most 2), inline and attached policies
+//! name = "bob"
+//! path = "/dev/"
+//! access_keys = [{ access_key_id = "AKIDBOB", secret_access_key = "bob-secret" }]
+//! attached_policies = ["kms-use"]           # names of the account's policies, or ARNs
+//! policies = { s3 = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}' }
+//!
+//! [[accounts.roles]]                        # roles: trust policy, inline and attached policies
+//! name = "deployer"
+//! max_session_duration = 7200
+//! trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/dev/bob"},"Action":"sts:AssumeRole"}]}'
+//! attached_policies = ["kms-use"]
 //!
 //! [[keys]]
 //! id = "11111111-2222-3333-4444-555555555555"
@@ -161,7 +183,7 @@ impl Default for Config {
 }
 
 /// One account.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     /// 12 digits.
@@ -170,8 +192,18 @@ pub struct AccountConfig {
     pub domain_id: Option<String>,
     /// The OTC / Huawei Cloud project id (32 lowercase hex digits); derived from `id` when absent.
     pub project_id: Option<String>,
-    /// The access keys that act for the account.
+    /// The access keys that act for the account: its root's, or (with `user`) an IAM user's.
+    #[serde(default)]
     pub access_keys: Vec<AccessKeyConfig>,
+    /// Customer managed policies (`[[accounts.policies]]`).
+    #[serde(default)]
+    pub policies: Vec<iam::identities::PolicyDeclaration>,
+    /// IAM users (`[[accounts.users]]`).
+    #[serde(default)]
+    pub users: Vec<iam::identities::UserDeclaration>,
+    /// IAM roles (`[[accounts.roles]]`).
+    #[serde(default)]
+    pub roles: Vec<iam::identities::RoleDeclaration>,
 }
 
 /// One access key.
@@ -273,6 +305,12 @@ impl Config {
                 }
             }
         }
+        let mut key_ids = std::collections::HashSet::new();
+        for (id, _) in self.access_key_ids() {
+            if !key_ids.insert(id.clone()) {
+                return Err(ConfigError::Invalid(format!("access key id '{id}' is declared twice")));
+            }
+        }
         for key in &self.keys {
             let id_ok = !key.id.is_empty()
                 && key.id.len() <= 64
@@ -293,20 +331,75 @@ impl Config {
         Ok(())
     }
 
-    /// The access keys kmsim accepts.
+    /// The accounts and the root access keys kmsim accepts from the start (IAM users' keys are the identity
+    /// store's: [`Config::identities`]).
     pub fn accounts(&self) -> Accounts {
         let mut out = if self.default_account { Accounts::with_defaults() } else { Accounts::default() };
         for account in &self.accounts {
             let (default_domain, default_project) = caller::default_project_ids(&account.id);
             let domain_id = account.domain_id.as_deref().unwrap_or(&default_domain);
             let project_id = account.project_id.as_deref().unwrap_or(&default_project);
-            for key in &account.access_keys {
+            out.insert_account(&account.id, domain_id, project_id);
+            for key in account.access_keys.iter().filter(|k| k.user.is_none()) {
                 out.insert(
-                    AccessKey::new(&key.access_key_id, &key.secret_access_key, &account.id, key.user.as_deref())
+                    AccessKey::new(&key.access_key_id, &key.secret_access_key, &account.id, None)
                         .with_project(domain_id, project_id),
                 );
             }
         }
+        out
+    }
+
+    /// What each account declares of its identities: its users (with the keys `access_keys` gives them),
+    /// roles and managed policies.
+    pub fn identities(&self) -> Vec<iam::AccountDeclaration> {
+        self.accounts
+            .iter()
+            .map(|account| {
+                let mut users = account.users.clone();
+                for key in &account.access_keys {
+                    let Some(user) = &key.user else { continue };
+                    let declared = iam::identities::KeyDeclaration {
+                        access_key_id: key.access_key_id.clone(),
+                        secret_access_key: key.secret_access_key.clone(),
+                    };
+                    match users.iter_mut().find(|u| u.name.eq_ignore_ascii_case(user)) {
+                        Some(existing) => existing.access_keys.push(declared),
+                        None => users.push(iam::identities::UserDeclaration {
+                            name: user.clone(),
+                            path: "/".into(),
+                            access_keys: vec![declared],
+                            policies: Default::default(),
+                            attached_policies: Vec::new(),
+                        }),
+                    }
+                }
+                iam::AccountDeclaration {
+                    account: account.id.clone(),
+                    policies: account.policies.clone(),
+                    users,
+                    roles: account.roles.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Every access key id the configuration declares, with its account (for the startup line).
+    pub fn access_key_ids(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        if self.default_account {
+            out.push((auth::accounts::DEFAULT_ACCESS_KEY_ID.to_owned(), caller::DEFAULT_ACCOUNT_ID.to_owned()));
+        }
+        for account in &self.accounts {
+            let roots = account.access_keys.iter().filter(|k| k.user.is_none());
+            out.extend(roots.map(|k| (k.access_key_id.clone(), account.id.clone())));
+        }
+        for declaration in self.identities() {
+            for user in &declaration.users {
+                out.extend(user.access_keys.iter().map(|k| (k.access_key_id.clone(), declaration.account.clone())));
+            }
+        }
+        out.sort();
         out
     }
 
@@ -332,6 +425,50 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The identities of the module's example: root keys in `Accounts`, user keys with their users.
+    #[test]
+    fn identities_parse_and_legacy_user_keys_join_their_users() {
+        let config: Config = toml::from_str(
+            r#"
+            [[accounts]]
+            id = "111122223333"
+            access_keys = [{ access_key_id = "AKIDROOT", secret_access_key = "r" },
+                           { access_key_id = "AKIDALICE", secret_access_key = "a", user = "alice" },
+                           { access_key_id = "AKIDBOB2", secret_access_key = "b2", user = "bob" }]
+            [[accounts.policies]]
+            name = "p"
+            document = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'
+            [[accounts.users]]
+            name = "bob"
+            path = "/dev/"
+            access_keys = [{ access_key_id = "AKIDBOB", secret_access_key = "b" }]
+            attached_policies = ["p"]
+            [[accounts.roles]]
+            name = "r"
+            trust_policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole"}]}'
+            "#,
+        )
+        .unwrap();
+        config.check().unwrap();
+        let accounts = config.accounts();
+        assert!(accounts.get("AKIDROOT").is_some() && accounts.get("AKIDALICE").is_none());
+        let declared = config.identities();
+        let users: Vec<(&str, Vec<&str>)> = declared[0]
+            .users
+            .iter()
+            .map(|u| (u.name.as_str(), u.access_keys.iter().map(|k| k.access_key_id.as_str()).collect()))
+            .collect();
+        assert_eq!(users, [("bob", vec!["AKIDBOB", "AKIDBOB2"]), ("alice", vec!["AKIDALICE"])]);
+        assert_eq!(declared[0].roles[0].name, "r");
+        let ids: Vec<String> = config.access_key_ids().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["AKIDALICE", "AKIDBOB", "AKIDBOB2", "AKIDROOT", "test"]);
+        let twice = "[[accounts]]\nid = \"111122223333\"\naccess_keys = [{ access_key_id = \"test\", secret_access_key = \"x\" }]\n";
+        assert!(toml::from_str::<Config>(twice).unwrap().check().is_err(), "a key id declared twice");
+        assert!(
+            toml::from_str::<Config>("[[accounts]]\nid = \"111122223333\"\n[[accounts.users]]\nnam = \"x\"\n").is_err()
+        );
+    }
 
     #[test]
     fn bounds_tables_parse_and_keep_defaults_for_what_they_omit() {

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Requests are routed in this order: `/_sim/...` (the [`admin`] API) → `X-Amz-Target:
-//! TrentService.*` (the AWS KMS API) → `/v1.0/{project_id}/kms/...` (the OTC / Huawei Cloud KMS API) → the
+//! TrentService.*` (the AWS KMS API) → a SigV4 credential scope of service `iam` or `sts`, or an unsigned
+//! `POST /` form (the IAM and STS Query APIs, `iam`) → `/v1.0/{project_id}/kms/...` (the OTC / Huawei Cloud KMS API) → the
 //! EVS and compute paths (`/v2/{project_id}/cloudvolumes`, ..., the volume service, `evs`) → everything else
 //! is S3 / OBS (the object store, `obs`). Attached volumes are served over NBD on a second listener.
 
@@ -33,6 +34,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use evs::{Evs, EvsApi};
+use iam::{IamApi, Identities};
 use kms::{AwsApi, InProcessKeyService, Kms, OtcApi, Storage};
 use obs::S3Api;
 use obs::store::Store as ObjectStore;
@@ -78,6 +80,9 @@ pub enum StackError {
     /// The volume service could not open its state: what failed, naming the place.
     #[error("opening the volume service: {0}")]
     Volumes(String),
+    /// The identity store could not open its state, or the configuration's identities do not fit.
+    #[error("opening the identity store: {0}")]
+    Identities(String),
     /// The data dir cannot be used (missing permissions, readable by others, ...).
     #[error("{0}")]
     DataDir(String),
@@ -93,6 +98,14 @@ impl StackError {
         match error {
             kms::Error::Internal(detail) => StackError::Kms(detail),
             other => StackError::Kms(other.to_string()),
+        }
+    }
+
+    /// The identity store's open error in plain words (a configuration that does not fit names its entity).
+    fn from_iam(error: iam::Error) -> Self {
+        match error {
+            iam::Error::Internal(detail) => StackError::Identities(detail),
+            other => StackError::Identities(other.to_string()),
         }
     }
 
@@ -182,7 +195,28 @@ impl StackBuilder {
                 .map_err(|e| StackError::Kms(e.to_string()))?
                 .map_err(StackError::from_kms)?,
         );
-        let verifier = Arc::new(Verifier::new(Arc::new(self.config.accounts())));
+        let accounts = Arc::new(self.config.accounts());
+        // Session credentials expire on the simulated clock, which `/_sim/clock` advances.
+        let session_clock: auth::SessionClock = {
+            let kms = kms.clone();
+            Arc::new(move || kms.clock.now())
+        };
+        let verifier = Arc::new(Verifier::new(accounts.clone()).with_session_clock(session_clock.clone()));
+        // Every service evaluates its policies with the identity policies of the caller's access key.
+        let key_identities: Arc<dyn shared::identity::Identities> =
+            Arc::new(auth::AccessKeyIdentities::new(accounts.clone()));
+        kms.use_identities(key_identities.clone());
+        let identities = {
+            let (dir, declarations) = (self.data_dir.clone(), self.config.identities());
+            Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    Identities::open(dir.as_deref(), accounts, session_clock, declarations)
+                })
+                .await
+                .map_err(|e| StackError::Identities(e.to_string()))?
+                .map_err(StackError::from_iam)?,
+            )
+        };
         let objects = match (&self.config.object_store, &self.data_dir) {
             (Some(remote), _) => ObjectStore::s3(&remote.url, &remote.options()).await?,
             (None, Some(dir)) => ObjectStore::local(&dir.join("objects")).await?,
@@ -203,14 +237,14 @@ impl StackBuilder {
             (None, Some(dir)) => Some(dir.join("objects")),
             _ => None,
         };
-        let obs = Arc::new(obs::Obs::new(objects, keys.clone(), sse_s3));
+        let obs = Arc::new(obs::Obs::new(objects, keys.clone(), sse_s3).with_identities(key_identities));
         let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region);
         let evs = Arc::new(
             Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys)
                 .await
                 .map_err(StackError::from_evs)?,
         );
-        let services = Services { s3, evs: evs.clone() };
+        let services = Services { s3, evs: evs.clone(), iam: IamApi::new(identities.clone(), verifier.clone()) };
         let admin_token = AdminToken::generate();
         if let Some(dir) = &self.data_dir {
             let path = dir.join(ADMIN_TOKEN_FILE);
@@ -222,6 +256,7 @@ impl StackBuilder {
             kms: kms.clone(),
             obs,
             evs: evs.clone(),
+            iam: identities.clone(),
             verifier: verifier.clone(),
             token: admin_token.clone(),
             extra_hosts: self.admin_hosts.clone(),
@@ -260,6 +295,7 @@ impl StackBuilder {
             region: self.config.region.clone(),
             kms,
             evs,
+            identities,
             admin_token,
             stop: Some(stop),
             server: Some(server),
@@ -319,12 +355,15 @@ pub struct Services {
     pub s3: S3Api,
     /// The volume service.
     pub evs: Arc<Evs>,
+    /// The IAM and STS Query APIs.
+    pub iam: IamApi,
 }
 
 /// The services behind the edge listener.
 #[derive(Debug, Clone)]
 struct Edge {
     kms: AwsApi,
+    iam: IamApi,
     otc_kms: OtcApi,
     evs: EvsApi,
     s3: S3Api,
@@ -337,13 +376,16 @@ pub fn router(admin: Admin, services: Services, region: &str) -> Router {
     let verifier = admin.verifier.clone();
     let otc_kms = OtcApi::new(kms.clone(), verifier.clone(), region);
     let evs = EvsApi::new(services.evs, verifier.clone(), region);
-    let edge_state = Edge { kms: AwsApi::new(kms, verifier), otc_kms, evs, s3: services.s3 };
+    let edge_state = Edge { kms: AwsApi::new(kms, verifier), iam: services.iam, otc_kms, evs, s3: services.s3 };
     Router::new().fallback(edge).with_state(edge_state).nest("/_sim", admin::router(admin))
 }
 
 async fn edge(State(edge): State<Edge>, request: Request<Body>) -> Response {
     if AwsApi::accepts(request.headers()) {
         return edge.kms.handle(request).await;
+    }
+    if IamApi::accepts(request.method(), request.uri().path(), request.uri().query().unwrap_or(""), request.headers()) {
+        return edge.iam.handle(request).await;
     }
     if OtcApi::accepts(request.uri().path()) {
         return edge.otc_kms.handle(request).await;
@@ -366,6 +408,7 @@ pub struct Stack {
     region: String,
     kms: Arc<Kms>,
     evs: Arc<Evs>,
+    identities: Arc<Identities>,
     admin_token: AdminToken,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -437,6 +480,11 @@ impl Stack {
     /// The KMS core (for in-process assertions, e.g. on the audit log).
     pub fn kms(&self) -> &Arc<Kms> {
         &self.kms
+    }
+
+    /// The identity store (IAM users, roles, policies, sessions).
+    pub fn identities(&self) -> &Arc<Identities> {
+        &self.identities
     }
 
     /// Stops accepting requests and waits for in-flight ones to finish.

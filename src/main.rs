@@ -95,9 +95,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let mut access_keys: Vec<(String, String)> =
-        config.accounts().iter().map(|key| (key.access_key_id.clone(), key.account_id.clone())).collect();
-    access_keys.sort();
+    let access_keys = config.access_key_ids();
     let default_credentials = config.default_account;
     let mut builder = Stack::builder()
         .addr(SocketAddr::new(args.host, args.port))

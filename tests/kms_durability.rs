@@ -203,6 +203,8 @@ async fn kill_9_at_random_points_loses_nothing_acknowledged() {
             "audit.jsonl",
             "objects",
             "sse-s3.key",
+            "iam.redb",
+            "iam.key",
             "volumes",
             "admin.token"
         ]

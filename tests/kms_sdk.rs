@@ -271,6 +271,7 @@ fn two_accounts() -> Config {
                 secret_access_key: "other-secret".into(),
                 user: Some("bob".into()),
             }],
+            ..AccountConfig::default()
         }],
         ..Config::default()
     }

@@ -1,7 +1,7 @@
-//! Architecture invariants, made executable: the domain cores of the KMS, the object store and the
-//! volume service name no HTTP machinery (`axum`, `http::`, `hyper`); only their front ends
-//! (`kms/src/aws.rs`, `kms/src/otc.rs`, `obs/src/http.rs` and its wire modules,
-//! `evs/src/http.rs`) speak HTTP. The object store's core also never builds the S3 wire
+//! Architecture invariants, made executable: the domain cores of the KMS, the object store, the
+//! volume service and the identity store name no HTTP machinery (`axum`, `http::`, `hyper`); only
+//! their front ends (`kms/src/aws.rs`, `kms/src/otc.rs`, `obs/src/http.rs` and its wire modules,
+//! `evs/src/http.rs`, `iam/src/http.rs`) speak HTTP. The object store's core also never builds the S3 wire
 //! error: it fails with its own `obs::Error`, mapped to the wire in one place.
 
 /// A core source file, as compiled: its path in the workspace and its text.
@@ -13,7 +13,7 @@ macro_rules! sources {
     };
 }
 
-/// Every core module of the three services.
+/// Every core module of the four services (and the identity every access key carries).
 const CORES: &[Source] = sources![
     "kms/src/service.rs",
     "kms/src/model.rs",
@@ -47,6 +47,15 @@ const CORES: &[Source] = sources![
     "evs/src/extents.rs",
     "evs/src/device.rs",
     "evs/src/nbd.rs",
+    "iam/src/identities.rs",
+    "iam/src/sts.rs",
+    "iam/src/store.rs",
+    "iam/src/model.rs",
+    "iam/src/secrets.rs",
+    "iam/src/validate.rs",
+    "iam/src/operation.rs",
+    "iam/src/error.rs",
+    "auth/src/identity.rs",
 ];
 
 /// Words that name HTTP machinery.

@@ -9,14 +9,19 @@
 //!   Huawei Cloud OBS).
 //! - [`post`]: the policy signatures of browser form uploads (POST Object), V2 and SigV4.
 //! - [`sdk_hmac`]: SDK-HMAC-SHA256, the signature of Huawei's SDKs for the OTC / Huawei Cloud dialect.
-//! - [`accounts`]: the access keys kmsim accepts and the account and principal each acts for.
+//! - [`accounts`]: the access keys kmsim accepts and the account and principal each acts for; the keys of
+//!   the IAM store and of role sessions are live (added and removed at run time).
+//! - [`identity`]: who a key acts as for policy decisions ([`Identity`]: the principal, its live identity-based
+//!   policies and a session's policies), and [`Identity::decide`], the one call a service makes per request.
 
 pub mod accounts;
+pub mod identity;
 pub mod post;
 pub mod sdk_hmac;
 pub mod sigv2;
 pub mod sigv4;
 mod verifier;
 
-pub use accounts::{AccessKey, Accounts};
-pub use verifier::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts, Scheme, Verified, Verifier};
+pub use accounts::{AccessKey, AccountIds, Accounts, SessionToken};
+pub use identity::{AccessKeyIdentities, Identity, PolicySet};
+pub use verifier::{AuthError, MAX_CLOCK_SKEW_SECS, RequestParts, Scheme, SessionClock, Verified, Verifier};

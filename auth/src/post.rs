@@ -25,6 +25,7 @@ impl Verifier {
         region: &str,
     ) -> Result<Verified, AuthError> {
         let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        self.check_token(&key, None)?;
         let expected = sigv2::sign(&key.secret_access_key, policy);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes())) {
             return Err(AuthError::SignatureMismatch {
@@ -32,7 +33,7 @@ impl Verifier {
                 canonical_request: String::new(),
             });
         }
-        Ok(Verified::new(key, region, Scheme::V2(dialect)))
+        Ok(Verified::new(&key, region, Scheme::V2(dialect)))
     }
 
     /// Verifies a SigV4 form signature: `credential` is `AK/YYYYMMDD/region/service/aws4_request`,
@@ -57,9 +58,10 @@ impl Verifier {
             )));
         }
         let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        self.check_token(&key, None)?;
         let scope = format!("{date}/{region}/{service}/aws4_request");
         let credential = sigv4::Credential { access_key_id, date, region, service };
-        self.check_signature(key, credential, amz_date, scope, policy, signature).ok_or_else(|| {
+        self.check_signature(&key, credential, amz_date, scope, policy, signature).ok_or_else(|| {
             AuthError::SignatureMismatch { string_to_sign: policy.to_owned(), canonical_request: String::new() }
         })
     }

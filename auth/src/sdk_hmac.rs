@@ -242,6 +242,12 @@ impl Verifier {
             AuthError::Malformed(format!("X-Sdk-Date '{sdk_date}' is not of the form YYYYMMDDTHHMMSSZ"))
         })?;
         let key = self.accounts.get(auth.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        // Huawei's SDKs send the token of temporary credentials as `X-Security-Token`.
+        let token = match parts.headers.get("x-security-token") {
+            Some(value) => Some(value.to_str().map_err(|_| AuthError::InvalidToken)?),
+            None => None,
+        };
+        self.check_token(&key, token)?;
         if (now - request_time).abs() > MAX_CLOCK_SKEW_SECS {
             return Err(AuthError::Skewed { request_time: sdk_date.to_owned(), server_time: format_amz_date(now) });
         }
@@ -265,7 +271,7 @@ impl Verifier {
         if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
             return Err(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical });
         }
-        Ok(Verified::new(key, region, Scheme::SdkHmac))
+        Ok(Verified::new(&key, region, Scheme::SdkHmac))
     }
 }
 
@@ -280,6 +286,8 @@ pub fn refusal_message(e: &AuthError) -> String {
         AuthError::PayloadHashMismatch => "X-Sdk-Content-Sha256 does not match the body".to_owned(),
         AuthError::Malformed(m) | AuthError::BadScope(m) => m.clone(),
         AuthError::Expired { .. } => "the request has expired".to_owned(),
+        AuthError::InvalidToken => "the security token is invalid".to_owned(),
+        AuthError::ExpiredToken => "the security token has expired".to_owned(),
     };
     format!("Incorrect IAM authentication information: {detail}")
 }

@@ -178,6 +178,14 @@ impl Dialect {
         }
     }
 
+    /// The dialect's header (and query parameter) carrying the session token of temporary credentials.
+    pub fn security_token_header(self) -> &'static str {
+        match self {
+            Dialect::Aws => "x-amz-security-token",
+            Dialect::Obs => "x-obs-security-token",
+        }
+    }
+
     /// The dialect of an `Authorization` header value, if it is a V2-style one.
     pub fn of_authorization(value: &str) -> Option<Self> {
         if value.starts_with("AWS ") {
@@ -466,6 +474,11 @@ impl Verifier {
             .map_err(|_| AuthError::Malformed("Authorization header is not valid text.".into()))?;
         let auth = Authorization::parse(value)?;
         let key = self.accounts.get(auth.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        let token = match header_text(headers, auth.dialect.security_token_header())? {
+            Some(token) => Some(token),
+            None => header_text(headers, "x-amz-security-token")?,
+        };
+        self.check_token(&key, token)?;
         let date_header = auth.dialect.date_header();
         let date = match header_text(headers, date_header)? {
             Some(date) => date,
@@ -481,8 +494,8 @@ impl Verifier {
         if (now - request_time).abs() > MAX_CLOCK_SKEW_SECS {
             return Err(AuthError::Skewed { request_time: date.to_owned(), server_time: format_amz_date(now) });
         }
-        check_signature(key, request, auth.dialect, Carrier::Header, auth.signature)?;
-        Ok(Verified::new(key, region, Scheme::V2(auth.dialect)))
+        check_signature(&key, request, auth.dialect, Carrier::Header, auth.signature)?;
+        Ok(Verified::new(&key, region, Scheme::V2(auth.dialect)))
     }
 
     /// Verifies V2 query-string authentication: S3's `AWSAccessKeyId` / `Expires` / `Signature` (boto3's
@@ -501,6 +514,8 @@ impl Verifier {
             return Err(incomplete_query());
         };
         let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        let token = param(dialect.security_token_header()).or_else(|| param("x-amz-security-token"));
+        self.check_token(&key, token)?;
         let expires_at: i64 = expires
             .parse()
             .map_err(|_| AuthError::Malformed(format!("Invalid date (should be seconds since epoch): {expires}")))?;
@@ -510,8 +525,8 @@ impl Verifier {
                 server_time: shared::time::format_rfc3339(now),
             });
         }
-        check_signature(key, request, dialect, Carrier::Query { expires }, signature)?;
-        Ok(Verified::new(key, region, Scheme::V2(dialect)))
+        check_signature(&key, request, dialect, Carrier::Query { expires }, signature)?;
+        Ok(Verified::new(&key, region, Scheme::V2(dialect)))
     }
 }
 

@@ -287,6 +287,11 @@ impl Verifier {
             ))
         })?;
         let key = self.accounts.get(auth.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        let token = match parts.headers.get("x-amz-security-token") {
+            Some(value) => Some(value.to_str().map_err(|_| AuthError::InvalidToken)?),
+            None => None,
+        };
+        self.check_token(&key, token)?;
         if auth.service != service {
             return Err(AuthError::BadScope(format!("Credential should be scoped to correct service: '{service}'.")));
         }
@@ -322,7 +327,7 @@ impl Verifier {
             region: auth.region,
             service: auth.service,
         };
-        self.check_signature(key, credential, amz_date, scope, &to_sign, auth.signature)
+        self.check_signature(&key, credential, amz_date, scope, &to_sign, auth.signature)
             .ok_or(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical })
     }
 
@@ -382,6 +387,7 @@ impl Verifier {
             AuthError::Malformed("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"".into())
         })?;
         let key = self.accounts.get(access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        self.check_token(&key, params.get("X-Amz-Security-Token").map(String::as_str))?;
         if scope_service != service {
             return Err(AuthError::BadScope(format!(
                 "Error parsing the X-Amz-Credential parameter; incorrect service \"{scope_service}\". This endpoint \
@@ -407,7 +413,7 @@ impl Verifier {
         let scope = format!("{date}/{region}/{scope_service}/aws4_request");
         let to_sign = string_to_sign(amz_date, &scope, &canonical);
         let credential = Credential { access_key_id, date, region, service: scope_service };
-        self.check_signature(key, credential, amz_date, scope, &to_sign, signature)
+        self.check_signature(&key, credential, amz_date, scope, &to_sign, signature)
             .ok_or(AuthError::SignatureMismatch { string_to_sign: to_sign, canonical_request: canonical })
     }
 
@@ -425,7 +431,7 @@ impl Verifier {
         signature: &str,
     ) -> Option<Verified> {
         let Credential { access_key_id, date, region, service } = credential;
-        let signing = self.cached_signing_key(&format!("{access_key_id}/{scope}"), || {
+        let signing = self.cached_signing_key(&format!("{}:{access_key_id}/{scope}", key.serial()), || {
             signing_key(&key.secret_access_key, date, region, service)
         });
         let expected = hex::encode(hmac(&signing, to_sign.as_bytes()));
@@ -639,6 +645,56 @@ mod tests {
         assert!(matches!(check(&signed(now, "secret"), b"{}", now + 901), Err(AuthError::Skewed { .. })));
         assert!(matches!(check(&signed(now, "secret"), b"{}", now - 901), Err(AuthError::Skewed { .. })));
         assert_eq!(check(&HeaderMap::new(), b"{}", now), Err(AuthError::Missing));
+    }
+
+    /// A session's key verifies only with its own token, and only until it expires on the session clock.
+    #[test]
+    fn session_keys_need_their_token_until_they_expire() {
+        use std::sync::atomic::{AtomicI64, Ordering};
+
+        use crate::accounts::SessionToken;
+        use crate::identity::Identity;
+
+        let now = 1_700_000_000;
+        let accounts = Arc::new(Accounts::default());
+        let session = SessionToken { token: zeroize::Zeroizing::new("tok".into()), expires_at: now + 3600 };
+        let arn = "arn:aws:sts::111122223333:assumed-role/r/s".to_owned();
+        accounts.insert_live(AccessKey::with_identity(
+            "ASIAEXAMPLE",
+            "secret",
+            "111122223333",
+            arn.clone(),
+            Identity::root("111122223333"),
+            Some(session),
+        ));
+        accounts.insert_live(AccessKey::new("AKID", "secret", "111122223333", None));
+        let simulated = Arc::new(AtomicI64::new(now));
+        let clock = simulated.clone();
+        let verifier = Verifier::new(accounts).with_session_clock(Arc::new(move || clock.load(Ordering::Relaxed)));
+        let check = |key: &str, token: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", "localhost:4566".parse().unwrap());
+            if let Some(token) = token {
+                headers.insert("x-amz-security-token", token.parse().unwrap());
+            }
+            let params = SigningParams {
+                access_key_id: key,
+                secret_access_key: "secret",
+                region: "us-east-1",
+                service: "kms",
+                time: now,
+            };
+            sign("POST", "/", "", &mut headers, &payload_sha256(b"{}"), UriEncoding::Double, &params).unwrap();
+            let parts = RequestParts { method: "POST", path: "/", query: "", headers: &headers };
+            verifier.verify_sigv4(&parts, &payload_sha256(b"{}"), "kms", UriEncoding::Double, now)
+        };
+        assert_eq!(check("ASIAEXAMPLE", Some("tok")).unwrap().caller.principal_arn, arn);
+        assert_eq!(check("ASIAEXAMPLE", None).unwrap_err(), AuthError::UnknownAccessKey);
+        assert_eq!(check("ASIAEXAMPLE", Some("other")).unwrap_err(), AuthError::InvalidToken);
+        assert_eq!(check("AKID", Some("tok")).unwrap_err(), AuthError::InvalidToken);
+        assert!(check("AKID", None).is_ok());
+        simulated.store(now + 3600, Ordering::Relaxed);
+        assert_eq!(check("ASIAEXAMPLE", Some("tok")).unwrap_err(), AuthError::ExpiredToken);
     }
 
     #[test]

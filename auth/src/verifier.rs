@@ -52,6 +52,14 @@ pub enum AuthError {
     /// `x-amz-content-sha256` does not match the body.
     #[error("the provided x-amz-content-sha256 header does not match what was computed")]
     PayloadHashMismatch,
+    /// The request carries a session token that is not its access key's: a token with a long-term key, or
+    /// another session's token. (A session's key signing without its token is [`AuthError::UnknownAccessKey`],
+    /// as AWS answers it.)
+    #[error("the security token included in the request is invalid")]
+    InvalidToken,
+    /// The session token's credentials have expired (on the simulated clock).
+    #[error("the security token included in the request is expired")]
+    ExpiredToken,
     /// The signature does not match the one computed from the request.
     #[error("signature does not match")]
     SignatureMismatch {
@@ -75,12 +83,22 @@ pub struct RequestParts<'a> {
     pub headers: &'a HeaderMap,
 }
 
+/// The clock session credentials expire by: Unix seconds (kmsim's simulated clock, which tests advance).
+pub type SessionClock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// Verifies the signatures of every scheme against one credentials lookup, the access keys of [`Accounts`].
-#[derive(Debug)]
 pub struct Verifier {
     pub(crate) accounts: Arc<Accounts>,
-    /// SigV4's derived signing keys by `access key/date/region/service`.
+    /// SigV4's derived signing keys by `serial:access key/date/region/service`.
     key_cache: RwLock<HashMap<String, [u8; 32]>>,
+    /// When session credentials expire: the simulated clock.
+    session_clock: SessionClock,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").field("accounts", &self.accounts).finish_non_exhaustive()
+    }
 }
 
 /// Bounds the signing-key cache; it is cleared when full (keys are cheap to derive again).
@@ -88,8 +106,35 @@ const KEY_CACHE_CAPACITY: usize = 4096;
 
 impl Verifier {
     /// A verifier for the access keys of `accounts`.
+    /// Session credentials expire by the wall clock until [`Verifier::with_session_clock`] says otherwise.
     pub fn new(accounts: Arc<Accounts>) -> Self {
-        Verifier { accounts, key_cache: RwLock::new(HashMap::new()) }
+        Verifier { accounts, key_cache: RwLock::new(HashMap::new()), session_clock: Arc::new(shared::time::now_unix) }
+    }
+
+    /// The same verifier, expiring session credentials by `clock` (kmsim's simulated clock).
+    pub fn with_session_clock(mut self, clock: SessionClock) -> Self {
+        self.session_clock = clock;
+        self
+    }
+
+    /// Checks the session token a request carries (`given`) against its access key: a session's key needs
+    /// its own token, unexpired on the session clock; a long-term key takes none. Compared in constant time.
+    pub(crate) fn check_token(&self, key: &AccessKey, given: Option<&str>) -> Result<(), AuthError> {
+        match (&key.session, given) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(AuthError::InvalidToken),
+            // Without its token, a session's key id is one AWS does not know.
+            (Some(_), None) => Err(AuthError::UnknownAccessKey),
+            (Some(session), Some(given)) => {
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(session.token.as_bytes(), given.as_bytes())) {
+                    return Err(AuthError::InvalidToken);
+                }
+                if (self.session_clock)() >= session.expires_at {
+                    return Err(AuthError::ExpiredToken);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The accounts this verifier checks against.
@@ -97,7 +142,8 @@ impl Verifier {
         &self.accounts
     }
 
-    /// The SigV4 signing key of `cache_key` (`access key/scope`), derived by `derive` the first time.
+    /// The SigV4 signing key of `cache_key` (`serial:access key/scope`), derived by `derive` the first time.
+    /// `cache_key` starts with the key's serial, so a key deleted and made again never meets its old entry.
     pub(crate) fn cached_signing_key(&self, cache_key: &str, derive: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
         if let Some(key) = self.key_cache.read().unwrap_or_else(|e| e.into_inner()).get(cache_key) {
             return *key;
@@ -127,6 +173,12 @@ impl Verified {
     /// A request that `key` signed for `region`, verified by `scheme`.
     pub(crate) fn new(key: &Arc<AccessKey>, region: &str, scheme: Scheme) -> Self {
         Verified { caller: key.caller(region), key: Arc::clone(key), scheme }
+    }
+
+    /// Who the request acts as for policy decisions: the principal and its live identity-based (and session)
+    /// policies; `identity().decide(action, resource, context, resource_policy, rule)` evaluates a request.
+    pub fn identity(&self) -> &crate::Identity {
+        &self.key.identity
     }
 
     /// What the chunks and trailer of an aws-chunked body chain on, when SigV4 verified the request.

@@ -73,7 +73,8 @@ impl ApiError {
             ApiError::Auth(e) => match e {
                 AuthError::Missing => "MissingAuthenticationTokenException",
                 AuthError::Malformed(_) => "IncompleteSignatureException",
-                AuthError::UnknownAccessKey => "UnrecognizedClientException",
+                AuthError::UnknownAccessKey | AuthError::InvalidToken => "UnrecognizedClientException",
+                AuthError::ExpiredToken => "ExpiredTokenException",
                 AuthError::BadScope(_)
                 | AuthError::Skewed { .. }
                 | AuthError::Expired { .. }
@@ -101,7 +102,10 @@ impl ApiError {
             ApiError::TooLarge => format!("Request body must be at most {MAX_BODY_BYTES} bytes"),
             ApiError::Auth(e) => match e {
                 AuthError::Missing => "Missing Authentication Token".into(),
-                AuthError::UnknownAccessKey => "The security token included in the request is invalid.".into(),
+                AuthError::UnknownAccessKey | AuthError::InvalidToken => {
+                    "The security token included in the request is invalid.".into()
+                }
+                AuthError::ExpiredToken => "The security token included in the request is expired".into(),
                 AuthError::Skewed { request_time, server_time } => {
                     format!("Signature expired: {request_time} is now earlier or later than {server_time} by more than 15 min.")
                 }
@@ -802,6 +806,11 @@ fn dispatch(
     let caller = &context.caller;
     if !operation.is_supported() {
         return Err(not_implemented(operation));
+    }
+    // What acts on no key in particular (CreateKey, ListKeys, GenerateRandom, ...) is the caller's identity
+    // policies' to allow; what acts on a key is decided with the key's policy, in the core.
+    if operation.resource_kind() == crate::operation::ResourceKind::Account {
+        kms.authorize_account(caller, operation.action())?;
     }
     let value = match operation {
         Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext => {

@@ -8,7 +8,7 @@
 //! visible, then swapped into the in-memory state: nothing is acknowledged that a crash can lose.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 use rand::RngCore;
 use shared::identity::{AccountWide, Identities};
@@ -289,8 +289,11 @@ pub struct Kms {
     pub clock: Clock,
     /// The audit log of every KMS call.
     pub audit: AuditLog,
-    /// Whose identity policies apply to a caller ([`AccountWide`] unless kmsim's IAM is plugged in).
-    identities: Arc<dyn Identities>,
+    /// Whose identity policies apply to a caller: kmsim's IAM once plugged in ([`Kms::use_identities`]), else
+    /// `account_wide`.
+    identities: OnceLock<Arc<dyn Identities>>,
+    /// Every principal's identity policies allow everything ([`AccountWide`]) until IAM is plugged in.
+    account_wide: AccountWide,
 }
 
 impl std::fmt::Debug for Kms {
@@ -353,18 +356,27 @@ impl Kms {
             seeds,
             clock: Clock::default(),
             audit,
-            identities: Arc::new(AccountWide::default()),
+            identities: OnceLock::new(),
+            account_wide: AccountWide::default(),
         };
         kms.load()?;
         kms.apply_seeds()?;
         Ok(kms)
     }
 
-    /// The same KMS asking `identities` for callers' identity policies (by default every principal's identity
-    /// policies allow everything, [`AccountWide`], so that key policies and grants alone restrict access).
-    pub fn with_identities(mut self, identities: Arc<dyn Identities>) -> Self {
-        self.identities = identities;
-        self
+    /// From now on, asks `identities` for callers' identity policies (until then every principal's identity
+    /// policies allow everything, [`AccountWide`], so that key policies and grants alone restrict access). Set once:
+    /// false (and nothing changes) if identities were already plugged in.
+    pub fn use_identities(&self, identities: Arc<dyn Identities>) -> bool {
+        self.identities.set(identities).is_ok()
+    }
+
+    /// The source of callers' identity policies.
+    fn identities(&self) -> &dyn Identities {
+        match self.identities.get() {
+            Some(identities) => identities.as_ref(),
+            None => &self.account_wide,
+        }
     }
 
     /// Opens an in-memory KMS with no seeds (unit tests, benchmarks).

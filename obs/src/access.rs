@@ -213,6 +213,33 @@ pub fn authorize(
     Err(if same_account || bucket_policy.is_some() { denied() } else { Error::AccessDenied })
 }
 
+/// May the request's (signed) caller do `action`, which no bucket policy decides (ListBuckets, CreateBucket),
+/// on `resource`? Its identity policies must allow it; `Ok`, or `AccessDenied` with AWS's message.
+pub fn authorize_account(
+    identities: &dyn Identities,
+    request: &RequestContext,
+    action: &str,
+    resource: &str,
+) -> Result<()> {
+    let caller = &request.caller;
+    let authority = identities.authority(caller);
+    let identity: Vec<&policy::Policy> = authority.identity.iter().map(|p| p.as_ref()).collect();
+    let session: Option<Vec<&policy::Policy>> =
+        authority.session.as_ref().map(|s| s.iter().map(|p| p.as_ref()).collect());
+    let policies = Policies { identity: &identity, resource: None, session: session.as_deref() };
+    let conditions = condition_keys(request);
+    let policy_request = Request { principal: &authority.principal, action, resource, context: &conditions };
+    let decision = policy::decide(&policies, &policy_request, Rule::SameAccount);
+    if decision.allowed {
+        return Ok(());
+    }
+    Err(Error::PolicyDenied(format!(
+        "User: {} is not authorized to perform: {action} on resource: \"{resource}\" {}",
+        caller.principal_arn,
+        decision.reason.phrase(action).unwrap_or_default()
+    )))
+}
+
 /// The request's condition keys for a policy: the global keys of its caller and connection (`aws:SourceIp`,
 /// `aws:SecureTransport`, `aws:RequestedRegion`; the principal's own come from the principal) and the keys its
 /// front end read from the request (`s3:x-amz-server-side-encryption`, `s3:prefix`, ...).

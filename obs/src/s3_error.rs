@@ -60,6 +60,10 @@ pub enum S3ErrorCode {
     InternalError,
     /// 403: the access key is unknown.
     InvalidAccessKeyId,
+    /// 400: the session token does not belong to the access key (or a long-term key sent one).
+    InvalidToken,
+    /// 400: the session token's credentials have expired.
+    ExpiredToken,
     /// 400: a request argument is invalid.
     InvalidArgument,
     /// 400: a tag breaks S3's limits.
@@ -173,6 +177,8 @@ impl S3ErrorCode {
             S3ErrorCode::IncompleteBody => "IncompleteBody",
             S3ErrorCode::InternalError => "InternalError",
             S3ErrorCode::InvalidAccessKeyId => "InvalidAccessKeyId",
+            S3ErrorCode::InvalidToken => "InvalidToken",
+            S3ErrorCode::ExpiredToken => "ExpiredToken",
             S3ErrorCode::InvalidArgument => "InvalidArgument",
             S3ErrorCode::InvalidBucketName => "InvalidBucketName",
             S3ErrorCode::InvalidDigest => "InvalidDigest",
@@ -245,6 +251,8 @@ impl S3ErrorCode {
             | S3ErrorCode::MalformedPolicy
             | S3ErrorCode::MissingSecurityHeader
             | S3ErrorCode::UnexpectedContent
+            | S3ErrorCode::InvalidToken
+            | S3ErrorCode::ExpiredToken
             | S3ErrorCode::BadDigest
             | S3ErrorCode::BadRequest
             | S3ErrorCode::EntityTooLarge

@@ -315,6 +315,7 @@ impl Obs {
         if access::is_anonymous(caller) {
             return Err(Error::AccessDenied);
         }
+        access::authorize_account(&*self.identities, request, "s3:CreateBucket", &format!("arn:aws:s3:::{name}"))?;
         validate_bucket_name(name)?;
         let public_access_block = settings.public_access_block;
         let acl = bucket_acl(&caller.account_id, settings.ownership, public_access_block.as_ref(), settings.acl)?;
@@ -377,6 +378,7 @@ impl Obs {
         if access::is_anonymous(caller) {
             return Err(Error::AccessDenied);
         }
+        access::authorize_account(&*self.identities, request, "s3:ListAllMyBuckets", "*")?;
         Ok(self.store.buckets().into_iter().filter(|b| b.account == caller.account_id).collect())
     }
 

@@ -92,6 +92,10 @@ impl Carrier {
                 S3ErrorCode::InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records.",
             ),
+            (_, AuthError::InvalidToken) => {
+                S3Error::new(S3ErrorCode::InvalidToken, "The provided token is malformed or otherwise invalid.")
+            }
+            (_, AuthError::ExpiredToken) => S3Error::new(S3ErrorCode::ExpiredToken, "The provided token has expired."),
             (_, AuthError::Skewed { request_time, server_time }) => S3Error::new(
                 S3ErrorCode::RequestTimeTooSkewed,
                 "The difference between the request time and the current time is too large.",

@@ -82,7 +82,7 @@ impl Kms {
         if bypass_lockout_check {
             return Ok(());
         }
-        let authority = self.identities.authority(caller);
+        let authority = self.identities().authority(caller);
         let identity: Vec<&Policy> = authority.identity.iter().map(Arc::as_ref).collect();
         let session: Option<Vec<&Policy>> = authority.session.as_ref().map(|s| s.iter().map(Arc::as_ref).collect());
         let policies = Policies { identity: &identity, resource: Some(&parsed), session: session.as_deref() };
@@ -100,6 +100,30 @@ impl Kms {
         Err(Error::MalformedPolicyDocument(
             "The new key policy will not allow you to update the key policy in the future.".into(),
         ))
+    }
+
+    /// Checks that `caller` may do `action`, which acts on no key in particular (`kms:CreateKey`, `kms:ListKeys`,
+    /// `kms:GenerateRandom`, ...): the caller's identity policies must allow it on `*`. Recorded like
+    /// [`Kms::authorize`]'s decisions; a denial is AccessDeniedException with AWS's message.
+    pub fn authorize_account(&self, caller: &Caller, action: &'static str) -> Result<()> {
+        let authority = self.identities().authority(caller);
+        let identity: Vec<&Policy> = authority.identity.iter().map(Arc::as_ref).collect();
+        let session: Option<Vec<&Policy>> = authority.session.as_ref().map(|s| s.iter().map(Arc::as_ref).collect());
+        let policies = Policies { identity: &identity, resource: None, session: session.as_deref() };
+        let mut conditions = policy::Context::new();
+        conditions.insert("kms:CallerAccount", caller.account_id.as_str());
+        conditions.insert("aws:RequestedRegion", caller.region.as_str());
+        if let Some(peer) = caller.peer {
+            conditions.insert("aws:SourceIp", peer.addr.ip().to_string());
+            conditions.insert("aws:SecureTransport", if peer.secure { "true" } else { "false" });
+        }
+        let request = Request { principal: &authority.principal, action, resource: "*", context: &conditions };
+        let decision = policy::decide(&policies, &request, Rule::SameAccount);
+        record(caller, action, &decision);
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(denied(caller, action, "*", &decision.reason.phrase(action).unwrap_or_default()))
     }
 
     /// Checks that `caller` may do `access` with the key `live` (named in the request as `named`, for
@@ -125,7 +149,7 @@ impl Kms {
             let phrase = format!("because no resource-based policy allows the {action} action");
             return Err(denied(caller, action, key_arn, &phrase));
         }
-        let authority = self.identities.authority(caller);
+        let authority = self.identities().authority(caller);
         let identity: Vec<&Policy> = authority.identity.iter().map(Arc::as_ref).collect();
         let session: Option<Vec<&Policy>> = authority.session.as_ref().map(|s| s.iter().map(Arc::as_ref).collect());
         let policies = Policies { identity: &identity, resource: Some(&live.policy), session: session.as_deref() };
