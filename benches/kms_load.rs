@@ -79,6 +79,24 @@ struct Options {
     project_id: String,
     operation: Operation,
     via: Via,
+    /// Who signs the measured calls (`--caller ID:SECRET`; default the default account's root, test/test).
+    caller: Credentials,
+    /// The key policy of the key the run uses (`--key-policy FILE`; default the default key policy).
+    key_policy: Option<String>,
+}
+
+/// An access key pair that signs requests.
+#[derive(Debug, Clone)]
+struct Credentials {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl Credentials {
+    /// The default account's root (`test` / `test`), which creates the run's key.
+    fn root() -> Credentials {
+        Credentials { access_key_id: ACCESS_KEY_ID.to_owned(), secret_access_key: SECRET_ACCESS_KEY.to_owned() }
+    }
 }
 
 /// What Sign and Verify sign: 64 bytes, sent as a `RAW` message (moto_server takes no other), about the size of a
@@ -174,6 +192,8 @@ fn parse_args() -> Options {
         project_id: shared::caller::DEFAULT_PROJECT_ID.to_owned(),
         operation: Operation::DataKey,
         via: Via::Kms,
+        caller: Credentials::root(),
+        key_policy: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -199,6 +219,16 @@ fn parse_args() -> Options {
                 }
             }
             "--project-id" => opts.project_id = value(&mut i),
+            "--caller" => {
+                let pair = value(&mut i);
+                let (id, secret) = pair.split_once(':').unwrap_or_else(|| die("--caller takes ACCESS_KEY_ID:SECRET"));
+                opts.caller = Credentials { access_key_id: id.to_owned(), secret_access_key: secret.to_owned() };
+            }
+            "--key-policy" => {
+                let path = value(&mut i);
+                let text = std::fs::read_to_string(&path).unwrap_or_else(|e| die(&format!("reading {path}: {e}")));
+                opts.key_policy = Some(text);
+            }
             "--operation" => {
                 let name = value(&mut i);
                 opts.operation = [
@@ -451,7 +481,13 @@ fn unix_now() -> i64 {
 }
 
 /// Builds and signs one AWS KMS JSON request.
-fn signed_request(target: &Target, operation: &str, body: &Bytes, payload_hash: &str) -> hyper::Request<Full<Bytes>> {
+fn signed_request(
+    target: &Target,
+    credentials: &Credentials,
+    operation: &str,
+    body: &Bytes,
+    payload_hash: &str,
+) -> hyper::Request<Full<Bytes>> {
     let mut headers = HeaderMap::with_capacity(6);
     headers.insert("host", target.host_header.clone());
     headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
@@ -463,8 +499,8 @@ fn signed_request(target: &Target, operation: &str, body: &Bytes, payload_hash: 
     };
     headers.insert("x-amz-target", amz_target);
     let params = SigningParams {
-        access_key_id: ACCESS_KEY_ID,
-        secret_access_key: SECRET_ACCESS_KEY,
+        access_key_id: &credentials.access_key_id,
+        secret_access_key: &credentials.secret_access_key,
         region: REGION,
         service: "kms",
         time: unix_now(),
@@ -500,6 +536,8 @@ struct Call {
     /// The answer's fields that must be non-empty strings.
     fields: &'static [&'static str],
     target: Target,
+    /// Who signs (AWS).
+    credentials: Credentials,
     body: Bytes,
     /// SigV4's payload hash of `body` (AWS).
     payload_hash: String,
@@ -511,7 +549,9 @@ impl Call {
     /// One freshly signed request.
     fn request(&self) -> hyper::Request<Full<Bytes>> {
         match self.dialect {
-            Dialect::Aws => signed_request(&self.target, self.operation, &self.body, &self.payload_hash),
+            Dialect::Aws => {
+                signed_request(&self.target, &self.credentials, self.operation, &self.body, &self.payload_hash)
+            }
             Dialect::Otc => otc_request(&self.target, &self.path, &self.body),
         }
     }
@@ -545,13 +585,16 @@ async fn create_key(target: &Target, opts: &Options) -> String {
     let mut sender = connect(target).await.unwrap_or_else(|e| die(&e));
     let (request, what) = match opts.dialect {
         Dialect::Aws => {
-            let body = match opts.operation.signing() {
-                None => Bytes::from_static(b"{}"),
-                Some((spec, _)) => {
-                    Bytes::from(format!("{{\"KeySpec\":\"{}\",\"KeyUsage\":\"SIGN_VERIFY\"}}", spec.as_str()))
-                }
+            let mut input = match opts.operation.signing() {
+                None => serde_json::json!({}),
+                Some((spec, _)) => serde_json::json!({"KeySpec": spec.as_str(), "KeyUsage": "SIGN_VERIFY"}),
             };
-            (signed_request(target, "CreateKey", &body, &sigv4::payload_sha256(&body)), "CreateKey")
+            if let Some(policy) = &opts.key_policy {
+                input["Policy"] = serde_json::json!(policy);
+            }
+            let body = Bytes::from(input.to_string());
+            let root = Credentials::root();
+            (signed_request(target, &root, "CreateKey", &body, &sigv4::payload_sha256(&body)), "CreateKey")
         }
         Dialect::Otc => {
             // Aliases are unique: one per run.
@@ -612,6 +655,7 @@ async fn http(opts: Options) {
                 operation: "GenerateDataKey",
                 fields: &["Plaintext", "CiphertextBlob"],
                 target: target.clone(),
+                credentials: opts.caller.clone(),
                 body,
                 payload_hash,
                 path: "/".into(),
@@ -629,6 +673,7 @@ async fn http(opts: Options) {
                 operation: "Sign",
                 fields: &["Signature"],
                 target: target.clone(),
+                credentials: opts.caller.clone(),
                 body,
                 payload_hash,
                 path: "/".into(),
@@ -642,6 +687,7 @@ async fn http(opts: Options) {
                 operation: "create-datakey",
                 fields: &["plain_text", "cipher_text"],
                 target: target.clone(),
+                credentials: opts.caller.clone(),
                 body,
                 payload_hash: String::new(),
                 path,

@@ -1389,8 +1389,12 @@ impl Call<'_> {
 
     /// How a stored principal is shown: a known account's root as its domain id.
     fn principal_shown(&self, principal: &str) -> (String, &'static str) {
-        let domain =
-            self.accounts.iter().find(|k| root_principal(&k.account_id) == principal).map(|k| k.domain_id.clone());
+        let domain = self
+            .accounts
+            .account_ids()
+            .find(|account| root_principal(account) == principal)
+            .and_then(|account| self.accounts.account(account))
+            .map(|ids| ids.domain_id.clone());
         match domain {
             Some(domain) => (domain, "domain"),
             None => (principal.to_owned(), "user"),

@@ -173,7 +173,18 @@ pub fn authorize(
     };
     let policies = Policies { identity: &identity, resource: bucket_policy, session: session.as_deref() };
     let arn = resource.arn();
-    let conditions = condition_keys(request);
+    // The condition keys are computed only when some policy reads any.
+    let reads_keys = identity
+        .iter()
+        .chain(session.iter().flatten())
+        .chain(bucket_policy.iter())
+        .any(|p| !p.referenced_keys().is_empty());
+    let mut conditions = if reads_keys { condition_keys(request) } else { policy::Context::new() };
+    if reads_keys && let Resource::Object { object, .. } = resource {
+        for tag in object.tags.iter() {
+            conditions.insert(&format!("s3:ExistingObjectTag/{}", tag.key), tag.value.as_str());
+        }
+    }
     let policy_request = Request { principal, action, resource: &arn, context: &conditions };
     let rule = if same_account || anonymous { Rule::SameAccount } else { Rule::CrossAccount };
     let decision = policy::decide(&policies, &policy_request, rule);

@@ -241,12 +241,10 @@ impl S3Api {
 
     /// The OTC domain id of an account (the domain part of OBS key ids).
     fn domain_of(&self, account_id: &str) -> String {
-        self.verifier
-            .accounts()
-            .iter()
-            .find(|key| key.account_id == account_id)
-            .map(|key| key.domain_id.clone())
-            .unwrap_or_else(|| shared::caller::default_project_ids(account_id).0)
+        match self.verifier.accounts().account(account_id) {
+            Some(ids) => ids.domain_id.clone(),
+            None => shared::caller::default_project_ids(account_id).0,
+        }
     }
 
     /// The caller as OBS key ids name it (account and domain).

@@ -1230,6 +1230,18 @@ impl S3Operation {
                 keys.push((format!("s3:{name}"), value.clone()));
             }
         }
+        // The tags an object write asks for (`s3:RequestObjectTag/<key>`, `s3:RequestObjectTagKeys`); a malformed
+        // header is refused later, by the write itself.
+        let writes_tags = matches!(
+            self,
+            S3Operation::PutObject { .. } | S3Operation::CopyObject { .. } | S3Operation::CreateMultipartUpload { .. }
+        );
+        if writes_tags && let Some(tags) = header("x-amz-tagging").and_then(|h| crate::tagging::parse_header(&h).ok()) {
+            for tag in tags {
+                keys.push(("s3:RequestObjectTagKeys".to_owned(), tag.key.clone()));
+                keys.push((format!("s3:RequestObjectTag/{}", tag.key), tag.value));
+            }
+        }
         keys
     }
 

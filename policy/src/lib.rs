@@ -73,6 +73,9 @@ pub struct Policy {
     version: Version,
     id: Option<String>,
     statements: Vec<Statement>,
+    /// Every condition key the policy reads — in its `Condition` blocks or as a `${...}` variable —,
+    /// lowercased: a caller need not compute the others.
+    referenced_keys: Vec<String>,
 }
 
 /// One request to evaluate: who, what, on what, and its condition keys.
@@ -160,7 +163,14 @@ impl Policy {
                 seen.push(sid);
             }
         }
-        Ok(Policy { document: document.to_owned(), kind, version, id, statements })
+        let referenced_keys = referenced_keys(&map, document, variables);
+        Ok(Policy { document: document.to_owned(), kind, version, id, statements, referenced_keys })
+    }
+
+    /// Every condition key the policy reads (in `Condition` blocks, and as `${...}` variables when the
+    /// policy's version has them), lowercased: a service need only compute these for a request.
+    pub fn referenced_keys(&self) -> &[String] {
+        &self.referenced_keys
     }
 
     /// The document as given.
@@ -222,4 +232,44 @@ impl Policy {
     pub fn is_public(&self) -> bool {
         self.statements.iter().any(Statement::is_public)
     }
+}
+
+/// The condition keys a policy document reads, lowercased and without repeats: the keys of its
+/// `Condition` blocks and, with `variables`, the keys of its `${key}` / `${key, 'default'}` variables.
+fn referenced_keys(map: &serde_json::Map<String, Value>, document: &str, variables: bool) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut add = |key: &str| {
+        let key = key.trim().to_ascii_lowercase();
+        if !key.is_empty() && !keys.contains(&key) {
+            keys.push(key);
+        }
+    };
+    let statements: Vec<&Value> = match map.get("Statement") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(single) => vec![single],
+        None => Vec::new(),
+    };
+    for statement in statements {
+        if let Some(Value::Object(blocks)) = statement.get("Condition") {
+            for block in blocks.values() {
+                if let Value::Object(entries) = block {
+                    entries.keys().for_each(|key| add(key));
+                }
+            }
+        }
+    }
+    if variables {
+        let mut rest = document;
+        while let Some(start) = rest.find("${") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else { break };
+            let inner = &after[..end];
+            let name = inner.split(',').next().unwrap_or(inner);
+            if !matches!(name.trim(), "*" | "?" | "$") {
+                add(name);
+            }
+            rest = &after[end + 1..];
+        }
+    }
+    keys
 }

@@ -7,8 +7,8 @@ grant allows its operations besides; an explicit deny wins. Denials are AccessDe
 "User: ARN is not authorized to perform: ACTION on resource: KEY_ARN" and why; S3 passes a KMS denial on as 403
 AccessDenied. Each decision is in the audit log with the deciding statement's Sid.
 
-Until kmsim's IAM attaches identity policies, every principal's identity policies allow everything, so these
-tests turn on key policies, grants and condition keys alone.
+The callers here are account roots, whose identity policies allow everything, so these tests turn on key policies,
+grants and condition keys alone (`test_access_scenarios.py` adds IAM users and roles).
 """
 
 from __future__ import annotations

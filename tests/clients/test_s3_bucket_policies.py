@@ -164,3 +164,22 @@ def test_aws_cli_bucket_policy(aws_s3_cli, s3, tmp_path):
     done = aws_s3_cli("s3", "rm", f"s3://{bucket}/kept")
     assert done.returncode != 0 and "AccessDenied" in done.stderr, done.stderr
     assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"x"
+
+
+def test_object_tag_condition_keys(s3):
+    # "s3:RequestObjectTag/<key>" on writes, "s3:ExistingObjectTag/<key>" on what acts on an object.
+    bucket = new_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="secret", Body=b"x", Tagging="classification=secret")
+    s3.put_object(Bucket=bucket, Key="open", Body=b"y", Tagging="classification=public")
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(
+        {"Sid": "NoSecretReads", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "secret"}}},
+        {"Sid": "TaggedWritesOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"Null": {"s3:RequestObjectTag/classification": "true"}}}))
+    expect_error("AccessDenied", 403, s3.get_object, Bucket=bucket, Key="secret")
+    assert s3.get_object(Bucket=bucket, Key="open")["Body"].read() == b"y"
+    expect_error("AccessDenied", 403, s3.put_object, Bucket=bucket, Key="untagged", Body=b"z")
+    s3.put_object(Bucket=bucket, Key="tagged", Body=b"z", Tagging="classification=public&team=a")
+    assert s3.get_object(Bucket=bucket, Key="tagged")["Body"].read() == b"z"

@@ -153,19 +153,23 @@ impl Kms {
         let identity: Vec<&Policy> = authority.identity.iter().map(Arc::as_ref).collect();
         let session: Option<Vec<&Policy>> = authority.session.as_ref().map(|s| s.iter().map(Arc::as_ref).collect());
         let policies = Policies { identity: &identity, resource: Some(&live.policy), session: session.as_deref() };
-        let needs_context = identity
-            .iter()
-            .chain(session.iter().flatten())
-            .chain([&live.policy.as_ref()])
-            .any(|p| p.statements().iter().any(|statement| statement.has_conditions()));
-        let conditions = if needs_context {
-            let mut conditions = self.condition_keys(caller, key, context, named);
-            for (name, value) in operation_conditions {
+        // Only the condition keys some policy reads are computed.
+        let wanted = Wanted(
+            identity
+                .iter()
+                .chain(session.iter().flatten())
+                .chain([&live.policy.as_ref()])
+                .map(|p| p.referenced_keys())
+                .collect(),
+        );
+        let conditions = if wanted.is_empty() {
+            policy::Context::new()
+        } else {
+            let mut conditions = self.condition_keys(caller, key, context, named, &wanted);
+            for (name, value) in operation_conditions.iter().filter(|(name, _)| wanted.has(name)) {
                 conditions.insert(name, *value);
             }
             conditions
-        } else {
-            policy::Context::new()
         };
         let request = Request { principal: &authority.principal, action, resource: key_arn, context: &conditions };
         let rule = if same_account { Rule::KeyPolicy } else { Rule::CrossAccount };
@@ -205,29 +209,54 @@ impl Kms {
         key: &KeyRecord,
         context: &EncryptionContext,
         named: Option<&str>,
+        wanted: &Wanted<'_>,
     ) -> policy::Context {
         let mut conditions = policy::Context::new();
-        conditions.insert("kms:CallerAccount", caller.account_id.as_str());
-        conditions.insert("aws:RequestedRegion", caller.region.as_str());
-        if let Some(service) = &caller.via_service {
-            conditions.insert("kms:ViaService", via_service_name(service, &caller.region));
+        let mut add = |name: &str, value: &str| {
+            if wanted.has(name) {
+                conditions.insert(name, value);
+            }
+        };
+        add("kms:CallerAccount", &caller.account_id);
+        add("aws:RequestedRegion", &caller.region);
+        if let Some(service) = caller.via_service.as_deref().filter(|_| wanted.has("kms:ViaService")) {
+            add("kms:ViaService", &via_service_name(service, &caller.region));
         }
         if let Some(peer) = caller.peer {
-            conditions.insert("aws:SourceIp", peer.addr.ip().to_string());
-            conditions.insert("aws:SecureTransport", if peer.secure { "true" } else { "false" });
+            if wanted.has("aws:SourceIp") {
+                add("aws:SourceIp", &peer.addr.ip().to_string());
+            }
+            add("aws:SecureTransport", if peer.secure { "true" } else { "false" });
+        }
+        add("kms:KeySpec", key.spec.as_str());
+        add("kms:KeyUsage", key.usage.as_str());
+        add("kms:KeyOrigin", key.origin.as_str());
+        if let Some(alias) = named.and_then(alias_named) {
+            add("kms:RequestAlias", alias);
         }
         for (name, value) in context.iter() {
-            conditions.insert(&format!("kms:EncryptionContext:{name}"), value.as_str());
-            conditions.insert("kms:EncryptionContextKeys", name.as_str());
+            add("kms:EncryptionContextKeys", name);
+            let pair = format!("kms:EncryptionContext:{name}");
+            add(&pair, value);
         }
-        conditions.insert("kms:KeySpec", key.spec.as_str());
-        conditions.insert("kms:KeyUsage", key.usage.as_str());
-        conditions.insert("kms:KeyOrigin", key.origin.as_str());
-        if let Some(alias) = named.and_then(alias_named) {
-            conditions.insert("kms:RequestAlias", alias);
+        if wanted.has("kms:ResourceAliases") {
+            conditions.insert_all("kms:ResourceAliases", self.aliases_of(key));
         }
-        conditions.insert_all("kms:ResourceAliases", self.aliases_of(key));
         conditions
+    }
+}
+
+/// The condition keys the policies of a decision read ([`Policy::referenced_keys`], lowercased).
+struct Wanted<'a>(Vec<&'a [String]>);
+
+impl Wanted<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|keys| keys.is_empty())
+    }
+
+    /// Whether some policy reads `name` (in any case).
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().flat_map(|keys| keys.iter()).any(|key| key.eq_ignore_ascii_case(name))
     }
 }
 
