@@ -266,11 +266,18 @@ fn two_accounts() -> Config {
             id: "111122223333".into(),
             domain_id: None,
             project_id: None,
-            access_keys: vec![AccessKeyConfig {
-                access_key_id: "AKIDOTHER".into(),
-                secret_access_key: "other-secret".into(),
-                user: Some("bob".into()),
-            }],
+            access_keys: vec![
+                AccessKeyConfig {
+                    access_key_id: "AKIDOTHER".into(),
+                    secret_access_key: "other-secret".into(),
+                    user: Some("bob".into()),
+                },
+                AccessKeyConfig {
+                    access_key_id: "AKIDOTHERROOT".into(),
+                    secret_access_key: "other-root-secret".into(),
+                    user: None,
+                },
+            ],
             ..AccountConfig::default()
         }],
         ..Config::default()
@@ -322,8 +329,13 @@ async fn another_account_uses_a_key_only_through_a_grant() {
     let grants = owner.list_grants().key_id(&id).send().await.unwrap().grants.unwrap();
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].grantee_principal.as_deref(), Some("arn:aws:iam::111122223333:user/bob"));
+    // bob has no identity policy allowing kms:ListRetirableGrants (an account-level action); the root of his
+    // account may.
+    let denied = other.list_retirable_grants().retiring_principal("arn:aws:iam::111122223333:root").send().await;
+    assert_eq!(code(denied), "AccessDeniedException");
+    let other_root = kms_client_with(&stack, "AKIDOTHERROOT", "other-root-secret");
     let retirable =
-        other.list_retirable_grants().retiring_principal("arn:aws:iam::111122223333:root").send().await.unwrap();
+        other_root.list_retirable_grants().retiring_principal("arn:aws:iam::111122223333:root").send().await.unwrap();
     assert_eq!(retirable.grants.unwrap().len(), 1);
     other.retire_grant().grant_token(&token).send().await.unwrap();
     let denied = other.decrypt().ciphertext_blob(blob).encryption_context("app", "billing").send().await;
