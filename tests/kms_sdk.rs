@@ -337,7 +337,10 @@ async fn another_account_uses_a_key_only_through_a_grant() {
     let retirable =
         other_root.list_retirable_grants().retiring_principal("arn:aws:iam::111122223333:root").send().await.unwrap();
     assert_eq!(retirable.grants.unwrap().len(), 1);
-    other.retire_grant().grant_token(&token).send().await.unwrap();
+    // The grant names bob's account as its retiring principal: its root may retire it, bob only with an identity
+    // policy delegating kms:RetireGrant to him.
+    assert_eq!(code(other.retire_grant().grant_token(&token).send().await), "AccessDeniedException");
+    other_root.retire_grant().grant_token(&token).send().await.unwrap();
     let denied = other.decrypt().ciphertext_blob(blob).encryption_context("app", "billing").send().await;
     assert_eq!(code(denied), "AccessDeniedException");
 

@@ -486,13 +486,18 @@ impl AliasRecord {
 
     /// `arn:aws:kms:<region>:<account>:alias/<name>`.
     pub fn arn(&self) -> String {
-        format!("arn:aws:kms:{}:{}:{}", self.region, self.account, self.name)
+        alias_arn(&self.region, &self.account, &self.name)
     }
 
     /// The store key of this alias.
     pub fn store_key(&self) -> String {
         alias_store_key(&self.account, &self.region, &self.name)
     }
+}
+
+/// The ARN of the alias `name` (`alias/...`) of `account` in `region`.
+pub fn alias_arn(region: &str, account: &str, name: &str) -> String {
+    format!("arn:aws:kms:{region}:{account}:{name}")
 }
 
 /// The store key of an alias: `<account>/<region>/<alias name>`.

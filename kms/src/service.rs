@@ -30,7 +30,7 @@ mod asymmetric;
 mod import;
 mod multi_region;
 
-use access::{Access, access_denied, principal_matches};
+use access::Access;
 
 pub(crate) use asymmetric::check_length;
 pub use asymmetric::{DataKeyPair, SignOutput};
@@ -927,52 +927,64 @@ impl Kms {
 
     // ---- aliases -------------------------------------------------------------------------------
 
-    /// CreateAlias.
+    /// CreateAlias: the caller's identity policies must allow `kms:CreateAlias` on the alias, and the key policy
+    /// on the key.
     pub fn create_alias(&self, caller: &Caller, name: &str, target_key_id: &str) -> Result<()> {
         validate_alias_name(name, true)?;
         let _writer = self.lock_writer();
-        let target = self.alias_target_key(caller, target_key_id)?;
-        let store_key = alias_store_key(&caller.account_id, &caller.region, name);
+        self.authorize_alias(caller, "kms:CreateAlias", &alias_arn(&caller.region, &caller.account_id, name))?;
+        let target = self.alias_target_key(caller, target_key_id, "kms:CreateAlias")?;
+        let alias = AliasRecord::new(name, &caller.account_id, &caller.region, &target.id, self.clock.now());
+        let store_key = alias.store_key();
         if self.read_state().aliases.contains_key(&store_key) {
             return Err(alias_exists(caller, name));
         }
-        let now = self.clock.now();
-        let alias = AliasRecord::new(name, &caller.account_id, &caller.region, &target.id, now);
         self.store.commit(&[Change::PutAlias(&alias)])?;
         self.write_state().aliases.insert(store_key, alias);
         Ok(())
     }
 
-    /// UpdateAlias: points an existing alias at another key of the caller.
+    /// UpdateAlias: points an existing alias at another key of the caller. `kms:UpdateAlias` is needed on the alias
+    /// (identity policies) and on both keys (their key policies).
     pub fn update_alias(&self, caller: &Caller, name: &str, target_key_id: &str) -> Result<()> {
         validate_alias_name(name, true)?;
         let _writer = self.lock_writer();
-        let target = self.alias_target_key(caller, target_key_id)?;
+        let mut alias = self.existing_alias(caller, name, "kms:UpdateAlias")?;
+        let target = self.alias_target_key(caller, target_key_id, "kms:UpdateAlias")?;
+        alias.target_key_id = target.id.clone();
+        alias.updated = self.clock.now();
+        self.store.commit(&[Change::PutAlias(&alias)])?;
+        self.write_state().aliases.insert(alias.store_key(), alias);
+        Ok(())
+    }
+
+    /// DeleteAlias: `kms:DeleteAlias` is needed on the alias (identity policies) and on its key (key policy).
+    pub fn delete_alias(&self, caller: &Caller, name: &str) -> Result<()> {
+        validate_alias_name(name, true)?;
+        let _writer = self.lock_writer();
+        let alias = self.existing_alias(caller, name, "kms:DeleteAlias")?;
+        let store_key = alias.store_key();
+        self.store.commit(&[Change::DeleteAlias(store_key.clone())])?;
+        self.write_state().aliases.remove(&store_key);
+        Ok(())
+    }
+
+    /// The caller's alias `name`, once `action` is allowed on it (identity policies, before it is looked up) and on
+    /// the key it points at (that key's policy).
+    fn existing_alias(&self, caller: &Caller, name: &str, action: &'static str) -> Result<AliasRecord> {
+        self.authorize_alias(caller, action, &alias_arn(&caller.region, &caller.account_id, name))?;
         let store_key = alias_store_key(&caller.account_id, &caller.region, name);
-        let mut alias = self
+        let alias = self
             .read_state()
             .aliases
             .get(&store_key)
             .cloned()
             .ok_or_else(|| alias_not_found(&caller.region, &caller.account_id, name))?;
-        alias.target_key_id = target.id.clone();
-        alias.updated = self.clock.now();
-        self.store.commit(&[Change::PutAlias(&alias)])?;
-        self.write_state().aliases.insert(store_key, alias);
-        Ok(())
-    }
-
-    /// DeleteAlias.
-    pub fn delete_alias(&self, caller: &Caller, name: &str) -> Result<()> {
-        validate_alias_name(name, true)?;
-        let _writer = self.lock_writer();
-        let store_key = alias_store_key(&caller.account_id, &caller.region, name);
-        if !self.read_state().aliases.contains_key(&store_key) {
-            return Err(alias_not_found(&caller.region, &caller.account_id, name));
+        let current = self.read_state().keys.get(&key_store_key(&alias.region, &alias.target_key_id)).cloned();
+        if let Some(current) = current {
+            self.authorize(caller, &current, Access::Admin(action), &EncryptionContext::new(), None, &[])?;
         }
-        self.store.commit(&[Change::DeleteAlias(store_key.clone())])?;
-        self.write_state().aliases.remove(&store_key);
-        Ok(())
+        Ok(alias)
     }
 
     /// ListAliases of the caller's account and region, optionally only those of one key.
@@ -997,15 +1009,14 @@ impl Kms {
     }
 
     /// The key an alias may point at: the caller's own customer-managed key, not pending deletion.
-    fn alias_target_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+    fn alias_target_key(&self, caller: &Caller, key_id: &str, action: &'static str) -> Result<KeyRecord> {
         let key_ref = KeyRef::parse(key_id)?;
         if key_ref.is_alias() {
             return Err(Error::Validation(format!("Aliases must refer to keys. Not aliases. TargetKeyId={key_id}")));
         }
         let live = self.resolve(caller, key_id, false)?;
-        if live.record.account != caller.account_id {
-            return Err(access_denied(caller, "CreateAlias", &live.record));
-        }
+        // Key administration: never across accounts.
+        self.authorize(caller, &live, Access::Admin(action), &EncryptionContext::new(), None, &[])?;
         if live.record.manager == KeyManager::Aws {
             return Err(Error::Validation(format!(
                 "{} is an AWS managed key; aliases of customer managed keys cannot point at it.",
@@ -1605,7 +1616,7 @@ impl Kms {
         paginate(sorted(grants), limit, marker)
     }
 
-    /// RetireGrant: by the retiring principal, a grantee allowed to retire, or the key's account.
+    /// RetireGrant: by whom the grant names, or its account ([`Kms::authorize_retire`]).
     pub fn retire_grant(&self, caller: &Caller, by: RetireBy<'_>) -> Result<()> {
         let _writer = self.lock_writer();
         let live = match by {
@@ -1623,14 +1634,7 @@ impl Kms {
             RetireBy::Id { grant_id, .. } => live.record.grants.iter().position(|g| g.grant_id == grant_id),
         }
         .ok_or_else(|| Error::InvalidGrantId("The grant id is not valid.".into()))?;
-        let grant = &live.record.grants[index];
-        let allowed = grant.retiring_principal.as_deref().is_some_and(|p| principal_matches(caller, p))
-            || (principal_matches(caller, &grant.grantee_principal)
-                && grant.operations.contains(&GrantOperation::RetireGrant))
-            || live.record.account == caller.account_id;
-        if !allowed {
-            return Err(access_denied(caller, "RetireGrant", &live.record));
-        }
+        self.authorize_retire(caller, &live.arn, &live.record.grants[index])?;
         self.remove_grant(&live, index)
     }
 

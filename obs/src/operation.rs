@@ -1231,16 +1231,14 @@ impl S3Operation {
             }
         }
         // The tags an object write asks for (`s3:RequestObjectTag/<key>`, `s3:RequestObjectTagKeys`); a malformed
-        // header is refused later, by the write itself.
+        // header is refused later, by the write itself. PutObjectTagging's come from its body (the service adds
+        // them).
         let writes_tags = matches!(
             self,
             S3Operation::PutObject { .. } | S3Operation::CopyObject { .. } | S3Operation::CreateMultipartUpload { .. }
         );
         if writes_tags && let Some(tags) = header("x-amz-tagging").and_then(|h| crate::tagging::parse_header(&h).ok()) {
-            for tag in tags {
-                keys.push(("s3:RequestObjectTagKeys".to_owned(), tag.key.clone()));
-                keys.push((format!("s3:RequestObjectTag/{}", tag.key), tag.value));
-            }
+            keys.extend(crate::tagging::request_condition_keys(&tags));
         }
         keys
     }

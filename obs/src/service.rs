@@ -425,6 +425,16 @@ impl Obs {
             Some(_) => "s3:PutObjectVersionTagging",
         };
         crate::tagging::validate(&tags, crate::tagging::MAX_OBJECT_TAGS)?;
+        // The body's tags are the request's (`s3:RequestObjectTag/<key>`).
+        let tagged;
+        let request = if tags.is_empty() {
+            request
+        } else {
+            let mut with_tags = request.clone();
+            with_tags.conditions.extend(crate::tagging::request_condition_keys(&tags));
+            tagged = with_tags;
+            &tagged
+        };
         let check = |record: &ObjectRecord| {
             access::authorize(
                 &*self.identities,

@@ -42,6 +42,17 @@ pub fn validate(tags: &[Tag], max: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// The condition keys of the tags a request asks an object to carry: `s3:RequestObjectTagKeys` (each key) and
+/// `s3:RequestObjectTag/<key>` (its value).
+pub fn request_condition_keys(tags: &[Tag]) -> impl Iterator<Item = (String, String)> + '_ {
+    tags.iter().flat_map(|tag| {
+        [
+            ("s3:RequestObjectTagKeys".to_owned(), tag.key.clone()),
+            (format!("s3:RequestObjectTag/{}", tag.key), tag.value.clone()),
+        ]
+    })
+}
+
 /// Parses `x-amz-tagging` (`k1=v1&k2=v2`, URL-encoded UTF-8) into tags, checked against the
 /// object limits.
 pub fn parse_header(text: &str) -> Result<Vec<Tag>, Error> {

@@ -105,8 +105,9 @@ impl PolicyError {
     /// vendor, e.g., iam, sdb, ec2, etc.", "Action vendors must not contain wildcards.", "Has
     /// prohibited field Resource.", "AssumeRole policy may only specify STS AssumeRole actions.",
     /// "Invalid principal in policy: \"AWS\":\"...\"", "Policy statement must contain actions.",
-    /// "Policy statement must contain resources.". Unverified: the texts for a missing principal
-    /// in a trust policy and for an unknown condition operator.
+    /// "Policy statement must contain resources.", "Invalid principal in policy: com.amazon.balsa.error.
+    /// InvalidPolicyException: The passed in policy has a statement with no principals!" (a trust policy).
+    /// Unverified: the text for an unknown condition operator.
     pub fn iam_message(&self) -> String {
         match &self.kind {
             ErrorKind::InvalidSid(_) => {
@@ -125,8 +126,13 @@ impl PolicyError {
             ErrorKind::ProhibitedResource => "Has prohibited field Resource.".into(),
             ErrorKind::InvalidResource(resource) => format!("Resource {resource} must be in ARN format or \"*\"."),
             ErrorKind::PrincipalNotAllowed => "Policy document should not specify a principal.".into(),
-            // Unverified: IAM's text for a trust policy without a principal.
-            ErrorKind::MissingPrincipal => "Missing required field Principal.".into(),
+            // As IAM answers a trust policy statement without a principal (seen in terraform-aws-modules/
+            // terraform-aws-iam#47 and cloudposse/terraform-aws-cloudwatch-logs#7).
+            ErrorKind::MissingPrincipal => {
+                "Invalid principal in policy: com.amazon.balsa.error.InvalidPolicyException: \
+                                            The passed in policy has a statement with no principals!"
+                    .into()
+            }
             ErrorKind::InvalidPrincipal(principal) => format!("Invalid principal in policy: {principal}"),
             // Unverified.
             ErrorKind::InvalidConditionOperator(operator) => format!("Invalid Condition type : {operator}."),

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -353,6 +354,17 @@ def test_session_credentials_sign_kms_and_s3_until_they_expire(fresh_kmsim: Kmsi
     assert "X-Amz-Security-Token=" in v4_url
     for url in (v2_url, v4_url):
         assert http_get(url) == (200, b"presigned")
+    # Browser forms carry the token as a field the policy covers: boto3's default (V2) and SigV4.
+    forms = [signer.generate_presigned_post(bucket, f"form-{name}", ExpiresIn=3600)
+             for name, signer in (("v2", c["s3"]), ("v4", v4))]
+    for form in forms:
+        assert form["fields"]["x-amz-security-token"] == token
+        response = requests.post(form["url"], data=form["fields"], files={"file": ("f", b"posted")}, timeout=30)
+        assert response.status_code == 204, response.text
+    assert c["s3"].get_object(Bucket=bucket, Key="form-v4")["Body"].read() == b"posted"
+    without_token = {k: v for k, v in forms[1]["fields"].items() if k != "x-amz-security-token"}
+    refused = requests.post(forms[1]["url"], data=without_token, files={"file": ("f", b"x")}, timeout=30)
+    assert refused.status_code == 403 and b"<Code>InvalidAccessKeyId</Code>" in refused.content, refused.text
     # A URL whose token was changed is refused.
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(v4_url).query)
     forged = v4_url.replace(urllib.parse.quote(query["X-Amz-Security-Token"][0], safe=""), "forged")
@@ -377,6 +389,8 @@ def test_session_credentials_sign_kms_and_s3_until_they_expire(fresh_kmsim: Kmsi
     assert error["Message"] == "The provided token has expired."
     expect("ExpiredToken", 403, c["sts"].get_caller_identity)
     assert http_get(v2_url)[0] == 400
+    expired = requests.post(forms[0]["url"], data=forms[0]["fields"], files={"file": ("f", b"late")}, timeout=30)
+    assert expired.status_code == 400 and b"<Code>ExpiredToken</Code>" in expired.content, expired.text
 
 
 def test_session_tags_and_role_chaining(kmsim, root):

@@ -183,3 +183,14 @@ def test_object_tag_condition_keys(s3):
     expect_error("AccessDenied", 403, s3.put_object, Bucket=bucket, Key="untagged", Body=b"z")
     s3.put_object(Bucket=bucket, Key="tagged", Body=b"z", Tagging="classification=public&team=a")
     assert s3.get_object(Bucket=bucket, Key="tagged")["Body"].read() == b"z"
+    # PutObjectTagging's tags are in its body: a policy reads them just the same.
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(
+        {"Sid": "NoSecretRetagging", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObjectTagging",
+         "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/classification": "secret"}}}))
+    tag = {"TagSet": [{"Key": "classification", "Value": "secret"}]}
+    expect_error("AccessDenied", 403, s3.put_object_tagging, Bucket=bucket, Key="open", Tagging=tag)
+    assert s3.get_object_tagging(Bucket=bucket, Key="open")["TagSet"] == [{"Key": "classification",
+                                                                           "Value": "public"}]
+    s3.put_object_tagging(Bucket=bucket, Key="open", Tagging={"TagSet": [{"Key": "team", "Value": "b"}]})
+    assert s3.get_object_tagging(Bucket=bucket, Key="open")["TagSet"] == [{"Key": "team", "Value": "b"}]

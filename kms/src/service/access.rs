@@ -16,7 +16,7 @@ use shared::identity::DecisionRecord;
 use super::{Kms, LiveKey, default_policy};
 use crate::blob::EncryptionContext;
 use crate::error::{Error, Result};
-use crate::model::{GrantOperation, KeyRecord};
+use crate::model::{Grant, GrantOperation, KeyRecord};
 
 /// What an operation asks of a key, for the access check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,28 @@ impl Kms {
     /// `kms:GenerateRandom`, ...): the caller's identity policies must allow it on `*`. Recorded like
     /// [`Kms::authorize`]'s decisions; a denial is AccessDeniedException with AWS's message.
     pub fn authorize_account(&self, caller: &Caller, action: &'static str) -> Result<()> {
+        self.authorize_identity(caller, action, "*")
+    }
+
+    /// Checks that `caller`'s identity policies allow `action` on the alias `alias_arn`: CreateAlias, UpdateAlias
+    /// and DeleteAlias need it on the alias (an IAM policy's business: aliases have no policy of their own) besides
+    /// the key policy's leave on each key involved.
+    pub(super) fn authorize_alias(&self, caller: &Caller, action: &'static str, alias_arn: &str) -> Result<()> {
+        self.authorize_identity(caller, action, alias_arn)
+    }
+
+    /// The identity-only check of [`Kms::authorize_account`] and [`Kms::authorize_alias`], on `resource`.
+    fn authorize_identity(&self, caller: &Caller, action: &'static str, resource: &str) -> Result<()> {
+        let decision = self.identity_decision(caller, action, resource);
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(denied(caller, action, resource, &decision.reason.phrase(action).unwrap_or_default()))
+    }
+
+    /// Decides `action` on `resource` by the caller's identity (and session) policies alone, and records the
+    /// decision.
+    fn identity_decision(&self, caller: &Caller, action: &'static str, resource: &str) -> Decision {
         let authority = self.identities().authority(caller);
         let identity: Vec<&Policy> = authority.identity.iter().map(Arc::as_ref).collect();
         let session: Option<Vec<&Policy>> = authority.session.as_ref().map(|s| s.iter().map(Arc::as_ref).collect());
@@ -117,13 +139,42 @@ impl Kms {
             conditions.insert("aws:SourceIp", peer.addr.ip().to_string());
             conditions.insert("aws:SecureTransport", if peer.secure { "true" } else { "false" });
         }
-        let request = Request { principal: &authority.principal, action, resource: "*", context: &conditions };
+        let request = Request { principal: &authority.principal, action, resource, context: &conditions };
         let decision = policy::decide(&policies, &request, Rule::SameAccount);
         record(caller, action, &decision);
-        if decision.allowed {
+        decision
+    }
+
+    /// Who may retire `grant` of the key `key_arn`, as AWS KMS documents it ("Retiring and revoking grants"): the
+    /// grant decides, not the key policy. Its retiring principal, and its grantee if the grant allows RetireGrant,
+    /// may retire it; when that principal is an account — and for the account that created the grant — the
+    /// account's root may, and its IAM principals to which an identity policy delegates `kms:RetireGrant`. An
+    /// explicit deny of `kms:RetireGrant` in the caller's identity policies refuses it in every case.
+    pub(super) fn authorize_retire(&self, caller: &Caller, key_arn: &str, grant: &Grant) -> Result<()> {
+        const ACTION: &str = "kms:RetireGrant";
+        let decision = self.identity_decision(caller, ACTION, key_arn);
+        if matches!(decision.reason, Reason::ExplicitDeny { .. }) {
+            let phrase = decision.reason.phrase(ACTION).unwrap_or_default();
+            return Err(denied(caller, ACTION, key_arn, &phrase));
+        }
+        let retiring = grant.retiring_principal.iter();
+        let grantee = grant.operations.contains(&GrantOperation::RetireGrant).then_some(&grant.grantee_principal);
+        let named: Vec<&String> = retiring.chain(grantee).collect();
+        let by_name =
+            named.iter().any(|p| **p == caller.principal_arn || caller.via_service.as_deref() == Some(p.as_str()));
+        let names_account = named.iter().any(|p| **p == caller.account_root() || **p == caller.account_id)
+            || grant.issuing_account == caller.account_root();
+        if by_name || (names_account && decision.allowed) {
+            caller.decisions.push(DecisionRecord {
+                action: ACTION,
+                allowed: true,
+                by: "grant",
+                sid: Some(grant.grant_id.as_str().into()),
+            });
             return Ok(());
         }
-        Err(denied(caller, action, "*", &decision.reason.phrase(action).unwrap_or_default()))
+        let phrase = format!("because no identity-based policy allows the {ACTION} action");
+        Err(denied(caller, ACTION, key_arn, &phrase))
     }
 
     /// Checks that `caller` may do `access` with the key `live` (named in the request as `named`, for
@@ -270,17 +321,11 @@ fn alias_named(named: &str) -> Option<&str> {
 
 /// Whether a grant's grantee (or retiring principal) is the caller: its principal, its account's root, or the
 /// service calling for it.
-pub(super) fn principal_matches(caller: &Caller, principal: &str) -> bool {
+fn principal_matches(caller: &Caller, principal: &str) -> bool {
     principal == caller.principal_arn
         || principal == caller.account_root()
         || principal == caller.account_id
         || caller.via_service.as_deref() == Some(principal)
-}
-
-/// AccessDeniedException for an operation on a key that no policy decides (alias and grant retirement rules).
-pub(super) fn access_denied(caller: &Caller, op: &str, key: &KeyRecord) -> Error {
-    let action = format!("kms:{op}");
-    denied(caller, &action, &key.arn(), &format!("because no resource-based policy allows the {action} action"))
 }
 
 /// AWS's AccessDeniedException: "User: ARN is not authorized to perform: ACTION on resource: ARN" and why.

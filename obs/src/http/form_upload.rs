@@ -20,8 +20,14 @@ const MAX_FIELDS_BYTES: usize = 20 * 1024;
 const HEADER_FIELDS: [&str; 6] =
     ["content-type", "cache-control", "content-disposition", "content-encoding", "expires", "content-md5"];
 /// Fields of the signature, never headers of the object.
-const SIGNATURE_FIELDS: [&str; 5] =
-    ["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature", "x-amz-security-token"];
+const SIGNATURE_FIELDS: [&str; 6] = [
+    "x-amz-algorithm",
+    "x-amz-credential",
+    "x-amz-date",
+    "x-amz-signature",
+    "x-amz-security-token",
+    "x-obs-security-token",
+];
 
 /// The fields of a form, names as sent, looked up without regard to case.
 struct Fields(Vec<(String, String)>);
@@ -139,7 +145,11 @@ impl S3Api {
                 }
                 let (credential, date, policy) =
                     (fields.require("x-amz-credential")?, fields.require("x-amz-date")?, fields.require("policy")?);
-                (Some(self.verifier.verify_post_v4(credential, date, policy, signature, "s3")), Carrier::V4Header)
+                let token = fields.get("x-amz-security-token");
+                (
+                    Some(self.verifier.verify_post_v4(credential, date, policy, signature, token, "s3")),
+                    Carrier::V4Header,
+                )
             } else if let Some(signature) = fields.get("signature") {
                 let (access_key, dialect) = match (fields.get("AWSAccessKeyId"), fields.get("AccessKeyId")) {
                     (Some(ak), _) => (ak, sigv2::Dialect::Aws),
@@ -147,8 +157,9 @@ impl S3Api {
                     (None, None) => (fields.require("AWSAccessKeyId")?, sigv2::Dialect::Aws),
                 };
                 let policy = fields.require("policy")?;
+                let token = fields.get(dialect.security_token_header()).or_else(|| fields.get("x-amz-security-token"));
                 (
-                    Some(self.verifier.verify_post_v2(access_key, policy, signature, dialect, &record.region)),
+                    Some(self.verifier.verify_post_v2(access_key, policy, signature, token, dialect, &record.region)),
                     Carrier::V2Header,
                 )
             } else {

@@ -6,7 +6,7 @@ mod examples;
 mod malformed;
 mod public;
 
-use policy::{Context, Principal};
+use policy::{Context, Policy, Principal};
 
 /// The account most examples are in.
 pub const ACCOUNT: &str = "111122223333";
@@ -69,4 +69,44 @@ fn a_policy_can_be_shared_between_threads() {
         })
     };
     assert!(matches!(worker.join().expect("no panic"), policy::Outcome::Allow { .. }));
+}
+
+/// A service computes only the condition keys a policy reads: those of its `Condition` blocks and of its
+/// `${...}` variables (under Version 2012-10-17 only; the older version has no variables), lowercased, once each,
+/// in no particular order.
+#[test]
+fn referenced_keys_are_the_condition_keys_and_variables_a_policy_reads() {
+    let cases: &[(&str, &[&str])] = &[
+        (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}}"#, &[]),
+        (
+            r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Allow","Action":"kms:Decrypt","Resource":"*",
+                 "Condition":{"StringEquals":{"kms:ViaService":"s3.eu-de.amazonaws.com","kms:CallerAccount":"1"},
+                              "Bool":{"aws:SecureTransport":"true"}}},
+                {"Effect":"Deny","Action":"kms:*","Resource":"*",
+                 "Condition":{"StringNotLikeIfExists":{"KMS:EncryptionContext:aws:s3:arn":"arn:aws:s3:::b/*"},
+                              "ForAnyValue:StringEquals":{"kms:viaservice":["x"]}}}]}"#,
+            &["kms:viaservice", "kms:calleraccount", "aws:securetransport", "kms:encryptioncontext:aws:s3:arn"],
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:ListBucket",
+                "Resource":"arn:aws:s3:::b","Condition":{"StringLike":{"s3:prefix":["home/${aws:username}/*",
+                "${aws:PrincipalTag/team, 'none'}/*", "literal/${*}/${?}/${$}"]}}}}"#,
+            &["s3:prefix", "aws:username", "aws:principaltag/team"],
+        ),
+        (
+            r#"{"Version":"2008-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject",
+                "Resource":"arn:aws:s3:::b/${aws:username}/*"}}"#,
+            &[],
+        ),
+    ];
+    for (document, want) in cases {
+        let policy =
+            Policy::parse(document, policy::PolicyKind::Identity).unwrap_or_else(|error| panic!("{document}: {error}"));
+        let mut keys = policy.referenced_keys().to_vec();
+        keys.sort();
+        let mut want = want.to_vec();
+        want.sort();
+        assert_eq!(keys, want, "{document}");
+    }
 }

@@ -306,7 +306,10 @@ const REFUSED: &[Refused] = &[
         "no principal in a trust policy",
         Trust,
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole"}]}"#,
-        Some("Missing required field Principal."),
+        Some(
+            "Invalid principal in policy: com.amazon.balsa.error.InvalidPolicyException: The passed in policy has a \
+             statement with no principals!",
+        ),
         None,
         None,
     ),
