@@ -64,7 +64,8 @@ impl AdminToken {
         &self.0
     }
 
-    fn matches(&self, given: &str) -> bool {
+    /// Whether `given` is the token (compared in constant time).
+    pub fn matches(&self, given: &str) -> bool {
         bool::from(self.0.as_bytes().ct_eq(given.as_bytes()))
     }
 }
@@ -94,6 +95,12 @@ pub struct Admin {
     pub extra_hosts: Vec<String>,
     /// Whether state lives in a data dir (reset then demands an explicit confirmation).
     pub persistent: bool,
+    /// The edge's region (the console signs in it).
+    pub region: String,
+    /// Whether the edge speaks TLS.
+    pub secure: bool,
+    /// Where attached volumes are served over NBD.
+    pub nbd_addr: Option<std::net::SocketAddr>,
 }
 
 /// The admin routes, to be nested under `/_sim`.
@@ -104,8 +111,10 @@ pub fn router(admin: Admin) -> Router {
         .route("/reset", post(reset))
         .route("/audit", get(audit))
         .route("/clock", get(clock).post(advance_clock))
-        .layer(middleware::from_fn_with_state(admin.clone(), guard))
-        .with_state(admin)
+        .with_state(admin.clone())
+        .merge(crate::console::page_router())
+        .nest("/console", crate::console::router(admin.clone()))
+        .layer(middleware::from_fn_with_state(admin, guard))
 }
 
 /// A refusal, as `{"error": "..."}`.
@@ -139,7 +148,8 @@ async fn guard(State(admin): State<Arc<Admin>>, request: Request, next: Next) ->
         Ok(body) => body,
         Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "admin request bodies are at most 64 KiB"),
     };
-    let open = parts.method == Method::GET && parts.uri.path() == "/health";
+    // Health reveals no state; the console's login checks the token it is given itself.
+    let open = parts.method == Method::GET && matches!(parts.uri.path(), "/health" | "/console/login");
     if !open && let Err(message) = authenticate(&admin, &parts, &body) {
         let mut response = refuse(StatusCode::UNAUTHORIZED, &message);
         response
@@ -188,6 +198,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Checks the bearer token or the SigV4 signature; the error says what is missing or wrong.
 fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, body: &Bytes) -> Result<(), String> {
+    if let Some(token) = console_cookie(&parts.headers) {
+        return if admin.token.matches(token) { Ok(()) } else { Err("wrong admin token in the console cookie".into()) };
+    }
     let Some(authorization) = parts.headers.get(header::AUTHORIZATION) else {
         return Err(
             "admin calls need `Authorization: Bearer <admin token>` (printed at start) or a SigV4 signature".into()
@@ -213,6 +226,16 @@ fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, body: &Bytes)
         .verify_sigv4(&request, &payload, &service, UriEncoding::Double, shared::time::now_unix())
         .map(drop)
         .map_err(|e| format!("admin authentication failed: {e}"))
+}
+
+/// The admin token the console's cookie carries, if the request has that cookie.
+fn console_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(crate::console::COOKIE)?.strip_prefix('='))
 }
 
 /// `ok`, or `degraded` when the audit log cannot be written or records were set aside at start
@@ -289,7 +312,8 @@ async fn clock(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
     Json(clock_json(&admin.kms))
 }
 
-fn clock_json(kms: &Kms) -> serde_json::Value {
+/// The simulated clock, as `GET /_sim/clock` answers it.
+pub(crate) fn clock_json(kms: &Kms) -> serde_json::Value {
     json!({
         "now": kms.clock.now(),
         "now_rfc3339": shared::time::format_rfc3339_millis(kms.clock.now_millis()),

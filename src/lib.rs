@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod console;
 pub mod serve;
 pub mod tls;
 
@@ -252,6 +253,14 @@ impl StackBuilder {
             shared::secret_file::write_durably(&path, text.as_bytes(), 0o600)
                 .map_err(|e| StackError::DataDir(format!("writing the admin token to {}: {e}", path.display())))?;
         }
+        let edge_tls = if self.tls { Some(tls::prepare(self.data_dir.as_deref(), &self.admin_hosts)?) } else { None };
+        let listener =
+            TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
+        let nbd_listener = TcpListener::bind(self.nbd_addr)
+            .await
+            .map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
+        let nbd_addr = nbd_listener.local_addr().map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
         let admin = Admin {
             kms: kms.clone(),
             obs,
@@ -261,15 +270,10 @@ impl StackBuilder {
             token: admin_token.clone(),
             extra_hosts: self.admin_hosts.clone(),
             persistent: self.data_dir.is_some(),
+            region: self.config.region.clone(),
+            secure: edge_tls.is_some(),
+            nbd_addr: Some(nbd_addr),
         };
-        let edge_tls = if self.tls { Some(tls::prepare(self.data_dir.as_deref(), &self.admin_hosts)?) } else { None };
-        let listener =
-            TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
-        let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
-        let nbd_listener = TcpListener::bind(self.nbd_addr)
-            .await
-            .map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
-        let nbd_addr = nbd_listener.local_addr().map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
         let app = router(admin, services, &self.config.region);
         let (stop, stopped) = oneshot::channel::<()>();
         let (stop_nbd, nbd_stopped) = oneshot::channel::<()>();
@@ -437,6 +441,12 @@ impl Stack {
     /// The address of the NBD listener that serves attached volumes.
     pub fn nbd_addr(&self) -> SocketAddr {
         self.nbd_addr
+    }
+
+    /// The console's login URL, with the admin token: opened once in a browser, it sets the console's cookie
+    /// and shows the console (`docs/console.md`).
+    pub fn console_url(&self) -> String {
+        format!("{}/_sim/console/login?token={}", self.endpoint(), self.admin_token.as_str())
     }
 
     /// `http://<addr>` (`https://` with TLS): the endpoint URL for every service's clients.

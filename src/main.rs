@@ -130,6 +130,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
             "project_id": project_id,
             "access_key_ids": key_ids,
             "admin_token": stack.admin_token(),
+            "console": stack.console_url(),
             "data": data,
         });
         if default_credentials {
@@ -156,6 +157,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
         for (id, account) in access_keys.iter().filter(|(id, _)| !default_credentials || id != access_key) {
             println!("  access key   {id}  (account {account}; secret in the config file)");
         }
+        println!("  console      {}  (open it once: it signs you in)", stack.console_url());
         println!("  admin token  {}  (Authorization: Bearer ...; /_sim/ admin API)", stack.admin_token());
         println!("  state        {data}");
         if let Some(ca) = stack.ca_file() {

@@ -241,6 +241,20 @@ impl Accounts {
         self.accounts.keys().map(String::as_str)
     }
 
+    /// Every long-term access key: those declared at start and the IAM users' (not role sessions'), by id.
+    pub fn long_term_keys(&self) -> Vec<Arc<AccessKey>> {
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        let mut keys: Vec<Arc<AccessKey>> = self
+            .keys
+            .values()
+            .chain(live.values().filter(|key| !self.keys.contains_key(&key.access_key_id)))
+            .filter(|key| key.session.is_none())
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
+        keys
+    }
+
     /// The access keys declared at start (the configuration's; not the IAM store's nor sessions).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<AccessKey>> {
         self.keys.values()

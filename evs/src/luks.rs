@@ -354,6 +354,16 @@ impl Header {
         self.payload_offset_sectors * SECTOR as u64
     }
 
+    /// The numbers (0–7) of the key slots in use.
+    pub fn active_key_slots(&self) -> Vec<usize> {
+        self.slots.iter().enumerate().filter(|(_, slot)| slot.active).map(|(index, _)| index).collect()
+    }
+
+    /// PBKDF2 iterations of the master key digest.
+    pub fn mk_digest_iterations(&self) -> u32 {
+        self.mk_digest_iterations
+    }
+
     /// Recovers the master key: tries each active key slot with `passphrase`, merges its key
     /// material and accepts the result only if its digest matches the mk digest (compared in
     /// constant time). `header_area` is the container from byte 0, at least up to the end of

@@ -565,6 +565,27 @@ impl Evs {
             .ok_or_else(|| EvsError::volume_not_found(id))
     }
 
+    /// Every volume of every project, by id: for the console, which shows them all.
+    pub fn all_volumes(&self) -> Vec<VolumeRecord> {
+        let mut volumes: Vec<VolumeRecord> = self.state().volumes.values().cloned().collect();
+        volumes.sort_by(|a, b| a.id.cmp(&b.id));
+        volumes
+    }
+
+    /// The LUKS1 header of an encrypted volume's container, read from its file (it holds no secret); `None` for a
+    /// volume without one or whose file cannot be read.
+    pub async fn luks_header(&self, id: &str) -> Option<crate::luks::Header> {
+        let path = self.volume_path(id);
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let extents = Layout::of(&path)?.open_read(crate::luks::PHDR_LEN as u64)?;
+            let mut header = vec![0u8; crate::luks::PHDR_LEN];
+            extents.read_exact_at(&mut header, 0)?;
+            Ok(header)
+        });
+        let bytes = read.await.ok()?.ok()?;
+        crate::luks::Header::parse(&bytes).ok()
+    }
+
     /// The requester's volumes matching `filter`, and how many matched before pagination.
     pub fn volumes(&self, requester: &Requester, filter: &VolumeFilter) -> (Vec<VolumeRecord>, usize) {
         let state = self.state();

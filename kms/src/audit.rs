@@ -216,7 +216,8 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
-    fn matches(&self, e: &AuditEvent) -> bool {
+    /// Whether `e` passes every filter given.
+    pub fn matches(&self, e: &AuditEvent) -> bool {
         let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
         let key_ok = self
             .key
@@ -245,7 +246,13 @@ pub struct AuditLog {
     index: Mutex<Index>,
     writer: Option<WriterHandle>,
     options: AuditOptions,
+    /// Each event as it is recorded, to the live readers ([`AuditLog::subscribe`]); a reader that falls more than
+    /// [`LIVE_EVENTS`] behind skips events rather than making the log hold them.
+    live: tokio::sync::broadcast::Sender<Arc<AuditEvent>>,
 }
+
+/// Events a live reader may fall behind before it skips some.
+const LIVE_EVENTS: usize = 256;
 
 #[derive(Debug, Default)]
 struct Index {
@@ -347,7 +354,8 @@ impl AuditLog {
                 Some(WriterHandle { tx: Some(tx), thread: Some(thread), shared })
             }
         };
-        Ok(AuditLog { index: Mutex::new(Index::default()), writer, options })
+        let (live, _) = tokio::sync::broadcast::channel(LIVE_EVENTS);
+        Ok(AuditLog { index: Mutex::new(Index::default()), writer, options, live })
     }
 
     /// Records an event: kept in memory and queued for the file. Never blocks on the disk.
@@ -357,7 +365,34 @@ impl AuditLog {
         if let Some(writer) = &self.writer {
             writer.send_event(event.clone(), self.options.max_queued_events);
         }
+        if self.live.receiver_count() > 0 {
+            // Fails only without receivers; under the index lock, readers see events in the index's order.
+            let _ = self.live.send(event.clone());
+        }
         index.push(event, &self.options);
+    }
+
+    /// The newest `recent` events that match `query`, oldest first, and a receiver of every event recorded after
+    /// them (taken together, so none is missed or seen twice).
+    pub fn subscribe(
+        &self,
+        query: &AuditQuery,
+        recent: usize,
+    ) -> (Vec<AuditEvent>, tokio::sync::broadcast::Receiver<Arc<AuditEvent>>) {
+        let index = lock(&self.index);
+        let receiver = self.live.subscribe();
+        let mut out: Vec<AuditEvent> = index
+            .events
+            .iter()
+            .rev()
+            .map(|(e, _)| e)
+            .filter(|e| query.matches(e))
+            .take(recent)
+            .map(|e| AuditEvent::clone(e))
+            .collect();
+        drop(index);
+        out.reverse();
+        (out, receiver)
     }
 
     /// The newest events that match `query`, oldest first.

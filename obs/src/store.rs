@@ -589,6 +589,44 @@ impl Store {
         .map_err(|e| Error::internal(format!("fsync {path}: {e}")))
     }
 
+    /// Flips the lowest bit of the byte at `offset` of the body `blob`, durably (a fault for the console: the next
+    /// read fails its authentication check); returns the byte before and after. On the local file system the byte
+    /// is rewritten in place and fsynced; elsewhere the body is rewritten whole.
+    pub async fn flip_bit(&self, blob: &str, offset: u64) -> Result<(u8, u8)> {
+        let path = StorePath::from(blob);
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            return tokio::task::spawn_blocking(move || -> std::io::Result<(u8, u8)> {
+                use std::os::unix::fs::FileExt;
+                let handle = std::fs::OpenOptions::new().read(true).write(true).open(&file)?;
+                let mut byte = [0u8; 1];
+                handle.read_exact_at(&mut byte, offset)?;
+                let before = byte[0];
+                handle.write_all_at(&[before ^ 1], offset)?;
+                handle.sync_all()?;
+                Ok((before, before ^ 1))
+            })
+            .await
+            .map_err(Error::internal)?
+            .map_err(|e| Error::internal(format!("corrupting {blob}: {e}")));
+        }
+        let mut bytes = self.backend.get(&path).await?.bytes().await?.to_vec();
+        let at = usize::try_from(offset).ok().filter(|at| *at < bytes.len());
+        let at = at.ok_or_else(|| Error::internal(format!("offset {offset} is past the end of {blob}")))?;
+        let before = bytes[at];
+        bytes[at] ^= 1;
+        self.put_durably(&path, Bytes::from(bytes)).await?;
+        Ok((before, before ^ 1))
+    }
+
+    /// The first `len` bytes of the body `blob` (fewer if it is shorter).
+    pub async fn read_head(&self, blob: &str, len: u64) -> Result<Bytes> {
+        let path = StorePath::from(blob);
+        let size = self.backend.head(&path).await?.size;
+        let end = len.min(size);
+        Ok(self.backend.get_range(&path, 0..end).await?)
+    }
+
     /// The backend (for streaming bodies in and out).
     pub fn backend(&self) -> &Arc<dyn ObjectStore> {
         &self.backend
