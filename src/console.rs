@@ -166,8 +166,12 @@ async fn login(State(console): State<Console>, Query(query): Query<LoginQuery>) 
 async fn session(State(console): State<Console>, headers: HeaderMap) -> Json<Value> {
     let admin = &console.admin;
     let accounts = admin.verifier.accounts();
-    let principals: Vec<Value> = accounts
-        .long_term_keys()
+    let mut keys = accounts.long_term_keys();
+    // The default key first, then the accounts' roots, then users.
+    keys.sort_by_key(|key| {
+        (key.access_key_id != auth::accounts::DEFAULT_ACCESS_KEY_ID, !key.principal_arn.ends_with(":root"))
+    });
+    let principals: Vec<Value> = keys
         .iter()
         .map(|key| {
             json!({

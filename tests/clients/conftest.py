@@ -29,6 +29,7 @@ import http.client
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -607,3 +608,20 @@ def localhost_subdomains() -> Iterator[None]:
     socket.getaddrinfo = getaddrinfo
     yield
     socket.getaddrinfo = original
+
+
+# ---- a browser (Debian's chromium, driven by Playwright for Python) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium from Debian's package (no browser download), one per test module."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is needed: run scripts/test, which installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield instance
+        instance.close()

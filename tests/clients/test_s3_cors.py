@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import http.server
-import shutil
 import threading
 import urllib.parse
 from xml.etree import ElementTree
@@ -20,7 +19,6 @@ from botocore.exceptions import ClientError
 
 from conftest import make_s3_client
 
-CHROMIUM = shutil.which("chromium")
 NOT_ALLOWED = ("CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, "
                "request method / Access-Control-Request-Method or Access-Control-Request-Headers are not "
                "whitelisted by the resource's CORS spec.")
@@ -219,18 +217,6 @@ def page_origin() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.fail("Debian's chromium is needed: run scripts/test, which installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield instance
-        instance.close()
 
 
 def test_browser_uploads_with_a_presigned_put_and_reads_back(kmsim, s3, kms, bucket, browser, page_origin):
