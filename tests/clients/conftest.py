@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +49,8 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+
+from browsers import launch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KMSIM_BIN = Path(os.environ.get("KMSIM_BIN", str(REPO_ROOT / "target" / "debug" / "kmsim")))
@@ -610,18 +611,11 @@ def localhost_subdomains() -> Iterator[None]:
     socket.getaddrinfo = original
 
 
-# ---- a browser (Debian's chromium, driven by Playwright for Python) ------------------------------
+# ---- a browser (Debian's chromium, driven by Playwright for Python; browsers.py has Firefox too) ----
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium from Debian's package (no browser download), one per test module."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is needed: run scripts/test, which installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield instance
-        instance.close()
+    """Headless Chromium from Debian's package (no browser download), one per test module: Playwright's Browser."""
+    with launch("chromium") as chromium:
+        yield chromium.driver
