@@ -1,5 +1,5 @@
-//! The admin API under `/_sim/` for test suites: health, reset, the audit log and the simulated
-//! clock. `_` cannot start a bucket name, so these paths never collide with the object store.
+//! The admin API under `/_sim/` for test suites: health, reset, the audit log, the simulated
+//! clock and fault rules. `_` cannot start a bucket name, so these paths never collide with the object store.
 //!
 //! Admin calls can destroy every key of a persistent data dir, so every request passes [`guard`]
 //! first, in this order:
@@ -9,7 +9,7 @@
 //!    name to 127.0.0.1 still sends its own name, and is refused (403).
 //! 2. **Origin**: a request carrying an `Origin` other than kmsim's own (`http://` + its `Host`) is
 //!    refused (403), so no other web page open in a local browser reaches the admin API.
-//! 3. **Content type**: state-changing calls (`POST`) accept only `application/json` (415): a
+//! 3. **Content type**: state-changing calls with a body (`POST`) accept only `application/json` (415): a
 //!    cross-origin "simple request" (`text/plain`, forms) cannot be one, and is never sent without a
 //!    CORS preflight that kmsim does not grant.
 //! 4. **Authentication** (every route but `GET /_sim/health`, which reveals no state): either
@@ -26,11 +26,11 @@ use auth::{RequestParts, Verifier};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{OriginalUri, Query, Request, State};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use evs::Evs;
 use kms::Kms;
 use kms::audit::AuditQuery;
@@ -111,6 +111,8 @@ pub fn router(admin: Admin) -> Router {
         .route("/reset", post(reset))
         .route("/audit", get(audit))
         .route("/clock", get(clock).post(advance_clock))
+        .route("/faults", get(list_faults).post(add_faults).delete(clear_faults))
+        .route("/faults/{id}", delete(delete_fault))
         .with_state(admin.clone())
         .merge(crate::console::page_router())
         .nest("/console", crate::console::router(admin.clone()))
@@ -140,7 +142,8 @@ async fn guard(State(admin): State<Arc<Admin>>, request: Request, next: Next) ->
             return refuse(StatusCode::FORBIDDEN, "admin calls are refused from other origins");
         }
     }
-    let changes_state = !matches!(parts.method, Method::GET | Method::HEAD);
+    // DELETE needs no body: like any non-simple method, no other page can send it without a preflight.
+    let changes_state = !matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE);
     if changes_state && !is_json(&parts.headers) {
         return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "admin calls that change state take application/json");
     }
@@ -306,6 +309,33 @@ async fn audit(State(admin): State<Arc<Admin>>, Query(query): Query<AuditQuery>)
         Ok(events) => Json(json!({ "events": events })).into_response(),
         Err(e) => internal(format!("querying the audit log: {e}")),
     }
+}
+
+/// `GET /_sim/faults`: every rule with its counters.
+async fn list_faults(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
+    Json(json!({ "rules": admin.kms.faults.list() }))
+}
+
+/// `POST /_sim/faults`: one rule, an array of rules or `{"rules": [...]}`; all are added or none. Answers their ids.
+async fn add_faults(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+    match admin.kms.faults.load(&String::from_utf8_lossy(&body)) {
+        Ok(ids) => (StatusCode::CREATED, Json(json!({ "ids": ids }))).into_response(),
+        Err(e) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// `DELETE /_sim/faults/{id}`.
+async fn delete_fault(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    match id.parse::<u64>() {
+        Ok(id) if admin.kms.faults.delete(id) => StatusCode::NO_CONTENT.into_response(),
+        _ => refuse(StatusCode::NOT_FOUND, &format!("no fault rule {id}")),
+    }
+}
+
+/// `DELETE /_sim/faults`: every rule.
+async fn clear_faults(State(admin): State<Arc<Admin>>) -> StatusCode {
+    admin.kms.faults.clear();
+    StatusCode::NO_CONTENT
 }
 
 async fn clock(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {

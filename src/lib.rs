@@ -46,6 +46,7 @@ use tokio::task::JoinHandle;
 
 pub use admin::{Admin, AdminToken};
 pub use config::Config;
+pub use faults;
 
 /// The file in the data dir that holds the admin token (mode 0600), rewritten at every start.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -90,6 +91,9 @@ pub enum StackError {
     /// The local CA or the edge's certificate could not be prepared (`--tls`).
     #[error("preparing TLS: {0}")]
     Tls(String),
+    /// The fault rules given at start (`--faults FILE`) were refused.
+    #[error("the fault rules: {0}")]
+    Faults(String),
 }
 
 impl StackError {
@@ -129,6 +133,7 @@ pub struct StackBuilder {
     admin_hosts: Vec<String>,
     limits: serve::ServerLimits,
     tls: bool,
+    faults: Option<String>,
 }
 
 impl StackBuilder {
@@ -178,6 +183,27 @@ impl StackBuilder {
         self
     }
 
+    /// Start with the fault rules of this JSON document (one rule, an array, or `{"rules": [...]}`; see
+    /// `docs/testing.md`), as `POST /_sim/faults` would add them; [`Stack::faults`] changes them later.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let stack = kmsim::Stack::builder()
+    ///     .faults(r#"{"service": "kms", "operation": "GenerateDataKey", "trigger": {"next": 2},
+    ///                 "effect": {"type": "error", "code": "ThrottlingException"}}"#)
+    ///     .start()
+    ///     .await?;
+    /// stack.faults().load(r#"{"service": "s3", "effect": {"type": "latency", "ms": 50}}"#)?;
+    /// assert_eq!(stack.faults().list().len(), 2);
+    /// stack.faults().clear();
+    /// stack.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub fn faults(mut self, rules: impl Into<String>) -> Self {
+        self.faults = Some(rules.into());
+        self
+    }
+
     /// Opens the state, binds the listener and starts serving.
     pub async fn start(self) -> Result<Stack, StackError> {
         self.config.check()?;
@@ -196,6 +222,9 @@ impl StackBuilder {
                 .map_err(|e| StackError::Kms(e.to_string()))?
                 .map_err(StackError::from_kms)?,
         );
+        if let Some(rules) = &self.faults {
+            kms.faults.load(rules).map_err(|e| StackError::Faults(e.to_string()))?;
+        }
         let accounts = Arc::new(self.config.accounts());
         // Session credentials expire on the simulated clock, which `/_sim/clock` advances.
         let session_clock: auth::SessionClock = {
@@ -239,13 +268,15 @@ impl StackBuilder {
             _ => None,
         };
         let obs = Arc::new(obs::Obs::new(objects, keys.clone(), sse_s3).with_identities(key_identities));
-        let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region);
+        let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region).with_faults(kms.faults.clone());
         let evs = Arc::new(
             Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys)
                 .await
                 .map_err(StackError::from_evs)?,
         );
-        let services = Services { s3, evs: evs.clone(), iam: IamApi::new(identities.clone(), verifier.clone()) };
+        evs.use_faults(kms.faults.clone());
+        let iam = IamApi::new(identities.clone(), verifier.clone()).with_faults(kms.faults.clone());
+        let services = Services { s3, evs: evs.clone(), iam };
         let admin_token = AdminToken::generate();
         if let Some(dir) = &self.data_dir {
             let path = dir.join(ADMIN_TOKEN_FILE);
@@ -430,6 +461,7 @@ impl Stack {
             admin_hosts: Vec::new(),
             limits: serve::ServerLimits::default(),
             tls: false,
+            faults: None,
         }
     }
 
@@ -485,6 +517,11 @@ impl Stack {
     /// in `admin.token` (mode 0600) in the data dir.
     pub fn admin_token(&self) -> &str {
         self.admin_token.as_str()
+    }
+
+    /// The fault rules in force (`/_sim/faults`): Rust tests add, list and delete rules here directly.
+    pub fn faults(&self) -> &Arc<faults::Faults> {
+        &self.kms.faults
     }
 
     /// The KMS core (for in-process assertions, e.g. on the audit log).

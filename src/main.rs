@@ -46,6 +46,10 @@ struct Args {
     /// in the data dir's `tls/`; its certificate is printed for clients to trust).
     #[arg(long)]
     tls: bool,
+    /// Start with the fault rules of this JSON file (one rule, an array, or {"rules": [...]}), as
+    /// `POST /_sim/faults` adds them: for test suites that exercise failure paths (docs/testing.md).
+    #[arg(long, value_name = "FILE")]
+    faults: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +112,15 @@ async fn run(args: Args, config: Config) -> ExitCode {
         builder = builder.data_dir(&args.data_dir);
     }
     builder = builder.tls(args.tls);
+    if let Some(path) = &args.faults {
+        match std::fs::read_to_string(path) {
+            Ok(rules) => builder = builder.faults(rules),
+            Err(e) => {
+                eprintln!("kmsim: reading the fault rules {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let stack = match builder.start().await {
         Ok(stack) => stack,
         Err(e) => {

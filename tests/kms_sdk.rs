@@ -430,3 +430,36 @@ async fn rsa_key_generation_does_not_stall_the_edge() {
     assert!(answered_meanwhile >= 20, "only {answered_meanwhile} calls answered during four RSA_4096 generations");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_retries_through_injected_throttling() {
+    let stack = Stack::builder()
+        .faults(
+            r#"{"service": "kms", "operation": "GenerateDataKey", "trigger": {"next": 2},
+                "effect": {"type": "error", "code": "ThrottlingException"}}"#,
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = kms_client(&stack);
+    let key = new_key(&client).await;
+    // The SDK's default (standard) retry mode makes 3 attempts: two throttled, the third answered.
+    let data_key = client.generate_data_key().key_id(&key).key_spec(DataKeySpec::Aes256).send().await.unwrap();
+    assert_eq!(data_key.plaintext.unwrap().as_ref().len(), 32);
+    let [rule] = <[_; 1]>::try_from(stack.faults().list()).unwrap();
+    assert_eq!((rule.matched, rule.fired, rule.expired), (2, 2, true));
+    let query = kms::audit::AuditQuery { fault: Some(rule.id), ..Default::default() };
+    let throttled = stack.kms().audit.query(&query);
+    assert_eq!(throttled.len(), 2);
+    assert!(throttled.iter().all(|e| e.outcome == "ThrottlingException"));
+
+    // Three throttled answers in a row exhaust it: the client sees AWS's error.
+    stack
+        .faults()
+        .load(
+            r#"{"service": "kms", "trigger": {"next": 3}, "effect": {"type": "error", "code": "ThrottlingException"}}"#,
+        )
+        .unwrap();
+    assert_eq!(code(client.describe_key().key_id(&key).send().await), "ThrottlingException");
+    stack.shutdown().await;
+}

@@ -195,6 +195,16 @@ pub enum EvsError {
         /// What failed.
         detail: String,
     },
+    /// A failure a fault rule injected into a job (`/_sim/faults`).
+    #[error("injected fault: {code}: {message}")]
+    Injected {
+        /// The EVS error code the job reports.
+        code: &'static str,
+        /// The HTTP status that code is answered with.
+        status: u16,
+        /// The job's `fail_reason`.
+        message: String,
+    },
 }
 
 /// What is wrong with a volume size.

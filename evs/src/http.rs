@@ -257,6 +257,11 @@ pub fn wire_error(error: &EvsError) -> WireError {
             WireError::new(StatusCode::SERVICE_UNAVAILABLE, "EVS.5500", "The volume service is shutting down.")
         }
         Internal { .. } => WireError::new(StatusCode::INTERNAL_SERVER_ERROR, "EVS.5500", "Internal server error."),
+        Injected { code, status, message } => WireError::new(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            message.clone(),
+        ),
     }
 }
 

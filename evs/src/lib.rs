@@ -15,6 +15,7 @@
 pub mod device;
 pub mod error;
 pub mod extents;
+pub mod faulty;
 pub mod http;
 pub mod luks;
 pub mod model;

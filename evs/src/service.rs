@@ -17,9 +17,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use auth::AccessKey;
+use faults::{Call as FaultCall, Faults, Service};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
@@ -30,6 +31,7 @@ use zeroize::Zeroizing;
 use crate::device::VolumeDevice;
 use crate::error::{EvsError, KeyProblem, Result, SizeProblem, VolumeAction};
 use crate::extents::{Extents, Layout};
+use crate::faulty::FaultyDevice;
 use crate::luks;
 use crate::model::{
     self, Attachment, CMK_ID_KEY, ENCRYPTED_KEY, GIB, Job, JobStatus, RECORD_FORMAT, SnapshotRecord, SnapshotStatus,
@@ -188,6 +190,8 @@ pub struct Evs {
     running: Arc<Mutex<BTreeMap<u64, String>>>,
     /// Numbers the entries of `running`.
     admitted: AtomicU64,
+    /// The fault rules in force (`/_sim/faults`), once the stack plugged them in.
+    faults: OnceLock<Arc<Faults>>,
 }
 
 /// An admitted operation (and its job, which takes it over): a read guard of [`Evs::gate`] and its entry in
@@ -272,6 +276,7 @@ impl Evs {
             stopping: AtomicBool::new(false),
             running: Arc::new(Mutex::new(BTreeMap::new())),
             admitted: AtomicU64::new(0),
+            faults: OnceLock::new(),
         };
         evs.load().await?;
         Ok(evs)
@@ -478,6 +483,25 @@ impl Evs {
     }
 
     // ---- jobs ------------------------------------------------------------------------------------
+
+    /// From now on, fails jobs and volumes' I/O as the rules of `faults` say. Set once: false if already set.
+    pub fn use_faults(&self, faults: Arc<Faults>) -> bool {
+        self.faults.set(faults).is_ok()
+    }
+
+    /// The failure a fault rule injects into job `job_type` on `volume_id`, after the delay it adds; `None` when no
+    /// rule fires (or it only adds a delay). Called where the job's own work would fail, so the volume ends as it
+    /// does after a real failure of that job.
+    async fn job_fault(&self, job_type: &str, volume_id: &str) -> Option<EvsError> {
+        let faults = self.faults.get().filter(|f| f.active(Service::Evs))?;
+        let call = FaultCall { dialect: "evs", operation: job_type, volume: Some(volume_id), ..FaultCall::default() };
+        let fired = faults.check(Service::Evs, &call, &|_| None)?;
+        if !fired.delay_before.is_zero() {
+            tokio::time::sleep(fired.delay_before).await;
+        }
+        let injected = fired.error?;
+        Some(EvsError::Injected { code: injected.code, status: injected.status, message: injected.message })
+    }
 
     fn new_job(&self, requester: &Requester, job_type: &str, volume_id: Option<&str>, server_id: Option<&str>) -> Job {
         let job = Job {
@@ -767,7 +791,11 @@ impl Evs {
             let mut data_keys = data_keys.into_iter();
             for record in records {
                 let id = record.id.clone();
-                let created = evs.create_volume_file(record, data_keys.next(), snapshot.as_ref()).await;
+                let data_key = data_keys.next();
+                let created = match evs.job_fault("createVolume", &id).await {
+                    Some(injected) => Err(injected),
+                    None => evs.create_volume_file(record, data_key, snapshot.as_ref()).await,
+                };
                 if let Err(e) = created {
                     tracing::warn!(volume = %id, error = %e, "creating a volume failed");
                     if let Err(e) = evs.update_volume_record(&id, |v| v.status = VolumeStatus::Error).await {
@@ -975,20 +1003,27 @@ impl Evs {
         let evs = Arc::clone(self);
         let id = id.to_owned();
         self.run_job(job.id.clone(), admission, async move {
+            // A failure before the files go: the snapshots from `untouched` on stay as they were (a snapshot whose
+            // removal failed is in error), and the volume is in error (in memory: it can be deleted again; a
+            // restart finds its record as it was).
+            let fail = |untouched: usize, e: EvsError| {
+                let mut state = evs.state();
+                for (rest, status) in &snapshots[untouched..] {
+                    if let Some(s) = state.snapshots.get_mut(rest) {
+                        s.status = *status;
+                    }
+                }
+                if let Some(v) = state.volumes.get_mut(&id) {
+                    v.status = VolumeStatus::Error;
+                }
+                e
+            };
+            if let Some(injected) = evs.job_fault("deleteVolume", &id).await {
+                return Err(fail(0, injected));
+            }
             for (n, (sid, _)) in snapshots.iter().enumerate() {
                 if let Err(e) = evs.remove_snapshot(sid).await {
-                    // The snapshots not reached yet stay as they were, the failed one is in error, and so is the
-                    // volume (in memory: it can be deleted again; a restart finds its record as it was).
-                    let mut state = evs.state();
-                    for (rest, status) in &snapshots[n + 1..] {
-                        if let Some(s) = state.snapshots.get_mut(rest) {
-                            s.status = *status;
-                        }
-                    }
-                    if let Some(v) = state.volumes.get_mut(&id) {
-                        v.status = VolumeStatus::Error;
-                    }
-                    return Err(e);
+                    return Err(fail(n + 1, e));
                 }
             }
             // No record change (a rename, say) may land between the record's removal and the volume's.
@@ -1050,7 +1085,10 @@ impl Evs {
         self.run_job(job.id.clone(), admission, async move {
             let path = evs.volume_path(&id);
             let len = volume_file_len(encrypted, new_size_gb);
-            let mut grown = blocking("resizing a volume", move || Layout::of(&path)?.set_len(len)).await;
+            let mut grown = match evs.job_fault("extendVolume", &id).await {
+                Some(injected) => Err(injected),
+                None => blocking("resizing a volume", move || Layout::of(&path)?.set_len(len)).await,
+            };
             let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
             if let (Ok(()), Some(device)) = (&grown, device) {
                 // A new extent the attached volume cannot open: the extend fails, the volume keeps its size.
@@ -1111,7 +1149,11 @@ impl Evs {
         let region = requester.caller.region.clone();
         let (server_id, volume_id) = (server_id.to_owned(), volume_id.to_owned());
         self.run_job(job.id.clone(), admission, async move {
-            match evs.open_device(&record, &region).await {
+            let opened = match evs.job_fault("attachVolume", &volume_id).await {
+                Some(injected) => Err(injected),
+                None => evs.open_device(&record, &region).await,
+            };
+            match opened {
                 Ok(opened) => {
                     let attachment = Attachment {
                         attachment_id: new_id(),
@@ -1156,6 +1198,11 @@ impl Evs {
         let evs = Arc::clone(self);
         let volume_id = volume_id.to_owned();
         self.run_job(job.id.clone(), admission, async move {
+            // A failed detach leaves the volume attached and in use, still exported.
+            if let Some(injected) = evs.job_fault("detachVolume", &volume_id).await {
+                evs.update_volume_record(&volume_id, |v| v.status = VolumeStatus::InUse).await?;
+                return Err(injected);
+            }
             let device = evs.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&volume_id);
             let flushed = match device {
                 // Closing waits for the I/O under way; then everything written is made durable.
@@ -1727,7 +1774,11 @@ fn volume_file_len(encrypted: bool, size_gb: u64) -> u64 {
 impl Exports for Evs {
     fn get(&self, name: &str) -> Option<Arc<dyn BlockDevice>> {
         let device = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()?;
-        Some(device as Arc<dyn BlockDevice>)
+        let device = device as Arc<dyn BlockDevice>;
+        Some(match self.faults.get() {
+            Some(faults) => Arc::new(FaultyDevice::new(device, name, faults.clone())),
+            None => device,
+        })
     }
 
     fn list(&self) -> Vec<String> {

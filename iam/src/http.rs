@@ -11,6 +11,7 @@ use auth::{AccessKey, AuthError, RequestParts, Verifier};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use faults::{Call as FaultCall, Faults, Fired, InjectedError};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use policy::{Context, PrincipalKind, Rule};
 use shared::Peer;
@@ -88,6 +89,8 @@ enum ApiError {
     NotImplemented(&'static str),
     /// The body exceeds [`MAX_BODY_BYTES`].
     TooLarge,
+    /// An error a fault rule injected (`/_sim/faults`).
+    Injected(InjectedError),
 }
 
 impl From<Error> for ApiError {
@@ -116,6 +119,9 @@ pub fn wire_error(error: &Error) -> (StatusCode, &'static str) {
 impl ApiError {
     fn status_code_message(&self, service: Service) -> (StatusCode, &'static str, String) {
         match self {
+            ApiError::Injected(e) => {
+                (StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.code, e.message.clone())
+            }
             ApiError::Core(e @ Error::Internal(_)) => {
                 let (status, code) = wire_error(e);
                 (status, code, "An internal error occurred.".into())
@@ -212,6 +218,8 @@ fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response 
 pub struct IamApi {
     identities: Arc<Identities>,
     verifier: Arc<Verifier>,
+    /// The fault rules in force (`/_sim/faults`).
+    faults: Arc<Faults>,
 }
 
 /// The SigV4 credential scope's service of a request: from `Authorization: AWS4-HMAC-SHA256 Credential=...`,
@@ -239,7 +247,32 @@ fn is_form(headers: &HeaderMap) -> bool {
 impl IamApi {
     /// A front end for `identities`, checking signatures with `verifier`.
     pub fn new(identities: Arc<Identities>, verifier: Arc<Verifier>) -> Self {
-        IamApi { identities, verifier }
+        IamApi { identities, verifier, faults: Arc::new(Faults::wall_clock()) }
+    }
+
+    /// Takes its fault rules from `faults` (the stack's) instead of a set of its own.
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The fault rules that fire on action `action` of `service` signed with `key`.
+    fn fault(&self, service: Service, action: &str, key: &AccessKey) -> Option<Fired> {
+        let service = match service {
+            Service::Iam => faults::Service::Iam,
+            Service::Sts => faults::Service::Sts,
+        };
+        if !self.faults.active(service) {
+            return None;
+        }
+        let call = FaultCall {
+            dialect: "query",
+            operation: action,
+            principal: &key.principal_arn,
+            access_key: &key.access_key_id,
+            ..FaultCall::default()
+        };
+        self.faults.check(service, &call, &|_| None)
     }
 
     /// The core behind this front end.
@@ -313,15 +346,21 @@ impl IamApi {
             context.insert("aws:SecureTransport", peer.secure.to_string());
         }
         context.insert("aws:CurrentTime", shared::time::format_rfc3339(self.identities.now()));
+        let fired = self.fault(service, params.get("Action").unwrap_or(""), &key);
+        faults::http::delay_before(fired.as_ref()).await;
+        if let Some(injected) = fired.as_ref().and_then(|f| f.error.clone()) {
+            return ApiError::Injected(injected).into_response(service);
+        }
         let request_id = request_id();
         let result = match service {
             Service::Iam => self.iam(&key, &params, context, &request_id).await,
             Service::Sts => self.sts(&key, &params, context, &request_id).await,
         };
-        match result {
+        let response = match result {
             Ok(body) => xml_response(StatusCode::OK, body, &request_id),
             Err(e) => e.into_response(service),
-        }
+        };
+        faults::http::finish(fired.as_ref(), response).await
     }
 
     async fn sts(

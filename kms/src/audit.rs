@@ -142,6 +142,9 @@ pub struct AuditEvent {
     /// The access decisions made for the call: each action, whether allowed, by what, and the deciding `Sid`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<AuditDecision>,
+    /// The id of the fault rule (`/_sim/faults`) that fired on the call: its outcome, or its delay, was injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<u64>,
 }
 
 /// One access decision of a call, in its audit event.
@@ -211,6 +214,8 @@ pub struct AuditQuery {
     pub outcome: Option<String>,
     /// Only events at or after this many milliseconds since the epoch.
     pub since_millis: Option<i64>,
+    /// Only the calls a fault rule with this id fired on.
+    pub fault: Option<u64>,
     /// At most this many events (the newest); default 1000.
     pub limit: Option<usize>,
 }
@@ -235,6 +240,7 @@ impl AuditQuery {
             && key_ok
             && via_ok
             && self.since_millis.is_none_or(|s| e.time_millis >= s)
+            && self.fault.is_none_or(|rule| e.fault == Some(rule))
     }
 }
 
@@ -790,6 +796,7 @@ mod tests {
             encryption_context: Some(BTreeMap::from([("bucket".into(), "b".into())])),
             outcome: "Success".into(),
             decisions: Vec::new(),
+            fault: None,
         }
     }
 

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use faults::{Fired, InjectedError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::{Api, Caller, Peer, RequestContext};
@@ -54,6 +55,8 @@ pub enum ApiError {
     Auth(AuthError),
     /// The body exceeds [`MAX_BODY_BYTES`].
     TooLarge,
+    /// An error a fault rule injected (`/_sim/faults`).
+    Injected(InjectedError),
 }
 
 impl From<Error> for ApiError {
@@ -67,6 +70,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Kms(e) => error_code(e),
+            ApiError::Injected(e) => e.code,
             ApiError::Serialization(_) => "SerializationException",
             ApiError::UnknownOperation => "UnknownOperationException",
             ApiError::TooLarge => "ValidationException",
@@ -89,6 +93,7 @@ impl ApiError {
             ApiError::Kms(Error::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Kms(Error::DryRun) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Injected(e) => StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -98,6 +103,7 @@ impl ApiError {
             ApiError::Kms(Error::Internal(_)) => "An internal error occurred.".into(),
             ApiError::Kms(e) => e.to_string(),
             ApiError::Serialization(m) => m.clone(),
+            ApiError::Injected(e) => e.message.clone(),
             ApiError::UnknownOperation => String::new(),
             ApiError::TooLarge => format!("Request body must be at most {MAX_BODY_BYTES} bytes"),
             ApiError::Auth(e) => match e {
@@ -233,7 +239,15 @@ impl AwsApi {
         };
         let peer = parts.extensions.get::<Peer>().copied();
         let caller = Caller { peer, ..caller };
-        let context = RequestContext::new(caller, peer, Api::AwsKms, operation.name(), operation.action());
+        let mut context = RequestContext::new(caller, peer, Api::AwsKms, operation.name(), operation.action());
+        let fired = self.fault(&context, &body);
+        context.fault = fired.as_ref().map(|f| f.rule);
+        faults::http::delay_before(fired.as_ref()).await;
+        if let Some(injected) = fired.as_ref().and_then(|f| f.error.clone()) {
+            let error = ApiError::Injected(injected);
+            self.kms.record_call(&context, named_key(&body).0, None, error.code());
+            return error.into_response();
+        }
         let off_workers = operation.is_mutation() || operation.generates_keys();
         let (result, context, audit) = if operation.is_supported() && off_workers {
             // Mutations fsync and RSA key generations take up to seconds: run them on the blocking pool, which works
@@ -260,11 +274,38 @@ impl AwsApi {
         };
         let encryption_context = audit.context.filter(|c| !c.is_empty());
         self.kms.record_call(&context, audit.key_arn, encryption_context, outcome);
-        match result {
+        let response = match result {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => e.into_response(),
-        }
+        };
+        faults::http::finish(fired.as_ref(), response).await
     }
+
+    /// The fault rules that fire on this call (read from its body only when some KMS rule is held).
+    fn fault(&self, context: &RequestContext, body: &[u8]) -> Option<Fired> {
+        if !self.kms.faults.active(faults::Service::Kms) {
+            return None;
+        }
+        let (key, blob) = named_key(body);
+        self.kms.fault(context, "aws", key.as_deref(), blob.as_deref())
+    }
+}
+
+/// The key a request body names (`KeyId`, or `SourceKeyId` for ReEncrypt), or else its ciphertext blob, whose key
+/// a fault rule may filter on.
+fn named_key(body: &[u8]) -> (Option<String>, Option<Vec<u8>>) {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Named {
+        key_id: Option<String>,
+        source_key_id: Option<String>,
+        ciphertext_blob: Option<String>,
+    }
+    let Ok(named) = serde_json::from_slice::<Named>(body) else {
+        return (None, None);
+    };
+    let blob = named.ciphertext_blob.and_then(|b| BASE64.decode(b).ok());
+    (named.key_id.or(named.source_key_id), blob)
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use faults::Fired;
 use shared::key_service::{BoxFuture, DataKey, EncryptionContext, KeyService, KeyServiceError};
 use shared::{Caller, RequestContext};
 use zeroize::Zeroizing;
@@ -62,6 +63,39 @@ fn service_key_description(alias: &str) -> String {
     }
 }
 
+impl InProcessKeyService {
+    /// Carries out the part of a fired fault rule that comes before the operation: its delay, then its error (or a
+    /// reset connection, which a service sees as a KMS it could not reach), recorded in the audit log.
+    async fn injected(
+        &self,
+        fired: Option<&Fired>,
+        audited: &RequestContext,
+        key: Option<String>,
+        context: &EncryptionContext,
+    ) -> Option<KeyServiceError> {
+        let fired = fired?;
+        if !fired.delay_before.is_zero() {
+            tokio::time::sleep(fired.delay_before).await;
+        }
+        let refusal = match &fired.error {
+            Some(injected) => {
+                KeyServiceError::Rejected { code: injected.code.to_owned(), message: injected.message.clone() }
+            }
+            None if fired.reset => KeyServiceError::Unavailable("The connection to the KMS was reset.".into()),
+            None => return None,
+        };
+        self.kms.record_call(audited, key, Some(context.clone()), refusal.code());
+        Some(refusal)
+    }
+}
+
+/// Waits out the delay a fired fault rule adds after the operation.
+async fn delay_after(fired: Option<&Fired>) {
+    if let Some(fired) = fired.filter(|f| !f.delay_after.is_zero()) {
+        tokio::time::sleep(fired.delay_after).await;
+    }
+}
+
 impl KeyService for InProcessKeyService {
     fn generate_data_key<'a>(
         &'a self,
@@ -70,13 +104,19 @@ impl KeyService for InProcessKeyService {
         context: &'a EncryptionContext,
     ) -> BoxFuture<'a, Result<DataKey, KeyServiceError>> {
         Box::pin(async move {
+            let mut audited = RequestContext::internal(caller.clone(), "GenerateDataKey", "kms:GenerateDataKey");
+            let fired = self.kms.fault(&audited, "internal", Some(key_id), None);
+            audited.fault = fired.as_ref().map(|f| f.rule);
+            if let Some(refusal) = self.injected(fired.as_ref(), &audited, Some(key_id.to_owned()), context).await {
+                return Err(refusal);
+            }
             let result = self.kms.generate_data_key(caller, key_id, 32, context, true);
             let (arn, outcome) = match &result {
                 Ok(dk) => (Some(dk.key_arn.clone()), "Success".to_owned()),
                 Err(e) => (Some(key_id.to_owned()), crate::aws::error_code(e).to_owned()),
             };
-            let audited = RequestContext::internal(caller.clone(), "GenerateDataKey", "kms:GenerateDataKey");
             self.kms.record_call(&audited, arn, Some(context.clone()), &outcome);
+            delay_after(fired.as_ref()).await;
             let data_key = result.map_err(to_key_service_error)?;
             let plaintext =
                 data_key.plaintext.ok_or_else(|| KeyServiceError::Unavailable("no plaintext data key".into()))?;
@@ -93,6 +133,18 @@ impl KeyService for InProcessKeyService {
         context: &'a EncryptionContext,
     ) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, KeyServiceError>> {
         Box::pin(async move {
+            let mut audited = RequestContext::internal(caller.clone(), "Decrypt", "kms:Decrypt");
+            let fired = self.kms.fault(&audited, "internal", None, Some(ciphertext_blob));
+            audited.fault = fired.as_ref().map(|f| f.rule);
+            let named = || {
+                crate::blob::parse(ciphertext_blob)
+                    .ok()
+                    .and_then(|h| self.kms.key_record_in(&caller.region, h.key_id))
+                    .map(|r| r.arn())
+            };
+            if let Some(refusal) = self.injected(fired.as_ref(), &audited, named(), context).await {
+                return Err(refusal);
+            }
             let result = self.kms.decrypt(
                 caller,
                 ciphertext_blob,
@@ -102,17 +154,14 @@ impl KeyService for InProcessKeyService {
             );
             let arn = match &result {
                 Ok(d) => Some(d.key_arn.clone()),
-                Err(_) => crate::blob::parse(ciphertext_blob)
-                    .ok()
-                    .and_then(|h| self.kms.key_record_in(&caller.region, h.key_id))
-                    .map(|r| r.arn()),
+                Err(_) => named(),
             };
             let outcome = match &result {
                 Ok(_) => "Success",
                 Err(e) => crate::aws::error_code(e),
             };
-            let audited = RequestContext::internal(caller.clone(), "Decrypt", "kms:Decrypt");
             self.kms.record_call(&audited, arn, Some(context.clone()), outcome);
+            delay_after(fired.as_ref()).await;
             result.map(|d| d.plaintext).map_err(to_key_service_error)
         })
     }

@@ -276,7 +276,20 @@ impl OtcApi {
         };
         let peer = parts.extensions.get::<Peer>().copied();
         let caller = Caller { peer, ..caller };
-        let context = RequestContext::new(caller, peer, Api::OtcKms, verb.name(), verb.action());
+        let mut context = RequestContext::new(caller, peer, Api::OtcKms, verb.name(), verb.action());
+        let named_key = body.get("key_id").and_then(Value::as_str).map(str::to_owned);
+        let fired = self.kms.fault(&context, "otc", named_key.as_deref(), None);
+        context.fault = fired.as_ref().map(|f| f.rule);
+        faults::http::delay_before(fired.as_ref()).await;
+        if let Some(injected) = fired.as_ref().and_then(|f| f.error.clone()) {
+            let status = StatusCode::from_u16(injected.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            self.kms.record_call(&context, named_key, None, injected.code);
+            // Sent as is, even a 500: the message is the rule's, not an internal detail to hide.
+            return json_response(
+                status,
+                &json!({"error": {"error_code": injected.code, "error_msg": injected.message}}),
+            );
+        }
         let (result, context, audit) = if verb.is_mutation() || verb.generates_keys() {
             // Mutations fsync and RSA key generations take up to seconds: run them on the blocking pool, which works
             // under both runtime flavours (unlike `block_in_place`). Reads stay inline: no thread hop on the hot path.
@@ -323,10 +336,11 @@ impl OtcApi {
         };
         let encryption_context = audit.context.filter(|c| !c.is_empty());
         self.kms.record_call(&context, audit.key_arn, encryption_context, outcome);
-        match result {
+        let response = match result {
             Ok(value) => json_response(StatusCode::OK, &value),
             Err(e) => e.into_response(),
-        }
+        };
+        faults::http::finish(fired.as_ref(), response).await
     }
 }
 

@@ -24,9 +24,11 @@ use crate::material::{KeyMaterial, MasterKey};
 use crate::model::*;
 use crate::spec::{EncryptionAlgorithm, KeySpec, KeyUsage};
 use crate::store::{Change, MASTER_CHECK, Store};
+use faults::Faults;
 
 mod access;
 mod asymmetric;
+mod fault;
 mod import;
 mod multi_region;
 
@@ -286,7 +288,10 @@ pub struct Kms {
     master: MasterKey,
     seeds: Vec<SeedKey>,
     /// The KMS clock (simulated time).
-    pub clock: Clock,
+    pub clock: Arc<Clock>,
+    /// The fault rules in force: for the KMS's own front ends and calls, and for every other service's (they share
+    /// the KMS clock, on which rules expire).
+    pub faults: Arc<Faults>,
     /// The audit log of every KMS call.
     pub audit: AuditLog,
     /// Whose identity policies apply to a caller: kmsim's IAM once plugged in ([`Kms::use_identities`]), else
@@ -348,13 +353,19 @@ impl Kms {
         check_master_key(&store, &master)?;
         let audit =
             AuditLog::new(audit_path, audit).map_err(|e| Error::Internal(format!("opening the audit log: {e}")))?;
+        let clock = Arc::new(Clock::default());
+        let faults = {
+            let clock = clock.clone();
+            Arc::new(Faults::new(Arc::new(move || clock.now_millis())))
+        };
         let kms = Kms {
             state: RwLock::new(State::default()),
             writer: Mutex::new(()),
             store,
             master,
             seeds,
-            clock: Clock::default(),
+            clock,
+            faults,
             audit,
             identities: OnceLock::new(),
             account_wide: AccountWide::default(),
@@ -1762,6 +1773,7 @@ impl Kms {
                     sid: d.sid.as_deref().map(str::to_owned),
                 })
                 .collect(),
+            fault: context.fault,
         });
     }
 

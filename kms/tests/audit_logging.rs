@@ -37,6 +37,7 @@ fn event(n: i64) -> AuditEvent {
         encryption_context: None,
         outcome: "Success".into(),
         decisions: Vec::new(),
+        fault: None,
     }
 }
 

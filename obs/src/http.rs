@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use faults::{Call as FaultCall, Faults, Fired, Service};
 use futures::StreamExt;
 use percent_encoding::percent_decode_str;
 use shared::{Api, Caller, Peer, RequestContext};
@@ -89,6 +90,8 @@ pub struct S3Api {
     region: String,
     /// Milliseconds since the epoch, for object dates (the KMS clock, so tests agree on time).
     now_millis: fn() -> i64,
+    /// The fault rules in force (`/_sim/faults`).
+    faults: Arc<Faults>,
 }
 
 /// Wall-clock milliseconds since the epoch.
@@ -193,7 +196,35 @@ impl S3Api {
     /// A front end for `obs`, checking signatures with `verifier`.
     pub fn new(obs: Arc<Obs>, verifier: Arc<Verifier>, region: &str) -> Self {
         let known_users = Arc::new(acl::KnownUsers::of(verifier.accounts()));
-        S3Api { obs, verifier, known_users, region: region.to_owned(), now_millis: wall_clock_millis }
+        let faults = Arc::new(Faults::wall_clock());
+        S3Api { obs, verifier, known_users, region: region.to_owned(), now_millis: wall_clock_millis, faults }
+    }
+
+    /// Takes its fault rules from `faults` (the stack's, shared with the KMS) instead of a set of its own.
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The fault rules that fire on the request of `context`: `None` at the cost of an atomic load when none is held.
+    pub(crate) fn fault(&self, context: &RequestContext, family: Family, operation: &S3Operation) -> Option<Fired> {
+        let service = match family {
+            Family::Aws => Service::S3,
+            Family::Obs => Service::Obs,
+        };
+        if !self.faults.active(service) {
+            return None;
+        }
+        let call = FaultCall {
+            dialect: family_name(family),
+            operation: context.operation,
+            principal: &context.caller.principal_arn,
+            access_key: &context.caller.access_key_id,
+            bucket: operation.bucket(),
+            object_key: operation.key(),
+            ..FaultCall::default()
+        };
+        self.faults.check(service, &call, &|_| None)
     }
 
     /// Handles one request.
@@ -368,8 +399,11 @@ impl S3Api {
             Some(Scheme::SigV4(seed)) => Some(seed),
             Some(Scheme::V2(_) | Scheme::SdkHmac) | None => None,
         };
+        let fired = self.fault(&context, family, &operation);
+        injected(fired.as_ref()).await?;
         let call = Call { context: &context, seed, mode, family, headers: &headers, now };
-        self.dispatch(operation, &call, &method, &query, body).await
+        let response = self.dispatch(operation, &call, &method, &query, body).await?;
+        Ok(faults::http::finish(fired.as_ref(), response).await)
     }
 
     /// Runs one operation: one small handler each.
@@ -2026,4 +2060,24 @@ pub(crate) fn http_date(millis: i64) -> String {
 
 fn parse_http_date(text: &str) -> Option<i64> {
     httpdate::parse_http_date(text).ok()?.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs() as i64)
+}
+
+/// Carries out the part of a fired fault rule that comes before the operation: its delay, then its error.
+async fn injected(fired: Option<&Fired>) -> Result<()> {
+    faults::http::delay_before(fired).await;
+    match fired.and_then(|f| f.error.as_ref()) {
+        Some(injected) => {
+            let code = S3ErrorCode::injected(injected.code).unwrap_or(S3ErrorCode::InternalError);
+            Err(S3Error::new(code, injected.message.clone()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The dialect a fault rule names: `s3` or `obs`.
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::Aws => "s3",
+        Family::Obs => "obs",
+    }
 }

@@ -140,6 +140,12 @@ pub enum S3ErrorCode {
     KmsInternal,
     /// 400: the KMS refused a parameter.
     KmsValidation,
+    /// 503: too many requests (or too many to the KMS); the client should back off.
+    SlowDown,
+    /// 503: the service cannot take the request now.
+    ServiceUnavailable,
+    /// 400: the connection was idle past S3's timeout.
+    RequestTimeout,
 }
 
 impl S3ErrorCode {
@@ -212,7 +218,22 @@ impl S3ErrorCode {
             S3ErrorCode::KmsInvalidCiphertext => "KMS.InvalidCiphertextException",
             S3ErrorCode::KmsInternal => "KMS.KMSInternalException",
             S3ErrorCode::KmsValidation => "KMS.ValidationException",
+            S3ErrorCode::SlowDown => "SlowDown",
+            S3ErrorCode::ServiceUnavailable => "ServiceUnavailable",
+            S3ErrorCode::RequestTimeout => "RequestTimeout",
         }
+    }
+
+    /// The code a fault rule injects by name (`faults::catalog`'s S3 errors).
+    pub fn injected(name: &str) -> Option<Self> {
+        Some(match name {
+            "SlowDown" => S3ErrorCode::SlowDown,
+            "InternalError" => S3ErrorCode::InternalError,
+            "ServiceUnavailable" => S3ErrorCode::ServiceUnavailable,
+            "RequestTimeout" => S3ErrorCode::RequestTimeout,
+            "AccessDenied" => S3ErrorCode::AccessDenied,
+            _ => return None,
+        })
     }
 
     /// The HTTP status S3 answers the code with.
@@ -228,6 +249,7 @@ impl S3ErrorCode {
             | S3ErrorCode::BucketNotEmpty
             | S3ErrorCode::ConditionalRequestConflict => StatusCode::CONFLICT,
             S3ErrorCode::InternalError | S3ErrorCode::KmsInternal => StatusCode::INTERNAL_SERVER_ERROR,
+            S3ErrorCode::SlowDown | S3ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             S3ErrorCode::NoSuchBucket
             | S3ErrorCode::OwnershipControlsNotFoundError
             | S3ErrorCode::NoSuchPublicAccessBlockConfiguration
@@ -279,7 +301,8 @@ impl S3ErrorCode {
             | S3ErrorCode::KmsInvalidState
             | S3ErrorCode::KmsNotFound
             | S3ErrorCode::KmsInvalidCiphertext
-            | S3ErrorCode::KmsValidation => StatusCode::BAD_REQUEST,
+            | S3ErrorCode::KmsValidation
+            | S3ErrorCode::RequestTimeout => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -433,6 +456,18 @@ impl S3Error {
             KeyServiceError::AccessDenied(m) => Self::access_denied(m.clone()),
             KeyServiceError::InvalidCiphertext(m) => Self::new(S3ErrorCode::KmsInvalidCiphertext, m.clone()),
             KeyServiceError::Unavailable(m) => Self::new(S3ErrorCode::KmsInternal, m.clone()),
+            // S3 answers a throttled KMS with its own 503 SlowDown, as it does for its own rates.
+            KeyServiceError::Rejected { code, .. } if code == "ThrottlingException" => {
+                Self::new(S3ErrorCode::SlowDown, "Please reduce your request rate for operations involving AWS KMS.")
+            }
+            KeyServiceError::Rejected { code, message }
+                if matches!(
+                    code.as_str(),
+                    "KMSInternalException" | "DependencyTimeoutException" | "KeyUnavailableException"
+                ) =>
+            {
+                Self::new(S3ErrorCode::KmsInternal, message.clone())
+            }
             KeyServiceError::Rejected { message, .. } => Self::new(S3ErrorCode::KmsValidation, message.clone()),
         }
     }

@@ -69,13 +69,24 @@ pub struct RequestContext {
     /// (`s3:x-amz-server-side-encryption` → `aws:kms`). The global `aws:*` keys are derived from the other
     /// fields by [`RequestContext::condition`].
     pub conditions: Vec<(String, String)>,
+    /// The id of the fault rule that fired on the request (`/_sim/faults`), recorded in its audit entry.
+    pub fault: Option<u64>,
 }
 
 impl RequestContext {
     /// The context of `operation` (IAM `action`) made by `caller` from `peer` in `api`, with no resource or
     /// condition key yet.
     pub fn new(caller: Caller, peer: Option<Peer>, api: Api, operation: &'static str, action: &'static str) -> Self {
-        RequestContext { caller, peer, api, operation, action, resources: Vec::new(), conditions: Vec::new() }
+        RequestContext {
+            caller,
+            peer,
+            api,
+            operation,
+            action,
+            resources: Vec::new(),
+            conditions: Vec::new(),
+            fault: None,
+        }
     }
 
     /// The context of a call a service makes in-process on `caller`'s behalf (`caller.via_service` names it).

@@ -200,8 +200,9 @@ class SimAdmin:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200, f"{method} {path}: HTTP {response.status}"
-            return json.loads(response.read())
+            assert response.status in (200, 201, 204), f"{method} {path}: HTTP {response.status}"
+            body = response.read()
+            return json.loads(body) if body else {}
 
     def audit(self, **filters: Any) -> list[dict]:
         """Audit events, oldest first. Filters: operation, key, account, access_key, via_service,
@@ -222,6 +223,21 @@ class SimAdmin:
 
     def health(self) -> dict:
         return self._call("GET", "/_sim/health")
+
+    def add_fault(self, rule: dict) -> int:
+        """Adds a fault rule (docs/testing.md); answers its id."""
+        [rule_id] = self._call("POST", "/_sim/faults", rule)["ids"]
+        return rule_id
+
+    def faults(self) -> list[dict]:
+        """Every fault rule with its counters (matched, fired, expired)."""
+        return self._call("GET", "/_sim/faults")["rules"]
+
+    def delete_fault(self, rule_id: int) -> None:
+        self._call("DELETE", f"/_sim/faults/{rule_id}")
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/_sim/faults")
 
 
 # ---- raw requests --------------------------------------------------------------------------------

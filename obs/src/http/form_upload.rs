@@ -216,6 +216,8 @@ impl S3Api {
             let context =
                 request_context(caller.clone(), peer, family, &operation, &headers, &BTreeMap::new(), carrier);
             context.log();
+            let fired = self.fault(&context, family, &operation);
+            super::injected(fired.as_ref()).await?;
 
             let sse = write_sse(SseRequest::from_headers(&headers, record.encryption.as_ref())?, family);
             let customer_md5 = customer_key_md5(&sse);
@@ -285,7 +287,7 @@ impl S3Api {
             if let Some(md5) = customer_md5 {
                 set_header(&mut response, sse_headers::SSE_C_KEY_MD5, &md5);
             }
-            Ok::<_, S3Error>(response)
+            Ok::<_, S3Error>(faults::http::finish(fired.as_ref(), response).await)
         };
         let mut response = answer.await.map_err(|e| e.in_family(family))?;
         response.extensions_mut().insert(family);

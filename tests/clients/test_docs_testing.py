@@ -1,0 +1,52 @@
+"""The examples of docs/testing.md ("Testing with kmsim"), run as a reader copies them: the pytest file under
+pytest with `kmsim` on PATH, the curl command in a shell, the `--faults` file at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conftest import KMSIM_BIN, REPO_ROOT
+
+DOC = REPO_ROOT / "docs" / "testing.md"
+
+
+def example(name: str) -> str:
+    """The fenced block after `<!-- example: NAME -->`."""
+    found = re.search(rf"<!-- example: {re.escape(name)} -->\n```[a-z]*\n(.*?)\n```", DOC.read_text(), re.S)
+    assert found, f"docs/testing.md has no example {name!r}"
+    return found.group(1)
+
+
+def test_the_pytest_example(tmp_path: Path) -> None:
+    (tmp_path / "test_with_kmsim.py").write_text(example("pytest"))
+    env = dict(os.environ, PATH=f"{KMSIM_BIN.parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout
+
+
+def test_the_curl_example(fresh_kmsim: Any) -> None:
+    info = fresh_kmsim.info
+    env = dict(os.environ, KMSIM_ENDPOINT=info["endpoint"], KMSIM_ADMIN_TOKEN=info["admin_token"])
+    done = subprocess.run(["sh", "-c", example("curl")], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    [rule_id] = json.loads(done.stdout)["ids"]
+    [rule] = fresh_kmsim.admin.faults()
+    assert (rule["id"], rule["service"], rule["prefix"], rule["trigger"]) == (rule_id, "s3", "logs/",
+                                                                              {"probability": 0.2})
+
+
+def test_the_faults_file_example(start_kmsim: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "faults.json"
+    rules.write_text(example("faults-file"))
+    server = start_kmsim("--faults", str(rules))
+    listed = server.admin.faults()
+    assert [(r["service"], r["operation"], r["expired"]) for r in listed] == [
+        ("kms", "GenerateDataKey", False), ("s3", "GetObject", False)]
