@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod config;
 pub mod console;
+pub mod envelope_cli;
 pub mod serve;
 pub mod tls;
 

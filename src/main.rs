@@ -1,11 +1,13 @@
 //! The `kmsim` binary: parses the command line, loads the configuration, sets up logging, starts a
-//! [`kmsim::Stack`] and stops it cleanly on Ctrl-C or SIGTERM.
+//! [`kmsim::Stack`] and stops it cleanly on Ctrl-C or SIGTERM. The subcommands `encrypt`, `decrypt` and
+//! `inspect` are the client-side envelope tool ([`kmsim::envelope_cli`]) instead.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use kmsim::envelope_cli::{self, DecryptArgs, EncryptArgs, InspectArgs, aws_config::Environment};
 use kmsim::{Config, Stack};
 
 /// A local simulator of cloud key management (KMS) and envelope encryption.
@@ -13,9 +15,15 @@ use kmsim::{Config, Stack};
 /// Serves the AWS KMS API, the OTC / Huawei Cloud KMS and EVS APIs, the S3 / OBS object store (and the admin API
 /// under /_sim/) on one edge port, and attached volumes over NBD. State lives in --data-dir, with key material
 /// encrypted under a master key file generated there on first start.
+///
+/// With a subcommand, kmsim is instead a client of any KMS (kmsim's or AWS's): it encrypts and decrypts files as
+/// AWS Encryption SDK messages, and explains them.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// Without a subcommand, kmsim serves.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -52,10 +60,39 @@ struct Args {
     faults: Option<PathBuf>,
 }
 
+/// The client-side envelope commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Encrypt a file with a data key from KMS (GenerateDataKey) into an AWS Encryption SDK message (format 2,
+    /// suite 0x0478, framed), readable by the AWS Encryption SDKs and their CLI.
+    Encrypt(EncryptArgs),
+    /// Decrypt an AWS Encryption SDK message (suite 0x0478, or the SDK's default signed 0x0578) through KMS
+    /// Decrypt, checking the expected key and encryption context; OUT appears only once everything verified.
+    Decrypt(DecryptArgs),
+    /// Describe an AWS Encryption SDK message without decrypting it: suite, encryption context, encrypted data
+    /// keys with their KMS key ARNs, frames, plaintext length.
+    Inspect(InspectArgs),
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    // Every file kmsim creates (keys, audit, objects, volumes) is for its own user only.
+    // Every file kmsim creates (keys, audit, objects, volumes, decrypted files) is for its own user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    if let Some(command) = args.command {
+        let env = Environment::from_process();
+        let result = match &command {
+            Command::Encrypt(args) => envelope_cli::encrypt(args, &env),
+            Command::Decrypt(args) => envelope_cli::decrypt(args, &env),
+            Command::Inspect(args) => envelope_cli::inspect::inspect(args),
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("kmsim: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = args.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".to_owned());
     let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
         Ok(filter) => filter,
