@@ -388,13 +388,18 @@ impl Faults {
         if rules.len() >= MAX_RULES {
             return Err(RuleError::TooMany);
         }
+        Ok(self.insert(&mut rules, spec))
+    }
+
+    /// Adds a validated rule under the held lock; answers its id.
+    fn insert(&self, rules: &mut Vec<Arc<Rule>>, spec: RuleSpec) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let expires_at_ms = spec
             .for_secs
             .map(|secs| (self.clock)().saturating_add(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)));
         rules.push(Arc::new(Rule { id, spec, expires_at_ms, counters: Mutex::new(Counters::default()) }));
         self.any.store(true, Ordering::Release);
-        Ok(id)
+        id
     }
 
     /// Adds every rule of a JSON document — one rule, an array of rules, or `{"rules": [...]}` — or none if one is
@@ -426,10 +431,12 @@ impl Faults {
                 Ok(spec)
             })
             .collect::<Result<Vec<_>, RuleError>>()?;
-        if self.list().len().saturating_add(specs.len()) > MAX_RULES {
+        // One lock for the whole document: all of it is added, or (past the cap) none.
+        let mut rules = self.rules.write().unwrap_or_else(PoisonError::into_inner);
+        if rules.len().saturating_add(specs.len()) > MAX_RULES {
             return Err(RuleError::TooMany);
         }
-        specs.into_iter().map(|spec| self.add(spec)).collect()
+        Ok(specs.into_iter().map(|spec| self.insert(&mut rules, spec)).collect())
     }
 
     /// Deletes rule `id`; answers whether it existed.
