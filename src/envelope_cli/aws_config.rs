@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use kms::model::KeyRef;
 use zeroize::Zeroizing;
 
 /// Why the AWS settings could not be resolved.
@@ -256,15 +257,13 @@ impl AwsSettings {
     }
 }
 
-/// The region of a KMS key or alias ARN (`arn:<partition>:kms:<region>:<account>:key/<id>`), if `key` is one.
+/// The region of a KMS key or alias ARN (`arn:<partition>:kms:<region>:<account>:key/<id>`), if `key` is one,
+/// as the KMS itself parses key references.
 pub fn arn_region(key: &str) -> Option<&str> {
-    let mut parts = key.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("kms"), Some(region), Some(_account), Some(_resource)) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    (!region.is_empty()).then_some(region)
+    match KeyRef::parse(key).ok()? {
+        KeyRef::KeyArn { region, .. } | KeyRef::AliasArn { region, .. } => Some(region),
+        KeyRef::Id(_) | KeyRef::Alias(_) => None,
+    }
 }
 
 /// One profile, as its sections in the credentials file and the config file give it (the credentials file wins).
