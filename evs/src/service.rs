@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use auth::AccessKey;
-use faults::{Call as FaultCall, Faults, Service};
+use faults::{Call as FaultCall, Faults, Fired, Service};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
@@ -236,6 +236,18 @@ fn service_caller(region: &str) -> Caller {
 }
 
 /// EVS's answer to a KMS refusal while creating or attaching an encrypted volume.
+/// The failure a fault rule decided by [`Evs::job_fault`] injects, after the delay it adds; `None` when no rule
+/// fired (or it only adds a delay). Called where the job's own work would fail, so the volume ends as it does
+/// after a real failure of that job.
+async fn job_failure(fired: Option<Fired>) -> Option<EvsError> {
+    let fired = fired?;
+    if !fired.delay_before.is_zero() {
+        tokio::time::sleep(fired.delay_before).await;
+    }
+    let injected = fired.error?;
+    Some(EvsError::Injected { code: injected.code, status: injected.status, message: injected.message })
+}
+
 fn key_error(e: KeyServiceError) -> EvsError {
     match e {
         KeyServiceError::Disabled(m) | KeyServiceError::InvalidState(m) => {
@@ -489,18 +501,20 @@ impl Evs {
         self.faults.set(faults).is_ok()
     }
 
-    /// The failure a fault rule injects into job `job_type` on `volume_id`, after the delay it adds; `None` when no
-    /// rule fires (or it only adds a delay). Called where the job's own work would fail, so the volume ends as it
-    /// does after a real failure of that job.
-    async fn job_fault(&self, job_type: &str, volume_id: &str) -> Option<EvsError> {
+    /// The fault rule that fires on job `job_type` of `requester` on `volume_id`: decided when the job is made,
+    /// where the caller is known (a rule may name its principal or access key), and applied by [`job_failure`]
+    /// when the job runs.
+    fn job_fault(&self, requester: &Requester, job_type: &str, volume_id: &str) -> Option<Fired> {
         let faults = self.faults.get().filter(|f| f.active(Service::Evs))?;
-        let call = FaultCall { dialect: "evs", operation: job_type, volume: Some(volume_id), ..FaultCall::default() };
-        let fired = faults.check(Service::Evs, &call, &|_| None)?;
-        if !fired.delay_before.is_zero() {
-            tokio::time::sleep(fired.delay_before).await;
-        }
-        let injected = fired.error?;
-        Some(EvsError::Injected { code: injected.code, status: injected.status, message: injected.message })
+        let call = FaultCall {
+            dialect: "evs",
+            operation: job_type,
+            principal: &requester.caller.principal_arn,
+            access_key: &requester.caller.access_key_id,
+            volume: Some(volume_id),
+            ..FaultCall::default()
+        };
+        faults.check(Service::Evs, &call, &|_| None)
     }
 
     fn new_job(&self, requester: &Requester, job_type: &str, volume_id: Option<&str>, server_id: Option<&str>) -> Job {
@@ -786,13 +800,14 @@ impl Evs {
         }
         let evs = Arc::clone(self);
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let faults: Vec<_> = ids.iter().map(|id| self.job_fault(requester, "createVolume", id)).collect();
         self.run_job(job.id.clone(), admission, async move {
             let mut failure = None;
             let mut data_keys = data_keys.into_iter();
-            for record in records {
+            for (record, fault) in records.into_iter().zip(faults) {
                 let id = record.id.clone();
                 let data_key = data_keys.next();
-                let created = match evs.job_fault("createVolume", &id).await {
+                let created = match job_failure(fault).await {
                     Some(injected) => Err(injected),
                     None => evs.create_volume_file(record, data_key, snapshot.as_ref()).await,
                 };
@@ -1000,6 +1015,7 @@ impl Evs {
         })
         .await?;
         let job = self.new_job(requester, "deleteVolume", Some(id), None);
+        let fault = self.job_fault(requester, "deleteVolume", id);
         let evs = Arc::clone(self);
         let id = id.to_owned();
         self.run_job(job.id.clone(), admission, async move {
@@ -1018,7 +1034,7 @@ impl Evs {
                 }
                 e
             };
-            if let Some(injected) = evs.job_fault("deleteVolume", &id).await {
+            if let Some(injected) = job_failure(fault).await {
                 return Err(fail(0, injected));
             }
             for (n, (sid, _)) in snapshots.iter().enumerate() {
@@ -1080,12 +1096,13 @@ impl Evs {
         })
         .await?;
         let job = self.new_job(requester, "extendVolume", Some(id), None);
+        let fault = self.job_fault(requester, "extendVolume", id);
         let evs = Arc::clone(self);
         let id = id.to_owned();
         self.run_job(job.id.clone(), admission, async move {
             let path = evs.volume_path(&id);
             let len = volume_file_len(encrypted, new_size_gb);
-            let mut grown = match evs.job_fault("extendVolume", &id).await {
+            let mut grown = match job_failure(fault).await {
                 Some(injected) => Err(injected),
                 None => blocking("resizing a volume", move || Layout::of(&path)?.set_len(len)).await,
             };
@@ -1145,11 +1162,12 @@ impl Evs {
             .transition(volume_id, &[VolumeStatus::Available], VolumeStatus::Attaching, VolumeAction::Attach)
             .await?;
         let job = self.new_job(requester, "attachVolume", Some(volume_id), Some(server_id));
+        let fault = self.job_fault(requester, "attachVolume", volume_id);
         let evs = Arc::clone(self);
         let region = requester.caller.region.clone();
         let (server_id, volume_id) = (server_id.to_owned(), volume_id.to_owned());
         self.run_job(job.id.clone(), admission, async move {
-            let opened = match evs.job_fault("attachVolume", &volume_id).await {
+            let opened = match job_failure(fault).await {
                 Some(injected) => Err(injected),
                 None => evs.open_device(&record, &region).await,
             };
@@ -1195,11 +1213,12 @@ impl Evs {
         })
         .await?;
         let job = self.new_job(requester, "detachVolume", Some(volume_id), Some(server_id));
+        let fault = self.job_fault(requester, "detachVolume", volume_id);
         let evs = Arc::clone(self);
         let volume_id = volume_id.to_owned();
         self.run_job(job.id.clone(), admission, async move {
             // A failed detach leaves the volume attached and in use, still exported.
-            if let Some(injected) = evs.job_fault("detachVolume", &volume_id).await {
+            if let Some(injected) = job_failure(fault).await {
                 evs.update_volume_record(&volume_id, |v| v.status = VolumeStatus::InUse).await?;
                 return Err(injected);
             }

@@ -293,10 +293,17 @@ def test_evs_jobs_fail_as_the_rules_say_and_nbd_io_gets_eio(start_kmsim: Any, tm
     server = start_kmsim("--data-dir", str(tmp_path / "data"))
     env, admin = Env(server, tmp_path / "data"), server.admin
 
+    # A rule naming another caller leaves this one's jobs alone.
+    elsewhere = admin.add_fault({"service": "evs", "operation": "createVolume", "principal": "AKIDSOMEONEELSE",
+                                 "effect": {"type": "error", "code": "EVS.5500"}})
+    env.new_volume(cmk=env.create_key())
+    assert [(r["matched"], r["fired"]) for r in admin.faults() if r["id"] == elsewhere] == [(0, 0)]
+    admin.delete_fault(elsewhere)
+
     # A creation that fails: the job ends FAIL with the rule's code, the volume is in error, as after a real
     # failure; the next creation works.
-    admin.add_fault({"service": "evs", "operation": "createVolume", "trigger": {"next": 1},
-                     "effect": {"type": "error", "code": "EVS.5500"}})
+    admin.add_fault({"service": "evs", "operation": "createVolume", "principal": DEFAULT_ACCESS_KEY,
+                     "trigger": {"next": 1}, "effect": {"type": "error", "code": "EVS.5500"}})
     job, seen = env.wait_job(env.create_volume(cmk=env.create_key()).job_id)
     assert (job.status, job.error_code, job.fail_reason) == ("FAIL", "EVS.5500", "Internal server error.")
     assert seen[-1] == "FAIL"
