@@ -2,7 +2,7 @@
 //! roles, managed policies; applied at every start and after `/_sim/reset`: what is missing is made; declared
 //! keys, inline policies, attachments, trust policies and managed policy documents are made to match; what
 //! was added at run time is kept), the default region, the master key file, keys to seed at
-//! start, and the bounds of the audit log and of NBD.
+//! start, the bounds of the audit log and of NBD, and the request quotas.
 //!
 //! ```toml
 //! region = "us-east-1"
@@ -47,6 +47,11 @@
 //! max_connections = 1024
 //! header_read_timeout_secs = 30
 //! idle_timeout_secs = 60
+//!
+//! [quotas]                                  # AWS's request quotas (off by default; --quotas aws turns them on)
+//! mode = "aws"
+//! kms = { symmetric = 100, CreateKey = 2 }  # requests per second, replacing AWS's defaults
+//! s3 = { write = 50, read = 100 }           # per prefix: the bucket and the key up to its last /
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -88,6 +93,10 @@ pub struct Config {
     /// What HTTP clients can make the edge listener hold: connections, head size, timeouts (`[server]`).
     #[serde(default)]
     pub server: ServerConfig,
+    /// Request quotas (`[quotas]`): whether AWS's are enforced (`--quotas` wins), and rates replacing AWS's
+    /// defaults, so that a test reaches them in a few calls.
+    #[serde(default)]
+    pub quotas: faults::quotas::QuotaConfig,
 }
 
 /// The edge listener's bounds; absent fields keep the defaults of [`ServerLimits`].
@@ -178,6 +187,7 @@ impl Default for Config {
             audit: kms::audit::AuditOptions::default(),
             nbd: evs::nbd::Limits::default(),
             server: ServerConfig::default(),
+            quotas: faults::quotas::QuotaConfig::default(),
         }
     }
 }
@@ -305,6 +315,7 @@ impl Config {
                 }
             }
         }
+        self.quotas.check().map_err(|e| ConfigError::Invalid(format!("[quotas]: {e}")))?;
         let mut key_ids = std::collections::HashSet::new();
         for (id, _) in self.access_key_ids() {
             if !key_ids.insert(id.clone()) {
@@ -425,6 +436,29 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `[quotas]` of the module's example parses; an unknown quota or a rate of 0 is refused.
+    #[test]
+    fn quotas_parse_and_are_checked() {
+        let config: Config = toml::from_str(
+            r#"
+            [quotas]
+            mode = "aws"
+            kms = { symmetric = 100, CreateKey = 2, "GenerateDataKeyPair(RSA_2048)" = 0.5 }
+            s3 = { write = 50, read = 100 }
+            "#,
+        )
+        .unwrap();
+        config.check().unwrap();
+        assert_eq!(config.quotas.mode, faults::quotas::Mode::Aws);
+        assert_eq!(config.quotas.kms["CreateKey"], 2.0);
+        for bad in ["kms = { Encrypt = 1 }", "kms = { CreateKey = 0 }", "s3 = { list = 1 }"] {
+            let config: Config = toml::from_str(&format!("[quotas]\n{bad}")).unwrap();
+            assert!(matches!(config.check(), Err(ConfigError::Invalid(m)) if m.starts_with("[quotas]")), "{bad}");
+        }
+        assert!(toml::from_str::<Config>("[quotas]\nmode = \"gcp\"").is_err());
+        assert_eq!(Config::default().quotas.mode, faults::quotas::Mode::Off);
+    }
 
     /// The identities of the module's example: root keys in `Accounts`, user keys with their users.
     #[test]

@@ -205,6 +205,24 @@ impl StackBuilder {
         self
     }
 
+    /// Enforce request quotas as `quotas` says (`mode = aws`, and rates replacing AWS's defaults); this replaces
+    /// the `[quotas]` of the configuration, so call it after [`StackBuilder::config`]. [`Stack::quotas`] is the
+    /// running stack's.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use kmsim::faults::quotas::{Mode, QuotaConfig};
+    /// let quotas = QuotaConfig { mode: Mode::Aws, kms: [("CreateKey".to_owned(), 2.0)].into(), ..Default::default() };
+    /// let stack = kmsim::Stack::builder().quotas(quotas).start().await?;
+    /// assert!(stack.quotas().enabled());
+    /// stack.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub fn quotas(mut self, quotas: faults::quotas::QuotaConfig) -> Self {
+        self.config.quotas = quotas;
+        self
+    }
+
     /// Opens the state, binds the listener and starts serving.
     pub async fn start(self) -> Result<Stack, StackError> {
         self.config.check()?;
@@ -226,6 +244,11 @@ impl StackBuilder {
         if let Some(rules) = &self.faults {
             kms.faults.load(rules).map_err(|e| StackError::Faults(e.to_string()))?;
         }
+        // Checked with the rest of the configuration above.
+        kms.faults
+            .quotas
+            .configure(&self.config.quotas)
+            .map_err(|e| StackError::Config(config::ConfigError::Invalid(e)))?;
         let accounts = Arc::new(self.config.accounts());
         // Session credentials expire on the simulated clock, which `/_sim/clock` advances.
         let session_clock: auth::SessionClock = {
@@ -518,6 +541,11 @@ impl Stack {
     /// in `admin.token` (mode 0600) in the data dir.
     pub fn admin_token(&self) -> &str {
         self.admin_token.as_str()
+    }
+
+    /// The request quotas in force ([`StackBuilder::quotas`], `--quotas aws`).
+    pub fn quotas(&self) -> &faults::quotas::Quotas {
+        &self.kms.faults.quotas
     }
 
     /// The fault rules in force (`/_sim/faults`): Rust tests add, list and delete rules here directly.

@@ -58,6 +58,11 @@ struct Args {
     /// `POST /_sim/faults` adds them: for test suites that exercise failure paths (docs/testing.md).
     #[arg(long, value_name = "FILE")]
     faults: Option<PathBuf>,
+    /// Enforce request quotas: `aws` throttles AWS KMS calls per account and region and S3 requests per prefix at
+    /// AWS's documented rates (the config file's `[quotas]` can lower them), answering ThrottlingException and
+    /// SlowDown as AWS does; `off` throttles nothing. Default: the config file's `[quotas] mode`, else off.
+    #[arg(long, value_name = "aws|off")]
+    quotas: Option<kmsim::faults::quotas::Mode>,
 }
 
 /// The client-side envelope commands.
@@ -122,7 +127,11 @@ fn main() -> ExitCode {
     runtime.block_on(run(args, config))
 }
 
-async fn run(args: Args, config: Config) -> ExitCode {
+async fn run(args: Args, mut config: Config) -> ExitCode {
+    if let Some(mode) = args.quotas {
+        config.quotas.mode = mode;
+    }
+    let quotas = config.quotas.mode == kmsim::faults::quotas::Mode::Aws;
     let nbd_port = args.nbd_port.unwrap_or(if args.port == 0 { 0 } else { evs::nbd::DEFAULT_PORT });
     if !args.host.is_loopback() {
         eprintln!("{}", exposure_warning(args.host, nbd_port, config.default_account));
@@ -183,6 +192,9 @@ async fn run(args: Args, config: Config) -> ExitCode {
             "console": stack.console_url(),
             "data": data,
         });
+        if quotas {
+            line["quotas"] = "aws".into();
+        }
         if default_credentials {
             line["access_key_id"] = access_key.into();
             line["secret_access_key"] = secret.into();
@@ -210,6 +222,9 @@ async fn run(args: Args, config: Config) -> ExitCode {
         println!("  console      {}  (open it once: it signs you in)", stack.console_url());
         println!("  admin token  {}  (Authorization: Bearer ...; /_sim/ admin API)", stack.admin_token());
         println!("  state        {data}");
+        if quotas {
+            println!("  quotas       aws  (AWS KMS and S3 request rates enforced; see docs/testing.md)");
+        }
         if let Some(ca) = stack.ca_file() {
             println!("  TLS CA       {}  (trust it: curl --cacert, or in the shell:)", ca.display());
             for name in CA_VARIABLES {

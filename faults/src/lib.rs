@@ -7,9 +7,13 @@
 //! range); it fires always, with a probability, on
 //! the nth matching call, or for the next N calls; and it expires after a number of firings or a time on the
 //! simulated clock. Each rule counts the calls it matched and the times it fired.
+//!
+//! The same hook points enforce the opt-in request [`quotas`] (`--quotas aws`), held in [`Faults::quotas`]: a
+//! throttled call gets the catalog's throttling error, as an injected one would.
 
 pub mod catalog;
 pub mod http;
+pub mod quotas;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -357,6 +361,8 @@ pub struct Faults {
     any: AtomicBool,
     next_id: AtomicU64,
     clock: Clock,
+    /// The request quotas (`--quotas aws`), off until configured.
+    pub quotas: quotas::Quotas,
 }
 
 impl std::fmt::Debug for Faults {
@@ -368,7 +374,13 @@ impl std::fmt::Debug for Faults {
 impl Faults {
     /// No rules, expiring on `clock`.
     pub fn new(clock: Clock) -> Self {
-        Faults { rules: RwLock::new(Vec::new()), any: AtomicBool::new(false), next_id: AtomicU64::new(1), clock }
+        Faults {
+            rules: RwLock::new(Vec::new()),
+            any: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            clock,
+            quotas: quotas::Quotas::default(),
+        }
     }
 
     /// No rules, on the wall clock (tests and tools without a simulated clock).

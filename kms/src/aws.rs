@@ -243,9 +243,11 @@ impl AwsApi {
         let fired = self.fault(&context, &body);
         context.fault = fired.as_ref().map(|f| f.rule);
         faults::http::delay_before(fired.as_ref()).await;
-        if let Some(injected) = fired.as_ref().and_then(|f| f.error.clone()) {
-            let error = ApiError::Injected(injected);
-            self.kms.record_call(&context, named_key(&body).0, None, error.code());
+        // An injected error wins; else the call counts against its request quota (`--quotas aws`).
+        let refusal = fired.as_ref().and_then(|f| f.error.clone()).or_else(|| self.quota(&context, &body));
+        if let Some(refusal) = refusal {
+            let error = ApiError::Injected(refusal);
+            self.kms.record_call(&context, Named::of(&body).key, None, error.code());
             return error.into_response();
         }
         let off_workers = operation.is_mutation() || operation.generates_keys();
@@ -286,26 +288,50 @@ impl AwsApi {
         if !self.kms.faults.active(faults::Service::Kms) {
             return None;
         }
-        let (key, blob) = named_key(body);
-        self.kms.fault(context, "aws", key.as_deref(), blob.as_deref())
+        let named = Named::of(body);
+        self.kms.fault(context, "aws", named.key.as_deref(), named.blob.as_deref())
+    }
+
+    /// The throttling error of this call's request quota, when quotas are enforced and it is over (its body read
+    /// only then).
+    fn quota(&self, context: &RequestContext, body: &[u8]) -> Option<InjectedError> {
+        if !self.kms.faults.quotas.enabled() {
+            return None;
+        }
+        let named = Named::of(body);
+        self.kms.quota(context, named.key.as_deref(), named.blob.as_deref(), named.key_pair_spec.as_deref())
     }
 }
 
-/// The key a request body names (`KeyId`, or `SourceKeyId` for ReEncrypt), or else its ciphertext blob, whose key
-/// a fault rule may filter on.
-fn named_key(body: &[u8]) -> (Option<String>, Option<Vec<u8>>) {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Named {
-        key_id: Option<String>,
-        source_key_id: Option<String>,
-        ciphertext_blob: Option<String>,
+/// What a request body names that fault rules filter on and quotas count by: the key (`KeyId`, or `SourceKeyId`
+/// for ReEncrypt), or else its ciphertext blob; and a data key pair's `KeyPairSpec`.
+#[derive(Debug, Default)]
+struct Named {
+    key: Option<String>,
+    blob: Option<Vec<u8>>,
+    key_pair_spec: Option<String>,
+}
+
+impl Named {
+    /// What `body` names; nothing for a body that is not the JSON of a request.
+    fn of(body: &[u8]) -> Self {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Fields {
+            key_id: Option<String>,
+            source_key_id: Option<String>,
+            ciphertext_blob: Option<String>,
+            key_pair_spec: Option<String>,
+        }
+        let Ok(fields) = serde_json::from_slice::<Fields>(body) else {
+            return Named::default();
+        };
+        Named {
+            key: fields.key_id.or(fields.source_key_id),
+            blob: fields.ciphertext_blob.and_then(|b| BASE64.decode(b).ok()),
+            key_pair_spec: fields.key_pair_spec,
+        }
     }
-    let Ok(named) = serde_json::from_slice::<Named>(body) else {
-        return (None, None);
-    };
-    let blob = named.ciphertext_blob.and_then(|b| BASE64.decode(b).ok());
-    (named.key_id.or(named.source_key_id), blob)
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {

@@ -64,27 +64,33 @@ fn service_key_description(alias: &str) -> String {
 }
 
 impl InProcessKeyService {
-    /// Carries out the part of a fired fault rule that comes before the operation: its delay, then its error (or a
-    /// reset connection, which a service sees as a KMS it could not reach), recorded in the audit log.
-    async fn injected(
+    /// Whether the call of `audited` is refused before it runs: the delay of a fired fault rule, then its error (or
+    /// a reset connection, which a service sees as a KMS it could not reach); or else the caller's request quota
+    /// (`--quotas aws`), counted by the key `named` or the key of `blob`. A refusal is recorded in the audit log
+    /// with `key` (the key's ARN as far as known).
+    async fn refused(
         &self,
         fired: Option<&Fired>,
         audited: &RequestContext,
-        key: Option<String>,
+        (named, blob): (Option<&str>, Option<&[u8]>),
+        key: impl FnOnce() -> Option<String>,
         context: &EncryptionContext,
     ) -> Option<KeyServiceError> {
-        let fired = fired?;
-        if !fired.delay_before.is_zero() {
+        if let Some(fired) = fired.filter(|f| !f.delay_before.is_zero()) {
             tokio::time::sleep(fired.delay_before).await;
         }
-        let refusal = match &fired.error {
-            Some(injected) => {
-                KeyServiceError::Rejected { code: injected.code.to_owned(), message: injected.message.clone() }
+        let rejected = |code: &str, message: String| KeyServiceError::Rejected { code: code.to_owned(), message };
+        let refusal = match fired {
+            Some(Fired { error: Some(injected), .. }) => rejected(injected.code, injected.message.clone()),
+            Some(Fired { reset: true, .. }) => {
+                KeyServiceError::Unavailable("The connection to the KMS was reset.".into())
             }
-            None if fired.reset => KeyServiceError::Unavailable("The connection to the KMS was reset.".into()),
-            None => return None,
+            _ => {
+                let throttled = self.kms.quota(audited, named, blob, None)?;
+                rejected(throttled.code, throttled.message)
+            }
         };
-        self.kms.record_call(audited, key, Some(context.clone()), refusal.code());
+        self.kms.record_call(audited, key(), Some(context.clone()), refusal.code());
         Some(refusal)
     }
 }
@@ -107,7 +113,9 @@ impl KeyService for InProcessKeyService {
             let mut audited = RequestContext::internal(caller.clone(), "GenerateDataKey", "kms:GenerateDataKey");
             let fired = self.kms.fault(&audited, "internal", Some(key_id), None);
             audited.fault = fired.as_ref().map(|f| f.rule);
-            if let Some(refusal) = self.injected(fired.as_ref(), &audited, Some(key_id.to_owned()), context).await {
+            let named = (Some(key_id), None);
+            let key = || Some(key_id.to_owned());
+            if let Some(refusal) = self.refused(fired.as_ref(), &audited, named, key, context).await {
                 return Err(refusal);
             }
             let result = self.kms.generate_data_key(caller, key_id, 32, context, true);
@@ -142,7 +150,9 @@ impl KeyService for InProcessKeyService {
                     .and_then(|h| self.kms.key_record_in(&caller.region, h.key_id))
                     .map(|r| r.arn())
             };
-            if let Some(refusal) = self.injected(fired.as_ref(), &audited, named(), context).await {
+            if let Some(refusal) =
+                self.refused(fired.as_ref(), &audited, (None, Some(ciphertext_blob)), named, context).await
+            {
                 return Err(refusal);
             }
             let result = self.kms.decrypt(

@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use faults::quotas::S3Class;
 use faults::{Call as FaultCall, Faults, Fired, Service};
 use futures::StreamExt;
 use percent_encoding::percent_decode_str;
@@ -227,6 +228,31 @@ impl S3Api {
         self.faults.check(service, &call, &|_| None)
     }
 
+    /// Counts a request with `method` on `key` in `bucket` (or on the bucket itself) against the S3 request rate of
+    /// its prefix ([`faults::quotas::s3_prefix`]) when quotas are enforced (`--quotas aws`): `SlowDown` when over.
+    /// S3 only (OBS's rates are not simulated); a request on no bucket (ListBuckets) is not limited. One atomic load
+    /// when quotas are off.
+    pub(crate) fn quota(&self, family: Family, method: &Method, bucket: Option<&str>, key: Option<&str>) -> Result<()> {
+        let quotas = &self.faults.quotas;
+        if family != Family::Aws || !quotas.enabled() {
+            return Ok(());
+        }
+        let Some(bucket) = bucket else {
+            return Ok(());
+        };
+        let class = match *method {
+            Method::GET | Method::HEAD | Method::OPTIONS => S3Class::Read,
+            _ => S3Class::Write,
+        };
+        match quotas.s3(bucket, key, class) {
+            Some(throttled) => Err(S3Error::new(
+                S3ErrorCode::injected(throttled.code).unwrap_or(S3ErrorCode::SlowDown),
+                throttled.message,
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Handles one request.
     pub async fn handle(&self, request: Request<Body>) -> Response {
         // From the thread's CSPRNG: no system call per request.
@@ -401,6 +427,7 @@ impl S3Api {
         };
         let fired = self.fault(&context, family, &operation);
         injected(fired.as_ref()).await?;
+        self.quota(family, &method, operation.bucket(), operation.key())?;
         let call = Call { context: &context, seed, mode, family, headers: &headers, now };
         let response = self.dispatch(operation, &call, &method, &query, body).await?;
         Ok(faults::http::finish(fired.as_ref(), response).await)

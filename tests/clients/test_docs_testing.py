@@ -1,5 +1,5 @@
 """The examples of docs/testing.md ("Testing with kmsim"), run as a reader copies them: the pytest file under
-pytest with `kmsim` on PATH, the curl command in a shell, the `--faults` file at start."""
+pytest with `kmsim` on PATH, the curl command in a shell, the `--faults` file at start, the `[quotas]` config."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
 
 from conftest import KMSIM_BIN, REPO_ROOT
 
@@ -50,3 +53,13 @@ def test_the_faults_file_example(start_kmsim: Any, tmp_path: Path) -> None:
     listed = server.admin.faults()
     assert [(r["service"], r["operation"], r["expired"]) for r in listed] == [
         ("kms", "GenerateDataKey", False), ("s3", "GetObject", False)]
+
+
+def test_the_quotas_config_example(start_kmsim: Any) -> None:
+    server = start_kmsim(config=example("quotas-config"))
+    assert server.info["quotas"] == "aws"
+    kms = server.client()
+    kms.create_key()
+    with pytest.raises(ClientError) as refusal:
+        kms.create_key()  # CreateKey = 1: one call per second
+    assert refusal.value.response["Error"]["Code"] == "ThrottlingException"

@@ -218,6 +218,7 @@ impl S3Api {
             context.log();
             let fired = self.fault(&context, family, &operation);
             super::injected(fired.as_ref()).await?;
+            self.quota(family, &Method::POST, Some(&bucket), Some(&key))?;
 
             let sse = write_sse(SseRequest::from_headers(&headers, record.encryption.as_ref())?, family);
             let customer_md5 = customer_key_md5(&sse);
