@@ -3,9 +3,9 @@
 //! Two modes, each printing one JSON line on stdout:
 //!
 //! - `http --endpoint URL [--operation data-key|sign-ecc|sign-rsa] [--dialect aws|otc] [--seconds N]
-//!   [--connections C] [--threads T] [--warmup S] [--server-pid PID] [--target NAME]`: creates a key, then
-//!   repeats one call over HTTP/1.1 from C workers, each with its own keep-alive connection, every request
-//!   signed when it is sent (access key `test`/`test`, the current time). The operation picks the call:
+//!   [--connections C] [--threads T] [--warmup S] [--server-pid PID] [--target NAME] [--rate R] [--wrk-script FILE]`:
+//!   creates a key, then repeats one call over HTTP/1.1 from C workers, each with its own keep-alive connection,
+//!   every request signed when it is sent (access key `test`/`test`, the current time). The operation picks the call:
 //!   - `data-key` (default): 256-bit data keys. The dialect picks the API:
 //!     - `aws` (default): `TrentService.CreateKey`, then `TrentService.GenerateDataKey`
 //!       (`KeySpec: AES_256`), SigV4-signed for `us-east-1`;
@@ -24,7 +24,10 @@
 //!   the latency percentiles. With
 //!   `--server-pid` it also reports the server's CPU time over the measured window (from
 //!   `/proc/PID/stat`, children included), so the server's cost per call is known even though the
-//!   client shares the machine.
+//!   client shares the machine. With `--rate R` the workers send R calls per second in all, each call due at a
+//!   fixed time and its latency counted from then (a constant-rate, coordinated-omission-free measurement, as
+//!   `wrk2` makes); p99.9 is reported too. With `--wrk-script FILE` it creates the key, checks one call, writes
+//!   a `wrk` Lua script replaying that call signed once to FILE, and loads nothing (`scripts/bench-wrk`).
 //! - `inprocess [--operation data-key|sign-ecc|sign-rsa|verify-ecc|verify-rsa] [--via kms|aws-lc-rs|aws-lc-rs-parsed]
 //!   [--seconds N]`: one operation in a loop on this thread; the rate is per core.
 //!   - `--via kms` (default): `kms::Kms::in_memory()`, one key, and `generate_data_key` (32 bytes, empty
@@ -83,6 +86,11 @@ struct Options {
     caller: Credentials,
     /// The key policy of the key the run uses (`--key-policy FILE`; default the default key policy).
     key_policy: Option<String>,
+    /// `--wrk-script FILE`: write a `wrk` script replaying one signed request to FILE, and load nothing.
+    wrk_script: Option<String>,
+    /// `--rate R`: send R calls per second in all (a constant rate, latency counted from when each call was due)
+    /// instead of each connection sending its next call as soon as the last is answered.
+    rate: Option<f64>,
 }
 
 /// An access key pair that signs requests.
@@ -194,6 +202,8 @@ fn parse_args() -> Options {
         via: Via::Kms,
         caller: Credentials::root(),
         key_policy: None,
+        wrk_script: None,
+        rate: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -211,6 +221,8 @@ fn parse_args() -> Options {
             "--threads" => opts.threads = num::<usize>(&value(&mut i)).max(1),
             "--server-pid" => opts.server_pid = Some(num(&value(&mut i))),
             "--target" => opts.target = Some(value(&mut i)),
+            "--wrk-script" => opts.wrk_script = Some(value(&mut i)),
+            "--rate" => opts.rate = Some(num::<f64>(&value(&mut i))).filter(|r| *r > 0.0),
             "--dialect" => {
                 opts.dialect = match value(&mut i).as_str() {
                     "aws" => Dialect::Aws,
@@ -266,7 +278,7 @@ fn die(message: &str) -> ! {
     eprintln!(
         "usage: kms_load http --endpoint URL [--operation data-key|sign-ecc|sign-rsa] [--dialect aws|otc] \
          [--project-id ID] [--seconds N] [--connections C] [--threads T] [--warmup S] [--server-pid PID] \
-         [--target NAME]\n       kms_load inprocess [--operation data-key|sign-ecc|sign-rsa|verify-ecc|verify-rsa] \
+         [--target NAME] [--rate R] [--wrk-script FILE]\n       kms_load inprocess [--operation data-key|sign-ecc|sign-rsa|verify-ecc|verify-rsa] \
          [--via kms|aws-lc-rs|aws-lc-rs-parsed] [--seconds N] [--warmup S]"
     );
     std::process::exit(2)
@@ -580,6 +592,33 @@ fn has_string_field(body: &[u8], field: &str) -> bool {
     false
 }
 
+/// A `wrk` script (Lua) that replays `request`, signed once, on every connection: what a user's load test with a
+/// generic HTTP tool sends. Every value goes in a Lua long string, which needs no escaping.
+fn wrk_script(request: &hyper::Request<Full<Bytes>>, body: &Bytes) -> String {
+    let long = |text: &str| format!("[==[{text}]==]");
+    let mut script =
+        format!("wrk.method = {}\nwrk.path = {}\n", long(request.method().as_str()), long(&request.uri().to_string()));
+    for (name, value) in request.headers() {
+        let value = value.to_str().unwrap_or_else(|_| die("a header that is not text"));
+        // Title case, as wrk looks for `Host` before adding one of its own (two would break the signature).
+        let name: Vec<String> = name
+            .as_str()
+            .split('-')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars.next().map_or(String::new(), |first| first.to_ascii_uppercase().to_string() + chars.as_str())
+            })
+            .collect();
+        // A space after `[`: `[[` would open a Lua long string.
+        script += &format!("wrk.headers[ {} ] = {}\n", long(&name.join("-")), long(value));
+    }
+    let body = std::str::from_utf8(body).unwrap_or_else(|_| die("a body that is not text"));
+    script += &format!("wrk.body = {}\n", long(body));
+    // No `response` callback: it would cost wrk CPU on every answer. wrk reports the answers that are not 2xx or
+    // 3xx ("Non-2xx or 3xx responses"), which the bench script requires to be absent.
+    script
+}
+
 /// Creates the key of a run in its dialect; its id.
 async fn create_key(target: &Target, opts: &Options) -> String {
     let mut sender = connect(target).await.unwrap_or_else(|e| die(&e));
@@ -704,6 +743,11 @@ async fn http(opts: Options) {
             die(&format!("the first {} request answered {status}: {}", call.operation, String::from_utf8_lossy(&body)));
         }
     }
+    if let Some(path) = &opts.wrk_script {
+        let script = wrk_script(&call.request(), &call.body);
+        std::fs::write(path, script).unwrap_or_else(|e| die(&format!("writing {path}: {e}")));
+        return;
+    }
 
     let start = Instant::now();
     let measure_start = start + Duration::from_secs_f64(opts.warmup);
@@ -711,17 +755,27 @@ async fn http(opts: Options) {
     let stop = Arc::new(AtomicBool::new(false));
 
     let mut workers = Vec::with_capacity(opts.connections);
-    for _ in 0..opts.connections {
+    // At a constant rate, worker `n` of C sends calls due at start + (n + k·C) / rate: each call's latency counts
+    // from when it was due, so a slow answer is not hidden by the calls it delayed (no coordinated omission).
+    let period = opts.rate.map(|rate| Duration::from_secs_f64(opts.connections as f64 / rate));
+    for n in 0..opts.connections {
         let target = target.clone();
         let call = call.clone();
         let stop = stop.clone();
+        let mut due = opts.rate.map(|rate| start + Duration::from_secs_f64(n as f64 / rate));
         workers.push(tokio::spawn(async move {
             let mut stats = WorkerStats { latencies_us: Vec::with_capacity(1 << 14), ..Default::default() };
             let mut sender: Option<Sender> = None;
             while !stop.load(Ordering::Relaxed) {
+                if let Some(at) = due {
+                    tokio::time::sleep_until(at.into()).await;
+                }
                 // One attempt: a new connection if the last one was closed (moto_server closes
                 // every connection after one answer), then the request. Latency covers both.
-                let sent = Instant::now();
+                let sent = due.unwrap_or_else(Instant::now);
+                if let (Some(at), Some(period)) = (due.as_mut(), period) {
+                    *at += period;
+                }
                 let result = async {
                     let s = match sender.as_mut() {
                         Some(s) if !s.is_closed() => s,
@@ -813,7 +867,7 @@ async fn http(opts: Options) {
     };
     let opt_secs = |cpu: Option<f64>| cpu.map_or("null".into(), |c| format!("{c:.2}"));
     println!(
-        "{{\"target\":{},\"dialect\":\"{}\",\"operation\":\"{}\",\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\"errors\":{},\"reconnects\":{},\"p50_us\":{},\"p99_us\":{},\
+        "{{\"target\":{},\"dialect\":\"{}\",\"operation\":\"{}\",\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\"errors\":{},\"reconnects\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"fixed_rate\":{},\
          \"connections\":{},\"client_threads\":{},\"server_cpu_seconds\":{},\"server_cpu_us_per_call\":{},\
          \"client_cpu_seconds\":{},\"client_cpu_us_per_call\":{},\"first_error\":{}}}",
         serde_json::Value::from(name),
@@ -828,6 +882,8 @@ async fn http(opts: Options) {
         total.reconnects,
         percentile(0.50),
         percentile(0.99),
+        percentile(0.999),
+        opts.rate.map_or("null".into(), |r| format!("{r:.0}")),
         opts.connections,
         opts.threads,
         opt_secs(server_cpu),
