@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod config;
 pub mod console;
+pub mod entropy_marker;
 pub mod envelope_cli;
 pub mod serve;
 pub mod tls;
@@ -41,6 +42,7 @@ use kms::{AwsApi, InProcessKeyService, Kms, OtcApi, Storage};
 use obs::S3Api;
 use obs::store::Store as ObjectStore;
 use shared::caller;
+use shared::entropy::Entropy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -135,6 +137,8 @@ pub struct StackBuilder {
     limits: serve::ServerLimits,
     tls: bool,
     faults: Option<String>,
+    /// `--deterministic`: the seeded generator (its `Debug` shows the seed's fingerprint, never the seed).
+    deterministic: Option<Arc<Entropy>>,
 }
 
 impl StackBuilder {
@@ -205,11 +209,34 @@ impl StackBuilder {
         self
     }
 
+    /// Draw every id, key, data key, nonce, request id and token from a generator keyed by `seed` instead of the
+    /// OS, so that the same sequence of calls gets byte-identical answers in every run (`--deterministic SEED`;
+    /// `docs/testing.md`, "Deterministic runs"). For tests only: every key is predictable from the seed. A data dir
+    /// made otherwise is refused ([`entropy_marker`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let first = kmsim::Stack::builder().deterministic("my-test").start().await?;
+    /// let second = kmsim::Stack::builder().deterministic("my-test").start().await?;
+    /// assert_eq!(first.admin_token(), second.admin_token());
+    /// # Ok::<(), kmsim::StackError>(()) }).unwrap();
+    /// ```
+    pub fn deterministic(mut self, seed: impl AsRef<[u8]>) -> Self {
+        self.deterministic = Some(Arc::new(Entropy::deterministic(seed.as_ref())));
+        self
+    }
+
     /// Opens the state, binds the listener and starts serving.
     pub async fn start(self) -> Result<Stack, StackError> {
         self.config.check()?;
+        // Each stack's draws start from the first, even for stacks started from clones of one builder.
+        let entropy = Arc::new(match &self.deterministic {
+            Some(seeded) => seeded.fresh(),
+            None => Entropy::os(),
+        });
         if let Some(dir) = &self.data_dir {
             prepare_data_dir(dir)?;
+            entropy_marker::check_and_record(dir, &entropy)?;
         }
         let storage = match &self.data_dir {
             Some(dir) => Storage::Dir { dir: dir.clone(), master_key_file: self.config.master_key_file.clone() },
@@ -217,8 +244,9 @@ impl StackBuilder {
         };
         let seeds = self.config.seeds();
         let audit = self.config.audit.clone();
+        let kms_entropy = entropy.clone();
         let kms = Arc::new(
-            tokio::task::spawn_blocking(move || Kms::open_with_audit(&storage, seeds, audit))
+            tokio::task::spawn_blocking(move || Kms::open_with(&storage, seeds, audit, kms_entropy))
                 .await
                 .map_err(|e| StackError::Kms(e.to_string()))?
                 .map_err(StackError::from_kms)?,
@@ -278,7 +306,7 @@ impl StackBuilder {
         evs.use_faults(kms.faults.clone());
         let iam = IamApi::new(identities.clone(), verifier.clone()).with_faults(kms.faults.clone());
         let services = Services { s3, evs: evs.clone(), iam };
-        let admin_token = AdminToken::generate();
+        let admin_token = AdminToken::generate(&entropy);
         if let Some(dir) = &self.data_dir {
             let path = dir.join(ADMIN_TOKEN_FILE);
             let text = zeroize::Zeroizing::new(format!("{}\n", admin_token.as_str()));
@@ -463,6 +491,7 @@ impl Stack {
             limits: serve::ServerLimits::default(),
             tls: false,
             faults: None,
+            deterministic: None,
         }
     }
 
@@ -523,6 +552,11 @@ impl Stack {
     /// The fault rules in force (`/_sim/faults`): Rust tests add, list and delete rules here directly.
     pub fn faults(&self) -> &Arc<faults::Faults> {
         &self.kms.faults
+    }
+
+    /// Whether ids and keys come from a seed ([`StackBuilder::deterministic`]).
+    pub fn is_deterministic(&self) -> bool {
+        self.kms.entropy.is_deterministic()
     }
 
     /// The KMS core (for in-process assertions, e.g. on the audit log).
