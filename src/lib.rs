@@ -266,10 +266,10 @@ impl StackBuilder {
             Arc::new(auth::AccessKeyIdentities::new(accounts.clone()));
         kms.use_identities(key_identities.clone());
         let identities = {
-            let (dir, declarations) = (self.data_dir.clone(), self.config.identities());
+            let (dir, declarations, entropy) = (self.data_dir.clone(), self.config.identities(), entropy.clone());
             Arc::new(
                 tokio::task::spawn_blocking(move || {
-                    Identities::open(dir.as_deref(), accounts, session_clock, declarations)
+                    Identities::open_with(dir.as_deref(), accounts, session_clock, declarations, entropy)
                 })
                 .await
                 .map_err(|e| StackError::Identities(e.to_string()))?
@@ -288,7 +288,7 @@ impl StackBuilder {
                     .map_err(StackError::DataDir)?;
                 obs::sse_s3::SseS3Key::new(&key)
             }
-            None => obs::sse_s3::SseS3Key::generate(),
+            None => obs::sse_s3::SseS3Key::generate(&entropy),
         };
         // Volume snapshots live in the same object store as objects (under `snapshots/`).
         let snapshot_store = objects.backend().clone();
@@ -296,7 +296,9 @@ impl StackBuilder {
             (None, Some(dir)) => Some(dir.join("objects")),
             _ => None,
         };
-        let obs = Arc::new(obs::Obs::new(objects, keys.clone(), sse_s3).with_identities(key_identities));
+        let obs = Arc::new(
+            obs::Obs::new(objects, keys.clone(), sse_s3).with_identities(key_identities).with_entropy(entropy.clone()),
+        );
         let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region).with_faults(kms.faults.clone());
         let evs = Arc::new(
             Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys)
@@ -304,6 +306,7 @@ impl StackBuilder {
                 .map_err(StackError::from_evs)?,
         );
         evs.use_faults(kms.faults.clone());
+        evs.use_entropy(entropy.clone());
         let iam = IamApi::new(identities.clone(), verifier.clone()).with_faults(kms.faults.clone());
         let services = Services { s3, evs: evs.clone(), iam };
         let admin_token = AdminToken::generate(&entropy);
