@@ -369,7 +369,7 @@ impl Kms {
         let clock = Arc::new(Clock::default());
         let faults = {
             let clock = clock.clone();
-            Arc::new(Faults::new(Arc::new(move || clock.now_millis())))
+            Arc::new(Faults::new(Arc::new(move || clock.now_millis())).with_entropy(entropy.clone()))
         };
         let kms = Kms {
             state: RwLock::new(State::default()),

@@ -52,11 +52,13 @@ pub enum Purpose {
     IamSecret,
     /// The admin API's bearer token and service keys made at start.
     Admin,
+    /// Fault rules' `probability` triggers and latency ranges.
+    Fault,
 }
 
 impl Purpose {
     /// Every purpose, in the order of their counters.
-    pub const ALL: [Purpose; 14] = [
+    pub const ALL: [Purpose; 15] = [
         Purpose::KeyId,
         Purpose::Grant,
         Purpose::KeyMaterial,
@@ -71,6 +73,7 @@ impl Purpose {
         Purpose::IamId,
         Purpose::IamSecret,
         Purpose::Admin,
+        Purpose::Fault,
     ];
 
     /// The domain-separation label (part of the generator: changing it changes the answers).
@@ -90,6 +93,7 @@ impl Purpose {
             Purpose::IamId => "iam.id",
             Purpose::IamSecret => "iam.secret",
             Purpose::Admin => "admin",
+            Purpose::Fault => "faults",
         }
     }
 
