@@ -101,8 +101,8 @@ fn header<'a>(response: &'a RawResponse, name: &str) -> &'a str {
 }
 
 /// The script: KMS keys of every family, alias, data key, encryption, random bytes, a grant, signatures and a MAC
-/// (the deterministic algorithms), the public keys; S3 SSE-KMS objects, single and multipart; an encrypted EVS
-/// volume. Waits for the volume's job at the end (its polls are not part of the transcript).
+/// (the deterministic algorithms), the public keys, the OTC dialect; S3 SSE-KMS objects, single and multipart; an
+/// encrypted EVS volume. Waits for the volume's job at the end (its polls are not part of the transcript).
 fn script(addr: SocketAddr) -> Vec<String> {
     let mut t = Transcript { addr, responses: Vec::new() };
     let symmetric = t.kms("CreateKey", json!({"Description": "deterministic"}));
@@ -128,6 +128,10 @@ fn script(addr: SocketAddr) -> Vec<String> {
     let message = "c2lnbiBtZQ==";
     t.kms("Sign", json!({"KeyId": rsa_id, "Message": message, "SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"}));
     t.kms("GenerateMac", json!({"KeyId": hmac_id, "Message": message, "MacAlgorithm": "HMAC_SHA_256"}));
+    // The OTC dialect: its own request ids, the same key store.
+    let otc = format!("/v1.0/{PROJECT}/kms");
+    t.keep("OTC create-key", evs(addr, "POST", &format!("{otc}/create-key"), &json!({"key_alias": "det-otc"})));
+    t.keep("OTC gen-random", evs(addr, "POST", &format!("{otc}/gen-random"), &json!({"random_data_length": "256"})));
 
     t.s3("PUT", "/det-bucket", "", &[], b"");
     let sse = [("x-amz-server-side-encryption", "aws:kms"), ("x-amz-server-side-encryption-aws-kms-key-id", &key_id)];
