@@ -35,9 +35,9 @@ use evs::Evs;
 use kms::Kms;
 use kms::audit::AuditQuery;
 use obs::Obs;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
+use shared::entropy::{Entropy, Purpose};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -52,10 +52,9 @@ pub const RESET_CONFIRMATION: &str = "delete-everything";
 pub struct AdminToken(Arc<Zeroizing<String>>);
 
 impl AdminToken {
-    /// A fresh random token: 32 bytes from the OS, as 64 hex digits.
-    pub fn generate() -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    /// A fresh token: 32 bytes from `entropy` (the OS, or the seed under `--deterministic`), as 64 hex digits.
+    pub fn generate(entropy: &Entropy) -> Self {
+        let bytes = entropy.secret::<32>(Purpose::Admin);
         AdminToken(Arc::new(Zeroizing::new(hex::encode(bytes.as_ref()))))
     }
 
@@ -281,6 +280,9 @@ async fn reset(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
              send {\"confirm\": \"delete-everything\"} to do it",
         );
     }
+    // Under --deterministic every stream starts again before the services seed themselves again, as at a start:
+    // the same calls after a reset get the same answers as after a start.
+    admin.kms.entropy.restart();
     if let Err(e) = admin.evs.reset().await {
         return internal(format!("resetting the volume service: {e}"));
     }

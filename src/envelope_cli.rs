@@ -259,7 +259,8 @@ pub fn encrypt(args: &EncryptArgs, env: &Environment) -> Result<()> {
     let what = format!("encrypting {}", args.io.input);
     let envelope_error = |source| CliError::Envelope { what: what.clone(), source };
     let mut encryptor =
-        envelope::Encryptor::new(&plaintext, &context, &[edk], args.frame_length).map_err(envelope_error)?;
+        envelope::Encryptor::new(&plaintext, &context, &[edk], args.frame_length, &shared::Entropy::os())
+            .map_err(envelope_error)?;
     drop(plaintext);
 
     let mut progress = Progress::new("encrypting", input.known_len());

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod config;
 pub mod console;
+pub mod entropy_marker;
 pub mod envelope_cli;
 pub mod serve;
 pub mod tls;
@@ -41,6 +42,7 @@ use kms::{AwsApi, InProcessKeyService, Kms, OtcApi, Storage};
 use obs::S3Api;
 use obs::store::Store as ObjectStore;
 use shared::caller;
+use shared::entropy::Entropy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -135,6 +137,8 @@ pub struct StackBuilder {
     limits: serve::ServerLimits,
     tls: bool,
     faults: Option<String>,
+    /// `--deterministic`: the seeded generator (its `Debug` shows the seed's fingerprint, never the seed).
+    deterministic: Option<Arc<Entropy>>,
 }
 
 impl StackBuilder {
@@ -223,11 +227,34 @@ impl StackBuilder {
         self
     }
 
+    /// Draw every id, key, data key, nonce, request id and token from a generator keyed by `seed` instead of the
+    /// OS, so that the same sequence of calls gets byte-identical answers in every run (`--deterministic SEED`;
+    /// `docs/testing.md`, "Deterministic runs"). For tests only: every key is predictable from the seed. A data dir
+    /// made otherwise is refused ([`entropy_marker`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let first = kmsim::Stack::builder().deterministic("my-test").start().await?;
+    /// let second = kmsim::Stack::builder().deterministic("my-test").start().await?;
+    /// assert_eq!(first.admin_token(), second.admin_token());
+    /// # Ok::<(), kmsim::StackError>(()) }).unwrap();
+    /// ```
+    pub fn deterministic(mut self, seed: impl AsRef<[u8]>) -> Self {
+        self.deterministic = Some(Arc::new(Entropy::deterministic(seed.as_ref())));
+        self
+    }
+
     /// Opens the state, binds the listener and starts serving.
     pub async fn start(self) -> Result<Stack, StackError> {
         self.config.check()?;
+        // Each stack's draws start from the first, even for stacks started from clones of one builder.
+        let entropy = Arc::new(match &self.deterministic {
+            Some(seeded) => seeded.fresh(),
+            None => Entropy::os(),
+        });
         if let Some(dir) = &self.data_dir {
             prepare_data_dir(dir)?;
+            entropy_marker::check_and_record(dir, &entropy)?;
         }
         let storage = match &self.data_dir {
             Some(dir) => Storage::Dir { dir: dir.clone(), master_key_file: self.config.master_key_file.clone() },
@@ -235,8 +262,9 @@ impl StackBuilder {
         };
         let seeds = self.config.seeds();
         let audit = self.config.audit.clone();
+        let kms_entropy = entropy.clone();
         let kms = Arc::new(
-            tokio::task::spawn_blocking(move || Kms::open_with_audit(&storage, seeds, audit))
+            tokio::task::spawn_blocking(move || Kms::open_with(&storage, seeds, audit, kms_entropy))
                 .await
                 .map_err(|e| StackError::Kms(e.to_string()))?
                 .map_err(StackError::from_kms)?,
@@ -261,10 +289,10 @@ impl StackBuilder {
             Arc::new(auth::AccessKeyIdentities::new(accounts.clone()));
         kms.use_identities(key_identities.clone());
         let identities = {
-            let (dir, declarations) = (self.data_dir.clone(), self.config.identities());
+            let (dir, declarations, entropy) = (self.data_dir.clone(), self.config.identities(), entropy.clone());
             Arc::new(
                 tokio::task::spawn_blocking(move || {
-                    Identities::open(dir.as_deref(), accounts, session_clock, declarations)
+                    Identities::open_with(dir.as_deref(), accounts, session_clock, declarations, entropy)
                 })
                 .await
                 .map_err(|e| StackError::Identities(e.to_string()))?
@@ -283,7 +311,7 @@ impl StackBuilder {
                     .map_err(StackError::DataDir)?;
                 obs::sse_s3::SseS3Key::new(&key)
             }
-            None => obs::sse_s3::SseS3Key::generate(),
+            None => obs::sse_s3::SseS3Key::generate(&entropy),
         };
         // Volume snapshots live in the same object store as objects (under `snapshots/`).
         let snapshot_store = objects.backend().clone();
@@ -291,7 +319,9 @@ impl StackBuilder {
             (None, Some(dir)) => Some(dir.join("objects")),
             _ => None,
         };
-        let obs = Arc::new(obs::Obs::new(objects, keys.clone(), sse_s3).with_identities(key_identities));
+        let obs = Arc::new(
+            obs::Obs::new(objects, keys.clone(), sse_s3).with_identities(key_identities).with_entropy(entropy.clone()),
+        );
         let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region).with_faults(kms.faults.clone());
         let evs = Arc::new(
             Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys)
@@ -299,9 +329,10 @@ impl StackBuilder {
                 .map_err(StackError::from_evs)?,
         );
         evs.use_faults(kms.faults.clone());
+        evs.use_entropy(entropy.clone());
         let iam = IamApi::new(identities.clone(), verifier.clone()).with_faults(kms.faults.clone());
         let services = Services { s3, evs: evs.clone(), iam };
-        let admin_token = AdminToken::generate();
+        let admin_token = AdminToken::generate(&entropy);
         if let Some(dir) = &self.data_dir {
             let path = dir.join(ADMIN_TOKEN_FILE);
             let text = zeroize::Zeroizing::new(format!("{}\n", admin_token.as_str()));
@@ -486,6 +517,7 @@ impl Stack {
             limits: serve::ServerLimits::default(),
             tls: false,
             faults: None,
+            deterministic: None,
         }
     }
 
@@ -551,6 +583,11 @@ impl Stack {
     /// The fault rules in force (`/_sim/faults`): Rust tests add, list and delete rules here directly.
     pub fn faults(&self) -> &Arc<faults::Faults> {
         &self.kms.faults
+    }
+
+    /// Whether ids and keys come from a seed ([`StackBuilder::deterministic`]).
+    pub fn is_deterministic(&self) -> bool {
+        self.kms.entropy.is_deterministic()
     }
 
     /// The KMS core (for in-process assertions, e.g. on the audit log).

@@ -63,6 +63,11 @@ struct Args {
     /// SlowDown as AWS does; `off` throttles nothing. Default: the config file's `[quotas] mode`, else off.
     #[arg(long, value_name = "aws|off")]
     quotas: Option<kmsim::faults::quotas::Mode>,
+    /// FOR TESTS ONLY: draw key ids, key material, data keys, request ids, upload ids, volume ids and tokens from
+    /// SEED instead of the OS, so that the same calls get byte-identical answers in every run. Every key is
+    /// predictable from SEED. Refuses a data dir made without it or with another seed (docs/testing.md).
+    #[arg(long, value_name = "SEED")]
+    deterministic: Option<String>,
 }
 
 /// The client-side envelope commands.
@@ -158,6 +163,9 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
         builder = builder.data_dir(&args.data_dir);
     }
     builder = builder.tls(args.tls);
+    if let Some(seed) = &args.deterministic {
+        builder = builder.deterministic(seed);
+    }
     if let Some(path) = &args.faults {
         match std::fs::read_to_string(path) {
             Ok(rules) => builder = builder.faults(rules),
@@ -174,6 +182,9 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if stack.is_deterministic() {
+        tracing::warn!("{DETERMINISTIC_WARNING}");
+    }
     let (access_key, secret) = stack.credentials();
     let (domain_id, project_id) = stack.project();
     let data = if args.in_memory { "in memory".to_owned() } else { args.data_dir.display().to_string() };
@@ -195,6 +206,9 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
         if quotas {
             line["quotas"] = "aws".into();
         }
+        if stack.is_deterministic() {
+            line["deterministic"] = DETERMINISTIC_WARNING.into();
+        }
         if default_credentials {
             line["access_key_id"] = access_key.into();
             line["secret_access_key"] = secret.into();
@@ -206,6 +220,9 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
         }
         println!("{line}");
     } else {
+        if stack.is_deterministic() {
+            println!("{DETERMINISTIC_WARNING}");
+        }
         println!("kmsim is running");
         println!("  endpoint     {}", stack.endpoint());
         println!("  nbd          nbd://{}/<volume id>", stack.nbd_addr());
@@ -238,6 +255,10 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
     stack.shutdown().await;
     ExitCode::SUCCESS
 }
+
+/// Said at every deterministic start (the JSON line's `deterministic`, the banner, the log).
+const DETERMINISTIC_WARNING: &str =
+    "DETERMINISTIC MODE — FOR TESTS ONLY: keys are predictable from the seed (--deterministic)";
 
 /// What a non-loopback `--host` exposes, for the warning printed at start.
 /// The variables common clients read a CA bundle from: botocore and the aws CLI, Python's `ssl`

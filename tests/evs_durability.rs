@@ -9,15 +9,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use auth::sdk_hmac::{self, Credentials};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::common::{RawResponse, raw_request_to, spawn_binary_line};
+use crate::common::{RawResponse, evs_raw, raw_request_to, spawn_binary_line};
 
 const PROJECT: &str = "00000000000000000000000000000000";
-const CREDENTIALS: Credentials<'static> = Credentials { access_key_id: "test", secret_access_key: "test" };
 const BLOCK: usize = 4096;
 /// Blocks the random writes land in (the first 1 MiB of the volume); the marker block follows them.
 const BLOCKS: usize = 256;
@@ -52,15 +50,7 @@ fn spawn(dir: &Path) -> (Kmsim, SocketAddr, SocketAddr, Duration) {
 
 /// An SDK-HMAC-signed request to the edge port.
 fn call(edge: SocketAddr, method: &str, path: &str, body: &Value) -> RawResponse {
-    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
-    let mut headers = http::HeaderMap::new();
-    headers.insert("host", edge.to_string().parse().unwrap());
-    headers.insert("content-type", "application/json;charset=UTF-8".parse().unwrap());
-    headers.insert("x-project-id", PROJECT.parse().unwrap());
-    sdk_hmac::sign(method, path, "", &mut headers, &body, CREDENTIALS, shared::time::now_unix()).unwrap();
-    let head: Vec<(String, String)> =
-        headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
-    raw_request_to(edge, method, path, &head, &body)
+    evs_raw(edge, method, path, body)
 }
 
 fn ok(edge: SocketAddr, method: &str, path: &str, body: Value) -> Value {

@@ -5,6 +5,7 @@
 
 mod admin;
 mod common;
+mod deterministic;
 mod edge_limits;
 mod evs_durability;
 mod kms_bad_input;

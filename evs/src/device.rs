@@ -216,7 +216,7 @@ mod tests {
     /// An encrypted volume file of `size` bytes in `dir` (header area, then a sparse payload), opened.
     fn encrypted_volume(dir: &Path, size: u64) -> (VolumeDevice, std::path::PathBuf) {
         let passphrase = b"00112233445566778899aabbccddeeff";
-        let (area, _, header) = luks::format(passphrase, 1000).expect("format");
+        let (area, _, header) = luks::format(passphrase, 1000, &shared::Entropy::os()).expect("format");
         let path = dir.join("volume");
         let file = File::create(&path).expect("create");
         file.write_all_at(&area, 0).expect("header");

@@ -92,7 +92,7 @@ impl EvsApi {
             call.run(&operation).await
         }
         .await;
-        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let request_id = self.evs.entropy().uuid(shared::Purpose::RequestId).simple().to_string();
         match result {
             Ok((status, value)) => json_response(status, &value, &request_id),
             Err(e) => {

@@ -47,9 +47,8 @@ use aes::cipher::{
     Array, BlockCipherDecBackend, BlockCipherDecClosure, BlockCipherDecrypt, BlockCipherEncBackend,
     BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit, ParBlocks,
 };
-use rand::RngCore;
-use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
+use shared::entropy::{Entropy, Purpose};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -141,10 +140,10 @@ pub struct MasterKey {
 }
 
 impl MasterKey {
-    /// A fresh random key from the operating system's generator.
-    pub fn generate() -> Self {
+    /// A fresh key from `entropy` (the OS, or the stack's seed under `--deterministic`).
+    pub fn generate(entropy: &Entropy) -> Self {
         let mut bytes = Box::new([0u8; KEY_BYTES]);
-        OsRng.fill_bytes(&mut bytes[..]);
+        entropy.fill(Purpose::VolumeKey, &mut bytes[..]);
         MasterKey { bytes }
     }
 
@@ -211,14 +210,18 @@ pub struct Header {
 ///
 /// Returns the whole header area — exactly `header.payload_offset_sectors * SECTOR` bytes
 /// (2 MiB), to be written at offset 0 of the volume file, after which the payload starts —
-/// the master key for [`SectorCipher::new`], and the parsed header.
-pub fn format(passphrase: &[u8], iterations: u32) -> Result<(Vec<u8>, MasterKey, Header), LuksError> {
+/// the master key for [`SectorCipher::new`], and the parsed header. The master key, salts, anti-forensic stripes
+/// and UUID are drawn from `entropy`.
+pub fn format(
+    passphrase: &[u8],
+    iterations: u32,
+    entropy: &Entropy,
+) -> Result<(Vec<u8>, MasterKey, Header), LuksError> {
     if iterations == 0 {
         return Err(LuksError::InvalidParameter("iterations must be at least 1"));
     }
-    let master_key = MasterKey::generate();
-    let mut mk_digest_salt = [0u8; SALT_LEN];
-    OsRng.fill_bytes(&mut mk_digest_salt);
+    let master_key = MasterKey::generate(entropy);
+    let mk_digest_salt: [u8; SALT_LEN] = entropy.bytes(Purpose::VolumeKey);
     let mut slots: [KeySlot; NUM_SLOTS] = std::array::from_fn(|i| KeySlot {
         active: false,
         iterations: 0,
@@ -227,10 +230,10 @@ pub fn format(passphrase: &[u8], iterations: u32) -> Result<(Vec<u8>, MasterKey,
     });
     slots[0].active = true;
     slots[0].iterations = iterations;
-    OsRng.fill_bytes(&mut slots[0].salt);
+    slots[0].salt = entropy.bytes(Purpose::VolumeKey);
     let header = Header {
         payload_offset_sectors: PAYLOAD_OFFSET_SECTORS,
-        uuid: uuid::Uuid::new_v4().hyphenated().to_string(),
+        uuid: entropy.uuid(Purpose::VolumeKey).hyphenated().to_string(),
         mk_digest: mk_digest(master_key.as_bytes(), &mk_digest_salt, iterations),
         mk_digest_salt,
         mk_digest_iterations: iterations,
@@ -240,7 +243,7 @@ pub fn format(passphrase: &[u8], iterations: u32) -> Result<(Vec<u8>, MasterKey,
     let mut area = vec![0u8; PAYLOAD_OFFSET_SECTORS as usize * SECTOR];
     area[..PHDR_LEN].copy_from_slice(&header.to_bytes());
     let slot = &header.slots[0];
-    let material = seal_key_material(slot, passphrase, &master_key);
+    let material = seal_key_material(slot, passphrase, &master_key, entropy);
     area[slot.material_range()].copy_from_slice(&material);
     Ok((area, master_key, header))
 }
@@ -598,8 +601,8 @@ fn slot_key(slot: &KeySlot, passphrase: &[u8]) -> Zeroizing<[u8; KEY_BYTES]> {
 }
 
 /// AF-splits `master_key` and encrypts the stripes for `slot`: the bytes of its key material.
-fn seal_key_material(slot: &KeySlot, passphrase: &[u8], master_key: &MasterKey) -> Vec<u8> {
-    let mut material = af_split(master_key.as_bytes(), STRIPES as usize);
+fn seal_key_material(slot: &KeySlot, passphrase: &[u8], master_key: &MasterKey, entropy: &Entropy) -> Vec<u8> {
+    let mut material = af_split(master_key.as_bytes(), STRIPES as usize, entropy);
     SectorCipher::from_key(&slot_key(slot, passphrase)).encrypt_sectors(0, &mut material);
     // Encrypted, the stripes are no longer secret.
     std::mem::take(&mut *material)
@@ -615,12 +618,12 @@ fn open_key_material(slot: &KeySlot, passphrase: &[u8], sealed: &[u8]) -> Master
 
 /// The anti-forensic splitter: `stripes - 1` random blocks s_k, then
 /// d_0 = 0, d_k = H(d_{k-1} ⊕ s_k), and the last block is d_{n-1} ⊕ key.
-fn af_split(key: &[u8], stripes: usize) -> Zeroizing<Vec<u8>> {
+fn af_split(key: &[u8], stripes: usize, entropy: &Entropy) -> Zeroizing<Vec<u8>> {
     let n = key.len();
     let mut out = Zeroizing::new(vec![0u8; n * stripes]);
     let mut d = Zeroizing::new(vec![0u8; n]);
     let (random, last) = out.split_at_mut(n * (stripes - 1));
-    OsRng.fill_bytes(random);
+    entropy.fill(Purpose::VolumeKey, random);
     for stripe in random.chunks_exact(n) {
         xor_into(&mut d, stripe);
         diffuse(&mut d);
@@ -742,7 +745,7 @@ mod tests {
 
     #[test]
     fn format_parse_unlock_round_trip() {
-        let (area, key, header) = format(PASSPHRASE, DEFAULT_ITERATIONS).unwrap();
+        let (area, key, header) = format(PASSPHRASE, DEFAULT_ITERATIONS, &Entropy::os()).unwrap();
         assert_eq!(area.len() as u64, header.payload_offset_bytes());
         assert_eq!(header.payload_offset_sectors, PAYLOAD_OFFSET_SECTORS);
         assert_eq!(header.uuid.len(), 36);
@@ -756,7 +759,7 @@ mod tests {
 
     #[test]
     fn wrong_passphrase_is_refused() {
-        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS).unwrap();
+        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS, &Entropy::os()).unwrap();
         let mut wrong = PASSPHRASE.to_vec();
         wrong[63] ^= 1;
         assert_eq!(header.unlock(&area, &wrong).unwrap_err(), LuksError::WrongPassphrase);
@@ -765,12 +768,12 @@ mod tests {
 
     #[test]
     fn zero_iterations_are_refused() {
-        assert!(matches!(format(PASSPHRASE, 0), Err(LuksError::InvalidParameter(_))));
+        assert!(matches!(format(PASSPHRASE, 0, &Entropy::os()), Err(LuksError::InvalidParameter(_))));
     }
 
     #[test]
     fn any_flipped_bit_in_key_material_fails_to_unlock() {
-        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS).unwrap();
+        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS, &Entropy::os()).unwrap();
         let range = header.slots[0].material_range();
         let mut rng = rand::thread_rng();
         let mut positions = vec![range.start, range.end - 1];
@@ -784,7 +787,7 @@ mod tests {
 
     #[test]
     fn flipped_bits_in_the_fields_that_matter_are_errors() {
-        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS).unwrap();
+        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS, &Entropy::os()).unwrap();
         let slot0 = OFF_SLOTS..OFF_SLOTS + SLOT_LEN;
         // Magic, version, names, payload offset, key bytes, mk digest and salt, the low byte of
         // the iteration counts (a high bit would only make the test slow), and slot 0's state,
@@ -823,7 +826,7 @@ mod tests {
 
     #[test]
     fn truncation_is_an_error() {
-        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS).unwrap();
+        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS, &Entropy::os()).unwrap();
         for len in 0..PHDR_LEN {
             assert!(matches!(Header::parse(&area[..len]), Err(LuksError::Truncated { .. })));
         }
@@ -839,7 +842,7 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let (area, _, _) = format(PASSPHRASE, DEFAULT_ITERATIONS).unwrap();
+        let (area, _, _) = format(PASSPHRASE, DEFAULT_ITERATIONS, &Entropy::os()).unwrap();
         let valid = &area[..PHDR_LEN];
         let mut rng = rand::thread_rng();
         for round in 0..20_000 {
@@ -873,7 +876,7 @@ mod tests {
 
     #[test]
     fn overlapping_or_misplaced_slots_are_corrupt() {
-        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS).unwrap();
+        let (area, _, header) = format(PASSPHRASE, DEFAULT_ITERATIONS, &Entropy::os()).unwrap();
         let cases: [(usize, u32); 4] = [
             (1, 8),    // slot 1 on top of slot 0
             (0, 1),    // slot 0 inside the header
@@ -891,7 +894,7 @@ mod tests {
 
     #[test]
     fn no_active_slot_is_reported() {
-        let (area, _, mut header) = format(PASSPHRASE, DEFAULT_ITERATIONS).unwrap();
+        let (area, _, mut header) = format(PASSPHRASE, DEFAULT_ITERATIONS, &Entropy::os()).unwrap();
         header.slots[0].active = false;
         assert_eq!(header.unlock(&area, PASSPHRASE).unwrap_err(), LuksError::NoActiveKeySlot);
     }
@@ -900,7 +903,7 @@ mod tests {
     fn af_split_merge_round_trip() {
         let key = [0x42u8; KEY_BYTES];
         for stripes in [1, 2, 3, 4000] {
-            let split = af_split(&key, stripes);
+            let split = af_split(&key, stripes, &Entropy::os());
             assert_eq!(split.len(), KEY_BYTES * stripes);
             assert_eq!(af_merge(&split, stripes)[..], key[..]);
         }
@@ -916,7 +919,7 @@ mod tests {
 
     #[test]
     fn sector_cipher_round_trip_and_sector_tweak() {
-        let key = MasterKey::generate();
+        let key = MasterKey::generate(&Entropy::os());
         let cipher = SectorCipher::new(&key);
         let plain = vec![0x5au8; 4 * SECTOR];
         let mut data = plain.clone();
@@ -936,6 +939,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "not a multiple of 512")]
     fn partial_sectors_panic() {
-        SectorCipher::new(&MasterKey::generate()).encrypt_sectors(0, &mut [0u8; 100]);
+        SectorCipher::new(&MasterKey::generate(&Entropy::os())).encrypt_sectors(0, &mut [0u8; 100]);
     }
 }

@@ -25,6 +25,7 @@ use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use shared::Caller;
+use shared::entropy::{Entropy, Purpose};
 use shared::key_service::{DataKey, EncryptionContext, KeyService, KeyServiceError};
 use zeroize::Zeroizing;
 
@@ -192,6 +193,9 @@ pub struct Evs {
     admitted: AtomicU64,
     /// The fault rules in force (`/_sim/faults`), once the stack plugged them in.
     faults: OnceLock<Arc<Faults>>,
+    /// Where volume, snapshot, job and attachment ids, request ids and LUKS keys come from: the stack's once plugged
+    /// in ([`Evs::use_entropy`]), else the OS.
+    entropy: OnceLock<Arc<Entropy>>,
 }
 
 /// An admitted operation (and its job, which takes it over): a read guard of [`Evs::gate`] and its entry in
@@ -289,6 +293,7 @@ impl Evs {
             running: Arc::new(Mutex::new(BTreeMap::new())),
             admitted: AtomicU64::new(0),
             faults: OnceLock::new(),
+            entropy: OnceLock::new(),
         };
         evs.load().await?;
         Ok(evs)
@@ -501,6 +506,22 @@ impl Evs {
         self.faults.set(faults).is_ok()
     }
 
+    /// From now on, draws ids, request ids and LUKS keys from `entropy` (the stack's; seeded under
+    /// `--deterministic`). Set once: false (and nothing changes) if an entropy was already plugged in.
+    pub fn use_entropy(&self, entropy: Arc<Entropy>) -> bool {
+        self.entropy.set(entropy).is_ok()
+    }
+
+    /// The source of ids and keys.
+    pub(crate) fn entropy(&self) -> Arc<Entropy> {
+        self.entropy.get_or_init(|| Arc::new(Entropy::os())).clone()
+    }
+
+    /// A fresh volume, snapshot or attachment id (a UUID).
+    fn new_id(&self) -> String {
+        self.entropy().uuid(Purpose::VolumeId).to_string()
+    }
+
     /// The fault rule that fires on job `job_type` of `requester` on `volume_id`: decided when the job is made,
     /// where the caller is known (a rule may name its principal or access key), and applied by [`job_failure`]
     /// when the job runs.
@@ -519,7 +540,7 @@ impl Evs {
 
     fn new_job(&self, requester: &Requester, job_type: &str, volume_id: Option<&str>, server_id: Option<&str>) -> Job {
         let job = Job {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: self.entropy().uuid(Purpose::VolumeId).simple().to_string(),
             project_id: requester.project().to_owned(),
             job_type: job_type.to_owned(),
             status: JobStatus::Init,
@@ -739,7 +760,7 @@ impl Evs {
             }
             records.push(VolumeRecord {
                 format: RECORD_FORMAT,
-                id: new_id(),
+                id: self.new_id(),
                 account: requester.caller.account_id.clone(),
                 project_id: requester.project().to_owned(),
                 name,
@@ -845,9 +866,9 @@ impl Evs {
         } else if let Some((data_key, encryption)) = data_key {
             let passphrase = Zeroizing::new(hex::encode(&data_key.plaintext[..]));
             let size = record.size_gb * GIB;
-            let path2 = path.clone();
+            let (path2, entropy) = (path.clone(), self.entropy());
             tokio::task::spawn_blocking(move || -> Result<()> {
-                let (area, _master_key, header) = luks::format(passphrase.as_bytes(), LUKS_ITERATIONS)
+                let (area, _master_key, header) = luks::format(passphrase.as_bytes(), LUKS_ITERATIONS, &entropy)
                     .map_err(|e| EvsError::internal(format!("formatting LUKS: {e}")))?;
                 Layout::new(&path2)
                     .create(&area, header.payload_offset_bytes() + size)
@@ -1174,7 +1195,7 @@ impl Evs {
             match opened {
                 Ok(opened) => {
                     let attachment = Attachment {
-                        attachment_id: new_id(),
+                        attachment_id: evs.new_id(),
                         server_id,
                         device: device.unwrap_or_else(|| "/dev/vdb".to_owned()),
                         attached_at: now_millis(),
@@ -1338,7 +1359,7 @@ impl Evs {
             let now = now_millis();
             let record = SnapshotRecord {
                 format: RECORD_FORMAT,
-                id: new_id(),
+                id: self.new_id(),
                 account: volume.account.clone(),
                 project_id: volume.project_id.clone(),
                 volume_id: volume_id.to_owned(),

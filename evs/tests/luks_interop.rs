@@ -86,7 +86,8 @@ fn plaintext() -> Vec<u8> {
 
 /// Writes a container with our code: header area, then `plain` encrypted from data sector 0.
 fn write_volume(path: &Path, passphrase: &str, plain: &[u8]) -> (MasterKey, Header) {
-    let (mut file, key, header) = luks::format(passphrase.as_bytes(), DEFAULT_ITERATIONS).unwrap();
+    let (mut file, key, header) =
+        luks::format(passphrase.as_bytes(), DEFAULT_ITERATIONS, &shared::Entropy::os()).unwrap();
     assert_eq!(file.len() as u64, header.payload_offset_bytes());
     let mut payload = plain.to_vec();
     SectorCipher::new(&key).encrypt_sectors(0, &mut payload);

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use shared::entropy::{Entropy, Purpose};
 
 pub use catalog::CatalogError;
 
@@ -363,6 +364,8 @@ pub struct Faults {
     clock: Clock,
     /// The request quotas (`--quotas aws`), off until configured.
     pub quotas: quotas::Quotas,
+    /// What `probability` triggers and latency ranges draw from (the stack's; seeded under `--deterministic`).
+    entropy: Arc<Entropy>,
 }
 
 impl std::fmt::Debug for Faults {
@@ -380,7 +383,15 @@ impl Faults {
             next_id: AtomicU64::new(1),
             clock,
             quotas: quotas::Quotas::default(),
+            entropy: Arc::new(Entropy::os()),
         }
+    }
+
+    /// The same rules drawing their `probability` triggers and latency ranges from `entropy` (the stack's) instead
+    /// of the OS.
+    pub fn with_entropy(mut self, entropy: Arc<Entropy>) -> Self {
+        self.entropy = entropy;
+        self
     }
 
     /// No rules, on the wall clock (tests and tools without a simulated clock).
@@ -537,7 +548,7 @@ impl Faults {
                 Effect::Latency { ms, min_ms, max_ms, when } => {
                     let delay = match (ms, min_ms, max_ms) {
                         (Some(ms), _, _) => *ms,
-                        (None, Some(min), Some(max)) => rand::thread_rng().gen_range(*min..=*max),
+                        (None, Some(min), Some(max)) => self.entropy.rng(Purpose::Fault).gen_range(*min..=*max),
                         _ => 0,
                     };
                     let slot = match when {
@@ -561,7 +572,7 @@ impl Faults {
         counters.matched = counters.matched.saturating_add(1);
         let fires = match rule.spec.trigger {
             Trigger::Always | Trigger::Next(_) => true,
-            Trigger::Probability(p) => rand::thread_rng().gen_bool(p),
+            Trigger::Probability(p) => self.entropy.rng(Purpose::Fault).gen_bool(p),
             Trigger::Nth(n) => counters.matched == n,
         };
         if fires {

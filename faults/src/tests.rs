@@ -79,6 +79,26 @@ fn triggers_nth_next_and_probability() {
 }
 
 #[test]
+fn probability_and_latency_ranges_follow_a_seed() {
+    let run = |seed: &[u8]| {
+        let faults = Faults::wall_clock().with_entropy(Arc::new(shared::Entropy::deterministic(seed)));
+        faults
+            .add(rule(r#"{"service":"s3","trigger":{"probability":0.5},"effect":{"type":"error","code":"SlowDown"}}"#))
+            .unwrap();
+        faults.add(rule(r#"{"service":"kms","effect":{"type":"latency","min_ms":1,"max_ms":1000}}"#)).unwrap();
+        let fired: Vec<bool> =
+            (0..64).map(|_| faults.check(Service::S3, &call("PutObject"), &no_alias).is_some()).collect();
+        let delays: Vec<Duration> =
+            (0..16).map(|_| faults.check(Service::Kms, &call("Decrypt"), &no_alias).unwrap().delay_before).collect();
+        (fired, delays)
+    };
+    let (fired, delays) = run(b"s");
+    assert_eq!((fired.clone(), delays.clone()), run(b"s"));
+    assert_ne!((fired.clone(), delays), run(b"t"));
+    assert!(fired.contains(&true) && fired.contains(&false));
+}
+
+#[test]
 fn rules_expire_after_their_count_or_time_on_the_simulated_clock() {
     let (faults, now) = on_clock();
     faults

@@ -15,6 +15,7 @@ use faults::{Call as FaultCall, Faults, Fired, InjectedError};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use policy::{Context, PrincipalKind, Rule};
 use shared::Peer;
+use shared::entropy::{Entropy, Purpose};
 
 use crate::error::{Error, Result};
 use crate::identities::{AccessKeyInfo, Holder, Identities, ManagedPolicyInfo, RoleSpec};
@@ -189,8 +190,8 @@ impl ApiError {
     }
 
     /// The error as the Query APIs send it. An internal error is logged here, once, with the request id.
-    fn into_response(self, service: Service) -> Response {
-        let request_id = request_id();
+    fn into_response(self, service: Service, entropy: &Entropy) -> Response {
+        let request_id = request_id(entropy);
         if let ApiError::Core(Error::Internal(detail)) = &self {
             tracing::error!(%detail, %request_id, "internal error in the identity store");
         }
@@ -200,8 +201,8 @@ impl ApiError {
     }
 }
 
-fn request_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
+fn request_id(entropy: &Entropy) -> String {
+    entropy.uuid(Purpose::RequestId).to_string()
 }
 
 fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
@@ -297,11 +298,15 @@ impl IamApi {
         let scoped = scope_service(&parts.headers, &query);
         let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(body) => body,
-            Err(_) => return ApiError::TooLarge.into_response(scoped.unwrap_or(Service::Iam)),
+            Err(_) => {
+                return ApiError::TooLarge.into_response(scoped.unwrap_or(Service::Iam), self.identities.entropy());
+            }
         };
         let mut params = match Params::parse(query.as_bytes()) {
             Ok(params) => params,
-            Err(e) => return ApiError::Core(e).into_response(scoped.unwrap_or(Service::Iam)),
+            Err(e) => {
+                return ApiError::Core(e).into_response(scoped.unwrap_or(Service::Iam), self.identities.entropy());
+            }
         };
         if is_form(&parts.headers) || parts.method == Method::POST {
             match Params::parse(&body) {
@@ -309,7 +314,9 @@ impl IamApi {
                     form.merge(params);
                     params = form;
                 }
-                Err(e) => return ApiError::Core(e).into_response(scoped.unwrap_or(Service::Iam)),
+                Err(e) => {
+                    return ApiError::Core(e).into_response(scoped.unwrap_or(Service::Iam), self.identities.entropy());
+                }
             }
         }
         let service = scoped.unwrap_or(
@@ -338,7 +345,7 @@ impl IamApi {
         };
         let key = match verified {
             Ok(verified) => verified.key,
-            Err(e) => return ApiError::Auth(e).into_response(service),
+            Err(e) => return ApiError::Auth(e).into_response(service, self.identities.entropy()),
         };
         let mut context = Context::new();
         if let Some(peer) = parts.extensions.get::<Peer>() {
@@ -349,16 +356,16 @@ impl IamApi {
         let fired = self.fault(service, params.get("Action").unwrap_or(""), &key);
         faults::http::delay_before(fired.as_ref()).await;
         if let Some(injected) = fired.as_ref().and_then(|f| f.error.clone()) {
-            return ApiError::Injected(injected).into_response(service);
+            return ApiError::Injected(injected).into_response(service, self.identities.entropy());
         }
-        let request_id = request_id();
+        let request_id = request_id(self.identities.entropy());
         let result = match service {
             Service::Iam => self.iam(&key, &params, context, &request_id).await,
             Service::Sts => self.sts(&key, &params, context, &request_id).await,
         };
         let response = match result {
             Ok(body) => xml_response(StatusCode::OK, body, &request_id),
-            Err(e) => e.into_response(service),
+            Err(e) => e.into_response(service, self.identities.entropy()),
         };
         faults::http::finish(fired.as_ref(), response).await
     }

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use auth::{AccessKey, Accounts, Identity, PolicySet, SessionClock};
 use policy::{Policy, PolicyKind, Principal};
 use serde::Deserialize;
+use shared::entropy::Entropy;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -242,6 +243,8 @@ pub struct Identities {
     clock: SessionClock,
     state: RwLock<State>,
     declarations: Vec<AccountDeclaration>,
+    /// Where ids, secrets, session tokens and request ids come from (the stack's; seeded under `--deterministic`).
+    entropy: Arc<Entropy>,
 }
 
 impl std::fmt::Debug for Identities {
@@ -312,6 +315,17 @@ impl Identities {
         clock: SessionClock,
         declarations: Vec<AccountDeclaration>,
     ) -> Result<Self> {
+        Self::open_with(dir, accounts, clock, declarations, Arc::new(Entropy::os()))
+    }
+
+    /// [`Identities::open`] drawing ids, secrets, session tokens and request ids from `entropy` (the stack's).
+    pub fn open_with(
+        dir: Option<&Path>,
+        accounts: Arc<Accounts>,
+        clock: SessionClock,
+        declarations: Vec<AccountDeclaration>,
+        entropy: Arc<Entropy>,
+    ) -> Result<Self> {
         let (store, secrets) = match dir {
             Some(dir) => {
                 let key = shared::secret_file::load_or_create(&dir.join("iam.key"), "identity store key")
@@ -321,10 +335,15 @@ impl Identities {
             None => (Store::in_memory()?, SecretBox::generate()),
         };
         let identities =
-            Identities { accounts, store, secrets, clock, state: RwLock::new(State::default()), declarations };
+            Identities { accounts, store, secrets, clock, state: RwLock::new(State::default()), declarations, entropy };
         identities.load()?;
         identities.declare()?;
         Ok(identities)
+    }
+
+    /// The source of ids, secrets and request ids.
+    pub fn entropy(&self) -> &Entropy {
+        &self.entropy
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -578,7 +597,7 @@ impl Identities {
             account: account.to_owned(),
             name: name.to_owned(),
             path: path.to_owned(),
-            id: ids::new_id(IdKind::User),
+            id: ids::new_id(IdKind::User, &self.entropy),
             created: self.now(),
             tags,
             inline: BTreeMap::new(),
@@ -649,12 +668,12 @@ impl Identities {
             return Err(Error::LimitExceeded(format!("Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS}")));
         }
         let id = loop {
-            let id = ids::new_id(IdKind::AccessKey);
+            let id = ids::new_id(IdKind::AccessKey, &self.entropy);
             if !self.accounts.contains(&id) {
                 break id;
             }
         };
-        let secret = ids::new_secret();
+        let secret = ids::new_secret(&self.entropy);
         let info = AccessKeyInfo { user: user.record.name.clone(), id: id.clone(), active: true, created: self.now() };
         let record = AccessKeyRecord {
             format: RECORD_FORMAT,
@@ -779,7 +798,7 @@ impl Identities {
             account: account.to_owned(),
             name: spec.name.to_owned(),
             path: spec.path.to_owned(),
-            id: ids::new_id(IdKind::Role),
+            id: ids::new_id(IdKind::Role, &self.entropy),
             created: self.now(),
             description: spec.description.map(str::to_owned),
             max_session_duration,
@@ -961,7 +980,7 @@ impl Identities {
             account: account.to_owned(),
             name: name.to_owned(),
             path: path.to_owned(),
-            id: ids::new_id(IdKind::Policy),
+            id: ids::new_id(IdKind::Policy, &self.entropy),
             created: now,
             description: description.map(str::to_owned),
             document: document.to_owned(),

@@ -291,13 +291,13 @@ impl Identities {
         let identity =
             Identity::new(principal, role_policies, (!session_policies.is_empty()).then(|| session_policies.into()));
         let access_key_id = loop {
-            let id = ids::new_id(IdKind::SessionKey);
+            let id = ids::new_id(IdKind::SessionKey, self.entropy());
             if !self.accounts().contains(&id) {
                 break id;
             }
         };
-        let secret = ids::new_secret();
-        let token = ids::new_session_token();
+        let secret = ids::new_secret(self.entropy());
+        let token = ids::new_session_token(self.entropy());
         let expires_at = now + duration;
         let transitive_tags: Vec<Tag> = inherited
             .into_iter()

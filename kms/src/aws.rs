@@ -19,6 +19,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use faults::{Fired, InjectedError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use shared::entropy::{Entropy, Purpose};
 use shared::{Api, Caller, Peer, RequestContext};
 
 use crate::blob::EncryptionContext;
@@ -126,9 +127,9 @@ impl ApiError {
 
     /// The error as AWS sends it.
     /// An internal error is logged here, once, with the request id the client sees.
-    pub fn into_response(self) -> Response {
+    pub fn into_response(self, entropy: &Entropy) -> Response {
         let body = json!({"__type": self.code(), "message": self.message()});
-        let response = json_response(self.status(), body.to_string().into_bytes());
+        let response = json_response(self.status(), body.to_string().into_bytes(), entropy);
         if let ApiError::Kms(Error::Internal(detail)) = &self {
             let request_id = response.headers().get("x-amzn-requestid").and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::error!(%detail, %request_id, "internal error in the KMS");
@@ -168,17 +169,16 @@ pub fn error_code(error: &Error) -> &'static str {
     }
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+fn json_response(status: StatusCode, body: Vec<u8>, entropy: &Entropy) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response.headers_mut().insert("x-amzn-requestid", request_id());
+    response.headers_mut().insert("x-amzn-requestid", request_id(entropy));
     response
 }
 
-/// A fresh request id. Drawn from the thread's CSPRNG, not the OS: one syscall per request shows
-/// in the benchmark's profile.
-fn request_id() -> HeaderValue {
-    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+/// A fresh request id (from the OS: the thread's CSPRNG, no syscall per request).
+fn request_id(entropy: &Entropy) -> HeaderValue {
+    let id = entropy.uuid(Purpose::RequestId);
     HeaderValue::from_str(&id.to_string()).expect("a UUID is a valid header value")
 }
 
@@ -217,7 +217,7 @@ impl AwsApi {
         let (parts, body) = request.into_parts();
         let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(body) => body,
-            Err(_) => return ApiError::TooLarge.into_response(),
+            Err(_) => return ApiError::TooLarge.into_response(&self.kms.entropy),
         };
         let query = parts.uri.query().unwrap_or("");
         let request_parts =
@@ -231,11 +231,11 @@ impl AwsApi {
             shared::time::now_unix(),
         ) {
             Ok(verified) => verified.caller,
-            Err(e) => return ApiError::Auth(e).into_response(),
+            Err(e) => return ApiError::Auth(e).into_response(&self.kms.entropy),
         };
         let target = parts.headers.get("x-amz-target").and_then(|t| t.to_str().ok()).unwrap_or("");
         let Some(operation) = KmsOperation::parse(target) else {
-            return ApiError::UnknownOperation.into_response();
+            return ApiError::UnknownOperation.into_response(&self.kms.entropy);
         };
         let peer = parts.extensions.get::<Peer>().copied();
         let caller = Caller { peer, ..caller };
@@ -248,7 +248,7 @@ impl AwsApi {
         if let Some(refusal) = refusal {
             let error = ApiError::Injected(refusal);
             self.kms.record_call(&context, Named::of(&body).key, None, error.code());
-            return error.into_response();
+            return error.into_response(&self.kms.entropy);
         }
         let off_workers = operation.is_mutation() || operation.generates_keys();
         let (result, context, audit) = if operation.is_supported() && off_workers {
@@ -277,8 +277,8 @@ impl AwsApi {
         let encryption_context = audit.context.filter(|c| !c.is_empty());
         self.kms.record_call(&context, audit.key_arn, encryption_context, outcome);
         let response = match result {
-            Ok(body) => json_response(StatusCode::OK, body),
-            Err(e) => e.into_response(),
+            Ok(body) => json_response(StatusCode::OK, body, &self.kms.entropy),
+            Err(e) => e.into_response(&self.kms.entropy),
         };
         faults::http::finish(fired.as_ref(), response).await
     }

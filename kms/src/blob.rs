@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
+use shared::entropy::{Entropy, Purpose};
 
 /// The only blob format version so far.
 pub const VERSION_1: u8 = 0x01;
@@ -84,13 +84,15 @@ fn aad(header: &[u8], context: &EncryptionContext) -> Vec<u8> {
     aad
 }
 
-/// Encrypts `plaintext` under `cipher` (the material of `key_id` at `key_version`).
+/// Encrypts `plaintext` under `cipher` (the material of `key_id` at `key_version`) with a fresh IV drawn from
+/// `entropy`.
 pub fn seal(
     cipher: &Aes256Gcm,
     key_id: &str,
     key_version: u32,
     plaintext: &[u8],
     context: &EncryptionContext,
+    entropy: &Entropy,
 ) -> Vec<u8> {
     debug_assert!(key_id.len() <= usize::from(u8::MAX) && key_id.is_ascii());
     let header_len = 2 + key_id.len() + 4 + NONCE_LEN;
@@ -99,8 +101,7 @@ pub fn seal(
     blob.push(key_id.len() as u8);
     blob.extend_from_slice(key_id.as_bytes());
     blob.extend_from_slice(&key_version.to_be_bytes());
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::thread_rng().fill_bytes(&mut nonce);
+    let nonce: [u8; NONCE_LEN] = entropy.bytes(Purpose::Nonce);
     blob.extend_from_slice(&nonce);
     let check = Sha256::digest(&blob);
     blob.extend_from_slice(&check[..CHECK_LEN]);
@@ -167,7 +168,7 @@ pub fn cipher(material: &[u8; 32]) -> Aes256Gcm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
+    use rand::{Rng, RngCore};
 
     fn context(pairs: &[(&str, &str)]) -> EncryptionContext {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -181,7 +182,7 @@ mod tests {
     fn round_trip() {
         let c = cipher(&[7; 32]);
         let ctx = context(&[("purpose", "test")]);
-        let blob = seal(&c, "1234abcd-12ab-34cd-56ef-1234567890ab", 3, b"hello", &ctx);
+        let blob = seal(&c, "1234abcd-12ab-34cd-56ef-1234567890ab", 3, b"hello", &ctx, &Entropy::os());
         let header = parse(&blob).unwrap();
         assert_eq!(header.key_id, "1234abcd-12ab-34cd-56ef-1234567890ab");
         assert_eq!(header.key_version, 3);
@@ -191,7 +192,7 @@ mod tests {
     #[test]
     fn context_is_exact_and_unambiguous() {
         let c = cipher(&[7; 32]);
-        let blob = seal(&c, "k", 0, b"x", &context(&[("ab", "c")]));
+        let blob = seal(&c, "k", 0, b"x", &context(&[("ab", "c")]), &Entropy::os());
         assert_eq!(open(&blob, &c, &context(&[("a", "bc")])), Err(BlobError::Unauthenticated));
         assert_eq!(open(&blob, &c, &context(&[("AB", "c")])), Err(BlobError::Unauthenticated));
         assert_eq!(open(&blob, &c, &context(&[])), Err(BlobError::Unauthenticated));
@@ -201,7 +202,7 @@ mod tests {
 
     #[test]
     fn wrong_material_is_refused() {
-        let blob = seal(&cipher(&[7; 32]), "k", 0, b"x", &context(&[]));
+        let blob = seal(&cipher(&[7; 32]), "k", 0, b"x", &context(&[]), &Entropy::os());
         assert_eq!(open(&blob, &cipher(&[8; 32]), &context(&[])), Err(BlobError::Unauthenticated));
     }
 
@@ -219,7 +220,7 @@ mod tests {
             rng.fill_bytes(&mut plaintext);
             let ctx = context(&[("k", &hex::encode(&plaintext[..len.min(4)]))]);
             let key_id = uuid::Uuid::new_v4().to_string();
-            let blob = seal(&c, &key_id, rng.r#gen(), &plaintext, &ctx);
+            let blob = seal(&c, &key_id, rng.r#gen(), &plaintext, &ctx, &Entropy::os());
             assert_eq!(open(&blob, &c, &ctx).unwrap(), plaintext);
             for bit in 0..blob.len() * 8 {
                 let mut flipped = blob.clone();

@@ -11,6 +11,7 @@ use std::path::Path;
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use rand::RngCore;
+use shared::entropy::{Entropy, Purpose};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Error, Result};
@@ -30,10 +31,10 @@ impl std::fmt::Debug for KeyMaterial {
 }
 
 impl KeyMaterial {
-    /// 32 fresh random bytes (an AES-256 key) from the operating system's CSPRNG.
-    pub fn generate() -> Self {
+    /// 32 fresh bytes (an AES-256 key) of the stack's key material stream.
+    pub fn generate(entropy: &Entropy) -> Self {
         let mut bytes = vec![0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        entropy.fill(Purpose::KeyMaterial, &mut bytes);
         KeyMaterial(bytes)
     }
 
@@ -131,13 +132,13 @@ mod tests {
 
     #[test]
     fn wrap_is_bound_to_key_and_version() {
-        let master = MasterKey::new(&KeyMaterial::generate());
-        let material = KeyMaterial::generate();
+        let master = MasterKey::new(&KeyMaterial::generate(&Entropy::os()));
+        let material = KeyMaterial::generate(&Entropy::os());
         let wrapped = master.wrap("k1", 0, &material);
         assert_eq!(master.unwrap("k1", 0, &wrapped).unwrap().bytes(), material.bytes());
         assert!(master.unwrap("k2", 0, &wrapped).is_err());
         assert!(master.unwrap("k1", 1, &wrapped).is_err());
-        assert!(MasterKey::new(&KeyMaterial::generate()).unwrap("k1", 0, &wrapped).is_err());
+        assert!(MasterKey::new(&KeyMaterial::generate(&Entropy::os())).unwrap("k1", 0, &wrapped).is_err());
     }
 
     #[test]

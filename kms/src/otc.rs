@@ -37,6 +37,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use shared::caller::root_principal;
+use shared::entropy::{Entropy, Purpose};
 use shared::{Api, Caller, Peer, RequestContext};
 use zeroize::Zeroizing;
 
@@ -117,10 +118,11 @@ impl OtcError {
     }
 
     /// An internal error is logged here, once, with the request id the client sees.
-    fn into_response(self) -> Response {
+    fn into_response(self, entropy: &Entropy) -> Response {
         let internal = self.status == StatusCode::INTERNAL_SERVER_ERROR;
         let message = if internal { "kms error." } else { &self.message };
-        let response = json_response(self.status, &json!({"error": {"error_code": self.code, "error_msg": message}}));
+        let body = json!({"error": {"error_code": self.code, "error_msg": message}});
+        let response = json_response(self.status, &body, entropy);
         if internal {
             let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::error!(detail = %self.message, %request_id, "internal error in the KMS (OTC dialect)");
@@ -186,11 +188,11 @@ impl<T> WithCode<T> for Result<T, Error> {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+fn json_response(status: StatusCode, body: &Value, entropy: &Entropy) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
-    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().simple().to_string();
+    let id = entropy.uuid(Purpose::RequestId).simple().to_string();
     headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex is a valid header value"));
     response
 }
@@ -243,7 +245,9 @@ impl OtcApi {
         let (parts, body) = request.into_parts();
         let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(body) => body,
-            Err(_) => return OtcError::bad("KMS.0203", "The request body is too long.").into_response(),
+            Err(_) => {
+                return OtcError::bad("KMS.0203", "The request body is too long.").into_response(&self.kms.entropy);
+            }
         };
         let query = parts.uri.query().unwrap_or("");
         let path = parts.uri.path();
@@ -251,7 +255,7 @@ impl OtcApi {
         let verified =
             match self.verifier.verify_sdk_hmac(&request_parts, &body, &self.region, shared::time::now_unix()) {
                 Ok(verified) => verified,
-                Err(e) => return OtcError::auth(&e).into_response(),
+                Err(e) => return OtcError::auth(&e).into_response(&self.kms.entropy),
             };
         let rest = path.strip_prefix(PATH_PREFIX).unwrap_or_default();
         let (project_id, rest) = rest.split_once('/').unwrap_or((rest, ""));
@@ -263,16 +267,16 @@ impl OtcApi {
                 "KMS.0305",
                 format!("The project {project_id} in the URL is not the project of the access key."),
             )
-            .into_response();
+            .into_response(&self.kms.entropy);
         }
         let verb = match OtcVerb::parse(parts.method.as_str(), &segments) {
             Some(verb) if verb.is_supported() => verb,
-            Some(verb) => return OtcError::not_implemented(verb).into_response(),
-            None => return OtcError::no_such_api().into_response(),
+            Some(verb) => return OtcError::not_implemented(verb).into_response(&self.kms.entropy),
+            None => return OtcError::no_such_api().into_response(&self.kms.entropy),
         };
         let body = match parse_body(&body) {
             Ok(body) => body,
-            Err(e) => return e.into_response(),
+            Err(e) => return e.into_response(&self.kms.entropy),
         };
         let peer = parts.extensions.get::<Peer>().copied();
         let caller = Caller { peer, ..caller };
@@ -288,6 +292,7 @@ impl OtcApi {
             return json_response(
                 status,
                 &json!({"error": {"error_code": injected.code, "error_msg": injected.message}}),
+                &self.kms.entropy,
             );
         }
         let (result, context, audit) = if verb.is_mutation() || verb.generates_keys() {
@@ -337,8 +342,8 @@ impl OtcApi {
         let encryption_context = audit.context.filter(|c| !c.is_empty());
         self.kms.record_call(&context, audit.key_arn, encryption_context, outcome);
         let response = match result {
-            Ok(value) => json_response(StatusCode::OK, &value),
-            Err(e) => e.into_response(),
+            Ok(value) => json_response(StatusCode::OK, &value, &self.kms.entropy),
+            Err(e) => e.into_response(&self.kms.entropy),
         };
         faults::http::finish(fired.as_ref(), response).await
     }

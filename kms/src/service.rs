@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
-use rand::RngCore;
+use shared::entropy::{Entropy, Purpose};
 use shared::identity::{AccountWide, Identities};
 use shared::{Caller, RequestContext};
 use zeroize::Zeroizing;
@@ -294,6 +294,8 @@ pub struct Kms {
     pub faults: Arc<Faults>,
     /// The audit log of every KMS call.
     pub audit: AuditLog,
+    /// The stack's source of randomness: key ids, material, data keys, IVs, grant and request ids.
+    pub entropy: Arc<Entropy>,
     /// Whose identity policies apply to a caller: kmsim's IAM once plugged in ([`Kms::use_identities`]), else
     /// `account_wide`.
     identities: OnceLock<Arc<dyn Identities>>,
@@ -320,8 +322,19 @@ impl Kms {
     /// are created with mode 0600. A missing master key file is created only when the store holds
     /// nothing wrapped under a previous one; otherwise opening fails and writes nothing.
     pub fn open_with_audit(storage: &Storage, seeds: Vec<SeedKey>, audit: AuditOptions) -> Result<Self> {
+        Self::open_with(storage, seeds, audit, Arc::new(Entropy::os()))
+    }
+
+    /// [`Kms::open_with_audit`] drawing every id, key and nonce from `entropy` (the stack's, shared with the other
+    /// services; seeded under `--deterministic`).
+    pub fn open_with(
+        storage: &Storage,
+        seeds: Vec<SeedKey>,
+        audit: AuditOptions,
+        entropy: Arc<Entropy>,
+    ) -> Result<Self> {
         let (store, master, audit_path) = match storage {
-            Storage::Memory => (Store::in_memory()?, MasterKey::new(&KeyMaterial::generate()), None),
+            Storage::Memory => (Store::in_memory()?, MasterKey::new(&KeyMaterial::generate(&Entropy::os())), None),
             Storage::Dir { dir, master_key_file } => {
                 create_private_dir(dir)?;
                 let master_path = master_key_file.clone().unwrap_or_else(|| dir.join("master.key"));
@@ -356,7 +369,7 @@ impl Kms {
         let clock = Arc::new(Clock::default());
         let faults = {
             let clock = clock.clone();
-            Arc::new(Faults::new(Arc::new(move || clock.now_millis())))
+            Arc::new(Faults::new(Arc::new(move || clock.now_millis())).with_entropy(entropy.clone()))
         };
         let kms = Kms {
             state: RwLock::new(State::default()),
@@ -367,6 +380,7 @@ impl Kms {
             clock,
             faults,
             audit,
+            entropy,
             identities: OnceLock::new(),
             account_wide: AccountWide::default(),
         };
@@ -681,9 +695,9 @@ impl Kms {
         crate::spec::check_spec_and_usage(input.spec, Some(input.usage))?;
         let now = self.clock.now();
         let id = if input.multi_region {
-            format!("mrk-{}", uuid::Uuid::new_v4().simple())
+            format!("mrk-{}", self.entropy.uuid(Purpose::KeyId).simple())
         } else {
-            uuid::Uuid::new_v4().to_string()
+            self.entropy.uuid(Purpose::KeyId).to_string()
         };
         if let Some(policy) = &input.policy {
             let arn = format!("arn:aws:kms:{}:{}:key/{id}", caller.region, caller.account_id);
@@ -691,7 +705,7 @@ impl Kms {
         }
         // RSA key generation takes up to a second: before the writer lock.
         let material = match input.origin {
-            Origin::AwsKms => Some(crypto::generate(input.spec)?),
+            Origin::AwsKms => Some(crypto::generate(input.spec, &self.entropy, Purpose::KeyMaterial)?),
             Origin::External => None,
         };
         let record = KeyRecord {
@@ -779,8 +793,8 @@ impl Kms {
                 .ok_or_else(|| key_not_found(&caller.region, &caller.account_id, &id));
         }
         let now = self.clock.now();
-        let id = uuid::Uuid::new_v4().to_string();
-        let material = KeyMaterial::generate();
+        let id = self.entropy.uuid(Purpose::KeyId).to_string();
+        let material = KeyMaterial::generate(&self.entropy);
         let record = KeyRecord {
             format: RECORD_FORMAT,
             id: id.clone(),
@@ -1100,7 +1114,7 @@ impl Kms {
     fn seal(&self, live: &LiveKey, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>> {
         let version = live.record.current_version();
         let cipher = live.current()?.symmetric().ok_or_else(|| not_symmetric(&live.record, "Encrypt"))?;
-        Ok(blob::seal(cipher, &live.record.id, version, plaintext, context))
+        Ok(blob::seal(cipher, &live.record.id, version, plaintext, context, &self.entropy))
     }
 
     /// GenerateDataKey and GenerateDataKeyWithoutPlaintext: `bytes` (1–1024) of fresh key.
@@ -1127,7 +1141,7 @@ impl Kms {
         require_enabled(&live.record)?;
         require_symmetric(&live.record, op.as_str())?;
         let mut plaintext = Zeroizing::new(vec![0u8; bytes]);
-        rand::thread_rng().fill_bytes(&mut plaintext);
+        self.entropy.fill(Purpose::DataKey, &mut plaintext);
         let ciphertext_blob = self.seal(&live, &plaintext, context)?;
         Ok(DataKey { plaintext: with_plaintext.then_some(plaintext), ciphertext_blob, key_arn: live.record.arn() })
     }
@@ -1253,7 +1267,7 @@ impl Kms {
             )));
         }
         let mut out = Zeroizing::new(vec![0u8; bytes]);
-        rand::rngs::OsRng.fill_bytes(&mut out);
+        self.entropy.fill(Purpose::DataKey, &mut out);
         Ok(out)
     }
 
@@ -1323,7 +1337,7 @@ impl Kms {
     /// RotateKeyOnDemand (at most [`MAX_ON_DEMAND_ROTATIONS`] per key): new material, or for a key with imported
     /// material the material imported for it.
     pub fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
-        let material = KeyMaterial::generate();
+        let material = KeyMaterial::generate(&self.entropy);
         self.mutate_key(caller, key_id, Access::Admin("kms:RotateKeyOnDemand"), |record, now| {
             require_customer_managed(record)?;
             require_symmetric_primary(record)?;
@@ -1541,7 +1555,7 @@ impl Kms {
             ));
         }
         let mut record = live.record.clone();
-        let token = random_hex(48);
+        let token = hex::encode(self.entropy.bytes::<48>(Purpose::Grant));
         let mut operations = input.operations.clone();
         operations.sort();
         operations.dedup();
@@ -1559,7 +1573,7 @@ impl Kms {
                 record.grants[i].grant_id.clone()
             }
             None => {
-                let grant_id = random_hex(32);
+                let grant_id = hex::encode(self.entropy.bytes::<32>(Purpose::Grant));
                 record.grants.push(Grant {
                     grant_id: grant_id.clone(),
                     grant_tokens: vec![token.clone()],
@@ -1699,7 +1713,7 @@ impl Kms {
                 let mut due = updated.rotation.next_rotation.unwrap_or(now);
                 let mut count = 0;
                 while due <= now && count < MAX_CATCH_UP_ROTATIONS {
-                    self.add_version(&mut updated, due, RotationType::Automatic, &KeyMaterial::generate());
+                    self.add_version(&mut updated, due, RotationType::Automatic, &KeyMaterial::generate(&self.entropy));
                     due += period;
                     count += 1;
                 }
@@ -1810,7 +1824,7 @@ fn check_master_key(store: &Store, master: &MasterKey) -> Result<()> {
             })?;
         }
         None => {
-            let wrapped = master.wrap(CHECK_ID, 0, &KeyMaterial::generate());
+            let wrapped = master.wrap(CHECK_ID, 0, &KeyMaterial::generate(&Entropy::os()));
             store.commit(&[Change::PutMeta(MASTER_CHECK, wrapped.as_bytes())])?;
         }
     }
@@ -2037,12 +2051,6 @@ fn validate_grant_name(name: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut raw);
-    hex::encode(raw)
 }
 
 fn sorted<T>(mut items: Vec<(String, T)>) -> Vec<(String, T)> {

@@ -15,10 +15,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hkdf::Hkdf;
-use rand::RngCore;
 use sha2::Sha256;
 use shared::Caller;
 use shared::KeyService;
+use shared::entropy::{Entropy, Purpose};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -75,6 +75,7 @@ impl BucketKeys {
         key_id: &str,
         bucket_context: &BTreeMap<String, String>,
         object_arn: &str,
+        entropy: &Entropy,
     ) -> Result<ObjectKey> {
         let cache_key =
             format!("{}\n{key_id}\n{}", caller.account_id, serde_json::to_string(bucket_context).unwrap_or_default());
@@ -99,8 +100,7 @@ impl BucketKeys {
                 (data_key.plaintext, data_key.ciphertext_blob, data_key.key_arn)
             }
         };
-        let mut salt = [0u8; SALT_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let salt: [u8; SALT_LEN] = entropy.bytes(Purpose::Nonce);
         let plaintext = derive(&bucket_key, &salt, object_arn)?;
         let mut entry = salt.to_vec();
         entry.extend_from_slice(&blob);

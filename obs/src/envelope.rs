@@ -52,10 +52,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hkdf::Hkdf;
 use p384::ecdsa::signature::hazmat::PrehashVerifier;
-use rand::RngCore;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use ring::digest::{Context as DigestContext, SHA384};
 use sha2::Sha512;
+use shared::entropy::{Entropy, Purpose};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -618,7 +618,7 @@ impl fmt::Debug for Encryptor {
 }
 
 impl Encryptor {
-    /// Starts a message under the plaintext data key `data_key`, with a fresh random message id.
+    /// Starts a message under the plaintext data key `data_key`, with a fresh message id from `entropy`.
     ///
     /// `encryption_context` is stored in the header and authenticated; `encrypted_data_keys` (at least one) are the
     /// wrapped copies of `data_key` that a reader will unwrap; `frame_length` is the plaintext per frame (OBS uses
@@ -628,9 +628,9 @@ impl Encryptor {
         encryption_context: &BTreeMap<String, String>,
         encrypted_data_keys: &[EncryptedDataKey],
         frame_length: u32,
+        entropy: &Entropy,
     ) -> Result<Encryptor> {
-        let mut message_id = [0; MESSAGE_ID_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut message_id);
+        let message_id: [u8; MESSAGE_ID_LEN] = entropy.bytes(Purpose::ObjectId);
         Encryptor::with_message_id(
             AlgorithmSuite::Committing,
             data_key,
@@ -785,7 +785,8 @@ pub fn encrypt(
     frame_length: u32,
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    let mut encryptor = Encryptor::new(data_key, encryption_context, encrypted_data_keys, frame_length)?;
+    let mut encryptor =
+        Encryptor::new(data_key, encryption_context, encrypted_data_keys, frame_length, &Entropy::os())?;
     let header_len = encryptor.header().serialized_len() as u64;
     let mut out = Vec::with_capacity(ciphertext_len(header_len, frame_length, plaintext.len() as u64) as usize);
     encryptor.push(plaintext, &mut out)?;
@@ -1292,7 +1293,7 @@ impl RangeDecryptor {
 #[cfg(test)]
 mod tests {
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::{Rng, RngCore, SeedableRng};
 
     use super::*;
 
@@ -1368,7 +1369,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         for len in [0, 1, 65535, 65536, 65537, 3 * 65536] {
             let plaintext = pattern(len);
-            let mut encryptor = Encryptor::new(&KEY, &context(), &edks(), FRAME_LENGTH).unwrap();
+            let mut encryptor = Encryptor::new(&KEY, &context(), &edks(), FRAME_LENGTH, &Entropy::os()).unwrap();
             let header_len = encryptor.header().serialized_len() as u64;
             let mut message = Vec::new();
             for piece in chunks(&mut rng, &plaintext) {
@@ -1698,14 +1699,20 @@ mod tests {
 
         let big = "x".repeat(70_000);
         let too_big = BTreeMap::from([(big.clone(), String::new())]);
-        assert!(matches!(Encryptor::new(&KEY, &too_big, &edks(), FRAME_LENGTH), Err(EnvelopeError::InvalidInput(_))));
-        assert!(matches!(Encryptor::new(&KEY, &context(), &[], FRAME_LENGTH), Err(EnvelopeError::InvalidInput(_))));
-        assert!(Encryptor::new(&KEY, &context(), &edks(), 0).is_err());
-        assert!(Encryptor::new(&KEY, &context(), &edks(), MAX_FRAME_LENGTH + 1).is_err());
+        assert!(matches!(
+            Encryptor::new(&KEY, &too_big, &edks(), FRAME_LENGTH, &Entropy::os()),
+            Err(EnvelopeError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            Encryptor::new(&KEY, &context(), &[], FRAME_LENGTH, &Entropy::os()),
+            Err(EnvelopeError::InvalidInput(_))
+        ));
+        assert!(Encryptor::new(&KEY, &context(), &edks(), 0, &Entropy::os()).is_err());
+        assert!(Encryptor::new(&KEY, &context(), &edks(), MAX_FRAME_LENGTH + 1, &Entropy::os()).is_err());
         let big_edk = EncryptedDataKey { provider_id: "p".into(), provider_info: big, ciphertext: vec![] };
-        assert!(Encryptor::new(&KEY, &context(), &[big_edk], FRAME_LENGTH).is_err());
+        assert!(Encryptor::new(&KEY, &context(), &[big_edk], FRAME_LENGTH, &Entropy::os()).is_err());
         let many = vec![edks()[0].clone(); MAX_ENCRYPTED_DATA_KEYS + 1];
-        assert!(Encryptor::new(&KEY, &context(), &many, FRAME_LENGTH).is_err());
+        assert!(Encryptor::new(&KEY, &context(), &many, FRAME_LENGTH, &Entropy::os()).is_err());
         // An empty encryption context is allowed and serializes to an AAD length of 0.
         let empty = encrypt(&KEY, &BTreeMap::new(), &edks(), 16, b"abc").unwrap();
         assert_eq!(empty[35..37], [0, 0]);

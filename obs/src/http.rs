@@ -255,9 +255,8 @@ impl S3Api {
 
     /// Handles one request.
     pub async fn handle(&self, request: Request<Body>) -> Response {
-        // From the thread's CSPRNG: no system call per request.
-        let request_id =
-            uuid::Builder::from_random_bytes(rand::random()).into_uuid().simple().to_string().to_uppercase();
+        // From the OS: the thread's CSPRNG, no system call per request.
+        let request_id = self.obs.entropy.uuid(shared::Purpose::RequestId).simple().to_string().to_uppercase();
         // An error may be answered before the request body was read; the connection then cannot be
         // reused, so say so (clients otherwise send their next request into a closing socket).
         // Likewise when a client waits for a `100 Continue` that an empty body never triggers.

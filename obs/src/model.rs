@@ -191,13 +191,13 @@ impl VersionSel {
 }
 
 /// The id of the version written `sequence`-th: base64url (no padding) of the sequence (8 bytes,
-/// big-endian) and 16 random bytes, [`VERSION_ID_LEN`] characters. The sequence makes an id a
+/// big-endian) and 16 random bytes from `entropy`, [`VERSION_ID_LEN`] characters. The sequence makes an id a
 /// position: a listing can resume after a version that was deleted since.
-pub fn new_version_id(sequence: u64) -> Box<str> {
+pub fn new_version_id(sequence: u64, entropy: &shared::Entropy) -> Box<str> {
     use base64::Engine;
     let mut bytes = [0u8; 24];
     bytes[..8].copy_from_slice(&sequence.to_be_bytes());
-    bytes[8..].copy_from_slice(&rand::random::<[u8; 16]>());
+    bytes[8..].copy_from_slice(&entropy.bytes::<16>(shared::Purpose::ObjectId));
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes).into_boxed_str()
 }
 
@@ -763,10 +763,10 @@ mod tests {
 
     #[test]
     fn version_ids_carry_their_sequence() {
-        let id = new_version_id(7);
+        let id = new_version_id(7, &shared::Entropy::os());
         assert_eq!((id.len(), version_sequence(&id)), (VERSION_ID_LEN, Some(7)));
         assert_eq!(VersionSel::parse(&id), Some(VersionSel::Id(id.to_string())));
-        assert_ne!(new_version_id(7), id, "16 random bytes follow the sequence");
+        assert_ne!(new_version_id(7, &shared::Entropy::os()), id, "16 random bytes follow the sequence");
         assert_eq!(VersionSel::parse("null"), Some(VersionSel::Null));
         for bad in ["", "nul", "a+b/cdefghijklmnopqrstuvwxyz01234", &"A".repeat(33)] {
             assert_eq!(VersionSel::parse(bad), None, "{bad}");

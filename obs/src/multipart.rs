@@ -65,11 +65,11 @@ impl Obs {
             SseRequest::None => (SseRecord::None, None),
             SseRequest::Customer(customer) => {
                 let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
-                let (_, entry) = crate::sse_s3::SseS3Key::new(&customer.key).new_data_key(&object_arn);
-                (crate::service::customer_record(customer), Some(hex::encode(entry)))
+                let (_, entry) = crate::sse_s3::SseS3Key::new(&customer.key).new_data_key(&object_arn, &self.entropy);
+                (crate::service::customer_record(customer, &self.entropy), Some(hex::encode(entry)))
             }
             SseRequest::S3 => {
-                let (_, entry) = self.sse_s3_key().new_data_key(&format!("arn:aws:s3:::{bucket}/{key}"));
+                let (_, entry) = self.sse_s3_key().new_data_key(&format!("arn:aws:s3:::{bucket}/{key}"), &self.entropy);
                 (SseRecord::S3, Some(hex::encode(entry)))
             }
             SseRequest::Kms { .. } => {
@@ -79,7 +79,7 @@ impl Obs {
         };
         let record = UploadRecord {
             format: RECORD_FORMAT,
-            upload_id: uuid::Uuid::new_v4().simple().to_string(),
+            upload_id: self.entropy.uuid(shared::Purpose::ObjectId).simple().to_string(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             initiated_millis: input.now_millis,
@@ -239,8 +239,14 @@ impl Obs {
         let encryptor = match self.upload_data_key(caller, &upload, customer).await? {
             None => None,
             Some(key) => Some(
-                envelope::Encryptor::new(&key.plaintext, &key.context, &[key.edk], envelope::FRAME_LENGTH)
-                    .map_err(Error::internal)?,
+                envelope::Encryptor::new(
+                    &key.plaintext,
+                    &key.context,
+                    &[key.edk],
+                    envelope::FRAME_LENGTH,
+                    &self.entropy,
+                )
+                .map_err(Error::internal)?,
             ),
         };
         let written = self.write_body(bucket, &input, encryptor, decoder, body).await?;

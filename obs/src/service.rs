@@ -19,6 +19,7 @@ use object_store::{GetOptions, GetRange, WriteMultipart};
 use shared::Caller;
 use shared::KeyService;
 use shared::RequestContext;
+use shared::entropy::{Entropy, Purpose};
 use shared::identity::{AccountWide, Identities};
 use zeroize::Zeroizing;
 
@@ -199,6 +200,8 @@ const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 #[derive(Debug)]
 pub struct Obs {
     store: Store,
+    /// Where data keys, message ids, salts and ids come from (shared with the other services).
+    pub(crate) entropy: Arc<Entropy>,
     keys: Arc<dyn KeyService>,
     bucket_keys: crate::bucket_keys::BucketKeys,
     sse_s3: SseS3Key,
@@ -215,6 +218,7 @@ impl Obs {
     pub fn new(store: Store, keys: Arc<dyn KeyService>, sse_s3: SseS3Key) -> Self {
         Obs {
             store,
+            entropy: Arc::new(Entropy::os()),
             keys,
             bucket_keys: Default::default(),
             sse_s3,
@@ -227,6 +231,14 @@ impl Obs {
     /// identity policies allow everything, [`AccountWide`], so that bucket policies and ACLs alone restrict access).
     pub fn with_identities(mut self, identities: Arc<dyn Identities>) -> Self {
         self.identities = identities;
+        self
+    }
+
+    /// The same object store drawing its ids, data keys, salts and message ids from `entropy` (the stack's;
+    /// seeded under `--deterministic`) instead of the OS.
+    pub fn with_entropy(mut self, entropy: Arc<Entropy>) -> Self {
+        self.store.entropy = entropy.clone();
+        self.entropy = entropy;
         self
     }
 
@@ -746,7 +758,7 @@ impl Obs {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let resets = self.store.resets();
-        let blob = Store::new_blob_path(bucket);
+        let blob = self.store.new_blob_path(bucket);
         let upload = self.store.backend().put_multipart(&blob).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
         let mut pipeline = Pipeline::new(input);
@@ -799,28 +811,30 @@ impl Obs {
             SseRequest::None => return Ok((None, SseRecord::None)),
             SseRequest::Customer(customer) => {
                 let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
-                let (data_key, entry) = SseS3Key::new(&customer.key).new_data_key(&object_arn);
+                let (data_key, entry) = SseS3Key::new(&customer.key).new_data_key(&object_arn, &self.entropy);
                 let context = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), object_arn)]);
                 let edk = EncryptedDataKey {
                     provider_id: SSE_C_PROVIDER_ID.to_owned(),
                     provider_info: sse_s3::PROVIDER_INFO.to_owned(),
                     ciphertext: entry,
                 };
-                let encryptor = envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH)
-                    .map_err(Error::internal)?;
-                return Ok((Some(encryptor), customer_record(customer)));
+                let encryptor =
+                    envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH, &self.entropy)
+                        .map_err(Error::internal)?;
+                return Ok((Some(encryptor), customer_record(customer, &self.entropy)));
             }
             SseRequest::S3 => {
                 let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
-                let (data_key, entry) = self.sse_s3.new_data_key(&object_arn);
+                let (data_key, entry) = self.sse_s3.new_data_key(&object_arn, &self.entropy);
                 let context = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), object_arn)]);
                 let edk = EncryptedDataKey {
                     provider_id: sse_s3::PROVIDER_ID.to_owned(),
                     provider_info: sse_s3::PROVIDER_INFO.to_owned(),
                     ciphertext: entry,
                 };
-                let encryptor = envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH)
-                    .map_err(Error::internal)?;
+                let encryptor =
+                    envelope::Encryptor::new(&data_key, &context, &[edk], envelope::FRAME_LENGTH, &self.entropy)
+                        .map_err(Error::internal)?;
                 return Ok((Some(encryptor), SseRecord::S3));
             }
             SseRequest::Kms { bucket_key: true, .. } => {
@@ -837,9 +851,14 @@ impl Obs {
             provider_info: data_key.key_arn.clone(),
             ciphertext: data_key.ciphertext_blob.clone(),
         };
-        let encryptor =
-            envelope::Encryptor::new(&data_key.plaintext, &context.to_map(), &[edk], envelope::FRAME_LENGTH)
-                .map_err(Error::internal)?;
+        let encryptor = envelope::Encryptor::new(
+            &data_key.plaintext,
+            &context.to_map(),
+            &[edk],
+            envelope::FRAME_LENGTH,
+            &self.entropy,
+        )
+        .map_err(Error::internal)?;
         Ok((Some(encryptor), record))
     }
 
@@ -861,8 +880,10 @@ impl Obs {
         let mut bucket_context = user.clone();
         bucket_context.insert(S3_ARN_CONTEXT_KEY.to_owned(), format!("arn:aws:s3:::{bucket}"));
         let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
-        let object_key =
-            self.bucket_keys.object_key(self.keys.as_ref(), &via, &key_id, &bucket_context, &object_arn).await?;
+        let object_key = self
+            .bucket_keys
+            .object_key(self.keys.as_ref(), &via, &key_id, &bucket_context, &object_arn, &self.entropy)
+            .await?;
         let mut object_context = user;
         object_context.insert(S3_ARN_CONTEXT_KEY.to_owned(), object_arn);
         let edk = EncryptedDataKey {
@@ -870,9 +891,14 @@ impl Obs {
             provider_info: object_key.key_arn.clone(),
             ciphertext: object_key.entry,
         };
-        let encryptor =
-            envelope::Encryptor::new(&object_key.plaintext, &object_context, &[edk], envelope::FRAME_LENGTH)
-                .map_err(Error::internal)?;
+        let encryptor = envelope::Encryptor::new(
+            &object_key.plaintext,
+            &object_context,
+            &[edk],
+            envelope::FRAME_LENGTH,
+            &self.entropy,
+        )
+        .map_err(Error::internal)?;
         let record = SseRecord::Kms {
             key_arn: object_key.key_arn.into(),
             context: bucket_context.into(),
@@ -1409,9 +1435,8 @@ pub fn check_customer_key(record: &ObjectRecord, customer: Option<&CustomerKey>)
 }
 
 /// The SSE-C record of a new object or upload: a random salt and the HMAC of the key under it.
-pub(crate) fn customer_record(customer: &CustomerKey) -> SseRecord {
-    let mut salt = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
+pub(crate) fn customer_record(customer: &CustomerKey, entropy: &Entropy) -> SseRecord {
+    let salt: [u8; 16] = entropy.bytes(Purpose::Nonce);
     let key_hmac = auth::sigv4::hmac(customer.key.as_ref(), &salt);
     SseRecord::Customer { key_salt: hex::encode(salt), key_hmac: hex::encode(key_hmac) }
 }

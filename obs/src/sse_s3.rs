@@ -9,7 +9,7 @@
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use rand::RngCore;
+use shared::entropy::{Entropy, Purpose};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -37,19 +37,15 @@ impl SseS3Key {
         SseS3Key { cipher: Aes256Gcm::new(key.into()) }
     }
 
-    /// A fresh random service key (in-memory stores).
-    pub fn generate() -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(key.as_mut());
-        Self::new(&key)
+    /// A fresh service key from `entropy` (in-memory stores).
+    pub fn generate(entropy: &Entropy) -> Self {
+        Self::new(&entropy.secret::<32>(Purpose::ObjectKey))
     }
 
-    /// A fresh data key for the object `object_arn`, and its wrapped form.
-    pub fn new_data_key(&self, object_arn: &str) -> (Zeroizing<[u8; 32]>, Vec<u8>) {
-        let mut data_key = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(data_key.as_mut());
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+    /// A fresh data key for the object `object_arn` from `entropy`, and its wrapped form.
+    pub fn new_data_key(&self, object_arn: &str, entropy: &Entropy) -> (Zeroizing<[u8; 32]>, Vec<u8>) {
+        let data_key = entropy.secret::<32>(Purpose::DataKey);
+        let nonce: [u8; NONCE_LEN] = entropy.bytes(Purpose::Nonce);
         let sealed = self
             .cipher
             .encrypt((&nonce).into(), Payload { msg: data_key.as_ref(), aad: object_arn.as_bytes() })
@@ -86,11 +82,11 @@ mod tests {
 
     #[test]
     fn wrapped_keys_are_bound_to_the_object_and_the_service_key() {
-        let key = SseS3Key::generate();
-        let (data_key, entry) = key.new_data_key("arn:aws:s3:::b/k");
+        let key = SseS3Key::generate(&Entropy::os());
+        let (data_key, entry) = key.new_data_key("arn:aws:s3:::b/k", &Entropy::os());
         assert_eq!(*key.unwrap(&entry, "arn:aws:s3:::b/k").unwrap(), *data_key);
         assert!(key.unwrap(&entry, "arn:aws:s3:::b/other").is_err());
-        assert!(SseS3Key::generate().unwrap(&entry, "arn:aws:s3:::b/k").is_err());
+        assert!(SseS3Key::generate(&Entropy::os()).unwrap(&entry, "arn:aws:s3:::b/k").is_err());
         assert!(key.unwrap(&entry[..20], "arn:aws:s3:::b/k").is_err());
     }
 }

@@ -36,6 +36,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
+use shared::entropy::{Entropy, Purpose};
 
 use crate::error::{Error, Result, StoreError};
 use crate::model::{BucketRecord, ObjectRecord, UploadRecord, VersionSel, Versioning, WriteCondition};
@@ -240,6 +241,8 @@ impl Ord for ByKey {
 #[derive(Debug)]
 pub struct Store {
     backend: Arc<dyn ObjectStore>,
+    /// Where version ids and body paths come from (the OS unless [`crate::Obs::with_entropy`] says otherwise).
+    pub(crate) entropy: Arc<Entropy>,
     /// Set for the local file system, whose writes are fsynced.
     local_root: Option<PathBuf>,
     /// How many resets the store went through (a body written across a reset is not committed).
@@ -337,6 +340,7 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let store = Store {
             backend,
+            entropy: Arc::new(Entropy::os()),
             local_root,
             resets: AtomicU64::new(0),
             location,
@@ -782,8 +786,8 @@ impl Store {
     }
 
     /// A fresh path for a body in `bucket`.
-    pub fn new_blob_path(bucket: &str) -> StorePath {
-        StorePath::from(format!("data/{bucket}/{}", uuid::Uuid::new_v4()))
+    pub fn new_blob_path(&self, bucket: &str) -> StorePath {
+        StorePath::from(format!("data/{bucket}/{}", self.entropy.uuid(Purpose::ObjectId)))
     }
 
     /// Makes an object visible: writes its record durably (its body must already be durable),
@@ -829,7 +833,7 @@ impl Store {
             None => (None, 0),
             Some(Versioning::Enabled) => {
                 let sequence = self.next_sequence.fetch_add(1, Ordering::SeqCst);
-                (Some(crate::model::new_version_id(sequence)), sequence)
+                (Some(crate::model::new_version_id(sequence, &self.entropy)), sequence)
             }
             Some(Versioning::Suspended) => (None, self.next_sequence.fetch_add(1, Ordering::SeqCst)),
         };

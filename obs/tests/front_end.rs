@@ -66,7 +66,7 @@ impl KeyService for NoKms {
 
 async fn api() -> S3Api {
     let store = Store::in_memory().await.expect("an in-memory store");
-    let obs = Arc::new(Obs::new(store, Arc::new(NoKms), SseS3Key::generate()));
+    let obs = Arc::new(Obs::new(store, Arc::new(NoKms), SseS3Key::generate(&shared::Entropy::os())));
     S3Api::new(obs, Arc::new(Verifier::new(Arc::new(Accounts::with_defaults()))), DEFAULT_REGION)
 }
 

@@ -5,6 +5,7 @@
 //!   and project ids of the two dialects.
 //! - [`context`]: the [`RequestContext`] a front end builds once per request (caller, peer, API, operation,
 //!   IAM action, resources, condition keys), from which audit entries and policy decisions are made.
+//! - [`entropy`]: the stack's one source of randomness, the OS or a seeded generator (`--deterministic`).
 //! - [`identity`]: who a caller is to the policies ([`identity::Authority`], from an [`identity::Identities`]) and
 //!   the access decisions made for a request.
 //! - [`key_service`]: the [`KeyService`] trait through which the storage services reach the KMS.
@@ -13,6 +14,7 @@
 
 pub mod caller;
 pub mod context;
+pub mod entropy;
 pub mod identity;
 pub mod key_service;
 pub mod secret_file;
@@ -20,4 +22,5 @@ pub mod time;
 
 pub use caller::Caller;
 pub use context::{Api, Peer, RequestContext};
+pub use entropy::{Entropy, Purpose};
 pub use key_service::KeyService;

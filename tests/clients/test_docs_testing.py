@@ -1,5 +1,6 @@
 """The examples of docs/testing.md ("Testing with kmsim"), run as a reader copies them: the pytest file under
-pytest with `kmsim` on PATH, the curl command in a shell, the `--faults` file at start, the `[quotas]` config."""
+pytest with `kmsim` on PATH, the curl command in a shell, the `--faults` file at start, the `[quotas]` config,
+the deterministic-runs script."""
 
 from __future__ import annotations
 
@@ -63,3 +64,13 @@ def test_the_quotas_config_example(start_kmsim: Any) -> None:
     with pytest.raises(ClientError) as refusal:
         kms.create_key()  # CreateKey = 1: one call per second
     assert refusal.value.response["Error"]["Code"] == "ThrottlingException"
+
+
+def test_the_deterministic_example(tmp_path: Path) -> None:
+    script = tmp_path / "deterministic_example.py"
+    script.write_text(example("deterministic"))
+    env = dict(os.environ, PATH=f"{KMSIM_BIN.parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FOR TESTS ONLY" in done.stdout, done.stdout

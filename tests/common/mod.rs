@@ -81,6 +81,8 @@ pub fn s3_client_at(endpoint: &str) -> aws_sdk_s3::Client {
 pub struct RawResponse {
     /// HTTP status code.
     pub status: u16,
+    /// The status line and the headers, as sent.
+    pub head: String,
     /// Body as text.
     pub body: String,
 }
@@ -121,8 +123,8 @@ pub fn raw_request_to(
     let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    RawResponse { status, body: dechunk(&body) }
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    RawResponse { status, head: head.to_owned(), body: dechunk(body) }
 }
 
 /// Undoes chunked transfer encoding if the body looks chunked.
@@ -167,6 +169,22 @@ pub fn kms_raw(
     let head: Vec<(String, String)> =
         headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
     raw_request(stack_addr, &head, "POST", body)
+}
+
+/// An EVS (or other OTC-dialect) request to `addr`, signed with SDK-HMAC-SHA256 by the default credentials for the
+/// default project; a null `body` sends none.
+pub fn evs_raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &serde_json::Value) -> RawResponse {
+    use auth::sdk_hmac::{self, Credentials};
+    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", addr.to_string().parse().unwrap());
+    headers.insert("content-type", "application/json;charset=UTF-8".parse().unwrap());
+    headers.insert("x-project-id", shared::caller::DEFAULT_PROJECT_ID.parse().unwrap());
+    let credentials = Credentials { access_key_id: "test", secret_access_key: "test" };
+    sdk_hmac::sign(method, path, "", &mut headers, &body, credentials, shared::time::now_unix()).unwrap();
+    let head: Vec<(String, String)> =
+        headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
+    raw_request_to(addr, method, path, &head, &body)
 }
 
 /// An `aws-sdk-s3` client for `stack` (path-style) with the default credentials.

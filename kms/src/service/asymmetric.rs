@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use shared::Caller;
+use shared::entropy::Purpose;
 use zeroize::Zeroizing;
 
 use super::{
@@ -225,7 +226,7 @@ impl Kms {
         let live = self.resolve_with(caller, key_id, true, Access::Grant(op), context, &conditions)?;
         require_enabled(&live.record)?;
         require_symmetric(&live.record, op.as_str())?;
-        let private = crypto::generate(pair_spec)?;
+        let private = crypto::generate(pair_spec, &self.entropy, Purpose::DataKey)?;
         let public_key = crypto::public_key_of(pair_spec, &private)?.into_vec();
         let private_ciphertext = self.seal(&live, private.bytes(), context)?;
         Ok(DataKeyPair {

@@ -13,18 +13,19 @@
 //! `PendingImport`.
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hmac;
 use aws_lc_rs::key_wrap::{AES_128, AES_256, KeyEncryptionKey, KeyWrapPadded};
 use aws_lc_rs::rsa::{
     KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey,
 };
-use aws_lc_rs::{hmac, rand as lc_rand};
 use shared::Caller;
+use shared::entropy::Purpose;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::{Access, DAY, Kms, pending_deletion};
 use crate::blob::EncryptionContext;
-use crate::crypto::VersionKey;
+use crate::crypto::{self, VersionKey};
 use crate::error::{Error, Result};
 use crate::material::KeyMaterial;
 use crate::model::{
@@ -385,8 +386,18 @@ impl Kms {
             return Err(pending_deletion(&live.record));
         }
         // RSA key generation takes up to a second: before the writer lock.
-        let private = PrivateDecryptingKey::generate(wrapping_key)
-            .map_err(|_| Error::Internal("generating a wrapping key".into()))?;
+        let private = if self.entropy.is_deterministic() {
+            let bits = match wrapping_key {
+                KeySize::Rsa2048 => 2048,
+                KeySize::Rsa3072 => 3072,
+                _ => 4096,
+            };
+            let material = crypto::generate_rsa_seeded(&mut self.entropy.rng(Purpose::KeyMaterial), bits)?;
+            PrivateDecryptingKey::from_pkcs8(material.bytes()).map_err(|_| Error::Internal("a wrapping key".into()))?
+        } else {
+            PrivateDecryptingKey::generate(wrapping_key)
+                .map_err(|_| Error::Internal("generating a wrapping key".into()))?
+        };
         let public_key = private
             .public_key()
             .as_der()
@@ -394,9 +405,7 @@ impl Kms {
             .as_ref()
             .to_vec();
         let pkcs8 = private.as_der().map_err(|_| Error::Internal("encoding a wrapping key".into()))?;
-        let mut token_id = [0u8; 16];
-        lc_rand::fill(&mut token_id).map_err(|_| Error::Internal("random token".into()))?;
-        let token_id = hex::encode(token_id);
+        let token_id = hex::encode(self.entropy.bytes::<16>(Purpose::ImportToken));
         let ((), record) =
             self.mutate_key(caller, key_id, Access::Admin("kms:GetParametersForImport"), |record, now| {
                 require_external(record)?;

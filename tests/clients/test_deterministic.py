@@ -1,0 +1,82 @@
+"""Deterministic runs through boto3: two `kmsim --port 0 --in-memory --deterministic SEED` processes answer the same
+script with the same key ids, key material, data keys, ciphertexts, random bytes, grants, signatures, MACs, request
+ids and upload ids; another seed answers otherwise; a reset replays the same answers; the startup line says the
+mode is for tests only; a data dir made without the seed is refused."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from conftest import KMSIM_BIN, make_kms_client, make_s3_client
+
+
+def script(endpoint: str) -> list[Any]:
+    """Runs the same calls and returns every answer's values, request ids included (timestamps left out)."""
+    kms, s3 = make_kms_client(endpoint), make_s3_client(endpoint)
+    out: list[Any] = []
+
+    def keep(response: dict, *fields: str) -> dict:
+        out.append([response["ResponseMetadata"]["RequestId"]] + [response[f] for f in fields])
+        return response
+
+    key = keep(kms.create_key(Description="det"), "KeyMetadata")["KeyMetadata"]
+    key["CreationDate"] = None  # timing: documented as not deterministic
+    rsa = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    ecc = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    mac = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+    out.append([rsa, ecc, mac])
+    keep(kms.create_alias(AliasName="alias/det", TargetKeyId=key["KeyId"]))
+    keep(kms.generate_data_key(KeyId="alias/det", KeySpec="AES_256"), "Plaintext", "CiphertextBlob", "KeyId")
+    keep(kms.encrypt(KeyId=key["KeyId"], Plaintext=b"hello", EncryptionContext={"k": "v"}), "CiphertextBlob")
+    keep(kms.generate_random(NumberOfBytes=32), "Plaintext")
+    keep(kms.create_grant(KeyId=key["KeyId"], GranteePrincipal="arn:aws:iam::000000000000:root",
+                          Operations=["Decrypt"]), "GrantId", "GrantToken")
+    keep(kms.get_public_key(KeyId=rsa), "PublicKey")
+    keep(kms.get_public_key(KeyId=ecc), "PublicKey")
+    keep(kms.sign(KeyId=rsa, Message=b"m", SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256"), "Signature")
+    keep(kms.generate_mac(KeyId=mac, Message=b"m", MacAlgorithm="HMAC_SHA_256"), "Mac")
+
+    keep(s3.create_bucket(Bucket="det"))
+    keep(s3.put_object(Bucket="det", Key="o", Body=b"same", ServerSideEncryption="aws:kms",
+                       SSEKMSKeyId=key["Arn"]), "ETag", "SSEKMSKeyId")
+    upload = keep(s3.create_multipart_upload(Bucket="det", Key="m", ServerSideEncryption="aws:kms",
+                                             SSEKMSKeyId=key["Arn"]), "UploadId")["UploadId"]
+    part = keep(s3.upload_part(Bucket="det", Key="m", UploadId=upload, PartNumber=1, Body=b"part"), "ETag")
+    keep(s3.complete_multipart_upload(Bucket="det", Key="m", UploadId=upload,
+                                      MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}),
+         "ETag")
+    return out
+
+
+def test_same_seed_same_answers_other_seed_others_and_reset_replays(start_kmsim: Any) -> None:
+    first, second = start_kmsim("--deterministic", "suite-42"), start_kmsim("--deterministic", "suite-42")
+    other = start_kmsim("--deterministic", "suite-43")
+    assert "FOR TESTS ONLY" in first.info["deterministic"]
+    assert first.info["admin_token"] == second.info["admin_token"] != other.info["admin_token"]
+    answers = script(first.endpoint)
+    assert answers == script(second.endpoint)
+    others = script(other.endpoint)
+    assert all(a != b for a, b in zip(answers, others)), "another seed gives other ids, keys and request ids"
+    first.admin.reset()
+    assert script(first.endpoint) == answers
+
+
+def test_without_the_flag_answers_differ_and_no_warning(start_kmsim: Any) -> None:
+    one, two = start_kmsim(), start_kmsim()
+    assert "deterministic" not in one.info
+    assert make_kms_client(one.endpoint).create_key()["KeyMetadata"]["KeyId"] != \
+        make_kms_client(two.endpoint).create_key()["KeyMetadata"]["KeyId"]
+
+
+def test_a_data_dir_made_without_the_seed_is_refused(start_kmsim: Any, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = start_kmsim("--data-dir", str(data))
+    make_kms_client(server.endpoint).create_key()
+    server.stop()
+    done = subprocess.run([str(KMSIM_BIN), "--port", "0", "--data-dir", str(data), "--deterministic", "s"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "refusing --deterministic" in done.stderr, done.stderr
+    assert "DETERMINISTIC MODE" not in done.stdout
