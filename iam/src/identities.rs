@@ -1258,5 +1258,7 @@ where
     Page { items: out.into_iter().map(|(_, v)| v).collect(), next_marker }
 }
 
+mod state;
+
 #[cfg(test)]
 mod tests;
