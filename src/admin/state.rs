@@ -46,6 +46,34 @@ fn passphrase(headers: &HeaderMap) -> Result<Passphrase, String> {
     Passphrase::new(value.as_bytes()).map_err(|e| e.to_string())
 }
 
+/// Why a `/_sim/state` call stopped before it began.
+enum Refusal {
+    /// The request lacks something (400).
+    BadRequest(String),
+    /// kmsim failed (500, logged).
+    Internal(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::BadRequest(message) => refuse(StatusCode::BAD_REQUEST, &message),
+            Refusal::Internal(detail) => internal(detail),
+        }
+    }
+}
+
+/// The passphrase, and the temporary file (unnamed: gone when closed) the archive is written to or spooled into.
+async fn prepare(headers: &HeaderMap) -> Result<(Passphrase, std::fs::File), Refusal> {
+    let passphrase = passphrase(headers).map_err(Refusal::BadRequest)?;
+    let temporary = |e: String| Refusal::Internal(format!("a temporary file for the state archive: {e}"));
+    let file = tokio::task::spawn_blocking(tempfile::tempfile)
+        .await
+        .map_err(|e| temporary(e.to_string()))?
+        .map_err(|e| temporary(e.to_string()))?;
+    Ok((passphrase, file))
+}
+
 /// How a failed export or import is answered: the archive's and the state's problems in plain words, a service's
 /// failure as an internal error (logged once).
 fn error_response(error: StateError) -> Response {
@@ -59,14 +87,9 @@ fn error_response(error: StateError) -> Response {
 
 /// `GET /_sim/state`: the archive, streamed from a temporary file written under the state gate.
 pub(super) async fn export(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
-    let passphrase = match passphrase(&headers) {
-        Ok(passphrase) => passphrase,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message),
-    };
-    let file = match tokio::task::spawn_blocking(tempfile::tempfile).await {
-        Ok(Ok(file)) => file,
-        Ok(Err(e)) => return internal(format!("a temporary file for the state archive: {e}")),
-        Err(e) => return internal(format!("a temporary file for the state archive: {e}")),
+    let (passphrase, file) = match prepare(&headers).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal.into_response(),
     };
     let (mut file, summary) = match state::export(&services(&admin), file, passphrase, KdfParams::default()).await {
         Ok(done) => done,
@@ -104,14 +127,9 @@ pub(super) async fn export(State(admin): State<Arc<Admin>>, headers: HeaderMap) 
 /// `PUT` / `POST /_sim/state`: spools the archive to a temporary file (at most [`MAX_ARCHIVE_BYTES`]), then imports
 /// it; 409 when the kmsim already holds state, 400 for a wrong passphrase or a bad archive.
 pub(super) async fn import(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Body) -> Response {
-    let passphrase = match passphrase(&headers) {
-        Ok(passphrase) => passphrase,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message),
-    };
-    let file = match tokio::task::spawn_blocking(tempfile::tempfile).await {
-        Ok(Ok(file)) => file,
-        Ok(Err(e)) => return internal(format!("a temporary file for the state archive: {e}")),
-        Err(e) => return internal(format!("a temporary file for the state archive: {e}")),
+    let (passphrase, file) = match prepare(&headers).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal.into_response(),
     };
     let mut spool = tokio::fs::File::from_std(file);
     let mut stream = body.into_data_stream();
