@@ -502,6 +502,11 @@ impl Store {
         orphans
     }
 
+    /// The directory of a store on the local file system (where its paths are files).
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
     /// Whether the store holds no bucket and no upload.
     pub fn is_empty(&self) -> bool {
         self.index.read().unwrap_or_else(|e| e.into_inner()).is_empty()
@@ -533,29 +538,33 @@ impl Store {
     }
 
     /// Writes the records of `state` (their bodies must be in place already) and makes them the store's index.
-    /// For an empty store; the writes are not fsynced one by one: the caller syncs the file system once before it
-    /// reports success.
-    pub async fn import_state(&self, state: StoreState) -> Result<(), StoreError> {
+    /// For an empty store. The writes are not fsynced one by one: the paths written are given back, and the caller
+    /// makes them durable (all at once) before it reports success.
+    pub async fn import_state(&self, state: StoreState) -> Result<Vec<StorePath>, StoreError> {
         let _exclusive = self.reset_lock.write().await;
         let encode = |what: &str, result: serde_json::Result<Vec<u8>>| {
             result.map_err(|e| self.io_error("encode", &StorePath::from(what), e))
         };
+        let mut written = Vec::new();
         for record in &state.buckets {
             let path = bucket_path(&record.name);
             let bytes = encode(path.as_ref(), serde_json::to_vec(record))?;
             self.backend.put(&path, PutPayload::from(bytes)).await.map_err(|e| self.io_error("write", &path, e))?;
+            written.push(path);
         }
         if self.persist_object_records {
             for (bucket, record) in &state.objects {
                 let path = record_path(bucket, record);
                 let bytes = encode(path.as_ref(), serde_json::to_vec(record))?;
                 self.backend.put(&path, PutPayload::from(bytes)).await.map_err(|e| self.io_error("write", &path, e))?;
+                written.push(path);
             }
         }
         for record in &state.uploads {
             let path = upload_path(&record.bucket, &record.upload_id);
             let bytes = encode(path.as_ref(), serde_json::to_vec(record))?;
             self.backend.put(&path, PutPayload::from(bytes)).await.map_err(|e| self.io_error("write", &path, e))?;
+            written.push(path);
         }
         let orphans = self.install(state.buckets, state.objects, state.uploads);
         if let Some((bucket, record)) = orphans.first() {
@@ -565,7 +574,7 @@ impl Store {
                 format!("the record of object {} names bucket {bucket}, which the state does not hold", record.key),
             ));
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Deletes bodies that no record refers to (left by a crash between body and record), and the
