@@ -363,8 +363,8 @@ struct Pending {
 
 /// The file being written.
 enum Open {
-    /// A volume directory file, written in place.
-    Volume(File),
+    /// A file of the volume directory, or of an object store on the local file system, written in place.
+    Local(File),
     /// A short object store file, collected then put whole.
     Whole { location: StorePath, bytes: Vec<u8> },
     /// A long one, written as a multipart upload.
@@ -406,7 +406,8 @@ fn import_blocking(
             }
             Record::File { place, name, length } => {
                 finish(open.take(), handle, backend.as_ref())?;
-                open = Some(start_file(place, &name, length, &volume_dir, backend.as_ref(), handle)?);
+                let root = objects_root.as_deref();
+                open = Some(start_file(place, &name, length, &volume_dir, root, backend.as_ref(), handle)?);
                 // A local file to make durable (a remote object store's durability is its own).
                 match place {
                     Place::Volumes => written.push(volume_dir.join(&name)),
@@ -496,6 +497,7 @@ fn start_file(
     name: &str,
     length: u64,
     volume_dir: &Path,
+    objects_root: Option<&Path>,
     backend: &dyn ObjectStore,
     handle: &Handle,
 ) -> Result<Open, StateError> {
@@ -508,21 +510,17 @@ fn start_file(
             if !plain {
                 return Err(bad_name());
             }
-            let path = volume_dir.join(name);
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| StateError::Failed(format!("creating {}: {e}", path.display())))?;
-            file.set_len(length).map_err(|e| StateError::Failed(format!("sizing {}: {e}", path.display())))?;
-            Ok(Open::Volume(file))
+            create_local(&volume_dir.join(name), length)
         }
         Place::Objects => {
             let location = StorePath::parse(name).map_err(|_| bad_name())?;
             let prefix = location.parts().next().map(|p| p.as_ref().to_owned());
             if location.as_ref() != name || !matches!(prefix.as_deref(), Some("data" | "snapshots")) {
                 return Err(bad_name());
+            }
+            if let Some(root) = objects_root {
+                // The backend's own layout: a path's parts are directories and the file under the root.
+                return create_local(&root.join(name), length);
             }
             if length <= ONE_PIECE {
                 return Ok(Open::Whole { location, bytes: Vec::with_capacity(length as usize) });
@@ -535,11 +533,27 @@ fn start_file(
     }
 }
 
+/// Creates a file of `length` bytes (mode 0600, its directories as needed) to write a file of the archive into.
+fn create_local(path: &Path, length: u64) -> Result<Open, StateError> {
+    let failed = |what: &str, e: std::io::Error| StateError::Failed(format!("{what} {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| failed("creating the directory of", e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| failed("creating", e))?;
+    file.set_len(length).map_err(|e| failed("sizing", e))?;
+    Ok(Open::Local(file))
+}
+
 fn write_data(open: Option<&mut Open>, offset: u64, bytes: &[u8], handle: &Handle) -> Result<(), StateError> {
     match open {
         None => Err(corrupt("file data outside a file")),
-        Some(Open::Volume(file)) => {
-            file.write_all_at(bytes, offset).map_err(|e| StateError::Failed(format!("writing a volume file: {e}")))
+        Some(Open::Local(file)) => {
+            file.write_all_at(bytes, offset).map_err(|e| StateError::Failed(format!("writing a file: {e}")))
         }
         Some(Open::Whole { bytes: collected, .. }) => {
             // Object store files are whole: their data comes in order, without holes.
@@ -565,7 +579,7 @@ fn write_data(open: Option<&mut Open>, offset: u64, bytes: &[u8], handle: &Handl
 
 fn finish(open: Option<Open>, handle: &Handle, backend: &dyn ObjectStore) -> Result<(), StateError> {
     match open {
-        None | Some(Open::Volume(_)) => Ok(()),
+        None | Some(Open::Local(_)) => Ok(()),
         Some(Open::Whole { location, bytes }) => handle
             .block_on(backend.put(&location, PutPayload::from(bytes)))
             .map(drop)
@@ -578,7 +592,7 @@ fn finish(open: Option<Open>, handle: &Handle, backend: &dyn ObjectStore) -> Res
 }
 
 /// How many files are fsynced at once: the file system batches concurrent fsyncs into fewer journal commits.
-const SYNC_THREADS: usize = 32;
+const SYNC_THREADS: usize = 64;
 
 /// In a data dir, makes `files` durable, then the directories that hold them (each once, up to the data dir's
 /// parent, for the directories an import created): fsyncs of the files written, many at once, rather than a

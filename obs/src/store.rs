@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
@@ -40,6 +40,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{BucketRecord, ObjectRecord, UploadRecord, VersionSel, Versioning, WriteCondition};
 
+/// How many records a state import writes at once.
+const IMPORT_WRITES: usize = 32;
 /// Number of locks that serialize record commits per (bucket, key).
 const COMMIT_LOCKS: usize = 64;
 /// Suffix of a record set aside at start (unreadable, or of an unknown format); it stays beside
@@ -542,30 +544,23 @@ impl Store {
     /// makes them durable (all at once) before it reports success.
     pub async fn import_state(&self, state: StoreState) -> Result<Vec<StorePath>, StoreError> {
         let _exclusive = self.reset_lock.write().await;
-        let encode = |what: &str, result: serde_json::Result<Vec<u8>>| {
-            result.map_err(|e| self.io_error("encode", &StorePath::from(what), e))
-        };
-        let mut written = Vec::new();
-        for record in &state.buckets {
-            let path = bucket_path(&record.name);
-            let bytes = encode(path.as_ref(), serde_json::to_vec(record))?;
-            self.backend.put(&path, PutPayload::from(bytes)).await.map_err(|e| self.io_error("write", &path, e))?;
-            written.push(path);
-        }
+        let mut records: Vec<(StorePath, serde_json::Result<Vec<u8>>)> = Vec::new();
+        records.extend(state.buckets.iter().map(|r| (bucket_path(&r.name), serde_json::to_vec(r))));
         if self.persist_object_records {
-            for (bucket, record) in &state.objects {
-                let path = record_path(bucket, record);
-                let bytes = encode(path.as_ref(), serde_json::to_vec(record))?;
-                self.backend.put(&path, PutPayload::from(bytes)).await.map_err(|e| self.io_error("write", &path, e))?;
-                written.push(path);
-            }
+            records.extend(state.objects.iter().map(|(bucket, r)| (record_path(bucket, r), serde_json::to_vec(r))));
         }
-        for record in &state.uploads {
-            let path = upload_path(&record.bucket, &record.upload_id);
-            let bytes = encode(path.as_ref(), serde_json::to_vec(record))?;
-            self.backend.put(&path, PutPayload::from(bytes)).await.map_err(|e| self.io_error("write", &path, e))?;
-            written.push(path);
+        records.extend(state.uploads.iter().map(|r| (upload_path(&r.bucket, &r.upload_id), serde_json::to_vec(r))));
+        let mut written = Vec::with_capacity(records.len());
+        let mut puts = Vec::with_capacity(records.len());
+        for (path, bytes) in records {
+            let bytes = bytes.map_err(|e| self.io_error("encode", &path, e))?;
+            written.push(path.clone());
+            puts.push(async move {
+                self.backend.put(&path, PutPayload::from(bytes)).await.map_err(|e| self.io_error("write", &path, e))
+            });
         }
+        // Many at once: on the local file system each is a file created and renamed on the blocking pool.
+        futures::stream::iter(puts).buffer_unordered(IMPORT_WRITES).try_collect::<Vec<_>>().await?;
         let orphans = self.install(state.buckets, state.objects, state.uploads);
         if let Some((bucket, record)) = orphans.first() {
             return Err(self.io_error(
