@@ -41,6 +41,8 @@ use shared::entropy::{Entropy, Purpose};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+mod state;
+
 /// The largest admin request body read (the bodies are small JSON documents).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -100,6 +102,10 @@ pub struct Admin {
     pub secure: bool,
     /// Where attached volumes are served over NBD.
     pub nbd_addr: Option<std::net::SocketAddr>,
+    /// The data dir, if state lives in one (a state import syncs it and writes the SSE-S3 key there).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Held shared by every admin call but `/_sim/state`, which holds it exclusive (see [`crate::state`]).
+    pub gate: crate::state::StateGate,
 }
 
 /// The admin routes, to be nested under `/_sim`.
@@ -112,6 +118,7 @@ pub fn router(admin: Admin) -> Router {
         .route("/clock", get(clock).post(advance_clock))
         .route("/faults", get(list_faults).post(add_faults).delete(clear_faults))
         .route("/faults/{id}", delete(delete_fault))
+        .route("/state", get(state::export).put(state::import).post(state::import))
         .with_state(admin.clone())
         .merge(crate::console::page_router())
         .nest("/console", crate::console::router(admin.clone()))
@@ -143,23 +150,38 @@ async fn guard(State(admin): State<Arc<Admin>>, request: Request, next: Next) ->
     }
     // DELETE needs no body: like any non-simple method, no other page can send it without a preflight.
     let changes_state = !matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE);
-    if changes_state && !is_json(&parts.headers) {
+    // A state archive arrives as `application/octet-stream` (not a CORS-safelisted type either), streamed.
+    let state_route = parts.uri.path() == "/state";
+    let archive_upload = state_route && changes_state;
+    if archive_upload && !is_media_type(&parts.headers, state::ARCHIVE_MEDIA_TYPE) {
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a state archive is sent as application/octet-stream");
+    }
+    if changes_state && !archive_upload && !is_json(&parts.headers) {
         return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "admin calls that change state take application/json");
     }
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "admin request bodies are at most 64 KiB"),
+    let (body, payload) = if archive_upload {
+        (body, None)
+    } else {
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => (Body::from(bytes.clone()), Some(bytes)),
+            Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "admin request bodies are at most 64 KiB"),
+        }
     };
     // Health reveals no state; the console's login checks the token it is given itself.
     let open = parts.method == Method::GET && matches!(parts.uri.path(), "/health" | "/console/login");
-    if !open && let Err(message) = authenticate(&admin, &parts, &body) {
+    if !open && let Err(message) = authenticate(&admin, &parts, payload.as_ref()) {
         let mut response = refuse(StatusCode::UNAUTHORIZED, &message);
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"kmsim admin\""));
         return response;
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    // `/_sim/state` takes the gate exclusive itself; every other call (reset, clock, ...) holds it shared.
+    let _shared = match state_route {
+        true => None,
+        false => Some(admin.gate.shared().await),
+    };
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// Whether `host` (a `Host` header: name or address, optional port) is loopback or configured.
@@ -191,15 +213,20 @@ fn is_port(text: &str) -> bool {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
+    is_media_type(headers, "application/json")
+}
+
+fn is_media_type(headers: &HeaderMap, expected: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(expected))
 }
 
-/// Checks the bearer token or the SigV4 signature; the error says what is missing or wrong.
-fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, body: &Bytes) -> Result<(), String> {
+/// Checks the bearer token or the SigV4 signature; the error says what is missing or wrong. A streamed body
+/// (`payload` none: a state archive) is signed as `UNSIGNED-PAYLOAD`.
+fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, payload: Option<&Bytes>) -> Result<(), String> {
     if let Some(token) = console_cookie(&parts.headers) {
         return if admin.token.matches(token) { Ok(()) } else { Err("wrong admin token in the console cookie".into()) };
     }
@@ -222,7 +249,17 @@ fn authenticate(admin: &Admin, parts: &axum::http::request::Parts, body: &Bytes)
         query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
     };
-    let payload = sigv4::payload_sha256(body);
+    let payload = match payload {
+        Some(body) => sigv4::payload_sha256(body),
+        None => match parts.headers.get("x-amz-content-sha256").map(|v| v.as_bytes()) {
+            Some(b"UNSIGNED-PAYLOAD") => "UNSIGNED-PAYLOAD".to_owned(),
+            _ => {
+                return Err("a streamed admin body is signed with `x-amz-content-sha256: UNSIGNED-PAYLOAD` \
+                            (or send the admin token)"
+                    .into());
+            }
+        },
+    };
     admin
         .verifier
         .verify_sigv4(&request, &payload, &service, UriEncoding::Double, shared::time::now_unix())

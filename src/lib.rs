@@ -23,6 +23,7 @@ pub mod console;
 pub mod entropy_marker;
 pub mod envelope_cli;
 pub mod serve;
+pub mod state;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -139,6 +140,21 @@ pub struct StackBuilder {
     faults: Option<String>,
     /// `--deterministic`: the seeded generator (its `Debug` shows the seed's fingerprint, never the seed).
     deterministic: Option<Arc<Entropy>>,
+    /// Whether the configuration's seeded keys and declared identities are applied at open (not when a state
+    /// archive is about to be imported: they would make the state non-empty).
+    declarations: bool,
+}
+
+/// The services of a stack, opened on its state.
+struct Opened {
+    kms: Arc<Kms>,
+    identities: Arc<Identities>,
+    verifier: Arc<Verifier>,
+    obs: Arc<obs::Obs>,
+    s3: S3Api,
+    evs: Arc<Evs>,
+    /// The stack's source of ids and keys (seeded under `--deterministic`).
+    entropy: Arc<Entropy>,
 }
 
 impl StackBuilder {
@@ -244,8 +260,29 @@ impl StackBuilder {
         self
     }
 
-    /// Opens the state, binds the listener and starts serving.
-    pub async fn start(self) -> Result<Stack, StackError> {
+    /// Leave out the configuration's seeded keys and declared identities (they come back at the next start): for
+    /// opening a data dir to import a state archive into ([`StackBuilder::open_state`]).
+    pub fn without_declarations(mut self) -> Self {
+        self.declarations = false;
+        self
+    }
+
+    /// Opens the services on the state (the data dir, or memory) without serving anything: what `kmsim state
+    /// export` and `import` work on ([`state::export`], [`state::import`]). Stop the volume service
+    /// ([`evs::Evs::shutdown`]) when done. A data dir a running kmsim holds is refused (its key store is locked).
+    pub async fn open_state(self) -> Result<state::StateServices, StackError> {
+        let opened = self.open().await?;
+        Ok(state::StateServices {
+            kms: opened.kms,
+            identities: opened.identities,
+            obs: opened.obs,
+            evs: opened.evs,
+            data_dir: self.data_dir,
+            gate: state::StateGate::default(),
+        })
+    }
+
+    async fn open(&self) -> Result<Opened, StackError> {
         self.config.check()?;
         // Each stack's draws start from the first, even for stacks started from clones of one builder.
         let entropy = Arc::new(match &self.deterministic {
@@ -260,7 +297,7 @@ impl StackBuilder {
             Some(dir) => Storage::Dir { dir: dir.clone(), master_key_file: self.config.master_key_file.clone() },
             None => Storage::Memory,
         };
-        let seeds = self.config.seeds();
+        let seeds = if self.declarations { self.config.seeds() } else { Vec::new() };
         let audit = self.config.audit.clone();
         let kms_entropy = entropy.clone();
         let kms = Arc::new(
@@ -289,7 +326,8 @@ impl StackBuilder {
             Arc::new(auth::AccessKeyIdentities::new(accounts.clone()));
         kms.use_identities(key_identities.clone());
         let identities = {
-            let (dir, declarations, entropy) = (self.data_dir.clone(), self.config.identities(), entropy.clone());
+            let declarations = if self.declarations { self.config.identities() } else { Vec::new() };
+            let (dir, entropy) = (self.data_dir.clone(), entropy.clone());
             Arc::new(
                 tokio::task::spawn_blocking(move || {
                     Identities::open_with(dir.as_deref(), accounts, session_clock, declarations, entropy)
@@ -330,6 +368,12 @@ impl StackBuilder {
         );
         evs.use_faults(kms.faults.clone());
         evs.use_entropy(entropy.clone());
+        Ok(Opened { kms, identities, verifier, obs, s3, evs, entropy })
+    }
+
+    /// Opens the state, binds the listener and starts serving.
+    pub async fn start(self) -> Result<Stack, StackError> {
+        let Opened { kms, identities, verifier, obs, s3, evs, entropy } = self.open().await?;
         let iam = IamApi::new(identities.clone(), verifier.clone()).with_faults(kms.faults.clone());
         let services = Services { s3, evs: evs.clone(), iam };
         let admin_token = AdminToken::generate(&entropy);
@@ -347,6 +391,7 @@ impl StackBuilder {
             .await
             .map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
         let nbd_addr = nbd_listener.local_addr().map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
+        let gate = state::StateGate::default();
         let admin = Admin {
             kms: kms.clone(),
             obs,
@@ -359,6 +404,8 @@ impl StackBuilder {
             region: self.config.region.clone(),
             secure: edge_tls.is_some(),
             nbd_addr: Some(nbd_addr),
+            data_dir: self.data_dir.clone(),
+            gate: gate.clone(),
         };
         let app = router(admin, services, &self.config.region);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -376,7 +423,7 @@ impl StackBuilder {
             serve::serve_with_tls(listener, app, limits, acceptor, shutdown).await;
             let _ = nbd.await;
         });
-        let sweeper = tokio::spawn(sweep_forever(kms.clone()));
+        let sweeper = tokio::spawn(sweep_forever(kms.clone(), gate));
         Ok(Stack {
             addr,
             nbd_addr,
@@ -424,11 +471,13 @@ fn prepare_data_dir(dir: &std::path::Path) -> Result<(), StackError> {
     }
 }
 
-async fn sweep_forever(kms: Arc<Kms>) {
+async fn sweep_forever(kms: Arc<Kms>, gate: state::StateGate) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        // A sweep purges and rotates keys: not in the middle of a state export or import.
+        let _shared = gate.shared().await;
         let kms = kms.clone();
         match tokio::task::spawn_blocking(move || kms.sweep()).await {
             Ok(Err(e)) => tracing::error!(error = %e, "key sweep failed"),
@@ -452,6 +501,8 @@ pub struct Services {
 /// The services behind the edge listener.
 #[derive(Debug, Clone)]
 struct Edge {
+    /// Held shared by every request, so that a state export or import sees none half-applied.
+    gate: state::StateGate,
     kms: AwsApi,
     iam: IamApi,
     otc_kms: OtcApi,
@@ -466,11 +517,13 @@ pub fn router(admin: Admin, services: Services, region: &str) -> Router {
     let verifier = admin.verifier.clone();
     let otc_kms = OtcApi::new(kms.clone(), verifier.clone(), region);
     let evs = EvsApi::new(services.evs, verifier.clone(), region);
-    let edge_state = Edge { kms: AwsApi::new(kms, verifier), iam: services.iam, otc_kms, evs, s3: services.s3 };
+    let gate = admin.gate.clone();
+    let edge_state = Edge { gate, kms: AwsApi::new(kms, verifier), iam: services.iam, otc_kms, evs, s3: services.s3 };
     Router::new().fallback(edge).with_state(edge_state).nest("/_sim", admin::router(admin))
 }
 
 async fn edge(State(edge): State<Edge>, request: Request<Body>) -> Response {
+    let _shared = edge.gate.shared().await;
     if AwsApi::accepts(request.headers()) {
         return edge.kms.handle(request).await;
     }
@@ -518,6 +571,7 @@ impl Stack {
             tls: false,
             faults: None,
             deterministic: None,
+            declarations: true,
         }
     }
 

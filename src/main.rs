@@ -1,6 +1,7 @@
 //! The `kmsim` binary: parses the command line, loads the configuration, sets up logging, starts a
 //! [`kmsim::Stack`] and stops it cleanly on Ctrl-C or SIGTERM. The subcommands `encrypt`, `decrypt` and
-//! `inspect` are the client-side envelope tool ([`kmsim::envelope_cli`]) instead.
+//! `inspect` are the client-side envelope tool ([`kmsim::envelope_cli`]) instead; `state export` / `state import`
+//! write and read state archives of a data dir ([`kmsim::state`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -82,18 +83,51 @@ enum Command {
     /// Describe an AWS Encryption SDK message without decrypting it: suite, encryption context, encrypted data
     /// keys with their KMS key ARNs, frames, plaintext length.
     Inspect(InspectArgs),
+    /// Export or import a state archive: every key (material wrapped under a passphrase), alias, grant, policy,
+    /// IAM identity, bucket, object, volume and snapshot, for test fixtures (docs/testing.md, "State fixtures").
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+/// `kmsim state ...`.
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Write the state of a data dir no kmsim is serving to FILE (a running kmsim: GET /_sim/state).
+    Export(StateArgs),
+    /// Read FILE into an empty or new data dir (a running kmsim that holds nothing yet: PUT /_sim/state).
+    Import(StateArgs),
+}
+
+/// The archive, the data dir and the passphrase of `kmsim state`.
+#[derive(Debug, clap::Args)]
+struct StateArgs {
+    /// The state archive.
+    file: PathBuf,
+    /// The data dir.
+    #[arg(long, default_value = "./kmsim-data")]
+    data_dir: PathBuf,
+    /// The configuration file the data dir is served with (its master key file, object store, region).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A file holding the archive's passphrase; without it, the environment variable KMSIM_STATE_PASSPHRASE.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     // Every file kmsim creates (keys, audit, objects, volumes, decrypted files) is for its own user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    if let Some(Command::State(command)) = args.command {
+        return state_command(command);
+    }
     if let Some(command) = args.command {
         let env = Environment::from_process();
         let result = match &command {
             Command::Encrypt(args) => envelope_cli::encrypt(args, &env),
             Command::Decrypt(args) => envelope_cli::decrypt(args, &env),
             Command::Inspect(args) => envelope_cli::inspect::inspect(args),
+            Command::State(_) => unreachable!("handled above"),
         };
         return match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -259,6 +293,69 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
 /// Said at every deterministic start (the JSON line's `deterministic`, the banner, the log).
 const DETERMINISTIC_WARNING: &str =
     "DETERMINISTIC MODE — FOR TESTS ONLY: keys are predictable from the seed (--deterministic)";
+/// `kmsim state export|import FILE`: prints one JSON line (the archive, its size, the time taken and what it
+/// holds), or the error on stderr.
+fn state_command(command: StateCommand) -> ExitCode {
+    let (export, args) = match command {
+        StateCommand::Export(args) => (true, args),
+        StateCommand::Import(args) => (false, args),
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_new(&filter) {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    let env_passphrase = std::env::var_os("KMSIM_STATE_PASSPHRASE").map(|v| {
+        use std::os::unix::ffi::OsStringExt;
+        zeroize::Zeroizing::new(v.into_vec())
+    });
+    let prepared = (|| {
+        let passphrase = kmsim::state::cli::passphrase(
+            args.passphrase_file.as_deref(),
+            env_passphrase.as_ref().map(|v| v.as_slice()),
+        )?;
+        let config = match &args.config {
+            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        Ok::<_, String>(kmsim::state::cli::StateCommand {
+            file: args.file,
+            data_dir: args.data_dir,
+            config,
+            passphrase,
+        })
+    })();
+    let command = match prepared {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("kmsim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kmsim: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match export {
+            true => kmsim::state::cli::export(command).await,
+            false => kmsim::state::cli::import(command).await,
+        }
+    });
+    match result {
+        Ok(report) => {
+            let verb = if export { "exported" } else { "imported" };
+            println!("{}", serde_json::json!({ verb: report }));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kmsim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// What a non-loopback `--host` exposes, for the warning printed at start.
 /// The variables common clients read a CA bundle from: botocore and the aws CLI, Python's `ssl`

@@ -1622,6 +1622,39 @@ impl Evs {
         Ok(())
     }
 
+    // ---- state fixtures ----------------------------------------------------------------------------
+
+    /// Whether the service holds no volume and no snapshot.
+    pub fn is_empty(&self) -> bool {
+        let state = self.state();
+        state.volumes.is_empty() && state.snapshots.is_empty()
+    }
+
+    /// The directory of the volume records and files (`volumes/` in the data dir, or a temporary one).
+    pub fn volume_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Waits for every operation and job under way and keeps new ones waiting until the guard is dropped (as a
+    /// reset does): the volume directory and the snapshots are then one consistent cut, for a state export or
+    /// import. Volumes attached meanwhile still take NBD writes: see [`Evs::attached`].
+    pub async fn exclusive(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.gate).write_owned().await
+    }
+
+    /// The ids of the attached volumes (their files change under NBD writes).
+    pub fn attached(&self) -> Vec<String> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    /// Reads the records and files a state import put in the volume directory and under `snapshots/`, as a start
+    /// does. Call with the guard of [`Evs::exclusive`] held, on a service that was empty.
+    pub async fn reload(&self) -> Result<()> {
+        *self.state() = State::default();
+        self.set_aside.store(0, Ordering::Relaxed);
+        self.load().await
+    }
+
     /// Stops the service before the process exits: no operation is admitted from now on (they fail with a 503),
     /// then it waits — at most `deadline` in all — for the operations and jobs under way, and for the NBD I/O under
     /// way on each attached volume, which it then closes and flushes (NBD clients get errors from then on). What

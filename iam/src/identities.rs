@@ -1277,5 +1277,7 @@ where
     Page { items: out.into_iter().map(|(_, v)| v).collect(), next_marker }
 }
 
+mod state;
+
 #[cfg(test)]
 mod tests;

@@ -35,4 +35,4 @@ pub use error::{Error, Result};
 pub use in_process::InProcessKeyService;
 pub use operation::ResourceKind;
 pub use otc::{OtcApi, OtcVerb};
-pub use service::{Kms, SeedKey, Storage};
+pub use service::{Kms, KmsState, SeedKey, Storage};

@@ -31,8 +31,10 @@ mod asymmetric;
 mod fault;
 mod import;
 mod multi_region;
+mod state;
 
 use access::Access;
+pub use state::KmsState;
 
 pub(crate) use asymmetric::check_length;
 pub use asymmetric::{DataKeyPair, SignOutput};

@@ -1,5 +1,6 @@
 //! Opening a KMS data dir: what is refused (a missing master key next to a store that needs it)
-//! without writing anything, the modes of the files and dir it creates, and what a reset clears.
+//! without writing anything, the modes of the files and dir it creates, what a reset clears, and a state export and
+//! import (material re-wrapped to the archive's key and back, only into an empty KMS).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -107,4 +108,34 @@ fn reset_clears_the_audit_files_the_index_and_the_clock() {
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 1);
     assert!(text.contains("\"CreateKey\""));
+}
+
+#[test]
+fn a_state_export_rewraps_material_and_an_import_needs_an_empty_kms() {
+    use kms::material::{KeyMaterial, MasterKey};
+    use kms::spec::EncryptionAlgorithm;
+    let archive_key = KeyMaterial::generate(&shared::entropy::Entropy::os());
+    let archive = MasterKey::new(&archive_key);
+    let source = Kms::in_memory().unwrap();
+    let key = source.create_key(&caller(), CreateKeyInput::default()).unwrap();
+    let context = kms::blob::EncryptionContext::new();
+    let (blob, _) =
+        source.encrypt(&caller(), &key.id, b"fixture", &context, EncryptionAlgorithm::SymmetricDefault).unwrap();
+    let state = source.export_state(&archive).unwrap();
+    let exported = &state.keys[0].versions[0].wrapped_material;
+    assert_ne!(exported, &key.versions[0].wrapped_material, "re-wrapped, not copied");
+    assert!(archive.unwrap(&key.id, 0, exported).is_ok(), "wrapped under the archive's key, bound to id and version");
+
+    // Under another archive key nothing is imported, and the KMS stays empty.
+    let target = Kms::in_memory().unwrap();
+    let wrong = MasterKey::new(&KeyMaterial::generate(&shared::entropy::Entropy::os()));
+    let again = || source.export_state(&archive).unwrap();
+    assert!(target.import_state(again(), &wrong).is_err());
+    assert!(target.is_empty());
+    target.import_state(again(), &archive).unwrap();
+    let decrypted = target.decrypt(&caller(), &blob, &context, None, EncryptionAlgorithm::SymmetricDefault).unwrap();
+    assert_eq!(decrypted.plaintext.as_slice(), b"fixture");
+    // Only into an empty KMS.
+    assert!(target.import_state(again(), &archive).is_err());
+    assert_eq!(target.export_state(&archive).unwrap().keys.len(), 1);
 }

@@ -204,7 +204,8 @@ pub struct Obs {
     pub(crate) entropy: Arc<Entropy>,
     keys: Arc<dyn KeyService>,
     bucket_keys: crate::bucket_keys::BucketKeys,
-    sse_s3: SseS3Key,
+    /// Replaced only when a state archive is imported into an empty store ([`Obs::import_sse_s3_key`]).
+    sse_s3: std::sync::RwLock<Arc<SseS3Key>>,
     /// Recently completed multipart uploads, so that a repeated CompleteMultipartUpload answers
     /// as S3 does (the same result) rather than NoSuchUpload.
     completed: crate::multipart::Completed,
@@ -221,7 +222,7 @@ impl Obs {
             entropy: Arc::new(Entropy::os()),
             keys,
             bucket_keys: Default::default(),
-            sse_s3,
+            sse_s3: std::sync::RwLock::new(Arc::new(sse_s3)),
             completed: Default::default(),
             identities: Arc::new(AccountWide::default()),
         }
@@ -268,8 +269,14 @@ impl Obs {
     }
 
     /// The service key of SSE-S3.
-    pub(crate) fn sse_s3_key(&self) -> &SseS3Key {
-        &self.sse_s3
+    pub fn sse_s3_key(&self) -> Arc<SseS3Key> {
+        self.sse_s3.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes `key` the service key of SSE-S3: for a state import into an empty store, whose SSE-S3 objects were
+    /// written under the archive's key.
+    pub fn import_sse_s3_key(&self, key: SseS3Key) {
+        *self.sse_s3.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
     }
 
     /// The caller as the KMS sees a call S3 makes on its behalf.
@@ -825,7 +832,7 @@ impl Obs {
             }
             SseRequest::S3 => {
                 let object_arn = format!("arn:aws:s3:::{bucket}/{key}");
-                let (data_key, entry) = self.sse_s3.new_data_key(&object_arn, &self.entropy);
+                let (data_key, entry) = self.sse_s3_key().new_data_key(&object_arn, &self.entropy);
                 let context = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), object_arn)]);
                 let edk = EncryptedDataKey {
                     provider_id: sse_s3::PROVIDER_ID.to_owned(),
@@ -934,7 +941,7 @@ impl Obs {
                 .iter()
                 .find(|k| k.provider_id == sse_s3::PROVIDER_ID)
                 .ok_or_else(|| corrupted(record, "no SSE-S3 data key"))?;
-            return self.sse_s3.unwrap(&edk.ciphertext, &object_arn);
+            return self.sse_s3_key().unwrap(&edk.ciphertext, &object_arn);
         }
         let SseRecord::Kms { key_arn, context, .. } = &record.sse else {
             return Err(Error::internal("not an encrypted object"));

@@ -23,6 +23,8 @@ const NONCE_LEN: usize = 12;
 /// The object store's own key for SSE-S3.
 pub struct SseS3Key {
     cipher: Aes256Gcm,
+    /// The key itself, for a state export ([`SseS3Key::bytes`]); zeroized on drop.
+    key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for SseS3Key {
@@ -34,12 +36,17 @@ impl std::fmt::Debug for SseS3Key {
 impl SseS3Key {
     /// The service key of these 32 bytes.
     pub fn new(key: &[u8; 32]) -> Self {
-        SseS3Key { cipher: Aes256Gcm::new(key.into()) }
+        SseS3Key { cipher: Aes256Gcm::new(key.into()), key: Zeroizing::new(*key) }
     }
 
     /// A fresh service key from `entropy` (in-memory stores).
     pub fn generate(entropy: &Entropy) -> Self {
         Self::new(&entropy.secret::<32>(Purpose::ObjectKey))
+    }
+
+    /// The key's 32 bytes (for a state archive, which wraps them under its own key).
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.key
     }
 
     /// A fresh data key for the object `object_arn` from `entropy`, and its wrapped form.

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
@@ -41,6 +41,8 @@ use shared::entropy::{Entropy, Purpose};
 use crate::error::{Error, Result, StoreError};
 use crate::model::{BucketRecord, ObjectRecord, UploadRecord, VersionSel, Versioning, WriteCondition};
 
+/// How many records a state import writes at once.
+const IMPORT_WRITES: usize = 32;
 /// Number of locks that serialize record commits per (bucket, key).
 const COMMIT_LOCKS: usize = 64;
 /// Suffix of a record set aside at start (unreadable, or of an unknown format); it stays beside
@@ -48,6 +50,26 @@ const COMMIT_LOCKS: usize = 64;
 pub const SET_ASIDE_SUFFIX: &str = ".unreadable";
 /// The prefixes the object store owns under its root (`snapshots/` belongs to the volume service).
 const OWN_PREFIXES: [&str; 4] = ["buckets", "meta", "uploads", "data"];
+
+/// Every record of the object store, as a state archive holds it ([`Store::export_state`]).
+#[derive(Debug, Default)]
+pub struct StoreState {
+    /// Every bucket (its policy, versioning, encryption, CORS, ACL, ... inside).
+    pub buckets: Vec<BucketRecord>,
+    /// Every version of every object (delete markers too), with the name of its bucket.
+    pub objects: Vec<(String, ObjectRecord)>,
+    /// Every multipart upload in progress, with its parts.
+    pub uploads: Vec<UploadRecord>,
+}
+
+impl StoreState {
+    /// The bodies the records refer to (objects' and parts'), by path in the backend.
+    pub fn bodies(&self) -> Vec<String> {
+        let objects = self.objects.iter().map(|(_, r)| r.blob.clone());
+        let parts = self.uploads.iter().flat_map(|u| u.parts.values().map(|p| p.blob.clone()));
+        objects.chain(parts).filter(|b| !b.is_empty()).collect()
+    }
+}
 
 /// One bucket in the index.
 #[derive(Debug, Clone)]
@@ -415,16 +437,48 @@ impl Store {
 
     async fn load(&self) -> Result<Kept, StoreError> {
         let mut kept = Kept::default();
-        let mut index = HashMap::new();
+        let mut buckets = Vec::new();
         for path in self.list_paths("buckets").await? {
             if let Some(record) = self.load_record::<BucketRecord>(&path, &mut kept).await? {
-                index.insert(record.name.clone(), IndexedBucket::new(record));
+                buckets.push(record);
             }
         }
-        let mut max_sequence = 0;
+        let mut objects = Vec::new();
         for path in self.list_paths("meta").await? {
             let Some(record) = self.load_record::<ObjectRecord>(&path, &mut kept).await? else { continue };
             let bucket = path.parts().nth(1).map(|p| p.as_ref().to_owned()).unwrap_or_default();
+            objects.push((bucket, record));
+        }
+        let mut uploads = Vec::new();
+        for path in self.list_paths("uploads").await? {
+            if let Some(record) = self.load_record::<UploadRecord>(&path, &mut kept).await? {
+                uploads.push(record);
+            }
+        }
+        for orphan in self.install(buckets, objects, uploads) {
+            tracing::warn!(bucket = %orphan.0, key = %orphan.1.key, "object record of a missing bucket; its body is kept");
+            kept.blobs.insert(orphan.1.blob);
+        }
+        let set_aside = self.set_aside_records();
+        if set_aside > 0 {
+            tracing::warn!(set_aside, location = %self.location, "object store records are set aside (*.json.unreadable)");
+        }
+        Ok(kept)
+    }
+
+    /// Builds the index from records (each object record with the name of its bucket) and makes it the store's;
+    /// gives back the object records whose bucket is not among `buckets`.
+    fn install(
+        &self,
+        buckets: Vec<BucketRecord>,
+        objects: Vec<(String, ObjectRecord)>,
+        uploads: Vec<UploadRecord>,
+    ) -> Vec<(String, ObjectRecord)> {
+        let mut index: HashMap<String, IndexedBucket> =
+            buckets.into_iter().map(|record| (record.name.clone(), IndexedBucket::new(record))).collect();
+        let mut orphans = Vec::new();
+        let mut max_sequence = 0;
+        for (bucket, record) in objects {
             max_sequence = max_sequence.max(record.sequence);
             match index.get_mut(&bucket) {
                 Some(b) if b.versioned() => {
@@ -434,10 +488,7 @@ impl Store {
                 Some(b) => {
                     b.objects.replace(ByKey(Arc::new(self.compact(record))));
                 }
-                None => {
-                    tracing::warn!(%path, "object record of a missing bucket; its body is kept");
-                    kept.blobs.insert(record.blob);
-                }
+                None => orphans.push((bucket, record)),
             }
         }
         // The versions of each key in the order they were written; the newest is current.
@@ -452,18 +503,77 @@ impl Store {
         }
         self.next_sequence.store(max_sequence + 1, Ordering::SeqCst);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
-        let mut uploads = HashMap::new();
-        for path in self.list_paths("uploads").await? {
-            if let Some(record) = self.load_record::<UploadRecord>(&path, &mut kept).await? {
-                uploads.insert(record.upload_id.clone(), Arc::new(record));
-            }
-        }
+        let uploads = uploads.into_iter().map(|record| (record.upload_id.clone(), Arc::new(record))).collect();
         *self.uploads.write().unwrap_or_else(|e| e.into_inner()) = uploads;
-        let set_aside = self.set_aside_records();
-        if set_aside > 0 {
-            tracing::warn!(set_aside, location = %self.location, "object store records are set aside (*.json.unreadable)");
+        orphans
+    }
+
+    /// The directory of a store on the local file system (where its paths are files).
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
+    /// Whether the store holds no bucket and no upload.
+    pub fn is_empty(&self) -> bool {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+            && self.uploads.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Waits for the mutations in progress and keeps new ones waiting until the guard is dropped (the store-wide
+    /// reset lock, exclusive): what a state export reads meanwhile is one consistent cut.
+    pub async fn exclusive(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.reset_lock.write().await
+    }
+
+    /// Every record of the store: buckets, every version of every object (delete markers too) and uploads in
+    /// progress. Their bodies are at the paths [`StoreState::bodies`] lists.
+    pub fn export_state(&self) -> StoreState {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let mut state = StoreState::default();
+        for (name, bucket) in index.iter() {
+            state.buckets.push((*bucket.record).clone());
+            let records: Box<dyn Iterator<Item = &Arc<ObjectRecord>>> = match bucket.versioned() {
+                true => Box::new(bucket.versions.values().flatten()),
+                false => Box::new(bucket.objects.iter().map(|o| &o.0)),
+            };
+            state.objects.extend(records.map(|r| (name.clone(), (**r).clone())));
         }
-        Ok(kept)
+        let uploads = self.uploads.read().unwrap_or_else(|e| e.into_inner());
+        state.uploads.extend(uploads.values().map(|u| (**u).clone()));
+        state
+    }
+
+    /// Writes the records of `state` (their bodies must be in place already) and makes them the store's index.
+    /// For an empty store. The writes are not fsynced one by one: the paths written are given back, and the caller
+    /// makes them durable (all at once) before it reports success.
+    pub async fn import_state(&self, state: StoreState) -> Result<Vec<StorePath>, StoreError> {
+        let _exclusive = self.reset_lock.write().await;
+        let mut records: Vec<(StorePath, serde_json::Result<Vec<u8>>)> = Vec::new();
+        records.extend(state.buckets.iter().map(|r| (bucket_path(&r.name), serde_json::to_vec(r))));
+        if self.persist_object_records {
+            records.extend(state.objects.iter().map(|(bucket, r)| (record_path(bucket, r), serde_json::to_vec(r))));
+        }
+        records.extend(state.uploads.iter().map(|r| (upload_path(&r.bucket, &r.upload_id), serde_json::to_vec(r))));
+        let mut written = Vec::with_capacity(records.len());
+        let mut puts = Vec::with_capacity(records.len());
+        for (path, bytes) in records {
+            let bytes = bytes.map_err(|e| self.io_error("encode", &path, e))?;
+            written.push(path.clone());
+            puts.push(async move {
+                self.backend.put(&path, PutPayload::from(bytes)).await.map_err(|e| self.io_error("write", &path, e))
+            });
+        }
+        // Many at once: on the local file system each is a file created and renamed on the blocking pool.
+        futures::stream::iter(puts).buffer_unordered(IMPORT_WRITES).try_collect::<Vec<_>>().await?;
+        let orphans = self.install(state.buckets, state.objects, state.uploads);
+        if let Some((bucket, record)) = orphans.first() {
+            return Err(self.io_error(
+                "import",
+                &record_path(bucket, record),
+                format!("the record of object {} names bucket {bucket}, which the state does not hold", record.key),
+            ));
+        }
+        Ok(written)
     }
 
     /// Deletes bodies that no record refers to (left by a crash between body and record), and the

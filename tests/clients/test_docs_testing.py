@@ -74,3 +74,33 @@ def test_the_deterministic_example(tmp_path: Path) -> None:
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "FOR TESTS ONLY" in done.stdout, done.stdout
+
+
+def test_the_state_cli_example(start_kmsim: Any, tmp_path: Path) -> None:
+    fixture = start_kmsim("--data-dir", str(tmp_path / "fixture-data"))
+    blob = fixture.client().encrypt(KeyId=fixture.client().create_key()["KeyMetadata"]["KeyId"],
+                                    Plaintext=b"fixture")["CiphertextBlob"]
+    assert fixture.stop() == 0
+    env = dict(os.environ, PATH=f"{KMSIM_BIN.parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("KMSIM_STATE_PASSPHRASE", None)
+    done = subprocess.run(["sh", "-ec", example("state-cli")], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    exported, imported = (json.loads(line) for line in done.stdout.splitlines())
+    assert exported["exported"]["state"]["keys"] == imported["imported"]["state"]["keys"] == 1
+    run = start_kmsim("--data-dir", str(tmp_path / "run-data"))
+    assert run.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"fixture"
+
+
+def test_the_state_http_example(start_kmsim: Any, tmp_path: Path) -> None:
+    source, fresh = start_kmsim("--in-memory"), start_kmsim("--in-memory")
+    blob = source.client().encrypt(KeyId=source.client().create_key()["KeyMetadata"]["KeyId"],
+                                   Plaintext=b"fixture")["CiphertextBlob"]
+    env = dict(os.environ, KMSIM_ENDPOINT=source.endpoint, KMSIM_ADMIN_TOKEN=source.info["admin_token"],
+               FRESH_ENDPOINT=fresh.endpoint, FRESH_ADMIN_TOKEN=fresh.info["admin_token"],
+               KMSIM_STATE_PASSPHRASE="a passphrase for the fixture")
+    done = subprocess.run(["sh", "-ec", example("state-http")], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["imported"]["keys"] == 1
+    assert fresh.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"fixture"

@@ -259,7 +259,7 @@ pub(super) fn sync_imported_replica(primary: &KeyRecord, replica: &mut KeyRecord
     changed
 }
 
-fn wrapping_key_aad(key_id: &str, token_id: &str) -> String {
+pub(super) fn wrapping_key_aad(key_id: &str, token_id: &str) -> String {
     format!("{key_id}/import/{token_id}")
 }
 
