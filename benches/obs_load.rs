@@ -17,7 +17,8 @@
 //!   connection (a new one whenever the server closes it), PUT SIZE-byte objects under fresh keys
 //!   for N seconds after S seconds of warm-up. One line: calls/s, errors, latency percentiles,
 //!   server CPU per call. `--versioned` turns the bucket's versioning on first; `--overwrite`
-//!   has each worker PUT one key of its own again and again instead of fresh keys.
+//!   has each worker PUT one key of its own again and again instead of fresh keys, `--one-key`
+//!   has every worker PUT the same key.
 //! - `big-put --endpoint URL [--size BYTES] --server-pid PID [--target NAME] [--get-back]`: one
 //!   SSE-KMS PUT of SIZE bytes; reports the server's `VmHWM` (peak RSS) from
 //!   `/proc/PID/status` before and after (start a fresh server so the peak is this upload's), and
@@ -61,6 +62,27 @@ const PATTERN_PERIOD: usize = 1_048_573;
 /// Size of the frames the client sends.
 const FRAME: usize = 256 * 1024;
 
+/// Which keys the small PUTs write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// A fresh key every time.
+    Fresh,
+    /// One key per worker, overwritten.
+    PerWorker,
+    /// One key for every worker, overwritten.
+    One,
+}
+
+impl Keys {
+    fn name(self) -> &'static str {
+        match self {
+            Keys::Fresh => "fresh",
+            Keys::PerWorker => "per-connection",
+            Keys::One => "one",
+        }
+    }
+}
+
 /// Command-line options; every mode reads the ones it needs.
 #[derive(Debug, Clone)]
 struct Options {
@@ -75,7 +97,7 @@ struct Options {
     connections: usize,
     sse: bool,
     versioned: bool,
-    overwrite: bool,
+    keys: Keys,
     versions: usize,
     get_back: bool,
     server_pid: Option<u32>,
@@ -95,7 +117,7 @@ fn parse_args() -> Options {
         connections: 16,
         sse: true,
         versioned: false,
-        overwrite: false,
+        keys: Keys::Fresh,
         versions: 100_000,
         get_back: false,
         server_pid: None,
@@ -122,7 +144,8 @@ fn parse_args() -> Options {
             "--connections" => opts.connections = num::<usize>(&value(&mut i)).max(1),
             "--no-sse" => opts.sse = false,
             "--versioned" => opts.versioned = true,
-            "--overwrite" => opts.overwrite = true,
+            "--overwrite" => opts.keys = Keys::PerWorker,
+            "--one-key" => opts.keys = Keys::One,
             "--versions" => opts.versions = num::<usize>(&value(&mut i)).max(2),
             "--get-back" => opts.get_back = true,
             "--server-pid" => opts.server_pid = Some(num(&value(&mut i))),
@@ -140,7 +163,7 @@ fn num<T: std::str::FromStr>(text: &str) -> T {
 
 const USAGE: &str = "usage: obs_load throughput --endpoint URL [--size BYTES] [--rounds N] [--server-pid PID] [--target NAME]
        obs_load small-put --endpoint URL [--size BYTES] [--seconds N] [--warmup S] [--connections C] [--no-sse]
-                          [--versioned] [--overwrite] [--server-pid PID] [--target NAME]
+                          [--versioned] [--overwrite | --one-key] [--server-pid PID] [--target NAME]
        obs_load list-versions --endpoint URL [--versions N] [--requests R] [--connections C] [--server-pid PID]
                           [--target NAME]
        obs_load big-put --endpoint URL [--size BYTES] --server-pid PID [--get-back] [--target NAME]
@@ -638,13 +661,17 @@ async fn small_put(opts: Options) {
     for worker in 0..opts.connections {
         let (target, pattern, bucket, stop, extra) =
             (target.clone(), pattern.clone(), bucket.clone(), stop.clone(), extra.clone());
-        let overwrite = opts.overwrite;
+        let keys = opts.keys;
         workers.push(tokio::spawn(async move {
             let mut stats = WorkerStats { latencies_us: Vec::with_capacity(1 << 14), ..Default::default() };
             let mut conn = Conn::new(&target);
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
-                let path = if overwrite { format!("/{bucket}/w{worker}") } else { format!("/{bucket}/w{worker}/{n}") };
+                let path = match keys {
+                    Keys::Fresh => format!("/{bucket}/w{worker}/{n}"),
+                    Keys::PerWorker => format!("/{bucket}/w{worker}"),
+                    Keys::One => format!("/{bucket}/one"),
+                };
                 n += 1;
                 // Latency covers a new connection when the server closed the last one.
                 let sent = Instant::now();
@@ -702,14 +729,15 @@ async fn small_put(opts: Options) {
     let p50 = percentile(&mut total.latencies_us, 0.50);
     let p99 = percentile(&mut total.latencies_us, 0.99);
     println!(
-        "{{\"bench\":\"small_put\",\"target\":{},\"sse\":\"{}\",\"versioned\":{},\"overwrite\":{},\"size\":{size},\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\
+        "{{\"bench\":\"small_put\",\"target\":{},\"sse\":\"{}\",\"versioned\":{},\"overwrite\":{},\"keys\":\"{}\",\"size\":{size},\"calls\":{},\"seconds\":{},\"rate\":{rate:.1},\
          \"errors\":{},\"connections_opened\":{},\"p50_us\":{p50:.0},\"p99_us\":{p99:.0},\"connections\":{},\
          \"server_cpu_seconds\":{},\"server_cpu_us_per_call\":{},\"client_cpu_seconds\":{},\"client_cpu_us_per_call\":{},\
          \"first_error\":{}}}",
         name(&opts),
         if opts.sse { "aws:kms" } else { "none" },
         opts.versioned,
-        opts.overwrite,
+        opts.keys != Keys::Fresh,
+        opts.keys.name(),
         total.calls,
         opts.seconds,
         total.errors,

@@ -199,7 +199,7 @@ const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// The object store.
 #[derive(Debug)]
 pub struct Obs {
-    store: Store,
+    store: Arc<Store>,
     /// Where data keys, message ids, salts and ids come from (shared with the other services).
     pub(crate) entropy: Arc<Entropy>,
     keys: Arc<dyn KeyService>,
@@ -218,7 +218,7 @@ impl Obs {
     /// keys with `sse_s3`.
     pub fn new(store: Store, keys: Arc<dyn KeyService>, sse_s3: SseS3Key) -> Self {
         Obs {
-            store,
+            store: Arc::new(store),
             entropy: Arc::new(Entropy::os()),
             keys,
             bucket_keys: Default::default(),
@@ -238,7 +238,9 @@ impl Obs {
     /// The same object store drawing its ids, data keys, salts and message ids from `entropy` (the stack's;
     /// seeded under `--deterministic`) instead of the OS.
     pub fn with_entropy(mut self, entropy: Arc<Entropy>) -> Self {
-        self.store.entropy = entropy.clone();
+        // A builder step: nothing else holds the store yet.
+        Arc::get_mut(&mut self.store).expect("the store is not shared while the service is built").entropy =
+            entropy.clone();
         self.entropy = entropy;
         self
     }
@@ -249,7 +251,7 @@ impl Obs {
     }
 
     /// The persistence layer.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 

@@ -43,8 +43,8 @@ use crate::model::{BucketRecord, ObjectRecord, UploadRecord, VersionSel, Version
 
 /// How many records a state import writes at once.
 const IMPORT_WRITES: usize = 32;
-/// Number of locks that serialize record commits per (bucket, key).
-const COMMIT_LOCKS: usize = 64;
+/// Number of commit slots: each serializes the record commits of the (bucket, key)s that hash to it.
+const COMMIT_SLOTS: usize = 64;
 /// Suffix of a record set aside at start (unreadable, or of an unknown format); it stays beside
 /// the records for whoever repairs it, and its body is kept.
 pub const SET_ASIDE_SUFFIX: &str = ".unreadable";
@@ -259,7 +259,9 @@ impl Ord for ByKey {
 ///
 /// Locks, always taken in this order: `reset` (shared by every mutation, exclusive for
 /// [`Store::reset`]), then the bucket's lock (shared by object and upload commits, exclusive for
-/// creating, updating and deleting the bucket), then a commit lock of the (bucket, key).
+/// creating, updating and deleting the bucket), then the commit slot of the (bucket, key). An
+/// object commit waits for its slot with its request's reset and bucket locks held, and is
+/// committed in a batch with the others waiting for the slot ([`Store::commit_object_since`]).
 #[derive(Debug)]
 pub struct Store {
     backend: Arc<dyn ObjectStore>,
@@ -274,14 +276,14 @@ pub struct Store {
     index: RwLock<HashMap<String, IndexedBucket>>,
     /// Multipart uploads in progress, by upload id.
     uploads: RwLock<HashMap<String, Arc<UploadRecord>>>,
-    commit_locks: Vec<tokio::sync::Mutex<()>>,
+    slots: Vec<CommitSlot>,
     /// Per bucket name: shared by commits into the bucket, exclusive for its creation and deletion,
     /// so that no object is committed into a bucket being deleted.
     bucket_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
     /// The KMS key ARNs of the indexed records, each held once.
     key_arns: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
     /// Shared by every mutation, exclusive for a reset.
-    reset_lock: tokio::sync::RwLock<()>,
+    reset_lock: Arc<tokio::sync::RwLock<()>>,
     /// Records found set aside at start (unreadable or of an unknown format).
     set_aside: AtomicUsize,
     /// The next `sequence` a version gets (above every stored one).
@@ -293,9 +295,42 @@ pub struct Store {
 }
 
 /// The locks a commit into a bucket holds.
-struct BucketGuard<'a> {
-    _reset: tokio::sync::RwLockReadGuard<'a, ()>,
+struct BucketGuard {
+    _reset: tokio::sync::OwnedRwLockReadGuard<()>,
     _bucket: BucketLockGuard,
+}
+
+/// One commit slot: the lock of the (bucket, key)s that hash to it, and the object commits
+/// waiting for it.
+#[derive(Default)]
+struct CommitSlot {
+    lock: tokio::sync::Mutex<()>,
+    waiting: std::sync::Mutex<Vec<WaitingCommit>>,
+}
+
+impl std::fmt::Debug for CommitSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len();
+        f.debug_struct("CommitSlot").field("waiting", &waiting).finish_non_exhaustive()
+    }
+}
+
+/// An object commit waiting for its slot, holding the locks its request took.
+struct WaitingCommit {
+    bucket: String,
+    record: ObjectRecord,
+    resets: u64,
+    condition: WriteCondition,
+    reply: tokio::sync::oneshot::Sender<Result<Arc<ObjectRecord>>>,
+    guard: BucketGuard,
+}
+
+/// An object commit of a batch that passed its checks: stamped, compacted, not yet durable.
+struct AcceptedCommit {
+    bucket: String,
+    record: Arc<ObjectRecord>,
+    reply: tokio::sync::oneshot::Sender<Result<Arc<ObjectRecord>>>,
+    _guard: BucketGuard,
 }
 
 enum BucketLockGuard {
@@ -368,10 +403,10 @@ impl Store {
             location,
             index: RwLock::new(HashMap::new()),
             uploads: RwLock::new(HashMap::new()),
-            commit_locks: (0..COMMIT_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            slots: (0..COMMIT_SLOTS).map(|_| CommitSlot::default()).collect(),
             bucket_locks: std::sync::Mutex::new(HashMap::new()),
             key_arns: std::sync::Mutex::new(std::collections::HashSet::new()),
-            reset_lock: tokio::sync::RwLock::new(()),
+            reset_lock: Arc::new(tokio::sync::RwLock::new(())),
             set_aside: AtomicUsize::new(0),
             next_sequence: AtomicU64::new(1),
             persist_object_records: true,
@@ -631,15 +666,15 @@ impl Store {
     }
 
     /// The locks of a commit into `bucket` (shared with other commits).
-    async fn commit_into(&self, bucket: &str) -> BucketGuard<'_> {
-        let reset = self.reset_lock.read().await;
+    async fn commit_into(&self, bucket: &str) -> BucketGuard {
+        let reset = self.reset_lock.clone().read_owned().await;
         let lock = self.bucket_lock(bucket);
         BucketGuard { _reset: reset, _bucket: BucketLockGuard::Shared(lock.read_owned().await) }
     }
 
     /// The locks of a change to `bucket` itself (exclusive).
-    async fn change_bucket(&self, bucket: &str) -> BucketGuard<'_> {
-        let reset = self.reset_lock.read().await;
+    async fn change_bucket(&self, bucket: &str) -> BucketGuard {
+        let reset = self.reset_lock.clone().read_owned().await;
         let lock = self.bucket_lock(bucket);
         BucketGuard { _reset: reset, _bucket: BucketLockGuard::Exclusive(lock.write_owned().await) }
     }
@@ -689,18 +724,31 @@ impl Store {
 
     /// On the local file system, fsyncs the file at `path` and its directory.
     pub async fn sync(&self, path: &StorePath) -> Result<()> {
+        self.sync_all(std::slice::from_ref(path)).await
+    }
+
+    /// On the local file system, fsyncs the files at `paths`, then their directories (each once).
+    async fn sync_all(&self, paths: &[StorePath]) -> Result<()> {
         let Some(root) = &self.local_root else { return Ok(()) };
-        let file = root.join(path.as_ref());
+        let files: Vec<PathBuf> = paths.iter().map(|p| root.join(p.as_ref())).collect();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::File::open(&file)?.sync_all()?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
+            let mut dirs = BTreeSet::new();
+            for file in &files {
+                std::fs::File::open(file)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+                dirs.extend(file.parent());
+            }
+            for dir in dirs {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
             }
             Ok(())
         })
         .await
         .map_err(Error::internal)?
-        .map_err(|e| Error::internal(format!("fsync {path}: {e}")))
+        .map_err(|e| Error::internal(format!("fsync {e}")))
     }
 
     /// Flips the lowest bit of the byte at `offset` of the body `blob`, durably (a fault for the console: the next
@@ -903,7 +951,7 @@ impl Store {
     /// Makes an object visible: writes its record durably (its body must already be durable),
     /// updates the index, and deletes the body of the object it replaces. Gives back the record as
     /// committed (with its version id in a versioned bucket).
-    pub async fn commit_object(&self, bucket: &str, record: ObjectRecord) -> Result<Arc<ObjectRecord>> {
+    pub async fn commit_object(self: &Arc<Self>, bucket: &str, record: ObjectRecord) -> Result<Arc<ObjectRecord>> {
         self.commit_object_since(bucket, record, self.resets(), &WriteCondition::None).await
     }
 
@@ -916,25 +964,107 @@ impl Store {
     /// The bucket's versioning decides what the object replaces: in a bucket whose versioning was
     /// never configured, the key's object; with versioning enabled, nothing (the object is a new
     /// version with an id of its own); with it suspended, the key's null version.
+    ///
+    /// Group commit: the object waits for its commit slot with the others that hash to it, and
+    /// whichever commit takes the slot first commits every one waiting, in the order they came
+    /// ([`Store::commit_batch`]), so that PUTs overwriting one key share one record write and one
+    /// fsync instead of queueing for one each. The batch runs in a task of its own: a client that
+    /// goes away stops waiting for its answer but cannot cut a batch short.
     pub async fn commit_object_since(
-        &self,
+        self: &Arc<Self>,
         bucket: &str,
-        mut record: ObjectRecord,
+        record: ObjectRecord,
         resets: u64,
         condition: &WriteCondition,
     ) -> Result<Arc<ObjectRecord>> {
-        let _bucket = self.commit_into(bucket).await;
-        let _lock = self.commit_locks[lock_slot(bucket, &record.key)].lock().await;
-        let Some(bucket_record) = self.bucket(bucket).filter(|_| self.resets() == resets) else {
-            self.delete_blob(&record.blob).await;
-            return Err(Error::no_such_bucket(bucket));
-        };
-        if *condition != WriteCondition::None && !condition.holds(self.object(bucket, &record.key).as_deref()) {
-            self.delete_blob(&record.blob).await;
-            return Err(Error::ConditionalRequestConflict { key: record.key });
+        let guard = self.commit_into(bucket).await;
+        let slot = lock_slot(bucket, &record.key);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let waiting =
+            WaitingCommit { bucket: bucket.to_owned(), record, resets, condition: condition.clone(), reply, guard };
+        self.slots[slot].waiting.lock().unwrap_or_else(|e| e.into_inner()).push(waiting);
+        tokio::spawn(self.clone().commit_waiting(slot));
+        answer.await.map_err(|_| Error::internal("an object commit ended without an answer"))?
+    }
+
+    /// Takes commit slot `slot` and commits the objects waiting for it, if an earlier holder has
+    /// not.
+    async fn commit_waiting(self: Arc<Self>, slot: usize) {
+        let _slot = self.slots[slot].lock.lock().await;
+        let batch = std::mem::take(&mut *self.slots[slot].waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        if !batch.is_empty() {
+            self.commit_batch(batch).await;
         }
-        self.stamp_version(&mut record, bucket_record.versioning);
-        self.publish(bucket, record).await
+    }
+
+    /// Commits objects waiting for one slot (which the caller holds), in the order they came. Each
+    /// is checked (its bucket; its condition, against the objects before it in the batch too) and
+    /// stamped; the records are written — of several at one path (overwrites of one key in an
+    /// unversioned bucket, or of one null version) only the last, the others being replaced
+    /// before anyone could read them — and fsynced together, files then directories; then the
+    /// index takes them in order, the bodies they replace are deleted, and each commit is answered.
+    async fn commit_batch(&self, batch: Vec<WaitingCommit>) {
+        let mut accepted: Vec<AcceptedCommit> = Vec::with_capacity(batch.len());
+        // What the batch has made of each key so far, for the conditions of the commits after.
+        let mut current: HashMap<(String, String), Arc<ObjectRecord>> = HashMap::new();
+        for waiting in batch {
+            let WaitingCommit { bucket, mut record, resets, condition, reply, guard } = waiting;
+            let Some(bucket_record) = self.bucket(&bucket).filter(|_| self.resets() == resets) else {
+                self.delete_blob(&record.blob).await;
+                let _ = reply.send(Err(Error::no_such_bucket(&bucket)));
+                continue;
+            };
+            if condition != WriteCondition::None {
+                let now = match current.get(&(bucket.clone(), record.key.clone())) {
+                    Some(batched) => Some(batched.clone()).filter(|r| !r.delete_marker),
+                    None => self.object(&bucket, &record.key),
+                };
+                if !condition.holds(now.as_deref()) {
+                    self.delete_blob(&record.blob).await;
+                    let _ = reply.send(Err(Error::ConditionalRequestConflict { key: record.key }));
+                    continue;
+                }
+            }
+            self.stamp_version(&mut record, bucket_record.versioning);
+            let record = Arc::new(self.compact(record));
+            current.insert((bucket.clone(), record.key.clone()), record.clone());
+            accepted.push(AcceptedCommit { bucket, record, reply, _guard: guard });
+        }
+        if let Err(e) = self.write_records(&accepted).await {
+            let reason = e.to_string();
+            for commit in accepted {
+                let _ = commit.reply.send(Err(Error::internal(&reason)));
+            }
+            return;
+        }
+        let replaced: Vec<Arc<ObjectRecord>> = {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            accepted.iter().filter_map(|c| index.get_mut(&c.bucket).and_then(|b| b.put(c.record.clone()))).collect()
+        };
+        for old in replaced {
+            self.delete_blob(&old.blob).await;
+        }
+        for commit in accepted {
+            let _ = commit.reply.send(Ok(commit.record));
+        }
+    }
+
+    /// Writes the records of a batch durably: the last of those at each path.
+    async fn write_records(&self, accepted: &[AcceptedCommit]) -> Result<()> {
+        if !self.persist_object_records || accepted.is_empty() {
+            return Ok(());
+        }
+        let mut last: HashMap<StorePath, &ObjectRecord> = HashMap::with_capacity(accepted.len());
+        for commit in accepted {
+            last.insert(record_path(&commit.bucket, &commit.record), &commit.record);
+        }
+        let mut paths = Vec::with_capacity(last.len());
+        for (path, record) in last {
+            let bytes = serde_json::to_vec(record).map_err(Error::internal)?;
+            self.backend.put(&path, PutPayload::from(bytes)).await?;
+            paths.push(path);
+        }
+        self.sync_all(&paths).await
     }
 
     /// Gives a record written under `versioning` its version id and sequence.
@@ -980,7 +1110,7 @@ impl Store {
         change: impl FnOnce(&mut ObjectRecord),
     ) -> Result<Arc<ObjectRecord>> {
         let _bucket = self.commit_into(bucket).await;
-        let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
+        let _lock = self.slots[lock_slot(bucket, key)].lock.lock().await;
         let current = self.find(bucket, key, version)?;
         check(&current)?;
         let mut record = (*current).clone();
@@ -1025,7 +1155,7 @@ impl Store {
     /// is suspended, replacing the null version).
     pub async fn delete_object(&self, bucket: &str, key: &str, now_millis: i64) -> Result<Deleted> {
         let _bucket = self.commit_into(bucket).await;
-        let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
+        let _lock = self.slots[lock_slot(bucket, key)].lock.lock().await;
         let Some(bucket_record) = self.bucket(bucket) else { return Err(Error::no_such_bucket(bucket)) };
         if bucket_record.versioning.is_none() {
             self.remove_version(bucket, key, &VersionSel::Null).await?;
@@ -1041,7 +1171,7 @@ impl Store {
     /// is none): its record, then its body. The next newest version becomes current.
     pub async fn delete_version(&self, bucket: &str, key: &str, version: &VersionSel) -> Result<Deleted> {
         let _bucket = self.commit_into(bucket).await;
-        let _lock = self.commit_locks[lock_slot(bucket, key)].lock().await;
+        let _lock = self.slots[lock_slot(bucket, key)].lock.lock().await;
         if self.bucket(bucket).is_none() {
             return Err(Error::no_such_bucket(bucket));
         }
@@ -1084,7 +1214,7 @@ impl Store {
     /// Writes an upload's record durably and publishes it.
     pub async fn save_upload(&self, record: UploadRecord) -> Result<()> {
         let _bucket = self.commit_into(&record.bucket).await;
-        let _lock = self.commit_locks[lock_slot(&record.bucket, &record.upload_id)].lock().await;
+        let _lock = self.slots[lock_slot(&record.bucket, &record.upload_id)].lock.lock().await;
         if self.bucket(&record.bucket).is_none() {
             return Err(Error::no_such_bucket(&record.bucket));
         }
@@ -1106,7 +1236,7 @@ impl Store {
             return Err(no_such_upload(upload_id));
         };
         let _bucket = self.commit_into(&current.bucket).await;
-        let _lock = self.commit_locks[lock_slot(&current.bucket, upload_id)].lock().await;
+        let _lock = self.slots[lock_slot(&current.bucket, upload_id)].lock.lock().await;
         // Re-read under the lock: another part may have been committed meanwhile.
         let Some(record) = self.upload(upload_id) else {
             self.delete_blob(&part.blob).await;
@@ -1125,7 +1255,7 @@ impl Store {
     pub async fn remove_upload(&self, upload_id: &str) -> Result<()> {
         let record = self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?;
         let _bucket = self.commit_into(&record.bucket).await;
-        let _lock = self.commit_locks[lock_slot(&record.bucket, upload_id)].lock().await;
+        let _lock = self.slots[lock_slot(&record.bucket, upload_id)].lock.lock().await;
         // Re-read under the lock: a racing completion or abort may have removed it.
         let record = self.upload(upload_id).ok_or_else(|| no_such_upload(upload_id))?;
         match self.backend.delete(&upload_path(&record.bucket, upload_id)).await {
@@ -1225,7 +1355,7 @@ fn record_path(bucket: &str, record: &ObjectRecord) -> StorePath {
 
 fn lock_slot(bucket: &str, key: &str) -> usize {
     let digest = Sha256::digest(format!("{bucket}/{key}").as_bytes());
-    usize::from(digest[0]) % COMMIT_LOCKS
+    usize::from(digest[0]) % COMMIT_SLOTS
 }
 
 /// Removes the staging files (`<name>#<n>`) that `LocalFileSystem` leaves when a write is cut

@@ -58,7 +58,7 @@ fn record(i: usize) -> ObjectRecord {
 #[ignore = "a measurement: run it by name with --ignored --nocapture"]
 async fn memory_per_object() {
     let n: usize = std::env::var("OBS_MEMORY_OBJECTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let store = Store::in_memory().await.unwrap();
+    let store = std::sync::Arc::new(Store::in_memory().await.unwrap());
     let bucket = BucketRecord {
         format: RECORD_FORMAT,
         name: "memory".to_owned(),

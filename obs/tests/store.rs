@@ -100,7 +100,7 @@ async fn delete_bucket_and_a_commit_into_it_never_both_succeed() {
     // A re-created bucket of the same name is empty, also after a restart.
     store.create_bucket(bucket("race")).await.unwrap().unwrap();
     drop(store);
-    let store = Store::local(dir.path()).await.unwrap();
+    let store = Arc::new(Store::local(dir.path()).await.unwrap());
     assert_eq!(store.list("race", "", None, 10).unwrap().len(), 0);
 }
 
@@ -121,7 +121,7 @@ async fn unusable_records_are_set_aside_and_their_bodies_kept() {
     let root = dir.path();
     let mut bodies = Vec::new();
     {
-        let store = Store::local(root).await.unwrap();
+        let store = Arc::new(Store::local(root).await.unwrap());
         for name in ["b", "c"] {
             store.create_bucket(bucket(name)).await.unwrap().unwrap();
         }
@@ -161,7 +161,7 @@ async fn format_1_records_are_read_and_rewritten_as_format_2() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let blob = {
-        let store = Store::local(root).await.unwrap();
+        let store = Arc::new(Store::local(root).await.unwrap());
         store.create_bucket(bucket("old")).await.unwrap().unwrap();
         let record = object(&store, "old", "k", b"body").await;
         let blob = record.blob.clone();
@@ -177,7 +177,7 @@ async fn format_1_records_are_read_and_rewritten_as_format_2() {
     object["format"] = 1.into();
     std::fs::write(&object_file, serde_json::to_vec(&object).unwrap()).unwrap();
 
-    let store = Store::local(root).await.unwrap();
+    let store = Arc::new(Store::local(root).await.unwrap());
     assert_eq!(store.set_aside_records(), 0);
     let migrated = store.bucket("old").expect("the bucket is read");
     assert_eq!((migrated.format, migrated.ownership, &migrated.acl), (RECORD_FORMAT, None, &None));
@@ -249,4 +249,92 @@ async fn open_errors_say_what_failed_in_plain_words() {
     assert!(e.to_string().contains("is not of the form s3://bucket"), "{e}");
     let e = Store::s3("s3://b", &[("no_such_option".to_owned(), "1".to_owned())]).await.unwrap_err();
     assert!(e.to_string().contains("no_such_option"), "{e}");
+}
+
+/// Commits of one key at once, on a data dir: every one is answered, the last committed is the key's
+/// object, exactly one record and one body are left (the others' bodies deleted before their commits
+/// were answered), and a restart finds the same object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrites_of_one_key_at_once_leave_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Arc::new(Store::local(root).await.unwrap());
+    store.create_bucket(bucket("b")).await.unwrap().unwrap();
+    let mut commits = Vec::new();
+    for _ in 0..32 {
+        let record = object(&store, "b", "k", b"body").await;
+        let store = store.clone();
+        commits.push(tokio::spawn(async move { store.commit_object("b", record).await }));
+    }
+    let mut committed = Vec::new();
+    for commit in commits {
+        committed.push(commit.await.unwrap().expect("every overwrite commits").blob.clone());
+    }
+    let current = store.object("b", "k").expect("the key has an object");
+    assert!(committed.contains(&current.blob));
+    assert_eq!(files(&root.join("meta")), vec![record_file(root, "b", "k")]);
+    assert_eq!(files(&root.join("data")), vec![root.join(&current.blob)], "replaced bodies are left");
+    drop(store);
+    let reopened = Store::local(root).await.unwrap();
+    assert_eq!(reopened.object("b", "k").unwrap().blob, current.blob);
+}
+
+/// `If-None-Match: *` commits of one key at once: exactly one commits, whether or not they share a
+/// batch; the others are refused and their bodies deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_commits_at_once_let_exactly_one_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Arc::new(Store::local(root).await.unwrap());
+    store.create_bucket(bucket("b")).await.unwrap().unwrap();
+    let mut commits = Vec::new();
+    for _ in 0..16 {
+        let record = object(&store, "b", "k", b"body").await;
+        let store = store.clone();
+        commits.push(tokio::spawn(async move {
+            store.commit_object_since("b", record, store.resets(), &obs::model::WriteCondition::Absent).await
+        }));
+    }
+    let mut winners = 0;
+    for commit in commits {
+        match commit.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(e) => assert!(matches!(e, obs::Error::ConditionalRequestConflict { .. }), "{e}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    let current = store.object("b", "k").unwrap();
+    assert_eq!(files(&root.join("data")), vec![root.join(&current.blob)], "refused bodies are left");
+}
+
+/// Versions committed at once into a versioned bucket: each its own record, and a restart orders them
+/// as they were committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_committed_at_once_are_all_kept_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Arc::new(Store::local(root).await.unwrap());
+    store
+        .create_bucket(BucketRecord { versioning: Some(obs::model::Versioning::Enabled), ..bucket("v") })
+        .await
+        .unwrap()
+        .unwrap();
+    let mut commits = Vec::new();
+    for _ in 0..16 {
+        let record = object(&store, "v", "k", b"body").await;
+        let store = store.clone();
+        commits.push(tokio::spawn(async move { store.commit_object("v", record).await }));
+    }
+    for commit in commits {
+        commit.await.unwrap().expect("every version commits");
+    }
+    let ids = |store: &Store| -> Vec<Option<Box<str>>> {
+        let page = store.list_versions("v", "", None, 100).expect("the bucket lists");
+        page.iter().map(|v| v.record.version_id.clone()).collect()
+    };
+    let before = ids(&store);
+    assert_eq!(before.len(), 16);
+    assert_eq!(files(&root.join("meta")).len(), 16);
+    drop(store);
+    assert_eq!(ids(&Store::local(root).await.unwrap()), before);
 }
