@@ -3,8 +3,8 @@
 //! Two modes, each printing one JSON line on stdout:
 //!
 //! - `http --endpoint URL [--operation data-key|sign-ecc|sign-rsa] [--dialect aws|otc] [--seconds N]
-//!   [--connections C] [--threads T] [--warmup S] [--server-pid PID] [--target NAME] [--rate R] [--wrk-script FILE]`:
-//!   creates a key, then repeats one call over HTTP/1.1 from C workers, each with its own keep-alive connection,
+//!   [--connections C] [--threads T] [--warmup S] [--server-pid PID] [--target NAME] [--rate R] [--key-id ID]
+//!   [--wrk-script FILE]`: creates a key (or uses `--key-id`'s), then repeats one call over HTTP/1.1 from C workers, each with its own keep-alive connection,
 //!   every request signed when it is sent (access key `test`/`test`, the current time). The operation picks the call:
 //!   - `data-key` (default): 256-bit data keys. The dialect picks the API:
 //!     - `aws` (default): `TrentService.CreateKey`, then `TrentService.GenerateDataKey`
@@ -88,6 +88,9 @@ struct Options {
     key_policy: Option<String>,
     /// `--wrk-script FILE`: write a `wrk` script replaying one signed request to FILE, and load nothing.
     wrk_script: Option<String>,
+    /// `--key-id ID`: call with this key instead of creating one (for a server that only answers, such as
+    /// benches/edge_floor.rs).
+    key_id: Option<String>,
     /// `--rate R`: send R calls per second in all (a constant rate, latency counted from when each call was due)
     /// instead of each connection sending its next call as soon as the last is answered.
     rate: Option<f64>,
@@ -204,6 +207,7 @@ fn parse_args() -> Options {
         key_policy: None,
         wrk_script: None,
         rate: None,
+        key_id: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -222,6 +226,7 @@ fn parse_args() -> Options {
             "--server-pid" => opts.server_pid = Some(num(&value(&mut i))),
             "--target" => opts.target = Some(value(&mut i)),
             "--wrk-script" => opts.wrk_script = Some(value(&mut i)),
+            "--key-id" => opts.key_id = Some(value(&mut i)),
             "--rate" => opts.rate = Some(num::<f64>(&value(&mut i))).filter(|r| *r > 0.0),
             "--dialect" => {
                 opts.dialect = match value(&mut i).as_str() {
@@ -278,7 +283,7 @@ fn die(message: &str) -> ! {
     eprintln!(
         "usage: kms_load http --endpoint URL [--operation data-key|sign-ecc|sign-rsa] [--dialect aws|otc] \
          [--project-id ID] [--seconds N] [--connections C] [--threads T] [--warmup S] [--server-pid PID] \
-         [--target NAME] [--rate R] [--wrk-script FILE]\n       kms_load inprocess [--operation data-key|sign-ecc|sign-rsa|verify-ecc|verify-rsa] \
+         [--target NAME] [--rate R] [--key-id ID] [--wrk-script FILE]\n       kms_load inprocess [--operation data-key|sign-ecc|sign-rsa|verify-ecc|verify-rsa] \
          [--via kms|aws-lc-rs|aws-lc-rs-parsed] [--seconds N] [--warmup S]"
     );
     std::process::exit(2)
@@ -684,7 +689,10 @@ async fn http(opts: Options) {
     let name = opts.target.clone().unwrap_or_else(|| opts.endpoint.clone());
 
     // The key every worker uses, and the request they repeat.
-    let key_id = create_key(&target, &opts).await;
+    let key_id = match &opts.key_id {
+        Some(id) => id.clone(),
+        None => create_key(&target, &opts).await,
+    };
     let call = Arc::new(match (opts.dialect, opts.operation.signing()) {
         (Dialect::Aws, None) => {
             let body = Bytes::from(format!("{{\"KeyId\":\"{key_id}\",\"KeySpec\":\"AES_256\"}}"));
@@ -755,27 +763,33 @@ async fn http(opts: Options) {
     let stop = Arc::new(AtomicBool::new(false));
 
     let mut workers = Vec::with_capacity(opts.connections);
-    // At a constant rate, worker `n` of C sends calls due at start + (n + k·C) / rate: each call's latency counts
-    // from when it was due, so a slow answer is not hidden by the calls it delayed (no coordinated omission).
-    let period = opts.rate.map(|rate| Duration::from_secs_f64(opts.connections as f64 / rate));
-    for n in 0..opts.connections {
+    // At a constant rate, call k is due at start + k / rate and goes to worker k mod C: its latency counts from when it
+    // was due, so a slow answer is not hidden by the calls it delayed (no coordinated omission).
+    let mut paced: Vec<Option<tokio::sync::mpsc::UnboundedReceiver<Instant>>> =
+        (0..opts.connections).map(|_| None).collect();
+    if let Some(rate) = opts.rate {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..opts.connections).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+        paced = receivers.into_iter().map(Some).collect();
+        std::thread::spawn(move || pace(rate, start, measure_end, &senders));
+    }
+    for mut paced in paced {
         let target = target.clone();
         let call = call.clone();
         let stop = stop.clone();
-        let mut due = opts.rate.map(|rate| start + Duration::from_secs_f64(n as f64 / rate));
         workers.push(tokio::spawn(async move {
             let mut stats = WorkerStats { latencies_us: Vec::with_capacity(1 << 14), ..Default::default() };
             let mut sender: Option<Sender> = None;
             while !stop.load(Ordering::Relaxed) {
-                if let Some(at) = due {
-                    tokio::time::sleep_until(at.into()).await;
-                }
                 // One attempt: a new connection if the last one was closed (moto_server closes
                 // every connection after one answer), then the request. Latency covers both.
-                let sent = due.unwrap_or_else(Instant::now);
-                if let (Some(at), Some(period)) = (due.as_mut(), period) {
-                    *at += period;
-                }
+                let sent = match paced.as_mut() {
+                    Some(due) => match due.recv().await {
+                        Some(due) => due,
+                        None => break,
+                    },
+                    None => Instant::now(),
+                };
                 let result = async {
                     let s = match sender.as_mut() {
                         Some(s) if !s.is_closed() => s,
@@ -892,4 +906,24 @@ async fn http(opts: Options) {
         per_call_us(client_cpu),
         total.first_error.map_or(serde_json::Value::Null, serde_json::Value::from),
     );
+}
+
+/// Hands each call of a constant-rate run to its worker when it is due (call k at `start + k / rate`, to worker k mod
+/// C), until `end`. A thread of its own sleeping to each due time: tokio's timer has a resolution of a millisecond,
+/// which would add up to one to every latency and release each millisecond's calls in one burst.
+fn pace(rate: f64, start: Instant, end: Instant, workers: &[tokio::sync::mpsc::UnboundedSender<Instant>]) {
+    for k in 0u64.. {
+        let due = start + Duration::from_secs_f64(k as f64 / rate);
+        if due >= end {
+            return;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let worker = (k % workers.len() as u64) as usize;
+        if workers[worker].send(due).is_err() {
+            return;
+        }
+    }
 }
