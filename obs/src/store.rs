@@ -1005,7 +1005,9 @@ impl Store {
     /// index takes them in order, the bodies they replace are deleted, and each commit is answered.
     async fn commit_batch(&self, batch: Vec<WaitingCommit>) {
         let mut accepted: Vec<AcceptedCommit> = Vec::with_capacity(batch.len());
-        // What the batch has made of each key so far, for the conditions of the commits after.
+        // What the batch has made of each key so far, for the conditions of the commits after (kept only when
+        // a commit of the batch has a condition).
+        let conditional = batch.iter().any(|w| w.condition != WriteCondition::None);
         let mut current: HashMap<(String, String), Arc<ObjectRecord>> = HashMap::new();
         for waiting in batch {
             let WaitingCommit { bucket, mut record, resets, condition, reply, guard } = waiting;
@@ -1027,7 +1029,9 @@ impl Store {
             }
             self.stamp_version(&mut record, bucket_record.versioning);
             let record = Arc::new(self.compact(record));
-            current.insert((bucket.clone(), record.key.clone()), record.clone());
+            if conditional {
+                current.insert((bucket.clone(), record.key.clone()), record.clone());
+            }
             accepted.push(AcceptedCommit { bucket, record, reply, _guard: guard });
         }
         if let Err(e) = self.write_records(&accepted).await {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use object_store::PutPayload;
 use object_store::path::Path as StorePath;
-use obs::model::{BucketRecord, ObjectRecord, RECORD_FORMAT};
+use obs::model::{BucketRecord, ObjectRecord, RECORD_FORMAT, WriteCondition};
 use obs::store::Store;
 
 fn bucket(name: &str) -> BucketRecord {
@@ -251,25 +251,49 @@ async fn open_errors_say_what_failed_in_plain_words() {
     assert!(e.to_string().contains("no_such_option"), "{e}");
 }
 
+/// A store on a fresh data dir holding the bucket `record`.
+async fn store_with(record: BucketRecord) -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::local(dir.path()).await.unwrap());
+    store.create_bucket(record).await.unwrap().unwrap();
+    (dir, store)
+}
+
+/// `n` commits of key `k` into `bucket` started at once (each with its own body), `condition` on each; their
+/// outcomes in the order they were started.
+async fn commit_at_once(
+    store: &Arc<Store>,
+    bucket: &'static str,
+    n: usize,
+    condition: WriteCondition,
+) -> Vec<Result<Arc<ObjectRecord>, obs::Error>> {
+    let mut commits = Vec::new();
+    for _ in 0..n {
+        let record = object(store, bucket, "k", b"body").await;
+        let (store, condition) = (store.clone(), condition.clone());
+        commits.push(tokio::spawn(async move {
+            store.commit_object_since(bucket, record, store.resets(), &condition).await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for commit in commits {
+        outcomes.push(commit.await.unwrap());
+    }
+    outcomes
+}
+
 /// Commits of one key at once, on a data dir: every one is answered, the last committed is the key's
 /// object, exactly one record and one body are left (the others' bodies deleted before their commits
 /// were answered), and a restart finds the same object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overwrites_of_one_key_at_once_leave_the_last_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, store) = store_with(bucket("b")).await;
     let root = dir.path();
-    let store = Arc::new(Store::local(root).await.unwrap());
-    store.create_bucket(bucket("b")).await.unwrap().unwrap();
-    let mut commits = Vec::new();
-    for _ in 0..32 {
-        let record = object(&store, "b", "k", b"body").await;
-        let store = store.clone();
-        commits.push(tokio::spawn(async move { store.commit_object("b", record).await }));
-    }
-    let mut committed = Vec::new();
-    for commit in commits {
-        committed.push(commit.await.unwrap().expect("every overwrite commits").blob.clone());
-    }
+    let committed: Vec<String> = commit_at_once(&store, "b", 32, WriteCondition::None)
+        .await
+        .into_iter()
+        .map(|outcome| outcome.expect("every overwrite commits").blob.clone())
+        .collect();
     let current = store.object("b", "k").expect("the key has an object");
     assert!(committed.contains(&current.blob));
     assert_eq!(files(&root.join("meta")), vec![record_file(root, "b", "k")]);
@@ -283,50 +307,27 @@ async fn overwrites_of_one_key_at_once_leave_the_last_one() {
 /// batch; the others are refused and their bodies deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_commits_at_once_let_exactly_one_through() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let store = Arc::new(Store::local(root).await.unwrap());
-    store.create_bucket(bucket("b")).await.unwrap().unwrap();
-    let mut commits = Vec::new();
-    for _ in 0..16 {
-        let record = object(&store, "b", "k", b"body").await;
-        let store = store.clone();
-        commits.push(tokio::spawn(async move {
-            store.commit_object_since("b", record, store.resets(), &obs::model::WriteCondition::Absent).await
-        }));
-    }
+    let (dir, store) = store_with(bucket("b")).await;
     let mut winners = 0;
-    for commit in commits {
-        match commit.await.unwrap() {
+    for outcome in commit_at_once(&store, "b", 16, WriteCondition::Absent).await {
+        match outcome {
             Ok(_) => winners += 1,
             Err(e) => assert!(matches!(e, obs::Error::ConditionalRequestConflict { .. }), "{e}"),
         }
     }
     assert_eq!(winners, 1);
     let current = store.object("b", "k").unwrap();
-    assert_eq!(files(&root.join("data")), vec![root.join(&current.blob)], "refused bodies are left");
+    assert_eq!(files(&dir.path().join("data")), vec![dir.path().join(&current.blob)], "refused bodies are left");
 }
 
 /// Versions committed at once into a versioned bucket: each its own record, and a restart orders them
 /// as they were committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_committed_at_once_are_all_kept_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let store = Arc::new(Store::local(root).await.unwrap());
-    store
-        .create_bucket(BucketRecord { versioning: Some(obs::model::Versioning::Enabled), ..bucket("v") })
-        .await
-        .unwrap()
-        .unwrap();
-    let mut commits = Vec::new();
-    for _ in 0..16 {
-        let record = object(&store, "v", "k", b"body").await;
-        let store = store.clone();
-        commits.push(tokio::spawn(async move { store.commit_object("v", record).await }));
-    }
-    for commit in commits {
-        commit.await.unwrap().expect("every version commits");
+    let (dir, store) =
+        store_with(BucketRecord { versioning: Some(obs::model::Versioning::Enabled), ..bucket("v") }).await;
+    for outcome in commit_at_once(&store, "v", 16, WriteCondition::None).await {
+        outcome.expect("every version commits");
     }
     let ids = |store: &Store| -> Vec<Option<Box<str>>> {
         let page = store.list_versions("v", "", None, 100).expect("the bucket lists");
@@ -334,7 +335,7 @@ async fn versions_committed_at_once_are_all_kept_in_order() {
     };
     let before = ids(&store);
     assert_eq!(before.len(), 16);
-    assert_eq!(files(&root.join("meta")).len(), 16);
+    assert_eq!(files(&dir.path().join("meta")).len(), 16);
     drop(store);
-    assert_eq!(ids(&Store::local(root).await.unwrap()), before);
+    assert_eq!(ids(&Store::local(dir.path()).await.unwrap()), before);
 }
