@@ -387,6 +387,7 @@ pub(crate) fn clock_json(kms: &Kms) -> serde_json::Value {
         "now": kms.clock.now(),
         "now_rfc3339": shared::time::format_rfc3339_millis(kms.clock.now_millis()),
         "offset_seconds": kms.clock.offset(),
+        "frozen": kms.clock.is_frozen(),
     })
 }
 
@@ -402,7 +403,7 @@ struct Advance {
 
 /// Advances the clock, then runs the key sweep (deletions due, rotations due) before answering,
 /// so a test sees the effects as soon as the call returns. The clock never goes back (keys would
-/// see time run backwards) nor further than `kms::clock::MAX_OFFSET_SECS` ahead.
+/// see time run backwards) nor further than `shared::clock::MAX_OFFSET_SECS` ahead.
 async fn advance_clock(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
     let Ok(advance) = serde_json::from_slice::<Advance>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "expected {\"advance_seconds\": N} or {\"advance_days\": N}");

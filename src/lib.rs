@@ -360,7 +360,9 @@ impl StackBuilder {
         let obs = Arc::new(
             obs::Obs::new(objects, keys.clone(), sse_s3).with_identities(key_identities).with_entropy(entropy.clone()),
         );
-        let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region).with_faults(kms.faults.clone());
+        let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region)
+            .with_faults(kms.faults.clone())
+            .with_clock(kms.clock.clone());
         let evs = Arc::new(
             Evs::open(self.data_dir.as_deref(), snapshot_store, snapshot_root, keys)
                 .await
@@ -368,6 +370,7 @@ impl StackBuilder {
         );
         evs.use_faults(kms.faults.clone());
         evs.use_entropy(entropy.clone());
+        evs.use_clock(kms.clock.clone());
         Ok(Opened { kms, identities, verifier, obs, s3, evs, entropy })
     }
 

@@ -1,6 +1,7 @@
 //! Deterministic runs (`--deterministic SEED`): the same scripted calls against two fresh stacks of one seed get
-//! byte-identical responses (head and body, but for the documented timing fields), another seed gets other ones,
-//! a reset replays the same answers, and a data dir made without the seed is refused.
+//! byte-identical responses (head and body, but for the wall-clock `Date` header: resources carry the frozen
+//! simulated clock's times), another seed gets other ones, a reset replays the same answers, and a data dir made
+//! without the seed is refused.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,47 +12,18 @@ use crate::common::{RawResponse, evs_raw as evs, kms_raw, private_dir, raw_reque
 
 const PROJECT: &str = "00000000000000000000000000000000";
 
-/// The response headers that carry the time of the answer (docs/testing.md, "Deterministic runs").
-const TIMING_HEADERS: [&str; 2] = ["date", "last-modified"];
+/// The one response header that is not the simulated clock's: `Date`, the wall-clock time of the answer (SDKs
+/// correct their clock skew by it; docs/testing.md, "Deterministic runs").
+const WALL_CLOCK_HEADER: &str = "date";
 
-/// The body fields that carry a time (docs/testing.md, "Deterministic runs").
-const TIMING_FIELDS: [&str; 4] = ["CreationDate", "created_at", "updated_at", "ValidTo"];
-
-/// One response as compared: status line and headers without the timing headers, then the body with its timing
-/// fields replaced.
+/// One response as compared: status line, headers but `Date`, and body, byte for byte.
 fn normalized(response: &RawResponse) -> String {
     let head: Vec<&str> = response
         .head
         .lines()
-        .filter(|line| {
-            let name = line.split(':').next().unwrap_or_default().to_ascii_lowercase();
-            !TIMING_HEADERS.contains(&name.as_str())
-        })
+        .filter(|line| !line.split(':').next().unwrap_or_default().eq_ignore_ascii_case(WALL_CLOCK_HEADER))
         .collect();
-    let body = match serde_json::from_str::<Value>(&response.body) {
-        Ok(mut value) => {
-            mask_timing(&mut value);
-            value.to_string()
-        }
-        Err(_) => response.body.clone(),
-    };
-    format!("{}\n\n{body}", head.join("\n"))
-}
-
-fn mask_timing(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, field) in map.iter_mut() {
-                if TIMING_FIELDS.contains(&key.as_str()) {
-                    *field = Value::from("<time>");
-                } else {
-                    mask_timing(field);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(mask_timing),
-        _ => {}
-    }
+    format!("{}\n\n{}", head.join("\n"), response.body)
 }
 
 /// Records the script's responses.
@@ -126,7 +98,19 @@ fn script(addr: SocketAddr) -> Vec<String> {
     t.kms("GetPublicKey", json!({"KeyId": rsa_id}));
     t.kms("GetPublicKey", json!({"KeyId": ecc_id}));
     let message = "c2lnbiBtZQ==";
-    t.kms("Sign", json!({"KeyId": rsa_id, "Message": message, "SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"}));
+    for algorithm in ["RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_512"] {
+        t.kms("Sign", json!({"KeyId": rsa_id, "Message": message, "SigningAlgorithm": algorithm}));
+    }
+    t.kms("Sign", json!({"KeyId": ecc_id, "Message": message, "SigningAlgorithm": "ECDSA_SHA_256"}));
+    let digest = "Xd/81x5QNKXw3pdWCvhoA2H4aS7Yd9F8hxlfyUtUVwg="; // SHA-256 of "sign me"
+    t.kms(
+        "Sign",
+        json!({"KeyId": ecc_id, "Message": digest, "MessageType": "DIGEST", "SigningAlgorithm": "ECDSA_SHA_256"}),
+    );
+    let oaep = t.kms("CreateKey", json!({"KeySpec": "RSA_2048", "KeyUsage": "ENCRYPT_DECRYPT"}));
+    let oaep_id = oaep["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    t.kms("Encrypt", json!({"KeyId": oaep_id, "Plaintext": "aGVsbG8=", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}));
+    t.kms("ScheduleKeyDeletion", json!({"KeyId": oaep_id, "PendingWindowInDays": 7}));
     t.kms("GenerateMac", json!({"KeyId": hmac_id, "Message": message, "MacAlgorithm": "HMAC_SHA_256"}));
     // The OTC dialect: its own request ids, the same key store.
     let otc = format!("/v1.0/{PROJECT}/kms");
@@ -145,6 +129,8 @@ fn script(addr: SocketAddr) -> Vec<String> {
         "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
     );
     t.s3("POST", "/det-bucket/multi", &format!("uploadId={upload_id}"), &[], complete.as_bytes());
+    t.s3("GET", "/det-bucket", "list-type=2", &[], b"");
+    t.s3("GET", "/", "", &[], b"");
 
     let volume = json!({"volume": {
         "size": 10, "volume_type": "SSD", "availability_zone": "az1", "name": "deterministic",
@@ -202,6 +188,10 @@ async fn same_seed_same_answers_other_seed_other_answers_and_reset_replays() {
     assert!(same.is_empty(), "the same under another seed: {same:?}");
     // The answers really carry the seeded values: the key ids are the same in both runs.
     assert!(a1[0].contains("\"KeyId\"") && a1[0] == a2[0]);
+    // And the frozen clock's time: 2026-01-01T00:00:00Z until a test advances it.
+    assert!(a1[0].contains("\"CreationDate\":1767225600"), "{}", a1[0]);
+    let listing = a1.iter().find(|r| r.starts_with("== S3 GET /det-bucket?list-type=2")).unwrap();
+    assert!(listing.contains("<LastModified>2026-01-01T00:00:00.000Z</LastModified>"), "{listing}");
     // A reset starts every stream again: replaying the script gives the same transcript.
     reset(&first);
     let replay = tokio::task::spawn_blocking({

@@ -20,7 +20,7 @@ const CORES: &[Source] = sources![
     "kms/src/store.rs",
     "kms/src/blob.rs",
     "kms/src/material.rs",
-    "kms/src/clock.rs",
+    "shared/src/clock.rs",
     "kms/src/error.rs",
     "kms/src/audit.rs",
     "kms/src/in_process.rs",

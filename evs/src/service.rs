@@ -24,9 +24,9 @@ use faults::{Call as FaultCall, Faults, Fired, Service};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
-use shared::Caller;
 use shared::entropy::{Entropy, Purpose};
 use shared::key_service::{DataKey, EncryptionContext, KeyService, KeyServiceError};
+use shared::{Caller, Clock};
 use zeroize::Zeroizing;
 
 use crate::device::VolumeDevice;
@@ -196,6 +196,9 @@ pub struct Evs {
     /// Where volume, snapshot, job and attachment ids, request ids and LUKS keys come from: the stack's once plugged
     /// in ([`Evs::use_entropy`]), else the OS.
     entropy: OnceLock<Arc<Entropy>>,
+    /// What volumes, snapshots, attachments and jobs are stamped by: the stack's simulated clock once plugged in
+    /// ([`Evs::use_clock`]), else the wall clock.
+    clock: OnceLock<Arc<Clock>>,
 }
 
 /// An admitted operation (and its job, which takes it over): a read guard of [`Evs::gate`] and its entry in
@@ -218,8 +221,24 @@ impl std::fmt::Debug for Evs {
     }
 }
 
-fn now_millis() -> i64 {
-    shared::time::now_unix_millis()
+/// Keeps `jobs` below `max` before one more is added. Jobs are kept for an hour after they end, as the real service
+/// forgets them too; when more than `max` ended within the hour (or the clock stands still, `--deterministic`), the
+/// ones that ended first go. Running jobs stay: each holds a volume operation, which volumes bound.
+fn make_room_for_a_job(jobs: &mut HashMap<String, Job>, now_millis: i64, max: usize) {
+    if jobs.len() < max {
+        return;
+    }
+    let cutoff = now_millis.saturating_sub(JOB_RETENTION_MILLIS);
+    jobs.retain(|_, j| j.end_time == 0 || j.end_time > cutoff);
+    let excess = (jobs.len() + 1).saturating_sub(max);
+    if excess > 0 {
+        let mut ended: Vec<(i64, String)> =
+            jobs.iter().filter(|(_, j)| j.end_time != 0).map(|(id, j)| (j.end_time, id.clone())).collect();
+        ended.sort_unstable();
+        for (_, id) in ended.into_iter().take(excess) {
+            jobs.remove(&id);
+        }
+    }
 }
 
 fn new_id() -> String {
@@ -294,6 +313,7 @@ impl Evs {
             admitted: AtomicU64::new(0),
             faults: OnceLock::new(),
             entropy: OnceLock::new(),
+            clock: OnceLock::new(),
         };
         evs.load().await?;
         Ok(evs)
@@ -482,7 +502,7 @@ impl Evs {
             return Err(EvsError::VolumeBeingDeleted { id: id.to_owned() });
         }
         change(&mut record);
-        record.updated_at = now_millis();
+        record.updated_at = self.now_millis();
         if let Err(e) = self.save_volume(&record).await {
             // The durable record is as it was. A volume in a passing status (the job that moved it there is
             // failing to record its end) does not stay in it until a restart: it is in use again if it is
@@ -517,6 +537,17 @@ impl Evs {
         self.entropy.get_or_init(|| Arc::new(Entropy::os())).clone()
     }
 
+    /// Stamps volumes, snapshots, attachments and jobs by `clock` (the stack's simulated clock, shared with the
+    /// KMS) from now on. Plugged in once; `false` if a clock was already in use.
+    pub fn use_clock(&self, clock: Arc<Clock>) -> bool {
+        self.clock.set(clock).is_ok()
+    }
+
+    /// The simulated time in Unix milliseconds.
+    fn now_millis(&self) -> i64 {
+        self.clock.get_or_init(|| Arc::new(Clock::wall())).now_millis()
+    }
+
     /// A fresh volume, snapshot or attachment id (a UUID).
     fn new_id(&self) -> String {
         self.entropy().uuid(Purpose::VolumeId).to_string()
@@ -547,16 +578,13 @@ impl Evs {
             volume_id: volume_id.map(str::to_owned),
             volume_ids: volume_id.iter().map(|v| v.to_string()).collect(),
             server_id: server_id.map(str::to_owned),
-            begin_time: now_millis(),
+            begin_time: self.now_millis(),
             end_time: 0,
             failure: None,
         };
+        let now = self.now_millis();
         let mut state = self.state();
-        // Jobs are kept for an hour after they end, as the real service forgets them too.
-        if state.jobs.len() >= MAX_JOBS {
-            let cutoff = now_millis() - JOB_RETENTION_MILLIS;
-            state.jobs.retain(|_, j| j.end_time == 0 || j.end_time > cutoff);
-        }
+        make_room_for_a_job(&mut state.jobs, now, MAX_JOBS);
         state.jobs.insert(job.id.clone(), job.clone());
         job
     }
@@ -565,7 +593,7 @@ impl Evs {
         if let Some(job) = self.state().jobs.get_mut(id) {
             job.status = status;
             if matches!(status, JobStatus::Success | JobStatus::Fail) {
-                job.end_time = now_millis();
+                job.end_time = self.now_millis();
             }
             if let Some(e) = error {
                 job.failure = Some(e.clone());
@@ -744,7 +772,7 @@ impl Evs {
                 return Err(EvsError::InvalidEncryption);
             }
         };
-        let now = now_millis();
+        let now = self.now_millis();
         let mut records = Vec::new();
         for n in 0..input.count {
             let name = if input.count > 1 { format!("{}-{:04}", input.name, n + 1) } else { input.name.clone() };
@@ -1198,7 +1226,7 @@ impl Evs {
                         attachment_id: evs.new_id(),
                         server_id,
                         device: device.unwrap_or_else(|| "/dev/vdb".to_owned()),
-                        attached_at: now_millis(),
+                        attached_at: evs.now_millis(),
                     };
                     // Durably in-use first, then exported: a crash in between re-opens the volume at start.
                     evs.update_volume_record(&volume_id, |v| {
@@ -1356,7 +1384,7 @@ impl Evs {
             if state.snapshots.values().any(|s| s.volume_id == volume_id && s.status == SnapshotStatus::Creating) {
                 return Err(EvsError::SnapshotInProgress { volume_id: volume_id.to_owned() });
             }
-            let now = now_millis();
+            let now = self.now_millis();
             let record = SnapshotRecord {
                 format: RECORD_FORMAT,
                 id: self.new_id(),
@@ -1392,7 +1420,7 @@ impl Evs {
             let _writing = evs.record_writes.lock().await;
             let Some(mut taken) = evs.state().snapshots.get(&id).cloned() else { return };
             taken.status = status;
-            taken.updated_at = now_millis();
+            taken.updated_at = evs.now_millis();
             if let Err(e) = evs.save_snapshot(&taken).await {
                 tracing::error!(snapshot = %id, error = %e, "recording a snapshot failed");
                 taken.status = SnapshotStatus::Error;
@@ -1430,7 +1458,7 @@ impl Evs {
         if let Some(description) = description {
             record.description = description;
         }
-        record.updated_at = now_millis();
+        record.updated_at = self.now_millis();
         let mut durable = record.clone();
         if durable.status == SnapshotStatus::Rollbacking {
             durable.status = SnapshotStatus::Available;
@@ -1920,5 +1948,46 @@ fn remove_if_exists(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, end_time: i64) -> (String, Job) {
+        let status = if end_time == 0 { JobStatus::Running } else { JobStatus::Success };
+        let job = Job {
+            id: id.to_owned(),
+            project_id: "p".to_owned(),
+            job_type: "createVolume".to_owned(),
+            status,
+            volume_id: None,
+            volume_ids: Vec::new(),
+            server_id: None,
+            begin_time: 0,
+            end_time,
+            failure: None,
+        };
+        (id.to_owned(), job)
+    }
+
+    #[test]
+    fn jobs_stay_below_the_bound_even_when_all_ended_within_the_hour() {
+        let now = 10 * JOB_RETENTION_MILLIS;
+        // Full of jobs that ended just now (a frozen clock): the earliest ended go, running ones stay.
+        let mut jobs: HashMap<String, Job> =
+            [job("running", 0), job("a", now - 3), job("b", now - 2), job("c", now - 1)].into_iter().collect();
+        make_room_for_a_job(&mut jobs, now, 3);
+        let mut left: Vec<&str> = jobs.keys().map(String::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["c", "running"]);
+        // Jobs that ended over an hour ago go first, and only as many as needed.
+        let mut jobs: HashMap<String, Job> =
+            [job("old", now - JOB_RETENTION_MILLIS - 1), job("new", now - 1)].into_iter().collect();
+        make_room_for_a_job(&mut jobs, now, 2);
+        assert_eq!(jobs.keys().collect::<Vec<_>>(), ["new"]);
+        make_room_for_a_job(&mut jobs, now, 5);
+        assert_eq!(jobs.len(), 1, "below the bound nothing goes");
     }
 }

@@ -5,6 +5,11 @@
 //! RUSTSEC-2023-0071 (Marvin), while AWS-LC's are constant-time; AWS-LC also has every curve KMS offers (P-256,
 //! P-384, P-521, secp256k1), signing of precomputed digests, and static ECDH. AWS-LC clears private key bignums when
 //! a key is freed; the PKCS #8 bytes kmsim holds are in [`KeyMaterial`], zeroized on drop.
+//!
+//! Under `--deterministic`, what AWS-LC would draw from its own generator (ECDSA nonces, RSA-PSS salts, RSA-OAEP
+//! seeds) comes from the seeded stream instead, through RustCrypto ([`seeded`]).
+
+mod seeded;
 
 use std::sync::OnceLock;
 
@@ -62,6 +67,8 @@ pub enum VersionKey {
     },
     /// An ECDSA key.
     Ecdsa {
+        /// The curve.
+        spec: KeySpec,
         /// The key pair.
         pair: EcdsaKeyPair,
         /// DER SubjectPublicKeyInfo.
@@ -291,7 +298,7 @@ impl VersionKey {
                 let spki = der(pair.public_key())?;
                 let verifier = ParsedPublicKey::new(ecdsa_verification(algorithm), pair.public_key().as_ref())
                     .map_err(|_| internal("an EC public key"))?;
-                Ok(VersionKey::Ecdsa { pair, spki, verifier })
+                Ok(VersionKey::Ecdsa { spec, pair, spki, verifier })
             }
         }
     }
@@ -315,14 +322,25 @@ impl VersionKey {
         }
     }
 
-    /// Signs; the caller has checked that `algorithm` belongs to the key and the input's length.
-    pub fn sign(&self, algorithm: SigningAlgorithm, input: SignInput<'_>) -> Result<Vec<u8>> {
+    /// Signs; the caller has checked that `algorithm` belongs to the key and the input's length. From a seed, ECDSA
+    /// and RSA-PSS draw their randomness from `entropy` ([`seeded`]).
+    pub fn sign(&self, algorithm: SigningAlgorithm, input: SignInput<'_>, entropy: &Entropy) -> Result<Vec<u8>> {
         let failed = || internal("signing failed");
         let digest = || {
             digest::Digest::import_less_safe(input.bytes, lc_digest(algorithm.digest()))
                 .map_err(|_| internal("digest length"))
         };
+        // What a seeded signature signs: the given digest, or the message's.
+        let hashed = || match input.message_type {
+            MessageType::Raw => Ok(digest::digest(lc_digest(algorithm.digest()), input.bytes)),
+            MessageType::Digest => digest(),
+        };
         match self {
+            VersionKey::RsaSign { pair, .. } if entropy.is_deterministic() && algorithm.is_pss() => {
+                let (pkcs8, hashed) = (pair.as_der().map_err(|_| internal("encoding an RSA key"))?, hashed()?);
+                let mut rng = entropy.rng(Purpose::Signature);
+                seeded::pss_sign(pkcs8.as_ref(), algorithm.digest(), hashed.as_ref(), &mut rng)
+            }
             VersionKey::RsaSign { pair, .. } => {
                 let encoding = rsa_encoding(algorithm).ok_or_else(failed)?;
                 let mut signature = vec![0u8; pair.public_modulus_len()];
@@ -335,6 +353,11 @@ impl VersionKey {
                     }
                 }
                 Ok(signature)
+            }
+            VersionKey::Ecdsa { spec, pair, .. } if entropy.is_deterministic() => {
+                let (pkcs8, hashed) = (pair.to_pkcs8v1().map_err(|_| internal("encoding an EC key"))?, hashed()?);
+                let mut rng = entropy.rng(Purpose::Signature);
+                seeded::ecdsa_sign(*spec, pkcs8.as_ref(), hashed.as_ref(), &mut rng)
             }
             VersionKey::Ecdsa { pair, .. } => {
                 let signature = match input.message_type {
@@ -374,11 +397,15 @@ impl VersionKey {
         }
     }
 
-    /// RSA OAEP encryption; the caller has checked the plaintext's length.
-    pub fn rsa_encrypt(&self, algorithm: EncryptionAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let (VersionKey::RsaEncrypt { public, .. }, Some(oaep)) = (self, oaep(algorithm)) else {
+    /// RSA OAEP encryption; the caller has checked the plaintext's length. From a seed, the OAEP seed comes from
+    /// `entropy` ([`seeded`]).
+    pub fn rsa_encrypt(&self, algorithm: EncryptionAlgorithm, plaintext: &[u8], entropy: &Entropy) -> Result<Vec<u8>> {
+        let (VersionKey::RsaEncrypt { public, spki, .. }, Some(oaep)) = (self, oaep(algorithm)) else {
             return Err(internal("not an RSA encryption key"));
         };
+        if entropy.is_deterministic() {
+            return seeded::oaep_encrypt(spki, algorithm, plaintext, &mut entropy.rng(Purpose::Signature));
+        }
         let mut out = vec![0u8; public.ciphertext_size()];
         let len = public.encrypt(oaep, plaintext, &mut out, None).map_err(|_| internal("RSA encryption failed"))?.len();
         out.truncate(len);
@@ -489,7 +516,7 @@ mod tests {
             for &algorithm in spec.signing_algorithms(KeyUsage::SignVerify) {
                 let message = b"kmsim signs this";
                 let raw = SignInput { bytes: message, message_type: MessageType::Raw };
-                let signature = key.sign(algorithm, raw).unwrap();
+                let signature = key.sign(algorithm, raw, &Entropy::os()).unwrap();
                 assert!(key.verify(algorithm, raw, &signature).unwrap(), "{spec:?} {algorithm:?}");
                 let hashed = digest::digest(lc_digest(algorithm.digest()), message);
                 let digest = SignInput { bytes: hashed.as_ref(), message_type: MessageType::Digest };
@@ -517,7 +544,7 @@ mod tests {
             let key = VersionKey::new(spec, KeyUsage::SignVerify, &material).unwrap();
             let algorithm = spec.signing_algorithms(KeyUsage::SignVerify)[0];
             let raw = SignInput { bytes: b"m", message_type: MessageType::Raw };
-            assert!(key.verify(algorithm, raw, &key.sign(algorithm, raw).unwrap()).unwrap(), "{spec:?}");
+            assert!(key.verify(algorithm, raw, &key.sign(algorithm, raw, &a).unwrap()).unwrap(), "{spec:?}");
         }
         // The next draw is another key.
         let next = generate(KeySpec::EccNistP256, &a, Purpose::KeyMaterial).unwrap();
@@ -525,6 +552,56 @@ mod tests {
             next.bytes(),
             generate(KeySpec::EccNistP256, &Entropy::deterministic(b"s"), Purpose::KeyMaterial).unwrap().bytes()
         );
+    }
+
+    /// From a seed, the randomized operations repeat per seed and call, differ from call to call (as AWS-LC's do)
+    /// and between seeds, and verify or decrypt through AWS-LC: raw messages and digests, every curve and PSS hash.
+    #[test]
+    fn seeded_signatures_and_oaep_repeat_per_seed_and_verify() {
+        let seeds = || (Entropy::deterministic(b"s"), Entropy::deterministic(b"s"), Entropy::deterministic(b"t"));
+        let (a, b, c) = seeds();
+        for spec in
+            [KeySpec::Rsa2048, KeySpec::EccNistP256, KeySpec::EccNistP384, KeySpec::EccNistP521, KeySpec::EccSecgP256k1]
+        {
+            let material = generate(spec, &a, Purpose::KeyMaterial).unwrap();
+            let key = VersionKey::new(spec, KeyUsage::SignVerify, &material).unwrap();
+            for &algorithm in spec.signing_algorithms(KeyUsage::SignVerify) {
+                let message = b"kmsim signs this";
+                let hashed = digest::digest(lc_digest(algorithm.digest()), message);
+                for input in [
+                    SignInput { bytes: message, message_type: MessageType::Raw },
+                    SignInput { bytes: hashed.as_ref(), message_type: MessageType::Digest },
+                ] {
+                    let (first, again) =
+                        (key.sign(algorithm, input, &a).unwrap(), key.sign(algorithm, input, &b).unwrap());
+                    assert_eq!(first, again, "{spec:?} {algorithm:?}: one seed, one answer");
+                    assert!(key.verify(algorithm, input, &first).unwrap(), "{spec:?} {algorithm:?}");
+                    let raw = SignInput { bytes: message, message_type: MessageType::Raw };
+                    assert!(key.verify(algorithm, raw, &first).unwrap(), "{spec:?} {algorithm:?} signs the digest");
+                    let randomized = !matches!(
+                        algorithm,
+                        SigningAlgorithm::RsassaPkcs1V15Sha256
+                            | SigningAlgorithm::RsassaPkcs1V15Sha384
+                            | SigningAlgorithm::RsassaPkcs1V15Sha512
+                    );
+                    let next = key.sign(algorithm, input, &a).unwrap();
+                    assert_eq!(next != first, randomized, "{spec:?} {algorithm:?}: the next call draws again");
+                    assert_eq!(key.sign(algorithm, input, &c).unwrap() != first, randomized, "another seed");
+                    let _ = key.sign(algorithm, input, &b);
+                }
+            }
+        }
+        let (a, b, c) = seeds();
+        let material = generate(KeySpec::Rsa2048, &a, Purpose::KeyMaterial).unwrap();
+        let key = VersionKey::new(KeySpec::Rsa2048, KeyUsage::EncryptDecrypt, &material).unwrap();
+        for algorithm in [EncryptionAlgorithm::RsaesOaepSha1, EncryptionAlgorithm::RsaesOaepSha256] {
+            let limit = key.max_plaintext(algorithm).unwrap();
+            let plaintext = vec![7u8; limit];
+            let first = key.rsa_encrypt(algorithm, &plaintext, &a).unwrap();
+            assert_eq!(first, key.rsa_encrypt(algorithm, &plaintext, &b).unwrap(), "{algorithm:?}");
+            assert_ne!(first, key.rsa_encrypt(algorithm, &plaintext, &c).unwrap(), "{algorithm:?}");
+            assert_eq!(key.rsa_decrypt(algorithm, &first).unwrap().as_slice(), plaintext, "{algorithm:?}");
+        }
     }
 
     #[test]
@@ -540,10 +617,10 @@ mod tests {
         {
             assert_eq!(key.max_plaintext(algorithm), Some(limit));
             let plaintext = vec![7u8; limit];
-            let ciphertext = key.rsa_encrypt(algorithm, &plaintext).unwrap();
+            let ciphertext = key.rsa_encrypt(algorithm, &plaintext, &Entropy::os()).unwrap();
             assert_eq!(key.rsa_decrypt(algorithm, &ciphertext).unwrap().as_slice(), plaintext);
         }
-        let ciphertext = key.rsa_encrypt(EncryptionAlgorithm::RsaesOaepSha1, b"x").unwrap();
+        let ciphertext = key.rsa_encrypt(EncryptionAlgorithm::RsaesOaepSha1, b"x", &Entropy::os()).unwrap();
         assert!(key.rsa_decrypt(EncryptionAlgorithm::RsaesOaepSha256, &ciphertext).is_none());
     }
 

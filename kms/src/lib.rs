@@ -12,13 +12,13 @@
 //!   [`blocking`] runs mutations and RSA key generations off the async workers.
 //! - [`in_process`] is the `shared::KeyService` the storage services use in-process.
 //! - [`audit`] records every call (bounded on disk and in memory by [`audit::AuditOptions`], its
-//!   state in [`audit::AuditHealth`]); [`clock`] is the simulated clock tests can advance.
+//!   state in [`audit::AuditHealth`]). Resources are stamped by `Kms::clock`, the stack's simulated
+//!   `shared::Clock`.
 
 pub mod audit;
 pub mod aws;
 pub mod blob;
 pub mod blocking;
-pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod in_process;

@@ -12,12 +12,11 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 use shared::entropy::{Entropy, Purpose};
 use shared::identity::{AccountWide, Identities};
-use shared::{Caller, RequestContext};
+use shared::{Caller, Clock, RequestContext};
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditLog, AuditOptions};
 use crate::blob::{self, EncryptionContext};
-use crate::clock::Clock;
 use crate::crypto::{self, VersionKey};
 use crate::error::{Error, Result};
 use crate::material::{KeyMaterial, MasterKey};
@@ -368,7 +367,12 @@ impl Kms {
         check_master_key(&store, &master)?;
         let audit =
             AuditLog::new(audit_path, audit).map_err(|e| Error::Internal(format!("opening the audit log: {e}")))?;
-        let clock = Arc::new(Clock::default());
+        // A deterministic stack's clock stands still (at `DETERMINISTIC_START`) until a test advances it.
+        let clock = Arc::new(if entropy.is_deterministic() {
+            Clock::frozen(shared::clock::DETERMINISTIC_START)
+        } else {
+            Clock::wall()
+        });
         let faults = {
             let clock = clock.clone();
             Arc::new(Faults::new(Arc::new(move || clock.now_millis())).with_entropy(entropy.clone()))
@@ -530,7 +534,7 @@ impl Kms {
     }
 
     /// Forgets every key, alias and audit event (in memory and the audit files: rotated files
-    /// removed, the current one truncated), returns the clock to wall time, and seeds again.
+    /// removed, the current one truncated), undoes the clock's advances, and seeds again.
     pub fn reset(&self) -> Result<()> {
         {
             let _writer = self.lock_writer();
@@ -1110,7 +1114,7 @@ impl Kms {
                 live.record.spec.as_str()
             )));
         }
-        key.rsa_encrypt(algorithm, plaintext)
+        key.rsa_encrypt(algorithm, plaintext, &self.entropy)
     }
 
     fn seal(&self, live: &LiveKey, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>> {

@@ -343,6 +343,12 @@ impl SigningAlgorithm {
             RsassaPssSha512 | RsassaPkcs1V15Sha512 | EcdsaSha512 => Digest::Sha512,
         }
     }
+
+    /// Whether the algorithm is RSASSA-PSS (randomized by its salt).
+    pub fn is_pss(self) -> bool {
+        use SigningAlgorithm::*;
+        matches!(self, RsassaPssSha256 | RsassaPssSha384 | RsassaPssSha512)
+    }
 }
 
 impl MacAlgorithm {

@@ -25,7 +25,7 @@ use faults::quotas::S3Class;
 use faults::{Call as FaultCall, Faults, Fired, Service};
 use futures::StreamExt;
 use percent_encoding::percent_decode_str;
-use shared::{Api, Caller, Peer, RequestContext};
+use shared::{Api, Caller, Clock, Peer, RequestContext};
 
 use crate::access;
 use crate::acl::{ObjectOwnership, PublicAccessBlock};
@@ -89,15 +89,11 @@ pub struct S3Api {
     known_users: Arc<acl::KnownUsers>,
     /// The region buckets are created in when the request names none.
     region: String,
-    /// Milliseconds since the epoch, for object dates (the KMS clock, so tests agree on time).
-    now_millis: fn() -> i64,
+    /// What object, upload and bucket dates are stamped by: the stack's simulated clock (signature and POST policy
+    /// expiry keep wall-clock time, as the client's clock made them).
+    clock: Arc<Clock>,
     /// The fault rules in force (`/_sim/faults`).
     faults: Arc<Faults>,
-}
-
-/// Wall-clock milliseconds since the epoch.
-pub fn wall_clock_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// The source of a copy: its record, its plaintext, and the `x-amz-copy-source-version-id` to
@@ -198,7 +194,14 @@ impl S3Api {
     pub fn new(obs: Arc<Obs>, verifier: Arc<Verifier>, region: &str) -> Self {
         let known_users = Arc::new(acl::KnownUsers::of(verifier.accounts()));
         let faults = Arc::new(Faults::wall_clock());
-        S3Api { obs, verifier, known_users, region: region.to_owned(), now_millis: wall_clock_millis, faults }
+        let clock = Arc::new(Clock::wall());
+        S3Api { obs, verifier, known_users, region: region.to_owned(), clock, faults }
+    }
+
+    /// Stamps objects, uploads and buckets by `clock` (the stack's, shared with the KMS) instead of the wall clock.
+    pub fn with_clock(mut self, clock: Arc<Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Takes its fault rules from `faults` (the stack's, shared with the KMS) instead of a set of its own.
@@ -405,7 +408,7 @@ impl S3Api {
             None => (access::anonymous_caller(&self.region), None),
         };
         dialect::check_headers(&parts.headers, family)?;
-        let now = (self.now_millis)();
+        let now = self.clock.now_millis();
         let method = parts.method.clone();
         let mut headers = parts.headers;
         for (name, value) in &query_headers {

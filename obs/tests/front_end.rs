@@ -9,10 +9,10 @@ use auth::accounts::{Accounts, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY}
 use auth::sigv4::{self, SigningParams, UriEncoding};
 use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode};
+use obs::S3Api;
 use obs::service::Obs;
 use obs::sse_s3::SseS3Key;
 use obs::store::Store;
-use obs::{S3Api, http::wall_clock_millis};
 use shared::Caller;
 use shared::caller::DEFAULT_REGION;
 use shared::key_service::{BoxFuture, DataKey, EncryptionContext, KeyService, KeyServiceError};
@@ -106,7 +106,7 @@ async fn send(api: &S3Api, method: &str, path_and_query: &str, extra: &[(&'stati
         secret_access_key: DEFAULT_SECRET_ACCESS_KEY,
         region: DEFAULT_REGION,
         service: "s3",
-        time: wall_clock_millis() / 1000,
+        time: shared::time::now_unix(),
     };
     sigv4::sign(method, path, query, &mut headers, &payload_hash, UriEncoding::Single, &params).unwrap();
     let mut request = Request::builder().method(method.parse::<Method>().unwrap()).uri(path_and_query);

@@ -54,11 +54,13 @@ pub enum Purpose {
     Admin,
     /// Fault rules' `probability` triggers and latency ranges.
     Fault,
+    /// What the randomized KMS operations add: ECDSA nonces' extra input, RSA-PSS salts, RSA-OAEP seeds.
+    Signature,
 }
 
 impl Purpose {
     /// Every purpose, in the order of their counters.
-    pub const ALL: [Purpose; 15] = [
+    pub const ALL: [Purpose; 16] = [
         Purpose::KeyId,
         Purpose::Grant,
         Purpose::KeyMaterial,
@@ -74,6 +76,7 @@ impl Purpose {
         Purpose::IamSecret,
         Purpose::Admin,
         Purpose::Fault,
+        Purpose::Signature,
     ];
 
     /// The domain-separation label (part of the generator: changing it changes the answers).
@@ -94,6 +97,7 @@ impl Purpose {
             Purpose::IamSecret => "iam.secret",
             Purpose::Admin => "admin",
             Purpose::Fault => "faults",
+            Purpose::Signature => "kms.signature",
         }
     }
 

@@ -1,6 +1,8 @@
 //! What kmsim's services truly share: who is calling, how the storage services reach the KMS, key files and
 //! time. Request signing and the credentials lookup live in the `auth` crate, which depends on this one.
 //!
+//! - [`clock`]: the simulated [`Clock`] resources are stamped by (wall time plus what tests advance, or frozen
+//!   under `--deterministic`).
 //! - [`caller`]: the [`Caller`] of a request (account, region, access key, principal) and the account, domain
 //!   and project ids of the two dialects.
 //! - [`context`]: the [`RequestContext`] a front end builds once per request (caller, peer, API, operation,
@@ -13,6 +15,7 @@
 //! - [`time`]: the few calendar conversions the wire formats need.
 
 pub mod caller;
+pub mod clock;
 pub mod context;
 pub mod entropy;
 pub mod identity;
@@ -21,6 +24,7 @@ pub mod secret_file;
 pub mod time;
 
 pub use caller::Caller;
+pub use clock::Clock;
 pub use context::{Api, Peer, RequestContext};
 pub use entropy::{Entropy, Purpose};
 pub use key_service::KeyService;

@@ -1,11 +1,13 @@
 """Deterministic runs through boto3: two `kmsim --port 0 --in-memory --deterministic SEED` processes answer the same
-script with the same key ids, key material, data keys, ciphertexts, random bytes, grants, signatures, MACs, request
-ids and upload ids; another seed answers otherwise; a reset replays the same answers; the startup line says the
-mode is for tests only; a data dir made without the seed is refused."""
+script with the same key ids, key material, data keys, ciphertexts (RSA-OAEP too), random bytes, grants, signatures
+(ECDSA and RSA-PSS too), MACs, request ids, upload ids and times (the frozen simulated clock); another seed answers
+otherwise; a reset replays the same answers; the startup line says the mode is for tests only; a data dir made
+without the seed is refused."""
 
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from conftest import KMSIM_BIN, make_kms_client, make_s3_client
 
 
 def script(endpoint: str) -> list[Any]:
-    """Runs the same calls and returns every answer's values, request ids included (timestamps left out)."""
+    """Runs the same calls and returns every answer's values, request ids and times included."""
     kms, s3 = make_kms_client(endpoint), make_s3_client(endpoint)
     out: list[Any] = []
 
@@ -22,7 +24,6 @@ def script(endpoint: str) -> list[Any]:
         return response
 
     key = keep(kms.create_key(Description="det"), "KeyMetadata")["KeyMetadata"]
-    key["CreationDate"] = None  # timing: documented as not deterministic
     rsa = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
     ecc = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
     mac = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
@@ -35,7 +36,12 @@ def script(endpoint: str) -> list[Any]:
                           Operations=["Decrypt"]), "GrantId", "GrantToken")
     keep(kms.get_public_key(KeyId=rsa), "PublicKey")
     keep(kms.get_public_key(KeyId=ecc), "PublicKey")
-    keep(kms.sign(KeyId=rsa, Message=b"m", SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256"), "Signature")
+    for algorithm in ("RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PSS_SHA_256"):
+        keep(kms.sign(KeyId=rsa, Message=b"m", SigningAlgorithm=algorithm), "Signature")
+    keep(kms.sign(KeyId=ecc, Message=b"m", SigningAlgorithm="ECDSA_SHA_256"), "Signature")
+    oaep = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+    keep(kms.encrypt(KeyId=oaep, Plaintext=b"hi", EncryptionAlgorithm="RSAES_OAEP_SHA_256"), "CiphertextBlob")
+    keep(kms.schedule_key_deletion(KeyId=oaep, PendingWindowInDays=7), "DeletionDate")
     keep(kms.generate_mac(KeyId=mac, Message=b"m", MacAlgorithm="HMAC_SHA_256"), "Mac")
 
     keep(s3.create_bucket(Bucket="det"))
@@ -47,6 +53,7 @@ def script(endpoint: str) -> list[Any]:
     keep(s3.complete_multipart_upload(Bucket="det", Key="m", UploadId=upload,
                                       MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}),
          "ETag")
+    keep(s3.head_object(Bucket="det", Key="o"), "LastModified", "ETag")
     return out
 
 
@@ -61,11 +68,18 @@ def test_same_seed_same_answers_other_seed_others_and_reset_replays(start_kmsim:
     assert all(a != b for a, b in zip(answers, others)), "another seed gives other ids, keys and request ids"
     first.admin.reset()
     assert script(first.endpoint) == answers
+    # The clock stands at 2026-01-01T00:00:00Z until a test moves it; a reset takes it back there.
+    assert answers[0][1]["CreationDate"] == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert first.admin.clock()["frozen"] is True and first.admin.clock()["now"] == 1_767_225_600
+    first.admin.advance_clock(days=2)
+    key = make_kms_client(first.endpoint).create_key()["KeyMetadata"]
+    assert key["CreationDate"] == datetime(2026, 1, 3, tzinfo=timezone.utc)
 
 
 def test_without_the_flag_answers_differ_and_no_warning(start_kmsim: Any) -> None:
     one, two = start_kmsim(), start_kmsim()
     assert "deterministic" not in one.info
+    assert one.admin.clock()["frozen"] is False
     assert make_kms_client(one.endpoint).create_key()["KeyMetadata"]["KeyId"] != \
         make_kms_client(two.endpoint).create_key()["KeyMetadata"]["KeyId"]
 

@@ -102,7 +102,7 @@ impl Kms {
             [("kms:SigningAlgorithm", algorithm.as_str()), ("kms:MessageType", input.message_type.as_str())];
         let live = self.usable_key(caller, key_id, GrantOperation::Sign, KeyUsage::SignVerify, &conditions)?;
         Self::check_sign_input(&live.record, algorithm, input)?;
-        let signature = live.current()?.sign(algorithm, input)?;
+        let signature = live.current()?.sign(algorithm, input, &self.entropy)?;
         Ok(SignOutput { signature, key_arn: live.record.arn() })
     }
 

@@ -181,10 +181,11 @@ impl S3Api {
                     Some(PostPolicy::parse(&policy_json)?)
                 }
             };
-            let now = (self.now_millis)();
+            // The policy's expiration is the client's wall-clock time; the object is stamped by the simulated clock.
             if let Some(policy) = &policy {
-                policy.check(&fields.0, &bucket, now)?;
+                policy.check(&fields.0, &bucket, shared::time::now_unix_millis())?;
             }
+            let now = self.clock.now_millis();
             let operation = S3Operation::PostObject { bucket: bucket.clone() };
             self.enter_bucket_region(&mut caller, &operation, carrier)?;
 

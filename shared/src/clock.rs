@@ -1,5 +1,10 @@
-//! The KMS clock: wall-clock time plus an offset that tests advance through the admin API, so
-//! that deletion windows and rotation periods can pass in a test's lifetime.
+//! The simulated clock every service stamps its resources by: wall-clock time plus an offset that tests advance
+//! through the admin API (`/_sim/clock`), so that deletion windows, rotation periods and session lifetimes can pass
+//! in a test's lifetime. Under `--deterministic` it is frozen instead: it starts at [`DETERMINISTIC_START`] and
+//! moves only when a test advances it, so creation dates and modification times repeat from run to run.
+//!
+//! What checks a client's own clock is not on it: request signatures, presigned URL and POST policy expiry, TLS
+//! certificates and the HTTP `Date` header (SDKs correct their clock skew by it) keep wall-clock time.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -25,25 +30,47 @@ pub enum ClockError {
     },
 }
 
-/// Wall-clock time shifted by a simulated offset.
+/// Where a frozen clock starts: 2026-01-01T00:00:00Z, in Unix seconds. Part of every deterministic answer that
+/// carries a time (changing it changes them all).
+pub const DETERMINISTIC_START: i64 = 1_767_225_600;
+
+/// Wall-clock time, or a frozen instant, shifted by a simulated offset.
 #[derive(Debug, Default)]
 pub struct Clock {
     offset_secs: AtomicI64,
+    /// The instant a frozen clock stands at before any advance (Unix seconds); `None` follows the wall clock.
+    frozen_at: Option<i64>,
 }
 
 impl Clock {
+    /// Wall-clock time (plus what tests advance).
+    pub fn wall() -> Self {
+        Clock::default()
+    }
+
+    /// A clock standing still at `start` (Unix seconds) that moves only when advanced: `--deterministic`.
+    pub fn frozen(start: i64) -> Self {
+        Clock { offset_secs: AtomicI64::new(0), frozen_at: Some(start) }
+    }
+
+    /// Whether the clock stands still between advances.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen_at.is_some()
+    }
+
     /// The simulated time in Unix seconds.
     pub fn now(&self) -> i64 {
-        shared::time::now_unix().saturating_add(self.offset_secs.load(Ordering::Relaxed))
+        let base = self.frozen_at.unwrap_or_else(crate::time::now_unix);
+        base.saturating_add(self.offset_secs.load(Ordering::Relaxed))
     }
 
     /// The simulated time in Unix milliseconds.
     pub fn now_millis(&self) -> i64 {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        wall.saturating_add(self.offset_secs.load(Ordering::Relaxed).saturating_mul(1000))
+        let base = match self.frozen_at {
+            Some(start) => start.saturating_mul(1000),
+            None => crate::time::now_unix_millis(),
+        };
+        base.saturating_add(self.offset_secs.load(Ordering::Relaxed).saturating_mul(1000))
     }
 
     /// Moves the simulated time forward (or back, for negative values), saturating at the ends of
@@ -69,12 +96,12 @@ impl Clock {
             .map_err(|offset| ClockError::OutOfRange { offset, advance: secs })
     }
 
-    /// The current offset from wall-clock time.
+    /// How far tests have advanced the clock, in seconds.
     pub fn offset(&self) -> i64 {
         self.offset_secs.load(Ordering::Relaxed)
     }
 
-    /// Returns to wall-clock time.
+    /// Undoes every advance: back to wall-clock time, or a frozen clock back to its start.
     pub fn reset(&self) {
         self.offset_secs.store(0, Ordering::Relaxed);
     }
@@ -104,5 +131,18 @@ mod tests {
         clock.advance(1);
         assert_eq!(clock.offset(), i64::MAX);
         assert_eq!((clock.now(), clock.now_millis()), (i64::MAX, i64::MAX));
+    }
+
+    #[test]
+    fn a_frozen_clock_moves_only_when_advanced_and_resets_to_its_start() {
+        let clock = Clock::frozen(DETERMINISTIC_START);
+        assert!(clock.is_frozen() && !Clock::wall().is_frozen());
+        assert_eq!((clock.now(), clock.now_millis()), (DETERMINISTIC_START, DETERMINISTIC_START * 1000));
+        assert_eq!(crate::time::format_rfc3339(clock.now()), "2026-01-01T00:00:00Z");
+        clock.try_advance(90).unwrap();
+        assert_eq!(clock.now(), DETERMINISTIC_START + 90);
+        assert_eq!(clock.now_millis(), (DETERMINISTIC_START + 90) * 1000);
+        clock.reset();
+        assert_eq!(clock.now(), DETERMINISTIC_START);
     }
 }
