@@ -38,6 +38,8 @@
 //!     `kms::crypto`, with a key of the same type: `EcdsaKeyPair::sign` / `RsaKeyPair::sign`, and
 //!     `UnparsedPublicKey::verify` (which parses the public key on every call, as `kms::crypto` does);
 //!   - `--via aws-lc-rs-parsed` (verify only): `ParsedPublicKey::verify_sig`, the public key parsed once.
+//!   - `--via aws-api` (data-key only): `kms::AwsApi::handle` of a SigV4-signed `GenerateDataKey`, all of kmsim's
+//!     own work for a call without the transport; `--via sigv4`: the signature check of that request alone.
 //!
 //! The same client drives kmsim and `moto_server`; `scripts/bench-kms` runs both for data keys and compares the
 //! two dialects on one kmsim, `scripts/bench-sign` runs both for signatures and compares `Kms` with `aws-lc-rs`
@@ -167,6 +169,10 @@ enum Via {
     AwsLc,
     /// `aws-lc-rs` verifying with a public key parsed once.
     AwsLcParsed,
+    /// `kms::AwsApi::handle`, the AWS front end, of a SigV4-signed request: all of kmsim's own work for a call.
+    AwsApi,
+    /// `Verifier::verify_sigv4` of a signed request (with the SHA-256 of its payload): the signature check alone.
+    SigV4,
 }
 
 impl Via {
@@ -176,6 +182,8 @@ impl Via {
             Via::Kms => "in-process",
             Via::AwsLc => "aws-lc-rs",
             Via::AwsLcParsed => "aws-lc-rs-parsed",
+            Via::AwsApi => "aws-api",
+            Via::SigV4 => "sigv4",
         }
     }
 }
@@ -264,7 +272,11 @@ fn parse_args() -> Options {
                     "kms" => Via::Kms,
                     "aws-lc-rs" => Via::AwsLc,
                     "aws-lc-rs-parsed" => Via::AwsLcParsed,
-                    other => die(&format!("unknown --via {other} (kms, aws-lc-rs or aws-lc-rs-parsed)")),
+                    "aws-api" => Via::AwsApi,
+                    "sigv4" => Via::SigV4,
+                    other => {
+                        die(&format!("unknown --via {other} (kms, aws-api, sigv4, aws-lc-rs or aws-lc-rs-parsed)"))
+                    }
                 }
             }
             _ => {} // `--bench` from cargo, and anything else we do not know.
@@ -284,7 +296,7 @@ fn die(message: &str) -> ! {
         "usage: kms_load http --endpoint URL [--operation data-key|sign-ecc|sign-rsa] [--dialect aws|otc] \
          [--project-id ID] [--seconds N] [--connections C] [--threads T] [--warmup S] [--server-pid PID] \
          [--target NAME] [--rate R] [--key-id ID] [--wrk-script FILE]\n       kms_load inprocess [--operation data-key|sign-ecc|sign-rsa|verify-ecc|verify-rsa] \
-         [--via kms|aws-lc-rs|aws-lc-rs-parsed] [--seconds N] [--warmup S]"
+         [--via kms|aws-api|sigv4|aws-lc-rs|aws-lc-rs-parsed] [--seconds N] [--warmup S]"
     );
     std::process::exit(2)
 }
@@ -327,6 +339,8 @@ fn inprocess(opts: &Options) {
         (Via::Kms, None) => inprocess_data_key(opts),
         (Via::Kms, Some((spec, algorithm))) => inprocess_kms_signing(opts, spec, algorithm),
         (Via::AwsLc | Via::AwsLcParsed, Some((spec, _))) => inprocess_aws_lc(opts, spec),
+        (Via::AwsApi | Via::SigV4, None) => inprocess_front_end(opts),
+        (Via::AwsApi | Via::SigV4, Some(_)) => die("--via aws-api and sigv4 are for the data-key operation"),
         (_, None) => die("--via aws-lc-rs is for the sign and verify operations"),
     }
 }
@@ -349,6 +363,69 @@ fn inprocess_data_key(opts: &Options) {
             .generate_data_key(&caller, &key.id, 32, &context, true)
             .unwrap_or_else(|e| die(&format!("generate_data_key: {e}")));
         std::hint::black_box(data_key);
+    });
+}
+
+/// A GenerateDataKey request as kmsim's edge hands it to the AWS front end, SigV4-signed now by the default
+/// credentials: what `--via aws-api` and `--via sigv4` repeat.
+fn front_end_request(key_id: &str) -> (http::request::Parts, Bytes) {
+    let body = Bytes::from(format!(r#"{{"KeyId":"{key_id}","KeySpec":"AES_256"}}"#));
+    let payload_hash = sigv4::payload_sha256(&body);
+    let mut headers = HeaderMap::with_capacity(6);
+    headers.insert("host", HeaderValue::from_static("127.0.0.1:4566"));
+    headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+    headers.insert("x-amz-target", HeaderValue::from_static("TrentService.GenerateDataKey"));
+    let params = SigningParams {
+        access_key_id: ACCESS_KEY_ID,
+        secret_access_key: SECRET_ACCESS_KEY,
+        region: REGION,
+        service: "kms",
+        time: unix_now(),
+    };
+    sigv4::sign("POST", "/", "", &mut headers, &payload_hash, UriEncoding::Double, &params)
+        .unwrap_or_else(|e| die(&format!("sign: {e}")));
+    let mut request = http::Request::builder().method("POST").uri("/").body(()).expect("a valid request");
+    *request.headers_mut() = headers;
+    (request.into_parts().0, body)
+}
+
+/// `--via aws-api`: `AwsApi::handle` of a signed GenerateDataKey on an in-memory `Kms` (verification, parsing, the
+/// core, the audit event in memory, the JSON answer), each request rebuilt from its parts as the edge would hand it
+/// over, on a current-thread runtime. `--via sigv4`: only the signature check of that request, with the SHA-256 of
+/// its payload, as `AwsApi::handle` makes it.
+fn inprocess_front_end(opts: &Options) {
+    let kms = Arc::new(kms::Kms::in_memory().unwrap_or_else(|e| die(&format!("Kms::in_memory: {e}"))));
+    let key = kms
+        .create_key(&inprocess_caller(), kms::service::CreateKeyInput::default())
+        .unwrap_or_else(|e| die(&format!("create_key: {e}")));
+    let verifier = Arc::new(auth::Verifier::new(Arc::new(auth::Accounts::with_defaults())));
+    let (parts, body) = front_end_request(&key.id);
+    if opts.via == Via::SigV4 {
+        let request = auth::RequestParts { method: "POST", path: "/", query: "", headers: &parts.headers };
+        measure(opts, 256, || {
+            let hash = sigv4::payload_sha256(&body);
+            let verified = verifier
+                .verify_sigv4(&request, &hash, "kms", UriEncoding::Double, unix_now())
+                .unwrap_or_else(|e| die(&format!("verify_sigv4: {e}")));
+            std::hint::black_box(verified);
+        });
+        return;
+    }
+    let api = kms::AwsApi::new(kms, verifier);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| die(&format!("runtime: {e}")));
+    measure(opts, 256, || {
+        let mut request = http::Request::new(axum::body::Body::from(body.clone()));
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.headers_mut() = parts.headers.clone();
+        let response = runtime.block_on(api.handle(request));
+        if response.status() != http::StatusCode::OK {
+            die(&format!("AwsApi::handle answered {}", response.status()));
+        }
+        std::hint::black_box(response);
     });
 }
 

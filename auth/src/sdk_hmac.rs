@@ -183,7 +183,7 @@ pub fn canonical_request(
 /// The string to sign: algorithm, signing time, the credential scope in the derived-key form, and the canonical
 /// request's hash.
 pub fn string_to_sign(algorithm: &str, sdk_date: &str, scope: Option<&str>, canonical_request: &str) -> String {
-    let hash = hex::encode(Sha256::digest(canonical_request.as_bytes()));
+    let hash = sigv4::to_hex(&Sha256::digest(canonical_request.as_bytes()));
     match scope {
         None => format!("{algorithm}\n{sdk_date}\n{hash}"),
         Some(scope) => format!("{algorithm}\n{sdk_date}\n{scope}\n{hash}"),
@@ -262,10 +262,10 @@ impl Verifier {
         let canonical = canonical_request(parts, auth.signed_headers, &payload_hash(parts.headers, body)?)?;
         let to_sign = string_to_sign(auth.algorithm, sdk_date, auth.scope.map(|s| s.text), &canonical);
         let expected = match &auth.scope {
-            None => hex::encode(sigv4::hmac(key.secret_access_key.as_bytes(), to_sign.as_bytes())),
+            None => sigv4::to_hex(&sigv4::hmac(key.secret_access_key.as_bytes(), to_sign.as_bytes())),
             Some(scope) => {
                 let derived = derived_key(auth.access_key_id, &key.secret_access_key, scope);
-                hex::encode(sigv4::hmac(derived.as_bytes(), to_sign.as_bytes()))
+                sigv4::to_hex(&sigv4::hmac(derived.as_bytes(), to_sign.as_bytes()))
             }
         };
         if !bool::from(expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes())) {
@@ -325,7 +325,7 @@ pub fn sign(
     let parts = RequestParts { method, path, query, headers };
     let canonical = canonical_request(&parts, &signed_headers, &payload_hash(headers, body)?)?;
     let to_sign = string_to_sign(ALGORITHM, &sdk_date, None, &canonical);
-    let signature = hex::encode(sigv4::hmac(secret_access_key.as_bytes(), to_sign.as_bytes()));
+    let signature = sigv4::to_hex(&sigv4::hmac(secret_access_key.as_bytes(), to_sign.as_bytes()));
     let value = format!("{ALGORITHM} Access={access_key_id}, SignedHeaders={signed_headers}, Signature={signature}");
     headers.insert(
         http::header::AUTHORIZATION,
