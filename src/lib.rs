@@ -52,6 +52,12 @@ pub use admin::{Admin, AdminToken};
 pub use config::Config;
 pub use faults;
 
+/// `docs/testing.md`, whose Rust example `cargo test` runs as a doc-test (its other examples are run by
+/// `tests/clients/test_docs_testing.py`).
+#[cfg(doctest)]
+#[doc = include_str!("../docs/testing.md")]
+pub struct TestingGuide;
+
 /// The file in the data dir that holds the admin token (mode 0600), rewritten at every start.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
@@ -306,6 +312,7 @@ impl StackBuilder {
                 .map_err(|e| StackError::Kms(e.to_string()))?
                 .map_err(StackError::from_kms)?,
         );
+        kms.audit_injected_faults();
         if let Some(rules) = &self.faults {
             kms.faults.load(rules).map_err(|e| StackError::Faults(e.to_string()))?;
         }

@@ -563,6 +563,7 @@ impl Evs {
             operation: job_type,
             principal: &requester.caller.principal_arn,
             access_key: &requester.caller.access_key_id,
+            region: Some(&requester.caller.region),
             volume: Some(volume_id),
             ..FaultCall::default()
         };

@@ -16,7 +16,7 @@ pub mod http;
 pub mod quotas;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use rand::Rng;
@@ -49,6 +49,21 @@ pub enum Service {
     Iam,
     /// The STS Query API.
     Sts,
+}
+
+impl Service {
+    /// The name a rule gives the service (`kms`, `s3`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Kms => "kms",
+            Service::S3 => "s3",
+            Service::Obs => "obs",
+            Service::Evs => "evs",
+            Service::Nbd => "nbd",
+            Service::Iam => "iam",
+            Service::Sts => "sts",
+        }
+    }
 }
 
 /// When a matching call makes a rule fire.
@@ -262,6 +277,8 @@ pub struct Call<'a> {
     pub principal: &'a str,
     /// The caller's access key id.
     pub access_key: &'a str,
+    /// The region the call was made in, when the front end knows it (for the audit log).
+    pub region: Option<&'a str>,
     /// The id of the KMS key the call uses, when known.
     pub key_id: Option<&'a str>,
     /// The bucket.
@@ -352,6 +369,9 @@ impl Rule {
 /// The simulated clock, in Unix milliseconds.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// Told of every call a rule fired on, with what was injected: how the audit log marks injected faults.
+pub type Observer = Box<dyn Fn(Service, &Call<'_>, &Fired) + Send + Sync>;
+
 /// Resolves a rule's `key` (id, ARN, alias, alias ARN) to a key id for the caller of a call.
 pub type KeyResolver<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -366,6 +386,8 @@ pub struct Faults {
     pub quotas: quotas::Quotas,
     /// What `probability` triggers and latency ranges draw from (the stack's; seeded under `--deterministic`).
     entropy: Arc<Entropy>,
+    /// Told of every fired rule ([`Faults::observe`]).
+    observer: OnceLock<Observer>,
 }
 
 impl std::fmt::Debug for Faults {
@@ -384,6 +406,7 @@ impl Faults {
             clock,
             quotas: quotas::Quotas::default(),
             entropy: Arc::new(Entropy::os()),
+            observer: OnceLock::new(),
         }
     }
 
@@ -402,6 +425,12 @@ impl Faults {
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .unwrap_or(0)
         }))
+    }
+
+    /// From now on, tells `observer` of every call a rule fires on, after the rules have decided. Set once: false
+    /// (and nothing changes) if an observer is already set.
+    pub fn observe(&self, observer: Observer) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// Adds a rule; answers its id.
@@ -559,6 +588,10 @@ impl Faults {
                 }
                 Effect::Error { .. } | Effect::Reset | Effect::Eio { .. } => {}
             }
+        }
+        drop(rules);
+        if let (Some(fired), Some(observer)) = (&fired, self.observer.get()) {
+            observer(service, call, fired);
         }
         fired
     }

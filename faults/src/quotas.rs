@@ -28,7 +28,9 @@ pub const MAX_BUCKETS: usize = 4096;
 pub const MAX_RATE: f64 = 1e9;
 
 /// The AWS KMS per-operation request quotas, per second, from the "Request quotas for each AWS KMS API operation"
-/// table of the AWS KMS Developer Guide. Operations the table does not list are not limited.
+/// table of the AWS KMS Developer Guide (as of late 2026). Operations the table does not list are not limited.
+/// `ReplicateKey` and `UpdatePrimaryRegion` count once, in the caller's region (AWS also counts them in the other
+/// region involved).
 pub const KMS_OPERATIONS: &[(&str, f64)] = &[
     ("CancelKeyDeletion", 5.0),
     ("ConnectCustomKeyStore", 5.0),
@@ -36,58 +38,67 @@ pub const KMS_OPERATIONS: &[(&str, f64)] = &[
     ("CreateCustomKeyStore", 5.0),
     ("CreateGrant", 50.0),
     ("CreateKey", 5.0),
-    ("DeleteAlias", 5.0),
+    ("DeleteAlias", 15.0),
     ("DeleteCustomKeyStore", 5.0),
-    ("DeleteImportedKeyMaterial", 5.0),
+    ("DeleteImportedKeyMaterial", 15.0),
     ("DescribeCustomKeyStores", 5.0),
-    ("DescribeKey", 1000.0),
+    ("DescribeKey", 2000.0),
     ("DisableKey", 5.0),
     ("DisableKeyRotation", 5.0),
     ("DisconnectCustomKeyStore", 5.0),
     ("EnableKey", 5.0),
-    ("EnableKeyRotation", 5.0),
+    ("EnableKeyRotation", 15.0),
     ("GetKeyPolicy", 1000.0),
     ("GetKeyRotationStatus", 1000.0),
-    ("GetParametersForImport", 0.25),
-    ("GetPublicKey", 5.0),
-    ("ImportKeyMaterial", 5.0),
-    ("ListAliases", 100.0),
+    ("GetParametersForImport", 1.0),
+    ("GetPublicKey", 2000.0),
+    ("ImportKeyMaterial", 15.0),
+    ("ListAliases", 500.0),
     ("ListGrants", 100.0),
     ("ListKeyPolicies", 100.0),
-    ("ListKeys", 100.0),
-    ("ListResourceTags", 100.0),
-    ("ListRetirableGrants", 5.0),
-    ("PutKeyPolicy", 5.0),
-    ("RetireGrant", 15.0),
-    ("RevokeGrant", 15.0),
-    ("ScheduleKeyDeletion", 5.0),
-    ("TagResource", 5.0),
+    ("ListKeyRotations", 100.0),
+    ("ListKeys", 500.0),
+    ("ListResourceTags", 2000.0),
+    ("ListRetirableGrants", 100.0),
+    ("PutKeyPolicy", 15.0),
+    ("ReplicateKey", 5.0),
+    ("RetireGrant", 50.0),
+    ("RevokeGrant", 50.0),
+    ("RotateKeyOnDemand", 5.0),
+    ("ScheduleKeyDeletion", 15.0),
+    ("TagResource", 10.0),
     ("UntagResource", 5.0),
     ("UpdateAlias", 5.0),
     ("UpdateCustomKeyStore", 5.0),
     ("UpdateKeyDescription", 5.0),
+    ("UpdatePrimaryRegion", 5.0),
 ];
 
 /// The quotas of `GenerateDataKeyPair` and `GenerateDataKeyPairWithoutPlaintext` (shared by the two), one per key
-/// pair spec, per second: RSA_3072 is one call in 2 seconds, RSA_4096 one in 10.
+/// pair spec, per second.
 pub const KMS_KEY_PAIRS: &[(&str, f64)] = &[
-    ("ECC_NIST_P256", 25.0),
-    ("ECC_NIST_P384", 10.0),
-    ("ECC_NIST_P521", 5.0),
-    ("ECC_SECG_P256K1", 25.0),
-    ("RSA_2048", 1.0),
-    ("RSA_3072", 0.5),
-    ("RSA_4096", 0.1),
+    ("ECC_NIST_P256", 100.0),
+    ("ECC_NIST_P384", 100.0),
+    ("ECC_NIST_P521", 100.0),
+    ("ECC_SECG_P256K1", 100.0),
+    ("RSA_2048", 20.0),
+    ("RSA_3072", 4.0),
+    ("RSA_4096", 1.0),
 ];
 
+/// The RSA key pair quotas in [`CHINA_REGIONS`], per second: RSA_3072 is one call in 2 seconds, RSA_4096 one in 10.
+pub const KMS_KEY_PAIRS_CHINA: &[(&str, f64)] = &[("RSA_2048", 1.0), ("RSA_3072", 0.5), ("RSA_4096", 0.1)];
+/// The regions with the lower RSA key pair quotas.
+pub const CHINA_REGIONS: &[&str] = &["cn-north-1", "cn-northwest-1"];
+
 /// The shared quota of cryptographic operations with RSA keys, per second.
-pub const KMS_RSA: f64 = 500.0;
+pub const KMS_RSA: f64 = 1000.0;
 /// The shared quota of cryptographic operations with elliptic-curve keys, per second.
-pub const KMS_ECC: f64 = 300.0;
-/// The regions whose symmetric cryptographic quota is 50,000 per second.
-pub const SYMMETRIC_50000: &[&str] = &["us-east-1", "us-west-2", "eu-west-1"];
-/// The regions whose symmetric cryptographic quota is 10,000 per second (5,500 elsewhere).
-pub const SYMMETRIC_10000: &[&str] =
+pub const KMS_ECC: f64 = 1000.0;
+/// The regions whose symmetric cryptographic quota is 100,000 per second.
+pub const SYMMETRIC_100000: &[&str] = &["us-east-1", "us-west-2", "eu-west-1"];
+/// The regions whose symmetric cryptographic quota is 20,000 per second (10,000 elsewhere).
+pub const SYMMETRIC_20000: &[&str] =
     &["us-east-2", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "eu-central-1", "eu-west-2"];
 /// S3's PUT, COPY, POST and DELETE requests per second per prefix.
 pub const S3_WRITE: f64 = 3500.0;
@@ -97,12 +108,12 @@ pub const S3_READ: f64 = 5500.0;
 /// The shared quota of cryptographic operations with symmetric keys (and HMAC keys, and GenerateRandom) in
 /// `region`, per second.
 pub fn symmetric_default(region: &str) -> f64 {
-    if SYMMETRIC_50000.contains(&region) {
-        50_000.0
-    } else if SYMMETRIC_10000.contains(&region) {
-        10_000.0
+    if SYMMETRIC_100000.contains(&region) {
+        100_000.0
+    } else if SYMMETRIC_20000.contains(&region) {
+        20_000.0
     } else {
-        5_500.0
+        10_000.0
     }
 }
 
@@ -225,7 +236,10 @@ impl KmsQuota {
             KmsQuota::Symmetric => symmetric_default(region),
             KmsQuota::Rsa => KMS_RSA,
             KmsQuota::Ecc => KMS_ECC,
-            KmsQuota::KeyPair(spec) => find(KMS_KEY_PAIRS, spec),
+            KmsQuota::KeyPair(spec) => match CHINA_REGIONS.contains(&region) && spec.starts_with("RSA_") {
+                true => find(KMS_KEY_PAIRS_CHINA, spec),
+                false => find(KMS_KEY_PAIRS, spec),
+            },
             KmsQuota::Operation(operation) => find(KMS_OPERATIONS, operation),
         }
     }
@@ -546,23 +560,26 @@ mod tests {
     fn rates_below_one_allow_one_call_per_interval() {
         let quotas = aws(&[], &[]);
         let start = Instant::now();
-        let rsa_4096 = KmsQuota::key_pair("RSA_4096").unwrap();
-        assert!(quotas.kms_at("1", "r", rsa_4096, start).is_none());
-        assert!(quotas.kms_at("1", "r", rsa_4096, start + Duration::from_secs(9)).is_some());
-        assert!(quotas.kms_at("1", "r", rsa_4096, start + Duration::from_secs(10)).is_none());
+        let rsa_4096 = KmsQuota::key_pair("RSA_4096").unwrap(); // 0.1 in the China regions
+        assert!(quotas.kms_at("1", "cn-north-1", rsa_4096, start).is_none());
+        assert!(quotas.kms_at("1", "cn-north-1", rsa_4096, start + Duration::from_secs(9)).is_some());
+        assert!(quotas.kms_at("1", "cn-north-1", rsa_4096, start + Duration::from_secs(10)).is_none());
     }
 
     #[test]
     fn defaults_are_awss() {
         let rates = Rates::default();
-        assert_eq!(rates.kms(KmsQuota::Symmetric, "us-east-1"), 50_000.0);
-        assert_eq!(rates.kms(KmsQuota::Symmetric, "eu-west-2"), 10_000.0);
-        assert_eq!(rates.kms(KmsQuota::Symmetric, "sa-east-1"), 5_500.0);
-        assert_eq!(rates.kms(KmsQuota::Rsa, "us-east-1"), 500.0);
-        assert_eq!(rates.kms(KmsQuota::Ecc, "us-east-1"), 300.0);
+        assert_eq!(rates.kms(KmsQuota::Symmetric, "us-east-1"), 100_000.0);
+        assert_eq!(rates.kms(KmsQuota::Symmetric, "eu-west-2"), 20_000.0);
+        assert_eq!(rates.kms(KmsQuota::Symmetric, "sa-east-1"), 10_000.0);
+        assert_eq!(rates.kms(KmsQuota::Rsa, "us-east-1"), 1000.0);
+        assert_eq!(rates.kms(KmsQuota::Ecc, "us-east-1"), 1000.0);
         assert_eq!(rates.kms(KmsQuota::operation("CreateGrant").unwrap(), "r"), 50.0);
-        assert_eq!(rates.kms(KmsQuota::operation("GetParametersForImport").unwrap(), "r"), 0.25);
-        assert_eq!(rates.kms(KmsQuota::key_pair("RSA_3072").unwrap(), "r"), 0.5);
+        assert_eq!(rates.kms(KmsQuota::operation("GetParametersForImport").unwrap(), "r"), 1.0);
+        assert_eq!(rates.kms(KmsQuota::operation("RotateKeyOnDemand").unwrap(), "r"), 5.0);
+        assert_eq!(rates.kms(KmsQuota::key_pair("RSA_3072").unwrap(), "r"), 4.0);
+        assert_eq!(rates.kms(KmsQuota::key_pair("RSA_3072").unwrap(), "cn-north-1"), 0.5);
+        assert_eq!(rates.kms(KmsQuota::key_pair("ECC_NIST_P521").unwrap(), "cn-north-1"), 100.0);
         assert_eq!((rates.s3(S3Class::Write), rates.s3(S3Class::Read)), (3500.0, 5500.0));
         assert_eq!(KmsQuota::operation("Encrypt"), None, "cryptographic operations share the key type's quota");
     }

@@ -151,6 +151,13 @@ pub struct AuditEvent {
     /// The id of the fault rule (`/_sim/faults`) that fired on the call: its outcome, or its delay, was injected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<u64>,
+    /// The service of the call when it is not the KMS (`s3`, `obs`, `evs`, `nbd`, `iam`, `sts`): the event records
+    /// a fault a rule injected into that service ([`crate::Kms::audit_injected_faults`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// What that call was on: `bucket/key`, a bucket, a volume id, or a volume's bytes (`vol-… bytes 4096+512`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// One access decision of a call, in its audit event.
@@ -188,6 +195,8 @@ impl AuditEvent {
             + optional(&self.via_service)
             + optional(&self.source)
             + optional(&self.key_arn)
+            + optional(&self.service)
+            + optional(&self.resource)
             + context
             + self
                 .decisions
@@ -222,6 +231,8 @@ pub struct AuditQuery {
     pub since_millis: Option<i64>,
     /// Only the calls a fault rule with this id fired on.
     pub fault: Option<u64>,
+    /// The service: `kms` for the KMS's own calls, or another (`s3`, `nbd`, ...) for the faults injected into it.
+    pub service: Option<String>,
     /// At most this many events (the newest); default 1000.
     pub limit: Option<usize>,
 }
@@ -247,6 +258,7 @@ impl AuditQuery {
             && via_ok
             && self.since_millis.is_none_or(|s| e.time_millis >= s)
             && self.fault.is_none_or(|rule| e.fault == Some(rule))
+            && self.service.as_deref().is_none_or(|want| e.service.as_deref().unwrap_or("kms") == want)
     }
 }
 
@@ -811,6 +823,8 @@ mod tests {
             outcome: "Success".into(),
             decisions: Vec::new(),
             fault: None,
+            service: None,
+            resource: None,
         }
     }
 

@@ -79,15 +79,16 @@ impl InProcessKeyService {
         if let Some(fired) = fired.filter(|f| !f.delay_before.is_zero()) {
             tokio::time::sleep(fired.delay_before).await;
         }
-        let rejected = |code: &str, message: String| KeyServiceError::Rejected { code: code.to_owned(), message };
         let refusal = match fired {
-            Some(Fired { error: Some(injected), .. }) => rejected(injected.code, injected.message.clone()),
+            Some(Fired { error: Some(injected), .. }) => {
+                KeyServiceError::from_code(injected.code, injected.message.clone())
+            }
             Some(Fired { reset: true, .. }) => {
                 KeyServiceError::Unavailable("The connection to the KMS was reset.".into())
             }
             _ => {
                 let throttled = self.kms.quota(audited, named, blob, None)?;
-                rejected(throttled.code, throttled.message)
+                KeyServiceError::from_code(throttled.code, throttled.message)
             }
         };
         self.kms.record_call(audited, key(), Some(context.clone()), refusal.code());

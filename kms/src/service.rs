@@ -1794,6 +1794,62 @@ impl Kms {
                 })
                 .collect(),
             fault: context.fault,
+            service: None,
+            resource: None,
+        });
+    }
+
+    /// From now on, records in the audit log every fault a rule injects into another service — the service, the
+    /// operation, the caller, what the call was on, what was injected, and the rule's id — as the KMS's own front
+    /// ends record each of their calls with the rule that fired on it.
+    pub fn audit_injected_faults(self: &Arc<Self>) {
+        let kms = Arc::downgrade(self);
+        self.faults.observe(Box::new(move |service, call, fired| {
+            if service == faults::Service::Kms {
+                return; // recorded with the call itself
+            }
+            if let Some(kms) = kms.upgrade() {
+                kms.record_injected(service, call, fired);
+            }
+        }));
+    }
+
+    /// The audit event of a fault injected into `service`'s `call`. Its outcome is the injected error's code,
+    /// `ConnectionReset`, `EIO`, or `Delayed` when the rule only added latency (the call then ran).
+    fn record_injected(&self, service: faults::Service, call: &faults::Call<'_>, fired: &faults::Fired) {
+        let millis = self.clock.now_millis();
+        let outcome = match (&fired.error, fired.reset, fired.eio) {
+            (Some(error), _, _) => error.code,
+            (None, true, _) => "ConnectionReset",
+            (None, false, true) => "EIO",
+            (None, false, false) => "Delayed",
+        };
+        let resource = match (call.bucket, call.object_key, call.volume, call.range) {
+            (Some(bucket), Some(key), _, _) => Some(format!("{bucket}/{key}")),
+            (Some(bucket), None, _, _) => Some(bucket.to_owned()),
+            (None, _, Some(volume), Some((offset, length))) => Some(format!("{volume} bytes {offset}+{length}")),
+            (None, _, Some(volume), None) => Some(volume.to_owned()),
+            (None, _, None, _) => None,
+        };
+        self.audit.record(crate::audit::AuditEvent {
+            time: shared::time::format_rfc3339_millis(millis),
+            time_millis: millis,
+            // The account of an ARN (`arn:aws:iam::ACCOUNT:user/x`); NBD's I/O has no caller.
+            account: call.principal.split(':').nth(4).unwrap_or_default().to_owned(),
+            access_key: call.access_key.to_owned(),
+            principal: call.principal.to_owned(),
+            region: call.region.unwrap_or_default().to_owned(),
+            via_service: None,
+            source: None,
+            dialect: call.dialect.to_owned(),
+            operation: call.operation.to_owned(),
+            key_arn: None,
+            encryption_context: None,
+            outcome: outcome.to_owned(),
+            decisions: Vec::new(),
+            fault: Some(fired.rule),
+            service: Some(service.name().to_owned()),
+            resource,
         });
     }
 

@@ -38,6 +38,8 @@ fn event(n: i64) -> AuditEvent {
         outcome: "Success".into(),
         decisions: Vec::new(),
         fault: None,
+        service: None,
+        resource: None,
     }
 }
 

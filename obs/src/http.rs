@@ -224,6 +224,7 @@ impl S3Api {
             operation: context.operation,
             principal: &context.caller.principal_arn,
             access_key: &context.caller.access_key_id,
+            region: Some(&context.caller.region),
             bucket: operation.bucket(),
             object_key: operation.key(),
             ..FaultCall::default()

@@ -64,6 +64,20 @@ pub enum KeyServiceError {
 }
 
 impl KeyServiceError {
+    /// What a KMS answering `code` with `message` means to a storage service: the typed variant where there is
+    /// one, so that an injected `KMSInvalidStateException` reaches an S3 or EVS caller exactly as a key pending
+    /// deletion would, and [`KeyServiceError::Rejected`] for the rest.
+    pub fn from_code(code: &str, message: String) -> Self {
+        match code {
+            "DisabledException" => KeyServiceError::Disabled(message),
+            "KMSInvalidStateException" => KeyServiceError::InvalidState(message),
+            "NotFoundException" => KeyServiceError::NotFound(message),
+            "AccessDeniedException" => KeyServiceError::AccessDenied(message),
+            "InvalidCiphertextException" => KeyServiceError::InvalidCiphertext(message),
+            _ => KeyServiceError::Rejected { code: code.to_owned(), message },
+        }
+    }
+
     /// The AWS KMS error code (`DisabledException`, ...).
     pub fn code(&self) -> &str {
         match self {
@@ -114,4 +128,28 @@ pub trait KeyService: Send + Sync + std::fmt::Debug {
         grantee: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<String, KeyServiceError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_read_back_is_the_code_given() {
+        for code in [
+            "DisabledException",
+            "KMSInvalidStateException",
+            "NotFoundException",
+            "AccessDeniedException",
+            "InvalidCiphertextException",
+            "ThrottlingException",
+            "KMSInternalException",
+        ] {
+            assert_eq!(KeyServiceError::from_code(code, "m".into()).code(), code);
+        }
+        assert!(matches!(
+            KeyServiceError::from_code("KMSInvalidStateException", "m".into()),
+            KeyServiceError::InvalidState(_)
+        ));
+    }
 }

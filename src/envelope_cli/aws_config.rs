@@ -153,7 +153,8 @@ pub struct AwsSettings {
     pub credentials: Credentials,
     /// The configured region, if any (a key ARN's region wins for calls about that key).
     pub region: Option<String>,
-    /// An endpoint for every region (`--endpoint-url`, `AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`), else AWS's.
+    /// An endpoint for every region (`--endpoint-url`, `AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`, the profile's
+    /// `endpoint_url`), else AWS's.
     pub endpoint_url: Option<String>,
     /// Extra certificate authorities to trust (`--ca-bundle`, `AWS_CA_BUNDLE`, the profile's `ca_bundle`).
     pub ca_bundle: Option<PathBuf>,
@@ -171,7 +172,9 @@ impl AwsSettings {
     ///   (`AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`), then of the config file (`AWS_CONFIG_FILE`,
     ///   `~/.aws/config`);
     /// - region: `--region`, `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region` in the config file;
-    /// - endpoint: `--endpoint-url`, `AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`, else `https://kms.<region>.amazonaws.com`;
+    /// - endpoint: `--endpoint-url`, `AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url` in the
+    ///   config file (the last three unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), else
+    ///   `https://kms.<region>.amazonaws.com`;
     /// - CA bundle: `--ca-bundle`, `AWS_CA_BUNDLE`, the profile's `ca_bundle`.
     pub fn resolve(overrides: &Overrides, env: &Environment) -> Result<AwsSettings, ConfigError> {
         let credentials_path = env
@@ -215,11 +218,19 @@ impl AwsSettings {
             .or_else(|| env.get("AWS_REGION").map(str::to_owned))
             .or_else(|| env.get("AWS_DEFAULT_REGION").map(str::to_owned))
             .or_else(|| from_config.and_then(|section| section.get("region")).cloned());
-        let endpoint_url = overrides
-            .endpoint_url
-            .clone()
-            .or_else(|| env.get("AWS_ENDPOINT_URL_KMS").map(str::to_owned))
-            .or_else(|| env.get("AWS_ENDPOINT_URL").map(str::to_owned));
+        // Endpoints configured in the environment or the profile, unless the SDKs' switch turns them off.
+        let configured =
+            !env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let endpoint_url = overrides.endpoint_url.clone().or_else(|| {
+            configured
+                .then(|| {
+                    env.get("AWS_ENDPOINT_URL_KMS")
+                        .or_else(|| env.get("AWS_ENDPOINT_URL"))
+                        .map(str::to_owned)
+                        .or_else(|| from_config.and_then(|section| section.get("endpoint_url")).cloned())
+                })
+                .flatten()
+        });
         let ca_bundle = overrides
             .ca_bundle
             .clone()
@@ -473,10 +484,26 @@ region = us-west-2
         assert_eq!(resolve(&env, &home, &overrides).unwrap().endpoint_for("x"), "http://kms-only:2");
         let flags = Overrides { endpoint_url: Some("http://flag:3".into()), ..Overrides::default() };
         assert_eq!(resolve(&env, &home, &flags).unwrap().endpoint_for("x"), "http://flag:3");
+        // The switch that turns configured endpoints off leaves AWS's (and the flag's).
+        let ignoring = [env.as_slice(), &[("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")]].concat();
+        assert_eq!(resolve(&ignoring, &home, &overrides).unwrap().endpoint_for("x"), "https://kms.x.amazonaws.com");
+        assert_eq!(resolve(&ignoring, &home, &flags).unwrap().endpoint_for("x"), "http://flag:3");
         env.push(("AWS_CA_BUNDLE", "/env/ca.pem"));
         assert_eq!(resolve(&env, &home, &flags).unwrap().ca_bundle.as_deref(), Some(Path::new("/env/ca.pem")));
         let bundle = Overrides { ca_bundle: Some("/flag/ca.pem".into()), ..Overrides::default() };
         assert_eq!(resolve(&env, &home, &bundle).unwrap().ca_bundle.as_deref(), Some(Path::new("/flag/ca.pem")));
+    }
+
+    #[test]
+    fn a_profile_may_name_the_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = "[profile local]\nregion = eu-west-3\nendpoint_url = http://127.0.0.1:4566\n";
+        let home = home(dir.path(), CREDENTIALS, config);
+        let env = [("AWS_PROFILE", "local"), ("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "s")];
+        let settings = resolve(&env, &home, &Overrides::default()).unwrap();
+        assert_eq!(settings.endpoint_for("eu-west-3"), "http://127.0.0.1:4566");
+        let over = [env.as_slice(), &[("AWS_ENDPOINT_URL", "http://env:1")]].concat();
+        assert_eq!(resolve(&over, &home, &Overrides::default()).unwrap().endpoint_for("x"), "http://env:1");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 """The examples of docs/testing.md ("Testing with kmsim"), run as a reader copies them: the pytest file under
 pytest with `kmsim` on PATH, the curl command in a shell, the `--faults` file at start, the `[quotas]` config,
-the deterministic-runs script."""
+the deterministic-runs script, the unittest suite and the CI step (the Rust example is a doc-test of `src/lib.rs`)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import KMSIM_BIN, REPO_ROOT
+from conftest import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, KMSIM_BIN, REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "testing.md"
 
@@ -54,6 +57,46 @@ def test_the_faults_file_example(start_kmsim: Any, tmp_path: Path) -> None:
     listed = server.admin.faults()
     assert [(r["service"], r["operation"], r["expired"]) for r in listed] == [
         ("kms", "GenerateDataKey", False), ("s3", "GetObject", False)]
+    # What the text says it does: the third GenerateDataKey of alias/app times out, that call only.
+    kms = server.client()
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/app", TargetKeyId=key)
+    outcomes = []
+    for _ in range(5):
+        try:
+            kms.generate_data_key(KeyId="alias/app", KeySpec="AES_256")
+            outcomes.append("ok")
+        except ClientError as e:
+            outcomes.append(e.response["Error"]["Code"])
+    assert outcomes == ["ok", "ok", "DependencyTimeoutException", "ok", "ok"]
+    s3 = boto3.client("s3", endpoint_url=server.endpoint, region_name=server.info["region"],
+                      aws_access_key_id=DEFAULT_ACCESS_KEY, aws_secret_access_key=DEFAULT_SECRET,
+                      config=Config(s3={"addressing_style": "path"}))
+    s3.create_bucket(Bucket="slow")
+    s3.put_object(Bucket="slow", Key="a", Body=b"a")
+    started = time.monotonic()
+    assert s3.get_object(Bucket="slow", Key="a")["Body"].read() == b"a"
+    assert time.monotonic() - started >= 0.05
+
+
+def test_the_unittest_example(tmp_path: Path) -> None:
+    (tmp_path / "test_keys.py").write_text(example("unittest"))
+    env = dict(os.environ, PATH=f"{KMSIM_BIN.parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, "-m", "unittest", "-v"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Ran 2 tests" in done.stderr and "OK" in done.stderr, done.stderr
+
+
+def test_the_ci_example(tmp_path: Path) -> None:
+    path = os.pathsep.join([str(KMSIM_BIN.parent), str(Path(sys.executable).parent), os.environ["PATH"]])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(PATH=path, HOME=str(tmp_path))
+    done = subprocess.run(["bash", "-ec", example("ci")], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n", done.stdout), done.stdout
+    assert json.loads((tmp_path / "kmsim.json").read_text())["endpoint"].startswith("http://127.0.0.1:")
 
 
 def test_the_quotas_config_example(start_kmsim: Any) -> None:

@@ -299,3 +299,114 @@ def test_the_documented_example_runs(env, kmsim, tmp_path: Path):
     assert result.returncode == 0, f"{result.stdout.decode()}\n{result.stderr.decode()}"
     assert (tmp_path / "report.txt").read_bytes() == (tmp_path / "report.decrypted.txt").read_bytes()
     assert b"AES_256_GCM_HKDF_SHA512_COMMIT_KEY" in result.stdout
+
+
+# ---- streams, terminals, shared configuration ------------------------------------------------------
+
+
+def test_a_large_stream_goes_through_in_bounded_memory(env, key):
+    """256 MiB piped through `kmsim encrypt - -` into `kmsim decrypt - -`: both stream (neither holds the input),
+    each stays far below the size it passes, and what comes out is what went in."""
+    import hashlib
+
+    import threading
+
+    size = 256 * 1024 * 1024
+    encrypt = subprocess.Popen([str(KMSIM_BIN), "encrypt", "--key", key, "-", "-"], env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    decrypt = subprocess.Popen([str(KMSIM_BIN), "decrypt", "--key", key, "-", "-"], env=env, stdin=encrypt.stdout,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    encrypt.stdout.close()
+    sent = hashlib.sha256()
+
+    def feed() -> None:
+        for _ in range(size >> 20):
+            chunk = os.urandom(1 << 20)
+            sent.update(chunk)
+            encrypt.stdin.write(chunk)
+        encrypt.stdin.close()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    # Each process's high-water mark of resident memory since its exec (VmHWM; rusage would count the forked
+    # Python before the exec), read as the stream flows.
+    peaks = {"encrypt": 0, "decrypt": 0}
+
+    def sample() -> None:
+        for name, process in (("encrypt", encrypt), ("decrypt", decrypt)):
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+            except OSError:
+                continue
+            if found := re.search(r"^VmHWM:\s+(\d+) kB", status, re.M):
+                peaks[name] = max(peaks[name], int(found.group(1)))
+
+    digest, seen = hashlib.sha256(), 0
+    while chunk := decrypt.stdout.read(1 << 20):
+        digest.update(chunk)
+        seen += len(chunk)
+        sample()
+    for process in (encrypt, decrypt):
+        assert process.wait(timeout=60) == 0, process.stderr.read().decode(errors="replace")
+    feeder.join()
+    assert seen == size and digest.digest() == sent.digest()
+    assert min(peaks.values()) > 0, peaks
+    assert all(peak < 64 * 1024 for peak in peaks.values()), peaks  # the benchmark's bound (KiB), for any size
+
+
+def test_a_progress_bar_on_a_terminal_only(env, key, tmp_path: Path):
+    """Above 8 MiB, on a terminal's stderr, `kmsim encrypt` draws a bar and clears it; into a pipe it writes
+    nothing to stderr."""
+    import pty
+    import select
+
+    plain = tmp_path / "big.bin"
+    plain.write_bytes(os.urandom(1024) * (256 * 1024))  # 256 MiB: long enough for several redraws
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([str(KMSIM_BIN), "encrypt", "--key", key, str(plain), str(tmp_path / "big.msg")],
+                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    drawn = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 60)
+        assert ready, "no output and no end within 60 s"
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    text = drawn.decode(errors="replace")
+    assert re.search(r"encrypting \[[#-]{30}\] +\d+%  [\d.]+ MiB / 256\.0 MiB  [\d.]+ [KMG]iB/s", text), text
+    assert text.endswith("\r\x1b[K"), repr(text[-40:])  # the bar is cleared at the end
+    piped = ok(kmsim_cli(env, "decrypt", "--key", key, str(tmp_path / "big.msg"), str(tmp_path / "big.out")))
+    assert piped.stderr == b""
+    assert (tmp_path / "big.out").stat().st_size == plain.stat().st_size
+
+
+def test_credentials_region_and_endpoint_from_a_named_profile(env, kmsim, tmp_path: Path):
+    """No AWS_* keys or region in the environment: AWS_PROFILE names a profile whose keys are in the shared
+    credentials file and whose region and KMS endpoint are in the config file, as the aws CLI reads them."""
+    import boto3
+
+    region = "eu-west-3"
+    regional = boto3.client("kms", region_name=region, endpoint_url=kmsim["endpoint"], aws_access_key_id="test",
+                            aws_secret_access_key="test")
+    arn = regional.create_key()["KeyMetadata"]["Arn"]
+    alias = f"alias/profile-{uuid.uuid4().hex[:8]}"
+    regional.create_alias(AliasName=alias, TargetKeyId=arn)
+    credentials, config = tmp_path / "credentials", tmp_path / "config"
+    credentials.write_text("[work]\naws_access_key_id = test\naws_secret_access_key = test\n")
+    config.write_text(f"[profile work]\nregion = {region}\nendpoint_url = {kmsim['endpoint']}\n")
+    profile_env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    profile_env.update(AWS_PROFILE="work", AWS_SHARED_CREDENTIALS_FILE=str(credentials),
+                       AWS_CONFIG_FILE=str(config), AWS_EC2_METADATA_DISABLED="true")
+    message = ok(kmsim_cli(profile_env, "encrypt", "--key", alias, "-", "-", input=b"from a profile")).stdout
+    assert arn.encode() in message and f":{region}:".encode() in arn.encode()
+    assert ok(kmsim_cli(profile_env, "decrypt", "-", "-", input=message)).stdout == b"from a profile"
+    # Without the profile there are no credentials: the refusal says where they were looked for.
+    del profile_env["AWS_PROFILE"]
+    refused(kmsim_cli(profile_env, "encrypt", "--key", alias, "-", "-", input=b"x"), "credentials")

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,23 @@ def test_a_kms_fault_reaches_s3_clients_as_s3_reports_kms_failures(fresh_kmsim: 
     assert [(e["operation"], e["outcome"]) for e in events if e.get("fault")] == [
         ("Decrypt", "ThrottlingException"), ("GenerateDataKey", "KMSInternalException")]
 
+    # An injected key state reaches the S3 client exactly as the real state does: a really disabled key's answer,
+    # then the same answer from a rule on an enabled one; likewise a key pending deletion, and a KMS whose key is
+    # unavailable (S3's 500 KMS.KMSInternalException).
+    kms.disable_key(KeyId=cold["KeyId"])
+    real = refused(s3.get_object, Bucket=bucket, Key="cold.txt")
+    kms.enable_key(KeyId=cold["KeyId"])
+    for code, s3_code, status in (("DisabledException", "KMS.DisabledException", 400),
+                                  ("KMSInvalidStateException", "KMS.KMSInvalidStateException", 400),
+                                  ("KeyUnavailableException", "KMS.KMSInternalException", 500)):
+        admin.add_fault({"service": "kms", "dialect": "internal", "operation": "Decrypt", "trigger": {"next": 1},
+                         "effect": {"type": "error", "code": code}})
+        injected = refused(s3.get_object, Bucket=bucket, Key="cold.txt")
+        assert (injected["Error"]["Code"], injected["ResponseMetadata"]["HTTPStatusCode"]) == (s3_code, status), code
+        if code == "DisabledException":
+            assert (real["Error"]["Code"], real["ResponseMetadata"]["HTTPStatusCode"]) == (s3_code, status)
+    assert s3.get_object(Bucket=bucket, Key="cold.txt")["Body"].read() == b"cold.txt"
+
     # With the standard retry mode, a client gets through a short throttle.
     admin.clear_faults()
     admin.add_fault({"service": "kms", "dialect": "internal", "trigger": {"next": 2},
@@ -132,6 +150,13 @@ def test_s3_slowdown_on_a_prefix_latency_and_the_nth_call(fresh_kmsim: KmsimProc
     assert answer["Error"]["Message"] == "Please reduce your request rate."
     s3.put_object(Bucket=bucket, Key="data/1", Body=b"x")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["data/1"]
+    # The injected answer is in the audit log, marked with its rule, beside the KMS's own calls.
+    [slowed] = admin.audit(service="s3")
+    assert {k: slowed[k] for k in ("operation", "outcome", "resource", "dialect", "region", "account")} == {
+        "operation": "PutObject", "outcome": "SlowDown", "resource": f"{bucket}/logs/1", "dialect": "s3",
+        "region": fresh_kmsim.info["region"], "account": fresh_kmsim.info["account_id"]}
+    assert slowed["fault"] == admin.faults()[0]["id"] and slowed["principal"].startswith("arn:aws:iam::")
+    assert all("service" not in e for e in admin.audit(service="kms"))
     admin.clear_faults()
 
     # Latency before the operation, on the simulated service only.
@@ -232,6 +257,8 @@ def test_the_otc_dialect_iam_and_sts(fresh_kmsim: KmsimProcess) -> None:
                      "effect": {"type": "error", "code": "Throttling"}})
     answer = refused(sts.get_caller_identity)
     assert answer["Error"]["Code"] == "Throttling" and answer["Error"]["Message"] == "Rate exceeded"
+    assert [(e["operation"], e["outcome"]) for e in admin.audit(service="sts")] == [
+        ("GetCallerIdentity", "Throttling")]
     assert sts.get_caller_identity()["Account"] == info["account_id"]
     admin.add_fault({"service": "iam", "operation": "CreateUser", "trigger": {"next": 1},
                      "effect": {"type": "error", "code": "ServiceFailure"}})
@@ -242,6 +269,88 @@ def test_the_otc_dialect_iam_and_sts(fresh_kmsim: KmsimProcess) -> None:
     admin.add_fault({"service": "iam", "operation": "CreateUser", "trigger": {"next": 1},
                      "effect": {"type": "error", "code": "Throttling"}})
     assert patient.create_user(UserName=name)["User"]["UserName"] == name
+
+
+def test_principal_key_id_counts_and_latency_ranges_after_the_operation(fresh_kmsim: KmsimProcess) -> None:
+    admin = fresh_kmsim.admin
+    kms, _ = clients(fresh_kmsim)
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    other = kms.create_key()["KeyMetadata"]["KeyId"]
+    root = f"arn:aws:iam::{fresh_kmsim.info['account_id']}:root"
+
+    # A rule for the caller's principal ARN and a bare key id, that expires after firing twice.
+    rule = admin.add_fault({"service": "kms", "principal": root, "key": key, "operation": "Encrypt", "times": 2,
+                            "effect": {"type": "error", "code": "KeyUnavailableException"}})
+    assert kms.encrypt(KeyId=other, Plaintext=b"x")["KeyId"].endswith(other)  # another key: not matched
+    for _ in range(2):
+        answer = refused(kms.encrypt, KeyId=key, Plaintext=b"x")
+        assert (answer["Error"]["Code"], answer["ResponseMetadata"]["HTTPStatusCode"]) == (
+            "KeyUnavailableException", 500)
+    assert kms.encrypt(KeyId=key, Plaintext=b"x")["KeyId"].endswith(key)  # fired twice: expired
+    [listed] = [r for r in admin.faults() if r["id"] == rule]
+    assert (listed["matched"], listed["fired"], listed["expired"]) == (2, 2, True)
+
+    # Latency drawn from a range, after the operation: the call has happened when the late answer arrives.
+    admin.add_fault({"service": "kms", "operation": "CreateAlias",
+                     "effect": {"type": "latency", "min_ms": 300, "max_ms": 400, "when": "after"}})
+    started = time.monotonic()
+    kms.create_alias(AliasName="alias/late", TargetKeyId=key)
+    assert 0.3 <= time.monotonic() - started
+    assert [a["TargetKeyId"] for a in kms.list_aliases()["Aliases"] if a["AliasName"] == "alias/late"] == [key]
+
+
+def test_otc_kms_codes_and_the_obs_dialect(fresh_kmsim: KmsimProcess, localhost_subdomains: None) -> None:
+    from huaweicloudsdkcore.exceptions.exceptions import ServiceResponseException
+    from huaweicloudsdkkms.v2 import (CreateDatakeyRequest, CreateDatakeyRequestBody, CreateKeyRequest,
+                                      CreateKeyRequestBody)
+    from obs import ObsClient
+
+    admin, info = fresh_kmsim.admin, fresh_kmsim.info
+    otc = huawei_kms_client(info["endpoint"], info["project_id"])
+    key_id = otc.create_key(CreateKeyRequest(body=CreateKeyRequestBody(key_alias=unique("otc")))).key_info.key_id
+    datakey = CreateDatakeyRequest(body=CreateDatakeyRequestBody(key_id=key_id, datakey_length="512"))
+
+    # The OTC API's own codes, with the status and message the real API sends.
+    for code, status, message in (("KMS.0209", 400, "The key has been disabled."),
+                                  ("KMS.0101", 500, "System error.")):
+        rule = admin.add_fault({"service": "kms", "dialect": "otc", "operation": "create-datakey",
+                                "trigger": {"next": 1}, "effect": {"type": "error", "code": code}})
+        with pytest.raises(ServiceResponseException) as refusal:
+            otc.create_datakey(datakey)
+        assert (refusal.value.status_code, refusal.value.error_code, refusal.value.error_msg) == (status, code, message)
+        assert [e["outcome"] for e in admin.audit(fault=rule)] == [code]
+    assert otc.create_datakey(datakey).key_id == key_id
+
+    # A rule on the OBS dialect: Huawei's OBS SDK (negotiating the OBS signature) sees the error; S3 clients of
+    # the same bucket do not.
+    client = ObsClient(access_key_id=DEFAULT_ACCESS_KEY, secret_access_key=DEFAULT_SECRET,
+                       server=info["endpoint"].replace("127.0.0.1", "localhost"))
+    try:
+        bucket = unique("obs-faults")
+        assert client.createBucket(bucket).status < 300
+        # The SDK retries a 503 (three times by default) and then reports it.
+        rule = admin.add_fault({"service": "obs", "bucket": bucket, "operation": "PutObject",
+                                "effect": {"type": "error", "code": "ServiceUnavailable"}})
+        failed = client.putContent(bucket, "a.txt", "first")
+        assert (failed.status, failed.errorCode, failed.errorMessage) == (
+            503, "ServiceUnavailable", "Reduce your request rate.")
+        [attempts] = [r["fired"] for r in admin.faults() if r["id"] == rule]
+        assert attempts == 4
+        assert [(e["dialect"], e["operation"], e["outcome"]) for e in admin.audit(fault=rule)] == [
+            ("obs", "PutObject", "ServiceUnavailable")] * attempts
+        admin.delete_fault(rule)
+        # Through a shorter outage its retries get the object stored.
+        admin.add_fault({"service": "obs", "operation": "PutObject", "trigger": {"next": 2},
+                         "effect": {"type": "error", "code": "ServiceUnavailable"}})
+        assert client.putContent(bucket, "a.txt", "second").status < 300
+        _, s3 = clients(fresh_kmsim)
+        rule = admin.add_fault({"service": "obs", "bucket": bucket, "operation": "GetObject",
+                                "effect": {"type": "error", "code": "InternalError"}})
+        assert s3.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"second"
+        assert client.getObject(bucket, "a.txt", loadStreamInMemory=True).status == 500
+        assert {e["outcome"] for e in admin.audit(fault=rule)} == {"InternalError"}
+    finally:
+        client.close()
 
 
 def test_the_rules_api_refuses_what_it_cannot_carry_out(fresh_kmsim: KmsimProcess) -> None:
@@ -260,6 +369,14 @@ def test_the_rules_api_refuses_what_it_cannot_carry_out(fresh_kmsim: KmsimProces
         assert refusal.value.code == 400
         assert phrase in json.loads(refusal.value.read())["error"], rule
     assert admin.faults() == []
+    # Like every admin call, the rules API wants the admin token.
+    for method, path, body in (("GET", "/_sim/faults", None), ("POST", "/_sim/faults", b"{}"),
+                               ("DELETE", "/_sim/faults", None)):
+        with pytest.raises(urllib.error.HTTPError) as unauthenticated:
+            urllib.request.urlopen(urllib.request.Request(fresh_kmsim.info["endpoint"] + path, data=body,
+                                                          method=method,
+                                                          headers={"Content-Type": "application/json"}))
+        assert unauthenticated.value.code == 401, (method, path)
     rule = admin.add_fault({"service": "kms", "effect": {"type": "latency", "min_ms": 1, "max_ms": 2}})
     admin.delete_fault(rule)
     with pytest.raises(urllib.error.HTTPError) as missing:
@@ -308,6 +425,9 @@ def test_evs_jobs_fail_as_the_rules_say_and_nbd_io_gets_eio(start_kmsim: Any, tm
     assert (job.status, job.error_code, job.fail_reason) == ("FAIL", "EVS.5500", "Internal server error.")
     assert seen[-1] == "FAIL"
     assert env.show(job.entities.volume_id).status == "error"
+    [failed_job] = admin.audit(service="evs")
+    assert (failed_job["operation"], failed_job["outcome"], failed_job["resource"]) == (
+        "createVolume", "EVS.5500", job.entities.volume_id)
     volume_id = env.new_volume(cmk=env.create_key())
 
     # An attach that fails leaves the volume available and unexported; a detach that fails leaves it in use.
@@ -335,6 +455,9 @@ def test_evs_jobs_fail_as_the_rules_say_and_nbd_io_gets_eio(start_kmsim: Any, tm
     assert "Input/output error" in failed.stdout + failed.stderr, failed
     assert_io_ok(qemu_io(url, "write -P 0x22 4096 4k"))
     assert [(r["matched"], r["fired"]) for r in admin.faults() if r["id"] == rule] == [(1, 1)]
+    [io] = admin.audit(fault=rule)
+    assert (io["service"], io["operation"], io["outcome"], io["resource"]) == (
+        "nbd", "read", "EIO", f"{volume_id} bytes 4096+4096")
     admin.delete_fault(rule)
     assert_io_ok(qemu_io(url, "read -P 0x22 4096 4k"))
 

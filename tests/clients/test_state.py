@@ -432,6 +432,11 @@ def test_sim_state_refusals(start_kmsim) -> None:
     assert wrong.status_code == 400 and "wrong passphrase" in wrong.json()["error"], wrong.text
     cut = sim_state(target, "PUT", archive[:-10])
     assert cut.status_code == 400 and "truncated" in cut.json()["error"], cut.text
+    newer = bytearray(archive)
+    newer[8:10] = (2).to_bytes(2, "big")
+    refused = sim_state(target, "PUT", bytes(newer))
+    assert refused.status_code == 400, refused.text
+    assert "format 2" in refused.json()["error"] and "format 1" in refused.json()["error"], refused.text
     assert sim_state(target, "PUT", archive, passphrase=None).status_code == 400
     assert sim_state(target, "PUT", archive, content_type="text/plain").status_code == 415
     assert sim_state(target, "PUT", archive, token="0" * 64).status_code == 401

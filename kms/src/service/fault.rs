@@ -158,7 +158,8 @@ mod tests {
         assert!(!throttled("Encrypt", &rsa) && throttled("Decrypt", &rsa));
         assert!(!throttled("Sign", &ecc) && throttled("Verify", &ecc));
         assert!(!throttled("DescribeKey", &symmetric) && throttled("DescribeKey", &ecc));
-        assert!(!throttled("ListKeyRotations", &symmetric), "no quota listed for it: not limited");
+        assert!((0..100).all(|_| !throttled("ListKeyRotations", &symmetric)), "its own quota: 100 per second");
+        assert!(throttled("ListKeyRotations", &symmetric));
         let error = kms.quota(&context(&alice, "Encrypt"), Some(&symmetric), None, None).unwrap();
         assert_eq!((error.code, error.status), ("ThrottlingException", 400));
 
@@ -180,9 +181,9 @@ mod tests {
         let kms = kms_with_quotas_of_one();
         let alice = caller("111122223333", "us-east-1");
         let pair = |spec| kms.quota(&context(&alice, "GenerateDataKeyPair"), Some("k"), None, Some(spec));
-        // RSA_2048: one per second; ECC_NIST_P256: 25.
-        assert!(pair("RSA_2048").is_none() && pair("RSA_2048").is_some());
-        assert!((0..25).all(|_| pair("ECC_NIST_P256").is_none()) && pair("ECC_NIST_P256").is_some());
+        // RSA_2048: 20 per second; ECC_NIST_P256: 100.
+        assert!((0..20).all(|_| pair("RSA_2048").is_none()) && pair("RSA_2048").is_some());
+        assert!((0..100).all(|_| pair("ECC_NIST_P256").is_none()) && pair("ECC_NIST_P256").is_some());
         assert!(pair("RSA_1024").is_none(), "an unknown spec fails validation, not the quota");
     }
 
