@@ -101,6 +101,14 @@ pub enum StackError {
     /// The local CA or the edge's certificate could not be prepared (`--tls`).
     #[error("preparing TLS: {0}")]
     Tls(String),
+    /// The state archive given at start (`--state FILE`) was not imported.
+    #[error("importing the state archive {path}: {message}")]
+    State {
+        /// The archive.
+        path: String,
+        /// Why it was not imported.
+        message: String,
+    },
     /// The fault rules given at start (`--faults FILE`) were refused.
     #[error("the fault rules: {0}")]
     Faults(String),
@@ -149,6 +157,8 @@ pub struct StackBuilder {
     /// Whether the configuration's seeded keys and declared identities are applied at open (not when a state
     /// archive is about to be imported: they would make the state non-empty).
     declarations: bool,
+    /// A state archive to import before serving ([`StackBuilder::state`]).
+    state: Option<(PathBuf, state::archive::Passphrase)>,
 }
 
 /// The services of a stack, opened on its state.
@@ -273,6 +283,16 @@ impl StackBuilder {
         self
     }
 
+    /// Start from the state archive at `archive` (`kmsim state export`, `GET /_sim/state`), imported under
+    /// `passphrase` before the listener accepts a call: into memory, or into a data dir that holds nothing yet (a
+    /// data dir with state is refused). The configuration's seeded keys and declared identities are not applied,
+    /// as for any import. [`Stack::imported`] tells what came in.
+    pub fn state(mut self, archive: impl Into<PathBuf>, passphrase: state::archive::Passphrase) -> Self {
+        self.state = Some((archive.into(), passphrase));
+        self.declarations = false;
+        self
+    }
+
     /// Opens the services on the state (the data dir, or memory) without serving anything: what `kmsim state
     /// export` and `import` work on ([`state::export`], [`state::import`]). Stop the volume service
     /// ([`evs::Evs::shutdown`]) when done. A data dir a running kmsim holds is refused (its key store is locked).
@@ -382,8 +402,36 @@ impl StackBuilder {
     }
 
     /// Opens the state, binds the listener and starts serving.
-    pub async fn start(self) -> Result<Stack, StackError> {
+    pub async fn start(mut self) -> Result<Stack, StackError> {
         let Opened { kms, identities, verifier, obs, s3, evs, entropy } = self.open().await?;
+        let gate = state::StateGate::default();
+        let imported = match self.state.take() {
+            None => None,
+            Some((path, passphrase)) => {
+                let services = state::StateServices {
+                    kms: kms.clone(),
+                    identities: identities.clone(),
+                    obs: obs.clone(),
+                    evs: evs.clone(),
+                    data_dir: self.data_dir.clone(),
+                    gate: gate.clone(),
+                };
+                let outcome = match std::fs::File::open(&path) {
+                    Ok(file) => state::import(&services, file, passphrase).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match outcome {
+                    Ok(summary) => {
+                        tracing::info!(archive = %path.display(), ?summary, "state archive imported");
+                        Some(summary)
+                    }
+                    Err(message) => {
+                        evs.shutdown(SHUTDOWN_DEADLINE).await;
+                        return Err(StackError::State { path: path.display().to_string(), message });
+                    }
+                }
+            }
+        };
         let iam = IamApi::new(identities.clone(), verifier.clone()).with_faults(kms.faults.clone());
         let services = Services { s3, evs: evs.clone(), iam };
         let admin_token = AdminToken::generate(&entropy);
@@ -401,7 +449,6 @@ impl StackBuilder {
             .await
             .map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
         let nbd_addr = nbd_listener.local_addr().map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
-        let gate = state::StateGate::default();
         let admin = Admin {
             kms: kms.clone(),
             obs,
@@ -447,6 +494,7 @@ impl StackBuilder {
             stop: Some(stop),
             server: Some(server),
             sweeper,
+            imported,
         })
     }
 }
@@ -566,6 +614,8 @@ pub struct Stack {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    /// What the state archive given at start held ([`StackBuilder::state`]).
+    imported: Option<state::Summary>,
 }
 
 impl Stack {
@@ -582,6 +632,7 @@ impl Stack {
             faults: None,
             deterministic: None,
             declarations: true,
+            state: None,
         }
     }
 
@@ -631,6 +682,11 @@ impl Stack {
     /// The default credentials: (access key id, secret access key).
     pub fn credentials(&self) -> (&str, &str) {
         (accounts::DEFAULT_ACCESS_KEY_ID, accounts::DEFAULT_SECRET_ACCESS_KEY)
+    }
+
+    /// What the state archive given at start held ([`StackBuilder::state`]); `None` without one.
+    pub fn imported(&self) -> Option<&state::Summary> {
+        self.imported.as_ref()
     }
 
     /// The bearer token of the admin API (`Authorization: Bearer <token>`), new at every start; also

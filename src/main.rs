@@ -69,6 +69,14 @@ struct Args {
     /// predictable from SEED. Refuses a data dir made without it or with another seed (docs/testing.md).
     #[arg(long, value_name = "SEED")]
     deterministic: Option<String>,
+    /// Start from the state archive FILE (`kmsim state export`, GET /_sim/state), imported before kmsim serves:
+    /// into memory, or into a data dir that holds nothing yet. Its passphrase comes from --state-passphrase-file,
+    /// else the environment variable KMSIM_STATE_PASSPHRASE (docs/testing.md, "State fixtures").
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// The file holding the passphrase of the --state archive.
+    #[arg(long, value_name = "FILE", requires = "state")]
+    state_passphrase_file: Option<PathBuf>,
 }
 
 /// The client-side envelope commands.
@@ -209,6 +217,22 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
             }
         }
     }
+    if let Some(archive) = &args.state {
+        let env_passphrase = std::env::var_os("KMSIM_STATE_PASSPHRASE").map(|v| {
+            use std::os::unix::ffi::OsStringExt;
+            zeroize::Zeroizing::new(v.into_vec())
+        });
+        match kmsim::state::cli::passphrase(
+            args.state_passphrase_file.as_deref(),
+            env_passphrase.as_ref().map(|v| v.as_slice()),
+        ) {
+            Ok(passphrase) => builder = builder.state(archive, passphrase),
+            Err(e) => {
+                eprintln!("kmsim: --state {}: {e}", archive.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let stack = match builder.start().await {
         Ok(stack) => stack,
         Err(e) => {
@@ -242,6 +266,9 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
         }
         if stack.is_deterministic() {
             line["deterministic"] = DETERMINISTIC_WARNING.into();
+        }
+        if let Some(imported) = stack.imported() {
+            line["imported"] = serde_json::to_value(imported).unwrap_or_default();
         }
         if default_credentials {
             line["access_key_id"] = access_key.into();

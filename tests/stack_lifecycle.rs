@@ -48,6 +48,46 @@ async fn a_stack_runs_on_a_current_thread_runtime() {
     again.shutdown().await;
 }
 
+/// A stack started from a state archive (`StackBuilder::state`, `kmsim --state`) serves the archived keys and
+/// objects from its first call, and a wrong passphrase stops the start with the archive's name in the error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_starts_from_a_state_archive() {
+    use kmsim::state::archive::Passphrase;
+    let dir = common::private_dir();
+    let data = dir.path().join("data");
+    let stack = Stack::builder().data_dir(&data).start().await.unwrap();
+    envelope_round_trip(&stack).await;
+    stack.shutdown().await;
+    let archive = dir.path().join("fixture.kmsim");
+    let passphrase = Passphrase::new(b"a passphrase for the fixture").unwrap();
+    kmsim::state::cli::export(kmsim::state::cli::StateCommand {
+        file: archive.clone(),
+        data_dir: data,
+        config: kmsim::config::Config::default(),
+        passphrase: passphrase.clone(),
+    })
+    .await
+    .unwrap();
+
+    let started = Stack::builder().state(&archive, passphrase).start().await.unwrap();
+    let imported = started.imported().expect("the archive's summary");
+    assert!(imported.keys >= 2, "the customer key and aws/s3: {imported:?}");
+    assert_eq!(imported.objects, 2);
+    let s3 = common::s3_client(&started);
+    for name in ["own-key", "default-key"] {
+        let got = s3.get_object().bucket("lifecycle").key(name).send().await.unwrap();
+        assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"envelope");
+    }
+    let alias = common::kms_client(&started).describe_key().key_id("alias/lifecycle").send().await.unwrap();
+    assert!(alias.key_metadata().is_some());
+    started.shutdown().await;
+
+    let wrong = Passphrase::new(b"not the passphrase").unwrap();
+    let error = Stack::builder().state(&archive, wrong).start().await.err().expect("a wrong passphrase is refused");
+    let text = error.to_string();
+    assert!(text.contains("fixture.kmsim") && text.contains("passphrase"), "{text}");
+}
+
 /// `RUST_LOG` works like `--log`; at `debug` each request is one line with its method, path,
 /// status, request id and access key id, and never a signature or a query string.
 #[tokio::test(flavor = "multi_thread")]

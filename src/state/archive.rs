@@ -134,7 +134,8 @@ pub enum ArchiveError {
     Io(#[from] std::io::Error),
 }
 
-/// The passphrase a user gives, zeroized on drop.
+/// The passphrase a user gives, zeroized on drop (every copy: a `StackBuilder` holding one may be cloned).
+#[derive(Clone)]
 pub struct Passphrase(Zeroizing<Vec<u8>>);
 
 impl std::fmt::Debug for Passphrase {

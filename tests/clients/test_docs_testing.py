@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -147,3 +148,29 @@ def test_the_state_http_example(start_kmsim: Any, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["imported"]["keys"] == 1
     assert fresh.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"fixture"
+
+
+def test_the_state_start_example(start_kmsim: Any, tmp_path: Path) -> None:
+    import signal
+
+    source = start_kmsim("--in-memory")
+    blob = source.client().encrypt(KeyId=source.client().create_key()["KeyMetadata"]["KeyId"],
+                                   Plaintext=b"fixture")["CiphertextBlob"]
+    exported = requests.get(f"{source.endpoint}/_sim/state", timeout=120, headers={
+        "Authorization": f"Bearer {source.info['admin_token']}",
+        "X-Kmsim-State-Passphrase": "a passphrase for the fixture"})
+    assert exported.status_code == 200, exported.text
+    (tmp_path / "fixture.kmsim").write_bytes(exported.content)
+    env = dict(os.environ, PATH=f"{KMSIM_BIN.parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("KMSIM_STATE_PASSPHRASE", None)
+    server = subprocess.Popen(["sh", "-c", example("state-start")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        info = json.loads(server.stdout.readline())
+        assert info["imported"]["keys"] == 1, info
+        kms = boto3.client("kms", endpoint_url=info["endpoint"], region_name=info["region"],
+                           aws_access_key_id=DEFAULT_ACCESS_KEY, aws_secret_access_key=DEFAULT_SECRET)
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"fixture"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

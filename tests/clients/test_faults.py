@@ -23,7 +23,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, KmsimProcess, expect_otc_error, huawei_kms_client, unique
+from conftest import (DEFAULT_ACCESS_KEY, DEFAULT_SECRET, AwsCli, AwsS3Cli, KmsimProcess, expect_otc_error,
+                      huawei_kms_client, unique)
 
 THROTTLED = "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
@@ -297,6 +298,35 @@ def test_principal_key_id_counts_and_latency_ranges_after_the_operation(fresh_km
     kms.create_alias(AliasName="alias/late", TargetKeyId=key)
     assert 0.3 <= time.monotonic() - started
     assert [a["TargetKeyId"] for a in kms.list_aliases()["Aliases"] if a["AliasName"] == "alias/late"] == [key]
+
+
+def test_the_aws_cli_with_its_default_retries(fresh_kmsim: KmsimProcess, tmp_path: Path) -> None:
+    """The aws CLI as installed (v1: the legacy retry mode, 5 attempts) gets through a short KMS throttle and a
+    short S3 SlowDown, and reports the error when the fault lasts."""
+    admin = fresh_kmsim.admin
+    defaults = {"AWS_RETRY_MODE": "legacy", "AWS_MAX_ATTEMPTS": "5"}
+    kms_cli = AwsCli(fresh_kmsim.endpoint, region=fresh_kmsim.info["region"], workdir=tmp_path)
+    status, created = kms_cli("create-key", **defaults)
+    assert status == 0, created
+    key = created["KeyMetadata"]["KeyId"]
+    rule = admin.add_fault({"service": "kms", "operation": "GenerateDataKey", "trigger": {"next": 2},
+                            "effect": {"type": "error", "code": "ThrottlingException"}})
+    status, data_key = kms_cli("generate-data-key", "--key-id", key, "--key-spec", "AES_256", **defaults)
+    assert status == 0, data_key
+    assert [e["outcome"] for e in admin.audit(fault=rule)] == ["ThrottlingException"] * 2
+
+    s3_cli = AwsS3Cli(fresh_kmsim.endpoint, region=fresh_kmsim.info["region"], workdir=tmp_path)
+    bucket = unique("cli-faults")
+    assert s3_cli("s3api", "create-bucket", "--bucket", bucket, **defaults).returncode == 0
+    (tmp_path / "body.txt").write_text("body")
+    rule = admin.add_fault({"service": "s3", "operation": "PutObject", "trigger": {"next": 2},
+                            "effect": {"type": "error", "code": "SlowDown"}})
+    put = s3_cli("s3", "cp", str(tmp_path / "body.txt"), f"s3://{bucket}/body.txt", **defaults)
+    assert put.returncode == 0, put.stderr
+    assert [e["outcome"] for e in admin.audit(fault=rule)] == ["SlowDown"] * 2
+    admin.add_fault({"service": "s3", "operation": "GetObject", "effect": {"type": "error", "code": "InternalError"}})
+    got = s3_cli("s3", "cp", f"s3://{bucket}/body.txt", str(tmp_path / "back.txt"), **defaults)
+    assert got.returncode != 0 and "InternalError" in got.stderr, got.stderr
 
 
 def test_otc_kms_codes_and_the_obs_dialect(fresh_kmsim: KmsimProcess, localhost_subdomains: None) -> None:

@@ -423,6 +423,42 @@ def test_sim_state_moves_state_between_running_servers(start_kmsim) -> None:
     assert target.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"in memory"
 
 
+def test_a_server_starts_from_an_archive(start_kmsim, tmp_path: Path) -> None:
+    """`kmsim --state FILE`: the archive is imported before the start line, into memory or a new data dir; a data
+    dir that holds state, and a wrong passphrase, stop the start with the reason."""
+    source = start_kmsim("--in-memory")
+    key = source.client().create_key()["KeyMetadata"]["KeyId"]
+    blob = source.client().encrypt(KeyId=key, Plaintext=b"fixture")["CiphertextBlob"]
+    bucket = unique("fixture")
+    s3 = make_s3_client(source.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"body", ServerSideEncryption="aws:kms", SSEKMSKeyId=key)
+    archive, secret = tmp_path / "fixture.kmsim", tmp_path / "passphrase"
+    archive.write_bytes(sim_state(source, "GET").content)
+    secret.write_text(PASSPHRASE + "\n")
+    state = ("--state", str(archive), "--state-passphrase-file", str(secret))
+
+    for where in (("--in-memory",), ("--data-dir", str(tmp_path / "run-data"))):
+        server = start_kmsim(*where, *state)
+        assert (server.info["imported"]["keys"], server.info["imported"]["objects"]) == (1, 1), server.info
+        assert server.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"fixture"
+        assert make_s3_client(server.endpoint).get_object(Bucket=bucket, Key="k")["Body"].read() == b"body"
+        assert server.stop() == 0
+    # The data dir now holds the state: it starts without --state, and refuses a second import.
+    again = start_kmsim("--data-dir", str(tmp_path / "run-data"))
+    assert again.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"fixture"
+    assert again.stop() == 0
+    with pytest.raises(pytest.fail.Exception) as refused:
+        start_kmsim("--data-dir", str(tmp_path / "run-data"), *state)
+    assert "importing the state archive" in str(refused.value) and "empty" in str(refused.value)
+    assert start_kmsim("--data-dir", str(tmp_path / "run-data")).client().decrypt(
+        CiphertextBlob=blob)["Plaintext"] == b"fixture", "the refused start changed nothing"
+    secret.write_text("not the passphrase")
+    with pytest.raises(pytest.fail.Exception) as wrong:
+        start_kmsim("--in-memory", *state)
+    assert "wrong passphrase" in str(wrong.value)
+
+
 def test_sim_state_refusals(start_kmsim) -> None:
     source = start_kmsim("--in-memory")
     source.client().create_key()
