@@ -8,6 +8,11 @@
 //!   refused, with the reason;
 //! - the OS on a deterministic data dir: served, and recorded as the OS's from then on (its new keys are not
 //!   predictable), so a later deterministic start on it is refused.
+//!
+//! A deterministic record also holds the next generation to draw in (`shared::entropy`, "Generations"): each
+//! deterministic start on the data dir draws in the recorded one and records the one after it before serving, so a
+//! restarted kmsim never draws again the ids and keys the data dir already holds — and does so the same way in
+//! every run. An import (`kmsim state import`, `--state`, `PUT /_sim/state`) moves it past the archive's.
 
 use std::path::Path;
 
@@ -32,43 +37,77 @@ struct Marker {
     /// The seed's fingerprint ([`Entropy::fingerprint`]) when deterministic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seed_fingerprint: Option<String>,
+    /// When deterministic, the generation the next start draws in; absent in records written before generations
+    /// (such a data dir has been served at least once, in generation 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_generation: Option<u64>,
 }
 
 impl Marker {
-    fn of(entropy: &Entropy) -> Self {
+    fn of(entropy: &Entropy, next_generation: Option<u64>) -> Self {
         match entropy.fingerprint() {
             Some(fingerprint) => Marker {
                 format: FORMAT,
                 entropy: "deterministic".into(),
                 seed_fingerprint: Some(fingerprint.to_owned()),
+                next_generation,
             },
-            None => Marker { format: FORMAT, entropy: "os".into(), seed_fingerprint: None },
+            None => Marker { format: FORMAT, entropy: "os".into(), seed_fingerprint: None, next_generation: None },
         }
+    }
+
+    /// Whether the record says the data dir was made by `entropy` (the generation aside).
+    fn made_by(&self, entropy: &Entropy) -> bool {
+        let wanted = Marker::of(entropy, None);
+        (self.format, &self.entropy, &self.seed_fingerprint)
+            == (wanted.format, &wanted.entropy, &wanted.seed_fingerprint)
+    }
+
+    /// The generation a deterministic start draws in.
+    fn generation(&self) -> u64 {
+        self.next_generation.unwrap_or(1)
     }
 }
 
-/// Checks `dir` (already created, private) against `entropy` and records it (see the module documentation).
-pub fn check_and_record(dir: &Path, entropy: &Entropy) -> Result<(), StackError> {
-    let path = dir.join(FILE);
-    let wanted = Marker::of(entropy);
-    let found = match std::fs::read(&path) {
-        Ok(bytes) => Some(serde_json::from_slice::<Marker>(&bytes).map_err(|e| {
+fn read(path: &Path) -> Result<Option<Marker>, StackError> {
+    let found = match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<Marker>(&bytes).map_err(|e| {
             StackError::DataDir(format!("{} is not a valid entropy record ({e}): restore or remove it", path.display()))
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StackError::DataDir(format!("reading {}: {e}", path.display()))),
     };
-    if let Some(found) = &found
-        && found.format > FORMAT
-    {
+    if found.format > FORMAT {
         return Err(StackError::DataDir(format!(
             "{} has format {}, newer than this kmsim's ({FORMAT}): use a newer kmsim",
             path.display(),
             found.format
         )));
     }
-    if found.as_ref() == Some(&wanted) {
-        return Ok(());
+    Ok(Some(found))
+}
+
+fn write(path: &Path, marker: &Marker) -> Result<(), StackError> {
+    let text = serde_json::to_vec_pretty(marker).map_err(|e| StackError::DataDir(e.to_string()))?;
+    shared::secret_file::write_durably(path, &text, 0o600)
+        .map_err(|e| StackError::DataDir(format!("writing {}: {e}", path.display())))
+}
+
+/// Checks `dir` (already created, private) against `entropy` and records it (see the module documentation);
+/// gives the generation a deterministic `entropy` is to draw in (0 for a new data dir), the next one recorded
+/// durably before it returns. 0 for the OS.
+pub fn check_and_record(dir: &Path, entropy: &Entropy) -> Result<u64, StackError> {
+    let path = dir.join(FILE);
+    let found = read(&path)?;
+    if let Some(found) = &found
+        && found.made_by(entropy)
+    {
+        if !entropy.is_deterministic() {
+            return Ok(0);
+        }
+        let generation = found.generation();
+        write(&path, &Marker::of(entropy, Some(generation.saturating_add(1))))?;
+        return Ok(generation);
     }
     if entropy.is_deterministic() {
         let refuse = |why: &str| {
@@ -88,9 +127,17 @@ pub fn check_and_record(dir: &Path, entropy: &Entropy) -> Result<(), StackError>
             None => {}
         }
     }
-    let text = serde_json::to_vec_pretty(&wanted).map_err(|e| StackError::DataDir(e.to_string()))?;
-    shared::secret_file::write_durably(&path, &text, 0o600)
-        .map_err(|e| StackError::DataDir(format!("writing {}: {e}", path.display())))
+    write(&path, &Marker::of(entropy, entropy.is_deterministic().then_some(1)))?;
+    Ok(0)
+}
+
+/// After an import into `dir`: records that the next deterministic start draws after `entropy`'s current
+/// generation (never moving the record back). Nothing for the OS.
+pub fn record_generation(dir: &Path, entropy: &Entropy) -> Result<(), StackError> {
+    let Some(generation) = entropy.generation() else { return Ok(()) };
+    let path = dir.join(FILE);
+    let recorded = read(&path)?.filter(|m| m.made_by(entropy)).map_or(0, |m| m.generation());
+    write(&path, &Marker::of(entropy, Some(recorded.max(generation.saturating_add(1)))))
 }
 
 fn is_empty(dir: &Path) -> Result<bool, StackError> {
@@ -102,6 +149,37 @@ fn is_empty(dir: &Path) -> Result<bool, StackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each deterministic start draws in the recorded generation and records the next; an import moves the record
+    /// past the importer's generation, never back; a record from before generations counts as served once.
+    #[test]
+    fn every_deterministic_start_draws_in_a_new_generation() {
+        let root = tempfile::tempdir().unwrap();
+        let seed = Entropy::deterministic(b"g");
+        let dir = root.path().join("det");
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(check_and_record(&dir, &seed).unwrap(), 0);
+        assert_eq!(check_and_record(&dir, &seed).unwrap(), 1);
+        assert_eq!(check_and_record(&dir, &seed).unwrap(), 2);
+        seed.start_generation(7);
+        record_generation(&dir, &seed).unwrap();
+        assert_eq!(check_and_record(&dir, &seed).unwrap(), 8);
+        seed.start_generation(2);
+        record_generation(&dir, &seed).unwrap();
+        assert_eq!(check_and_record(&dir, &seed).unwrap(), 9, "the record never moves back");
+        let old = root.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        let fingerprint = seed.fingerprint().unwrap();
+        std::fs::write(
+            old.join(FILE),
+            format!(r#"{{"format": 1, "entropy": "deterministic", "seed_fingerprint": "{fingerprint}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(check_and_record(&old, &seed).unwrap(), 1);
+        assert_eq!(check_and_record(&dir, &Entropy::os()).unwrap(), 0);
+        record_generation(&dir, &Entropy::os()).unwrap();
+        assert!(std::fs::read_to_string(dir.join(FILE)).unwrap().contains("\"os\""));
+    }
 
     #[test]
     fn deterministic_needs_a_new_or_same_seed_data_dir_and_the_os_takes_any() {

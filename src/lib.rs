@@ -317,7 +317,9 @@ impl StackBuilder {
         });
         if let Some(dir) = &self.data_dir {
             prepare_data_dir(dir)?;
-            entropy_marker::check_and_record(dir, &entropy)?;
+            // A data dir served before holds what earlier generations drew: draw in the next one.
+            let generation = entropy_marker::check_and_record(dir, &entropy)?;
+            entropy.start_generation(generation);
         }
         let storage = match &self.data_dir {
             Some(dir) => Storage::Dir { dir: dir.clone(), master_key_file: self.config.master_key_file.clone() },

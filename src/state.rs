@@ -30,7 +30,7 @@ use kms::material::{KeyMaterial, MasterKey};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, PutPayload};
 use obs::Obs;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use zeroize::Zeroizing;
 
@@ -185,6 +185,11 @@ fn export_blocking(
 ) -> Result<(File, Summary), StateError> {
     let mut writer = Writer::create(BufWriter::with_capacity(1 << 20, out), passphrase, params)?;
     let mut summary = Summary::default();
+    let entropy = &services.kms.entropy;
+    if let (Some(seed_fingerprint), Some(generation)) = (entropy.fingerprint(), entropy.generation()) {
+        let record = EntropyRecord { seed_fingerprint: seed_fingerprint.to_owned(), next_generation: generation + 1 };
+        writer.record(tag::ENTROPY, &to_json(&record)?)?;
+    }
     let kms = services.kms.export_state(&kms_key(writer.keys())).map_err(|e| failed("the KMS")(e.to_string()))?;
     for record in &kms.keys {
         writer.record(tag::KMS_KEY, &to_json(record)?)?;
@@ -350,9 +355,18 @@ pub async fn import(services: &StateServices, input: File, passphrase: Passphras
     result
 }
 
+/// A deterministic exporter's draws (`tag::ENTROPY`): an importer of the same seed draws from `next_generation` on,
+/// never again what made the archive's ids and keys (`shared::entropy`, "Generations").
+#[derive(Debug, Serialize, Deserialize)]
+struct EntropyRecord {
+    seed_fingerprint: String,
+    next_generation: u64,
+}
+
 /// What an import keeps in memory until the archive verified.
 #[derive(Default)]
 struct Pending {
+    entropy: Option<EntropyRecord>,
     keys: Vec<kms::model::KeyRecord>,
     aliases: Vec<kms::model::AliasRecord>,
     iam: iam::store::Contents,
@@ -457,7 +471,25 @@ fn import_blocking(
     handle.block_on(services.evs.reload()).map_err(|e| failed("the volume service")(e.to_string()))?;
     let records = records.iter().filter_map(|path| objects_root.as_ref().map(|root| root.join(path.as_ref())));
     sync_files(services, records.collect())?;
+    next_generation(services, pending.entropy.as_ref())?;
     Ok(summary)
+}
+
+/// A deterministic importer draws in a generation after the archive's and after its own, recorded in the data dir
+/// for its next start: nothing it draws from now on can be an id or key the archive brought.
+fn next_generation(services: &StateServices, archived: Option<&EntropyRecord>) -> Result<(), StateError> {
+    let entropy = &services.kms.entropy;
+    let Some(current) = entropy.generation() else { return Ok(()) };
+    let archived = archived
+        .filter(|record| entropy.fingerprint() == Some(record.seed_fingerprint.as_str()))
+        .map_or(0, |record| record.next_generation);
+    entropy.start_generation(archived.max(current.saturating_add(1)));
+    match &services.data_dir {
+        Some(dir) => {
+            crate::entropy_marker::record_generation(dir, entropy).map_err(|e| StateError::Failed(e.to_string()))
+        }
+        None => Ok(()),
+    }
 }
 
 fn corrupt(what: &str) -> StateError {
@@ -475,6 +507,7 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &[u8]) -> Result<T, S
 impl Pending {
     fn add(&mut self, tag: u8, payload: &[u8], keys: &ArchiveKeys) -> Result<(), StateError> {
         match tag {
+            tag::ENTROPY => self.entropy = Some(parse("entropy", payload)?),
             tag::KMS_KEY => self.keys.push(parse("KMS key", payload)?),
             tag::KMS_ALIAS => self.aliases.push(parse("KMS alias", payload)?),
             tag::IAM_USER => self.iam.users.push(parse("IAM user", payload)?),

@@ -83,7 +83,9 @@ async fn a_stack_starts_from_a_state_archive() {
     started.shutdown().await;
 
     let wrong = Passphrase::new(b"not the passphrase").unwrap();
-    let error = Stack::builder().state(&archive, wrong).start().await.err().expect("a wrong passphrase is refused");
+    let Err(error) = Stack::builder().state(&archive, wrong).start().await else {
+        panic!("a wrong passphrase is refused")
+    };
     let text = error.to_string();
     assert!(text.contains("fixture.kmsim") && text.contains("passphrase"), "{text}");
 }

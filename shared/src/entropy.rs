@@ -12,6 +12,13 @@
 //! answer: the known-answer tests below pin it.
 //!
 //! Concurrent draws of one purpose are ordered by arrival: byte-identical answers need the same sequence of calls.
+//!
+//! Generations: a state that outlives its stack (a data dir served again, a state archive imported) holds ids and
+//! keys already drawn, so a new stack on it must not draw them again. Each stack draws in a *generation* `g`: its
+//! draw numbers start at `g · 2^40` ([`GENERATION_SHIFT`]), so generation 0 (a fresh stack) draws exactly what the
+//! construction above gives, and each later generation draws from numbers no earlier one reaches (2^40 draws of one
+//! purpose per generation). Which generation a stack draws in is recorded with its state (`entropy.json`, the
+//! archive), so that is as reproducible as the draws themselves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -120,6 +127,11 @@ pub struct Entropy {
     seeded: Option<Seeded>,
 }
 
+/// Draw numbers of generation `g` start at `g << GENERATION_SHIFT`.
+pub const GENERATION_SHIFT: u32 = 40;
+/// The largest generation: its draw numbers still fit the 64-bit counter.
+pub const MAX_GENERATION: u64 = (1 << (64 - GENERATION_SHIFT)) - 1;
+
 /// The deterministic generator's state.
 struct Seeded {
     /// `SHA-256("kmsim-seed-v1" ‖ seed)`: the seed itself is not kept.
@@ -128,6 +140,14 @@ struct Seeded {
     fingerprint: String,
     /// The next draw's number, per purpose.
     counters: [AtomicU64; Purpose::ALL.len()],
+    /// The generation the counters started in (see the module documentation).
+    generation: AtomicU64,
+}
+
+impl Seeded {
+    fn new(key: Zeroizing<[u8; 32]>, fingerprint: String) -> Self {
+        Seeded { key, fingerprint, counters: std::array::from_fn(|_| AtomicU64::new(0)), generation: AtomicU64::new(0) }
+    }
 }
 
 impl std::fmt::Debug for Entropy {
@@ -157,20 +177,14 @@ impl Entropy {
         key.copy_from_slice(&Sha256::new().chain_update(b"kmsim-seed-v1").chain_update(seed).finalize());
         let fingerprint =
             hex::encode(&Sha256::new().chain_update(b"kmsim-seed-fingerprint-v1").chain_update(seed).finalize()[..8]);
-        Entropy { seeded: Some(Seeded { key, fingerprint, counters: std::array::from_fn(|_| AtomicU64::new(0)) }) }
+        Entropy { seeded: Some(Seeded::new(key, fingerprint)) }
     }
 
     /// The same source with every stream at its first draw (the OS for the OS).
     pub fn fresh(&self) -> Self {
         match &self.seeded {
             None => Entropy::os(),
-            Some(seeded) => Entropy {
-                seeded: Some(Seeded {
-                    key: seeded.key.clone(),
-                    fingerprint: seeded.fingerprint.clone(),
-                    counters: std::array::from_fn(|_| AtomicU64::new(0)),
-                }),
-            },
+            Some(seeded) => Entropy { seeded: Some(Seeded::new(seeded.key.clone(), seeded.fingerprint.clone())) },
         }
     }
 
@@ -184,12 +198,27 @@ impl Entropy {
         self.seeded.as_ref().map(|s| s.fingerprint.as_str())
     }
 
-    /// Starts every purpose's stream again from its first draw (a reset of the simulator): the same calls after a
-    /// reset get the same answers as after a start. Nothing for the OS.
+    /// Starts every purpose's stream again from its first draw of generation 0 (a reset of the simulator, which
+    /// leaves no state behind): the same calls after a reset get the same answers as after the start of a fresh
+    /// stack. Nothing for the OS.
     pub fn restart(&self) {
+        self.start_generation(0);
+    }
+
+    /// The generation draws come from (module documentation); `None` for the OS.
+    pub fn generation(&self) -> Option<u64> {
+        self.seeded.as_ref().map(|s| s.generation.load(Ordering::SeqCst))
+    }
+
+    /// Starts every purpose's stream at the first draw of `generation` (at most [`MAX_GENERATION`]; larger is
+    /// taken as that): for a stack on a state whose ids and keys were drawn in earlier generations. Nothing for
+    /// the OS.
+    pub fn start_generation(&self, generation: u64) {
         if let Some(seeded) = &self.seeded {
+            let generation = generation.min(MAX_GENERATION);
+            seeded.generation.store(generation, Ordering::SeqCst);
             for counter in &seeded.counters {
-                counter.store(0, Ordering::SeqCst);
+                counter.store(generation << GENERATION_SHIFT, Ordering::SeqCst);
             }
         }
     }
@@ -306,6 +335,27 @@ mod tests {
         assert_ne!(first[0], first[1], "the counter advances");
         a.restart();
         assert_eq!(*a.secret::<32>(Purpose::KeyMaterial), first[0]);
+    }
+
+    /// A later generation draws what generation 0 never reaches, the same in every stack of the seed; a restart
+    /// goes back to generation 0.
+    #[test]
+    fn generations_are_disjoint_and_reproducible() {
+        let (a, b) = (Entropy::deterministic(b"s"), Entropy::deterministic(b"s"));
+        assert_eq!(a.generation(), Some(0));
+        let first: Vec<[u8; 16]> = (0..3).map(|_| a.bytes::<16>(Purpose::KeyId)).collect();
+        b.start_generation(1);
+        assert_eq!(b.generation(), Some(1));
+        let later: Vec<[u8; 16]> = (0..3).map(|_| b.bytes::<16>(Purpose::KeyId)).collect();
+        assert!(later.iter().all(|id| !first.contains(id)));
+        let c = Entropy::deterministic(b"s");
+        c.start_generation(1);
+        assert_eq!(c.bytes::<16>(Purpose::KeyId), later[0]);
+        c.start_generation(u64::MAX);
+        assert_eq!(c.generation(), Some(MAX_GENERATION));
+        c.restart();
+        assert_eq!((c.generation(), c.bytes::<16>(Purpose::KeyId)), (Some(0), first[0]));
+        assert_eq!(Entropy::os().generation(), None);
     }
 
     #[test]

@@ -47,6 +47,9 @@ const MAX_P_COST: u32 = 16;
 
 /// The record tags. Changing a value breaks stored archives.
 pub mod tag {
+    /// The exporter's deterministic entropy (JSON: the seed's fingerprint, the next generation to draw in); only
+    /// in archives of a kmsim started with `--deterministic`.
+    pub const ENTROPY: u8 = 0x01;
     /// A KMS key record (JSON), its secrets wrapped under the archive's KMS key.
     pub const KMS_KEY: u8 = 0x10;
     /// A KMS alias record (JSON).
@@ -479,7 +482,8 @@ impl<R: Read> Reader<R> {
         self.mac.update(&payload);
         let corrupt = |what: &str| ArchiveError::Corrupt(format!("the record at byte {at}: {what}"));
         match tag {
-            tag::KMS_KEY
+            tag::ENTROPY
+            | tag::KMS_KEY
             | tag::KMS_ALIAS
             | tag::IAM_USER
             | tag::IAM_ROLE

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from conftest import KMSIM_BIN, make_kms_client, make_s3_client
 
 
@@ -94,3 +96,54 @@ def test_a_data_dir_made_without_the_seed_is_refused(start_kmsim: Any, tmp_path:
     assert done.returncode != 0
     assert "refusing --deterministic" in done.stderr, done.stderr
     assert "DETERMINISTIC MODE" not in done.stdout
+
+
+def _created_keys(endpoint: str, count: int) -> list[str]:
+    kms = make_kms_client(endpoint)
+    return [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(count)]
+
+
+def test_a_restarted_data_dir_and_an_imported_fixture_never_draw_the_same_ids_again(
+        start_kmsim: Any, tmp_path: Path) -> None:
+    """A deterministic data dir served again, or a fixture imported into a deterministic kmsim, holds ids and keys
+    drawn before: the next keys and objects are new ones (no key overwritten, no object's body replaced), and
+    still the same in every run."""
+    seed = "restart-seed"
+    runs = []
+    for run in ("a", "b"):
+        data = tmp_path / f"data-{run}"
+        first = start_kmsim("--data-dir", str(data), "--deterministic", seed)
+        before = _created_keys(first.endpoint, 2)
+        kms, s3 = make_kms_client(first.endpoint), make_s3_client(first.endpoint)
+        blob = kms.encrypt(KeyId=before[0], Plaintext=b"made in the first generation")["CiphertextBlob"]
+        s3.create_bucket(Bucket="det")
+        s3.put_object(Bucket="det", Key="first", Body=b"first body", ServerSideEncryption="aws:kms",
+                      SSEKMSKeyId=before[0])
+        first.stop()
+        again = start_kmsim("--data-dir", str(data), "--deterministic", seed)
+        after = _created_keys(again.endpoint, 2)
+        assert not set(after) & set(before), (before, after)
+        kms, s3 = make_kms_client(again.endpoint), make_s3_client(again.endpoint)
+        s3.put_object(Bucket="det", Key="second", Body=b"second body", ServerSideEncryption="aws:kms",
+                      SSEKMSKeyId=after[0])
+        assert s3.get_object(Bucket="det", Key="first")["Body"].read() == b"first body"
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"made in the first generation"
+        assert len(kms.list_keys()["Keys"]) == 4
+        # A fixture exported from it, imported into a fresh deterministic kmsim of the same seed.
+        passphrase = "det passphrase"
+        archive = requests.get(f"{again.endpoint}/_sim/state", timeout=60, headers={
+            "Authorization": f"Bearer {again.info['admin_token']}", "X-Kmsim-State-Passphrase": passphrase})
+        assert archive.status_code == 200, archive.text
+        fixture = tmp_path / f"fixture-{run}.kmsim"
+        fixture.write_bytes(archive.content)
+        passphrase_file = tmp_path / "passphrase"
+        passphrase_file.write_text(passphrase)
+        started = start_kmsim("--in-memory", "--deterministic", seed, "--state", str(fixture),
+                              "--state-passphrase-file", str(passphrase_file))
+        assert started.info["imported"]["keys"] == 4
+        imported = _created_keys(started.endpoint, 2)
+        assert not set(imported) & set(before + after), (before, after, imported)
+        assert make_s3_client(started.endpoint).get_object(Bucket="det", Key="second")["Body"].read() \
+            == b"second body"
+        runs.append((before, after, imported))
+    assert runs[0] == runs[1], "the same in every run"
