@@ -131,6 +131,28 @@ pub fn check_and_record(dir: &Path, entropy: &Entropy) -> Result<u64, StackError
     Ok(0)
 }
 
+/// The seed fingerprint and the generation the next start draws in, when `dir` is recorded as deterministic: what
+/// `kmsim state export` (which opens the data dir without a seed, and leaves its record as it is) puts in the
+/// archive.
+pub fn recorded_generation(dir: &Path) -> Result<Option<(String, u64)>, StackError> {
+    Ok(read(&dir.join(FILE))?.and_then(|m| {
+        let generation = m.generation();
+        m.seed_fingerprint.filter(|_| m.entropy == "deterministic").map(|fingerprint| (fingerprint, generation))
+    }))
+}
+
+/// After `kmsim state import` of a deterministic kmsim's archive into the new data dir `dir`: records it as made
+/// from that seed, to be served from `next_generation` on, so `--deterministic` with the seed serves it.
+pub fn record_imported(dir: &Path, seed_fingerprint: &str, next_generation: u64) -> Result<(), StackError> {
+    let marker = Marker {
+        format: FORMAT,
+        entropy: "deterministic".into(),
+        seed_fingerprint: Some(seed_fingerprint.to_owned()),
+        next_generation: Some(next_generation),
+    };
+    write(&dir.join(FILE), &marker)
+}
+
 /// After an import into `dir`: records that the next deterministic start draws after `entropy`'s current
 /// generation (never moving the record back). Nothing for the OS.
 pub fn record_generation(dir: &Path, entropy: &Entropy) -> Result<(), StackError> {

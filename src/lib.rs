@@ -159,6 +159,8 @@ pub struct StackBuilder {
     declarations: bool,
     /// A state archive to import before serving ([`StackBuilder::state`]).
     state: Option<(PathBuf, state::archive::Passphrase)>,
+    /// Whether opening a data dir checks and records its entropy ([`StackBuilder::leave_entropy_record`]).
+    entropy_record: bool,
 }
 
 /// The services of a stack, opened on its state.
@@ -283,6 +285,14 @@ impl StackBuilder {
         self
     }
 
+    /// Open a data dir without checking or recording which entropy made it (`entropy.json`): for `kmsim state
+    /// export` and `import`, which draw nothing the data dir keeps and carry a deterministic data dir's record into
+    /// the archive and back ([`entropy_marker`]).
+    pub fn leave_entropy_record(mut self) -> Self {
+        self.entropy_record = false;
+        self
+    }
+
     /// Start from the state archive at `archive` (`kmsim state export`, `GET /_sim/state`), imported under
     /// `passphrase` before the listener accepts a call: into memory, or into a data dir that holds nothing yet (a
     /// data dir with state is refused). The configuration's seeded keys and declared identities are not applied,
@@ -317,9 +327,11 @@ impl StackBuilder {
         });
         if let Some(dir) = &self.data_dir {
             prepare_data_dir(dir)?;
-            // A data dir served before holds what earlier generations drew: draw in the next one.
-            let generation = entropy_marker::check_and_record(dir, &entropy)?;
-            entropy.start_generation(generation);
+            if self.entropy_record {
+                // A data dir served before holds what earlier generations drew: draw in the next one.
+                let generation = entropy_marker::check_and_record(dir, &entropy)?;
+                entropy.start_generation(generation);
+            }
         }
         let storage = match &self.data_dir {
             Some(dir) => Storage::Dir { dir: dir.clone(), master_key_file: self.config.master_key_file.clone() },
@@ -635,6 +647,7 @@ impl Stack {
             deterministic: None,
             declarations: true,
             state: None,
+            entropy_record: true,
         }
     }
 

@@ -124,6 +124,9 @@ pub struct Summary {
     pub files: usize,
     /// Bytes of file data.
     pub data_bytes: u64,
+    /// The seed and generation of a deterministic exporter (docs/testing.md, "Deterministic runs").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deterministic: Option<EntropyRecord>,
 }
 
 impl StateServices {
@@ -185,10 +188,9 @@ fn export_blocking(
 ) -> Result<(File, Summary), StateError> {
     let mut writer = Writer::create(BufWriter::with_capacity(1 << 20, out), passphrase, params)?;
     let mut summary = Summary::default();
-    let entropy = &services.kms.entropy;
-    if let (Some(seed_fingerprint), Some(generation)) = (entropy.fingerprint(), entropy.generation()) {
-        let record = EntropyRecord { seed_fingerprint: seed_fingerprint.to_owned(), next_generation: generation + 1 };
+    if let Some(record) = exported_entropy(services)? {
         writer.record(tag::ENTROPY, &to_json(&record)?)?;
+        summary.deterministic = Some(record);
     }
     let kms = services.kms.export_state(&kms_key(writer.keys())).map_err(|e| failed("the KMS")(e.to_string()))?;
     for record in &kms.keys {
@@ -357,10 +359,24 @@ pub async fn import(services: &StateServices, input: File, passphrase: Passphras
 
 /// A deterministic exporter's draws (`tag::ENTROPY`): an importer of the same seed draws from `next_generation` on,
 /// never again what made the archive's ids and keys (`shared::entropy`, "Generations").
-#[derive(Debug, Serialize, Deserialize)]
-struct EntropyRecord {
-    seed_fingerprint: String,
-    next_generation: u64,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntropyRecord {
+    /// The seed's fingerprint (`Entropy::fingerprint`).
+    pub seed_fingerprint: String,
+    /// The first generation none of the archive's draws came from.
+    pub next_generation: u64,
+}
+
+/// What the archive says of the exporter's entropy: a deterministic kmsim's seed and generation, or those recorded
+/// in a deterministic data dir that `kmsim state export` opened without a seed.
+fn exported_entropy(services: &StateServices) -> Result<Option<EntropyRecord>, StateError> {
+    let entropy = &services.kms.entropy;
+    if let (Some(fingerprint), Some(generation)) = (entropy.fingerprint(), entropy.generation()) {
+        return Ok(Some(EntropyRecord { seed_fingerprint: fingerprint.to_owned(), next_generation: generation + 1 }));
+    }
+    let Some(dir) = &services.data_dir else { return Ok(None) };
+    let recorded = crate::entropy_marker::recorded_generation(dir).map_err(|e| StateError::Failed(e.to_string()))?;
+    Ok(recorded.map(|(seed_fingerprint, next_generation)| EntropyRecord { seed_fingerprint, next_generation }))
 }
 
 /// What an import keeps in memory until the archive verified.
@@ -472,6 +488,7 @@ fn import_blocking(
     let records = records.iter().filter_map(|path| objects_root.as_ref().map(|root| root.join(path.as_ref())));
     sync_files(services, records.collect())?;
     next_generation(services, pending.entropy.as_ref())?;
+    summary.deterministic = pending.entropy;
     Ok(summary)
 }
 

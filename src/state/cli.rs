@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::archive::{KdfParams, Passphrase};
 use super::{StateServices, Summary};
-use crate::{Config, Stack, StackError};
+use shared::entropy::Entropy;
+
+use crate::{Config, Stack, StackError, entropy_marker};
 
 /// How long closing the volume service may wait for its work.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
@@ -64,8 +66,14 @@ pub async fn export(command: StateCommand) -> Result<Report, String> {
     if !dir.is_dir() {
         return Err(format!("the data dir {} does not exist", dir.display()));
     }
-    let services =
-        Stack::builder().config(command.config).data_dir(dir).open_state().await.map_err(|e| open_error(dir, e))?;
+    // Without a seed, and leaving a deterministic data dir's record as it is (the archive carries it).
+    let services = Stack::builder()
+        .config(command.config)
+        .data_dir(dir)
+        .leave_entropy_record()
+        .open_state()
+        .await
+        .map_err(|e| open_error(dir, e))?;
     let target = &command.file;
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = target.file_name().ok_or_else(|| format!("{} names no file", target.display()))?;
@@ -121,12 +129,21 @@ pub async fn import(command: StateCommand) -> Result<Report, String> {
             .config(command.config)
             .data_dir(dir)
             .without_declarations()
+            .leave_entropy_record()
             .open_state()
             .await
             .map_err(|e| open_error(dir, e))?;
         let imported = super::import(&services, file, command.passphrase).await.map_err(|e| e.to_string());
         close(services).await;
-        imported
+        // The data dir holds the archive's state alone: made from the seed of a deterministic exporter (served by
+        // `--deterministic` with it from the archive's next generation on), else from the OS's randomness.
+        let summary = imported?;
+        match &summary.deterministic {
+            Some(record) => entropy_marker::record_imported(dir, &record.seed_fingerprint, record.next_generation),
+            None => entropy_marker::check_and_record(dir, &Entropy::os()).map(drop),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(summary)
     }
     .await;
     match result {

@@ -6,6 +6,8 @@ without the seed is refused."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,3 +149,40 @@ def test_a_restarted_data_dir_and_an_imported_fixture_never_draw_the_same_ids_ag
             == b"second body"
         runs.append((before, after, imported))
     assert runs[0] == runs[1], "the same in every run"
+
+
+def test_kmsim_state_export_and_import_carry_a_deterministic_data_dir(start_kmsim: Any, tmp_path: Path) -> None:
+    """`kmsim state export` of a deterministic data dir leaves it deterministic and puts its seed's fingerprint and
+    generation in the archive; `kmsim state import` of that archive makes a data dir that `--deterministic` with
+    the seed serves, drawing after everything the archive holds."""
+    seed, passphrase = "cli-seed", "cli passphrase"
+    env = {**os.environ, "KMSIM_STATE_PASSPHRASE": passphrase}
+    source = tmp_path / "source"
+    server = start_kmsim("--data-dir", str(source), "--deterministic", seed)
+    made = _created_keys(server.endpoint, 2)
+    server.stop()
+    archive = tmp_path / "fixture.kmsim"
+    exported = subprocess.run([str(KMSIM_BIN), "state", "export", str(archive), "--data-dir", str(source)],
+                              capture_output=True, text=True, timeout=120, env=env)
+    assert exported.returncode == 0, exported.stderr
+    state = json.loads(exported.stdout)["exported"]["state"]
+    assert state["deterministic"]["next_generation"] == 1 and len(state["deterministic"]["seed_fingerprint"]) == 16
+    # The source is still the seed's: served deterministically, in its next generation.
+    again = start_kmsim("--data-dir", str(source), "--deterministic", seed)
+    later = _created_keys(again.endpoint, 1)
+    assert later[0] not in made
+    again.stop()
+    target = tmp_path / "target"
+    imported = subprocess.run([str(KMSIM_BIN), "state", "import", str(archive), "--data-dir", str(target)],
+                              capture_output=True, text=True, timeout=120, env=env)
+    assert imported.returncode == 0, imported.stderr
+    served = start_kmsim("--data-dir", str(target), "--deterministic", seed)
+    kms = make_kms_client(served.endpoint)
+    assert sorted(k["KeyId"] for k in kms.list_keys()["Keys"]) == sorted(made)
+    new = _created_keys(served.endpoint, 2)
+    assert not set(new) & set(made)
+    assert new[0] == later[0], "the importer draws in the generation the source's restart drew in"
+    # Another seed is still refused on it.
+    other = subprocess.run([str(KMSIM_BIN), "--port", "0", "--data-dir", str(target), "--deterministic", "other"],
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode != 0 and "another seed" in other.stderr, other.stderr
