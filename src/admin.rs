@@ -317,15 +317,16 @@ async fn reset(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
              send {\"confirm\": \"delete-everything\"} to do it",
         );
     }
-    // Under --deterministic every stream starts again before the services seed themselves again, as at a start:
-    // the same calls after a reset get the same answers as after a start.
-    admin.kms.entropy.restart();
     if let Err(e) = admin.evs.reset().await {
         return internal(format!("resetting the volume service: {e}"));
     }
     if let Err(e) = admin.obs.reset().await {
         return internal(format!("resetting the object store: {e}"));
     }
+    // Under --deterministic every stream starts again before the services seed themselves again, as at a start:
+    // the same calls after a reset get the same answers as after a start. Not before the volumes and objects are
+    // gone (their reset draws nothing): a failed reset must not leave their ids to be drawn again.
+    admin.kms.entropy.restart();
     // Users, roles, policies and sessions; the configuration's identities come back.
     let identities = admin.iam.clone();
     match tokio::task::spawn_blocking(move || identities.reset()).await {

@@ -399,7 +399,10 @@ impl StackBuilder {
             _ => None,
         };
         let obs = Arc::new(
-            obs::Obs::new(objects, keys.clone(), sse_s3).with_identities(key_identities).with_entropy(entropy.clone()),
+            obs::Obs::new(objects, keys.clone(), sse_s3)
+                .with_identities(key_identities)
+                .with_entropy(entropy.clone())
+                .with_clock(kms.clock.clone()),
         );
         let s3 = S3Api::new(obs.clone(), verifier.clone(), &self.config.region)
             .with_faults(kms.faults.clone())

@@ -343,13 +343,14 @@ pub async fn import(services: &StateServices, input: File, passphrase: Passphras
     services.check_empty()?;
     let owned = services.clone();
     let handle = Handle::current();
-    let (result, touched) = tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         let mut touched = false;
         let result = import_blocking(&owned, &handle, input, &passphrase, &mut touched);
         (result, touched)
     })
-    .await
-    .map_err(|e| StateError::Failed(format!("the import task: {e}")))?;
+    .await;
+    // A task that panicked may have stored part of the archive: emptied like any failed import.
+    let (result, touched) = joined.unwrap_or_else(|e| (Err(StateError::Failed(format!("the import task: {e}"))), true));
     drop(volumes);
     if result.is_err() && touched {
         empty_services(services).await;

@@ -23,6 +23,9 @@ pub enum RecordError {
         /// The record's `format`.
         found: u64,
     },
+    /// A value no API call can give (an altered record).
+    #[error("the record is invalid: {0}")]
+    Invalid(String),
 }
 
 /// Reads a volume or snapshot record, checking its `format` first: a record of another format is refused,

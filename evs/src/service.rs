@@ -375,7 +375,12 @@ impl Evs {
                 set_aside.push(id.to_owned());
             } else if let Some(id) = name.strip_suffix(".json") {
                 let text = std::fs::read(&path).map_err(|e| EvsError::io("reading a volume record", e))?;
-                match model::parse_record::<VolumeRecord>(&text) {
+                // A size no API call can give (say from an altered state archive) would overflow the byte sizes.
+                let parsed = model::parse_record::<VolumeRecord>(&text).and_then(|record| match record.size_gb {
+                    gb if SIZE_RANGE.contains(&gb) => Ok(record),
+                    gb => Err(model::RecordError::Invalid(format!("a size of {gb} GB is outside {SIZE_RANGE:?}"))),
+                });
+                match parsed {
                     Ok(record) => volumes.push(record),
                     // One damaged record (or one of a format this build does not read) must not keep every other
                     // volume offline: set it aside, say so.

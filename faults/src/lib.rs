@@ -348,6 +348,8 @@ struct Rule {
 struct Counters {
     matched: u64,
     fired: u64,
+    /// Latched once the rule is seen expired: a reset takes the simulated clock back, not a rule's life.
+    expired: bool,
 }
 
 impl Rule {
@@ -360,9 +362,12 @@ impl Rule {
         }
     }
 
-    fn expired(&self, counters: Counters, now_ms: i64) -> bool {
-        self.fire_limit().is_some_and(|limit| counters.fired >= limit)
-            || self.expires_at_ms.is_some_and(|at| now_ms >= at)
+    /// Whether the rule no longer fires; once it is, it stays so.
+    fn expired(&self, counters: &mut Counters, now_ms: i64) -> bool {
+        counters.expired = counters.expired
+            || self.fire_limit().is_some_and(|limit| counters.fired >= limit)
+            || self.expires_at_ms.is_some_and(|at| now_ms >= at);
+        counters.expired
     }
 }
 
@@ -513,13 +518,14 @@ impl Faults {
         rules
             .iter()
             .map(|rule| {
-                let counters = *rule.counters.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut counters = rule.counters.lock().unwrap_or_else(PoisonError::into_inner);
+                let expired = rule.expired(&mut counters, now);
                 RuleView {
                     id: rule.id,
                     spec: rule.spec.clone(),
                     matched: counters.matched,
                     fired: counters.fired,
-                    expired: rule.expired(counters, now),
+                    expired,
                 }
             })
             .collect()
@@ -599,7 +605,7 @@ impl Faults {
     /// Counts a matching call against `rule` and decides whether it fires.
     fn fires(&self, rule: &Rule, now: i64) -> bool {
         let mut counters = rule.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        if rule.expired(*counters, now) {
+        if rule.expired(&mut counters, now) {
             return false;
         }
         counters.matched = counters.matched.saturating_add(1);

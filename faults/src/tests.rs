@@ -112,6 +112,10 @@ fn rules_expire_after_their_count_or_time_on_the_simulated_clock() {
     now.fetch_add(60_000, Ordering::Relaxed);
     assert_eq!(faults.check(Service::Kms, &call("Encrypt"), &no_alias), None);
     assert!(faults.list().iter().all(|r| r.expired));
+    // A reset takes the simulated clock back; an expired rule stays expired.
+    now.fetch_sub(60_000, Ordering::Relaxed);
+    assert_eq!(faults.check(Service::Kms, &call("Encrypt"), &no_alias), None);
+    assert!(faults.list().iter().all(|r| r.expired));
 }
 
 #[test]

@@ -700,10 +700,17 @@ impl Kms {
         validate_tags(&input.tags)?;
         crate::spec::check_spec_and_usage(input.spec, Some(input.usage))?;
         let now = self.clock.now();
-        let id = if input.multi_region {
-            format!("mrk-{}", self.entropy.uuid(Purpose::KeyId).simple())
-        } else {
-            self.entropy.uuid(Purpose::KeyId).to_string()
+        // A seeded stream draws ids a state made in an earlier run may hold (an archive carried by a kmsim that
+        // was not seeded loses the generation it was drawn in): the next draw then, never a key replaced.
+        let id = loop {
+            let id = if input.multi_region {
+                format!("mrk-{}", self.entropy.uuid(Purpose::KeyId).simple())
+            } else {
+                self.entropy.uuid(Purpose::KeyId).to_string()
+            };
+            if !self.read_state().keys.contains_key(&key_store_key(&caller.region, &id)) {
+                break id;
+            }
         };
         if let Some(policy) = &input.policy {
             let arn = format!("arn:aws:kms:{}:{}:key/{id}", caller.region, caller.account_id);

@@ -2,7 +2,8 @@
 //! so that a run of PUTs costs one GenerateDataKey instead of one per object.
 //!
 //! The bucket key is a 256-bit data key made by the KMS under the object's KMS key with the
-//! bucket's ARN as encryption context (as S3 does), kept in memory for [`BUCKET_KEY_TTL`]. Each
+//! bucket's ARN as encryption context (as S3 does), kept in memory for [`BUCKET_KEY_TTL`] of the stack's
+//! simulated clock. Each
 //! object's data key is `HKDF-SHA256(bucket key, salt = 32 random bytes, info = "kmsim/s3/bucket-key/v1"
 //! ‖ object ARN)`. The object's message names it with the encrypted data key entry
 //! `provider id = "kmsim-s3-bucket-key"`, `provider info = key ARN`,
@@ -11,14 +12,13 @@
 //! use the cached bucket key until it expires (as S3's bucket keys do).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hkdf::Hkdf;
 use sha2::Sha256;
-use shared::Caller;
-use shared::KeyService;
 use shared::entropy::{Entropy, Purpose};
+use shared::{Caller, Clock, KeyService};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -34,7 +34,8 @@ struct Cached {
     plaintext: Zeroizing<[u8; 32]>,
     blob: Vec<u8>,
     key_arn: String,
-    made: Instant,
+    /// When it was made, in Unix milliseconds of the simulated clock.
+    made_ms: i64,
 }
 
 /// A new object's data key, derived from a bucket key.
@@ -48,12 +49,25 @@ pub struct ObjectKey {
 }
 
 /// The bucket keys in use, by caller account, bucket, KMS key and context.
-#[derive(Default)]
 pub struct BucketKeys {
     cache: Mutex<HashMap<String, Cached>>,
+    /// What they age by: the stack's simulated clock, so that a frozen one (`--deterministic`) reuses the same
+    /// bucket keys however long a run takes.
+    clock: Arc<Clock>,
+}
+
+impl Default for BucketKeys {
+    fn default() -> Self {
+        BucketKeys::new(Arc::new(Clock::wall()))
+    }
 }
 
 impl BucketKeys {
+    /// No bucket keys yet, ageing by `clock`.
+    pub fn new(clock: Arc<Clock>) -> Self {
+        BucketKeys { cache: Mutex::default(), clock }
+    }
+
     /// Forgets every cached bucket key (their plaintext is zeroized on drop).
     pub fn clear(&self) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -77,13 +91,15 @@ impl BucketKeys {
         object_arn: &str,
         entropy: &Entropy,
     ) -> Result<ObjectKey> {
+        let now_ms = self.clock.now_millis();
+        let ttl_ms = i64::try_from(BUCKET_KEY_TTL.as_millis()).unwrap_or(i64::MAX);
         let cache_key =
             format!("{}\n{key_id}\n{}", caller.account_id, serde_json::to_string(bucket_context).unwrap_or_default());
         let cached = {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             cache
                 .get(&cache_key)
-                .filter(|c| c.made.elapsed() < BUCKET_KEY_TTL)
+                .filter(|c| now_ms.saturating_sub(c.made_ms) < ttl_ms)
                 .map(|c| (c.plaintext.clone(), c.blob.clone(), c.key_arn.clone()))
         };
         let (bucket_key, blob, key_arn) = match cached {
@@ -94,7 +110,7 @@ impl BucketKeys {
                     plaintext: data_key.plaintext.clone(),
                     blob: data_key.ciphertext_blob.clone(),
                     key_arn: data_key.key_arn.clone(),
-                    made: Instant::now(),
+                    made_ms: now_ms,
                 };
                 self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, entry);
                 (data_key.plaintext, data_key.ciphertext_blob, data_key.key_arn)

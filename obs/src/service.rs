@@ -245,6 +245,13 @@ impl Obs {
         self
     }
 
+    /// The same object store ageing its bucket keys by `clock` (the stack's simulated clock), so that a frozen
+    /// clock (`--deterministic`) makes the same calls reuse the same bucket keys however long a run takes.
+    pub fn with_clock(mut self, clock: Arc<shared::Clock>) -> Self {
+        self.bucket_keys = crate::bucket_keys::BucketKeys::new(clock);
+        self
+    }
+
     /// The recently completed multipart uploads.
     pub(crate) fn completed(&self) -> &crate::multipart::Completed {
         &self.completed
@@ -767,7 +774,7 @@ impl Obs {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let resets = self.store.resets();
-        let blob = self.store.new_blob_path(bucket);
+        let blob = self.store.new_blob_path(bucket).await;
         let upload = self.store.backend().put_multipart(&blob).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
         let mut pipeline = Pipeline::new(input);

@@ -536,7 +536,7 @@ impl Store {
                 }
             }
         }
-        self.next_sequence.store(max_sequence + 1, Ordering::SeqCst);
+        self.next_sequence.store(max_sequence.saturating_add(1), Ordering::SeqCst);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         let uploads = uploads.into_iter().map(|record| (record.upload_id.clone(), Arc::new(record))).collect();
         *self.uploads.write().unwrap_or_else(|e| e.into_inner()) = uploads;
@@ -702,6 +702,8 @@ impl Store {
         self.bucket_locks.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.key_arns.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.set_aside.store(0, Ordering::Relaxed);
+        // Version ids carry the sequence: after a reset they start again as in a new store.
+        self.next_sequence.store(1, Ordering::SeqCst);
         tracing::info!(location = %self.location, "object store reset");
         Ok(())
     }
@@ -943,9 +945,16 @@ impl Store {
         Some(index.get(bucket)?.list(prefix, after, limit))
     }
 
-    /// A fresh path for a body in `bucket`.
-    pub fn new_blob_path(&self, bucket: &str) -> StorePath {
-        StorePath::from(format!("data/{bucket}/{}", self.entropy.uuid(Purpose::ObjectId)))
+    /// A fresh path for a body in `bucket`. A seeded stream may draw a path a state made in an earlier run holds
+    /// (an archive carried by a kmsim that was not seeded loses the generation it was drawn in): the next draw
+    /// then, never another object's body overwritten. The OS's draws are not looked up.
+    pub async fn new_blob_path(&self, bucket: &str) -> StorePath {
+        loop {
+            let path = StorePath::from(format!("data/{bucket}/{}", self.entropy.uuid(Purpose::ObjectId)));
+            if !self.entropy.is_deterministic() || self.backend.head(&path).await.is_err() {
+                return path;
+            }
+        }
     }
 
     /// Makes an object visible: writes its record durably (its body must already be durable),

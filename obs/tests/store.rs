@@ -29,7 +29,7 @@ fn bucket(name: &str) -> BucketRecord {
 
 /// A plain object `key` whose body (`bytes`) is already in the store.
 async fn object(store: &Store, bucket: &str, key: &str, bytes: &'static [u8]) -> ObjectRecord {
-    let blob = store.new_blob_path(bucket);
+    let blob = store.new_blob_path(bucket).await;
     store.backend().put(&blob, PutPayload::from_static(bytes)).await.unwrap();
     ObjectRecord {
         size: bytes.len() as u64,
