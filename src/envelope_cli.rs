@@ -220,6 +220,7 @@ fn kms_client(settings: &AwsSettings, region: &str, env: &Environment) -> Result
 
 /// Opens IN and prepares OUT, refusing to write a file over the input it reads.
 fn open_files(input: &str, output: &str) -> Result<(Input, Output)> {
+    files::remove_when_interrupted();
     let source = Input::open(input).map_err(io_error(format!("opening {input}")))?;
     if output != files::STDIO && source.is_same_file(output) {
         return Err(CliError::Usage(format!("{output} is the input file: write the output elsewhere")));
@@ -304,10 +305,18 @@ pub fn decrypt(args: &DecryptArgs, env: &Environment) -> Result<()> {
     let runtime = runtime()?;
     let mut last_error = None;
     let mut data_key = None;
+    // Each key the message names in turn, as the SDK does: one that cannot be called is passed over, not fatal.
     for edk in candidates {
-        let region = settings.region_for(&edk.provider_info)?;
-        let client = kms_client(&settings, &region, env)?;
-        match runtime.block_on(client.decrypt(&edk.provider_info, &edk.ciphertext, header.encryption_context())) {
+        let attempt = settings
+            .region_for(&edk.provider_info)
+            .map_err(CliError::from)
+            .and_then(|region| kms_client(&settings, &region, env))
+            .and_then(|client| {
+                runtime
+                    .block_on(client.decrypt(&edk.provider_info, &edk.ciphertext, header.encryption_context()))
+                    .map_err(CliError::from)
+            });
+        match attempt {
             Ok(key) => {
                 data_key = Some(key);
                 break;
@@ -316,7 +325,7 @@ pub fn decrypt(args: &DecryptArgs, env: &Environment) -> Result<()> {
         }
     }
     let Some(data_key) = data_key else {
-        return Err(last_error.expect("at least one candidate key was tried").into());
+        return Err(last_error.expect("at least one candidate key was tried"));
     };
     let envelope_error = |source| CliError::Envelope { what: what.clone(), source };
     let mut decryptor = envelope::Decryptor::new(&header, &data_key.plaintext).map_err(envelope_error)?;
@@ -376,6 +385,7 @@ fn check_context(header: &Header, expected: &BTreeMap<String, String>) -> std::r
         match header.encryption_context().get(key) {
             Some(found) if found == value => {}
             Some(found) => {
+                let found = inspect::shown(found);
                 return Err(format!("its encryption context has {key}={found}, not the expected {key}={value}"));
             }
             None => return Err(format!("its encryption context lacks the expected pair {key}={value}")),
@@ -393,7 +403,8 @@ fn candidate_keys<'a>(
     let kms_keys: Vec<&EncryptedDataKey> =
         header.encrypted_data_keys().iter().filter(|edk| edk.provider_id == AWS_KMS_PROVIDER_ID).collect();
     if kms_keys.is_empty() {
-        let providers: Vec<&str> = header.encrypted_data_keys().iter().map(|edk| edk.provider_id.as_str()).collect();
+        let providers: Vec<_> =
+            header.encrypted_data_keys().iter().map(|edk| inspect::shown(&edk.provider_id)).collect();
         return Err(format!("its data key is not encrypted by AWS KMS (key providers: {})", providers.join(", ")));
     }
     if expected.is_empty() {
@@ -402,7 +413,7 @@ fn candidate_keys<'a>(
     let chosen: Vec<&EncryptedDataKey> =
         kms_keys.iter().copied().filter(|edk| expected.contains(&edk.provider_info)).collect();
     if chosen.is_empty() {
-        let found: Vec<&str> = kms_keys.iter().map(|edk| edk.provider_info.as_str()).collect();
+        let found: Vec<_> = kms_keys.iter().map(|edk| inspect::shown(&edk.provider_info)).collect();
         return Err(format!(
             "its data key is encrypted under {}, which is not an expected key (--key {})",
             found.join(", "),

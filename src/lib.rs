@@ -163,6 +163,16 @@ pub struct StackBuilder {
     entropy_record: bool,
 }
 
+/// What a stack serves with, prepared before anything is imported or served ([`StackBuilder::prepare_edge`]).
+struct Bound {
+    admin_token: AdminToken,
+    tls: Option<tls::EdgeTls>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    nbd_listener: TcpListener,
+    nbd_addr: SocketAddr,
+}
+
 /// The services of a stack, opened on its state.
 struct Opened {
     kms: Arc<Kms>,
@@ -418,9 +428,39 @@ impl StackBuilder {
         Ok(Opened { kms, identities, verifier, obs, s3, evs, entropy })
     }
 
+    /// The admin token (written to the data dir), the edge's TLS and both listeners, bound.
+    async fn prepare_edge(&self, entropy: &Entropy) -> Result<Bound, StackError> {
+        let admin_token = AdminToken::generate(entropy);
+        if let Some(dir) = &self.data_dir {
+            let path = dir.join(ADMIN_TOKEN_FILE);
+            let text = zeroize::Zeroizing::new(format!("{}\n", admin_token.as_str()));
+            shared::secret_file::write_durably(&path, text.as_bytes(), 0o600)
+                .map_err(|e| StackError::DataDir(format!("writing the admin token to {}: {e}", path.display())))?;
+        }
+        let tls = if self.tls { Some(tls::prepare(self.data_dir.as_deref(), &self.admin_hosts)?) } else { None };
+        let listener =
+            TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
+        let nbd_listener = TcpListener::bind(self.nbd_addr)
+            .await
+            .map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
+        let nbd_addr = nbd_listener.local_addr().map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
+        Ok(Bound { admin_token, tls, listener, addr, nbd_listener, nbd_addr })
+    }
+
     /// Opens the state, binds the listener and starts serving.
     pub async fn start(mut self) -> Result<Stack, StackError> {
         let Opened { kms, identities, verifier, obs, s3, evs, entropy } = self.open().await?;
+        // Everything that can fail before serving comes before the import: a refused start leaves no state behind
+        // that would refuse the next one.
+        let bound = match self.prepare_edge(&entropy).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                evs.shutdown(SHUTDOWN_DEADLINE).await;
+                return Err(e);
+            }
+        };
+        let Bound { admin_token, tls: edge_tls, listener, addr, nbd_listener, nbd_addr } = bound;
         let gate = state::StateGate::default();
         let imported = match self.state.take() {
             None => None,
@@ -451,21 +491,6 @@ impl StackBuilder {
         };
         let iam = IamApi::new(identities.clone(), verifier.clone()).with_faults(kms.faults.clone());
         let services = Services { s3, evs: evs.clone(), iam };
-        let admin_token = AdminToken::generate(&entropy);
-        if let Some(dir) = &self.data_dir {
-            let path = dir.join(ADMIN_TOKEN_FILE);
-            let text = zeroize::Zeroizing::new(format!("{}\n", admin_token.as_str()));
-            shared::secret_file::write_durably(&path, text.as_bytes(), 0o600)
-                .map_err(|e| StackError::DataDir(format!("writing the admin token to {}: {e}", path.display())))?;
-        }
-        let edge_tls = if self.tls { Some(tls::prepare(self.data_dir.as_deref(), &self.admin_hosts)?) } else { None };
-        let listener =
-            TcpListener::bind(self.addr).await.map_err(|source| StackError::Bind { addr: self.addr, source })?;
-        let addr = listener.local_addr().map_err(|source| StackError::Bind { addr: self.addr, source })?;
-        let nbd_listener = TcpListener::bind(self.nbd_addr)
-            .await
-            .map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
-        let nbd_addr = nbd_listener.local_addr().map_err(|source| StackError::Bind { addr: self.nbd_addr, source })?;
         let admin = Admin {
             kms: kms.clone(),
             obs,

@@ -225,6 +225,7 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
         match kmsim::state::cli::passphrase(
             args.state_passphrase_file.as_deref(),
             env_passphrase.as_ref().map(|v| v.as_slice()),
+            "--state-passphrase-file",
         ) {
             Ok(passphrase) => builder = builder.state(archive, passphrase),
             Err(e) => {
@@ -339,6 +340,7 @@ fn state_command(command: StateCommand) -> ExitCode {
         let passphrase = kmsim::state::cli::passphrase(
             args.passphrase_file.as_deref(),
             env_passphrase.as_ref().map(|v| v.as_slice()),
+            "--passphrase-file",
         )?;
         let config = match &args.config {
             Some(path) => Config::load(path).map_err(|e| e.to_string())?,

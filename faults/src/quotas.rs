@@ -326,7 +326,8 @@ impl TokenBucket {
     /// Takes a token if one is there.
     fn take(&mut self, now: Instant) -> bool {
         self.tokens = self.level(now);
-        self.last = now;
+        // A caller that read the time before another took its token must not move the bucket's time back.
+        self.last = self.last.max(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

@@ -177,8 +177,11 @@ pub enum EnvelopeError {
     /// The algorithm suite is neither `0x0478` nor `0x0578` (or, for a range read, is a signed one).
     #[error("unsupported algorithm suite {0:#06x}")]
     UnsupportedAlgorithmSuite(u16),
-    /// The content type is not framed.
-    #[error("unsupported content type {0:#04x}")]
+    /// The content type is not framed (`0x01` is the SDKs' non-framed content, written with a frame length of 0).
+    #[error(
+        "unsupported content type {0:#04x}: only framed content is read (non-framed content, content type 0x01, is \
+         what an SDK writes when told frame length 0; its default is framed)"
+    )]
     UnsupportedContentType(u8),
     /// The bytes do not follow the message format.
     #[error("malformed message: {0}")]

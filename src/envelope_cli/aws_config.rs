@@ -38,6 +38,12 @@ pub enum ConfigError {
         /// The setting that names the source (`role_arn`, `sso_session`, `credential_process`, ...).
         setting: String,
     },
+    /// A key ARN whose region is not a region's name (a message's key names where the call goes).
+    #[error("the key ARN '{key}' names no valid region (lowercase letters and digits joined by '-'): not calling it")]
+    BadRegion {
+        /// The key ARN, escaped for a terminal.
+        key: String,
+    },
     /// A profile was named (`--profile`, `AWS_PROFILE`) that neither shared file has.
     #[error("the profile '{profile}' is in neither {credentials_file} nor {config_file}")]
     NoSuchProfile {
@@ -249,8 +255,11 @@ impl AwsSettings {
     /// The region for a call: the key ARN's when the key is one (as the AWS Encryption SDK's strict mode calls the
     /// key's own region), else the configured one.
     pub fn region_for(&self, key: &str) -> Result<String, ConfigError> {
-        if let Some(region) = arn_region(key) {
-            return Ok(region.to_owned());
+        if key.starts_with("arn:") {
+            // The region becomes the endpoint's host name: only a region's name may get there.
+            return arn_region(key)
+                .map(str::to_owned)
+                .ok_or_else(|| ConfigError::BadRegion { key: key.escape_debug().to_string() });
         }
         self.region.clone().ok_or_else(|| ConfigError::NoRegion {
             profile: self.profile.clone(),
@@ -272,9 +281,18 @@ impl AwsSettings {
 /// as the KMS itself parses key references.
 pub fn arn_region(key: &str) -> Option<&str> {
     match KeyRef::parse(key).ok()? {
-        KeyRef::KeyArn { region, .. } | KeyRef::AliasArn { region, .. } => Some(region),
+        KeyRef::KeyArn { region, .. } | KeyRef::AliasArn { region, .. } => Some(region).filter(|r| is_region(r)),
         KeyRef::Id(_) | KeyRef::Alias(_) => None,
     }
+}
+
+/// Whether `name` has a region's shape (`us-east-1`, `cn-north-1`, `eu-de`): lowercase letters and digits in
+/// words joined by single hyphens, as botocore requires of a region before it becomes part of a host name.
+pub fn is_region(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .split('-')
+            .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 /// One profile, as its sections in the credentials file and the config file give it (the credentials file wins).
@@ -385,6 +403,24 @@ impl SharedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message names its keys, and a key ARN's region becomes the endpoint's host name: only a region's name may.
+    #[test]
+    fn a_key_arn_whose_region_is_no_region_is_not_called() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = resolve(&[], &home(dir.path(), CREDENTIALS, CONFIG), &Overrides::default()).unwrap();
+        let key = "arn:aws:kms:eu-central-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert_eq!(settings.region_for(key).unwrap(), "eu-central-1");
+        assert_eq!(settings.region_for("alias/x").unwrap(), "eu-west-1", "the profile's region");
+        for bad in
+            ["arn:aws:kms:x@attacker.example/:1:key/a", "arn:aws:kms:US-EAST-1:1:key/a", "arn:aws:kms:a--b:1:key/a"]
+        {
+            let error = settings.region_for(bad).unwrap_err();
+            assert!(matches!(error, ConfigError::BadRegion { .. }), "{bad}: {error}");
+            assert_eq!(arn_region(bad), None);
+        }
+        assert!(is_region("cn-north-1") && is_region("eu-de") && !is_region("") && !is_region("us-east-1."));
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);

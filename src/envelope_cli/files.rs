@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The path that means stdin or stdout.
@@ -105,6 +106,62 @@ impl Read for Input {
     }
 }
 
+/// The temporary files of outputs in progress: what an interrupted command removes ([`remove_when_interrupted`]).
+static IN_PROGRESS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A temporary file listed in [`IN_PROGRESS`] for as long as this lives.
+pub struct Listed(PathBuf);
+
+impl Listed {
+    fn new(path: &Path) -> Self {
+        IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner).push(path.to_owned());
+        Listed(path.to_owned())
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner).retain(|path| path != &self.0);
+    }
+}
+
+/// From now on, SIGINT (Ctrl-C) and SIGTERM remove the temporary files of the outputs in progress, then end the
+/// process as the signal would (exit status 130 / 143): an interrupted decrypt leaves no plaintext whose message
+/// was not yet authenticated whole. Only a kill that cannot be caught (SIGKILL, a crash) can leave one behind.
+pub fn remove_when_interrupted() {
+    static WATCHING: std::sync::Once = std::sync::Once::new();
+    WATCHING.call_once(|| {
+        let (ready, watching) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new().name("kmsim-signals".into()).spawn(move || {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_io().build() else { return };
+            let status = runtime.block_on(async {
+                let (Ok(mut interrupt), Ok(mut terminate)) =
+                    (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+                else {
+                    let _ = ready.send(());
+                    return None;
+                };
+                let _ = ready.send(());
+                tokio::select! {
+                    _ = interrupt.recv() => Some(130),
+                    _ = terminate.recv() => Some(143),
+                }
+            });
+            if let Some(status) = status {
+                for path in IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+                    let _ = std::fs::remove_file(path);
+                }
+                std::process::exit(status);
+            }
+        });
+        // The handlers are in place before any output is created.
+        if spawned.is_ok() {
+            let _ = watching.recv();
+        }
+    });
+}
+
 /// Where a command writes to. A file output is a temporary file until [`Output::commit`]; dropped before that, it
 /// is removed, so a failed command leaves no OUT (and an OUT that existed before stays as it was).
 pub enum Output {
@@ -116,6 +173,8 @@ pub enum Output {
         temp: tempfile::NamedTempFile,
         /// The path it becomes.
         path: PathBuf,
+        /// Its place in the list an interrupt removes.
+        _listed: Listed,
     },
 }
 
@@ -134,7 +193,8 @@ impl Output {
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".kmsim-partial")
             .tempfile_in(parent(&path))?;
-        Ok(Output::File { temp, path })
+        let listed = Listed::new(temp.path());
+        Ok(Output::File { temp, path, _listed: listed })
     }
 
     /// Writes all of `bytes`.
@@ -150,7 +210,7 @@ impl Output {
     pub fn commit(self) -> io::Result<()> {
         match self {
             Output::Stdout(mut stdout) => stdout.flush(),
-            Output::File { temp, path } => {
+            Output::File { temp, path, _listed } => {
                 temp.as_file().sync_all()?;
                 temp.persist(&path).map_err(|error| error.error)?;
                 File::open(parent(&path))?.sync_all()

@@ -180,6 +180,18 @@ impl Body<'_> {
     }
 }
 
+/// `text` from a message, fit for a terminal: control characters (escape sequences a hostile message could carry)
+/// escaped as Rust escapes them, anything else as it is.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(
+            text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// The human-readable form.
 pub fn render(name: &str, d: &Description) -> String {
     let mut out = String::new();
@@ -190,12 +202,12 @@ pub fn render(name: &str, d: &Description) -> String {
     let _ = writeln!(out, "  message id          {}", d.message_id);
     let _ = writeln!(out, "  encryption context  {}", if d.encryption_context.is_empty() { "(empty)" } else { "" });
     for (key, value) in &d.encryption_context {
-        let _ = writeln!(out, "    {key} = {value}");
+        let _ = writeln!(out, "    {} = {}", shown(key), shown(value));
     }
     let _ = writeln!(out, "  encrypted data keys {}", d.encrypted_data_keys.len());
     for edk in &d.encrypted_data_keys {
-        let _ =
-            writeln!(out, "    {}  {}  ciphertext {} bytes", edk.provider_id, edk.provider_info, edk.ciphertext_length);
+        let (id, info) = (shown(&edk.provider_id), shown(&edk.provider_info));
+        let _ = writeln!(out, "    {id}  {info}  ciphertext {} bytes", edk.ciphertext_length);
     }
     let _ = writeln!(out, "  content type        {}", d.content_type);
     let _ = writeln!(out, "  frame length        {} bytes", d.frame_length);
@@ -207,4 +219,16 @@ pub fn render(name: &str, d: &Description) -> String {
     }
     let _ = writeln!(out, "  message length      {} bytes", d.message_length);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_from_a_message_are_escaped_for_the_terminal() {
+        assert_eq!(shown("purpose"), "purpose");
+        assert_eq!(shown("ünïcode ✓"), "ünïcode ✓");
+        assert_eq!(shown("\u{1b}]0;owned\u{7}\n"), "\\u{1b}]0;owned\\u{7}\\n");
+    }
 }

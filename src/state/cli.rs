@@ -175,14 +175,14 @@ fn empty_dir(dir: &Path, keep_dir: bool) {
     }
 }
 
-/// The passphrase of a `kmsim state` command: from `file` if given, else from `env_value` (the
-/// `KMSIM_STATE_PASSPHRASE` environment variable, read by `main`).
-pub fn passphrase(file: Option<&Path>, env_value: Option<&[u8]>) -> Result<Passphrase, String> {
+/// The passphrase of a state archive: from `file` if given, else from `env_value` (the `KMSIM_STATE_PASSPHRASE`
+/// environment variable, read by `main`); `flag` names the command's file option in the error when neither is there.
+pub fn passphrase(file: Option<&Path>, env_value: Option<&[u8]>, flag: &str) -> Result<Passphrase, String> {
     match (file, env_value) {
         (Some(path), _) => super::passphrase_from_file(path),
         (None, Some(value)) => Passphrase::new(value).map_err(|e| e.to_string()),
-        (None, None) => Err("give the archive's passphrase with --passphrase-file FILE or the environment variable \
-                             KMSIM_STATE_PASSPHRASE"
-            .into()),
+        (None, None) => Err(format!(
+            "give the archive's passphrase with {flag} FILE or the environment variable KMSIM_STATE_PASSPHRASE"
+        )),
     }
 }

@@ -410,3 +410,50 @@ def test_credentials_region_and_endpoint_from_a_named_profile(env, kmsim, tmp_pa
     # Without the profile there are no credentials: the refusal says where they were looked for.
     del profile_env["AWS_PROFILE"]
     refused(kmsim_cli(profile_env, "encrypt", "--key", alias, "-", "-", input=b"x"), "credentials")
+
+
+@pytest.mark.parametrize("signal_name, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_command_leaves_no_partial_file(env, key, tmp_path: Path, signal_name: str, status: int):
+    """Ctrl-C or SIGTERM in the middle of a decrypt (or an encrypt) removes the temporary output: no plaintext of a
+    message not yet authenticated whole stays on disk."""
+    import signal
+    import time
+
+    source, encrypted = tmp_path / "source", tmp_path / "source.enc"
+    source.write_bytes(os.urandom(3 << 20))
+    ok(kmsim_cli(env, "encrypt", "--key", key, str(source), str(encrypted)))
+    message = encrypted.read_bytes()
+    for command, body, out in (("decrypt", message, tmp_path / "plain.out"), ("encrypt", source.read_bytes(),
+                                                                             tmp_path / "again.enc")):
+        process = subprocess.Popen([str(KMSIM_BIN), command, "--key", key, "-", str(out)], env=env,
+                                   stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdin.write(body[: 2 << 20])  # most of it, and the input stays open
+        process.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".kmsim-partial") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.05)
+        process.send_signal(getattr(signal, signal_name))
+        assert process.wait(timeout=30) == status
+        process.stdin.close()
+        process.stderr.close()
+        assert not out.exists()
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".kmsim-partial")]
+
+
+def test_non_framed_content_is_refused_with_the_reason(env, key, tmp_path: Path):
+    """What the Python SDK writes when told frame length 0 (non-framed content) is refused before any output, with
+    an error that says what it is; and a message naming a key ARN whose region is no region's name is not called."""
+    message, _ = python_client().encrypt(source=b"one block", key_provider=python_provider(key), frame_length=0)
+    (tmp_path / "single.msg").write_bytes(message)
+    refused(kmsim_cli(env, "decrypt", "--key", key, str(tmp_path / "single.msg"), str(tmp_path / "single.out")),
+            "non-framed content", "frame length 0")
+    assert not (tmp_path / "single.out").exists()
+    # The key ARN's region becomes the host name of the KMS call: a message cannot send it elsewhere.
+    region = key.split(":")[3]
+    ok(kmsim_cli(env, "encrypt", "--key", key, str(tmp_path / "single.msg"), str(tmp_path / "framed.msg")))
+    hostile = (tmp_path / "framed.msg").read_bytes().replace(f":kms:{region}:".encode(),
+                                                             f":kms:{'x@127.0.0.1/'[:len(region)]}:".encode())
+    (tmp_path / "hostile.msg").write_bytes(hostile)
+    refused(kmsim_cli(env, "decrypt", str(tmp_path / "hostile.msg"), str(tmp_path / "hostile.out")),
+            "names no valid region")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,6 +438,15 @@ def test_a_server_starts_from_an_archive(start_kmsim, tmp_path: Path) -> None:
     archive.write_bytes(sim_state(source, "GET").content)
     secret.write_text(PASSPHRASE + "\n")
     state = ("--state", str(archive), "--state-passphrase-file", str(secret))
+
+    # A start that fails after opening the data dir (its port is taken) imports nothing: the next start can.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = subprocess.run([str(KMSIM_BIN), "--port", str(taken.getsockname()[1]), "--data-dir",
+                               str(tmp_path / "run-data"), *state], capture_output=True, text=True, timeout=60)
+        assert busy.returncode != 0 and "in use" in busy.stderr, busy.stderr
+        assert "state archive imported" not in busy.stderr
 
     for where in (("--in-memory",), ("--data-dir", str(tmp_path / "run-data"))):
         server = start_kmsim(*where, *state)
