@@ -23,6 +23,9 @@
 //! header tag    AES-GCM tag (16) over no plaintext, IV = 12 zero bytes, AAD = header body
 //! regular frame sequence u32 | IV (12) | ciphertext (frame length) | tag (16)
 //! final frame   FF FF FF FF | sequence u32 | IV (12) | content length u32 | ciphertext | tag (16)
+//! non-framed    read only (content type 0x01, frame length 0, what the SDKs write when told frame length 0):
+//!               IV (12, sequence number 1) | content length u64 | ciphertext | tag (16), AAD message id ‖
+//!               "AWSKMSEncryptionClient Single Block" ‖ 1 u32 ‖ content length u64; at most 64 MiB
 //! footer        0x0578 only: u16 length, then the DER ECDSA P-384 signature of SHA-384 over header and body
 //! ```
 //!
@@ -101,8 +104,15 @@ pub const MAX_ENCRYPTED_DATA_KEYS: usize = 32;
 /// Longest frame this module writes or reads: a reader buffers up to one frame.
 pub const MAX_FRAME_LENGTH: u32 = 16 * 1024 * 1024;
 
-/// Content type "framed"; non-framed content (`0x01`) is not supported.
+/// Content type "framed": what this module writes.
 const CONTENT_TYPE_FRAMED: u8 = 0x02;
+/// Content type "non-framed": one block, what the SDKs write when told a frame length of 0. Read, never written.
+const CONTENT_TYPE_NON_FRAMED: u8 = 0x01;
+/// The largest non-framed content a reader accepts: its one block is held whole until its tag verifies.
+pub const MAX_NON_FRAMED_LENGTH: u64 = 64 * 1024 * 1024;
+/// IV and content length before a non-framed block's ciphertext.
+const SINGLE_BLOCK_PREFIX: usize = IV_LEN + 8;
+const BODY_AAD_SINGLE_BLOCK: &[u8] = b"AWSKMSEncryptionClient Single Block";
 const IV_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const COMMITMENT_KEY_LEN: usize = 32;
@@ -177,11 +187,8 @@ pub enum EnvelopeError {
     /// The algorithm suite is neither `0x0478` nor `0x0578` (or, for a range read, is a signed one).
     #[error("unsupported algorithm suite {0:#06x}")]
     UnsupportedAlgorithmSuite(u16),
-    /// The content type is not framed (`0x01` is the SDKs' non-framed content, written with a frame length of 0).
-    #[error(
-        "unsupported content type {0:#04x}: only framed content is read (non-framed content, content type 0x01, is \
-         what an SDK writes when told frame length 0; its default is framed)"
-    )]
+    /// The content type is neither framed (`0x02`) nor non-framed (`0x01`).
+    #[error("unsupported content type {0:#04x}")]
     UnsupportedContentType(u8),
     /// The bytes do not follow the message format.
     #[error("malformed message: {0}")]
@@ -261,6 +268,7 @@ pub struct Header {
     message_id: [u8; MESSAGE_ID_LEN],
     encryption_context: BTreeMap<String, String>,
     encrypted_data_keys: Vec<EncryptedDataKey>,
+    /// 0 for non-framed content.
     frame_length: u32,
     /// Key commitment: proves which data key the message was made with.
     commitment_key: [u8; COMMITMENT_KEY_LEN],
@@ -323,12 +331,16 @@ impl Header {
             encrypted_data_keys.push(EncryptedDataKey { provider_id, provider_info, ciphertext });
         }
         let content_type = reader.u8()?;
-        if content_type != CONTENT_TYPE_FRAMED {
-            return Err(EnvelopeError::UnsupportedContentType(content_type));
-        }
         let frame_length = reader.u32()?;
-        if frame_length == 0 {
-            return Err(EnvelopeError::Malformed("frame length 0 in framed content"));
+        match content_type {
+            CONTENT_TYPE_FRAMED if frame_length == 0 => {
+                return Err(EnvelopeError::Malformed("frame length 0 in framed content"));
+            }
+            CONTENT_TYPE_NON_FRAMED if frame_length != 0 => {
+                return Err(EnvelopeError::Malformed("a frame length in non-framed content"));
+            }
+            CONTENT_TYPE_FRAMED | CONTENT_TYPE_NON_FRAMED => {}
+            other => return Err(EnvelopeError::UnsupportedContentType(other)),
         }
         if frame_length > MAX_FRAME_LENGTH {
             return Err(EnvelopeError::LimitExceeded("frame length"));
@@ -367,9 +379,14 @@ impl Header {
         &self.encrypted_data_keys
     }
 
-    /// Plaintext bytes per regular frame.
+    /// Plaintext bytes per regular frame; 0 for non-framed content.
     pub fn frame_length(&self) -> u32 {
         self.frame_length
+    }
+
+    /// Whether the body is framed (what this module writes) rather than one non-framed block.
+    pub fn is_framed(&self) -> bool {
+        self.frame_length != 0
     }
 
     /// Length of the serialized header including its authentication tag: the body starts at this offset.
@@ -814,6 +831,9 @@ pub fn decrypt(data_key: &[u8; DATA_KEY_LEN], message: &[u8]) -> Result<(Header,
 /// The size of the frame (of a message with frames of `frame_length`) that starts with `prefix`, once `prefix` is
 /// long enough to tell.
 fn frame_size(frame_length: u32, prefix: &[u8]) -> Result<Option<usize>> {
+    if frame_length == 0 {
+        return single_block_size(prefix);
+    }
     if prefix.len() < 4 {
         return Ok(None);
     }
@@ -828,6 +848,17 @@ fn frame_size(frame_length: u32, prefix: &[u8]) -> Result<Option<usize>> {
         return Err(EnvelopeError::Malformed("final frame longer than the frame length"));
     }
     Ok(Some(FINAL_FRAME_OVERHEAD + len as usize))
+}
+
+/// The size of the non-framed block that starts with `prefix` (IV ‖ content length u64 ‖ ciphertext ‖ tag), once
+/// `prefix` holds its length; a length above [`MAX_NON_FRAMED_LENGTH`] is refused.
+fn single_block_size(prefix: &[u8]) -> Result<Option<usize>> {
+    let Some(len) = prefix.get(IV_LEN..SINGLE_BLOCK_PREFIX) else { return Ok(None) };
+    let len = u64::from_be_bytes(len.try_into().expect("8 bytes"));
+    if len > MAX_NON_FRAMED_LENGTH {
+        return Err(EnvelopeError::LimitExceeded("non-framed content above 64 MiB (its one block is held whole)"));
+    }
+    Ok(Some(SINGLE_BLOCK_PREFIX + len as usize + TAG_LEN))
 }
 
 /// Where one frame lies and what it holds, read from its first bytes without decrypting it.
@@ -848,6 +879,15 @@ pub struct FrameExtent {
 /// Input that ends before a frame could be told is [`EnvelopeError::Truncated`].
 pub fn frame_extent(frame_length: u32, prefix: &[u8]) -> Result<FrameExtent> {
     let size = frame_size(frame_length, prefix)?.ok_or(EnvelopeError::Truncated)?;
+    if frame_length == 0 {
+        // Non-framed content: one block, the whole body, sequence number 1.
+        return Ok(FrameExtent {
+            sequence: 1,
+            is_final: true,
+            plaintext_len: u32::try_from(size - SINGLE_BLOCK_PREFIX - TAG_LEN).expect("at most 64 MiB"),
+            stored_len: size as u64,
+        });
+    }
     let is_final = prefix[..4] == SEQUENCE_NUMBER_END;
     let sequence_at = if is_final { 4 } else { 0 };
     let sequence = prefix.get(sequence_at..sequence_at + 4).ok_or(EnvelopeError::Truncated)?;
@@ -974,6 +1014,9 @@ impl FrameReader {
 
     /// Checks and decrypts one complete frame, appending its plaintext to `out` only if its tag verifies.
     fn open_frame(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if self.frame_length == 0 {
+            return self.open_single_block(frame, out);
+        }
         let is_final = frame[..4] == SEQUENCE_NUMBER_END;
         let rest = if is_final { &frame[4..] } else { frame };
         let sequence = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes"));
@@ -1023,6 +1066,28 @@ impl FrameReader {
             // The final frame may still come with the largest sequence number; a regular frame never has it.
             self.next_sequence = sequence.checked_add(1).ok_or(EnvelopeError::Malformed("sequence number overflow"))?;
         }
+        Ok(())
+    }
+
+    /// Non-framed content: its one block (IV ‖ content length ‖ ciphertext ‖ tag), sequence number 1, AAD message
+    /// id ‖ `"AWSKMSEncryptionClient Single Block"` ‖ 1 ‖ content length.
+    fn open_single_block(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if block[..IV_LEN] != frame_iv(1) {
+            return Err(EnvelopeError::Malformed("the non-framed block's IV is not sequence number 1"));
+        }
+        let (content, tag) = block[SINGLE_BLOCK_PREFIX..].split_at(block.len() - SINGLE_BLOCK_PREFIX - TAG_LEN);
+        let mut aad = Vec::with_capacity(MESSAGE_ID_LEN + BODY_AAD_SINGLE_BLOCK.len() + 4 + 8);
+        aad.extend_from_slice(&self.key.message_id);
+        aad.extend_from_slice(BODY_AAD_SINGLE_BLOCK);
+        aad.extend_from_slice(&1u32.to_be_bytes());
+        aad.extend_from_slice(&(content.len() as u64).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(content);
+        if !self.key.cipher.open(frame_iv(1), &aad, &mut out[start..], tag) {
+            out.truncate(start);
+            return Err(EnvelopeError::FrameAuthentication { sequence: 1 });
+        }
+        self.done = true;
         Ok(())
     }
 
@@ -1299,6 +1364,21 @@ mod tests {
     use rand::{Rng, RngCore, SeedableRng};
 
     use super::*;
+
+    /// A non-framed block is sized from its first 20 bytes, and one above 64 MiB is refused before it is buffered.
+    #[test]
+    fn a_non_framed_block_is_sized_and_bounded() {
+        let mut prefix = frame_iv(1).to_vec();
+        assert_eq!(single_block_size(&prefix).unwrap(), None);
+        prefix.extend_from_slice(&5u64.to_be_bytes());
+        assert_eq!(frame_size(0, &prefix).unwrap(), Some(SINGLE_BLOCK_PREFIX + 5 + TAG_LEN));
+        let extent = frame_extent(0, &prefix).unwrap();
+        assert_eq!((extent.sequence, extent.is_final, extent.plaintext_len), (1, true, 5));
+        prefix[IV_LEN..].copy_from_slice(&(MAX_NON_FRAMED_LENGTH + 1).to_be_bytes());
+        assert!(matches!(frame_size(0, &prefix), Err(EnvelopeError::LimitExceeded(_))));
+        prefix[IV_LEN..].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(frame_extent(0, &prefix), Err(EnvelopeError::LimitExceeded(_))));
+    }
 
     const KEY: [u8; 32] = [0x42; 32];
     const ARN: &str = "arn:aws:kms:us-east-1:000000000000:key/11111111-2222-3333-4444-555555555555";

@@ -140,7 +140,7 @@ fn describe_header(header: &Header) -> Description {
                 ciphertext_length: edk.ciphertext.len(),
             })
             .collect(),
-        content_type: "framed",
+        content_type: if header.is_framed() { "framed" } else { "non-framed" },
         frame_length: header.frame_length(),
         header_length: header.serialized_len(),
         frame_count: 0,
@@ -210,9 +210,14 @@ pub fn render(name: &str, d: &Description) -> String {
         let _ = writeln!(out, "    {id}  {info}  ciphertext {} bytes", edk.ciphertext_length);
     }
     let _ = writeln!(out, "  content type        {}", d.content_type);
-    let _ = writeln!(out, "  frame length        {} bytes", d.frame_length);
-    let _ = writeln!(out, "  header length       {} bytes", d.header_length);
-    let _ = writeln!(out, "  frames              {} (the last one final)", d.frame_count);
+    if d.frame_length == 0 {
+        let _ = writeln!(out, "  header length       {} bytes", d.header_length);
+        let _ = writeln!(out, "  body                one block (no frames)");
+    } else {
+        let _ = writeln!(out, "  frame length        {} bytes", d.frame_length);
+        let _ = writeln!(out, "  header length       {} bytes", d.header_length);
+        let _ = writeln!(out, "  frames              {} (the last one final)", d.frame_count);
+    }
     let _ = writeln!(out, "  plaintext length    {} bytes", d.plaintext_length);
     if let Some(len) = d.signature_length {
         let _ = writeln!(out, "  signature           {len} bytes (not checked by inspect: decrypt verifies it)");

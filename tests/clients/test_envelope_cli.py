@@ -441,14 +441,28 @@ def test_an_interrupted_command_leaves_no_partial_file(env, key, tmp_path: Path,
         assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".kmsim-partial")]
 
 
-def test_non_framed_content_is_refused_with_the_reason(env, key, tmp_path: Path):
-    """What the Python SDK writes when told frame length 0 (non-framed content) is refused before any output, with
-    an error that says what it is; and a message naming a key ARN whose region is no region's name is not called."""
-    message, _ = python_client().encrypt(source=b"one block", key_provider=python_provider(key), frame_length=0)
-    (tmp_path / "single.msg").write_bytes(message)
-    refused(kmsim_cli(env, "decrypt", "--key", key, str(tmp_path / "single.msg"), str(tmp_path / "single.out")),
-            "non-framed content", "frame length 0")
-    assert not (tmp_path / "single.out").exists()
+def test_non_framed_messages_of_the_python_sdk_decrypt_and_a_hostile_region_is_not_called(env, key, tmp_path: Path):
+    """What the Python SDK writes when told frame length 0 (non-framed content: one block), signed and unsigned,
+    decrypts and inspects; a tampered block fails before any output; and a message naming a key ARN whose region is
+    no region's name is not called."""
+    plaintext = os.urandom(300 * KiB + 7)
+    for algorithm in (Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384):
+        message, _ = python_client().encrypt(source=plaintext, key_provider=python_provider(key), frame_length=0,
+                                             algorithm=algorithm, encryption_context={"kind": "single"})
+        (tmp_path / "single.msg").write_bytes(message)
+        ok(kmsim_cli(env, "decrypt", "--key", key, "--context", "kind=single", str(tmp_path / "single.msg"),
+                     str(tmp_path / "single.out")))
+        assert (tmp_path / "single.out").read_bytes() == plaintext
+        described = inspect(env, tmp_path / "single.msg")
+        assert (described["content_type"], described["frame_length"], described["plaintext_length"]) == \
+            ("non-framed", 0, len(plaintext))
+        assert described["message_length"] == len(message)
+        tampered = bytearray(message)
+        tampered[len(message) // 2] ^= 1
+        (tmp_path / "tampered.msg").write_bytes(bytes(tampered))
+        refused(kmsim_cli(env, "decrypt", "--key", key, str(tmp_path / "tampered.msg"), str(tmp_path / "bad.out")),
+                "authentication")
+        assert not (tmp_path / "bad.out").exists()
     # The key ARN's region becomes the host name of the KMS call: a message cannot send it elsewhere.
     region = key.split(":")[3]
     ok(kmsim_cli(env, "encrypt", "--key", key, str(tmp_path / "single.msg"), str(tmp_path / "framed.msg")))
