@@ -427,6 +427,18 @@ fn records_of_an_unknown_format_are_set_aside_and_their_data_kept() {
     });
 }
 
+/// A volume record whose size no API call can give (an altered record, or an altered state archive) is set aside
+/// at start-up rather than opened: its size in bytes would overflow.
+#[test]
+fn a_volume_record_of_an_impossible_size_is_set_aside() {
+    set_aside_at_start(|volume_record, snapshot_record| {
+        let mut record: Value = serde_json::from_slice(&std::fs::read(volume_record).unwrap()).unwrap();
+        record["size_gb"] = json!(1_000_000_000_000_000u64);
+        std::fs::write(volume_record, serde_json::to_vec(&record).unwrap()).unwrap();
+        std::fs::write(snapshot_record, b"[damaged").unwrap();
+    });
+}
+
 /// Creates a volume and a snapshot of it, stops the server, applies `damage` to their record files, then checks
 /// over two restarts that both are set aside (not listed) and that their data is kept.
 fn set_aside_at_start(damage: impl Fn(&Path, &Path)) {
