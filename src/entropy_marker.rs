@@ -46,13 +46,18 @@ struct Marker {
 impl Marker {
     fn of(entropy: &Entropy, next_generation: Option<u64>) -> Self {
         match entropy.fingerprint() {
-            Some(fingerprint) => Marker {
-                format: FORMAT,
-                entropy: "deterministic".into(),
-                seed_fingerprint: Some(fingerprint.to_owned()),
-                next_generation,
-            },
+            Some(fingerprint) => Marker::deterministic(fingerprint, next_generation),
             None => Marker { format: FORMAT, entropy: "os".into(), seed_fingerprint: None, next_generation: None },
+        }
+    }
+
+    /// The record of a data dir made from the seed whose fingerprint is `seed_fingerprint`.
+    fn deterministic(seed_fingerprint: &str, next_generation: Option<u64>) -> Self {
+        Marker {
+            format: FORMAT,
+            entropy: "deterministic".into(),
+            seed_fingerprint: Some(seed_fingerprint.to_owned()),
+            next_generation,
         }
     }
 
@@ -144,13 +149,7 @@ pub fn recorded_generation(dir: &Path) -> Result<Option<(String, u64)>, StackErr
 /// After `kmsim state import` of a deterministic kmsim's archive into the new data dir `dir`: records it as made
 /// from that seed, to be served from `next_generation` on, so `--deterministic` with the seed serves it.
 pub fn record_imported(dir: &Path, seed_fingerprint: &str, next_generation: u64) -> Result<(), StackError> {
-    let marker = Marker {
-        format: FORMAT,
-        entropy: "deterministic".into(),
-        seed_fingerprint: Some(seed_fingerprint.to_owned()),
-        next_generation: Some(next_generation),
-    };
-    write(&dir.join(FILE), &marker)
+    write(&dir.join(FILE), &Marker::deterministic(seed_fingerprint, Some(next_generation)))
 }
 
 /// After an import into `dir`: records that the next deterministic start draws after `entropy`'s current
