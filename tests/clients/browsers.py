@@ -250,6 +250,8 @@ class FirefoxPage(Page):
         self._call("waitFor", source, arg, timeout_ms, timeout_s=timeout_ms / 1000 + 30)
 
     def download(self, selector: str) -> bytes:
+        # As Playwright does for Chromium: the button may appear only once the page re-renders its list.
+        self.wait_visible(selector)
         return base64.b64decode(self._call("download", selector, 30_000))
 
     def set_viewport(self, width: int, height: int) -> None:
