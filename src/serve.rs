@@ -22,7 +22,11 @@
 //!   connection task has ended (and so dropped its clone of the router and the services);
 //! - with TLS ([`serve_with_tls`], `--tls`), a connection's handshake must complete within
 //!   [`ServerLimits::header_read_timeout`]; its requests are then served as above, the limits
-//!   counting the encrypted bytes.
+//!   counting the encrypted bytes;
+//! - with [`ServerLimits::threads`] set, each connection is served, from accept to close, on one
+//!   of that many threads, each a current-thread runtime with its own reactor, handed out in turn
+//!   (`ConnectionThreads`); [`serve`] returns once they have ended. By default the connections
+//!   are tasks of the runtime `serve` runs on.
 //!
 //! The two timeouts are kept here rather than by hyper's `header_read_timeout`, because hyper's
 //! timer also runs while a keep-alive connection waits for its next request, which would make
@@ -61,6 +65,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+
+/// Most [`ServerLimits::threads`].
+pub const MAX_THREADS: usize = 256;
 
 /// Default [`ServerLimits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -128,6 +135,15 @@ pub struct ServerLimits {
     /// On shutdown, how long in-flight requests may take to finish before their connections
     /// are closed anyway, so a stalled client cannot hold up a stop.
     pub shutdown_grace: Duration,
+    /// Threads of their own serving the connections, each running an event loop of its own (a
+    /// connection stays on one thread from accept to close, its socket in that thread's epoll
+    /// set), at most [`MAX_THREADS`]; 0 (the default): the connections are served by the workers
+    /// of the runtime [`serve`] runs on, which take over each other's ready connections. Threads
+    /// of their own cost less CPU per call and hold many connections better, but a connection
+    /// waits whenever its thread is descheduled: on a machine whose cores are busy with other
+    /// work (the load client, a test suite) the latency's tail is several times longer
+    /// (`docs/benchmarks.md`, issue 19).
+    pub threads: usize,
 }
 
 impl Default for ServerLimits {
@@ -138,6 +154,7 @@ impl Default for ServerLimits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            threads: 0,
         }
     }
 }
@@ -147,6 +164,7 @@ impl ServerLimits {
     fn normalized(mut self) -> Self {
         self.max_connections = self.max_connections.clamp(1, Semaphore::MAX_PERMITS);
         self.max_header_bytes = self.max_header_bytes.max(MIN_HEADER_BYTES);
+        self.threads = self.threads.min(MAX_THREADS);
         self
     }
 
@@ -204,6 +222,7 @@ pub async fn serve_with_tls(
     let mut tasks = JoinSet::new();
     let registry = Arc::new(Registry::default());
     let _reaper = AbortOnDrop(tokio::spawn(registry.clone().reap(limits.clone())));
+    let mut threads = ConnectionThreads::start(limits.threads, limits.shutdown_grace);
     tokio::pin!(shutdown);
     let mut backoff = ACCEPT_BACKOFF_MIN;
     'accept: loop {
@@ -260,6 +279,13 @@ pub async fn serve_with_tls(
                 }
             }
         };
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "accept: could not take the connection off the listener's runtime");
+                continue;
+            }
+        };
         let phase = Arc::new(PhaseWatch::new());
         let connection = Connection {
             stream,
@@ -272,10 +298,14 @@ pub async fn serve_with_tls(
             registered: registry.register(phase.clone()),
             phase,
         };
-        tasks.spawn(async move {
+        let task = async move {
             connection.run().await;
             drop(permit);
-        });
+        };
+        match threads.next() {
+            Some(runtime) => tasks.spawn_on(task, runtime),
+            None => tasks.spawn(task),
+        };
     }
     drop(listener);
     registry.drain_all();
@@ -293,6 +323,7 @@ pub async fn serve_with_tls(
         );
         tasks.shutdown().await;
     }
+    threads.stop().await;
 }
 
 /// Errors of `accept` that concern only the connection being accepted, not the listener.
@@ -308,6 +339,74 @@ fn report_task(done: Result<(), tokio::task::JoinError>) {
         && e.is_panic()
     {
         tracing::error!(error = %e, "connection task panicked");
+    }
+}
+
+/// The threads serving the connections: each runs a current-thread runtime of its own, and a connection handed to
+/// one is served there from start to end, its socket registered with that runtime's reactor.
+///
+/// One multi-thread runtime for every connection costs each call wake-ups between its workers (the worker that
+/// polled epoll hands the ready connections to its run queue and wakes another to steal half of them) and, with many
+/// connections, the cache misses of connections moving between cores. Here a ready connection is served on the
+/// thread whose epoll reported it. What the services spawn from a request runs on that thread too, except work that
+/// must outlive the connections or use another core (volume jobs, decryption ahead of the socket), which the
+/// services spawn on the runtime they were opened on. The price: no thread takes over another's connections, so a
+/// descheduled thread delays all of its own (see [`ServerLimits::threads`]).
+struct ConnectionThreads {
+    runtimes: Vec<tokio::runtime::Handle>,
+    next: usize,
+    /// Dropping a sender ends its thread's runtime.
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Each thread's, once its runtime ended.
+    stopped: Vec<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl ConnectionThreads {
+    /// `count` threads (none for 0), or as many as could be started (none: connections are served on the caller's
+    /// runtime). At their end each waits up to `grace` for blocking work its connections started.
+    fn start(count: usize, grace: Duration) -> Self {
+        let mut threads = ConnectionThreads { runtimes: Vec::new(), next: 0, stop: Vec::new(), stopped: Vec::new() };
+        for index in 0..count {
+            if let Err(e) = threads.start_one(index, grace) {
+                tracing::warn!(error = %e, threads = index, "could not start every connection thread");
+                break;
+            }
+        }
+        threads
+    }
+
+    fn start_one(&mut self, index: usize, grace: Duration) -> io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+        let (ended, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name(format!("kmsim-edge-{index}")).spawn(move || {
+            runtime.block_on(async {
+                let _ = stopping.await;
+            });
+            runtime.shutdown_timeout(grace);
+            let _ = ended.send(());
+        })?;
+        self.runtimes.push(handle);
+        self.stop.push(stop);
+        self.stopped.push(stopped);
+        Ok(())
+    }
+
+    /// The runtime for the next connection, in turn; `None`: the caller's.
+    fn next(&mut self) -> Option<&tokio::runtime::Handle> {
+        let index = self.next;
+        self.next = (index + 1) % self.runtimes.len().max(1);
+        self.runtimes.get(index)
+    }
+
+    /// Ends every thread's runtime (and what still runs there) and waits until they ended, so that nothing they
+    /// held (the services) outlives the server.
+    async fn stop(mut self) {
+        self.stop.clear();
+        for stopped in self.stopped.drain(..) {
+            let _ = stopped.await;
+        }
     }
 }
 
@@ -396,7 +495,7 @@ impl Drop for Registered {
 
 /// One accepted connection and what it needs to serve it.
 struct Connection {
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     peer: SocketAddr,
     router: Router,
     builder: Arc<http1::Builder>,
@@ -415,13 +514,15 @@ impl Connection {
     async fn run(self) {
         let _registered = self.registered;
         let phase = self.phase;
-        let stream = WatchedStream {
-            stream: self.stream,
-            phase: phase.clone(),
-            head_limit: self.head_limit,
-            head_bytes: 0,
-            started: 0,
+        let stream = match TcpStream::from_std(self.stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "connection could not be registered with its runtime");
+                return;
+            }
         };
+        let stream =
+            WatchedStream { stream, phase: phase.clone(), head_limit: self.head_limit, head_bytes: 0, started: 0 };
         let Some(acceptor) = self.tls else {
             let peer = Peer { addr: self.peer, secure: false };
             return serve_connection(TokioIo::new(stream), &self.builder, self.router, phase, peer).await;
@@ -997,6 +1098,8 @@ mod tests {
         assert_eq!(limits.max_connections, 1);
         assert_eq!(limits.max_header_bytes, MIN_HEADER_BYTES);
         assert_eq!(ServerLimits::default().normalized(), ServerLimits::default());
+        assert_eq!(ServerLimits { threads: 100_000, ..ServerLimits::default() }.normalized().threads, MAX_THREADS);
+        assert_eq!(ServerLimits { threads: 3, ..ServerLimits::default() }.normalized().threads, 3);
         assert_eq!(ServerLimits::default().within_descriptors(256).max_connections, 128);
         assert_eq!(ServerLimits::default().within_descriptors(1 << 20).max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(ServerLimits::default().within_descriptors(1).max_connections, 1);
@@ -1097,6 +1200,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
+        let stream = stream.into_std().unwrap();
         let phase = Arc::new(PhaseWatch::new());
         let connection = Connection {
             stream,
@@ -1111,5 +1215,90 @@ mod tests {
         };
         let task = connection.run();
         assert!(std::mem::size_of_val(&task) <= 2048, "{} bytes", std::mem::size_of_val(&task));
+    }
+
+    /// Sends `GET /` on `stream` and returns the answer's body (the handlers below answer a few bytes, no chunks).
+    async fn get(stream: &mut TcpStream) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
+        let mut data = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+            data.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&data);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.parse().ok())
+                    .expect("a content-length");
+                if body.len() >= length {
+                    return body[..length].to_owned();
+                }
+            }
+        }
+    }
+
+    /// Each connection is served on one of the connection threads, in turn, every request of it on the same one.
+    #[tokio::test]
+    async fn connections_are_served_on_their_own_threads_in_turn() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new()
+            .route("/", axum::routing::get(|| async { std::thread::current().name().unwrap_or("unnamed").to_owned() }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = ServerLimits { threads: 2, ..ServerLimits::default() };
+        let server = tokio::spawn(serve(listener, router, limits, async {
+            let _ = stopped.await;
+        }));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let first = get(&mut stream).await;
+            for _ in 0..3 {
+                assert_eq!(get(&mut stream).await, first, "a connection stays on its thread");
+            }
+            seen.push(first);
+        }
+        assert_eq!(seen, ["kmsim-edge-0", "kmsim-edge-1", "kmsim-edge-0", "kmsim-edge-1"]);
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    /// When `serve` returns, the connection threads have ended with whatever their connections left running there, so
+    /// nothing the router holds (the services, and through them the key store's file lock) outlives the server.
+    #[tokio::test]
+    async fn nothing_started_by_a_connection_outlives_the_server() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = Arc::new(());
+        let router = Router::new().route(
+            "/",
+            axum::routing::get({
+                let held = held.clone();
+                move || async move {
+                    // A task on the connection's thread that never ends by itself.
+                    tokio::spawn(async move {
+                        let _held = held;
+                        std::future::pending::<()>().await;
+                    });
+                    "started"
+                }
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = ServerLimits { threads: 2, ..ServerLimits::default() };
+        let server = tokio::spawn(serve(listener, router, limits, async {
+            let _ = stopped.await;
+        }));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(get(&mut stream).await, "started");
+        drop(stream);
+        assert!(Arc::strong_count(&held) > 1, "the router and the task hold it while serving");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        assert_eq!(Arc::strong_count(&held), 1, "the task ended with its thread, the router with the server");
     }
 }

@@ -48,6 +48,24 @@ async fn a_stack_runs_on_a_current_thread_runtime() {
     again.shutdown().await;
 }
 
+/// With connection threads of their own (`[server] threads`), the services work as on the runtime's workers, and a
+/// shutdown still lets the next stack open the same data dir at once: nothing the threads ran holds the key store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_serves_on_connection_threads_and_hands_its_data_dir_on() {
+    let limits = kmsim::serve::ServerLimits { threads: 2, ..Default::default() };
+    let dir = common::private_dir();
+    let stack = Stack::builder().data_dir(dir.path()).limits(limits.clone()).start().await.unwrap();
+    envelope_round_trip(&stack).await;
+    stack.shutdown().await;
+    let again = Stack::builder().data_dir(dir.path()).limits(limits).start().await.unwrap();
+    let s3 = common::s3_client(&again);
+    for name in ["own-key", "default-key"] {
+        let got = s3.get_object().bucket("lifecycle").key(name).send().await.unwrap();
+        assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"envelope");
+    }
+    again.shutdown().await;
+}
+
 /// A stack started from a state archive (`StackBuilder::state`, `kmsim --state`) serves the archived keys and
 /// objects from its first call, and a wrong passphrase stops the start with the archive's name in the error.
 #[tokio::test(flavor = "multi_thread")]

@@ -199,6 +199,9 @@ pub struct Evs {
     /// What volumes, snapshots, attachments and jobs are stamped by: the stack's simulated clock once plugged in
     /// ([`Evs::use_clock`]), else the wall clock.
     clock: OnceLock<Arc<Clock>>,
+    /// The runtime the service was opened on, where volume jobs run: they outlive the request that started them (and
+    /// its connection's thread, see `kmsim::serve`), and [`Evs::shutdown`] waits for them.
+    runtime: tokio::runtime::Handle,
 }
 
 /// An admitted operation (and its job, which takes it over): a read guard of [`Evs::gate`] and its entry in
@@ -314,6 +317,7 @@ impl Evs {
             faults: OnceLock::new(),
             entropy: OnceLock::new(),
             clock: OnceLock::new(),
+            runtime: tokio::runtime::Handle::current(),
         };
         evs.load().await?;
         Ok(evs)
@@ -619,7 +623,7 @@ impl Evs {
             what.push_str(&job_id);
             what.push(')');
         });
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let _admission = admission;
             evs.set_job(&job_id, JobStatus::Running, None);
             match work.await {
@@ -1413,7 +1417,7 @@ impl Evs {
         let evs = Arc::clone(self);
         let (id, volume_id) = (record.id.clone(), record.volume_id.clone());
         let taking = record.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let record = taking;
             let _admission = admission;
             let len = volume_file_len(record.encryption.is_some(), record.size_gb);
@@ -1554,7 +1558,7 @@ impl Evs {
         let evs = Arc::clone(self);
         let id = id.to_owned();
         let restoring = before.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let _admission = admission;
             let path = evs.volume_path(&restoring.id);
             let len = volume_file_len(restoring.encryption.is_some(), restoring.size_gb);

@@ -211,6 +211,9 @@ pub struct Obs {
     completed: crate::multipart::Completed,
     /// Whose identity policies apply to a caller ([`AccountWide`] unless kmsim's IAM is plugged in).
     pub(crate) identities: Arc<dyn Identities>,
+    /// The runtime the service was made on, if any, where a GET decrypts ahead of its socket: a multi-thread one
+    /// lets that run on another core than the connection (whose thread serves only it and its neighbours).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Obs {
@@ -225,6 +228,7 @@ impl Obs {
             sse_s3: std::sync::RwLock::new(Arc::new(sse_s3)),
             completed: Default::default(),
             identities: Arc::new(AccountWide::default()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -1205,13 +1209,13 @@ impl Obs {
                         let decryptor = envelope::RangeDecryptor::new(&header, &data_key, &plan)
                             .map_err(|e| corrupted(record, e))?;
                         let stored = read_stored(&backend, &blob, plan.stored.clone(), record).await?;
-                        decrypt_stream(stored, Decrypting::Range(decryptor), r.end - r.start)
+                        decrypt_stream(self.runtime.as_ref(), stored, Decrypting::Range(decryptor), r.end - r.start)
                     }
                     None => {
                         let decryptor =
                             envelope::Decryptor::new(&header, &data_key).map_err(|e| corrupted(record, e))?;
                         let stored = read_stored(&backend, &blob, header_len..record.stored_size, record).await?;
-                        decrypt_stream(stored, Decrypting::Whole(decryptor), record.size)
+                        decrypt_stream(self.runtime.as_ref(), stored, Decrypting::Whole(decryptor), record.size)
                     }
                 }
             }
@@ -1709,7 +1713,7 @@ pub(crate) async fn open_body(
             })?;
             let decryptor = envelope::Decryptor::new(&header, data_key).map_err(Error::internal)?;
             let stored = read_range(backend, &path, header_len..stored_size).await?;
-            Ok(decrypt_stream(stored, Decrypting::Whole(decryptor), u64::MAX))
+            Ok(decrypt_stream(None, stored, Decrypting::Whole(decryptor), u64::MAX))
         }
         (Some(_), None) => Err(Error::internal("an encrypted body without its data key")),
     }
@@ -1749,12 +1753,14 @@ enum Decrypting {
 /// a failure ends the stream with an error (the client sees a cut-off body, never wrong bytes).
 ///
 /// Decryption runs in its own task, up to [`DECRYPT_AHEAD`] pieces ahead of the socket, so that
-/// on a multi-core machine the next piece is decrypted while the last one is being sent.
+/// on a multi-core machine the next piece is decrypted while the last one is being sent: on `runtime`
+/// (the runtime the service was made on) when given, else on the caller's.
 ///
 /// `expected` is the plaintext length the caller announced (`u64::MAX` if none): the framing
 /// decides how much plaintext there is, and a stream that would give more or fewer bytes ends
 /// with an error instead.
 fn decrypt_stream(
+    runtime: Option<&tokio::runtime::Handle>,
     stored: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
     decrypting: Decrypting,
     expected: u64,
@@ -1766,7 +1772,7 @@ fn decrypt_stream(
         tracing::error!(released, expected, "a stored object's framing disagrees with its record's size");
         std::io::Error::other(format!("the object's framing holds {released}+ bytes, its record says {expected}"))
     };
-    tokio::spawn(async move {
+    let decrypting = async move {
         while let Some(mut item) = plaintext.next().await {
             if let Ok(bytes) = &item {
                 released = released.saturating_add(bytes.len() as u64);
@@ -1783,7 +1789,11 @@ fn decrypt_stream(
         if expected != u64::MAX && released != expected {
             let _ = tx.send(Err(length_error(released))).await;
         }
-    });
+    };
+    match runtime {
+        Some(runtime) => drop(runtime.spawn(decrypting)),
+        None => drop(tokio::spawn(decrypting)),
+    }
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
