@@ -279,12 +279,16 @@ pub async fn serve_with_tls(
                 }
             }
         };
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(error = %e, "accept: could not take the connection off the listener's runtime");
-                continue;
-            }
+        let runtime = threads.next().cloned();
+        let stream = match runtime {
+            None => Socket::Registered(stream),
+            Some(_) => match stream.into_std() {
+                Ok(stream) => Socket::Moving(stream),
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept: could not take the connection off the listener's runtime");
+                    continue;
+                }
+            },
         };
         let phase = Arc::new(PhaseWatch::new());
         let connection = Connection {
@@ -302,8 +306,8 @@ pub async fn serve_with_tls(
             connection.run().await;
             drop(permit);
         };
-        match threads.next() {
-            Some(runtime) => tasks.spawn_on(task, runtime),
+        match runtime {
+            Some(runtime) => tasks.spawn_on(task, &runtime),
             None => tasks.spawn(task),
         };
     }
@@ -493,9 +497,25 @@ impl Drop for Registered {
     }
 }
 
+/// An accepted socket: registered with the listener's runtime, or taken off it to be served on a connection thread.
+enum Socket {
+    Registered(TcpStream),
+    Moving(std::net::TcpStream),
+}
+
+impl Socket {
+    /// The socket registered with the runtime it is served on (the caller's).
+    fn registered(self) -> io::Result<TcpStream> {
+        match self {
+            Socket::Registered(stream) => Ok(stream),
+            Socket::Moving(stream) => TcpStream::from_std(stream),
+        }
+    }
+}
+
 /// One accepted connection and what it needs to serve it.
 struct Connection {
-    stream: std::net::TcpStream,
+    stream: Socket,
     peer: SocketAddr,
     router: Router,
     builder: Arc<http1::Builder>,
@@ -514,7 +534,7 @@ impl Connection {
     async fn run(self) {
         let _registered = self.registered;
         let phase = self.phase;
-        let stream = match TcpStream::from_std(self.stream) {
+        let stream = match self.stream.registered() {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "connection could not be registered with its runtime");
@@ -1200,7 +1220,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let stream = stream.into_std().unwrap();
+        let stream = Socket::Registered(stream);
         let phase = Arc::new(PhaseWatch::new());
         let connection = Connection {
             stream,
